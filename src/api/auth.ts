@@ -1,0 +1,30 @@
+// Basic authentication against the cluster's users (kept in the coordination store).
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { NodeDaemon } from '../control/daemon.js';
+import { KEYS, UserRecord } from '../coord/schema.js';
+import { ApiError } from './errors.js';
+import { VerifiedCache } from './passwords.js';
+
+export function parseBasic(header: string | undefined): { username: string; password: string } | undefined {
+  if (!header || !header.startsWith('Basic ')) return undefined;
+  const text = Buffer.from(header.slice(6), 'base64').toString('utf8');
+  const i = text.indexOf(':');
+  if (i < 0) return undefined;
+  return { username: text.slice(0, i), password: text.slice(i + 1) };
+}
+
+export function authHook(daemon: NodeDaemon) {
+  const cache = new VerifiedCache();
+  return async (req: FastifyRequest, reply: FastifyReply): Promise<void> => {
+    if (req.routeOptions.config?.auth === false || !req.routeOptions.url) return; // open route, or a 404
+    const member = daemon.requireMember();
+    const creds = parseBasic(req.headers.authorization);
+    const deny = (d: string) => {
+      reply.header('www-authenticate', 'Basic realm="tessera"');
+      return new ApiError(401, 'unauthorized', d);
+    };
+    if (!creds) throw deny('authentication required');
+    const user = (await member.client.get(KEYS.user(creds.username)).json()) as UserRecord | null;
+    if (!user || !(await cache.verify(creds.username, creds.password, user.password_hash))) throw deny('wrong username or password');
+  };
+}

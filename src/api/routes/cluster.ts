@@ -1,0 +1,79 @@
+// GET /v1/cluster, GET/PUT /v1/cluster/policy, GET /v1/cluster/certificates.
+import type { FastifyPluginAsync } from 'fastify';
+import type { NodeDaemon } from '../../control/daemon.js';
+import { KEYS, CaRecord, DEFAULT_POLICY, PolicyRecord } from '../../coord/schema.js';
+import { SOFTWARE_VERSION } from '../../control/config.js';
+import { certInfo, PLANES } from '../../pki/pki.js';
+
+const policyBody = {
+  type: 'object',
+  additionalProperties: false,
+  minProperties: 1,
+  properties: {
+    data_internode_encryption: { type: 'boolean' },
+  },
+} as const;
+
+export const clusterRoutes: FastifyPluginAsync<{ daemon: NodeDaemon }> = async (app, { daemon }) => {
+  app.get('/v1/cluster', async () => {
+    const m = daemon.requireMember();
+    return {
+      name: m.cluster.name,
+      cluster_id: m.cluster.cluster_id,
+      created_time: m.cluster.created_time,
+      software_version: SOFTWARE_VERSION,
+      master_node_uid: m.masterUid ?? null,
+      nodes_count: m.nodes.items.size,
+      control_plane_encryption: true,
+    };
+  });
+
+  const readPolicy = async (): Promise<PolicyRecord> => {
+    const m = daemon.requireMember();
+    const stored = (await m.client.get(KEYS.policy).json()) as Partial<PolicyRecord> | null;
+    return { ...DEFAULT_POLICY, ...(stored ?? {}) };
+  };
+
+  app.get('/v1/cluster/policy', readPolicy);
+
+  app.put<{ Body: Partial<PolicyRecord> }>('/v1/cluster/policy', { schema: { body: policyBody } }, async (req) => {
+    const m = daemon.requireMember();
+    // Compare-and-swap so two concurrent partial updates cannot undo each other.
+    for (let i = 0; i < 10; i++) {
+      const res = await m.client.get(KEYS.policy).exec();
+      const kv = res.kvs[0];
+      const cur: PolicyRecord = { ...DEFAULT_POLICY, ...(kv ? JSON.parse(kv.value.toString()) : {}) };
+      const next: PolicyRecord = { ...cur, ...req.body };
+      const txn = kv
+        ? m.client.if(KEYS.policy, 'Mod', '==', kv.mod_revision)
+        : m.client.if(KEYS.policy, 'Create', '==', 0);
+      const r = await txn.then(m.client.put(KEYS.policy).value(JSON.stringify(next))).commit();
+      if (r.succeeded) {
+        req.log.info({ policy: next }, 'cluster policy updated');
+        return next;
+      }
+    }
+    throw new Error('policy kept changing under this update; try again');
+  });
+
+  app.get('/v1/cluster/certificates', async () => {
+    const m = daemon.requireMember();
+    const ca = (await m.client.get(KEYS.ca).json()) as CaRecord;
+    const caInfo = certInfo(ca.cert);
+    const now = Date.now();
+    const certificates = m.nodes
+      .values()
+      .sort((a, b) => a.uid - b.uid)
+      .flatMap((n) =>
+        PLANES.flatMap((plane) => {
+          const c = n.certificates?.[plane];
+          if (!c) return [];
+          return [{ node_uid: n.uid, plane, ...c, expires_in_seconds: Math.round((Date.parse(c.not_after) - now) / 1000) }];
+        }),
+      );
+    return {
+      ca: { subject: caInfo.subject, serial: caInfo.serial, not_before: caInfo.not_before, not_after: caInfo.not_after, fingerprint256: caInfo.fingerprint256, certificate: ca.cert },
+      certificates,
+    };
+  });
+};

@@ -1,0 +1,78 @@
+// The REST API (HTTPS, 9443): Fastify, routes grouped as plugins with their
+// JSON schemas beside them. Validation is strict: unknown fields and wrong
+// types are rejected, never ignored or coerced.
+import https from 'node:https';
+import Fastify, { FastifyError, FastifyInstance } from 'fastify';
+import type { Logger } from 'pino';
+import { BASE_OPTIONS } from '../tls/policy.js';
+import type { NodeDaemon } from '../control/daemon.js';
+import { ApiError } from './errors.js';
+import { authHook } from './auth.js';
+import { bootstrapRoutes } from './routes/bootstrap.js';
+import { clusterRoutes } from './routes/cluster.js';
+import { nodesRoutes } from './routes/nodes.js';
+import { joinRoutes } from './routes/join.js';
+import { listenOrExplain } from '../internode/channel.js';
+
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    /** false: the route answers without credentials (bootstrap before a cluster exists). */
+    auth?: boolean;
+  }
+}
+
+export type Api = FastifyInstance<https.Server>;
+
+export class RestServer {
+  readonly app: Api;
+
+  constructor(daemon: NodeDaemon, cert: { certPem: string; keyPem: string }, log: Logger) {
+    this.app = Fastify({
+      https: { ...BASE_OPTIONS, cert: cert.certPem, key: cert.keyPem },
+      loggerInstance: log,
+      disableRequestLogging: true,
+      bodyLimit: 4 * 1024 * 1024,
+      ajv: { customOptions: { removeAdditional: false, coerceTypes: false, useDefaults: true, allErrors: false } },
+    }) as unknown as Api;
+    const app = this.app;
+
+    app.setErrorHandler((err: FastifyError | ApiError, req, reply) => {
+      if (err instanceof ApiError) return reply.status(err.status).send({ error_code: err.code, description: err.message });
+      const fe = err as FastifyError;
+      if (fe.validation) {
+        const v = fe.validation[0];
+        const where = `${fe.validationContext ?? 'request'}${v?.instancePath ?? ''}`;
+        const extra = (v?.params as { additionalProperty?: string } | undefined)?.additionalProperty;
+        const description = extra ? `unknown field '${extra}' in ${where}` : `${where} ${v?.message ?? fe.message}`;
+        return reply.status(400).send({ error_code: 'invalid_schema', description });
+      }
+      if (fe.statusCode && fe.statusCode < 500) {
+        return reply.status(fe.statusCode).send({ error_code: (fe.code ?? 'invalid_request').toLowerCase().replace(/^fst_err_/, ''), description: fe.message });
+      }
+      req.log.error({ err: fe.message, stack: fe.stack, url: req.url }, 'request failed');
+      return reply.status(500).send({ error_code: 'internal_error', description: fe.message });
+    });
+    app.setNotFoundHandler((req, reply) => reply.status(404).send({ error_code: 'not_found', description: `no such endpoint: ${req.method} ${req.url.split('?')[0]}` }));
+    app.addHook('onRequest', authHook(daemon));
+
+    app.register(bootstrapRoutes, { daemon });
+    app.register(joinRoutes, { daemon });
+    app.register(clusterRoutes, { daemon });
+    app.register(nodesRoutes, { daemon });
+  }
+
+  async listen(host: string, port: number): Promise<void> {
+    await this.app.ready();
+    await listenOrExplain(this.app.server, host, port, 'REST API');
+  }
+
+  /** Swap the certificate for new connections; open ones are not touched. */
+  setCertificate(cert: { certPem: string; keyPem: string }): void {
+    this.app.server.setSecureContext({ ...BASE_OPTIONS, cert: cert.certPem, key: cert.keyPem });
+  }
+
+  async close(): Promise<void> {
+    this.app.server.closeAllConnections?.();
+    await this.app.close();
+  }
+}

@@ -1,0 +1,191 @@
+// The `tessera` command: runs a node daemon, and speaks to a node's REST API
+// with rladmin's grammar (`tune cluster data_internode_encryption enabled`).
+import fs from 'node:fs';
+import path from 'node:path';
+import { Command, Option } from 'commander';
+import pino from 'pino';
+import { applyProcessDefaults } from '../tls/policy.js';
+import { NodeDaemon } from '../control/daemon.js';
+import { CAPABILITIES, DEFAULT_PORTS, DEFAULT_TIMINGS, NodeConfig } from '../control/config.js';
+import { requestJson, errorText, JsonResponse } from '../util/https-json.js';
+import { formatStatus, formatInfo, NodeView } from './format.js';
+
+applyProcessDefaults();
+
+class CliError extends Error {}
+
+/** Pull `key value` pairs out of rladmin-style words; unknown keys are an error. */
+function pairs(words: string[], allowed: string[]): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (let i = 0; i < words.length; i += 2) {
+    const k = words[i];
+    if (!allowed.includes(k)) throw new CliError(`unexpected word '${k}' (expected one of: ${allowed.join(', ')})`);
+    if (i + 1 >= words.length) throw new CliError(`'${k}' needs a value`);
+    out[k] = words[i + 1];
+  }
+  return out;
+}
+
+interface GlobalOpts {
+  node: string;
+  port: string;
+  username?: string;
+  password?: string;
+  ca?: string;
+}
+
+function target(cmd: Command) {
+  const g = cmd.optsWithGlobals<GlobalOpts>();
+  const port = Number(g.port);
+  if (!Number.isInteger(port) || port < 1 || port > 65535) throw new CliError(`invalid --port ${g.port}`);
+  return { host: g.node, port, caPem: g.ca ? fs.readFileSync(g.ca, 'utf8') : undefined };
+}
+
+function credentials(cmd: Command, words: Record<string, string> = {}) {
+  const g = cmd.optsWithGlobals<GlobalOpts>();
+  const username = words.username ?? g.username ?? process.env.TESSERA_USERNAME;
+  const password = words.password ?? g.password ?? process.env.TESSERA_PASSWORD;
+  if (!username || !password) throw new CliError('credentials needed: username/password words, --username/--password, or TESSERA_USERNAME/TESSERA_PASSWORD');
+  return { username, password };
+}
+
+async function api<T>(cmd: Command, method: string, p: string, body?: unknown, auth = true): Promise<T> {
+  const t = target(cmd);
+  const res: JsonResponse<T> = await requestJson<T>({ ...t, method, path: p, body, ...(auth ? credentials(cmd) : {}), timeoutMs: 120_000 });
+  if (res.status < 200 || res.status >= 300) throw new CliError(errorText(res));
+  return res.body;
+}
+
+function enabledWord(v: string): boolean {
+  if (v === 'enabled') return true;
+  if (v === 'disabled') return false;
+  throw new CliError(`expected 'enabled' or 'disabled', got '${v}'`);
+}
+
+function intOpt(name: string) {
+  return (v: string) => {
+    const n = Number(v);
+    if (!Number.isFinite(n) || n <= 0) throw new CliError(`invalid ${name}: ${v}`);
+    return n;
+  };
+}
+
+export function buildProgram(): Command {
+  const program = new Command('tessera')
+    .description('Tessera: a Redis-compatible database cluster with internode encryption')
+    .option('--node <ip>', 'node whose REST API to talk to', '127.0.0.1')
+    .option('--port <port>', 'REST API port', String(DEFAULT_PORTS.rest))
+    .option('--username <email>', 'admin user (or TESSERA_USERNAME)')
+    .option('--password <password>', 'admin password (or TESSERA_PASSWORD)')
+    .option('--ca <file>', "cluster CA (PEM) to verify the REST API's certificate")
+    .showHelpAfterError(false)
+    .configureOutput({ outputError: (s, write) => write(s.split('\n')[0] + '\n') });
+
+  const node = program.command('node').description('run or manage a node');
+  node
+    .command('start')
+    .description('run one node in the foreground')
+    .requiredOption('--addr <ip>', 'the address this node binds every port on')
+    .requiredOption('--data-dir <dir>', 'where the node keeps its files')
+    .option('--rest-port <port>', 'REST API port', intOpt('rest port'), DEFAULT_PORTS.rest)
+    .option('--internode-port <port>', 'internode TLS channel port', intOpt('internode port'), DEFAULT_PORTS.internode)
+    .option('--dp-plain-port <port>', 'plaintext data-plane port', intOpt('dp plain port'), DEFAULT_PORTS.dp_plain)
+    .option('--etcd-peer-port <port>', 'coordination store peer port', intOpt('etcd peer port'), DEFAULT_PORTS.etcd_peer)
+    .option('--etcd-client-port <port>', 'coordination store client port', intOpt('etcd client port'), DEFAULT_PORTS.etcd_client)
+    .option('--live-ttl <seconds>', 'liveness lease TTL', intOpt('live ttl'), DEFAULT_TIMINGS.liveTtlSeconds)
+    .addOption(new Option('--without-capability <name...>', 'pretend this build lacks a capability (testing mixed-version clusters)').default([]))
+    .option('--log-level <level>', 'log level', 'info')
+    .action(async (o) => {
+      const log = pino({ level: o.logLevel, base: { node: o.addr } });
+      const cfg: NodeConfig = {
+        addr: o.addr,
+        dataDir: path.resolve(o.dataDir),
+        ports: { rest: o.restPort, internode: o.internodePort, dp_plain: o.dpPlainPort, etcd_peer: o.etcdPeerPort, etcd_client: o.etcdClientPort },
+        timings: { ...DEFAULT_TIMINGS, liveTtlSeconds: o.liveTtl },
+        capabilities: CAPABILITIES.filter((c) => !(o.withoutCapability as string[]).includes(c)),
+        etcdBinary: process.env.TESSERA_ETCD ?? 'etcd',
+      };
+      const daemon = new NodeDaemon(cfg, log);
+      let stopping = false;
+      const stop = (sig: string) => {
+        if (stopping) return;
+        stopping = true;
+        log.info({ signal: sig }, 'stopping');
+        daemon.stop().finally(() => process.exit(0));
+      };
+      process.on('SIGTERM', () => stop('SIGTERM'));
+      process.on('SIGINT', () => stop('SIGINT'));
+      try {
+        await daemon.start();
+      } catch (err) {
+        log.error({ err: (err as Error).message }, 'node failed to start');
+        throw new CliError((err as Error).message);
+      }
+    });
+
+  const cluster = program.command('cluster').description('create, join and manage the cluster');
+  cluster
+    .command('create')
+    .description('create a cluster: cluster create name <name> username <email> password <pw>')
+    .argument('<words...>')
+    .action(async (words: string[], _o, cmd: Command) => {
+      const w = pairs(words, ['name', 'username', 'password', 'addr']);
+      if (!w.name) throw new CliError("'name' is required");
+      const creds = credentials(cmd, w);
+      const body = { action: 'create_cluster', cluster: { name: w.name }, credentials: creds, ...(w.addr ? { node: { identity: { addr: w.addr } } } : {}) };
+      await api(cmd, 'POST', '/v1/bootstrap/create_cluster', body, false);
+      console.log(`Cluster ${w.name} created; node ${target(cmd).host} is node 1`);
+    });
+  cluster
+    .command('join')
+    .description('join a cluster: cluster join nodes <member-ip> username <email> password <pw>')
+    .argument('<words...>')
+    .action(async (words: string[], _o, cmd: Command) => {
+      const w = pairs(words, ['nodes', 'username', 'password', 'addr']);
+      if (!w.nodes) throw new CliError("'nodes' is required");
+      const creds = credentials(cmd, w);
+      const body = { action: 'join_cluster', cluster: { nodes: w.nodes.split(',') }, credentials: creds, ...(w.addr ? { node: { identity: { addr: w.addr } } } : {}) };
+      const res = await api<{ local_node_info: { uid: number } }>(cmd, 'POST', '/v1/bootstrap/join_cluster', body, false);
+      console.log(`Node ${target(cmd).host} joined the cluster as node ${res.local_node_info.uid}`);
+    });
+
+  program
+    .command('status')
+    .description('cluster, nodes (rladmin status)')
+    .action(async (_o, cmd: Command) => {
+      const [cl, nodes] = await Promise.all([api<Record<string, unknown>>(cmd, 'GET', '/v1/cluster'), api<NodeView[]>(cmd, 'GET', '/v1/nodes')]);
+      process.stdout.write(formatStatus(cl, nodes, target(cmd).host));
+    });
+
+  const info = program.command('info').description('key: value details');
+  info.command('cluster').action(async (_o, cmd: Command) => {
+    const [cl, policy] = await Promise.all([api<Record<string, unknown>>(cmd, 'GET', '/v1/cluster'), api<Record<string, unknown>>(cmd, 'GET', '/v1/cluster/policy')]);
+    process.stdout.write(formatInfo({ ...cl, ...policy }));
+  });
+
+  const tune = program.command('tune').description('change settings (rladmin tune)');
+  tune
+    .command('cluster')
+    .argument('<words...>', 'setting value pairs, e.g. data_internode_encryption enabled')
+    .action(async (words: string[], _o, cmd: Command) => {
+      const w = pairs(words, ['data_internode_encryption']);
+      const body: Record<string, unknown> = {};
+      if (w.data_internode_encryption !== undefined) body.data_internode_encryption = enabledWord(w.data_internode_encryption);
+      await api(cmd, 'PUT', '/v1/cluster/policy', body);
+      console.log('Finished successfully');
+    });
+
+  return program;
+}
+
+export async function main(argv: string[]): Promise<void> {
+  const program = buildProgram();
+  try {
+    await program.parseAsync(argv);
+  } catch (err) {
+    process.stderr.write(`error: ${(err as Error).message.split('\n')[0]}\n`);
+    process.exit(1);
+  }
+}
+
+await main(process.argv);

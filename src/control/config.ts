@@ -1,0 +1,134 @@
+// A node's settings (from the command line) and its on-disk identity.
+import fs from 'node:fs';
+import path from 'node:path';
+import { NodePorts } from '../coord/schema.js';
+
+export const SOFTWARE_VERSION = '0.1.0';
+
+/** What this build can do; a database feature is refused while any node lacks it. */
+export const CAPABILITIES = ['internode_channel', 'data_internode_encryption'] as const;
+
+export const DEFAULT_PORTS: NodePorts = {
+  rest: 9443,
+  internode: 3342,
+  dp_plain: 3343,
+  etcd_peer: 3340,
+  etcd_client: 3341,
+};
+
+export interface Timings {
+  /** TTL of the liveness lease: a node that stops renewing it is down (and loses mastership) after about this long. */
+  liveTtlSeconds: number;
+  /** How often each node probes its peers over the control plane. */
+  probeIntervalMs: number;
+}
+
+export const DEFAULT_TIMINGS: Timings = {
+  liveTtlSeconds: 5,
+  probeIntervalMs: 1000,
+};
+
+export interface NodeConfig {
+  addr: string;
+  dataDir: string;
+  ports: NodePorts;
+  timings: Timings;
+  capabilities: string[];
+  etcdBinary: string;
+}
+
+/** Written once the node belongs to a cluster. */
+export interface NodeIdentity {
+  cluster_id: string;
+  cluster_name: string;
+  uid: number;
+  addr: string;
+  etcd: { name: string; initial_cluster: string; token: string; state: 'new' | 'existing' };
+}
+
+export function certsDir(dataDir: string): string {
+  return path.join(dataDir, 'certs');
+}
+
+export const CERT_FILES = {
+  ca: 'ca.pem',
+  cp: 'cp.pem',
+  cpKey: 'cp.key',
+  dp: 'dp.pem',
+  dpKey: 'dp.key',
+  api: 'api.pem',
+  apiKey: 'api.key',
+  etcdClientCa: 'etcd-client-ca.pem',
+  etcdClient: 'etcd-client.pem',
+  etcdClientKey: 'etcd-client.key',
+} as const;
+
+export function certPath(dataDir: string, file: keyof typeof CERT_FILES): string {
+  return path.join(certsDir(dataDir), CERT_FILES[file]);
+}
+
+/** Write a file atomically (temp + rename) so no reader ever sees half of it. */
+export function writeFileAtomic(file: string, data: string, mode = 0o644): void {
+  fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
+  const tmp = `${file}.tmp-${process.pid}-${Date.now()}`;
+  fs.writeFileSync(tmp, data, { mode });
+  fs.chmodSync(tmp, mode);
+  fs.renameSync(tmp, file);
+}
+
+const IDENTITY_FILE = 'node.json';
+
+export function readIdentity(dataDir: string): NodeIdentity | undefined {
+  const f = path.join(dataDir, IDENTITY_FILE);
+  if (!fs.existsSync(f)) return undefined;
+  return JSON.parse(fs.readFileSync(f, 'utf8')) as NodeIdentity;
+}
+
+export function writeIdentity(dataDir: string, id: NodeIdentity): void {
+  writeFileAtomic(path.join(dataDir, IDENTITY_FILE), JSON.stringify(id, null, 2) + '\n', 0o600);
+}
+
+/** Forget cluster membership: used to undo a failed create or join. */
+export function wipeMembership(dataDir: string): void {
+  fs.rmSync(path.join(dataDir, IDENTITY_FILE), { force: true });
+  fs.rmSync(path.join(dataDir, 'etcd'), { recursive: true, force: true });
+  for (const f of Object.values(CERT_FILES)) fs.rmSync(path.join(certsDir(dataDir), f), { force: true });
+}
+
+/**
+ * One running daemon per data directory: a pid file, taken over only when the
+ * process it names is gone.
+ */
+export function lockDataDir(dataDir: string): () => void {
+  fs.mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+  const f = path.join(dataDir, 'tessera.pid');
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try {
+      fs.writeFileSync(f, String(process.pid), { flag: 'wx' });
+      return () => {
+        try {
+          if (fs.readFileSync(f, 'utf8') === String(process.pid)) fs.rmSync(f);
+        } catch {
+          /* already gone */
+        }
+      };
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      const pid = Number(fs.readFileSync(f, 'utf8'));
+      if (pid && pid !== process.pid && processAlive(pid)) {
+        throw new Error(`data directory ${dataDir} is in use by a running node (pid ${pid})`);
+      }
+      fs.rmSync(f, { force: true }); // stale
+    }
+  }
+  throw new Error(`cannot lock data directory ${dataDir}`);
+}
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}

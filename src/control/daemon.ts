@@ -1,0 +1,473 @@
+// One node's daemon: before it belongs to a cluster it serves only the
+// bootstrap API; creating or joining a cluster turns it into a running member.
+// Bootstrap is all-or-nothing: a failed create or join leaves this node blank
+// and the cluster as it was.
+import fs from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import { randomUUID, X509Certificate } from 'node:crypto';
+import type { Logger } from 'pino';
+import { Etcd3 } from 'etcd3';
+import {
+  NodeConfig,
+  NodeIdentity,
+  SOFTWARE_VERSION,
+  certPath,
+  lockDataDir,
+  readIdentity,
+  wipeMembership,
+  writeFileAtomic,
+  writeIdentity,
+} from './config.js';
+import { ClusterMember } from './member.js';
+import { KEYS, CaRecord, ClusterRecord, DEFAULT_POLICY, JoinRecord, NodePorts, NodeRecord, UserRecord } from '../coord/schema.js';
+import { peerUrl } from '../coord/etcd.js';
+import { Issued, Plane, createCa, createCsr, generateKeyPair, issueFromCsr, issueLocally, selfSigned, validateBundle } from '../pki/pki.js';
+import { hashPassword } from '../api/passwords.js';
+import { ApiError, conflict } from '../api/errors.js';
+import { requestJson, errorText, ConnectError } from '../util/https-json.js';
+import { RestServer } from '../api/server.js';
+
+export type BootstrapState = 'idle' | 'creating_cluster' | 'joining_cluster' | 'error' | 'completed';
+
+export interface BootstrapStatus {
+  state: BootstrapState;
+  start_time?: string;
+  end_time?: string;
+  error_code?: string;
+  error_details?: { description: string };
+}
+
+export interface CreateClusterRequest {
+  name: string;
+  username: string;
+  password: string;
+}
+
+export interface JoinClusterRequest {
+  nodes: string[];
+  username: string;
+  password: string;
+}
+
+/** What a member answers a joining node. */
+export interface JoinGrant {
+  uid: number;
+  cluster: ClusterRecord;
+  ca_cert: string;
+  certificates: Record<Plane | 'api', string>;
+  etcd: { name: string; initial_cluster: string; token: string };
+}
+
+export interface JoinNodeRequest {
+  addr: string;
+  ports: NodePorts;
+  csrs: Record<Plane | 'api', string>;
+}
+
+/** Validity of the REST API's certificate; internode certificates follow the rotation settings. */
+const API_CERT_SECONDS = 365 * 86400;
+const INTERNODE_CERT_SECONDS = 90 * 86400;
+const JOIN_TIMEOUT_MS = 60_000;
+
+export class NodeDaemon {
+  member?: ClusterMember;
+  bootstrap: BootstrapStatus = { state: 'idle' };
+  readonly startedAt = Date.now();
+  private rest!: RestServer;
+  private unlock?: () => void;
+  private busy = false;
+  private joinWatchdogs = new Map<number, NodeJS.Timeout>();
+
+  constructor(
+    readonly cfg: NodeConfig,
+    readonly log: Logger,
+  ) {}
+
+  async start(): Promise<void> {
+    this.unlock = lockDataDir(this.cfg.dataDir);
+    try {
+      const identity = readIdentity(this.cfg.dataDir);
+      if (identity && identity.addr !== this.cfg.addr) {
+        throw new Error(`data directory ${this.cfg.dataDir} belongs to node ${identity.uid} at ${identity.addr}, not ${this.cfg.addr}`);
+      }
+      await checkPortsFree(this.cfg.addr, this.cfg.ports);
+      const tlsCert = identity ? readApiCert(this.cfg.dataDir) : await selfSigned(this.cfg.addr);
+      this.rest = new RestServer(this, tlsCert, this.log.child({ component: 'rest' }));
+      await this.rest.listen(this.cfg.addr, this.cfg.ports.rest);
+      if (identity) {
+        this.bootstrap = { state: 'completed' };
+        this.member = ClusterMember.startEtcd(this.cfg, identity, this.log);
+        await this.member.run();
+      }
+      this.log.info({ addr: this.cfg.addr, rest: this.cfg.ports.rest, member: !!identity }, 'node started');
+    } catch (err) {
+      await this.stop();
+      throw err;
+    }
+  }
+
+  async stop(): Promise<void> {
+    for (const t of this.joinWatchdogs.values()) clearTimeout(t);
+    await this.member?.stop().catch((e) => this.log.error({ err: (e as Error).message }, 'stopping member'));
+    await this.rest?.close().catch(() => undefined);
+    this.unlock?.();
+    this.unlock = undefined;
+  }
+
+  localNodeInfo() {
+    return {
+      uid: this.member?.uid,
+      addr: this.cfg.addr,
+      software_version: SOFTWARE_VERSION,
+      capabilities: this.cfg.capabilities,
+      cores: os.cpus().length,
+      total_memory: os.totalmem(),
+      uptime: Math.round((Date.now() - this.startedAt) / 1000),
+    };
+  }
+
+  private beginBootstrap(state: BootstrapState): void {
+    if (this.member || readIdentity(this.cfg.dataDir)) throw conflict('node_already_in_cluster', `node ${this.cfg.addr} already belongs to a cluster`);
+    if (this.busy) throw conflict('busy', 'a bootstrap operation is already running on this node');
+    this.busy = true;
+    this.bootstrap = { state, start_time: new Date().toISOString() };
+    wipeMembership(this.cfg.dataDir); // leftovers of an attempt that died half way
+  }
+
+  private endBootstrap(err?: unknown): void {
+    this.busy = false;
+    const end_time = new Date().toISOString();
+    if (!err) {
+      this.bootstrap = { ...this.bootstrap, state: 'completed', end_time };
+      return;
+    }
+    const e = err as Error;
+    this.bootstrap = {
+      ...this.bootstrap,
+      state: 'error',
+      end_time,
+      error_code: err instanceof ApiError ? err.code : 'bootstrap_failed',
+      error_details: { description: e.message },
+    };
+  }
+
+  private async undoMembership(): Promise<void> {
+    await this.member?.stop().catch(() => undefined);
+    this.member = undefined;
+    wipeMembership(this.cfg.dataDir);
+  }
+
+  /** Bootstrap a new cluster with this node as node 1. */
+  async createCluster(req: CreateClusterRequest): Promise<void> {
+    this.beginBootstrap('creating_cluster');
+    try {
+      await checkPortsFree(this.cfg.addr, this.cfg.ports, ['rest']);
+      const clusterId = randomUUID();
+      const ca = await createCa(req.name, clusterId);
+      const uid = 1;
+      const certs = {} as Record<Plane | 'api', Issued>;
+      for (const plane of ['cp', 'dp'] as Plane[]) certs[plane] = await issueLocally(ca, { clusterId, uid, plane, addr: this.cfg.addr, validitySeconds: INTERNODE_CERT_SECONDS });
+      certs.api = await issueLocally(ca, { clusterId, uid, plane: 'api', addr: this.cfg.addr, validitySeconds: API_CERT_SECONDS });
+      await this.writeCertFiles(ca.certPem, certs);
+
+      const identity: NodeIdentity = {
+        cluster_id: clusterId,
+        cluster_name: req.name,
+        uid,
+        addr: this.cfg.addr,
+        etcd: { name: `n${uid}`, initial_cluster: `n${uid}=${peerUrl(this.cfg.addr, this.cfg.ports.etcd_peer)}`, token: clusterId, state: 'new' },
+      };
+      this.member = ClusterMember.startEtcd(this.cfg, identity, this.log);
+      await this.member.waitReady();
+      const c = this.member.client;
+      const cluster: ClusterRecord = { name: req.name, cluster_id: clusterId, created_time: new Date().toISOString() };
+      const user: UserRecord = { username: req.username, password_hash: await hashPassword(req.password), role: 'admin' };
+      const members = await c.cluster.memberList({});
+      const node: Partial<NodeRecord> = { uid, etcd_member_id: String(members.members[0]?.ID ?? ''), joined_time: new Date().toISOString() };
+      await c
+        .if(KEYS.cluster, 'Create', '==', 0)
+        .then(
+          c.put(KEYS.cluster).value(JSON.stringify(cluster)),
+          c.put(KEYS.ca).value(JSON.stringify({ cert: ca.certPem, key: ca.keyPem } satisfies CaRecord)),
+          c.put(KEYS.user(req.username)).value(JSON.stringify(user)),
+          c.put(KEYS.policy).value(JSON.stringify(DEFAULT_POLICY)),
+          c.put(KEYS.nodeSeq).value(String(uid)),
+          c.put(KEYS.node(uid)).value(JSON.stringify(node)),
+        )
+        .commit();
+      await this.member.run();
+      writeIdentity(this.cfg.dataDir, { ...identity, etcd: { ...identity.etcd, state: 'existing' } });
+      this.rest.setCertificate(certs.api);
+      this.endBootstrap();
+      this.log.info({ cluster: req.name, cluster_id: clusterId }, 'cluster created');
+    } catch (err) {
+      this.log.error({ err: (err as Error).message }, 'cluster creation failed');
+      await this.undoMembership();
+      this.endBootstrap(err);
+      throw err;
+    }
+  }
+
+  private async writeCertFiles(caPem: string, certs: Record<Plane | 'api', Issued>): Promise<void> {
+    const dd = this.cfg.dataDir;
+    writeFileAtomic(certPath(dd, 'ca'), caPem);
+    writeFileAtomic(certPath(dd, 'cp'), certs.cp.certPem);
+    writeFileAtomic(certPath(dd, 'cpKey'), certs.cp.keyPem, 0o600);
+    writeFileAtomic(certPath(dd, 'dp'), certs.dp.certPem);
+    writeFileAtomic(certPath(dd, 'dpKey'), certs.dp.keyPem, 0o600);
+    writeFileAtomic(certPath(dd, 'api'), certs.api.certPem);
+    writeFileAtomic(certPath(dd, 'apiKey'), certs.api.keyPem, 0o600);
+    // etcd's client port trusts only this node-local certificate: only this daemon reaches its store.
+    const local = await selfSigned(this.cfg.addr, 3650);
+    writeFileAtomic(certPath(dd, 'etcdClient'), local.certPem);
+    writeFileAtomic(certPath(dd, 'etcdClientKey'), local.keyPem, 0o600);
+    writeFileAtomic(certPath(dd, 'etcdClientCa'), local.certPem);
+  }
+
+  /** Join an existing cluster through one of its members. Keys are made here; only CSRs leave. */
+  async joinCluster(req: JoinClusterRequest): Promise<void> {
+    this.beginBootstrap('joining_cluster');
+    let grant: JoinGrant | undefined;
+    let via: { host: string; port: number } | undefined;
+    try {
+      await checkPortsFree(this.cfg.addr, this.cfg.ports, ['rest']);
+      const keys = { cp: await generateKeyPair(), dp: await generateKeyPair(), api: await generateKeyPair() };
+      const csrs = {
+        cp: await createCsr(keys.cp, 'join-cp'),
+        dp: await createCsr(keys.dp, 'join-dp'),
+        api: await createCsr(keys.api, 'join-api'),
+      };
+      const body: JoinNodeRequest = { addr: this.cfg.addr, ports: this.cfg.ports, csrs };
+      let lastErr: Error | undefined;
+      for (const n of req.nodes) {
+        const target = parseHostPort(n, this.cfg.ports.rest);
+        try {
+          const res = await requestJson<JoinGrant>({ method: 'POST', ...target, path: '/v1/cluster/join_node', body, username: req.username, password: req.password, timeoutMs: 30_000 });
+          if (res.status === 401) throw new ApiError(403, 'join_unauthorized', `the cluster at ${n} rejected the credentials of ${req.username}`);
+          if (res.status === 404 && typeof res.body === 'object') throw new ApiError(400, 'not_a_cluster_member', `${n} is a Tessera node but not a cluster member`);
+          if (res.status !== 200) {
+            const b = res.body as { error_code?: string } | undefined;
+            if (typeof b !== 'object' || !b?.error_code) throw new ApiError(400, 'not_a_tessera_node', `${n} is not a Tessera node (HTTP ${res.status})`);
+            const d = (b as { description?: string }).description ?? `HTTP ${res.status}`;
+            throw new ApiError(res.status >= 500 ? 502 : res.status === 409 ? 409 : 400, b.error_code, `join refused by ${n}: ${d}`);
+          }
+          checkGrant(res.body, res.peerCertRaw, keys);
+          grant = res.body;
+          via = target;
+          break;
+        } catch (err) {
+          if (err instanceof ConnectError) lastErr = new ApiError(400, 'not_a_tessera_node', `${n}: ${err.message}`);
+          else throw err;
+        }
+      }
+      if (!grant || !via) throw lastErr ?? new ApiError(400, 'no_member_reachable', 'no cluster member given');
+
+      const issued = {
+        cp: { certPem: grant.certificates.cp, keyPem: keys.cp.keyPem },
+        dp: { certPem: grant.certificates.dp, keyPem: keys.dp.keyPem },
+        api: { certPem: grant.certificates.api, keyPem: keys.api.keyPem },
+      };
+      await this.writeCertFiles(grant.ca_cert, issued);
+      const identity: NodeIdentity = {
+        cluster_id: grant.cluster.cluster_id,
+        cluster_name: grant.cluster.name,
+        uid: grant.uid,
+        addr: this.cfg.addr,
+        etcd: { ...grant.etcd, state: 'existing' },
+      };
+      this.member = ClusterMember.startEtcd(this.cfg, identity, this.log);
+      const promoted = await requestJson({
+        method: 'POST',
+        ...via,
+        path: `/v1/cluster/join_node/${grant.uid}/promote`,
+        body: {},
+        username: req.username,
+        password: req.password,
+        caPem: grant.ca_cert,
+        timeoutMs: 45_000,
+      });
+      if (promoted.status !== 200) throw new ApiError(502, 'join_failed', `the cluster could not admit this node's store member: ${errorText(promoted)}; ${this.member.etcd.logTail(2)}`);
+      await this.member.run();
+      writeIdentity(this.cfg.dataDir, identity);
+      this.rest.setCertificate(issued.api);
+      this.endBootstrap();
+      this.log.info({ uid: grant.uid, cluster: grant.cluster.name }, 'joined cluster');
+    } catch (err) {
+      this.log.error({ err: (err as Error).message }, 'join failed');
+      await this.undoMembership();
+      if (grant && via) {
+        await requestJson({ method: 'POST', ...via, path: `/v1/cluster/join_node/${grant.uid}/abort`, body: {}, username: req.username, password: req.password, caPem: grant.ca_cert, timeoutMs: 10_000 }).catch(
+          () => undefined,
+        );
+      }
+      this.endBootstrap(err);
+      throw err;
+    }
+  }
+
+  // --- the member's side of a join ---
+
+  requireMember(): ClusterMember {
+    if (!this.member) throw new ApiError(503, 'node_not_in_cluster', `node ${this.cfg.addr} does not belong to a cluster yet`);
+    return this.member;
+  }
+
+  async admitNode(req: JoinNodeRequest): Promise<JoinGrant> {
+    const m = this.requireMember();
+    const c = m.client;
+    if (m.nodes.values().some((n) => n.addr === req.addr)) throw conflict('node_already_member', `a node with address ${req.addr} is already a member`);
+    const pending = (await c.getAll().prefix(KEYS.joinsPrefix).json()) as Record<string, JoinRecord>;
+    if (Object.keys(pending).length > 0) throw conflict('busy', 'another node is joining; try again in a minute');
+
+    // The store member first: it is the step most likely to be refused, and the
+    // one undone if anything after it fails, so a refused join consumes no uid.
+    const added = await retryWhileUnhealthy(() => c.cluster.memberAdd({ peerURLs: [peerUrl(req.addr, req.ports.etcd_peer)], isLearner: true }));
+    const memberId = String(added.member.ID);
+    let uid: number;
+    const certificates = {} as Record<Plane | 'api', string>;
+    try {
+      uid = await nextNodeUid(c);
+      const caRec = (await c.get(KEYS.ca).json()) as CaRecord;
+      const ca = { certPem: caRec.cert, keyPem: caRec.key };
+      for (const plane of ['cp', 'dp', 'api'] as const) {
+        try {
+          certificates[plane] = await issueFromCsr(ca, {
+            csrPem: req.csrs[plane],
+            clusterId: m.cluster.cluster_id,
+            uid,
+            plane,
+            addr: req.addr,
+            validitySeconds: plane === 'api' ? API_CERT_SECONDS : INTERNODE_CERT_SECONDS,
+          });
+        } catch (err) {
+          throw new ApiError(400, 'invalid_csr', `cannot sign the node's ${plane} certificate request: ${(err as Error).message}`);
+        }
+      }
+    } catch (err) {
+      await c.cluster.memberRemove({ ID: memberId }).catch(() => undefined);
+      throw err;
+    }
+    const join: JoinRecord = { uid, addr: req.addr, etcd_member_id: memberId, started_time: new Date().toISOString() };
+    await c.put(KEYS.join(uid)).value(JSON.stringify(join));
+    const name = `n${uid}`;
+    const initial = added.members
+      .map((mm) => (String(mm.ID) === memberId ? `${name}=${mm.peerURLs[0]}` : mm.name ? `${mm.name}=${mm.peerURLs[0]}` : ''))
+      .filter(Boolean)
+      .join(',');
+    // If the new node never comes up, take its store member out again.
+    const t = setTimeout(() => void this.abortJoin(uid).catch(() => undefined), JOIN_TIMEOUT_MS);
+    t.unref();
+    this.joinWatchdogs.set(uid, t);
+    this.log.info({ uid, addr: req.addr, member: memberId }, 'admitting a node (store learner added)');
+    return { uid, cluster: m.cluster, ca_cert: m.certs.caPem(), certificates, etcd: { name, initial_cluster: initial, token: m.cluster.cluster_id } };
+  }
+
+  /** Promote the joining node's etcd learner once it has caught up. */
+  async promoteJoin(uid: number): Promise<void> {
+    const m = this.requireMember();
+    const join = (await m.client.get(KEYS.join(uid)).json()) as JoinRecord | null;
+    if (!join) throw new ApiError(404, 'join_not_found', `no join in progress for node ${uid}`);
+    const deadline = Date.now() + 30_000;
+    let last = '';
+    while (Date.now() < deadline) {
+      try {
+        await m.client.cluster.memberPromote({ ID: join.etcd_member_id });
+        clearTimeout(this.joinWatchdogs.get(uid));
+        this.joinWatchdogs.delete(uid);
+        await m.client.delete().key(KEYS.join(uid));
+        this.log.info({ uid }, 'joining node promoted to a voting store member');
+        return;
+      } catch (err) {
+        last = (err as Error).message;
+        if (/not.*learner|member not found/i.test(last)) break;
+      }
+      await new Promise((r) => setTimeout(r, 300));
+    }
+    throw new ApiError(504, 'join_failed', `store member of node ${uid} did not catch up: ${last}`);
+  }
+
+  /** Undo a join that did not finish: remove the store member and any record of the node. */
+  async abortJoin(uid: number): Promise<void> {
+    const m = this.requireMember();
+    clearTimeout(this.joinWatchdogs.get(uid));
+    this.joinWatchdogs.delete(uid);
+    const join = (await m.client.get(KEYS.join(uid)).json()) as JoinRecord | null;
+    const node = (await m.client.get(KEYS.node(uid)).json()) as NodeRecord | null;
+    const memberId = join?.etcd_member_id ?? node?.etcd_member_id;
+    if (memberId) await m.client.cluster.memberRemove({ ID: memberId }).catch(() => undefined);
+    await m.client.delete().key(KEYS.join(uid));
+    await m.client.delete().key(KEYS.node(uid));
+    this.log.warn({ uid }, 'join aborted; the cluster is as it was');
+  }
+}
+
+/**
+ * etcd refuses membership changes until every member has been connected for a
+ * few seconds (strict reconfig check); right after a join that is expected.
+ */
+async function retryWhileUnhealthy<T>(fn: () => Promise<T>, timeoutMs = 15_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      return await fn();
+    } catch (err) {
+      if (!/unhealthy cluster/i.test((err as Error).message) || Date.now() > deadline) throw err;
+      await new Promise((r) => setTimeout(r, 500));
+    }
+  }
+}
+
+function checkGrant(g: JoinGrant, peerCertRaw: Buffer | undefined, keys: Record<Plane | 'api', { keyPem: string }>): void {
+  if (!g || typeof g.uid !== 'number' || !g.ca_cert || !g.certificates) throw new ApiError(502, 'join_failed', 'the member answered without certificates');
+  for (const p of ['cp', 'dp', 'api'] as const) validateBundle(g.certificates[p], keys[p].keyPem, g.ca_cert);
+  // The member's REST certificate must come from the CA it hands us.
+  if (peerCertRaw) {
+    const server = new X509Certificate(peerCertRaw);
+    if (!server.checkIssued(new X509Certificate(g.ca_cert))) throw new ApiError(502, 'join_failed', 'the member does not hold a certificate of the CA it sent');
+  }
+}
+
+function parseHostPort(s: string, defPort: number): { host: string; port: number } {
+  const m = /^([^:]+)(?::(\d+))?$/.exec(s.trim());
+  if (!m) throw new ApiError(400, 'invalid_address', `invalid member address ${s}`);
+  return { host: m[1], port: m[2] ? Number(m[2]) : defPort };
+}
+
+async function nextNodeUid(c: Etcd3): Promise<number> {
+  for (let i = 0; i < 20; i++) {
+    const cur = Number((await c.get(KEYS.nodeSeq).string()) ?? '0');
+    const next = cur + 1;
+    const r = await c.if(KEYS.nodeSeq, 'Value', '==', String(cur)).then(c.put(KEYS.nodeSeq).value(String(next))).commit();
+    if (r.succeeded) return next;
+  }
+  throw conflict('busy', 'could not allocate a node uid');
+}
+
+function readApiCert(dataDir: string): Issued {
+  return { certPem: fs.readFileSync(certPath(dataDir, 'api'), 'utf8'), keyPem: fs.readFileSync(certPath(dataDir, 'apiKey'), 'utf8') };
+}
+
+const PORT_NAMES: Record<keyof NodePorts, string> = {
+  rest: 'REST API',
+  internode: 'internode channel',
+  dp_plain: 'plaintext data-plane channel',
+  etcd_peer: 'coordination store peer',
+  etcd_client: 'coordination store client',
+};
+
+/** Fail early and clearly when a port this node needs is taken. */
+export async function checkPortsFree(addr: string, ports: NodePorts, skip: (keyof NodePorts)[] = []): Promise<void> {
+  for (const [k, port] of Object.entries(ports) as [keyof NodePorts, number][]) {
+    if (skip.includes(k)) continue;
+    await new Promise<void>((resolve, reject) => {
+      const s = net.createServer();
+      s.once('error', (err: NodeJS.ErrnoException) => {
+        if (err.code === 'EADDRINUSE') reject(new ApiError(409, 'port_unavailable', `port ${addr}:${port} (${PORT_NAMES[k]}) is already in use`));
+        else if (err.code === 'EADDRNOTAVAIL') reject(new ApiError(400, 'invalid_address', `address ${addr} is not available on this host`));
+        else reject(err);
+      });
+      s.listen({ host: addr, port, exclusive: true }, () => s.close(() => resolve()));
+    });
+  }
+}

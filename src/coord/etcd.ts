@@ -1,0 +1,190 @@
+// Supervises this node's etcd member: one per node, peer traffic mTLS with the
+// node's cp certificate under the cluster CA, client traffic mTLS where only
+// the local daemon's own certificate (signed by a node-local CA) is trusted.
+import { spawn, ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import type { Logger } from 'pino';
+import { Etcd3 } from 'etcd3';
+import { ExponentialBackoff, IBackoff, handleWhen, noop, retry } from 'cockatiel';
+import { isRecoverableError } from 'etcd3';
+import { ETCD_CIPHER_SUITES } from '../tls/policy.js';
+
+export interface EtcdPaths {
+  dataDir: string; // the member's data directory
+  logFile: string;
+  caFile: string; // cluster CA
+  certFile: string; // node cp certificate
+  keyFile: string;
+  clientCaFile: string; // node-local CA that signed the daemon's client certificate
+  clientCertFile: string;
+  clientKeyFile: string;
+}
+
+export interface EtcdMemberOptions {
+  name: string; // "n<uid>"
+  addr: string;
+  peerPort: number;
+  clientPort: number;
+  initialCluster: string; // name=https://addr:port,...
+  state: 'new' | 'existing';
+  token: string;
+  paths: EtcdPaths;
+  log: Logger;
+  etcdBinary?: string;
+}
+
+export function peerUrl(addr: string, port: number): string {
+  return `https://${addr}:${port}`;
+}
+
+export class EtcdMember {
+  private proc?: ChildProcess;
+  private stopping = false;
+  private exited?: Promise<void>;
+
+  constructor(private readonly o: EtcdMemberOptions) {}
+
+  get pid(): number | undefined {
+    return this.proc?.pid;
+  }
+
+  start(): void {
+    const o = this.o;
+    fs.mkdirSync(o.paths.dataDir, { recursive: true, mode: 0o700 });
+    fs.chmodSync(o.paths.dataDir, 0o700);
+    const args = [
+      '--name', o.name,
+      '--data-dir', o.paths.dataDir,
+      '--listen-peer-urls', peerUrl(o.addr, o.peerPort),
+      '--initial-advertise-peer-urls', peerUrl(o.addr, o.peerPort),
+      '--listen-client-urls', peerUrl(o.addr, o.clientPort),
+      '--advertise-client-urls', peerUrl(o.addr, o.clientPort),
+      '--initial-cluster', o.initialCluster,
+      '--initial-cluster-state', o.state,
+      '--initial-cluster-token', o.token,
+      '--peer-cert-file', o.paths.certFile,
+      '--peer-key-file', o.paths.keyFile,
+      '--peer-trusted-ca-file', o.paths.caFile,
+      '--peer-client-cert-auth',
+      '--cert-file', o.paths.certFile,
+      '--key-file', o.paths.keyFile,
+      '--trusted-ca-file', o.paths.clientCaFile,
+      '--client-cert-auth',
+      '--cipher-suites', ETCD_CIPHER_SUITES,
+      '--heartbeat-interval', '250',
+      '--election-timeout', '2500',
+      '--logger', 'zap',
+      '--log-outputs', 'stderr',
+      '--snapshot-count', '10000',
+      '--quota-backend-bytes', String(2 * 1024 * 1024 * 1024),
+    ];
+    const out = fs.openSync(o.paths.logFile, 'a');
+    // setpriv --pdeathsig: etcd dies with this daemon even when the daemon is SIGKILLed,
+    // so a killed node leaves no member behind holding its ports.
+    const proc = spawn('setpriv', ['--pdeathsig', 'SIGKILL', '--', o.etcdBinary ?? 'etcd', ...args], { stdio: ['ignore', out, out] });
+    fs.closeSync(out);
+    this.proc = proc;
+    o.log.info({ pid: proc.pid, name: o.name, state: o.state }, 'etcd member started');
+    this.exited = new Promise((resolve) => {
+      proc.once('exit', (code, signal) => {
+        if (!this.stopping) o.log.error({ code, signal }, 'etcd member exited unexpectedly');
+        resolve();
+      });
+      proc.once('error', (err) => {
+        o.log.error({ err: err.message }, 'etcd could not be started');
+        resolve();
+      });
+    });
+  }
+
+  get running(): boolean {
+    return !!this.proc && this.proc.exitCode === null && this.proc.signalCode === null;
+  }
+
+  /** The last lines etcd wrote, to explain a failure. */
+  logTail(lines = 5): string {
+    try {
+      const text = fs.readFileSync(this.o.paths.logFile, 'utf8').trim().split('\n').slice(-lines);
+      return text
+        .map((l) => {
+          try {
+            const j = JSON.parse(l);
+            return `${j.msg}${j.error ? `: ${j.error}` : ''}`;
+          } catch {
+            return l;
+          }
+        })
+        .join('; ');
+    } catch {
+      return '';
+    }
+  }
+
+  async stop(): Promise<void> {
+    if (!this.proc) return;
+    this.stopping = true;
+    if (this.running) this.proc.kill('SIGTERM');
+    const t = setTimeout(() => this.proc?.kill('SIGKILL'), 5000);
+    await this.exited;
+    clearTimeout(t);
+  }
+}
+
+/** A client of the local member. Short deadlines, fast reconnects, no circuit breaker to sit out. */
+export function etcdClient(addr: string, clientPort: number, paths: EtcdPaths): Etcd3 {
+  return new Etcd3({
+    hosts: `https://${addr}:${clientPort}`,
+    credentials: {
+      rootCertificate: fs.readFileSync(paths.caFile),
+      privateKey: fs.readFileSync(paths.clientKeyFile),
+      certChain: fs.readFileSync(paths.clientCertFile),
+    },
+    dialTimeout: 3000,
+    defaultCallOptions: (ctx) => (ctx.isStream ? {} : { deadline: Date.now() + 2500 }),
+    grpcOptions: {
+      'grpc.keepalive_time_ms': 5000,
+      'grpc.keepalive_timeout_ms': 2000,
+      'grpc.keepalive_permit_without_calls': 1,
+      'grpc.initial_reconnect_backoff_ms': 200,
+      'grpc.max_reconnect_backoff_ms': 2000,
+    },
+    faultHandling: {
+      host: () => noop,
+      global: retry(handleWhen(isRecoverableError), { maxAttempts: 2 }),
+      // etcd3 calls next() on this factory; its typing names the wrong interface.
+      watchBackoff: new ExponentialBackoff({ initialDelay: 100, maxDelay: 2000 }) as unknown as IBackoff<unknown>,
+    },
+  });
+}
+
+export function etcdPaths(dataDir: string): EtcdPaths {
+  const certs = path.join(dataDir, 'certs');
+  return {
+    dataDir: path.join(dataDir, 'etcd'),
+    logFile: path.join(dataDir, 'etcd.log'),
+    caFile: path.join(certs, 'ca.pem'),
+    certFile: path.join(certs, 'cp.pem'),
+    keyFile: path.join(certs, 'cp.key'),
+    clientCaFile: path.join(certs, 'etcd-client-ca.pem'),
+    clientCertFile: path.join(certs, 'etcd-client.pem'),
+    clientKeyFile: path.join(certs, 'etcd-client.key'),
+  };
+}
+
+/** Wait until the member answers a linearizable read (a learner never does until promoted). */
+export async function waitReady(client: Etcd3, member: EtcdMember, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let last = '';
+  while (Date.now() < deadline) {
+    if (!member.running) throw new Error(`etcd exited: ${member.logTail()}`);
+    try {
+      await client.get('/tessera/ping').exec();
+      return;
+    } catch (err) {
+      last = (err as Error).message;
+    }
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  throw new Error(`etcd did not become ready in ${timeoutMs} ms: ${last}; ${member.logTail(3)}`);
+}

@@ -1,0 +1,137 @@
+// Control-plane requests between nodes over the internode channel (ALPN
+// tessera-cp/1): newline-delimited JSON, {id, method, params} -> {id, result}
+// or {id, error}. One long-lived connection per peer, reopened on demand.
+import tls from 'node:tls';
+import { CertStore } from '../tls/certstore.js';
+import { PeerIdentity, PeerPolicy, dial } from './channel.js';
+
+export type RpcHandler = (method: string, params: unknown, peer: PeerIdentity) => Promise<unknown>;
+
+const MAX_LINE = 16 * 1024 * 1024;
+
+function lines(socket: tls.TLSSocket, onLine: (line: string) => void): void {
+  let buf = '';
+  socket.setEncoding('utf8');
+  socket.on('data', (chunk: string) => {
+    buf += chunk;
+    if (buf.length > MAX_LINE) {
+      socket.destroy();
+      return;
+    }
+    let i: number;
+    while ((i = buf.indexOf('\n')) >= 0) {
+      const line = buf.slice(0, i);
+      buf = buf.slice(i + 1);
+      if (line) onLine(line);
+    }
+  });
+}
+
+/** Serve requests on an accepted control-plane connection. */
+export function serveRpc(socket: tls.TLSSocket, peer: PeerIdentity, handler: RpcHandler): void {
+  lines(socket, (line) => {
+    let msg: { id?: unknown; method?: unknown; params?: unknown };
+    try {
+      msg = JSON.parse(line);
+    } catch {
+      socket.destroy();
+      return;
+    }
+    const { id, method, params } = msg;
+    if (typeof method !== 'string') {
+      socket.destroy();
+      return;
+    }
+    handler(method, params, peer).then(
+      (result) => socket.writable && socket.write(JSON.stringify({ id, result }) + '\n'),
+      (err: Error) => socket.writable && socket.write(JSON.stringify({ id, error: err.message }) + '\n'),
+    );
+  });
+}
+
+interface Pending {
+  resolve: (v: unknown) => void;
+  reject: (e: Error) => void;
+  timer: NodeJS.Timeout;
+}
+
+/** A client for one peer node. */
+export class RpcClient {
+  private socket?: tls.TLSSocket;
+  private connecting?: Promise<tls.TLSSocket>;
+  private nextId = 1;
+  private pending = new Map<number, Pending>();
+  private closed = false;
+
+  constructor(
+    private readonly target: { uid: number; host: string; port: number },
+    private readonly certs: CertStore,
+    private readonly policy: PeerPolicy,
+  ) {}
+
+  private connect(): Promise<tls.TLSSocket> {
+    if (this.socket && !this.socket.destroyed) return Promise.resolve(this.socket);
+    if (!this.connecting) {
+      this.connecting = dial({ ...this.target, plane: 'cp', certs: this.certs, policy: this.policy, expectUid: this.target.uid, timeoutMs: 3000 })
+        .then(({ socket }) => {
+          this.socket = socket;
+          socket.on('error', () => socket.destroy());
+          socket.on('close', () => this.failAll(new Error(`connection to node ${this.target.uid} closed`)));
+          lines(socket, (line) => this.onReply(line));
+          if (this.closed) socket.destroy();
+          return socket;
+        })
+        .finally(() => {
+          this.connecting = undefined;
+        });
+    }
+    return this.connecting;
+  }
+
+  private onReply(line: string): void {
+    let msg: { id: number; result?: unknown; error?: string };
+    try {
+      msg = JSON.parse(line);
+    } catch {
+      return;
+    }
+    const p = this.pending.get(msg.id);
+    if (!p) return;
+    this.pending.delete(msg.id);
+    clearTimeout(p.timer);
+    if (msg.error !== undefined) p.reject(new Error(msg.error));
+    else p.resolve(msg.result);
+  }
+
+  private failAll(err: Error): void {
+    for (const [id, p] of this.pending) {
+      clearTimeout(p.timer);
+      p.reject(err);
+      this.pending.delete(id);
+    }
+  }
+
+  async call<T = unknown>(method: string, params: unknown = {}, timeoutMs = 3000): Promise<T> {
+    if (this.closed) throw new Error('client closed');
+    const socket = await this.connect();
+    const id = this.nextId++;
+    return new Promise<T>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.pending.delete(id);
+        reject(new Error(`node ${this.target.uid}: ${method} timed out`));
+      }, timeoutMs);
+      this.pending.set(id, { resolve: resolve as (v: unknown) => void, reject, timer });
+      socket.write(JSON.stringify({ id, method, params }) + '\n');
+    });
+  }
+
+  get connected(): boolean {
+    return !!this.socket && !this.socket.destroyed;
+  }
+
+  close(): void {
+    this.closed = true;
+    this.socket?.destroy();
+    this.failAll(new Error('client closed'));
+  }
+}
