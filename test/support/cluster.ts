@@ -1,0 +1,167 @@
+// Real nodes for multi-node tests: `./bin/tessera node start` processes on
+// loopback addresses, temporary data directories, and cleanup of every
+// process a test started (by PID).
+import { spawn, ChildProcess, execFile } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { requestJson, JsonResponse } from '../../src/util/https-json.js';
+
+export const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
+export const BIN = path.join(REPO, 'bin/tessera');
+export const USER = 'admin@test.local';
+export const PASSWORD = 'test-password-1';
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+export async function waitFor<T>(what: string, fn: () => Promise<T | undefined | false>, timeoutMs = 20_000, everyMs = 200): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  while (Date.now() < deadline) {
+    try {
+      const v = await fn();
+      if (v) return v;
+    } catch (err) {
+      last = err;
+    }
+    await sleep(everyMs);
+  }
+  throw new Error(`timed out waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`);
+}
+
+export interface CliResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+export function cli(args: string[], env: Record<string, string> = {}): Promise<CliResult> {
+  return new Promise((resolve) => {
+    execFile(BIN, args, { env: { ...process.env, ...env }, timeout: 120_000 }, (err, stdout, stderr) => {
+      const code = err ? ((err as { code?: number }).code ?? 1) : 0;
+      resolve({ code: typeof code === 'number' ? code : 1, stdout, stderr });
+    });
+  });
+}
+
+export class TestNode {
+  proc?: ChildProcess;
+  readonly logFile: string;
+
+  constructor(
+    readonly addr: string,
+    readonly dataDir: string,
+    readonly extraArgs: string[] = [],
+  ) {
+    this.logFile = `${dataDir}.log`;
+  }
+
+  get uidFromDisk(): number | undefined {
+    try {
+      return JSON.parse(fs.readFileSync(path.join(this.dataDir, 'node.json'), 'utf8')).uid;
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** Start the daemon and wait until its REST API answers. */
+  async start(): Promise<void> {
+    const out = fs.openSync(this.logFile, 'a');
+    this.proc = spawn(BIN, ['node', 'start', '--addr', this.addr, '--data-dir', this.dataDir, '--log-level', 'info', ...this.extraArgs], {
+      stdio: ['ignore', out, out],
+    });
+    fs.closeSync(out);
+    const proc = this.proc;
+    await waitFor(`node ${this.addr} REST`, async () => {
+      if (proc.exitCode !== null) throw new Error(`node ${this.addr} exited (${proc.exitCode}); log: ${this.logTail()}`);
+      const r = await requestJson({ host: this.addr, port: 9443, path: '/v1/bootstrap', timeoutMs: 2000 });
+      return r.status === 200;
+    }, 30_000);
+  }
+
+  /** Start a daemon that is expected to refuse to run; resolves with what it logged. */
+  async startFails(timeoutMs = 20_000): Promise<string> {
+    const out = fs.openSync(this.logFile, 'a');
+    const p = spawn(BIN, ['node', 'start', '--addr', this.addr, '--data-dir', this.dataDir, ...this.extraArgs], { stdio: ['ignore', out, out] });
+    fs.closeSync(out);
+    const code = await new Promise<number | null>((resolve) => {
+      const t = setTimeout(() => {
+        p.kill('SIGKILL');
+        resolve(null);
+      }, timeoutMs);
+      p.once('exit', (c) => {
+        clearTimeout(t);
+        resolve(c);
+      });
+    });
+    if (code === null) throw new Error(`node ${this.addr} kept running`);
+    if (code === 0) throw new Error(`node ${this.addr} exited 0`);
+    return this.logTail(3);
+  }
+
+  logTail(n = 5): string {
+    try {
+      return fs.readFileSync(this.logFile, 'utf8').trim().split('\n').slice(-n).join('\n');
+    } catch {
+      return '';
+    }
+  }
+
+  get running(): boolean {
+    return !!this.proc && this.proc.exitCode === null && this.proc.signalCode === null;
+  }
+
+  async kill(signal: NodeJS.Signals = 'SIGTERM', timeoutMs = 15_000): Promise<void> {
+    const p = this.proc;
+    if (!p || !this.running) return;
+    const exited = new Promise<void>((r) => p.once('exit', () => r()));
+    p.kill(signal);
+    const t = setTimeout(() => p.kill('SIGKILL'), timeoutMs);
+    await exited;
+    clearTimeout(t);
+  }
+
+  api<T = unknown>(method: string, p: string, body?: unknown, creds: { username?: string; password?: string } | null = { username: USER, password: PASSWORD }): Promise<JsonResponse<T>> {
+    const caFile = path.join(this.dataDir, 'certs/ca.pem');
+    const caPem = fs.existsSync(path.join(this.dataDir, 'node.json')) ? fs.readFileSync(caFile, 'utf8') : undefined;
+    return requestJson<T>({ host: this.addr, port: 9443, method, path: p, body, ...(creds ?? {}), caPem, timeoutMs: 60_000 });
+  }
+
+  cli(args: string[]): Promise<CliResult> {
+    return cli(['--node', this.addr, ...args], { TESSERA_USERNAME: USER, TESSERA_PASSWORD: PASSWORD });
+  }
+}
+
+/** A set of nodes on 127.0.<net>.1..n with temporary data directories. */
+export class TestCluster {
+  readonly nodes: TestNode[];
+  readonly root: string;
+
+  constructor(net: number, count: number, extraArgs: (i: number) => string[] = () => []) {
+    this.root = fs.mkdtempSync(path.join(os.tmpdir(), `tessera-test-${net}-`));
+    this.nodes = Array.from({ length: count }, (_, i) => new TestNode(`127.0.${net}.${i + 1}`, path.join(this.root, `n${i + 1}`), extraArgs(i)));
+  }
+
+  async startAll(): Promise<void> {
+    await Promise.all(this.nodes.map((n) => n.start()));
+  }
+
+  /** Create on the first node and join the others, all through the CLI. */
+  async form(name = 'test.local'): Promise<void> {
+    const [first, ...rest] = this.nodes;
+    const c = await cli(['--node', first.addr, 'cluster', 'create', 'name', name, 'username', USER, 'password', PASSWORD]);
+    if (c.code !== 0) throw new Error(`create failed: ${c.stderr}\n${first.logTail()}`);
+    for (const n of rest) {
+      const j = await cli(['--node', n.addr, 'cluster', 'join', 'nodes', first.addr, 'username', USER, 'password', PASSWORD]);
+      if (j.code !== 0) throw new Error(`join of ${n.addr} failed: ${j.stderr}\n${n.logTail()}`);
+    }
+  }
+
+  async stop(): Promise<void> {
+    await Promise.all(this.nodes.map((n) => n.kill('SIGTERM')));
+    if (!process.env.TESSERA_KEEP_TEST_DIRS) fs.rmSync(this.root, { recursive: true, force: true });
+  }
+}
