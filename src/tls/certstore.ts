@@ -4,7 +4,8 @@
 import tls from 'node:tls';
 import { EventEmitter } from 'node:events';
 import { Bundle, secureContext } from './policy.js';
-import { Plane, validateBundle } from '../pki/pki.js';
+import { X509Certificate } from 'node:crypto';
+import { Plane, parseIdentity, validateBundle } from '../pki/pki.js';
 
 export class CertStore extends EventEmitter {
   private bundles = new Map<Plane, Bundle>();
@@ -15,9 +16,17 @@ export class CertStore extends EventEmitter {
     for (const plane of ['cp', 'dp'] as Plane[]) this.set(plane, initial[plane]);
   }
 
-  /** Validate, then swap. A bad bundle throws and the old one stays. */
+  /**
+   * Validate, then swap. A bad bundle throws and the old one stays. The chain
+   * is checked against the CA this store already trusts, not the one the
+   * bundle brings: a leaf swap must never change whom we trust.
+   */
   set(plane: Plane, b: Bundle): void {
-    validateBundle(b.certPem, b.keyPem, b.caPem);
+    const trusted = this.bundles.get('cp')?.caPem ?? this.bundles.get('dp')?.caPem ?? b.caPem;
+    if (b.caPem.trim() !== trusted.trim()) throw new Error('bundle brings a different CA than the one this node trusts');
+    validateBundle(b.certPem, b.keyPem, trusted);
+    const id = parseIdentity(new X509Certificate(b.certPem).subjectAltName);
+    if (id && id.plane !== plane) throw new Error(`certificate is for plane ${id.plane}, not ${plane}`);
     const ctx = secureContext(b);
     this.bundles.set(plane, b);
     this.contexts.set(plane, ctx);

@@ -1,0 +1,196 @@
+// Supervises one shard: a real redis-server process listening on a unix
+// socket only (port 0), configured by this node, restarted if it dies, and
+// stopped with the node. Secrets go in the config file (0600), never argv.
+import { spawn, ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+import type { Logger } from 'pino';
+import { encodeCommand } from '../proxy/resp.js';
+
+export interface ShardSpec {
+  bdbUid: number;
+  shardUid: number;
+  /** Bytes; enforced by redis as maxmemory. */
+  maxmemory: number;
+  persistence: 'disabled' | 'aof' | 'snapshot';
+  evictionPolicy: string;
+  /** Internal secret: requirepass and masterauth. Clients never see it; the proxy and tunnels use it. */
+  secret: string;
+  /** The node's own address: replication leaves from it (bind-source-addr). */
+  sourceAddr: string;
+}
+
+export function shardDir(dataDir: string, shardUid: number): string {
+  return path.join(dataDir, 'shards', String(shardUid));
+}
+
+export function shardSocket(dataDir: string, shardUid: number): string {
+  return path.join(shardDir(dataDir, shardUid), 'redis.sock');
+}
+
+function configText(spec: ShardSpec, dir: string): string {
+  const lines = [
+    '# written by tessera; changes are overwritten',
+    'port 0',
+    `unixsocket ${path.join(dir, 'redis.sock')}`,
+    'unixsocketperm 700',
+    `dir ${dir}`,
+    'daemonize no',
+    `logfile ${path.join(dir, 'redis.log')}`,
+    'loglevel notice',
+    `maxmemory ${spec.maxmemory}`,
+    `maxmemory-policy ${spec.evictionPolicy}`,
+    `requirepass "${spec.secret}"`,
+    `masterauth "${spec.secret}"`,
+    `bind-source-addr ${spec.sourceAddr}`,
+    'repl-diskless-sync yes',
+    'repl-diskless-sync-delay 0',
+    'repl-backlog-size 16mb',
+    'replica-read-only yes',
+    'protected-mode no',
+    'enable-debug-command local',
+  ];
+  if (spec.persistence === 'aof') lines.push('appendonly yes', 'appendfsync everysec', 'save ""');
+  else if (spec.persistence === 'snapshot') lines.push('appendonly no', 'save 900 1 300 10 60 10000');
+  else lines.push('appendonly no', 'save ""');
+  return lines.join('\n') + '\n';
+}
+
+export class RedisShard {
+  private proc?: ChildProcess;
+  private stopping = false;
+  private restarts = 0;
+  private restartTimer?: NodeJS.Timeout;
+  readonly dir: string;
+  readonly socketPath: string;
+  /** Set by the reconciler: replicate from this local tunnel port, or be a master. */
+  replicaOf?: { host: string; port: number };
+  onRestart?: () => void;
+
+  constructor(
+    readonly spec: ShardSpec,
+    dataDir: string,
+    private readonly log: Logger,
+    private readonly binary = 'redis-server',
+  ) {
+    this.dir = shardDir(dataDir, spec.shardUid);
+    this.socketPath = shardSocket(dataDir, spec.shardUid);
+  }
+
+  get pid(): number | undefined {
+    return this.proc?.pid;
+  }
+
+  get running(): boolean {
+    return !!this.proc && this.proc.exitCode === null && this.proc.signalCode === null;
+  }
+
+  async start(): Promise<void> {
+    this.stopping = false;
+    fs.mkdirSync(this.dir, { recursive: true, mode: 0o700 });
+    const conf = path.join(this.dir, 'redis.conf');
+    fs.writeFileSync(conf, configText(this.spec, this.dir), { mode: 0o600 });
+    fs.rmSync(this.socketPath, { force: true });
+    // setpriv --pdeathsig: the shard dies with the node even if the node is SIGKILLed.
+    const proc = spawn('setpriv', ['--pdeathsig', 'SIGKILL', '--', this.binary, conf], { stdio: 'ignore' });
+    this.proc = proc;
+    proc.once('exit', (code, signal) => {
+      if (this.stopping) return;
+      this.log.warn({ shard: this.spec.shardUid, code, signal }, 'shard exited; restarting');
+      const delay = Math.min(5000, 200 * 2 ** Math.min(this.restarts++, 5));
+      this.restartTimer = setTimeout(() => {
+        this.start()
+          .then(() => this.onRestart?.())
+          .catch((err) => this.log.error({ shard: this.spec.shardUid, err: (err as Error).message }, 'shard restart failed'));
+      }, delay);
+    });
+    await this.waitReady(10_000);
+    if (this.replicaOf) await this.command(['REPLICAOF', this.replicaOf.host, String(this.replicaOf.port)]);
+    this.log.info({ shard: this.spec.shardUid, pid: proc.pid, replicaOf: this.replicaOf }, 'shard running');
+  }
+
+  private async waitReady(timeoutMs: number): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    let last = '';
+    while (Date.now() < deadline) {
+      if (!this.running) throw new Error(`redis-server for shard ${this.spec.shardUid} exited: ${this.logTail()}`);
+      try {
+        const r = await this.command(['PING']);
+        if (r.startsWith('+PONG')) return;
+        last = r;
+      } catch (err) {
+        last = (err as Error).message;
+      }
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    throw new Error(`shard ${this.spec.shardUid} did not answer: ${last}`);
+  }
+
+  logTail(): string {
+    try {
+      return fs.readFileSync(path.join(this.dir, 'redis.log'), 'utf8').trim().split('\n').slice(-3).join('; ');
+    } catch {
+      return '';
+    }
+  }
+
+  /** One command over the unix socket, authenticated; returns the raw first reply line(s). */
+  command(args: string[], timeoutMs = 3000): Promise<string> {
+    return new Promise((resolve, reject) => {
+      const s = net.connect(this.socketPath);
+      let buf = '';
+      const t = setTimeout(() => {
+        s.destroy();
+        reject(new Error('shard command timed out'));
+      }, timeoutMs);
+      s.on('connect', () => s.write(Buffer.concat([encodeCommand(['AUTH', this.spec.secret]), encodeCommand(args)])));
+      s.on('data', (d) => {
+        buf += d.toString('utf8');
+        const first = buf.indexOf('\r\n');
+        if (first < 0) return;
+        if (!buf.startsWith('+OK')) {
+          clearTimeout(t);
+          s.destroy();
+          return reject(new Error(`shard auth failed: ${buf.slice(0, first)}`));
+        }
+        const rest = buf.slice(first + 2);
+        if (rest.includes('\r\n') && isComplete(rest)) {
+          clearTimeout(t);
+          s.end();
+          resolve(rest);
+        }
+      });
+      s.on('error', (err) => {
+        clearTimeout(t);
+        reject(err);
+      });
+    });
+  }
+
+  async setReplicaOf(target: { host: string; port: number } | undefined): Promise<void> {
+    this.replicaOf = target;
+    if (!this.running) return;
+    await this.command(target ? ['REPLICAOF', target.host, String(target.port)] : ['REPLICAOF', 'NO', 'ONE']);
+  }
+
+  async stop(): Promise<void> {
+    this.stopping = true;
+    clearTimeout(this.restartTimer);
+    const p = this.proc;
+    if (!p || !this.running) return;
+    const exited = new Promise<void>((r) => p.once('exit', () => r()));
+    p.kill('SIGTERM');
+    const t = setTimeout(() => p.kill('SIGKILL'), 5000);
+    await exited;
+    clearTimeout(t);
+  }
+}
+
+/** Enough of RESP to know a small reply (a line, a bulk string, or INFO's bulk) is complete. */
+function isComplete(s: string): boolean {
+  if (s[0] !== '$') return true;
+  const nl = s.indexOf('\r\n');
+  const len = Number(s.slice(1, nl));
+  return len < 0 || Buffer.byteLength(s) >= nl + 2 + len + 2;
+}
