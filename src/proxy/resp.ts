@@ -234,6 +234,16 @@ export class RequestParser {
     return this.cur.length - this.pos + this.queued;
   }
 
+  /**
+   * Bytes held for commands not yet returned: the unparsed input plus the
+   * part of a command already consumed (a big bulk arriving in pieces). This
+   * is redis's query buffer, for the client-query-buffer-limit check.
+   */
+  get pendingBytes(): number {
+    const partial = this.state === S_START || this.state === S_ERROR ? 0 : this.rawLen;
+    return partial + this.buffered;
+  }
+
   /** The RESP error reply for `error` (redis writes the byte of `got '%c'` raw). */
   errorReply(): Buffer {
     return Buffer.from(`-${this.error ?? 'ERR Protocol error'}\r\n`, 'latin1');

@@ -1,0 +1,355 @@
+/**
+ * The proxy endpoint: a RESP listener that makes a set of master shards look
+ * like one redis-server.
+ *
+ *   const ep = new Endpoint(cfg, (shardUid) => openAuthenticatedStream(shardUid), log);
+ *   await ep.listen();
+ *   ep.update({ ...cfg, linkGeneration: cfg.linkGeneration + 1 }); // e.g. plaintext → TLS links
+ *   await ep.close();
+ *
+ * It is meant to run alone on its event loop (the data plane runs it in a
+ * worker thread). Every command is routed to the master shard owning its
+ * key's hash slot; see session.ts for the per-client side (ordering, local
+ * commands, transactions, pub/sub) and shard-link.ts for the shared,
+ * batched links to the shards.
+ *
+ * For maintainers: all writes happen in one `setImmediate` tick per event
+ * loop turn. Sessions and links only mark themselves dirty; the tick first
+ * flushes client replies (which may let stalled clients send more), then
+ * writes each link's batch. Nothing on the per-command path allocates a
+ * closure or a promise.
+ */
+
+import net from 'node:net';
+import type { Duplex } from 'node:stream';
+import { SLOT_COUNT, keySlot } from './slots.js';
+import { PS_CHANNEL, PS_PATTERN, PS_SHARD, PubSubHub, type Entry, type Subscriber } from './pubsub.js';
+import { L_CLOSED, ShardLink, type LinkHost, type Logger } from './shard-link.js';
+import { Session } from './session.js';
+import type { Proto } from './replies.js';
+
+export interface ShardRoute {
+  shardUid: number;
+  slots: [number, number][];
+}
+
+export interface EndpointConfig {
+  bdbUid: number;
+  host: string;
+  port: number;
+  /** When set, clients must AUTH (requirepass semantics). */
+  password?: string;
+  /** Master shards; together they cover 0..16383. */
+  shards: ShardRoute[];
+  /** When it changes, every link to every shard is re-established. */
+  linkGeneration: number;
+}
+
+/** Opens a fresh, already authenticated raw RESP2 byte stream to a shard. */
+export type ShardConnector = (shardUid: number) => Promise<Duplex>;
+
+const NOOP_LOG: Logger = { info() {}, warn() {}, error() {} };
+const NO_WAIT = { ack() {} };
+
+export class Endpoint implements LinkHost {
+  /** @internal */ readonly connector: ShardConnector;
+  /** @internal */ readonly log: Logger;
+  /** @internal */ serverVersion = '7.0.0';
+  /** @internal */ password: string | undefined;
+  /** @internal */ gen: number;
+  /** @internal slot → shard index (into shardUids), -1 when unserved. */
+  slotShard = new Int16Array(SLOT_COUNT).fill(-1);
+  /** @internal shard uids, sorted: the index SCAN cursors and pools use. */
+  shardUids: number[] = [];
+  /** @internal */ readonly sessions = new Set<Session>();
+  /** @internal */ nextClientId = 1;
+  /** @internal */ commands = 0;
+  /** @internal */ errors = 0;
+
+  private cfg: EndpointConfig;
+  private pools: [(ShardLink | undefined)[], (ShardLink | undefined)[]] = [[], []];
+  private hubs: (PubSubHub | undefined)[] = [];
+  /** Retired links still answering their last batch (closed with the endpoint). */
+  private draining = new Set<ShardLink>();
+  private links = 0;
+  private dirtySessions: Session[] = [];
+  private dirtyLinks: ShardLink[] = [];
+  private tickPending = false;
+  private server: net.Server | null = null;
+  private closed = false;
+
+  constructor(cfg: EndpointConfig, connect: ShardConnector, log?: Logger) {
+    this.cfg = cfg;
+    this.connector = connect;
+    this.log = log ?? NOOP_LOG;
+    this.password = cfg.password ? cfg.password : undefined;
+    this.gen = cfg.linkGeneration;
+    this.applyShards(cfg.shards);
+  }
+
+  get shardCount(): number {
+    return this.shardUids.length;
+  }
+
+  listen(): Promise<void> {
+    const { host, port } = this.cfg;
+    return new Promise((resolve, reject) => {
+      const srv = net.createServer({ noDelay: true }, (sock) => this.accept(sock));
+      const onError = (e: NodeJS.ErrnoException) => {
+        srv.removeListener('listening', onListening);
+        if (e.code === 'EADDRINUSE') reject(new Error(`port ${host}:${port} is already in use`));
+        else reject(e);
+      };
+      const onListening = () => {
+        srv.removeListener('error', onError);
+        srv.on('error', (e) => this.log.error({ bdb: this.cfg.bdbUid, err: e.message }, 'endpoint listener error'));
+        this.server = srv;
+        // Open the RESP2 links now so the first commands do not wait for them.
+        for (let i = 0; i < this.shardCount; i++) this.sharedLink(i, 2);
+        this.log.info({ bdb: this.cfg.bdbUid, host, port }, 'endpoint listening');
+        resolve();
+      };
+      srv.once('error', onError);
+      srv.once('listening', onListening);
+      srv.listen({ host, port });
+    });
+  }
+
+  update(cfg: EndpointConfig): void {
+    const old = this.cfg;
+    this.cfg = cfg;
+    // Takes effect for the next AUTH; authenticated clients stay so, as with
+    // CONFIG SET requirepass.
+    this.password = cfg.password ? cfg.password : undefined;
+    const shardsChanged = !sameShards(old.shards, cfg.shards);
+    if (shardsChanged) this.applyShards(cfg.shards);
+    if (cfg.linkGeneration !== this.gen) {
+      this.gen = cfg.linkGeneration;
+      this.relink();
+    } else if (shardsChanged) {
+      for (const s of this.sessions) s.relinkDedicated();
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    const srv = this.server;
+    this.server = null;
+    const done = srv === null ? Promise.resolve() : new Promise<void>((r) => srv.close(() => r()));
+    for (const s of [...this.sessions]) s.destroy();
+    for (const pool of this.pools) {
+      for (const l of pool) l?.close();
+      pool.length = 0;
+    }
+    for (const l of this.draining) l.close();
+    this.draining.clear();
+    for (const h of this.hubs) h?.close();
+    this.hubs = [];
+    await done;
+  }
+
+  stats(): { clients: number; commands: number; errors: number; links: number } {
+    return { clients: this.sessions.size, commands: this.commands, errors: this.errors, links: this.links };
+  }
+
+  // -------------------------------------------------------------------------
+  // For sessions and links.
+
+  /** @internal The shared link to shard `idx` for protocol `proto`. */
+  sharedLink(idx: number, proto: Proto): ShardLink {
+    const pool = this.pools[proto - 2];
+    let l = pool[idx];
+    if (l === undefined) {
+      l = new ShardLink(this, this.shardUids[idx], proto, this.gen, false);
+      pool[idx] = l;
+      l.start();
+    }
+    return l;
+  }
+
+  /** @internal */
+  hub(idx: number): PubSubHub {
+    let h = this.hubs[idx];
+    if (h === undefined) {
+      h = new PubSubHub(this, this.shardUids[idx], this.gen);
+      this.hubs[idx] = h;
+    }
+    return h;
+  }
+
+  /** @internal */
+  hasShard(uid: number): boolean {
+    return this.shardUids.includes(uid);
+  }
+
+  /** @internal */
+  hubIfAny(idx: number): PubSubHub | undefined {
+    return this.hubs[idx];
+  }
+
+  /** @internal */
+  markLinkDirty(l: ShardLink): void {
+    this.dirtyLinks.push(l);
+    if (!this.tickPending) this.scheduleTick();
+  }
+
+  /** @internal */
+  markSessionDirty(s: Session): void {
+    this.dirtySessions.push(s);
+    if (!this.tickPending) this.scheduleTick();
+  }
+
+  /** @internal */
+  countLink(delta: number): void {
+    this.links += delta;
+  }
+
+  /** @internal */
+  removeSession(s: Session): void {
+    this.sessions.delete(s);
+  }
+
+  // -------------------------------------------------------------------------
+
+  private accept(sock: net.Socket): void {
+    if (this.closed) {
+      sock.destroy();
+      return;
+    }
+    sock.on('error', () => {}); // the session adds its own; this covers the gap
+    try {
+      this.sessions.add(new Session(this, sock));
+    } catch (e) {
+      this.log.error({ err: String(e) }, 'could not start a client session');
+      sock.destroy();
+    }
+  }
+
+  private scheduleTick(): void {
+    this.tickPending = true;
+    setImmediate(this.tick);
+  }
+
+  private readonly tick = (): void => {
+    this.tickPending = false;
+    if (this.dirtySessions.length > 0) {
+      const ss = this.dirtySessions;
+      this.dirtySessions = [];
+      for (const s of ss) {
+        try {
+          s.flushOut();
+        } catch (e) {
+          this.log.error({ client: s.id, err: String((e as Error)?.stack ?? e) }, 'client flush failed');
+          s.destroy();
+        }
+      }
+    }
+    if (this.dirtyLinks.length > 0) {
+      const ls = this.dirtyLinks;
+      this.dirtyLinks = [];
+      for (const l of ls) {
+        try {
+          l.flush();
+        } catch (e) {
+          this.log.error({ shard: l.shardUid, err: String(e) }, 'link flush failed');
+          l.fail(e as Error);
+        }
+      }
+    }
+  };
+
+  /** New link generation: every shard link is replaced without losing or reordering a command. */
+  private relink(): void {
+    this.log.info({ bdb: this.cfg.bdbUid, generation: this.gen }, 'relinking shards');
+    for (const l of this.draining) if (l.state === L_CLOSED) this.draining.delete(l);
+    for (let p = 0; p < 2; p++) {
+      const pool = this.pools[p];
+      for (let i = 0; i < pool.length; i++) {
+        const old = pool[i];
+        if (old === undefined) continue;
+        const next = new ShardLink(this, old.shardUid, old.proto, this.gen, false);
+        pool[i] = next;
+        old.retire(next);
+        if (old.state !== L_CLOSED) this.draining.add(old);
+        next.start();
+      }
+    }
+    for (const h of this.hubs) h?.relink(this.gen);
+    for (const s of this.sessions) s.relinkDedicated();
+  }
+
+  /** (Re)builds the slot map; links and hubs follow their shard uid. */
+  private applyShards(shards: ShardRoute[]): void {
+    const uids = [...new Set(shards.map((s) => s.shardUid))].sort((a, b) => a - b);
+    const index = new Map(uids.map((u, i) => [u, i]));
+    const map = new Int16Array(SLOT_COUNT).fill(-1);
+    for (const s of shards) {
+      const i = index.get(s.shardUid)!;
+      for (const [a, b] of s.slots) for (let x = Math.max(0, a); x <= Math.min(SLOT_COUNT - 1, b); x++) map[x] = i;
+    }
+    const oldUids = this.shardUids;
+    const oldHubs = this.hubs;
+    this.slotShard = map;
+    this.shardUids = uids;
+    for (let p = 0; p < 2; p++) {
+      const old = this.pools[p];
+      const next: (ShardLink | undefined)[] = uids.map(() => undefined);
+      old.forEach((l, i) => {
+        if (l === undefined) return;
+        const j = index.get(oldUids[i]);
+        if (j !== undefined) next[j] = l;
+        else {
+          l.retire(null);
+          if (l.state !== L_CLOSED) this.draining.add(l);
+        }
+      });
+      this.pools[p] = next;
+    }
+    this.hubs = uids.map(() => undefined);
+    oldHubs.forEach((h, i) => {
+      if (h === undefined) return;
+      const j = index.get(oldUids[i]);
+      if (j !== undefined) this.hubs[j] = h;
+    });
+    if (oldHubs.some((h) => h !== undefined)) this.rehomeSubscriptions(oldHubs);
+  }
+
+  /**
+   * After a shard map change, every subscription must be on the hub of its
+   * channel's current shard, and every pattern on every hub.
+   */
+  private rehomeSubscriptions(oldHubs: (PubSubHub | undefined)[]): void {
+    const moves: [PubSubHub, number, string, Buffer, Subscriber][] = [];
+    const patterns = new Map<string, { name: Buffer; subs: Set<Subscriber> }>();
+    for (const h of oldHubs) {
+      if (h === undefined) continue;
+      for (const kind of [PS_CHANNEL, PS_SHARD]) {
+        for (const e of h.entries(kind) as IterableIterator<Entry>) {
+          const i: number = this.slotShard[keySlot(e.name)];
+          const target: PubSubHub | undefined = i >= 0 ? this.hub(i) : undefined;
+          if (target === h) continue;
+          for (const s of e.subs) moves.push([h, kind, e.key, e.name, s]);
+        }
+      }
+      for (const e of h.entries(PS_PATTERN)) {
+        const p = patterns.get(e.key) ?? { name: e.name, subs: new Set<Subscriber>() };
+        for (const s of e.subs) p.subs.add(s);
+        patterns.set(e.key, p);
+      }
+    }
+    for (const [h, kind, key, name, s] of moves) {
+      const i = this.slotShard[keySlot(name)];
+      if (i >= 0) this.hub(i).add(kind, key, name, s, NO_WAIT);
+      h.remove(kind, key, s);
+    }
+    for (let i = 0; i < this.shardCount; i++) {
+      for (const [key, p] of patterns) for (const s of p.subs) this.hub(i).add(PS_PATTERN, key, p.name, s, NO_WAIT);
+    }
+    for (const h of oldHubs) if (h !== undefined && !this.hubs.includes(h)) h.close();
+  }
+}
+
+function sameShards(a: ShardRoute[], b: ShardRoute[]): boolean {
+  return JSON.stringify(a) === JSON.stringify(b);
+}

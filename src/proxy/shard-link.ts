@@ -1,0 +1,444 @@
+/**
+ * One connection from the proxy to a shard.
+ *
+ * Shared links (one per shard and protocol version) multiplex every client's
+ * commands: whatever is queued during one event-loop turn is written as ONE
+ * write, and at most one batch is unanswered at a time — the next batch goes
+ * out when the last reply of the previous one has arrived. Under load this
+ * turns many tiny writes into few large ones, which is what keeps TLS links
+ * within a few percent of plaintext. Replies are matched to their commands by
+ * order (a FIFO of sinks) and handed over as raw byte views.
+ *
+ * Dedicated links (one per client and shard, `dedicated = true`) use the same
+ * machinery for the commands that must not share a connection: blocking
+ * commands and WATCH…EXEC.
+ *
+ * Relinking (new link generation): `retire(successor)` stops this link from
+ * taking new work, moves its unwritten queue to the successor, and lets the
+ * successor write only once every command already sent here has its reply
+ * (`predecessor` gate), so a shard sees each client's commands in order even
+ * while two connections to it exist.
+ */
+
+import type { Duplex } from 'node:stream';
+import { ReplyParser, appendRaw, type RespReply } from './resp.js';
+import type { Proto } from './replies.js';
+
+/** Receives the reply to one command; null when the link died first. */
+export interface Sink {
+  onReply(r: RespReply | null): void;
+}
+
+export type ShardConnector = (shardUid: number) => Promise<Duplex>;
+
+export interface Logger {
+  info(o: object, m?: string): void;
+  warn(o: object, m?: string): void;
+  error(o: object, m?: string): void;
+}
+
+/** What a link needs from the endpoint that owns it. */
+export interface LinkHost {
+  readonly connector: ShardConnector;
+  readonly log: Logger;
+  markLinkDirty(l: ShardLink): void;
+  /** A stream was obtained (+1) or dropped (-1): stats().links. */
+  countLink(delta: number): void;
+  /** The shards' redis version, learnt from a link's HELLO reply. */
+  serverVersion: string;
+}
+
+/** A client session owning dedicated links. */
+export interface LinkOwner {
+  onLinkIdle(l: ShardLink): void;
+  onLinkGone(l: ShardLink): void;
+}
+
+export const L_IDLE = 0;
+export const L_CONNECTING = 1;
+export const L_READY = 2;
+export const L_BACKOFF = 3;
+export const L_CLOSED = 4;
+
+const CONNECT_TIMEOUT_MS = 10_000;
+const HELLO3 = Buffer.from('*2\r\n$5\r\nHELLO\r\n$1\r\n3\r\n');
+const HELLO = Buffer.from('*1\r\n$5\r\nHELLO\r\n');
+/** Batches up to this size are joined into one buffer; larger ones use writev. */
+const CONCAT_LIMIT = 64 * 1024;
+
+export class ShardLink {
+  state = L_IDLE;
+  stream: Duplex | null = null;
+  /** Set by the pool when this link must not take new work. */
+  retired = false;
+  /** In the endpoint's dirty list already. */
+  dirty = false;
+  /** Dedicated link holding a client's WATCH state. */
+  pinned = false;
+  owner: LinkOwner | null = null;
+  /** Link to the same shard that must drain before this one writes. */
+  predecessor: ShardLink | null = null;
+  successor: ShardLink | null = null;
+
+  private parser = new ReplyParser();
+  // Queued (not yet written) commands: their bytes and their sinks.
+  private qbufs: Buffer[] = [];
+  private qsinks: Sink[] = [];
+  private qbytes = 0;
+  // The last queued bytes as a range of a client chunk, grown while commands
+  // arrive back to back in that chunk; made into one Buffer when closed.
+  private runAB: ArrayBufferLike | null = null;
+  private runStart = 0;
+  private runEnd = 0;
+  // The batch on the wire.
+  private fsinks: Sink[] = [];
+  private fhead = 0;
+  private attempts = 0;
+  private timer: NodeJS.Timeout | null = null;
+
+  constructor(
+    readonly host: LinkHost,
+    readonly shardUid: number,
+    readonly proto: Proto,
+    readonly gen: number,
+    readonly dedicated: boolean,
+  ) {}
+
+  /** Commands written and not yet answered. */
+  get inflight(): number {
+    return this.fsinks.length - this.fhead;
+  }
+
+  /** Nothing written unanswered and nothing queued. */
+  get idle(): boolean {
+    return this.fhead === this.fsinks.length && this.qsinks.length === 0;
+  }
+
+  start(): void {
+    if (this.state === L_CLOSED) return;
+    this.state = L_CONNECTING;
+    let settled = false;
+    const timer = setTimeout(() => {
+      if (settled) return;
+      settled = true;
+      this.connectFailed(new Error('connect timeout'));
+    }, CONNECT_TIMEOUT_MS);
+    let p: Promise<Duplex>;
+    try {
+      p = this.host.connector(this.shardUid);
+    } catch (e) {
+      p = Promise.reject(e);
+    }
+    p.then(
+      (s) => {
+        clearTimeout(timer);
+        if (settled || this.state === L_CLOSED) {
+          // Too late (timed out or closed meanwhile): nobody wants it.
+          s.on('error', () => {});
+          s.destroy();
+          return;
+        }
+        settled = true;
+        try {
+          this.attach(s);
+        } catch (e) {
+          s.destroy();
+          this.fail(e as Error);
+        }
+      },
+      (e: unknown) => {
+        clearTimeout(timer);
+        if (settled) return;
+        settled = true;
+        this.connectFailed(e);
+      },
+    );
+  }
+
+  private attach(s: Duplex): void {
+    this.stream = s;
+    this.parser = new ReplyParser();
+    this.attempts = 0;
+    this.host.countLink(1);
+    s.on('data', (c: Buffer) => this.onData(s, c));
+    s.on('error', (e: Error) => this.onStreamGone(s, e));
+    s.on('close', () => this.onStreamGone(s, null));
+    (s as { setNoDelay?: (b: boolean) => void }).setNoDelay?.(true);
+    s.resume();
+    this.state = L_READY;
+    // RESP3 links switch protocol before anything else (HELLO 3); RESP2 ones
+    // send a bare HELLO, which only tells the server version. The handshake
+    // is just the first reply in the FIFO; queued commands follow it.
+    this.fsinks.push(new HelloSink(this));
+    s.write(this.proto === 3 ? HELLO3 : HELLO);
+  }
+
+  private markDirty(): void {
+    if (!this.dirty) {
+      this.dirty = true;
+      this.host.markLinkDirty(this);
+    }
+  }
+
+  /** Queue a client's command (its raw views) for this shard. */
+  send(views: readonly Buffer[], length: number, sink: Sink): void {
+    if (this.state === L_CLOSED) {
+      sink.onReply(null);
+      return;
+    }
+    if (views.length === 1) {
+      // A pipeline of commands from one chunk becomes one slice, without a
+      // Buffer object per command.
+      const v = views[0];
+      if (v.buffer === this.runAB && v.byteOffset === this.runEnd) {
+        this.runEnd += v.length;
+      } else {
+        if (this.runAB !== null) this.closeRun();
+        this.runAB = v.buffer;
+        this.runStart = v.byteOffset;
+        this.runEnd = v.byteOffset + v.length;
+      }
+    } else {
+      if (this.runAB !== null) this.closeRun();
+      appendRaw(this.qbufs, views);
+    }
+    this.qbytes += length;
+    this.qsinks.push(sink);
+    if (!this.dirty && this.fhead === this.fsinks.length) this.markDirty();
+  }
+
+  /** Queue bytes the proxy built; `replies` replies are expected, all for `sink`. */
+  sendBuf(buf: Buffer, sink: Sink, replies = 1): void {
+    if (this.state === L_CLOSED) {
+      for (let i = 0; i < replies; i++) sink.onReply(null);
+      return;
+    }
+    if (this.runAB !== null) this.closeRun();
+    this.qbufs.push(buf);
+    this.qbytes += buf.length;
+    for (let i = 0; i < replies; i++) this.qsinks.push(sink);
+    if (!this.dirty && this.fhead === this.fsinks.length) this.markDirty();
+  }
+
+  /** Write the queued batch if the wire is free (called once per tick). */
+  flush(): void {
+    this.dirty = false;
+    const s = this.stream;
+    if (this.state !== L_READY || s === null || this.predecessor !== null) return;
+    if (this.fhead !== this.fsinks.length || this.qsinks.length === 0) return;
+    if (this.runAB !== null) this.closeRun();
+    const bufs = this.qbufs;
+    const bytes = this.qbytes;
+    const spare = this.fsinks;
+    spare.length = 0;
+    this.fsinks = this.qsinks;
+    this.fhead = 0;
+    this.qsinks = spare;
+    this.qbufs = [];
+    this.qbytes = 0;
+    if (bufs.length === 1) {
+      s.write(bufs[0]);
+    } else if (bytes <= CONCAT_LIMIT) {
+      s.write(Buffer.concat(bufs, bytes));
+    } else {
+      s.cork();
+      for (const b of bufs) s.write(b);
+      s.uncork();
+    }
+  }
+
+  private onData(s: Duplex, chunk: Buffer): void {
+    if (s !== this.stream) return;
+    const p = this.parser;
+    p.push(chunk);
+    for (let r = p.next(); r !== null; r = p.next()) {
+      if (this.fhead >= this.fsinks.length) {
+        // RESP3 out-of-band data we never asked for (no tracking, no
+        // subscriptions here): skip it. Anything else is a desync.
+        if (r.isPush) continue;
+        this.fail(new Error('reply without a command'));
+        return;
+      }
+      if (r.isPush && this.proto === 3) continue;
+      const sink = this.fsinks[this.fhead];
+      (this.fsinks as (Sink | undefined)[])[this.fhead++] = undefined;
+      try {
+        sink.onReply(r);
+      } catch (e) {
+        this.host.log.error({ err: String((e as Error)?.stack ?? e), shard: this.shardUid }, 'reply handler failed');
+      }
+      if (this.stream !== s) return; // the handler closed us
+    }
+    if (p.error !== null) {
+      this.fail(new Error(p.error));
+      return;
+    }
+    if (this.fhead === this.fsinks.length && this.fhead > 0) this.batchDone();
+  }
+
+  /** The batch on the wire is fully answered. */
+  private batchDone(): void {
+    this.fsinks.length = 0;
+    this.fhead = 0;
+    if (this.retired) {
+      this.close();
+      this.handOff();
+    } else if (this.qsinks.length > 0) {
+      this.markDirty();
+    } else if (this.owner !== null) {
+      this.owner.onLinkIdle(this);
+    }
+  }
+
+  /** Opens the successor's gate (it inherits ours, if we had one). */
+  private handOff(): void {
+    const succ = this.successor;
+    if (succ === null) return;
+    this.successor = null;
+    succ.predecessor = this.predecessor;
+    if (this.predecessor !== null) this.predecessor.successor = succ;
+    this.predecessor = null;
+    if (succ.predecessor === null && succ.qsinks.length > 0) succ.markDirty();
+  }
+
+  /**
+   * Stop taking work: queued commands move to `successor` (or fail when there
+   * is none); the link closes once its batch on the wire is answered.
+   */
+  retire(successor: ShardLink | null): void {
+    if (this.retired) return;
+    this.retired = true;
+    if (this.timer !== null) {
+      clearTimeout(this.timer);
+      this.timer = null;
+    }
+    if (this.runAB !== null) this.closeRun();
+    if (successor !== null) {
+      if (successor.runAB !== null) successor.closeRun();
+      successor.qbufs = this.qbufs.concat(successor.qbufs);
+      successor.qsinks = this.qsinks.concat(successor.qsinks);
+      successor.qbytes += this.qbytes;
+    } else {
+      this.failQueued();
+    }
+    this.qbufs = [];
+    this.qsinks = [];
+    this.qbytes = 0;
+    if (successor !== null) {
+      this.successor = successor;
+      successor.predecessor = this;
+    }
+    if (this.state !== L_READY || this.inflight === 0) {
+      this.close();
+      this.handOff();
+    }
+  }
+
+  /** Drop the connection now; whatever is still owed fails. */
+  close(): void {
+    if (this.state === L_CLOSED) return;
+    this.state = L_CLOSED;
+    if (this.timer !== null) {
+      clearTimeout(this.timer);
+      this.timer = null;
+    }
+    const s = this.stream;
+    this.stream = null;
+    if (s !== null) {
+      this.host.countLink(-1);
+      s.on('error', () => {});
+      s.end();
+      // A shard that never closes its side must not keep the socket alive.
+      setTimeout(() => s.destroy(), 2000).unref();
+    }
+    this.failInflight();
+    this.failQueued();
+    this.handOff();
+    if (this.owner !== null) this.owner.onLinkGone(this);
+  }
+
+  private onStreamGone(s: Duplex, err: Error | null): void {
+    if (s !== this.stream) return;
+    this.fail(err ?? new Error('connection closed by shard'));
+  }
+
+  /** The connection broke: commands on the wire fail; shared links reconnect. */
+  fail(err: Error): void {
+    const s = this.stream;
+    if (s !== null) {
+      this.stream = null;
+      this.host.countLink(-1);
+      s.on('error', () => {});
+      s.destroy();
+    }
+    if (this.state === L_CLOSED) return;
+    this.host.log.warn({ shard: this.shardUid, proto: this.proto, dedicated: this.dedicated, err: err.message }, 'shard link lost');
+    this.failInflight();
+    if (this.dedicated || this.retired) {
+      this.close();
+      return;
+    }
+    this.handOff();
+    this.state = L_BACKOFF;
+    this.scheduleReconnect();
+  }
+
+  private connectFailed(e: unknown): void {
+    if (this.state === L_CLOSED) return;
+    this.host.log.warn({ shard: this.shardUid, err: String((e as Error)?.message ?? e) }, 'shard connect failed');
+    // Commands that waited for this attempt fail; later ones wait for the next.
+    this.failQueued();
+    if (this.dedicated || this.retired) {
+      this.close();
+      return;
+    }
+    this.state = L_BACKOFF;
+    this.scheduleReconnect();
+  }
+
+  private scheduleReconnect(): void {
+    const n = this.attempts++;
+    const delay = n === 0 ? 0 : Math.min(1000, 50 * 2 ** Math.min(n, 5));
+    this.timer = setTimeout(() => {
+      this.timer = null;
+      if (this.state === L_BACKOFF) this.start();
+    }, delay);
+    this.timer.unref();
+  }
+
+  private failInflight(): void {
+    const sinks = this.fsinks;
+    const head = this.fhead;
+    this.fsinks = [];
+    this.fhead = 0;
+    for (let i = head; i < sinks.length; i++) sinks[i].onReply(null);
+  }
+
+  private closeRun(): void {
+    this.qbufs.push(Buffer.from(this.runAB as ArrayBuffer, this.runStart, this.runEnd - this.runStart));
+    this.runAB = null;
+  }
+
+  private failQueued(): void {
+    const sinks = this.qsinks;
+    this.qsinks = [];
+    this.qbufs = [];
+    this.qbytes = 0;
+    this.runAB = null;
+    for (const s of sinks) s.onReply(null);
+  }
+}
+
+/** Swallows a link's HELLO reply, noting the server version. */
+class HelloSink implements Sink {
+  constructor(private readonly link: ShardLink) {}
+  onReply(r: RespReply | null): void {
+    if (r === null) return;
+    if (r.isError) {
+      this.link.fail(new Error(`HELLO refused by shard: ${r.rawBuffer().toString().trim()}`));
+      return;
+    }
+    const m = /version\r\n\$\d+\r\n([^\r]+)\r\n/.exec(r.rawBuffer().toString('latin1'));
+    if (m !== null) this.link.host.serverVersion = m[1];
+  }
+}
