@@ -4,6 +4,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import net from 'node:net';
+import tls from 'node:tls';
 import path from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
@@ -193,10 +194,10 @@ test('bad bootstrap input: wrong credentials, a node already in a cluster, a mem
 
 test('internode channel of a running node: a member certificate is accepted; another cluster is refused', async () => {
   const dir = path.join(n2.dataDir, 'certs');
-  const sclient = (certDir: string, alpn: string, servername: string) =>
+  const sclient = (certDir: string, alpn: string, servername: string, extra = '') =>
     execFileSync(
       'sh',
-      ['-c', `echo | timeout 5 openssl s_client -connect ${n1.addr}:3342 -cert ${certDir}/cp.pem -key ${certDir}/cp.key -CAfile ${dir}/ca.pem -alpn ${alpn} -servername ${servername} 2>&1 || true`],
+      ['-c', `echo | timeout 5 openssl s_client -connect ${n1.addr}:3342 -cert ${certDir}/cp.pem -key ${certDir}/cp.key -CAfile ${dir}/ca.pem -alpn ${alpn} -servername ${servername} ${extra} 2>&1 || true`],
     ).toString();
   const ok = sclient(dir, 'tessera-cp/1', 'cp.tessera.internal');
   assert.match(ok, /ALPN protocol: tessera-cp\/1/);
@@ -209,12 +210,57 @@ test('internode channel of a running node: a member certificate is accepted; ano
     await other.form('beta.test');
     const otherDir = path.join(other.nodes[0].dataDir, 'certs');
     assert.notEqual(fs.readFileSync(path.join(otherDir, 'ca.pem'), 'utf8'), fs.readFileSync(path.join(dir, 'ca.pem'), 'utf8'), 'two clusters, two CAs');
-    const refused = sclient(otherDir, 'tessera-cp/1', 'cp.tessera.internal');
-    assert.doesNotMatch(refused, /ALPN protocol: tessera-cp\/1\n[\s\S]*Verify return code: 0 \(ok\)[\s\S]*read R BLOCK/);
-    assert.match(refused, /alert|errno|error/i);
+    // A Node client holding the other cluster's certificate (and trusting our CA, so any
+    // refusal is the server's): over TLS 1.2 and 1.3, no control-plane answer ever comes back.
+    for (const maxVersion of ['TLSv1.2', 'TLSv1.3'] as const) {
+      const outcome = await new Promise<string>((resolve) => {
+        const s = tls.connect({
+          host: n1.addr,
+          port: 3342,
+          cert: fs.readFileSync(path.join(otherDir, 'cp.pem')),
+          key: fs.readFileSync(path.join(otherDir, 'cp.key')),
+          ca: fs.readFileSync(path.join(dir, 'ca.pem')),
+          servername: 'cp.tessera.internal',
+          ALPNProtocols: ['tessera-cp/1'],
+          maxVersion,
+          checkServerIdentity: () => undefined,
+        });
+        let answer = '';
+        s.on('secureConnect', () => s.write(JSON.stringify({ id: 1, method: 'status', params: {} }) + '\n'));
+        s.on('data', (d) => (answer += d));
+        s.on('error', (e) => resolve(`error: ${e.message}`));
+        s.on('close', () => resolve(answer ? `answered: ${answer}` : 'closed'));
+        setTimeout(() => (s.destroy(), resolve(answer ? `answered: ${answer}` : 'timeout')), 3000);
+      });
+      assert.match(outcome, /^(error|closed)/, `${maxVersion}: ${outcome}`);
+    }
   } finally {
     await other.stop();
   }
+});
+
+test("etcd: peer port enforces the two TLS 1.2 suites; client port trusts only the node's own daemon", () => {
+  const dir = path.join(n2.dataDir, 'certs');
+  const probe = (port: number, extra: string) =>
+    execFileSync('sh', ['-c', `echo | timeout 5 openssl s_client -connect ${n1.addr}:${port} -cert ${dir}/cp.pem -key ${dir}/cp.key -CAfile ${dir}/ca.pem ${extra} 2>&1 || true`]).toString();
+  // A member's cp certificate gets through on the peer port with an allowed suite...
+  assert.match(probe(3340, '-tls1_2 -cipher ECDHE-RSA-AES128-GCM-SHA256'), /Cipher is ECDHE-RSA-AES128-GCM-SHA256/);
+  // ...and not with any other TLS 1.2 suite, nor TLS 1.1.
+  for (const c of ['ECDHE-RSA-AES128-SHA', 'ECDHE-RSA-CHACHA20-POLY1305', 'AES256-GCM-SHA384']) {
+    const out = probe(3340, `-tls1_2 -cipher ${c}`);
+    assert.doesNotMatch(out, /Cipher is [A-Z]/, c);
+    assert.match(out, /alert handshake failure|no shared cipher|handshake failure/, c);
+  }
+  assert.doesNotMatch(probe(3340, "-tls1_1 -cipher 'DEFAULT:@SECLEVEL=0'"), /Cipher is [A-Z]/);
+  // The client port refuses even a member's certificate: only the local daemon's own one is trusted.
+  const client = probe(3341, '-tls1_2');
+  assert.match(client, /alert bad certificate|alert unknown ca|certificate verify failed|alert/i);
+  assert.doesNotMatch(client, /Verify return code: 0 \(ok\)[\s\S]*read R BLOCK[\s\S]*HTTP/);
+  const clientCheck = execFileSync('sh', [
+    '-c',
+    `printf 'GET /version HTTP/1.0\\r\\n\\r\\n' | timeout 5 openssl s_client -quiet -connect ${n1.addr}:3341 -cert ${dir}/cp.pem -key ${dir}/cp.key -CAfile ${dir}/ca.pem -tls1_2 2>&1 || true`,
+  ]).toString();
+  assert.doesNotMatch(clientCheck, /etcdserver/, 'no etcd answer for a foreign certificate');
 });
 
 test('a killed node shows down on the others; killing the master elects another; REST keeps answering', async () => {

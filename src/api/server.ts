@@ -12,6 +12,8 @@ import { bootstrapRoutes } from './routes/bootstrap.js';
 import { clusterRoutes } from './routes/cluster.js';
 import { nodesRoutes } from './routes/nodes.js';
 import { joinRoutes } from './routes/join.js';
+import { bdbsRoutes } from './routes/bdbs.js';
+import { lifecycleRoutes, customerCertRoutes } from './routes/lifecycle.js';
 import { listenOrExplain } from '../internode/channel.js';
 
 declare module 'fastify' {
@@ -59,6 +61,9 @@ export class RestServer {
     app.register(joinRoutes, { daemon });
     app.register(clusterRoutes, { daemon });
     app.register(nodesRoutes, { daemon });
+    app.register(bdbsRoutes, { daemon });
+    app.register(lifecycleRoutes, { daemon });
+    app.register(customerCertRoutes, { daemon });
   }
 
   async listen(host: string, port: number): Promise<void> {

@@ -31,7 +31,26 @@ function duration(s: number): string {
   return d ? `${d}d${h}h${m}m` : h ? `${h}h${m}m` : `${m}m${s % 60}s`;
 }
 
-export function formatStatus(cluster: Record<string, unknown>, nodes: NodeView[], askedAddr: string): string {
+export interface BdbView {
+  uid: number;
+  name: string;
+  type: string;
+  status: string;
+  shards_count: number;
+  replication: boolean;
+  data_persistence: string;
+  data_internode_encryption: boolean;
+  proxy_policy: string;
+  shards_placement: string;
+  port: number;
+  memory_size: number;
+  endpoints: { uid: string; dns_name: string; port: number; addr: string[]; proxy_policy: string }[];
+  shards: { uid: number; role: string; node_uid: number; assigned_slots: string; status: string }[];
+}
+
+export type NodeAlerts = Record<string, Record<string, { state: boolean; severity: string; change_time: string; change_value: { certificate?: string; seconds_left?: number } }>>;
+
+export function formatStatus(cluster: Record<string, unknown>, nodes: NodeView[], askedAddr: string, bdbs: BdbView[] = [], alerts: NodeAlerts = {}): string {
   const master = nodes.find((n) => n.is_master);
   const down = nodes.filter((n) => n.status !== 'active');
   const health = !master ? 'No cluster master' : down.length ? `OK. Cluster master: ${master.uid} (${master.addr}); nodes down: ${down.map((n) => n.uid).join(', ')}` : `OK. Cluster master: ${master.uid} (${master.addr})`;
@@ -51,6 +70,43 @@ export function formatStatus(cluster: Record<string, unknown>, nodes: NodeView[]
       n.status === 'active' ? 'OK' : 'DOWN',
     ]),
   );
+  out += '\nDATABASES:\n';
+  out += table(
+    ['DB:ID', 'NAME', 'TYPE', 'STATUS', 'SHARDS', 'PLACEMENT', 'REPLICATION', 'PERSISTENCE', 'ENCRYPTION', 'ENDPOINT'],
+    bdbs.map((b) => [
+      `db:${b.uid}`,
+      b.name,
+      b.type,
+      b.status,
+      String(b.shards_count),
+      b.shards_placement,
+      b.replication ? 'enabled' : 'disabled',
+      b.data_persistence,
+      b.data_internode_encryption ? 'enabled' : 'disabled',
+      b.endpoints[0]?.addr.map((a) => `${a}:${b.port}`).join(',') ?? '-',
+    ]),
+  );
+  out += '\nENDPOINTS:\n';
+  out += table(
+    ['DB:ID', 'NAME', 'ID', 'NODE', 'ROLE', 'SSL'],
+    bdbs.flatMap((b) =>
+      (b.endpoints[0]?.addr ?? []).map((a) => {
+        const node = nodes.find((n) => n.addr === a);
+        return [`db:${b.uid}`, b.name, `endpoint:${b.uid}:1`, node ? `node:${node.uid}` : a, b.proxy_policy, 'No'];
+      }),
+    ),
+  );
+  out += '\nSHARDS:\n';
+  out += table(
+    ['DB:ID', 'NAME', 'ID', 'NODE', 'ROLE', 'SLOTS', 'STATUS'],
+    bdbs.flatMap((b) => b.shards.map((s) => [`db:${b.uid}`, b.name, `redis:${s.uid}`, `node:${s.node_uid}`, s.role, s.assigned_slots, s.status === 'active' ? 'OK' : s.status.toUpperCase()])),
+  );
+  const raised = Object.entries(alerts).flatMap(([uid, as]) =>
+    Object.entries(as)
+      .filter(([, a]) => a.state)
+      .map(([name, a]) => [`node:${uid}`, name, a.severity, a.change_value.certificate ?? '-', a.change_value.seconds_left !== undefined ? `${a.change_value.seconds_left}s left` : '-', a.change_time]),
+  );
+  if (raised.length) out += '\nALERTS:\n' + table(['NODE', 'ALERT', 'SEVERITY', 'CERTIFICATE', 'VALUE', 'SINCE'], raised);
   return out;
 }
 

@@ -8,7 +8,7 @@ import { applyProcessDefaults } from '../tls/policy.js';
 import { NodeDaemon } from '../control/daemon.js';
 import { CAPABILITIES, DEFAULT_PORTS, DEFAULT_TIMINGS, NodeConfig } from '../control/config.js';
 import { requestJson, errorText, JsonResponse } from '../util/https-json.js';
-import { formatStatus, formatInfo, NodeView } from './format.js';
+import { formatStatus, formatInfo, NodeView, BdbView, NodeAlerts } from './format.js';
 
 applyProcessDefaults();
 
@@ -70,6 +70,32 @@ function intOpt(name: string) {
   };
 }
 
+async function removeNode(cmd: Command, uid: string): Promise<void> {
+  if (!/^\d+$/.test(uid)) throw new CliError(`invalid node uid '${uid}'`);
+  const r = await api<{ denied_serials: string[] }>(cmd, 'POST', `/v1/nodes/${uid}/actions/remove`, {});
+  console.log(`Node ${uid} removed; certificates denied: ${r.denied_serials.join(', ')}`);
+}
+
+async function findDb(cmd: Command, ref: string): Promise<BdbView> {
+  const m = /^(?:db:)?(\d+)$/.exec(ref);
+  if (m) return api<BdbView>(cmd, 'GET', `/v1/bdbs/${m[1]}`);
+  const all = await api<BdbView[]>(cmd, 'GET', '/v1/bdbs');
+  const b = all.find((x) => x.name === ref);
+  if (!b) throw new CliError(`no database named ${ref}`);
+  return b;
+}
+
+async function waitActive(cmd: Command, uid: number, timeoutMs = 60_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const b = await api<BdbView>(cmd, 'GET', `/v1/bdbs/${uid}`);
+    if (b.status === 'active') return;
+    if (b.status === 'creation-failed') throw new CliError(`database ${uid} failed: ${(b as unknown as { error?: string }).error ?? 'unknown error'}`);
+    if (Date.now() > deadline) throw new CliError(`database ${uid} is still ${b.status} after ${timeoutMs / 1000} s`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
 export function buildProgram(): Command {
   const program = new Command('tessera')
     .description('Tessera: a Redis-compatible database cluster with internode encryption')
@@ -81,7 +107,11 @@ export function buildProgram(): Command {
     .showHelpAfterError(false)
     .configureOutput({ outputError: (s, write) => write(s.split('\n')[0] + '\n') });
 
-  const node = program.command('node').description('run or manage a node');
+  const node = program.command('node').description('run or manage a node: node start …, node <uid> remove');
+  node
+    .command('remove', { hidden: true })
+    .argument('<uid>')
+    .action(async (uid: string, _o, cmd: Command) => removeNode(cmd, uid));
   node
     .command('start')
     .description('run one node in the foreground')
@@ -92,6 +122,7 @@ export function buildProgram(): Command {
     .option('--dp-plain-port <port>', 'plaintext data-plane port', intOpt('dp plain port'), DEFAULT_PORTS.dp_plain)
     .option('--etcd-peer-port <port>', 'coordination store peer port', intOpt('etcd peer port'), DEFAULT_PORTS.etcd_peer)
     .option('--etcd-client-port <port>', 'coordination store client port', intOpt('etcd client port'), DEFAULT_PORTS.etcd_client)
+    .option('--metrics-port <port>', 'Prometheus metrics port', intOpt('metrics port'), DEFAULT_PORTS.metrics)
     .option('--live-ttl <seconds>', 'liveness lease TTL', intOpt('live ttl'), DEFAULT_TIMINGS.liveTtlSeconds)
     .addOption(new Option('--without-capability <name...>', 'pretend this build lacks a capability (testing mixed-version clusters)').default([]))
     .option('--log-level <level>', 'log level', 'info')
@@ -100,7 +131,7 @@ export function buildProgram(): Command {
       const cfg: NodeConfig = {
         addr: o.addr,
         dataDir: path.resolve(o.dataDir),
-        ports: { rest: o.restPort, internode: o.internodePort, dp_plain: o.dpPlainPort, etcd_peer: o.etcdPeerPort, etcd_client: o.etcdClientPort },
+        ports: { rest: o.restPort, internode: o.internodePort, dp_plain: o.dpPlainPort, etcd_peer: o.etcdPeerPort, etcd_client: o.etcdClientPort, metrics: o.metricsPort },
         timings: { ...DEFAULT_TIMINGS, liveTtlSeconds: o.liveTtl },
         capabilities: CAPABILITIES.filter((c) => !(o.withoutCapability as string[]).includes(c)),
         etcdBinary: process.env.TESSERA_ETCD ?? 'etcd',
@@ -149,12 +180,30 @@ export function buildProgram(): Command {
       console.log(`Node ${target(cmd).host} joined the cluster as node ${res.local_node_info.uid}`);
     });
 
+  cluster
+    .command('certificate')
+    .argument('<action>', 'rotate')
+    .argument('[name]', 'ccs_internode_encryption or data_internode_encryption (default: both)')
+    .action(async (action: string, name: string | undefined, _o, cmd: Command) => {
+      if (action !== 'rotate') throw new CliError(`unknown certificate action '${action}' (expected: rotate)`);
+      if (name !== undefined && name !== 'ccs_internode_encryption' && name !== 'data_internode_encryption') {
+        throw new CliError(`unknown certificate '${name}' (expected ccs_internode_encryption or data_internode_encryption)`);
+      }
+      await api(cmd, 'POST', '/v1/cluster/certificates/rotate', name ? { name } : {});
+      console.log('Finished successfully');
+    });
+
   program
     .command('status')
     .description('cluster, nodes (rladmin status)')
     .action(async (_o, cmd: Command) => {
-      const [cl, nodes] = await Promise.all([api<Record<string, unknown>>(cmd, 'GET', '/v1/cluster'), api<NodeView[]>(cmd, 'GET', '/v1/nodes')]);
-      process.stdout.write(formatStatus(cl, nodes, target(cmd).host));
+      const [cl, nodes, bdbs, alerts] = await Promise.all([
+        api<Record<string, unknown>>(cmd, 'GET', '/v1/cluster'),
+        api<NodeView[]>(cmd, 'GET', '/v1/nodes'),
+        api<BdbView[]>(cmd, 'GET', '/v1/bdbs'),
+        api<NodeAlerts>(cmd, 'GET', '/v1/nodes/alerts'),
+      ]);
+      process.stdout.write(formatStatus(cl, nodes, target(cmd).host, bdbs, alerts));
     });
 
   const info = program.command('info').description('key: value details');
@@ -163,7 +212,30 @@ export function buildProgram(): Command {
     process.stdout.write(formatInfo({ ...cl, ...policy }));
   });
 
+  info
+    .command('db')
+    .argument('<db>', 'database: <uid>, db:<uid> or its name')
+    .action(async (ref: string, _o, cmd: Command) => {
+      const b = await findDb(cmd, ref);
+      const { shards: _s, endpoints, ...rest } = b as BdbView & Record<string, unknown>;
+      process.stdout.write(formatInfo({ db: `db:${b.uid}`, ...rest, endpoint: endpoints[0]?.addr.map((a) => `${a}:${b.port}`).join(',') }));
+    });
+
   const tune = program.command('tune').description('change settings (rladmin tune)');
+  tune
+    .command('db')
+    .argument('<db>', 'database: <uid>, db:<uid> or its name')
+    .argument('<words...>', 'setting value pairs, e.g. data_internode_encryption enabled')
+    .action(async (ref: string, words: string[], _o, cmd: Command) => {
+      const w = pairs(words, ['data_internode_encryption']);
+      const b = await findDb(cmd, ref);
+      const body: Record<string, unknown> = {};
+      if (w.data_internode_encryption !== undefined) body.data_internode_encryption = enabledWord(w.data_internode_encryption);
+      await api(cmd, 'PUT', `/v1/bdbs/${b.uid}`, body);
+      // rladmin answers once the change is in place; so do we.
+      await waitActive(cmd, b.uid);
+      console.log('Finished successfully');
+    });
   tune
     .command('cluster')
     .argument('<words...>', 'setting value pairs, e.g. data_internode_encryption enabled')
@@ -181,6 +253,9 @@ export function buildProgram(): Command {
 export async function main(argv: string[]): Promise<void> {
   const program = buildProgram();
   try {
+    // rladmin's word order, `node <uid> remove`, becomes commander's `node remove <uid>`.
+    const i = argv.indexOf('node');
+    if (i >= 2 && /^\d+$/.test(argv[i + 1] ?? '') && argv[i + 2] === 'remove') argv = [...argv.slice(0, i + 1), 'remove', argv[i + 1], ...argv.slice(i + 3)];
     await program.parseAsync(argv);
   } catch (err) {
     process.stderr.write(`error: ${(err as Error).message.split('\n')[0]}\n`);

@@ -14,6 +14,7 @@ export const DEFAULT_PORTS: NodePorts = {
   dp_plain: 3343,
   etcd_peer: 3340,
   etcd_client: 3341,
+  metrics: 8070,
 };
 
 export interface Timings {
@@ -93,6 +94,8 @@ export function wipeMembership(dataDir: string): void {
   fs.rmSync(path.join(dataDir, IDENTITY_FILE), { force: true });
   fs.rmSync(path.join(dataDir, 'etcd'), { recursive: true, force: true });
   for (const f of Object.values(CERT_FILES)) fs.rmSync(path.join(certsDir(dataDir), f), { force: true });
+  fs.rmSync(path.join(certsDir(dataDir), 'etcd-peer'), { recursive: true, force: true });
+  fs.rmSync(path.join(dataDir, 'shards'), { recursive: true, force: true });
 }
 
 /**

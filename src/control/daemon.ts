@@ -24,6 +24,7 @@ import { KEYS, CaRecord, ClusterRecord, DEFAULT_POLICY, JoinRecord, NodePorts, N
 import { peerUrl } from '../coord/etcd.js';
 import { Issued, Plane, createCa, createCsr, generateKeyPair, issueFromCsr, issueLocally, selfSigned, validateBundle } from '../pki/pki.js';
 import { hashPassword } from '../api/passwords.js';
+import { installPlaneFiles } from '../pki/node-files.js';
 import { ApiError, conflict } from '../api/errors.js';
 import { requestJson, errorText, ConnectError } from '../util/https-json.js';
 import { RestServer } from '../api/server.js';
@@ -98,6 +99,7 @@ export class NodeDaemon {
       if (identity) {
         this.bootstrap = { state: 'completed' };
         this.member = ClusterMember.startEtcd(this.cfg, identity, this.log);
+        this.member.onRemoved = () => void this.leaveCluster();
         await this.member.run();
       }
       this.log.info({ addr: this.cfg.addr, rest: this.cfg.ports.rest, member: !!identity }, 'node started');
@@ -196,6 +198,7 @@ export class NodeDaemon {
           c.put(KEYS.node(uid)).value(JSON.stringify(node)),
         )
         .commit();
+      this.member.onRemoved = () => void this.leaveCluster();
       await this.member.run();
       writeIdentity(this.cfg.dataDir, { ...identity, etcd: { ...identity.etcd, state: 'existing' } });
       this.rest.setCertificate(certs.api);
@@ -211,11 +214,9 @@ export class NodeDaemon {
 
   private async writeCertFiles(caPem: string, certs: Record<Plane | 'api', Issued>): Promise<void> {
     const dd = this.cfg.dataDir;
-    writeFileAtomic(certPath(dd, 'ca'), caPem);
-    writeFileAtomic(certPath(dd, 'cp'), certs.cp.certPem);
-    writeFileAtomic(certPath(dd, 'cpKey'), certs.cp.keyPem, 0o600);
-    writeFileAtomic(certPath(dd, 'dp'), certs.dp.certPem);
-    writeFileAtomic(certPath(dd, 'dpKey'), certs.dp.keyPem, 0o600);
+    writeFileAtomic(certPath(dd, 'ca'), caPem.trim() + '\n');
+    installPlaneFiles(dd, 'cp', certs.cp.certPem, certs.cp.keyPem);
+    installPlaneFiles(dd, 'dp', certs.dp.certPem, certs.dp.keyPem);
     writeFileAtomic(certPath(dd, 'api'), certs.api.certPem);
     writeFileAtomic(certPath(dd, 'apiKey'), certs.api.keyPem, 0o600);
     // etcd's client port trusts only this node-local certificate: only this daemon reaches its store.
@@ -288,6 +289,7 @@ export class NodeDaemon {
         timeoutMs: 45_000,
       });
       if (promoted.status !== 200) throw new ApiError(502, 'join_failed', `the cluster could not admit this node's store member: ${errorText(promoted)}; ${this.member.etcd.logTail(2)}`);
+      this.member.onRemoved = () => void this.leaveCluster();
       await this.member.run();
       writeIdentity(this.cfg.dataDir, identity);
       this.rest.setCertificate(issued.api);
@@ -304,6 +306,13 @@ export class NodeDaemon {
       this.endBootstrap(err);
       throw err;
     }
+  }
+
+  /** The cluster removed this node: stop being a member and go back to a blank node. */
+  private async leaveCluster(): Promise<void> {
+    await this.undoMembership();
+    this.bootstrap = { state: 'idle' };
+    this.log.warn('left the cluster; this node is blank again');
   }
 
   // --- the member's side of a join ---
@@ -454,6 +463,7 @@ const PORT_NAMES: Record<keyof NodePorts, string> = {
   dp_plain: 'plaintext data-plane channel',
   etcd_peer: 'coordination store peer',
   etcd_client: 'coordination store client',
+  metrics: 'metrics',
 };
 
 /** Fail early and clearly when a port this node needs is taken. */

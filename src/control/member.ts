@@ -4,14 +4,21 @@
 // over the control plane.
 import fs from 'node:fs';
 import os from 'node:os';
+import net from 'node:net';
 import type { Logger } from 'pino';
 import { Etcd3, Lease } from 'etcd3';
 import { EtcdMember, etcdClient, etcdPaths, waitReady } from '../coord/etcd.js';
-import { KEYS, ClusterRecord, NodeRecord, LiveRecord, DenyRecord, CertMeta, MasterRecord } from '../coord/schema.js';
+import { KEYS, ClusterRecord, NodeRecord, LiveRecord, DenyRecord, CertMeta, MasterRecord, TrustRecord, CertIdentityRecord, CustomerCertRecord } from '../coord/schema.js';
 import { PrefixCache } from '../coord/watch.js';
 import { CertStore } from '../tls/certstore.js';
-import { InternodeServer, PeerPolicy, PeerIdentity } from '../internode/channel.js';
-import { RpcClient, serveRpc } from '../internode/rpc.js';
+import { PeerPolicy, PeerIdentity } from '../internode/channel.js';
+import { RpcClient } from '../internode/rpc.js';
+import { DataplaneHost } from '../dataplane/host.js';
+import type { PolicySnapshot } from '../dataplane/messages.js';
+import { BdbReconciler } from './reconciler.js';
+import { BdbController } from './bdb-controller.js';
+import { CertRotator } from './cert-rotation.js';
+import { MetricsServer } from '../api/metrics.js';
 import { NodeConfig, NodeIdentity, SOFTWARE_VERSION, certPath } from './config.js';
 import { PLANE_CERT_NAME, Plane, certInfo } from '../pki/pki.js';
 
@@ -52,16 +59,25 @@ export class ClusterMember implements PeerPolicy {
   readonly live: PrefixCache<LiveRecord>;
   readonly deny: PrefixCache<DenyRecord>;
   private readonly master: PrefixCache<MasterRecord>;
+  readonly trust: PrefixCache<TrustRecord>;
+  readonly identities: PrefixCache<CertIdentityRecord>;
+  readonly customerCerts: PrefixCache<CustomerCertRecord>;
   cluster!: ClusterRecord;
   masterUid?: number;
   readonly probes = new Map<number, ProbeResult>();
 
-  private internode?: InternodeServer;
+  dataplane?: DataplaneHost;
+  reconciler?: BdbReconciler;
+  controller?: BdbController;
+  rotator?: CertRotator;
+  private metrics?: MetricsServer;
   private lease?: Lease;
   private masterTimer?: NodeJS.Timeout;
   private rpcClients = new Map<number, RpcClient>();
   private probeTimer?: NodeJS.Timeout;
   private stopped = false;
+  /** Called when the cluster removes this node. */
+  onRemoved?: () => void;
   private readonly startedAt = Date.now();
 
   private constructor(
@@ -76,6 +92,9 @@ export class ClusterMember implements PeerPolicy {
     this.live = new PrefixCache(this.client, KEYS.livePrefix);
     this.deny = new PrefixCache(this.client, KEYS.denyPrefix);
     this.master = new PrefixCache(this.client, KEYS.master);
+    this.trust = new PrefixCache(this.client, KEYS.trust);
+    this.identities = new PrefixCache(this.client, KEYS.certIdentitiesPrefix);
+    this.customerCerts = new PrefixCache(this.client, `${KEYS.customerCertsPrefix}${identity.uid}/`);
   }
 
   get uid(): number {
@@ -110,31 +129,69 @@ export class ClusterMember implements PeerPolicy {
     const c = await this.client.get(KEYS.cluster).json();
     if (!c) throw new Error('coordination store holds no cluster record');
     this.cluster = c as ClusterRecord;
-    await Promise.all([this.nodes.start(), this.live.start(), this.deny.start()]);
-    const recheck = () => this.internode?.recheck();
-    this.nodes.on('change', recheck);
-    this.deny.on('change', recheck);
+    await Promise.all([this.nodes.start(), this.live.start(), this.deny.start(), this.trust.start(), this.identities.start(), this.customerCerts.start()]);
+    this.certs.setAnchors(this.trust.values()[0]?.anchors ?? []);
+    const pushPolicy = () => this.dataplane?.setPolicy(this.policySnapshot());
+    this.nodes.on('change', pushPolicy);
+    this.nodes.on('change', (id: string) => {
+      if (id === String(this.uid) && !this.nodes.items.has(id) && !this.stopped) {
+        this.log.warn({ uid: this.uid }, 'this node was removed from the cluster');
+        this.onRemoved?.();
+      }
+    });
+    this.deny.on('change', pushPolicy);
+    this.identities.on('change', pushPolicy);
+    this.trust.on('change', () => {
+      this.certs.setAnchors(this.trust.values()[0]?.anchors ?? []);
+      pushPolicy();
+    });
 
     await this.publishNodeRecord();
     await this.holdLiveness();
-    this.internode = new InternodeServer({
-      host: this.cfg.addr,
-      port: this.cfg.ports.internode,
-      certs: this.certs,
-      policy: this,
-      log: this.log.child({ component: 'internode' }),
-      handlers: { cp: (s, peer) => serveRpc(s, peer, (m, p, who) => this.handleRpc(m, p, who)) },
+    // The internode listeners live in the data-plane worker, off this event loop.
+    this.dataplane = new DataplaneHost({
+      node: { uid: this.uid, addr: this.cfg.addr, ports: this.cfg.ports },
+      certs: () => ({ cp: this.bundleForWorker('cp'), dp: this.bundleForWorker('dp') }),
+      policy: () => this.policySnapshot(),
+      rpc: (m, p, who) => this.handleRpc(m, p, who),
+      log: this.log.child({ component: 'dataplane-host' }),
+      logLevel: this.log.level,
     });
-    await this.internode.listen();
+    this.certs.on('change', (plane: 'cp' | 'dp') => this.dataplane?.setCerts(plane, this.bundleForWorker(plane)));
+    await this.dataplane.start();
     await this.master.start();
     this.master.on('change', () => this.onMasterChange());
     this.onMasterChange();
     this.masterTimer = setInterval(() => void this.claimMaster(), 1000);
     this.masterTimer.unref();
     await this.claimMaster();
+    this.rotator = new CertRotator(this, this.log.child({ component: 'cert-rotation' }));
+    await this.rotator.start();
+    this.reconciler = new BdbReconciler(this, this.log.child({ component: 'reconciler' }));
+    await this.reconciler.start();
+    this.controller = new BdbController(this, this.reconciler, this.log.child({ component: 'bdb-controller' }));
+    await this.controller.start();
+    this.metrics = new MetricsServer(this);
+    await this.metrics.listen({ certPem: fs.readFileSync(certPath(this.cfg.dataDir, 'api'), 'utf8'), keyPem: fs.readFileSync(certPath(this.cfg.dataDir, 'apiKey'), 'utf8') });
     this.probeTimer = setInterval(() => void this.probePeers(), this.cfg.timings.probeIntervalMs);
     this.probeTimer.unref();
     this.log.info({ uid: this.uid, cluster: this.cluster.name }, 'node is a running cluster member');
+  }
+
+  /** The worker gets the cluster CA as the bundle's CA; anchors travel with the policy. */
+  private bundleForWorker(plane: Plane) {
+    return { ...this.certs.bundle(plane), caPem: this.certs.caPem() };
+  }
+
+  policySnapshot(): PolicySnapshot {
+    return {
+      anchors: this.trust.values()[0]?.anchors ?? [],
+      identities: this.identities.values(),
+      clusterId: this.identity.cluster_id,
+      members: this.nodes.values().map((n) => n.uid),
+      denied: [...this.deny.items.keys()],
+      nodes: this.nodes.values().filter((n) => n.addr).map((n) => ({ uid: n.uid, addr: n.addr, internode: n.ports.internode, dp_plain: n.ports.dp_plain })),
+    };
   }
 
   // --- PeerPolicy: who may use the internode channel ---
@@ -146,6 +203,10 @@ export class ClusterMember implements PeerPolicy {
   }
   isDenied(serial: string): boolean {
     return this.deny.items.has(serial);
+  }
+  identityOf(serial: string) {
+    const r = this.identities.items.get(serial);
+    return r ? { uid: r.uid, plane: r.plane } : undefined;
   }
 
   private async publishNodeRecord(): Promise<void> {
@@ -227,9 +288,35 @@ export class ClusterMember implements PeerPolicy {
     switch (method) {
       case 'status':
         return this.statusReply();
+      case 'rotate_certs': {
+        const planes = ((_params as { planes?: unknown })?.planes as Plane[] | undefined) ?? ['cp', 'dp'];
+        if (!Array.isArray(planes) || planes.some((p) => p !== 'cp' && p !== 'dp')) throw new Error('invalid planes');
+        return this.rotateNow(planes);
+      }
+      case 'port_free':
+        return this.portFree(Number((_params as { port?: unknown })?.port));
       default:
         throw new Error(`unknown method ${method}`);
     }
+  }
+
+  /** Renew the given planes now; resolves when the new certificates are in memory and on disk. */
+  async rotateNow(planes: Plane[]): Promise<{ uid: number; renewed: { plane: Plane; serial: string; not_after: string }[] }> {
+    if (!this.rotator) throw new Error('node is starting');
+    const renewed = [];
+    // Operator-provided certificates are the operator's to replace, not ours to rotate.
+    for (const p of planes) if (!this.certs.isCustomer(p)) renewed.push(await this.rotator.renew(p, 'on demand'));
+    return { uid: this.uid, renewed };
+  }
+
+  /** Is a TCP port free on this node's address? (Asked before a database takes it.) */
+  portFree(port: number): Promise<{ free: boolean }> {
+    if (!Number.isInteger(port) || port < 1 || port > 65535) return Promise.reject(new Error('invalid port'));
+    return new Promise((resolve) => {
+      const s = net.createServer();
+      s.once('error', () => resolve({ free: false }));
+      s.listen({ host: this.cfg.addr, port, exclusive: true }, () => s.close(() => resolve({ free: true })));
+    });
   }
 
   rpc(uid: number): RpcClient | undefined {
@@ -273,7 +360,11 @@ export class ClusterMember implements PeerPolicy {
     if (this.probeTimer) clearInterval(this.probeTimer);
     if (this.masterTimer) clearInterval(this.masterTimer);
     for (const c of this.rpcClients.values()) c.close();
-    await this.internode?.close().catch(() => undefined);
+    await this.metrics?.close().catch(() => undefined);
+    await this.rotator?.stop().catch(() => undefined);
+    await this.controller?.stop().catch(() => undefined);
+    await this.reconciler?.stop().catch(() => undefined);
+    await this.dataplane?.stop().catch(() => undefined);
     // Give mastership and liveness back at once, so the others need not wait for a TTL.
     await Promise.race([
       Promise.all([
@@ -283,6 +374,9 @@ export class ClusterMember implements PeerPolicy {
         this.nodes.stop(),
         this.live.stop(),
         this.deny.stop(),
+        this.trust.stop(),
+        this.identities.stop(),
+        this.customerCerts.stop(),
       ]),
       new Promise((r) => setTimeout(r, 3000)),
     ]);

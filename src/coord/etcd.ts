@@ -164,8 +164,9 @@ export function etcdPaths(dataDir: string): EtcdPaths {
     dataDir: path.join(dataDir, 'etcd'),
     logFile: path.join(dataDir, 'etcd.log'),
     caFile: path.join(certs, 'ca.pem'),
-    certFile: path.join(certs, 'cp.pem'),
-    keyFile: path.join(certs, 'cp.key'),
+    // The cp pair through a symlinked directory, swapped atomically on rotation.
+    certFile: path.join(certs, 'etcd-peer', 'current', 'cert.pem'),
+    keyFile: path.join(certs, 'etcd-peer', 'current', 'key.pem'),
     clientCaFile: path.join(certs, 'etcd-client-ca.pem'),
     clientCertFile: path.join(certs, 'etcd-client.pem'),
     clientKeyFile: path.join(certs, 'etcd-client.key'),

@@ -30,6 +30,8 @@ export interface PeerPolicy {
   clusterId(): string;
   isMember(uid: number): boolean;
   isDenied(serial: string): boolean;
+  /** Whose an operator-provided certificate is (it has no tessera identity of its own). */
+  identityOf?(serial: string): { uid: number; plane: Plane } | undefined;
 }
 
 export interface PeerIdentity {
@@ -41,13 +43,17 @@ export interface PeerIdentity {
 /** Check a verified peer certificate against the policy; a string is the reason to refuse. */
 export function checkPeer(cert: tls.PeerCertificate | undefined, plane: Plane, policy: PeerPolicy): PeerIdentity | string {
   if (!cert || !cert.raw) return 'no peer certificate';
-  const id = parseIdentity(cert.subjectaltname);
+  const serial = normalizeSerial(cert.serialNumber);
+  const id = parseIdentity(cert.subjectaltname) ?? (() => {
+    const known = policy.identityOf?.(serial);
+    return known ? { clusterId: policy.clusterId(), uid: known.uid, plane: known.plane } : undefined;
+  })();
   if (!id) return 'certificate carries no tessera identity';
   if (id.clusterId !== policy.clusterId()) return `certificate is for cluster ${id.clusterId}`;
   if (id.plane !== plane) return `certificate is for plane ${id.plane}, connection is ${plane}`;
-  const serial = normalizeSerial(cert.serialNumber);
   if (policy.isDenied(serial)) return `certificate ${serial} is revoked`;
-  if (!policy.isMember(id.uid)) return `node ${id.uid} is not a member`;
+  // uid 0: one operator certificate shared by all nodes; it cannot say which node it is.
+  if (id.uid !== 0 && !policy.isMember(id.uid)) return `node ${id.uid} is not a member`;
   return { uid: id.uid, plane, serial };
 }
 
@@ -124,7 +130,7 @@ export class InternodeServer {
   recheck(): number {
     let closed = 0;
     for (const [s, peer] of this.live) {
-      if (this.opts.policy.isDenied(peer.serial) || !this.opts.policy.isMember(peer.uid)) {
+      if (this.opts.policy.isDenied(peer.serial) || (peer.uid !== 0 && !this.opts.policy.isMember(peer.uid))) {
         this.opts.log.warn({ peer }, 'closing internode connection of a removed or revoked peer');
         s.destroy();
         this.live.delete(s);
@@ -172,6 +178,8 @@ export interface DialOptions {
   /** The node uid we mean to reach; its certificate must say so. */
   expectUid?: number;
   timeoutMs?: number;
+  /** Leave from this node's own address, so traffic between nodes is seen as such. */
+  localAddress?: string;
 }
 
 /** Open an authenticated internode connection for one plane. */
@@ -182,6 +190,7 @@ export function dial(o: DialOptions): Promise<{ socket: tls.TLSSocket; peer: Pee
       ...BASE_OPTIONS,
       host: o.host,
       port: o.port,
+      ...(o.localAddress ? { socket: net.connect({ host: o.host, port: o.port, localAddress: o.localAddress }) } : {}),
       secureContext: o.certs.context(o.plane),
       servername: SERVERNAME[o.plane],
       ALPNProtocols: [ALPN[o.plane]],
@@ -189,7 +198,7 @@ export function dial(o: DialOptions): Promise<{ socket: tls.TLSSocket; peer: Pee
       checkServerIdentity: (_host, cert) => {
         const v = checkPeer(cert, o.plane, o.policy);
         if (typeof v === 'string') return new Error(`internode peer refused: ${v}`);
-        if (o.expectUid !== undefined && v.uid !== o.expectUid) return new Error(`expected node ${o.expectUid}, reached node ${v.uid}`);
+        if (o.expectUid !== undefined && v.uid !== 0 && v.uid !== o.expectUid) return new Error(`expected node ${o.expectUid}, reached node ${v.uid}`);
         peer = v;
         return undefined;
       },

@@ -1,36 +1,83 @@
-// An atomic holder of this node's plane certificates and the cluster CA.
+// An atomic holder of this node's plane certificates and of what it trusts.
 // Listeners ask it for a context at each handshake and dialers at each dial,
 // so a swap takes effect on the next connection and never touches live ones.
+//
+// Trust is the cluster CA plus any anchors an operator added with customer
+// certificates. A leaf swap never changes trust: a cluster-issued leaf must
+// chain to the cluster CA, a customer leaf to the current anchors.
 import tls from 'node:tls';
 import { EventEmitter } from 'node:events';
-import { Bundle, secureContext } from './policy.js';
 import { X509Certificate } from 'node:crypto';
+import { Bundle, secureContext } from './policy.js';
 import { Plane, parseIdentity, validateBundle } from '../pki/pki.js';
+import { validateCustomerCert, CertName } from '../pki/customer.js';
+
+const PLANE_NAME: Record<Plane, CertName> = { cp: 'ccs_internode_encryption', dp: 'data_internode_encryption' };
+
+function firstPem(pem: string): string {
+  const m = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/.exec(pem);
+  return m ? m[0] + '\n' : pem;
+}
 
 export class CertStore extends EventEmitter {
   private bundles = new Map<Plane, Bundle>();
   private contexts = new Map<Plane, tls.SecureContext>();
+  private clusterCa: string;
+  private anchors: string[] = [];
 
-  constructor(initial: Record<Plane, Bundle>) {
+  constructor(initial: Record<Plane, Bundle>, extraAnchors: string[] = []) {
     super();
+    this.clusterCa = initial.cp.caPem.trim() + '\n';
+    this.anchors = extraAnchors;
     for (const plane of ['cp', 'dp'] as Plane[]) this.set(plane, initial[plane]);
   }
 
+  /** Everything this node trusts for peers: the cluster CA and the operator's anchors, as one PEM bundle. */
+  trustPem(): string {
+    return [this.clusterCa, ...this.anchors].map((p) => p.trim()).join('\n') + '\n';
+  }
+
   /**
-   * Validate, then swap. A bad bundle throws and the old one stays. The chain
-   * is checked against the CA this store already trusts, not the one the
-   * bundle brings: a leaf swap must never change whom we trust.
+   * Validate, then swap. A bad bundle throws and the old one stays. The
+   * bundle's own CA field is ignored for trust: it must equal the cluster CA
+   * (cluster-issued leaves) and is replaced by the store's trust bundle.
    */
   set(plane: Plane, b: Bundle): void {
-    const trusted = this.bundles.get('cp')?.caPem ?? this.bundles.get('dp')?.caPem ?? b.caPem;
-    if (b.caPem.trim() !== trusted.trim()) throw new Error('bundle brings a different CA than the one this node trusts');
-    validateBundle(b.certPem, b.keyPem, trusted);
-    const id = parseIdentity(new X509Certificate(b.certPem).subjectAltName);
-    if (id && id.plane !== plane) throw new Error(`certificate is for plane ${id.plane}, not ${plane}`);
-    const ctx = secureContext(b);
-    this.bundles.set(plane, b);
+    const leaf = new X509Certificate(firstPem(b.certPem));
+    const id = parseIdentity(leaf.subjectAltName);
+    if (id) {
+      if (b.caPem.trim() !== this.clusterCa.trim()) throw new Error('bundle brings a different CA than the one this node trusts');
+      validateBundle(firstPem(b.certPem), b.keyPem, this.clusterCa);
+      if (id.plane !== plane) throw new Error(`certificate is for plane ${id.plane}, not ${plane}`);
+    } else {
+      // An operator's certificate: chain and key checked against the anchors in force.
+      validateCustomerCert({ name: PLANE_NAME[plane], certificate: b.certPem, key: b.keyPem }, { extraTrust: this.anchors, minRemainingSeconds: 0 });
+    }
+    const next = { certPem: b.certPem, keyPem: b.keyPem, caPem: this.trustPem() };
+    const ctx = secureContext(next);
+    this.bundles.set(plane, next);
     this.contexts.set(plane, ctx);
     this.emit('change', plane);
+  }
+
+  /** Replace the operator's trust anchors; contexts are rebuilt so new handshakes use them. */
+  setAnchors(anchors: string[]): void {
+    const same = anchors.length === this.anchors.length && anchors.every((a, i) => a.trim() === this.anchors[i]?.trim());
+    if (same) return;
+    for (const a of anchors) new X509Certificate(a); // must parse
+    this.anchors = anchors.map((a) => a.trim() + '\n');
+    for (const plane of ['cp', 'dp'] as Plane[]) {
+      const b = this.bundles.get(plane);
+      if (!b) continue;
+      const next = { ...b, caPem: this.trustPem() };
+      this.contexts.set(plane, secureContext(next));
+      this.bundles.set(plane, next);
+      this.emit('change', plane);
+    }
+  }
+
+  anchorsPem(): string[] {
+    return [...this.anchors];
   }
 
   bundle(plane: Plane): Bundle {
@@ -41,7 +88,13 @@ export class CertStore extends EventEmitter {
     return this.contexts.get(plane)!;
   }
 
+  /** The cluster's own CA (not the operator's anchors). */
   caPem(): string {
-    return this.bundles.get('cp')!.caPem;
+    return this.clusterCa;
+  }
+
+  /** Is the plane's current certificate one the operator provided? */
+  isCustomer(plane: Plane): boolean {
+    return !parseIdentity(new X509Certificate(firstPem(this.bundle(plane).certPem)).subjectAltName);
   }
 }

@@ -165,3 +165,63 @@ export class TestCluster {
     if (!process.env.TESSERA_KEEP_TEST_DIRS) fs.rmSync(this.root, { recursive: true, force: true });
   }
 }
+
+export interface BdbJson {
+  uid: number;
+  name: string;
+  port: number;
+  status: string;
+  data_internode_encryption: boolean;
+  shards: { uid: number; role: string; node_uid: number; assigned_slots: string; status: string; master_uid?: number }[];
+  endpoints: { addr: string[]; port: number }[];
+  action_uid?: string;
+  error?: string;
+}
+
+/** Create a database through REST and wait until it is active. */
+export async function createDb(n: TestNode, body: Record<string, unknown>, timeoutMs = 60_000): Promise<BdbJson> {
+  const r = await n.api<BdbJson>('POST', '/v1/bdbs', body);
+  if (r.status !== 200) throw new Error(`create db: ${r.status} ${JSON.stringify(r.body)}`);
+  return waitDbStatus(n, r.body.uid, 'active', timeoutMs);
+}
+
+export async function waitDbStatus(n: TestNode, uid: number, status: string, timeoutMs = 60_000): Promise<BdbJson> {
+  let last: BdbJson | undefined;
+  try {
+    return await waitFor(`db ${uid} ${status}`, async () => {
+      const r = await n.api<BdbJson>('GET', `/v1/bdbs/${uid}`);
+      last = r.body;
+      return r.status === 200 && r.body.status === status ? r.body : undefined;
+    }, timeoutMs);
+  } catch (err) {
+    throw new Error(`${(err as Error).message}; last seen: ${JSON.stringify(last)}`);
+  }
+}
+
+/** A shard's internal secret, as its node wrote it into the shard's config (tests inspect shards directly). */
+export function shardSecret(node: TestNode, shardUid: number): string {
+  const conf = fs.readFileSync(path.join(node.dataDir, 'shards', String(shardUid), 'redis.conf'), 'utf8');
+  return /^requirepass "([^"]+)"/m.exec(conf)![1];
+}
+
+export function shardSocketPath(node: TestNode, shardUid: number): string {
+  return path.join(node.dataDir, 'shards', String(shardUid), 'redis.sock');
+}
+
+/** Run redis-cli against a shard's unix socket, authenticated with its secret. */
+export function shardCli(node: TestNode, shardUid: number, args: string[]): Promise<string> {
+  return new Promise((resolve, reject) => {
+    execFile('redis-cli', ['-s', shardSocketPath(node, shardUid), '--no-auth-warning', '-a', shardSecret(node, shardUid), ...args], { timeout: 10_000 }, (err, stdout) =>
+      err ? reject(err) : resolve(stdout.trim()),
+    );
+  });
+}
+
+export function redisCli(host: string, port: number, args: string[], input?: string): Promise<CliResult> {
+  return new Promise((resolve) => {
+    const p = execFile('redis-cli', ['-h', host, '-p', String(port), ...args], { timeout: 60_000 }, (err, stdout, stderr) => {
+      resolve({ code: err ? 1 : 0, stdout, stderr });
+    });
+    if (input !== undefined) p.stdin?.end(input);
+  });
+}

@@ -1,7 +1,7 @@
 // GET /v1/cluster, GET/PUT /v1/cluster/policy, GET /v1/cluster/certificates.
 import type { FastifyPluginAsync } from 'fastify';
 import type { NodeDaemon } from '../../control/daemon.js';
-import { KEYS, CaRecord, DEFAULT_POLICY, PolicyRecord } from '../../coord/schema.js';
+import { KEYS, CaRecord, DEFAULT_POLICY, PolicyRecord, DEFAULT_ALERT_SETTINGS, AlertSettingsRecord } from '../../coord/schema.js';
 import { SOFTWARE_VERSION } from '../../control/config.js';
 import { certInfo, PLANES } from '../../pki/pki.js';
 
@@ -17,8 +17,12 @@ const policyBody = {
 export const clusterRoutes: FastifyPluginAsync<{ daemon: NodeDaemon }> = async (app, { daemon }) => {
   app.get('/v1/cluster', async () => {
     const m = daemon.requireMember();
+    const stored = ((await m.client.get(KEYS.alertSettings).json()) ?? {}) as Partial<AlertSettingsRecord>;
     return {
       name: m.cluster.name,
+      alert_settings: {
+        node_internal_certs_about_to_expire: { ...DEFAULT_ALERT_SETTINGS.node_internal_certs_about_to_expire, ...(stored.node_internal_certs_about_to_expire ?? {}) },
+      },
       cluster_id: m.cluster.cluster_id,
       created_time: m.cluster.created_time,
       software_version: SOFTWARE_VERSION,

@@ -15,8 +15,8 @@ const joinNodeBody = {
     ports: {
       type: 'object',
       additionalProperties: false,
-      required: ['rest', 'internode', 'dp_plain', 'etcd_peer', 'etcd_client'],
-      properties: { rest: port, internode: port, dp_plain: port, etcd_peer: port, etcd_client: port },
+      required: ['rest', 'internode', 'dp_plain', 'etcd_peer', 'etcd_client', 'metrics'],
+      properties: { rest: port, internode: port, dp_plain: port, etcd_peer: port, etcd_client: port, metrics: port },
     },
     csrs: { type: 'object', additionalProperties: false, required: ['cp', 'dp', 'api'], properties: { cp: pem, dp: pem, api: pem } },
   },

@@ -4,13 +4,20 @@ import type { FastifyPluginAsync } from 'fastify';
 import type { NodeDaemon } from '../../control/daemon.js';
 import type { ClusterMember } from '../../control/member.js';
 import type { NodeRecord } from '../../coord/schema.js';
-import { notFound } from '../errors.js';
+import { ApiError, badRequest, notFound } from '../errors.js';
+import { KEYS, DenyRecord } from '../../coord/schema.js';
+import { PLANES } from '../../pki/pki.js';
 
 export function nodeView(m: ClusterMember, n: NodeRecord) {
   const live = m.live.items.get(String(n.uid));
   const self = n.uid === m.uid;
   const probe = self ? { ok: true, at: Date.now(), status: m.statusReply() } : m.probes.get(n.uid);
   const status = probe?.status;
+  const shardList = (m.reconciler?.bdbs.values() ?? [])
+    .flatMap((b) => b.shards)
+    .filter((s) => s.node_uid === n.uid)
+    .map((s) => s.uid)
+    .sort((a, b) => a - b);
   return {
     uid: n.uid,
     addr: n.addr,
@@ -18,8 +25,8 @@ export function nodeView(m: ClusterMember, n: NodeRecord) {
     is_master: m.masterUid === n.uid,
     software_version: status?.software_version ?? n.software_version,
     capabilities: n.capabilities,
-    shard_count: 0,
-    shard_list: [] as number[],
+    shard_count: shardList.length,
+    shard_list: shardList,
     uptime: live ? Math.max(0, Math.round((Date.now() - Date.parse(live.started_time)) / 1000)) : 0,
     cores: status?.cores ?? null,
     total_memory: status?.total_memory ?? null,
@@ -50,5 +57,46 @@ export const nodesRoutes: FastifyPluginAsync<{ daemon: NodeDaemon }> = async (ap
     const n = m.nodes.items.get(String(Number(req.params.uid)));
     if (!n || !n.addr) throw notFound('node_not_found', `node ${req.params.uid} does not exist`);
     return nodeView(m, n);
+  });
+
+  // Remove a node: refuse while it hosts shards; otherwise deny its certificates
+  // everywhere (live internode connections using them are closed), drop its
+  // records and its etcd member.
+  app.post<{ Params: { uid: string } }>('/v1/nodes/:uid/actions/remove', { schema: { params: uidParams } }, async (req) => {
+    const m = daemon.requireMember();
+    const uid = Number(req.params.uid);
+    const n = m.nodes.items.get(String(uid));
+    if (!n || !n.addr) throw notFound('node_not_found', `node ${uid} does not exist`);
+    if (uid === m.uid) throw badRequest('cannot_remove_self', `node ${uid} is the node answering this request; ask another node to remove it`);
+    const hosted = (m.reconciler?.bdbs.values() ?? []).filter((b) => b.shards.some((s) => s.node_uid === uid));
+    if (hosted.length) {
+      throw badRequest('node_has_shards', `node ${uid} hosts shards of database(s) ${hosted.map((b) => `${b.uid} (${b.name})`).join(', ')}; delete or move them first`);
+    }
+    if (m.nodes.values().filter((x) => x.addr).length <= 1) throw badRequest('last_node', 'the last node of a cluster cannot be removed');
+    const now = new Date().toISOString();
+    const denied: string[] = [];
+    const c = m.client;
+    const ops = [];
+    for (const plane of PLANES) {
+      const meta = n.certificates?.[plane];
+      if (!meta) continue;
+      const rec: DenyRecord = { serial: meta.serial, node_uid: uid, plane, time: now };
+      ops.push(c.put(KEYS.deny(meta.serial)).value(JSON.stringify(rec)));
+      denied.push(meta.serial);
+    }
+    ops.push(c.delete().key(KEYS.node(uid)), c.delete().key(KEYS.live(uid)), c.delete().key(KEYS.alerts(uid)));
+    const r = await c.if(KEYS.node(uid), 'Create', '>', 0).then(...ops).commit();
+    if (!r.succeeded) throw notFound('node_not_found', `node ${uid} does not exist`);
+    const master = (await c.get(KEYS.master).json()) as { uid?: number } | null;
+    if (master?.uid === uid) await c.delete().key(KEYS.master);
+    if (n.etcd_member_id) {
+      try {
+        await c.cluster.memberRemove({ ID: n.etcd_member_id });
+      } catch (err) {
+        throw new ApiError(500, 'store_member_not_removed', `node ${uid} is removed and denied, but its etcd member could not be removed: ${(err as Error).message}`);
+      }
+    }
+    req.log.warn({ node: uid, denied }, 'node removed from the cluster; its certificates are denied');
+    return { uid, status: 'removed', denied_serials: denied };
   });
 };

@@ -1,0 +1,260 @@
+// Databases (Redis Enterprise `bdb` objects): POST/GET /v1/bdbs, GET/PUT/DELETE /v1/bdbs/{uid},
+// and GET /v1/actions[/{uid}]. A change is validated, written as desired state,
+// converged by every node's reconciler, and reflected in `status`.
+import type { FastifyPluginAsync } from 'fastify';
+import type { NodeDaemon } from '../../control/daemon.js';
+import type { ClusterMember } from '../../control/member.js';
+import { KEYS, ActionRecord, BdbRecord, PolicyRecord, DEFAULT_POLICY, ProxyPolicy } from '../../coord/schema.js';
+import { ApiError, badRequest, notFound } from '../errors.js';
+import { createAction, endpointNodes, newSecret, nextSeq, placeShards, updateBdb } from '../../control/bdb-store.js';
+
+const EVICTION = ['volatile-lru', 'volatile-ttl', 'volatile-random', 'allkeys-lru', 'allkeys-random', 'noeviction', 'volatile-lfu', 'allkeys-lfu'];
+const PROXY_POLICIES: ProxyPolicy[] = ['single', 'all-master-shards', 'all-nodes'];
+const PERSISTENCE = ['disabled', 'aof', 'snapshot'];
+const MIN_MEMORY = 1024 * 1024;
+const PORT_MIN = 10000;
+const PORT_MAX = 19999;
+export const DATA_INE_CAPABILITY = 'data_internode_encryption';
+
+// Types are checked by the schema (400 invalid_schema); values with a reference error code are checked in code.
+const fields = {
+  name: { type: 'string' },
+  type: { type: 'string' },
+  memory_size: { type: 'integer' },
+  port: { type: 'integer' },
+  shards_count: { type: 'integer' },
+  sharding: { type: 'boolean' },
+  replication: { type: 'boolean' },
+  proxy_policy: { type: 'string' },
+  shards_placement: { type: 'string' },
+  data_internode_encryption: { type: 'boolean' },
+  data_persistence: { type: 'string' },
+  eviction_policy: { type: 'string' },
+  authentication_redis_pass: { type: 'string', maxLength: 512 },
+} as const;
+
+const createBody = { type: 'object', additionalProperties: false, properties: fields } as const;
+const updateBody = { type: 'object', additionalProperties: false, minProperties: 1, properties: fields } as const;
+const uidParams = { type: 'object', required: ['uid'], properties: { uid: { type: 'string', pattern: '^[0-9]{1,9}$' } } } as const;
+
+type BdbInput = Partial<Omit<BdbRecord, 'uid' | 'shards' | 'status' | 'generation' | 'link_generation' | 'internal_secret'>>;
+
+export function bdbView(m: ClusterMember, b: BdbRecord) {
+  const allNodes = m.nodes.values().filter((n) => n.addr).map((n) => n.uid);
+  const addrs = endpointNodes(b, allNodes).map((u) => m.nodes.items.get(String(u))?.addr).filter(Boolean) as string[];
+  const obs = m.controller?.observedOf(b.uid);
+  const shardStatus = new Map<number, string>();
+  for (const o of obs?.values() ?? []) for (const s of o.shards) shardStatus.set(s.uid, s.status);
+  const { internal_secret: _secret, authentication_redis_pass: pass, generation: _g, link_generation: _l, shards, ...rest } = b;
+  return {
+    ...rest,
+    authentication_redis_pass_set: !!pass,
+    shard_list: shards.map((s) => s.uid),
+    shards: shards.map((s) => ({
+      uid: s.uid,
+      role: s.role,
+      node_uid: s.node_uid,
+      assigned_slots: `${s.slots[0]}-${s.slots[1]}`,
+      ...(s.master_uid !== undefined ? { master_uid: s.master_uid } : {}),
+      status: m.live.items.has(String(s.node_uid)) ? (shardStatus.get(s.uid) ?? 'starting') : 'down',
+    })),
+    endpoints: [{ uid: `${b.uid}:1`, dns_name: `redis-${b.port}.${m.cluster.name}`, port: b.port, addr: addrs, proxy_policy: b.proxy_policy, addr_type: 'internal' }],
+  };
+}
+
+function checkValues(v: BdbInput): void {
+  if (v.name !== undefined && !/^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$/.test(v.name)) throw badRequest('invalid_name', 'name must be 1-63 letters, digits, "-" or "_", starting with a letter or digit');
+  if (v.type !== undefined && v.type !== 'redis') throw badRequest('invalid_type', `type must be 'redis'`);
+  if (v.memory_size !== undefined && v.memory_size < MIN_MEMORY) throw badRequest('invalid_memory_size', `memory_size must be at least ${MIN_MEMORY} bytes`);
+  if (v.port !== undefined && (v.port < PORT_MIN || v.port > PORT_MAX)) throw badRequest('invalid_port', `port must be in ${PORT_MIN}-${PORT_MAX}`);
+  if (v.shards_count !== undefined && (v.shards_count < 1 || v.shards_count > 512)) throw badRequest('invalid_sharding', 'shards_count must be between 1 and 512');
+  if (v.proxy_policy !== undefined && !PROXY_POLICIES.includes(v.proxy_policy)) throw badRequest('invalid_proxy_policy', `proxy_policy must be one of ${PROXY_POLICIES.join(', ')}`);
+  if (v.shards_placement !== undefined && !['dense', 'sparse'].includes(v.shards_placement)) throw badRequest('invalid_shards_placement', 'shards_placement must be dense or sparse');
+  if (v.data_persistence !== undefined && !PERSISTENCE.includes(v.data_persistence)) throw badRequest('invalid_data_persistence', `data_persistence must be one of ${PERSISTENCE.join(', ')}`);
+  if (v.eviction_policy !== undefined && !EVICTION.includes(v.eviction_policy)) throw badRequest('invalid_eviction_policy', `eviction_policy must be one of ${EVICTION.join(', ')}`);
+}
+
+/** Enabling data-plane encryption needs every node to support it. */
+function checkCapability(m: ClusterMember, enabling: boolean | undefined): void {
+  if (!enabling) return;
+  const lacking = m.nodes.values().filter((n) => n.addr && !n.capabilities.includes(DATA_INE_CAPABILITY));
+  if (lacking.length) {
+    throw new ApiError(400, 'capability_missing', `data_internode_encryption needs every node to support it; node(s) ${lacking.map((n) => n.uid).join(', ')} do not`);
+  }
+}
+
+async function takenPorts(m: ClusterMember, exceptUid?: number): Promise<Set<number>> {
+  const all = (await m.client.getAll().prefix(KEYS.bdbsPrefix).json()) as Record<string, BdbRecord>;
+  return new Set(Object.values(all).filter((b) => b.uid !== exceptUid).map((b) => b.port));
+}
+
+/** A port is free if no database has it and nothing on any node listens on it (asked over the control plane). */
+async function portFreeEverywhere(m: ClusterMember, port: number): Promise<string | undefined> {
+  const reserved = Object.values(m.cfg.ports);
+  if (reserved.includes(port)) return `port ${port} is used by Tessera itself`;
+  const answers = await Promise.all(
+    m.nodes.values().filter((n) => n.addr && m.live.items.has(String(n.uid))).map(async (n) => {
+      try {
+        const r = n.uid === m.uid ? await m.portFree(port) : await m.rpc(n.uid)!.call<{ free: boolean }>('port_free', { port }, 3000);
+        return r.free ? undefined : `port ${port} is in use on node ${n.uid}`;
+      } catch {
+        return undefined; // an unreachable node is not a reason to refuse; its reconciler reports a failure
+      }
+    }),
+  );
+  return answers.find(Boolean);
+}
+
+export const bdbsRoutes: FastifyPluginAsync<{ daemon: NodeDaemon }> = async (app, { daemon }) => {
+  app.get('/v1/bdbs', async () => {
+    const m = daemon.requireMember();
+    return m.reconciler!.bdbs.values().sort((a, b) => a.uid - b.uid).map((b) => bdbView(m, b));
+  });
+
+  app.get<{ Params: { uid: string } }>('/v1/bdbs/:uid', { schema: { params: uidParams } }, async (req) => {
+    const m = daemon.requireMember();
+    const b = (await m.client.get(KEYS.bdb(Number(req.params.uid))).json()) as BdbRecord | null;
+    if (!b) throw notFound('db_not_exist', `database ${req.params.uid} does not exist`);
+    return bdbView(m, b);
+  });
+
+  app.post<{ Body: BdbInput }>('/v1/bdbs', { schema: { body: createBody } }, async (req, reply) => {
+    const m = daemon.requireMember();
+    const v = req.body;
+    if (v.name === undefined) throw badRequest('missing_db_name', 'name is required');
+    if (v.memory_size === undefined) throw badRequest('missing_memory_size', 'memory_size is required');
+    checkValues(v);
+    const shardsCount = v.shards_count ?? 1;
+    const sharding = v.sharding ?? shardsCount > 1;
+    if (shardsCount > 1 && !sharding) throw badRequest('invalid_sharding', 'shards_count above 1 needs sharding: true');
+    if (v.memory_size / shardsCount < MIN_MEMORY) throw badRequest('invalid_memory_size', `memory_size gives each shard less than ${MIN_MEMORY} bytes`);
+    const policy = { ...DEFAULT_POLICY, ...(((await m.client.get(KEYS.policy).json()) as Partial<PolicyRecord> | null) ?? {}) };
+    const encrypted = v.data_internode_encryption ?? policy.data_internode_encryption;
+    checkCapability(m, encrypted);
+    const all = (await m.client.getAll().prefix(KEYS.bdbsPrefix).json()) as Record<string, BdbRecord>;
+    if (Object.values(all).some((b) => b.name === v.name)) throw badRequest('db_name_exists', `a database named ${v.name} exists`);
+
+    const activeNodes = m.nodes.values().filter((n) => n.addr && m.live.items.has(String(n.uid)));
+    const replication = v.replication ?? false;
+    if (activeNodes.length === 0 || (replication && activeNodes.length < 2)) {
+      throw badRequest('insufficient_resources', replication ? 'replication needs at least two active nodes' : 'no active node');
+    }
+    const taken = await takenPorts(m);
+    let port = v.port;
+    if (port !== undefined) {
+      if (taken.has(port)) throw badRequest('port_unavailable', `port ${port} is used by another database`);
+      const why = await portFreeEverywhere(m, port);
+      if (why) throw badRequest('port_unavailable', why);
+    } else {
+      for (let p = 12000; p <= PORT_MAX && port === undefined; p++) if (!taken.has(p) && !(await portFreeEverywhere(m, p))) port = p;
+      if (port === undefined) throw badRequest('port_unavailable', 'no free port left');
+    }
+
+    const load = new Map<number, number>();
+    for (const b of Object.values(all)) for (const s of b.shards) load.set(s.node_uid, (load.get(s.node_uid) ?? 0) + 1);
+    const shardCount = shardsCount * (replication ? 2 : 1);
+    const firstShard = (await nextSeq(m.client, KEYS.shardSeq, shardCount));
+    const uid = await nextSeq(m.client, KEYS.bdbSeq);
+    const action = await createAction(m.client, 'create_bdb', `bdb:${uid}`);
+    const now = new Date().toISOString();
+    const rec: BdbRecord = {
+      uid,
+      name: v.name,
+      type: 'redis',
+      port,
+      memory_size: v.memory_size,
+      shards_count: shardsCount,
+      sharding,
+      replication,
+      proxy_policy: v.proxy_policy ?? (sharding ? 'all-master-shards' : 'single'),
+      shards_placement: v.shards_placement ?? 'sparse',
+      data_internode_encryption: encrypted,
+      data_persistence: v.data_persistence ?? 'disabled',
+      eviction_policy: v.eviction_policy ?? 'volatile-lru',
+      ...(v.authentication_redis_pass ? { authentication_redis_pass: v.authentication_redis_pass } : {}),
+      internal_secret: newSecret(),
+      shards: placeShards(activeNodes, load, shardsCount, replication, firstShard, v.shards_placement ?? 'sparse'),
+      status: 'pending',
+      generation: 1,
+      link_generation: 1,
+      created_time: now,
+      last_changed_time: now,
+      action_uid: action.action_uid,
+    };
+    // The port is claimed atomically with the record: two creations cannot both take it.
+    const r = await m.client.if(KEYS.bdb(uid), 'Create', '==', 0).then(m.client.put(KEYS.bdb(uid)).value(JSON.stringify(rec))).commit();
+    if (!r.succeeded) throw new ApiError(409, 'uid_exists', `database ${uid} exists`);
+    if ([...(await takenPorts(m, uid))].includes(port)) {
+      await m.client.delete().key(KEYS.bdb(uid));
+      throw badRequest('port_unavailable', `port ${port} was just taken by another database`);
+    }
+    req.log.info({ bdb: uid, name: rec.name, port, shards: rec.shards.length, encrypted }, 'database created');
+    reply.status(200);
+    return bdbView(m, rec);
+  });
+
+  app.put<{ Params: { uid: string }; Body: BdbInput }>('/v1/bdbs/:uid', { schema: { params: uidParams, body: updateBody } }, async (req) => {
+    const m = daemon.requireMember();
+    const uid = Number(req.params.uid);
+    const v = req.body;
+    checkValues(v);
+    for (const k of ['port', 'shards_count', 'sharding', 'replication', 'type', 'shards_placement'] as const) {
+      if (v[k] !== undefined) throw badRequest('unsupported_change', `${k} cannot be changed on an existing database`);
+    }
+    checkCapability(m, v.data_internode_encryption);
+    let problem: ApiError | undefined;
+    const next = await updateBdb(m.client, uid, (cur) => {
+      if (cur.status === 'delete-pending') {
+        problem = new ApiError(409, 'db_busy', `database ${uid} is being deleted`);
+        return undefined;
+      }
+      if (v.memory_size !== undefined && v.memory_size / cur.shards_count < MIN_MEMORY) {
+        problem = badRequest('invalid_memory_size', `memory_size gives each shard less than ${MIN_MEMORY} bytes`);
+        return undefined;
+      }
+      const switched = v.data_internode_encryption !== undefined && v.data_internode_encryption !== cur.data_internode_encryption;
+      const { authentication_redis_pass, ...restV } = v;
+      const merged: BdbRecord = {
+        ...cur,
+        ...restV,
+        ...(authentication_redis_pass !== undefined ? { authentication_redis_pass } : {}),
+        status: cur.status === 'pending' ? 'pending' : 'active-change-pending',
+        generation: cur.generation + 1,
+        link_generation: cur.link_generation + (switched ? 1 : 0),
+        last_changed_time: new Date().toISOString(),
+      };
+      return merged;
+    });
+    if (problem) throw problem;
+    if (!next) throw notFound('db_not_exist', `database ${uid} does not exist`);
+    const action = await createAction(m.client, 'update_bdb', `bdb:${uid}`);
+    const withAction = await updateBdb(m.client, uid, (cur) => (cur.generation === next.generation ? { ...cur, action_uid: action.action_uid } : undefined));
+    req.log.info({ bdb: uid, change: Object.keys(v) }, 'database updated');
+    return bdbView(m, withAction ?? next);
+  });
+
+  app.delete<{ Params: { uid: string } }>('/v1/bdbs/:uid', { schema: { params: uidParams } }, async (req) => {
+    const m = daemon.requireMember();
+    const uid = Number(req.params.uid);
+    const action = await createAction(m.client, 'delete_bdb', `bdb:${uid}`);
+    const next = await updateBdb(m.client, uid, (cur) =>
+      cur.status === 'delete-pending' ? undefined : { ...cur, status: 'delete-pending', generation: cur.generation + 1, action_uid: action.action_uid, last_changed_time: new Date().toISOString() },
+    );
+    if (!next) throw notFound('db_not_exist', `database ${uid} does not exist`);
+    req.log.info({ bdb: uid }, 'database deletion requested');
+    return { uid, status: next.status, action_uid: next.action_uid };
+  });
+
+  app.get('/v1/actions', async () => {
+    const m = daemon.requireMember();
+    const all = (await m.client.getAll().prefix(KEYS.actionsPrefix).json()) as Record<string, ActionRecord>;
+    return Object.values(all).sort((a, b) => Number(a.action_uid) - Number(b.action_uid));
+  });
+
+  app.get<{ Params: { uid: string } }>('/v1/actions/:uid', { schema: { params: uidParams } }, async (req) => {
+    const m = daemon.requireMember();
+    const a = (await m.client.get(KEYS.action(Number(req.params.uid))).json()) as ActionRecord | null;
+    if (!a) throw notFound('action_not_exist', `action ${req.params.uid} does not exist`);
+    return a;
+  });
+};

@@ -1,0 +1,276 @@
+// Certificate lifecycle: GET/PUT /v1/job_scheduler (cert_rotation_job_settings),
+// PUT /v1/cluster (alert_settings), POST /v1/cluster/certificates/rotate,
+// GET /v1/nodes/alerts, GET /v1/nodes/{uid}/alerts, GET /v1/cluster/alerts.
+import type { FastifyPluginAsync } from 'fastify';
+import type { NodeDaemon } from '../../control/daemon.js';
+import type { ClusterMember } from '../../control/member.js';
+import {
+  KEYS,
+  AlertSettingsRecord,
+  CertIdentityRecord,
+  CustomerCertRecord,
+  DEFAULT_ALERT_SETTINGS,
+  DEFAULT_JOB_SCHEDULER,
+  JobSchedulerRecord,
+  NodeAlertsRecord,
+  TrustRecord,
+} from '../../coord/schema.js';
+import { ApiError, badRequest, notFound } from '../errors.js';
+import { PLANE_CERT_NAME, Plane } from '../../pki/pki.js';
+import { X509Certificate } from 'node:crypto';
+import { CertName, CertificateRejected, validateCustomerCerts } from '../../pki/customer.js';
+
+const days = { type: 'number', exclusiveMinimum: 0, maximum: 3650 } as const;
+
+const jobSchedulerBody = {
+  type: 'object',
+  additionalProperties: false,
+  minProperties: 1,
+  properties: {
+    cert_rotation_job_settings: {
+      type: 'object',
+      additionalProperties: false,
+      minProperties: 1,
+      properties: { enabled: { type: 'boolean' }, validity_days: days, expiry_days_before_rotation: days },
+    },
+  },
+} as const;
+
+const clusterBody = {
+  type: 'object',
+  additionalProperties: false,
+  minProperties: 1,
+  properties: {
+    alert_settings: {
+      type: 'object',
+      additionalProperties: false,
+      minProperties: 1,
+      properties: {
+        node_internal_certs_about_to_expire: {
+          type: 'object',
+          additionalProperties: false,
+          minProperties: 1,
+          properties: { enabled: { type: 'boolean' }, threshold: days },
+        },
+      },
+    },
+  },
+} as const;
+
+const rotateBody = {
+  type: 'object',
+  additionalProperties: false,
+  properties: { name: { type: 'string', enum: ['ccs_internode_encryption', 'data_internode_encryption'] } },
+} as const;
+
+const uidParams = { type: 'object', required: ['uid'], properties: { uid: { type: 'string', pattern: '^[0-9]{1,9}$' } } } as const;
+
+/** Read-modify-write of a settings record whose fields are merged one level deep. */
+async function mergeSettings<T extends object>(m: ClusterMember, key: string, defaults: T, patch: Partial<T>, check?: (v: T) => void): Promise<T> {
+  for (let i = 0; i < 20; i++) {
+    const res = await m.client.get(key).exec();
+    const kv = res.kvs[0];
+    const cur = (kv ? JSON.parse(kv.value.toString()) : {}) as Partial<T>;
+    const next = { ...defaults } as Record<string, unknown>;
+    for (const k of Object.keys(defaults) as (keyof T & string)[]) {
+      next[k] = { ...(defaults[k] as object), ...((cur[k] as object) ?? {}), ...((patch[k] as object) ?? {}) };
+    }
+    check?.(next as T);
+    const txn = kv ? m.client.if(key, 'Mod', '==', kv.mod_revision) : m.client.if(key, 'Create', '==', 0);
+    const r = await txn.then(m.client.put(key).value(JSON.stringify(next))).commit();
+    if (r.succeeded) return next as T;
+  }
+  throw new ApiError(409, 'busy', 'settings kept changing; try again');
+}
+
+async function readSettings<T extends object>(m: ClusterMember, key: string, defaults: T): Promise<T> {
+  const cur = ((await m.client.get(key).json()) ?? {}) as Partial<T>;
+  const out = { ...defaults } as Record<string, unknown>;
+  for (const k of Object.keys(defaults) as (keyof T & string)[]) out[k] = { ...(defaults[k] as object), ...((cur[k] as object) ?? {}) };
+  return out as T;
+}
+
+async function nodeAlerts(m: ClusterMember): Promise<Record<string, NodeAlertsRecord>> {
+  const all = (await m.client.getAll().prefix(KEYS.alertsPrefix).json()) as Record<string, NodeAlertsRecord>;
+  const out: Record<string, NodeAlertsRecord> = {};
+  for (const n of m.nodes.values().filter((x) => x.addr).sort((a, b) => a.uid - b.uid)) out[String(n.uid)] = all[KEYS.alerts(n.uid)] ?? {};
+  return out;
+}
+
+export const lifecycleRoutes: FastifyPluginAsync<{ daemon: NodeDaemon }> = async (app, { daemon }) => {
+  app.get('/v1/job_scheduler', async () => readSettings(daemon.requireMember(), KEYS.jobScheduler, DEFAULT_JOB_SCHEDULER));
+
+  app.put<{ Body: Partial<JobSchedulerRecord> }>('/v1/job_scheduler', { schema: { body: jobSchedulerBody } }, async (req) => {
+    const next = await mergeSettings(daemon.requireMember(), KEYS.jobScheduler, DEFAULT_JOB_SCHEDULER, req.body, (v) => {
+      const s = v.cert_rotation_job_settings;
+      if (s.expiry_days_before_rotation >= s.validity_days) {
+        throw badRequest('invalid_schedule', `expiry_days_before_rotation (${s.expiry_days_before_rotation}) must be less than validity_days (${s.validity_days})`);
+      }
+    });
+    req.log.info({ job_scheduler: next }, 'job scheduler updated');
+    return next;
+  });
+
+  app.put<{ Body: { alert_settings?: Partial<AlertSettingsRecord> } }>('/v1/cluster', { schema: { body: clusterBody } }, async (req) => {
+    const m = daemon.requireMember();
+    const alert_settings = await mergeSettings(m, KEYS.alertSettings, DEFAULT_ALERT_SETTINGS, req.body.alert_settings ?? {});
+    return { name: m.cluster.name, alert_settings };
+  });
+
+  app.get('/v1/cluster/alert_settings', async () => readSettings(daemon.requireMember(), KEYS.alertSettings, DEFAULT_ALERT_SETTINGS));
+
+  app.post<{ Body: { name?: string } | undefined }>('/v1/cluster/certificates/rotate', { schema: { body: rotateBody } }, async (req, reply) => {
+    const m = daemon.requireMember();
+    const name = req.body?.name;
+    const planes: Plane[] = name === 'ccs_internode_encryption' ? ['cp'] : name === 'data_internode_encryption' ? ['dp'] : ['cp', 'dp'];
+    const nodes = m.nodes.values().filter((n) => n.addr).sort((a, b) => a.uid - b.uid);
+    const results = await Promise.all(
+      nodes.map(async (n) => {
+        try {
+          const r = n.uid === m.uid ? await m.rotateNow(planes) : await m.rpc(n.uid)!.call('rotate_certs', { planes }, 30_000);
+          return { node_uid: n.uid, ok: true, result: r };
+        } catch (err) {
+          return { node_uid: n.uid, ok: false, error: (err as Error).message };
+        }
+      }),
+    );
+    const failed = results.filter((r) => !r.ok);
+    if (failed.length) {
+      reply.status(400);
+      return {
+        error_code: 'rotation_incomplete',
+        description: `certificates were not renewed on node(s) ${failed.map((f) => f.node_uid).join(', ')}; they renew when reachable`,
+        failed_nodes: failed,
+      };
+    }
+    req.log.info({ planes, nodes: nodes.length }, 'internode certificates rotated on every node');
+    return { rotated: planes.map((p) => (p === 'cp' ? 'ccs_internode_encryption' : 'data_internode_encryption')), nodes: results };
+  });
+
+  app.get('/v1/nodes/alerts', async () => nodeAlerts(daemon.requireMember()));
+
+  app.get<{ Params: { uid: string } }>('/v1/nodes/:uid/alerts', { schema: { params: uidParams } }, async (req) => {
+    const m = daemon.requireMember();
+    const all = await nodeAlerts(m);
+    const a = all[String(Number(req.params.uid))];
+    if (!a) throw notFound('node_not_found', `node ${req.params.uid} does not exist`);
+    return a;
+  });
+
+  app.get('/v1/cluster/alerts', async () => {
+    // Cluster-wide view: each node alert that is raised, keyed by node.
+    const all = await nodeAlerts(daemon.requireMember());
+    const raised: Record<string, NodeAlertsRecord> = {};
+    for (const [uid, a] of Object.entries(all)) if (a.node_internal_certs_about_to_expire?.state) raised[uid] = a;
+    return raised;
+  });
+};
+
+const certsBody = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['certificates'],
+  properties: {
+    certificates: {
+      type: 'array',
+      minItems: 1,
+      maxItems: 256,
+      items: {
+        type: 'object',
+        additionalProperties: false,
+        required: ['name', 'certificate', 'key'],
+        properties: {
+          name: { type: 'string', enum: ['ccs_internode_encryption', 'data_internode_encryption'] },
+          certificate: { type: 'string', minLength: 64, maxLength: 262144 },
+          key: { type: 'string', minLength: 64, maxLength: 65536 },
+          node_uid: { type: 'integer', minimum: 1 },
+        },
+      },
+    },
+  },
+} as const;
+
+interface CertsBody {
+  certificates: { name: CertName; certificate: string; key: string; node_uid?: number }[];
+}
+
+/**
+ * PUT /v1/cluster/certificates: operator-provided internode certificates, per
+ * node (node_uid) or one for all nodes. Everything is validated before
+ * anything is written; then one transaction records the certificates, their
+ * owners and the new trust anchors, and each node applies its own. Answers
+ * 200 once every node presents the new certificates, 409 naming the nodes
+ * that did not. The REST API is never restarted.
+ */
+export const customerCertRoutes: FastifyPluginAsync<{ daemon: NodeDaemon }> = async (app, { daemon }) => {
+  app.put<{ Body: CertsBody }>('/v1/cluster/certificates', { schema: { body: certsBody } }, async (req, reply) => {
+    const m = daemon.requireMember();
+    const nodes = m.nodes.values().filter((n) => n.addr);
+    const existing = ((await m.client.get(KEYS.trust).json()) as TrustRecord | null)?.anchors ?? [];
+    let validated;
+    try {
+      validated = validateCustomerCerts(req.body.certificates.map(({ name, certificate, key }) => ({ name, certificate, key })), { extraTrust: existing });
+    } catch (err) {
+      if (err instanceof CertificateRejected) {
+        throw new ApiError(400, 'invalid_certificate', `${err.certName ? `${err.certName}: ` : ''}${err.message} [check: ${err.check}]`);
+      }
+      throw err;
+    }
+    // Where each goes; a plane named twice for one node is ambiguous.
+    const targets = new Map<string, { uid: number; plane: Plane; v: (typeof validated)[number] }>();
+    for (const [i, c] of req.body.certificates.entries()) {
+      const plane: Plane = c.name === 'ccs_internode_encryption' ? 'cp' : 'dp';
+      const uids = c.node_uid !== undefined ? [c.node_uid] : nodes.map((n) => n.uid);
+      for (const uid of uids) {
+        if (!nodes.some((n) => n.uid === uid)) throw badRequest('node_not_found', `node ${uid} does not exist`);
+        const k = `${uid}/${plane}`;
+        if (targets.has(k)) throw badRequest('duplicate_certificate', `${c.name} is given twice for node ${uid}`);
+        targets.set(k, { uid, plane, v: validated[i] });
+      }
+    }
+    const anchors = [...existing];
+    const fp = (pem: string) => new X509Certificate(pem).fingerprint256;
+    for (const v of validated) for (const t of v.trustPems) if (!anchors.some((a) => fp(a) === fp(t))) anchors.push(t);
+    const now = new Date().toISOString();
+    const c = m.client;
+    const ops = [c.put(KEYS.trust).value(JSON.stringify({ anchors } satisfies TrustRecord))];
+    const shared = new Map<string, number>();
+    for (const t of targets.values()) shared.set(t.v.serial, (shared.get(t.v.serial) ?? 0) + 1);
+    for (const t of targets.values()) {
+      const rec: CustomerCertRecord = {
+        uid: t.uid,
+        plane: t.plane,
+        chain: t.v.chainPem,
+        key: t.v.keyPem,
+        serial: t.v.serial,
+        not_after: t.v.not_after,
+        chain_not_after: t.v.chain_not_after,
+        applied_time: now,
+      };
+      ops.push(c.put(KEYS.customerCert(t.uid, t.plane)).value(JSON.stringify(rec)));
+      const id: CertIdentityRecord = { serial: t.v.serial, uid: (shared.get(t.v.serial) ?? 1) > 1 ? 0 : t.uid, plane: t.plane };
+      ops.push(c.put(KEYS.certIdentity(t.v.serial)).value(JSON.stringify(id)));
+    }
+    // Trust and identities land with the certificates, so no node presents a certificate its peers cannot place.
+    await c.if(KEYS.cluster, 'Create', '>', 0).then(...ops).commit();
+    req.log.info({ certificates: [...targets.keys()] }, 'operator-provided certificates recorded; nodes are applying them');
+
+    const deadline = Date.now() + 30_000;
+    let pending = [...targets.values()];
+    while (Date.now() < deadline) {
+      pending = pending.filter((t) => m.nodes.items.get(String(t.uid))?.certificates?.[t.plane]?.serial !== t.v.serial);
+      if (!pending.length) break;
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    if (pending.length) {
+      reply.status(409);
+      return {
+        error_code: 'not_all_nodes_updated',
+        description: `node(s) ${[...new Set(pending.map((p) => p.uid))].join(', ')} have not applied the new certificates yet; they will when reachable`,
+      };
+    }
+    return {
+      certificates: [...targets.values()].map((t) => ({ node_uid: t.uid, name: PLANE_CERT_NAME[t.plane], serial: t.v.serial, subject: t.v.subject, issuer: t.v.issuer, not_after: t.v.not_after })),
+    };
+  });
+};

@@ -1,0 +1,81 @@
+// Runs on the cluster master: moves each database's status along once every
+// live node reports it has converged to the current generation (pending or
+// active-change-pending → active; delete-pending → gone), and marks a
+// creation failed when a node hits an error it cannot get past.
+import type { Logger } from 'pino';
+import type { ClusterMember } from './member.js';
+import type { BdbReconciler } from './reconciler.js';
+import { KEYS, ObservedRecord } from '../coord/schema.js';
+import { PrefixCache } from '../coord/watch.js';
+import { finishAction, updateBdb } from './bdb-store.js';
+
+export class BdbController {
+  readonly observed: PrefixCache<ObservedRecord>;
+  private timer?: NodeJS.Timeout;
+  private busy = false;
+
+  constructor(
+    private readonly m: ClusterMember,
+    private readonly r: BdbReconciler,
+    private readonly log: Logger,
+  ) {
+    this.observed = new PrefixCache<ObservedRecord>(m.client, KEYS.observedPrefix);
+  }
+
+  async start(): Promise<void> {
+    await this.observed.start();
+    const kick = () => void this.tick();
+    this.observed.on('change', kick);
+    this.r.bdbs.on('change', kick);
+    this.timer = setInterval(kick, 1000);
+    this.timer.unref();
+  }
+
+  /** Observed records of one database, by node uid. */
+  observedOf(bdbUid: number): Map<number, ObservedRecord> {
+    const out = new Map<number, ObservedRecord>();
+    for (const [k, v] of this.observed.items) if (k.startsWith(`${bdbUid}/`)) out.set(v.node_uid, v);
+    return out;
+  }
+
+  private async tick(): Promise<void> {
+    if (this.busy || !this.m.isMaster()) return;
+    this.busy = true;
+    try {
+      const liveNodes = [...this.m.live.items.keys()].map(Number);
+      for (const b of this.r.bdbs.values()) {
+        if (b.status === 'active' || b.status === 'creation-failed') continue;
+        const obs = this.observedOf(b.uid);
+        const current = liveNodes.map((n) => obs.get(n)).filter((o): o is ObservedRecord => !!o && o.generation === b.generation);
+        const fatal = current.find((o) => o.fatal);
+        if (fatal && b.status === 'pending') {
+          this.log.warn({ bdb: b.uid, node: fatal.node_uid, err: fatal.error }, 'database creation failed');
+          await updateBdb(this.m.client, b.uid, (cur) => (cur.generation === b.generation ? { ...cur, status: 'creation-failed', error: fatal.error } : undefined));
+          await finishAction(this.m.client, b.action_uid, 'failed', fatal.error);
+          continue;
+        }
+        const done = current.length === liveNodes.length && current.every((o) => o.converged);
+        if (!done) continue;
+        if (b.status === 'delete-pending') {
+          await this.m.client.delete().key(KEYS.bdb(b.uid));
+          await this.m.client.delete().prefix(`${KEYS.observedPrefix}${b.uid}/`);
+          await finishAction(this.m.client, b.action_uid, 'completed');
+          this.log.info({ bdb: b.uid }, 'database deleted');
+        } else {
+          await updateBdb(this.m.client, b.uid, (cur) => (cur.generation === b.generation && cur.status !== 'delete-pending' ? { ...cur, status: 'active', error: undefined } : undefined));
+          await finishAction(this.m.client, b.action_uid, 'completed');
+          this.log.info({ bdb: b.uid, generation: b.generation }, 'database active');
+        }
+      }
+    } catch (err) {
+      this.log.warn({ err: (err as Error).message }, 'database controller tick failed');
+    } finally {
+      this.busy = false;
+    }
+  }
+
+  async stop(): Promise<void> {
+    clearInterval(this.timer);
+    await this.observed.stop();
+  }
+}

@@ -1,0 +1,106 @@
+// Reading and changing databases in the coordination store: compare-and-swap
+// updates, uid sequences, shard placement, and actions.
+import { randomBytes } from 'node:crypto';
+import { Etcd3 } from 'etcd3';
+import { KEYS, ActionRecord, BdbRecord, NodeRecord, ShardPlacement } from '../coord/schema.js';
+
+export const SLOTS = 16384;
+
+/** Increment a sequence key atomically and return the new value. */
+export async function nextSeq(c: Etcd3, key: string, count = 1): Promise<number> {
+  for (let i = 0; i < 50; i++) {
+    const res = await c.get(key).exec();
+    const kv = res.kvs[0];
+    const cur = kv ? Number(kv.value.toString()) : 0;
+    const next = cur + count;
+    const txn = kv ? c.if(key, 'Mod', '==', kv.mod_revision) : c.if(key, 'Create', '==', 0);
+    const r = await txn.then(c.put(key).value(String(next))).commit();
+    if (r.succeeded) return cur + 1;
+  }
+  throw new Error(`sequence ${key} is too contended`);
+}
+
+/**
+ * Change one database by a function of its current record, retried on
+ * conflict. Returning undefined from `fn` leaves it unchanged.
+ */
+export async function updateBdb(c: Etcd3, uid: number, fn: (b: BdbRecord) => BdbRecord | undefined): Promise<BdbRecord | undefined> {
+  for (let i = 0; i < 50; i++) {
+    const res = await c.get(KEYS.bdb(uid)).exec();
+    const kv = res.kvs[0];
+    if (!kv) return undefined;
+    const cur = JSON.parse(kv.value.toString()) as BdbRecord;
+    const next = fn(cur);
+    if (!next) return cur;
+    const r = await c.if(KEYS.bdb(uid), 'Mod', '==', kv.mod_revision).then(c.put(KEYS.bdb(uid)).value(JSON.stringify(next))).commit();
+    if (r.succeeded) return next;
+  }
+  throw new Error(`database ${uid} kept changing under this update`);
+}
+
+export function newSecret(): string {
+  return randomBytes(24).toString('base64url');
+}
+
+/** Split the 16384 slots into n contiguous, near-equal ranges. */
+export function slotRanges(n: number): [number, number][] {
+  const out: [number, number][] = [];
+  for (let i = 0; i < n; i++) out.push([Math.floor((i * SLOTS) / n), Math.floor(((i + 1) * SLOTS) / n) - 1]);
+  return out;
+}
+
+/**
+ * Place masters round-robin over the nodes (fewest shards first), and each
+ * replica on the next node after its master's, never on the master's node.
+ */
+export function placeShards(
+  nodes: NodeRecord[],
+  shardLoad: Map<number, number>,
+  shardsCount: number,
+  replication: boolean,
+  firstShardUid: number,
+  placement: 'dense' | 'sparse',
+): ShardPlacement[] {
+  const order = [...nodes].sort((a, b) => (shardLoad.get(a.uid) ?? 0) - (shardLoad.get(b.uid) ?? 0) || a.uid - b.uid).map((n) => n.uid);
+  const ranges = slotRanges(shardsCount);
+  const out: ShardPlacement[] = [];
+  let uid = firstShardUid;
+  for (let i = 0; i < shardsCount; i++) {
+    const masterNode = placement === 'dense' ? order[0] : order[i % order.length];
+    const master: ShardPlacement = { uid: uid++, role: 'master', node_uid: masterNode, slots: ranges[i] };
+    out.push(master);
+    if (replication) {
+      const idx = order.indexOf(masterNode);
+      const replicaNode = order[(idx + 1) % order.length];
+      out.push({ uid: uid++, role: 'slave', node_uid: replicaNode, slots: ranges[i], master_uid: master.uid });
+    }
+  }
+  return out;
+}
+
+export async function createAction(c: Etcd3, name: string, objectName: string): Promise<ActionRecord> {
+  const uid = await nextSeq(c, KEYS.actionSeq);
+  const a: ActionRecord = { action_uid: String(uid), name, object_name: objectName, progress: 0, status: 'pending', creation_time: new Date().toISOString() };
+  await c.put(KEYS.action(uid)).value(JSON.stringify(a));
+  return a;
+}
+
+export async function finishAction(c: Etcd3, uid: string | undefined, status: 'completed' | 'failed', error?: string): Promise<void> {
+  if (!uid) return;
+  const cur = (await c.get(KEYS.action(Number(uid))).json()) as ActionRecord | null;
+  if (!cur || cur.status === 'completed' || cur.status === 'failed') return;
+  await c.put(KEYS.action(Number(uid))).value(JSON.stringify({ ...cur, status, progress: status === 'completed' ? 100 : cur.progress, ...(error ? { error } : {}) }));
+}
+
+/** The nodes that run an endpoint for this database. */
+export function endpointNodes(b: BdbRecord, allNodes: number[]): number[] {
+  const masters = b.shards.filter((s) => s.role === 'master');
+  switch (b.proxy_policy) {
+    case 'single':
+      return masters.length ? [masters[0].node_uid] : [];
+    case 'all-master-shards':
+      return [...new Set(masters.map((s) => s.node_uid))].sort((a, z) => a - z);
+    case 'all-nodes':
+      return [...allNodes].sort((a, z) => a - z);
+  }
+}

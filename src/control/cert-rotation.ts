@@ -1,0 +1,222 @@
+// Each node renews its own internode certificates: when fewer than
+// expiry_days_before_rotation days remain it makes a new key pair, has the
+// CSR signed by the cluster CA, validates the result, swaps it in memory for
+// new connections (live ones are untouched) and replaces its files. Failures
+// are retried with backoff; a node that was down renews as soon as it is back
+// (the check runs at start and every second). The same loop keeps the node's
+// `node_internal_certs_about_to_expire` alert current.
+import type { Logger } from 'pino';
+import type { ClusterMember } from './member.js';
+import {
+  KEYS,
+  AlertSettingsRecord,
+  CaRecord,
+  CertMeta,
+  CertRotationSettings,
+  DEFAULT_ALERT_SETTINGS,
+  DEFAULT_JOB_SCHEDULER,
+  JobSchedulerRecord,
+  NodeAlertsRecord,
+  NodeRecord,
+  TrustRecord,
+} from '../coord/schema.js';
+import { PrefixCache } from '../coord/watch.js';
+import { PLANE_CERT_NAME, Plane, PLANES, certInfo, createCsr, generateKeyPair, issueFromCsr } from '../pki/pki.js';
+import { installPlaneFiles } from '../pki/node-files.js';
+
+const DAY = 86_400;
+const TICK_MS = 1000;
+
+export interface RenewResult {
+  plane: Plane;
+  serial: string;
+  not_after: string;
+}
+
+export class CertRotator {
+  private settings: PrefixCache<JobSchedulerRecord>;
+  private alertSettings: PrefixCache<AlertSettingsRecord>;
+  private timer?: NodeJS.Timeout;
+  private renewing = new Map<Plane, Promise<RenewResult>>();
+  private failures = new Map<Plane, { count: number; retryAt: number }>();
+  private lastAlert?: string;
+  private lastCustomerTry = 0;
+
+  constructor(
+    private readonly m: ClusterMember,
+    private readonly log: Logger,
+  ) {
+    this.settings = new PrefixCache(m.client, KEYS.jobScheduler);
+    this.alertSettings = new PrefixCache(m.client, KEYS.alertSettings);
+  }
+
+  rotation(): CertRotationSettings {
+    return { ...DEFAULT_JOB_SCHEDULER.cert_rotation_job_settings, ...(this.settings.values()[0]?.cert_rotation_job_settings ?? {}) };
+  }
+
+  alertSetting() {
+    return { ...DEFAULT_ALERT_SETTINGS.node_internal_certs_about_to_expire, ...(this.alertSettings.values()[0]?.node_internal_certs_about_to_expire ?? {}) };
+  }
+
+  async start(): Promise<void> {
+    await Promise.all([this.settings.start(), this.alertSettings.start()]);
+    this.m.customerCerts.on('change', () => void this.applyCustomer());
+    await this.applyCustomer();
+    this.timer = setInterval(() => void this.tick(), TICK_MS);
+    this.timer.unref();
+    await this.tick();
+  }
+
+  /** Seconds left on this node's certificate of a plane. */
+  secondsLeft(plane: Plane): number {
+    return (Date.parse(certInfo(this.m.certs.bundle(plane).certPem).not_after) - Date.now()) / 1000;
+  }
+
+  /** Apply the operator's certificates meant for this node; a removed one gives way to a cluster-issued one. */
+  private async applyCustomer(): Promise<void> {
+    // The anchors that the certificate chains to travel in another key; read them first.
+    const trust = (await this.m.client.get(KEYS.trust).json().catch(() => null)) as TrustRecord | null;
+    this.m.certs.setAnchors(trust?.anchors ?? []);
+    for (const plane of PLANES) {
+      const rec = this.m.customerCerts.items.get(plane);
+      const current = certInfo(this.m.certs.bundle(plane).certPem).serial;
+      try {
+        if (rec && rec.serial !== current) {
+          this.m.certs.set(plane, { certPem: rec.chain, keyPem: rec.key, caPem: this.m.certs.caPem() });
+          installPlaneFiles(this.m.cfg.dataDir, plane, rec.chain, rec.key, { etcd: false });
+          await this.publish(plane, rec.chain);
+          this.log.info({ plane, serial: rec.serial }, 'operator-provided certificate applied');
+        } else if (!rec && this.m.certs.isCustomer(plane)) {
+          await this.renew(plane, 'operator certificate withdrawn');
+        }
+      } catch (err) {
+        this.log.error({ plane, err: (err as Error).message }, 'cannot apply operator-provided certificate');
+      }
+    }
+  }
+
+  private async tick(): Promise<void> {
+    const s = this.rotation();
+    // An operator certificate that could not be applied yet is tried again.
+    const pendingCustomer = PLANES.some((p) => {
+      const rec = this.m.customerCerts.items.get(p);
+      return rec && rec.serial !== certInfo(this.m.certs.bundle(p).certPem).serial;
+    });
+    if (pendingCustomer && Date.now() - this.lastCustomerTry > 5000) {
+      this.lastCustomerTry = Date.now();
+      await this.applyCustomer();
+    }
+    // Operator certificates are not rotated; 5 days before their chain expires the cluster takes over.
+    for (const plane of PLANES) {
+      const rec = this.m.customerCerts.items.get(plane);
+      if (rec && this.m.certs.isCustomer(plane) && Date.parse(rec.chain_not_after) - Date.now() < 5 * DAY * 1000 && !this.renewing.has(plane)) {
+        this.log.warn({ plane, chain_not_after: rec.chain_not_after }, 'operator-provided certificate expires within 5 days; replacing it with a cluster-issued one');
+        this.renew(plane, 'operator certificate about to expire')
+          .then(() => this.m.client.delete().key(KEYS.customerCert(this.m.uid, plane)))
+          .catch(() => undefined);
+      }
+    }
+    if (s.enabled) {
+      // Stagger nodes a little so they do not all renew in the same second.
+      const stagger = Math.min(60, (s.validity_days - s.expiry_days_before_rotation) * DAY * 0.01) * ((this.m.uid - 1) % 10);
+      for (const plane of PLANES) {
+        if (this.m.certs.isCustomer(plane)) continue;
+        const due = this.secondsLeft(plane) < s.expiry_days_before_rotation * DAY - stagger;
+        const f = this.failures.get(plane);
+        if (due && !this.renewing.has(plane) && (!f || Date.now() >= f.retryAt)) {
+          this.renew(plane, 'schedule').catch(() => undefined);
+        }
+      }
+    }
+    await this.evaluateAlert().catch((err) => this.log.debug({ err: (err as Error).message }, 'alert evaluation failed'));
+  }
+
+  /** Renew one plane now (shared by the schedule and POST /v1/cluster/certificates/rotate). */
+  renew(plane: Plane, why: string): Promise<RenewResult> {
+    const running = this.renewing.get(plane);
+    if (running) return running;
+    const p = this.doRenew(plane, why).finally(() => this.renewing.delete(plane));
+    this.renewing.set(plane, p);
+    return p;
+  }
+
+  private async doRenew(plane: Plane, why: string): Promise<RenewResult> {
+    try {
+      // Read the settings afresh: a rotation asked for right after a settings change must use them.
+      const stored = (await this.m.client.get(KEYS.jobScheduler).json()) as Partial<JobSchedulerRecord> | null;
+      const s = { ...DEFAULT_JOB_SCHEDULER.cert_rotation_job_settings, ...(stored?.cert_rotation_job_settings ?? {}) };
+      const ca = (await this.m.client.get(KEYS.ca).json()) as CaRecord;
+      const kp = await generateKeyPair();
+      const csrPem = await createCsr(kp, `node${this.m.uid}-${plane}`);
+      const certPem = await issueFromCsr(
+        { certPem: ca.cert, keyPem: ca.key },
+        { csrPem, clusterId: this.m.identity.cluster_id, uid: this.m.uid, plane, addr: this.m.cfg.addr, validitySeconds: Math.max(1, Math.round(s.validity_days * DAY)) },
+      );
+      // CertStore.set validates key match, chain and validity before anything changes.
+      this.m.certs.set(plane, { certPem, keyPem: kp.keyPem, caPem: this.m.certs.caPem() });
+      installPlaneFiles(this.m.cfg.dataDir, plane, certPem, kp.keyPem);
+      const info = certInfo(certPem);
+      await this.publish(plane, certPem);
+      this.failures.delete(plane);
+      this.log.info({ plane, serial: info.serial, not_after: info.not_after, why }, 'internode certificate renewed');
+      return { plane, serial: info.serial, not_after: info.not_after };
+    } catch (err) {
+      const f = this.failures.get(plane) ?? { count: 0, retryAt: 0 };
+      f.count++;
+      f.retryAt = Date.now() + Math.min(60_000, 500 * 2 ** Math.min(f.count, 7));
+      this.failures.set(plane, f);
+      this.log.error({ plane, err: (err as Error).message, attempt: f.count }, 'certificate renewal failed; will retry');
+      throw err;
+    }
+  }
+
+  /** Record the new certificate's metadata in this node's record (what the API and other nodes read). */
+  private async publish(plane: Plane, certPem: string): Promise<void> {
+    const i = certInfo(certPem);
+    const meta: CertMeta = { name: PLANE_CERT_NAME[plane], serial: i.serial, subject: i.subject, issuer: i.issuer, not_before: i.not_before, not_after: i.not_after };
+    for (let attempt = 0; attempt < 20; attempt++) {
+      const res = await this.m.client.get(KEYS.node(this.m.uid)).exec();
+      const kv = res.kvs[0];
+      if (!kv) return;
+      const rec = JSON.parse(kv.value.toString()) as NodeRecord;
+      rec.certificates = { ...rec.certificates, [plane]: meta };
+      const r = await this.m.client.if(KEYS.node(this.m.uid), 'Mod', '==', kv.mod_revision).then(this.m.client.put(KEYS.node(this.m.uid)).value(JSON.stringify(rec))).commit();
+      if (r.succeeded) return;
+    }
+  }
+
+  /** The alert is true while any internode certificate of this node has fewer than `threshold` days left. */
+  private async evaluateAlert(): Promise<void> {
+    const a = this.alertSetting();
+    let worst: { plane: Plane; left: number } | undefined;
+    for (const plane of PLANES) {
+      const left = this.secondsLeft(plane);
+      if (!worst || left < worst.left) worst = { plane, left };
+    }
+    const state = a.enabled && !!worst && worst.left < a.threshold * DAY;
+    const key = JSON.stringify({ state, enabled: a.enabled, threshold: a.threshold, plane: state ? worst!.plane : undefined });
+    if (key === this.lastAlert) return;
+    const rec: NodeAlertsRecord = {
+      node_internal_certs_about_to_expire: {
+        enabled: a.enabled,
+        state,
+        severity: 'WARNING',
+        threshold: a.threshold,
+        change_time: new Date().toISOString(),
+        change_value: {
+          state,
+          ...(worst ? { certificate: PLANE_CERT_NAME[worst.plane], days_left: +(worst.left / DAY).toFixed(6), seconds_left: Math.round(worst.left) } : {}),
+        },
+      },
+    };
+    await this.m.client.put(KEYS.alerts(this.m.uid)).value(JSON.stringify(rec));
+    this.lastAlert = key;
+    if (state) this.log.warn({ alert: 'node_internal_certs_about_to_expire', certificate: PLANE_CERT_NAME[worst!.plane], seconds_left: Math.round(worst!.left) }, 'internode certificate about to expire');
+    else this.log.info({ alert: 'node_internal_certs_about_to_expire' }, 'alert cleared');
+  }
+
+  async stop(): Promise<void> {
+    clearInterval(this.timer);
+    await Promise.all([this.settings.stop(), this.alertSettings.stop()]);
+  }
+}

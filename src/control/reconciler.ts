@@ -1,0 +1,206 @@
+// Every node's database reconciler: watches the databases' desired state and
+// converges this node's part of it — shard processes, the data-plane
+// worker's endpoints, links and tunnels — then writes what it observed back.
+import fs from 'node:fs';
+import type { Logger } from 'pino';
+import type { ClusterMember } from './member.js';
+import { KEYS, BdbRecord, ObservedRecord } from '../coord/schema.js';
+import { PrefixCache } from '../coord/watch.js';
+import { RedisShard, ShardSpec, shardDir, shardSocket } from '../shards/redis-shard.js';
+import { endpointNodes } from './bdb-store.js';
+import type { DataplaneConfig } from '../dataplane/messages.js';
+
+const SETTLE_MS = 20;
+const REFRESH_MS = 2000;
+
+function shardSpec(b: BdbRecord, shardUid: number, addr: string): ShardSpec {
+  return {
+    bdbUid: b.uid,
+    shardUid,
+    maxmemory: Math.floor(b.memory_size / b.shards_count),
+    persistence: b.data_persistence,
+    evictionPolicy: b.eviction_policy,
+    secret: b.internal_secret,
+    sourceAddr: addr,
+  };
+}
+
+export class BdbReconciler {
+  readonly bdbs: PrefixCache<BdbRecord>;
+  private shards = new Map<number, RedisShard>();
+  private timer?: NodeJS.Timeout;
+  private refresh?: NodeJS.Timeout;
+  private running = false;
+  private again = false;
+  private stopped = false;
+  private lastObserved = new Map<number, string>();
+
+  constructor(
+    private readonly m: ClusterMember,
+    private readonly log: Logger,
+  ) {
+    this.bdbs = new PrefixCache<BdbRecord>(m.client, KEYS.bdbsPrefix);
+  }
+
+  async start(): Promise<void> {
+    await this.bdbs.start();
+    this.bdbs.on('change', () => this.schedule());
+    this.m.nodes.on('change', () => this.schedule());
+    this.m.dataplane?.on('tunnel', () => this.schedule());
+    this.m.dataplane?.on('endpoints', () => this.schedule());
+    this.refresh = setInterval(() => this.schedule(), REFRESH_MS);
+    this.refresh.unref();
+    this.schedule();
+  }
+
+  schedule(): void {
+    if (this.stopped || this.timer) return;
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      void this.run();
+    }, SETTLE_MS);
+  }
+
+  private async run(): Promise<void> {
+    if (this.running) {
+      this.again = true;
+      return;
+    }
+    this.running = true;
+    try {
+      await this.reconcile();
+    } catch (err) {
+      this.log.error({ err: (err as Error).message, stack: (err as Error).stack }, 'reconcile failed');
+    } finally {
+      this.running = false;
+      if (this.again) {
+        this.again = false;
+        this.schedule();
+      }
+    }
+  }
+
+  shardProcess(uid: number): RedisShard | undefined {
+    return this.shards.get(uid);
+  }
+
+  private async reconcile(): Promise<void> {
+    const me = this.m.uid;
+    const addr = this.m.cfg.addr;
+    const all = this.bdbs.values();
+    const live = all.filter((b) => b.status !== 'delete-pending' && b.status !== 'creation-failed');
+    const errors = new Map<number, { error: string; fatal: boolean }>();
+
+    // Shards this node should run.
+    const wanted = new Map<number, { b: BdbRecord; spec: ShardSpec; role: 'master' | 'slave'; masterUid?: number }>();
+    for (const b of live) {
+      for (const s of b.shards) if (s.node_uid === me) wanted.set(s.uid, { b, spec: shardSpec(b, s.uid, addr), role: s.role, masterUid: s.master_uid });
+    }
+    for (const [uid, shard] of this.shards) {
+      if (wanted.has(uid)) continue;
+      this.log.info({ shard: uid }, 'stopping shard no longer placed here');
+      await shard.stop();
+      this.shards.delete(uid);
+      fs.rmSync(shardDir(this.m.cfg.dataDir, uid), { recursive: true, force: true });
+    }
+    for (const [uid, w] of wanted) {
+      let shard = this.shards.get(uid);
+      if (!shard) {
+        shard = new RedisShard(w.spec, this.m.cfg.dataDir, this.log.child({ bdb: w.b.uid }));
+        shard.onRestart = () => this.schedule();
+        this.shards.set(uid, shard);
+        try {
+          await shard.start();
+        } catch (err) {
+          errors.set(w.b.uid, { error: `shard ${uid}: ${(err as Error).message}`, fatal: false });
+          continue;
+        }
+      } else if (shard.spec.maxmemory !== w.spec.maxmemory || shard.spec.evictionPolicy !== w.spec.evictionPolicy) {
+        // Live changes that redis takes without a restart.
+        shard.spec.maxmemory = w.spec.maxmemory;
+        shard.spec.evictionPolicy = w.spec.evictionPolicy;
+        await shard.command(['CONFIG', 'SET', 'maxmemory', String(w.spec.maxmemory), 'maxmemory-policy', w.spec.evictionPolicy]).catch(() => undefined);
+      }
+      if (w.role === 'slave') {
+        const t = this.m.dataplane?.tunnelPorts.get(uid);
+        if (t && (shard.replicaOf?.host !== t.host || shard.replicaOf?.port !== t.port)) {
+          await shard.setReplicaOf(t).catch((err) => errors.set(w.b.uid, { error: `replica ${uid}: ${(err as Error).message}`, fatal: false }));
+        }
+      } else if (shard.replicaOf) {
+        await shard.setReplicaOf(undefined).catch(() => undefined);
+      }
+    }
+
+    // The data plane's part.
+    const allNodes = this.m.nodes.values().filter((n) => n.addr).map((n) => n.uid);
+    const cfg: DataplaneConfig = { localShards: [], bdbs: [], shardLocations: [], endpoints: [], tunnels: [] };
+    for (const b of live) {
+      cfg.bdbs.push({ uid: b.uid, encrypted: b.data_internode_encryption, linkGeneration: b.link_generation, secret: b.internal_secret });
+      for (const s of b.shards) {
+        cfg.shardLocations.push({ shardUid: s.uid, bdbUid: b.uid, nodeUid: s.node_uid });
+        if (s.node_uid === me) {
+          cfg.localShards.push({ shardUid: s.uid, bdbUid: b.uid, socketPath: shardSocket(this.m.cfg.dataDir, s.uid) });
+          if (s.role === 'slave' && s.master_uid !== undefined) cfg.tunnels.push({ replicaShardUid: s.uid, bdbUid: b.uid, masterShardUid: s.master_uid });
+        }
+      }
+      if (endpointNodes(b, allNodes).includes(me)) {
+        cfg.endpoints.push({
+          bdbUid: b.uid,
+          port: b.port,
+          password: b.authentication_redis_pass || undefined,
+          shards: b.shards.filter((s) => s.role === 'master').map((s) => ({ shardUid: s.uid, slots: [s.slots] })),
+        });
+      }
+    }
+    this.m.dataplane?.setConfig(cfg);
+
+    // Report.
+    const endpointState = new Map((this.m.dataplane?.endpoints ?? []).map((e) => [e.bdbUid, e]));
+    for (const b of all) {
+      const gone = b.status === 'delete-pending' || b.status === 'creation-failed';
+      const mine = gone ? [] : b.shards.filter((s) => s.node_uid === me);
+      const shards: ObservedRecord['shards'] = [];
+      let converged = true;
+      for (const s of mine) {
+        const p = this.shards.get(s.uid);
+        const up = !!p?.running;
+        if (!up) converged = false;
+        if (s.role === 'slave' && !p?.replicaOf) converged = false;
+        shards.push({ uid: s.uid, role: s.role, status: up ? 'active' : 'down', pid: p?.pid });
+      }
+      if (gone && [...this.shards.values()].some((p) => p.spec.bdbUid === b.uid)) converged = false;
+      const wantsEndpoint = !gone && endpointNodes(b, allNodes).includes(me);
+      const ep = endpointState.get(b.uid);
+      let endpoint: ObservedRecord['endpoint'];
+      if (wantsEndpoint) {
+        endpoint = { port: b.port, listening: !!ep?.listening && ep.port === b.port, ...(ep?.error ? { error: ep.error } : {}) };
+        if (!endpoint.listening) converged = false;
+        if (ep?.error) errors.set(b.uid, { error: ep.error, fatal: /already in use/.test(ep.error) });
+      } else if (ep) converged = false; // still listening for a database that moved or went
+      const err = errors.get(b.uid);
+      const obs: ObservedRecord = {
+        node_uid: me,
+        generation: b.generation,
+        converged: converged && !err,
+        ...(err ? { error: err.error, fatal: err.fatal } : {}),
+        ...(endpoint ? { endpoint } : {}),
+        shards,
+        time: '',
+      };
+      const key = JSON.stringify(obs);
+      if (this.lastObserved.get(b.uid) === key) continue;
+      obs.time = new Date().toISOString();
+      await this.m.client.put(KEYS.observed(b.uid, me)).value(JSON.stringify(obs));
+      this.lastObserved.set(b.uid, key);
+    }
+    for (const uid of [...this.lastObserved.keys()]) if (!this.bdbs.items.has(String(uid))) this.lastObserved.delete(uid);
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    clearTimeout(this.timer);
+    clearInterval(this.refresh);
+    await this.bdbs.stop();
+    await Promise.all([...this.shards.values()].map((s) => s.stop()));
+  }
+}

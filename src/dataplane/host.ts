@@ -1,0 +1,135 @@
+// The control loop's handle on the data-plane worker: starts it, feeds it the
+// current certificates, policy and configuration, relays control-plane
+// requests to the main thread's handler, and restarts it if it dies.
+import { Worker } from 'node:worker_threads';
+import { EventEmitter } from 'node:events';
+import type { Logger } from 'pino';
+import type { DataplaneConfig, EndpointState, FromWorker, PolicySnapshot, ToWorker } from './messages.js';
+import type { Bundle } from '../tls/policy.js';
+import type { Plane } from '../pki/pki.js';
+import type { NodePorts } from '../coord/schema.js';
+import type { PeerIdentity } from '../internode/channel.js';
+
+export type RpcAnswer = (method: string, params: unknown, peer: PeerIdentity) => Promise<unknown>;
+
+export interface DataplaneHostOptions {
+  node: { uid: number; addr: string; ports: NodePorts };
+  certs: () => Record<Plane, Bundle>;
+  policy: () => PolicySnapshot;
+  rpc: RpcAnswer;
+  log: Logger;
+  logLevel: string;
+}
+
+export class DataplaneHost extends EventEmitter {
+  private worker?: Worker;
+  private config?: DataplaneConfig;
+  private configText = '';
+  private stopping = false;
+  endpoints: EndpointState[] = [];
+  readonly tunnelPorts = new Map<number, { host: string; port: number }>();
+
+  constructor(private readonly o: DataplaneHostOptions) {
+    super();
+  }
+
+  /** Start the worker; resolves once its listeners are up, rejects with the reason if they cannot be. */
+  start(): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const w = new Worker(new URL('./worker.js', import.meta.url));
+      this.worker = w;
+      let started = false;
+      w.on('message', (m: FromWorker) => {
+        switch (m.type) {
+          case 'ready':
+            started = true;
+            if (this.config) this.send({ type: 'config', config: this.config });
+            resolve();
+            break;
+          case 'listen-error':
+            reject(new Error(m.message));
+            void w.terminate();
+            break;
+          case 'endpoints':
+            this.endpoints = m.endpoints;
+            this.emit('endpoints', m.endpoints);
+            break;
+          case 'tunnel':
+            this.tunnelPorts.set(m.replicaShardUid, { host: m.host, port: m.port });
+            this.emit('tunnel', m.replicaShardUid, { host: m.host, port: m.port });
+            break;
+          case 'rpc':
+            void this.answer(m.conn, m.line, m.peer);
+            break;
+          case 'stopped':
+            break;
+        }
+      });
+      w.on('error', (err) => {
+        this.o.log.error({ err: err.message, stack: err.stack }, 'data-plane worker crashed');
+        if (!started) reject(err);
+      });
+      w.on('exit', (code) => {
+        if (this.stopping || !started) return;
+        this.o.log.error({ code }, 'data-plane worker exited; restarting');
+        setTimeout(() => void this.start().catch((e) => this.o.log.error({ err: (e as Error).message }, 'data-plane restart failed')), 500);
+      });
+      this.send({ type: 'init', node: this.o.node, certs: this.o.certs(), policy: this.o.policy(), logLevel: this.o.logLevel });
+    });
+  }
+
+  private async answer(conn: number, line: string, peer: PeerIdentity): Promise<void> {
+    let msg: { id?: unknown; method?: unknown; params?: unknown };
+    try {
+      msg = JSON.parse(line);
+    } catch {
+      return;
+    }
+    if (typeof msg.method !== 'string') return;
+    let reply: string;
+    try {
+      reply = JSON.stringify({ id: msg.id, result: await this.o.rpc(msg.method, msg.params, peer) });
+    } catch (err) {
+      reply = JSON.stringify({ id: msg.id, error: (err as Error).message });
+    }
+    this.send({ type: 'rpc-reply', conn, line: reply });
+  }
+
+  private send(m: ToWorker): void {
+    this.worker?.postMessage(m);
+  }
+
+  setPolicy(p: PolicySnapshot): void {
+    this.send({ type: 'policy', policy: p });
+  }
+
+  setCerts(plane: Plane, bundle: Bundle): void {
+    this.send({ type: 'certs', plane, bundle });
+  }
+
+  /** Send the configuration if it changed (the reconciler recomputes it every few seconds). */
+  setConfig(cfg: DataplaneConfig): void {
+    const text = JSON.stringify(cfg);
+    if (text === this.configText) return;
+    this.configText = text;
+    this.config = cfg;
+    this.send({ type: 'config', config: cfg });
+  }
+
+  async stop(): Promise<void> {
+    this.stopping = true;
+    const w = this.worker;
+    if (!w) return;
+    await new Promise<void>((resolve) => {
+      const t = setTimeout(resolve, 3000);
+      w.on('message', (m: FromWorker) => {
+        if (m.type === 'stopped') {
+          clearTimeout(t);
+          resolve();
+        }
+      });
+      this.send({ type: 'stop' });
+    });
+    await w.terminate();
+  }
+}

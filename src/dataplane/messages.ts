@@ -1,0 +1,93 @@
+// Messages between the node's control loop (main thread) and its data-plane
+// worker thread. The worker owns every data-path socket: the internode
+// listeners (3342, 3343), database endpoints, shard links and replication
+// tunnels, so that client load never delays the control loop's lease renewals.
+import type { Bundle } from '../tls/policy.js';
+import type { Plane } from '../pki/pki.js';
+import type { NodePorts } from '../coord/schema.js';
+
+export interface PeerNode {
+  uid: number;
+  addr: string;
+  internode: number;
+  dp_plain: number;
+}
+
+/** Who may use the internode channel, as the control loop currently sees it. */
+export interface PolicySnapshot {
+  clusterId: string;
+  members: number[];
+  denied: string[];
+  nodes: PeerNode[];
+  /** Trust anchors added with operator-provided certificates (the cluster CA is always trusted). */
+  anchors: string[];
+  /** Operator-provided certificates carry no tessera identity; the cluster records whose they are. */
+  identities: { serial: string; uid: number; plane: 'cp' | 'dp' }[];
+}
+
+export interface LocalShard {
+  shardUid: number;
+  bdbUid: number;
+  socketPath: string;
+}
+
+export interface BdbLinkConfig {
+  uid: number;
+  /** data_internode_encryption: links to other nodes use 3342 (TLS, dp plane) when true, 3343 when false. */
+  encrypted: boolean;
+  /** Changes whenever links must be re-established (mode switch). */
+  linkGeneration: number;
+  /** Per-database internal secret: authenticates the plaintext channel and the shards. */
+  secret: string;
+}
+
+export interface ShardLocation {
+  shardUid: number;
+  bdbUid: number;
+  nodeUid: number;
+}
+
+export interface EndpointSpec {
+  bdbUid: number;
+  port: number;
+  password?: string;
+  shards: { shardUid: number; slots: [number, number][] }[];
+}
+
+export interface TunnelSpec {
+  /** The local replica shard that replicates through this tunnel. */
+  replicaShardUid: number;
+  bdbUid: number;
+  masterShardUid: number;
+}
+
+export interface DataplaneConfig {
+  localShards: LocalShard[];
+  bdbs: BdbLinkConfig[];
+  shardLocations: ShardLocation[];
+  endpoints: EndpointSpec[];
+  tunnels: TunnelSpec[];
+}
+
+export type ToWorker =
+  | { type: 'init'; node: { uid: number; addr: string; ports: NodePorts }; certs: Record<Plane, Bundle>; policy: PolicySnapshot; logLevel: string }
+  | { type: 'certs'; plane: Plane; bundle: Bundle }
+  | { type: 'policy'; policy: PolicySnapshot }
+  | { type: 'config'; config: DataplaneConfig }
+  | { type: 'rpc-reply'; conn: number; line: string }
+  | { type: 'stop' };
+
+export interface EndpointState {
+  bdbUid: number;
+  port: number;
+  listening: boolean;
+  error?: string;
+}
+
+export type FromWorker =
+  | { type: 'ready' }
+  | { type: 'listen-error'; message: string }
+  | { type: 'endpoints'; endpoints: EndpointState[] }
+  | { type: 'tunnel'; replicaShardUid: number; host: string; port: number }
+  | { type: 'rpc'; conn: number; peer: { uid: number; plane: Plane; serial: string }; line: string }
+  | { type: 'stopped' };

@@ -1,0 +1,245 @@
+// The data-plane worker thread: owns the internode listeners (3342 for both
+// planes, 3343 plaintext), the database endpoints, shard links and
+// replication tunnels. Control-plane requests arriving on 3342 are relayed to
+// the main thread, which answers them.
+import net from 'node:net';
+import tls from 'node:tls';
+import { parentPort } from 'node:worker_threads';
+import pino, { Logger } from 'pino';
+import { applyProcessDefaults } from '../tls/policy.js';
+import { CertStore } from '../tls/certstore.js';
+import { InternodeServer, PeerPolicy, listenOrExplain } from '../internode/channel.js';
+import { Placement, ShardLinks, serveShardLink } from './shard-links.js';
+import { Tunnels } from './tunnels.js';
+import { Endpoint, EndpointConfig } from '../proxy/endpoint.js';
+import type { DataplaneConfig, EndpointState, FromWorker, PeerNode, PolicySnapshot, ToWorker } from './messages.js';
+
+applyProcessDefaults();
+/** How long a plaintext link may outlive its database's switch to encryption. */
+const PLAINTEXT_GRACE_MS = 10_000;
+const port = parentPort!;
+const post = (m: FromWorker) => port.postMessage(m);
+
+class Dataplane implements PeerPolicy {
+  private policySnap!: PolicySnapshot;
+  private members = new Set<number>();
+  private denied = new Set<string>();
+  private identities = new Map<string, { uid: number; plane: 'cp' | 'dp' }>();
+  private nodes = new Map<number, PeerNode>();
+  private readonly placement = new Placement();
+  private config: DataplaneConfig = { localShards: [], bdbs: [], shardLocations: [], endpoints: [], tunnels: [] };
+  private internode!: InternodeServer;
+  private plain!: net.Server;
+  private links!: ShardLinks;
+  private tunnels!: Tunnels;
+  private endpoints = new Map<number, { ep: Endpoint; port: number; listening: boolean; error?: string }>();
+  private farLinks = new Map<net.Socket, { bdbUid: number; encrypted: boolean }>();
+  private cpConns = new Map<number, tls.TLSSocket>();
+  private nextConn = 1;
+  private retryTimer?: NodeJS.Timeout;
+  readonly certs: CertStore;
+  readonly log: Logger;
+
+  constructor(private readonly init: Extract<ToWorker, { type: 'init' }>) {
+    this.log = pino({ level: init.logLevel, base: { node: init.node.addr, component: 'dataplane' } }, pino.destination({ dest: 1, sync: true }));
+    this.certs = new CertStore(init.certs, init.policy.anchors);
+    this.setPolicy(init.policy);
+  }
+
+  clusterId(): string {
+    return this.policySnap.clusterId;
+  }
+  isMember(uid: number): boolean {
+    return this.members.has(uid);
+  }
+  isDenied(serial: string): boolean {
+    return this.denied.has(serial);
+  }
+  identityOf(serial: string) {
+    return this.identities.get(serial);
+  }
+
+  setPolicy(p: PolicySnapshot): void {
+    this.policySnap = p;
+    this.members = new Set(p.members);
+    this.denied = new Set(p.denied);
+    this.nodes = new Map(p.nodes.map((n) => [n.uid, n]));
+    this.identities = new Map(p.identities.map((i) => [i.serial, { uid: i.uid, plane: i.plane }]));
+    this.certs?.setAnchors(p.anchors);
+    this.internode?.recheck();
+  }
+
+  async start(): Promise<void> {
+    const { node } = this.init;
+    this.links = new ShardLinks({ self: { uid: node.uid, addr: node.addr }, certs: this.certs, policy: this, node: (uid) => this.nodes.get(uid) }, this.placement);
+    this.tunnels = new Tunnels(node.addr, this.links, this.placement, this.log, (replicaShardUid, host, p) => post({ type: 'tunnel', replicaShardUid, host, port: p }));
+    const track = (bdbUid: number, s: net.Socket, encrypted: boolean) => {
+      this.farLinks.set(s, { bdbUid, encrypted });
+      s.once('close', () => this.farLinks.delete(s));
+    };
+    this.internode = new InternodeServer({
+      host: node.addr,
+      port: node.ports.internode,
+      certs: this.certs,
+      policy: this,
+      log: this.log,
+      handlers: {
+        cp: (s, peer) => this.relayCp(s, peer),
+        dp: (s) => serveShardLink(s, true, this.placement, this.log, track),
+      },
+    });
+    this.plain = net.createServer((s) => serveShardLink(s, false, this.placement, this.log, track));
+    await this.internode.listen();
+    await listenOrExplain(this.plain, node.addr, node.ports.dp_plain, 'plaintext data-plane channel');
+  }
+
+  /** Control-plane requests are answered by the main thread; the socket stays here. */
+  private relayCp(s: tls.TLSSocket, peer: { uid: number; plane: 'cp' | 'dp'; serial: string }): void {
+    const conn = this.nextConn++;
+    this.cpConns.set(conn, s);
+    s.once('close', () => this.cpConns.delete(conn));
+    let buf = '';
+    s.setEncoding('utf8');
+    s.on('data', (chunk: string) => {
+      buf += chunk;
+      if (buf.length > 16 * 1024 * 1024) return s.destroy();
+      let i: number;
+      while ((i = buf.indexOf('\n')) >= 0) {
+        const line = buf.slice(0, i);
+        buf = buf.slice(i + 1);
+        if (line) post({ type: 'rpc', conn, peer, line });
+      }
+    });
+  }
+
+  rpcReply(conn: number, line: string): void {
+    const s = this.cpConns.get(conn);
+    if (s && s.writable) s.write(line + '\n');
+  }
+
+  async apply(cfg: DataplaneConfig): Promise<void> {
+    const before = new Map(this.config.bdbs.map((b) => [b.uid, b]));
+    this.config = cfg;
+    this.placement.update(cfg);
+    // Plaintext links of a database that now wants encryption are cut, after a
+    // grace period: each node learns of the switch on its own, and a proxy
+    // elsewhere may still be draining commands it sent on such a link.
+    for (const [s, l] of this.farLinks) {
+      const b = this.placement.bdb(l.bdbUid);
+      if (!b) s.destroy();
+      else if (!l.encrypted && b.encrypted) {
+        setTimeout(() => {
+          const now = this.placement.bdb(l.bdbUid);
+          if (!now || now.encrypted) s.destroy();
+        }, PLAINTEXT_GRACE_MS).unref();
+      }
+    }
+    await this.tunnels.apply(cfg.tunnels).catch((err) => this.log.error({ err: (err as Error).message }, 'tunnels'));
+    await this.applyEndpoints(cfg);
+    for (const b of cfg.bdbs) {
+      const prev = before.get(b.uid);
+      if (prev && prev.encrypted !== b.encrypted) this.log.info({ bdb: b.uid, encrypted: b.encrypted }, 'database links switched');
+    }
+  }
+
+  private endpointConfig(spec: DataplaneConfig['endpoints'][number]): EndpointConfig {
+    const bdb = this.placement.bdb(spec.bdbUid);
+    return {
+      bdbUid: spec.bdbUid,
+      host: this.init.node.addr,
+      port: spec.port,
+      password: spec.password,
+      shards: spec.shards.map((s) => ({ shardUid: s.shardUid, slots: s.slots })),
+      linkGeneration: bdb?.linkGeneration ?? 0,
+    };
+  }
+
+  private async applyEndpoints(cfg: DataplaneConfig): Promise<void> {
+    const want = new Map(cfg.endpoints.map((e) => [e.bdbUid, e]));
+    for (const [uid, e] of this.endpoints) {
+      const spec = want.get(uid);
+      if (!spec || spec.port !== e.port) {
+        await e.ep.close().catch(() => undefined);
+        this.endpoints.delete(uid);
+      }
+    }
+    for (const spec of cfg.endpoints) {
+      const ec = this.endpointConfig(spec);
+      let e = this.endpoints.get(spec.bdbUid);
+      if (!e) {
+        const ep = new Endpoint(ec, (shardUid) => this.links.open(shardUid), this.log.child({ bdb: spec.bdbUid }));
+        e = { ep, port: spec.port, listening: false };
+        this.endpoints.set(spec.bdbUid, e);
+      } else {
+        e.ep.update(ec);
+      }
+      if (!e.listening) {
+        try {
+          await e.ep.listen();
+          e.listening = true;
+          e.error = undefined;
+        } catch (err) {
+          e.error = (err as Error).message;
+        }
+      }
+    }
+    this.reportEndpoints();
+    // An endpoint whose port was taken (say, by a database being deleted) tries again.
+    clearTimeout(this.retryTimer);
+    if ([...this.endpoints.values()].some((e) => !e.listening)) this.retryTimer = setTimeout(() => void this.applyEndpoints(this.config), 1000);
+  }
+
+  private reportEndpoints(): void {
+    const endpoints: EndpointState[] = [...this.endpoints.entries()].map(([bdbUid, e]) => ({ bdbUid, port: e.port, listening: e.listening, error: e.error }));
+    post({ type: 'endpoints', endpoints });
+  }
+
+  async stop(): Promise<void> {
+    clearTimeout(this.retryTimer);
+    for (const e of this.endpoints.values()) await e.ep.close().catch(() => undefined);
+    this.tunnels?.close();
+    for (const s of this.farLinks.keys()) s.destroy();
+    await this.internode?.close().catch(() => undefined);
+    await new Promise<void>((r) => (this.plain ? this.plain.close(() => r()) : r()));
+  }
+}
+
+let dp: Dataplane | undefined;
+let queue = Promise.resolve();
+
+port.on('message', (m: ToWorker) => {
+  // One message at a time, in order: a config must not overtake the init.
+  queue = queue.then(async () => {
+    try {
+      switch (m.type) {
+        case 'init':
+          dp = new Dataplane(m);
+          try {
+            await dp.start();
+            post({ type: 'ready' });
+          } catch (err) {
+            post({ type: 'listen-error', message: (err as Error).message });
+          }
+          break;
+        case 'certs':
+          dp?.certs.set(m.plane, m.bundle);
+          break;
+        case 'policy':
+          dp?.setPolicy(m.policy);
+          break;
+        case 'config':
+          await dp?.apply(m.config);
+          break;
+        case 'rpc-reply':
+          dp?.rpcReply(m.conn, m.line);
+          break;
+        case 'stop':
+          await dp?.stop();
+          post({ type: 'stopped' });
+          break;
+      }
+    } catch (err) {
+      dp?.log.error({ err: (err as Error).message, stack: (err as Error).stack, msg: m.type }, 'data plane message failed');
+    }
+  });
+});

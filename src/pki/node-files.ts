@@ -1,0 +1,48 @@
+// A node's certificate files. The canonical copies live at
+// <data-dir>/certs/<plane>.pem|.key for operators and tools. etcd reads its cp
+// pair through a symlinked directory swapped in one rename, because it loads
+// certificate and key afresh for each new connection and must never see a
+// new certificate beside an old key.
+import fs from 'node:fs';
+import path from 'node:path';
+import { certPath, certsDir, writeFileAtomic } from '../control/config.js';
+import { certInfo, Plane } from './pki.js';
+
+export function etcdPeerDir(dataDir: string): string {
+  return path.join(certsDir(dataDir), 'etcd-peer');
+}
+
+export function etcdPeerFiles(dataDir: string): { cert: string; key: string } {
+  const cur = path.join(etcdPeerDir(dataDir), 'current');
+  return { cert: path.join(cur, 'cert.pem'), key: path.join(cur, 'key.pem') };
+}
+
+/**
+ * Install a plane's certificate. `etcd: false` leaves etcd's peer pair alone:
+ * operator-provided certificates serve the internode channel, while etcd's
+ * peers keep the cluster-issued cp certificate (etcd cannot reload its CA, so
+ * trusting an operator's CA there would need a rolling restart of the store).
+ */
+export function installPlaneFiles(dataDir: string, plane: Plane, certPem: string, keyPem: string, opts: { etcd?: boolean } = {}): void {
+  if (plane === 'cp' && opts.etcd !== false) {
+    const base = etcdPeerDir(dataDir);
+    const version = `v-${certInfo(certPem).serial}`;
+    const dir = path.join(base, version);
+    fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+    fs.writeFileSync(path.join(dir, 'key.pem'), keyPem, { mode: 0o600 });
+    fs.writeFileSync(path.join(dir, 'cert.pem'), certPem, { mode: 0o644 });
+    const tmp = path.join(base, `current.tmp-${process.pid}`);
+    fs.rmSync(tmp, { force: true });
+    fs.symlinkSync(version, tmp);
+    fs.renameSync(tmp, path.join(base, 'current'));
+    // Keep the previous version a while (a reader may still be opening it); drop older ones.
+    const versions = fs.readdirSync(base).filter((d) => d.startsWith('v-') && d !== version);
+    versions
+      .map((d) => ({ d, t: fs.statSync(path.join(base, d)).mtimeMs }))
+      .sort((a, b) => b.t - a.t)
+      .slice(1)
+      .forEach(({ d }) => fs.rmSync(path.join(base, d), { recursive: true, force: true }));
+  }
+  writeFileAtomic(certPath(dataDir, plane === 'cp' ? 'cpKey' : 'dpKey'), keyPem, 0o600);
+  writeFileAtomic(certPath(dataDir, plane), certPem);
+}
