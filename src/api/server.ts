@@ -2,7 +2,7 @@
 // JSON schemas beside them. Validation is strict: unknown fields and wrong
 // types are rejected, never ignored or coerced.
 import https from 'node:https';
-import Fastify, { FastifyError, FastifyInstance } from 'fastify';
+import Fastify, { FastifyError, FastifyInstance, LogController } from 'fastify';
 import type { Logger } from 'pino';
 import { BASE_OPTIONS } from '../tls/policy.js';
 import type { NodeDaemon } from '../control/daemon.js';
@@ -32,7 +32,8 @@ export class RestServer {
     this.app = Fastify({
       https: { ...BASE_OPTIONS, cert: cert.certPem, key: cert.keyPem },
       loggerInstance: log,
-      disableRequestLogging: true,
+      // One log line per request would drown the node's log; routes log what changes.
+      logController: new LogController({ disableRequestLogging: true }),
       bodyLimit: 4 * 1024 * 1024,
       ajv: { customOptions: { removeAdditional: false, coerceTypes: false, useDefaults: true, allErrors: false } },
     }) as unknown as Api;

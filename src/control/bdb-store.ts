@@ -3,39 +3,22 @@
 import { randomBytes } from 'node:crypto';
 import { Etcd3 } from 'etcd3';
 import { KEYS, ActionRecord, BdbRecord, NodeRecord, ShardPlacement } from '../coord/schema.js';
+import { casUpdate } from '../coord/cas.js';
 
 export const SLOTS = 16384;
 
 /** Increment a sequence key atomically and return the new value. */
 export async function nextSeq(c: Etcd3, key: string, count = 1): Promise<number> {
-  for (let i = 0; i < 50; i++) {
-    const res = await c.get(key).exec();
-    const kv = res.kvs[0];
-    const cur = kv ? Number(kv.value.toString()) : 0;
-    const next = cur + count;
-    const txn = kv ? c.if(key, 'Mod', '==', kv.mod_revision) : c.if(key, 'Create', '==', 0);
-    const r = await txn.then(c.put(key).value(String(next))).commit();
-    if (r.succeeded) return cur + 1;
-  }
-  throw new Error(`sequence ${key} is too contended`);
+  const last = (await casUpdate<number>(c, key, (cur) => (cur ?? 0) + count))!;
+  return last - count + 1;
 }
 
 /**
  * Change one database by a function of its current record, retried on
  * conflict. Returning undefined from `fn` leaves it unchanged.
  */
-export async function updateBdb(c: Etcd3, uid: number, fn: (b: BdbRecord) => BdbRecord | undefined): Promise<BdbRecord | undefined> {
-  for (let i = 0; i < 50; i++) {
-    const res = await c.get(KEYS.bdb(uid)).exec();
-    const kv = res.kvs[0];
-    if (!kv) return undefined;
-    const cur = JSON.parse(kv.value.toString()) as BdbRecord;
-    const next = fn(cur);
-    if (!next) return cur;
-    const r = await c.if(KEYS.bdb(uid), 'Mod', '==', kv.mod_revision).then(c.put(KEYS.bdb(uid)).value(JSON.stringify(next))).commit();
-    if (r.succeeded) return next;
-  }
-  throw new Error(`database ${uid} kept changing under this update`);
+export function updateBdb(c: Etcd3, uid: number, fn: (b: BdbRecord) => BdbRecord | undefined): Promise<BdbRecord | undefined> {
+  return casUpdate<BdbRecord>(c, KEYS.bdb(uid), (cur) => (cur ? fn(cur) : undefined));
 }
 
 export function newSecret(): string {

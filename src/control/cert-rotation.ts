@@ -21,6 +21,7 @@ import {
   TrustRecord,
 } from '../coord/schema.js';
 import { PrefixCache } from '../coord/watch.js';
+import { casUpdate } from '../coord/cas.js';
 import { PLANE_CERT_NAME, Plane, PLANES, certInfo, createCsr, generateKeyPair, issueFromCsr } from '../pki/pki.js';
 import { installPlaneFiles } from '../pki/node-files.js';
 
@@ -174,15 +175,7 @@ export class CertRotator {
   private async publish(plane: Plane, certPem: string): Promise<void> {
     const i = certInfo(certPem);
     const meta: CertMeta = { name: PLANE_CERT_NAME[plane], serial: i.serial, subject: i.subject, issuer: i.issuer, not_before: i.not_before, not_after: i.not_after };
-    for (let attempt = 0; attempt < 20; attempt++) {
-      const res = await this.m.client.get(KEYS.node(this.m.uid)).exec();
-      const kv = res.kvs[0];
-      if (!kv) return;
-      const rec = JSON.parse(kv.value.toString()) as NodeRecord;
-      rec.certificates = { ...rec.certificates, [plane]: meta };
-      const r = await this.m.client.if(KEYS.node(this.m.uid), 'Mod', '==', kv.mod_revision).then(this.m.client.put(KEYS.node(this.m.uid)).value(JSON.stringify(rec))).commit();
-      if (r.succeeded) return;
-    }
+    await casUpdate<NodeRecord>(this.m.client, KEYS.node(this.m.uid), (rec) => (rec ? { ...rec, certificates: { ...rec.certificates, [plane]: meta } } : undefined));
   }
 
   /** The alert is true while any internode certificate of this node has fewer than `threshold` days left. */

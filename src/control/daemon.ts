@@ -7,7 +7,6 @@ import net from 'node:net';
 import os from 'node:os';
 import { randomUUID, X509Certificate } from 'node:crypto';
 import type { Logger } from 'pino';
-import { Etcd3 } from 'etcd3';
 import {
   NodeConfig,
   NodeIdentity,
@@ -25,6 +24,7 @@ import { peerUrl } from '../coord/etcd.js';
 import { Issued, Plane, createCa, createCsr, generateKeyPair, issueFromCsr, issueLocally, selfSigned, validateBundle } from '../pki/pki.js';
 import { hashPassword } from '../api/passwords.js';
 import { installPlaneFiles } from '../pki/node-files.js';
+import { nextSeq } from './bdb-store.js';
 import { ApiError, conflict } from '../api/errors.js';
 import { requestJson, errorText, ConnectError } from '../util/https-json.js';
 import { RestServer } from '../api/server.js';
@@ -336,7 +336,7 @@ export class NodeDaemon {
     let uid: number;
     const certificates = {} as Record<Plane | 'api', string>;
     try {
-      uid = await nextNodeUid(c);
+      uid = await nextSeq(c, KEYS.nodeSeq);
       const caRec = (await c.get(KEYS.ca).json()) as CaRecord;
       const ca = { certPem: caRec.cert, keyPem: caRec.key };
       for (const plane of ['cp', 'dp', 'api'] as const) {
@@ -441,16 +441,6 @@ function parseHostPort(s: string, defPort: number): { host: string; port: number
   const m = /^([^:]+)(?::(\d+))?$/.exec(s.trim());
   if (!m) throw new ApiError(400, 'invalid_address', `invalid member address ${s}`);
   return { host: m[1], port: m[2] ? Number(m[2]) : defPort };
-}
-
-async function nextNodeUid(c: Etcd3): Promise<number> {
-  for (let i = 0; i < 20; i++) {
-    const cur = Number((await c.get(KEYS.nodeSeq).string()) ?? '0');
-    const next = cur + 1;
-    const r = await c.if(KEYS.nodeSeq, 'Value', '==', String(cur)).then(c.put(KEYS.nodeSeq).value(String(next))).commit();
-    if (r.succeeded) return next;
-  }
-  throw conflict('busy', 'could not allocate a node uid');
 }
 
 function readApiCert(dataDir: string): Issued {

@@ -7,6 +7,7 @@ import type { ClusterMember } from '../../control/member.js';
 import { KEYS, ActionRecord, BdbRecord, PolicyRecord, DEFAULT_POLICY, ProxyPolicy } from '../../coord/schema.js';
 import { ApiError, badRequest, notFound } from '../errors.js';
 import { createAction, endpointNodes, newSecret, nextSeq, placeShards, updateBdb } from '../../control/bdb-store.js';
+import { uidParams } from '../schemas.js';
 
 const EVICTION = ['volatile-lru', 'volatile-ttl', 'volatile-random', 'allkeys-lru', 'allkeys-random', 'noeviction', 'volatile-lfu', 'allkeys-lfu'];
 const PROXY_POLICIES: ProxyPolicy[] = ['single', 'all-master-shards', 'all-nodes'];
@@ -35,7 +36,6 @@ const fields = {
 
 const createBody = { type: 'object', additionalProperties: false, properties: fields } as const;
 const updateBody = { type: 'object', additionalProperties: false, minProperties: 1, properties: fields } as const;
-const uidParams = { type: 'object', required: ['uid'], properties: { uid: { type: 'string', pattern: '^[0-9]{1,9}$' } } } as const;
 
 type BdbInput = Partial<Omit<BdbRecord, 'uid' | 'shards' | 'status' | 'generation' | 'link_generation' | 'internal_secret'>>;
 

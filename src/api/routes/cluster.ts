@@ -3,6 +3,7 @@ import type { FastifyPluginAsync } from 'fastify';
 import type { NodeDaemon } from '../../control/daemon.js';
 import { KEYS, CaRecord, DEFAULT_POLICY, PolicyRecord, DEFAULT_ALERT_SETTINGS, AlertSettingsRecord } from '../../coord/schema.js';
 import { SOFTWARE_VERSION } from '../../control/config.js';
+import { casUpdate } from '../../coord/cas.js';
 import { certInfo, PLANES } from '../../pki/pki.js';
 
 const policyBody = {
@@ -43,21 +44,9 @@ export const clusterRoutes: FastifyPluginAsync<{ daemon: NodeDaemon }> = async (
   app.put<{ Body: Partial<PolicyRecord> }>('/v1/cluster/policy', { schema: { body: policyBody } }, async (req) => {
     const m = daemon.requireMember();
     // Compare-and-swap so two concurrent partial updates cannot undo each other.
-    for (let i = 0; i < 10; i++) {
-      const res = await m.client.get(KEYS.policy).exec();
-      const kv = res.kvs[0];
-      const cur: PolicyRecord = { ...DEFAULT_POLICY, ...(kv ? JSON.parse(kv.value.toString()) : {}) };
-      const next: PolicyRecord = { ...cur, ...req.body };
-      const txn = kv
-        ? m.client.if(KEYS.policy, 'Mod', '==', kv.mod_revision)
-        : m.client.if(KEYS.policy, 'Create', '==', 0);
-      const r = await txn.then(m.client.put(KEYS.policy).value(JSON.stringify(next))).commit();
-      if (r.succeeded) {
-        req.log.info({ policy: next }, 'cluster policy updated');
-        return next;
-      }
-    }
-    throw new Error('policy kept changing under this update; try again');
+    const next = await casUpdate<PolicyRecord>(m.client, KEYS.policy, (cur) => ({ ...DEFAULT_POLICY, ...(cur ?? {}), ...req.body }));
+    req.log.info({ policy: next }, 'cluster policy updated');
+    return next;
   });
 
   app.get('/v1/cluster/certificates', async () => {

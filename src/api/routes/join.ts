@@ -2,6 +2,7 @@
 // member as a learner), promote it once caught up, or undo it. Admin only.
 import type { FastifyPluginAsync } from 'fastify';
 import type { NodeDaemon, JoinNodeRequest } from '../../control/daemon.js';
+import { uidParams } from '../schemas.js';
 
 const pem = { type: 'string', minLength: 64, maxLength: 65536 } as const;
 const port = { type: 'integer', minimum: 1, maximum: 65535 } as const;
@@ -22,11 +23,6 @@ const joinNodeBody = {
   },
 } as const;
 
-const uidParams = {
-  type: 'object',
-  required: ['uid'],
-  properties: { uid: { type: 'string', pattern: '^[0-9]{1,9}$' } },
-} as const;
 
 export const joinRoutes: FastifyPluginAsync<{ daemon: NodeDaemon }> = async (app, { daemon }) => {
   app.post<{ Body: JoinNodeRequest }>('/v1/cluster/join_node', { schema: { body: joinNodeBody } }, async (req) => daemon.admitNode(req.body));

@@ -19,6 +19,8 @@ import { ApiError, badRequest, notFound } from '../errors.js';
 import { PLANE_CERT_NAME, Plane } from '../../pki/pki.js';
 import { X509Certificate } from 'node:crypto';
 import { CertName, CertificateRejected, validateCustomerCerts } from '../../pki/customer.js';
+import { uidParams } from '../schemas.js';
+import { casUpdate } from '../../coord/cas.js';
 
 const days = { type: 'number', exclusiveMinimum: 0, maximum: 3650 } as const;
 
@@ -63,24 +65,19 @@ const rotateBody = {
   properties: { name: { type: 'string', enum: ['ccs_internode_encryption', 'data_internode_encryption'] } },
 } as const;
 
-const uidParams = { type: 'object', required: ['uid'], properties: { uid: { type: 'string', pattern: '^[0-9]{1,9}$' } } } as const;
 
 /** Read-modify-write of a settings record whose fields are merged one level deep. */
 async function mergeSettings<T extends object>(m: ClusterMember, key: string, defaults: T, patch: Partial<T>, check?: (v: T) => void): Promise<T> {
-  for (let i = 0; i < 20; i++) {
-    const res = await m.client.get(key).exec();
-    const kv = res.kvs[0];
-    const cur = (kv ? JSON.parse(kv.value.toString()) : {}) as Partial<T>;
-    const next = { ...defaults } as Record<string, unknown>;
+  const next = await casUpdate<T>(m.client, key, (stored) => {
+    const cur = (stored ?? {}) as Partial<T>;
+    const out = { ...defaults } as Record<string, unknown>;
     for (const k of Object.keys(defaults) as (keyof T & string)[]) {
-      next[k] = { ...(defaults[k] as object), ...((cur[k] as object) ?? {}), ...((patch[k] as object) ?? {}) };
+      out[k] = { ...(defaults[k] as object), ...((cur[k] as object) ?? {}), ...((patch[k] as object) ?? {}) };
     }
-    check?.(next as T);
-    const txn = kv ? m.client.if(key, 'Mod', '==', kv.mod_revision) : m.client.if(key, 'Create', '==', 0);
-    const r = await txn.then(m.client.put(key).value(JSON.stringify(next))).commit();
-    if (r.succeeded) return next as T;
-  }
-  throw new ApiError(409, 'busy', 'settings kept changing; try again');
+    check?.(out as T);
+    return out as T;
+  });
+  return next!;
 }
 
 async function readSettings<T extends object>(m: ClusterMember, key: string, defaults: T): Promise<T> {

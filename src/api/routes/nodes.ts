@@ -7,6 +7,7 @@ import type { NodeRecord } from '../../coord/schema.js';
 import { ApiError, badRequest, notFound } from '../errors.js';
 import { KEYS, DenyRecord } from '../../coord/schema.js';
 import { PLANES } from '../../pki/pki.js';
+import { uidParams } from '../schemas.js';
 
 export function nodeView(m: ClusterMember, n: NodeRecord) {
   const live = m.live.items.get(String(n.uid));
@@ -36,11 +37,6 @@ export function nodeView(m: ClusterMember, n: NodeRecord) {
   };
 }
 
-const uidParams = {
-  type: 'object',
-  required: ['uid'],
-  properties: { uid: { type: 'string', pattern: '^[0-9]{1,9}$' } },
-} as const;
 
 export const nodesRoutes: FastifyPluginAsync<{ daemon: NodeDaemon }> = async (app, { daemon }) => {
   app.get('/v1/nodes', async () => {
