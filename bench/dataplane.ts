@@ -80,7 +80,7 @@ async function main(): Promise<void> {
     direct = spawn('redis-server', ['--bind', DIRECT.host, '--port', String(DIRECT.port), '--save', '', '--appendonly', 'no', '--dir', directDir], { stdio: 'ignore' });
     await waitFor('direct redis', async () => (await run('redis-cli', ['-h', DIRECT.host, '-p', String(DIRECT.port), 'PING'])).trim() === 'PONG');
     const nodePids = cluster.nodes.map((n) => n.proc!.pid!);
-    const shardPids = (await run('pgrep', ['-f', `redis-server ${shardNode.dataDir}/shards/`])).trim().split('\n').map(Number);
+    const shardPids = (await run('pgrep', ['-f', `${shardNode.dataDir}/shards/`])).trim().split('\n').map(Number);
 
     const setEncryption = async (on: boolean) => {
       const r = await n1.api('PUT', `/v1/bdbs/${db.uid}`, { data_internode_encryption: on });
