@@ -1,10 +1,6 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import net from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 
 import {
   COMMANDS,
@@ -30,6 +26,7 @@ import {
   type CommandSpec,
 } from '../src/proxy/commands.js';
 import { ReplyError, ReplyParser, decodeReply, encodeCommand, encodeError, type RespValue } from '../src/proxy/resp.js';
+import { startScratchRedis, type ScratchRedis } from './support/redis.js';
 
 const argv = (s: string) => s.split(' ').map((x) => Buffer.from(x === '""' ? '' : x, 'latin1'));
 const keysOf = (s: string) => {
@@ -368,27 +365,16 @@ describe('commands table', () => {
 
 // ---------------------------------------------------------------------------
 
-const REDIS = '/usr/bin/redis-server';
-
-describe('against redis-server', { skip: !existsSync(REDIS) && `${REDIS} not installed` }, () => {
-  let proc: ChildProcess | undefined;
-  let dir = '';
+describe('against redis-server', () => {
+  let redis: ScratchRedis;
   let sock = '';
 
   before(async () => {
-    dir = mkdtempSync(join(tmpdir(), 'tessera-proxy-commands-'));
-    sock = join(dir, 'r.sock');
-    proc = spawn(REDIS, ['--port', '0', '--unixsocket', sock, '--save', '', '--appendonly', 'no', '--dir', dir], {
-      stdio: 'ignore',
-    });
-    for (let i = 0; i < 250 && !existsSync(sock); i++) await new Promise((res) => setTimeout(res, 20));
-    assert.ok(existsSync(sock), 'redis-server did not start');
+    redis = await startScratchRedis('proxy-commands');
+    sock = redis.sock;
   });
 
-  after(() => {
-    if (proc?.pid !== undefined) process.kill(proc.pid, 'SIGKILL');
-    rmSync(dir, { recursive: true, force: true });
-  });
+  after(() => redis?.stop());
 
   /** Sends commands on one connection; resolves with each reply's raw bytes. */
   function send(cmds: (string | Buffer)[][]): Promise<Buffer[]> {

@@ -1,11 +1,8 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import net from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 
+import { startScratchRedis, type ScratchRedis } from './support/redis.js';
 import {
   ReplyError,
   ReplyParser,
@@ -676,29 +673,16 @@ describe('encode', () => {
 // ---------------------------------------------------------------------------
 // Against a real redis-server, when one is installed.
 
-const REDIS = '/usr/bin/redis-server';
-
-describe('against redis-server', { skip: !existsSync(REDIS) && `${REDIS} not installed` }, () => {
-  let proc: ChildProcess | undefined;
-  let dir = '';
+describe('against redis-server', () => {
+  let redis: ScratchRedis;
   let sock = '';
 
   before(async () => {
-    dir = mkdtempSync(join(tmpdir(), 'tessera-proxy-resp-'));
-    sock = join(dir, 'r.sock');
-    proc = spawn(
-      REDIS,
-      ['--port', '0', '--unixsocket', sock, '--save', '', '--appendonly', 'no', '--dir', dir, '--enable-debug-command', 'yes'],
-      { stdio: 'ignore' },
-    );
-    for (let i = 0; i < 250 && !existsSync(sock); i++) await new Promise((res) => setTimeout(res, 20));
-    assert.ok(existsSync(sock), 'redis-server did not start');
+    redis = await startScratchRedis('proxy-resp', () => ['--enable-debug-command', 'yes']);
+    sock = redis.sock;
   });
 
-  after(() => {
-    if (proc?.pid !== undefined) process.kill(proc.pid, 'SIGKILL');
-    rmSync(dir, { recursive: true, force: true });
-  });
+  after(() => redis?.stop());
 
   /** Sends `input`; resolves with everything received and whether redis closed. */
   function exchange(input: Buffer, waitMs: number): Promise<{ data: Buffer; closed: boolean }> {

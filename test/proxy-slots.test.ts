@@ -1,13 +1,11 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import net from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 import { SLOT_COUNT, crc16, keySlot, keySlotOf } from '../src/proxy/slots.js';
 import { ReplyParser, decodeReply, encodeCommand } from '../src/proxy/resp.js';
+import { startScratchRedis, type ScratchRedis } from './support/redis.js';
 
 /** Bit-by-bit CRC16/XMODEM: an independent oracle for the table version. */
 function crc16Slow(buf: Uint8Array): number {
@@ -94,16 +92,11 @@ describe('slots', () => {
 // CLUSTER KEYSLOT needs cluster mode, which redis allows without any slots
 // assigned. Its bus port would default to 10000 on every interface (inside
 // Tessera's endpoint range), so bind it to loopback on a port the OS picks.
-const REDIS = '/usr/bin/redis-server';
-
-describe('against CLUSTER KEYSLOT', { skip: !existsSync(REDIS) && `${REDIS} not installed` }, () => {
-  let proc: ChildProcess | undefined;
-  let dir = '';
+describe('against CLUSTER KEYSLOT', () => {
+  let redis: ScratchRedis;
   let sock = '';
 
   before(async () => {
-    dir = mkdtempSync(join(tmpdir(), 'tessera-proxy-slots-'));
-    sock = join(dir, 'r.sock');
     const busPort = await new Promise<number>((resolve, reject) => {
       const srv = net.createServer();
       srv.once('error', reject);
@@ -112,23 +105,14 @@ describe('against CLUSTER KEYSLOT', { skip: !existsSync(REDIS) && `${REDIS} not 
         srv.close(() => resolve(port));
       });
     });
-    proc = spawn(
-      REDIS,
-      [
-        '--port', '0', '--unixsocket', sock, '--save', '', '--appendonly', 'no', '--dir', dir,
-        '--bind', '127.0.0.1', '--cluster-enabled', 'yes', '--cluster-port', String(busPort),
-        '--cluster-config-file', join(dir, 'nodes.conf'),
-      ],
-      { stdio: 'ignore' },
-    );
-    for (let i = 0; i < 250 && !existsSync(sock); i++) await new Promise((res) => setTimeout(res, 20));
-    assert.ok(existsSync(sock), 'redis-server did not start');
+    redis = await startScratchRedis('proxy-slots', (dir) => [
+      '--bind', '127.0.0.1', '--cluster-enabled', 'yes', '--cluster-port', String(busPort),
+      '--cluster-config-file', join(dir, 'nodes.conf'),
+    ]);
+    sock = redis.sock;
   });
 
-  after(() => {
-    if (proc?.pid !== undefined) process.kill(proc.pid, 'SIGKILL');
-    rmSync(dir, { recursive: true, force: true });
-  });
+  after(() => redis?.stop());
 
   it('keySlot agrees with redis on 3,000 keys', async () => {
     const keys = [
