@@ -7,7 +7,7 @@ import type { ClusterMember } from './member.js';
 import { KEYS, BdbRecord, ObservedRecord } from '../coord/schema.js';
 import { PrefixCache } from '../coord/watch.js';
 import { RedisShard, ShardSpec, shardDir, shardSocket } from '../shards/redis-shard.js';
-import { endpointNodes } from './bdb-store.js';
+import { endpointNodes, updateBdb } from './bdb-store.js';
 import type { DataplaneConfig } from '../dataplane/messages.js';
 
 const SETTLE_MS = 20;
@@ -80,6 +80,38 @@ export class BdbReconciler {
     }
   }
 
+  /**
+   * A master shard of a replicated database died: its replica takes over and
+   * the old master comes back as a replica of it, so nothing is lost. A
+   * master restarted in place would come back empty (without persistence)
+   * and its replica would then copy the emptiness.
+   */
+  private crashPolicy(shardUid: number): 'restart' | 'hold' {
+    const b = this.bdbs.values().find((x) => x.shards.some((s) => s.uid === shardUid));
+    const me = b?.shards.find((s) => s.uid === shardUid);
+    const replica = b?.shards.find((s) => s.master_uid === shardUid);
+    if (!b || !me || me.role !== 'master' || !replica || !this.m.live.items.has(String(replica.node_uid))) return 'restart';
+    void this.failover(b.uid, shardUid, replica.uid).catch((err) => {
+      this.log.error({ bdb: b.uid, shard: shardUid, err: (err as Error).message }, 'failover failed; restarting the shard in place');
+      const s = this.shards.get(shardUid);
+      if (s?.held) void s.start().catch(() => undefined);
+    });
+    return 'hold';
+  }
+
+  private async failover(bdbUid: number, masterUid: number, replicaUid: number): Promise<void> {
+    const next = await updateBdb(this.m.client, bdbUid, (cur) => {
+      const m = cur.shards.find((s) => s.uid === masterUid);
+      const r = cur.shards.find((s) => s.uid === replicaUid);
+      if (!m || !r || m.role !== 'master' || r.master_uid !== masterUid) return undefined;
+      const shards = cur.shards.map((s) =>
+        s.uid === replicaUid ? { ...s, role: 'master' as const, master_uid: undefined } : s.uid === masterUid ? { ...s, role: 'slave' as const, master_uid: replicaUid } : s,
+      );
+      return { ...cur, shards, generation: cur.generation + 1, status: cur.status === 'pending' ? cur.status : 'active-change-pending', last_changed_time: new Date().toISOString() };
+    });
+    this.log.warn({ bdb: bdbUid, failed: masterUid, promoted: replicaUid, generation: next?.generation }, 'master shard failed; its replica takes over');
+  }
+
   shardProcess(uid: number): RedisShard | undefined {
     return this.shards.get(uid);
   }
@@ -105,10 +137,17 @@ export class BdbReconciler {
     }
     for (const [uid, w] of wanted) {
       let shard = this.shards.get(uid);
-      if (!shard) {
-        shard = new RedisShard(w.spec, this.m.cfg.dataDir, this.log.child({ bdb: w.b.uid }));
-        shard.onRestart = () => this.schedule();
-        this.shards.set(uid, shard);
+      // A replica starts as one, through its tunnel; until the data plane has opened it, wait.
+      const tunnel = w.role === 'slave' ? this.m.dataplane?.tunnelPorts.get(uid) : undefined;
+      if (w.role === 'slave' && !tunnel && (!shard || shard.held)) continue;
+      if (!shard || shard.held) {
+        if (!shard) {
+          shard = new RedisShard(w.spec, this.m.cfg.dataDir, this.log.child({ bdb: w.b.uid }));
+          shard.onRestart = () => this.schedule();
+          shard.onCrash = () => this.crashPolicy(uid);
+          this.shards.set(uid, shard);
+        }
+        shard.replicaOf = tunnel;
         try {
           await shard.start();
         } catch (err) {

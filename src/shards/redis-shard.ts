@@ -29,7 +29,7 @@ export function shardSocket(dataDir: string, shardUid: number): string {
   return path.join(shardDir(dataDir, shardUid), 'redis.sock');
 }
 
-function configText(spec: ShardSpec, dir: string): string {
+function configText(spec: ShardSpec, dir: string, replicaOf?: { host: string; port: number }): string {
   const lines = [
     '# written by tessera; changes are overwritten',
     'port 0',
@@ -51,6 +51,8 @@ function configText(spec: ShardSpec, dir: string): string {
     'protected-mode no',
     'enable-debug-command local',
   ];
+  // A replica is one from its first instant: it never serves, even briefly, as an empty master.
+  if (replicaOf) lines.push(`replicaof ${replicaOf.host} ${replicaOf.port}`);
   if (spec.persistence === 'aof') lines.push('appendonly yes', 'appendfsync everysec', 'save ""');
   else if (spec.persistence === 'snapshot') lines.push('appendonly no', 'save 900 1 300 10 60 10000');
   else lines.push('appendonly no', 'save ""');
@@ -67,6 +69,14 @@ export class RedisShard {
   /** Set by the reconciler: replicate from this local tunnel port, or be a master. */
   replicaOf?: { host: string; port: number };
   onRestart?: () => void;
+  /**
+   * Asked when the process dies unexpectedly: 'restart' brings it back as it
+   * was; 'hold' leaves it down for the reconciler (a master whose replica
+   * should take over, rather than come back empty).
+   */
+  onCrash?: () => 'restart' | 'hold';
+  /** Down after a crash, waiting for the reconciler. */
+  held = false;
 
   constructor(
     readonly spec: ShardSpec,
@@ -88,15 +98,21 @@ export class RedisShard {
 
   async start(): Promise<void> {
     this.stopping = false;
+    this.held = false;
     fs.mkdirSync(this.dir, { recursive: true, mode: 0o700 });
     const conf = path.join(this.dir, 'redis.conf');
-    fs.writeFileSync(conf, configText(this.spec, this.dir), { mode: 0o600 });
+    fs.writeFileSync(conf, configText(this.spec, this.dir, this.replicaOf), { mode: 0o600 });
     fs.rmSync(this.socketPath, { force: true });
     // setpriv --pdeathsig: the shard dies with the node even if the node is SIGKILLed.
     const proc = spawn('setpriv', ['--pdeathsig', 'SIGKILL', '--', this.binary, conf], { stdio: 'ignore' });
     this.proc = proc;
     proc.once('exit', (code, signal) => {
       if (this.stopping) return;
+      if (this.onCrash?.() === 'hold') {
+        this.held = true;
+        this.log.warn({ shard: this.spec.shardUid, code, signal }, 'shard exited; held for failover');
+        return;
+      }
       this.log.warn({ shard: this.spec.shardUid, code, signal }, 'shard exited; restarting');
       const delay = Math.min(5000, 200 * 2 ** Math.min(this.restarts++, 5));
       this.restartTimer = setTimeout(() => {
@@ -106,7 +122,6 @@ export class RedisShard {
       }, delay);
     });
     await this.waitReady(10_000);
-    if (this.replicaOf) await this.command(['REPLICAOF', this.replicaOf.host, String(this.replicaOf.port)]);
     this.log.info({ shard: this.spec.shardUid, pid: proc.pid, replicaOf: this.replicaOf }, 'shard running');
   }
 
