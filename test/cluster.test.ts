@@ -194,10 +194,10 @@ test('bad bootstrap input: wrong credentials, a node already in a cluster, a mem
 
 test('internode channel of a running node: a member certificate is accepted; another cluster is refused', async () => {
   const dir = path.join(n2.dataDir, 'certs');
-  const sclient = (certDir: string, alpn: string, servername: string, extra = '') =>
+  const sclient = (certDir: string, alpn: string, servername: string) =>
     execFileSync(
       'sh',
-      ['-c', `echo | timeout 5 openssl s_client -connect ${n1.addr}:3342 -cert ${certDir}/cp.pem -key ${certDir}/cp.key -CAfile ${dir}/ca.pem -alpn ${alpn} -servername ${servername} ${extra} 2>&1 || true`],
+      ['-c', `echo | timeout 5 openssl s_client -connect ${n1.addr}:3342 -cert ${certDir}/cp.pem -key ${certDir}/cp.key -CAfile ${dir}/ca.pem -alpn ${alpn} -servername ${servername} 2>&1 || true`],
     ).toString();
   const ok = sclient(dir, 'tessera-cp/1', 'cp.tessera.internal');
   assert.match(ok, /ALPN protocol: tessera-cp\/1/);

@@ -20,18 +20,8 @@ import {
   type RequestParserOptions,
   type RespReply,
 } from '../src/proxy/resp.js';
+import { rng } from './support/rng.js';
 
-// Deterministic so a failure can be replayed; the seed is in the test name.
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 const int = (r: () => number, n: number) => Math.floor(r() * n);
 const B = (s: string) => Buffer.from(s, 'latin1');
 /** A copy outside Node's shared pool, so `.buffer` identifies it. */

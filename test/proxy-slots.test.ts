@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { SLOT_COUNT, crc16, keySlot, keySlotOf } from '../src/proxy/slots.js';
 import { ReplyParser, decodeReply, encodeCommand } from '../src/proxy/resp.js';
 import { startScratchRedis, type ScratchRedis } from './support/redis.js';
+import { rng } from './support/rng.js';
 
 /** Bit-by-bit CRC16/XMODEM: an independent oracle for the table version. */
 function crc16Slow(buf: Uint8Array): number {
@@ -17,16 +18,6 @@ function crc16Slow(buf: Uint8Array): number {
   return crc;
 }
 
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** Random keys, rich in braces so the hash-tag rules are exercised. */
 function randomKeys(seed: number, n: number): Buffer[] {

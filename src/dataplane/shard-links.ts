@@ -21,7 +21,6 @@ export interface LinkContext {
   certs: CertStore;
   policy: PeerPolicy;
   node(uid: number): PeerNode | undefined;
-  config(): DataplaneConfig;
 }
 
 /** The current view of a shard's placement and database, indexed for the hot path of opening links. */
@@ -59,7 +58,7 @@ function connected(s: net.Socket): Promise<net.Socket> {
 
 export class ShardLinks {
   constructor(
-    private readonly ctx: Omit<LinkContext, 'config'>,
+    private readonly ctx: LinkContext,
     private readonly placement: Placement,
   ) {}
 

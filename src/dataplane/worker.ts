@@ -10,6 +10,7 @@ import { applyProcessDefaults } from '../tls/policy.js';
 import { CertStore } from '../tls/certstore.js';
 import { InternodeServer, PeerPolicy, listenOrExplain } from '../internode/channel.js';
 import { Placement, ShardLinks, serveShardLink } from './shard-links.js';
+import { readLines } from '../internode/rpc.js';
 import { Tunnels } from './tunnels.js';
 import { Endpoint, EndpointConfig } from '../proxy/endpoint.js';
 import type { DataplaneConfig, EndpointState, FromWorker, PeerNode, PolicySnapshot, ToWorker } from './messages.js';
@@ -98,18 +99,7 @@ class Dataplane implements PeerPolicy {
     const conn = this.nextConn++;
     this.cpConns.set(conn, s);
     s.once('close', () => this.cpConns.delete(conn));
-    let buf = '';
-    s.setEncoding('utf8');
-    s.on('data', (chunk: string) => {
-      buf += chunk;
-      if (buf.length > 16 * 1024 * 1024) return s.destroy();
-      let i: number;
-      while ((i = buf.indexOf('\n')) >= 0) {
-        const line = buf.slice(0, i);
-        buf = buf.slice(i + 1);
-        if (line) post({ type: 'rpc', conn, peer, line });
-      }
-    });
+    readLines(s, (line) => post({ type: 'rpc', conn, peer, line }));
   }
 
   rpcReply(conn: number, line: string): void {

@@ -9,7 +9,8 @@ export type RpcHandler = (method: string, params: unknown, peer: PeerIdentity) =
 
 const MAX_LINE = 16 * 1024 * 1024;
 
-function lines(socket: tls.TLSSocket, onLine: (line: string) => void): void {
+/** Call onLine for each newline-terminated line; a line over 16 MiB closes the socket. */
+export function readLines(socket: tls.TLSSocket, onLine: (line: string) => void): void {
   let buf = '';
   socket.setEncoding('utf8');
   socket.on('data', (chunk: string) => {
@@ -29,7 +30,7 @@ function lines(socket: tls.TLSSocket, onLine: (line: string) => void): void {
 
 /** Serve requests on an accepted control-plane connection. */
 export function serveRpc(socket: tls.TLSSocket, peer: PeerIdentity, handler: RpcHandler): void {
-  lines(socket, (line) => {
+  readLines(socket, (line) => {
     let msg: { id?: unknown; method?: unknown; params?: unknown };
     try {
       msg = JSON.parse(line);
@@ -77,7 +78,7 @@ export class RpcClient {
           this.socket = socket;
           socket.on('error', () => socket.destroy());
           socket.on('close', () => this.failAll(new Error(`connection to node ${this.target.uid} closed`)));
-          lines(socket, (line) => this.onReply(line));
+          readLines(socket, (line) => this.onReply(line));
           if (this.closed) socket.destroy();
           return socket;
         })
