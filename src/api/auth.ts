@@ -2,8 +2,8 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { NodeDaemon } from '../control/daemon.js';
 import { KEYS, UserRecord } from '../coord/schema.js';
-import { ApiError } from './errors.js';
-import { VerifiedCache } from './passwords.js';
+import { OperatorError } from '../util/errors.js';
+import { VerifiedCache } from '../control/passwords.js';
 
 export function parseBasic(header: string | undefined): { username: string; password: string } | undefined {
   if (!header || !header.startsWith('Basic ')) return undefined;
@@ -21,7 +21,7 @@ export function authHook(daemon: NodeDaemon) {
     const creds = parseBasic(req.headers.authorization);
     const deny = (d: string) => {
       reply.header('www-authenticate', 'Basic realm="tessera"');
-      return new ApiError(401, 'unauthorized', d);
+      return new OperatorError('unauthorized', 'unauthorized', d);
     };
     if (!creds) throw deny('authentication required');
     const user = (await member.client.get(KEYS.user(creds.username)).json()) as UserRecord | null;

@@ -1,15 +1,14 @@
-// REST errors: an HTTP status and the reference's `{error_code, description}` body.
-export class ApiError extends Error {
-  constructor(
-    readonly status: number,
-    readonly code: string,
-    description: string,
-  ) {
-    super(description);
-  }
-}
+// How an operator error travels over HTTP: its kind picks the status.
+import type { ErrorKind } from '../util/errors.js';
 
-export const badRequest = (code: string, d: string) => new ApiError(400, code, d);
-export const unauthorized = (d = 'authentication required') => new ApiError(401, 'unauthorized', d);
-export const notFound = (code: string, d: string) => new ApiError(404, code, d);
-export const conflict = (code: string, d: string) => new ApiError(409, code, d);
+export const HTTP_STATUS: Record<ErrorKind, number> = {
+  invalid: 400,
+  unauthorized: 401,
+  forbidden: 403,
+  not_found: 404,
+  conflict: 409,
+  internal: 500,
+  upstream: 502,
+  unavailable: 503,
+  timeout: 504,
+};

@@ -3,7 +3,7 @@
 import https from 'node:https';
 import { Registry, Gauge } from 'prom-client';
 import type { ClusterMember } from '../control/member.js';
-import { BASE_OPTIONS } from '../tls/policy.js';
+import { httpsServerOptions } from '../tls/contexts.js';
 import { listenOrExplain } from '../internode/channel.js';
 import { PLANES } from '../pki/pki.js';
 
@@ -49,7 +49,7 @@ export class MetricsServer {
   }
 
   async listen(cert: { certPem: string; keyPem: string }): Promise<void> {
-    this.server = https.createServer({ ...BASE_OPTIONS, cert: cert.certPem, key: cert.keyPem }, (req, res) => {
+    this.server = https.createServer(httpsServerOptions(cert), (req, res) => {
       if (req.method !== 'GET' || (req.url !== '/metrics' && req.url !== '/')) {
         res.writeHead(404, { 'content-type': 'text/plain' }).end('not found\n');
         return;

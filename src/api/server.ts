@@ -4,9 +4,10 @@
 import https from 'node:https';
 import Fastify, { FastifyError, FastifyInstance, LogController } from 'fastify';
 import type { Logger } from 'pino';
-import { BASE_OPTIONS } from '../tls/policy.js';
+import { httpsServerOptions } from '../tls/contexts.js';
 import type { NodeDaemon } from '../control/daemon.js';
-import { ApiError } from './errors.js';
+import { OperatorError } from '../util/errors.js';
+import { HTTP_STATUS } from './errors.js';
 import { authHook } from './auth.js';
 import { bootstrapRoutes } from './routes/bootstrap.js';
 import { clusterRoutes } from './routes/cluster.js';
@@ -30,7 +31,7 @@ export class RestServer {
 
   constructor(daemon: NodeDaemon, cert: { certPem: string; keyPem: string }, log: Logger) {
     this.app = Fastify({
-      https: { ...BASE_OPTIONS, cert: cert.certPem, key: cert.keyPem },
+      https: httpsServerOptions(cert),
       loggerInstance: log,
       // One log line per request would drown the node's log; routes log what changes.
       logController: new LogController({ disableRequestLogging: true }),
@@ -39,8 +40,8 @@ export class RestServer {
     }) as unknown as Api;
     const app = this.app;
 
-    app.setErrorHandler((err: FastifyError | ApiError, req, reply) => {
-      if (err instanceof ApiError) return reply.status(err.status).send({ error_code: err.code, description: err.message });
+    app.setErrorHandler((err: FastifyError | OperatorError, req, reply) => {
+      if (err instanceof OperatorError) return reply.status(HTTP_STATUS[err.kind]).send({ error_code: err.code, description: err.message });
       const fe = err as FastifyError;
       if (fe.validation) {
         const v = fe.validation[0];
@@ -74,7 +75,7 @@ export class RestServer {
 
   /** Swap the certificate for new connections; open ones are not touched. */
   setCertificate(cert: { certPem: string; keyPem: string }): void {
-    this.app.server.setSecureContext({ ...BASE_OPTIONS, cert: cert.certPem, key: cert.keyPem });
+    this.app.server.setSecureContext(httpsServerOptions(cert));
   }
 
   async close(): Promise<void> {

@@ -4,8 +4,9 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { Command, Option } from 'commander';
 import pino from 'pino';
-import { applyProcessDefaults } from '../tls/policy.js';
-import { NodeDaemon } from '../control/daemon.js';
+import { applyProcessDefaults, KEY_EXCHANGES } from '../tls/policy.js';
+import { TesseraNode } from '../node/node.js';
+import { CERT_NAMES } from '../pki/pki.js';
 import { CAPABILITIES, DEFAULT_PORTS, DEFAULT_TIMINGS, NodeConfig } from '../control/config.js';
 import { requestJson, errorText, JsonResponse } from '../util/https-json.js';
 import { formatStatus, formatInfo, NodeView, BdbView, NodeAlerts } from './format.js';
@@ -136,18 +137,18 @@ export function buildProgram(): Command {
         capabilities: CAPABILITIES.filter((c) => !(o.withoutCapability as string[]).includes(c)),
         etcdBinary: process.env.TESSERA_ETCD ?? 'etcd',
       };
-      const daemon = new NodeDaemon(cfg, log);
+      const node = new TesseraNode(cfg, log);
       let stopping = false;
       const stop = (sig: string) => {
         if (stopping) return;
         stopping = true;
         log.info({ signal: sig }, 'stopping');
-        daemon.stop().finally(() => process.exit(0));
+        node.stop().finally(() => process.exit(0));
       };
       process.on('SIGTERM', () => stop('SIGTERM'));
       process.on('SIGINT', () => stop('SIGINT'));
       try {
-        await daemon.start();
+        await node.start();
       } catch (err) {
         log.error({ err: (err as Error).message }, 'node failed to start');
         throw new CliError((err as Error).message);
@@ -186,8 +187,8 @@ export function buildProgram(): Command {
     .argument('[name]', 'ccs_internode_encryption or data_internode_encryption (default: both)')
     .action(async (action: string, name: string | undefined, _o, cmd: Command) => {
       if (action !== 'rotate') throw new CliError(`unknown certificate action '${action}' (expected: rotate)`);
-      if (name !== undefined && name !== 'ccs_internode_encryption' && name !== 'data_internode_encryption') {
-        throw new CliError(`unknown certificate '${name}' (expected ccs_internode_encryption or data_internode_encryption)`);
+      if (name !== undefined && !(CERT_NAMES as readonly string[]).includes(name)) {
+        throw new CliError(`unknown certificate '${name}' (expected ${CERT_NAMES.join(' or ')})`);
       }
       await api(cmd, 'POST', '/v1/cluster/certificates/rotate', name ? { name } : {});
       console.log('Finished successfully');
@@ -240,9 +241,13 @@ export function buildProgram(): Command {
     .command('cluster')
     .argument('<words...>', 'setting value pairs, e.g. data_internode_encryption enabled')
     .action(async (words: string[], _o, cmd: Command) => {
-      const w = pairs(words, ['data_internode_encryption']);
+      const w = pairs(words, ['data_internode_encryption', 'internode_key_exchange']);
       const body: Record<string, unknown> = {};
       if (w.data_internode_encryption !== undefined) body.data_internode_encryption = enabledWord(w.data_internode_encryption);
+      if (w.internode_key_exchange !== undefined) {
+        if (!(KEY_EXCHANGES as readonly string[]).includes(w.internode_key_exchange)) throw new CliError(`internode_key_exchange must be one of: ${KEY_EXCHANGES.join(', ')}`);
+        body.internode_key_exchange = w.internode_key_exchange;
+      }
       await api(cmd, 'PUT', '/v1/cluster/policy', body);
       console.log('Finished successfully');
     });

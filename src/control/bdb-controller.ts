@@ -3,19 +3,27 @@
 // active-change-pending → active; delete-pending → gone), and marks a
 // creation failed when a node hits an error it cannot get past.
 import type { Logger } from 'pino';
-import type { ClusterMember } from './member.js';
+import type { Etcd3 } from 'etcd3';
+import type { LiveRecord } from '../coord/schema.js';
 import type { BdbReconciler } from './reconciler.js';
 import { KEYS, ObservedRecord } from '../coord/schema.js';
 import { PrefixCache } from '../coord/watch.js';
 import { finishAction, updateBdb } from './bdb-store.js';
 
+
+/** What the controller needs of its node's membership (ClusterMember provides it). */
+export interface ControllerHost {
+  readonly client: Etcd3;
+  readonly live: PrefixCache<LiveRecord>;
+  isMaster(): boolean;
+}
 export class BdbController {
   readonly observed: PrefixCache<ObservedRecord>;
   private timer?: NodeJS.Timeout;
   private busy = false;
 
   constructor(
-    private readonly m: ClusterMember,
+    private readonly m: ControllerHost,
     private readonly r: BdbReconciler,
     private readonly log: Logger,
   ) {

@@ -4,8 +4,8 @@ import { randomBytes } from 'node:crypto';
 import { Etcd3 } from 'etcd3';
 import { KEYS, ActionRecord, BdbRecord, NodeRecord, ShardPlacement } from '../coord/schema.js';
 import { casUpdate } from '../coord/cas.js';
+import { SLOT_COUNT } from '../proxy/slots.js';
 
-export const SLOTS = 16384;
 
 /** Increment a sequence key atomically and return the new value. */
 export async function nextSeq(c: Etcd3, key: string, count = 1): Promise<number> {
@@ -28,7 +28,7 @@ export function newSecret(): string {
 /** Split the 16384 slots into n contiguous, near-equal ranges. */
 export function slotRanges(n: number): [number, number][] {
   const out: [number, number][] = [];
-  for (let i = 0; i < n; i++) out.push([Math.floor((i * SLOTS) / n), Math.floor(((i + 1) * SLOTS) / n) - 1]);
+  for (let i = 0; i < n; i++) out.push([Math.floor((i * SLOT_COUNT) / n), Math.floor(((i + 1) * SLOT_COUNT) / n) - 1]);
   return out;
 }
 

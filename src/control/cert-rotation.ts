@@ -6,12 +6,15 @@
 // (the check runs at start and every second). The same loop keeps the node's
 // `node_internal_certs_about_to_expire` alert current.
 import type { Logger } from 'pino';
-import type { ClusterMember } from './member.js';
+import type { Etcd3 } from 'etcd3';
+import type { CertStore } from '../pki/certstore.js';
+import type { NodeConfig, NodeIdentity } from './config.js';
 import {
   KEYS,
   AlertSettingsRecord,
   CaRecord,
   CertMeta,
+  CustomerCertRecord,
   CertRotationSettings,
   DEFAULT_ALERT_SETTINGS,
   DEFAULT_JOB_SCHEDULER,
@@ -34,6 +37,16 @@ export interface RenewResult {
   not_after: string;
 }
 
+
+/** What certificate rotation needs of its node's membership (ClusterMember provides it). */
+export interface RotatorHost {
+  readonly uid: number;
+  readonly cfg: NodeConfig;
+  readonly identity: NodeIdentity;
+  readonly client: Etcd3;
+  readonly certs: CertStore;
+  readonly customerCerts: PrefixCache<CustomerCertRecord>;
+}
 export class CertRotator {
   private settings: PrefixCache<JobSchedulerRecord>;
   private alertSettings: PrefixCache<AlertSettingsRecord>;
@@ -44,7 +57,7 @@ export class CertRotator {
   private lastCustomerTry = 0;
 
   constructor(
-    private readonly m: ClusterMember,
+    private readonly m: RotatorHost,
     private readonly log: Logger,
   ) {
     this.settings = new PrefixCache(m.client, KEYS.jobScheduler);
@@ -63,7 +76,8 @@ export class CertRotator {
     await Promise.all([this.settings.start(), this.alertSettings.start()]);
     this.m.customerCerts.on('change', () => void this.applyCustomer());
     await this.applyCustomer();
-    this.timer = setInterval(() => void this.tick(), TICK_MS);
+    // A failed tick must not become an unhandled rejection (it would end the process): log it, the next one retries.
+    this.timer = setInterval(() => void this.tick().catch((e) => this.log.error({ err: (e as Error).message }, 'certificate schedule tick failed')), TICK_MS);
     this.timer.unref();
     await this.tick();
   }
@@ -76,8 +90,15 @@ export class CertRotator {
   /** Apply the operator's certificates meant for this node; a removed one gives way to a cluster-issued one. */
   private async applyCustomer(): Promise<void> {
     // The anchors that the certificate chains to travel in another key; read them first.
-    const trust = (await this.m.client.get(KEYS.trust).json().catch(() => null)) as TrustRecord | null;
-    this.m.certs.setAnchors(trust?.anchors ?? []);
+    // If they cannot be read, keep the anchors in force (never fall back to none) and try later.
+    let trust: TrustRecord | null;
+    try {
+      trust = (await this.m.client.get(KEYS.trust).json()) as TrustRecord | null;
+      this.m.certs.setAnchors(trust?.anchors ?? []);
+    } catch (e) {
+      this.log.warn({ err: (e as Error).message }, 'cannot read or apply the trust anchors; keeping the current ones');
+      return;
+    }
     for (const plane of PLANES) {
       const rec = this.m.customerCerts.items.get(plane);
       const current = certInfo(this.m.certs.bundle(plane).certPem).serial;
@@ -114,7 +135,7 @@ export class CertRotator {
         this.log.warn({ plane, chain_not_after: rec.chain_not_after }, 'operator-provided certificate expires within 5 days; replacing it with a cluster-issued one');
         this.renew(plane, 'operator certificate about to expire')
           .then(() => this.m.client.delete().key(KEYS.customerCert(this.m.uid, plane)))
-          .catch(() => undefined);
+          .catch((e) => this.log.warn({ plane, err: (e as Error).message }, 'cannot replace the expiring operator-provided certificate'));
       }
     }
     if (s.enabled) {
@@ -125,6 +146,7 @@ export class CertRotator {
         const due = this.secondsLeft(plane) < s.expiry_days_before_rotation * DAY - stagger;
         const f = this.failures.get(plane);
         if (due && !this.renewing.has(plane) && (!f || Date.now() >= f.retryAt)) {
+          // renew() logs the failure and sets the retry backoff itself.
           this.renew(plane, 'schedule').catch(() => undefined);
         }
       }

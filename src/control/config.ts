@@ -2,6 +2,8 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { NodePorts } from '../coord/schema.js';
+import { CERT_FILES, certsDir } from '../pki/node-files.js';
+import { writeFileAtomic } from '../util/files.js';
 
 export const SOFTWARE_VERSION = '0.1.0';
 
@@ -45,36 +47,6 @@ export interface NodeIdentity {
   uid: number;
   addr: string;
   etcd: { name: string; initial_cluster: string; token: string; state: 'new' | 'existing' };
-}
-
-export function certsDir(dataDir: string): string {
-  return path.join(dataDir, 'certs');
-}
-
-export const CERT_FILES = {
-  ca: 'ca.pem',
-  cp: 'cp.pem',
-  cpKey: 'cp.key',
-  dp: 'dp.pem',
-  dpKey: 'dp.key',
-  api: 'api.pem',
-  apiKey: 'api.key',
-  etcdClientCa: 'etcd-client-ca.pem',
-  etcdClient: 'etcd-client.pem',
-  etcdClientKey: 'etcd-client.key',
-} as const;
-
-export function certPath(dataDir: string, file: keyof typeof CERT_FILES): string {
-  return path.join(certsDir(dataDir), CERT_FILES[file]);
-}
-
-/** Write a file atomically (temp + rename) so no reader ever sees half of it. */
-export function writeFileAtomic(file: string, data: string, mode = 0o644): void {
-  fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
-  const tmp = `${file}.tmp-${process.pid}-${Date.now()}`;
-  fs.writeFileSync(tmp, data, { mode });
-  fs.chmodSync(tmp, mode);
-  fs.renameSync(tmp, file);
 }
 
 const IDENTITY_FILE = 'node.json';

@@ -7,27 +7,18 @@ import net from 'node:net';
 import os from 'node:os';
 import { randomUUID, X509Certificate } from 'node:crypto';
 import type { Logger } from 'pino';
-import {
-  NodeConfig,
-  NodeIdentity,
-  SOFTWARE_VERSION,
-  certPath,
-  lockDataDir,
-  readIdentity,
-  wipeMembership,
-  writeFileAtomic,
-  writeIdentity,
-} from './config.js';
+import { NodeConfig, NodeIdentity, SOFTWARE_VERSION, lockDataDir, readIdentity, wipeMembership, writeIdentity } from './config.js';
+import { certPath } from '../pki/node-files.js';
+import { writeFileAtomic } from '../util/files.js';
 import { ClusterMember } from './member.js';
 import { KEYS, CaRecord, ClusterRecord, DEFAULT_POLICY, JoinRecord, NodePorts, NodeRecord, UserRecord } from '../coord/schema.js';
 import { peerUrl } from '../coord/etcd.js';
 import { Issued, Plane, createCa, createCsr, generateKeyPair, issueFromCsr, issueLocally, selfSigned, validateBundle } from '../pki/pki.js';
-import { hashPassword } from '../api/passwords.js';
+import { hashPassword } from './passwords.js';
 import { installPlaneFiles } from '../pki/node-files.js';
 import { nextSeq } from './bdb-store.js';
-import { ApiError, conflict } from '../api/errors.js';
+import { OperatorError, conflict } from '../util/errors.js';
 import { requestJson, errorText, ConnectError } from '../util/https-json.js';
-import { RestServer } from '../api/server.js';
 
 export type BootstrapState = 'idle' | 'creating_cluster' | 'joining_cluster' | 'error' | 'completed';
 
@@ -71,21 +62,37 @@ const API_CERT_SECONDS = 365 * 86400;
 const INTERNODE_CERT_SECONDS = 90 * 86400;
 const JOIN_TIMEOUT_MS = 60_000;
 
+/**
+ * What the daemon needs from the services built around it (src/node wires
+ * them): the REST server takes a new certificate when the node joins a
+ * cluster, and services that exist only on a member start with it.
+ */
+export interface DaemonHooks {
+  apiCertificate(cert: { certPem: string; keyPem: string }): void;
+  /** Called once a member runs; a rejection fails the start, create or join. */
+  memberRunning(m: ClusterMember): Promise<void>;
+}
+
 export class NodeDaemon {
   member?: ClusterMember;
   bootstrap: BootstrapStatus = { state: 'idle' };
   readonly startedAt = Date.now();
-  private rest!: RestServer;
   private unlock?: () => void;
   private busy = false;
   private joinWatchdogs = new Map<number, NodeJS.Timeout>();
+  private hooks: DaemonHooks = { apiCertificate: () => undefined, memberRunning: async () => undefined };
 
   constructor(
     readonly cfg: NodeConfig,
     readonly log: Logger,
   ) {}
 
-  async start(): Promise<void> {
+  /**
+   * Lock the data directory, check it and the ports; returns the certificate
+   * the REST API starts with (the cluster's, or a throwaway self-signed one
+   * on a blank node). `resume()` follows once the REST server listens.
+   */
+  async open(): Promise<{ certPem: string; keyPem: string }> {
     this.unlock = lockDataDir(this.cfg.dataDir);
     try {
       const identity = readIdentity(this.cfg.dataDir);
@@ -93,14 +100,22 @@ export class NodeDaemon {
         throw new Error(`data directory ${this.cfg.dataDir} belongs to node ${identity.uid} at ${identity.addr}, not ${this.cfg.addr}`);
       }
       await checkPortsFree(this.cfg.addr, this.cfg.ports);
-      const tlsCert = identity ? readApiCert(this.cfg.dataDir) : await selfSigned(this.cfg.addr);
-      this.rest = new RestServer(this, tlsCert, this.log.child({ component: 'rest' }));
-      await this.rest.listen(this.cfg.addr, this.cfg.ports.rest);
+      return identity ? readApiCert(this.cfg.dataDir) : await selfSigned(this.cfg.addr);
+    } catch (err) {
+      await this.stop();
+      throw err;
+    }
+  }
+
+  /** Rejoin the cluster this data directory belongs to, if any. */
+  async resume(hooks: DaemonHooks): Promise<void> {
+    this.hooks = hooks;
+    try {
+      const identity = readIdentity(this.cfg.dataDir);
       if (identity) {
         this.bootstrap = { state: 'completed' };
         this.member = ClusterMember.startEtcd(this.cfg, identity, this.log);
-        this.member.onRemoved = () => void this.leaveCluster();
-        await this.member.run();
+        await this.runMember(this.member);
       }
       this.log.info({ addr: this.cfg.addr, rest: this.cfg.ports.rest, member: !!identity }, 'node started');
     } catch (err) {
@@ -109,10 +124,15 @@ export class NodeDaemon {
     }
   }
 
+  private async runMember(m: ClusterMember): Promise<void> {
+    m.onRemoved = () => void this.leaveCluster();
+    await m.run();
+    await this.hooks.memberRunning(m);
+  }
+
   async stop(): Promise<void> {
     for (const t of this.joinWatchdogs.values()) clearTimeout(t);
     await this.member?.stop().catch((e) => this.log.error({ err: (e as Error).message }, 'stopping member'));
-    await this.rest?.close().catch(() => undefined);
     this.unlock?.();
     this.unlock = undefined;
   }
@@ -149,13 +169,13 @@ export class NodeDaemon {
       ...this.bootstrap,
       state: 'error',
       end_time,
-      error_code: err instanceof ApiError ? err.code : 'bootstrap_failed',
+      error_code: err instanceof OperatorError ? err.code : 'bootstrap_failed',
       error_details: { description: e.message },
     };
   }
 
   private async undoMembership(): Promise<void> {
-    await this.member?.stop().catch(() => undefined);
+    await this.member?.stop().catch((e) => this.log.warn({ err: (e as Error).message }, 'stopping member while undoing membership'));
     this.member = undefined;
     wipeMembership(this.cfg.dataDir);
   }
@@ -198,10 +218,9 @@ export class NodeDaemon {
           c.put(KEYS.node(uid)).value(JSON.stringify(node)),
         )
         .commit();
-      this.member.onRemoved = () => void this.leaveCluster();
-      await this.member.run();
+      await this.runMember(this.member);
       writeIdentity(this.cfg.dataDir, { ...identity, etcd: { ...identity.etcd, state: 'existing' } });
-      this.rest.setCertificate(certs.api);
+      this.hooks.apiCertificate(certs.api);
       this.endBootstrap();
       this.log.info({ cluster: req.name, cluster_id: clusterId }, 'cluster created');
     } catch (err) {
@@ -245,24 +264,24 @@ export class NodeDaemon {
         const target = parseHostPort(n, this.cfg.ports.rest);
         try {
           const res = await requestJson<JoinGrant>({ method: 'POST', ...target, path: '/v1/cluster/join_node', body, username: req.username, password: req.password, timeoutMs: 30_000 });
-          if (res.status === 401) throw new ApiError(403, 'join_unauthorized', `the cluster at ${n} rejected the credentials of ${req.username}`);
-          if (res.status === 404 && typeof res.body === 'object') throw new ApiError(400, 'not_a_cluster_member', `${n} is a Tessera node but not a cluster member`);
+          if (res.status === 401) throw new OperatorError('forbidden', 'join_unauthorized', `the cluster at ${n} rejected the credentials of ${req.username}`);
+          if (res.status === 404 && typeof res.body === 'object') throw new OperatorError('invalid', 'not_a_cluster_member', `${n} is a Tessera node but not a cluster member`);
           if (res.status !== 200) {
             const b = res.body as { error_code?: string } | undefined;
-            if (typeof b !== 'object' || !b?.error_code) throw new ApiError(400, 'not_a_tessera_node', `${n} is not a Tessera node (HTTP ${res.status})`);
+            if (typeof b !== 'object' || !b?.error_code) throw new OperatorError('invalid', 'not_a_tessera_node', `${n} is not a Tessera node (HTTP ${res.status})`);
             const d = (b as { description?: string }).description ?? `HTTP ${res.status}`;
-            throw new ApiError(res.status >= 500 ? 502 : res.status === 409 ? 409 : 400, b.error_code, `join refused by ${n}: ${d}`);
+            throw new OperatorError(res.status >= 500 ? 'upstream' : res.status === 409 ? 'conflict' : 'invalid', b.error_code, `join refused by ${n}: ${d}`);
           }
           checkGrant(res.body, res.peerCertRaw, keys);
           grant = res.body;
           via = target;
           break;
         } catch (err) {
-          if (err instanceof ConnectError) lastErr = new ApiError(400, 'not_a_tessera_node', `${n}: ${err.message}`);
+          if (err instanceof ConnectError) lastErr = new OperatorError('invalid', 'not_a_tessera_node', `${n}: ${err.message}`);
           else throw err;
         }
       }
-      if (!grant || !via) throw lastErr ?? new ApiError(400, 'no_member_reachable', 'no cluster member given');
+      if (!grant || !via) throw lastErr ?? new OperatorError('invalid', 'no_member_reachable', 'no cluster member given');
 
       const issued = {
         cp: { certPem: grant.certificates.cp, keyPem: keys.cp.keyPem },
@@ -288,11 +307,10 @@ export class NodeDaemon {
         caPem: grant.ca_cert,
         timeoutMs: 45_000,
       });
-      if (promoted.status !== 200) throw new ApiError(502, 'join_failed', `the cluster could not admit this node's store member: ${errorText(promoted)}; ${this.member.etcd.logTail(2)}`);
-      this.member.onRemoved = () => void this.leaveCluster();
-      await this.member.run();
+      if (promoted.status !== 200) throw new OperatorError('upstream', 'join_failed', `the cluster could not admit this node's store member: ${errorText(promoted)}; ${this.member.etcd.logTail(2)}`);
+      await this.runMember(this.member);
       writeIdentity(this.cfg.dataDir, identity);
-      this.rest.setCertificate(issued.api);
+      this.hooks.apiCertificate(issued.api);
       this.endBootstrap();
       this.log.info({ uid: grant.uid, cluster: grant.cluster.name }, 'joined cluster');
     } catch (err) {
@@ -300,7 +318,7 @@ export class NodeDaemon {
       await this.undoMembership();
       if (grant && via) {
         await requestJson({ method: 'POST', ...via, path: `/v1/cluster/join_node/${grant.uid}/abort`, body: {}, username: req.username, password: req.password, caPem: grant.ca_cert, timeoutMs: 10_000 }).catch(
-          () => undefined,
+          (e) => this.log.warn({ err: (e as Error).message }, "cannot abort the join on the cluster; its watchdog removes this node's store member"),
         );
       }
       this.endBootstrap(err);
@@ -318,7 +336,7 @@ export class NodeDaemon {
   // --- the member's side of a join ---
 
   requireMember(): ClusterMember {
-    if (!this.member) throw new ApiError(503, 'node_not_in_cluster', `node ${this.cfg.addr} does not belong to a cluster yet`);
+    if (!this.member) throw new OperatorError('unavailable', 'node_not_in_cluster', `node ${this.cfg.addr} does not belong to a cluster yet`);
     return this.member;
   }
 
@@ -350,11 +368,11 @@ export class NodeDaemon {
             validitySeconds: plane === 'api' ? API_CERT_SECONDS : INTERNODE_CERT_SECONDS,
           });
         } catch (err) {
-          throw new ApiError(400, 'invalid_csr', `cannot sign the node's ${plane} certificate request: ${(err as Error).message}`);
+          throw new OperatorError('invalid', 'invalid_csr', `cannot sign the node's ${plane} certificate request: ${(err as Error).message}`);
         }
       }
     } catch (err) {
-      await c.cluster.memberRemove({ ID: memberId }).catch(() => undefined);
+      await c.cluster.memberRemove({ ID: memberId }).catch((e) => this.log.warn({ member: memberId, err: (e as Error).message }, 'cannot remove the store learner of a refused join'));
       throw err;
     }
     const join: JoinRecord = { uid, addr: req.addr, etcd_member_id: memberId, started_time: new Date().toISOString() };
@@ -365,7 +383,7 @@ export class NodeDaemon {
       .filter(Boolean)
       .join(',');
     // If the new node never comes up, take its store member out again.
-    const t = setTimeout(() => void this.abortJoin(uid).catch(() => undefined), JOIN_TIMEOUT_MS);
+    const t = setTimeout(() => void this.abortJoin(uid).catch((e) => this.log.warn({ uid, err: (e as Error).message }, 'cannot abort a join that timed out')), JOIN_TIMEOUT_MS);
     t.unref();
     this.joinWatchdogs.set(uid, t);
     this.log.info({ uid, addr: req.addr, member: memberId }, 'admitting a node (store learner added)');
@@ -376,7 +394,7 @@ export class NodeDaemon {
   async promoteJoin(uid: number): Promise<void> {
     const m = this.requireMember();
     const join = (await m.client.get(KEYS.join(uid)).json()) as JoinRecord | null;
-    if (!join) throw new ApiError(404, 'join_not_found', `no join in progress for node ${uid}`);
+    if (!join) throw new OperatorError('not_found', 'join_not_found', `no join in progress for node ${uid}`);
     const deadline = Date.now() + 30_000;
     let last = '';
     while (Date.now() < deadline) {
@@ -393,7 +411,7 @@ export class NodeDaemon {
       }
       await new Promise((r) => setTimeout(r, 300));
     }
-    throw new ApiError(504, 'join_failed', `store member of node ${uid} did not catch up: ${last}`);
+    throw new OperatorError('timeout', 'join_failed', `store member of node ${uid} did not catch up: ${last}`);
   }
 
   /** Undo a join that did not finish: remove the store member and any record of the node. */
@@ -404,7 +422,7 @@ export class NodeDaemon {
     const join = (await m.client.get(KEYS.join(uid)).json()) as JoinRecord | null;
     const node = (await m.client.get(KEYS.node(uid)).json()) as NodeRecord | null;
     const memberId = join?.etcd_member_id ?? node?.etcd_member_id;
-    if (memberId) await m.client.cluster.memberRemove({ ID: memberId }).catch(() => undefined);
+    if (memberId) await m.client.cluster.memberRemove({ ID: memberId }).catch((e) => this.log.warn({ uid, member: memberId, err: (e as Error).message }, 'cannot remove the store member of an aborted join'));
     await m.client.delete().key(KEYS.join(uid));
     await m.client.delete().key(KEYS.node(uid));
     this.log.warn({ uid }, 'join aborted; the cluster is as it was');
@@ -428,18 +446,18 @@ async function retryWhileUnhealthy<T>(fn: () => Promise<T>, timeoutMs = 15_000):
 }
 
 function checkGrant(g: JoinGrant, peerCertRaw: Buffer | undefined, keys: Record<Plane | 'api', { keyPem: string }>): void {
-  if (!g || typeof g.uid !== 'number' || !g.ca_cert || !g.certificates) throw new ApiError(502, 'join_failed', 'the member answered without certificates');
+  if (!g || typeof g.uid !== 'number' || !g.ca_cert || !g.certificates) throw new OperatorError('upstream', 'join_failed', 'the member answered without certificates');
   for (const p of ['cp', 'dp', 'api'] as const) validateBundle(g.certificates[p], keys[p].keyPem, g.ca_cert);
   // The member's REST certificate must come from the CA it hands us.
   if (peerCertRaw) {
     const server = new X509Certificate(peerCertRaw);
-    if (!server.checkIssued(new X509Certificate(g.ca_cert))) throw new ApiError(502, 'join_failed', 'the member does not hold a certificate of the CA it sent');
+    if (!server.checkIssued(new X509Certificate(g.ca_cert))) throw new OperatorError('upstream', 'join_failed', 'the member does not hold a certificate of the CA it sent');
   }
 }
 
 function parseHostPort(s: string, defPort: number): { host: string; port: number } {
   const m = /^([^:]+)(?::(\d+))?$/.exec(s.trim());
-  if (!m) throw new ApiError(400, 'invalid_address', `invalid member address ${s}`);
+  if (!m) throw new OperatorError('invalid', 'invalid_address', `invalid member address ${s}`);
   return { host: m[1], port: m[2] ? Number(m[2]) : defPort };
 }
 
@@ -463,8 +481,8 @@ export async function checkPortsFree(addr: string, ports: NodePorts, skip: (keyo
     await new Promise<void>((resolve, reject) => {
       const s = net.createServer();
       s.once('error', (err: NodeJS.ErrnoException) => {
-        if (err.code === 'EADDRINUSE') reject(new ApiError(409, 'port_unavailable', `port ${addr}:${port} (${PORT_NAMES[k]}) is already in use`));
-        else if (err.code === 'EADDRNOTAVAIL') reject(new ApiError(400, 'invalid_address', `address ${addr} is not available on this host`));
+        if (err.code === 'EADDRINUSE') reject(new OperatorError('conflict', 'port_unavailable', `port ${addr}:${port} (${PORT_NAMES[k]}) is already in use`));
+        else if (err.code === 'EADDRNOTAVAIL') reject(new OperatorError('invalid', 'invalid_address', `address ${addr} is not available on this host`));
         else reject(err);
       });
       s.listen({ host: addr, port, exclusive: true }, () => s.close(() => resolve()));

@@ -8,18 +8,18 @@ import net from 'node:net';
 import type { Logger } from 'pino';
 import { Etcd3, Lease } from 'etcd3';
 import { EtcdMember, etcdClient, etcdPaths, waitReady } from '../coord/etcd.js';
-import { KEYS, ClusterRecord, NodeRecord, LiveRecord, DenyRecord, CertMeta, MasterRecord, TrustRecord, CertIdentityRecord, CustomerCertRecord } from '../coord/schema.js';
+import { KEYS, DEFAULT_POLICY, PolicyRecord, ClusterRecord, NodeRecord, LiveRecord, DenyRecord, CertMeta, MasterRecord, TrustRecord, CertIdentityRecord, CustomerCertRecord } from '../coord/schema.js';
 import { PrefixCache } from '../coord/watch.js';
-import { CertStore } from '../tls/certstore.js';
-import { PeerPolicy, PeerIdentity } from '../internode/channel.js';
+import { CertStore } from '../pki/certstore.js';
+import { LiveLinks, PeerPolicy, PeerIdentity } from '../internode/channel.js';
 import { RpcClient } from '../internode/rpc.js';
 import { DataplaneHost } from '../dataplane/host.js';
 import type { PolicySnapshot } from '../dataplane/messages.js';
 import { BdbReconciler } from './reconciler.js';
 import { BdbController } from './bdb-controller.js';
 import { CertRotator } from './cert-rotation.js';
-import { MetricsServer } from '../api/metrics.js';
-import { NodeConfig, NodeIdentity, SOFTWARE_VERSION, certPath } from './config.js';
+import { NodeConfig, NodeIdentity, SOFTWARE_VERSION } from './config.js';
+import { certPath } from '../pki/node-files.js';
 import { PLANE_CERT_NAME, Plane, certInfo } from '../pki/pki.js';
 
 /** What a node tells its peers about itself over the control plane. */
@@ -62,6 +62,7 @@ export class ClusterMember implements PeerPolicy {
   readonly trust: PrefixCache<TrustRecord>;
   readonly identities: PrefixCache<CertIdentityRecord>;
   readonly customerCerts: PrefixCache<CustomerCertRecord>;
+  private readonly clusterPolicy: PrefixCache<Partial<PolicyRecord>>;
   cluster!: ClusterRecord;
   masterUid?: number;
   readonly probes = new Map<number, ProbeResult>();
@@ -70,10 +71,13 @@ export class ClusterMember implements PeerPolicy {
   reconciler?: BdbReconciler;
   controller?: BdbController;
   rotator?: CertRotator;
-  private metrics?: MetricsServer;
+  /** Services that live as long as this membership (wired by src/node); closed first on stop. */
+  private readonly attached: { close(): Promise<void> }[] = [];
   private lease?: Lease;
   private masterTimer?: NodeJS.Timeout;
   private rpcClients = new Map<number, RpcClient>();
+  /** This thread's dialed control links, cut when their peer is revoked or removed. */
+  private readonly rpcLinks = new LiveLinks('dialed');
   private probeTimer?: NodeJS.Timeout;
   private stopped = false;
   /** Called when the cluster removes this node. */
@@ -95,6 +99,7 @@ export class ClusterMember implements PeerPolicy {
     this.trust = new PrefixCache(this.client, KEYS.trust);
     this.identities = new PrefixCache(this.client, KEYS.certIdentitiesPrefix);
     this.customerCerts = new PrefixCache(this.client, `${KEYS.customerCertsPrefix}${identity.uid}/`);
+    this.clusterPolicy = new PrefixCache(this.client, KEYS.policy);
   }
 
   get uid(): number {
@@ -129,9 +134,13 @@ export class ClusterMember implements PeerPolicy {
     const c = await this.client.get(KEYS.cluster).json();
     if (!c) throw new Error('coordination store holds no cluster record');
     this.cluster = c as ClusterRecord;
-    await Promise.all([this.nodes.start(), this.live.start(), this.deny.start(), this.trust.start(), this.identities.start(), this.customerCerts.start()]);
+    await Promise.all([this.nodes.start(), this.live.start(), this.deny.start(), this.trust.start(), this.identities.start(), this.customerCerts.start(), this.clusterPolicy.start()]);
+    this.applyKeyExchange();
     this.certs.setAnchors(this.trust.values()[0]?.anchors ?? []);
-    const pushPolicy = () => this.dataplane?.setPolicy(this.policySnapshot());
+    const pushPolicy = () => {
+      this.rpcLinks.recheck(this, this.log);
+      this.dataplane?.setPolicy(this.policySnapshot());
+    };
     this.nodes.on('change', pushPolicy);
     this.nodes.on('change', (id: string) => {
       if (id === String(this.uid) && !this.nodes.items.has(id) && !this.stopped) {
@@ -140,6 +149,10 @@ export class ClusterMember implements PeerPolicy {
       }
     });
     this.deny.on('change', pushPolicy);
+    this.clusterPolicy.on('change', () => {
+      this.applyKeyExchange();
+      pushPolicy();
+    });
     this.identities.on('change', pushPolicy);
     this.trust.on('change', () => {
       this.certs.setAnchors(this.trust.values()[0]?.anchors ?? []);
@@ -171,11 +184,14 @@ export class ClusterMember implements PeerPolicy {
     await this.reconciler.start();
     this.controller = new BdbController(this, this.reconciler, this.log.child({ component: 'bdb-controller' }));
     await this.controller.start();
-    this.metrics = new MetricsServer(this);
-    await this.metrics.listen({ certPem: fs.readFileSync(certPath(this.cfg.dataDir, 'api'), 'utf8'), keyPem: fs.readFileSync(certPath(this.cfg.dataDir, 'apiKey'), 'utf8') });
     this.probeTimer = setInterval(() => void this.probePeers(), this.cfg.timings.probeIntervalMs);
     this.probeTimer.unref();
     this.log.info({ uid: this.uid, cluster: this.cluster.name }, 'node is a running cluster member');
+  }
+
+  /** Tie a service's life to this membership: it is closed when the member stops. */
+  attach(service: { close(): Promise<void> }): void {
+    this.attached.push(service);
   }
 
   /** The worker gets the cluster CA as the bundle's CA; anchors travel with the policy. */
@@ -183,8 +199,16 @@ export class ClusterMember implements PeerPolicy {
     return { ...this.certs.bundle(plane), caPem: this.certs.caPem() };
   }
 
+  /** The cluster's internode key-exchange rule, applied to this node's own dialers (control RPC). */
+  private applyKeyExchange(): void {
+    const kx = { ...DEFAULT_POLICY, ...(this.clusterPolicy.items.get('') ?? {}) }.internode_key_exchange;
+    if (kx !== this.certs.keyExchange()) this.log.info({ internode_key_exchange: kx }, 'internode key exchange rule applied');
+    this.certs.setKeyExchange(kx);
+  }
+
   policySnapshot(): PolicySnapshot {
     return {
+      keyExchange: this.certs.keyExchange(),
       anchors: this.trust.values()[0]?.anchors ?? [],
       identities: this.identities.values(),
       clusterId: this.identity.cluster_id,
@@ -324,7 +348,7 @@ export class ClusterMember implements PeerPolicy {
     if (!rec) return undefined;
     let c = this.rpcClients.get(uid);
     if (!c) {
-      c = new RpcClient({ uid, host: rec.addr, port: rec.ports.internode }, this.certs, this);
+      c = new RpcClient({ uid, host: rec.addr, port: rec.ports.internode }, this.certs, this, this.log.child({ component: 'rpc' }), this.rpcLinks);
       this.rpcClients.set(uid, c);
     }
     return c;
@@ -360,16 +384,16 @@ export class ClusterMember implements PeerPolicy {
     if (this.probeTimer) clearInterval(this.probeTimer);
     if (this.masterTimer) clearInterval(this.masterTimer);
     for (const c of this.rpcClients.values()) c.close();
-    await this.metrics?.close().catch(() => undefined);
-    await this.rotator?.stop().catch(() => undefined);
-    await this.controller?.stop().catch(() => undefined);
-    await this.reconciler?.stop().catch(() => undefined);
-    await this.dataplane?.stop().catch(() => undefined);
+    for (const a of this.attached) await a.close().catch((e) => this.log.warn({ err: (e as Error).message }, 'closing a member service'));
+    await this.rotator?.stop().catch((e) => this.log.warn({ err: (e as Error).message }, 'stopping certificate rotation'));
+    await this.controller?.stop().catch((e) => this.log.warn({ err: (e as Error).message }, 'stopping the database controller'));
+    await this.reconciler?.stop().catch((e) => this.log.warn({ err: (e as Error).message }, 'stopping the reconciler'));
+    await this.dataplane?.stop().catch((e) => this.log.warn({ err: (e as Error).message }, 'stopping the data plane'));
     // Give mastership and liveness back at once, so the others need not wait for a TTL.
     await Promise.race([
       Promise.all([
         // Revoking the lease also drops the master key if we held it.
-        this.lease?.revoke().catch(() => undefined),
+        this.lease?.revoke().catch((e) => this.log.debug({ err: (e as Error).message }, 'lease not revoked; it expires after its TTL')),
         this.master.stop(),
         this.nodes.stop(),
         this.live.stop(),
@@ -377,6 +401,7 @@ export class ClusterMember implements PeerPolicy {
         this.trust.stop(),
         this.identities.stop(),
         this.customerCerts.stop(),
+        this.clusterPolicy.stop(),
       ]),
       new Promise((r) => setTimeout(r, 3000)),
     ]);

@@ -3,7 +3,10 @@
 // worker's endpoints, links and tunnels — then writes what it observed back.
 import fs from 'node:fs';
 import type { Logger } from 'pino';
-import type { ClusterMember } from './member.js';
+import type { Etcd3 } from 'etcd3';
+import type { NodeConfig } from './config.js';
+import type { DataplaneHost } from '../dataplane/host.js';
+import type { LiveRecord, NodeRecord } from '../coord/schema.js';
 import { KEYS, BdbRecord, ObservedRecord } from '../coord/schema.js';
 import { PrefixCache } from '../coord/watch.js';
 import { RedisShard, ShardSpec, shardDir, shardSocket } from '../shards/redis-shard.js';
@@ -25,6 +28,16 @@ function shardSpec(b: BdbRecord, shardUid: number, addr: string): ShardSpec {
   };
 }
 
+
+/** What the reconciler needs of its node's membership (ClusterMember provides it). */
+export interface ReconcilerHost {
+  readonly uid: number;
+  readonly cfg: NodeConfig;
+  readonly client: Etcd3;
+  readonly nodes: PrefixCache<NodeRecord>;
+  readonly live: PrefixCache<LiveRecord>;
+  readonly dataplane?: DataplaneHost;
+}
 export class BdbReconciler {
   readonly bdbs: PrefixCache<BdbRecord>;
   private shards = new Map<number, RedisShard>();
@@ -36,7 +49,7 @@ export class BdbReconciler {
   private lastObserved = new Map<number, string>();
 
   constructor(
-    private readonly m: ClusterMember,
+    private readonly m: ReconcilerHost,
     private readonly log: Logger,
   ) {
     this.bdbs = new PrefixCache<BdbRecord>(m.client, KEYS.bdbsPrefix);
@@ -94,7 +107,7 @@ export class BdbReconciler {
     void this.failover(b.uid, shardUid, replica.uid).catch((err) => {
       this.log.error({ bdb: b.uid, shard: shardUid, err: (err as Error).message }, 'failover failed; restarting the shard in place');
       const s = this.shards.get(shardUid);
-      if (s?.held) void s.start().catch(() => undefined);
+      if (s?.held) void s.start().catch((e) => this.log.error({ shard: shardUid, err: (e as Error).message }, 'shard restart in place failed'));
     });
     return 'hold';
   }
@@ -158,7 +171,9 @@ export class BdbReconciler {
         // Live changes that redis takes without a restart.
         shard.spec.maxmemory = w.spec.maxmemory;
         shard.spec.evictionPolicy = w.spec.evictionPolicy;
-        await shard.command(['CONFIG', 'SET', 'maxmemory', String(w.spec.maxmemory), 'maxmemory-policy', w.spec.evictionPolicy]).catch(() => undefined);
+        await shard
+          .command(['CONFIG', 'SET', 'maxmemory', String(w.spec.maxmemory), 'maxmemory-policy', w.spec.evictionPolicy])
+          .catch((e) => this.log.warn({ shard: uid, err: (e as Error).message }, 'cannot apply maxmemory settings to the shard'));
       }
       if (w.role === 'slave') {
         const t = this.m.dataplane?.tunnelPorts.get(uid);
@@ -166,7 +181,7 @@ export class BdbReconciler {
           await shard.setReplicaOf(t).catch((err) => errors.set(w.b.uid, { error: `replica ${uid}: ${(err as Error).message}`, fatal: false }));
         }
       } else if (shard.replicaOf) {
-        await shard.setReplicaOf(undefined).catch(() => undefined);
+        await shard.setReplicaOf(undefined).catch((e) => this.log.warn({ shard: uid, err: (e as Error).message }, 'cannot promote the shard to master'));
       }
     }
 

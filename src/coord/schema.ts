@@ -1,5 +1,6 @@
 // The coordination store's key layout and the records kept under it.
 // Desired state is written by the REST API; observed state by each node.
+import { DEFAULT_KEY_EXCHANGE, type KeyExchange } from '../tls/policy.js';
 
 export const KEYS = {
   cluster: '/tessera/cluster',
@@ -91,10 +92,13 @@ export interface LiveRecord {
 
 export interface PolicyRecord {
   data_internode_encryption: boolean;
+  /** Internode channel key exchange: hybrid post-quantum preferred, or required. */
+  internode_key_exchange: KeyExchange;
 }
 
 export const DEFAULT_POLICY: PolicyRecord = {
   data_internode_encryption: false,
+  internode_key_exchange: DEFAULT_KEY_EXCHANGE,
 };
 
 export interface DenyRecord {

@@ -43,6 +43,7 @@ export class PrefixCache<T> extends EventEmitter {
   }
 
   async stop(): Promise<void> {
+    // Best effort: a watch that cannot be cancelled ends with its etcd client, which the owner closes next.
     await this.watcher?.cancel().catch(() => undefined);
   }
 }

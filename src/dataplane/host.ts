@@ -83,7 +83,7 @@ export class DataplaneHost extends EventEmitter {
     try {
       msg = JSON.parse(line);
     } catch {
-      return;
+      return; // a malformed request has no usable id to answer; the peer's call times out
     }
     if (typeof msg.method !== 'string') return;
     let reply: string;

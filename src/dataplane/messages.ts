@@ -2,7 +2,7 @@
 // worker thread. The worker owns every data-path socket: the internode
 // listeners (3342, 3343), database endpoints, shard links and replication
 // tunnels, so that client load never delays the control loop's lease renewals.
-import type { Bundle } from '../tls/policy.js';
+import type { Bundle, KeyExchange } from '../tls/policy.js';
 import type { Plane } from '../pki/pki.js';
 import type { NodePorts } from '../coord/schema.js';
 
@@ -23,6 +23,8 @@ export interface PolicySnapshot {
   anchors: string[];
   /** Operator-provided certificates carry no tessera identity; the cluster records whose they are. */
   identities: { serial: string; uid: number; plane: 'cp' | 'dp' }[];
+  /** The cluster's internode_key_exchange setting. */
+  keyExchange: KeyExchange;
 }
 
 export interface LocalShard {

@@ -8,9 +8,9 @@ import net from 'node:net';
 import { Duplex } from 'node:stream';
 import { timingSafeEqual } from 'node:crypto';
 import type { Logger } from 'pino';
-import { CertStore } from '../tls/certstore.js';
-import { PeerPolicy, dial } from '../internode/channel.js';
-import { encodeCommand } from '../proxy/resp.js';
+import { CertStore } from '../pki/certstore.js';
+import { LiveLinks, PeerPolicy, dial } from '../internode/channel.js';
+import { encodeCommand } from '../proxy/resp-encode.js';
 import type { BdbLinkConfig, DataplaneConfig, LocalShard, PeerNode, ShardLocation } from './messages.js';
 
 export const LINK_MAGIC = 'TDP1';
@@ -21,6 +21,9 @@ export interface LinkContext {
   certs: CertStore;
   policy: PeerPolicy;
   node(uid: number): PeerNode | undefined;
+  log?: Logger;
+  /** Dialed dp links, cut when their peer is revoked or removed. */
+  links?: LiveLinks;
 }
 
 /** The current view of a shard's placement and database, indexed for the hot path of opening links. */
@@ -63,7 +66,7 @@ export class ShardLinks {
   ) {}
 
   /** A byte stream to the shard, not yet authenticated: replication tunnels let redis do its own AUTH. */
-  async openRaw(shardUid: number): Promise<Duplex> {
+  async openRaw(shardUid: number, purpose = `link to shard ${shardUid}`): Promise<Duplex> {
     const loc = this.placement.shard(shardUid);
     if (!loc) throw new Error(`shard ${shardUid} is not placed`);
     const bdb = this.placement.bdb(loc.bdbUid);
@@ -86,6 +89,9 @@ export class ShardLinks {
         policy: this.ctx.policy,
         expectUid: node.uid,
         localAddress: this.ctx.self.addr,
+        log: this.ctx.log,
+        links: this.ctx.links,
+        purpose: `${purpose} (db ${loc.bdbUid})`,
       }));
     } else {
       s = await connected(net.connect({ host: node.addr, port: node.dp_plain, localAddress: this.ctx.self.addr }));

@@ -7,8 +7,8 @@ import tls from 'node:tls';
 import { parentPort } from 'node:worker_threads';
 import pino, { Logger } from 'pino';
 import { applyProcessDefaults } from '../tls/policy.js';
-import { CertStore } from '../tls/certstore.js';
-import { InternodeServer, PeerPolicy, listenOrExplain } from '../internode/channel.js';
+import { CertStore } from '../pki/certstore.js';
+import { InternodeServer, LiveLinks, PeerPolicy, listenOrExplain } from '../internode/channel.js';
 import { Placement, ShardLinks, serveShardLink } from './shard-links.js';
 import { readLines } from '../internode/rpc.js';
 import { Tunnels } from './tunnels.js';
@@ -36,6 +36,7 @@ class Dataplane implements PeerPolicy {
   private endpoints = new Map<number, { ep: Endpoint; port: number; listening: boolean; error?: string }>();
   private farLinks = new Map<net.Socket, { bdbUid: number; encrypted: boolean }>();
   private cpConns = new Map<number, tls.TLSSocket>();
+  private readonly dialed = new LiveLinks('dialed');
   private nextConn = 1;
   private retryTimer?: NodeJS.Timeout;
   readonly certs: CertStore;
@@ -44,6 +45,7 @@ class Dataplane implements PeerPolicy {
   constructor(private readonly init: Extract<ToWorker, { type: 'init' }>) {
     this.log = pino({ level: init.logLevel, base: { node: init.node.addr, component: 'dataplane' } }, pino.destination({ dest: 1, sync: true }));
     this.certs = new CertStore(init.certs, init.policy.anchors);
+    this.certs.setKeyExchange(init.policy.keyExchange);
     this.setPolicy(init.policy);
   }
 
@@ -67,12 +69,14 @@ class Dataplane implements PeerPolicy {
     this.nodes = new Map(p.nodes.map((n) => [n.uid, n]));
     this.identities = new Map(p.identities.map((i) => [i.serial, { uid: i.uid, plane: i.plane }]));
     this.certs?.setAnchors(p.anchors);
+    this.certs?.setKeyExchange(p.keyExchange);
     this.internode?.recheck();
+    this.dialed.recheck(this, this.log);
   }
 
   async start(): Promise<void> {
     const { node } = this.init;
-    this.links = new ShardLinks({ self: { uid: node.uid, addr: node.addr }, certs: this.certs, policy: this, node: (uid) => this.nodes.get(uid) }, this.placement);
+    this.links = new ShardLinks({ self: { uid: node.uid, addr: node.addr }, certs: this.certs, policy: this, node: (uid) => this.nodes.get(uid), log: this.log, links: this.dialed }, this.placement);
     this.tunnels = new Tunnels(node.addr, this.links, this.placement, this.log, (replicaShardUid, host, p) => post({ type: 'tunnel', replicaShardUid, host, port: p }));
     const track = (bdbUid: number, s: net.Socket, encrypted: boolean) => {
       this.farLinks.set(s, { bdbUid, encrypted });
@@ -149,7 +153,7 @@ class Dataplane implements PeerPolicy {
     for (const [uid, e] of this.endpoints) {
       const spec = want.get(uid);
       if (!spec || spec.port !== e.port) {
-        await e.ep.close().catch(() => undefined);
+        await e.ep.close().catch((err) => this.log.warn({ bdb: uid, err: (err as Error).message }, 'closing an endpoint'));
         this.endpoints.delete(uid);
       }
     }
@@ -186,10 +190,10 @@ class Dataplane implements PeerPolicy {
 
   async stop(): Promise<void> {
     clearTimeout(this.retryTimer);
-    for (const e of this.endpoints.values()) await e.ep.close().catch(() => undefined);
+    for (const [uid, e] of this.endpoints) await e.ep.close().catch((err) => this.log.warn({ bdb: uid, err: (err as Error).message }, 'closing an endpoint'));
     this.tunnels?.close();
     for (const s of this.farLinks.keys()) s.destroy();
-    await this.internode?.close().catch(() => undefined);
+    await this.internode?.close().catch((err) => this.log.warn({ err: (err as Error).message }, 'closing the internode listener'));
     await new Promise<void>((r) => (this.plain ? this.plain.close(() => r()) : r()));
   }
 }

@@ -7,23 +7,10 @@
 import tls from 'node:tls';
 import net from 'node:net';
 import type { Logger } from 'pino';
-import { BASE_OPTIONS } from '../tls/policy.js';
-import { CertStore } from '../tls/certstore.js';
+import { negotiatedGroup } from '../tls/policy.js';
+import { ALPN, internodeDialOptions, internodeServerOptions, planeOfAlpn, planeOfServername } from '../tls/contexts.js';
+import { CertStore } from '../pki/certstore.js';
 import { Plane, normalizeSerial, parseIdentity } from '../pki/pki.js';
-
-export const ALPN: Record<Plane, string> = { cp: 'tessera-cp/1', dp: 'tessera-dp/1' };
-export const SERVERNAME: Record<Plane, string> = { cp: 'cp.tessera.internal', dp: 'dp.tessera.internal' };
-
-function planeOfAlpn(p: string | false | null | undefined): Plane | undefined {
-  if (p === ALPN.cp) return 'cp';
-  if (p === ALPN.dp) return 'dp';
-  return undefined;
-}
-function planeOfServername(s: string | false | null | undefined): Plane | undefined {
-  if (s === SERVERNAME.cp) return 'cp';
-  if (s === SERVERNAME.dp) return 'dp';
-  return undefined;
-}
 
 /** Who may talk to us: answered from the coordination store's view, kept current by watches. */
 export interface PeerPolicy {
@@ -57,6 +44,50 @@ export function checkPeer(cert: tls.PeerCertificate | undefined, plane: Plane, p
   return { uid: id.uid, plane, serial };
 }
 
+/** Why a live, once-accepted peer must now be cut off (revoked or removed), or undefined. */
+export function liveRefusal(peer: PeerIdentity, policy: PeerPolicy): string | undefined {
+  if (policy.isDenied(peer.serial)) return `certificate ${peer.serial} is revoked`;
+  if (peer.uid !== 0 && !policy.isMember(peer.uid)) return `node ${peer.uid} is not a member`;
+  return undefined;
+}
+
+/**
+ * Live authenticated internode connections, accepted or dialed: after the
+ * deny list or membership changes, `recheck` closes those now refused, with
+ * the reason in the log.
+ */
+export class LiveLinks {
+  private live = new Map<tls.TLSSocket, PeerIdentity>();
+
+  constructor(private readonly side: 'accepted' | 'dialed') {}
+
+  add(s: tls.TLSSocket, peer: PeerIdentity): void {
+    this.live.set(s, peer);
+    s.once('close', () => this.live.delete(s));
+  }
+
+  recheck(policy: PeerPolicy, log: Logger): number {
+    let closed = 0;
+    for (const [s, peer] of this.live) {
+      const reason = liveRefusal(peer, policy);
+      if (!reason) continue;
+      log.warn({ peer, reason, side: this.side }, 'closing internode connection: peer refused now');
+      s.destroy();
+      this.live.delete(s);
+      closed++;
+    }
+    return closed;
+  }
+
+  peers(): PeerIdentity[] {
+    return [...this.live.values()];
+  }
+
+  closeAll(): void {
+    for (const s of this.live.keys()) s.destroy();
+  }
+}
+
 export type ConnectionHandler = (socket: tls.TLSSocket, peer: PeerIdentity) => void;
 
 export interface InternodeServerOptions {
@@ -70,31 +101,19 @@ export interface InternodeServerOptions {
 
 export class InternodeServer {
   private server: tls.Server;
-  private live = new Map<tls.TLSSocket, PeerIdentity>();
+  private live = new LiveLinks('accepted');
 
   constructor(private opts: InternodeServerOptions) {
     const { certs } = opts;
-    this.server = tls.createServer({
-      ...BASE_OPTIONS,
-      ...this.defaultContextOptions(),
-      requestCert: true,
-      rejectUnauthorized: true,
-      handshakeTimeout: 10_000,
-      ALPNProtocols: [ALPN.cp, ALPN.dp],
-      SNICallback: (name, cb) => cb(null, certs.context(planeOfServername(name) ?? 'cp')),
-    });
+    this.server = tls.createServer(internodeServerOptions(certs.serverContextOptions('cp'), (plane) => certs.context(plane)));
     // The default context serves clients that send no SNI; keep it current.
-    certs.on('change', () => this.server.setSecureContext({ ...BASE_OPTIONS, ...this.defaultContextOptions() }));
+    // Versions and groups come from this context, not the SNI one: keep it current.
+    certs.on('change', () => this.server.setSecureContext(certs.serverContextOptions('cp')));
     this.server.on('secureConnection', (s) => this.accept(s));
     this.server.on('tlsClientError', (err, s) => {
       opts.log.debug({ err: err.message, remote: s.remoteAddress }, 'internode handshake refused');
       s.destroy();
     });
-  }
-
-  private defaultContextOptions() {
-    const b = this.opts.certs.bundle('cp');
-    return { cert: b.certPem, key: b.keyPem, ca: b.caPem };
   }
 
   private accept(s: tls.TLSSocket): void {
@@ -117,8 +136,7 @@ export class InternodeServer {
     }
     s.setKeepAlive(true, 10_000);
     s.setNoDelay(true);
-    this.live.set(s, verdict);
-    s.once('close', () => this.live.delete(s));
+    this.live.add(s, verdict);
     handler(s, verdict);
   }
 
@@ -128,24 +146,15 @@ export class InternodeServer {
 
   /** Re-check live connections after membership or the deny list changed; close the ones now refused. */
   recheck(): number {
-    let closed = 0;
-    for (const [s, peer] of this.live) {
-      if (this.opts.policy.isDenied(peer.serial) || (peer.uid !== 0 && !this.opts.policy.isMember(peer.uid))) {
-        this.opts.log.warn({ peer }, 'closing internode connection of a removed or revoked peer');
-        s.destroy();
-        this.live.delete(s);
-        closed++;
-      }
-    }
-    return closed;
+    return this.live.recheck(this.opts.policy, this.opts.log);
   }
 
   connections(): PeerIdentity[] {
-    return [...this.live.values()];
+    return this.live.peers();
   }
 
   async close(): Promise<void> {
-    for (const s of this.live.keys()) s.destroy();
+    this.live.closeAll();
     await new Promise<void>((r) => this.server.close(() => r()));
   }
 }
@@ -180,28 +189,40 @@ export interface DialOptions {
   timeoutMs?: number;
   /** Leave from this node's own address, so traffic between nodes is seen as such. */
   localAddress?: string;
+  /** Where to record the link's setup (protocol, cipher, key-exchange group), and what it is for. */
+  log?: Logger;
+  purpose?: string;
+  /** Register the link here, so it is closed if its peer is later revoked or removed. */
+  links?: LiveLinks;
+}
+
+/** What a dialed link negotiated. The group is only visible on the dialing side. */
+export interface LinkSecurity {
+  protocol: string;
+  cipher: string;
+  group?: string;
+}
+
+export function linkSecurity(s: tls.TLSSocket): LinkSecurity {
+  return { protocol: s.getProtocol() ?? 'unknown', cipher: s.getCipher()?.name ?? 'unknown', group: negotiatedGroup(s) };
 }
 
 /** Open an authenticated internode connection for one plane. */
-export function dial(o: DialOptions): Promise<{ socket: tls.TLSSocket; peer: PeerIdentity }> {
+export function dial(o: DialOptions): Promise<{ socket: tls.TLSSocket; peer: PeerIdentity; security: LinkSecurity }> {
   return new Promise((resolve, reject) => {
     let peer: PeerIdentity | undefined;
+    const verify = (cert: tls.PeerCertificate) => {
+      const v = checkPeer(cert, o.plane, o.policy);
+      if (typeof v === 'string') return new Error(`internode peer refused: ${v}`);
+      if (o.expectUid !== undefined && v.uid !== 0 && v.uid !== o.expectUid) return new Error(`expected node ${o.expectUid}, reached node ${v.uid}`);
+      peer = v;
+      return undefined;
+    };
     const socket = tls.connect({
-      ...BASE_OPTIONS,
       host: o.host,
       port: o.port,
       ...(o.localAddress ? { socket: net.connect({ host: o.host, port: o.port, localAddress: o.localAddress }) } : {}),
-      secureContext: o.certs.context(o.plane),
-      servername: SERVERNAME[o.plane],
-      ALPNProtocols: [ALPN[o.plane]],
-      rejectUnauthorized: true,
-      checkServerIdentity: (_host, cert) => {
-        const v = checkPeer(cert, o.plane, o.policy);
-        if (typeof v === 'string') return new Error(`internode peer refused: ${v}`);
-        if (o.expectUid !== undefined && v.uid !== 0 && v.uid !== o.expectUid) return new Error(`expected node ${o.expectUid}, reached node ${v.uid}`);
-        peer = v;
-        return undefined;
-      },
+      ...internodeDialOptions(o.plane, o.certs.context(o.plane), verify),
     });
     const timer = setTimeout(() => {
       socket.destroy();
@@ -216,7 +237,10 @@ export function dial(o: DialOptions): Promise<{ socket: tls.TLSSocket; peer: Pee
       }
       socket.setKeepAlive(true, 10_000);
       socket.setNoDelay(true);
-      resolve({ socket, peer });
+      o.links?.add(socket, peer);
+      const security = linkSecurity(socket);
+      o.log?.info({ peer: peer.uid, serial: peer.serial, plane: o.plane, purpose: o.purpose, ...security }, 'internode link established');
+      resolve({ socket, peer, security });
     });
     socket.once('error', (err) => {
       clearTimeout(timer);

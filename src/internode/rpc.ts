@@ -2,8 +2,9 @@
 // tessera-cp/1): newline-delimited JSON, {id, method, params} -> {id, result}
 // or {id, error}. One long-lived connection per peer, reopened on demand.
 import tls from 'node:tls';
-import { CertStore } from '../tls/certstore.js';
-import { PeerIdentity, PeerPolicy, dial } from './channel.js';
+import type { Logger } from 'pino';
+import { CertStore } from '../pki/certstore.js';
+import { LiveLinks, PeerIdentity, PeerPolicy, dial } from './channel.js';
 
 export type RpcHandler = (method: string, params: unknown, peer: PeerIdentity) => Promise<unknown>;
 
@@ -68,12 +69,14 @@ export class RpcClient {
     private readonly target: { uid: number; host: string; port: number },
     private readonly certs: CertStore,
     private readonly policy: PeerPolicy,
+    private readonly log?: Logger,
+    private readonly links?: LiveLinks,
   ) {}
 
   private connect(): Promise<tls.TLSSocket> {
     if (this.socket && !this.socket.destroyed) return Promise.resolve(this.socket);
     if (!this.connecting) {
-      this.connecting = dial({ ...this.target, plane: 'cp', certs: this.certs, policy: this.policy, expectUid: this.target.uid, timeoutMs: 3000 })
+      this.connecting = dial({ ...this.target, plane: 'cp', certs: this.certs, policy: this.policy, expectUid: this.target.uid, timeoutMs: 3000, log: this.log, purpose: 'control rpc', links: this.links })
         .then(({ socket }) => {
           this.socket = socket;
           socket.on('error', () => socket.destroy());
@@ -94,7 +97,7 @@ export class RpcClient {
     try {
       msg = JSON.parse(line);
     } catch {
-      return;
+      return; // a malformed reply cannot be matched to a call; that call times out and rejects
     }
     const p = this.pending.get(msg.id);
     if (!p) return;

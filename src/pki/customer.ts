@@ -34,8 +34,8 @@ import * as x509 from '@peculiar/x509';
 import { normalizeSerial } from './pki.js';
 import { secureContext } from '../tls/policy.js';
 
-export type CertName = 'ccs_internode_encryption' | 'data_internode_encryption';
-export const CERT_NAMES: readonly CertName[] = ['ccs_internode_encryption', 'data_internode_encryption'];
+import { CERT_NAMES, type CertName } from './pki.js';
+export { CERT_NAMES, type CertName };
 
 export interface CustomerCert {
   name: CertName;
@@ -92,7 +92,6 @@ export const CUSTOMER_CERT_CHECKS = [
   'critical_extension',
   'tls_context',
 ] as const;
-export type CustomerCertCheck = (typeof CUSTOMER_CERT_CHECKS)[number];
 
 export class CertificateRejected extends Error {
   constructor(
@@ -300,7 +299,7 @@ function verifies(child: Cert, parent: Cert): boolean {
   try {
     return child.node.verify(parent.node.publicKey);
   } catch {
-    return false;
+    return false; // a key that cannot check this signature (e.g. another algorithm) is not the issuer's
   }
 }
 
@@ -357,7 +356,7 @@ export function validateCustomerCert(c: CustomerCert, opts: ValidateOptions = {}
     try {
       return g.node.checkPrivateKey(key);
     } catch {
-      return false;
+      return false; // a key that cannot be compared (e.g. another key type) does not belong to this certificate
     }
   });
   if (matching.length === 0) {

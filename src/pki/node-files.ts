@@ -5,8 +5,30 @@
 // new certificate beside an old key.
 import fs from 'node:fs';
 import path from 'node:path';
-import { certPath, certsDir, writeFileAtomic } from '../control/config.js';
+import { writeFileAtomic } from '../util/files.js';
 import { certInfo, Plane } from './pki.js';
+
+/** Where a node keeps its certificates, and their names (`<data-dir>/certs/`). */
+export function certsDir(dataDir: string): string {
+  return path.join(dataDir, 'certs');
+}
+
+export const CERT_FILES = {
+  ca: 'ca.pem',
+  cp: 'cp.pem',
+  cpKey: 'cp.key',
+  dp: 'dp.pem',
+  dpKey: 'dp.key',
+  api: 'api.pem',
+  apiKey: 'api.key',
+  etcdClientCa: 'etcd-client-ca.pem',
+  etcdClient: 'etcd-client.pem',
+  etcdClientKey: 'etcd-client.key',
+} as const;
+
+export function certPath(dataDir: string, file: keyof typeof CERT_FILES): string {
+  return path.join(certsDir(dataDir), CERT_FILES[file]);
+}
 
 export function etcdPeerDir(dataDir: string): string {
   return path.join(certsDir(dataDir), 'etcd-peer');

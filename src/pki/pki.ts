@@ -16,13 +16,17 @@ const RSA_ALG = {
 } as const;
 
 /** Internode planes. `cp` = control plane, `dp` = data plane. */
-export type Plane = 'cp' | 'dp';
+import type { Plane } from '../tls/contexts.js';
+export type { Plane };
 export const PLANES: readonly Plane[] = ['cp', 'dp'];
 /** Redis Enterprise's certificate names for the two planes. */
-export const PLANE_CERT_NAME: Record<Plane, string> = {
+export type CertName = 'ccs_internode_encryption' | 'data_internode_encryption';
+export const PLANE_CERT_NAME: Record<Plane, CertName> = {
   cp: 'ccs_internode_encryption',
   dp: 'data_internode_encryption',
 };
+export const CERT_NAMES: readonly CertName[] = [PLANE_CERT_NAME.cp, PLANE_CERT_NAME.dp];
+export const planeOfCertName = (name: CertName): Plane => (name === PLANE_CERT_NAME.cp ? 'cp' : 'dp');
 
 export interface KeyPair {
   keys: CryptoKeyPair;

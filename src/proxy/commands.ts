@@ -16,7 +16,7 @@
  * drift shows up as a failing test rather than a misrouted command.
  */
 
-import { internName } from './resp.js';
+import { internName } from './resp-request.js';
 
 // redis command flags (COMMAND INFO's third field), as bits.
 const REDIS_FLAG_NAMES = [
@@ -43,18 +43,9 @@ const REDIS_FLAG_NAMES = [
 export type RedisFlag = (typeof REDIS_FLAG_NAMES)[number];
 
 export const CMD_WRITE = 1 << 0;
-export const CMD_READONLY = 1 << 1;
-export const CMD_DENYOOM = 1 << 2;
-export const CMD_ADMIN = 1 << 3;
 export const CMD_PUBSUB = 1 << 4;
-export const CMD_NOSCRIPT = 1 << 5;
 export const CMD_BLOCKING = 1 << 6;
-export const CMD_LOADING = 1 << 7;
-export const CMD_STALE = 1 << 8;
-export const CMD_FAST = 1 << 12;
 export const CMD_NO_AUTH = 1 << 13;
-export const CMD_NO_MULTI = 1 << 16;
-export const CMD_MOVABLEKEYS = 1 << 17;
 
 // Tessera routing classes. A command may be in several (BLMPOP is numkeys
 // and blocking; WATCH is a transaction command with keys).

@@ -24,8 +24,8 @@ import net from 'node:net';
 import type { Duplex } from 'node:stream';
 import { SLOT_COUNT, keySlot } from './slots.js';
 import { PS_CHANNEL, PS_PATTERN, PS_SHARD, PubSubHub, type Entry, type Subscriber } from './pubsub.js';
-import { L_CLOSED, ShardLink, type LinkHost, type Logger } from './shard-link.js';
-import { Session } from './session.js';
+import { L_CLOSED, ShardLink, type Logger } from './shard-link.js';
+import { Session, type SessionHost } from './session.js';
 import type { Proto } from './replies.js';
 
 export interface ShardRoute {
@@ -51,7 +51,7 @@ export type ShardConnector = (shardUid: number) => Promise<Duplex>;
 const NOOP_LOG: Logger = { info() {}, warn() {}, error() {} };
 const NO_WAIT = { ack() {} };
 
-export class Endpoint implements LinkHost {
+export class Endpoint implements SessionHost {
   /** @internal */ readonly connector: ShardConnector;
   /** @internal */ readonly log: Logger;
   /** @internal */ serverVersion = '7.0.0';

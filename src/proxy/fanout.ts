@@ -5,7 +5,8 @@
  * Replies are decoded only here, off the single-key hot path.
  */
 
-import { decodeReply, encodeBulk, encodeError, encodeInteger, type RespReply, type RespValue } from './resp.js';
+import { encodeBulk, encodeError, encodeInteger } from './resp-encode.js';
+import { decodeReply, type RespReply, type RespValue } from './resp-reply.js';
 import { E_LINK_LOST, encodeValue, header, nullBulk, verbatim, type Proto } from './replies.js';
 import type { Sink } from './shard-link.js';
 

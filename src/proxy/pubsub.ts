@@ -18,7 +18,8 @@
  */
 
 import type { Duplex } from 'node:stream';
-import { ReplyParser, decodeReply, encodeCommand, type RespValue } from './resp.js';
+import { encodeCommand } from './resp-encode.js';
+import { ReplyParser, decodeReply, type RespValue } from './resp-reply.js';
 import { encodePush, globMatch, K_MESSAGE, K_PMESSAGE, K_SMESSAGE, type Proto } from './replies.js';
 import type { LinkHost } from './shard-link.js';
 

@@ -4,7 +4,8 @@
  * commands (PING, HELLO, CLIENT …), errors, pub/sub pushes and fan-out merges.
  */
 
-import { ReplyError, encodeBulk, encodeError, encodeInteger, type RespValue } from './resp.js';
+import { encodeBulk, encodeError, encodeInteger } from './resp-encode.js';
+import { ReplyError, type RespValue } from './resp-reply.js';
 
 export type Proto = 2 | 3;
 
@@ -15,7 +16,6 @@ export const R_RESET = Buffer.from('+RESET\r\n');
 export const R_NULL3 = Buffer.from('_\r\n');
 export const R_NULL_BULK2 = Buffer.from('$-1\r\n');
 export const R_NULL_ARRAY2 = Buffer.from('*-1\r\n');
-export const R_ZERO = Buffer.from(':0\r\n');
 
 // Error texts, byte for byte what redis 7.0 / Redis Cluster send.
 export const E_CROSSSLOT = encodeError("CROSSSLOT Keys in request don't hash to the same slot");

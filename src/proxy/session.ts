@@ -14,11 +14,17 @@
  * command that would switch between the shared and the dedicated connection
  * waits ("stalls") until every reply owed on the other kind has arrived, so
  * no command can overtake an earlier one of the same client.
+ *
+ * The static dispatch tables (refused commands, the hot-path SIMPLE table, …),
+ * canned commands and replies, and pure argument checks live in
+ * session-tables.ts.
  */
 
 import type net from 'node:net';
 import { createHash, timingSafeEqual } from 'node:crypto';
-import { RequestParser, encodeBulk, encodeCommand, encodeError, encodeInteger, type RespCommand, type RespReply } from './resp.js';
+import { encodeBulk, encodeCommand, encodeError, encodeInteger } from './resp-encode.js';
+import type { RespReply } from './resp-reply.js';
+import { RequestParser, type RespCommand } from './resp-request.js';
 import {
   CMD_NO_AUTH,
   COMMANDS,
@@ -56,12 +62,6 @@ import {
   E_WATCH_IN_MULTI,
   E_WRONGPASS,
   K_PONG,
-  K_PSUBSCRIBE,
-  K_PUNSUBSCRIBE,
-  K_SSUBSCRIBE,
-  K_SUBSCRIBE,
-  K_SUNSUBSCRIBE,
-  K_UNSUBSCRIBE,
   R_OK,
   R_PONG,
   R_QUEUED,
@@ -77,14 +77,11 @@ import {
   type Proto,
 } from './replies.js';
 import {
-  DropSink,
   F_ALLOK,
-  F_AND,
   F_CONCAT,
   F_INFO,
   F_MAX,
   F_MGET,
-  F_MIN,
   F_NUMSUB,
   F_ONEOK,
   F_RANDOM,
@@ -100,8 +97,27 @@ import {
   type ReplyTarget,
 } from './fanout.js';
 import { PS_CHANNEL, PS_PATTERN, PS_SHARD, type PushMessage, type Subscriber, type Waiter } from './pubsub.js';
-import { L_CLOSED, ShardLink, type LinkOwner, type Sink } from './shard-link.js';
-import type { Endpoint } from './endpoint.js';
+import { L_CLOSED, ShardLink, type LinkHost, type LinkOwner, type Sink } from './shard-link.js';
+import type { PubSubHub } from './pubsub.js';
+import {
+  DROP,
+  EMPTY_ARRAY,
+  EMPTY_SCAN,
+  EXEC_RAW,
+  MULTI_RAW,
+  POLICY_MERGE,
+  REFUSED,
+  SIMPLE,
+  SUBSCRIBE_FAMILY,
+  SUB_ALLOWED,
+  SUB_KIND,
+  TX_CONTROL,
+  UNSUB_KIND,
+  UNWATCH_RAW,
+  blocks,
+  copiesToOtherDb,
+  validName,
+} from './session-tables.js';
 
 // Slot kinds: what filling the slot must account for.
 const K_LOCAL = 0; // answered by the proxy
@@ -126,78 +142,6 @@ const PUBSUB_OUT_LIMIT = 32 * 1024 * 1024;
 /** Our client-query-buffer-limit (redis: 1 GB). */
 export const MAX_QUERY_BUFFER = 64 * 1024 * 1024;
 const CONCAT_LIMIT = 64 * 1024;
-
-const MULTI_RAW = Buffer.from('*1\r\n$5\r\nMULTI\r\n');
-const EXEC_RAW = Buffer.from('*1\r\n$4\r\nEXEC\r\n');
-const UNWATCH_RAW = Buffer.from('*1\r\n$7\r\nUNWATCH\r\n');
-const EMPTY_ARRAY = Buffer.from('*0\r\n');
-const EMPTY_SCAN = Buffer.from('*2\r\n$1\r\n0\r\n*0\r\n');
-const DROP = new DropSink();
-
-/** Admin and server-wide commands a client of a shared database may not run. */
-const REFUSED = new Set([
-  'config',
-  'shutdown',
-  'debug',
-  'monitor',
-  'replicaof',
-  'slaveof',
-  'sync',
-  'psync',
-  'replconf',
-  'acl',
-  'module',
-  'failover',
-  'bgsave',
-  'bgrewriteaof',
-  'save',
-  'swapdb',
-  'move',
-  'migrate',
-  'restore-asking',
-  'slowlog',
-  'latency',
-  'pfdebug',
-  'pfselftest',
-  'script|debug',
-  'client|kill',
-  'client|pause',
-  'client|unpause',
-  'client|tracking',
-  'client|caching',
-  'client|unblock',
-  'client|reply',
-  // WAIT blocks the connection it runs on; on a shared link that would stall
-  // every client of the shard, and on a dedicated one it would not cover the
-  // client's writes.
-  'wait',
-]);
-/** What a RESP2 client may send while subscribed. */
-const SUB_ALLOWED = new Set(['ping', 'subscribe', 'psubscribe', 'ssubscribe', 'unsubscribe', 'punsubscribe', 'sunsubscribe', 'quit', 'reset']);
-/** Run at once even inside MULTI (everything else is queued). */
-const TX_CONTROL = new Set(['multi', 'exec', 'discard', 'watch', 'quit', 'reset']);
-const SUBSCRIBE_FAMILY = new Set(['subscribe', 'psubscribe', 'ssubscribe', 'unsubscribe', 'punsubscribe', 'sunsubscribe', 'pubsub']);
-const POLICY_MERGE: Record<string, number> = {
-  agg_sum: F_SUM,
-  all_succeeded: F_ALLOK,
-  one_succeeded: F_ONEOK,
-  agg_min: F_MIN,
-  agg_logical_and: F_AND,
-};
-const SUB_KIND = [K_SUBSCRIBE, K_PSUBSCRIBE, K_SSUBSCRIBE];
-const UNSUB_KIND = [K_UNSUBSCRIBE, K_PUNSUBSCRIBE, K_SUNSUBSCRIBE];
-
-/**
- * The hot path: commands whose one key is argument `key` and that need no
- * other decision (GET, SET, INCR, LPUSH, HSET, …). keyFinder 0 is the plain
- * first/last/step key range in commands.ts.
- */
-const SIMPLE = new Map<string, { arity: number; key: number }>();
-for (const [name, spec] of COMMANDS) {
-  if (spec.proxy === 0 && spec.subcommands === undefined && spec.keyFinder === 0 && spec.firstKey > 0 && spec.lastKey === spec.firstKey && !REFUSED.has(name)) {
-    SIMPLE.set(name, { arity: spec.arity, key: spec.firstKey });
-  }
-}
 
 /** One reply owed to the client, in order. Also the sink of its shard command. */
 export class Slot implements Sink, ReplyTarget {
@@ -225,6 +169,32 @@ export class Slot implements Sink, ReplyTarget {
     else if (this.kind === K_WAIT) s.waitSlots--;
     if (s.head === this || s.stalled !== null) s.markDirty();
   }
+}
+
+
+/**
+ * What a session needs of the endpoint that accepted it. The endpoint
+ * implements it; a session never sees the endpoint itself, so the two files
+ * depend one way (endpoint → session), as shard links do through LinkHost.
+ */
+export interface SessionHost extends LinkHost {
+  password: string | undefined;
+  /** Link generation: links of an older one are replaced when idle. */
+  readonly gen: number;
+  /** slot → shard index (into shardUids), -1 when unserved. */
+  readonly slotShard: Int16Array;
+  readonly shardUids: number[];
+  readonly shardCount: number;
+  readonly sessions: Set<Session>;
+  nextClientId: number;
+  commands: number;
+  errors: number;
+  sharedLink(idx: number, proto: Proto): ShardLink;
+  hub(idx: number): PubSubHub;
+  hubIfAny(idx: number): PubSubHub | undefined;
+  hasShard(uid: number): boolean;
+  markSessionDirty(s: Session): void;
+  removeSession(s: Session): void;
 }
 
 /** A (P|S)SUBSCRIBE's confirmations, sent once every shard involved confirmed. */
@@ -286,7 +256,7 @@ export class Session implements LinkOwner, Subscriber {
   private readonly ded = new Map<number, ShardLink>();
 
   constructor(
-    readonly ep: Endpoint,
+    readonly ep: SessionHost,
     readonly socket: net.Socket,
   ) {
     this.id = ep.nextClientId++;
@@ -1182,28 +1152,4 @@ export class Session implements LinkOwner, Subscriber {
     this.stalled = null;
     this.ep.removeSession(this);
   }
-}
-
-/** XREAD/XREADGROUP block only with BLOCK; the others always may. */
-function blocks(name: string, args: Buffer[]): boolean {
-  if (name !== 'xread' && name !== 'xreadgroup') return true;
-  for (let i = 1; i < args.length; i++) {
-    const a = args[i].toString('latin1').toLowerCase();
-    if (a === 'block') return true;
-    if (a === 'streams') return false;
-  }
-  return false;
-}
-
-function copiesToOtherDb(args: Buffer[]): boolean {
-  for (let i = 3; i < args.length - 1; i++) {
-    if (args[i].toString('latin1').toLowerCase() === 'db' && args[i + 1].toString('latin1') !== '0') return true;
-  }
-  return false;
-}
-
-/** redis's validateClientName: printable ASCII without spaces. */
-function validName(b: Buffer): boolean {
-  for (const c of b) if (c < 33 || c > 126) return false;
-  return true;
 }

@@ -21,7 +21,8 @@
  */
 
 import type { Duplex } from 'node:stream';
-import { ReplyParser, appendRaw, type RespReply } from './resp.js';
+import { appendRaw } from './resp-encode.js';
+import { ReplyParser, type RespReply } from './resp-reply.js';
 import type { Proto } from './replies.js';
 
 /** Receives the reply to one command; null when the link died first. */

@@ -6,7 +6,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import type { Logger } from 'pino';
-import { encodeCommand } from '../proxy/resp.js';
+import { encodeCommand } from '../proxy/resp-encode.js';
 
 export interface ShardSpec {
   bdbUid: number;
@@ -146,7 +146,7 @@ export class RedisShard {
     try {
       return fs.readFileSync(path.join(this.dir, 'redis.log'), 'utf8').trim().split('\n').slice(-3).join('; ');
     } catch {
-      return '';
+      return ''; // no log file (yet): nothing to add to the explanation
     }
   }
 

@@ -1,5 +1,7 @@
 // The one TLS policy every Tessera listener and dialer uses: TLS 1.2 with the
-// two ECDHE-RSA GCM suites, TLS 1.3 with the two AES-GCM suites, nothing else.
+// two ECDHE-RSA GCM suites, TLS 1.3 with the two AES-GCM suites, nothing else;
+// key exchange by the hybrid post-quantum group X25519MLKEM768 first (OpenSSL
+// 3.5, Node >= 24), then the classical X25519 and P-256 for peers without it.
 import tls from 'node:tls';
 
 export const TLS12_CIPHERS = ['ECDHE-RSA-AES256-GCM-SHA384', 'ECDHE-RSA-AES128-GCM-SHA256'] as const;
@@ -12,23 +14,53 @@ export const ETCD_CIPHER_SUITES = [
   'TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256',
 ].join(',');
 
-export const ALLOWED_NEGOTIATED = new Set<string>([...TLS12_CIPHERS, ...TLS13_CIPHERSUITES]);
+/** The hybrid ML-KEM-768 + X25519 group (IANA 0x11EC). */
+export const HYBRID_GROUP = 'X25519MLKEM768';
+export const HYBRID_GROUP_CODEPOINT = 0x11ec;
+/**
+ * Groups in order of preference. The `*` asks OpenSSL to send a key share for
+ * both the hybrid and X25519 in the first flight, so a classical server
+ * (etcd) answers without a HelloRetryRequest; a Tessera server picks the
+ * hybrid share.
+ */
+export const GROUPS = `*${HYBRID_GROUP}:*X25519:P-256`;
 
-/** Options shared by servers and clients. */
-export const BASE_OPTIONS = {
-  minVersion: 'TLSv1.2',
-  maxVersion: 'TLSv1.3',
-  ciphers: CIPHERS,
-  honorCipherOrder: true,
-} as const satisfies tls.SecureContextOptions & tls.TlsOptions;
+/**
+ * The internode channel's key-exchange rule, a cluster setting:
+ * hybrid_preferred lets a peer without ML-KEM in with a classical group;
+ * hybrid_required refuses any handshake that does not use the hybrid group
+ * (and so TLS 1.2, which cannot carry it). Client-facing ports ignore it.
+ */
+export const KEY_EXCHANGES = ['hybrid_preferred', 'hybrid_required'] as const;
+export type KeyExchange = (typeof KEY_EXCHANGES)[number];
+export const DEFAULT_KEY_EXCHANGE: KeyExchange = 'hybrid_preferred';
+
+type ProtocolOptions = Pick<tls.SecureContextOptions, 'minVersion' | 'maxVersion' | 'ciphers' | 'honorCipherOrder' | 'ecdhCurve'>;
+
+/** Versions, suites and groups: what every context of this process is made with. */
+export function protocolOptions(kx: KeyExchange = DEFAULT_KEY_EXCHANGE): ProtocolOptions {
+  return kx === 'hybrid_required'
+    ? { minVersion: 'TLSv1.3', maxVersion: 'TLSv1.3', ciphers: CIPHERS, honorCipherOrder: true, ecdhCurve: HYBRID_GROUP }
+    : { minVersion: 'TLSv1.2', maxVersion: 'TLSv1.3', ciphers: CIPHERS, honorCipherOrder: true, ecdhCurve: GROUPS };
+}
+
+/** The groups offered under a rule, in order of preference, as operators read them. */
+export function keyExchangeGroups(kx: KeyExchange): string[] {
+  return String(protocolOptions(kx).ecdhCurve).split(':').map((g) => g.replace(/^\*/, ''));
+}
+
+/** Options shared by servers and clients (client-facing ports, the HTTPS client). */
+export const BASE_OPTIONS = protocolOptions();
 
 /**
  * Make the process default match the policy too, so libraries that open TLS
- * connections on their own (the etcd gRPC client) offer only these suites.
+ * connections on their own (the etcd gRPC client) offer only these suites
+ * and groups.
  */
 export function applyProcessDefaults(): void {
   tls.DEFAULT_MIN_VERSION = 'TLSv1.2';
   tls.DEFAULT_MAX_VERSION = 'TLSv1.3';
+  tls.DEFAULT_ECDH_CURVE = GROUPS;
   (tls as unknown as { DEFAULT_CIPHERS: string }).DEFAULT_CIPHERS = CIPHERS;
 }
 
@@ -38,6 +70,15 @@ export interface Bundle {
   caPem: string;
 }
 
-export function secureContext(b: Bundle): tls.SecureContext {
-  return tls.createSecureContext({ ...BASE_OPTIONS, cert: b.certPem, key: b.keyPem, ca: b.caPem });
+export function secureContext(b: Bundle, kx: KeyExchange = DEFAULT_KEY_EXCHANGE): tls.SecureContext {
+  return tls.createSecureContext({ ...protocolOptions(kx), cert: b.certPem, key: b.keyPem, ca: b.caPem });
+}
+
+/**
+ * The key-exchange group a connection negotiated, as a dialer sees it
+ * (OpenSSL does not tell a server). `plaintext`/undefined for non-TLS.
+ */
+export function negotiatedGroup(s: tls.TLSSocket): string | undefined {
+  const k = s.getEphemeralKeyInfo?.();
+  return k && typeof k === 'object' && 'name' in k ? String(k.name) : undefined;
 }

@@ -1,7 +1,7 @@
 // A small JSON-over-HTTPS client for the REST API, used by the CLI and by a
 // joining node talking to a member. Speaks the project's TLS policy.
 import https from 'node:https';
-import { BASE_OPTIONS } from '../tls/policy.js';
+import { httpsClientOptions } from '../tls/contexts.js';
 
 export interface JsonRequest {
   method?: string;
@@ -43,15 +43,12 @@ export function requestJson<T = unknown>(r: JsonRequest): Promise<JsonResponse<T
     if (r.username !== undefined) headers.authorization = 'Basic ' + Buffer.from(`${r.username}:${r.password ?? ''}`).toString('base64');
     const req = https.request(
       {
-        ...BASE_OPTIONS,
+        ...httpsClientOptions(r.caPem),
         method: r.method ?? 'GET',
         host: r.host,
         port: r.port,
         path: r.path,
         headers,
-        ca: r.caPem,
-        rejectUnauthorized: !!r.caPem,
-        checkServerIdentity: () => undefined, // the CA pins the cluster; addresses change
         agent: false,
         timeout: r.timeoutMs ?? 30_000,
       },

@@ -2,6 +2,7 @@
 // loopback addresses, temporary data directories, and cleanup of every
 // process a test started (by PID).
 import { spawn, ChildProcess, execFile } from 'node:child_process';
+import { reap } from './reaper.js';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -70,9 +71,11 @@ export class TestNode {
   /** Start the daemon and wait until its REST API answers. */
   async start(): Promise<void> {
     const out = fs.openSync(this.logFile, 'a');
-    this.proc = spawn(BIN, ['node', 'start', '--addr', this.addr, '--data-dir', this.dataDir, '--log-level', 'info', ...this.extraArgs], {
-      stdio: ['ignore', out, out],
-    });
+    this.proc = reap(
+      spawn(BIN, ['node', 'start', '--addr', this.addr, '--data-dir', this.dataDir, '--log-level', 'info', ...this.extraArgs], {
+        stdio: ['ignore', out, out],
+      }),
+    );
     fs.closeSync(out);
     const proc = this.proc;
     await waitFor(`node ${this.addr} REST`, async () => {
@@ -85,7 +88,7 @@ export class TestNode {
   /** Start a daemon that is expected to refuse to run; resolves with what it logged. */
   async startFails(timeoutMs = 20_000): Promise<string> {
     const out = fs.openSync(this.logFile, 'a');
-    const p = spawn(BIN, ['node', 'start', '--addr', this.addr, '--data-dir', this.dataDir, ...this.extraArgs], { stdio: ['ignore', out, out] });
+    const p = reap(spawn(BIN, ['node', 'start', '--addr', this.addr, '--data-dir', this.dataDir, ...this.extraArgs], { stdio: ['ignore', out, out] }));
     fs.closeSync(out);
     const code = await new Promise<number | null>((resolve) => {
       const t = setTimeout(() => {

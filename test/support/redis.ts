@@ -5,6 +5,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { reap } from './reaper.js';
 
 export interface ScratchRedis {
   proc: ChildProcess;
@@ -16,7 +17,7 @@ export interface ScratchRedis {
 export async function startScratchRedis(prefix: string, extraArgs: (dir: string) => string[] = () => []): Promise<ScratchRedis> {
   const dir = mkdtempSync(join(tmpdir(), `tessera-${prefix}-`));
   const sock = join(dir, 'r.sock');
-  const proc = spawn('redis-server', ['--port', '0', '--unixsocket', sock, '--save', '', '--appendonly', 'no', '--dir', dir, ...extraArgs(dir)], { stdio: 'ignore' });
+  const proc = reap(spawn('redis-server', ['--port', '0', '--unixsocket', sock, '--save', '', '--appendonly', 'no', '--dir', dir, ...extraArgs(dir)], { stdio: 'ignore' }));
   const stop = () => {
     if (proc.pid !== undefined && proc.exitCode === null) process.kill(proc.pid, 'SIGKILL');
     rmSync(dir, { recursive: true, force: true });

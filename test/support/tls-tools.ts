@@ -8,6 +8,7 @@ import os from 'node:os';
 import path from 'node:path';
 import tls from 'node:tls';
 import type { Bundle } from '../../src/tls/policy.js';
+import { reap } from './reaper.js';
 
 /** A temporary directory, removed by `cleanup()`. */
 export class TlsTempDir {
@@ -63,7 +64,7 @@ export function sClient(args: string[], o: SClientOptions = {}): Promise<CmdResu
   const killAfterMs = o.killAfterMs ?? holdMs + 4000;
   return new Promise((resolve, reject) => {
     const t0 = Date.now();
-    const p = spawn('openssl', ['s_client', ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
+    const p = reap(spawn('openssl', ['s_client', ...args], { stdio: ['pipe', 'pipe', 'pipe'] }));
     let stdout = '';
     let stderr = '';
     let exited = false;
@@ -109,6 +110,8 @@ export interface ProbeResult {
   alpn: string | false | null;
   protocol: string | null;
   cipher: string | null;
+  /** The key-exchange group, as the client sees it (e.g. X25519MLKEM768). */
+  group?: string;
   peerSerial?: string;
   peerFingerprint256?: string;
   /** The first error the socket reported (e.g. an alert from the server). */
@@ -171,6 +174,8 @@ export function probe(o: ProbeOptions): Promise<ProbeResult> {
       r.alpn = s.alpnProtocol;
       r.protocol = s.getProtocol();
       r.cipher = s.getCipher()?.name ?? null; // OpenSSL spelling, as in policy.ts
+      const kx = s.getEphemeralKeyInfo() as { name?: string } | null;
+      r.group = kx?.name;
       const pc = s.getPeerCertificate();
       if (pc && pc.serialNumber) {
         r.peerSerial = pc.serialNumber.toLowerCase().replace(/^0+/, '');
@@ -268,7 +273,7 @@ export async function buildAlpnShim(dir: string): Promise<string | { error: stri
 export function runEnv(cmd: string, args: string[], env: Record<string, string>, timeoutMs = 30_000): Promise<CmdResult> {
   return new Promise((resolve, reject) => {
     const t0 = Date.now();
-    const p = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
+    const p = reap(spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } }));
     let stdout = '';
     let stderr = '';
     p.stdout.setEncoding('utf8');

@@ -5,7 +5,7 @@ import type { FastifyPluginAsync } from 'fastify';
 import type { NodeDaemon } from '../../control/daemon.js';
 import type { ClusterMember } from '../../control/member.js';
 import { KEYS, ActionRecord, BdbRecord, PolicyRecord, DEFAULT_POLICY, ProxyPolicy } from '../../coord/schema.js';
-import { ApiError, badRequest, notFound } from '../errors.js';
+import { OperatorError, invalid, notFound } from '../../util/errors.js';
 import { createAction, endpointNodes, newSecret, nextSeq, placeShards, updateBdb } from '../../control/bdb-store.js';
 import { uidParams } from '../schemas.js';
 
@@ -63,15 +63,15 @@ export function bdbView(m: ClusterMember, b: BdbRecord) {
 }
 
 function checkValues(v: BdbInput): void {
-  if (v.name !== undefined && !/^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$/.test(v.name)) throw badRequest('invalid_name', 'name must be 1-63 letters, digits, "-" or "_", starting with a letter or digit');
-  if (v.type !== undefined && v.type !== 'redis') throw badRequest('invalid_type', `type must be 'redis'`);
-  if (v.memory_size !== undefined && v.memory_size < MIN_MEMORY) throw badRequest('invalid_memory_size', `memory_size must be at least ${MIN_MEMORY} bytes`);
-  if (v.port !== undefined && (v.port < PORT_MIN || v.port > PORT_MAX)) throw badRequest('invalid_port', `port must be in ${PORT_MIN}-${PORT_MAX}`);
-  if (v.shards_count !== undefined && (v.shards_count < 1 || v.shards_count > 512)) throw badRequest('invalid_sharding', 'shards_count must be between 1 and 512');
-  if (v.proxy_policy !== undefined && !PROXY_POLICIES.includes(v.proxy_policy)) throw badRequest('invalid_proxy_policy', `proxy_policy must be one of ${PROXY_POLICIES.join(', ')}`);
-  if (v.shards_placement !== undefined && !['dense', 'sparse'].includes(v.shards_placement)) throw badRequest('invalid_shards_placement', 'shards_placement must be dense or sparse');
-  if (v.data_persistence !== undefined && !PERSISTENCE.includes(v.data_persistence)) throw badRequest('invalid_data_persistence', `data_persistence must be one of ${PERSISTENCE.join(', ')}`);
-  if (v.eviction_policy !== undefined && !EVICTION.includes(v.eviction_policy)) throw badRequest('invalid_eviction_policy', `eviction_policy must be one of ${EVICTION.join(', ')}`);
+  if (v.name !== undefined && !/^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$/.test(v.name)) throw invalid('invalid_name', 'name must be 1-63 letters, digits, "-" or "_", starting with a letter or digit');
+  if (v.type !== undefined && v.type !== 'redis') throw invalid('invalid_type', `type must be 'redis'`);
+  if (v.memory_size !== undefined && v.memory_size < MIN_MEMORY) throw invalid('invalid_memory_size', `memory_size must be at least ${MIN_MEMORY} bytes`);
+  if (v.port !== undefined && (v.port < PORT_MIN || v.port > PORT_MAX)) throw invalid('invalid_port', `port must be in ${PORT_MIN}-${PORT_MAX}`);
+  if (v.shards_count !== undefined && (v.shards_count < 1 || v.shards_count > 512)) throw invalid('invalid_sharding', 'shards_count must be between 1 and 512');
+  if (v.proxy_policy !== undefined && !PROXY_POLICIES.includes(v.proxy_policy)) throw invalid('invalid_proxy_policy', `proxy_policy must be one of ${PROXY_POLICIES.join(', ')}`);
+  if (v.shards_placement !== undefined && !['dense', 'sparse'].includes(v.shards_placement)) throw invalid('invalid_shards_placement', 'shards_placement must be dense or sparse');
+  if (v.data_persistence !== undefined && !PERSISTENCE.includes(v.data_persistence)) throw invalid('invalid_data_persistence', `data_persistence must be one of ${PERSISTENCE.join(', ')}`);
+  if (v.eviction_policy !== undefined && !EVICTION.includes(v.eviction_policy)) throw invalid('invalid_eviction_policy', `eviction_policy must be one of ${EVICTION.join(', ')}`);
 }
 
 /** Enabling data-plane encryption needs every node to support it. */
@@ -79,7 +79,7 @@ function checkCapability(m: ClusterMember, enabling: boolean | undefined): void 
   if (!enabling) return;
   const lacking = m.nodes.values().filter((n) => n.addr && !n.capabilities.includes(DATA_INE_CAPABILITY));
   if (lacking.length) {
-    throw new ApiError(400, 'capability_missing', `data_internode_encryption needs every node to support it; node(s) ${lacking.map((n) => n.uid).join(', ')} do not`);
+    throw new OperatorError('invalid', 'capability_missing', `data_internode_encryption needs every node to support it; node(s) ${lacking.map((n) => n.uid).join(', ')} do not`);
   }
 }
 
@@ -121,33 +121,33 @@ export const bdbsRoutes: FastifyPluginAsync<{ daemon: NodeDaemon }> = async (app
   app.post<{ Body: BdbInput }>('/v1/bdbs', { schema: { body: createBody } }, async (req, reply) => {
     const m = daemon.requireMember();
     const v = req.body;
-    if (v.name === undefined) throw badRequest('missing_db_name', 'name is required');
-    if (v.memory_size === undefined) throw badRequest('missing_memory_size', 'memory_size is required');
+    if (v.name === undefined) throw invalid('missing_db_name', 'name is required');
+    if (v.memory_size === undefined) throw invalid('missing_memory_size', 'memory_size is required');
     checkValues(v);
     const shardsCount = v.shards_count ?? 1;
     const sharding = v.sharding ?? shardsCount > 1;
-    if (shardsCount > 1 && !sharding) throw badRequest('invalid_sharding', 'shards_count above 1 needs sharding: true');
-    if (v.memory_size / shardsCount < MIN_MEMORY) throw badRequest('invalid_memory_size', `memory_size gives each shard less than ${MIN_MEMORY} bytes`);
+    if (shardsCount > 1 && !sharding) throw invalid('invalid_sharding', 'shards_count above 1 needs sharding: true');
+    if (v.memory_size / shardsCount < MIN_MEMORY) throw invalid('invalid_memory_size', `memory_size gives each shard less than ${MIN_MEMORY} bytes`);
     const policy = { ...DEFAULT_POLICY, ...(((await m.client.get(KEYS.policy).json()) as Partial<PolicyRecord> | null) ?? {}) };
     const encrypted = v.data_internode_encryption ?? policy.data_internode_encryption;
     checkCapability(m, encrypted);
     const all = (await m.client.getAll().prefix(KEYS.bdbsPrefix).json()) as Record<string, BdbRecord>;
-    if (Object.values(all).some((b) => b.name === v.name)) throw badRequest('db_name_exists', `a database named ${v.name} exists`);
+    if (Object.values(all).some((b) => b.name === v.name)) throw invalid('db_name_exists', `a database named ${v.name} exists`);
 
     const activeNodes = m.nodes.values().filter((n) => n.addr && m.live.items.has(String(n.uid)));
     const replication = v.replication ?? false;
     if (activeNodes.length === 0 || (replication && activeNodes.length < 2)) {
-      throw badRequest('insufficient_resources', replication ? 'replication needs at least two active nodes' : 'no active node');
+      throw invalid('insufficient_resources', replication ? 'replication needs at least two active nodes' : 'no active node');
     }
     const taken = await takenPorts(m);
     let port = v.port;
     if (port !== undefined) {
-      if (taken.has(port)) throw badRequest('port_unavailable', `port ${port} is used by another database`);
+      if (taken.has(port)) throw invalid('port_unavailable', `port ${port} is used by another database`);
       const why = await portFreeEverywhere(m, port);
-      if (why) throw badRequest('port_unavailable', why);
+      if (why) throw invalid('port_unavailable', why);
     } else {
       for (let p = 12000; p <= PORT_MAX && port === undefined; p++) if (!taken.has(p) && !(await portFreeEverywhere(m, p))) port = p;
-      if (port === undefined) throw badRequest('port_unavailable', 'no free port left');
+      if (port === undefined) throw invalid('port_unavailable', 'no free port left');
     }
 
     const load = new Map<number, number>();
@@ -183,10 +183,10 @@ export const bdbsRoutes: FastifyPluginAsync<{ daemon: NodeDaemon }> = async (app
     };
     // The port is claimed atomically with the record: two creations cannot both take it.
     const r = await m.client.if(KEYS.bdb(uid), 'Create', '==', 0).then(m.client.put(KEYS.bdb(uid)).value(JSON.stringify(rec))).commit();
-    if (!r.succeeded) throw new ApiError(409, 'uid_exists', `database ${uid} exists`);
+    if (!r.succeeded) throw new OperatorError('conflict', 'uid_exists', `database ${uid} exists`);
     if ([...(await takenPorts(m, uid))].includes(port)) {
       await m.client.delete().key(KEYS.bdb(uid));
-      throw badRequest('port_unavailable', `port ${port} was just taken by another database`);
+      throw invalid('port_unavailable', `port ${port} was just taken by another database`);
     }
     req.log.info({ bdb: uid, name: rec.name, port, shards: rec.shards.length, encrypted }, 'database created');
     reply.status(200);
@@ -199,17 +199,17 @@ export const bdbsRoutes: FastifyPluginAsync<{ daemon: NodeDaemon }> = async (app
     const v = req.body;
     checkValues(v);
     for (const k of ['port', 'shards_count', 'sharding', 'replication', 'type', 'shards_placement'] as const) {
-      if (v[k] !== undefined) throw badRequest('unsupported_change', `${k} cannot be changed on an existing database`);
+      if (v[k] !== undefined) throw invalid('unsupported_change', `${k} cannot be changed on an existing database`);
     }
     checkCapability(m, v.data_internode_encryption);
-    let problem: ApiError | undefined;
+    let problem: OperatorError | undefined;
     const next = await updateBdb(m.client, uid, (cur) => {
       if (cur.status === 'delete-pending') {
-        problem = new ApiError(409, 'db_busy', `database ${uid} is being deleted`);
+        problem = new OperatorError('conflict', 'db_busy', `database ${uid} is being deleted`);
         return undefined;
       }
       if (v.memory_size !== undefined && v.memory_size / cur.shards_count < MIN_MEMORY) {
-        problem = badRequest('invalid_memory_size', `memory_size gives each shard less than ${MIN_MEMORY} bytes`);
+        problem = invalid('invalid_memory_size', `memory_size gives each shard less than ${MIN_MEMORY} bytes`);
         return undefined;
       }
       const switched = v.data_internode_encryption !== undefined && v.data_internode_encryption !== cur.data_internode_encryption;

@@ -2,7 +2,7 @@
 // Open without credentials: before a cluster exists there are no users to check.
 import type { FastifyPluginAsync } from 'fastify';
 import type { NodeDaemon } from '../../control/daemon.js';
-import { ApiError } from '../errors.js';
+import { OperatorError } from '../../util/errors.js';
 
 const credentials = {
   type: 'object',
@@ -73,7 +73,7 @@ interface JoinBody {
 export const bootstrapRoutes: FastifyPluginAsync<{ daemon: NodeDaemon }> = async (app, { daemon }) => {
   const checkAddr = (b: { node?: { identity?: { addr?: string } } }) => {
     const want = b.node?.identity?.addr;
-    if (want && want !== daemon.cfg.addr) throw new ApiError(400, 'invalid_address', `this node's address is ${daemon.cfg.addr}, not ${want}`);
+    if (want && want !== daemon.cfg.addr) throw new OperatorError('invalid', 'invalid_address', `this node's address is ${daemon.cfg.addr}, not ${want}`);
   };
 
   app.get('/v1/bootstrap', { config: { auth: false } }, async () => ({

@@ -5,6 +5,7 @@ import { KEYS, CaRecord, DEFAULT_POLICY, PolicyRecord, DEFAULT_ALERT_SETTINGS, A
 import { SOFTWARE_VERSION } from '../../control/config.js';
 import { casUpdate } from '../../coord/cas.js';
 import { certInfo, PLANES } from '../../pki/pki.js';
+import { KEY_EXCHANGES, keyExchangeGroups } from '../../tls/policy.js';
 
 const policyBody = {
   type: 'object',
@@ -12,6 +13,7 @@ const policyBody = {
   minProperties: 1,
   properties: {
     data_internode_encryption: { type: 'boolean' },
+    internode_key_exchange: { type: 'string', enum: [...KEY_EXCHANGES] },
   },
 } as const;
 
@@ -64,9 +66,12 @@ export const clusterRoutes: FastifyPluginAsync<{ daemon: NodeDaemon }> = async (
           return [{ node_uid: n.uid, plane, ...c, expires_in_seconds: Math.round((Date.parse(c.not_after) - now) / 1000) }];
         }),
       );
+    const policy = { ...DEFAULT_POLICY, ...(((await m.client.get(KEYS.policy).json()) as Partial<PolicyRecord> | null) ?? {}) };
     return {
       ca: { subject: caInfo.subject, serial: caInfo.serial, not_before: caInfo.not_before, not_after: caInfo.not_after, fingerprint256: caInfo.fingerprint256, certificate: ca.cert },
       certificates,
+      // What every internode handshake offers: the hybrid group first (see the README's TLS policy).
+      key_exchange: { internode_key_exchange: policy.internode_key_exchange, groups: keyExchangeGroups(policy.internode_key_exchange) },
     };
   });
 };

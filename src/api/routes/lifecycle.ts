@@ -15,8 +15,8 @@ import {
   NodeAlertsRecord,
   TrustRecord,
 } from '../../coord/schema.js';
-import { ApiError, badRequest, notFound } from '../errors.js';
-import { PLANE_CERT_NAME, Plane } from '../../pki/pki.js';
+import { OperatorError, invalid, notFound } from '../../util/errors.js';
+import { CERT_NAMES, PLANE_CERT_NAME, PLANES, Plane, planeOfCertName } from '../../pki/pki.js';
 import { X509Certificate } from 'node:crypto';
 import { CertName, CertificateRejected, validateCustomerCerts } from '../../pki/customer.js';
 import { uidParams } from '../schemas.js';
@@ -62,7 +62,7 @@ const clusterBody = {
 const rotateBody = {
   type: 'object',
   additionalProperties: false,
-  properties: { name: { type: 'string', enum: ['ccs_internode_encryption', 'data_internode_encryption'] } },
+  properties: { name: { type: 'string', enum: [...CERT_NAMES] } },
 } as const;
 
 
@@ -101,7 +101,7 @@ export const lifecycleRoutes: FastifyPluginAsync<{ daemon: NodeDaemon }> = async
     const next = await mergeSettings(daemon.requireMember(), KEYS.jobScheduler, DEFAULT_JOB_SCHEDULER, req.body, (v) => {
       const s = v.cert_rotation_job_settings;
       if (s.expiry_days_before_rotation >= s.validity_days) {
-        throw badRequest('invalid_schedule', `expiry_days_before_rotation (${s.expiry_days_before_rotation}) must be less than validity_days (${s.validity_days})`);
+        throw invalid('invalid_schedule', `expiry_days_before_rotation (${s.expiry_days_before_rotation}) must be less than validity_days (${s.validity_days})`);
       }
     });
     req.log.info({ job_scheduler: next }, 'job scheduler updated');
@@ -119,7 +119,7 @@ export const lifecycleRoutes: FastifyPluginAsync<{ daemon: NodeDaemon }> = async
   app.post<{ Body: { name?: string } | undefined }>('/v1/cluster/certificates/rotate', { schema: { body: rotateBody } }, async (req, reply) => {
     const m = daemon.requireMember();
     const name = req.body?.name;
-    const planes: Plane[] = name === 'ccs_internode_encryption' ? ['cp'] : name === 'data_internode_encryption' ? ['dp'] : ['cp', 'dp'];
+    const planes: Plane[] = name ? [planeOfCertName(name as CertName)] : [...PLANES];
     const nodes = m.nodes.values().filter((n) => n.addr).sort((a, b) => a.uid - b.uid);
     const results = await Promise.all(
       nodes.map(async (n) => {
@@ -141,7 +141,7 @@ export const lifecycleRoutes: FastifyPluginAsync<{ daemon: NodeDaemon }> = async
       };
     }
     req.log.info({ planes, nodes: nodes.length }, 'internode certificates rotated on every node');
-    return { rotated: planes.map((p) => (p === 'cp' ? 'ccs_internode_encryption' : 'data_internode_encryption')), nodes: results };
+    return { rotated: planes.map((p) => PLANE_CERT_NAME[p]), nodes: results };
   });
 
   app.get('/v1/nodes/alerts', async () => nodeAlerts(daemon.requireMember()));
@@ -177,7 +177,7 @@ const certsBody = {
         additionalProperties: false,
         required: ['name', 'certificate', 'key'],
         properties: {
-          name: { type: 'string', enum: ['ccs_internode_encryption', 'data_internode_encryption'] },
+          name: { type: 'string', enum: [...CERT_NAMES] },
           certificate: { type: 'string', minLength: 64, maxLength: 262144 },
           key: { type: 'string', minLength: 64, maxLength: 65536 },
           node_uid: { type: 'integer', minimum: 1 },
@@ -209,19 +209,19 @@ export const customerCertRoutes: FastifyPluginAsync<{ daemon: NodeDaemon }> = as
       validated = validateCustomerCerts(req.body.certificates.map(({ name, certificate, key }) => ({ name, certificate, key })), { extraTrust: existing });
     } catch (err) {
       if (err instanceof CertificateRejected) {
-        throw new ApiError(400, 'invalid_certificate', `${err.certName ? `${err.certName}: ` : ''}${err.message} [check: ${err.check}]`);
+        throw new OperatorError('invalid', 'invalid_certificate', `${err.certName ? `${err.certName}: ` : ''}${err.message} [check: ${err.check}]`);
       }
       throw err;
     }
     // Where each goes; a plane named twice for one node is ambiguous.
     const targets = new Map<string, { uid: number; plane: Plane; v: (typeof validated)[number] }>();
     for (const [i, c] of req.body.certificates.entries()) {
-      const plane: Plane = c.name === 'ccs_internode_encryption' ? 'cp' : 'dp';
+      const plane = planeOfCertName(c.name as CertName);
       const uids = c.node_uid !== undefined ? [c.node_uid] : nodes.map((n) => n.uid);
       for (const uid of uids) {
-        if (!nodes.some((n) => n.uid === uid)) throw badRequest('node_not_found', `node ${uid} does not exist`);
+        if (!nodes.some((n) => n.uid === uid)) throw invalid('node_not_found', `node ${uid} does not exist`);
         const k = `${uid}/${plane}`;
-        if (targets.has(k)) throw badRequest('duplicate_certificate', `${c.name} is given twice for node ${uid}`);
+        if (targets.has(k)) throw invalid('duplicate_certificate', `${c.name} is given twice for node ${uid}`);
         targets.set(k, { uid, plane, v: validated[i] });
       }
     }

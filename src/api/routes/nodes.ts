@@ -4,7 +4,7 @@ import type { FastifyPluginAsync } from 'fastify';
 import type { NodeDaemon } from '../../control/daemon.js';
 import type { ClusterMember } from '../../control/member.js';
 import type { NodeRecord } from '../../coord/schema.js';
-import { ApiError, badRequest, notFound } from '../errors.js';
+import { OperatorError, invalid, notFound } from '../../util/errors.js';
 import { KEYS, DenyRecord } from '../../coord/schema.js';
 import { PLANES } from '../../pki/pki.js';
 import { uidParams } from '../schemas.js';
@@ -63,12 +63,12 @@ export const nodesRoutes: FastifyPluginAsync<{ daemon: NodeDaemon }> = async (ap
     const uid = Number(req.params.uid);
     const n = m.nodes.items.get(String(uid));
     if (!n || !n.addr) throw notFound('node_not_found', `node ${uid} does not exist`);
-    if (uid === m.uid) throw badRequest('cannot_remove_self', `node ${uid} is the node answering this request; ask another node to remove it`);
+    if (uid === m.uid) throw invalid('cannot_remove_self', `node ${uid} is the node answering this request; ask another node to remove it`);
     const hosted = (m.reconciler?.bdbs.values() ?? []).filter((b) => b.shards.some((s) => s.node_uid === uid));
     if (hosted.length) {
-      throw badRequest('node_has_shards', `node ${uid} hosts shards of database(s) ${hosted.map((b) => `${b.uid} (${b.name})`).join(', ')}; delete or move them first`);
+      throw invalid('node_has_shards', `node ${uid} hosts shards of database(s) ${hosted.map((b) => `${b.uid} (${b.name})`).join(', ')}; delete or move them first`);
     }
-    if (m.nodes.values().filter((x) => x.addr).length <= 1) throw badRequest('last_node', 'the last node of a cluster cannot be removed');
+    if (m.nodes.values().filter((x) => x.addr).length <= 1) throw invalid('last_node', 'the last node of a cluster cannot be removed');
     const now = new Date().toISOString();
     const denied: string[] = [];
     const c = m.client;
@@ -89,7 +89,7 @@ export const nodesRoutes: FastifyPluginAsync<{ daemon: NodeDaemon }> = async (ap
       try {
         await c.cluster.memberRemove({ ID: n.etcd_member_id });
       } catch (err) {
-        throw new ApiError(500, 'store_member_not_removed', `node ${uid} is removed and denied, but its etcd member could not be removed: ${(err as Error).message}`);
+        throw new OperatorError('internal', 'store_member_not_removed', `node ${uid} is removed and denied, but its etcd member could not be removed: ${(err as Error).message}`);
       }
     }
     req.log.warn({ node: uid, denied }, 'node removed from the cluster; its certificates are denied');

@@ -13,6 +13,7 @@ import os from 'node:os';
 import path from 'node:path';
 import tls from 'node:tls';
 import { spawn } from 'node:child_process';
+import { reap } from '../support/reaper.js';
 import { createPrivateKey, generateKeyPairSync, X509Certificate, webcrypto } from 'node:crypto';
 import * as x509 from '@peculiar/x509';
 import {
@@ -22,10 +23,10 @@ import {
   CustomerCert,
   ValidatedCustomerCert,
   CUSTOMER_CERT_CHECKS,
-} from '../src/pki/customer.js';
-import { normalizeSerial } from '../src/pki/pki.js';
-import { BASE_OPTIONS } from '../src/tls/policy.js';
-import { Entity, rsaKeys, ecKeys, keyPem, makeRoot, makeCa, makeLeaf, makeHierarchy, days, openssl, RSA_ALG } from './support/pki-hierarchy.js';
+} from '../../src/pki/customer.js';
+import { normalizeSerial } from '../../src/pki/pki.js';
+import { BASE_OPTIONS } from '../../src/tls/policy.js';
+import { Entity, rsaKeys, ecKeys, keyPem, makeRoot, makeCa, makeLeaf, makeHierarchy, days, openssl, RSA_ALG } from '../support/pki-hierarchy.js';
 
 const NAME = 'data_internode_encryption' as const;
 const { serverAuth, clientAuth } = x509.ExtendedKeyUsage;
@@ -361,7 +362,7 @@ describe('refused, naming the check', () => {
       notAfter: new Date(Date.now() + days(90)),
       signingAlgorithm: { ...RSA_ALG, hash: 'SHA-1' },
       publicKey: K[4].publicKey,
-      signingKey: sha1Key,
+      signingKey: sha1Key as CryptoKey, // node:crypto's key type is wider (ML-KEM usages) than the global one x509 names
       extensions: [new x509.ExtendedKeyUsageExtension([serverAuth, clientAuth])],
     });
     assert.equal(leaf.signatureAlgorithm.hash.name, 'SHA-1');
@@ -401,7 +402,7 @@ interface SClient {
 /** Run `openssl s_client`, keeping stdin open until the server's line arrives (or `ms` pass). */
 function sClient(args: string[], until: RegExp, ms = 6000): Promise<SClient> {
   return new Promise((resolve, reject) => {
-    const p = spawn('openssl', ['s_client', ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
+    const p = reap(spawn('openssl', ['s_client', ...args], { stdio: ['pipe', 'pipe', 'pipe'] }));
     let stdout = '';
     let stderr = '';
     const stop = () => p.stdin.end();

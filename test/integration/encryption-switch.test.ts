@@ -9,10 +9,10 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { spawn, execFile, ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
-import { TestCluster, BdbJson, createDb, waitDbStatus, waitFor, shardCli, sleep } from './support/cluster.js';
+import { TestCluster, BdbJson, createDb, waitDbStatus, waitFor, shardCli, sleep } from '../support/cluster.js';
+import { Capture, stopAllCaptures } from '../support/capture.js';
 
 const NET = 6;
 const cluster = new TestCluster(NET, 3);
@@ -31,57 +31,14 @@ before(async () => {
   db = await createDb(n1, { name: 'wire', memory_size: 300 << 20, shards_count: 3, sharding: true, replication: true, proxy_policy: 'all-nodes', port: 12100 });
 });
 after(async () => {
+  await stopAllCaptures();
   await cluster.stop();
   fs.rmSync(capDir, { recursive: true, force: true });
 });
 
-class Capture {
-  private proc?: ChildProcess;
-  constructor(readonly file: string) {}
-
-  async start(): Promise<void> {
-    // dumpcap writes the raw capture; tshark reads it afterwards.
-    this.proc = spawn('dumpcap', ['-q', '-i', 'lo', '-f', `tcp and net 127.0.${NET}.0/24`, '-w', this.file], { stdio: ['ignore', 'ignore', 'pipe'] });
-    let err = '';
-    this.proc.stderr!.on('data', (d) => (err += d));
-    await waitFor('capture running', async () => {
-      if (this.proc!.exitCode !== null) throw new Error(`dumpcap exited: ${err}`);
-      return fs.existsSync(this.file) && fs.statSync(this.file).size > 0;
-    }, 10_000);
-    await sleep(500);
-  }
-
-  async stop(): Promise<void> {
-    await sleep(500);
-    const p = this.proc!;
-    const exited = new Promise((r) => p.once('exit', r));
-    p.kill('SIGINT');
-    await exited;
-  }
-
-  private tshark(args: string[]): Promise<string> {
-    return new Promise((resolve, reject) =>
-      execFile('tshark', ['-r', this.file, '-d', 'tcp.port==3342,tls', ...args], { maxBuffer: 512 * 1024 * 1024 }, (err, out) => (err ? reject(err) : resolve(out))),
-    );
-  }
-
-  /** Payload bytes of every TCP segment between two different nodes, with the ports. */
-  async internodePayloads(): Promise<{ src: string; dst: string; sport: number; dport: number; time: number; data: Buffer }[]> {
-    const out = await this.tshark(['-Y', 'tcp.len > 0', '-T', 'fields', '-e', 'ip.src', '-e', 'ip.dst', '-e', 'tcp.srcport', '-e', 'tcp.dstport', '-e', 'frame.time_epoch', '-e', 'tcp.payload']);
-    return out
-      .split('\n')
-      .filter(Boolean)
-      .map((l) => l.split('\t'))
-      .filter(([src, dst]) => nodeAddrs.has(src) && nodeAddrs.has(dst) && src !== dst)
-      .map(([src, dst, sport, dport, time, hex]) => ({ src, dst, sport: Number(sport), dport: Number(dport), time: Number(time) * 1000, data: Buffer.from(hex.replace(/:/g, ''), 'hex') }));
-  }
-
-  /** Cipher suites chosen by servers in ServerHellos on 3342. */
-  async serverHelloSuites(): Promise<string[]> {
-    const out = await this.tshark(['-Y', 'tls.handshake.type == 2 && tcp.srcport == 3342', '-T', 'fields', '-e', 'tls.handshake.ciphersuite']);
-    return out.split('\n').filter(Boolean);
-  }
-}
+/** A capture of this cluster's addresses; stopped by the `after` hook whatever fails. */
+const capture = (name: string) => new Capture(path.join(capDir, name), `tcp and net 127.0.${NET}.0/24`);
+const internodePayloads = (cap: Capture) => cap.payloadsBetween(nodeAddrs);
 
 /** Write values carrying the marker to keys on every shard, through node 1's endpoint. */
 async function writeMarked(marker: string, count = 60): Promise<string[]> {
@@ -114,12 +71,12 @@ async function waitReplicated(keys: string[]): Promise<void> {
 test('encryption off: the marker crosses between nodes in clear, both proxy → shard and replication', async () => {
   assert.equal(db.data_internode_encryption, false);
   const marker = randomBytes(8).toString('hex');
-  const cap = new Capture(path.join(capDir, 'off.pcap'));
+  const cap = capture('off.pcap');
   await cap.start();
   const keys = await writeMarked(marker);
   await waitReplicated(keys);
   await cap.stop();
-  const hits = (await cap.internodePayloads()).filter((p) => p.data.includes(marker));
+  const hits = (await internodePayloads(cap)).filter((p) => p.data.includes(marker));
   assert.ok(hits.length > 0, 'marker seen between nodes');
   // Proxy → remote shard goes to a node's 3343; replication comes back from it.
   assert.ok(hits.some((p) => p.dport === 3343), 'proxy → remote shard in clear on 3343');
@@ -159,7 +116,7 @@ test('switching on keeps client connections and commands intact; afterwards the 
     }
   });
   // The capture spans the switch, so the new links' handshakes are in it.
-  const cap = new Capture(path.join(capDir, 'on.pcap'));
+  const cap = capture('on.pcap');
   await cap.start();
   await sleep(1000);
   const t = await n3.cli(['tune', 'db', String(db.uid), 'data_internode_encryption', 'enabled']);
@@ -193,7 +150,7 @@ test('switching on keeps client connections and commands intact; afterwards the 
   const keys = await writeMarked(marker);
   await waitReplicated(keys);
   await cap.stop();
-  const payloads = await cap.internodePayloads();
+  const payloads = await internodePayloads(cap);
   assert.ok(payloads.some((p) => p.time > switchedAt && (p.dport === 3342 || p.sport === 3342)), 'traffic went over 3342');
   const clear = payloads.filter((p) => p.data.includes(marker));
   assert.deepEqual(clear.map((p) => `${p.src}:${p.sport}->${p.dst}:${p.dport}`), [], 'marker never crosses between nodes in clear');
@@ -202,6 +159,72 @@ test('switching on keeps client connections and commands intact; afterwards the 
   const suites = await cap.serverHelloSuites();
   assert.ok(suites.length > 0, 'handshakes on 3342 were captured');
   for (const s of suites) assert.ok(ALLOWED_SUITES.has(s), `negotiated suite ${s} is allowed`);
+});
+
+/**
+ * Does this byte stream (one direction of one TCP connection) consist of TLS
+ * records? The capture may start mid-stream, so look for an offset within the
+ * first record's reach from which a chain of valid record headers (content
+ * type 20-23, version 3.x, length <= 2^14+256) covers the rest exactly; the
+ * last record may be cut off by the capture's end. Returns the bytes of
+ * application-data records (type 23), or -1 if it is not TLS.
+ */
+function tlsApplicationBytes(b: Buffer): number {
+  const validAt = (i: number) => i + 5 <= b.length && b[i] >= 20 && b[i] <= 23 && b[i + 1] === 3 && b[i + 2] <= 4 && b.readUInt16BE(i + 3) <= 16384 + 256;
+  for (let start = 0; start < Math.min(b.length, 16384 + 261); start++) {
+    let i = start;
+    let app = 0;
+    while (i < b.length && validAt(i)) {
+      const len = b.readUInt16BE(i + 3);
+      if (b[i] === 23) app += len;
+      i += 5 + len;
+    }
+    if (i >= b.length && i !== start) return app;
+  }
+  return -1;
+}
+
+test('with encryption on, the capture alone shows every stream between nodes is TLS, and the data went through 3342', async () => {
+  // Normally the previous test switched it on; on its own (--test-name-pattern) this one does.
+  if (!(await n1.api<BdbJson>('GET', `/v1/bdbs/${db.uid}`)).body.data_internode_encryption) {
+    await n1.api('PUT', `/v1/bdbs/${db.uid}`, { data_internode_encryption: true });
+    db = await waitDbStatus(n1, db.uid, 'active');
+  }
+  assert.equal(db.data_internode_encryption, true);
+  const cap = capture('tls-only.pcap');
+  await cap.start();
+  const marker = randomBytes(8).toString('hex');
+  // Through every endpoint, so links to remote shards and replication carry the values.
+  // Whether a command succeeds is not what this test judges: only the capture is.
+  for (const n of cluster.nodes) {
+    const c = new Redis({ host: n.addr, port: db.port, maxRetriesPerRequest: 0 });
+    c.on('error', () => undefined); // connection trouble shows in the capture, if anywhere
+    try {
+      for (let i = 0; i < 100; i++) await c.set(`tls-only:${n.addr}:${i}`, `${marker}-${'x'.repeat(200)}`).catch(() => undefined);
+    } finally {
+      c.disconnect();
+    }
+  }
+  await sleep(1000); // replication catches up
+  await cap.stop();
+  const streams = new Map<string, { ports: number[]; parts: Buffer[] }>();
+  for (const p of await internodePayloads(cap)) {
+    const k = `${p.src}:${p.sport}->${p.dst}:${p.dport}`;
+    if (!streams.has(k)) streams.set(k, { ports: [p.sport, p.dport], parts: [] });
+    streams.get(k)!.parts.push(p.data);
+  }
+  assert.ok(streams.size > 0, 'traffic between nodes was captured');
+  let appBytes3342 = 0;
+  const notTls: string[] = [];
+  for (const [k, { ports, parts }] of streams) {
+    const app = tlsApplicationBytes(Buffer.concat(parts));
+    if (app < 0) notTls.push(k);
+    else if (ports.includes(3342)) appBytes3342 += app;
+  }
+  assert.deepEqual(notTls, [], 'streams between nodes that are not TLS records');
+  // 300 values of ~220 bytes crossed (a third of keys to a remote master, then on to replicas).
+  assert.ok(appBytes3342 > 300 * 220 / 3, `only ${appBytes3342} application-data bytes on 3342`);
+  assert.ok(![...streams.values()].some((st) => st.ports.includes(3343)), 'nothing on the plaintext channel');
 });
 
 test('switching back off moves links back to the plaintext channel, again without errors', async () => {
@@ -217,11 +240,11 @@ test('switching back off moves links back to the plaintext channel, again withou
   assert.equal(closed, false);
   c.disconnect();
   const marker = randomBytes(8).toString('hex');
-  const cap = new Capture(path.join(capDir, 'off-again.pcap'));
+  const cap = capture('off-again.pcap');
   await cap.start();
   await writeMarked(marker, 20);
   await cap.stop();
-  assert.ok((await cap.internodePayloads()).some((p) => p.data.includes(marker)), 'plaintext again, as asked');
+  assert.ok((await internodePayloads(cap)).some((p) => p.data.includes(marker)), 'plaintext again, as asked');
 });
 
 test('new databases take the cluster policy default', async () => {

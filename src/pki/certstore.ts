@@ -8,11 +8,11 @@
 import tls from 'node:tls';
 import { EventEmitter } from 'node:events';
 import { X509Certificate } from 'node:crypto';
-import { Bundle, secureContext } from './policy.js';
-import { Plane, parseIdentity, validateBundle } from '../pki/pki.js';
-import { validateCustomerCert, CertName } from '../pki/customer.js';
+import { Bundle, DEFAULT_KEY_EXCHANGE, KeyExchange, secureContext } from '../tls/policy.js';
+import { serverContextOptions } from '../tls/contexts.js';
+import { PLANE_CERT_NAME, Plane, parseIdentity, validateBundle } from './pki.js';
+import { validateCustomerCert } from './customer.js';
 
-const PLANE_NAME: Record<Plane, CertName> = { cp: 'ccs_internode_encryption', dp: 'data_internode_encryption' };
 
 function firstPem(pem: string): string {
   const m = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/.exec(pem);
@@ -24,6 +24,7 @@ export class CertStore extends EventEmitter {
   private contexts = new Map<Plane, tls.SecureContext>();
   private clusterCa: string;
   private anchors: string[] = [];
+  private kx: KeyExchange = DEFAULT_KEY_EXCHANGE;
 
   constructor(initial: Record<Plane, Bundle>, extraAnchors: string[] = []) {
     super();
@@ -51,10 +52,10 @@ export class CertStore extends EventEmitter {
       if (id.plane !== plane) throw new Error(`certificate is for plane ${id.plane}, not ${plane}`);
     } else {
       // An operator's certificate: chain and key checked against the anchors in force.
-      validateCustomerCert({ name: PLANE_NAME[plane], certificate: b.certPem, key: b.keyPem }, { extraTrust: this.anchors, minRemainingSeconds: 0 });
+      validateCustomerCert({ name: PLANE_CERT_NAME[plane], certificate: b.certPem, key: b.keyPem }, { extraTrust: this.anchors, minRemainingSeconds: 0 });
     }
     const next = { certPem: b.certPem, keyPem: b.keyPem, caPem: this.trustPem() };
-    const ctx = secureContext(next);
+    const ctx = secureContext(next, this.kx);
     this.bundles.set(plane, next);
     this.contexts.set(plane, ctx);
     this.emit('change', plane);
@@ -70,10 +71,29 @@ export class CertStore extends EventEmitter {
       const b = this.bundles.get(plane);
       if (!b) continue;
       const next = { ...b, caPem: this.trustPem() };
-      this.contexts.set(plane, secureContext(next));
+      this.contexts.set(plane, secureContext(next, this.kx));
       this.bundles.set(plane, next);
       this.emit('change', plane);
     }
+  }
+
+  /** Switch the internode key-exchange rule; new handshakes (both directions) follow it. */
+  setKeyExchange(kx: KeyExchange): void {
+    if (kx === this.kx) return;
+    this.kx = kx;
+    for (const [plane, b] of this.bundles) {
+      this.contexts.set(plane, secureContext(b, kx));
+      this.emit('change', plane);
+    }
+  }
+
+  keyExchange(): KeyExchange {
+    return this.kx;
+  }
+
+  /** Server options for a listener's default context (clients that send no SNI). */
+  serverContextOptions(plane: Plane): tls.SecureContextOptions {
+    return serverContextOptions(this.bundle(plane), this.kx);
   }
 
   anchorsPem(): string[] {

@@ -1,10 +1,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import pino from 'pino';
-import { makeClusterCerts } from './support/certs.js';
-import { CertStore } from '../src/tls/certstore.js';
-import { InternodeServer, dial, PeerPolicy } from '../src/internode/channel.js';
-import { serveRpc, RpcClient } from '../src/internode/rpc.js';
+import { makeClusterCerts } from '../support/certs.js';
+import { CertStore } from '../../src/pki/certstore.js';
+import { InternodeServer, dial, PeerPolicy } from '../../src/internode/channel.js';
+import { serveRpc, RpcClient } from '../../src/internode/rpc.js';
 
 test('cp rpc round trip between two members', async () => {
   const cc = await makeClusterCerts('c1', [1, 2]);

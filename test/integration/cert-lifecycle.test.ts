@@ -11,8 +11,11 @@ import https from 'node:https';
 import { X509Certificate } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { execFileSync } from 'node:child_process';
-import { TestCluster, TestNode, createDb, waitDbStatus, waitFor, sleep } from './support/cluster.js';
-import { rsaKeys, ecKeys, keyPem, makeHierarchy, makeLeaf } from './support/pki-hierarchy.js';
+import { TestCluster, TestNode, createDb, waitDbStatus, waitFor, sleep } from '../support/cluster.js';
+import { etcdClient, etcdPaths } from '../../src/coord/etcd.js';
+import { KEYS, DenyRecord } from '../../src/coord/schema.js';
+import { normalizeSerial } from '../../src/pki/pki.js';
+import { rsaKeys, ecKeys, keyPem, makeHierarchy, makeLeaf } from '../support/pki-hierarchy.js';
 
 const cluster = new TestCluster(7, 3);
 const [n1, n2, n3] = cluster.nodes;
@@ -54,6 +57,88 @@ function presentedSerial(target: TestNode, plane: 'cp' | 'dp', as: TestNode): Pr
     s.once('error', reject);
   });
 }
+
+interface Creds {
+  cert: Buffer;
+  key: Buffer;
+  ca: Buffer;
+}
+/** A node's cp credentials, read now (a removed node wipes its own). */
+function cpCreds(n: TestNode): Creds {
+  const dir = path.join(n.dataDir, 'certs');
+  return { cert: fs.readFileSync(path.join(dir, 'cp.pem')), key: fs.readFileSync(path.join(dir, 'cp.key')), ca: fs.readFileSync(path.join(dir, 'ca.pem')) };
+}
+/** Open a cp connection to a node's 3342 with these credentials: the socket, or the handshake's error. */
+function connectAs(target: TestNode, creds: Creds): Promise<tls.TLSSocket | Error> {
+  return new Promise((resolve) => {
+    const s = tls.connect({ host: target.addr, port: 3342, ...creds, servername: 'cp.tessera.internal', ALPNProtocols: ['tessera-cp/1'], checkServerIdentity: () => undefined });
+    s.once('secureConnect', () => resolve(s));
+    s.once('error', (e) => resolve(e));
+  });
+}
+/** One control RPC (`status`) on an open link: the reply line, or '' if the link closed first. */
+function rpcStatus(s: tls.TLSSocket): Promise<string> {
+  return new Promise((resolve) => {
+    let out = '';
+    s.on('data', (d) => {
+      out += d;
+      if (out.includes('\n')) resolve(out);
+    });
+    s.on('close', () => resolve(out));
+    s.on('error', () => s.destroy());
+    s.write(JSON.stringify({ id: 1, method: 'status', params: {} }) + '\n');
+  });
+}
+async function controlLink(from: TestNode, uid: number): Promise<string> {
+  return (await from.api<{ control_plane_link: string }>('GET', `/v1/nodes/${uid}`)).body.control_plane_link;
+}
+
+// First, before any rotation: a link dialed before a rotation stays on the
+// older (still valid) certificate, whose serial this test does not deny.
+test("a member's certificate on the deny list is refused on 3342 while it is still a member; live links (accepted and dialed) close within 5 s; logged as revoked", async () => {
+  const creds = cpCreds(n3);
+  const serial = normalizeSerial(new X509Certificate(creds.cert).serialNumber);
+  const live = await connectAs(n1, creds);
+  assert.ok(!(live instanceof Error), String(live));
+  assert.match(await rpcStatus(live), /"uptime"/, 'the link works before the serial is denied');
+  const closed = new Promise<number>((resolve) => live.once('close', () => resolve(Date.now())));
+  await waitFor('node 1 reaches node 3 over the control plane', async () => (await controlLink(n1, 3)) === 'ok', 15_000);
+  const logFrom = fs.statSync(n1.logFile).size;
+
+  // Straight into the store, as node removal does, but node 3 stays a member: the deny list is the only reason left.
+  const store = etcdClient(n1.addr, 3341, etcdPaths(n1.dataDir));
+  try {
+    const rec: DenyRecord = { serial, node_uid: 3, plane: 'cp', time: new Date().toISOString() };
+    const t0 = Date.now();
+    await store.put(KEYS.deny(serial)).value(JSON.stringify(rec));
+    const closedAt = await Promise.race([closed, sleep(10_000).then(() => Infinity)]);
+    assert.ok(closedAt - t0 < 5000, `accepted live link closed after ${closedAt - t0} ms`);
+    assert.deepEqual((await n1.api<{ uid: number }[]>('GET', '/v1/nodes')).body.map((n) => n.uid), [1, 2, 3], 'node 3 is still a member');
+
+    // New connections with the denied certificate: refused by both other nodes.
+    for (const target of [n1, n2]) {
+      const s = await connectAs(target, creds);
+      if (s instanceof Error) continue; // refused during the handshake
+      assert.equal(await rpcStatus(s), '', `${target.addr} answers nothing to a denied certificate`);
+    }
+    // Node 1's own dialed control link to node 3 (node 3 presents the denied certificate) is cut and stays cut.
+    await waitFor('node 1 no longer trusts node 3 on the control plane', async () => (await controlLink(n1, 3)) === 'unreachable', 5000, 100);
+    await sleep(2500);
+    assert.equal(await controlLink(n1, 3), 'unreachable');
+    const log = fs.readFileSync(n1.logFile, 'utf8').slice(logFrom);
+    assert.match(log, new RegExp(`certificate ${serial} is revoked`));
+    assert.doesNotMatch(log, /node 3 is not a member/);
+  } finally {
+    await store.delete().key(KEYS.deny(serial));
+    store.close();
+  }
+  // Off the list again: node 3 is trusted again, with nothing restarted.
+  await waitFor('node 1 reaches node 3 again', async () => (await controlLink(n1, 3)) === 'ok', 15_000);
+  const again = await connectAs(n2, creds);
+  assert.ok(!(again instanceof Error), String(again));
+  assert.match(await rpcStatus(again), /"uptime"/);
+  again.destroy();
+});
 
 test('rotate renews cp and dp on every node: serials, files and what 3342 presents all change', async () => {
   const before = allSerials();
@@ -279,33 +364,10 @@ test("a removed node's certificates are refused on 3342 of the remaining nodes, 
   await waitFor('databases gone', async () => (await n1.api<unknown[]>('GET', '/v1/bdbs')).body.length === 0, 60_000);
 
   // Keep node 3's credentials: the node wipes them itself once it is removed.
-  const dir = path.join(n3.dataDir, 'certs');
-  const creds = { cert: fs.readFileSync(path.join(dir, 'cp.pem')), key: fs.readFileSync(path.join(dir, 'cp.key')), ca: fs.readFileSync(path.join(dir, 'ca.pem')) };
-  const connectAs = () =>
-    new Promise<tls.TLSSocket>((resolve, reject) => {
-      const s = tls.connect({
-        host: n1.addr,
-        port: 3342,
-        ...creds,
-        servername: 'cp.tessera.internal',
-        ALPNProtocols: ['tessera-cp/1'],
-        checkServerIdentity: () => undefined,
-      });
-      s.once('secureConnect', () => resolve(s));
-      s.once('error', reject);
-    });
-  const rpc = (s: tls.TLSSocket) =>
-    new Promise<string>((resolve) => {
-      let out = '';
-      s.on('data', (d) => {
-        out += d;
-        if (out.includes('\n')) resolve(out);
-      });
-      s.on('close', () => resolve(out));
-      s.write(JSON.stringify({ id: 1, method: 'status', params: {} }) + '\n');
-    });
-  const live = await connectAs();
-  assert.match(await rpc(live), /"uptime"/, 'a member link works before the removal');
+  const creds = cpCreds(n3);
+  const live = await connectAs(n1, creds);
+  assert.ok(!(live instanceof Error), String(live));
+  assert.match(await rpcStatus(live), /"uptime"/, 'a member link works before the removal');
   const closed = new Promise<number>((resolve) => live.once('close', () => resolve(Date.now())));
 
   const t0 = Date.now();
@@ -314,20 +376,9 @@ test("a removed node's certificates are refused on 3342 of the remaining nodes, 
   const closedAt = await closed;
   assert.ok(closedAt - t0 < 5000, `live link closed after ${closedAt - t0} ms`);
   for (const target of [n1, n2]) {
-    const s = await new Promise<tls.TLSSocket | Error>((resolve) => {
-      const c = tls.connect({
-        host: target.addr,
-        port: 3342,
-        ...creds,
-        servername: 'cp.tessera.internal',
-        ALPNProtocols: ['tessera-cp/1'],
-        checkServerIdentity: () => undefined,
-      });
-      c.once('secureConnect', () => resolve(c));
-      c.once('error', (e) => resolve(e));
-    });
+    const s = await connectAs(target, creds);
     if (s instanceof Error) continue; // refused during the handshake
-    assert.equal(await rpc(s), '', `${target.addr} answers nothing to a removed node`);
+    assert.equal(await rpcStatus(s), '', `${target.addr} answers nothing to a removed node`);
   }
   const nodes = await n1.api<{ uid: number }[]>('GET', '/v1/nodes');
   assert.deepEqual(nodes.body.map((n) => n.uid), [1, 2]);

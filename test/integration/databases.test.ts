@@ -9,7 +9,7 @@ import net from 'node:net';
 import path from 'node:path';
 import { execFile } from 'node:child_process';
 import { Redis } from 'ioredis';
-import { TestCluster, TestNode, BdbJson, createDb, waitDbStatus, waitFor, shardCli, redisCli, sleep } from './support/cluster.js';
+import { TestCluster, TestNode, BdbJson, createDb, waitDbStatus, waitFor, shardCli, redisCli, sleep } from '../support/cluster.js';
 
 const cluster = new TestCluster(4, 3);
 const [n1, n2, n3] = cluster.nodes;

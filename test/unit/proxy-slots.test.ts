@@ -3,10 +3,11 @@ import assert from 'node:assert/strict';
 import net from 'node:net';
 import { join } from 'node:path';
 
-import { SLOT_COUNT, crc16, keySlot, keySlotOf } from '../src/proxy/slots.js';
-import { ReplyParser, decodeReply, encodeCommand } from '../src/proxy/resp.js';
-import { startScratchRedis, type ScratchRedis } from './support/redis.js';
-import { rng } from './support/rng.js';
+import { SLOT_COUNT, crc16, keySlot, keySlotOf } from '../../src/proxy/slots.js';
+import { encodeCommand } from '../../src/proxy/resp-encode.js';
+import { ReplyParser, decodeReply } from '../../src/proxy/resp-reply.js';
+import { startScratchRedis, type ScratchRedis } from '../support/redis.js';
+import { rng } from '../support/rng.js';
 
 /** Bit-by-bit CRC16/XMODEM: an independent oracle for the table version. */
 function crc16Slow(buf: Uint8Array): number {

@@ -8,7 +8,7 @@ import tls from 'node:tls';
 import path from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
-import { TestCluster, TestNode, waitFor, USER, PASSWORD } from './support/cluster.js';
+import { TestCluster, TestNode, waitFor, USER, PASSWORD } from '../support/cluster.js';
 
 interface NodeJson {
   uid: number;

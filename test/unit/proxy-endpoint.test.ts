@@ -4,6 +4,7 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { reap } from '../support/reaper.js';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
@@ -11,9 +12,10 @@ import { join } from 'node:path';
 import type { Duplex } from 'node:stream';
 import { Redis } from 'ioredis';
 
-import { Endpoint, type EndpointConfig } from '../src/proxy/endpoint.js';
-import { ReplyParser, decodeReply, encodeCommand, type RespReply, type RespValue } from '../src/proxy/resp.js';
-import { keySlot } from '../src/proxy/slots.js';
+import { Endpoint, type EndpointConfig } from '../../src/proxy/endpoint.js';
+import { encodeCommand } from '../../src/proxy/resp-encode.js';
+import { ReplyParser, decodeReply, type RespReply, type RespValue } from '../../src/proxy/resp-reply.js';
+import { keySlot } from '../../src/proxy/slots.js';
 
 const HOST = '127.0.20.1';
 const SECRET = 'shard-secret-' + process.pid;
@@ -33,9 +35,9 @@ const sockPath = (uid: number) => join(dir, `s${uid}.sock`);
 const connects = new Map<number, number>();
 
 async function startShard(uid: number): Promise<void> {
-  const p = spawn('redis-server', ['--port', '0', '--unixsocket', sockPath(uid), '--requirepass', SECRET, '--save', '', '--appendonly', 'no', '--dir', dir], {
+  const p = reap(spawn('redis-server', ['--port', '0', '--unixsocket', sockPath(uid), '--requirepass', SECRET, '--save', '', '--appendonly', 'no', '--dir', dir], {
     stdio: 'ignore',
-  });
+  }));
   servers[uid] = p;
   for (let i = 0; i < 200 && !existsSync(sockPath(uid)); i++) await sleep(20);
   // The socket file appears before accept() is ready: wait for a PONG.

@@ -2,25 +2,19 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
 
-import { startScratchRedis, type ScratchRedis } from './support/redis.js';
+import { startScratchRedis, type ScratchRedis } from '../support/redis.js';
 import {
-  ReplyError,
-  ReplyParser,
-  RequestParser,
-  type RespCommand,
   appendRaw,
-  decodeReply,
   encodeArray,
   encodeBulk,
   encodeCommand,
   encodeError,
   encodeInteger,
   encodeSimple,
-  splitInlineArgs,
-  type RequestParserOptions,
-  type RespReply,
-} from '../src/proxy/resp.js';
-import { rng } from './support/rng.js';
+} from '../../src/proxy/resp-encode.js';
+import { ReplyError, ReplyParser, decodeReply, type RespReply } from '../../src/proxy/resp-reply.js';
+import { RequestParser, type RespCommand, splitInlineArgs, type RequestParserOptions } from '../../src/proxy/resp-request.js';
+import { rng } from '../support/rng.js';
 
 const int = (r: () => number, n: number) => Math.floor(r() * n);
 const B = (s: string) => Buffer.from(s, 'latin1');

@@ -24,9 +24,10 @@ import {
   resolveCommand,
   unknownCommandError,
   type CommandSpec,
-} from '../src/proxy/commands.js';
-import { ReplyError, ReplyParser, decodeReply, encodeCommand, encodeError, type RespValue } from '../src/proxy/resp.js';
-import { startScratchRedis, type ScratchRedis } from './support/redis.js';
+} from '../../src/proxy/commands.js';
+import { encodeCommand, encodeError } from '../../src/proxy/resp-encode.js';
+import { ReplyError, ReplyParser, decodeReply, type RespValue } from '../../src/proxy/resp-reply.js';
+import { startScratchRedis, type ScratchRedis } from '../support/redis.js';
 
 const argv = (s: string) => s.split(' ').map((x) => Buffer.from(x === '""' ? '' : x, 'latin1'));
 const keysOf = (s: string) => {

@@ -1,0 +1,78 @@
+// The options of every TLS listener and dialer of Tessera, built here and
+// nowhere else: the internode channel (3342, both ends), the REST API and
+// metrics listeners, the HTTPS client of the CLI and of joining nodes, and
+// the etcd client. Callers bring certificates and identity checks; versions,
+// suites, groups, ALPN, client-certificate demands and verification switches
+// come from here.
+import tls from 'node:tls';
+import { BASE_OPTIONS, Bundle, KeyExchange, protocolOptions, secureContext } from './policy.js';
+
+/** The two internode planes: control (cp) and data (dp). */
+export type Plane = 'cp' | 'dp';
+/** A plane is named by ALPN, and by SNI so a server can pick the plane's certificate before ALPN settles. */
+export const ALPN: Record<Plane, string> = { cp: 'tessera-cp/1', dp: 'tessera-dp/1' };
+export const SERVERNAME: Record<Plane, string> = { cp: 'cp.tessera.internal', dp: 'dp.tessera.internal' };
+/** A handshake that has not finished by then is dropped. */
+const INTERNODE_HANDSHAKE_TIMEOUT_MS = 10_000;
+
+export function planeOfAlpn(p: string | false | null | undefined): Plane | undefined {
+  if (p === ALPN.cp) return 'cp';
+  if (p === ALPN.dp) return 'dp';
+  return undefined;
+}
+export function planeOfServername(s: string | false | null | undefined): Plane | undefined {
+  if (s === SERVERNAME.cp) return 'cp';
+  if (s === SERVERNAME.dp) return 'dp';
+  return undefined;
+}
+
+/** A listener's default context (clients without SNI): the policy's protocol options under a key-exchange rule. */
+export function serverContextOptions(b: Bundle, kx: KeyExchange): tls.SecureContextOptions {
+  return { ...protocolOptions(kx), cert: b.certPem, key: b.keyPem, ca: b.caPem };
+}
+
+/** The internode listener: mutual TLS, both planes by ALPN, the plane's certificate picked by SNI. */
+export function internodeServerOptions(defaultContext: tls.SecureContextOptions, contextFor: (plane: Plane) => tls.SecureContext): tls.TlsOptions {
+  return {
+    ...defaultContext,
+    requestCert: true,
+    rejectUnauthorized: true,
+    handshakeTimeout: INTERNODE_HANDSHAKE_TIMEOUT_MS,
+    ALPNProtocols: [ALPN.cp, ALPN.dp],
+    SNICallback: (name, cb) => cb(null, contextFor(planeOfServername(name) ?? 'cp')),
+  };
+}
+
+/**
+ * An internode dial for one plane. `context` carries the plane's certificate,
+ * trust and the key-exchange rule; `checkPeer` replaces host-name checks
+ * (nodes are known by certificate identity, not by name).
+ */
+export function internodeDialOptions(plane: Plane, context: tls.SecureContext, checkPeer: (cert: tls.PeerCertificate) => Error | undefined): tls.ConnectionOptions {
+  return {
+    secureContext: context,
+    servername: SERVERNAME[plane],
+    ALPNProtocols: [ALPN[plane]],
+    rejectUnauthorized: true,
+    checkServerIdentity: (_host, cert) => checkPeer(cert),
+  };
+}
+
+/** A client-facing HTTPS listener (REST API, metrics). */
+export function httpsServerOptions(cert: { certPem: string; keyPem: string }): tls.TlsOptions {
+  return { ...BASE_OPTIONS, cert: cert.certPem, key: cert.keyPem };
+}
+
+/**
+ * The HTTPS client (CLI, joining node). With a CA it verifies the chain and
+ * pins the cluster by that CA rather than by host name (addresses change);
+ * without one it does not verify, like `curl -k`.
+ */
+export function httpsClientOptions(caPem: string | undefined): tls.ConnectionOptions {
+  return { ...BASE_OPTIONS, ca: caPem, rejectUnauthorized: !!caPem, checkServerIdentity: () => undefined };
+}
+
+/** The etcd client's context: the daemon's client pair and the store's CA, under the policy. */
+export function etcdClientContext(b: Bundle): tls.SecureContext {
+  return secureContext(b);
+}
