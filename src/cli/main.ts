@@ -241,12 +241,17 @@ export function buildProgram(): Command {
     .command('cluster')
     .argument('<words...>', 'setting value pairs, e.g. data_internode_encryption enabled')
     .action(async (words: string[], _o, cmd: Command) => {
-      const w = pairs(words, ['data_internode_encryption', 'internode_key_exchange']);
+      const w = pairs(words, ['data_internode_encryption', 'internode_key_exchange', 'failover_timeout']);
       const body: Record<string, unknown> = {};
       if (w.data_internode_encryption !== undefined) body.data_internode_encryption = enabledWord(w.data_internode_encryption);
       if (w.internode_key_exchange !== undefined) {
         if (!(KEY_EXCHANGES as readonly string[]).includes(w.internode_key_exchange)) throw new CliError(`internode_key_exchange must be one of: ${KEY_EXCHANGES.join(', ')}`);
         body.internode_key_exchange = w.internode_key_exchange;
+      }
+      if (w.failover_timeout !== undefined) {
+        const t = Number(w.failover_timeout);
+        if (!Number.isInteger(t) || t < 1 || t > 3600) throw new CliError('failover_timeout must be a whole number of seconds from 1 to 3600');
+        body.failover_timeout = t;
       }
       await api(cmd, 'PUT', '/v1/cluster/policy', body);
       console.log('Finished successfully');

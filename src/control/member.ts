@@ -18,6 +18,7 @@ import type { PolicySnapshot } from '../dataplane/messages.js';
 import { BdbReconciler } from './reconciler.js';
 import { BdbController } from './bdb-controller.js';
 import { CertRotator } from './cert-rotation.js';
+import { FailoverController } from './failover-controller.js';
 import { NodeConfig, NodeIdentity, SOFTWARE_VERSION } from './config.js';
 import { certPath } from '../pki/node-files.js';
 import { PLANE_CERT_NAME, Plane, certInfo } from '../pki/pki.js';
@@ -71,6 +72,7 @@ export class ClusterMember implements PeerPolicy {
   reconciler?: BdbReconciler;
   controller?: BdbController;
   rotator?: CertRotator;
+  failover?: FailoverController;
   /** Services that live as long as this membership (wired by src/node); closed first on stop. */
   private readonly attached: { close(): Promise<void> }[] = [];
   private lease?: Lease;
@@ -184,6 +186,8 @@ export class ClusterMember implements PeerPolicy {
     await this.reconciler.start();
     this.controller = new BdbController(this, this.reconciler, this.log.child({ component: 'bdb-controller' }));
     await this.controller.start();
+    this.failover = new FailoverController(this, this.log.child({ component: 'failover' }));
+    this.failover.start();
     this.probeTimer = setInterval(() => void this.probePeers(), this.cfg.timings.probeIntervalMs);
     this.probeTimer.unref();
     this.log.info({ uid: this.uid, cluster: this.cluster.name }, 'node is a running cluster member');
@@ -199,9 +203,24 @@ export class ClusterMember implements PeerPolicy {
     return { ...this.certs.bundle(plane), caPem: this.certs.caPem() };
   }
 
+  /** The cluster policy as stored, with defaults for what it does not say. */
+  policy(): PolicyRecord {
+    return { ...DEFAULT_POLICY, ...(this.clusterPolicy.items.get('') ?? {}) };
+  }
+  failoverTimeoutSeconds(): number {
+    return this.policy().failover_timeout;
+  }
+  lastContact(uid: number): number | undefined {
+    const p = this.probes.get(uid);
+    return p?.at || undefined;
+  }
+  databases() {
+    return this.reconciler?.bdbs.values() ?? [];
+  }
+
   /** The cluster's internode key-exchange rule, applied to this node's own dialers (control RPC). */
   private applyKeyExchange(): void {
-    const kx = { ...DEFAULT_POLICY, ...(this.clusterPolicy.items.get('') ?? {}) }.internode_key_exchange;
+    const kx = this.policy().internode_key_exchange;
     if (kx !== this.certs.keyExchange()) this.log.info({ internode_key_exchange: kx }, 'internode key exchange rule applied');
     this.certs.setKeyExchange(kx);
   }
@@ -386,6 +405,7 @@ export class ClusterMember implements PeerPolicy {
     for (const c of this.rpcClients.values()) c.close();
     for (const a of this.attached) await a.close().catch((e) => this.log.warn({ err: (e as Error).message }, 'closing a member service'));
     await this.rotator?.stop().catch((e) => this.log.warn({ err: (e as Error).message }, 'stopping certificate rotation'));
+    this.failover?.stop();
     await this.controller?.stop().catch((e) => this.log.warn({ err: (e as Error).message }, 'stopping the database controller'));
     await this.reconciler?.stop().catch((e) => this.log.warn({ err: (e as Error).message }, 'stopping the reconciler'));
     await this.dataplane?.stop().catch((e) => this.log.warn({ err: (e as Error).message }, 'stopping the data plane'));

@@ -2,6 +2,7 @@
 // converges this node's part of it — shard processes, the data-plane
 // worker's endpoints, links and tunnels — then writes what it observed back.
 import fs from 'node:fs';
+import path from 'node:path';
 import type { Logger } from 'pino';
 import type { Etcd3 } from 'etcd3';
 import type { NodeConfig } from './config.js';
@@ -47,6 +48,8 @@ export class BdbReconciler {
   private again = false;
   private stopped = false;
   private lastObserved = new Map<number, string>();
+  /** Returning masters whose failover to their replica is under way. */
+  private readonly fencing = new Set<number>();
 
   constructor(
     private readonly m: ReconcilerHost,
@@ -125,6 +128,46 @@ export class BdbReconciler {
     this.log.warn({ bdb: bdbUid, failed: masterUid, promoted: replicaUid, generation: next?.generation }, 'master shard failed; its replica takes over');
   }
 
+  /**
+   * A master shard this node ran before (its directory is here) but has not
+   * started since this process began: the node is coming back. While it was
+   * away its live replica kept the newer data, so the replica becomes master
+   * and this one returns as its replica; starting it as master would make the
+   * replica copy whatever this one holds (nothing, without persistence).
+   */
+  private fenceReturningMaster(b: BdbRecord, shardUid: number): boolean {
+    if (!fs.existsSync(shardDir(this.m.cfg.dataDir, shardUid))) return false; // a new shard
+    const replica = b.shards.find((s) => s.master_uid === shardUid && s.role === 'slave' && s.node_uid !== this.m.uid && this.m.live.items.has(String(s.node_uid)));
+    if (!replica) return false; // nothing better to serve from: start with what is on disk
+    if (this.fencing.has(shardUid)) return true;
+    this.fencing.add(shardUid);
+    this.log.warn({ bdb: b.uid, shard: shardUid, replica: replica.uid }, 'fencing: this node returns; its replica takes over and this shard comes back as its replica');
+    void this.failover(b.uid, shardUid, replica.uid)
+      .catch((err) => this.log.error({ bdb: b.uid, shard: shardUid, err: (err as Error).message }, 'fencing failover failed; retrying'))
+      .finally(() => {
+        this.fencing.delete(shardUid);
+        this.schedule();
+      });
+    return true;
+  }
+
+  /** Directories of shards no longer placed here (moved away while this node was down). */
+  private removeStaleShardDirs(wanted: Map<number, unknown>): void {
+    const root = path.dirname(shardDir(this.m.cfg.dataDir, 0));
+    let entries: string[];
+    try {
+      entries = fs.readdirSync(root);
+    } catch {
+      return; // no shard has ever run here
+    }
+    for (const e of entries) {
+      const uid = Number(e);
+      if (!Number.isInteger(uid) || wanted.has(uid) || this.shards.has(uid)) continue;
+      this.log.info({ shard: uid }, 'removing the files of a shard no longer placed here');
+      fs.rmSync(shardDir(this.m.cfg.dataDir, uid), { recursive: true, force: true });
+    }
+  }
+
   shardProcess(uid: number): RedisShard | undefined {
     return this.shards.get(uid);
   }
@@ -148,8 +191,10 @@ export class BdbReconciler {
       this.shards.delete(uid);
       fs.rmSync(shardDir(this.m.cfg.dataDir, uid), { recursive: true, force: true });
     }
+    this.removeStaleShardDirs(wanted);
     for (const [uid, w] of wanted) {
       let shard = this.shards.get(uid);
+      if (!shard && w.role === 'master' && this.fenceReturningMaster(w.b, uid)) continue;
       // A replica starts as one, through its tunnel; until the data plane has opened it, wait.
       const tunnel = w.role === 'slave' ? this.m.dataplane?.tunnelPorts.get(uid) : undefined;
       if (w.role === 'slave' && !tunnel && (!shard || shard.held)) continue;

@@ -94,11 +94,14 @@ export interface PolicyRecord {
   data_internode_encryption: boolean;
   /** Internode channel key exchange: hybrid post-quantum preferred, or required. */
   internode_key_exchange: KeyExchange;
+  /** Seconds after a node's last liveness renewal at which the master fails its shards over. */
+  failover_timeout: number;
 }
 
 export const DEFAULT_POLICY: PolicyRecord = {
   data_internode_encryption: false,
   internode_key_exchange: DEFAULT_KEY_EXCHANGE,
+  failover_timeout: 5,
 };
 
 export interface DenyRecord {

@@ -14,6 +14,7 @@ const policyBody = {
   properties: {
     data_internode_encryption: { type: 'boolean' },
     internode_key_exchange: { type: 'string', enum: [...KEY_EXCHANGES] },
+    failover_timeout: { type: 'integer', minimum: 1, maximum: 3600 },
   },
 } as const;
 

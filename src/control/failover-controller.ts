@@ -1,0 +1,154 @@
+// Runs on the cluster master: node failover. A member whose liveness lease is
+// gone is down; it has been down since this master last heard from it (its
+// last answered control-plane probe, or when the lease went, if later never
+// answered). Once that is `failover_timeout` seconds ago, for every database
+// with shards on it, in one compare-and-swap per database:
+//   - each master shard there hands its slots to its replica on a live node,
+//     and becomes that replica's replica;
+//   - each replica shard there (the old masters included) is placed on
+//     another live node, never its master's, to be rebuilt by a full sync
+//     through the internode channel (replica high availability).
+// Reconcilers on every node then converge: the promoted replica drops
+// REPLICAOF, endpoints route its slots to it, the moved replica starts on its
+// new node. The decision is the master's alone and is made from the store,
+// so two nodes never promote two replicas of one shard; a new master that
+// takes over starts counting from when it sees the node down.
+import type { Logger } from 'pino';
+import type { Etcd3 } from 'etcd3';
+import type { BdbRecord, LiveRecord, NodeRecord, ShardPlacement } from '../coord/schema.js';
+import type { PrefixCache } from '../coord/watch.js';
+import { updateBdb } from './bdb-store.js';
+
+/** What failover needs of its node's membership (ClusterMember provides it). */
+export interface FailoverHost {
+  readonly client: Etcd3;
+  readonly nodes: PrefixCache<NodeRecord>;
+  readonly live: PrefixCache<LiveRecord>;
+  isMaster(): boolean;
+  /** When this node last heard from a peer (a control-plane probe it answered), ms since the epoch. */
+  lastContact(uid: number): number | undefined;
+  failoverTimeoutSeconds(): number;
+  databases(): BdbRecord[];
+}
+
+export interface FailoverPlan {
+  shards: ShardPlacement[];
+  promoted: { failed: number; promoted: number; node: number }[];
+  moved: { shard: number; from: number; to: number }[];
+}
+
+/**
+ * The new placement of one database after the loss of `dead` nodes, or
+ * undefined when nothing can change. Pure: the same record and node sets
+ * give the same plan.
+ */
+export function planFailover(shards: readonly ShardPlacement[], dead: ReadonlySet<number>, liveNodes: readonly number[]): FailoverPlan | undefined {
+  const next = shards.map((s) => ({ ...s }));
+  const plan: FailoverPlan = { shards: next, promoted: [], moved: [] };
+  const alive = (n: number) => !dead.has(n) && liveNodes.includes(n);
+  for (const m of next) {
+    if (m.role !== 'master' || !dead.has(m.node_uid)) continue;
+    const r = next.find((s) => s.role === 'slave' && s.master_uid === m.uid && alive(s.node_uid));
+    if (!r) continue; // no replica to take over: the slots wait for the node
+    r.role = 'master';
+    r.master_uid = undefined;
+    r.slots = m.slots;
+    m.role = 'slave';
+    m.master_uid = r.uid;
+    plan.promoted.push({ failed: m.uid, promoted: r.uid, node: r.node_uid });
+  }
+  for (const s of next) {
+    if (s.role !== 'slave' || !dead.has(s.node_uid)) continue;
+    const master = next.find((x) => x.uid === s.master_uid);
+    if (!master || !alive(master.node_uid)) continue; // nothing live to copy from
+    // Never beside its master; otherwise the live node holding fewest of this database's shards.
+    const load = (n: number) => next.filter((x) => x.node_uid === n).length;
+    const to = liveNodes.filter((n) => alive(n) && n !== master.node_uid).sort((a, b) => load(a) - load(b) || a - b)[0];
+    if (to === undefined) continue;
+    plan.moved.push({ shard: s.uid, from: s.node_uid, to });
+    s.node_uid = to;
+  }
+  return plan.promoted.length || plan.moved.length ? plan : undefined;
+}
+
+export class FailoverController {
+  private timer?: NodeJS.Timeout;
+  private busy = false;
+  /** Node uid → when this master first saw it without a liveness lease. */
+  private readonly downSince = new Map<number, number>();
+  private readonly reported = new Set<string>();
+
+  constructor(
+    private readonly m: FailoverHost,
+    private readonly log: Logger,
+  ) {}
+
+  start(): void {
+    const kick = () => void this.tick();
+    this.m.live.on('change', kick);
+    this.timer = setInterval(kick, 250);
+    this.timer.unref();
+  }
+
+  private async tick(): Promise<void> {
+    if (this.busy) return;
+    if (!this.m.isMaster()) {
+      this.downSince.clear();
+      return;
+    }
+    this.busy = true;
+    try {
+      const now = Date.now();
+      const members = this.m.nodes.values().filter((n) => n.addr).map((n) => n.uid);
+      const liveNodes = members.filter((u) => this.m.live.items.has(String(u)));
+      for (const u of members) {
+        if (liveNodes.includes(u)) {
+          if (this.downSince.delete(u)) this.log.info({ node: u }, 'node is up again');
+        } else if (!this.downSince.has(u)) {
+          // Backdated to the last contact: a master elected after the node died still counts from then.
+          const since = Math.min(now, this.m.lastContact(u) ?? now);
+          this.downSince.set(u, since);
+          this.log.warn({ node: u, silent_ms: now - since }, 'node is down (its liveness lease expired)');
+        }
+      }
+      for (const u of this.downSince.keys()) if (!members.includes(u)) this.downSince.delete(u);
+      const waitMs = this.m.failoverTimeoutSeconds() * 1000;
+      const dead = new Set([...this.downSince].filter(([, t]) => now - t >= waitMs).map(([u]) => u));
+      if (!dead.size) return;
+      for (const b of this.m.databases()) {
+        if (b.status === 'delete-pending' || b.status === 'creation-failed') continue;
+        if (!b.shards.some((s) => dead.has(s.node_uid))) continue;
+        let plan: FailoverPlan | undefined;
+        await updateBdb(this.m.client, b.uid, (cur) => {
+          plan = planFailover(cur.shards, dead, liveNodes);
+          if (!plan) return undefined;
+          return {
+            ...cur,
+            shards: plan.shards,
+            generation: cur.generation + 1,
+            status: cur.status === 'pending' ? cur.status : 'active-change-pending',
+            last_changed_time: new Date().toISOString(),
+          };
+        });
+        if (plan) {
+          for (const p of plan.promoted) this.log.warn({ bdb: b.uid, ...p, dead: [...dead] }, 'failover: replica promoted to master');
+          for (const mv of plan.moved) this.log.warn({ bdb: b.uid, ...mv }, 'failover: replica rebuilt on another node');
+        } else {
+          const key = `${b.uid}:${[...dead].join(',')}`;
+          if (!this.reported.has(key)) {
+            this.reported.add(key);
+            this.log.error({ bdb: b.uid, dead: [...dead] }, 'failover: shards stay on the dead node (no replica on a live node, or no other live node to rebuild on)');
+          }
+        }
+      }
+    } catch (err) {
+      this.log.warn({ err: (err as Error).message }, 'failover tick failed; the next one retries');
+    } finally {
+      this.busy = false;
+    }
+  }
+
+  stop(): void {
+    clearInterval(this.timer);
+  }
+}
