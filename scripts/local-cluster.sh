@@ -69,7 +69,7 @@ sleep 2
 # The sample database: 2 shards, replicated, data-plane encryption on, an endpoint on every node.
 if ! ./bin/tessera info db sample >/dev/null 2>&1; then
   ca="$home/n1/certs/ca.pem"
-  body='{"name":"sample","memory_size":268435456,"port":12000,"shards_count":2,"sharding":true,"replication":true,"proxy_policy":"all-nodes","data_internode_encryption":true}'
+  body='{"name":"sample","memory_size":268435456,"port":12000,"shards_count":2,"sharding":true,"replication":true,"proxy_policy":"all-nodes","data_internode_encryption":true,"data_persistence":"aof"}'
   curl -sS --fail-with-body --cacert "$ca" -u "$user:$password" -H 'content-type: application/json' -d "$body" https://127.0.0.1:9443/v1/bdbs >/dev/null
 fi
 for _ in $(seq 1 300); do
@@ -80,7 +80,7 @@ done
 cat <<EOT
 
 Tessera local cluster is running (3 nodes, 127.0.0.1-3).
-  Database:     sample (2 shards, replicated, data_internode_encryption enabled)
+  Database:     sample (2 shards, replicated, data_internode_encryption enabled, data_persistence aof)
   Endpoints:    127.0.0.1:12000  127.0.0.2:12000  127.0.0.3:12000
   Try:          redis-cli -h 127.0.0.1 -p 12000 SET hello world && redis-cli -h 127.0.0.3 -p 12000 GET hello
   REST API:     https://127.0.0.1:9443/v1  (also on 127.0.0.2 and 127.0.0.3)

@@ -8,6 +8,7 @@ import { httpsServerOptions } from '../tls/contexts.js';
 import type { NodeDaemon } from '../control/daemon.js';
 import { OperatorError } from '../util/errors.js';
 import { HTTP_STATUS } from './errors.js';
+import { isStoreUnavailable } from '../coord/etcd.js';
 import { authHook } from './auth.js';
 import { bootstrapRoutes } from './routes/bootstrap.js';
 import { clusterRoutes } from './routes/cluster.js';
@@ -42,6 +43,13 @@ export class RestServer {
 
     app.setErrorHandler((err: FastifyError | OperatorError, req, reply) => {
       if (err instanceof OperatorError) return reply.status(HTTP_STATUS[err.kind]).send({ error_code: err.code, description: err.message });
+      if (isStoreUnavailable(err)) {
+        req.log.warn({ err: (err as Error).message, url: req.url }, 'coordination store unreachable');
+        return reply
+          .status(503)
+          .header('retry-after', '2')
+          .send({ error_code: 'store_unavailable', description: "this node's coordination store (etcd) is unreachable; it is being restarted, or the cluster has lost its majority. Try again shortly, or ask another node." });
+      }
       const fe = err as FastifyError;
       if (fe.validation) {
         const v = fe.validation[0];

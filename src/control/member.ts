@@ -76,6 +76,7 @@ export class ClusterMember implements PeerPolicy {
   /** Services that live as long as this membership (wired by src/node); closed first on stop. */
   private readonly attached: { close(): Promise<void> }[] = [];
   private lease?: Lease;
+  private livenessFailures = 0;
   private masterTimer?: NodeJS.Timeout;
   private rpcClients = new Map<number, RpcClient>();
   /** This thread's dialed control links, cut when their peer is revoked or removed. */
@@ -133,6 +134,8 @@ export class ClusterMember implements PeerPolicy {
   /** Join the live cluster: caches, own record, liveness, election, internode channel, probes. */
   async run(): Promise<void> {
     await this.waitReady();
+    // From here on a member that dies is restarted (with backoff), not left dead.
+    this.etcd.supervise();
     const c = await this.client.get(KEYS.cluster).json();
     if (!c) throw new Error('coordination store holds no cluster record');
     this.cluster = c as ClusterRecord;
@@ -278,11 +281,20 @@ export class ClusterMember implements PeerPolicy {
     this.lease = lease;
     lease.on('lost', (err) => {
       if (this.stopped) return;
-      this.log.warn({ err: err.message }, 'liveness lease lost; taking a new one');
-      setTimeout(() => void this.holdLiveness().catch((e) => this.log.error({ err: (e as Error).message }, 'cannot renew liveness')), 500);
+      if (this.livenessFailures === 0) this.log.warn({ err: err.message }, 'liveness lease lost; taking a new one');
+      setTimeout(
+        () =>
+          void this.holdLiveness().catch((e) => {
+            // Retried twice a second while the store is away: log the first and then every 20th, with the count.
+            if (this.livenessFailures++ % 20 === 0) this.log.error({ err: (e as Error).message, failures: this.livenessFailures }, 'cannot renew liveness');
+          }),
+        500,
+      );
     });
     const rec: LiveRecord = { uid: this.uid, started_time: new Date(this.startedAt).toISOString(), pid: process.pid };
     await lease.put(KEYS.live(this.uid)).value(JSON.stringify(rec));
+    if (this.livenessFailures > 0) this.log.info({ failures: this.livenessFailures }, 'liveness renewed again');
+    this.livenessFailures = 0;
   }
 
   /**

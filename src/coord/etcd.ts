@@ -7,7 +7,7 @@ import path from 'node:path';
 import type { Logger } from 'pino';
 import { Etcd3 } from 'etcd3';
 import { ExponentialBackoff, IBackoff, handleWhen, noop, retry } from 'cockatiel';
-import { isRecoverableError } from 'etcd3';
+import { isRecoverableError, GRPCDeadlineExceededError, GRPCUnavailableError } from 'etcd3';
 import tls from 'node:tls';
 import * as grpc from '@grpc/grpc-js';
 import { ETCD_CIPHER_SUITES } from '../tls/policy.js';
@@ -44,10 +44,18 @@ export function peerUrl(addr: string, port: number): string {
   return `https://${addr}:${port}`;
 }
 
+/** Delays between restarts of a member that keeps dying; back to the first after it ran a while. */
+const RESTART_DELAYS_MS = [250, 500, 1000, 2000, 5000, 10_000];
+const RESTART_RESET_AFTER_MS = 30_000;
+
 export class EtcdMember {
   private proc?: ChildProcess;
   private stopping = false;
   private exited?: Promise<void>;
+  private supervised = false;
+  private restarts = 0;
+  private startedAt = 0;
+  private restartTimer?: NodeJS.Timeout;
 
   constructor(private readonly o: EtcdMemberOptions) {}
 
@@ -55,8 +63,33 @@ export class EtcdMember {
     return this.proc?.pid;
   }
 
+  /**
+   * From now on, restart the member with backoff whenever it exits on its own
+   * (it rejoins with its data directory). Bootstrap and join do not supervise:
+   * there a failure is reported instead.
+   */
+  supervise(): void {
+    this.supervised = true;
+  }
+
+  private onUnexpectedExit(code: number | null, signal: NodeJS.Signals | null): void {
+    if (!this.supervised || this.stopping) {
+      this.o.log.error({ code, signal }, 'etcd member exited unexpectedly');
+      return;
+    }
+    if (Date.now() - this.startedAt > RESTART_RESET_AFTER_MS) this.restarts = 0;
+    const delay = RESTART_DELAYS_MS[Math.min(this.restarts, RESTART_DELAYS_MS.length - 1)];
+    this.restarts++;
+    this.o.log.error({ code, signal, attempt: this.restarts, restart_in_ms: delay, last: this.logTail(2) }, 'etcd member exited unexpectedly; restarting it');
+    this.restartTimer = setTimeout(() => {
+      this.restartTimer = undefined;
+      if (!this.stopping) this.start();
+    }, delay);
+  }
+
   start(): void {
     const o = this.o;
+    this.startedAt = Date.now();
     fs.mkdirSync(o.paths.dataDir, { recursive: true, mode: 0o700 });
     fs.chmodSync(o.paths.dataDir, 0o700);
     const args = [
@@ -94,7 +127,7 @@ export class EtcdMember {
     o.log.info({ pid: proc.pid, name: o.name, state: o.state }, 'etcd member started');
     this.exited = new Promise((resolve) => {
       proc.once('exit', (code, signal) => {
-        if (!this.stopping) o.log.error({ code, signal }, 'etcd member exited unexpectedly');
+        if (!this.stopping) this.onUnexpectedExit(code, signal);
         resolve();
       });
       proc.once('error', (err) => {
@@ -128,8 +161,9 @@ export class EtcdMember {
   }
 
   async stop(): Promise<void> {
-    if (!this.proc) return;
     this.stopping = true;
+    clearTimeout(this.restartTimer);
+    if (!this.proc) return;
     if (this.running) this.proc.kill('SIGTERM');
     const t = setTimeout(() => this.proc?.kill('SIGKILL'), 5000);
     await this.exited;
@@ -209,6 +243,11 @@ export function etcdPaths(dataDir: string): EtcdPaths {
     clientCertFile: path.join(certs, 'etcd-client.pem'),
     clientKeyFile: path.join(certs, 'etcd-client.key'),
   };
+}
+
+/** Is this error the local store being unreachable (member down, restarting, no quorum)? */
+export function isStoreUnavailable(err: unknown): boolean {
+  return err instanceof GRPCUnavailableError || err instanceof GRPCDeadlineExceededError || (err instanceof Error && isRecoverableError(err));
 }
 
 /** Wait until the member answers a linearizable read (a learner never does until promoted). */
