@@ -15,6 +15,7 @@ import { clusterRoutes } from './routes/cluster.js';
 import { nodesRoutes } from './routes/nodes.js';
 import { joinRoutes } from './routes/join.js';
 import { bdbsRoutes } from './routes/bdbs.js';
+import { shardsRoutes } from './routes/shards.js';
 import { lifecycleRoutes, customerCertRoutes } from './routes/lifecycle.js';
 import { listenOrExplain } from '../internode/channel.js';
 
@@ -72,6 +73,7 @@ export class RestServer {
     app.register(clusterRoutes, { daemon });
     app.register(nodesRoutes, { daemon });
     app.register(bdbsRoutes, { daemon });
+    app.register(shardsRoutes, { daemon });
     app.register(lifecycleRoutes, { daemon });
     app.register(customerCertRoutes, { daemon });
   }

@@ -39,12 +39,27 @@ const updateBody = { type: 'object', additionalProperties: false, minProperties:
 
 type BdbInput = Partial<Omit<BdbRecord, 'uid' | 'shards' | 'status' | 'generation' | 'link_generation' | 'internal_secret'>>;
 
+/**
+ * Each shard of a database as its node last reported it: 'active', 'down'
+ * (its node is down, or the process is), or 'starting' (not reported yet);
+ * with the time of the report.
+ */
+export function shardStates(m: ClusterMember, b: BdbRecord): Map<number, { status: string; reported?: string }> {
+  const reported = new Map<number, { status: string; time: string }>();
+  for (const o of m.controller?.observedOf(b.uid).values() ?? []) for (const s of o.shards) reported.set(s.uid, { status: s.status, time: o.time });
+  return new Map(
+    b.shards.map((s) => {
+      const r = reported.get(s.uid);
+      const status = m.live.items.has(String(s.node_uid)) ? (r?.status ?? 'starting') : 'down';
+      return [s.uid, { status, reported: r?.time }];
+    }),
+  );
+}
+
 export function bdbView(m: ClusterMember, b: BdbRecord) {
   const allNodes = m.nodes.values().filter((n) => n.addr).map((n) => n.uid);
   const addrs = endpointNodes(b, allNodes).map((u) => m.nodes.items.get(String(u))?.addr).filter(Boolean) as string[];
-  const obs = m.controller?.observedOf(b.uid);
-  const shardStatus = new Map<number, string>();
-  for (const o of obs?.values() ?? []) for (const s of o.shards) shardStatus.set(s.uid, s.status);
+  const states = shardStates(m, b);
   const { internal_secret: _secret, authentication_redis_pass: pass, generation: _g, link_generation: _l, shards, ...rest } = b;
   return {
     ...rest,
@@ -56,7 +71,7 @@ export function bdbView(m: ClusterMember, b: BdbRecord) {
       node_uid: s.node_uid,
       assigned_slots: `${s.slots[0]}-${s.slots[1]}`,
       ...(s.master_uid !== undefined ? { master_uid: s.master_uid } : {}),
-      status: m.live.items.has(String(s.node_uid)) ? (shardStatus.get(s.uid) ?? 'starting') : 'down',
+      status: states.get(s.uid)!.status,
     })),
     endpoints: [{ uid: `${b.uid}:1`, dns_name: `redis-${b.port}.${m.cluster.name}`, port: b.port, addr: addrs, proxy_policy: b.proxy_policy, addr_type: 'internal' }],
   };
