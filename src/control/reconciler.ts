@@ -50,6 +50,7 @@ export class BdbReconciler {
   private lastObserved = new Map<number, string>();
   /** Returning masters whose failover to their replica is under way. */
   private readonly fencing = new Set<number>();
+  private staleDirsRemoved = false;
 
   constructor(
     private readonly m: ReconcilerHost,
@@ -191,7 +192,11 @@ export class BdbReconciler {
       this.shards.delete(uid);
       fs.rmSync(shardDir(this.m.cfg.dataDir, uid), { recursive: true, force: true });
     }
-    this.removeStaleShardDirs(wanted);
+    // Shards moved away while this node was down left their files; later moves stop the shard first and remove them.
+    if (!this.staleDirsRemoved) {
+      this.removeStaleShardDirs(wanted);
+      this.staleDirsRemoved = true;
+    }
     for (const [uid, w] of wanted) {
       let shard = this.shards.get(uid);
       if (!shard && w.role === 'master' && this.fenceReturningMaster(w.b, uid)) continue;

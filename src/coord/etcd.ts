@@ -10,8 +10,7 @@ import { ExponentialBackoff, IBackoff, handleWhen, noop, retry } from 'cockatiel
 import { isRecoverableError, GRPCDeadlineExceededError, GRPCUnavailableError } from 'etcd3';
 import tls from 'node:tls';
 import * as grpc from '@grpc/grpc-js';
-import { ETCD_CIPHER_SUITES } from '../tls/policy.js';
-import { etcdClientContext } from '../tls/contexts.js';
+import { ETCD_CIPHER_SUITES, secureContext } from '../tls/policy.js';
 
 export interface EtcdPaths {
   dataDir: string; // the member's data directory
@@ -180,7 +179,7 @@ export class EtcdMember {
  * credentials made from our own context instead.
  */
 export function etcdClient(addr: string, clientPort: number, paths: EtcdPaths): Etcd3 {
-  const ctx = etcdClientContext({
+  const ctx = secureContext({
     certPem: fs.readFileSync(paths.clientCertFile, 'utf8'),
     keyPem: fs.readFileSync(paths.clientKeyFile, 'utf8'),
     caPem: fs.readFileSync(paths.caFile, 'utf8'),

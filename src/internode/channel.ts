@@ -38,15 +38,14 @@ export function checkPeer(cert: tls.PeerCertificate | undefined, plane: Plane, p
   if (!id) return 'certificate carries no tessera identity';
   if (id.clusterId !== policy.clusterId()) return `certificate is for cluster ${id.clusterId}`;
   if (id.plane !== plane) return `certificate is for plane ${id.plane}, connection is ${plane}`;
-  if (policy.isDenied(serial)) return `certificate ${serial} is revoked`;
-  // uid 0: one operator certificate shared by all nodes; it cannot say which node it is.
-  if (id.uid !== 0 && !policy.isMember(id.uid)) return `node ${id.uid} is not a member`;
-  return { uid: id.uid, plane, serial };
+  const peer = { uid: id.uid, plane, serial };
+  return liveRefusal(peer, policy) ?? peer;
 }
 
 /** Why a live, once-accepted peer must now be cut off (revoked or removed), or undefined. */
 export function liveRefusal(peer: PeerIdentity, policy: PeerPolicy): string | undefined {
   if (policy.isDenied(peer.serial)) return `certificate ${peer.serial} is revoked`;
+  // uid 0: one operator certificate shared by all nodes; it cannot say which node it is.
   if (peer.uid !== 0 && !policy.isMember(peer.uid)) return `node ${peer.uid} is not a member`;
   return undefined;
 }
@@ -196,19 +195,10 @@ export interface DialOptions {
   links?: LiveLinks;
 }
 
-/** What a dialed link negotiated. The group is only visible on the dialing side. */
-export interface LinkSecurity {
-  protocol: string;
-  cipher: string;
-  group?: string;
-}
 
-export function linkSecurity(s: tls.TLSSocket): LinkSecurity {
-  return { protocol: s.getProtocol() ?? 'unknown', cipher: s.getCipher()?.name ?? 'unknown', group: negotiatedGroup(s) };
-}
 
 /** Open an authenticated internode connection for one plane. */
-export function dial(o: DialOptions): Promise<{ socket: tls.TLSSocket; peer: PeerIdentity; security: LinkSecurity }> {
+export function dial(o: DialOptions): Promise<{ socket: tls.TLSSocket; peer: PeerIdentity }> {
   return new Promise((resolve, reject) => {
     let peer: PeerIdentity | undefined;
     const verify = (cert: tls.PeerCertificate) => {
@@ -238,9 +228,10 @@ export function dial(o: DialOptions): Promise<{ socket: tls.TLSSocket; peer: Pee
       socket.setKeepAlive(true, 10_000);
       socket.setNoDelay(true);
       o.links?.add(socket, peer);
-      const security = linkSecurity(socket);
+      // The group is visible only on the dialing side (OpenSSL does not tell a server).
+      const security = { protocol: socket.getProtocol(), cipher: socket.getCipher()?.name, group: negotiatedGroup(socket) };
       o.log?.info({ peer: peer.uid, serial: peer.serial, plane: o.plane, purpose: o.purpose, ...security }, 'internode link established');
-      resolve({ socket, peer, security });
+      resolve({ socket, peer });
     });
     socket.once('error', (err) => {
       clearTimeout(timer);

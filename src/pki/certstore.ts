@@ -8,8 +8,7 @@
 import tls from 'node:tls';
 import { EventEmitter } from 'node:events';
 import { X509Certificate } from 'node:crypto';
-import { Bundle, DEFAULT_KEY_EXCHANGE, KeyExchange, secureContext } from '../tls/policy.js';
-import { serverContextOptions } from '../tls/contexts.js';
+import { Bundle, DEFAULT_KEY_EXCHANGE, KeyExchange, contextOptions, secureContext } from '../tls/policy.js';
 import { PLANE_CERT_NAME, Plane, parseIdentity, validateBundle } from './pki.js';
 import { validateCustomerCert } from './customer.js';
 
@@ -93,7 +92,7 @@ export class CertStore extends EventEmitter {
 
   /** Server options for a listener's default context (clients that send no SNI). */
   serverContextOptions(plane: Plane): tls.SecureContextOptions {
-    return serverContextOptions(this.bundle(plane), this.kx);
+    return contextOptions(this.bundle(plane), this.kx);
   }
 
   anchorsPem(): string[] {

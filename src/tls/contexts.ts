@@ -1,11 +1,11 @@
 // The options of every TLS listener and dialer of Tessera, built here and
 // nowhere else: the internode channel (3342, both ends), the REST API and
 // metrics listeners, the HTTPS client of the CLI and of joining nodes, and
-// the etcd client. Callers bring certificates and identity checks; versions,
+// the etcd client (its context: policy.ts's secureContext). Callers bring certificates and identity checks; versions,
 // suites, groups, ALPN, client-certificate demands and verification switches
 // come from here.
 import tls from 'node:tls';
-import { BASE_OPTIONS, Bundle, KeyExchange, protocolOptions, secureContext } from './policy.js';
+import { BASE_OPTIONS } from './policy.js';
 
 /** The two internode planes: control (cp) and data (dp). */
 export type Plane = 'cp' | 'dp';
@@ -24,11 +24,6 @@ export function planeOfServername(s: string | false | null | undefined): Plane |
   if (s === SERVERNAME.cp) return 'cp';
   if (s === SERVERNAME.dp) return 'dp';
   return undefined;
-}
-
-/** A listener's default context (clients without SNI): the policy's protocol options under a key-exchange rule. */
-export function serverContextOptions(b: Bundle, kx: KeyExchange): tls.SecureContextOptions {
-  return { ...protocolOptions(kx), cert: b.certPem, key: b.keyPem, ca: b.caPem };
 }
 
 /** The internode listener: mutual TLS, both planes by ALPN, the plane's certificate picked by SNI. */
@@ -70,9 +65,4 @@ export function httpsServerOptions(cert: { certPem: string; keyPem: string }): t
  */
 export function httpsClientOptions(caPem: string | undefined): tls.ConnectionOptions {
   return { ...BASE_OPTIONS, ca: caPem, rejectUnauthorized: !!caPem, checkServerIdentity: () => undefined };
-}
-
-/** The etcd client's context: the daemon's client pair and the store's CA, under the policy. */
-export function etcdClientContext(b: Bundle): tls.SecureContext {
-  return secureContext(b);
 }

@@ -70,8 +70,13 @@ export interface Bundle {
   caPem: string;
 }
 
+/** A bundle's context options under a key-exchange rule (also a listener's default context). */
+export function contextOptions(b: Bundle, kx: KeyExchange = DEFAULT_KEY_EXCHANGE): tls.SecureContextOptions {
+  return { ...protocolOptions(kx), cert: b.certPem, key: b.keyPem, ca: b.caPem };
+}
+
 export function secureContext(b: Bundle, kx: KeyExchange = DEFAULT_KEY_EXCHANGE): tls.SecureContext {
-  return tls.createSecureContext({ ...protocolOptions(kx), cert: b.certPem, key: b.keyPem, ca: b.caPem });
+  return tls.createSecureContext(contextOptions(b, kx));
 }
 
 /**

@@ -54,6 +54,21 @@ function probeKeys(): string[] {
   return out;
 }
 
+/** Milliseconds from `t0` until a write to every slot range through `through`'s endpoint succeeds. */
+async function msUntilEverySlotWrites(through: TestNode, t0: number): Promise<number> {
+  const probes = probeKeys();
+  const p = new Redis({ host: through.addr, port: db.port, maxRetriesPerRequest: 0, enableOfflineQueue: false, retryStrategy: () => 100 });
+  p.on('error', () => undefined); // failures are what the loop waits out
+  try {
+    return await waitFor('every slot range takes writes', async () => {
+      for (const k of probes) if ((await p.set(k, 'x').catch(() => undefined)) !== 'OK') return false;
+      return Date.now() - t0;
+    }, 30_000, 100);
+  } finally {
+    p.disconnect();
+  }
+}
+
 test('SIGKILL of a node holding a master: writes resume within 10 s, no acknowledged key lost, replicas rebuilt, the node returns without a stale master', async () => {
   const masters = db.shards.filter((s) => s.role === 'master');
   assert.equal(masters.length, 2);
@@ -97,23 +112,7 @@ test('SIGKILL of a node holding a master: writes resume within 10 s, no acknowle
 
   const t0 = Date.now();
   await victim.kill('SIGKILL');
-  // Every slot range takes writes again.
-  const probes = probeKeys();
-  const p = new Redis({ host: survivor.addr, port: db.port, maxRetriesPerRequest: 0, enableOfflineQueue: false, retryStrategy: () => 100 });
-  p.on('error', () => undefined);
-  let resumedMs = -1;
-  try {
-    await waitFor('every slot range takes writes', async () => {
-      for (const k of probes) {
-        const r = await p.set(k, 'x').catch(() => undefined);
-        if (r !== 'OK') return false;
-      }
-      resumedMs = Date.now() - t0;
-      return true;
-    }, 30_000, 100);
-  } finally {
-    p.disconnect();
-  }
+  const resumedMs = await msUntilEverySlotWrites(survivor, t0);
   running = false;
   await loop;
   load.disconnect();
@@ -242,19 +241,7 @@ test('SIGKILL of the cluster master node: another node becomes master and finish
   await writeAcked(survivor, 'mk', 1000);
   const t0 = Date.now();
   await victim.kill('SIGKILL');
-  const probes = probeKeys();
-  const p = new Redis({ host: survivor.addr, port: db.port, maxRetriesPerRequest: 0, enableOfflineQueue: false, retryStrategy: () => 100 });
-  p.on('error', () => undefined);
-  let resumedMs = -1;
-  try {
-    await waitFor('every slot range takes writes', async () => {
-      for (const k of probes) if ((await p.set(k, 'y').catch(() => undefined)) !== 'OK') return false;
-      resumedMs = Date.now() - t0;
-      return true;
-    }, 30_000, 100);
-  } finally {
-    p.disconnect();
-  }
+  const resumedMs = await msUntilEverySlotWrites(survivor, t0);
   console.log(`# cluster master killed: writes to every slot resumed ${resumedMs} ms after SIGKILL`);
   // Measured 8.4-9.1 s: an etcd leader election (1.5-3 s) happens first, and etcd extends every
   // lease by its TTL (5 s) on a new leader. The 10 s goal holds but with little margin on a

@@ -67,7 +67,7 @@ export const clusterRoutes: FastifyPluginAsync<{ daemon: NodeDaemon }> = async (
           return [{ node_uid: n.uid, plane, ...c, expires_in_seconds: Math.round((Date.parse(c.not_after) - now) / 1000) }];
         }),
       );
-    const policy = { ...DEFAULT_POLICY, ...(((await m.client.get(KEYS.policy).json()) as Partial<PolicyRecord> | null) ?? {}) };
+    const policy = m.policy();
     return {
       ca: { subject: caInfo.subject, serial: caInfo.serial, not_before: caInfo.not_before, not_after: caInfo.not_after, fingerprint256: caInfo.fingerprint256, certificate: ca.cert },
       certificates,
