@@ -38,7 +38,11 @@ export interface ReconcilerHost {
   readonly nodes: PrefixCache<NodeRecord>;
   readonly live: PrefixCache<LiveRecord>;
   readonly dataplane?: DataplaneHost;
+  failoverTimeoutSeconds(): number;
 }
+
+/** Beyond failover_timeout: the master's next tick, the promotion and the new map reaching every node. */
+const FAILOVER_MARGIN_MS = 5_000;
 export class BdbReconciler {
   readonly bdbs: PrefixCache<BdbRecord>;
   private shards = new Map<number, RedisShard>();
@@ -252,6 +256,7 @@ export class BdbReconciler {
           bdbUid: b.uid,
           port: b.port,
           password: b.authentication_redis_pass || undefined,
+          holdMs: this.m.failoverTimeoutSeconds() * 1000 + FAILOVER_MARGIN_MS,
           shards: b.shards.filter((s) => s.role === 'master').map((s) => ({ shardUid: s.uid, slots: [s.slots] })),
         });
       }

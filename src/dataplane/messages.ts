@@ -54,6 +54,8 @@ export interface EndpointSpec {
   port: number;
   password?: string;
   shards: { shardUid: number; slots: [number, number][] }[];
+  /** How long commands for an unreachable master wait before -CLUSTERDOWN (covers a failover). */
+  holdMs: number;
 }
 
 export interface TunnelSpec {

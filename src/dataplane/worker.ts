@@ -145,6 +145,7 @@ class Dataplane implements PeerPolicy {
       password: spec.password,
       shards: spec.shards.map((s) => ({ shardUid: s.shardUid, slots: s.slots })),
       linkGeneration: bdb?.linkGeneration ?? 0,
+      holdMs: spec.holdMs,
     };
   }
 

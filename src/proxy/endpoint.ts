@@ -43,7 +43,14 @@ export interface EndpointConfig {
   shards: ShardRoute[];
   /** When it changes, every link to every shard is re-established. */
   linkGeneration: number;
+  /**
+   * How long a command for an unreachable master waits (for it to come back
+   * or for a failover to name a new one) before -CLUSTERDOWN. Default 10 s.
+   */
+  holdMs?: number;
 }
+
+export const DEFAULT_HOLD_MS = 10_000;
 
 /** Opens a fresh, already authenticated raw RESP2 byte stream to a shard. */
 export type ShardConnector = (shardUid: number) => Promise<Duplex>;
@@ -57,6 +64,7 @@ export class Endpoint implements SessionHost {
   /** @internal */ serverVersion = '7.0.0';
   /** @internal */ password: string | undefined;
   /** @internal */ gen: number;
+  /** @internal */ holdMs: number;
   /** @internal slot → shard index (into shardUids), -1 when unserved. */
   slotShard = new Int16Array(SLOT_COUNT).fill(-1);
   /** @internal shard uids, sorted: the index SCAN cursors and pools use. */
@@ -84,6 +92,7 @@ export class Endpoint implements SessionHost {
     this.log = log ?? NOOP_LOG;
     this.password = cfg.password ? cfg.password : undefined;
     this.gen = cfg.linkGeneration;
+    this.holdMs = cfg.holdMs ?? DEFAULT_HOLD_MS;
     this.applyShards(cfg.shards);
   }
 
@@ -121,6 +130,7 @@ export class Endpoint implements SessionHost {
     // Takes effect for the next AUTH; authenticated clients stay so, as with
     // CONFIG SET requirepass.
     this.password = cfg.password ? cfg.password : undefined;
+    this.holdMs = cfg.holdMs ?? DEFAULT_HOLD_MS;
     const shardsChanged = !sameShards(old.shards, cfg.shards);
     if (shardsChanged) this.applyShards(cfg.shards);
     if (cfg.linkGeneration !== this.gen) {
@@ -289,9 +299,11 @@ export class Endpoint implements SessionHost {
       for (const [a, b] of s.slots) for (let x = Math.max(0, a); x <= Math.min(SLOT_COUNT - 1, b); x++) map[x] = i;
     }
     const oldUids = this.shardUids;
+    const oldMap = this.slotShard;
     const oldHubs = this.hubs;
     this.slotShard = map;
     this.shardUids = uids;
+    const gone: [number, ShardLink][] = [];
     for (let p = 0; p < 2; p++) {
       const old = this.pools[p];
       const next: (ShardLink | undefined)[] = uids.map(() => undefined);
@@ -299,12 +311,16 @@ export class Endpoint implements SessionHost {
         if (l === undefined) return;
         const j = index.get(oldUids[i]);
         if (j !== undefined) next[j] = l;
-        else {
-          l.retire(null);
-          if (l.state !== L_CLOSED) this.draining.add(l);
-        }
+        else gone.push([i, l]);
       });
       this.pools[p] = next;
+    }
+    for (const [i, l] of gone) {
+      // A failover: the shard's slots now all belong to one other shard, so
+      // the commands still queued for it (never sent) go there, in order.
+      const heir = heirOf(oldMap, map, i);
+      l.retire(heir < 0 ? null : this.sharedLink(heir, l.proto));
+      if (l.state !== L_CLOSED) this.draining.add(l);
     }
     this.hubs = uids.map(() => undefined);
     oldHubs.forEach((h, i) => {
@@ -348,6 +364,18 @@ export class Endpoint implements SessionHost {
     }
     for (const h of oldHubs) if (h !== undefined && !this.hubs.includes(h)) h.close();
   }
+}
+
+/** The one new shard index serving every slot old shard `i` served, or -1. */
+function heirOf(oldMap: Int16Array, map: Int16Array, i: number): number {
+  let heir = -1;
+  for (let x = 0; x < oldMap.length; x++) {
+    if (oldMap[x] !== i) continue;
+    const j = map[x];
+    if (j < 0 || (heir >= 0 && j !== heir)) return -1;
+    heir = j;
+  }
+  return heir;
 }
 
 function sameShards(a: ShardRoute[], b: ShardRoute[]): boolean {

@@ -44,6 +44,8 @@ export const E_BAD_NAME = encodeError('ERR Client names cannot contain spaces, n
 export const E_INVALID_CURSOR = encodeError('ERR invalid cursor');
 /** What a command gets when the link it was sent on died before it answered. */
 export const E_LINK_LOST = encodeError('ERR shard connection lost');
+/** A slot's master stayed unreachable for the whole hold (node down, no failover yet). */
+export const E_MASTER_UNREACHABLE = encodeError('CLUSTERDOWN The master shard of this slot is unreachable');
 
 export function noPermError(fullName: string): Buffer {
   return encodeError(`NOPERM this user has no permissions to run the '${fullName}' command`);

@@ -23,7 +23,7 @@
 import type { Duplex } from 'node:stream';
 import { appendRaw } from './resp-encode.js';
 import { ReplyParser, type RespReply } from './resp-reply.js';
-import type { Proto } from './replies.js';
+import { E_MASTER_UNREACHABLE, type Proto } from './replies.js';
 
 /** Receives the reply to one command; null when the link died first. */
 export interface Sink {
@@ -47,6 +47,12 @@ export interface LinkHost {
   countLink(delta: number): void;
   /** The shards' redis version, learnt from a link's HELLO reply. */
   serverVersion: string;
+  /**
+   * How long commands wait on a shared link whose shard is unreachable (or
+   * not yet master) before they fail with -CLUSTERDOWN: long enough to cover
+   * a node failover, after which the endpoint's new map moves them on.
+   */
+  readonly holdMs: number;
 }
 
 /** A client session owning dedicated links. */
@@ -62,6 +68,12 @@ export const L_BACKOFF = 3;
 export const L_CLOSED = 4;
 
 const CONNECT_TIMEOUT_MS = 10_000;
+/** The reply every held command gets once its hold ran out. */
+const UNREACHABLE = (() => {
+  const p = new ReplyParser();
+  p.push(E_MASTER_UNREACHABLE);
+  return p.next()!;
+})();
 const HELLO3 = Buffer.from('*2\r\n$5\r\nHELLO\r\n$1\r\n3\r\n');
 const HELLO = Buffer.from('*1\r\n$5\r\nHELLO\r\n');
 /** Batches up to this size are joined into one buffer; larger ones use writev. */
@@ -96,6 +108,11 @@ export class ShardLink {
   private fhead = 0;
   private attempts = 0;
   private timer: NodeJS.Timeout | null = null;
+  // Unreachable shard: since when, the timer ending the hold, and whether it
+  // has ended (new commands then fail at once until the link is back).
+  private downSince = 0;
+  private holdTimer: NodeJS.Timeout | null = null;
+  private failFast = false;
 
   constructor(
     readonly host: LinkHost,
@@ -159,7 +176,6 @@ export class ShardLink {
   private attach(s: Duplex): void {
     this.stream = s;
     this.parser = new ReplyParser();
-    this.attempts = 0;
     this.host.countLink(1);
     s.on('data', (c: Buffer) => this.onData(s, c));
     s.on('error', (e: Error) => this.onStreamGone(s, e));
@@ -187,6 +203,10 @@ export class ShardLink {
       sink.onReply(null);
       return;
     }
+    if (this.failFast) {
+      sink.onReply(UNREACHABLE);
+      return;
+    }
     if (views.length === 1) {
       // A pipeline of commands from one chunk becomes one slice, without a
       // Buffer object per command.
@@ -210,8 +230,8 @@ export class ShardLink {
 
   /** Queue bytes the proxy built; `replies` replies are expected, all for `sink`. */
   sendBuf(buf: Buffer, sink: Sink, replies = 1): void {
-    if (this.state === L_CLOSED) {
-      for (let i = 0; i < replies; i++) sink.onReply(null);
+    if (this.state === L_CLOSED || this.failFast) {
+      for (let i = 0; i < replies; i++) sink.onReply(this.failFast ? UNREACHABLE : null);
       return;
     }
     if (this.runAB !== null) this.closeRun();
@@ -313,6 +333,7 @@ export class ShardLink {
       clearTimeout(this.timer);
       this.timer = null;
     }
+    this.endHold();
     if (this.runAB !== null) this.closeRun();
     if (successor !== null) {
       if (successor.runAB !== null) successor.closeRun();
@@ -343,6 +364,7 @@ export class ShardLink {
       clearTimeout(this.timer);
       this.timer = null;
     }
+    this.endHold();
     const s = this.stream;
     this.stream = null;
     if (s !== null) {
@@ -381,20 +403,68 @@ export class ShardLink {
     }
     this.handOff();
     this.state = L_BACKOFF;
+    this.startHold();
     this.scheduleReconnect();
   }
 
   private connectFailed(e: unknown): void {
     if (this.state === L_CLOSED) return;
-    this.host.log.warn({ shard: this.shardUid, err: String((e as Error)?.message ?? e) }, 'shard connect failed');
-    // Commands that waited for this attempt fail; later ones wait for the next.
-    this.failQueued();
+    if (this.attempts < 2 || this.attempts % 20 === 0) {
+      this.host.log.warn({ shard: this.shardUid, attempt: this.attempts + 1, err: String((e as Error)?.message ?? e) }, 'shard connect failed');
+    }
     if (this.dedicated || this.retired) {
       this.close();
       return;
     }
+    // Queued commands wait (a failover may be on its way) until the hold runs out.
     this.state = L_BACKOFF;
+    this.startHold();
     this.scheduleReconnect();
+  }
+
+  /**
+   * The shard answered HELLO as a replica: it is not (yet) the master the map
+   * names, e.g. a replica the failover just promoted whose node has not run
+   * REPLICAOF NO ONE yet. Nothing was written but the HELLO, so the queue
+   * waits for the next attempt instead of meeting -READONLY.
+   */
+  notMaster(): void {
+    const s = this.stream;
+    if (s === null) return;
+    this.stream = null;
+    this.host.countLink(-1);
+    s.on('error', () => {});
+    s.destroy();
+    this.fsinks.length = 0;
+    this.fhead = 0;
+    this.connectFailed(new Error('shard is a replica, not the master'));
+  }
+
+  /** Linked and answering as master: held commands go out, new ones queue again. */
+  ready(): void {
+    this.endHold();
+    this.attempts = 0;
+  }
+
+  private startHold(): void {
+    if (this.downSince !== 0) return;
+    this.downSince = Date.now();
+    this.holdTimer = setTimeout(() => {
+      this.holdTimer = null;
+      this.failFast = true;
+      this.host.log.warn({ shard: this.shardUid, held_ms: Date.now() - this.downSince }, 'shard unreachable past the hold; its commands fail with CLUSTERDOWN until it is back');
+      this.failQueued(UNREACHABLE);
+    }, this.host.holdMs);
+    this.holdTimer.unref();
+  }
+
+  private endHold(): void {
+    if (this.holdTimer !== null) {
+      clearTimeout(this.holdTimer);
+      this.holdTimer = null;
+    }
+    this.downSince = 0;
+    this.failFast = false;
   }
 
   private scheduleReconnect(): void {
@@ -420,13 +490,13 @@ export class ShardLink {
     this.runAB = null;
   }
 
-  private failQueued(): void {
+  private failQueued(reply: RespReply | null = null): void {
     const sinks = this.qsinks;
     this.qsinks = [];
     this.qbufs = [];
     this.qbytes = 0;
     this.runAB = null;
-    for (const s of sinks) s.onReply(null);
+    for (const s of sinks) s.onReply(reply);
   }
 }
 
@@ -439,7 +509,10 @@ class HelloSink implements Sink {
       this.link.fail(new Error(`HELLO refused by shard: ${r.rawBuffer().toString().trim()}`));
       return;
     }
-    const m = /version\r\n\$\d+\r\n([^\r]+)\r\n/.exec(r.rawBuffer().toString('latin1'));
+    const text = r.rawBuffer().toString('latin1');
+    const m = /version\r\n\$\d+\r\n([^\r]+)\r\n/.exec(text);
     if (m !== null) this.link.host.serverVersion = m[1];
+    if (/role\r\n\$7\r\nreplica\r\n/.test(text)) this.link.notMaster();
+    else this.link.ready();
   }
 }

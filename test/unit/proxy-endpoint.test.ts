@@ -671,8 +671,11 @@ describe('proxy endpoint over three shards', () => {
     await killShard(victim);
     assert.equal(await inflight, 'ERR shard connection lost');
     assert.equal(await r.set(other, 'ok'), 'OK', 'other shards unaffected');
-    assert.match(await errMsg(r.get(k)), /ERR shard connection lost/);
+    // A command for the dead shard is held (not failed) until it is back.
+    const held = r.get(k);
+    await sleep(300);
     await startShard(victim);
+    assert.ok([null, 'before'].includes(await held), 'the held command is served once the shard is back');
     let ok = false;
     for (let i = 0; i < 50 && !ok; i++) {
       try {
@@ -718,6 +721,62 @@ describe('proxy endpoint over three shards', () => {
       }
     }
     assert.equal(v, null);
+  });
+
+  it('holds commands for an unreachable master, then answers CLUSTERDOWN; other shards are unaffected', async () => {
+    const down = async (uid: number): Promise<Duplex> => {
+      if (uid === 1) throw new Error('connect ECONNREFUSED');
+      return connector(uid);
+    };
+    const fport = await freePort();
+    const e = new Endpoint({ bdbUid: 9, host: HOST, port: fport, shards: SHARDS, linkGeneration: 1, holdMs: 400 }, down);
+    endpoints.push(e);
+    await e.listen();
+    // No ready check: its INFO would reach the held shard too.
+    const c = client(fport, { enableReadyCheck: false });
+    const other = client(fport, { enableReadyCheck: false });
+    const t0 = Date.now();
+    const held = errMsg(c.get(keyOn(0, 'hold:')));
+    assert.equal(await other.set(keyOn(1, 'hold:'), 'x'), 'OK', 'a live shard answers while another is held');
+    assert.ok(Date.now() - t0 < 300);
+    assert.equal(await held, 'CLUSTERDOWN The master shard of this slot is unreachable');
+    assert.ok(Date.now() - t0 >= 350, `held ${Date.now() - t0} ms`);
+    // Past the hold, commands for it fail at once.
+    const t1 = Date.now();
+    assert.match(await errMsg(c.get(keyOn(0, 'hold:'))), /^CLUSTERDOWN/);
+    assert.ok(Date.now() - t1 < 300);
+  });
+
+  it('failover: held commands move, in order, to the shard that takes over the slots; a replica is not written until it is master', async () => {
+    // Shard 1 is dead; "shard 4" is shard 1's replica being promoted: its
+    // first link answers HELLO as a replica, the next as master (shard 3's
+    // redis stands in for it).
+    let replicaHellos = 0;
+    const conn = async (uid: number): Promise<Duplex> => {
+      if (uid === 1) throw new Error('connect ECONNREFUSED');
+      if (uid === 4 && replicaHellos++ === 0) {
+        const [a, b] = await pair();
+        b.on('data', () => b.write('*4\r\n$4\r\nrole\r\n$7\r\nreplica\r\n$7\r\nversion\r\n$5\r\n7.0.0\r\n'));
+        return a;
+      }
+      return connector(uid === 4 ? 3 : uid);
+    };
+    const fport = await freePort();
+    const cfg: EndpointConfig = { bdbUid: 9, host: HOST, port: fport, shards: SHARDS, linkGeneration: 1, holdMs: 5000 };
+    const e = new Endpoint(cfg, conn);
+    endpoints.push(e);
+    await e.listen();
+    const c = client(fport);
+    const k = keyOn(0, 'fo:');
+    await shardClient(2).del(k);
+    const writes = [c.set(k, '1'), c.append(k, '2'), c.append(k, '3')];
+    await sleep(200);
+    e.update({ ...cfg, shards: [{ shardUid: 4, slots: [RANGES[0]] }, SHARDS[1], SHARDS[2]] });
+    assert.deepEqual(await Promise.all(writes), ['OK', 2, 3]);
+    assert.equal(await c.get(k), '123');
+    assert.equal(await shardClient(2).get(k), '123', 'written to the new master');
+    assert.ok(replicaHellos >= 2, 'the replica was asked again once it was master');
+    await shardClient(2).del(k);
   });
 
   it('follows a new shard map: keys and subscriptions move to the new owner', async () => {
