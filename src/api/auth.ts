@@ -2,6 +2,7 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { NodeDaemon } from '../control/daemon.js';
 import { KEYS, UserRecord } from '../coord/schema.js';
+import { readRecord } from '../coord/records.js';
 import { OperatorError } from '../util/errors.js';
 import { VerifiedCache } from '../control/passwords.js';
 
@@ -24,7 +25,7 @@ export function authHook(daemon: NodeDaemon) {
       return new OperatorError('unauthorized', 'unauthorized', d);
     };
     if (!creds) throw deny('authentication required');
-    const user = (await member.client.get(KEYS.user(creds.username)).json()) as UserRecord | null;
+    const user = await readRecord(member.client, KEYS.user(creds.username), UserRecord);
     if (!user || !(await cache.verify(creds.username, creds.password, user.password_hash))) throw deny('wrong username or password');
   };
 }

@@ -27,7 +27,8 @@ export class BdbController {
     private readonly r: BdbReconciler,
     private readonly log: Logger,
   ) {
-    this.observed = new PrefixCache<ObservedRecord>(m.client, KEYS.observedPrefix);
+    this.observed = new PrefixCache(m.client, KEYS.observedPrefix, ObservedRecord);
+    this.observed.on('malformed', (err: Error) => this.log.warn({ err: err.message }, 'ignoring a malformed observed record'));
   }
 
   async start(): Promise<void> {

@@ -2,14 +2,14 @@
 // updates, uid sequences, shard placement, and actions.
 import { randomBytes } from 'node:crypto';
 import { Etcd3 } from 'etcd3';
-import { KEYS, ActionRecord, BdbRecord, NodeRecord, ShardPlacement } from '../coord/schema.js';
-import { casUpdate } from '../coord/cas.js';
+import { KEYS, ActionRecord, BdbRecord, NodeRecord, SeqValue, ShardPlacement } from '../coord/schema.js';
+import { readRecord, updateRecord } from '../coord/records.js';
 import { SLOT_COUNT } from '../proxy/slots.js';
 
 
 /** Increment a sequence key atomically and return the new value. */
 export async function nextSeq(c: Etcd3, key: string, count = 1): Promise<number> {
-  const last = (await casUpdate<number>(c, key, (cur) => (cur ?? 0) + count))!;
+  const last = (await updateRecord(c, key, SeqValue, (cur) => (cur ?? 0) + count))!;
   return last - count + 1;
 }
 
@@ -18,7 +18,7 @@ export async function nextSeq(c: Etcd3, key: string, count = 1): Promise<number>
  * conflict. Returning undefined from `fn` leaves it unchanged.
  */
 export function updateBdb(c: Etcd3, uid: number, fn: (b: BdbRecord) => BdbRecord | undefined): Promise<BdbRecord | undefined> {
-  return casUpdate<BdbRecord>(c, KEYS.bdb(uid), (cur) => (cur ? fn(cur) : undefined));
+  return updateRecord(c, KEYS.bdb(uid), BdbRecord, (cur) => (cur ? fn(cur) : undefined));
 }
 
 export function newSecret(): string {
@@ -70,7 +70,7 @@ export async function createAction(c: Etcd3, name: string, objectName: string): 
 
 export async function finishAction(c: Etcd3, uid: string | undefined, status: 'completed' | 'failed', error?: string): Promise<void> {
   if (!uid) return;
-  const cur = (await c.get(KEYS.action(Number(uid))).json()) as ActionRecord | null;
+  const cur = await readRecord(c, KEYS.action(Number(uid)), ActionRecord);
   if (!cur || cur.status === 'completed' || cur.status === 'failed') return;
   await c.put(KEYS.action(Number(uid))).value(JSON.stringify({ ...cur, status, progress: status === 'completed' ? 100 : cur.progress, ...(error ? { error } : {}) }));
 }

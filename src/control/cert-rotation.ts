@@ -11,20 +11,21 @@ import type { CertStore } from '../pki/certstore.js';
 import type { NodeConfig, NodeIdentity } from './config.js';
 import {
   KEYS,
-  AlertSettingsRecord,
+  AlertSetting,
   CaRecord,
   CertMeta,
   CustomerCertRecord,
   CertRotationSettings,
-  DEFAULT_ALERT_SETTINGS,
-  DEFAULT_JOB_SCHEDULER,
-  JobSchedulerRecord,
   NodeAlertsRecord,
   NodeRecord,
+  StoredAlertSettings,
+  StoredJobScheduler,
   TrustRecord,
+  alertSettingsWithDefaults,
+  jobSchedulerWithDefaults,
 } from '../coord/schema.js';
 import { PrefixCache } from '../coord/watch.js';
-import { casUpdate } from '../coord/cas.js';
+import { readRecord, requireRecord, updateRecord } from '../coord/records.js';
 import { PLANE_CERT_NAME, Plane, PLANES, certInfo, createCsr, generateKeyPair, issueFromCsr } from '../pki/pki.js';
 import { installPlaneFiles } from '../pki/node-files.js';
 
@@ -48,8 +49,8 @@ export interface RotatorHost {
   readonly customerCerts: PrefixCache<CustomerCertRecord>;
 }
 export class CertRotator {
-  private settings: PrefixCache<JobSchedulerRecord>;
-  private alertSettings: PrefixCache<AlertSettingsRecord>;
+  private settings: PrefixCache<StoredJobScheduler>;
+  private alertSettings: PrefixCache<StoredAlertSettings>;
   private timer?: NodeJS.Timeout;
   private renewing = new Map<Plane, Promise<RenewResult>>();
   private failures = new Map<Plane, { count: number; retryAt: number }>();
@@ -60,16 +61,19 @@ export class CertRotator {
     private readonly m: RotatorHost,
     private readonly log: Logger,
   ) {
-    this.settings = new PrefixCache(m.client, KEYS.jobScheduler);
-    this.alertSettings = new PrefixCache(m.client, KEYS.alertSettings);
+    this.settings = new PrefixCache(m.client, KEYS.jobScheduler, StoredJobScheduler);
+    this.alertSettings = new PrefixCache(m.client, KEYS.alertSettings, StoredAlertSettings);
+    for (const cache of [this.settings, this.alertSettings]) {
+      cache.on('malformed', (err: Error) => this.log.error({ err: err.message }, 'ignoring a malformed settings record'));
+    }
   }
 
   rotation(): CertRotationSettings {
-    return { ...DEFAULT_JOB_SCHEDULER.cert_rotation_job_settings, ...(this.settings.values()[0]?.cert_rotation_job_settings ?? {}) };
+    return jobSchedulerWithDefaults(this.settings.values()[0]).cert_rotation_job_settings;
   }
 
-  alertSetting() {
-    return { ...DEFAULT_ALERT_SETTINGS.node_internal_certs_about_to_expire, ...(this.alertSettings.values()[0]?.node_internal_certs_about_to_expire ?? {}) };
+  alertSetting(): AlertSetting {
+    return alertSettingsWithDefaults(this.alertSettings.values()[0]).node_internal_certs_about_to_expire;
   }
 
   async start(): Promise<void> {
@@ -93,7 +97,7 @@ export class CertRotator {
     // If they cannot be read, keep the anchors in force (never fall back to none) and try later.
     let trust: TrustRecord | null;
     try {
-      trust = (await this.m.client.get(KEYS.trust).json()) as TrustRecord | null;
+      trust = await readRecord(this.m.client, KEYS.trust, TrustRecord);
       this.m.certs.setAnchors(trust?.anchors ?? []);
     } catch (e) {
       this.log.warn({ err: (e as Error).message }, 'cannot read or apply the trust anchors; keeping the current ones');
@@ -166,9 +170,8 @@ export class CertRotator {
   private async doRenew(plane: Plane, why: string): Promise<RenewResult> {
     try {
       // Read the settings afresh: a rotation asked for right after a settings change must use them.
-      const stored = (await this.m.client.get(KEYS.jobScheduler).json()) as Partial<JobSchedulerRecord> | null;
-      const s = { ...DEFAULT_JOB_SCHEDULER.cert_rotation_job_settings, ...(stored?.cert_rotation_job_settings ?? {}) };
-      const ca = (await this.m.client.get(KEYS.ca).json()) as CaRecord;
+      const s = jobSchedulerWithDefaults(await readRecord(this.m.client, KEYS.jobScheduler, StoredJobScheduler)).cert_rotation_job_settings;
+      const ca = await requireRecord(this.m.client, KEYS.ca, CaRecord);
       const kp = await generateKeyPair();
       const csrPem = await createCsr(kp, `node${this.m.uid}-${plane}`);
       const certPem = await issueFromCsr(
@@ -197,7 +200,7 @@ export class CertRotator {
   private async publish(plane: Plane, certPem: string): Promise<void> {
     const i = certInfo(certPem);
     const meta: CertMeta = { name: PLANE_CERT_NAME[plane], serial: i.serial, subject: i.subject, issuer: i.issuer, not_before: i.not_before, not_after: i.not_after };
-    await casUpdate<NodeRecord>(this.m.client, KEYS.node(this.m.uid), (rec) => (rec ? { ...rec, certificates: { ...rec.certificates, [plane]: meta } } : undefined));
+    await updateRecord(this.m.client, KEYS.node(this.m.uid), NodeRecord, (rec) => (rec ? { ...rec, certificates: { ...rec.certificates, [plane]: meta } } : undefined));
   }
 
   /** The alert is true while any internode certificate of this node has fewer than `threshold` days left. */

@@ -11,7 +11,8 @@ import { NodeConfig, NodeIdentity, SOFTWARE_VERSION, lockDataDir, readIdentity, 
 import { certPath } from '../pki/node-files.js';
 import { writeFileAtomic } from '../util/files.js';
 import { ClusterMember } from './member.js';
-import { KEYS, CaRecord, ClusterRecord, DEFAULT_POLICY, JoinRecord, NodePorts, NodeRecord, UserRecord } from '../coord/schema.js';
+import { KEYS, CaRecord, ClusterRecord, DEFAULT_POLICY, JoinRecord, NodePorts, NodeStubRecord, UserRecord } from '../coord/schema.js';
+import { readRecord, readRecords, requireRecord } from '../coord/records.js';
 import { peerUrl } from '../coord/etcd.js';
 import { Issued, Plane, createCa, createCsr, generateKeyPair, issueFromCsr, issueLocally, selfSigned, validateBundle } from '../pki/pki.js';
 import { hashPassword } from './passwords.js';
@@ -206,7 +207,7 @@ export class NodeDaemon {
       const cluster: ClusterRecord = { name: req.name, cluster_id: clusterId, created_time: new Date().toISOString() };
       const user: UserRecord = { username: req.username, password_hash: await hashPassword(req.password), role: 'admin' };
       const members = await c.cluster.memberList({});
-      const node: Partial<NodeRecord> = { uid, etcd_member_id: String(members.members[0]?.ID ?? ''), joined_time: new Date().toISOString() };
+      const node: NodeStubRecord = { uid, etcd_member_id: String(members.members[0]?.ID ?? ''), joined_time: new Date().toISOString() };
       await c
         .if(KEYS.cluster, 'Create', '==', 0)
         .then(
@@ -344,8 +345,8 @@ export class NodeDaemon {
     const m = this.requireMember();
     const c = m.client;
     if (m.nodes.values().some((n) => n.addr === req.addr)) throw conflict('node_already_member', `a node with address ${req.addr} is already a member`);
-    const pending = (await c.getAll().prefix(KEYS.joinsPrefix).json()) as Record<string, JoinRecord>;
-    if (Object.keys(pending).length > 0) throw conflict('busy', 'another node is joining; try again in a minute');
+    const pending = await readRecords(c, KEYS.joinsPrefix, JoinRecord);
+    if (pending.size > 0) throw conflict('busy', 'another node is joining; try again in a minute');
 
     // The store member first: it is the step most likely to be refused, and the
     // one undone if anything after it fails, so a refused join consumes no uid.
@@ -355,7 +356,7 @@ export class NodeDaemon {
     const certificates = {} as Record<Plane | 'api', string>;
     try {
       uid = await nextSeq(c, KEYS.nodeSeq);
-      const caRec = (await c.get(KEYS.ca).json()) as CaRecord;
+      const caRec = await requireRecord(c, KEYS.ca, CaRecord);
       const ca = { certPem: caRec.cert, keyPem: caRec.key };
       for (const plane of ['cp', 'dp', 'api'] as const) {
         try {
@@ -393,7 +394,7 @@ export class NodeDaemon {
   /** Promote the joining node's etcd learner once it has caught up. */
   async promoteJoin(uid: number): Promise<void> {
     const m = this.requireMember();
-    const join = (await m.client.get(KEYS.join(uid)).json()) as JoinRecord | null;
+    const join = await readRecord(m.client, KEYS.join(uid), JoinRecord);
     if (!join) throw new OperatorError('not_found', 'join_not_found', `no join in progress for node ${uid}`);
     const deadline = Date.now() + 30_000;
     let last = '';
@@ -419,8 +420,9 @@ export class NodeDaemon {
     const m = this.requireMember();
     clearTimeout(this.joinWatchdogs.get(uid));
     this.joinWatchdogs.delete(uid);
-    const join = (await m.client.get(KEYS.join(uid)).json()) as JoinRecord | null;
-    const node = (await m.client.get(KEYS.node(uid)).json()) as NodeRecord | null;
+    const join = await readRecord(m.client, KEYS.join(uid), JoinRecord);
+    // The node may have published its full record, or not yet: read only what every node record has.
+    const node = await readRecord(m.client, KEYS.node(uid), NodeStubRecord);
     const memberId = join?.etcd_member_id ?? node?.etcd_member_id;
     if (memberId) await m.client.cluster.memberRemove({ ID: memberId }).catch((e) => this.log.warn({ uid, member: memberId, err: (e as Error).message }, 'cannot remove the store member of an aborted join'));
     await m.client.delete().key(KEYS.join(uid));

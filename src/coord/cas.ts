@@ -1,17 +1,26 @@
 // Read-modify-write of one key with compare-and-swap on its mod revision,
-// retried on conflict: the one way records are changed in place.
+// retried on conflict: the one way records are changed in place. Records are
+// changed through `updateRecord` (coord/records.ts), which checks the current
+// value against the record's schema.
 import { Etcd3 } from 'etcd3';
 
 /**
- * Apply `fn` to the key's current JSON value (undefined when absent) and
- * store what it returns; returning undefined leaves the key as it is. Resolves
- * with the stored value, or with the current one when `fn` declined.
+ * Apply `fn` to the key's current value (decoded from its stored text by
+ * `decode`; undefined when absent) and store what it returns as JSON;
+ * returning undefined leaves the key as it is. Resolves with the stored
+ * value, or with the current one when `fn` declined.
  */
-export async function casUpdate<T>(c: Etcd3, key: string, fn: (cur: T | undefined) => T | undefined, attempts = 50): Promise<T | undefined> {
+export async function casUpdateWith<T>(
+  c: Etcd3,
+  key: string,
+  decode: (raw: string) => T,
+  fn: (cur: T | undefined) => T | undefined,
+  attempts = 50,
+): Promise<T | undefined> {
   for (let i = 0; i < attempts; i++) {
     const res = await c.get(key).exec();
     const kv = res.kvs[0];
-    const cur = kv ? (JSON.parse(kv.value.toString()) as T) : undefined;
+    const cur = kv ? decode(kv.value.toString()) : undefined;
     const next = fn(cur);
     if (next === undefined) return cur;
     const txn = kv ? c.if(key, 'Mod', '==', kv.mod_revision) : c.if(key, 'Create', '==', 0);
@@ -19,4 +28,12 @@ export async function casUpdate<T>(c: Etcd3, key: string, fn: (cur: T | undefine
     if (r.succeeded) return next;
   }
   throw new Error(`${key} kept changing under this update; try again`);
+}
+
+/**
+ * `casUpdateWith` on the key's JSON, taken to be a `T` unchecked.
+ * @deprecated use `updateRecord` (coord/records.ts), which checks the stored value against its schema.
+ */
+export function casUpdate<T>(c: Etcd3, key: string, fn: (cur: T | undefined) => T | undefined, attempts = 50): Promise<T | undefined> {
+  return casUpdateWith(c, key, (raw) => JSON.parse(raw) as T, fn, attempts);
 }

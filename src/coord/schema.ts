@@ -1,6 +1,13 @@
 // The coordination store's key layout and the records kept under it.
 // Desired state is written by the REST API; observed state by each node.
-import { DEFAULT_KEY_EXCHANGE, type KeyExchange } from '../tls/policy.js';
+//
+// Each record is declared once, as a TypeBox schema; its TypeScript type is
+// derived from it (`Static<>`) under the same name, and the schema is what a
+// read checks the stored JSON against (coord/records.ts). Optional fields stay
+// optional so that records written by older code still read, and no schema
+// rejects fields it does not know (a newer node may have added some).
+import { Type, type Static, type TLiteral, type TUnion } from '@sinclair/typebox';
+import { DEFAULT_KEY_EXCHANGE, KEY_EXCHANGES } from '../tls/policy.js';
 
 export const KEYS = {
   cluster: '/tessera/cluster',
@@ -37,66 +44,98 @@ export const KEYS = {
   master: '/tessera/master',
 } as const;
 
-export interface ClusterRecord {
-  name: string;
-  cluster_id: string;
-  created_time: string;
+/** A union of string literals: `OneOf('a', 'b')` is the schema of `'a' | 'b'`. */
+function OneOf<const T extends readonly [string, ...string[]]>(...values: T): TUnion<{ -readonly [K in keyof T]: TLiteral<T[K]> }> {
+  return Type.Union(values.map((v) => Type.Literal(v))) as unknown as TUnion<{ -readonly [K in keyof T]: TLiteral<T[K]> }>;
 }
 
-export interface CaRecord {
-  cert: string;
-  key: string;
-}
+const Uid = Type.Integer({ minimum: 0 });
+const Time = Type.String();
+const PlaneName = OneOf('cp', 'dp');
+const Role = OneOf('master', 'slave');
 
-export interface UserRecord {
-  username: string;
-  password_hash: string;
-  role: 'admin';
-}
+/** The value of a uid sequence key (`KEYS.*Seq`): the last uid handed out. */
+export const SeqValue = Type.Integer({ minimum: 0 });
 
-export interface NodePorts {
-  rest: number;
-  internode: number;
-  dp_plain: number;
-  etcd_peer: number;
-  etcd_client: number;
-  metrics: number;
-}
+export const ClusterRecord = Type.Object({
+  name: Type.String(),
+  cluster_id: Type.String(),
+  created_time: Time,
+});
+export type ClusterRecord = Static<typeof ClusterRecord>;
 
-export interface CertMeta {
-  name: string;
-  serial: string;
-  subject: string;
-  issuer: string;
-  not_before: string;
-  not_after: string;
-}
+export const CaRecord = Type.Object({
+  cert: Type.String(),
+  key: Type.String(),
+});
+export type CaRecord = Static<typeof CaRecord>;
 
-export interface NodeRecord {
-  uid: number;
-  addr: string;
-  ports: NodePorts;
-  etcd_member_id: string;
-  software_version: string;
-  capabilities: string[];
-  joined_time: string;
-  certificates: { cp?: CertMeta; dp?: CertMeta };
-}
+export const UserRecord = Type.Object({
+  username: Type.String(),
+  password_hash: Type.String(),
+  role: OneOf('admin'),
+});
+export type UserRecord = Static<typeof UserRecord>;
+
+export const NodePorts = Type.Object({
+  rest: Type.Integer(),
+  internode: Type.Integer(),
+  dp_plain: Type.Integer(),
+  etcd_peer: Type.Integer(),
+  etcd_client: Type.Integer(),
+  metrics: Type.Integer(),
+});
+export type NodePorts = Static<typeof NodePorts>;
+
+export const CertMeta = Type.Object({
+  name: Type.String(),
+  serial: Type.String(),
+  subject: Type.String(),
+  issuer: Type.String(),
+  not_before: Time,
+  not_after: Time,
+});
+export type CertMeta = Static<typeof CertMeta>;
+
+export const NodeRecord = Type.Object({
+  uid: Uid,
+  addr: Type.String(),
+  ports: NodePorts,
+  etcd_member_id: Type.String(),
+  software_version: Type.String(),
+  capabilities: Type.Array(Type.String()),
+  joined_time: Time,
+  certificates: Type.Object({ cp: Type.Optional(CertMeta), dp: Type.Optional(CertMeta) }),
+});
+export type NodeRecord = Static<typeof NodeRecord>;
+
+/**
+ * What every node record has, including the first node's as cluster creation
+ * writes it, before that node publishes the rest of it (ClusterMember).
+ */
+export const NodeStubRecord = Type.Object({
+  uid: Uid,
+  etcd_member_id: Type.String(),
+  joined_time: Time,
+});
+export type NodeStubRecord = Static<typeof NodeStubRecord>;
 
 /** Written under a lease: present while the node is alive. */
-export interface LiveRecord {
-  uid: number;
-  started_time: string;
-  pid: number;
-}
+export const LiveRecord = Type.Object({
+  uid: Uid,
+  started_time: Time,
+  pid: Type.Integer(),
+});
+export type LiveRecord = Static<typeof LiveRecord>;
 
-export interface PolicyRecord {
-  data_internode_encryption: boolean;
+export const PolicyRecord = Type.Object({
+  data_internode_encryption: Type.Boolean(),
   /** Internode channel key exchange: hybrid post-quantum preferred, or required. */
-  internode_key_exchange: KeyExchange;
+  internode_key_exchange: OneOf(...KEY_EXCHANGES),
   /** Seconds after a node's last liveness renewal at which the master fails its shards over. */
-  failover_timeout: number;
-}
+  failover_timeout: Type.Number(),
+});
+export type PolicyRecord = Static<typeof PolicyRecord>;
 
 export const DEFAULT_POLICY: PolicyRecord = {
   data_internode_encryption: false,
@@ -104,156 +143,238 @@ export const DEFAULT_POLICY: PolicyRecord = {
   failover_timeout: 5,
 };
 
-export interface DenyRecord {
-  serial: string;
-  node_uid: number;
-  plane: string;
-  time: string;
+/**
+ * The policy as stored: any field may be missing (a record written before the
+ * field existed); read it through `policyWithDefaults`.
+ */
+export const StoredPolicy = Type.Partial(PolicyRecord);
+export type StoredPolicy = Static<typeof StoredPolicy>;
+
+/** The cluster policy: the defaults, overlaid by each given layer in turn (the stored record, then a change). */
+export function policyWithDefaults(...layers: (StoredPolicy | null | undefined)[]): PolicyRecord {
+  return Object.assign({ ...DEFAULT_POLICY }, ...layers.map((l) => l ?? {})) as PolicyRecord;
 }
 
-export interface JoinRecord {
-  uid: number;
-  addr: string;
-  etcd_member_id: string;
-  started_time: string;
-}
+export const DenyRecord = Type.Object({
+  serial: Type.String(),
+  node_uid: Uid,
+  plane: Type.String(),
+  time: Time,
+});
+export type DenyRecord = Static<typeof DenyRecord>;
+
+export const JoinRecord = Type.Object({
+  uid: Uid,
+  addr: Type.String(),
+  etcd_member_id: Type.String(),
+  started_time: Time,
+});
+export type JoinRecord = Static<typeof JoinRecord>;
 
 /** The cluster master: held under the master's liveness lease. */
-export interface MasterRecord {
-  uid: number;
-  since: string;
-}
+export const MasterRecord = Type.Object({
+  uid: Uid,
+  since: Time,
+});
+export type MasterRecord = Static<typeof MasterRecord>;
 
-export type ProxyPolicy = 'single' | 'all-master-shards' | 'all-nodes';
-export type Persistence = 'disabled' | 'aof' | 'snapshot';
-export type BdbStatus = 'pending' | 'active' | 'active-change-pending' | 'delete-pending' | 'creation-failed';
+export const ProxyPolicy = OneOf('single', 'all-master-shards', 'all-nodes');
+export type ProxyPolicy = Static<typeof ProxyPolicy>;
+export const Persistence = OneOf('disabled', 'aof', 'snapshot');
+export type Persistence = Static<typeof Persistence>;
+export const BdbStatus = OneOf('pending', 'active', 'active-change-pending', 'delete-pending', 'creation-failed');
+export type BdbStatus = Static<typeof BdbStatus>;
 
-export interface ShardPlacement {
-  uid: number;
-  role: 'master' | 'slave';
-  node_uid: number;
+export const ShardPlacement = Type.Object({
+  uid: Uid,
+  role: Role,
+  node_uid: Uid,
   /** Inclusive slot range served by this shard's master. */
-  slots: [number, number];
+  slots: Type.Tuple([Type.Integer(), Type.Integer()]),
   /** For a replica: its master shard. */
-  master_uid?: number;
-}
+  master_uid: Type.Optional(Uid),
+});
+export type ShardPlacement = Static<typeof ShardPlacement>;
 
 /** A database's desired state (Redis Enterprise bdb fields), written by the REST API. */
-export interface BdbRecord {
-  uid: number;
-  name: string;
-  type: 'redis';
-  port: number;
-  memory_size: number;
-  shards_count: number;
-  sharding: boolean;
-  replication: boolean;
-  proxy_policy: ProxyPolicy;
-  shards_placement: 'dense' | 'sparse';
-  data_internode_encryption: boolean;
-  data_persistence: Persistence;
-  eviction_policy: string;
-  authentication_redis_pass?: string;
+export const BdbRecord = Type.Object({
+  uid: Uid,
+  name: Type.String(),
+  type: OneOf('redis'),
+  port: Type.Integer(),
+  memory_size: Type.Number(),
+  shards_count: Type.Integer(),
+  sharding: Type.Boolean(),
+  replication: Type.Boolean(),
+  proxy_policy: ProxyPolicy,
+  shards_placement: OneOf('dense', 'sparse'),
+  data_internode_encryption: Type.Boolean(),
+  data_persistence: Persistence,
+  eviction_policy: Type.String(),
+  authentication_redis_pass: Type.Optional(Type.String()),
   /** Never shown: authenticates shards and the plaintext data-plane channel. */
-  internal_secret: string;
-  shards: ShardPlacement[];
-  status: BdbStatus;
+  internal_secret: Type.String(),
+  shards: Type.Array(ShardPlacement),
+  status: BdbStatus,
   /** Bumped on every change of desired state; nodes report the generation they have converged to. */
-  generation: number;
+  generation: Type.Integer(),
   /** Bumped when links must be re-established (encryption switched). */
-  link_generation: number;
-  created_time: string;
-  last_changed_time: string;
-  action_uid?: string;
-  error?: string;
-}
+  link_generation: Type.Integer(),
+  created_time: Time,
+  last_changed_time: Time,
+  action_uid: Type.Optional(Type.String()),
+  error: Type.Optional(Type.String()),
+});
+export type BdbRecord = Static<typeof BdbRecord>;
 
 /** What one node reports about one database. */
-export interface ObservedRecord {
-  node_uid: number;
-  generation: number;
+export const ObservedRecord = Type.Object({
+  node_uid: Uid,
+  generation: Type.Integer(),
   /** Has this node done everything the generation asks of it? */
-  converged: boolean;
-  error?: string;
-  fatal?: boolean;
-  endpoint?: { port: number; listening: boolean; error?: string };
-  shards: { uid: number; role: 'master' | 'slave'; status: 'active' | 'down' | 'starting'; pid?: number; used_memory?: number; master_link_status?: string }[];
-  time: string;
-}
+  converged: Type.Boolean(),
+  error: Type.Optional(Type.String()),
+  fatal: Type.Optional(Type.Boolean()),
+  endpoint: Type.Optional(Type.Object({ port: Type.Integer(), listening: Type.Boolean(), error: Type.Optional(Type.String()) })),
+  shards: Type.Array(
+    Type.Object({
+      uid: Uid,
+      role: Role,
+      status: OneOf('active', 'down', 'starting'),
+      pid: Type.Optional(Type.Integer()),
+      used_memory: Type.Optional(Type.Number()),
+      master_link_status: Type.Optional(Type.String()),
+    }),
+  ),
+  time: Time,
+});
+export type ObservedRecord = Static<typeof ObservedRecord>;
 
-export interface ActionRecord {
-  action_uid: string;
-  name: string;
-  object_name: string;
-  progress: number;
-  status: 'pending' | 'active' | 'completed' | 'failed';
-  creation_time: string;
-  error?: string;
-}
+export const ActionRecord = Type.Object({
+  action_uid: Type.String(),
+  name: Type.String(),
+  object_name: Type.String(),
+  progress: Type.Number(),
+  status: OneOf('pending', 'active', 'completed', 'failed'),
+  creation_time: Time,
+  error: Type.Optional(Type.String()),
+});
+export type ActionRecord = Static<typeof ActionRecord>;
 
 /** Redis Enterprise's cert_rotation_job_settings, in days (fractions allowed so tests run in seconds). */
-export interface CertRotationSettings {
-  enabled: boolean;
-  validity_days: number;
-  expiry_days_before_rotation: number;
-}
+export const CertRotationSettings = Type.Object({
+  enabled: Type.Boolean(),
+  validity_days: Type.Number(),
+  expiry_days_before_rotation: Type.Number(),
+});
+export type CertRotationSettings = Static<typeof CertRotationSettings>;
 
-export interface JobSchedulerRecord {
-  cert_rotation_job_settings: CertRotationSettings;
-}
+export const JobSchedulerRecord = Type.Object({
+  cert_rotation_job_settings: CertRotationSettings,
+});
+export type JobSchedulerRecord = Static<typeof JobSchedulerRecord>;
 
 export const DEFAULT_JOB_SCHEDULER: JobSchedulerRecord = {
   cert_rotation_job_settings: { enabled: true, validity_days: 90, expiry_days_before_rotation: 60 },
 };
 
-export interface AlertSetting {
-  enabled: boolean;
-  /** Days. */
-  threshold: number;
+/**
+ * The job scheduler settings as stored (and as a change to them is given):
+ * any setting may be missing; read them through `jobSchedulerWithDefaults`.
+ */
+export const StoredJobScheduler = Type.Object({
+  cert_rotation_job_settings: Type.Optional(Type.Partial(CertRotationSettings)),
+});
+export type StoredJobScheduler = Static<typeof StoredJobScheduler>;
+
+/** The job scheduler settings: the defaults, overlaid setting by setting by each given layer in turn. */
+export function jobSchedulerWithDefaults(...layers: (StoredJobScheduler | null | undefined)[]): JobSchedulerRecord {
+  return mergeOneLevel(DEFAULT_JOB_SCHEDULER, layers);
 }
 
-export interface AlertSettingsRecord {
-  node_internal_certs_about_to_expire: AlertSetting;
-}
+export const AlertSetting = Type.Object({
+  enabled: Type.Boolean(),
+  /** Days. */
+  threshold: Type.Number(),
+});
+export type AlertSetting = Static<typeof AlertSetting>;
+
+export const AlertSettingsRecord = Type.Object({
+  node_internal_certs_about_to_expire: AlertSetting,
+});
+export type AlertSettingsRecord = Static<typeof AlertSettingsRecord>;
 
 export const DEFAULT_ALERT_SETTINGS: AlertSettingsRecord = {
   node_internal_certs_about_to_expire: { enabled: true, threshold: 45 },
 };
 
-/** One alert of one node (Redis Enterprise's alert object). */
-export interface AlertState {
-  enabled: boolean;
-  state: boolean;
-  severity: 'WARNING' | 'ERROR' | 'INFO';
-  threshold: number;
-  change_time: string;
-  change_value: { certificate?: string; days_left?: number; seconds_left?: number; state: boolean };
+/**
+ * The alert settings as stored (and as a change to them is given): any
+ * setting may be missing; read them through `alertSettingsWithDefaults`.
+ */
+export const StoredAlertSettings = Type.Object({
+  node_internal_certs_about_to_expire: Type.Optional(Type.Partial(AlertSetting)),
+});
+export type StoredAlertSettings = Static<typeof StoredAlertSettings>;
+
+/** The alert settings: the defaults, overlaid setting by setting by each given layer in turn. */
+export function alertSettingsWithDefaults(...layers: (StoredAlertSettings | null | undefined)[]): AlertSettingsRecord {
+  return mergeOneLevel(DEFAULT_ALERT_SETTINGS, layers);
 }
 
-export interface NodeAlertsRecord {
-  node_internal_certs_about_to_expire?: AlertState;
+/** Settings records are groups of settings: each group of the defaults is overlaid field by field; groups the defaults lack are dropped. */
+function mergeOneLevel<T extends Record<string, object>>(defaults: T, layers: ({ [K in keyof T]?: Partial<T[K]> } | null | undefined)[]): T {
+  const out: Record<string, object> = {};
+  for (const k of Object.keys(defaults) as (keyof T & string)[]) {
+    out[k] = Object.assign({ ...defaults[k] }, ...layers.map((l) => l?.[k] ?? {}));
+  }
+  return out as T;
 }
+
+/** One alert of one node (Redis Enterprise's alert object). */
+export const AlertState = Type.Object({
+  enabled: Type.Boolean(),
+  state: Type.Boolean(),
+  severity: OneOf('WARNING', 'ERROR', 'INFO'),
+  threshold: Type.Number(),
+  change_time: Time,
+  change_value: Type.Object({
+    certificate: Type.Optional(Type.String()),
+    days_left: Type.Optional(Type.Number()),
+    seconds_left: Type.Optional(Type.Number()),
+    state: Type.Boolean(),
+  }),
+});
+export type AlertState = Static<typeof AlertState>;
+
+export const NodeAlertsRecord = Type.Object({
+  node_internal_certs_about_to_expire: Type.Optional(AlertState),
+});
+export type NodeAlertsRecord = Static<typeof NodeAlertsRecord>;
 
 /** Trust anchors an operator added with customer certificates. */
-export interface TrustRecord {
-  anchors: string[];
-}
+export const TrustRecord = Type.Object({
+  anchors: Type.Array(Type.String()),
+});
+export type TrustRecord = Static<typeof TrustRecord>;
 
-export interface CertIdentityRecord {
-  serial: string;
-  uid: number;
-  plane: 'cp' | 'dp';
-}
+export const CertIdentityRecord = Type.Object({
+  serial: Type.String(),
+  uid: Uid,
+  plane: PlaneName,
+});
+export type CertIdentityRecord = Static<typeof CertIdentityRecord>;
 
 /** An operator-provided certificate for one node and plane, to be applied by that node. */
-export interface CustomerCertRecord {
-  uid: number;
-  plane: 'cp' | 'dp';
-  chain: string;
-  key: string;
-  serial: string;
-  not_after: string;
+export const CustomerCertRecord = Type.Object({
+  uid: Uid,
+  plane: PlaneName,
+  chain: Type.String(),
+  key: Type.String(),
+  serial: Type.String(),
+  not_after: Time,
   /** Earliest expiry anywhere in the chain: the cluster replaces the certificate 5 days before it. */
-  chain_not_after: string;
-  applied_time: string;
-}
+  chain_not_after: Time,
+  applied_time: Time,
+});
+export type CustomerCertRecord = Static<typeof CustomerCertRecord>;

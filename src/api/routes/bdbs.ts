@@ -4,7 +4,8 @@
 import type { FastifyPluginAsync } from 'fastify';
 import type { NodeDaemon } from '../../control/daemon.js';
 import type { ClusterMember } from '../../control/member.js';
-import { KEYS, ActionRecord, BdbRecord, PolicyRecord, DEFAULT_POLICY, ProxyPolicy } from '../../coord/schema.js';
+import { KEYS, ActionRecord, BdbRecord, ProxyPolicy, StoredPolicy, policyWithDefaults } from '../../coord/schema.js';
+import { readRecord, readRecords } from '../../coord/records.js';
 import { OperatorError, invalid, notFound } from '../../util/errors.js';
 import { createAction, endpointNodes, newSecret, nextSeq, placeShards, updateBdb } from '../../control/bdb-store.js';
 import { uidParams } from '../schemas.js';
@@ -99,8 +100,8 @@ function checkCapability(m: ClusterMember, enabling: boolean | undefined): void 
 }
 
 async function takenPorts(m: ClusterMember, exceptUid?: number): Promise<Set<number>> {
-  const all = (await m.client.getAll().prefix(KEYS.bdbsPrefix).json()) as Record<string, BdbRecord>;
-  return new Set(Object.values(all).filter((b) => b.uid !== exceptUid).map((b) => b.port));
+  const all = await readRecords(m.client, KEYS.bdbsPrefix, BdbRecord);
+  return new Set([...all.values()].filter((b) => b.uid !== exceptUid).map((b) => b.port));
 }
 
 /** A port is free if no database has it and nothing on any node listens on it (asked over the control plane). */
@@ -128,7 +129,7 @@ export const bdbsRoutes: FastifyPluginAsync<{ daemon: NodeDaemon }> = async (app
 
   app.get<{ Params: { uid: string } }>('/v1/bdbs/:uid', { schema: { params: uidParams } }, async (req) => {
     const m = daemon.requireMember();
-    const b = (await m.client.get(KEYS.bdb(Number(req.params.uid))).json()) as BdbRecord | null;
+    const b = await readRecord(m.client, KEYS.bdb(Number(req.params.uid)), BdbRecord);
     if (!b) throw notFound('db_not_exist', `database ${req.params.uid} does not exist`);
     return bdbView(m, b);
   });
@@ -143,11 +144,11 @@ export const bdbsRoutes: FastifyPluginAsync<{ daemon: NodeDaemon }> = async (app
     const sharding = v.sharding ?? shardsCount > 1;
     if (shardsCount > 1 && !sharding) throw invalid('invalid_sharding', 'shards_count above 1 needs sharding: true');
     if (v.memory_size / shardsCount < MIN_MEMORY) throw invalid('invalid_memory_size', `memory_size gives each shard less than ${MIN_MEMORY} bytes`);
-    const policy = { ...DEFAULT_POLICY, ...(((await m.client.get(KEYS.policy).json()) as Partial<PolicyRecord> | null) ?? {}) };
+    const policy = policyWithDefaults(await readRecord(m.client, KEYS.policy, StoredPolicy));
     const encrypted = v.data_internode_encryption ?? policy.data_internode_encryption;
     checkCapability(m, encrypted);
-    const all = (await m.client.getAll().prefix(KEYS.bdbsPrefix).json()) as Record<string, BdbRecord>;
-    if (Object.values(all).some((b) => b.name === v.name)) throw invalid('db_name_exists', `a database named ${v.name} exists`);
+    const all = [...(await readRecords(m.client, KEYS.bdbsPrefix, BdbRecord)).values()];
+    if (all.some((b) => b.name === v.name)) throw invalid('db_name_exists', `a database named ${v.name} exists`);
 
     const activeNodes = m.nodes.values().filter((n) => n.addr && m.live.items.has(String(n.uid)));
     const replication = v.replication ?? false;
@@ -166,7 +167,7 @@ export const bdbsRoutes: FastifyPluginAsync<{ daemon: NodeDaemon }> = async (app
     }
 
     const load = new Map<number, number>();
-    for (const b of Object.values(all)) for (const s of b.shards) load.set(s.node_uid, (load.get(s.node_uid) ?? 0) + 1);
+    for (const b of all) for (const s of b.shards) load.set(s.node_uid, (load.get(s.node_uid) ?? 0) + 1);
     const shardCount = shardsCount * (replication ? 2 : 1);
     const firstShard = (await nextSeq(m.client, KEYS.shardSeq, shardCount));
     const uid = await nextSeq(m.client, KEYS.bdbSeq);
@@ -262,13 +263,13 @@ export const bdbsRoutes: FastifyPluginAsync<{ daemon: NodeDaemon }> = async (app
 
   app.get('/v1/actions', async () => {
     const m = daemon.requireMember();
-    const all = (await m.client.getAll().prefix(KEYS.actionsPrefix).json()) as Record<string, ActionRecord>;
-    return Object.values(all).sort((a, b) => Number(a.action_uid) - Number(b.action_uid));
+    const all = await readRecords(m.client, KEYS.actionsPrefix, ActionRecord);
+    return [...all.values()].sort((a, b) => Number(a.action_uid) - Number(b.action_uid));
   });
 
   app.get<{ Params: { uid: string } }>('/v1/actions/:uid', { schema: { params: uidParams } }, async (req) => {
     const m = daemon.requireMember();
-    const a = (await m.client.get(KEYS.action(Number(req.params.uid))).json()) as ActionRecord | null;
+    const a = await readRecord(m.client, KEYS.action(Number(req.params.uid)), ActionRecord);
     if (!a) throw notFound('action_not_exist', `action ${req.params.uid} does not exist`);
     return a;
   });

@@ -1,9 +1,9 @@
 // GET /v1/cluster, GET/PUT /v1/cluster/policy, GET /v1/cluster/certificates.
 import type { FastifyPluginAsync } from 'fastify';
 import type { NodeDaemon } from '../../control/daemon.js';
-import { KEYS, CaRecord, DEFAULT_POLICY, PolicyRecord, DEFAULT_ALERT_SETTINGS, AlertSettingsRecord } from '../../coord/schema.js';
+import { KEYS, CaRecord, PolicyRecord, StoredAlertSettings, StoredPolicy, alertSettingsWithDefaults, policyWithDefaults } from '../../coord/schema.js';
 import { SOFTWARE_VERSION } from '../../control/config.js';
-import { casUpdate } from '../../coord/cas.js';
+import { readRecord, requireRecord, updateRecord } from '../../coord/records.js';
 import { certInfo, PLANES } from '../../pki/pki.js';
 import { KEY_EXCHANGES, keyExchangeGroups } from '../../tls/policy.js';
 
@@ -21,12 +21,10 @@ const policyBody = {
 export const clusterRoutes: FastifyPluginAsync<{ daemon: NodeDaemon }> = async (app, { daemon }) => {
   app.get('/v1/cluster', async () => {
     const m = daemon.requireMember();
-    const stored = ((await m.client.get(KEYS.alertSettings).json()) ?? {}) as Partial<AlertSettingsRecord>;
+    const stored = await readRecord(m.client, KEYS.alertSettings, StoredAlertSettings);
     return {
       name: m.cluster.name,
-      alert_settings: {
-        node_internal_certs_about_to_expire: { ...DEFAULT_ALERT_SETTINGS.node_internal_certs_about_to_expire, ...(stored.node_internal_certs_about_to_expire ?? {}) },
-      },
+      alert_settings: alertSettingsWithDefaults(stored),
       cluster_id: m.cluster.cluster_id,
       created_time: m.cluster.created_time,
       software_version: SOFTWARE_VERSION,
@@ -38,8 +36,7 @@ export const clusterRoutes: FastifyPluginAsync<{ daemon: NodeDaemon }> = async (
 
   const readPolicy = async (): Promise<PolicyRecord> => {
     const m = daemon.requireMember();
-    const stored = (await m.client.get(KEYS.policy).json()) as Partial<PolicyRecord> | null;
-    return { ...DEFAULT_POLICY, ...(stored ?? {}) };
+    return policyWithDefaults(await readRecord(m.client, KEYS.policy, StoredPolicy));
   };
 
   app.get('/v1/cluster/policy', readPolicy);
@@ -47,14 +44,14 @@ export const clusterRoutes: FastifyPluginAsync<{ daemon: NodeDaemon }> = async (
   app.put<{ Body: Partial<PolicyRecord> }>('/v1/cluster/policy', { schema: { body: policyBody } }, async (req) => {
     const m = daemon.requireMember();
     // Compare-and-swap so two concurrent partial updates cannot undo each other.
-    const next = await casUpdate<PolicyRecord>(m.client, KEYS.policy, (cur) => ({ ...DEFAULT_POLICY, ...(cur ?? {}), ...req.body }));
+    const next = policyWithDefaults(await updateRecord(m.client, KEYS.policy, StoredPolicy, (cur) => policyWithDefaults(cur, req.body)));
     req.log.info({ policy: next }, 'cluster policy updated');
     return next;
   });
 
   app.get('/v1/cluster/certificates', async () => {
     const m = daemon.requireMember();
-    const ca = (await m.client.get(KEYS.ca).json()) as CaRecord;
+    const ca = await requireRecord(m.client, KEYS.ca, CaRecord);
     const caInfo = certInfo(ca.cert);
     const now = Date.now();
     const certificates = m.nodes

@@ -6,21 +6,21 @@ import type { NodeDaemon } from '../../control/daemon.js';
 import type { ClusterMember } from '../../control/member.js';
 import {
   KEYS,
-  AlertSettingsRecord,
   CertIdentityRecord,
   CustomerCertRecord,
-  DEFAULT_ALERT_SETTINGS,
-  DEFAULT_JOB_SCHEDULER,
-  JobSchedulerRecord,
   NodeAlertsRecord,
+  StoredAlertSettings,
+  StoredJobScheduler,
   TrustRecord,
+  alertSettingsWithDefaults,
+  jobSchedulerWithDefaults,
 } from '../../coord/schema.js';
 import { OperatorError, invalid, notFound } from '../../util/errors.js';
 import { CERT_NAMES, PLANE_CERT_NAME, PLANES, Plane, planeOfCertName } from '../../pki/pki.js';
 import { X509Certificate } from 'node:crypto';
 import { CertName, CertificateRejected, validateCustomerCerts } from '../../pki/customer.js';
 import { uidParams } from '../schemas.js';
-import { casUpdate } from '../../coord/cas.js';
+import { readRecord, readRecords, updateRecord } from '../../coord/records.js';
 
 const days = { type: 'number', exclusiveMinimum: 0, maximum: 3650 } as const;
 
@@ -65,56 +65,38 @@ const rotateBody = {
   properties: { name: { type: 'string', enum: [...CERT_NAMES] } },
 } as const;
 
-
-/** Read-modify-write of a settings record whose fields are merged one level deep. */
-async function mergeSettings<T extends object>(m: ClusterMember, key: string, defaults: T, patch: Partial<T>, check?: (v: T) => void): Promise<T> {
-  const next = await casUpdate<T>(m.client, key, (stored) => {
-    const cur = (stored ?? {}) as Partial<T>;
-    const out = { ...defaults } as Record<string, unknown>;
-    for (const k of Object.keys(defaults) as (keyof T & string)[]) {
-      out[k] = { ...(defaults[k] as object), ...((cur[k] as object) ?? {}), ...((patch[k] as object) ?? {}) };
-    }
-    check?.(out as T);
-    return out as T;
-  });
-  return next!;
-}
-
-async function readSettings<T extends object>(m: ClusterMember, key: string, defaults: T): Promise<T> {
-  const cur = ((await m.client.get(key).json()) ?? {}) as Partial<T>;
-  const out = { ...defaults } as Record<string, unknown>;
-  for (const k of Object.keys(defaults) as (keyof T & string)[]) out[k] = { ...(defaults[k] as object), ...((cur[k] as object) ?? {}) };
-  return out as T;
-}
-
 async function nodeAlerts(m: ClusterMember): Promise<Record<string, NodeAlertsRecord>> {
-  const all = (await m.client.getAll().prefix(KEYS.alertsPrefix).json()) as Record<string, NodeAlertsRecord>;
+  const all = await readRecords(m.client, KEYS.alertsPrefix, NodeAlertsRecord);
   const out: Record<string, NodeAlertsRecord> = {};
-  for (const n of m.nodes.values().filter((x) => x.addr).sort((a, b) => a.uid - b.uid)) out[String(n.uid)] = all[KEYS.alerts(n.uid)] ?? {};
+  for (const n of m.nodes.values().filter((x) => x.addr).sort((a, b) => a.uid - b.uid)) out[String(n.uid)] = all.get(KEYS.alerts(n.uid)) ?? {};
   return out;
 }
 
 export const lifecycleRoutes: FastifyPluginAsync<{ daemon: NodeDaemon }> = async (app, { daemon }) => {
-  app.get('/v1/job_scheduler', async () => readSettings(daemon.requireMember(), KEYS.jobScheduler, DEFAULT_JOB_SCHEDULER));
+  app.get('/v1/job_scheduler', async () => jobSchedulerWithDefaults(await readRecord(daemon.requireMember().client, KEYS.jobScheduler, StoredJobScheduler)));
 
-  app.put<{ Body: Partial<JobSchedulerRecord> }>('/v1/job_scheduler', { schema: { body: jobSchedulerBody } }, async (req) => {
-    const next = await mergeSettings(daemon.requireMember(), KEYS.jobScheduler, DEFAULT_JOB_SCHEDULER, req.body, (v) => {
-      const s = v.cert_rotation_job_settings;
+  // Settings are changed by compare-and-swap so two concurrent partial updates cannot undo each other.
+  app.put<{ Body: StoredJobScheduler }>('/v1/job_scheduler', { schema: { body: jobSchedulerBody } }, async (req) => {
+    const stored = await updateRecord(daemon.requireMember().client, KEYS.jobScheduler, StoredJobScheduler, (cur) => {
+      const next = jobSchedulerWithDefaults(cur, req.body);
+      const s = next.cert_rotation_job_settings;
       if (s.expiry_days_before_rotation >= s.validity_days) {
         throw invalid('invalid_schedule', `expiry_days_before_rotation (${s.expiry_days_before_rotation}) must be less than validity_days (${s.validity_days})`);
       }
+      return next;
     });
+    const next = jobSchedulerWithDefaults(stored);
     req.log.info({ job_scheduler: next }, 'job scheduler updated');
     return next;
   });
 
-  app.put<{ Body: { alert_settings?: Partial<AlertSettingsRecord> } }>('/v1/cluster', { schema: { body: clusterBody } }, async (req) => {
+  app.put<{ Body: { alert_settings?: StoredAlertSettings } }>('/v1/cluster', { schema: { body: clusterBody } }, async (req) => {
     const m = daemon.requireMember();
-    const alert_settings = await mergeSettings(m, KEYS.alertSettings, DEFAULT_ALERT_SETTINGS, req.body.alert_settings ?? {});
-    return { name: m.cluster.name, alert_settings };
+    const stored = await updateRecord(m.client, KEYS.alertSettings, StoredAlertSettings, (cur) => alertSettingsWithDefaults(cur, req.body.alert_settings));
+    return { name: m.cluster.name, alert_settings: alertSettingsWithDefaults(stored) };
   });
 
-  app.get('/v1/cluster/alert_settings', async () => readSettings(daemon.requireMember(), KEYS.alertSettings, DEFAULT_ALERT_SETTINGS));
+  app.get('/v1/cluster/alert_settings', async () => alertSettingsWithDefaults(await readRecord(daemon.requireMember().client, KEYS.alertSettings, StoredAlertSettings)));
 
   app.post<{ Body: { name?: string } | undefined }>('/v1/cluster/certificates/rotate', { schema: { body: rotateBody } }, async (req, reply) => {
     const m = daemon.requireMember();
@@ -203,7 +185,7 @@ export const customerCertRoutes: FastifyPluginAsync<{ daemon: NodeDaemon }> = as
   app.put<{ Body: CertsBody }>('/v1/cluster/certificates', { schema: { body: certsBody } }, async (req, reply) => {
     const m = daemon.requireMember();
     const nodes = m.nodes.values().filter((n) => n.addr);
-    const existing = ((await m.client.get(KEYS.trust).json()) as TrustRecord | null)?.anchors ?? [];
+    const existing = (await readRecord(m.client, KEYS.trust, TrustRecord))?.anchors ?? [];
     let validated;
     try {
       validated = validateCustomerCerts(req.body.certificates.map(({ name, certificate, key }) => ({ name, certificate, key })), { extraTrust: existing });

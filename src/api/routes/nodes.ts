@@ -5,7 +5,8 @@ import type { NodeDaemon } from '../../control/daemon.js';
 import type { ClusterMember } from '../../control/member.js';
 import type { NodeRecord } from '../../coord/schema.js';
 import { OperatorError, invalid, notFound } from '../../util/errors.js';
-import { KEYS, DenyRecord } from '../../coord/schema.js';
+import { KEYS, DenyRecord, MasterRecord } from '../../coord/schema.js';
+import { readRecord } from '../../coord/records.js';
 import { PLANES } from '../../pki/pki.js';
 import { uidParams } from '../schemas.js';
 
@@ -83,7 +84,7 @@ export const nodesRoutes: FastifyPluginAsync<{ daemon: NodeDaemon }> = async (ap
     ops.push(c.delete().key(KEYS.node(uid)), c.delete().key(KEYS.live(uid)), c.delete().key(KEYS.alerts(uid)));
     const r = await c.if(KEYS.node(uid), 'Create', '>', 0).then(...ops).commit();
     if (!r.succeeded) throw notFound('node_not_found', `node ${uid} does not exist`);
-    const master = (await c.get(KEYS.master).json()) as { uid?: number } | null;
+    const master = await readRecord(c, KEYS.master, MasterRecord);
     if (master?.uid === uid) await c.delete().key(KEYS.master);
     if (n.etcd_member_id) {
       try {
