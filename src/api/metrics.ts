@@ -1,7 +1,7 @@
 // Prometheus metrics over HTTPS (port 8070): the expiry of every node's
 // internode certificates, node liveness, and the master.
 import https from 'node:https';
-import { Registry, Gauge } from 'prom-client';
+import { Registry, Gauge, Counter } from 'prom-client';
 import type { ClusterMember } from '../control/member.js';
 import { httpsServerOptions } from '../tls/contexts.js';
 import { listenOrExplain } from '../internode/channel.js';
@@ -36,6 +36,31 @@ export class MetricsServer {
       collect() {
         this.reset();
         for (const n of nodes()) this.set({ node: String(n.uid) }, m.live.items.has(String(n.uid)) ? 1 : 0);
+      },
+    });
+    new Gauge({
+      name: 'tessera_slots_without_master',
+      help: 'Hash slots of a database whose master shard is on a node without its liveness lease (not writable until failover)',
+      labelNames: ['bdb'],
+      registers: [this.registry],
+      collect() {
+        this.reset();
+        for (const b of m.databases()) {
+          let n = 0;
+          for (const s of b.shards) if (s.role === 'master' && !m.live.items.has(String(s.node_uid))) n += s.slots[1] - s.slots[0] + 1;
+          this.set({ bdb: String(b.uid) }, n);
+        }
+      },
+    });
+    new Counter({
+      name: 'tessera_shard_failovers_total',
+      help: 'Replicas promoted to master by this node, as cluster master (node down) or for a shard process of its own that died',
+      labelNames: ['bdb', 'reason'],
+      registers: [this.registry],
+      collect() {
+        this.reset();
+        for (const [bdb, n] of m.failover?.promotions ?? []) this.inc({ bdb: String(bdb), reason: 'node_down' }, n);
+        for (const [bdb, n] of m.reconciler?.promotions ?? []) this.inc({ bdb: String(bdb), reason: 'shard_down' }, n);
       },
     });
     new Gauge({

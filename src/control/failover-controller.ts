@@ -25,6 +25,8 @@ export interface FailoverHost {
   readonly nodes: PrefixCache<NodeRecord>;
   readonly live: PrefixCache<LiveRecord>;
   isMaster(): boolean;
+  /** False while this node may have been cut off: its view of liveness and of the master key may be stale. */
+  storeIsCurrent(): boolean;
   /** When this node last heard from a peer (a control-plane probe it answered), ms since the epoch. */
   lastContact(uid: number): number | undefined;
   failoverTimeoutSeconds(): number;
@@ -77,6 +79,8 @@ export class FailoverController {
   /** Node uid → when this master first saw it without a liveness lease. */
   private readonly downSince = new Map<number, number>();
   private readonly reported = new Set<string>();
+  /** Promotions this node decided while master, by database uid (for the metrics). */
+  readonly promotions = new Map<number, number>();
 
   constructor(
     private readonly m: FailoverHost,
@@ -96,6 +100,7 @@ export class FailoverController {
       this.downSince.clear();
       return;
     }
+    if (!this.m.storeIsCurrent()) return;
     this.busy = true;
     try {
       const now = Date.now();
@@ -132,6 +137,7 @@ export class FailoverController {
         });
         if (plan) {
           for (const p of plan.promoted) this.log.warn({ bdb: b.uid, ...p, dead: [...dead] }, 'failover: replica promoted to master');
+          if (plan.promoted.length) this.promotions.set(b.uid, (this.promotions.get(b.uid) ?? 0) + plan.promoted.length);
           for (const mv of plan.moved) this.log.warn({ bdb: b.uid, ...mv }, 'failover: replica rebuilt on another node');
         } else {
           const key = `${b.uid}:${[...dead].join(',')}`;

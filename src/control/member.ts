@@ -8,8 +8,9 @@ import net from 'node:net';
 import type { Logger } from 'pino';
 import { Etcd3, Lease } from 'etcd3';
 import { EtcdMember, etcdClient, etcdPaths, waitReady } from '../coord/etcd.js';
-import { KEYS, DEFAULT_POLICY, PolicyRecord, ClusterRecord, NodeRecord, LiveRecord, DenyRecord, CertMeta, MasterRecord, TrustRecord, CertIdentityRecord, CustomerCertRecord } from '../coord/schema.js';
+import { KEYS, PolicyRecord, ClusterRecord, NodeRecord, NodeStubRecord, LiveRecord, DenyRecord, CertMeta, MasterRecord, TrustRecord, CertIdentityRecord, CustomerCertRecord, StoredPolicy, policyWithDefaults } from '../coord/schema.js';
 import { PrefixCache } from '../coord/watch.js';
+import { readRecord, requireRecord } from '../coord/records.js';
 import { CertStore } from '../pki/certstore.js';
 import { LiveLinks, PeerPolicy, PeerIdentity } from '../internode/channel.js';
 import { RpcClient } from '../internode/rpc.js';
@@ -63,7 +64,7 @@ export class ClusterMember implements PeerPolicy {
   readonly trust: PrefixCache<TrustRecord>;
   readonly identities: PrefixCache<CertIdentityRecord>;
   readonly customerCerts: PrefixCache<CustomerCertRecord>;
-  private readonly clusterPolicy: PrefixCache<Partial<PolicyRecord>>;
+  private readonly clusterPolicy: PrefixCache<StoredPolicy>;
   cluster!: ClusterRecord;
   masterUid?: number;
   readonly probes = new Map<number, ProbeResult>();
@@ -77,6 +78,10 @@ export class ClusterMember implements PeerPolicy {
   private readonly attached: { close(): Promise<void> }[] = [];
   private lease?: Lease;
   private livenessFailures = 0;
+  /** When this node last reached the store (a liveness renewal); 0 before the first. */
+  private storeContactAt = 0;
+  /** Cut off longer than fenceAfterMs(): writes stay fenced until the map is current again. */
+  private fenceLifting = false;
   private masterTimer?: NodeJS.Timeout;
   private rpcClients = new Map<number, RpcClient>();
   /** This thread's dialed control links, cut when their peer is revoked or removed. */
@@ -96,13 +101,16 @@ export class ClusterMember implements PeerPolicy {
     this.client = etcdClient(cfg.addr, cfg.ports.etcd_client, etcdPaths(cfg.dataDir));
     this.certs = new CertStore(loadPlaneBundles(cfg.dataDir));
     this.nodes = new PrefixCache(this.client, KEYS.nodesPrefix);
-    this.live = new PrefixCache(this.client, KEYS.livePrefix);
-    this.deny = new PrefixCache(this.client, KEYS.denyPrefix);
-    this.master = new PrefixCache(this.client, KEYS.master);
-    this.trust = new PrefixCache(this.client, KEYS.trust);
-    this.identities = new PrefixCache(this.client, KEYS.certIdentitiesPrefix);
-    this.customerCerts = new PrefixCache(this.client, `${KEYS.customerCertsPrefix}${identity.uid}/`);
-    this.clusterPolicy = new PrefixCache(this.client, KEYS.policy);
+    this.live = new PrefixCache(this.client, KEYS.livePrefix, LiveRecord);
+    this.deny = new PrefixCache(this.client, KEYS.denyPrefix, DenyRecord);
+    this.master = new PrefixCache(this.client, KEYS.master, MasterRecord);
+    this.trust = new PrefixCache(this.client, KEYS.trust, TrustRecord);
+    this.identities = new PrefixCache(this.client, KEYS.certIdentitiesPrefix, CertIdentityRecord);
+    this.customerCerts = new PrefixCache(this.client, `${KEYS.customerCertsPrefix}${identity.uid}/`, CustomerCertRecord);
+    this.clusterPolicy = new PrefixCache(this.client, KEYS.policy, StoredPolicy);
+    for (const c of [this.nodes, this.live, this.deny, this.master, this.trust, this.identities, this.customerCerts, this.clusterPolicy]) {
+      c.on('malformed', (err: Error) => this.log.error({ err: err.message }, 'ignoring a malformed record'));
+    }
   }
 
   get uid(): number {
@@ -136,9 +144,7 @@ export class ClusterMember implements PeerPolicy {
     await this.waitReady();
     // From here on a member that dies is restarted (with backoff), not left dead.
     this.etcd.supervise();
-    const c = await this.client.get(KEYS.cluster).json();
-    if (!c) throw new Error('coordination store holds no cluster record');
-    this.cluster = c as ClusterRecord;
+    this.cluster = await requireRecord(this.client, KEYS.cluster, ClusterRecord);
     await Promise.all([this.nodes.start(), this.live.start(), this.deny.start(), this.trust.start(), this.identities.start(), this.customerCerts.start(), this.clusterPolicy.start()]);
     this.applyKeyExchange();
     this.certs.setAnchors(this.trust.values()[0]?.anchors ?? []);
@@ -208,7 +214,7 @@ export class ClusterMember implements PeerPolicy {
 
   /** The cluster policy as stored, with defaults for what it does not say. */
   policy(): PolicyRecord {
-    return { ...DEFAULT_POLICY, ...(this.clusterPolicy.items.get('') ?? {}) };
+    return policyWithDefaults(this.clusterPolicy.items.get(''));
   }
   failoverTimeoutSeconds(): number {
     return this.policy().failover_timeout;
@@ -256,7 +262,8 @@ export class ClusterMember implements PeerPolicy {
   }
 
   private async publishNodeRecord(): Promise<void> {
-    const prev = (await this.client.get(KEYS.node(this.uid)).json()) as NodeRecord | null;
+    // Possibly the stub the cluster's creation wrote: only its joined_time is kept.
+    const prev = await readRecord(this.client, KEYS.node(this.uid), NodeStubRecord);
     const own = await this.client.maintenance.status();
     const rec: NodeRecord = {
       uid: this.uid,
@@ -279,6 +286,7 @@ export class ClusterMember implements PeerPolicy {
     if (this.stopped) return;
     const lease = this.client.lease(this.cfg.timings.liveTtlSeconds, { autoKeepAlive: true });
     this.lease = lease;
+    lease.on('keepaliveSucceeded', () => this.onStoreContact());
     lease.on('lost', (err) => {
       if (this.stopped) return;
       if (this.livenessFailures === 0) this.log.warn({ err: err.message }, 'liveness lease lost; taking a new one');
@@ -293,8 +301,54 @@ export class ClusterMember implements PeerPolicy {
     });
     const rec: LiveRecord = { uid: this.uid, started_time: new Date(this.startedAt).toISOString(), pid: process.pid };
     await lease.put(KEYS.live(this.uid)).value(JSON.stringify(rec));
+    this.onStoreContact();
     if (this.livenessFailures > 0) this.log.info({ failures: this.livenessFailures }, 'liveness renewed again');
     this.livenessFailures = 0;
+  }
+
+  /**
+   * How long writes stay allowed after the last renewal. Others can fail this
+   * node over only once its lease (liveTtlSeconds) has expired, so 80% of it
+   * fences first; renewals come every third of it, so it does not flap.
+   */
+  private fenceAfterMs(): number {
+    return this.cfg.timings.liveTtlSeconds * 800;
+  }
+
+  /** This node's view of the store is recent: it may act on it (failover decisions). */
+  storeIsCurrent(): boolean {
+    return !this.fenceLifting && this.storeContactAt !== 0 && Date.now() - this.storeContactAt <= this.fenceAfterMs();
+  }
+
+  /**
+   * The store answered a liveness renewal. After a silence longer than the
+   * fence (a partition, or SIGSTOP of the whole node) this node may have been
+   * failed over: its endpoints stay fenced until the reconciler has converged
+   * on the current database map, and only then are writes allowed again.
+   */
+  private onStoreContact(): void {
+    if (this.stopped || this.fenceLifting) return;
+    const now = Date.now();
+    const silentMs = now - this.storeContactAt;
+    if (this.storeContactAt === 0 || silentMs <= this.fenceAfterMs()) {
+      this.storeContactAt = now;
+      this.dataplane?.renewContact(this.fenceAfterMs(), false);
+      return;
+    }
+    this.fenceLifting = true;
+    this.log.warn({ silent_ms: silentMs }, 'fencing: this node was cut off from the cluster store; writes through its endpoints are refused until its database map is current');
+    void (async () => {
+      try {
+        await this.reconciler?.resync();
+        this.storeContactAt = Date.now();
+        this.dataplane?.renewContact(this.fenceAfterMs(), true);
+        this.log.info('fencing lifted: the database map is current');
+      } catch (err) {
+        this.log.warn({ err: (err as Error).message }, 'fencing stays: cannot bring the database map up to date yet; the next renewal retries');
+      } finally {
+        this.fenceLifting = false;
+      }
+    })();
   }
 
   /**

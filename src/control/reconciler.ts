@@ -10,7 +10,8 @@ import type { DataplaneHost } from '../dataplane/host.js';
 import type { LiveRecord, NodeRecord } from '../coord/schema.js';
 import { KEYS, BdbRecord, ObservedRecord } from '../coord/schema.js';
 import { PrefixCache } from '../coord/watch.js';
-import { RedisShard, ShardSpec, shardDir, shardSocket } from '../shards/redis-shard.js';
+import { readRecords } from '../coord/records.js';
+import { RedisShard, ShardSpec, shardDir, shardSocket, stoppedCleanly } from '../shards/redis-shard.js';
 import { endpointNodes, updateBdb } from './bdb-store.js';
 import type { DataplaneConfig } from '../dataplane/messages.js';
 
@@ -43,6 +44,8 @@ export interface ReconcilerHost {
 
 /** Beyond failover_timeout: the master's next tick, the promotion and the new map reaching every node. */
 const FAILOVER_MARGIN_MS = 5_000;
+/** Clients time out too: with a long failover_timeout, commands fail (CLUSTERDOWN) rather than hang. */
+const MAX_HOLD_MS = 12_000;
 export class BdbReconciler {
   readonly bdbs: PrefixCache<BdbRecord>;
   private shards = new Map<number, RedisShard>();
@@ -55,12 +58,15 @@ export class BdbReconciler {
   /** Returning masters whose failover to their replica is under way. */
   private readonly fencing = new Set<number>();
   private staleDirsRemoved = false;
+  /** Replicas promoted because a master shard of this node died or this node returned (for the metrics). */
+  readonly promotions = new Map<number, number>();
 
   constructor(
     private readonly m: ReconcilerHost,
     private readonly log: Logger,
   ) {
-    this.bdbs = new PrefixCache<BdbRecord>(m.client, KEYS.bdbsPrefix);
+    this.bdbs = new PrefixCache(m.client, KEYS.bdbsPrefix, BdbRecord);
+    this.bdbs.on('malformed', (err: Error) => this.log.error({ err: err.message }, 'ignoring a malformed database record'));
   }
 
   async start(): Promise<void> {
@@ -80,6 +86,34 @@ export class BdbReconciler {
       this.timer = undefined;
       void this.run();
     }, SETTLE_MS);
+  }
+
+  /**
+   * After this node was cut off from the store: wait until the watched
+   * databases have caught up with the store (no record older than a fresh
+   * read), then converge on them now. Throws if that cannot be done yet.
+   */
+  async resync(timeoutMs = 5000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const fresh = [...(await readRecords(this.m.client, KEYS.bdbsPrefix, BdbRecord)).values()];
+      const cached = this.bdbs.items;
+      const current = fresh.length === cached.size && fresh.every((b) => (cached.get(String(b.uid))?.generation ?? -1) >= b.generation);
+      if (current) break;
+      if (Date.now() > deadline) throw new Error('the watched databases have not caught up with the store');
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    while (this.running) await new Promise((r) => setTimeout(r, 20));
+    this.running = true;
+    try {
+      await this.reconcile();
+    } finally {
+      this.running = false;
+      if (this.again) {
+        this.again = false;
+        this.schedule();
+      }
+    }
   }
 
   private async run(): Promise<void> {
@@ -131,6 +165,7 @@ export class BdbReconciler {
       return { ...cur, shards, generation: cur.generation + 1, status: cur.status === 'pending' ? cur.status : 'active-change-pending', last_changed_time: new Date().toISOString() };
     });
     this.log.warn({ bdb: bdbUid, failed: masterUid, promoted: replicaUid, generation: next?.generation }, 'master shard failed; its replica takes over');
+    if (next) this.promotions.set(bdbUid, (this.promotions.get(bdbUid) ?? 0) + 1);
   }
 
   /**
@@ -142,6 +177,12 @@ export class BdbReconciler {
    */
   private fenceReturningMaster(b: BdbRecord, shardUid: number): boolean {
     if (!fs.existsSync(shardDir(this.m.cfg.dataDir, shardUid))) return false; // a new shard
+    // Until a failover, a replica is never newer than its master. A master whose
+    // files hold every write it acknowledged (aof; or a snapshot saved at a
+    // clean stop) comes back as master: handing over to the replica would make
+    // it copy the replica's older data and lose the newer.
+    if (b.data_persistence === 'aof') return false;
+    if (b.data_persistence === 'snapshot' && stoppedCleanly(this.m.cfg.dataDir, shardUid)) return false;
     const replica = b.shards.find((s) => s.master_uid === shardUid && s.role === 'slave' && s.node_uid !== this.m.uid && this.m.live.items.has(String(s.node_uid)));
     if (!replica) return false; // nothing better to serve from: start with what is on disk
     if (this.fencing.has(shardUid)) return true;
@@ -256,7 +297,7 @@ export class BdbReconciler {
           bdbUid: b.uid,
           port: b.port,
           password: b.authentication_redis_pass || undefined,
-          holdMs: this.m.failoverTimeoutSeconds() * 1000 + FAILOVER_MARGIN_MS,
+          holdMs: Math.min(MAX_HOLD_MS, this.m.failoverTimeoutSeconds() * 1000 + FAILOVER_MARGIN_MS),
           shards: b.shards.filter((s) => s.role === 'master').map((s) => ({ shardUid: s.uid, slots: [s.slots] })),
         });
       }

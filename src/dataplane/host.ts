@@ -107,6 +107,11 @@ export class DataplaneHost extends EventEmitter {
     this.send({ type: 'certs', plane, bundle });
   }
 
+  /** The control loop reached the cluster store: see WriteFence. */
+  renewContact(validForMs: number, ordered: boolean): void {
+    this.send({ type: 'contact', validForMs, ordered });
+  }
+
   /** Send the configuration if it changed (the reconciler recomputes it every few seconds). */
   setConfig(cfg: DataplaneConfig): void {
     const text = JSON.stringify(cfg);

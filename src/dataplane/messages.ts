@@ -79,6 +79,12 @@ export type ToWorker =
   | { type: 'policy'; policy: PolicySnapshot }
   | { type: 'config'; config: DataplaneConfig }
   | { type: 'rpc-reply'; conn: number; line: string }
+  /**
+   * The control loop reached the cluster store: writes stay allowed for
+   * `validForMs`. `ordered`: applied only after every earlier message (the
+   * lift of a fence must follow the config that made the map current).
+   */
+  | { type: 'contact'; validForMs: number; ordered: boolean }
   | { type: 'stop' };
 
 export interface EndpointState {

@@ -13,6 +13,7 @@ import { Placement, ShardLinks, serveShardLink } from './shard-links.js';
 import { readLines } from '../internode/rpc.js';
 import { Tunnels } from './tunnels.js';
 import { Endpoint, EndpointConfig } from '../proxy/endpoint.js';
+import { WriteFence } from '../proxy/fence.js';
 import type { DataplaneConfig, EndpointState, FromWorker, PeerNode, PolicySnapshot, ToWorker } from './messages.js';
 
 applyProcessDefaults();
@@ -39,6 +40,8 @@ class Dataplane implements PeerPolicy {
   private readonly dialed = new LiveLinks('dialed');
   private nextConn = 1;
   private retryTimer?: NodeJS.Timeout;
+  /** Shared by every endpoint of this node. */
+  readonly fence = new WriteFence();
   readonly certs: CertStore;
   readonly log: Logger;
 
@@ -162,7 +165,7 @@ class Dataplane implements PeerPolicy {
       const ec = this.endpointConfig(spec);
       let e = this.endpoints.get(spec.bdbUid);
       if (!e) {
-        const ep = new Endpoint(ec, (shardUid) => this.links.open(shardUid), this.log.child({ bdb: spec.bdbUid }));
+        const ep = new Endpoint(ec, (shardUid) => this.links.open(shardUid), this.log.child({ bdb: spec.bdbUid }), this.fence);
         e = { ep, port: spec.port, listening: false };
         this.endpoints.set(spec.bdbUid, e);
       } else {
@@ -203,6 +206,11 @@ let dp: Dataplane | undefined;
 let queue = Promise.resolve();
 
 port.on('message', (m: ToWorker) => {
+  // Renewals do not wait behind a config being applied; a lift does.
+  if (m.type === 'contact' && !m.ordered) {
+    dp?.fence.renew(m.validForMs);
+    return;
+  }
   // One message at a time, in order: a config must not overtake the init.
   queue = queue.then(async () => {
     try {
@@ -227,6 +235,9 @@ port.on('message', (m: ToWorker) => {
           break;
         case 'rpc-reply':
           dp?.rpcReply(m.conn, m.line);
+          break;
+        case 'contact':
+          dp?.fence.renew(m.validForMs);
           break;
         case 'stop':
           await dp?.stop();

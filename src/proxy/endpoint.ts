@@ -27,6 +27,7 @@ import { PS_CHANNEL, PS_PATTERN, PS_SHARD, PubSubHub, type Entry, type Subscribe
 import { L_CLOSED, ShardLink, type Logger } from './shard-link.js';
 import { Session, type SessionHost } from './session.js';
 import type { Proto } from './replies.js';
+import { NO_FENCE, type WriteFence } from './fence.js';
 
 export interface ShardRoute {
   shardUid: number;
@@ -86,7 +87,13 @@ export class Endpoint implements SessionHost {
   private server: net.Server | null = null;
   private closed = false;
 
-  constructor(cfg: EndpointConfig, connect: ShardConnector, log?: Logger) {
+  constructor(
+    cfg: EndpointConfig,
+    connect: ShardConnector,
+    log?: Logger,
+    /** @internal Refuses writes while the node may have been failed over. */
+    readonly fence: WriteFence = NO_FENCE,
+  ) {
     this.cfg = cfg;
     this.connector = connect;
     this.log = log ?? NOOP_LOG;

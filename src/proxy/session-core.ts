@@ -78,6 +78,8 @@ export interface SessionCore extends Subscriber, LinkOwner {
   readonly authed: boolean;
   multi: Tx | null;
   pin: ShardLink | null;
+  /** Shard uids this connection wrote to since its last WAIT. */
+  readonly wrote: Set<number>;
   watchBroken: boolean;
 
   enqueue(kind: number): ReplySlot;

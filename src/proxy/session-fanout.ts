@@ -9,13 +9,13 @@
  * and session-pubsub.ts call them.
  */
 
-import { encodeCommand, encodeError } from './resp-encode.js';
+import { encodeCommand, encodeError, encodeInteger } from './resp-encode.js';
 import type { RespCommand } from './resp-request.js';
 import type { CommandSpec } from './commands.js';
 import { keySlot } from './slots.js';
-import { E_CLUSTERDOWN, E_INVALID_CURSOR } from './replies.js';
-import { F_ALLOK, F_MGET, F_SUM, Fanout, SCAN_MAX_SHARDS, SCAN_SHIFT, ScanSink, type FanoutExtra } from './fanout.js';
-import { EMPTY_SCAN } from './session-tables.js';
+import { E_CLUSTERDOWN, E_INVALID_CURSOR, E_NOT_INTEGER, E_TIMEOUT_NEGATIVE } from './replies.js';
+import { F_ALLOK, F_MGET, F_MIN, F_SUM, Fanout, SCAN_MAX_SHARDS, SCAN_SHIFT, ScanSink, type FanoutExtra } from './fanout.js';
+import { DROP, EMPTY_SCAN } from './session-tables.js';
 import { K_DED, K_SHARED, M_DEDOUT, type SessionCore } from './session-core.js';
 
 export function fanout(s: SessionCore, cmd: RespCommand, kind: number, extra?: FanoutExtra): boolean {
@@ -26,6 +26,66 @@ export function fanout(s: SessionCore, cmd: RespCommand, kind: number, extra?: F
   s.pendingShared++;
   const f = new Fanout(slot, kind, n, s.proto, extra);
   for (let i = 0; i < n; i++) s.ep.sharedLink(i, s.proto).send(cmd.raw, cmd.rawLength, f.sink(i));
+  return true;
+}
+
+/**
+ * A write no client can see (clients live in db 0; SELECT is emulated) that
+ * redis always replicates, FLUSHDB even of an empty database: after it, the
+ * dedicated link's replication offset covers everything the shard did before.
+ */
+const WAIT_MARK = Buffer.concat([encodeCommand(['SELECT', '15']), encodeCommand(['FLUSHDB']), encodeCommand(['SELECT', '0'])]);
+
+/** A redis long long as getLongLongFromObject reads it, or undefined. */
+function longLong(b: Buffer): number | undefined {
+  const v = b.toString('latin1');
+  if (!/^-?(0|[1-9][0-9]{0,18})$/.test(v)) return undefined;
+  const n = Number(v);
+  return Number.isSafeInteger(n) ? n : undefined;
+}
+
+/**
+ * WAIT numreplicas timeout: the smallest number of replicas that acknowledged,
+ * over the shards this connection wrote to since its last WAIT (all shards
+ * when it wrote nothing).
+ *
+ * It runs once every earlier command of the client has its reply, so its
+ * writes are in each shard's replication stream. It cannot run on a shared
+ * link (it would block every client of the shard until the timeout), and on
+ * the client's dedicated link redis would wait for that link's own writes
+ * only: so the link first makes a write of its own (WAIT_MARK), whose offset
+ * is at least that of every write the shard acknowledged before, then WAITs.
+ * A shard written to that is no longer in the map (failed over) answers 0:
+ * whether its replicas had those writes cannot be known.
+ */
+export function wait(s: SessionCore, args: Buffer[]): boolean {
+  const want = longLong(args[1]);
+  const timeout = longLong(args[2]);
+  if (want === undefined || timeout === undefined) return s.reject(E_NOT_INTEGER);
+  if (timeout < 0) return s.reject(E_TIMEOUT_NEGATIVE);
+  if (s.pendingShared > 0 || s.dedOut > 0) return false;
+  const ep = s.ep;
+  if (ep.shardCount === 0) return s.reject(E_CLUSTERDOWN);
+  let targets: number[] = [];
+  let gone = false;
+  for (const uid of s.wrote) {
+    const i = ep.shardUids.indexOf(uid);
+    if (i >= 0) targets.push(i);
+    else gone = true;
+  }
+  s.wrote.clear();
+  if (gone) return s.local(encodeInteger(0));
+  const marked = targets.length > 0;
+  if (!marked) targets = ep.shardUids.map((_, i) => i);
+  const slot = s.enqueue(K_DED);
+  if (s.dedOut++ === 0) s.mode |= M_DEDOUT;
+  const f = new Fanout(slot, F_MIN, targets.length, s.proto);
+  const cmd = encodeCommand(['WAIT', String(want), String(timeout)]);
+  targets.forEach((idx, i) => {
+    const link = s.dedicatedLink(idx);
+    if (marked) link.sendBuf(WAIT_MARK, DROP, 3);
+    link.sendBuf(cmd, f.sink(i));
+  });
   return true;
 }
 

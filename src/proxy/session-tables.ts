@@ -10,7 +10,7 @@
  * state machine. This file must not import session.ts (no cycles).
  */
 
-import { COMMANDS } from './commands.js';
+import { CMD_WRITE, COMMANDS, type CommandSpec } from './commands.js';
 import { DropSink, F_ALLOK, F_AND, F_MIN, F_ONEOK, F_SUM } from './fanout.js';
 import { K_PSUBSCRIBE, K_PUNSUBSCRIBE, K_SSUBSCRIBE, K_SUBSCRIBE, K_SUNSUBSCRIBE, K_UNSUBSCRIBE } from './replies.js';
 
@@ -54,10 +54,6 @@ export const REFUSED = new Set([
   'client|caching',
   'client|unblock',
   'client|reply',
-  // WAIT blocks the connection it runs on; on a shared link that would stall
-  // every client of the shard, and on a dedicated one it would not cover the
-  // client's writes.
-  'wait',
 ]);
 /** What a RESP2 client may send while subscribed. */
 export const SUB_ALLOWED = new Set(['ping', 'subscribe', 'psubscribe', 'ssubscribe', 'unsubscribe', 'punsubscribe', 'sunsubscribe', 'quit', 'reset']);
@@ -79,11 +75,18 @@ export const UNSUB_KIND = [K_UNSUBSCRIBE, K_PUNSUBSCRIBE, K_SUNSUBSCRIBE];
  * other decision (GET, SET, INCR, LPUSH, HSET, …). keyFinder 0 is the plain
  * first/last/step key range in commands.ts.
  */
-export const SIMPLE = new Map<string, { arity: number; key: number }>();
+export const SIMPLE = new Map<string, { arity: number; key: number; write: boolean }>();
 for (const [name, spec] of COMMANDS) {
   if (spec.proxy === 0 && spec.subcommands === undefined && spec.keyFinder === 0 && spec.firstKey > 0 && spec.lastKey === spec.firstKey && !REFUSED.has(name)) {
-    SIMPLE.set(name, { arity: spec.arity, key: spec.firstKey });
+    SIMPLE.set(name, { arity: spec.arity, key: spec.firstKey, write: (spec.flags & CMD_WRITE) !== 0 });
   }
+}
+
+/** Scripts and functions may write (redis flags them may_replicate, not write). */
+const SCRIPTS = new Set(['eval', 'evalsha', 'fcall']);
+/** Does the command change data: fenced while the node may have been failed over, and covered by WAIT. */
+export function writes(spec: CommandSpec): boolean {
+  return (spec.flags & CMD_WRITE) !== 0 || SCRIPTS.has(spec.name);
 }
 
 /** XREAD/XREADGROUP block only with BLOCK; the others always may. */

@@ -51,6 +51,7 @@ import { keySlot, keySlotOf } from './slots.js';
 import {
   E_CLUSTERDOWN,
   E_CROSSSLOT,
+  E_FENCED,
   E_DB_RANGE,
   E_LINK_LOST,
   E_NOAUTH,
@@ -63,7 +64,7 @@ import {
 import { F_ALLOK, F_CONCAT, F_INFO, F_ONEOK, F_RANDOM, F_SUM, type ReplyTarget } from './fanout.js';
 import { PS_CHANNEL, PS_PATTERN, PS_SHARD, type PushMessage } from './pubsub.js';
 import { L_CLOSED, ShardLink, type Sink } from './shard-link.js';
-import { POLICY_MERGE, REFUSED, SIMPLE, SUB_ALLOWED, TX_CONTROL, blocks, copiesToOtherDb } from './session-tables.js';
+import { POLICY_MERGE, REFUSED, SIMPLE, SUB_ALLOWED, TX_CONTROL, blocks, copiesToOtherDb, writes } from './session-tables.js';
 import {
   K_DED,
   K_LOCAL,
@@ -82,7 +83,8 @@ import {
 import { auth, client, hello, ping, reset, select } from './session-conn.js';
 import { discard, exec, queueTx, startMulti, unwatch, watch } from './session-tx.js';
 import { publish, pubsub, subscribe, unsubscribe, unsubscribeAll } from './session-pubsub.js';
-import { fanout, fanoutDedicated, scan, split } from './session-fanout.js';
+import { fanout, fanoutDedicated, scan, split, wait } from './session-fanout.js';
+import type { WriteFence } from './fence.js';
 
 /** Slots not yet flushed before we stop reading the client (pipelining back-pressure). */
 const MAX_PENDING = 16384;
@@ -139,6 +141,8 @@ export interface SessionHost extends SessionCoreHost {
   hasShard(uid: number): boolean;
   markSessionDirty(s: Session): void;
   removeSession(s: Session): void;
+  /** Writes are refused while this node may have been failed over. */
+  readonly fence: WriteFence;
 }
 
 /**
@@ -181,6 +185,7 @@ export class Session implements SessionCore {
   /** @internal The open MULTI's queue (session-tx.ts). */ multi: Tx | null = null;
   /** @internal The dedicated link WATCH holds (session-tx.ts). */ pin: ShardLink | null = null;
   /** @internal The link holding the WATCH was lost: EXEC must abort. */ watchBroken = false;
+  /** @internal Shard uids written to since the last WAIT (session-fanout.ts). */ readonly wrote = new Set<number>();
   private readonly ded = new Map<number, ShardLink>();
 
   constructor(
@@ -282,6 +287,10 @@ export class Session implements SessionCore {
           const k = cmd.arg(r.key);
           const idx = this.ep.slotShard[keySlotOf(k, 0, k.length)];
           if (idx >= 0) {
+            if (r.write) {
+              if (this.ep.fence.fenced) return this.dispatchSlow(cmd); // refused there
+              this.wrote.add(this.ep.shardUids[idx]);
+            }
             this.lastCmd = cmd.name;
             const s = this.enqueue(K_SHARED);
             this.pendingShared++;
@@ -311,6 +320,10 @@ export class Session implements SessionCore {
     if (REFUSED.has(name) || REFUSED.has(spec.name)) return this.reject(noPermError(spec.name));
     if ((this.mode & M_SUB2) !== 0 && !SUB_ALLOWED.has(name)) return this.reject(pubsubContextError(spec.name));
     if ((this.mode & M_MULTI) !== 0 && !TX_CONTROL.has(name)) return queueTx(this, cmd, spec, args);
+    if (name === 'exec' ? this.multi !== null && !this.multi.dirty : writes(spec)) {
+      if (this.ep.fence.fenced) return this.reject(E_FENCED);
+      this.noteWrites(spec, args);
+    }
     this.lastCmd = spec.name;
     switch (name) {
       case 'ping':
@@ -376,10 +389,30 @@ export class Session implements SessionCore {
         return fanout(this, cmd, F_RANDOM);
       case 'info':
         return fanout(this, cmd, F_INFO, { clients: this.ep.sessions.size });
+      case 'wait':
+        return wait(this, args);
       case 'scan':
         return scan(this, args);
     }
     return this.route(cmd, spec, args);
+  }
+
+  /** The shards a write (or an EXEC) reaches, for WAIT: its keys' shards, else every shard. */
+  private noteWrites(spec: CommandSpec, args: Buffer[]): void {
+    const ep = this.ep;
+    const tx = this.multi;
+    const idx = tx !== null ? [] : keyIndexes(spec, args);
+    if (tx !== null && tx.slot >= 0) {
+      const i = ep.slotShard[tx.slot];
+      if (i >= 0) this.wrote.add(ep.shardUids[i]);
+    } else if (idx.length === 0) {
+      for (const uid of ep.shardUids) this.wrote.add(uid);
+    } else {
+      for (const k of idx) {
+        const i = ep.slotShard[keySlot(args[k])];
+        if (i >= 0) this.wrote.add(ep.shardUids[i]);
+      }
+    }
   }
 
   /** Default routing: by keys, else fan-out by the command's tips, else any shard. */

@@ -59,6 +59,14 @@ function configText(spec: ShardSpec, dir: string, replicaOf?: { host: string; po
   return lines.join('\n') + '\n';
 }
 
+/** Left in a shard's directory when redis-server exited cleanly (its shutdown save done); removed at start. */
+const CLEAN_STOP_FILE = 'clean-stop';
+
+/** Did this shard's last run end with a clean shutdown (so its files hold every write it acknowledged)? */
+export function stoppedCleanly(dataDir: string, shardUid: number): boolean {
+  return fs.existsSync(path.join(shardDir(dataDir, shardUid), CLEAN_STOP_FILE));
+}
+
 export class RedisShard {
   private proc?: ChildProcess;
   private stopping = false;
@@ -103,6 +111,7 @@ export class RedisShard {
     const conf = path.join(this.dir, 'redis.conf');
     fs.writeFileSync(conf, configText(this.spec, this.dir, this.replicaOf), { mode: 0o600 });
     fs.rmSync(this.socketPath, { force: true });
+    fs.rmSync(path.join(this.dir, CLEAN_STOP_FILE), { force: true });
     // setpriv --pdeathsig: the shard dies with the node even if the node is SIGKILLed.
     const proc = spawn('setpriv', ['--pdeathsig', 'SIGKILL', '--', this.binary, conf], { stdio: 'ignore' });
     this.proc = proc;
@@ -194,11 +203,20 @@ export class RedisShard {
     clearTimeout(this.restartTimer);
     const p = this.proc;
     if (!p || !this.running) return;
-    const exited = new Promise<void>((r) => p.once('exit', () => r()));
+    const exited = new Promise<number | null>((r) => p.once('exit', (code) => r(code)));
     p.kill('SIGTERM');
-    const t = setTimeout(() => p.kill('SIGKILL'), 5000);
-    await exited;
+    // redis waits up to shutdown-timeout (10 s) for lagging replicas before its final save.
+    const t = setTimeout(() => p.kill('SIGKILL'), 15_000);
+    const code = await exited;
     clearTimeout(t);
+    if (code === 0) {
+      try {
+        fs.writeFileSync(path.join(this.dir, CLEAN_STOP_FILE), new Date().toISOString());
+      } catch (err) {
+        // Without the mark the next start treats the files as possibly stale: safe, only slower.
+        this.log.warn({ shard: this.spec.shardUid, err: (err as Error).message }, 'cannot mark the shard as cleanly stopped');
+      }
+    }
   }
 }
 

@@ -810,6 +810,24 @@ describe('proxy endpoint over three shards', () => {
     assert.equal(await c.dbsize(), (await shardClient(1).dbsize()) + (await shardClient(2).dbsize()));
   });
 
+  it('WAIT: checks its arguments like redis and answers over the written shards (no replicas here: 0)', async () => {
+    assert.equal(await errMsg(r.call('WAIT', 'x', '0')), 'ERR value is not an integer or out of range');
+    assert.equal(await errMsg(r.call('WAIT', '1', '-1')), 'ERR timeout is negative');
+    assert.equal(await r.call('WAIT', '0', '0'), 0);
+    const p = r.pipeline();
+    p.set(keyOn(0, 'wait:'), 'a');
+    p.set(keyOn(2, 'wait:'), 'b');
+    p.call('WAIT', '1', '150');
+    const t0 = Date.now();
+    const res = (await p.exec())!.map(([e, v]) => e ?? v);
+    assert.deepEqual(res, ['OK', 'OK', 0]);
+    assert.ok(Date.now() - t0 >= 120, 'WAIT waited for its timeout');
+    // The shards see no trace of it in db 0.
+    assert.equal(await shardClient(0).exists('__tessera:wait'), 0);
+    // Like the other fan-outs it cannot run inside one shard's transaction.
+    await assert.rejects(r.multi().set(keyOn(1, 'wait:'), 'c').call('WAIT', '1', '5000').exec(), /EXECABORT/);
+  });
+
   it('reports a port in use', async () => {
     await assert.rejects(
       new Endpoint({ bdbUid: 2, host: HOST, port, shards: SHARDS, linkGeneration: 1 }, connector).listen(),
