@@ -52,6 +52,8 @@ export interface EndpointConfig {
 }
 
 export const DEFAULT_HOLD_MS = 10_000;
+/** How long a shard that left the map (failed over) has to answer what it was sent before its successor takes over. */
+const LEFT_SHARD_DRAIN_MS = 2_000;
 
 /** Opens a fresh, already authenticated raw RESP2 byte stream to a shard. */
 export type ShardConnector = (shardUid: number) => Promise<Duplex>;
@@ -326,7 +328,7 @@ export class Endpoint implements SessionHost {
       // A failover: the shard's slots now all belong to one other shard, so
       // the commands still queued for it (never sent) go there, in order.
       const heir = heirOf(oldMap, map, i);
-      l.retire(heir < 0 ? null : this.sharedLink(heir, l.proto));
+      l.retire(heir < 0 ? null : this.sharedLink(heir, l.proto), LEFT_SHARD_DRAIN_MS);
       if (l.state !== L_CLOSED) this.draining.add(l);
     }
     this.hubs = uids.map(() => undefined);

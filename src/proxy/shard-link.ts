@@ -324,9 +324,13 @@ export class ShardLink {
 
   /**
    * Stop taking work: queued commands move to `successor` (or fail when there
-   * is none); the link closes once its batch on the wire is answered.
+   * is none); the link closes once its batch on the wire is answered — or,
+   * with `drainMs`, after that long at most: a shard that left the map (its
+   * node failed over) may never answer (SIGSTOP, a partition), and its
+   * successor must not wait for it forever. Its unanswered commands then fail
+   * (outcome unknown, as with a lost connection).
    */
-  retire(successor: ShardLink | null): void {
+  retire(successor: ShardLink | null, drainMs?: number): void {
     if (this.retired) return;
     this.retired = true;
     if (this.timer !== null) {
@@ -353,6 +357,13 @@ export class ShardLink {
     if (this.state !== L_READY || this.inflight === 0) {
       this.close();
       this.handOff();
+    } else if (drainMs !== undefined) {
+      this.timer = setTimeout(() => {
+        this.timer = null;
+        this.host.log.warn({ shard: this.shardUid, unanswered: this.inflight }, 'shard left the map without answering; its commands in flight fail');
+        this.close();
+      }, drainMs);
+      this.timer.unref();
     }
   }
 

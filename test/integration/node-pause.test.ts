@@ -94,6 +94,7 @@ test('SIGSTOP of a whole node for 15 s, then SIGCONT: it is failed over, fences 
   // A client of the victim's endpoint, connected before the pause.
   const onVictim = new Redis({ host: victim.addr, port: db.port, maxRetriesPerRequest: 0, enableOfflineQueue: false, retryStrategy: () => null });
   onVictim.on('error', () => undefined); // its replies are what the test reads
+  await new Promise<void>((r) => onVictim.once('ready', () => r()));
   assert.equal(await onVictim.set(hot[100], 'victim-before'), 'OK');
   acked.set(hot[100], 'victim-before');
 
@@ -169,6 +170,49 @@ test('SIGSTOP of a whole node for 15 s, then SIGCONT: it is failed over, fences 
   }
   w.disconnect();
   assert.match(fs.readFileSync(victim.logFile, 'utf8'), /fencing: this node was cut off/);
-  // The old master is a replica of the current one, in sync.
-  await waitFor('the old master is a synced replica', async () => /role:slave[\s\S]*master_link_status:up/.test(await shardCli(victim, victimMaster.uid, ['INFO', 'replication']).catch(() => '')), 60_000, 500);
+  // The old master is a replica of the current one (rebuilt where the failover placed it), in sync.
+  const old = (await bdb(n1)).shards.find((s) => s.uid === victimMaster.uid)!;
+  assert.equal(old.role, 'slave');
+  await waitFor('the old master is a synced replica', async () => /role:slave[\s\S]*master_link_status:up/.test(await shardCli(nodeByUid(old.node_uid), old.uid, ['INFO', 'replication']).catch(() => '')), 60_000, 500);
+});
+
+test('loss of 2 of 3 nodes (etcd majority lost): the survivor serves reads of its masters, fences writes, REST answers 503; all comes back with the nodes', async () => {
+  const n1 = cluster.nodes[0];
+  const b = await waitFor('the database is active', async () => {
+    const x = await bdb(n1);
+    return x.status === 'active' ? x : undefined;
+  }, 60_000, 500);
+  // The survivor holds a master: that slot range stays readable.
+  const mine = b.shards.find((s) => s.role === 'master')!;
+  const survivor = nodeByUid(mine.node_uid);
+  const keys = keysIn(mine.assigned_slots.split('-').map(Number) as [number, number], 'maj', 50);
+  const c = new Redis({ host: survivor.addr, port: db.port, maxRetriesPerRequest: 0, enableReadyCheck: false });
+  for (const k of keys) await c.set(k, 'v');
+  assert.equal(await c.wait(1, 5000), 1);
+
+  const others = cluster.nodes.filter((n) => n !== survivor);
+  await Promise.all(others.map((n) => n.kill('SIGKILL')));
+  const t0 = Date.now();
+  // Writes stop with a clear error once the fence applies (within the lease's 80%, 4 s).
+  const fencedAfter = await waitFor('writes are fenced on the survivor', async () => {
+    const r = await c.set(keys[0], 'w').then(String, (e: Error) => e.message);
+    return /CLUSTERDOWN This node lost contact/.test(r) ? Date.now() - t0 : undefined;
+  }, 15_000, 200);
+  console.log(`# 2 of 3 nodes lost: writes fenced on the survivor ${fencedAfter} ms after the loss`);
+  assert.equal(await c.get(keys[1]), 'v', 'reads of its own masters go on');
+  const put = await survivor.api<{ error_code: string }>('PUT', '/v1/cluster/policy', { failover_timeout: 6 });
+  assert.equal(put.status, 503);
+  assert.equal(put.body.error_code, 'store_unavailable');
+  c.disconnect();
+
+  // The nodes come back: the store has its majority again, writes are allowed, nothing was lost.
+  await Promise.all(others.map((n) => n.start()));
+  const c2 = new Redis({ host: survivor.addr, port: db.port, maxRetriesPerRequest: 0, enableReadyCheck: false });
+  try {
+    await waitFor('writes are allowed again', async () => (await c2.set(keys[0], 'again').catch(() => undefined)) === 'OK', 60_000, 500);
+    const vals = await c2.mget(...keys.slice(1));
+    assert.ok(vals.every((v) => v === 'v'), 'no key lost');
+  } finally {
+    c2.disconnect();
+  }
 });

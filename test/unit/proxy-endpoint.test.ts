@@ -779,6 +779,37 @@ describe('proxy endpoint over three shards', () => {
     await shardClient(2).del(k);
   });
 
+  it('failover from a shard that never answers (SIGSTOP): its command in flight fails after the drain, later ones go to the new master', async () => {
+    // "Shard 5" answers HELLO, then nothing: a stopped process on a live connection.
+    const conn = async (uid: number): Promise<Duplex> => {
+      if (uid !== 5) return connector(uid);
+      const [a, b] = await pair();
+      let first = true;
+      b.on('data', () => {
+        if (first) b.write('*2\r\n$4\r\nrole\r\n$6\r\nmaster\r\n');
+        first = false;
+      });
+      return a;
+    };
+    const fport = await freePort();
+    const cfg: EndpointConfig = { bdbUid: 9, host: HOST, port: fport, shards: [{ shardUid: 5, slots: [RANGES[0]] }, SHARDS[1], SHARDS[2]], linkGeneration: 1 };
+    const e = new Endpoint(cfg, conn);
+    endpoints.push(e);
+    await e.listen();
+    const c = client(fport, { enableReadyCheck: false });
+    const c2 = client(fport, { enableReadyCheck: false });
+    const k = keyOn(0, 'stopped:');
+    const stuck = errMsg(c.set(k, 'lost?'));
+    await sleep(200);
+    e.update({ ...cfg, shards: SHARDS }); // shard 1 takes the range over
+    const t0 = Date.now();
+    assert.equal(await c2.set(k, 'new'), 'OK', 'a new command goes to the new master');
+    assert.equal(await stuck, 'ERR shard connection lost');
+    const waited = Date.now() - t0;
+    assert.ok(waited >= 1500 && waited < 4000, `the unanswered command failed after the drain (${waited} ms)`);
+    assert.equal(await shardClient(0).get(k), 'new');
+  });
+
   it('follows a new shard map: keys and subscriptions move to the new owner', async () => {
     const { ep: e, cfg } = await startEndpoint();
     const c = client(cfg.port);
