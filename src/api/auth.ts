@@ -14,18 +14,30 @@ export function parseBasic(header: string | undefined): { username: string; pass
   return { username: text.slice(0, i), password: text.slice(i + 1) };
 }
 
-export function authHook(daemon: NodeDaemon) {
+/**
+ * The one password check of the cluster's users: REST basic auth and the web
+ * UI's sign-in both go through it (one instance per node), so any limit on
+ * failed attempts added here applies to both alike.
+ */
+export function passwordCheck(daemon: NodeDaemon): (username: string, password: string) => Promise<boolean> {
   const cache = new VerifiedCache();
+  return async (username, password) => {
+    const member = daemon.requireMember();
+    const user = await readRecord(member.client, KEYS.user(username), UserRecord);
+    return !!user && (await cache.verify(username, password, user.password_hash));
+  };
+}
+
+export function authHook(daemon: NodeDaemon, check = passwordCheck(daemon)) {
   return async (req: FastifyRequest, reply: FastifyReply): Promise<void> => {
     if (req.routeOptions.config?.auth === false || !req.routeOptions.url) return; // open route, or a 404
-    const member = daemon.requireMember();
+    daemon.requireMember();
     const creds = parseBasic(req.headers.authorization);
     const deny = (d: string) => {
       reply.header('www-authenticate', 'Basic realm="tessera"');
       return new OperatorError('unauthorized', 'unauthorized', d);
     };
     if (!creds) throw deny('authentication required');
-    const user = await readRecord(member.client, KEYS.user(creds.username), UserRecord);
-    if (!user || !(await cache.verify(creds.username, creds.password, user.password_hash))) throw deny('wrong username or password');
+    if (!(await check(creds.username, creds.password))) throw deny('wrong username or password');
   };
 }

@@ -9,7 +9,7 @@ import type { NodeDaemon } from '../control/daemon.js';
 import { OperatorError } from '../util/errors.js';
 import { HTTP_STATUS } from './errors.js';
 import { isStoreUnavailable } from '../coord/etcd.js';
-import { authHook } from './auth.js';
+import { authHook, passwordCheck } from './auth.js';
 import { bootstrapRoutes } from './routes/bootstrap.js';
 import { clusterRoutes } from './routes/cluster.js';
 import { nodesRoutes } from './routes/nodes.js';
@@ -27,55 +27,77 @@ declare module 'fastify' {
 }
 
 export type Api = FastifyInstance<https.Server>;
+export type PasswordCheck = (username: string, password: string) => Promise<boolean>;
+
+/** A Fastify HTTPS app with the options every API origin of a node shares (REST on 9443, the web UI on 8443). */
+export function newApiApp(cert: { certPem: string; keyPem: string }, log: Logger): Api {
+  return Fastify({
+    https: httpsServerOptions(cert),
+    loggerInstance: log,
+    // One log line per request would drown the node's log; routes log what changes.
+    logController: new LogController({ disableRequestLogging: true }),
+    bodyLimit: 4 * 1024 * 1024,
+    ajv: { customOptions: { removeAdditional: false, coerceTypes: false, useDefaults: true, allErrors: false } },
+  }) as unknown as Api;
+}
+
+/** Every error, and every unknown path, answered as `{error_code, description}` with its HTTP status. */
+export function installErrorHandling(app: Api): void {
+  app.setErrorHandler((err: FastifyError | OperatorError, req, reply) => {
+    if (err instanceof OperatorError) return reply.status(HTTP_STATUS[err.kind]).send({ error_code: err.code, description: err.message });
+    if (isStoreUnavailable(err)) {
+      req.log.warn({ err: (err as Error).message, url: req.url }, 'coordination store unreachable');
+      return reply
+        .status(503)
+        .header('retry-after', '2')
+        .send({ error_code: 'store_unavailable', description: "this node's coordination store (etcd) is unreachable; it is being restarted, or the cluster has lost its majority. Try again shortly, or ask another node." });
+    }
+    const fe = err as FastifyError;
+    if (fe.validation) {
+      const v = fe.validation[0];
+      const where = `${fe.validationContext ?? 'request'}${v?.instancePath ?? ''}`;
+      const extra = (v?.params as { additionalProperty?: string } | undefined)?.additionalProperty;
+      const description = extra ? `unknown field '${extra}' in ${where}` : `${where} ${v?.message ?? fe.message}`;
+      return reply.status(400).send({ error_code: 'invalid_schema', description });
+    }
+    if (fe.statusCode && fe.statusCode < 500) {
+      return reply.status(fe.statusCode).send({ error_code: (fe.code ?? 'invalid_request').toLowerCase().replace(/^fst_err_/, ''), description: fe.message });
+    }
+    req.log.error({ err: fe.message, stack: fe.stack, url: req.url }, 'request failed');
+    return reply.status(500).send({ error_code: 'internal_error', description: fe.message });
+  });
+  app.setNotFoundHandler((req, reply) => reply.status(404).send({ error_code: 'not_found', description: `no such endpoint: ${req.method} ${req.url.split('?')[0]}` }));
+}
+
+/**
+ * The operator's resources (cluster, nodes, databases, shards, certificates,
+ * alerts): mounted by the REST server behind basic auth and by the web UI's
+ * server behind its session, so both answer from the same handlers.
+ */
+export function registerOperatorRoutes(app: Api, daemon: NodeDaemon): void {
+  app.register(clusterRoutes, { daemon });
+  app.register(nodesRoutes, { daemon });
+  app.register(bdbsRoutes, { daemon });
+  app.register(shardsRoutes, { daemon });
+  app.register(lifecycleRoutes, { daemon });
+  app.register(customerCertRoutes, { daemon });
+}
 
 export class RestServer {
   readonly app: Api;
+  /** The cluster users' password check; the web UI's sign-in uses this same one. */
+  readonly checkPassword: PasswordCheck;
 
   constructor(daemon: NodeDaemon, cert: { certPem: string; keyPem: string }, log: Logger) {
-    this.app = Fastify({
-      https: httpsServerOptions(cert),
-      loggerInstance: log,
-      // One log line per request would drown the node's log; routes log what changes.
-      logController: new LogController({ disableRequestLogging: true }),
-      bodyLimit: 4 * 1024 * 1024,
-      ajv: { customOptions: { removeAdditional: false, coerceTypes: false, useDefaults: true, allErrors: false } },
-    }) as unknown as Api;
+    this.app = newApiApp(cert, log);
     const app = this.app;
-
-    app.setErrorHandler((err: FastifyError | OperatorError, req, reply) => {
-      if (err instanceof OperatorError) return reply.status(HTTP_STATUS[err.kind]).send({ error_code: err.code, description: err.message });
-      if (isStoreUnavailable(err)) {
-        req.log.warn({ err: (err as Error).message, url: req.url }, 'coordination store unreachable');
-        return reply
-          .status(503)
-          .header('retry-after', '2')
-          .send({ error_code: 'store_unavailable', description: "this node's coordination store (etcd) is unreachable; it is being restarted, or the cluster has lost its majority. Try again shortly, or ask another node." });
-      }
-      const fe = err as FastifyError;
-      if (fe.validation) {
-        const v = fe.validation[0];
-        const where = `${fe.validationContext ?? 'request'}${v?.instancePath ?? ''}`;
-        const extra = (v?.params as { additionalProperty?: string } | undefined)?.additionalProperty;
-        const description = extra ? `unknown field '${extra}' in ${where}` : `${where} ${v?.message ?? fe.message}`;
-        return reply.status(400).send({ error_code: 'invalid_schema', description });
-      }
-      if (fe.statusCode && fe.statusCode < 500) {
-        return reply.status(fe.statusCode).send({ error_code: (fe.code ?? 'invalid_request').toLowerCase().replace(/^fst_err_/, ''), description: fe.message });
-      }
-      req.log.error({ err: fe.message, stack: fe.stack, url: req.url }, 'request failed');
-      return reply.status(500).send({ error_code: 'internal_error', description: fe.message });
-    });
-    app.setNotFoundHandler((req, reply) => reply.status(404).send({ error_code: 'not_found', description: `no such endpoint: ${req.method} ${req.url.split('?')[0]}` }));
-    app.addHook('onRequest', authHook(daemon));
-
+    installErrorHandling(app);
+    this.checkPassword = passwordCheck(daemon);
+    app.addHook('onRequest', authHook(daemon, this.checkPassword));
+    // Bootstrap and joins are node-to-node and first-contact routes: REST only.
     app.register(bootstrapRoutes, { daemon });
     app.register(joinRoutes, { daemon });
-    app.register(clusterRoutes, { daemon });
-    app.register(nodesRoutes, { daemon });
-    app.register(bdbsRoutes, { daemon });
-    app.register(shardsRoutes, { daemon });
-    app.register(lifecycleRoutes, { daemon });
-    app.register(customerCertRoutes, { daemon });
+    registerOperatorRoutes(app, daemon);
   }
 
   async listen(host: string, port: number): Promise<void> {
