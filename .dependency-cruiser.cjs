@@ -12,6 +12,7 @@ const LAYERS = [
   'dataplane', // the data-plane worker: listeners, endpoints, shard links
   'control', // membership, bootstrap, controllers and reconcilers
   'api', // REST routes and the metrics endpoint
+  'ui', // the web UI: its server (a client of api's routes) and, in ui/web, the page
   'node', // the composition root
   'cli', // the command line
 ];

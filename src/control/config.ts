@@ -10,13 +10,14 @@ export const SOFTWARE_VERSION = '0.1.0';
 /** What this build can do; a database feature is refused while any node lacks it. */
 export const CAPABILITIES = ['internode_channel', 'data_internode_encryption'] as const;
 
-export const DEFAULT_PORTS: NodePorts = {
+export const DEFAULT_PORTS: Required<NodePorts> = {
   rest: 9443,
   internode: 3342,
   dp_plain: 3343,
   etcd_peer: 3340,
   etcd_client: 3341,
   metrics: 8070,
+  ui: 8443,
 };
 
 export interface Timings {

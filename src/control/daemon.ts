@@ -474,6 +474,7 @@ const PORT_NAMES: Record<keyof NodePorts, string> = {
   etcd_peer: 'coordination store peer',
   etcd_client: 'coordination store client',
   metrics: 'metrics',
+  ui: 'web UI',
 };
 
 /** Fail early and clearly when a port this node needs is taken. */

@@ -84,6 +84,8 @@ export const NodePorts = Type.Object({
   etcd_peer: Type.Integer(),
   etcd_client: Type.Integer(),
   metrics: Type.Integer(),
+  /** The web UI (HTTPS); optional: records written before the UI existed lack it. */
+  ui: Type.Optional(Type.Integer()),
 });
 export type NodePorts = Static<typeof NodePorts>;
 

@@ -1,15 +1,16 @@
 // The composition root: the only place that builds a node's parts and wires
 // them together. The daemon (control/) owns membership and bootstrap; the
-// REST API and the metrics endpoint (api/) are built here around it, so
-// control/ never depends on api/.
+// REST API and the metrics endpoint (api/) and the web UI (ui/) are built
+// here around it, so control/ never depends on api/ or ui/.
 import fs from 'node:fs';
 import type { Logger } from 'pino';
 import { NodeDaemon } from '../control/daemon.js';
 import type { ClusterMember } from '../control/member.js';
-import { NodeConfig } from '../control/config.js';
+import { DEFAULT_PORTS, NodeConfig } from '../control/config.js';
 import { certPath } from '../pki/node-files.js';
 import { RestServer } from '../api/server.js';
 import { MetricsServer } from '../api/metrics.js';
+import { UiServer } from '../ui/server.js';
 
 function apiCertOnDisk(dataDir: string) {
   return { certPem: fs.readFileSync(certPath(dataDir, 'api'), 'utf8'), keyPem: fs.readFileSync(certPath(dataDir, 'apiKey'), 'utf8') };
@@ -18,13 +19,17 @@ function apiCertOnDisk(dataDir: string) {
 /** A node's parts, wired. `stop()` may be called at any time, during `start()` too. */
 export class TesseraNode {
   readonly daemon: NodeDaemon;
+  private readonly cfg: NodeConfig;
   private rest?: RestServer;
+  private ui?: UiServer;
 
   constructor(
-    private readonly cfg: NodeConfig,
+    cfg: NodeConfig,
     private readonly log: Logger,
   ) {
-    this.daemon = new NodeDaemon(cfg, log);
+    // A caller that names no UI port gets the default one (the daemon checks it is free like the others).
+    this.cfg = { ...cfg, ports: { ...cfg.ports, ui: cfg.ports.ui ?? DEFAULT_PORTS.ui } };
+    this.daemon = new NodeDaemon(this.cfg, log);
   }
 
   /** REST first (a blank node is bootstrapped through it), then the membership the data directory holds, if any. */
@@ -36,11 +41,19 @@ export class TesseraNode {
       await this.rest.listen(cfg.addr, cfg.ports.rest);
       const rest = this.rest;
       await this.daemon.resume({
-        apiCertificate: (c) => rest.setCertificate(c),
+        apiCertificate: (c) => {
+          rest.setCertificate(c);
+          this.ui?.setCertificate(c);
+        },
         memberRunning: async (m: ClusterMember) => {
           const metrics = new MetricsServer(m);
           await metrics.listen(apiCertOnDisk(cfg.dataDir));
           m.attach(metrics);
+          // The web UI lives with the membership: sign-in needs the cluster's users. It presents
+          // the REST API's certificate until the client-facing services CA exists (issue #11).
+          this.ui = new UiServer(this.daemon, apiCertOnDisk(cfg.dataDir), log.child({ component: 'ui' }), rest.checkPassword);
+          m.attach(this.ui);
+          await this.ui.listen(cfg.addr, cfg.ports.ui!);
         },
       });
     } catch (err) {

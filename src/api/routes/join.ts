@@ -17,7 +17,7 @@ const joinNodeBody = {
       type: 'object',
       additionalProperties: false,
       required: ['rest', 'internode', 'dp_plain', 'etcd_peer', 'etcd_client', 'metrics'],
-      properties: { rest: port, internode: port, dp_plain: port, etcd_peer: port, etcd_client: port, metrics: port },
+      properties: { rest: port, internode: port, dp_plain: port, etcd_peer: port, etcd_client: port, metrics: port, ui: port },
     },
     csrs: { type: 'object', additionalProperties: false, required: ['cp', 'dp', 'api'], properties: { cp: pem, dp: pem, api: pem } },
   },

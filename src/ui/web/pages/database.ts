@@ -1,0 +1,284 @@
+// One database: its configuration with a Security section (`Edit` makes
+// them editable; `Save` sends PUT /v1/bdbs/{uid} and shows the change's
+// progress until every node has applied it), its endpoints, its shards with
+// their nodes and roles, and deletion with a confirmation.
+import { ApiError, call, sleep } from '../api.js';
+import { badge, errorMessage, facts, field, fill, fmtBytes, fmtTime, h, note, select, table } from '../dom.js';
+import type { ActionRecord, Bdb } from '../types.js';
+import { REFRESH_MS, type AppContext, type Page } from './page.js';
+
+const EVICTION = ['volatile-lru', 'volatile-ttl', 'volatile-random', 'allkeys-lru', 'allkeys-random', 'noeviction', 'volatile-lfu', 'allkeys-lfu'];
+const PERSISTENCE: [string, string][] = [['disabled', 'None'], ['aof', 'Append-only file (AOF)'], ['snapshot', 'Snapshot']];
+const MB = 1024 * 1024;
+const CHANGE_TIMEOUT_MS = 120_000;
+
+const onOff = (b: boolean) => (b ? 'Enabled' : 'Disabled');
+
+export function databasePage(ctx: AppContext, uid: number): Page {
+  const title = h('h1', null, `Database ${uid}`);
+  const statusBadge = h('span');
+  const problem = h('div');
+  const progress = h('div', { class: 'progress-slot' });
+  const editButton = h('button', { type: 'button' }, 'Edit');
+  const save = h('button', { type: 'button', class: 'primary', hidden: true }, 'Save');
+  const cancel = h('button', { type: 'button', hidden: true }, 'Cancel');
+  const config = h('div', { class: 'placeholder' }, 'Loading…');
+  const security = h('div');
+  const endpoints = h('div');
+  const shards = h('div');
+  const editFeedback = h('div');
+  const deleteArea = h('div');
+  const el = h(
+    'section',
+    { class: 'page' },
+    h('p', { class: 'crumbs' }, h('a', { href: '#/databases' }, '← Back to the list')),
+    h('div', { class: 'title-row' }, title, statusBadge),
+    problem,
+    progress,
+    h('section', { class: 'card', 'aria-labelledby': `cfg-${uid}` }, h('div', { class: 'section-head' }, h('h2', { id: `cfg-${uid}` }, 'Configuration'), editButton), config),
+    h('section', { class: 'card', 'aria-labelledby': `sec-${uid}` }, h('h2', { id: `sec-${uid}` }, 'Security'), security),
+    editFeedback,
+    h('div', { class: 'actions' }, save, cancel),
+    h('section', { class: 'card', 'aria-labelledby': `ep-${uid}` }, h('h2', { id: `ep-${uid}` }, 'Endpoints'), endpoints),
+    h('section', { class: 'card', 'aria-labelledby': `sh-${uid}` }, h('h2', { id: `sh-${uid}` }, 'Shards'), shards),
+    h('section', { class: 'card danger', 'aria-labelledby': `del-${uid}` }, h('h2', { id: `del-${uid}` }, 'Delete'), deleteArea),
+  );
+
+  let db: Bdb | undefined;
+  let editing = false;
+  let busy = false;
+  let disposed = false;
+  let timer: number | undefined;
+  // The controls of the edit form, rebuilt from the database each time Edit is pressed.
+  let controls: { memory: HTMLInputElement; eviction: HTMLSelectElement; persistence: HTMLSelectElement; encryption: HTMLInputElement } | undefined;
+
+  const render = () => {
+    if (!db) return;
+    const b = db;
+    title.textContent = b.name;
+    fill(statusBadge, badge(b.status));
+    const memory = h('input', { type: 'number', min: '1', step: '1', value: String(Math.round(b.memory_size / MB)), disabled: !editing });
+    const eviction = select(EVICTION.map((e) => [e, e]), b.eviction_policy, { disabled: !editing });
+    const persistence = select(PERSISTENCE, b.data_persistence, { disabled: !editing });
+    const encryption = h('input', { type: 'checkbox', role: 'switch', id: `ie-${uid}`, checked: b.data_internode_encryption, disabled: !editing });
+    controls = { memory, eviction, persistence, encryption };
+    fill(
+      config,
+      editing
+        ? h('div', { class: 'form-grid' }, field('Memory limit (MB)', memory), field('Eviction policy', eviction), field('Data persistence', persistence))
+        : facts([
+            ['Memory limit', fmtBytes(b.memory_size)],
+            ['Eviction policy', b.eviction_policy],
+            ['Data persistence', PERSISTENCE.find(([v]) => v === b.data_persistence)?.[1] ?? b.data_persistence],
+            ['Shards', `${b.shards_count}${b.sharding ? ' (sharded)' : ''}`],
+            ['Replication', onOff(b.replication)],
+            ['Proxy policy', b.proxy_policy],
+            ['Shard placement', b.shards_placement],
+            ['Port', String(b.port)],
+            ['Password', b.authentication_redis_pass_set ? 'set' : 'none'],
+            ['Created', fmtTime(b.created_time)],
+            ['Last changed', fmtTime(b.last_changed_time)],
+          ]),
+    );
+    fill(
+      security,
+      h(
+        'div',
+        { class: 'switch-row' },
+        encryption,
+        h('label', { for: encryption.id }, 'Internode Encryption'),
+        h('span', { class: 'switch-state', 'aria-hidden': 'true' }, onOff(b.data_internode_encryption)),
+      ),
+      h('p', { class: 'hint', id: `ie-${uid}-hint` }, 'Encrypts the traffic between this database’s shards and endpoints on different nodes (TLS on the internode channel). Switching it is live: clients stay connected.'),
+    );
+    encryption.setAttribute('aria-describedby', `ie-${uid}-hint`);
+    fill(
+      endpoints,
+      table(
+        'Endpoints',
+        ['Endpoint', 'Addresses', 'Proxy policy'],
+        b.endpoints.map((e) => [`${e.dns_name}:${e.port}`, e.addr.map((a) => `${a}:${e.port}`).join(', ') || '—', e.proxy_policy]),
+        'No endpoint.',
+      ),
+    );
+    fill(
+      shards,
+      table(
+        'Shards',
+        ['Shard', 'Role', 'Node', 'Hash slots', 'Status'],
+        b.shards.map((s) => [String(s.uid), s.role === 'slave' ? `replica of ${s.master_uid}` : 'master', `node ${s.node_uid}`, s.assigned_slots, badge(s.status)]),
+        'No shard.',
+      ),
+    );
+    editButton.hidden = editing;
+    editButton.disabled = busy || b.status === 'delete-pending';
+    save.hidden = !editing;
+    cancel.hidden = !editing;
+    config.className = '';
+  };
+
+  const load = async (background: boolean) => {
+    try {
+      db = await call<Bdb>('GET', `/v1/bdbs/${uid}`, undefined, { background });
+      fill(problem);
+      if (!editing) render();
+    } catch (err) {
+      if (err instanceof ApiError && err.status === 404 && !busy) {
+        fill(config, 'This database does not exist (any more).');
+        config.className = '';
+      }
+      fill(problem, errorMessage(err));
+    }
+  };
+  const schedule = () => {
+    if (disposed) return;
+    timer = window.setTimeout(async () => {
+      if (!editing && !busy) await load(true);
+      schedule();
+    }, REFRESH_MS);
+  };
+
+  editButton.addEventListener('click', () => {
+    editing = true;
+    fill(editFeedback);
+    fill(progress);
+    render();
+    controls?.memory.focus();
+  });
+  cancel.addEventListener('click', () => {
+    editing = false;
+    fill(editFeedback);
+    render();
+  });
+
+  save.addEventListener('click', async () => {
+    if (!db || !controls) return;
+    const b = db;
+    const body: Record<string, unknown> = {};
+    const memory = Math.round(Number(controls.memory.value) * MB);
+    if (memory !== b.memory_size) body.memory_size = memory;
+    if (controls.eviction.value !== b.eviction_policy) body.eviction_policy = controls.eviction.value;
+    if (controls.persistence.value !== b.data_persistence) body.data_persistence = controls.persistence.value;
+    if (controls.encryption.checked !== b.data_internode_encryption) body.data_internode_encryption = controls.encryption.checked;
+    fill(editFeedback);
+    if (!Object.keys(body).length) {
+      editing = false;
+      render();
+      fill(progress, note('Nothing was changed.'));
+      return;
+    }
+    save.disabled = true;
+    try {
+      const next = await call<Bdb>('PUT', `/v1/bdbs/${uid}`, body);
+      db = next;
+      editing = false;
+      busy = true;
+      render();
+      await follow(next, body);
+    } catch (err) {
+      fill(editFeedback, errorMessage(err)); // the form stays open, with what the user typed
+    } finally {
+      busy = false;
+      save.disabled = false;
+      if (db) render();
+    }
+  });
+
+  /** Show the change's progress until the database is active again at (or past) that change. */
+  const follow = async (changed: Bdb, body: Record<string, unknown>) => {
+    const bar = h('progress', { 'aria-label': 'Change progress' });
+    const text = h('span', null, 'Applying the change on every node…');
+    fill(progress, h('div', { role: 'status', class: 'note info progress' }, text, bar));
+    const deadline = Date.now() + CHANGE_TIMEOUT_MS;
+    while (!disposed && Date.now() < deadline) {
+      await sleep(700);
+      try {
+        const [b, action] = await Promise.all([
+          call<Bdb>('GET', `/v1/bdbs/${uid}`),
+          changed.action_uid ? call<ActionRecord>('GET', `/v1/actions/${changed.action_uid}`).catch(() => undefined) : Promise.resolve(undefined),
+        ]);
+        db = b;
+        render();
+        if (action) {
+          bar.max = 100;
+          bar.value = action.progress;
+        }
+        text.textContent = `Applying the change on every node… (${b.status}${action ? `, action ${action.status}` : ''})`;
+        if (action?.status === 'failed' || b.error) {
+          fill(progress, errorMessage(new ApiError(0, 'change_failed', `The change failed: ${action?.error ?? b.error}`)));
+          return;
+        }
+        if (b.status === 'active' && (!action || action.status === 'completed')) {
+          const lines = ['The change was applied on every node.'];
+          if ('data_internode_encryption' in body) {
+            lines.push(`Internode encryption is now ${onOff(b.data_internode_encryption).toLowerCase()}; the switch was live and client connections were kept.`);
+          }
+          fill(progress, note(lines.join(' '), 'good'));
+          return;
+        }
+      } catch (err) {
+        text.textContent = `Applying the change… (cannot read its progress: ${(err as Error).message})`;
+      }
+    }
+    if (!disposed) fill(progress, errorMessage(new ApiError(0, 'change_timeout', `The change is not applied everywhere after ${CHANGE_TIMEOUT_MS / 1000} s; it goes on in the background.`)));
+  };
+
+  // Delete, with a confirmation that replaces the button while it is asked.
+  const deleteButton = h('button', { type: 'button', class: 'danger' }, 'Delete database');
+  const deleteFeedback = h('div');
+  const confirmArea = h('div');
+  deleteButton.addEventListener('click', () => {
+    if (!db) return;
+    deleteButton.hidden = true;
+    const yes = h('button', { type: 'button', class: 'danger' }, 'Delete');
+    const no = h('button', { type: 'button' }, 'Cancel');
+    no.addEventListener('click', () => {
+      fill(confirmArea);
+      deleteButton.hidden = false;
+      deleteButton.focus();
+    });
+    yes.addEventListener('click', async () => {
+      yes.disabled = true;
+      no.disabled = true;
+      busy = true;
+      fill(deleteFeedback, h('div', { role: 'status', class: 'note info progress' }, 'Deleting…', h('progress', { 'aria-label': 'Deletion progress' })));
+      const name = db?.name ?? String(uid);
+      try {
+        await call('DELETE', `/v1/bdbs/${uid}`);
+        const deadline = Date.now() + CHANGE_TIMEOUT_MS;
+        while (!disposed && Date.now() < deadline) {
+          await sleep(700);
+          try {
+            await call('GET', `/v1/bdbs/${uid}`);
+          } catch (err) {
+            if (err instanceof ApiError && err.status === 404) {
+              ctx.navigate('#/databases', `Database ${name} was deleted.`);
+              return;
+            }
+            throw err;
+          }
+        }
+        if (!disposed) fill(deleteFeedback, errorMessage(new ApiError(0, 'delete_timeout', 'The deletion goes on in the background.')));
+      } catch (err) {
+        fill(deleteFeedback, errorMessage(err));
+        fill(confirmArea);
+        deleteButton.hidden = false;
+      } finally {
+        busy = false;
+      }
+    });
+    fill(confirmArea, h('p', { class: 'confirm' }, `Delete database ${db.name}? Its data is lost and its endpoint closes.`), h('div', { class: 'actions' }, yes, no));
+    no.focus();
+  });
+  fill(deleteArea, deleteButton, confirmArea, deleteFeedback);
+
+  void load(false).then(schedule);
+  return {
+    title: `Database ${uid}`,
+    el,
+    dispose: () => {
+      disposed = true;
+      window.clearTimeout(timer);
+    },
+  };
+}
