@@ -424,7 +424,20 @@ export class NodeDaemon {
     // The node may have published its full record, or not yet: read only what every node record has.
     const node = await readRecord(m.client, KEYS.node(uid), NodeStubRecord);
     const memberId = join?.etcd_member_id ?? node?.etcd_member_id;
-    if (memberId) await m.client.cluster.memberRemove({ ID: memberId }).catch((e) => this.log.warn({ uid, member: memberId, err: (e as Error).message }, 'cannot remove the store member of an aborted join'));
+    if (memberId) {
+      try {
+        await retryWhileUnhealthy(() => m.client.cluster.memberRemove({ ID: memberId }));
+      } catch (e) {
+        if (!/member not found/i.test((e as Error).message)) {
+          // An orphan learner would block the next join: keep the join record and try again.
+          this.log.error({ uid, member: memberId, err: (e as Error).message }, 'cannot remove the store member of an aborted join; retrying in 10 s');
+          const t = setTimeout(() => void this.abortJoin(uid).catch((err) => this.log.warn({ uid, err: (err as Error).message }, 'cannot abort a join')), 10_000);
+          t.unref();
+          this.joinWatchdogs.set(uid, t);
+          return;
+        }
+      }
+    }
     await m.client.delete().key(KEYS.join(uid));
     await m.client.delete().key(KEYS.node(uid));
     this.log.warn({ uid }, 'join aborted; the cluster is as it was');

@@ -263,12 +263,18 @@ export class BdbReconciler {
           continue;
         }
       } else if (shard.spec.maxmemory !== w.spec.maxmemory || shard.spec.evictionPolicy !== w.spec.evictionPolicy) {
-        // Live changes that redis takes without a restart.
-        shard.spec.maxmemory = w.spec.maxmemory;
-        shard.spec.evictionPolicy = w.spec.evictionPolicy;
-        await shard
+        // Live changes that redis takes without a restart; recorded once taken, so a failure is retried next pass.
+        const ok = await shard
           .command(['CONFIG', 'SET', 'maxmemory', String(w.spec.maxmemory), 'maxmemory-policy', w.spec.evictionPolicy])
-          .catch((e) => this.log.warn({ shard: uid, err: (e as Error).message }, 'cannot apply maxmemory settings to the shard'));
+          .then((r) => r.startsWith('+OK'))
+          .catch((e) => {
+            this.log.warn({ shard: uid, err: (e as Error).message }, 'cannot apply maxmemory settings to the shard; retrying');
+            return false;
+          });
+        if (ok) {
+          shard.spec.maxmemory = w.spec.maxmemory;
+          shard.spec.evictionPolicy = w.spec.evictionPolicy;
+        }
       }
       if (w.role === 'slave') {
         const t = this.m.dataplane?.tunnelPorts.get(uid);

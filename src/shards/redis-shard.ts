@@ -192,10 +192,15 @@ export class RedisShard {
     });
   }
 
+  /** Recorded only once redis took it (or for the next start), so a failed change is tried again. */
   async setReplicaOf(target: { host: string; port: number } | undefined): Promise<void> {
+    if (!this.running) {
+      this.replicaOf = target;
+      return;
+    }
+    const r = await this.command(target ? ['REPLICAOF', target.host, String(target.port)] : ['REPLICAOF', 'NO', 'ONE']);
+    if (!r.startsWith('+OK')) throw new Error(`REPLICAOF refused: ${r.trim()}`);
     this.replicaOf = target;
-    if (!this.running) return;
-    await this.command(target ? ['REPLICAOF', target.host, String(target.port)] : ['REPLICAOF', 'NO', 'ONE']);
   }
 
   async stop(): Promise<void> {
