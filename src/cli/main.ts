@@ -4,16 +4,26 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { Command, Option } from 'commander';
 import pino from 'pino';
-import { applyProcessDefaults, KEY_EXCHANGES } from '../tls/policy.js';
+import { applyProcessDefaults, KEY_EXCHANGES, KeyExchange } from '../tls/policy.js';
 import { TesseraNode } from '../node/node.js';
 import { CERT_NAMES } from '../pki/pki.js';
 import { CAPABILITIES, DEFAULT_PORTS, DEFAULT_TIMINGS, NodeConfig } from '../control/config.js';
 import { requestJson, errorText, JsonResponse } from '../util/https-json.js';
 import { formatStatus, formatInfo, NodeView, BdbView, NodeAlerts } from './format.js';
+import { formatVerify, verifyEncryption } from './verify.js';
+import type { NodeLinksReport } from '../internode/links.js';
 
 applyProcessDefaults();
 
-class CliError extends Error {}
+class CliError extends Error {
+  /** 1 by default; `verify encryption` keeps 1 for violations and exits 2 when it cannot check. */
+  constructor(
+    message: string,
+    readonly exitCode = 1,
+  ) {
+    super(message);
+  }
+}
 
 /** Pull `key value` pairs out of rladmin-style words; unknown keys are an error. */
 function pairs(words: string[], allowed: string[]): Record<string, string> {
@@ -84,6 +94,26 @@ async function findDb(cmd: Command, ref: string): Promise<BdbView> {
   const b = all.find((x) => x.name === ref);
   if (!b) throw new CliError(`no database named ${ref}`);
   return b;
+}
+
+/** verify encryption: gather every node's internode links and judge them. Exit 0 clean, 1 on violations, 2 when it cannot check. */
+async function verifyEncryptionCommand(cmd: Command, words: string[], o: { requireAll?: boolean; json?: boolean }): Promise<void> {
+  try {
+    const w = pairs(words, ['db']);
+    const db = w.db === undefined ? undefined : await findDb(cmd, w.db);
+    const [nodes, bdbs, policy] = await Promise.all([
+      api<NodeView[]>(cmd, 'GET', '/v1/nodes'),
+      api<BdbView[]>(cmd, 'GET', '/v1/bdbs'),
+      api<{ internode_key_exchange: KeyExchange }>(cmd, 'GET', '/v1/cluster/policy'),
+    ]);
+    // The node asked answers for the others over control RPC; one that does not answer fails the check.
+    const reports = await Promise.all(nodes.map((n) => api<NodeLinksReport>(cmd, 'GET', `/v1/nodes/${n.uid}/internode_links`)));
+    const r = verifyEncryption(nodes, bdbs, reports, { db: db?.uid, requireAll: !!o.requireAll, keyExchange: policy.internode_key_exchange });
+    process.stdout.write(o.json ? JSON.stringify(r, null, 2) + '\n' : formatVerify(r));
+    process.exitCode = r.ok ? 0 : 1;
+  } catch (err) {
+    throw new CliError(`cannot verify encryption: ${(err as Error).message}`, 2);
+  }
 }
 
 async function waitActive(cmd: Command, uid: number, timeoutMs = 60_000): Promise<void> {
@@ -207,6 +237,16 @@ export function buildProgram(): Command {
       process.stdout.write(formatStatus(cl, nodes, target(cmd).host, bdbs, alerts));
     });
 
+  program
+    .command('verify')
+    .description('check the cluster: verify encryption')
+    .command('encryption')
+    .description("list every live internode connection and check it against its database's data_internode_encryption and the TLS policy (exit 0: clean, 1: violations, 2: cannot check)")
+    .argument('[words...]', 'db <uid|name>: check only that database\'s data links')
+    .option('--require-all', "also fail when any database's data crosses nodes in plaintext")
+    .option('--json', 'print a machine-readable report')
+    .action(async (words: string[], o: { requireAll?: boolean; json?: boolean }, cmd: Command) => verifyEncryptionCommand(cmd, words, o));
+
   const info = program.command('info').description('key: value details');
   info.command('cluster').action(async (_o, cmd: Command) => {
     const [cl, policy] = await Promise.all([api<Record<string, unknown>>(cmd, 'GET', '/v1/cluster'), api<Record<string, unknown>>(cmd, 'GET', '/v1/cluster/policy')]);
@@ -269,7 +309,7 @@ export async function main(argv: string[]): Promise<void> {
     await program.parseAsync(argv);
   } catch (err) {
     process.stderr.write(`error: ${(err as Error).message.split('\n')[0]}\n`);
-    process.exit(1);
+    process.exit(err instanceof CliError ? err.exitCode : 1);
   }
 }
 

@@ -14,6 +14,7 @@ import { readRecord, requireRecord } from '../coord/records.js';
 import { CertStore } from '../pki/certstore.js';
 import { LiveLinks, PeerPolicy, PeerIdentity } from '../internode/channel.js';
 import { RpcClient } from '../internode/rpc.js';
+import { LinkRegistry, NodeLinksReport } from '../internode/links.js';
 import { DataplaneHost } from '../dataplane/host.js';
 import type { PolicySnapshot } from '../dataplane/messages.js';
 import { BdbReconciler } from './reconciler.js';
@@ -86,6 +87,8 @@ export class ClusterMember implements PeerPolicy {
   private rpcClients = new Map<number, RpcClient>();
   /** This thread's dialed control links, cut when their peer is revoked or removed. */
   private readonly rpcLinks = new LiveLinks('dialed');
+  /** The same links with what they are for, for verify encryption (the worker lists the rest). */
+  private readonly rpcRegistry = new LinkRegistry();
   private probeTimer?: NodeJS.Timeout;
   private stopped = false;
   /** Called when the cluster removes this node. */
@@ -404,6 +407,8 @@ export class ClusterMember implements PeerPolicy {
       }
       case 'port_free':
         return this.portFree(Number((_params as { port?: unknown })?.port));
+      case 'internode_links':
+        return this.internodeLinks();
       default:
         throw new Error(`unknown method ${method}`);
     }
@@ -428,12 +433,20 @@ export class ClusterMember implements PeerPolicy {
     });
   }
 
+  /** Every live internode connection of this node: control links this thread dialed, and the data-plane worker's. */
+  async internodeLinks(): Promise<NodeLinksReport> {
+    if (!this.dataplane) throw new Error('node is starting');
+    const worker = await this.dataplane.internodeLinks();
+    const own = this.rpcRegistry.list(this.uid, (serial) => this.isDenied(serial));
+    return { uid: this.uid, addr: this.cfg.addr, time: new Date().toISOString(), links: [...own, ...worker] };
+  }
+
   rpc(uid: number): RpcClient | undefined {
     const rec = this.nodes.items.get(String(uid));
     if (!rec) return undefined;
     let c = this.rpcClients.get(uid);
     if (!c) {
-      c = new RpcClient({ uid, host: rec.addr, port: rec.ports.internode }, this.certs, this, this.log.child({ component: 'rpc' }), this.rpcLinks);
+      c = new RpcClient({ uid, host: rec.addr, port: rec.ports.internode }, this.certs, this, this.log.child({ component: 'rpc' }), this.rpcLinks, this.rpcRegistry);
       this.rpcClients.set(uid, c);
     }
     return c;

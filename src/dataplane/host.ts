@@ -9,6 +9,7 @@ import type { Bundle } from '../tls/policy.js';
 import type { Plane } from '../pki/pki.js';
 import type { NodePorts } from '../coord/schema.js';
 import type { PeerIdentity } from '../internode/channel.js';
+import type { InternodeLink } from '../internode/links.js';
 
 export type RpcAnswer = (method: string, params: unknown, peer: PeerIdentity) => Promise<unknown>;
 
@@ -28,6 +29,8 @@ export class DataplaneHost extends EventEmitter {
   private stopping = false;
   endpoints: EndpointState[] = [];
   readonly tunnelPorts = new Map<number, { host: string; port: number }>();
+  private nextLinksRequest = 1;
+  private readonly linksRequests = new Map<number, { resolve: (l: InternodeLink[]) => void; reject: (e: Error) => void; timer: NodeJS.Timeout }>();
 
   constructor(private readonly o: DataplaneHostOptions) {
     super();
@@ -61,6 +64,15 @@ export class DataplaneHost extends EventEmitter {
           case 'rpc':
             void this.answer(m.conn, m.line, m.peer);
             break;
+          case 'links-reply': {
+            const r = this.linksRequests.get(m.id);
+            if (r) {
+              this.linksRequests.delete(m.id);
+              clearTimeout(r.timer);
+              r.resolve(m.links);
+            }
+            break;
+          }
           case 'stopped':
             break;
         }
@@ -97,6 +109,20 @@ export class DataplaneHost extends EventEmitter {
 
   private send(m: ToWorker): void {
     this.worker?.postMessage(m);
+  }
+
+  /** The worker's live internode connections: shard links, tunnels, accepted control connections. */
+  internodeLinks(timeoutMs = 5000): Promise<InternodeLink[]> {
+    if (!this.worker || this.stopping) return Promise.reject(new Error('the data plane is not running'));
+    const id = this.nextLinksRequest++;
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.linksRequests.delete(id);
+        reject(new Error(`the data plane did not list its links within ${timeoutMs} ms`));
+      }, timeoutMs);
+      this.linksRequests.set(id, { resolve, reject, timer });
+      this.send({ type: 'links-request', id });
+    });
   }
 
   setPolicy(p: PolicySnapshot): void {

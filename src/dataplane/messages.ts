@@ -5,6 +5,7 @@
 import type { Bundle, KeyExchange } from '../tls/policy.js';
 import type { Plane } from '../pki/pki.js';
 import type { NodePorts } from '../coord/schema.js';
+import type { InternodeLink } from '../internode/links.js';
 
 export interface PeerNode {
   uid: number;
@@ -85,6 +86,8 @@ export type ToWorker =
    * lift of a fence must follow the config that made the map current).
    */
   | { type: 'contact'; validForMs: number; ordered: boolean }
+  /** Ask for the worker's live internode connections (verify encryption); answered by `links-reply` with the same id. */
+  | { type: 'links-request'; id: number }
   | { type: 'stop' };
 
 export interface EndpointState {
@@ -100,4 +103,5 @@ export type FromWorker =
   | { type: 'endpoints'; endpoints: EndpointState[] }
   | { type: 'tunnel'; replicaShardUid: number; host: string; port: number }
   | { type: 'rpc'; conn: number; peer: { uid: number; plane: Plane; serial: string }; line: string }
+  | { type: 'links-reply'; id: number; links: InternodeLink[] }
   | { type: 'stopped' };

@@ -4,12 +4,16 @@
 // when off. A remote link opens with one header line naming the shard and
 // carrying the database's internal secret; after it, the bytes are the
 // shard's own RESP stream, piped by the far side to the shard's socket.
+// The header's optional last word says what the link is for (`proxy`, or
+// `replication:<replica shard>`), so both ends can report it; a far side
+// that does not know the word ignores it.
 import net from 'node:net';
 import { Duplex } from 'node:stream';
 import { timingSafeEqual } from 'node:crypto';
 import type { Logger } from 'pino';
 import { CertStore } from '../pki/certstore.js';
 import { LiveLinks, PeerPolicy, dial } from '../internode/channel.js';
+import type { LinkRegistry } from '../internode/links.js';
 import { encodeCommand } from '../proxy/resp-encode.js';
 import type { BdbLinkConfig, DataplaneConfig, LocalShard, PeerNode, ShardLocation } from './messages.js';
 
@@ -24,6 +28,22 @@ export interface LinkContext {
   log?: Logger;
   /** Dialed dp links, cut when their peer is revoked or removed. */
   links?: LiveLinks;
+  /** Every dialed link to another node, TLS or plaintext, with what it is for (verify encryption). */
+  registry?: LinkRegistry;
+}
+
+/** What a link to a shard is for. */
+export type LinkUse = { purpose: 'proxy' } | { purpose: 'replication'; replicaShardUid: number };
+
+function useWord(u: LinkUse): string {
+  return u.purpose === 'proxy' ? 'proxy' : `replication:${u.replicaShardUid}`;
+}
+
+/** The header's purpose word; undefined when absent or not understood (an older node). */
+export function parseUseWord(w: string | undefined): LinkUse | undefined {
+  if (w === 'proxy') return { purpose: 'proxy' };
+  const m = /^replication:(\d+)$/.exec(w ?? '');
+  return m ? { purpose: 'replication', replicaShardUid: Number(m[1]) } : undefined;
 }
 
 /** The current view of a shard's placement and database, indexed for the hot path of opening links. */
@@ -66,7 +86,7 @@ export class ShardLinks {
   ) {}
 
   /** A byte stream to the shard, not yet authenticated: replication tunnels let redis do its own AUTH. */
-  async openRaw(shardUid: number, purpose = `link to shard ${shardUid}`): Promise<Duplex> {
+  async openRaw(shardUid: number, use: LinkUse = { purpose: 'proxy' }): Promise<Duplex> {
     const loc = this.placement.shard(shardUid);
     if (!loc) throw new Error(`shard ${shardUid} is not placed`);
     const bdb = this.placement.bdb(loc.bdbUid);
@@ -91,14 +111,22 @@ export class ShardLinks {
         localAddress: this.ctx.self.addr,
         log: this.ctx.log,
         links: this.ctx.links,
-        purpose: `${purpose} (db ${loc.bdbUid})`,
+        purpose: use.purpose === 'proxy' ? `link to shard ${shardUid} (db ${loc.bdbUid})` : `replication tunnel of shard ${use.replicaShardUid} from shard ${shardUid} (db ${loc.bdbUid})`,
       }));
     } else {
       s = await connected(net.connect({ host: node.addr, port: node.dp_plain, localAddress: this.ctx.self.addr }));
       s.setNoDelay(true);
       s.setKeepAlive(true, 10_000);
     }
-    s.write(`${LINK_MAGIC} ${loc.bdbUid} ${shardUid} ${bdb.secret}\n`);
+    this.ctx.registry?.add(s, {
+      side: 'dialed',
+      purpose: use.purpose,
+      remoteUid: node.uid,
+      bdbUid: loc.bdbUid,
+      shardUid,
+      ...(use.purpose === 'replication' ? { replicaShardUid: use.replicaShardUid } : {}),
+    });
+    s.write(`${LINK_MAGIC} ${loc.bdbUid} ${shardUid} ${bdb.secret} ${useWord(use)}\n`);
     return s;
   }
 
@@ -147,7 +175,13 @@ export class ShardLinks {
  * pipe to the local shard. On the plaintext channel, databases with
  * encryption on are refused.
  */
-export function serveShardLink(socket: net.Socket, encryptedChannel: boolean, placement: Placement, log: Logger, track: (bdbUid: number, s: net.Socket, encrypted: boolean) => void): void {
+export function serveShardLink(
+  socket: net.Socket,
+  encryptedChannel: boolean,
+  placement: Placement,
+  log: Logger,
+  track: (bdbUid: number, s: net.Socket, encrypted: boolean, link: { shardUid: number; use?: LinkUse }) => void,
+): void {
   let head = Buffer.alloc(0);
   socket.setNoDelay(true);
   const timer = setTimeout(() => socket.destroy(), 5000);
@@ -167,7 +201,7 @@ export function serveShardLink(socket: net.Socket, encryptedChannel: boolean, pl
     socket.off('data', onData);
     socket.pause();
     clearTimeout(timer);
-    const [magic, bdbS, shardS, secret] = head.subarray(0, nl).toString('latin1').split(' ');
+    const [magic, bdbS, shardS, secret, useW] = head.subarray(0, nl).toString('latin1').split(' ');
     const rest = head.subarray(nl + 1);
     const bdbUid = Number(bdbS);
     const shardUid = Number(shardS);
@@ -192,7 +226,7 @@ export function serveShardLink(socket: net.Socket, encryptedChannel: boolean, pl
     shard.on('error', close);
     shard.on('close', close);
     socket.on('close', close);
-    track(bdbUid, socket, encryptedChannel);
+    track(bdbUid, socket, encryptedChannel, { shardUid, use: parseUseWord(useW) });
   };
   socket.on('data', onData);
   socket.on('error', () => socket.destroy());

@@ -77,7 +77,7 @@ export class Tunnels {
     t.conns.add(inbound);
     inbound.on('error', () => inbound.destroy());
     inbound.on('close', () => t.conns.delete(inbound));
-    this.links.openRaw(t.spec.masterShardUid, `replication tunnel of shard ${t.spec.replicaShardUid} from shard ${t.spec.masterShardUid}`).then(
+    this.links.openRaw(t.spec.masterShardUid, { purpose: 'replication', replicaShardUid: t.spec.replicaShardUid }).then(
       (out) => {
         if (inbound.destroyed) {
           out.destroy();

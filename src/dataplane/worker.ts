@@ -9,7 +9,8 @@ import pino, { Logger } from 'pino';
 import { applyProcessDefaults } from '../tls/policy.js';
 import { CertStore } from '../pki/certstore.js';
 import { InternodeServer, LiveLinks, PeerPolicy, listenOrExplain } from '../internode/channel.js';
-import { Placement, ShardLinks, serveShardLink } from './shard-links.js';
+import { InternodeLink, LinkRegistry } from '../internode/links.js';
+import { LinkUse, Placement, ShardLinks, serveShardLink } from './shard-links.js';
 import { readLines } from '../internode/rpc.js';
 import { Tunnels } from './tunnels.js';
 import { Endpoint, EndpointConfig } from '../proxy/endpoint.js';
@@ -38,6 +39,8 @@ class Dataplane implements PeerPolicy {
   private farLinks = new Map<net.Socket, { bdbUid: number; encrypted: boolean }>();
   private cpConns = new Map<number, tls.TLSSocket>();
   private readonly dialed = new LiveLinks('dialed');
+  /** Every internode connection of this thread (both planes, both channels, both sides), for verify encryption. */
+  private readonly registry = new LinkRegistry();
   private nextConn = 1;
   private retryTimer?: NodeJS.Timeout;
   /** Shared by every endpoint of this node. */
@@ -50,6 +53,17 @@ class Dataplane implements PeerPolicy {
     this.certs = new CertStore(init.certs, init.policy.anchors);
     this.certs.setKeyExchange(init.policy.keyExchange);
     this.setPolicy(init.policy);
+  }
+
+  /** The live internode connections this thread holds: control connections accepted, shard links and tunnels both ways. */
+  internodeLinks(): InternodeLink[] {
+    return this.registry.list(this.init.node.uid, (serial) => this.isDenied(serial));
+  }
+
+  /** On the plaintext channel a peer is known only by its address (dialers leave from their node's own). */
+  private nodeAt(addr: string | undefined): number | undefined {
+    for (const n of this.nodes.values()) if (n.addr === addr) return n.uid;
+    return undefined;
   }
 
   clusterId(): string {
@@ -79,11 +93,20 @@ class Dataplane implements PeerPolicy {
 
   async start(): Promise<void> {
     const { node } = this.init;
-    this.links = new ShardLinks({ self: { uid: node.uid, addr: node.addr }, certs: this.certs, policy: this, node: (uid) => this.nodes.get(uid), log: this.log, links: this.dialed }, this.placement);
+    this.links = new ShardLinks({ self: { uid: node.uid, addr: node.addr }, certs: this.certs, policy: this, node: (uid) => this.nodes.get(uid), log: this.log, links: this.dialed, registry: this.registry }, this.placement);
     this.tunnels = new Tunnels(node.addr, this.links, this.placement, this.log, (replicaShardUid, host, p) => post({ type: 'tunnel', replicaShardUid, host, port: p }));
-    const track = (bdbUid: number, s: net.Socket, encrypted: boolean) => {
+    const track = (peerUid: number | undefined) => (bdbUid: number, s: net.Socket, encrypted: boolean, link: { shardUid: number; use?: LinkUse }) => {
       this.farLinks.set(s, { bdbUid, encrypted });
       s.once('close', () => this.farLinks.delete(s));
+      const use = link.use;
+      this.registry.add(s, {
+        side: 'accepted',
+        purpose: use?.purpose ?? 'unknown',
+        remoteUid: peerUid ?? this.nodeAt(s.remoteAddress),
+        bdbUid,
+        shardUid: link.shardUid,
+        ...(use?.purpose === 'replication' ? { replicaShardUid: use.replicaShardUid } : {}),
+      });
     };
     this.internode = new InternodeServer({
       host: node.addr,
@@ -93,10 +116,10 @@ class Dataplane implements PeerPolicy {
       log: this.log,
       handlers: {
         cp: (s, peer) => this.relayCp(s, peer),
-        dp: (s) => serveShardLink(s, true, this.placement, this.log, track),
+        dp: (s, peer) => serveShardLink(s, true, this.placement, this.log, track(peer.uid)),
       },
     });
-    this.plain = net.createServer((s) => serveShardLink(s, false, this.placement, this.log, track));
+    this.plain = net.createServer((s) => serveShardLink(s, false, this.placement, this.log, track(undefined)));
     await this.internode.listen();
     await listenOrExplain(this.plain, node.addr, node.ports.dp_plain, 'plaintext data-plane channel');
   }
@@ -105,6 +128,7 @@ class Dataplane implements PeerPolicy {
   private relayCp(s: tls.TLSSocket, peer: { uid: number; plane: 'cp' | 'dp'; serial: string }): void {
     const conn = this.nextConn++;
     this.cpConns.set(conn, s);
+    this.registry.add(s, { side: 'accepted', purpose: 'control', remoteUid: peer.uid });
     s.once('close', () => this.cpConns.delete(conn));
     readLines(s, (line) => post({ type: 'rpc', conn, peer, line }));
   }
@@ -209,6 +233,11 @@ port.on('message', (m: ToWorker) => {
   // Renewals do not wait behind a config being applied; a lift does.
   if (m.type === 'contact' && !m.ordered) {
     dp?.fence.renew(m.validForMs);
+    return;
+  }
+  // A read of live state: answered at once, not behind a config being applied.
+  if (m.type === 'links-request') {
+    post({ type: 'links-reply', id: m.id, links: dp?.internodeLinks() ?? [] });
     return;
   }
   // One message at a time, in order: a config must not overtake the init.

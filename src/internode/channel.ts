@@ -7,7 +7,7 @@
 import tls from 'node:tls';
 import net from 'node:net';
 import type { Logger } from 'pino';
-import { negotiatedGroup } from '../tls/policy.js';
+import { sessionSecurity } from '../tls/policy.js';
 import { ALPN, internodeDialOptions, internodeServerOptions, planeOfAlpn, planeOfServername } from '../tls/contexts.js';
 import { CertStore } from '../pki/certstore.js';
 import { Plane, normalizeSerial, parseIdentity } from '../pki/pki.js';
@@ -229,7 +229,7 @@ export function dial(o: DialOptions): Promise<{ socket: tls.TLSSocket; peer: Pee
       socket.setNoDelay(true);
       o.links?.add(socket, peer);
       // The group is visible only on the dialing side (OpenSSL does not tell a server).
-      const security = { protocol: socket.getProtocol(), cipher: socket.getCipher()?.name, group: negotiatedGroup(socket) };
+      const security = sessionSecurity(socket);
       o.log?.info({ peer: peer.uid, serial: peer.serial, plane: o.plane, purpose: o.purpose, ...security }, 'internode link established');
       resolve({ socket, peer });
     });

@@ -5,6 +5,7 @@ import tls from 'node:tls';
 import type { Logger } from 'pino';
 import { CertStore } from '../pki/certstore.js';
 import { LiveLinks, PeerIdentity, PeerPolicy, dial } from './channel.js';
+import type { LinkRegistry } from './links.js';
 
 export type RpcHandler = (method: string, params: unknown, peer: PeerIdentity) => Promise<unknown>;
 
@@ -71,14 +72,17 @@ export class RpcClient {
     private readonly policy: PeerPolicy,
     private readonly log?: Logger,
     private readonly links?: LiveLinks,
+    /** Where the connection is listed as a control link (verify encryption). */
+    private readonly registry?: LinkRegistry,
   ) {}
 
   private connect(): Promise<tls.TLSSocket> {
     if (this.socket && !this.socket.destroyed) return Promise.resolve(this.socket);
     if (!this.connecting) {
       this.connecting = dial({ ...this.target, plane: 'cp', certs: this.certs, policy: this.policy, expectUid: this.target.uid, timeoutMs: 3000, log: this.log, purpose: 'control rpc', links: this.links })
-        .then(({ socket }) => {
+        .then(({ socket, peer }) => {
           this.socket = socket;
+          this.registry?.add(socket, { side: 'dialed', purpose: 'control', remoteUid: peer.uid });
           socket.on('error', () => socket.destroy());
           socket.on('close', () => this.failAll(new Error(`connection to node ${this.target.uid} closed`)));
           readLines(socket, (line) => this.onReply(line));

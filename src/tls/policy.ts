@@ -87,3 +87,34 @@ export function negotiatedGroup(s: tls.TLSSocket): string | undefined {
   const k = s.getEphemeralKeyInfo?.();
   return k && typeof k === 'object' && 'name' in k ? String(k.name) : undefined;
 }
+
+/** What a TLS session negotiated, as `tessera verify encryption` reports it. */
+export interface SessionSecurity {
+  /** `TLSv1.3`, `TLSv1.2`, ... as OpenSSL names it. */
+  protocol: string;
+  cipher?: string;
+  /** Known on the dialing side only (see negotiatedGroup). */
+  group?: string;
+}
+
+/** The protocol, cipher and (dialing side) key-exchange group of a connected TLS socket. */
+export function sessionSecurity(s: tls.TLSSocket): SessionSecurity {
+  return { protocol: s.getProtocol() ?? 'unknown', cipher: s.getCipher()?.name, group: negotiatedGroup(s) };
+}
+
+/**
+ * Why a negotiated session is outside this policy under a key-exchange rule,
+ * or undefined when it is within: TLS 1.2 or 1.3 only, with one of the
+ * version's allowed suites; under hybrid_required, TLS 1.3 with the hybrid
+ * group (when the group is known: a listener does not learn it).
+ */
+export function sessionPolicyViolation(s: SessionSecurity, kx: KeyExchange = DEFAULT_KEY_EXCHANGE): string | undefined {
+  const allowed: readonly string[] | undefined = s.protocol === 'TLSv1.3' ? TLS13_CIPHERSUITES : s.protocol === 'TLSv1.2' ? TLS12_CIPHERS : undefined;
+  if (!allowed) return `protocol ${s.protocol} is not allowed (TLS 1.2 or 1.3 only)`;
+  if (!s.cipher || !allowed.includes(s.cipher)) return `cipher ${s.cipher ?? '(none)'} is not allowed with ${s.protocol}`;
+  if (kx === 'hybrid_required') {
+    if (s.protocol !== 'TLSv1.3') return `${s.protocol} under internode_key_exchange hybrid_required (TLS 1.3 with ${HYBRID_GROUP} only)`;
+    if (s.group && s.group !== HYBRID_GROUP) return `key exchange ${s.group} under internode_key_exchange hybrid_required (${HYBRID_GROUP} only)`;
+  }
+  return undefined;
+}

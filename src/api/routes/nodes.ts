@@ -4,6 +4,7 @@ import type { FastifyPluginAsync } from 'fastify';
 import type { NodeDaemon } from '../../control/daemon.js';
 import type { ClusterMember } from '../../control/member.js';
 import type { NodeRecord } from '../../coord/schema.js';
+import type { NodeLinksReport } from '../../internode/links.js';
 import { OperatorError, invalid, notFound } from '../../util/errors.js';
 import { KEYS, DenyRecord, MasterRecord } from '../../coord/schema.js';
 import { readRecord } from '../../coord/records.js';
@@ -54,6 +55,21 @@ export const nodesRoutes: FastifyPluginAsync<{ daemon: NodeDaemon }> = async (ap
     const n = m.nodes.items.get(String(Number(req.params.uid)));
     if (!n || !n.addr) throw notFound('node_not_found', `node ${req.params.uid} does not exist`);
     return nodeView(m, n);
+  });
+
+  // The node's live internode connections (tessera verify encryption): this
+  // node answers for itself; for another it asks that node over control RPC.
+  app.get<{ Params: { uid: string } }>('/v1/nodes/:uid/internode_links', { schema: { params: uidParams } }, async (req) => {
+    const m = daemon.requireMember();
+    const uid = Number(req.params.uid);
+    const n = m.nodes.items.get(String(uid));
+    if (!n || !n.addr) throw notFound('node_not_found', `node ${req.params.uid} does not exist`);
+    if (uid === m.uid) return m.internodeLinks();
+    try {
+      return await m.rpc(uid)!.call<NodeLinksReport>('internode_links', {}, 10_000);
+    } catch (err) {
+      throw new OperatorError('upstream', 'node_unreachable', `node ${uid} (${n.addr}) is unreachable: ${(err as Error).message}`);
+    }
   });
 
   // Remove a node: refuse while it hosts shards; otherwise deny its certificates

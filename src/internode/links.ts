@@ -1,0 +1,149 @@
+// What each live internode connection carries, for `tessera verify encryption`
+// and GET /v1/nodes/{uid}/internode_links: the thread that owns a set of
+// connections (the main thread its control RPC dials, the data-plane worker
+// everything else) registers each one with what it is for, and lists them on
+// demand with what was negotiated and the peer's certificate.
+import net from 'node:net';
+import tls from 'node:tls';
+import { sessionSecurity } from '../tls/policy.js';
+import { normalizeSerial } from '../pki/pki.js';
+
+/** `control`: RPC between nodes; `proxy`: an endpoint's link to a remote shard; `replication`: a replica's tunnel to its master shard. */
+export type LinkPurpose = 'control' | 'proxy' | 'replication' | 'unknown';
+export type LinkSide = 'dialed' | 'accepted';
+
+export interface LinkTag {
+  side: LinkSide;
+  purpose: LinkPurpose;
+  /** The node at the other end, when known (by certificate, or by address on the plaintext channel). */
+  remoteUid?: number;
+  bdbUid?: number;
+  /** The shard the link reaches (for replication: the master shard). */
+  shardUid?: number;
+  /** Replication: the replica shard fed through the tunnel. */
+  replicaShardUid?: number;
+}
+
+/** One live internode connection as one of its two ends sees it. JSON-safe: absent facts are null. */
+export interface InternodeLink {
+  local_uid: number;
+  remote_uid: number | null;
+  side: LinkSide;
+  purpose: LinkPurpose;
+  bdb_uid: number | null;
+  shard_uid: number | null;
+  replica_shard_uid: number | null;
+  /** The internode port the connection uses: 3342 (TLS) or 3343 (plaintext) by default. */
+  channel_port: number | null;
+  local_address: string;
+  remote_address: string;
+  /** `TLSv1.3`, `TLSv1.2` or `plaintext`. */
+  protocol: string;
+  cipher: string | null;
+  /** The key-exchange group; only the dialing side learns it (OpenSSL does not tell a server). */
+  group: string | null;
+  peer_cert_serial: string | null;
+  peer_cert_not_after: string | null;
+  /** Whole days until the peer certificate expires; negative once it has. */
+  peer_cert_days_left: number | null;
+  peer_cert_expired: boolean | null;
+  /** On the cluster's deny list (revoked, or of a removed node). */
+  peer_cert_denied: boolean | null;
+  established: string;
+}
+
+/** What one node reports: GET /v1/nodes/{uid}/internode_links. */
+export interface NodeLinksReport {
+  uid: number;
+  addr: string;
+  time: string;
+  links: InternodeLink[];
+}
+
+interface Entry {
+  tag: LinkTag;
+  local: string;
+  remote: string;
+  channelPort: number | null;
+  protocol: string;
+  cipher: string | null;
+  group: string | null;
+  serial: string | null;
+  notAfter: number | null;
+  established: number;
+}
+
+const DAY_MS = 86_400_000;
+
+function addrOf(host: string | undefined, port: number | undefined): string {
+  return `${host ?? '?'}:${port ?? '?'}`;
+}
+
+/** The live connections of one thread, each with what it is for. */
+export class LinkRegistry {
+  private readonly links = new Map<net.Socket, Entry>();
+
+  /** Track a connected socket until it closes. What was negotiated is read now: it does not change on a live link. */
+  add(s: net.Socket, tag: LinkTag): void {
+    if (s.destroyed) return;
+    let security: { protocol: string; cipher: string | null; group: string | null } = { protocol: 'plaintext', cipher: null, group: null };
+    let serial: string | null = null;
+    let notAfter: number | null = null;
+    if (s instanceof tls.TLSSocket) {
+      const sec = sessionSecurity(s);
+      security = { protocol: sec.protocol, cipher: sec.cipher ?? null, group: sec.group ?? null };
+      const cert = s.getPeerCertificate();
+      if (cert && cert.serialNumber) {
+        serial = normalizeSerial(cert.serialNumber);
+        const t = Date.parse(cert.valid_to);
+        notAfter = Number.isFinite(t) ? t : null;
+      }
+    }
+    const channelPort = (tag.side === 'dialed' ? s.remotePort : s.localPort) ?? null;
+    this.links.set(s, {
+      tag,
+      local: addrOf(s.localAddress, s.localPort),
+      remote: addrOf(s.remoteAddress, s.remotePort),
+      channelPort,
+      ...security,
+      serial,
+      notAfter,
+      established: Date.now(),
+    });
+    s.once('close', () => this.links.delete(s));
+  }
+
+  get size(): number {
+    return this.links.size;
+  }
+
+  /** The links still open, as node `localUid` sees them; `isDenied` asks the cluster's deny list now. */
+  list(localUid: number, isDenied: (serial: string) => boolean, now = Date.now()): InternodeLink[] {
+    const out: InternodeLink[] = [];
+    for (const [s, e] of this.links) {
+      if (s.destroyed) continue;
+      out.push({
+        local_uid: localUid,
+        remote_uid: e.tag.remoteUid ?? null,
+        side: e.tag.side,
+        purpose: e.tag.purpose,
+        bdb_uid: e.tag.bdbUid ?? null,
+        shard_uid: e.tag.shardUid ?? null,
+        replica_shard_uid: e.tag.replicaShardUid ?? null,
+        channel_port: e.channelPort,
+        local_address: e.local,
+        remote_address: e.remote,
+        protocol: e.protocol,
+        cipher: e.cipher,
+        group: e.group,
+        peer_cert_serial: e.serial,
+        peer_cert_not_after: e.notAfter === null ? null : new Date(e.notAfter).toISOString(),
+        peer_cert_days_left: e.notAfter === null ? null : Math.floor((e.notAfter - now) / DAY_MS),
+        peer_cert_expired: e.notAfter === null ? null : e.notAfter < now,
+        peer_cert_denied: e.serial === null ? null : isDenied(e.serial),
+        established: new Date(e.established).toISOString(),
+      });
+    }
+    return out;
+  }
+}
