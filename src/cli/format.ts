@@ -45,7 +45,7 @@ export interface BdbView {
   port: number;
   memory_size: number;
   endpoints: { uid: string; dns_name: string; port: number; addr: string[]; proxy_policy: string }[];
-  shards: { uid: number; role: string; node_uid: number; assigned_slots: string; status: string }[];
+  shards: { uid: number; role: string; node_uid: number; assigned_slots: string; status: string; sync?: { status: string; progress: number } }[];
 }
 
 export type NodeAlerts = Record<string, Record<string, { state: boolean; severity: string; change_time: string; change_value: { certificate?: string; seconds_left?: number } }>>;
@@ -99,7 +99,7 @@ export function formatStatus(cluster: Record<string, unknown>, nodes: NodeView[]
   out += '\nSHARDS:\n';
   out += table(
     ['DB:ID', 'NAME', 'ID', 'NODE', 'ROLE', 'SLOTS', 'STATUS'],
-    bdbs.flatMap((b) => b.shards.map((s) => [`db:${b.uid}`, b.name, `redis:${s.uid}`, `node:${s.node_uid}`, s.role, s.assigned_slots, s.status === 'active' ? 'OK' : s.status.toUpperCase()])),
+    bdbs.flatMap((b) => b.shards.map((s) => [`db:${b.uid}`, b.name, `redis:${s.uid}`, `node:${s.node_uid}`, s.role, s.assigned_slots, shardStatus(s)])),
   );
   const raised = Object.entries(alerts).flatMap(([uid, as]) =>
     Object.entries(as)
@@ -108,6 +108,14 @@ export function formatStatus(cluster: Record<string, unknown>, nodes: NodeView[]
   );
   if (raised.length) out += '\nALERTS:\n' + table(['NODE', 'ALERT', 'SEVERITY', 'CERTIFICATE', 'VALUE', 'SINCE'], raised);
   return out;
+}
+
+/** rladmin's STATUS column: OK, DOWN, …; a replica copying its master shows the progress. */
+function shardStatus(s: { status: string; sync?: { status: string; progress: number } }): string {
+  if (s.status !== 'active') return s.status.toUpperCase();
+  if (s.sync?.status === 'in_progress') return `SYNCING ${s.sync.progress}%`;
+  if (s.sync?.status === 'link_down') return 'LINKING'; // a replica not (yet) connected to its master
+  return 'OK';
 }
 
 function flat(v: unknown): string {

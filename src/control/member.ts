@@ -55,6 +55,9 @@ function certMeta(plane: Plane, pem: string): CertMeta {
   return { name: PLANE_CERT_NAME[plane], serial: i.serial, subject: i.subject, issuer: i.issuer, not_before: i.not_before, not_after: i.not_after };
 }
 
+/** How often the liveness lease is renewed for the write fence. */
+const STORE_PROBE_MS = 500;
+
 export class ClusterMember implements PeerPolicy {
   readonly client: Etcd3;
   readonly certs: CertStore;
@@ -83,6 +86,9 @@ export class ClusterMember implements PeerPolicy {
   private storeContactAt = 0;
   /** Cut off longer than fenceAfterMs(): writes stay fenced until the map is current again. */
   private fenceLifting = false;
+  /** Extra lease renewals, twice a second: each success renews the write fence. */
+  private contactTimer?: NodeJS.Timeout;
+  private contactProbe = false;
   private masterTimer?: NodeJS.Timeout;
   private rpcClients = new Map<number, RpcClient>();
   /** This thread's dialed control links, cut when their peer is revoked or removed. */
@@ -175,6 +181,8 @@ export class ClusterMember implements PeerPolicy {
 
     await this.publishNodeRecord();
     await this.holdLiveness();
+    this.contactTimer = setInterval(() => this.probeStore(), STORE_PROBE_MS);
+    this.contactTimer.unref();
     // The internode listeners live in the data-plane worker, off this event loop.
     this.dataplane = new DataplaneHost({
       node: { uid: this.uid, addr: this.cfg.addr, ports: this.cfg.ports },
@@ -318,6 +326,26 @@ export class ClusterMember implements PeerPolicy {
     return this.cfg.timings.liveTtlSeconds * 800;
   }
 
+  /**
+   * The lease library renews every third of the TTL (1.7 s): too coarse for
+   * the fence, which an etcd leader election (1.5-3 s) must not trip. So the
+   * lease is also renewed twice a second; the renewal counts from when it
+   * was sent.
+   */
+  private probeStore(): void {
+    const lease = this.lease;
+    if (!lease || this.contactProbe || this.stopped) return;
+    const sent = Date.now();
+    this.contactProbe = true;
+    lease
+      .keepaliveOnce({ deadline: sent + STORE_PROBE_MS * 2 })
+      .then(
+        () => this.onStoreContact(sent),
+        () => undefined, // a failed renewal is what the fence counts; the lease's own 'lost' handling re-grants it
+      )
+      .finally(() => (this.contactProbe = false));
+  }
+
   /** This node's view of the store is recent: it may act on it (failover decisions). */
   storeIsCurrent(): boolean {
     return !this.fenceLifting && this.storeContactAt !== 0 && Date.now() - this.storeContactAt <= this.fenceAfterMs();
@@ -329,13 +357,12 @@ export class ClusterMember implements PeerPolicy {
    * failed over: its endpoints stay fenced until the reconciler has converged
    * on the current database map, and only then are writes allowed again.
    */
-  private onStoreContact(): void {
-    if (this.stopped || this.fenceLifting) return;
-    const now = Date.now();
-    const silentMs = now - this.storeContactAt;
+  private onStoreContact(at = Date.now()): void {
+    if (this.stopped || this.fenceLifting || at < this.storeContactAt) return;
+    const silentMs = at - this.storeContactAt;
     if (this.storeContactAt === 0 || silentMs <= this.fenceAfterMs()) {
-      this.storeContactAt = now;
-      this.dataplane?.renewContact(this.fenceAfterMs(), false);
+      this.storeContactAt = at;
+      this.dataplane?.renewContact(this.fenceAfterMs() - (Date.now() - at), false);
       return;
     }
     this.fenceLifting = true;
@@ -480,6 +507,7 @@ export class ClusterMember implements PeerPolicy {
     if (this.stopped) return;
     this.stopped = true;
     if (this.probeTimer) clearInterval(this.probeTimer);
+    if (this.contactTimer) clearInterval(this.contactTimer);
     if (this.masterTimer) clearInterval(this.masterTimer);
     for (const c of this.rpcClients.values()) c.close();
     for (const a of this.attached) await a.close().catch((e) => this.log.warn({ err: (e as Error).message }, 'closing a member service'));

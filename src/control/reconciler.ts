@@ -18,6 +18,16 @@ import type { DataplaneConfig } from '../dataplane/messages.js';
 const SETTLE_MS = 20;
 const REFRESH_MS = 2000;
 
+/** A replica's link to its master and, while it copies the master's data, how far it is (INFO replication). */
+async function replicaSync(p: RedisShard): Promise<{ master_link_status?: string; sync_progress?: number }> {
+  const info = await p.command(['INFO', 'replication'], 1000).catch(() => '');
+  const link = /master_link_status:(\w+)/.exec(info)?.[1];
+  if (!link) return {};
+  const syncing = /master_sync_in_progress:1/.test(info);
+  const perc = Number(/master_sync_perc:([\d.]+)/.exec(info)?.[1] ?? 0);
+  return { master_link_status: link, ...(syncing ? { sync_progress: Math.floor(perc) } : {}) };
+}
+
 function shardSpec(b: BdbRecord, shardUid: number, addr: string): ShardSpec {
   return {
     bdbUid: b.uid,
@@ -322,7 +332,8 @@ export class BdbReconciler {
         const up = !!p?.running;
         if (!up) converged = false;
         if (s.role === 'slave' && !p?.replicaOf) converged = false;
-        shards.push({ uid: s.uid, role: s.role, status: up ? 'active' : 'down', pid: p?.pid });
+        const sync = up && s.role === 'slave' ? await replicaSync(p!) : {};
+        shards.push({ uid: s.uid, role: s.role, status: up ? 'active' : 'down', pid: p?.pid, ...sync });
       }
       if (gone && [...this.shards.values()].some((p) => p.spec.bdbUid === b.uid)) converged = false;
       const wantsEndpoint = !gone && endpointNodes(b, allNodes).includes(me);

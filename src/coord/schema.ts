@@ -246,6 +246,8 @@ export const ObservedRecord = Type.Object({
       pid: Type.Optional(Type.Integer()),
       used_memory: Type.Optional(Type.Number()),
       master_link_status: Type.Optional(Type.String()),
+      /** A replica's full sync from its master: how far the transfer is, in percent. */
+      sync_progress: Type.Optional(Type.Number()),
     }),
   ),
   time: Time,

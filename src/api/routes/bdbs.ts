@@ -45,14 +45,32 @@ type BdbInput = Partial<Omit<BdbRecord, 'uid' | 'shards' | 'status' | 'generatio
  * (its node is down, or the process is), or 'starting' (not reported yet);
  * with the time of the report.
  */
-export function shardStates(m: ClusterMember, b: BdbRecord): Map<number, { status: string; reported?: string }> {
-  const reported = new Map<number, { status: string; time: string }>();
-  for (const o of m.controller?.observedOf(b.uid).values() ?? []) for (const s of o.shards) reported.set(s.uid, { status: s.status, time: o.time });
+/** A replica's copy of its master: `in_progress` (a full sync, with its progress), `finished` (streaming), `link_down`. */
+export interface ShardSync {
+  status: 'in_progress' | 'finished' | 'link_down';
+  progress: number;
+}
+
+export function shardStates(m: ClusterMember, b: BdbRecord): Map<number, { status: string; reported?: string; sync?: ShardSync }> {
+  const reported = new Map<number, { status: string; time: string; sync?: ShardSync }>();
+  for (const o of m.controller?.observedOf(b.uid).values() ?? []) {
+    for (const s of o.shards) {
+      const sync: ShardSync | undefined =
+        s.master_link_status === undefined
+          ? undefined
+          : s.sync_progress !== undefined
+            ? { status: 'in_progress', progress: s.sync_progress }
+            : s.master_link_status === 'up'
+              ? { status: 'finished', progress: 100 }
+              : { status: 'link_down', progress: 0 };
+      reported.set(s.uid, { status: s.status, time: o.time, sync });
+    }
+  }
   return new Map(
     b.shards.map((s) => {
       const r = reported.get(s.uid);
       const status = m.live.items.has(String(s.node_uid)) ? (r?.status ?? 'starting') : 'down';
-      return [s.uid, { status, reported: r?.time }];
+      return [s.uid, { status, reported: r?.time, ...(s.role === 'slave' && r?.sync && status === 'active' ? { sync: r.sync } : {}) }];
     }),
   );
 }
@@ -73,6 +91,7 @@ export function bdbView(m: ClusterMember, b: BdbRecord) {
       assigned_slots: `${s.slots[0]}-${s.slots[1]}`,
       ...(s.master_uid !== undefined ? { master_uid: s.master_uid } : {}),
       status: states.get(s.uid)!.status,
+      ...(states.get(s.uid)!.sync ? { sync: states.get(s.uid)!.sync } : {}),
     })),
     endpoints: [{ uid: `${b.uid}:1`, dns_name: `redis-${b.port}.${m.cluster.name}`, port: b.port, addr: addrs, proxy_policy: b.proxy_policy, addr_type: 'internal' }],
   };
