@@ -199,21 +199,24 @@ export function databasePage(ctx: AppContext, uid: number): Page {
         ]);
         db = b;
         render();
-        if (action) {
+        if (action && action.progress > 0) {
           bar.max = 100;
           bar.value = action.progress;
         }
         text.textContent = `Applying the change on every node… (${b.status}${action ? `, action ${action.status}` : ''})`;
-        if (action?.status === 'failed' || b.error) {
-          fill(progress, errorMessage(new ApiError(0, 'change_failed', `The change failed: ${action?.error ?? b.error}`)));
-          return;
-        }
-        if (b.status === 'active' && (!action || action.status === 'completed')) {
+        // Done when the database is active again: the controller marks it so once every live node has
+        // converged to this change. (Its action is shown, but not waited for: an action can stay
+        // pending after its change converged, when it was attached to the record just after that.)
+        if (b.status === 'active') {
           const lines = ['The change was applied on every node.'];
           if ('data_internode_encryption' in body) {
             lines.push(`Internode encryption is now ${onOff(b.data_internode_encryption).toLowerCase()}; the switch was live and client connections were kept.`);
           }
           fill(progress, note(lines.join(' '), 'good'));
+          return;
+        }
+        if (action?.status === 'failed' || b.error) {
+          fill(progress, errorMessage(new ApiError(0, 'change_failed', `The change failed: ${action?.error ?? b.error}`)));
           return;
         }
       } catch (err) {
