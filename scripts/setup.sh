@@ -14,6 +14,7 @@ if [ "${TESSERA_SETUP_TEST_TOOLS:-0}" = 1 ]; then
   command -v sslscan >/dev/null || need+=(sslscan)
   command -v tshark >/dev/null || need+=(tshark)
   command -v cc >/dev/null || need+=(gcc libc6-dev)   # builds the ALPN shim the sslscan test loads
+  [ -x /usr/bin/chromium ] || need+=(chromium)          # the web UI tests drive it with playwright-core
 fi
 if [ ${#need[@]} -gt 0 ]; then
   echo "setup: installing ${need[*]}" >&2
