@@ -86,7 +86,8 @@ Tessera local cluster is running (3 nodes, 127.0.0.1-3).
   REST API:     https://127.0.0.1:9443/v1  (also on 127.0.0.2 and 127.0.0.3)
   Credentials:  $user / $password
   Cluster CA:   $home/n1/certs/ca.pem
-  Web UI:       not built yet (REST and CLI only)
+  Web UI:       https://127.0.0.1:8443  (also on 127.0.0.2 and 127.0.0.3; sign in with the credentials above;
+                its certificate is issued by the cluster CA above: trust it, or accept the browser's warning)
   REST:         curl --cacert $home/n1/certs/ca.pem -u '$user:$password' https://127.0.0.1:9443/v1/nodes
   CLI:          TESSERA_USERNAME=$user TESSERA_PASSWORD=$password ./bin/tessera status
   Logs:         $home/n1.log, n2.log, n3.log
