@@ -156,8 +156,17 @@ test('rotate renews cp and dp on every node: serials, files and what 3342 presen
   assert.equal(cli.code, 0, cli.stderr);
   assert.deepEqual(cluster.nodes.map((n) => serialOnDisk(n, 'cp')), cpBefore);
   assert.ok(cluster.nodes.every((n, i) => serialOnDisk(n, 'dp') !== dpBefore[i]));
+  // As the reference: an unknown name is 403; a body that is not an object, or an unknown field, 400.
   const bad = await n1.api<{ error_code: string }>('POST', '/v1/cluster/certificates/rotate', { name: 'bogus' });
-  assert.equal(bad.status, 400);
+  assert.equal(bad.status, 403);
+  assert.equal(bad.body.error_code, 'unknown_certificate');
+  assert.equal((await n1.api('POST', '/v1/cluster/certificates/rotate', { name: 'dp', extra: 1 })).status, 400);
+  // The reference's exact call has no body at all: both planes rotate.
+  const cpMid = cluster.nodes.map((n) => serialOnDisk(n, 'cp'));
+  const nobody = await n1.api<{ rotated: string[] }>('POST', '/v1/cluster/certificates/rotate');
+  assert.equal(nobody.status, 200, JSON.stringify(nobody.body));
+  assert.equal(nobody.body.rotated.length, 2);
+  assert.ok(cluster.nodes.every((n, i) => serialOnDisk(n, 'cp') !== cpMid[i]), 'no body: the control-plane certificates were renewed too');
   // The cluster's view matches the files.
   const certs = await n3.api<{ certificates: { node_uid: number; plane: string; serial: string }[] }>('GET', '/v1/cluster/certificates');
   for (const c of certs.body.certificates) {

@@ -228,6 +228,14 @@ test('deleting a database stops its shards and endpoints and frees its port', as
   const again = await createDb(n2, { name: 'tmp2', memory_size: 50 << 20, port: 12050 });
   assert.equal(again.port, 12050, 'port reusable');
   await n2.api('DELETE', `/v1/bdbs/${again.uid}`);
+  // Deleting what does not exist (or twice) is refused before any action is made.
+  const actionsBefore = (await n1.api<unknown[]>('GET', '/v1/actions')).body.length;
+  const missing = await n1.api<{ error_code: string }>('DELETE', '/v1/bdbs/4242');
+  assert.equal(missing.status, 404);
+  assert.equal(missing.body.error_code, 'db_not_exist');
+  const twice = await n1.api<{ error_code: string }>('DELETE', `/v1/bdbs/${again.uid}`);
+  assert.ok(twice.status === 409 || twice.status === 404, `second delete: ${twice.status}`);
+  assert.equal((await n1.api<unknown[]>('GET', '/v1/actions')).body.length, actionsBefore, 'no orphan action');
 });
 
 function canConnect(host: string, port: number): Promise<boolean> {

@@ -6,7 +6,7 @@ import type { NodeDaemon } from '../../control/daemon.js';
 import type { ClusterMember } from '../../control/member.js';
 import { KEYS, ActionRecord, BdbRecord, ProxyPolicy, StoredPolicy, policyWithDefaults } from '../../coord/schema.js';
 import { readRecord, readRecords } from '../../coord/records.js';
-import { OperatorError, invalid, notFound } from '../../util/errors.js';
+import { OperatorError, conflict, invalid, notFound } from '../../util/errors.js';
 import { createAction, endpointNodes, newSecret, nextSeq, placeShards, updateBdb } from '../../control/bdb-store.js';
 import { uidParams } from '../schemas.js';
 
@@ -271,11 +271,18 @@ export const bdbsRoutes: FastifyPluginAsync<{ daemon: NodeDaemon }> = async (app
   app.delete<{ Params: { uid: string } }>('/v1/bdbs/:uid', { schema: { params: uidParams } }, async (req) => {
     const m = daemon.requireMember();
     const uid = Number(req.params.uid);
+    // Checked before the action exists, so a refused delete leaves no action behind.
+    const before = await readRecord(m.client, KEYS.bdb(uid), BdbRecord);
+    if (!before) throw notFound('db_not_exist', `database ${uid} does not exist`);
+    if (before.status === 'delete-pending') throw conflict('db_delete_pending', `database ${uid} is already being deleted`);
     const action = await createAction(m.client, 'delete_bdb', `bdb:${uid}`);
     const next = await updateBdb(m.client, uid, (cur) =>
       cur.status === 'delete-pending' ? undefined : { ...cur, status: 'delete-pending', generation: cur.generation + 1, action_uid: action.action_uid, last_changed_time: new Date().toISOString() },
     );
-    if (!next) throw notFound('db_not_exist', `database ${uid} does not exist`);
+    if (!next) {
+      await m.client.delete().key(KEYS.action(Number(action.action_uid)));
+      throw conflict('db_delete_pending', `database ${uid} was deleted or is being deleted meanwhile`);
+    }
     req.log.info({ bdb: uid }, 'database deletion requested');
     return { uid, status: next.status, action_uid: next.action_uid };
   });

@@ -62,7 +62,7 @@ const clusterBody = {
 const rotateBody = {
   type: 'object',
   additionalProperties: false,
-  properties: { name: { type: 'string', enum: [...CERT_NAMES] } },
+  properties: { name: { type: 'string' } },
 } as const;
 
 async function nodeAlerts(m: ClusterMember): Promise<Record<string, NodeAlertsRecord>> {
@@ -98,10 +98,22 @@ export const lifecycleRoutes: FastifyPluginAsync<{ daemon: NodeDaemon }> = async
 
   app.get('/v1/cluster/alert_settings', async () => alertSettingsWithDefaults(await readRecord(daemon.requireMember().client, KEYS.alertSettings, StoredAlertSettings)));
 
-  app.post<{ Body: { name?: string } | undefined }>('/v1/cluster/certificates/rotate', { schema: { body: rotateBody } }, async (req, reply) => {
+  // The reference's own call has no body at all: rotate both planes.
+  const noBodyIsEmpty = async (req: { body: unknown }) => {
+    if (req.body === undefined || req.body === null) req.body = {};
+  };
+  app.post<{ Body: { name?: string } | undefined }>('/v1/cluster/certificates/rotate', { preValidation: noBodyIsEmpty, schema: { body: rotateBody } }, async (req, reply) => {
     const m = daemon.requireMember();
     const name = req.body?.name;
+    // As the reference: an unknown certificate name is 403, not 400.
+    if (name !== undefined && !(CERT_NAMES as readonly string[]).includes(name)) {
+      throw new OperatorError('forbidden', 'unknown_certificate', `no internode certificate is named ${JSON.stringify(name)}; rotatable: ${CERT_NAMES.join(', ')}`);
+    }
     const planes: Plane[] = name ? [planeOfCertName(name as CertName)] : [...PLANES];
+    const operatorPlanes = planes.filter((p) => m.certs.isCustomer(p));
+    if (name !== undefined && operatorPlanes.length) {
+      throw new OperatorError('forbidden', 'operator_certificate', `${name} is an operator-provided certificate on this cluster: replace it with PUT /v1/cluster/certificates; it is not rotated`);
+    }
     const nodes = m.nodes.values().filter((n) => n.addr).sort((a, b) => a.uid - b.uid);
     const results = await Promise.all(
       nodes.map(async (n) => {
@@ -123,7 +135,13 @@ export const lifecycleRoutes: FastifyPluginAsync<{ daemon: NodeDaemon }> = async
       };
     }
     req.log.info({ planes, nodes: nodes.length }, 'internode certificates rotated on every node');
-    return { rotated: planes.map((p) => PLANE_CERT_NAME[p]), nodes: results };
+    const rotated = planes.filter((p) => !operatorPlanes.includes(p));
+    return {
+      rotated: rotated.map((p) => PLANE_CERT_NAME[p]),
+      // Operator-provided certificates are the operator's to replace (PUT /v1/cluster/certificates).
+      ...(operatorPlanes.length ? { not_rotated_operator_certificates: operatorPlanes.map((p) => PLANE_CERT_NAME[p]) } : {}),
+      nodes: results,
+    };
   });
 
   app.get('/v1/nodes/alerts', async () => nodeAlerts(daemon.requireMember()));
