@@ -7,6 +7,7 @@ import net from 'node:net';
 import os from 'node:os';
 import { randomUUID, X509Certificate } from 'node:crypto';
 import type { Logger } from 'pino';
+import { ConstantBackoff, handleWhen, retry } from 'cockatiel';
 import { NodeConfig, NodeIdentity, SOFTWARE_VERSION, lockDataDir, readIdentity, wipeMembership, writeIdentity } from './config.js';
 import { certPath } from '../pki/node-files.js';
 import { writeFileAtomic } from '../util/files.js';
@@ -396,23 +397,16 @@ export class NodeDaemon {
     const m = this.requireMember();
     const join = await readRecord(m.client, KEYS.join(uid), JoinRecord);
     if (!join) throw new OperatorError('not_found', 'join_not_found', `no join in progress for node ${uid}`);
-    const deadline = Date.now() + 30_000;
-    let last = '';
-    while (Date.now() < deadline) {
-      try {
-        await m.client.cluster.memberPromote({ ID: join.etcd_member_id });
-        clearTimeout(this.joinWatchdogs.get(uid));
-        this.joinWatchdogs.delete(uid);
-        await m.client.delete().key(KEYS.join(uid));
-        this.log.info({ uid }, 'joining node promoted to a voting store member');
-        return;
-      } catch (err) {
-        last = (err as Error).message;
-        if (/not.*learner|member not found/i.test(last)) break;
-      }
-      await new Promise((r) => setTimeout(r, 300));
+    try {
+      // A learner is refused promotion until it has caught up: retried for 30 s, unless it is gone.
+      await untilCaughtUp.execute(() => m.client.cluster.memberPromote({ ID: join.etcd_member_id }));
+    } catch (err) {
+      throw new OperatorError('timeout', 'join_failed', `store member of node ${uid} did not catch up: ${(err as Error).message}`);
     }
-    throw new OperatorError('timeout', 'join_failed', `store member of node ${uid} did not catch up: ${last}`);
+    clearTimeout(this.joinWatchdogs.get(uid));
+    this.joinWatchdogs.delete(uid);
+    await m.client.delete().key(KEYS.join(uid));
+    this.log.info({ uid }, 'joining node promoted to a voting store member');
   }
 
   /** Undo a join that did not finish: remove the store member and any record of the node. */
@@ -448,16 +442,17 @@ export class NodeDaemon {
  * etcd refuses membership changes until every member has been connected for a
  * few seconds (strict reconfig check); right after a join that is expected.
  */
-async function retryWhileUnhealthy<T>(fn: () => Promise<T>, timeoutMs = 15_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    try {
-      return await fn();
-    } catch (err) {
-      if (!/unhealthy cluster/i.test((err as Error).message) || Date.now() > deadline) throw err;
-      await new Promise((r) => setTimeout(r, 500));
-    }
-  }
+/** Retried every 500 ms for 15 s, and only while etcd says "unhealthy cluster". */
+const whileUnhealthy = retry(
+  handleWhen((e) => /unhealthy cluster/i.test(e.message)),
+  { maxAttempts: 30, backoff: new ConstantBackoff(500) },
+);
+const untilCaughtUp = retry(
+  handleWhen((e) => !/not.*learner|member not found/i.test(e.message)),
+  { maxAttempts: 100, backoff: new ConstantBackoff(300) },
+);
+function retryWhileUnhealthy<T>(fn: () => Promise<T>): Promise<T> {
+  return whileUnhealthy.execute(fn);
 }
 
 function checkGrant(g: JoinGrant, peerCertRaw: Buffer | undefined, keys: Record<Plane | 'api', { keyPem: string }>): void {

@@ -17,6 +17,8 @@ interface Tunnel {
   port: number;
   mode: string;
   conns: Set<Duplex>;
+  /** Failed attempts to reach the master since the last success (the replica retries every second). */
+  failures: number;
 }
 
 export class Tunnels {
@@ -57,7 +59,7 @@ export class Tunnels {
         this.onPort(spec.replicaShardUid, this.addr, t.port);
         continue;
       }
-      const tunnel: Tunnel = { spec, server: net.createServer(), port: 0, mode: this.modeOf(spec), conns: new Set() };
+      const tunnel: Tunnel = { spec, server: net.createServer(), port: 0, mode: this.modeOf(spec), conns: new Set(), failures: 0 };
       tunnel.server.on('connection', (inbound) => this.accept(tunnel, inbound));
       await listenOrExplain(tunnel.server, this.addr, 0, 'replication tunnel');
       tunnel.port = (tunnel.server.address() as net.AddressInfo).port;
@@ -83,6 +85,8 @@ export class Tunnels {
           out.destroy();
           return;
         }
+        if (t.failures > 0) this.log.info({ replica: t.spec.replicaShardUid, failures: t.failures }, 'replication tunnel reaches the master shard again');
+        t.failures = 0;
         t.conns.add(out);
         const close = () => {
           inbound.destroy();
@@ -97,7 +101,8 @@ export class Tunnels {
         inbound.resume();
       },
       (err) => {
-        this.log.warn({ replica: t.spec.replicaShardUid, err: (err as Error).message }, 'replication tunnel cannot reach the master shard');
+        // Logged once, then every 30th attempt with the count: the replica retries every second.
+        if (t.failures++ % 30 === 0) this.log.warn({ replica: t.spec.replicaShardUid, failures: t.failures, err: (err as Error).message }, 'replication tunnel cannot reach the master shard');
         inbound.destroy();
       },
     );

@@ -237,6 +237,13 @@ export const bdbsRoutes: FastifyPluginAsync<{ daemon: NodeDaemon }> = async (app
       if (v[k] !== undefined) throw invalid('unsupported_change', `${k} cannot be changed on an existing database`);
     }
     checkCapability(m, v.data_internode_encryption);
+    // The action goes into the same write as the change, so the controller never
+    // sees the change without it (it would finish the change and leave the action
+    // pending); checked first, so a refused change leaves no action behind.
+    const before = await readRecord(m.client, KEYS.bdb(uid), BdbRecord);
+    if (!before) throw notFound('db_not_exist', `database ${uid} does not exist`);
+    if (before.status === 'delete-pending') throw new OperatorError('conflict', 'db_busy', `database ${uid} is being deleted`);
+    const action = await createAction(m.client, 'update_bdb', `bdb:${uid}`);
     let problem: OperatorError | undefined;
     const next = await updateBdb(m.client, uid, (cur) => {
       if (cur.status === 'delete-pending') {
@@ -256,16 +263,17 @@ export const bdbsRoutes: FastifyPluginAsync<{ daemon: NodeDaemon }> = async (app
         status: cur.status === 'pending' ? 'pending' : 'active-change-pending',
         generation: cur.generation + 1,
         link_generation: cur.link_generation + (switched ? 1 : 0),
+        action_uid: action.action_uid,
         last_changed_time: new Date().toISOString(),
       };
       return merged;
     });
-    if (problem) throw problem;
-    if (!next) throw notFound('db_not_exist', `database ${uid} does not exist`);
-    const action = await createAction(m.client, 'update_bdb', `bdb:${uid}`);
-    const withAction = await updateBdb(m.client, uid, (cur) => (cur.generation === next.generation ? { ...cur, action_uid: action.action_uid } : undefined));
+    if (problem || !next) {
+      await m.client.delete().key(KEYS.action(Number(action.action_uid)));
+      throw problem ?? notFound('db_not_exist', `database ${uid} does not exist`);
+    }
     req.log.info({ bdb: uid, change: Object.keys(v) }, 'database updated');
-    return bdbView(m, withAction ?? next);
+    return bdbView(m, next);
   });
 
   app.delete<{ Params: { uid: string } }>('/v1/bdbs/:uid', { schema: { params: uidParams } }, async (req) => {
