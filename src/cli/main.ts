@@ -12,6 +12,7 @@ import { requestJson, errorText, JsonResponse } from '../util/https-json.js';
 import { formatStatus, formatInfo, NodeView, BdbView, NodeAlerts } from './format.js';
 import { formatVerify, verifyEncryption } from './verify.js';
 import type { NodeLinksReport } from '../internode/links.js';
+import { addShardCommands } from './shard-ops.js';
 
 applyProcessDefaults();
 
@@ -296,6 +297,8 @@ export function buildProgram(): Command {
       await api(cmd, 'PUT', '/v1/cluster/policy', body);
       console.log('Finished successfully');
     });
+
+  addShardCommands(program, { api: (cmd, method, p, body) => api(cmd, method, p, body), findDb });
 
   return program;
 }

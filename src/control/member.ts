@@ -21,6 +21,7 @@ import { BdbReconciler } from './reconciler.js';
 import { BdbController } from './bdb-controller.js';
 import { CertRotator } from './cert-rotation.js';
 import { FailoverController } from './failover-controller.js';
+import { shardRpc } from './shard-rpc.js';
 import { NodeConfig, NodeIdentity, SOFTWARE_VERSION } from './config.js';
 import { certPath } from '../pki/node-files.js';
 import { PLANE_CERT_NAME, Plane, certInfo } from '../pki/pki.js';
@@ -436,6 +437,11 @@ export class ClusterMember implements PeerPolicy {
         return this.portFree(Number((_params as { port?: unknown })?.port));
       case 'internode_links':
         return this.internodeLinks();
+      // Operator shard operations (control/shard-ops.ts) on a shard this node runs.
+      case 'shard_replication':
+      case 'shard_pause':
+      case 'shard_unpause':
+        return shardRpc(this, this.log, method, _params);
       default:
         throw new Error(`unknown method ${method}`);
     }

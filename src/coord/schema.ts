@@ -40,6 +40,8 @@ export const KEYS = {
   alerts: (uid: number) => `/tessera/alerts/${uid}`,
   actionsPrefix: '/tessera/actions/',
   action: (uid: number) => `/tessera/actions/${uid}`,
+  shardOpsPrefix: '/tessera/shard_ops/',
+  shardOp: (actionUid: string) => `/tessera/shard_ops/${actionUid}`,
   join: (uid: number) => `/tessera/joins/${uid}`,
   master: '/tessera/master',
 } as const;
@@ -262,8 +264,36 @@ export const ActionRecord = Type.Object({
   status: OneOf('pending', 'active', 'completed', 'failed'),
   creation_time: Time,
   error: Type.Optional(Type.String()),
+  /** What the action is doing now (shard operations report each step here). */
+  description: Type.Optional(Type.String()),
+  /** The steps so far, oldest first, each `<progress>% <description>`. */
+  steps: Type.Optional(Type.Array(Type.String())),
 });
 export type ActionRecord = Static<typeof ActionRecord>;
+
+/**
+ * An operator's shard operation (`failover`, `migrate`), waiting for or being
+ * run by the shard-operations controller on the cluster master; removed when
+ * its action has finished. Its progress is the action's (`KEYS.action`).
+ */
+export const ShardOpRecord = Type.Object({
+  action_uid: Type.String(),
+  kind: OneOf('failover', 'migrate'),
+  items: Type.Array(
+    Type.Object({
+      bdb_uid: Uid,
+      shard_uid: Uid,
+      /** migrate: the uid of the shard that is built on the target node (taken from the shard sequence when asked). */
+      new_shard_uid: Type.Optional(Uid),
+    }),
+  ),
+  /** migrate: where the shards go. */
+  target_node_uid: Type.Optional(Uid),
+  /** failover: switch without waiting for the replica to catch up. */
+  immediate: Type.Optional(Type.Boolean()),
+  created_time: Time,
+});
+export type ShardOpRecord = Static<typeof ShardOpRecord>;
 
 /** Redis Enterprise's cert_rotation_job_settings, in days (fractions allowed so tests run in seconds). */
 export const CertRotationSettings = Type.Object({

@@ -7,6 +7,7 @@ import type { Logger } from 'pino';
 import { NodeDaemon } from '../control/daemon.js';
 import type { ClusterMember } from '../control/member.js';
 import { DEFAULT_PORTS, NodeConfig } from '../control/config.js';
+import { ShardOpsController } from '../control/shard-ops.js';
 import { certPath } from '../pki/node-files.js';
 import { RestServer } from '../api/server.js';
 import { MetricsServer } from '../api/metrics.js';
@@ -54,6 +55,10 @@ export class TesseraNode {
           this.ui = new UiServer(this.daemon, apiCertOnDisk(cfg.dataDir), log.child({ component: 'ui' }), rest.checkPassword);
           m.attach(this.ui);
           await this.ui.listen(cfg.addr, cfg.ports.ui!);
+          // Operator shard operations (failover, migrate): run by whichever node is the cluster master.
+          const shardOps = new ShardOpsController(m, log.child({ component: 'shard-ops' }));
+          await shardOps.start();
+          m.attach(shardOps);
         },
       });
     } catch (err) {

@@ -1,10 +1,18 @@
 // GET /v1/shards, GET /v1/shards/{uid}: every shard of every database, in
 // Redis Enterprise's shard object (uid and node_uid as strings, bdb_uid a
 // number, role, assigned_slots, status, detailed_status, report_timestamp).
+//
+// POST /v1/shards/{uid}/actions/failover, /v1/shards/actions/failover
+// ({"shard_uids": [...]}) and /v1/shards/{uid}/actions/migrate,
+// /v1/shards/actions/migrate ({"shard_uids": [...], "target_node_uid": N}):
+// validated here, queued as an action that the cluster master runs
+// (control/shard-ops.ts); the answer is `{action_uid, description}`, and
+// `GET /v1/actions/{uid}` follows it.
 import type { FastifyPluginAsync } from 'fastify';
 import type { NodeDaemon } from '../../control/daemon.js';
 import type { ClusterMember } from '../../control/member.js';
 import { notFound } from '../../util/errors.js';
+import { requestFailover, requestMigrate } from '../../control/shard-ops.js';
 import { uidParams } from '../schemas.js';
 import { shardStates } from './bdbs.js';
 
@@ -31,11 +39,45 @@ function shardViews(m: ClusterMember) {
     .sort((a, b) => Number(a.uid) - Number(b.uid));
 }
 
+/** A uid in a body: Redis Enterprise sends shard uids as strings; numbers are taken too. */
+const uidValue = { anyOf: [{ type: 'string', pattern: '^[0-9]{1,9}$' }, { type: 'integer', minimum: 0 }] } as const;
+/** `immediate` (rladmin's word) is ours: switch without waiting for the replica to catch up. */
+const failoverOne = { type: 'object', additionalProperties: false, properties: { immediate: { type: 'boolean' } } } as const;
+const failoverMany = { type: 'object', additionalProperties: false, properties: { shard_uids: { type: 'array', items: uidValue }, immediate: { type: 'boolean' } } } as const;
+const migrateOne = { type: 'object', additionalProperties: false, properties: { target_node_uid: uidValue } } as const;
+const migrateMany = { type: 'object', additionalProperties: false, properties: { shard_uids: { type: 'array', items: uidValue }, target_node_uid: uidValue } } as const;
+
+/** A POST without a body is an empty one (Redis Enterprise's clients send none when there is nothing to say). */
+const noBodyIsEmpty = async (req: { body: unknown }) => {
+  if (req.body === undefined || req.body === null) req.body = {};
+};
+
+type Uid = string | number;
+const uids = (v: Uid[] | undefined) => (v ?? []).map(Number);
+const optUid = (v: Uid | undefined) => (v === undefined ? undefined : Number(v));
+
 export const shardsRoutes: FastifyPluginAsync<{ daemon: NodeDaemon }> = async (app, { daemon }) => {
   app.get('/v1/shards', async () => shardViews(daemon.requireMember()));
   app.get<{ Params: { uid: string } }>('/v1/shards/:uid', { schema: { params: uidParams } }, async (req) => {
     const s = shardViews(daemon.requireMember()).find((x) => x.uid === String(Number(req.params.uid)));
     if (!s) throw notFound('shard_not_found', `no shard with uid ${req.params.uid}`);
     return s;
+  });
+
+  app.post<{ Body: { shard_uids?: Uid[]; immediate?: boolean } }>('/v1/shards/actions/failover', { preValidation: noBodyIsEmpty, schema: { body: failoverMany } }, async (req) => {
+    const a = await requestFailover(daemon.requireMember(), req.log, uids(req.body?.shard_uids), { immediate: req.body?.immediate });
+    return { action_uid: a.action_uid, description: 'Failover was triggered' };
+  });
+  app.post<{ Params: { uid: string }; Body: { immediate?: boolean } }>('/v1/shards/:uid/actions/failover', { preValidation: noBodyIsEmpty, schema: { params: uidParams, body: failoverOne } }, async (req) => {
+    const a = await requestFailover(daemon.requireMember(), req.log, [Number(req.params.uid)], { immediate: req.body?.immediate });
+    return { action_uid: a.action_uid, description: 'Failover was triggered' };
+  });
+  app.post<{ Body: { shard_uids?: Uid[]; target_node_uid?: Uid } }>('/v1/shards/actions/migrate', { preValidation: noBodyIsEmpty, schema: { body: migrateMany } }, async (req) => {
+    const a = await requestMigrate(daemon.requireMember(), req.log, uids(req.body?.shard_uids), optUid(req.body?.target_node_uid));
+    return { action_uid: a.action_uid, description: 'Migrate was triggered' };
+  });
+  app.post<{ Params: { uid: string }; Body: { target_node_uid?: Uid } }>('/v1/shards/:uid/actions/migrate', { preValidation: noBodyIsEmpty, schema: { params: uidParams, body: migrateOne } }, async (req) => {
+    const a = await requestMigrate(daemon.requireMember(), req.log, [Number(req.params.uid)], optUid(req.body?.target_node_uid));
+    return { action_uid: a.action_uid, description: 'Migrate was triggered' };
   });
 };

@@ -1,0 +1,521 @@
+// Operator shard operations (issue 8): a planned failover of a master shard
+// to its replica, and the migration of a shard to another node. The REST API
+// validates a request (`requestFailover`, `requestMigrate`) and writes an
+// action and a shard-operation record; the ShardOpsController on the cluster
+// master runs the operations one at a time, reporting each step in the action
+// (`GET /v1/actions/{uid}`: status, progress, description) and in its log.
+//
+// Planned failover (switchover) of master M to its replica R, with no
+// acknowledged write lost:
+//   1. on M's node: CLIENT PAUSE WRITE (shard-rpc.ts); the offset M's writes
+//      stopped at;
+//   2. wait until R has processed that offset (unless `immediate`);
+//   3. one compare-and-swap of the database record: R master of M's slots,
+//      M a replica of R, M's other replicas replicas of R; generation + 1.
+//      Endpoints on every node then route the slots to R, holding commands
+//      until R answers as master;
+//   4. once M is a replica (and the nodes have applied the new map), end the
+//      pause; should M still be a master then, its writes are fenced
+//      (-NOREPLICAS) until it is a replica. Writes that were held in the pause
+//      fail (-READONLY): they were never acknowledged.
+//
+// Migration of shard S to node N: a new replica T of S's master (of S itself
+// when S is the master) is added on N and waited for until in sync; a master
+// S then hands over to T by the switchover above; S is removed from the
+// record and its node stops it and removes its files. Works for replicas and
+// for masters of replicated and non-replicated databases.
+import type { Logger } from 'pino';
+import type { Etcd3 } from 'etcd3';
+import type { RpcClient } from '../internode/rpc.js';
+import type { LiveRecord, NodeRecord, ShardPlacement } from '../coord/schema.js';
+import { KEYS, ActionRecord, BdbRecord, ShardOpRecord } from '../coord/schema.js';
+import { PrefixCache } from '../coord/watch.js';
+import { readRecord, readRecords, updateRecord } from '../coord/records.js';
+import { conflict, invalid, notFound } from '../util/errors.js';
+import { createAction, nextSeq, updateBdb } from './bdb-store.js';
+import { OpLog, ShardReplication, ShardRpcHost, shardRpc } from './shard-rpc.js';
+
+/** How long writes are paused at most (the pause is lifted as soon as the switch is done). */
+const PAUSE_MS = 10_000;
+/** How long a paused master waits for its replica to catch up before the switch is given up. */
+const CATCHUP_MS = 3_000;
+/** After the switch: how long to wait for the old master to be a replica and every node to apply the map before lifting the pause. */
+const DEMOTE_MS = 6_000;
+/** How long a new replica may take to sync. */
+const SYNC_MS = 300_000;
+/** How long every node may take to apply the final placement. */
+const CONVERGE_MS = 60_000;
+/** Steps an action keeps. */
+const MAX_STEPS = 200;
+
+/** What shard operations need of their node's membership (ClusterMember provides it). */
+export interface ShardOpsHost extends ShardRpcHost {
+  readonly client: Etcd3;
+  readonly nodes: PrefixCache<NodeRecord>;
+  readonly live: PrefixCache<LiveRecord>;
+  isMaster(): boolean;
+  /** False while this node may have been cut off from the store. */
+  storeIsCurrent(): boolean;
+  rpc(uid: number): RpcClient | undefined;
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const slotText = (s: ShardPlacement) => `${s.slots[0]}-${s.slots[1]}`;
+const isLive = (h: ShardOpsHost, node: number) => h.live.items.has(String(node));
+
+/** Call a shard-rpc method on the node that runs the shard (in-process when that is this node). */
+export function shardCall<T>(h: ShardOpsHost, log: OpLog, node: number, method: string, params: object, timeoutMs = 3000): Promise<T> {
+  if (node === h.uid) return shardRpc(h, log, method, params) as Promise<T>;
+  const c = h.rpc(node);
+  if (!c) return Promise.reject(new Error(`node ${node} is unknown`));
+  return c.call<T>(method, params, timeoutMs);
+}
+
+function replication(h: ShardOpsHost, log: OpLog, s: ShardPlacement): Promise<ShardReplication> {
+  return shardCall<ShardReplication>(h, log, s.node_uid, 'shard_replication', { shard_uid: s.uid });
+}
+
+/** The master of a shard's slots: itself, or its master. */
+function familyMaster(b: BdbRecord, s: ShardPlacement): ShardPlacement | undefined {
+  return s.role === 'master' ? s : b.shards.find((x) => x.uid === s.master_uid);
+}
+
+/** A master and its replicas: the shards that hold one slot range. */
+function family(b: BdbRecord, master: ShardPlacement): ShardPlacement[] {
+  return b.shards.filter((x) => x.uid === master.uid || x.master_uid === master.uid);
+}
+
+// --- placement changes (pure: the same shards give the same result; undefined when the change no longer applies) ---
+
+/** Master `masterUid` hands its slots to its replica `replicaUid` and becomes its replica; its other replicas follow the new master. */
+export function planSwitch(shards: readonly ShardPlacement[], masterUid: number, replicaUid: number): ShardPlacement[] | undefined {
+  const m = shards.find((s) => s.uid === masterUid);
+  const r = shards.find((s) => s.uid === replicaUid);
+  if (!m || !r || m.role !== 'master' || r.role !== 'slave' || r.master_uid !== m.uid) return undefined;
+  return shards.map((s) => {
+    if (s.uid === r.uid) return { ...s, role: 'master' as const, master_uid: undefined, slots: m.slots };
+    if (s.uid === m.uid) return { ...s, role: 'slave' as const, master_uid: r.uid };
+    if (s.master_uid === m.uid) return { ...s, master_uid: r.uid };
+    return s;
+  });
+}
+
+/** A new replica `newUid` on node `target` of the master of `shardUid`'s slots; never beside a shard of those slots (but `shardUid` itself, which it replaces). */
+export function planAddReplica(shards: readonly ShardPlacement[], shardUid: number, newUid: number, target: number): ShardPlacement[] | undefined {
+  const s = shards.find((x) => x.uid === shardUid);
+  const m = s && (s.role === 'master' ? s : shards.find((x) => x.uid === s.master_uid && x.role === 'master'));
+  if (!s || !m || shards.some((x) => x.uid === newUid)) return undefined;
+  if (shards.some((x) => (x.uid === m.uid || x.master_uid === m.uid) && x.node_uid === target && x.uid !== s.uid)) return undefined;
+  return [...shards, { uid: newUid, role: 'slave', node_uid: target, slots: m.slots, master_uid: m.uid }];
+}
+
+/** Remove replica `shardUid`, replaced by `newUid`: replicas that followed it follow `newUid`'s master (or `newUid`, a master). */
+export function planRemove(shards: readonly ShardPlacement[], shardUid: number, newUid: number): ShardPlacement[] | undefined {
+  const s = shards.find((x) => x.uid === shardUid);
+  const t = shards.find((x) => x.uid === newUid);
+  if (!s || !t || s.role === 'master') return undefined;
+  const master = t.role === 'master' ? t.uid : t.master_uid;
+  return shards.filter((x) => x.uid !== s.uid).map((x) => (x.master_uid === s.uid ? { ...x, master_uid: master } : x));
+}
+
+// --- requests (REST) ---
+
+interface Located {
+  b: BdbRecord;
+  s: ShardPlacement;
+}
+
+async function locate(h: ShardOpsHost, shardUids: number[]): Promise<Located[]> {
+  if (!shardUids.length) throw notFound('shard_uids_required', 'a list of shard uids is required');
+  const bdbs = [...(await readRecords(h.client, KEYS.bdbsPrefix, BdbRecord)).values()].filter((b) => b.status !== 'delete-pending' && b.status !== 'creation-failed');
+  return [...new Set(shardUids)].map((uid) => {
+    for (const b of bdbs) {
+      const s = b.shards.find((x) => x.uid === uid);
+      if (s) return { b, s };
+    }
+    throw notFound('shard_not_exist', `shard ${uid} does not exist`);
+  });
+}
+
+/** A database that is being created or deleted, or has an operation under way, takes no other. */
+async function checkNotBusy(h: ShardOpsHost, b: BdbRecord): Promise<void> {
+  if (b.status === 'pending') throw conflict('db_busy', `database ${b.uid} is being created`);
+  const ops = await readRecords(h.client, KEYS.shardOpsPrefix, ShardOpRecord);
+  for (const o of ops.values()) {
+    if (!o.items.some((i) => i.bdb_uid === b.uid)) continue;
+    // The record goes just after its action finishes.
+    const a = await readRecord(h.client, KEYS.action(Number(o.action_uid)), ActionRecord);
+    if (a && a.status !== 'completed' && a.status !== 'failed') throw conflict('db_busy', `database ${b.uid} is busy: action ${o.action_uid} (shard ${o.kind}) is under way`);
+  }
+}
+
+async function createOp(h: ShardOpsHost, op: Omit<ShardOpRecord, 'action_uid' | 'created_time'>, objectName: string): Promise<ActionRecord> {
+  const action = await createAction(h.client, `shard_${op.kind}`, objectName);
+  const rec: ShardOpRecord = { ...op, action_uid: action.action_uid, created_time: new Date().toISOString() };
+  await h.client.put(KEYS.shardOp(action.action_uid)).value(JSON.stringify(rec));
+  return action;
+}
+
+/**
+ * Validate a planned failover of master shards (all of one database) and
+ * queue it. Errors: shard_uids_required, shard_not_exist (404);
+ * failover_shards_different_bdb, shard_is_slave, shard_has_no_replica (400);
+ * db_busy, node_down, replica_not_available, replica_not_in_sync (409).
+ */
+export async function requestFailover(h: ShardOpsHost, log: OpLog, shardUids: number[], opts: { immediate?: boolean } = {}): Promise<ActionRecord> {
+  const found = await locate(h, shardUids);
+  const b = found[0].b;
+  if (found.some((f) => f.b.uid !== b.uid)) throw invalid('failover_shards_different_bdb', 'all the shards to fail over must belong to one database');
+  await checkNotBusy(h, b);
+  for (const { s } of found) {
+    if (s.role !== 'master') throw invalid('shard_is_slave', `shard ${s.uid} is a replica; fail over its master, shard ${s.master_uid}`);
+    const replicas = b.shards.filter((x) => x.master_uid === s.uid);
+    if (!replicas.length) throw invalid('shard_has_no_replica', `shard ${s.uid} has no replica to fail over to (database ${b.uid} is ${b.replication ? 'missing it' : 'not replicated'})`);
+    if (!isLive(h, s.node_uid)) throw conflict('node_down', `shard ${s.uid} is on node ${s.node_uid}, which is down; the node failover promotes its replica`);
+    const live = replicas.filter((r) => isLive(h, r.node_uid));
+    if (!live.length) throw conflict('replica_not_available', `the replica of shard ${s.uid} (shard ${replicas.map((r) => r.uid).join(', ')}) is on node ${replicas.map((r) => r.node_uid).join(', ')}, which is down`);
+    if (!opts.immediate) {
+      const states = await Promise.all(live.map((r) => replication(h, log, r).then((i) => `${i.role === 'slave' ? `link ${i.master_link_status}` : `role ${i.role}`}`, (e: Error) => `unreachable: ${e.message}`)));
+      if (!states.includes('link up')) {
+        throw conflict('replica_not_in_sync', `the replica of shard ${s.uid} is not in sync (shard ${live.map((r, i) => `${r.uid}: ${states[i]}`).join('; ')}); retry later, or fail over with immediate`);
+      }
+    }
+  }
+  const action = await createOp(h, { kind: 'failover', items: found.map(({ b, s }) => ({ bdb_uid: b.uid, shard_uid: s.uid })), ...(opts.immediate ? { immediate: true } : {}) }, `bdb:${b.uid}`);
+  log.info({ action: action.action_uid, bdb: b.uid, shards: found.map((f) => f.s.uid), immediate: !!opts.immediate }, 'shard failover requested');
+  return action;
+}
+
+/**
+ * Validate a migration of shards to a node and queue it. Errors:
+ * shard_uids_required, target_node_uid_required, shard_not_exist,
+ * node_not_found (404); shard_already_on_node, target_holds_same_slots (400);
+ * db_busy, node_down (409).
+ */
+export async function requestMigrate(h: ShardOpsHost, log: OpLog, shardUids: number[], target: number | undefined): Promise<ActionRecord> {
+  const found = await locate(h, shardUids);
+  if (target === undefined) throw notFound('target_node_uid_required', 'target_node_uid is required');
+  const node = h.nodes.items.get(String(target));
+  if (!node?.addr) throw notFound('node_not_found', `node ${target} does not exist`);
+  if (!isLive(h, target)) throw conflict('node_down', `node ${target} is down`);
+  const families = new Set<string>();
+  for (const { b, s } of found) {
+    await checkNotBusy(h, b);
+    if (s.node_uid === target) throw invalid('shard_already_on_node', `shard ${s.uid} is already on node ${target}`);
+    const fm = familyMaster(b, s);
+    if (!fm) throw conflict('db_busy', `shard ${s.uid} is a replica of shard ${s.master_uid}, which is not placed`);
+    const related = family(b, fm).find((x) => x.node_uid === target && x.uid !== s.uid);
+    if (related) {
+      throw invalid(
+        'target_holds_same_slots',
+        `node ${target} already holds shard ${related.uid}, the ${related.role === 'master' ? 'master' : 'replica'} of slots ${slotText(fm)} that shard ${s.uid} serves; a master and its replica are never on one node`,
+      );
+    }
+    const key = `${b.uid}:${fm.uid}`;
+    if (families.has(key)) throw invalid('target_holds_same_slots', `two of the shards hold slots ${slotText(fm)}; they cannot both go to node ${target}`);
+    families.add(key);
+    if (!isLive(h, fm.node_uid)) throw conflict('node_down', `shard ${fm.uid}, the master of slots ${slotText(fm)}, is on node ${fm.node_uid}, which is down: nothing to copy from`);
+  }
+  const first = await nextSeq(h.client, KEYS.shardSeq, found.length);
+  const items = found.map(({ b, s }, i) => ({ bdb_uid: b.uid, shard_uid: s.uid, new_shard_uid: first + i }));
+  const action = await createOp(h, { kind: 'migrate', items, target_node_uid: target }, [...new Set(found.map((f) => `bdb:${f.b.uid}`))].join(','));
+  log.info({ action: action.action_uid, shards: found.map((f) => f.s.uid), target, new_shards: items.map((i) => i.new_shard_uid) }, 'shard migration requested');
+  return action;
+}
+
+// --- the controller (cluster master) ---
+
+/** This node stopped being the cluster master: the operation is left for the next one, which resumes it. */
+class Handover extends Error {}
+
+export class ShardOpsController {
+  private readonly ops: PrefixCache<ShardOpRecord>;
+  private timer?: NodeJS.Timeout;
+  private busy = false;
+  private stopped = false;
+
+  constructor(
+    private readonly h: ShardOpsHost,
+    private readonly log: Logger,
+  ) {
+    this.ops = new PrefixCache(h.client, KEYS.shardOpsPrefix, ShardOpRecord);
+    this.ops.on('malformed', (err: Error) => this.log.error({ err: err.message }, 'ignoring a malformed shard operation record'));
+  }
+
+  async start(): Promise<void> {
+    await this.ops.start();
+    const kick = () => void this.tick();
+    this.ops.on('change', kick);
+    this.timer = setInterval(kick, 500);
+    this.timer.unref();
+  }
+
+  async close(): Promise<void> {
+    this.stopped = true;
+    clearInterval(this.timer);
+    await this.ops.stop();
+  }
+
+  private async tick(): Promise<void> {
+    if (this.busy || this.stopped || !this.h.isMaster() || !this.h.storeIsCurrent()) return;
+    const next = this.ops.values().sort((a, b) => Number(a.action_uid) - Number(b.action_uid))[0];
+    if (!next) return;
+    this.busy = true;
+    try {
+      await this.run(next);
+    } catch (err) {
+      this.log.warn({ action: next.action_uid, err: (err as Error).message }, 'shard operation: bookkeeping failed; the next tick retries');
+    } finally {
+      this.busy = false;
+    }
+  }
+
+  private guard(): void {
+    if (this.stopped || !this.h.isMaster()) throw new Handover('this node is no longer the cluster master');
+  }
+
+  /** Change the action; a new description is also appended to its steps. */
+  private async setAction(uid: string, patch: Partial<ActionRecord>): Promise<void> {
+    await updateRecord(this.h.client, KEYS.action(Number(uid)), ActionRecord, (cur) => {
+      if (!cur || cur.status === 'completed' || cur.status === 'failed') return undefined;
+      const next = { ...cur, ...patch, progress: Math.max(cur.progress, patch.progress ?? 0) };
+      if (patch.description !== undefined) next.steps = [...(cur.steps ?? []), `${next.progress}% ${patch.description}`].slice(-MAX_STEPS);
+      return next;
+    });
+  }
+
+  private async run(op: ShardOpRecord): Promise<void> {
+    const a = await readRecord(this.h.client, KEYS.action(Number(op.action_uid)), ActionRecord);
+    if (a && a.status !== 'completed' && a.status !== 'failed') {
+      const log = this.log.child({ action: op.action_uid, op: op.kind });
+      log.info({ items: op.items, target: op.target_node_uid, immediate: op.immediate, resumed: a.status === 'active' }, 'shard operation starts');
+      const generations = new Map<number, number>();
+      try {
+        await this.setAction(op.action_uid, { status: 'active' });
+        for (let i = 0; i < op.items.length; i++) {
+          const step = (frac: number, text: string) => this.step(op, log, i, frac, text);
+          const gen = op.kind === 'failover' ? await this.failoverItem(op, op.items[i], step, log) : await this.migrateItem(op, op.items[i], step, log);
+          generations.set(op.items[i].bdb_uid, Math.max(gen, generations.get(op.items[i].bdb_uid) ?? 0));
+        }
+        for (const [bdb, gen] of generations) {
+          await this.step(op, log, op.items.length - 1, 0.97, `waiting for every node to apply generation ${gen} of database ${bdb}`);
+          await this.waitActive(bdb, gen, log);
+        }
+        await this.setAction(op.action_uid, { status: 'completed', progress: 100, description: op.kind === 'failover' ? 'failover done' : 'migration done' });
+        log.info('shard operation completed');
+      } catch (err) {
+        if (err instanceof Handover) {
+          log.warn({ err: err.message }, 'shard operation left for the next cluster master');
+          return;
+        }
+        log.error({ err: (err as Error).message }, 'shard operation failed');
+        await this.setAction(op.action_uid, { status: 'failed', error: (err as Error).message });
+      }
+    }
+    await this.h.client.delete().key(KEYS.shardOp(op.action_uid));
+  }
+
+  private async step(op: ShardOpRecord, log: Logger, i: number, frac: number, text: string): Promise<void> {
+    this.guard();
+    const progress = Math.min(99, Math.round(((i + frac) / op.items.length) * 100));
+    log.info({ progress }, text);
+    await this.setAction(op.action_uid, { progress, description: text });
+  }
+
+  private async bdb(uid: number): Promise<BdbRecord> {
+    const b = await readRecord(this.h.client, KEYS.bdb(uid), BdbRecord);
+    if (!b || b.status === 'delete-pending') throw new Error(`database ${uid} no longer exists`);
+    return b;
+  }
+
+  private async poll<T>(fn: () => Promise<T | undefined>, timeoutMs: number, everyMs: number): Promise<T | undefined> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      this.guard();
+      const v = await fn().catch(() => undefined);
+      if (v !== undefined) return v;
+      if (Date.now() >= deadline) return undefined;
+      await sleep(everyMs);
+    }
+  }
+
+  private async waitActive(bdbUid: number, gen: number, log: Logger): Promise<void> {
+    const ok = await this.poll(async () => {
+      const b = await readRecord(this.h.client, KEYS.bdb(bdbUid), BdbRecord);
+      return !b || (b.status === 'active' && b.generation >= gen) || b.generation > gen ? true : undefined;
+    }, CONVERGE_MS, 100);
+    if (!ok) log.warn({ bdb: bdbUid, generation: gen }, 'not every node has applied the new placement yet; it is in the record and they converge on it');
+  }
+
+  private change(cur: BdbRecord, shards: ShardPlacement[]): BdbRecord {
+    return { ...cur, shards, generation: cur.generation + 1, status: cur.status === 'pending' ? cur.status : 'active-change-pending', last_changed_time: new Date().toISOString() };
+  }
+
+  /** A failover item: the master's slots go to its best replica. Returns the database generation it produced. */
+  private async failoverItem(op: ShardOpRecord, it: ShardOpRecord['items'][number], step: (f: number, t: string) => Promise<void>, log: Logger): Promise<number> {
+    const b = await this.bdb(it.bdb_uid);
+    const m = b.shards.find((s) => s.uid === it.shard_uid);
+    if (!m) throw new Error(`shard ${it.shard_uid} no longer exists`);
+    if (m.role !== 'master') {
+      // Resumed after the switch, or a node failover got there first: the slots are served by the replica already.
+      await step(0.9, `shard ${m.uid} is already a replica of shard ${m.master_uid}`);
+      if (isLive(this.h, m.node_uid)) await shardCall(this.h, log, m.node_uid, 'shard_unpause', { shard_uid: m.uid }).catch(() => undefined);
+      return b.generation;
+    }
+    return this.switchover(b.uid, m.uid, undefined, !!op.immediate, step, 0, 1, log);
+  }
+
+  /**
+   * Planned switchover of master `masterUid` to `toUid` (or its best live
+   * replica), reported between fractions f0 and f1 of the item. Returns the
+   * generation of the record that made the switch.
+   */
+  private async switchover(bdbUid: number, masterUid: number, toUid: number | undefined, immediate: boolean, step: (f: number, t: string) => Promise<void>, f0: number, f1: number, log: Logger): Promise<number> {
+    const at = (x: number) => f0 + (f1 - f0) * x;
+    const b = await this.bdb(bdbUid);
+    const m = b.shards.find((s) => s.uid === masterUid);
+    if (!m || m.role !== 'master') throw new Error(`shard ${masterUid} is no longer a master`);
+    if (!isLive(this.h, m.node_uid)) throw new Error(`shard ${m.uid} is on node ${m.node_uid}, which is down`);
+    const replicas = b.shards.filter((s) => s.role === 'slave' && s.master_uid === m.uid && (toUid === undefined || s.uid === toUid) && isLive(this.h, s.node_uid));
+    if (!replicas.length) throw new Error(toUid === undefined ? `shard ${m.uid} has no replica on a live node` : `shard ${toUid} is not a replica of shard ${m.uid} on a live node`);
+    // The replica to promote: in sync (link up), the furthest along.
+    const states = await Promise.all(replicas.map((r) => replication(this.h, log, r).catch(() => undefined)));
+    const ranked = replicas
+      .map((r, i) => ({ r, info: states[i] }))
+      .filter((x) => immediate || (x.info?.role === 'slave' && x.info.master_link_status === 'up'))
+      .sort((x, y) => (y.info?.slave_repl_offset ?? -1) - (x.info?.slave_repl_offset ?? -1));
+    if (!ranked.length) throw new Error(`no replica of shard ${m.uid} is in sync (${replicas.map((r, i) => `shard ${r.uid}: ${states[i] ? `link ${states[i]!.master_link_status ?? states[i]!.role}` : 'unreachable'}`).join('; ')}); nothing was switched`);
+    const r = ranked[0].r;
+
+    await step(at(0.1), `shard ${m.uid}: pausing writes on node ${m.node_uid} to hand slots ${slotText(m)} to shard ${r.uid} on node ${r.node_uid}`);
+    const { offset } = await shardCall<{ offset: number }>(this.h, log, m.node_uid, 'shard_pause', { shard_uid: m.uid, ms: PAUSE_MS });
+    let generation = b.generation;
+    let switched = false;
+    try {
+      if (immediate) {
+        await step(at(0.3), `shard ${m.uid}: writes paused at offset ${offset}; switching at once (immediate), without waiting for shard ${r.uid}`);
+      } else {
+        await step(at(0.3), `shard ${m.uid}: writes paused at offset ${offset}; waiting for shard ${r.uid} to reach it`);
+        let last: number | undefined;
+        const reached = await this.poll(async () => {
+          last = (await replication(this.h, log, r)).slave_repl_offset;
+          return last !== undefined && last >= offset ? last : undefined;
+        }, CATCHUP_MS, 10);
+        if (reached === undefined) throw new Error(`shard ${r.uid} did not catch up with shard ${m.uid} within ${CATCHUP_MS} ms (at offset ${last ?? 'unknown'} of ${offset}); nothing was switched`);
+        await step(at(0.5), `shard ${r.uid} holds every write of shard ${m.uid} (offset ${reached} >= ${offset}); switching roles`);
+      }
+      this.guard();
+      const next = await updateBdb(this.h.client, b.uid, (cur) => {
+        const shards = planSwitch(cur.shards, m.uid, r.uid);
+        return shards && this.change(cur, shards);
+      });
+      const nr = next?.shards.find((s) => s.uid === r.uid);
+      const nm = next?.shards.find((s) => s.uid === m.uid);
+      if (!next || nr?.role !== 'master' || nm?.master_uid !== r.uid) throw new Error(`the placement of shard ${m.uid} changed during the failover (a node failover?); nothing was switched`);
+      generation = next.generation;
+      switched = true;
+      log.warn({ bdb: b.uid, master: r.uid, node: r.node_uid, replica: m.uid, slots: slotText(m), generation, offset }, 'planned failover: roles switched');
+      await step(at(0.7), `shard ${r.uid} is the master of slots ${slotText(m)} (generation ${generation}); waiting for shard ${m.uid} to become its replica`);
+      const demoted = await this.poll(async () => {
+        const [info, cur] = await Promise.all([replication(this.h, log, m), readRecord(this.h.client, KEYS.bdb(b.uid), BdbRecord)]);
+        return info.role === 'slave' && (!cur || cur.generation > generation || cur.status === 'active') ? true : undefined;
+      }, DEMOTE_MS, 20);
+      if (!demoted) log.warn({ shard: m.uid }, 'the old master is not a replica yet (or not every node has the new map); the pause ends with its writes fenced until it is');
+    } finally {
+      // Once switched, a master that is not a replica yet is fenced rather than resumed.
+      await shardCall(this.h, log, m.node_uid, 'shard_unpause', { shard_uid: m.uid, fence: switched }).catch((err) =>
+        log.warn({ shard: m.uid, err: (err as Error).message }, 'cannot end the pause; the node ends it before it runs out, fenced if the switch was made'),
+      );
+    }
+    await step(at(1), `shard ${m.uid} is a replica of shard ${r.uid}; writes resumed`);
+    return generation;
+  }
+
+  /** A migration item. Returns the database generation it produced. */
+  private async migrateItem(op: ShardOpRecord, it: ShardOpRecord['items'][number], step: (f: number, t: string) => Promise<void>, log: Logger): Promise<number> {
+    const target = op.target_node_uid;
+    const tUid = it.new_shard_uid;
+    if (target === undefined || tUid === undefined) throw new Error('malformed migration: no target node or new shard uid');
+    let b = await this.bdb(it.bdb_uid);
+    const s = b.shards.find((x) => x.uid === it.shard_uid);
+    const existing = b.shards.find((x) => x.uid === tUid);
+    if (!s) {
+      if (existing) return b.generation; // resumed after the old shard was removed: done
+      throw new Error(`shard ${it.shard_uid} no longer exists`);
+    }
+    if (s.node_uid === target) throw new Error(`shard ${s.uid} is already on node ${target}`);
+    if (!isLive(this.h, target)) throw new Error(`node ${target} is down`);
+    const fm = familyMaster(b, s);
+    if (!fm) throw new Error(`shard ${s.uid} is a replica of shard ${s.master_uid}, which is not placed`);
+
+    if (!existing) {
+      const related = family(b, fm).find((x) => x.node_uid === target && x.uid !== s.uid);
+      if (related) throw new Error(`node ${target} now holds shard ${related.uid} of slots ${slotText(fm)}; a master and its replica are never on one node`);
+      await step(0.05, `shard ${s.uid} (${s.role} of slots ${slotText(fm)}, node ${s.node_uid}): adding shard ${tUid} on node ${target}, a replica of shard ${fm.uid}`);
+      const next = await updateBdb(this.h.client, b.uid, (cur) => {
+        const shards = planAddReplica(cur.shards, s.uid, tUid, target);
+        return shards && this.change(cur, shards);
+      });
+      if (!next?.shards.some((x) => x.uid === tUid)) throw new Error(`the placement of shard ${s.uid} changed before the new replica could be added (a node failover?)`);
+      b = next;
+      log.info({ bdb: b.uid, shard: s.uid, new_shard: tUid, target, master: fm.uid, generation: b.generation }, 'migration: new replica placed');
+    }
+
+    await step(0.15, `shard ${tUid} on node ${target}: syncing from shard ${fm.uid}`);
+    const synced = await this.waitInSync(b.uid, tUid, fm.uid, step, log);
+    if (!synced.ok) {
+      await updateBdb(this.h.client, b.uid, (cur) => (cur.shards.some((x) => x.uid === tUid) ? this.change(cur, cur.shards.filter((x) => x.uid !== tUid)) : undefined)).catch(() => undefined);
+      throw new Error(`shard ${tUid} on node ${target} did not get in sync with shard ${fm.uid}: ${synced.why}; the migration of shard ${s.uid} was undone`);
+    }
+    await step(0.5, `shard ${tUid} on node ${target} is in sync with shard ${fm.uid} (offset ${synced.offset})`);
+
+    b = await this.bdb(b.uid);
+    const cs = b.shards.find((x) => x.uid === s.uid);
+    if (cs?.role === 'master') await this.switchover(b.uid, s.uid, tUid, false, step, 0.5, 0.85, log);
+
+    await step(0.88, `removing shard ${s.uid} from node ${s.node_uid}`);
+    const next = await updateBdb(this.h.client, b.uid, (cur) => {
+      const shards = planRemove(cur.shards, s.uid, tUid);
+      return shards && this.change(cur, shards);
+    });
+    if (!next || next.shards.some((x) => x.uid === s.uid)) throw new Error(`shard ${s.uid} could not be removed: the placement changed (it is a master again?)`);
+    log.info({ bdb: b.uid, removed: s.uid, from: s.node_uid, now: tUid, target, generation: next.generation }, 'migration: old shard removed');
+    await step(0.95, `shard ${s.uid} removed from node ${s.node_uid}; shard ${tUid} on node ${target} serves in its place`);
+    return next.generation;
+  }
+
+  /** Wait until a new replica is linked, fully synced and has caught up with its master's offset of after its sync. */
+  private async waitInSync(bdbUid: number, tUid: number, masterUid: number, step: (f: number, t: string) => Promise<void>, log: Logger): Promise<{ ok: true; offset: number } | { ok: false; why: string }> {
+    const deadline = Date.now() + SYNC_MS;
+    let goal: number | undefined;
+    let why = 'no answer yet';
+    let reported = '';
+    for (;;) {
+      this.guard();
+      const b = await this.bdb(bdbUid);
+      const t = b.shards.find((x) => x.uid === tUid);
+      const m = b.shards.find((x) => x.uid === masterUid);
+      if (!t || !m || m.role !== 'master' || t.master_uid !== masterUid) return { ok: false, why: 'the placement changed (a node failover?)' };
+      if (!isLive(this.h, t.node_uid)) return { ok: false, why: `node ${t.node_uid} is down` };
+      try {
+        const info = await replication(this.h, log, t);
+        if (info.role !== 'slave') why = 'not a replica yet';
+        else if (info.master_link_status !== 'up') why = info.master_sync_in_progress ? 'full sync in progress' : `link ${info.master_link_status}`;
+        else {
+          goal ??= (await replication(this.h, log, m)).master_repl_offset;
+          const at = info.slave_repl_offset ?? 0;
+          if (at >= goal) return { ok: true, offset: at };
+          why = `at offset ${at} of ${goal}`;
+        }
+      } catch (err) {
+        why = (err as Error).message;
+      }
+      if (why !== reported && /sync in progress|link/.test(why)) {
+        reported = why;
+        await step(0.2, `shard ${tUid}: ${why}`);
+      }
+      if (Date.now() > deadline) return { ok: false, why: `still ${why} after ${SYNC_MS / 1000} s` };
+      await sleep(100);
+    }
+  }
+}
