@@ -92,6 +92,7 @@ test('SIGKILL of a node holding a master: writes resume within 10 s, no acknowle
   // Steady load through the survivor, across the kill.
   const load = new Redis({ host: survivor.addr, port: db.port, maxRetriesPerRequest: 0, enableOfflineQueue: false, retryStrategy: () => 100 });
   load.on('error', () => undefined); // counted below through the failed commands
+  await new Promise<void>((r) => load.once('ready', () => r())); // without an offline queue, commands before this would fail
   let running = true;
   let ok = 0;
   let failed = 0;
@@ -144,10 +145,12 @@ test('SIGKILL of a node holding a master: writes resume within 10 s, no acknowle
   }
 
   // The database shows each replica's copy as finished (status: "SYNCING n%" while a full sync runs).
+  let lastSync = '';
   await waitFor('every replica reports its sync finished', async () => {
-    const x = (await survivor.api<{ shards: { role: string; sync?: { status: string; progress: number } }[] }>('GET', `/v1/bdbs/${db.uid}`)).body;
+    const x = (await survivor.api<{ shards: { uid: number; role: string; status: string; sync?: { status: string; progress: number } }[] }>('GET', `/v1/bdbs/${db.uid}`)).body;
+    lastSync = JSON.stringify(x.shards);
     return x.shards.filter((s) => s.role === 'slave').every((s) => s.sync?.status === 'finished' && s.sync.progress === 100);
-  }, 30_000, 500);
+  }, 30_000, 500).catch((e: Error) => assert.fail(`${e.message}: ${lastSync}`));
 
   // /v1/shards (Redis Enterprise's shard objects) shows the new placement: nothing left on the dead node.
   type ShardObj = { uid: string; bdb_uid: number; node_uid: string; role: string; assigned_slots: string; status: string };

@@ -52,7 +52,9 @@ export interface ShardSync {
 }
 
 export function shardStates(m: ClusterMember, b: BdbRecord): Map<number, { status: string; reported?: string; sync?: ShardSync }> {
-  const reported = new Map<number, { status: string; time: string; sync?: ShardSync }>();
+  // Keyed by shard and node: a shard moved away (failover, migration) may still
+  // be listed by its old node's last report, which must not stand for it.
+  const reported = new Map<string, { status: string; time: string; sync?: ShardSync }>();
   for (const o of m.controller?.observedOf(b.uid).values() ?? []) {
     for (const s of o.shards) {
       const sync: ShardSync | undefined =
@@ -63,12 +65,12 @@ export function shardStates(m: ClusterMember, b: BdbRecord): Map<number, { statu
             : s.master_link_status === 'up'
               ? { status: 'finished', progress: 100 }
               : { status: 'link_down', progress: 0 };
-      reported.set(s.uid, { status: s.status, time: o.time, sync });
+      reported.set(`${s.uid}@${o.node_uid}`, { status: s.status, time: o.time, sync });
     }
   }
   return new Map(
     b.shards.map((s) => {
-      const r = reported.get(s.uid);
+      const r = reported.get(`${s.uid}@${s.node_uid}`);
       const status = m.live.items.has(String(s.node_uid)) ? (r?.status ?? 'starting') : 'down';
       return [s.uid, { status, reported: r?.time, ...(s.role === 'slave' && r?.sync && status === 'active' ? { sync: r.sync } : {}) }];
     }),
