@@ -112,6 +112,10 @@ export class RedisShard {
     fs.writeFileSync(conf, configText(this.spec, this.dir, this.replicaOf), { mode: 0o600 });
     fs.rmSync(this.socketPath, { force: true });
     fs.rmSync(path.join(this.dir, CLEAN_STOP_FILE), { force: true });
+    // Without persistence a shard starts empty. A replica's full sync leaves the
+    // master's snapshot in dump.rdb, which redis would load at the next start
+    // even with `save ""`: an old, partial copy is worse than none.
+    if (this.spec.persistence === 'disabled') fs.rmSync(path.join(this.dir, 'dump.rdb'), { force: true });
     // setpriv --pdeathsig: the shard dies with the node even if the node is SIGKILLed.
     const proc = spawn('setpriv', ['--pdeathsig', 'SIGKILL', '--', this.binary, conf], { stdio: 'ignore' });
     this.proc = proc;
