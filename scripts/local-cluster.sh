@@ -12,7 +12,7 @@ home=${TESSERA_HOME:-$repo/.tessera-local}
 user=admin@tessera.local
 cmd=${1:-start}
 
-node_pid() { local f="$home/n$1/tessera.pid"; [ -f "$f" ] && kill -0 "$(cat "$f")" 2>/dev/null && cat "$f"; }
+node_pid() { local f="$home/n$1/tessera.pid" p; p=$(cat "$f" 2>/dev/null) && kill -0 "$p" 2>/dev/null && echo "$p"; }
 
 stop_nodes() {
   for i in 3 2 1; do
