@@ -83,26 +83,22 @@ export function registerOperatorRoutes(app: Api, daemon: NodeDaemon): void {
   app.register(customerCertRoutes, { daemon });
 }
 
-export class RestServer {
+/** An HTTPS Fastify app on one node address: listen, swap its certificate, close. */
+export class HttpsService {
   readonly app: Api;
-  /** The cluster users' password check; the web UI's sign-in uses this same one. */
-  readonly checkPassword: PasswordCheck;
 
-  constructor(daemon: NodeDaemon, cert: { certPem: string; keyPem: string }, log: Logger) {
+  constructor(
+    cert: { certPem: string; keyPem: string },
+    log: Logger,
+    /** What it is, for the port-in-use explanation. */
+    private readonly what: string,
+  ) {
     this.app = newApiApp(cert, log);
-    const app = this.app;
-    installErrorHandling(app);
-    this.checkPassword = passwordCheck(daemon);
-    app.addHook('onRequest', authHook(daemon, this.checkPassword));
-    // Bootstrap and joins are node-to-node and first-contact routes: REST only.
-    app.register(bootstrapRoutes, { daemon });
-    app.register(joinRoutes, { daemon });
-    registerOperatorRoutes(app, daemon);
   }
 
   async listen(host: string, port: number): Promise<void> {
     await this.app.ready();
-    await listenOrExplain(this.app.server, host, port, 'REST API');
+    await listenOrExplain(this.app.server, host, port, this.what);
   }
 
   /** Swap the certificate for new connections; open ones are not touched. */
@@ -114,4 +110,22 @@ export class RestServer {
     this.app.server.closeAllConnections?.();
     await this.app.close();
   }
+}
+
+export class RestServer extends HttpsService {
+  /** The cluster users' password check; the web UI's sign-in uses this same one. */
+  readonly checkPassword: PasswordCheck;
+
+  constructor(daemon: NodeDaemon, cert: { certPem: string; keyPem: string }, log: Logger) {
+    super(cert, log, 'REST API');
+    const app = this.app;
+    installErrorHandling(app);
+    this.checkPassword = passwordCheck(daemon);
+    app.addHook('onRequest', authHook(daemon, this.checkPassword));
+    // Bootstrap and joins are node-to-node and first-contact routes: REST only.
+    app.register(bootstrapRoutes, { daemon });
+    app.register(joinRoutes, { daemon });
+    registerOperatorRoutes(app, daemon);
+  }
+
 }

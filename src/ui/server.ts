@@ -11,9 +11,8 @@
 import type { Logger } from 'pino';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { NodeDaemon } from '../control/daemon.js';
-import { Api, PasswordCheck, installErrorHandling, newApiApp, registerOperatorRoutes } from '../api/server.js';
-import { httpsServerOptions } from '../tls/contexts.js';
-import { listenOrExplain } from '../internode/channel.js';
+import { HttpsService, PasswordCheck, installErrorHandling, registerOperatorRoutes } from '../api/server.js';
+import { credentialsBody } from '../api/schemas.js';
 import { OperatorError, notFound } from '../util/errors.js';
 import { UiAssets, loadAssets } from './assets.js';
 import {
@@ -41,18 +40,9 @@ export const SECURITY_HEADERS: Record<string, string> = {
 const IMMUTABLE = 'public, max-age=31536000, immutable';
 const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
 
-const signInBody = {
-  type: 'object',
-  additionalProperties: false,
-  required: ['username', 'password'],
-  properties: {
-    username: { type: 'string', minLength: 1, maxLength: 256 },
-    password: { type: 'string', minLength: 1, maxLength: 1024 },
-  },
-} as const;
+const signInBody = credentialsBody;
 
-export class UiServer {
-  readonly app: Api;
+export class UiServer extends HttpsService {
   readonly sessions: SessionStore;
   private readonly current = new WeakMap<FastifyRequest, { token: string; session: Session }>();
 
@@ -64,8 +54,8 @@ export class UiServer {
     assets: UiAssets = loadAssets(),
     sessions = new SessionStore(),
   ) {
+    super(cert, log, 'web UI');
     this.sessions = sessions;
-    this.app = newApiApp(cert, log);
     const app = this.app;
     if (assets.problem) log.error(assets.problem);
     installErrorHandling(app);
@@ -127,18 +117,4 @@ export class UiServer {
     this.current.set(req, { token, session });
   }
 
-  async listen(host: string, port: number): Promise<void> {
-    await this.app.ready();
-    await listenOrExplain(this.app.server, host, port, 'web UI');
-  }
-
-  /** Swap the certificate for new connections; open ones are not touched. */
-  setCertificate(cert: { certPem: string; keyPem: string }): void {
-    this.app.server.setSecureContext(httpsServerOptions(cert));
-  }
-
-  async close(): Promise<void> {
-    this.app.server.closeAllConnections?.();
-    await this.app.close();
-  }
 }

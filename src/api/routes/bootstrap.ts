@@ -3,16 +3,9 @@
 import type { FastifyPluginAsync } from 'fastify';
 import type { NodeDaemon } from '../../control/daemon.js';
 import { OperatorError } from '../../util/errors.js';
+import { credentialsBody } from '../schemas.js';
 
-const credentials = {
-  type: 'object',
-  additionalProperties: false,
-  required: ['username', 'password'],
-  properties: {
-    username: { type: 'string', minLength: 1, maxLength: 256 },
-    password: { type: 'string', minLength: 1, maxLength: 1024 },
-  },
-} as const;
+const credentials = credentialsBody;
 
 const node = {
   type: 'object',
