@@ -193,10 +193,17 @@ class Part implements Sink {
  * dropped (the client already got its own), EXEC's reply is forwarded.
  */
 export class TxSink implements Sink {
+  private left: number;
   constructor(
     private readonly target: ReplyTarget,
-    private left: number,
-  ) {}
+    private readonly replies: number,
+  ) {
+    this.left = replies;
+  }
+  /** The block is re-sent whole to the slots' new master (see ShardLink): start counting again. */
+  rewind(): void {
+    this.left = this.replies;
+  }
   onReply(r: RespReply | null): void {
     if (--this.left > 0) return;
     if (r === null) this.target.fill(E_LINK_LOST, true);

@@ -18,16 +18,29 @@
  * successor write only once every command already sent here has its reply
  * (`predecessor` gate), so a shard sees each client's commands in order even
  * while two connections to it exist.
+ *
+ * A master that becomes a replica under a shared link (a planned switchover:
+ * its paused writes are answered -READONLY once it follows the new master)
+ * has executed none of the commands from the first -READONLY on. Those
+ * commands, and every later one of the batch, are queued again in order and
+ * go to the slots' new master once the endpoint's map names it (or fail with
+ * -CLUSTERDOWN when the hold runs out): no client sees -READONLY.
  */
 
 import type { Duplex } from 'node:stream';
 import { appendRaw } from './resp-encode.js';
 import { ReplyParser, type RespReply } from './resp-reply.js';
 import { E_MASTER_UNREACHABLE, type Proto } from './replies.js';
+import { RequestParser } from './resp-request.js';
 
 /** Receives the reply to one command; null when the link died first. */
 export interface Sink {
   onReply(r: RespReply | null): void;
+  /**
+   * A sink that takes several replies (a MULTI…EXEC block) and got some of
+   * them, whose commands are now re-sent whole to another shard: forget them.
+   */
+  rewind?(): void;
 }
 
 export type ShardConnector = (shardUid: number) => Promise<Duplex>;
@@ -76,6 +89,15 @@ const UNREACHABLE = (() => {
 })();
 const HELLO3 = Buffer.from('*2\r\n$5\r\nHELLO\r\n$1\r\n3\r\n');
 const HELLO = Buffer.from('*1\r\n$5\r\nHELLO\r\n');
+const NO_BUFS: Buffer[] = [];
+/**
+ * The errors of a shard that is a replica now: a write (-READONLY), or an
+ * EXEC whose block was queued while it was master (redis 7 aborts it).
+ */
+function isDemotedReply(r: RespReply): boolean {
+  const t = r.raw[0].toString('latin1', 0, 56);
+  return t.startsWith('-READONLY ') || t.startsWith('-EXECABORT Transaction discarded because of: READONLY');
+}
 /** Batches up to this size are joined into one buffer; larger ones use writev. */
 const CONCAT_LIMIT = 64 * 1024;
 
@@ -103,7 +125,8 @@ export class ShardLink {
   private runAB: ArrayBufferLike | null = null;
   private runStart = 0;
   private runEnd = 0;
-  // The batch on the wire.
+  // The batch on the wire: its bytes (kept for a re-send, see notMasterAnymore) and sinks.
+  private fbufs: Buffer[] = NO_BUFS;
   private fsinks: Sink[] = [];
   private fhead = 0;
   private attempts = 0;
@@ -257,6 +280,7 @@ export class ShardLink {
     this.qsinks = spare;
     this.qbufs = [];
     this.qbytes = 0;
+    this.fbufs = bufs;
     if (bufs.length === 1) {
       s.write(bufs[0]);
     } else if (bytes <= CONCAT_LIMIT) {
@@ -281,8 +305,8 @@ export class ShardLink {
         return;
       }
       if (r.isPush && this.proto === 3) continue;
-      const sink = this.fsinks[this.fhead];
-      (this.fsinks as (Sink | undefined)[])[this.fhead++] = undefined;
+      if (r.isError && !this.dedicated && isDemotedReply(r) && this.notMasterAnymore()) return;
+      const sink = this.fsinks[this.fhead++];
       try {
         sink.onReply(r);
       } catch (e) {
@@ -297,10 +321,61 @@ export class ShardLink {
     if (this.fhead === this.fsinks.length && this.fhead > 0) this.batchDone();
   }
 
+  /**
+   * The shard answered -READONLY: it was demoted under this link. The
+   * commands from that reply's group on (a MULTI…EXEC block is one group)
+   * were not executed; they are queued again, ahead of the queue, and the
+   * link waits for a master as after a lost connection. False when they
+   * cannot be re-sent (no heir to go to, or the bytes do not split into one
+   * command per reply): the reply is then delivered as it is.
+   */
+  private notMasterAnymore(): boolean {
+    if (this.retired && this.successor === null) return false;
+    const sinks = this.fsinks;
+    const k = this.fhead;
+    let g = k;
+    while (g > 0 && sinks[g - 1] === sinks[k]) g--;
+    const p = new RequestParser();
+    for (const b of this.fbufs) p.push(b);
+    const cmds: Buffer[] = [];
+    for (let c = p.next(); c !== null; c = p.next()) cmds.push(c.rawBuffer());
+    if (p.error !== null || cmds.length !== sinks.length) {
+      this.host.log.error({ shard: this.shardUid, commands: cmds.length, replies: sinks.length }, 'shard answered READONLY; its batch does not split into one command per reply, so the error goes to the clients');
+      return false;
+    }
+    const again = sinks.slice(g);
+    if (g < k) sinks[k].rewind?.();
+    const s = this.stream;
+    if (s !== null) {
+      this.stream = null;
+      this.host.countLink(-1);
+      s.on('error', () => {}); // closing it: nothing more is read from it
+      s.destroy();
+    }
+    this.fsinks = [];
+    this.fhead = 0;
+    this.fbufs = NO_BUFS;
+    if (this.runAB !== null) this.closeRun();
+    const bytes = cmds.slice(g);
+    this.qbufs = bytes.concat(this.qbufs);
+    this.qsinks = again.concat(this.qsinks);
+    for (const b of bytes) this.qbytes += b.length;
+    this.host.log.warn({ shard: this.shardUid, requeued: again.length, retired: this.retired }, 'shard is a replica now (READONLY): its unexecuted commands wait for the new master');
+    if (this.retired) {
+      // The endpoint's map already names the heir: the commands go there now.
+      this.moveQueueTo(this.successor!);
+      this.close();
+    } else {
+      this.connectFailed(new Error('shard answered READONLY: it is a replica now'));
+    }
+    return true;
+  }
+
   /** The batch on the wire is fully answered. */
   private batchDone(): void {
     this.fsinks.length = 0;
     this.fhead = 0;
+    this.fbufs = NO_BUFS;
     if (this.retired) {
       this.close();
       this.handOff();
@@ -338,18 +413,8 @@ export class ShardLink {
       this.timer = null;
     }
     this.endHold();
-    if (this.runAB !== null) this.closeRun();
-    if (successor !== null) {
-      if (successor.runAB !== null) successor.closeRun();
-      successor.qbufs = this.qbufs.concat(successor.qbufs);
-      successor.qsinks = this.qsinks.concat(successor.qsinks);
-      successor.qbytes += this.qbytes;
-    } else {
-      this.failQueued();
-    }
-    this.qbufs = [];
-    this.qsinks = [];
-    this.qbytes = 0;
+    if (successor !== null) this.moveQueueTo(successor);
+    else this.failQueued();
     if (successor !== null) {
       this.successor = successor;
       successor.predecessor = this;
@@ -365,6 +430,18 @@ export class ShardLink {
       }, drainMs);
       this.timer.unref();
     }
+  }
+
+  /** Our unwritten commands go ahead of `successor`'s. */
+  private moveQueueTo(successor: ShardLink): void {
+    if (this.runAB !== null) this.closeRun();
+    if (successor.runAB !== null) successor.closeRun();
+    successor.qbufs = this.qbufs.concat(successor.qbufs);
+    successor.qsinks = this.qsinks.concat(successor.qsinks);
+    successor.qbytes += this.qbytes;
+    this.qbufs = [];
+    this.qsinks = [];
+    this.qbytes = 0;
   }
 
   /** Drop the connection now; whatever is still owed fails. */
@@ -493,6 +570,7 @@ export class ShardLink {
     const head = this.fhead;
     this.fsinks = [];
     this.fhead = 0;
+    this.fbufs = NO_BUFS;
     for (let i = head; i < sinks.length; i++) sinks[i].onReply(null);
   }
 

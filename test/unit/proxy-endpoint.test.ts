@@ -34,8 +34,8 @@ const servers: (ChildProcess | null)[] = [];
 const sockPath = (uid: number) => join(dir, `s${uid}.sock`);
 const connects = new Map<number, number>();
 
-async function startShard(uid: number): Promise<void> {
-  const p = reap(spawn('redis-server', ['--port', '0', '--unixsocket', sockPath(uid), '--requirepass', SECRET, '--save', '', '--appendonly', 'no', '--dir', dir], {
+async function startShard(uid: number, tcp: string[] = ['--port', '0']): Promise<void> {
+  const p = reap(spawn('redis-server', [...tcp, '--unixsocket', sockPath(uid), '--requirepass', SECRET, '--save', '', '--appendonly', 'no', '--dir', dir], {
     stdio: 'ignore',
   }));
   servers[uid] = p;
@@ -808,6 +808,85 @@ describe('proxy endpoint over three shards', () => {
     const waited = Date.now() - t0;
     assert.ok(waited >= 1500 && waited < 4000, `the unanswered command failed after the drain (${waited} ms)`);
     assert.equal(await shardClient(0).get(k), 'new');
+  });
+
+  it('planned switchover under load: writes paused on the old master and answered -READONLY after its demotion go to the new master; none fails', async () => {
+    // Shards 6 and 7 replicate over TCP: 7 follows 6, then the roles are
+    // switched twice as the shard operations do it (pause writes, let the
+    // replica catch up, swap roles, unpause), once with the endpoint's new
+    // map before the demotion and once after it.
+    const [p6, p7] = [await freePort(), await freePort()];
+    await startShard(6, ['--port', String(p6), '--bind', HOST, '--masterauth', SECRET]);
+    await startShard(7, ['--port', String(p7), '--bind', HOST, '--masterauth', SECRET, '--replicaof', HOST, String(p6)]);
+    const admin = (uid: number) => {
+      const c = new Redis({ path: sockPath(uid), password: SECRET, maxRetriesPerRequest: 1 });
+      c.on('error', () => {});
+      shardClients.push(c);
+      return c;
+    };
+    const a6 = admin(6);
+    const a7 = admin(7);
+    const offset = async (c: Redis, field: string) => Number(new RegExp(`${field}:(\\d+)`).exec(await c.info('replication'))?.[1] ?? -1);
+    for (let i = 0; i < 200 && !/master_link_status:up/.test(await a7.info('replication')); i++) await sleep(20);
+    const cfg: EndpointConfig = { bdbUid: 9, host: HOST, port: await freePort(), shards: [{ shardUid: 6, slots: [RANGES[0]] }, SHARDS[1], SHARDS[2]], linkGeneration: 1, holdMs: 8000 };
+    const logged: string[] = [];
+    const note = (o: object, m?: string) => logged.push(`${m} ${JSON.stringify(o)}`);
+    const e = new Endpoint(cfg, connector, { info: () => {}, warn: note, error: note });
+    endpoints.push(e);
+    await e.listen();
+    const tag = keyOn(0, 'switch:');
+    const k = `{${tag}}n`;
+    const t = `{${tag}}tx`;
+    let stop = false;
+    let acked = 0;
+    let txAcked = 0;
+    const errors: string[] = [];
+    const loaders = Array.from({ length: 4 }, async () => {
+      const c = client(cfg.port);
+      while (!stop && errors.length < 100) {
+        const p = c.pipeline();
+        for (let i = 0; i < 20; i++) p.incr(k);
+        const res = (await p.exec()) ?? [];
+        for (const [err] of res) if (err) errors.push(err.message);
+        else acked++;
+        const tx = await c.multi().incr(t).get(k).exec().catch((err: Error) => [[err]]);
+        if (tx?.[0]?.[0]) errors.push(String(tx[0][0]));
+        else txAcked++;
+      }
+    });
+    const switchTo = async (from: Redis, to: Redis, toPort: number, toUid: number, mapFirst: boolean) => {
+      await from.call('CLIENT', 'PAUSE', '5000', 'WRITE');
+      await sleep(100); // writes pile up, paused on the old master
+      const goal = await offset(from, 'master_repl_offset');
+      for (let i = 0; i < 200 && (await offset(to, 'slave_repl_offset')) < goal; i++) await sleep(5);
+      await to.call('REPLICAOF', 'NO', 'ONE');
+      const shards = [{ shardUid: toUid, slots: [RANGES[0]] }, SHARDS[1], SHARDS[2]];
+      if (mapFirst) e.update({ ...cfg, shards });
+      await from.call('REPLICAOF', HOST, String(toPort));
+      await sleep(50);
+      await from.call('CLIENT', 'UNPAUSE');
+      if (!mapFirst) {
+        await sleep(300); // the old link meets -READONLY and waits for the map
+        e.update({ ...cfg, shards });
+      }
+      await sleep(400);
+    };
+    try {
+      await sleep(300);
+      await switchTo(a6, a7, p7, 7, true);
+      await switchTo(a7, a6, p6, 6, false);
+    } finally {
+      stop = true;
+      await Promise.all(loaders);
+      await killShard(7);
+    }
+    assert.deepEqual(errors.slice(0, 5), [], `${errors.length} commands failed; the endpoint logged ${logged.join('; ')}`);
+    assert.ok(logged.some((l) => /READONLY/.test(l)), `the demotion was met under load: ${logged.join('; ')}`);
+    assert.ok(acked > 1000, `load ran: ${acked}`);
+    assert.equal(Number(await a6.get(k)), acked, 'every acknowledged INCR applied once, on the current master');
+    assert.equal(Number(await a6.get(t)), txAcked, 'every acknowledged MULTI/EXEC applied once');
+    await a6.del(k, t);
+    await killShard(6);
   });
 
   it('follows a new shard map: keys and subscriptions move to the new owner', async () => {
