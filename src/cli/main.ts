@@ -12,7 +12,7 @@ import { requestJson, errorText, JsonResponse } from '../util/https-json.js';
 import { formatStatus, formatInfo, NodeView, BdbView, NodeAlerts } from './format.js';
 import { formatVerify, verifyEncryption } from './verify.js';
 import type { NodeLinksReport } from '../internode/links.js';
-import { addShardCommands } from './shard-ops.js';
+import { addShardCommands, followAction } from './shard-ops.js';
 
 applyProcessDefaults();
 
@@ -84,8 +84,15 @@ function intOpt(name: string) {
 
 async function removeNode(cmd: Command, uid: string): Promise<void> {
   if (!/^\d+$/.test(uid)) throw new CliError(`invalid node uid '${uid}'`);
-  const r = await api<{ denied_serials: string[] }>(cmd, 'POST', `/v1/nodes/${uid}/actions/remove`, {});
-  console.log(`Node ${uid} removed; certificates denied: ${r.denied_serials.join(', ')}`);
+  const r = await api<{ denied_serials?: string[]; action_uid?: string }>(cmd, 'POST', `/v1/nodes/${uid}/actions/remove`, {});
+  if (r.action_uid !== undefined) {
+    // The node hosts shards: they migrate away first (an action), then it goes.
+    console.log(`Removing node ${uid}: migrating its shards to the other nodes (action ${r.action_uid})`);
+    await followAction(cmd, { api }, r.action_uid);
+    console.log(`Node ${uid} removed`);
+    return;
+  }
+  console.log(`Node ${uid} removed; certificates denied: ${(r.denied_serials ?? []).join(', ')}`);
 }
 
 async function findDb(cmd: Command, ref: string): Promise<BdbView> {

@@ -63,7 +63,7 @@ async function checkDb(cmd: Command, deps: ShardCliDeps, w: Words): Promise<void
 }
 
 /** Follow an action to its end, printing each new step. */
-async function follow(cmd: Command, deps: ShardCliDeps, uid: string): Promise<void> {
+export async function followAction(cmd: Command, deps: Pick<ShardCliDeps, 'api'>, uid: string): Promise<void> {
   const deadline = Date.now() + ACTION_TIMEOUT_MS;
   let shown = 0;
   for (;;) {
@@ -94,7 +94,7 @@ export function addShardCommands(program: Command, deps: ShardCliDeps): void {
           ? await deps.api<{ action_uid: string }>(cmd, 'POST', `/v1/shards/${w.shards[0]}/actions/failover`, extra)
           : await deps.api<{ action_uid: string }>(cmd, 'POST', '/v1/shards/actions/failover', { shard_uids: w.shards, ...extra });
       console.log(`Executing shard fail-over (action ${r.action_uid})`);
-      await follow(cmd, deps, r.action_uid);
+      await followAction(cmd, deps, r.action_uid);
       console.log('Finished successfully');
     });
   program
@@ -111,7 +111,7 @@ export function addShardCommands(program: Command, deps: ShardCliDeps): void {
           ? await deps.api<{ action_uid: string }>(cmd, 'POST', `/v1/shards/${w.shards[0]}/actions/migrate`, { target_node_uid: target })
           : await deps.api<{ action_uid: string }>(cmd, 'POST', '/v1/shards/actions/migrate', { shard_uids: w.shards, target_node_uid: target });
       console.log(`Migrating shard${w.shards.length > 1 ? 's' : ''} ${w.shards.join(', ')} to node ${target} (action ${r.action_uid})`);
-      await follow(cmd, deps, r.action_uid);
+      await followAction(cmd, deps, r.action_uid);
       console.log('Done');
     });
 }

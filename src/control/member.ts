@@ -72,6 +72,8 @@ export class ClusterMember implements PeerPolicy {
   private readonly clusterPolicy: PrefixCache<StoredPolicy>;
   cluster!: ClusterRecord;
   masterUid?: number;
+  /** Gave the master role up (being removed): never campaigns again. */
+  private resigned = false;
   readonly probes = new Map<number, ProbeResult>();
 
   dataplane?: DataplaneHost;
@@ -388,7 +390,7 @@ export class ClusterMember implements PeerPolicy {
    * wins); when the master stops renewing, the key goes with its lease.
    */
   private async claimMaster(): Promise<void> {
-    if (this.stopped || this.master.items.size > 0 || !this.lease) return;
+    if (this.stopped || this.resigned || this.master.items.size > 0 || !this.lease) return;
     try {
       const rec: MasterRecord = { uid: this.uid, since: new Date().toISOString() };
       const r = await this.client
@@ -410,7 +412,23 @@ export class ClusterMember implements PeerPolicy {
   }
 
   isMaster(): boolean {
-    return this.masterUid === this.uid;
+    return !this.resigned && this.masterUid === this.uid;
+  }
+
+  /**
+   * Give the master role up for good: this node is being removed. It no
+   * longer campaigns, and its master key goes (only if still its own), so
+   * another node is elected at once.
+   */
+  async resignMaster(why: string): Promise<void> {
+    this.resigned = true;
+    this.log.warn({ why }, 'giving up the cluster master role; this node no longer campaigns');
+    const cur = await this.client.get(KEYS.master).exec();
+    const kv = cur.kvs[0];
+    if (!kv) return;
+    const rec = JSON.parse(kv.value.toString()) as Partial<MasterRecord>; // only its uid is compared
+    if (rec.uid !== this.uid) return;
+    await this.client.if(KEYS.master, 'Mod', '==', kv.mod_revision).then(this.client.delete().key(KEYS.master)).commit();
   }
 
   statusReply(): StatusReply {

@@ -19,6 +19,14 @@
 //      (-NOREPLICAS) until it is a replica. Writes that were held in the pause
 //      fail (-READONLY): they were never acknowledged.
 //
+// Removal of node N (`tessera node N remove`, POST /v1/nodes/N/actions/remove):
+// every shard on N is migrated as above, each to the live node with the
+// fewest shards that holds no shard of the same slots (chosen when asked, so
+// an impossible placement is refused before anything moves); then N's
+// certificates are denied and its records and etcd member removed. When N is
+// the cluster master it gives the role up after the migrations, and the next
+// master finishes the removal.
+//
 // Migration of shard S to node N: a new replica T of S's master (of S itself
 // when S is the master) is added on N and waited for until in sync; a master
 // S then hands over to T by the switchover above; S is removed from the
@@ -34,6 +42,7 @@ import { readRecord, readRecords, updateRecord } from '../coord/records.js';
 import { conflict, invalid, notFound } from '../util/errors.js';
 import { createAction, nextSeq, updateBdb } from './bdb-store.js';
 import { OpLog, ShardReplication, ShardRpcHost, shardRpc } from './shard-rpc.js';
+import { removeNodeRecords } from './node-removal.js';
 
 /** How long writes are paused at most (the pause is lifted as soon as the switch is done). */
 const PAUSE_MS = 10_000;
@@ -57,6 +66,8 @@ export interface ShardOpsHost extends ShardRpcHost {
   /** False while this node may have been cut off from the store. */
   storeIsCurrent(): boolean;
   rpc(uid: number): RpcClient | undefined;
+  /** Give up the cluster master role for good (this node is being removed): another node takes over. */
+  resignMaster(why: string): Promise<void>;
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -118,6 +129,38 @@ export function planRemove(shards: readonly ShardPlacement[], shardUid: number, 
   return shards.filter((x) => x.uid !== s.uid).map((x) => (x.master_uid === s.uid ? { ...x, master_uid: master } : x));
 }
 
+/** Where each shard of a node that is removed goes. */
+export interface Evacuation {
+  bdb_uid: number;
+  shard_uid: number;
+  target_node_uid: number;
+}
+
+/**
+ * Place every shard of node `node` on another of `targets` (live nodes):
+ * the one with the fewest shards (`load`, counting what this plan adds) that
+ * holds no shard of the same slots. Throws, naming the shard and why, when
+ * one has nowhere to go.
+ */
+export function planEvacuation(bdbs: readonly BdbRecord[], node: number, targets: readonly number[], load: ReadonlyMap<number, number>): Evacuation[] {
+  const count = new Map(load);
+  const out: Evacuation[] = [];
+  for (const b of [...bdbs].sort((x, y) => x.uid - y.uid)) {
+    for (const s of b.shards.filter((x) => x.node_uid === node).sort((x, y) => x.uid - y.uid)) {
+      const fm = familyMaster(b, s) ?? s;
+      const taken = new Set(family(b, fm).filter((x) => x.uid !== s.uid).map((x) => x.node_uid));
+      const fits = targets.filter((t) => t !== node && !taken.has(t)).sort((x, y) => (count.get(x) ?? 0) - (count.get(y) ?? 0) || x - y);
+      if (!fits.length) {
+        const why = targets.length ? `every other live node (${targets.join(', ')}) already holds a shard of those slots, and a master and its replica are never on one node` : 'no other node is live';
+        throw conflict('no_placement', `node ${node} cannot be removed: shard ${s.uid} of database ${b.uid} (${s.role === 'master' ? 'master' : 'replica'} of slots ${slotText(fm)}) has nowhere to go: ${why}; add a node first`);
+      }
+      out.push({ bdb_uid: b.uid, shard_uid: s.uid, target_node_uid: fits[0] });
+      count.set(fits[0], (count.get(fits[0]) ?? 0) + 1);
+    }
+  }
+  return out;
+}
+
 // --- requests (REST) ---
 
 interface Located {
@@ -150,7 +193,7 @@ async function checkNotBusy(h: ShardOpsHost, b: BdbRecord): Promise<void> {
 }
 
 async function createOp(h: ShardOpsHost, op: Omit<ShardOpRecord, 'action_uid' | 'created_time'>, objectName: string): Promise<ActionRecord> {
-  const action = await createAction(h.client, `shard_${op.kind}`, objectName);
+  const action = await createAction(h.client, op.kind === 'remove_node' ? 'remove_node' : `shard_${op.kind}`, objectName);
   const rec: ShardOpRecord = { ...op, action_uid: action.action_uid, created_time: new Date().toISOString() };
   await h.client.put(KEYS.shardOp(action.action_uid)).value(JSON.stringify(rec));
   return action;
@@ -220,6 +263,38 @@ export async function requestMigrate(h: ShardOpsHost, log: OpLog, shardUids: num
   const items = found.map(({ b, s }, i) => ({ bdb_uid: b.uid, shard_uid: s.uid, new_shard_uid: first + i }));
   const action = await createOp(h, { kind: 'migrate', items, target_node_uid: target }, [...new Set(found.map((f) => `bdb:${f.b.uid}`))].join(','));
   log.info({ action: action.action_uid, shards: found.map((f) => f.s.uid), target, new_shards: items.map((i) => i.new_shard_uid) }, 'shard migration requested');
+  return action;
+}
+
+/**
+ * Validate the removal of a node that hosts shards and queue it: the shards
+ * migrate away, then the node is removed. Undefined when the node hosts no
+ * shard (the caller removes it at once). Errors: no_placement, node_down,
+ * db_busy (409).
+ */
+export async function requestNodeRemoval(h: ShardOpsHost, log: OpLog, node: number): Promise<ActionRecord | undefined> {
+  const bdbs = [...(await readRecords(h.client, KEYS.bdbsPrefix, BdbRecord)).values()].filter((b) => b.status !== 'delete-pending' && b.status !== 'creation-failed');
+  const hosting = bdbs.filter((b) => b.shards.some((s) => s.node_uid === node));
+  if (!hosting.length) return undefined;
+  const load = new Map<number, number>();
+  for (const b of bdbs) for (const s of b.shards) load.set(s.node_uid, (load.get(s.node_uid) ?? 0) + 1);
+  const targets = h.nodes
+    .values()
+    .filter((n) => n.addr && n.uid !== node && isLive(h, n.uid))
+    .map((n) => n.uid);
+  const plan = planEvacuation(hosting, node, targets, load);
+  for (const b of hosting) {
+    await checkNotBusy(h, b);
+    for (const s of b.shards.filter((x) => x.node_uid === node)) {
+      const fm = familyMaster(b, s);
+      if (!fm) throw conflict('db_busy', `shard ${s.uid} is a replica of shard ${s.master_uid}, which is not placed`);
+      if (!isLive(h, fm.node_uid)) throw conflict('node_down', `shard ${fm.uid}, the master of slots ${slotText(fm)}, is on node ${fm.node_uid}, which is down: nothing to copy shard ${s.uid} from`);
+    }
+  }
+  const first = await nextSeq(h.client, KEYS.shardSeq, plan.length);
+  const items = plan.map((p, i) => ({ ...p, new_shard_uid: first + i }));
+  const action = await createOp(h, { kind: 'remove_node', items, node_uid: node }, `node:${node}`);
+  log.info({ action: action.action_uid, node, moves: items.map((i) => `${i.shard_uid}->${i.new_shard_uid}@${i.target_node_uid}`) }, 'node removal requested: its shards migrate first');
   return action;
 }
 
@@ -295,13 +370,16 @@ export class ShardOpsController {
         for (let i = 0; i < op.items.length; i++) {
           const step = (frac: number, text: string) => this.step(op, log, i, frac, text);
           const gen = op.kind === 'failover' ? await this.failoverItem(op, op.items[i], step, log) : await this.migrateItem(op, op.items[i], step, log);
+          if (op.kind === 'remove_node') log.info({ shard: op.items[i].shard_uid, done: i + 1, of: op.items.length }, 'node removal: shard moved');
           generations.set(op.items[i].bdb_uid, Math.max(gen, generations.get(op.items[i].bdb_uid) ?? 0));
         }
         for (const [bdb, gen] of generations) {
           await this.step(op, log, op.items.length - 1, 0.97, `waiting for every node to apply generation ${gen} of database ${bdb}`);
           await this.waitActive(bdb, gen, log);
         }
-        await this.setAction(op.action_uid, { status: 'completed', progress: 100, description: op.kind === 'failover' ? 'failover done' : 'migration done' });
+        if (op.kind === 'remove_node') await this.removeNode(op, log);
+        const done = op.kind === 'failover' ? 'failover done' : op.kind === 'migrate' ? 'migration done' : `node ${op.node_uid} removed`;
+        await this.setAction(op.action_uid, { status: 'completed', progress: 100, description: done });
         log.info('shard operation completed');
       } catch (err) {
         if (err instanceof Handover) {
@@ -313,6 +391,24 @@ export class ShardOpsController {
       }
     }
     await this.h.client.delete().key(KEYS.shardOp(op.action_uid));
+  }
+
+  /** The end of a node removal: the node holds no shard now; it leaves the cluster. */
+  private async removeNode(op: ShardOpRecord, log: Logger): Promise<void> {
+    const uid = op.node_uid;
+    if (uid === undefined) throw new Error('malformed node removal: no node uid');
+    const last = Math.max(0, op.items.length - 1);
+    const bdbs = [...(await readRecords(this.h.client, KEYS.bdbsPrefix, BdbRecord)).values()].filter((b) => b.status !== 'delete-pending' && b.shards.some((s) => s.node_uid === uid));
+    if (bdbs.length) throw new Error(`node ${uid} holds shards of database(s) ${bdbs.map((b) => b.uid).join(', ')} again (placed while it was being emptied); remove it again`);
+    const n = this.h.nodes.items.get(String(uid));
+    if (!n?.addr) return; // removed already (a master that resumed this)
+    if (uid === this.h.uid) {
+      await this.step(op, log, last, 0.98, `node ${uid} holds no shard; it is the cluster master, so it hands the role over and the next master removes it`);
+      await this.h.resignMaster(`node ${uid} is being removed`);
+      throw new Handover(`node ${uid} resigned as master to be removed`);
+    }
+    await this.step(op, log, last, 0.98, `node ${uid} holds no shard; denying its certificates and removing it from the cluster`);
+    await removeNodeRecords(this.h.client, n, log);
   }
 
   private async step(op: ShardOpRecord, log: Logger, i: number, frac: number, text: string): Promise<void> {
@@ -433,7 +529,7 @@ export class ShardOpsController {
 
   /** A migration item. Returns the database generation it produced. */
   private async migrateItem(op: ShardOpRecord, it: ShardOpRecord['items'][number], step: (f: number, t: string) => Promise<void>, log: Logger): Promise<number> {
-    const target = op.target_node_uid;
+    const target = it.target_node_uid ?? op.target_node_uid;
     const tUid = it.new_shard_uid;
     if (target === undefined || tUid === undefined) throw new Error('malformed migration: no target node or new shard uid');
     let b = await this.bdb(it.bdb_uid);

@@ -278,17 +278,21 @@ export type ActionRecord = Static<typeof ActionRecord>;
  */
 export const ShardOpRecord = Type.Object({
   action_uid: Type.String(),
-  kind: OneOf('failover', 'migrate'),
+  kind: OneOf('failover', 'migrate', 'remove_node'),
   items: Type.Array(
     Type.Object({
       bdb_uid: Uid,
       shard_uid: Uid,
-      /** migrate: the uid of the shard that is built on the target node (taken from the shard sequence when asked). */
+      /** migrate, remove_node: the uid of the shard that is built on the target node (taken from the shard sequence when asked). */
       new_shard_uid: Type.Optional(Uid),
+      /** remove_node: where this shard goes (chosen when the removal was asked). */
+      target_node_uid: Type.Optional(Uid),
     }),
   ),
   /** migrate: where the shards go. */
   target_node_uid: Type.Optional(Uid),
+  /** remove_node: the node whose shards move away, and which is then removed. */
+  node_uid: Type.Optional(Uid),
   /** failover: switch without waiting for the replica to catch up. */
   immediate: Type.Optional(Type.Boolean()),
   created_time: Time,

@@ -12,18 +12,20 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { Redis } from 'ioredis';
-import { TestCluster, TestNode, BdbJson, createDb, waitFor, shardCli, sleep } from '../support/cluster.js';
+import { TestCluster, TestNode, BdbJson, createDb, waitFor, shardCli, sleep, USER, PASSWORD } from '../support/cluster.js';
 
 const cluster = new TestCluster(16, 3);
 const [n1, n2, n3] = cluster.nodes;
 let db: BdbJson;
 let solo: BdbJson;
+/** Nodes started by a test besides the cluster's three. */
+const extra: TestNode[] = [];
 
 type Shard = BdbJson['shards'][number];
 type ActionJson = { action_uid: string; name: string; status: string; progress: number; description?: string; steps?: string[]; error?: string };
 type ErrorJson = { error_code: string; description: string };
 
-const nodeByUid = (uid: number) => cluster.nodes.find((n) => n.uidFromDisk === uid)!;
+const nodeByUid = (uid: number) => [...cluster.nodes, ...extra].find((n) => n.uidFromDisk === uid)!;
 const allNodeUids = () => cluster.nodes.map((n) => n.uidFromDisk!);
 async function bdb(uid = db.uid): Promise<BdbJson> {
   return (await n1.api<BdbJson>('GET', `/v1/bdbs/${uid}`)).body;
@@ -152,6 +154,7 @@ before(async () => {
 });
 after(async () => {
   await Promise.all(loads.map((l) => l.stop()));
+  await Promise.all(extra.map((n) => n.kill('SIGKILL')));
   await cluster.stop();
 });
 
@@ -259,7 +262,53 @@ test('POST /v1/shards/{master}/actions/migrate: followed through GET /v1/actions
   await waitSynced(b1.shards.find((s) => s.uid === replica.uid)!);
 });
 
-test('no acknowledged write was lost through the three operations', async () => {
+test('tessera node 4 remove: a fourth node holding a master and a replica is emptied under load (its shards migrate), then removed', async () => {
+  // A node joins, takes a master and a replica by migration, and is removed
+  // again: the remaining three nodes keep the later tests' layout.
+  const n4 = new TestNode('127.0.16.4', path.join(cluster.root, 'n4'));
+  extra.push(n4);
+  await n4.start();
+  const j = await n4.cli(['cluster', 'join', 'nodes', n1.addr, 'username', USER, 'password', PASSWORD]);
+  assert.equal(j.code, 0, `${j.stdout}\n${j.stderr}`);
+  const uid4 = n4.uidFromDisk!;
+  await waitFor('node 4 is active', async () => (await n1.api<{ status: string }>('GET', `/v1/nodes/${uid4}`)).body.status === 'active', 30_000);
+  let b0 = await bdb();
+  const [ma, mb] = b0.shards.filter((s) => s.role === 'master');
+  const rb = b0.shards.find((s) => s.master_uid === mb.uid)!;
+  for (const s of [ma, rb]) {
+    const res = await n1.cli(['migrate', 'shard', String(s.uid), 'target_node', String(uid4)]);
+    assert.equal(res.code, 0, `${res.stdout}\n${res.stderr}`);
+  }
+  b0 = await bdb();
+  const on4 = b0.shards.filter((s) => s.node_uid === uid4);
+  assert.deepEqual(on4.map((s) => s.role).sort(), ['master', 'slave'], JSON.stringify(b0.shards));
+  for (const s of b0.shards.filter((x) => x.role === 'slave')) await waitSynced(s);
+
+  const before = snap();
+  const t0 = Date.now();
+  const res = await n2.cli(['node', String(uid4), 'remove']);
+  report('removal of a node holding a master and a replica (CLI)', before, Date.now() - t0);
+  assert.equal(res.code, 0, `${res.stdout}\n${res.stderr}`);
+  assert.match(res.stdout, new RegExp(`^Removing node ${uid4}: migrating its shards to the other nodes \\(action \\d+\\)`));
+  assert.match(res.stdout, /is in sync with shard/);
+  assert.match(res.stdout, new RegExp(`denying its certificates and removing it from the cluster`));
+  assert.match(res.stdout, new RegExp(`Node ${uid4} removed\\n$`));
+
+  const nodes = (await n1.api<{ uid: number }[]>('GET', '/v1/nodes')).body.map((n) => n.uid);
+  assert.ok(!nodes.includes(uid4), `node ${uid4} is gone: ${nodes}`);
+  const b1 = await bdb();
+  assert.ok(!b1.shards.some((s) => s.node_uid === uid4), JSON.stringify(b1.shards));
+  assert.equal(b1.shards.length, 4);
+  assert.equal(b1.shards.filter((s) => s.role === 'master').length, 2);
+  for (const s of b1.shards) {
+    const fam = familyOf(b1, s);
+    assert.equal(new Set(fam.map((x) => x.node_uid)).size, fam.length, 'never a master and its replica on one node');
+  }
+  for (const s of b1.shards.filter((x) => x.role === 'slave')) await waitSynced(s);
+  await n4.kill('SIGTERM');
+});
+
+test('no acknowledged write was lost through the operations', async () => {
   await Promise.all(loads.map((l) => l.stop()));
   const all = new Map<string, string>();
   for (const l of loads) for (const [k, v] of l.acked) all.set(k, v);

@@ -3,9 +3,10 @@
 // replication they decide on.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { planAddReplica, planRemove, planSwitch } from '../../src/control/shard-ops.js';
+import { planAddReplica, planEvacuation, planRemove, planSwitch } from '../../src/control/shard-ops.js';
+import { OperatorError } from '../../src/util/errors.js';
 import { parseReplication } from '../../src/control/shard-rpc.js';
-import type { ShardPlacement } from '../../src/coord/schema.js';
+import type { BdbRecord, ShardPlacement } from '../../src/coord/schema.js';
 
 // 2 shards, 3 nodes: masters 1 (node 1) and 3 (node 2); replicas 2 (node 2) and 4 (node 3).
 const twoShards: ShardPlacement[] = [
@@ -73,4 +74,29 @@ test('INFO replication of a master and of a replica', () => {
   );
   assert.deepEqual(replica, { role: 'slave', master_repl_offset: 1299, master_link_status: 'up', master_sync_in_progress: false, slave_repl_offset: 1299, replicas: [] });
   assert.throws(() => parseReplication('-NOAUTH Authentication required.\r\n'), /NOAUTH/);
+});
+
+const asBdb = (uid: number, shards: ShardPlacement[]) => ({ uid, shards }) as unknown as BdbRecord; // only uid and shards are read
+
+test('evacuation: each shard of the removed node goes to the least loaded live node holding none of its slots', () => {
+  // Node 2 holds replica 2 and master 3. Replica 2 cannot go to node 1 (its
+  // master); it goes to the empty node 4 rather than node 3. Master 3 cannot
+  // go to node 3 (its replica 4); nodes 1 and 4 now have one shard each, and
+  // the lower uid wins.
+  const plan = planEvacuation([asBdb(1, twoShards)], 2, [1, 3, 4], new Map([[1, 1], [2, 2], [3, 1], [4, 0]]));
+  assert.deepEqual(plan, [
+    { bdb_uid: 1, shard_uid: 2, target_node_uid: 4 },
+    { bdb_uid: 1, shard_uid: 3, target_node_uid: 1 },
+  ]);
+  // Without node 4, master 3 goes to node 1 and replica 2 to node 3.
+  assert.deepEqual(planEvacuation([asBdb(1, twoShards)], 2, [1, 3], new Map()).map((e) => e.target_node_uid), [3, 1]);
+  assert.deepEqual(planEvacuation([asBdb(1, twoShards)], 9, [1, 2, 3], new Map()), [], 'a node without shards moves nothing');
+});
+
+test('evacuation: refused with the shard and the reason when it has nowhere to go', () => {
+  assert.throws(
+    () => planEvacuation([asBdb(1, twoShards)], 2, [1], new Map()),
+    (e: unknown) => e instanceof OperatorError && e.code === 'no_placement' && /shard 2 of database 1 \(replica of slots 0-8191\) has nowhere to go: every other live node \(1\) already holds a shard of those slots/.test(e.message),
+  );
+  assert.throws(() => planEvacuation([asBdb(1, twoShards)], 1, [], new Map()), /no other node is live/);
 });

@@ -6,9 +6,8 @@ import type { ClusterMember } from '../../control/member.js';
 import type { NodeRecord } from '../../coord/schema.js';
 import type { NodeLinksReport } from '../../internode/links.js';
 import { OperatorError, invalid, notFound } from '../../util/errors.js';
-import { KEYS, DenyRecord, MasterRecord } from '../../coord/schema.js';
-import { readRecord } from '../../coord/records.js';
-import { PLANES } from '../../pki/pki.js';
+import { removeNodeRecords } from '../../control/node-removal.js';
+import { requestNodeRemoval } from '../../control/shard-ops.js';
 import { uidParams } from '../schemas.js';
 
 export function nodeView(m: ClusterMember, n: NodeRecord) {
@@ -72,44 +71,20 @@ export const nodesRoutes: FastifyPluginAsync<{ daemon: NodeDaemon }> = async (ap
     }
   });
 
-  // Remove a node: refuse while it hosts shards; otherwise deny its certificates
-  // everywhere (live internode connections using them are closed), drop its
-  // records and its etcd member.
+  // Remove a node: its shards (if any) migrate to the other nodes first, as an
+  // action; then its certificates are denied everywhere (live internode
+  // connections using them are closed), and its records and etcd member go.
   app.post<{ Params: { uid: string } }>('/v1/nodes/:uid/actions/remove', { schema: { params: uidParams } }, async (req) => {
     const m = daemon.requireMember();
     const uid = Number(req.params.uid);
     const n = m.nodes.items.get(String(uid));
     if (!n || !n.addr) throw notFound('node_not_found', `node ${uid} does not exist`);
     if (uid === m.uid) throw invalid('cannot_remove_self', `node ${uid} is the node answering this request; ask another node to remove it`);
-    const hosted = (m.reconciler?.bdbs.values() ?? []).filter((b) => b.shards.some((s) => s.node_uid === uid));
-    if (hosted.length) {
-      throw invalid('node_has_shards', `node ${uid} hosts shards of database(s) ${hosted.map((b) => `${b.uid} (${b.name})`).join(', ')}; delete or move them first`);
-    }
     if (m.nodes.values().filter((x) => x.addr).length <= 1) throw invalid('last_node', 'the last node of a cluster cannot be removed');
-    const now = new Date().toISOString();
-    const denied: string[] = [];
-    const c = m.client;
-    const ops = [];
-    for (const plane of PLANES) {
-      const meta = n.certificates?.[plane];
-      if (!meta) continue;
-      const rec: DenyRecord = { serial: meta.serial, node_uid: uid, plane, time: now };
-      ops.push(c.put(KEYS.deny(meta.serial)).value(JSON.stringify(rec)));
-      denied.push(meta.serial);
-    }
-    ops.push(c.delete().key(KEYS.node(uid)), c.delete().key(KEYS.live(uid)), c.delete().key(KEYS.alerts(uid)));
-    const r = await c.if(KEYS.node(uid), 'Create', '>', 0).then(...ops).commit();
-    if (!r.succeeded) throw notFound('node_not_found', `node ${uid} does not exist`);
-    const master = await readRecord(c, KEYS.master, MasterRecord);
-    if (master?.uid === uid) await c.delete().key(KEYS.master);
-    if (n.etcd_member_id) {
-      try {
-        await c.cluster.memberRemove({ ID: n.etcd_member_id });
-      } catch (err) {
-        throw new OperatorError('internal', 'store_member_not_removed', `node ${uid} is removed and denied, but its etcd member could not be removed: ${(err as Error).message}`);
-      }
-    }
-    req.log.warn({ node: uid, denied }, 'node removed from the cluster; its certificates are denied');
-    return { uid, status: 'removed', denied_serials: denied };
+    // A node with shards: they move away first, as an action; the node is
+    // removed at its end (or the request is refused when they cannot move).
+    const action = await requestNodeRemoval(m, req.log, uid);
+    if (action) return { uid, status: 'removing', action_uid: action.action_uid };
+    return removeNodeRecords(m.client, n, req.log);
   });
 };
