@@ -289,7 +289,7 @@ export function buildProgram(): Command {
     .command('cluster')
     .argument('<words...>', 'setting value pairs, e.g. data_internode_encryption enabled')
     .action(async (words: string[], _o, cmd: Command) => {
-      const w = pairs(words, ['data_internode_encryption', 'internode_key_exchange', 'failover_timeout']);
+      const w = pairs(words, ['data_internode_encryption', 'internode_key_exchange', 'failover_timeout', 'slave_ha', 'slave_ha_grace_period']);
       const body: Record<string, unknown> = {};
       if (w.data_internode_encryption !== undefined) body.data_internode_encryption = enabledWord(w.data_internode_encryption);
       if (w.internode_key_exchange !== undefined) {
@@ -300,6 +300,12 @@ export function buildProgram(): Command {
         const t = Number(w.failover_timeout);
         if (!Number.isInteger(t) || t < 1 || t > 3600) throw new CliError('failover_timeout must be a whole number of seconds from 1 to 3600');
         body.failover_timeout = t;
+      }
+      if (w.slave_ha !== undefined) body.slave_ha = enabledWord(w.slave_ha);
+      if (w.slave_ha_grace_period !== undefined) {
+        const t = Number(w.slave_ha_grace_period);
+        if (!Number.isInteger(t) || t < 0 || t > 86400) throw new CliError('slave_ha_grace_period must be a whole number of seconds from 0 to 86400');
+        body.slave_ha_grace_period = t;
       }
       await api(cmd, 'PUT', '/v1/cluster/policy', body);
       console.log('Finished successfully');

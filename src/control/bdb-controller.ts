@@ -5,11 +5,24 @@
 import type { Logger } from 'pino';
 import type { Etcd3 } from 'etcd3';
 import type { LiveRecord } from '../coord/schema.js';
+import type { ObservedShard } from '../coord/schema.js';
 import type { BdbReconciler } from './reconciler.js';
 import { KEYS, ObservedRecord } from '../coord/schema.js';
 import { PrefixCache } from '../coord/watch.js';
 import { finishAction, updateBdb } from './bdb-store.js';
 
+/** A replica's copy of its master: `in_progress` (a full sync, with its progress), `finished` (streaming), `link_down`. */
+export interface ShardSync {
+  status: 'in_progress' | 'finished' | 'link_down';
+  progress: number;
+}
+
+/** The sync state a node reported for one of its shards; undefined for a master. */
+export function shardSync(s: ObservedShard): ShardSync | undefined {
+  if (s.master_link_status === undefined) return undefined;
+  if (s.sync_progress !== undefined) return { status: 'in_progress', progress: s.sync_progress };
+  return s.master_link_status === 'up' ? { status: 'finished', progress: 100 } : { status: 'link_down', progress: 0 };
+}
 
 /** What the controller needs of its node's membership (ClusterMember provides it). */
 export interface ControllerHost {
@@ -45,6 +58,13 @@ export class BdbController {
     const out = new Map<number, ObservedRecord>();
     for (const [k, v] of this.observed.items) if (k.startsWith(`${bdbUid}/`)) out.set(v.node_uid, v);
     return out;
+  }
+
+  /** What node `nodeUid` last reported of shard `shardUid` of database `bdbUid`'s sync (a shard that moved is only reported by its node). */
+  syncOf(bdbUid: number, shardUid: number, nodeUid: number): ShardSync | undefined {
+    const o = this.observed.items.get(`${bdbUid}/${nodeUid}`);
+    const s = o?.shards.find((x) => x.uid === shardUid);
+    return s && shardSync(s);
   }
 
   private async tick(): Promise<void> {

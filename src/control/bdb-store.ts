@@ -61,9 +61,9 @@ export function placeShards(
   return out;
 }
 
-export async function createAction(c: Etcd3, name: string, objectName: string): Promise<ActionRecord> {
+export async function createAction(c: Etcd3, name: string, objectName: string, extra: Partial<ActionRecord> = {}): Promise<ActionRecord> {
   const uid = await nextSeq(c, KEYS.actionSeq);
-  const a: ActionRecord = { action_uid: String(uid), name, object_name: objectName, progress: 0, status: 'pending', creation_time: new Date().toISOString() };
+  const a: ActionRecord = { action_uid: String(uid), name, object_name: objectName, progress: 0, status: 'pending', creation_time: new Date().toISOString(), ...extra };
   await c.put(KEYS.action(uid)).value(JSON.stringify(a));
   return a;
 }
@@ -73,6 +73,22 @@ export async function finishAction(c: Etcd3, uid: string | undefined, status: 'c
   const cur = await readRecord(c, KEYS.action(Number(uid)), ActionRecord);
   if (!cur || cur.status === 'completed' || cur.status === 'failed') return;
   await c.put(KEYS.action(Number(uid))).value(JSON.stringify({ ...cur, status, progress: status === 'completed' ? 100 : cur.progress, ...(error ? { error } : {}) }));
+}
+
+/** Steps an action keeps. */
+const MAX_STEPS = 200;
+
+/**
+ * Change a running action; a new description is also appended to its steps
+ * (`<progress>% <description>`). A finished action is left as it is.
+ */
+export async function updateAction(c: Etcd3, uid: string, patch: Partial<ActionRecord>): Promise<void> {
+  await updateRecord(c, KEYS.action(Number(uid)), ActionRecord, (cur) => {
+    if (!cur || cur.status === 'completed' || cur.status === 'failed') return undefined;
+    const next = { ...cur, ...patch, progress: Math.max(cur.progress, patch.progress ?? 0) };
+    if (patch.description !== undefined) next.steps = [...(cur.steps ?? []), `${next.progress}% ${patch.description}`].slice(-MAX_STEPS);
+    return next;
+  });
 }
 
 /** The nodes that run an endpoint for this database. */

@@ -7,7 +7,9 @@
 //     and becomes that replica's replica;
 //   - each replica shard there (the old masters included) is placed on
 //     another live node, never its master's, to be rebuilt by a full sync
-//     through the internode channel (replica high availability).
+//     through the internode channel (replica high availability, `slave_ha`;
+//     after `slave_ha_grace_period` more seconds, 0 by default), followed
+//     as a `replica_rebuild` action (replica-rebuilds.ts).
 // Reconcilers on every node then converge: the promoted replica drops
 // REPLICAOF, endpoints route its slots to it, the moved replica starts on its
 // new node. The decision is the master's alone and is made from the store,
@@ -18,9 +20,10 @@ import type { Etcd3 } from 'etcd3';
 import type { BdbRecord, LiveRecord, NodeRecord, ShardPlacement } from '../coord/schema.js';
 import type { PrefixCache } from '../coord/watch.js';
 import { updateBdb } from './bdb-store.js';
+import { ReplicaRebuilds, type RebuildHost } from './replica-rebuilds.js';
 
 /** What failover needs of its node's membership (ClusterMember provides it). */
-export interface FailoverHost {
+export interface FailoverHost extends RebuildHost {
   readonly client: Etcd3;
   readonly nodes: PrefixCache<NodeRecord>;
   readonly live: PrefixCache<LiveRecord>;
@@ -30,7 +33,8 @@ export interface FailoverHost {
   /** When this node last heard from a peer (a control-plane probe it answered), ms since the epoch. */
   lastContact(uid: number): number | undefined;
   failoverTimeoutSeconds(): number;
-  databases(): BdbRecord[];
+  /** Replica high availability: on, and how long past failover_timeout a node must stay dead before its replicas are rebuilt elsewhere. */
+  replicaHa(): { enabled: boolean; graceSeconds: number };
 }
 
 export interface FailoverPlan {
@@ -41,10 +45,12 @@ export interface FailoverPlan {
 
 /**
  * The new placement of one database after the loss of `dead` nodes, or
- * undefined when nothing can change. Pure: the same record and node sets
- * give the same plan.
+ * undefined when nothing can change: masters there are failed over, and
+ * replicas on the `rebuild` ones (dead past the replica grace period; by
+ * default all dead nodes) are placed elsewhere. Pure: the same record and
+ * node sets give the same plan.
  */
-export function planFailover(shards: readonly ShardPlacement[], dead: ReadonlySet<number>, liveNodes: readonly number[]): FailoverPlan | undefined {
+export function planFailover(shards: readonly ShardPlacement[], dead: ReadonlySet<number>, liveNodes: readonly number[], rebuild: ReadonlySet<number> = dead): FailoverPlan | undefined {
   const next = shards.map((s) => ({ ...s }));
   const plan: FailoverPlan = { shards: next, promoted: [], moved: [] };
   const alive = (n: number) => !dead.has(n) && liveNodes.includes(n);
@@ -60,7 +66,7 @@ export function planFailover(shards: readonly ShardPlacement[], dead: ReadonlySe
     plan.promoted.push({ failed: m.uid, promoted: r.uid, node: r.node_uid });
   }
   for (const s of next) {
-    if (s.role !== 'slave' || !dead.has(s.node_uid)) continue;
+    if (s.role !== 'slave' || !dead.has(s.node_uid) || !rebuild.has(s.node_uid)) continue;
     const master = next.find((x) => x.uid === s.master_uid);
     if (!master || !alive(master.node_uid)) continue; // nothing live to copy from
     // Never beside its master; otherwise the live node holding fewest of this database's shards.
@@ -81,11 +87,15 @@ export class FailoverController {
   private readonly reported = new Set<string>();
   /** Promotions this node decided while master, by database uid (for the metrics). */
   readonly promotions = new Map<number, number>();
+  private readonly rebuilds: ReplicaRebuilds;
+  private rebuildsAt = 0;
 
   constructor(
     private readonly m: FailoverHost,
     private readonly log: Logger,
-  ) {}
+  ) {
+    this.rebuilds = new ReplicaRebuilds(m, log);
+  }
 
   start(): void {
     const kick = () => void this.tick();
@@ -104,6 +114,10 @@ export class FailoverController {
     this.busy = true;
     try {
       const now = Date.now();
+      if (now - this.rebuildsAt >= 1000) {
+        this.rebuildsAt = now;
+        await this.rebuilds.tick();
+      }
       const members = this.m.nodes.values().filter((n) => n.addr).map((n) => n.uid);
       const liveNodes = members.filter((u) => this.m.live.items.has(String(u)));
       for (const u of members) {
@@ -120,12 +134,14 @@ export class FailoverController {
       const waitMs = this.m.failoverTimeoutSeconds() * 1000;
       const dead = new Set([...this.downSince].filter(([, t]) => now - t >= waitMs).map(([u]) => u));
       if (!dead.size) return;
+      const ha = this.m.replicaHa();
+      const rebuild = new Set(ha.enabled ? [...this.downSince].filter(([u, t]) => dead.has(u) && now - t >= waitMs + ha.graceSeconds * 1000).map(([u]) => u) : []);
       for (const b of this.m.databases()) {
         if (b.status === 'delete-pending' || b.status === 'creation-failed') continue;
         if (!b.shards.some((s) => dead.has(s.node_uid))) continue;
         let plan: FailoverPlan | undefined;
         await updateBdb(this.m.client, b.uid, (cur) => {
-          plan = planFailover(cur.shards, dead, liveNodes);
+          plan = planFailover(cur.shards, dead, liveNodes, rebuild);
           if (!plan) return undefined;
           return {
             ...cur,
@@ -139,7 +155,8 @@ export class FailoverController {
           for (const p of plan.promoted) this.log.warn({ bdb: b.uid, ...p, dead: [...dead] }, 'failover: replica promoted to master');
           if (plan.promoted.length) this.promotions.set(b.uid, (this.promotions.get(b.uid) ?? 0) + plan.promoted.length);
           for (const mv of plan.moved) this.log.warn({ bdb: b.uid, ...mv }, 'failover: replica rebuilt on another node');
-        } else {
+          if (plan.moved.length) await this.rebuilds.begin(b.uid, plan.moved);
+        } else if (rebuild.size === dead.size || !ha.enabled) {
           const key = `${b.uid}:${[...dead].join(',')}`;
           if (!this.reported.has(key)) {
             this.reported.add(key);

@@ -233,6 +233,13 @@ export class ClusterMember implements PeerPolicy {
   failoverTimeoutSeconds(): number {
     return this.policy().failover_timeout;
   }
+  replicaHa(): { enabled: boolean; graceSeconds: number } {
+    const p = this.policy();
+    return { enabled: p.slave_ha, graceSeconds: p.slave_ha_grace_period };
+  }
+  syncOf(bdbUid: number, shardUid: number, nodeUid: number) {
+    return this.controller?.syncOf(bdbUid, shardUid, nodeUid);
+  }
   lastContact(uid: number): number | undefined {
     const p = this.probes.get(uid);
     return p?.at || undefined;

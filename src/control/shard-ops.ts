@@ -38,9 +38,9 @@ import type { RpcClient } from '../internode/rpc.js';
 import type { LiveRecord, NodeRecord, ShardPlacement } from '../coord/schema.js';
 import { KEYS, ActionRecord, BdbRecord, ShardOpRecord } from '../coord/schema.js';
 import { PrefixCache } from '../coord/watch.js';
-import { readRecord, readRecords, updateRecord } from '../coord/records.js';
+import { readRecord, readRecords } from '../coord/records.js';
 import { conflict, invalid, notFound } from '../util/errors.js';
-import { createAction, nextSeq, updateBdb } from './bdb-store.js';
+import { createAction, nextSeq, updateAction, updateBdb } from './bdb-store.js';
 import { OpLog, ShardReplication, ShardRpcHost, shardRpc } from './shard-rpc.js';
 import { removeNodeRecords } from './node-removal.js';
 
@@ -54,8 +54,6 @@ const DEMOTE_MS = 6_000;
 const SYNC_MS = 300_000;
 /** How long every node may take to apply the final placement. */
 const CONVERGE_MS = 60_000;
-/** Steps an action keeps. */
-const MAX_STEPS = 200;
 
 /** What shard operations need of their node's membership (ClusterMember provides it). */
 export interface ShardOpsHost extends ShardRpcHost {
@@ -350,13 +348,8 @@ export class ShardOpsController {
   }
 
   /** Change the action; a new description is also appended to its steps. */
-  private async setAction(uid: string, patch: Partial<ActionRecord>): Promise<void> {
-    await updateRecord(this.h.client, KEYS.action(Number(uid)), ActionRecord, (cur) => {
-      if (!cur || cur.status === 'completed' || cur.status === 'failed') return undefined;
-      const next = { ...cur, ...patch, progress: Math.max(cur.progress, patch.progress ?? 0) };
-      if (patch.description !== undefined) next.steps = [...(cur.steps ?? []), `${next.progress}% ${patch.description}`].slice(-MAX_STEPS);
-      return next;
-    });
+  private setAction(uid: string, patch: Partial<ActionRecord>): Promise<void> {
+    return updateAction(this.h.client, uid, patch);
   }
 
   private async run(op: ShardOpRecord): Promise<void> {

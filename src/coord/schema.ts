@@ -138,6 +138,10 @@ export const PolicyRecord = Type.Object({
   internode_key_exchange: OneOf(...KEY_EXCHANGES),
   /** Seconds after a node's last liveness renewal at which the master fails its shards over. */
   failover_timeout: Type.Number(),
+  /** Replica high availability (RE's name): a dead node's replicas are rebuilt on other nodes. */
+  slave_ha: Type.Boolean(),
+  /** Seconds a node must stay dead, beyond failover_timeout, before its replicas are rebuilt elsewhere (RE's name). */
+  slave_ha_grace_period: Type.Number(),
 });
 export type PolicyRecord = Static<typeof PolicyRecord>;
 
@@ -145,6 +149,8 @@ export const DEFAULT_POLICY: PolicyRecord = {
   data_internode_encryption: false,
   internode_key_exchange: DEFAULT_KEY_EXCHANGE,
   failover_timeout: 5,
+  slave_ha: true,
+  slave_ha_grace_period: 0,
 };
 
 /**
@@ -255,6 +261,7 @@ export const ObservedRecord = Type.Object({
   time: Time,
 });
 export type ObservedRecord = Static<typeof ObservedRecord>;
+export type ObservedShard = ObservedRecord['shards'][number];
 
 export const ActionRecord = Type.Object({
   action_uid: Type.String(),
@@ -268,6 +275,8 @@ export const ActionRecord = Type.Object({
   description: Type.Optional(Type.String()),
   /** The steps so far, oldest first, each `<progress>% <description>`. */
   steps: Type.Optional(Type.Array(Type.String())),
+  /** replica_rebuild: the replicas being rebuilt (their full sync is the progress). */
+  shard_uids: Type.Optional(Type.Array(Uid)),
 });
 export type ActionRecord = Static<typeof ActionRecord>;
 

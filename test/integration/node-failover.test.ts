@@ -152,12 +152,25 @@ test('SIGKILL of a node holding a master: writes resume within 10 s, no acknowle
     return x.shards.filter((s) => s.role === 'slave').every((s) => s.sync?.status === 'finished' && s.sync.progress === 100);
   }, 30_000, 500).catch((e: Error) => assert.fail(`${e.message}: ${lastSync}`));
 
+  // The rebuild is an action whose progress followed the full sync, and it finished.
+  type ActionObj = { action_uid: string; name: string; object_name: string; status: string; progress: number; steps?: string[]; shard_uids?: number[] };
+  const rebuilt = await waitFor('the replica_rebuild action completes', async () => {
+    const res = (await survivor.api<ActionObj[] | { actions: ActionObj[] }>('GET', '/v1/actions')).body;
+    const mine = (Array.isArray(res) ? res : res.actions).filter((a) => a.name === 'replica_rebuild' && a.object_name === `bdb:${db.uid}`);
+    return mine.length && mine.every((a) => a.status === 'completed') ? mine : undefined;
+  }, 30_000, 500);
+  const steps = rebuilt.flatMap((a) => a.steps ?? []);
+  assert.ok(steps.some((x) => /^0% rebuilding replica shard \d+ on node \d+ \(was on node \d+\)/.test(x)), JSON.stringify(steps));
+  assert.ok(steps.some((x) => /^100% replica rebuilt and in sync/.test(x)), JSON.stringify(steps));
+  assert.ok(rebuilt.every((a) => a.progress === 100 && a.shard_uids?.length));
+
   // /v1/shards (Redis Enterprise's shard objects) shows the new placement: nothing left on the dead node.
-  type ShardObj = { uid: string; bdb_uid: number; node_uid: string; role: string; assigned_slots: string; status: string };
+  type ShardObj = { uid: string; bdb_uid: number; node_uid: string; role: string; assigned_slots: string; status: string; sync?: { status: string } };
   const listed = (await survivor.api<ShardObj[]>('GET', '/v1/shards')).body.filter((s) => s.bdb_uid === db.uid);
   assert.equal(listed.length, 4);
   assert.deepEqual(listed.filter((s) => s.node_uid === String(victimUid)), [], 'no shard listed on the dead node');
   assert.deepEqual(listed.filter((s) => s.role === 'master').map((s) => s.assigned_slots).sort(), ['0-8191', '8192-16383']);
+  assert.ok(listed.filter((s) => s.role === 'slave').every((s) => s.sync?.status === 'finished'), `replicas show their sync: ${JSON.stringify(listed)}`);
   const one = await survivor.api<ShardObj>('GET', `/v1/shards/${listed[0].uid}`);
   assert.equal(one.status, 200);
   assert.equal(one.body.uid, listed[0].uid);
@@ -285,4 +298,16 @@ test('failover_timeout is a cluster setting (REST and tune cluster), validated',
   const badRest = await n.api<{ error_code: string }>('PUT', '/v1/cluster/policy', { failover_timeout: 0 });
   assert.equal(badRest.status, 400);
   await n.api('PUT', '/v1/cluster/policy', { failover_timeout: 5 });
+  // Replica high availability: RE's slave_ha and slave_ha_grace_period (ours defaults to 0 s).
+  const ha = await n.api<{ slave_ha: boolean; slave_ha_grace_period: number }>('GET', '/v1/cluster/policy');
+  assert.deepEqual([ha.body.slave_ha, ha.body.slave_ha_grace_period], [true, 0]);
+  const g = await n.cli(['tune', 'cluster', 'slave_ha_grace_period', '30', 'slave_ha', 'disabled']);
+  assert.equal(g.code, 0, g.stderr);
+  const ha2 = await n.api<{ slave_ha: boolean; slave_ha_grace_period: number }>('GET', '/v1/cluster/policy');
+  assert.deepEqual([ha2.body.slave_ha, ha2.body.slave_ha_grace_period], [false, 30]);
+  const badGrace = await n.cli(['tune', 'cluster', 'slave_ha_grace_period', '-1']);
+  assert.notEqual(badGrace.code, 0);
+  assert.match(badGrace.stderr, /slave_ha_grace_period must be a whole number of seconds/);
+  assert.equal((await n.api('PUT', '/v1/cluster/policy', { slave_ha_grace_period: 'soon' })).status, 400);
+  await n.api('PUT', '/v1/cluster/policy', { slave_ha: true, slave_ha_grace_period: 0 });
 });

@@ -50,3 +50,15 @@ test('two nodes dead: a replica on a dead node is not promoted; the one on the l
   assert.deepEqual(plan.promoted, [{ failed: 3, promoted: 4, node: 3 }]);
   assert.equal(plan.shards.find((s) => s.uid === 1)!.role, 'master', 'shard 1 has no live replica: it waits for its node');
 });
+
+test('replica grace period (slave_ha_grace_period) or slave_ha off: masters fail over at once, replicas stay until their node is in the rebuild set', () => {
+  const early = planFailover(twoShards, new Set([1]), [2, 3], new Set())!;
+  assert.deepEqual(early.promoted, [{ failed: 1, promoted: 2, node: 2 }]);
+  assert.deepEqual(early.moved, [], 'not rebuilt during the grace period');
+  assert.equal(early.shards.find((s) => s.uid === 1)?.node_uid, 1, 'the old master waits on its dead node, as a replica');
+  // Later, past the grace period: the promotion is done, the rebuild follows.
+  const later = planFailover(early.shards, new Set([1]), [2, 3], new Set([1]))!;
+  assert.deepEqual(later.promoted, []);
+  assert.deepEqual(later.moved, [{ shard: 1, from: 1, to: 3 }]);
+  assert.equal(planFailover(twoShards, new Set([3]), [1, 2], new Set()), undefined, 'a dead replica node alone: nothing until the grace period ends');
+});

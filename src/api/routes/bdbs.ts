@@ -9,6 +9,7 @@ import { readRecord, readRecords } from '../../coord/records.js';
 import { OperatorError, conflict, invalid, notFound } from '../../util/errors.js';
 import { createAction, endpointNodes, newSecret, nextSeq, placeShards, updateBdb } from '../../control/bdb-store.js';
 import { uidParams } from '../schemas.js';
+import { shardSync, type ShardSync } from '../../control/bdb-controller.js';
 
 const EVICTION = ['volatile-lru', 'volatile-ttl', 'volatile-random', 'allkeys-lru', 'allkeys-random', 'noeviction', 'volatile-lfu', 'allkeys-lfu'];
 const PROXY_POLICIES: ProxyPolicy[] = ['single', 'all-master-shards', 'all-nodes'];
@@ -45,26 +46,13 @@ type BdbInput = Partial<Omit<BdbRecord, 'uid' | 'shards' | 'status' | 'generatio
  * (its node is down, or the process is), or 'starting' (not reported yet);
  * with the time of the report.
  */
-/** A replica's copy of its master: `in_progress` (a full sync, with its progress), `finished` (streaming), `link_down`. */
-export interface ShardSync {
-  status: 'in_progress' | 'finished' | 'link_down';
-  progress: number;
-}
-
 export function shardStates(m: ClusterMember, b: BdbRecord): Map<number, { status: string; reported?: string; sync?: ShardSync }> {
   // Keyed by shard and node: a shard moved away (failover, migration) may still
   // be listed by its old node's last report, which must not stand for it.
   const reported = new Map<string, { status: string; time: string; sync?: ShardSync }>();
   for (const o of m.controller?.observedOf(b.uid).values() ?? []) {
     for (const s of o.shards) {
-      const sync: ShardSync | undefined =
-        s.master_link_status === undefined
-          ? undefined
-          : s.sync_progress !== undefined
-            ? { status: 'in_progress', progress: s.sync_progress }
-            : s.master_link_status === 'up'
-              ? { status: 'finished', progress: 100 }
-              : { status: 'link_down', progress: 0 };
+      const sync = shardSync(s);
       reported.set(`${s.uid}@${o.node_uid}`, { status: s.status, time: o.time, sync });
     }
   }

@@ -15,6 +15,8 @@ const policyBody = {
     data_internode_encryption: { type: 'boolean' },
     internode_key_exchange: { type: 'string', enum: [...KEY_EXCHANGES] },
     failover_timeout: { type: 'integer', minimum: 1, maximum: 3600 },
+    slave_ha: { type: 'boolean' },
+    slave_ha_grace_period: { type: 'integer', minimum: 0, maximum: 86400 },
   },
 } as const;
 

@@ -32,6 +32,7 @@ function shardViews(m: ClusterMember) {
           status: st.status === 'active' ? 'active' : 'inactive',
           detailed_status: st.status === 'active' ? 'ok' : st.status === 'down' ? 'down' : 'loading',
           ...(s.master_uid !== undefined ? { master_uid: String(s.master_uid) } : {}),
+          ...(st.sync ? { sync: st.sync } : {}),
           ...(st.reported ? { report_timestamp: st.reported } : {}),
         };
       });
