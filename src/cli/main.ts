@@ -207,6 +207,21 @@ export function buildProgram(): Command {
       console.log(`Cluster ${w.name} created; node ${target(cmd).host} is node 1`);
     });
   cluster
+    .command('master')
+    .description("show the cluster master, or change it: cluster master [set <node_uid>]")
+    .argument('[words...]')
+    .action(async (words: string[], _o, cmd: Command) => {
+      if (words.length === 0) {
+        const c = await api<{ master_node_uid: number | null }>(cmd, 'GET', '/v1/cluster');
+        if (c.master_node_uid === null) throw new CliError('the cluster has no master right now (an election is under way)');
+        console.log(`Node ${c.master_node_uid} is the cluster master node`);
+        return;
+      }
+      if (words[0] !== 'set' || words.length !== 2 || !/^\d+$/.test(words[1])) throw new CliError("expected 'cluster master' or 'cluster master set <node_uid>'");
+      await api(cmd, 'POST', '/v1/cluster/actions/change_master', { node_uid: words[1] });
+      console.log(`Node ${words[1]} set to be the cluster master node`);
+    });
+  cluster
     .command('join')
     .description('join a cluster: cluster join nodes <member-ip> username <email> password <pw>')
     .argument('<words...>')

@@ -8,6 +8,7 @@ import net from 'node:net';
 import type { Logger } from 'pino';
 import { Etcd3, Lease } from 'etcd3';
 import { EtcdMember, etcdClient, etcdPaths, waitReady } from '../coord/etcd.js';
+import { conflict } from '../util/errors.js';
 import { KEYS, PolicyRecord, ClusterRecord, NodeRecord, NodeStubRecord, LiveRecord, DenyRecord, CertMeta, MasterRecord, TrustRecord, CertIdentityRecord, CustomerCertRecord, StoredPolicy, policyWithDefaults } from '../coord/schema.js';
 import { PrefixCache } from '../coord/watch.js';
 import { readRecord, requireRecord } from '../coord/records.js';
@@ -420,6 +421,25 @@ export class ClusterMember implements PeerPolicy {
 
   isMaster(): boolean {
     return !this.resigned && this.masterUid === this.uid;
+  }
+
+  /**
+   * Make node `target` the cluster master (RE's change_master): the master
+   * key is rewritten bound to the target's own liveness lease, so it lasts
+   * exactly as long as the target is alive, as if it had won the election.
+   * The current master's controllers stop at their next step (they check
+   * isMaster) and the target's resume what they left.
+   */
+  async changeMaster(target: number): Promise<void> {
+    const live = (await this.client.get(KEYS.live(target)).exec()).kvs[0];
+    if (!live || live.lease === '0') throw conflict('node_down', `node ${target} is down: only a live node can become the master`);
+    const rec: MasterRecord = { uid: target, since: new Date().toISOString() };
+    const r = await this.client
+      .if(KEYS.live(target), 'Lease', '==', live.lease)
+      .then(this.client.put(KEYS.master).value(JSON.stringify(rec)).lease(live.lease))
+      .commit();
+    if (!r.succeeded) throw conflict('node_down', `node ${target} went down while it was made the master`);
+    this.log.warn({ master: target, by: this.uid }, 'cluster master changed by request');
   }
 
   /**

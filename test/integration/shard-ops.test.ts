@@ -283,6 +283,17 @@ test('tessera node 4 remove: a fourth node holding a master and a replica is emp
   const on4 = b0.shards.filter((s) => s.node_uid === uid4);
   assert.deepEqual(on4.map((s) => s.role).sort(), ['master', 'slave'], JSON.stringify(b0.shards));
   for (const s of b0.shards.filter((x) => x.role === 'slave')) await waitSynced(s);
+  // Node 4 is also made the cluster master (rladmin's `cluster master set`):
+  // the node being removed runs the removal, then hands the role over.
+  const set = await n1.cli(['cluster', 'master', 'set', String(uid4)]);
+  assert.equal(set.code, 0, set.stderr);
+  assert.equal(set.stdout, `Node ${uid4} set to be the cluster master node\n`);
+  await waitFor('node 4 is the master everywhere', async () => {
+    for (const n of [n1, n2, n3]) if ((await n.cli(['cluster', 'master'])).stdout !== `Node ${uid4} is the cluster master node\n`) return false;
+    return true;
+  }, 10_000, 200);
+  const badSet = await n1.api<ErrorJson>('POST', '/v1/cluster/actions/change_master', { node_uid: '77' });
+  assert.deepEqual([badSet.status, badSet.body.error_code], [404, 'node_not_found']);
 
   const before = snap();
   const t0 = Date.now();
@@ -291,11 +302,13 @@ test('tessera node 4 remove: a fourth node holding a master and a replica is emp
   assert.equal(res.code, 0, `${res.stdout}\n${res.stderr}`);
   assert.match(res.stdout, new RegExp(`^Removing node ${uid4}: migrating its shards to the other nodes \\(action \\d+\\)`));
   assert.match(res.stdout, /is in sync with shard/);
+  assert.match(res.stdout, /it is the cluster master, so it hands the role over and the next master removes it/);
   assert.match(res.stdout, new RegExp(`denying its certificates and removing it from the cluster`));
   assert.match(res.stdout, new RegExp(`Node ${uid4} removed\\n$`));
 
   const nodes = (await n1.api<{ uid: number }[]>('GET', '/v1/nodes')).body.map((n) => n.uid);
   assert.ok(!nodes.includes(uid4), `node ${uid4} is gone: ${nodes}`);
+  assert.match((await n1.cli(['cluster', 'master'])).stdout, /^Node [123] is the cluster master node\n$/);
   const b1 = await bdb();
   assert.ok(!b1.shards.some((s) => s.node_uid === uid4), JSON.stringify(b1.shards));
   assert.equal(b1.shards.length, 4);

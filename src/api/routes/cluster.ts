@@ -6,6 +6,7 @@ import { SOFTWARE_VERSION } from '../../control/config.js';
 import { readRecord, requireRecord, updateRecord } from '../../coord/records.js';
 import { certInfo, PLANES } from '../../pki/pki.js';
 import { KEY_EXCHANGES, keyExchangeGroups } from '../../tls/policy.js';
+import { invalid, notFound } from '../../util/errors.js';
 
 const policyBody = {
   type: 'object',
@@ -50,6 +51,27 @@ export const clusterRoutes: FastifyPluginAsync<{ daemon: NodeDaemon }> = async (
     req.log.info({ policy: next }, 'cluster policy updated');
     return next;
   });
+
+  // RE's cluster actions: change_master ({"node_uid": "2"}) makes a live node the cluster master.
+  app.post<{ Params: { action: string }; Body: { node_uid?: string | number } }>(
+    '/v1/cluster/actions/:action',
+    {
+      schema: {
+        params: { type: 'object', properties: { action: { type: 'string' } }, required: ['action'] },
+        body: { type: 'object', additionalProperties: false, properties: { node_uid: { anyOf: [{ type: 'string', pattern: '^[0-9]{1,9}$' }, { type: 'integer', minimum: 1 }] } } },
+      },
+    },
+    async (req) => {
+      const m = daemon.requireMember();
+      if (req.params.action !== 'change_master') throw notFound('action_not_supported', `cluster action '${req.params.action}' is not supported (supported: change_master)`);
+      if (req.body?.node_uid === undefined) throw invalid('node_uid_required', 'change_master needs the node_uid of the node to make the master');
+      const uid = Number(req.body.node_uid);
+      const n = m.nodes.items.get(String(uid));
+      if (!n?.addr) throw notFound('node_not_found', `node ${uid} does not exist`);
+      if (m.masterUid !== uid) await m.changeMaster(uid);
+      return { action: 'change_master', node_uid: String(uid), status: 'completed' };
+    },
+  );
 
   app.get('/v1/cluster/certificates', async () => {
     const m = daemon.requireMember();
