@@ -10,6 +10,7 @@ import type { BdbReconciler } from './reconciler.js';
 import { KEYS, ObservedRecord } from '../coord/schema.js';
 import { PrefixCache } from '../coord/watch.js';
 import { finishAction, updateBdb } from './bdb-store.js';
+import { MasterLoop, type MasterLoopHost } from './master-loop.js';
 
 /** A replica's copy of its master: `in_progress` (a full sync, with its progress), `finished` (streaming), `link_down`. */
 export interface ShardSync {
@@ -25,15 +26,13 @@ export function shardSync(s: ObservedShard): ShardSync | undefined {
 }
 
 /** What the controller needs of its node's membership (ClusterMember provides it). */
-export interface ControllerHost {
+export interface ControllerHost extends MasterLoopHost {
   readonly client: Etcd3;
   readonly live: PrefixCache<LiveRecord>;
-  isMaster(): boolean;
 }
 export class BdbController {
   readonly observed: PrefixCache<ObservedRecord>;
-  private timer?: NodeJS.Timeout;
-  private busy = false;
+  private readonly loop: MasterLoop;
 
   constructor(
     private readonly m: ControllerHost,
@@ -42,15 +41,14 @@ export class BdbController {
   ) {
     this.observed = new PrefixCache(m.client, KEYS.observedPrefix, ObservedRecord);
     this.observed.on('malformed', (err: Error) => this.log.warn({ err: err.message }, 'ignoring a malformed observed record'));
+    this.loop = new MasterLoop(m, 1000, log, 'database controller tick', () => this.tick());
   }
 
   async start(): Promise<void> {
     await this.observed.start();
-    const kick = () => void this.tick();
-    this.observed.on('change', kick);
-    this.r.bdbs.on('change', kick);
-    this.timer = setInterval(kick, 1000);
-    this.timer.unref();
+    this.observed.on('change', this.loop.kick);
+    this.r.bdbs.on('change', this.loop.kick);
+    this.loop.start();
   }
 
   /** Observed records of one database, by node uid. */
@@ -68,43 +66,35 @@ export class BdbController {
   }
 
   private async tick(): Promise<void> {
-    if (this.busy || !this.m.isMaster()) return;
-    this.busy = true;
-    try {
-      const liveNodes = [...this.m.live.items.keys()].map(Number);
-      for (const b of this.r.bdbs.values()) {
-        if (b.status === 'active' || b.status === 'creation-failed') continue;
-        const obs = this.observedOf(b.uid);
-        const current = liveNodes.map((n) => obs.get(n)).filter((o): o is ObservedRecord => !!o && o.generation === b.generation);
-        const fatal = current.find((o) => o.fatal);
-        if (fatal && b.status === 'pending') {
-          this.log.warn({ bdb: b.uid, node: fatal.node_uid, err: fatal.error }, 'database creation failed');
-          await updateBdb(this.m.client, b.uid, (cur) => (cur.generation === b.generation ? { ...cur, status: 'creation-failed', error: fatal.error } : undefined));
-          await finishAction(this.m.client, b.action_uid, 'failed', fatal.error);
-          continue;
-        }
-        const done = current.length === liveNodes.length && current.every((o) => o.converged);
-        if (!done) continue;
-        if (b.status === 'delete-pending') {
-          await this.m.client.delete().key(KEYS.bdb(b.uid));
-          await this.m.client.delete().prefix(`${KEYS.observedPrefix}${b.uid}/`);
-          await finishAction(this.m.client, b.action_uid, 'completed');
-          this.log.info({ bdb: b.uid }, 'database deleted');
-        } else {
-          await updateBdb(this.m.client, b.uid, (cur) => (cur.generation === b.generation && cur.status !== 'delete-pending' ? { ...cur, status: 'active', error: undefined } : undefined));
-          await finishAction(this.m.client, b.action_uid, 'completed');
-          this.log.info({ bdb: b.uid, generation: b.generation }, 'database active');
-        }
+    const liveNodes = [...this.m.live.items.keys()].map(Number);
+    for (const b of this.r.bdbs.values()) {
+      if (b.status === 'active' || b.status === 'creation-failed') continue;
+      const obs = this.observedOf(b.uid);
+      const current = liveNodes.map((n) => obs.get(n)).filter((o): o is ObservedRecord => !!o && o.generation === b.generation);
+      const fatal = current.find((o) => o.fatal);
+      if (fatal && b.status === 'pending') {
+        this.log.warn({ bdb: b.uid, node: fatal.node_uid, err: fatal.error }, 'database creation failed');
+        await updateBdb(this.m.client, b.uid, (cur) => (cur.generation === b.generation ? { ...cur, status: 'creation-failed', error: fatal.error } : undefined));
+        await finishAction(this.m.client, b.action_uid, 'failed', fatal.error);
+        continue;
       }
-    } catch (err) {
-      this.log.warn({ err: (err as Error).message }, 'database controller tick failed');
-    } finally {
-      this.busy = false;
+      const done = current.length === liveNodes.length && current.every((o) => o.converged);
+      if (!done) continue;
+      if (b.status === 'delete-pending') {
+        await this.m.client.delete().key(KEYS.bdb(b.uid));
+        await this.m.client.delete().prefix(`${KEYS.observedPrefix}${b.uid}/`);
+        await finishAction(this.m.client, b.action_uid, 'completed');
+        this.log.info({ bdb: b.uid }, 'database deleted');
+      } else {
+        await updateBdb(this.m.client, b.uid, (cur) => (cur.generation === b.generation && cur.status !== 'delete-pending' ? { ...cur, status: 'active', error: undefined } : undefined));
+        await finishAction(this.m.client, b.action_uid, 'completed');
+        this.log.info({ bdb: b.uid, generation: b.generation }, 'database active');
+      }
     }
   }
 
   async stop(): Promise<void> {
-    clearInterval(this.timer);
+    this.loop.stop();
     await this.observed.stop();
   }
 }

@@ -21,15 +21,13 @@ import type { BdbRecord, LiveRecord, NodeRecord, ShardPlacement } from '../coord
 import type { PrefixCache } from '../coord/watch.js';
 import { updateBdb } from './bdb-store.js';
 import { ReplicaRebuilds, type RebuildHost } from './replica-rebuilds.js';
+import { MasterLoop, type MasterLoopHost } from './master-loop.js';
 
 /** What failover needs of its node's membership (ClusterMember provides it). */
-export interface FailoverHost extends RebuildHost {
+export interface FailoverHost extends RebuildHost, MasterLoopHost {
   readonly client: Etcd3;
   readonly nodes: PrefixCache<NodeRecord>;
   readonly live: PrefixCache<LiveRecord>;
-  isMaster(): boolean;
-  /** False while this node may have been cut off: its view of liveness and of the master key may be stale. */
-  storeIsCurrent(): boolean;
   /** When this node last heard from a peer (a control-plane probe it answered), ms since the epoch. */
   lastContact(uid: number): number | undefined;
   failoverTimeoutSeconds(): number;
@@ -80,8 +78,7 @@ export function planFailover(shards: readonly ShardPlacement[], dead: ReadonlySe
 }
 
 export class FailoverController {
-  private timer?: NodeJS.Timeout;
-  private busy = false;
+  private readonly loop: MasterLoop;
   /** Node uid → when this master first saw it without a liveness lease. */
   private readonly downSince = new Map<number, number>();
   private readonly reported = new Set<string>();
@@ -95,83 +92,72 @@ export class FailoverController {
     private readonly log: Logger,
   ) {
     this.rebuilds = new ReplicaRebuilds(m, log);
+    this.loop = new MasterLoop(m, 250, log, 'failover tick', () => this.tick(), () => {
+      this.downSince.clear();
+      this.rebuilds.forget();
+    });
   }
 
   start(): void {
-    const kick = () => void this.tick();
-    this.m.live.on('change', kick);
-    this.timer = setInterval(kick, 250);
-    this.timer.unref();
+    this.m.live.on('change', this.loop.kick);
+    this.loop.start();
   }
 
   private async tick(): Promise<void> {
-    if (this.busy) return;
-    if (!this.m.isMaster()) {
-      this.downSince.clear();
-      return;
+    const now = Date.now();
+    if (now - this.rebuildsAt >= 1000) {
+      this.rebuildsAt = now;
+      await this.rebuilds.tick();
     }
-    if (!this.m.storeIsCurrent()) return;
-    this.busy = true;
-    try {
-      const now = Date.now();
-      if (now - this.rebuildsAt >= 1000) {
-        this.rebuildsAt = now;
-        await this.rebuilds.tick();
+    const members = this.m.nodes.values().filter((n) => n.addr).map((n) => n.uid);
+    const liveNodes = members.filter((u) => this.m.live.items.has(String(u)));
+    for (const u of members) {
+      if (liveNodes.includes(u)) {
+        if (this.downSince.delete(u)) this.log.info({ node: u }, 'node is up again');
+      } else if (!this.downSince.has(u)) {
+        // Backdated to the last contact: a master elected after the node died still counts from then.
+        const since = Math.min(now, this.m.lastContact(u) ?? now);
+        this.downSince.set(u, since);
+        this.log.warn({ node: u, silent_ms: now - since }, 'node is down (its liveness lease expired)');
       }
-      const members = this.m.nodes.values().filter((n) => n.addr).map((n) => n.uid);
-      const liveNodes = members.filter((u) => this.m.live.items.has(String(u)));
-      for (const u of members) {
-        if (liveNodes.includes(u)) {
-          if (this.downSince.delete(u)) this.log.info({ node: u }, 'node is up again');
-        } else if (!this.downSince.has(u)) {
-          // Backdated to the last contact: a master elected after the node died still counts from then.
-          const since = Math.min(now, this.m.lastContact(u) ?? now);
-          this.downSince.set(u, since);
-          this.log.warn({ node: u, silent_ms: now - since }, 'node is down (its liveness lease expired)');
+    }
+    for (const u of this.downSince.keys()) if (!members.includes(u)) this.downSince.delete(u);
+    const waitMs = this.m.failoverTimeoutSeconds() * 1000;
+    const dead = new Set([...this.downSince].filter(([, t]) => now - t >= waitMs).map(([u]) => u));
+    if (!dead.size) return;
+    const ha = this.m.replicaHa();
+    const rebuild = new Set(ha.enabled ? [...this.downSince].filter(([u, t]) => dead.has(u) && now - t >= waitMs + ha.graceSeconds * 1000).map(([u]) => u) : []);
+    for (const b of this.m.databases()) {
+      if (b.status === 'delete-pending' || b.status === 'creation-failed') continue;
+      if (!b.shards.some((s) => dead.has(s.node_uid))) continue;
+      let plan: FailoverPlan | undefined;
+      await updateBdb(this.m.client, b.uid, (cur) => {
+        plan = planFailover(cur.shards, dead, liveNodes, rebuild);
+        if (!plan) return undefined;
+        return {
+          ...cur,
+          shards: plan.shards,
+          generation: cur.generation + 1,
+          status: cur.status === 'pending' ? cur.status : 'active-change-pending',
+          last_changed_time: new Date().toISOString(),
+        };
+      });
+      if (plan) {
+        for (const p of plan.promoted) this.log.warn({ bdb: b.uid, ...p, dead: [...dead] }, 'failover: replica promoted to master');
+        if (plan.promoted.length) this.promotions.set(b.uid, (this.promotions.get(b.uid) ?? 0) + plan.promoted.length);
+        for (const mv of plan.moved) this.log.warn({ bdb: b.uid, ...mv }, 'failover: replica rebuilt on another node');
+        if (plan.moved.length) await this.rebuilds.begin(b.uid, plan.moved);
+      } else if (rebuild.size === dead.size || !ha.enabled) {
+        const key = `${b.uid}:${[...dead].join(',')}`;
+        if (!this.reported.has(key)) {
+          this.reported.add(key);
+          this.log.error({ bdb: b.uid, dead: [...dead] }, 'failover: shards stay on the dead node (no replica on a live node, or no other live node to rebuild on)');
         }
       }
-      for (const u of this.downSince.keys()) if (!members.includes(u)) this.downSince.delete(u);
-      const waitMs = this.m.failoverTimeoutSeconds() * 1000;
-      const dead = new Set([...this.downSince].filter(([, t]) => now - t >= waitMs).map(([u]) => u));
-      if (!dead.size) return;
-      const ha = this.m.replicaHa();
-      const rebuild = new Set(ha.enabled ? [...this.downSince].filter(([u, t]) => dead.has(u) && now - t >= waitMs + ha.graceSeconds * 1000).map(([u]) => u) : []);
-      for (const b of this.m.databases()) {
-        if (b.status === 'delete-pending' || b.status === 'creation-failed') continue;
-        if (!b.shards.some((s) => dead.has(s.node_uid))) continue;
-        let plan: FailoverPlan | undefined;
-        await updateBdb(this.m.client, b.uid, (cur) => {
-          plan = planFailover(cur.shards, dead, liveNodes, rebuild);
-          if (!plan) return undefined;
-          return {
-            ...cur,
-            shards: plan.shards,
-            generation: cur.generation + 1,
-            status: cur.status === 'pending' ? cur.status : 'active-change-pending',
-            last_changed_time: new Date().toISOString(),
-          };
-        });
-        if (plan) {
-          for (const p of plan.promoted) this.log.warn({ bdb: b.uid, ...p, dead: [...dead] }, 'failover: replica promoted to master');
-          if (plan.promoted.length) this.promotions.set(b.uid, (this.promotions.get(b.uid) ?? 0) + plan.promoted.length);
-          for (const mv of plan.moved) this.log.warn({ bdb: b.uid, ...mv }, 'failover: replica rebuilt on another node');
-          if (plan.moved.length) await this.rebuilds.begin(b.uid, plan.moved);
-        } else if (rebuild.size === dead.size || !ha.enabled) {
-          const key = `${b.uid}:${[...dead].join(',')}`;
-          if (!this.reported.has(key)) {
-            this.reported.add(key);
-            this.log.error({ bdb: b.uid, dead: [...dead] }, 'failover: shards stay on the dead node (no replica on a live node, or no other live node to rebuild on)');
-          }
-        }
-      }
-    } catch (err) {
-      this.log.warn({ err: (err as Error).message }, 'failover tick failed; the next one retries');
-    } finally {
-      this.busy = false;
     }
   }
 
   stop(): void {
-    clearInterval(this.timer);
+    this.loop.stop();
   }
 }

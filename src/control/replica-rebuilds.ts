@@ -18,7 +18,6 @@ const ADOPT_EVERY_MS = 5_000;
 
 export interface RebuildHost {
   readonly client: Etcd3;
-  isMaster(): boolean;
   databases(): BdbRecord[];
   /** What a shard's node last reported of its sync. */
   syncOf(bdbUid: number, shardUid: number, nodeUid: number): ShardSync | undefined;
@@ -49,12 +48,14 @@ export class ReplicaRebuilds {
     this.log.warn({ bdb, action: a.action_uid, moved }, 'replica rebuild started');
   }
 
+  /** This node is no longer the master: the next one follows the rebuilds (it adopts them). */
+  forget(): void {
+    this.tracked.clear();
+    this.adoptedAt = 0;
+  }
+
+  /** Called on the master only (FailoverController's loop). */
   async tick(): Promise<void> {
-    if (!this.h.isMaster()) {
-      this.tracked.clear();
-      this.adoptedAt = 0;
-      return;
-    }
     if (Date.now() - this.adoptedAt >= ADOPT_EVERY_MS) {
       this.adoptedAt = Date.now();
       await this.adopt();

@@ -43,6 +43,7 @@ import { conflict, invalid, notFound } from '../util/errors.js';
 import { createAction, nextSeq, updateAction, updateBdb } from './bdb-store.js';
 import { OpLog, ShardReplication, ShardRpcHost, shardRpc } from './shard-rpc.js';
 import { removeNodeRecords } from './node-removal.js';
+import { MasterLoop, type MasterLoopHost } from './master-loop.js';
 
 /** How long writes are paused at most (the pause is lifted as soon as the switch is done). */
 const PAUSE_MS = 10_000;
@@ -56,13 +57,10 @@ const SYNC_MS = 300_000;
 const CONVERGE_MS = 60_000;
 
 /** What shard operations need of their node's membership (ClusterMember provides it). */
-export interface ShardOpsHost extends ShardRpcHost {
+export interface ShardOpsHost extends ShardRpcHost, MasterLoopHost {
   readonly client: Etcd3;
   readonly nodes: PrefixCache<NodeRecord>;
   readonly live: PrefixCache<LiveRecord>;
-  isMaster(): boolean;
-  /** False while this node may have been cut off from the store. */
-  storeIsCurrent(): boolean;
   rpc(uid: number): RpcClient | undefined;
   /** Give up the cluster master role for good (this node is being removed): another node takes over. */
   resignMaster(why: string): Promise<void>;
@@ -303,9 +301,7 @@ class Handover extends Error {}
 
 export class ShardOpsController {
   private readonly ops: PrefixCache<ShardOpRecord>;
-  private timer?: NodeJS.Timeout;
-  private busy = false;
-  private stopped = false;
+  private readonly loop: MasterLoop;
 
   constructor(
     private readonly h: ShardOpsHost,
@@ -313,38 +309,28 @@ export class ShardOpsController {
   ) {
     this.ops = new PrefixCache(h.client, KEYS.shardOpsPrefix, ShardOpRecord);
     this.ops.on('malformed', (err: Error) => this.log.error({ err: err.message }, 'ignoring a malformed shard operation record'));
+    this.loop = new MasterLoop(h, 500, log, 'shard operation bookkeeping', () => this.tick());
   }
 
   async start(): Promise<void> {
     await this.ops.start();
-    const kick = () => void this.tick();
-    this.ops.on('change', kick);
-    this.timer = setInterval(kick, 500);
-    this.timer.unref();
+    this.ops.on('change', this.loop.kick);
+    this.loop.start();
   }
 
   async close(): Promise<void> {
-    this.stopped = true;
-    clearInterval(this.timer);
+    this.loop.stop();
     await this.ops.stop();
   }
 
+  /** The oldest queued operation, run to its end (or to a hand-over). */
   private async tick(): Promise<void> {
-    if (this.busy || this.stopped || !this.h.isMaster() || !this.h.storeIsCurrent()) return;
     const next = this.ops.values().sort((a, b) => Number(a.action_uid) - Number(b.action_uid))[0];
-    if (!next) return;
-    this.busy = true;
-    try {
-      await this.run(next);
-    } catch (err) {
-      this.log.warn({ action: next.action_uid, err: (err as Error).message }, 'shard operation: bookkeeping failed; the next tick retries');
-    } finally {
-      this.busy = false;
-    }
+    if (next) await this.run(next);
   }
 
   private guard(): void {
-    if (this.stopped || !this.h.isMaster()) throw new Handover('this node is no longer the cluster master');
+    if (this.loop.isStopped || !this.h.isMaster()) throw new Handover('this node is no longer the cluster master');
   }
 
   /** Change the action; a new description is also appended to its steps. */
