@@ -6,6 +6,7 @@ import { SOFTWARE_VERSION } from '../../control/config.js';
 import { readRecord, requireRecord, updateRecord } from '../../coord/records.js';
 import { certInfo, PLANES } from '../../pki/pki.js';
 import { KEY_EXCHANGES, keyExchangeGroups } from '../../tls/policy.js';
+import { invalid } from '../../util/errors.js';
 
 const policyBody = {
   type: 'object',
@@ -15,6 +16,11 @@ const policyBody = {
     data_internode_encryption: { type: 'boolean' },
     internode_key_exchange: { type: 'string', enum: [...KEY_EXCHANGES] },
     failover_timeout: { type: 'integer', minimum: 1, maximum: 3600 },
+    // Redis Enterprise's database defaults, used when a database is created without the field.
+    default_sharded_proxy_policy: { type: 'string', enum: ['single', 'all-master-shards', 'all-nodes'] },
+    default_non_sharded_proxy_policy: { type: 'string', enum: ['single', 'all-master-shards', 'all-nodes'] },
+    default_shards_placement: { type: 'string', enum: ['dense', 'sparse'] },
+    default_oss_cluster: { type: 'boolean' },
   },
 } as const;
 
@@ -43,6 +49,7 @@ export const clusterRoutes: FastifyPluginAsync<{ daemon: NodeDaemon }> = async (
 
   app.put<{ Body: Partial<PolicyRecord> }>('/v1/cluster/policy', { schema: { body: policyBody } }, async (req) => {
     const m = daemon.requireMember();
+    if (req.body.default_oss_cluster === true) throw invalid('invalid_oss_cluster_configuration', 'default_oss_cluster: the OSS Cluster API is not supported; only false is accepted');
     // Compare-and-swap so two concurrent partial updates cannot undo each other.
     const next = policyWithDefaults(await updateRecord(m.client, KEYS.policy, StoredPolicy, (cur) => policyWithDefaults(cur, req.body)));
     req.log.info({ policy: next }, 'cluster policy updated');
