@@ -4,7 +4,9 @@ import type { NodeDaemon } from '../../control/daemon.js';
 import { KEYS, CaRecord, PolicyRecord, StoredAlertSettings, StoredPolicy, alertSettingsWithDefaults, policyWithDefaults } from '../../coord/schema.js';
 import { SOFTWARE_VERSION } from '../../control/config.js';
 import { readRecord, requireRecord, updateRecord } from '../../coord/records.js';
-import { certInfo, PLANES } from '../../pki/pki.js';
+import fs from 'node:fs';
+import { certInfo, PLANE_CERT_NAME, PLANES } from '../../pki/pki.js';
+import { certPath } from '../../pki/node-files.js';
 import { KEY_EXCHANGES, keyExchangeGroups } from '../../tls/policy.js';
 import { invalid } from '../../util/errors.js';
 
@@ -56,7 +58,7 @@ export const clusterRoutes: FastifyPluginAsync<{ daemon: NodeDaemon }> = async (
     return next;
   });
 
-  app.get('/v1/cluster/certificates', async () => {
+  app.get('/v1/cluster/certificates', async (req) => {
     const m = daemon.requireMember();
     const ca = await requireRecord(m.client, KEYS.ca, CaRecord);
     const caInfo = certInfo(ca.cert);
@@ -72,7 +74,18 @@ export const clusterRoutes: FastifyPluginAsync<{ daemon: NodeDaemon }> = async (
         }),
       );
     const policy = m.policy();
+    // The reference's shape: `<name>_cert` (PEM) per certificate name. Its `<name>_key`
+    // fields are never returned: private keys do not leave their node. Internode
+    // certificates are per node here; these are the answering node's own.
+    let apiCert: string | undefined;
+    try {
+      apiCert = fs.readFileSync(certPath(m.cfg.dataDir, 'api'), 'utf8');
+    } catch (err) {
+      req.log.warn({ err: (err as Error).message }, 'cannot read the REST certificate file; api_cert left out');
+    }
     return {
+      ...(apiCert ? { api_cert: apiCert } : {}),
+      ...Object.fromEntries(PLANES.map((p) => [`${PLANE_CERT_NAME[p]}_cert`, m.certs.bundle(p).certPem])),
       ca: { subject: caInfo.subject, serial: caInfo.serial, not_before: caInfo.not_before, not_after: caInfo.not_after, fingerprint256: caInfo.fingerprint256, certificate: ca.cert },
       certificates,
       // What every internode handshake offers: the hybrid group first (see the README's TLS policy).

@@ -311,6 +311,9 @@ export const customerCertRoutes: FastifyPluginAsync<{ daemon: NodeDaemon }> = as
         applied_time: now,
       };
       ops.push(c.put(KEYS.customerCert(t.uid, t.plane)).value(JSON.stringify(rec)));
+    }
+    // One identity per certificate: one given for every node (no node_uid) is shared (uid 0); etcd refuses a key twice in a transaction.
+    for (const t of new Map([...targets.values()].map((x) => [x.v.serial, x])).values()) {
       const id: CertIdentityRecord = { serial: t.v.serial, uid: (shared.get(t.v.serial) ?? 1) > 1 ? 0 : t.uid, plane: t.plane };
       ops.push(c.put(KEYS.certIdentity(t.v.serial)).value(JSON.stringify(id)));
     }
