@@ -132,19 +132,21 @@ function crc16Latin1(s: string, from: number, to: number): number {
  */
 export function regexHashing(rules: readonly string[]): KeyHasher {
   if (isDefaultShardKeyRegex(rules)) return STANDARD_HASHING;
-  const res = rules.map((r) => new RegExp(r, 'sdy'));
+  const res = rules.map((r) => new RegExp(r, 'sy'));
   const slotOfLatin1 = (s: string): number => {
     for (const re of res) {
       re.lastIndex = 0;
       const m = re.exec(s);
       if (m === null) continue;
-      const at = m.indices?.groups?.tag;
-      return at === undefined ? crc16Latin1(s, 0, 0) & 0x3fff : crc16Latin1(s, at[0], at[1]) & 0x3fff;
+      const tag = m.groups?.tag ?? '';
+      return crc16Latin1(tag, 0, tag.length) & 0x3fff;
     }
     return NO_RULE_SLOT;
   };
+  const latin1 = (buf: Uint8Array, start: number, end: number): string =>
+    Buffer.isBuffer(buf) ? buf.toString('latin1', start, end) : Buffer.from(buf.buffer, buf.byteOffset + start, end - start).toString('latin1');
   return {
-    keySlot: (key) => slotOfLatin1(typeof key === 'string' ? Buffer.from(key, 'utf8').toString('latin1') : Buffer.from(key.buffer, key.byteOffset, key.length).toString('latin1')),
-    keySlotOf: (buf, start, end) => slotOfLatin1(Buffer.from(buf.buffer, buf.byteOffset + start, end - start).toString('latin1')),
+    keySlot: (key) => slotOfLatin1(typeof key === 'string' ? Buffer.from(key, 'utf8').toString('latin1') : latin1(key, 0, key.length)),
+    keySlotOf: (buf, start, end) => slotOfLatin1(latin1(buf, start, end)),
   };
 }
