@@ -189,7 +189,14 @@ test('cluster policy database defaults are used for new databases; encryption by
   assert.equal(new Set(d.shards.map((s) => s.node_uid)).size, 1, 'dense: both shards on one node');
   const single = await n1.api<Record<string, unknown>>('POST', '/v1/bdbs?dry_run=true', { name: 'one', memory_size: 100 << 20 });
   assert.equal(single.body.proxy_policy, 'all-master-shards', 'the non-sharded default');
-  await n1.api('PUT', '/v1/cluster/policy', { data_internode_encryption: false, default_sharded_proxy_policy: 'all-master-shards', default_non_sharded_proxy_policy: 'single', default_shards_placement: 'sparse' });
+  await n1.api('PUT', '/v1/cluster/policy', { data_internode_encryption: false, default_sharded_proxy_policy: 'all-master-shards', default_non_sharded_proxy_policy: 'single' });
+  // rladmin's `tune cluster` sets them too.
+  const tune = await n2.cli(['tune', 'cluster', 'default_shards_placement', 'sparse']);
+  assert.equal(tune.code, 0, tune.stderr);
+  assert.equal((await n1.api<Record<string, unknown>>('GET', '/v1/cluster/policy')).body.default_shards_placement, 'sparse');
+  const badTune = await n2.cli(['tune', 'cluster', 'default_shards_placement', 'scattered']);
+  assert.notEqual(badTune.code, 0);
+  assert.match(badTune.stderr, /default_shards_placement/);
   assert.equal((await n1.api('DELETE', `/v1/bdbs/${d.uid}`)).status, 200);
 });
 
