@@ -3,6 +3,7 @@ import type { ErrorKind } from '../util/errors.js';
 
 export const HTTP_STATUS: Record<ErrorKind, number> = {
   invalid: 400,
+  not_acceptable: 406,
   unauthorized: 401,
   forbidden: 403,
   not_found: 404,

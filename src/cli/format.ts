@@ -45,62 +45,114 @@ export interface BdbView {
   port: number;
   memory_size: number;
   endpoints: { uid: string; dns_name: string; port: number; addr: string[]; proxy_policy: string }[];
-  shards: { uid: number; role: string; node_uid: number; assigned_slots: string; status: string; sync?: { status: string; progress: number } }[];
+  shards: { uid: number; role: string; node_uid: number; assigned_slots: string; status: string; master_uid?: number; sync?: { status: string; progress: number } }[];
 }
 
 export type NodeAlerts = Record<string, Record<string, { state: boolean; severity: string; change_time: string; change_value: { certificate?: string; seconds_left?: number } }>>;
 
-export function formatStatus(cluster: Record<string, unknown>, nodes: NodeView[], askedAddr: string, bdbs: BdbView[] = [], alerts: NodeAlerts = {}): string {
+/** What `status` shows (rladmin's `status [nodes|databases|endpoints|shards] [extra all] [issues_only]`). */
+export interface StatusOptions {
+  /** Only these sections (`status databases`); all when absent. */
+  sections?: ReadonlySet<StatusSection>;
+  /** `extra all`: the extra columns. */
+  extra?: boolean;
+  /** `issues_only`: rows whose status is not OK (the CLUSTER section is kept). */
+  issuesOnly?: boolean;
+  /** For `extra all`: the actions (EXEC_STATE, EXEC_STATE_MACHINE of each database's last action). */
+  actions?: { action_uid: string; name: string; object_name: string; status: string; progress: number }[];
+}
+export const STATUS_SECTIONS = ['nodes', 'databases', 'endpoints', 'shards'] as const;
+export type StatusSection = (typeof STATUS_SECTIONS)[number];
+
+export function formatStatus(cluster: Record<string, unknown>, nodes: NodeView[], askedAddr: string, bdbs: BdbView[] = [], alerts: NodeAlerts = {}, o: StatusOptions = {}): string {
+  const want = (s: StatusSection) => !o.sections || o.sections.has(s);
+  const keep = <T>(rows: T[], ok: (r: T) => boolean) => (o.issuesOnly ? rows.filter((r) => !ok(r)) : rows);
   const master = nodes.find((n) => n.is_master);
   const down = nodes.filter((n) => n.status !== 'active');
   const health = !master ? 'No cluster master' : down.length ? `OK. Cluster master: ${master.uid} (${master.addr}); nodes down: ${down.map((n) => n.uid).join(', ')}` : `OK. Cluster master: ${master.uid} (${master.addr})`;
-  let out = `CLUSTER:\n${health}\nCluster name: ${cluster.name}\n\nCLUSTER NODES:\n`;
-  out += table(
-    ['NODE:ID', 'ROLE', 'ADDRESS', 'SHARDS', 'CORES', 'RAM', 'CP_LINK', 'UPTIME', 'VERSION', 'STATUS'],
-    nodes.map((n) => [
-      `${n.addr === askedAddr ? '*' : ''}node:${n.uid}`,
-      n.is_master ? 'master' : 'slave',
-      n.addr,
-      String(n.shard_count),
-      n.cores == null ? '-' : String(n.cores),
-      gib(n.total_memory),
-      n.control_plane_link,
-      n.status === 'active' ? duration(n.uptime) : '-',
-      n.software_version,
-      n.status === 'active' ? 'OK' : 'DOWN',
-    ]),
-  );
-  out += '\nDATABASES:\n';
-  out += table(
-    ['DB:ID', 'NAME', 'TYPE', 'STATUS', 'SHARDS', 'PLACEMENT', 'REPLICATION', 'PERSISTENCE', 'ENCRYPTION', 'ENDPOINT'],
-    bdbs.map((b) => [
-      `db:${b.uid}`,
-      b.name,
-      b.type,
-      b.status,
-      String(b.shards_count),
-      b.shards_placement,
-      b.replication ? 'enabled' : 'disabled',
-      b.data_persistence,
-      b.data_internode_encryption ? 'enabled' : 'disabled',
-      b.endpoints[0]?.addr.map((a) => `${a}:${b.port}`).join(',') ?? '-',
-    ]),
-  );
-  out += '\nENDPOINTS:\n';
-  out += table(
-    ['DB:ID', 'NAME', 'ID', 'NODE', 'ROLE', 'SSL'],
-    bdbs.flatMap((b) =>
-      (b.endpoints[0]?.addr ?? []).map((a) => {
-        const node = nodes.find((n) => n.addr === a);
-        return [`db:${b.uid}`, b.name, `endpoint:${b.uid}:1`, node ? `node:${node.uid}` : a, b.proxy_policy, 'No'];
-      }),
-    ),
-  );
-  out += '\nSHARDS:\n';
-  out += table(
-    ['DB:ID', 'NAME', 'ID', 'NODE', 'ROLE', 'SLOTS', 'STATUS'],
-    bdbs.flatMap((b) => b.shards.map((s) => [`db:${b.uid}`, b.name, `redis:${s.uid}`, `node:${s.node_uid}`, s.role, s.assigned_slots, shardStatus(s)])),
-  );
+  let out = o.sections ? '' : `CLUSTER:\n${health}\nCluster name: ${cluster.name}\n\n`;
+  const section = (title: string, text: string) => {
+    out += `${out && !out.endsWith('\n\n') ? '\n' : ''}${title}:\n${text}`;
+  };
+  const roleCount = (uid: number, role: string) => bdbs.reduce((k, b) => k + b.shards.filter((s) => s.node_uid === uid && s.role === role).length, 0);
+  if (want('nodes')) {
+    section(
+      'CLUSTER NODES',
+      table(
+        ['NODE:ID', 'ROLE', 'ADDRESS', ...(o.extra ? ['MASTERS', 'SLAVES'] : []), 'SHARDS', 'CORES', 'RAM', 'CP_LINK', 'UPTIME', 'VERSION', 'STATUS'],
+        keep(nodes, (n) => n.status === 'active').map((n) => [
+          `${n.addr === askedAddr ? '*' : ''}node:${n.uid}`,
+          n.is_master ? 'master' : 'slave',
+          n.addr,
+          ...(o.extra ? [String(roleCount(n.uid, 'master')), String(roleCount(n.uid, 'slave'))] : []),
+          String(n.shard_count),
+          n.cores == null ? '-' : String(n.cores),
+          gib(n.total_memory),
+          n.control_plane_link,
+          n.status === 'active' ? duration(n.uptime) : '-',
+          n.software_version,
+          n.status === 'active' ? 'OK' : 'DOWN',
+        ]),
+      ),
+    );
+  }
+  if (want('databases')) {
+    const last = (uid: number) => o.actions?.filter((a) => a.object_name === `bdb:${uid}`).at(-1);
+    section(
+      'DATABASES',
+      table(
+        ['DB:ID', 'NAME', 'TYPE', 'STATUS', 'SHARDS', 'PLACEMENT', 'REPLICATION', 'PERSISTENCE', 'ENCRYPTION', 'ENDPOINT', ...(o.extra ? ['EXEC_STATE', 'EXEC_STATE_MACHINE'] : [])],
+        keep(bdbs, (b) => b.status === 'active').map((b) => [
+          `db:${b.uid}`,
+          b.name,
+          b.type,
+          b.status,
+          String(b.shards_count),
+          b.shards_placement,
+          b.replication ? 'enabled' : 'disabled',
+          b.data_persistence,
+          b.data_internode_encryption ? 'enabled' : 'disabled',
+          b.endpoints[0]?.addr.map((a) => `${a}:${b.port}`).join(',') ?? '-',
+          ...(o.extra ? [last(b.uid) ? `${last(b.uid)!.status.toUpperCase()} ${last(b.uid)!.progress}%` : 'N/A', last(b.uid)?.name ?? 'N/A'] : []),
+        ]),
+      ),
+    );
+  }
+  if (want('endpoints')) {
+    // An endpoint is listed while its database is; it has no state of its own here.
+    section(
+      'ENDPOINTS',
+      table(
+        ['DB:ID', 'NAME', 'ID', 'NODE', 'ROLE', 'SSL'],
+        keep(bdbs, (b) => b.status === 'active').flatMap((b) =>
+          (b.endpoints[0]?.addr ?? []).map((a) => {
+            const node = nodes.find((n) => n.addr === a);
+            return [`db:${b.uid}`, b.name, `endpoint:${b.uid}:1`, node ? `node:${node.uid}` : a, b.proxy_policy, 'No'];
+          }),
+        ),
+      ),
+    );
+  }
+  if (want('shards')) {
+    const rows = bdbs.flatMap((b) => b.shards.map((s) => ({ b, s, status: shardStatus(s) })));
+    section(
+      'SHARDS',
+      table(
+        ['DB:ID', 'NAME', 'ID', 'NODE', 'ROLE', 'SLOTS', ...(o.extra ? ['MASTER', 'SYNC'] : []), 'STATUS'],
+        keep(rows, (r) => r.status === 'OK').map(({ b, s, status }) => [
+          `db:${b.uid}`,
+          b.name,
+          `redis:${s.uid}`,
+          `node:${s.node_uid}`,
+          s.role,
+          s.assigned_slots,
+          ...(o.extra ? [s.master_uid !== undefined ? `redis:${s.master_uid}` : '-', s.sync ? `${s.sync.status} ${s.sync.progress}%` : '-'] : []),
+          status,
+        ]),
+      ),
+    );
+  }
+  if (o.sections) return out;
   const raised = Object.entries(alerts).flatMap(([uid, as]) =>
     Object.entries(as)
       .filter(([, a]) => a.state)

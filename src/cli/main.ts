@@ -9,7 +9,7 @@ import { TesseraNode } from '../node/node.js';
 import { CERT_NAMES } from '../pki/pki.js';
 import { CAPABILITIES, DEFAULT_PORTS, DEFAULT_TIMINGS, NodeConfig } from '../control/config.js';
 import { requestJson, errorText, JsonResponse } from '../util/https-json.js';
-import { formatStatus, formatInfo, NodeView, BdbView, NodeAlerts } from './format.js';
+import { formatStatus, formatInfo, NodeView, BdbView, NodeAlerts, STATUS_SECTIONS, StatusSection, StatusOptions } from './format.js';
 import { formatVerify, verifyEncryption } from './verify.js';
 import type { NodeLinksReport } from '../internode/links.js';
 import { addShardCommands, followAction } from './shard-ops.js';
@@ -135,6 +135,54 @@ async function waitActive(cmd: Command, uid: number, timeoutMs = 60_000): Promis
   }
 }
 
+/** rladmin `tune cluster` database defaults, passed to PUT /v1/cluster/policy as given. */
+const POLICY_DEFAULTS = ['default_sharded_proxy_policy', 'default_non_sharded_proxy_policy', 'default_shards_placement'];
+
+/** `status [nodes|databases|endpoints|shards] [extra <what>] [issues_only]`, rladmin's words. */
+function statusOptions(words: string[]): StatusOptions {
+  const o: StatusOptions = {};
+  const sections = new Set<StatusSection>();
+  for (let i = 0; i < words.length; i++) {
+    const w = words[i];
+    if ((STATUS_SECTIONS as readonly string[]).includes(w)) sections.add(w as StatusSection);
+    else if (w === 'issues_only') o.issuesOnly = true;
+    else if (w === 'extra') {
+      const what = words[++i];
+      if (what === undefined) throw new CliError("'extra' needs a value (all)");
+      // Tessera's extra columns are one set; rladmin's finer choices name parts of it.
+      if (!['all', 'nodestats', 'state_machine'].includes(what)) throw new CliError(`unsupported 'extra ${what}' (supported: all, nodestats, state_machine)`);
+      o.extra = true;
+    } else throw new CliError(`unexpected word '${w}' (expected: ${STATUS_SECTIONS.join(', ')}, extra all, issues_only)`);
+  }
+  if (sections.size) o.sections = sections;
+  return o;
+}
+
+/** rladmin `cluster certificate set internal …`: operator-provided internode certificates (PUT /v1/cluster/certificates). */
+async function setInternalCertificates(cmd: Command, words: string[]): Promise<void> {
+  const [what, ...rest] = words;
+  if (what !== 'internal') throw new CliError(`unsupported certificate '${what ?? ''}' (expected: set internal dpine_certificate_file <f> dpine_key_file <f> cpine_certificate_file <f> cpine_key_file <f>)`);
+  const w = pairs(rest, ['dpine_certificate_file', 'dpine_key_file', 'cpine_certificate_file', 'cpine_key_file']);
+  const certificates: { name: string; certificate: string; key: string }[] = [];
+  for (const [prefix, name] of [['cpine', 'ccs_internode_encryption'], ['dpine', 'data_internode_encryption']] as const) {
+    const certFile = w[`${prefix}_certificate_file`];
+    const keyFile = w[`${prefix}_key_file`];
+    if (certFile === undefined && keyFile === undefined) continue;
+    if (certFile === undefined || keyFile === undefined) throw new CliError(`${prefix}_certificate_file and ${prefix}_key_file go together`);
+    const read = (f: string) => {
+      try {
+        return fs.readFileSync(f, 'utf8');
+      } catch (err) {
+        throw new CliError(`cannot read ${f}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+      }
+    };
+    certificates.push({ name, certificate: read(certFile), key: read(keyFile) });
+  }
+  if (!certificates.length) throw new CliError('set internal needs dpine_certificate_file/dpine_key_file and/or cpine_certificate_file/cpine_key_file');
+  await api(cmd, 'PUT', '/v1/cluster/certificates', { certificates });
+  console.log(`Set internal certificates (${certificates.map((c) => c.name).join(', ')}) on every node`);
+}
+
 export function buildProgram(): Command {
   const program = new Command('tessera')
     .description('Tessera: a Redis-compatible database cluster with internode encryption')
@@ -236,28 +284,38 @@ export function buildProgram(): Command {
 
   cluster
     .command('certificate')
-    .argument('<action>', 'rotate')
-    .argument('[name]', 'ccs_internode_encryption or data_internode_encryption (default: both)')
-    .action(async (action: string, name: string | undefined, _o, cmd: Command) => {
-      if (action !== 'rotate') throw new CliError(`unknown certificate action '${action}' (expected: rotate)`);
-      if (name !== undefined && !(CERT_NAMES as readonly string[]).includes(name)) {
-        throw new CliError(`unknown certificate '${name}' (expected ${CERT_NAMES.join(' or ')})`);
+    .description('cluster certificate rotate [name] | cluster certificate set internal dpine_certificate_file <f> dpine_key_file <f> cpine_certificate_file <f> cpine_key_file <f>')
+    .argument('<action>', 'rotate or set')
+    .argument('[words...]', 'rotate: ccs_internode_encryption or data_internode_encryption (default: both); set: internal and the file pairs')
+    .action(async (action: string, words: string[], _o, cmd: Command) => {
+      if (action === 'rotate') {
+        const [name, ...rest] = words;
+        if (rest.length) throw new CliError(`unexpected word '${rest[0]}'`);
+        if (name !== undefined && !(CERT_NAMES as readonly string[]).includes(name)) {
+          throw new CliError(`unknown certificate '${name}' (expected ${CERT_NAMES.join(' or ')})`);
+        }
+        await api(cmd, 'POST', '/v1/cluster/certificates/rotate', name ? { name } : {});
+        console.log('Finished successfully');
+        return;
       }
-      await api(cmd, 'POST', '/v1/cluster/certificates/rotate', name ? { name } : {});
-      console.log('Finished successfully');
+      if (action !== 'set') throw new CliError(`unknown certificate action '${action}' (expected: rotate, set)`);
+      await setInternalCertificates(cmd, words);
     });
 
   program
     .command('status')
-    .description('cluster, nodes (rladmin status)')
-    .action(async (_o, cmd: Command) => {
-      const [cl, nodes, bdbs, alerts] = await Promise.all([
+    .description('cluster, nodes, databases, endpoints, shards (rladmin status [nodes|databases|endpoints|shards] [extra all] [issues_only])')
+    .argument('[words...]')
+    .action(async (words: string[], _o, cmd: Command) => {
+      const o = statusOptions(words);
+      const [cl, nodes, bdbs, alerts, actions] = await Promise.all([
         api<Record<string, unknown>>(cmd, 'GET', '/v1/cluster'),
         api<NodeView[]>(cmd, 'GET', '/v1/nodes'),
         api<BdbView[]>(cmd, 'GET', '/v1/bdbs'),
         api<NodeAlerts>(cmd, 'GET', '/v1/nodes/alerts'),
+        o.extra ? api<{ actions: NonNullable<StatusOptions['actions']> }>(cmd, 'GET', '/v1/actions') : undefined,
       ]);
-      process.stdout.write(formatStatus(cl, nodes, target(cmd).host, bdbs, alerts));
+      process.stdout.write(formatStatus(cl, nodes, target(cmd).host, bdbs, alerts, { ...o, actions: actions?.actions }));
     });
 
   program
@@ -276,13 +334,30 @@ export function buildProgram(): Command {
     process.stdout.write(formatInfo({ ...cl, ...policy }));
   });
 
+  const dbInfo = (b: BdbView) => {
+    const { shards: _s, endpoints, ...rest } = b as BdbView & Record<string, unknown>;
+    return formatInfo({ db: `db:${b.uid}`, ...rest, endpoint: endpoints[0]?.addr.map((a) => `${a}:${b.port}`).join(',') });
+  };
   info
     .command('db')
-    .argument('<db>', 'database: <uid>, db:<uid> or its name')
-    .action(async (ref: string, _o, cmd: Command) => {
-      const b = await findDb(cmd, ref);
-      const { shards: _s, endpoints, ...rest } = b as BdbView & Record<string, unknown>;
-      process.stdout.write(formatInfo({ db: `db:${b.uid}`, ...rest, endpoint: endpoints[0]?.addr.map((a) => `${a}:${b.port}`).join(',') }));
+    .argument('[db]', 'database: <uid>, db:<uid> or its name (default: every database)')
+    .action(async (ref: string | undefined, _o, cmd: Command) => {
+      // rladmin `info db` with no database lists them all, one block each.
+      const list = ref === undefined ? await api<BdbView[]>(cmd, 'GET', '/v1/bdbs') : [await findDb(cmd, ref)];
+      process.stdout.write(list.map(dbInfo).join('\n'));
+    });
+  info
+    .command('node')
+    .argument('[uid]', 'node: <uid> or node:<uid> (default: every node)')
+    .action(async (ref: string | undefined, _o, cmd: Command) => {
+      let list: (NodeView & Record<string, unknown>)[];
+      if (ref === undefined) list = await api(cmd, 'GET', '/v1/nodes');
+      else {
+        const m = /^(?:node:)?(\d+)$/.exec(ref);
+        if (!m) throw new CliError(`invalid node '${ref}' (expected <uid> or node:<uid>)`);
+        list = [await api(cmd, 'GET', `/v1/nodes/${m[1]}`)];
+      }
+      process.stdout.write(list.map(({ uid, ...rest }) => formatInfo({ node: `node:${uid}`, ...rest })).join('\n'));
     });
 
   const tune = program.command('tune').description('change settings (rladmin tune)');
@@ -304,7 +379,7 @@ export function buildProgram(): Command {
     .command('cluster')
     .argument('<words...>', 'setting value pairs, e.g. data_internode_encryption enabled')
     .action(async (words: string[], _o, cmd: Command) => {
-      const w = pairs(words, ['data_internode_encryption', 'internode_key_exchange', 'failover_timeout', 'slave_ha', 'slave_ha_grace_period']);
+      const w = pairs(words, ['data_internode_encryption', 'internode_key_exchange', 'failover_timeout', 'slave_ha', 'slave_ha_grace_period', ...POLICY_DEFAULTS]);
       const body: Record<string, unknown> = {};
       if (w.data_internode_encryption !== undefined) body.data_internode_encryption = enabledWord(w.data_internode_encryption);
       if (w.internode_key_exchange !== undefined) {
@@ -322,6 +397,8 @@ export function buildProgram(): Command {
         if (!Number.isInteger(t) || t < 0 || t > 86400) throw new CliError('slave_ha_grace_period must be a whole number of seconds from 0 to 86400');
         body.slave_ha_grace_period = t;
       }
+      // Database defaults: the REST API checks the values and names the allowed ones.
+      for (const k of POLICY_DEFAULTS) if (w[k] !== undefined) body[k] = w[k];
       await api(cmd, 'PUT', '/v1/cluster/policy', body);
       console.log('Finished successfully');
     });

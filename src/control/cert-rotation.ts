@@ -28,6 +28,7 @@ import { PrefixCache } from '../coord/watch.js';
 import { readRecord, requireRecord, updateRecord } from '../coord/records.js';
 import { PLANE_CERT_NAME, Plane, PLANES, certInfo, createCsr, generateKeyPair, issueFromCsr } from '../pki/pki.js';
 import { installPlaneFiles } from '../pki/node-files.js';
+import { parseCron, type Cron } from '../util/cron.js';
 
 const DAY = 86_400;
 const TICK_MS = 1000;
@@ -56,6 +57,7 @@ export class CertRotator {
   private failures = new Map<Plane, { count: number; retryAt: number }>();
   private lastAlert?: string;
   private lastCustomerTry = 0;
+  private cron?: Cron;
 
   constructor(
     private readonly m: RotatorHost,
@@ -143,13 +145,24 @@ export class CertRotator {
       }
     }
     if (s.enabled) {
+      // With a cron expression, a renewal that is due starts in a matching minute only; one that failed keeps retrying.
+      let cronRun = true;
+      if (s.cron_expression) {
+        try {
+          if (this.cron?.expression !== s.cron_expression) this.cron = parseCron(s.cron_expression);
+          cronRun = this.cron.matches(new Date());
+        } catch (err) {
+          // The REST API validates it; a bad stored value must not stop rotation: check continuously.
+          this.log.warn({ cron_expression: s.cron_expression, err: (err as Error).message }, 'ignoring an invalid cron_expression');
+        }
+      }
       // Stagger nodes a little so they do not all renew in the same second.
       const stagger = Math.min(60, (s.validity_days - s.expiry_days_before_rotation) * DAY * 0.01) * ((this.m.uid - 1) % 10);
       for (const plane of PLANES) {
         if (this.m.certs.isCustomer(plane)) continue;
         const due = this.secondsLeft(plane) < s.expiry_days_before_rotation * DAY - stagger;
         const f = this.failures.get(plane);
-        if (due && !this.renewing.has(plane) && (!f || Date.now() >= f.retryAt)) {
+        if (due && (cronRun || f) && !this.renewing.has(plane) && (!f || Date.now() >= f.retryAt)) {
           // renew() logs the failure and sets the retry backoff itself.
           this.renew(plane, 'schedule').catch(() => undefined);
         }

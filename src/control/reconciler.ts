@@ -313,6 +313,7 @@ export class BdbReconciler {
           bdbUid: b.uid,
           port: b.port,
           password: b.authentication_redis_pass || undefined,
+          ...(b.shard_key_regex ? { shardKeyRegex: b.shard_key_regex.map((r) => r.regex) } : {}),
           holdMs: Math.min(MAX_HOLD_MS, this.m.failoverTimeoutSeconds() * 1000 + FAILOVER_MARGIN_MS),
           shards: b.shards.filter((s) => s.role === 'master').map((s) => ({ shardUid: s.uid, slots: [s.slots] })),
         });

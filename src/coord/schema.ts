@@ -142,6 +142,12 @@ export const PolicyRecord = Type.Object({
   slave_ha: Type.Boolean(),
   /** Seconds a node must stay dead, beyond failover_timeout, before its replicas are rebuilt elsewhere (RE's name). */
   slave_ha_grace_period: Type.Number(),
+  /** Redis Enterprise's database defaults: what a database created without these fields gets. */
+  default_sharded_proxy_policy: OneOf('single', 'all-master-shards', 'all-nodes'),
+  default_non_sharded_proxy_policy: OneOf('single', 'all-master-shards', 'all-nodes'),
+  default_shards_placement: OneOf('dense', 'sparse'),
+  /** OSS Cluster API mode for new databases: not supported, so always false. */
+  default_oss_cluster: Type.Boolean(),
 });
 export type PolicyRecord = Static<typeof PolicyRecord>;
 
@@ -151,6 +157,10 @@ export const DEFAULT_POLICY: PolicyRecord = {
   failover_timeout: 5,
   slave_ha: true,
   slave_ha_grace_period: 0,
+  default_sharded_proxy_policy: 'all-master-shards',
+  default_non_sharded_proxy_policy: 'single',
+  default_shards_placement: 'sparse',
+  default_oss_cluster: false,
 };
 
 /**
@@ -222,6 +232,8 @@ export const BdbRecord = Type.Object({
   data_persistence: Persistence,
   eviction_policy: Type.String(),
   authentication_redis_pass: Type.Optional(Type.String()),
+  /** Redis Enterprise's custom hashing policy; absent: the standard one (its default rule list). */
+  shard_key_regex: Type.Optional(Type.Array(Type.Object({ regex: Type.String() }))),
   /** Never shown: authenticates shards and the plaintext data-plane channel. */
   internal_secret: Type.String(),
   shards: Type.Array(ShardPlacement),
@@ -313,6 +325,12 @@ export const CertRotationSettings = Type.Object({
   enabled: Type.Boolean(),
   validity_days: Type.Number(),
   expiry_days_before_rotation: Type.Number(),
+  /**
+   * When the rotation job runs (5-field cron, node local time): a due renewal
+   * starts only in a matching minute (a failed one keeps retrying). Absent:
+   * the job checks every second.
+   */
+  cron_expression: Type.Optional(Type.String()),
 });
 export type CertRotationSettings = Static<typeof CertRotationSettings>;
 

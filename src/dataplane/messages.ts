@@ -54,6 +54,8 @@ export interface EndpointSpec {
   bdbUid: number;
   port: number;
   password?: string;
+  /** The database's custom hashing rules (shard_key_regex); absent: standard hash tags. */
+  shardKeyRegex?: string[];
   shards: { shardUid: number; slots: [number, number][] }[];
   /** How long commands for an unreachable master wait before -CLUSTERDOWN (covers a failover). */
   holdMs: number;

@@ -170,6 +170,7 @@ class Dataplane implements PeerPolicy {
       host: this.init.node.addr,
       port: spec.port,
       password: spec.password,
+      ...(spec.shardKeyRegex ? { shardKeyRegex: spec.shardKeyRegex } : {}),
       shards: spec.shards.map((s) => ({ shardUid: s.shardUid, slots: s.slots })),
       linkGeneration: bdb?.linkGeneration ?? 0,
       holdMs: spec.holdMs,

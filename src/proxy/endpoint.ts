@@ -22,7 +22,7 @@
 
 import net from 'node:net';
 import type { Duplex } from 'node:stream';
-import { SLOT_COUNT, keySlot } from './slots.js';
+import { SLOT_COUNT, STANDARD_HASHING, keySlot, regexHashing, type KeyHasher } from './slots.js';
 import { PS_CHANNEL, PS_PATTERN, PS_SHARD, PubSubHub, type Entry, type Subscriber } from './pubsub.js';
 import { L_CLOSED, ShardLink, type Logger } from './shard-link.js';
 import { Session, type SessionHost } from './session.js';
@@ -49,6 +49,11 @@ export interface EndpointConfig {
    * or for a failover to name a new one) before -CLUSTERDOWN. Default 10 s.
    */
   holdMs?: number;
+  /**
+   * The database's `shard_key_regex` rules (Redis Enterprise's custom hashing
+   * policy); absent or RE's default list: standard Redis hash tags.
+   */
+  shardKeyRegex?: string[];
 }
 
 export const DEFAULT_HOLD_MS = 10_000;
@@ -68,8 +73,12 @@ export class Endpoint implements SessionHost {
   /** @internal */ password: string | undefined;
   /** @internal */ gen: number;
   /** @internal */ holdMs: number;
-  /** @internal slot → shard index (into shardUids), -1 when unserved. */
-  slotShard = new Int16Array(SLOT_COUNT).fill(-1);
+  /** @internal slot → shard index (into shardUids), -1 when unserved; one extra entry (NO_RULE_SLOT) is never served. */
+  slotShard = new Int16Array(SLOT_COUNT + 1).fill(-1);
+  /** @internal A key's slot under the database's hashing policy (standard, or its shard_key_regex rules). */
+  keySlot: KeyHasher['keySlot'] = keySlot;
+  /** @internal The same, for a key lying in `buf[start, end)`. */
+  keySlotOf: KeyHasher['keySlotOf'];
   /** @internal shard uids, sorted: the index SCAN cursors and pools use. */
   shardUids: number[] = [];
   /** @internal */ readonly sessions = new Set<Session>();
@@ -102,6 +111,9 @@ export class Endpoint implements SessionHost {
     this.password = cfg.password ? cfg.password : undefined;
     this.gen = cfg.linkGeneration;
     this.holdMs = cfg.holdMs ?? DEFAULT_HOLD_MS;
+    const h = cfg.shardKeyRegex ? regexHashing(cfg.shardKeyRegex) : STANDARD_HASHING;
+    this.keySlot = h.keySlot;
+    this.keySlotOf = h.keySlotOf;
     this.applyShards(cfg.shards);
   }
 
@@ -140,6 +152,7 @@ export class Endpoint implements SessionHost {
     // CONFIG SET requirepass.
     this.password = cfg.password ? cfg.password : undefined;
     this.holdMs = cfg.holdMs ?? DEFAULT_HOLD_MS;
+    // The hashing policy is fixed for a database's life (a change would move keys between shards).
     const shardsChanged = !sameShards(old.shards, cfg.shards);
     if (shardsChanged) this.applyShards(cfg.shards);
     if (cfg.linkGeneration !== this.gen) {
@@ -302,7 +315,7 @@ export class Endpoint implements SessionHost {
   private applyShards(shards: ShardRoute[]): void {
     const uids = [...new Set(shards.map((s) => s.shardUid))].sort((a, b) => a - b);
     const index = new Map(uids.map((u, i) => [u, i]));
-    const map = new Int16Array(SLOT_COUNT).fill(-1);
+    const map = new Int16Array(SLOT_COUNT + 1).fill(-1);
     for (const s of shards) {
       const i = index.get(s.shardUid)!;
       for (const [a, b] of s.slots) for (let x = Math.max(0, a); x <= Math.min(SLOT_COUNT - 1, b); x++) map[x] = i;

@@ -20,6 +20,8 @@ export const R_NULL_ARRAY2 = Buffer.from('*-1\r\n');
 // Error texts, byte for byte what redis 7.0 / Redis Cluster send.
 export const E_CROSSSLOT = encodeError("CROSSSLOT Keys in request don't hash to the same slot");
 export const E_CLUSTERDOWN = encodeError('CLUSTERDOWN Hash slot not served');
+/** A key that none of the database's shard_key_regex rules matches (as Redis Enterprise refuses it). */
+export const E_NO_SHARD_KEY_RULE = encodeError("ERR key does not match any of the database's shard_key_regex rules");
 export const E_NOAUTH = encodeError('NOAUTH Authentication required.');
 export const E_WRONGPASS = encodeError('WRONGPASS invalid username-password pair or user is disabled.');
 export const E_NOPASS = encodeError(

@@ -47,6 +47,8 @@ export interface SessionCoreHost extends LinkHost {
   password: string | undefined;
   /** slot → shard index (into shardUids), -1 when unserved. */
   readonly slotShard: Int16Array;
+  /** A key's slot under the database's hashing policy. */
+  keySlot(key: Uint8Array | string): number;
   readonly shardUids: number[];
   readonly shardCount: number;
   readonly sessions: ReadonlySet<SessionCore>;

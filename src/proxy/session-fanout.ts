@@ -12,7 +12,6 @@
 import { encodeCommand, encodeError, encodeInteger } from './resp-encode.js';
 import type { RespCommand } from './resp-request.js';
 import type { CommandSpec } from './commands.js';
-import { keySlot } from './slots.js';
 import { E_CLUSTERDOWN, E_INVALID_CURSOR, E_NOT_INTEGER, E_TIMEOUT_NEGATIVE } from './replies.js';
 import { F_ALLOK, F_MGET, F_MIN, F_SUM, Fanout, SCAN_MAX_SHARDS, SCAN_SHIFT, ScanSink, type FanoutExtra } from './fanout.js';
 import { DROP, EMPTY_SCAN } from './session-tables.js';
@@ -108,7 +107,7 @@ export function split(s: SessionCore, cmd: RespCommand, spec: CommandSpec, args:
   const groups = new Map<number, { args: Buffer[]; pos: number[] }>();
   for (let j = 0; j < idx.length; j++) {
     const k = idx[j];
-    const shard = s.ep.slotShard[keySlot(args[k])];
+    const shard = s.ep.slotShard[s.ep.keySlot(args[k])];
     if (shard < 0) return s.reject(E_CLUSTERDOWN);
     let g = groups.get(shard);
     if (g === undefined) {

@@ -48,8 +48,10 @@ export function queueTx(s: SessionCore, cmd: RespCommand, spec: CommandSpec, arg
   const idx = name === 'publish' ? [1] : keyIndexes(spec, args);
   if (idx.length === 0 && (spec.proxy & P_FANOUT) !== 0) return s.reject(E_NOT_IN_MULTI);
   if (idx.length > 0) {
-    const slot = keySlot(args[idx[0]]);
-    for (let i = 1; i < idx.length; i++) if (keySlot(args[idx[i]]) !== slot) return s.reject(E_CROSSSLOT);
+    // A channel lives on the shard of its standard slot (pubsub.ts); keys follow the database's hashing.
+    const ks = name === 'publish' ? keySlot : (k: Buffer) => s.ep.keySlot(k);
+    const slot = ks(args[idx[0]]);
+    for (let i = 1; i < idx.length; i++) if (ks(args[idx[i]]) !== slot) return s.reject(E_CROSSSLOT);
     if (tx.slot >= 0 && tx.slot !== slot) return s.reject(E_CROSSSLOT);
     const shard = s.ep.slotShard[slot];
     if (shard < 0) return s.reject(E_CLUSTERDOWN);
@@ -111,8 +113,8 @@ export function discard(s: SessionCore): boolean {
 export function watch(s: SessionCore, cmd: RespCommand, spec: CommandSpec, args: Buffer[]): boolean {
   if (s.multi !== null) return s.local(E_WATCH_IN_MULTI, true);
   const idx = keyIndexes(spec, args);
-  const slot = keySlot(args[idx[0]]);
-  for (let i = 1; i < idx.length; i++) if (keySlot(args[idx[i]]) !== slot) return s.reject(E_CROSSSLOT);
+  const slot = s.ep.keySlot(args[idx[0]]);
+  for (let i = 1; i < idx.length; i++) if (s.ep.keySlot(args[idx[i]]) !== slot) return s.reject(E_CROSSSLOT);
   const shard = s.ep.slotShard[slot];
   if (shard < 0) return s.reject(E_CLUSTERDOWN);
   const uid = s.ep.shardUids[shard];

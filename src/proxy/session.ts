@@ -47,9 +47,10 @@ import {
   resolveCommand,
   type CommandSpec,
 } from './commands.js';
-import { keySlot, keySlotOf } from './slots.js';
+import { NO_RULE_SLOT } from './slots.js';
 import {
   E_CLUSTERDOWN,
+  E_NO_SHARD_KEY_RULE,
   E_CROSSSLOT,
   E_FENCED,
   E_DB_RANGE,
@@ -143,6 +144,8 @@ export interface SessionHost extends SessionCoreHost {
   removeSession(s: Session): void;
   /** Writes are refused while this node may have been failed over. */
   readonly fence: WriteFence;
+  /** A key's slot, for a key lying in `buf[start, end)` (the hot path hashes it in place). */
+  keySlotOf(buf: Uint8Array, start: number, end: number): number;
 }
 
 /**
@@ -285,7 +288,7 @@ export class Session implements SessionCore {
         const argc = cmd.argc;
         if (r.arity > 0 ? argc === r.arity : argc >= -r.arity) {
           const k = cmd.arg(r.key);
-          const idx = this.ep.slotShard[keySlotOf(k, 0, k.length)];
+          const idx = this.ep.slotShard[this.ep.keySlotOf(k, 0, k.length)];
           if (idx >= 0) {
             if (r.write) {
               if (this.ep.fence.fenced) return this.dispatchSlow(cmd); // refused there
@@ -409,7 +412,7 @@ export class Session implements SessionCore {
       for (const uid of ep.shardUids) this.wrote.add(uid);
     } else {
       for (const k of idx) {
-        const i = ep.slotShard[keySlot(args[k])];
+        const i = ep.slotShard[ep.keySlot(args[k])];
         if (i >= 0) this.wrote.add(ep.shardUids[i]);
       }
     }
@@ -428,9 +431,10 @@ export class Session implements SessionCore {
       if (this.ep.shardCount === 0) return this.reject(E_CLUSTERDOWN);
       return this.sendShared(0, cmd);
     }
-    const slot = keySlot(args[idx[0]]);
+    const slot = this.ep.keySlot(args[idx[0]]);
+    if (slot === NO_RULE_SLOT) return this.reject(E_NO_SHARD_KEY_RULE);
     for (let i = 1; i < idx.length; i++) {
-      if (keySlot(args[idx[i]]) !== slot) {
+      if (this.ep.keySlot(args[idx[i]]) !== slot) {
         if ((spec.proxy & P_MULTIKEY_SPLIT) !== 0) return split(this, cmd, spec, args, idx);
         return this.reject(E_CROSSSLOT);
       }

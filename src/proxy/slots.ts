@@ -75,3 +75,78 @@ export function keySlot(key: Uint8Array | string): number {
   }
   return crc & 0x3fff;
 }
+
+/**
+ * Redis Enterprise's default `shard_key_regex` list: the `{tag}` if there is
+ * one, else the whole key. A database with exactly this list (or none) uses
+ * the Redis hash-tag rule above, on the fast path.
+ */
+export const DEFAULT_SHARD_KEY_REGEX: readonly string[] = ['.*\\{(?<tag>.*)\\}.*', '(?<tag>.*)'];
+
+/** The slot a key gets when no `shard_key_regex` rule matches it: one past the last; no shard serves it. */
+export const NO_RULE_SLOT = SLOT_COUNT;
+
+/** True when `rules` is RE's default list, which the standard hashing serves. */
+export function isDefaultShardKeyRegex(rules: readonly string[] | undefined): boolean {
+  return rules === undefined || (rules.length === DEFAULT_SHARD_KEY_REGEX.length && rules.every((r, i) => r === DEFAULT_SHARD_KEY_REGEX[i]));
+}
+
+/** Why a rule list is not usable (RE's limits: 1-32 rules of at most 256 characters, each with a `tag` group), or undefined. */
+export function shardKeyRegexProblem(rules: readonly string[]): string | undefined {
+  if (rules.length < 1 || rules.length > 32) return 'shard_key_regex takes 1 to 32 rules';
+  for (const [i, r] of rules.entries()) {
+    if (r.length < 1 || r.length > 256) return `shard_key_regex rule ${i + 1} must be 1 to 256 characters`;
+    let re: RegExp;
+    try {
+      re = new RegExp(r, 'sy');
+    } catch (err) {
+      return `shard_key_regex rule ${i + 1} is not a valid regular expression: ${(err as Error).message}`;
+    }
+    // A regex's groups show in the match of the empty-alternative trick: (?:re)|  always matches.
+    const groups = new RegExp(`(?:${re.source})|`).exec('')?.groups;
+    if (!groups || !('tag' in groups)) return `shard_key_regex rule ${i + 1} has no named group 'tag' (e.g. "(?<tag>.*)")`;
+  }
+  return undefined;
+}
+
+export interface KeyHasher {
+  keySlot(key: Uint8Array | string): number;
+  keySlotOf(buf: Uint8Array, start: number, end: number): number;
+}
+
+/** The standard hashing (Redis hash tags). */
+export const STANDARD_HASHING: KeyHasher = { keySlot, keySlotOf };
+
+function crc16Latin1(s: string, from: number, to: number): number {
+  let crc = 0;
+  for (let i = from; i < to; i++) crc = ((crc << 8) & 0xffff) ^ CRC16_TABLE[((crc >> 8) ^ s.charCodeAt(i)) & 0xff];
+  return crc;
+}
+
+/**
+ * A custom hashing policy, as Redis Enterprise applies `shard_key_regex`: the
+ * rules are tried in order, each anchored at the start of the key; the first
+ * that matches gives the `tag` group, whose bytes are hashed (CRC16 mod
+ * 16384). A key no rule matches gets NO_RULE_SLOT. Keys are matched as
+ * latin1 strings, so one character is one byte of the key.
+ */
+export function regexHashing(rules: readonly string[]): KeyHasher {
+  if (isDefaultShardKeyRegex(rules)) return STANDARD_HASHING;
+  const res = rules.map((r) => new RegExp(r, 'sy'));
+  const slotOfLatin1 = (s: string): number => {
+    for (const re of res) {
+      re.lastIndex = 0;
+      const m = re.exec(s);
+      if (m === null) continue;
+      const tag = m.groups?.tag ?? '';
+      return crc16Latin1(tag, 0, tag.length) & 0x3fff;
+    }
+    return NO_RULE_SLOT;
+  };
+  const latin1 = (buf: Uint8Array, start: number, end: number): string =>
+    Buffer.isBuffer(buf) ? buf.toString('latin1', start, end) : Buffer.from(buf.buffer, buf.byteOffset + start, end - start).toString('latin1');
+  return {
+    keySlot: (key) => slotOfLatin1(typeof key === 'string' ? Buffer.from(key, 'utf8').toString('latin1') : latin1(key, 0, key.length)),
+    keySlotOf: (buf, start, end) => slotOfLatin1(latin1(buf, start, end)),
+  };
+}

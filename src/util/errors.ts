@@ -1,7 +1,7 @@
 // Errors an operator sees: the reference's `{error_code, description}` and a
 // kind that says what went wrong, not how a transport reports it. The REST
 // layer maps kinds to HTTP statuses (api/errors.ts); the CLI prints them.
-export type ErrorKind = 'invalid' | 'unauthorized' | 'forbidden' | 'not_found' | 'conflict' | 'internal' | 'upstream' | 'unavailable' | 'timeout';
+export type ErrorKind = 'invalid' | 'not_acceptable' | 'unauthorized' | 'forbidden' | 'not_found' | 'conflict' | 'internal' | 'upstream' | 'unavailable' | 'timeout';
 
 export class OperatorError extends Error {
   constructor(
@@ -14,6 +14,8 @@ export class OperatorError extends Error {
 }
 
 export const invalid = (code: string, d: string) => new OperatorError('invalid', code, d);
+/** A configuration the reference refuses as "not acceptable" (HTTP 406): well-formed, but invalid as a whole. */
+export const unacceptable = (code: string, d: string) => new OperatorError('not_acceptable', code, d);
 export const unauthorized = (d = 'authentication required') => new OperatorError('unauthorized', 'unauthorized', d);
 export const notFound = (code: string, d: string) => new OperatorError('not_found', code, d);
 export const conflict = (code: string, d: string) => new OperatorError('conflict', code, d);

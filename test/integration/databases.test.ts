@@ -25,19 +25,19 @@ after(async () => {
 
 const nodeByUid = (uid: number) => cluster.nodes.find((n) => n.uidFromDisk === uid)!;
 
-test('invalid database fields are refused with the reference error codes, and nothing is created', async () => {
+test('invalid database fields are refused with the reference error codes (406 invalid configuration, 400 malformed), and nothing is created', async () => {
   const cases: [Record<string, unknown>, number, string][] = [
-    [{ memory_size: 100 << 20 }, 400, 'missing_db_name'],
-    [{ name: 'a' }, 400, 'missing_memory_size'],
-    [{ name: 'a', memory_size: 100 << 20, shards_count: 2, sharding: false }, 400, 'invalid_sharding'],
-    [{ name: 'a', memory_size: 100 << 20, shards_count: 0, sharding: true }, 400, 'invalid_sharding'],
-    [{ name: 'a', memory_size: 100 << 20, proxy_policy: 'everywhere' }, 400, 'invalid_proxy_policy'],
-    [{ name: 'a', memory_size: 100 << 20, port: 80 }, 400, 'invalid_port'],
-    [{ name: 'a', memory_size: 100 << 20, data_persistence: 'sometimes' }, 400, 'invalid_data_persistence'],
+    [{ memory_size: 100 << 20 }, 406, 'missing_db_name'],
+    [{ name: 'a' }, 406, 'missing_memory_size'],
+    [{ name: 'a', memory_size: 100 << 20, shards_count: 2, sharding: false }, 406, 'invalid_sharding'],
+    [{ name: 'a', memory_size: 100 << 20, shards_count: 0, sharding: true }, 406, 'invalid_sharding'],
+    [{ name: 'a', memory_size: 100 << 20, proxy_policy: 'everywhere' }, 406, 'invalid_proxy_policy'],
+    [{ name: 'a', memory_size: 100 << 20, port: 80 }, 406, 'invalid_port'],
+    [{ name: 'a', memory_size: 100 << 20, data_persistence: 'sometimes' }, 406, 'invalid_data_persistence'],
     [{ name: 'a', memory_size: '100' }, 400, 'invalid_schema'],
     [{ name: 'a', memory_size: 100 << 20, replication: 'yes' }, 400, 'invalid_schema'],
     [{ name: 'a', memory_size: 100 << 20, colour: 'blue' }, 400, 'invalid_schema'],
-    [{ name: 'a', memory_size: 1000 }, 400, 'invalid_memory_size'],
+    [{ name: 'a', memory_size: 1000 }, 406, 'invalid_memory_size'],
   ];
   for (const [body, status, code] of cases) {
     const r = await n1.api<{ error_code: string; description: string }>('POST', '/v1/bdbs', body);
@@ -50,7 +50,7 @@ test('invalid database fields are refused with the reference error codes, and no
   await new Promise<void>((r) => squatter.listen(15999, n3.addr, () => r()));
   try {
     const r = await n1.api<{ error_code: string; description: string }>('POST', '/v1/bdbs', { name: 'a', memory_size: 100 << 20, port: 15999 });
-    assert.equal(r.status, 400);
+    assert.equal(r.status, 406);
     assert.equal(r.body.error_code, 'port_unavailable');
     assert.match(r.body.description, /node 3/);
   } finally {
@@ -95,7 +95,7 @@ test('a 3-shard replicated database: placement, memory limit, actions, and a por
   assert.equal(await shardCli(nodeByUid(s.node_uid), s.uid, ['CONFIG', 'GET', 'port']), 'port\n0');
 
   const dup = await n1.api<{ error_code: string }>('POST', '/v1/bdbs', { name: 'other', memory_size: 100 << 20, port: 12001 });
-  assert.equal(dup.status, 400);
+  assert.equal(dup.status, 406);
   assert.equal(dup.body.error_code, 'port_unavailable');
 });
 
@@ -229,13 +229,13 @@ test('deleting a database stops its shards and endpoints and frees its port', as
   assert.equal(again.port, 12050, 'port reusable');
   await n2.api('DELETE', `/v1/bdbs/${again.uid}`);
   // Deleting what does not exist (or twice) is refused before any action is made.
-  const actionsBefore = (await n1.api<unknown[]>('GET', '/v1/actions')).body.length;
+  const actionsBefore = (await n1.api<{ actions: unknown[] }>('GET', '/v1/actions')).body.actions.length;
   const missing = await n1.api<{ error_code: string }>('DELETE', '/v1/bdbs/4242');
   assert.equal(missing.status, 404);
   assert.equal(missing.body.error_code, 'db_not_exist');
   const twice = await n1.api<{ error_code: string }>('DELETE', `/v1/bdbs/${again.uid}`);
   assert.ok(twice.status === 409 || twice.status === 404, `second delete: ${twice.status}`);
-  assert.equal((await n1.api<unknown[]>('GET', '/v1/actions')).body.length, actionsBefore, 'no orphan action');
+  assert.equal((await n1.api<{ actions: unknown[] }>('GET', '/v1/actions')).body.actions.length, actionsBefore, 'no orphan action');
 });
 
 function canConnect(host: string, port: number): Promise<boolean> {
@@ -255,7 +255,7 @@ test('enabling encryption is refused while a node lacks the capability', async (
     await mixed.form('mixed.test');
     const [a] = mixed.nodes;
     const create = await a.api<{ error_code: string; description: string }>('POST', '/v1/bdbs', { name: 'enc', memory_size: 50 << 20, data_internode_encryption: true });
-    assert.equal(create.status, 400);
+    assert.equal(create.status, 406);
     assert.equal(create.body.error_code, 'capability_missing');
     assert.match(create.body.description, /node\(s\) 2/);
     const plain = await createDb(a, { name: 'plain', memory_size: 50 << 20 });

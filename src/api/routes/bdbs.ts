@@ -1,12 +1,16 @@
 // Databases (Redis Enterprise `bdb` objects): POST/GET /v1/bdbs, GET/PUT/DELETE /v1/bdbs/{uid},
-// and GET /v1/actions[/{uid}]. A change is validated, written as desired state,
-// converged by every node's reconciler, and reflected in `status`.
+// and GET /v1/actions[/{uid}], /v1/actions/bdb/{uid}. A change is validated, written as desired
+// state, converged by every node's reconciler, and reflected in `status`. As the reference:
+// `?dry_run` on POST and PUT validates only; an invalid configuration is 406, a change or delete
+// while another change is in progress 409; malformed JSON (unknown field, wrong type, unknown
+// query parameter) stays 400 `invalid_schema`.
 import type { FastifyPluginAsync } from 'fastify';
 import type { NodeDaemon } from '../../control/daemon.js';
 import type { ClusterMember } from '../../control/member.js';
 import { KEYS, ActionRecord, BdbRecord, ProxyPolicy, StoredPolicy, policyWithDefaults } from '../../coord/schema.js';
 import { readRecord, readRecords } from '../../coord/records.js';
-import { OperatorError, conflict, invalid, notFound } from '../../util/errors.js';
+import { OperatorError, conflict, notFound, unacceptable } from '../../util/errors.js';
+import { DEFAULT_SHARD_KEY_REGEX, isDefaultShardKeyRegex, shardKeyRegexProblem } from '../../proxy/slots.js';
 import { createAction, endpointNodes, newSecret, nextSeq, placeShards, updateBdb } from '../../control/bdb-store.js';
 import { uidParams } from '../schemas.js';
 import { shardSync, type ShardSync } from '../../control/bdb-controller.js';
@@ -34,12 +38,29 @@ const fields = {
   data_persistence: { type: 'string' },
   eviction_policy: { type: 'string' },
   authentication_redis_pass: { type: 'string', maxLength: 512 },
+  shard_key_regex: { type: 'array', items: { type: 'object', additionalProperties: false, required: ['regex'], properties: { regex: { type: 'string' } } } },
+  oss_cluster: { type: 'boolean' },
 } as const;
 
-const createBody = { type: 'object', additionalProperties: false, properties: fields } as const;
+// RE lets the creator choose the uid (409 uid_exists when it is taken).
+const createBody = { type: 'object', additionalProperties: false, properties: { ...fields, uid: { type: 'integer', minimum: 1, maximum: 999_999_999 } } } as const;
 const updateBody = { type: 'object', additionalProperties: false, minProperties: 1, properties: fields } as const;
 
-type BdbInput = Partial<Omit<BdbRecord, 'uid' | 'shards' | 'status' | 'generation' | 'link_generation' | 'internal_secret'>>;
+/** Query parameters: `dry_run` (present, `true` or `1`: validate only) on changes, `fields` on reads; any other is refused. */
+const changeQuery = { type: 'object', additionalProperties: false, properties: { dry_run: { type: 'string', enum: ['', 'true', 'false', '1', '0'] } } } as const;
+const readQuery = { type: 'object', additionalProperties: false, properties: { fields: { type: 'string', pattern: '^[a-z0-9_]+(,[a-z0-9_]+)*$' } } } as const;
+const noQuery = { type: 'object', additionalProperties: false, properties: {} } as const;
+type ChangeQuery = { dry_run?: string };
+const isDryRun = (q: ChangeQuery) => q.dry_run !== undefined && q.dry_run !== 'false' && q.dry_run !== '0';
+
+/** `?fields=uid,name`: only those fields of each object, as the reference. */
+function pick<T extends object>(o: T, fieldList: string | undefined): Partial<T> {
+  if (fieldList === undefined) return o;
+  const want = new Set(fieldList.split(','));
+  return Object.fromEntries(Object.entries(o).filter(([k]) => want.has(k))) as Partial<T>;
+}
+
+type BdbInput = Partial<Omit<BdbRecord, 'uid' | 'shards' | 'status' | 'generation' | 'link_generation' | 'internal_secret'>> & { oss_cluster?: boolean };
 
 /**
  * Each shard of a database as its node last reported it: 'active', 'down'
@@ -72,6 +93,8 @@ export function bdbView(m: ClusterMember, b: BdbRecord) {
   const { internal_secret: _secret, authentication_redis_pass: pass, generation: _g, link_generation: _l, shards, ...rest } = b;
   return {
     ...rest,
+    shard_key_regex: b.shard_key_regex ?? DEFAULT_SHARD_KEY_REGEX.map((regex) => ({ regex })),
+    oss_cluster: false,
     authentication_redis_pass_set: !!pass,
     shard_list: shards.map((s) => s.uid),
     shards: shards.map((s) => ({
@@ -88,23 +111,37 @@ export function bdbView(m: ClusterMember, b: BdbRecord) {
 }
 
 function checkValues(v: BdbInput): void {
-  if (v.name !== undefined && !/^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$/.test(v.name)) throw invalid('invalid_name', 'name must be 1-63 letters, digits, "-" or "_", starting with a letter or digit');
-  if (v.type !== undefined && v.type !== 'redis') throw invalid('invalid_type', `type must be 'redis'`);
-  if (v.memory_size !== undefined && v.memory_size < MIN_MEMORY) throw invalid('invalid_memory_size', `memory_size must be at least ${MIN_MEMORY} bytes`);
-  if (v.port !== undefined && (v.port < PORT_MIN || v.port > PORT_MAX)) throw invalid('invalid_port', `port must be in ${PORT_MIN}-${PORT_MAX}`);
-  if (v.shards_count !== undefined && (v.shards_count < 1 || v.shards_count > 512)) throw invalid('invalid_sharding', 'shards_count must be between 1 and 512');
-  if (v.proxy_policy !== undefined && !PROXY_POLICIES.includes(v.proxy_policy)) throw invalid('invalid_proxy_policy', `proxy_policy must be one of ${PROXY_POLICIES.join(', ')}`);
-  if (v.shards_placement !== undefined && !['dense', 'sparse'].includes(v.shards_placement)) throw invalid('invalid_shards_placement', 'shards_placement must be dense or sparse');
-  if (v.data_persistence !== undefined && !PERSISTENCE.includes(v.data_persistence)) throw invalid('invalid_data_persistence', `data_persistence must be one of ${PERSISTENCE.join(', ')}`);
-  if (v.eviction_policy !== undefined && !EVICTION.includes(v.eviction_policy)) throw invalid('invalid_eviction_policy', `eviction_policy must be one of ${EVICTION.join(', ')}`);
+  if (v.name !== undefined && !/^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$/.test(v.name)) throw unacceptable('invalid_name', 'name must be 1-63 letters, digits, "-" or "_", starting with a letter or digit');
+  if (v.type !== undefined && v.type !== 'redis') throw unacceptable('invalid_type', `type must be 'redis'`);
+  if (v.memory_size !== undefined && v.memory_size < MIN_MEMORY) throw unacceptable('invalid_memory_size', `memory_size must be at least ${MIN_MEMORY} bytes`);
+  if (v.port !== undefined && (v.port < PORT_MIN || v.port > PORT_MAX)) throw unacceptable('invalid_port', `port must be in ${PORT_MIN}-${PORT_MAX}`);
+  if (v.shards_count !== undefined && (v.shards_count < 1 || v.shards_count > 512)) throw unacceptable('invalid_sharding', 'shards_count must be between 1 and 512');
+  if (v.proxy_policy !== undefined && !PROXY_POLICIES.includes(v.proxy_policy)) throw unacceptable('invalid_proxy_policy', `proxy_policy must be one of ${PROXY_POLICIES.join(', ')}`);
+  if (v.shards_placement !== undefined && !['dense', 'sparse'].includes(v.shards_placement)) throw unacceptable('invalid_shards_placement', 'shards_placement must be dense or sparse');
+  if (v.data_persistence !== undefined && !PERSISTENCE.includes(v.data_persistence)) throw unacceptable('invalid_data_persistence', `data_persistence must be one of ${PERSISTENCE.join(', ')}`);
+  if (v.eviction_policy !== undefined && !EVICTION.includes(v.eviction_policy)) throw unacceptable('invalid_eviction_policy', `eviction_policy must be one of ${EVICTION.join(', ')}`);
+  if (v.oss_cluster === true) throw unacceptable('invalid_oss_cluster_configuration', 'oss_cluster: the OSS Cluster API is not supported; only false is accepted');
+  if (v.shard_key_regex !== undefined) {
+    const why = shardKeyRegexProblem(v.shard_key_regex.map((r) => r.regex));
+    if (why) throw unacceptable('invalid_shard_key_regex', why);
+  }
 }
+
+/** What a database record keeps of the given rules: nothing for RE's default list (the standard hashing). */
+function storedRegex(v: BdbInput): Pick<BdbRecord, 'shard_key_regex'> {
+  const rules = v.shard_key_regex?.map((r) => r.regex);
+  return rules === undefined || isDefaultShardKeyRegex(rules) ? {} : { shard_key_regex: rules.map((regex) => ({ regex })) };
+}
+
+
+const lackingCapability = (m: ClusterMember) => m.nodes.values().filter((n) => n.addr && !n.capabilities.includes(DATA_INE_CAPABILITY));
 
 /** Enabling data-plane encryption needs every node to support it. */
 function checkCapability(m: ClusterMember, enabling: boolean | undefined): void {
   if (!enabling) return;
-  const lacking = m.nodes.values().filter((n) => n.addr && !n.capabilities.includes(DATA_INE_CAPABILITY));
+  const lacking = lackingCapability(m);
   if (lacking.length) {
-    throw new OperatorError('invalid', 'capability_missing', `data_internode_encryption needs every node to support it; node(s) ${lacking.map((n) => n.uid).join(', ')} do not`);
+    throw new OperatorError('not_acceptable', 'capability_missing', `data_internode_encryption needs every node to support it; node(s) ${lacking.map((n) => n.uid).join(', ')} do not`);
   }
 }
 
@@ -130,101 +167,143 @@ async function portFreeEverywhere(m: ClusterMember, port: number): Promise<strin
   return answers.find(Boolean);
 }
 
+/**
+ * A dry run answers 200 with the database as it would be created or changed:
+ * the bdb object without the parts only a real change makes (the uid when it
+ * was not given, shard uids, the action), and `dry_run: true`.
+ */
+function dryRunAnswer(view: ReturnType<typeof bdbView>, keepUid: boolean) {
+  const { uid, shards: _s, shard_list: _l, action_uid: _a, status: _st, created_time: _c, last_changed_time: _t, ...rest } = view;
+  return { ...(keepUid ? { uid } : {}), ...rest, shards_nodes: view.shards.map((s) => ({ role: s.role, node_uid: s.node_uid, assigned_slots: s.assigned_slots })), dry_run: true };
+}
+
+/** A database in the middle of a change (its creation included) is busy, as in the reference: 409. */
+function busy(b: BdbRecord, what: string): OperatorError | undefined {
+  if (b.status === 'delete-pending') return conflict('db_busy', `database ${b.uid} is being deleted`);
+  if (b.status === 'pending' || b.status === 'active-change-pending') {
+    return conflict('db_busy', `database ${b.uid} is busy with another change (status ${b.status}${b.action_uid ? `, action ${b.action_uid}` : ''}); ${what} it once it is active`);
+  }
+  return undefined;
+}
+
 export const bdbsRoutes: FastifyPluginAsync<{ daemon: NodeDaemon }> = async (app, { daemon }) => {
-  app.get('/v1/bdbs', async () => {
+  app.get<{ Querystring: { fields?: string } }>('/v1/bdbs', { schema: { querystring: readQuery } }, async (req) => {
     const m = daemon.requireMember();
-    return m.reconciler!.bdbs.values().sort((a, b) => a.uid - b.uid).map((b) => bdbView(m, b));
+    return m.reconciler!.bdbs.values().sort((a, b) => a.uid - b.uid).map((b) => pick(bdbView(m, b), req.query.fields));
   });
 
-  app.get<{ Params: { uid: string } }>('/v1/bdbs/:uid', { schema: { params: uidParams } }, async (req) => {
+  app.get<{ Params: { uid: string }; Querystring: { fields?: string } }>('/v1/bdbs/:uid', { schema: { params: uidParams, querystring: readQuery } }, async (req) => {
     const m = daemon.requireMember();
     const b = await readRecord(m.client, KEYS.bdb(Number(req.params.uid)), BdbRecord);
     if (!b) throw notFound('db_not_exist', `database ${req.params.uid} does not exist`);
-    return bdbView(m, b);
+    return pick(bdbView(m, b), req.query.fields);
   });
 
-  app.post<{ Body: BdbInput }>('/v1/bdbs', { schema: { body: createBody } }, async (req, reply) => {
+  app.post<{ Body: BdbInput & { uid?: number }; Querystring: ChangeQuery }>('/v1/bdbs', { schema: { body: createBody, querystring: changeQuery } }, async (req, reply) => {
     const m = daemon.requireMember();
     const v = req.body;
-    if (v.name === undefined) throw invalid('missing_db_name', 'name is required');
-    if (v.memory_size === undefined) throw invalid('missing_memory_size', 'memory_size is required');
+    const dryRun = isDryRun(req.query);
+    if (v.name === undefined) throw unacceptable('missing_db_name', 'name is required');
+    if (v.memory_size === undefined) throw unacceptable('missing_memory_size', 'memory_size is required');
     checkValues(v);
     const shardsCount = v.shards_count ?? 1;
     const sharding = v.sharding ?? shardsCount > 1;
-    if (shardsCount > 1 && !sharding) throw invalid('invalid_sharding', 'shards_count above 1 needs sharding: true');
-    if (v.memory_size / shardsCount < MIN_MEMORY) throw invalid('invalid_memory_size', `memory_size gives each shard less than ${MIN_MEMORY} bytes`);
+    if (shardsCount > 1 && !sharding) throw unacceptable('invalid_sharding', 'shards_count above 1 needs sharding: true');
+    if (v.memory_size / shardsCount < MIN_MEMORY) throw unacceptable('invalid_memory_size', `memory_size gives each shard less than ${MIN_MEMORY} bytes`);
+    if (v.uid !== undefined && (await readRecord(m.client, KEYS.bdb(v.uid), BdbRecord))) throw conflict('uid_exists', `database uid ${v.uid} is in use`);
     const policy = policyWithDefaults(await readRecord(m.client, KEYS.policy, StoredPolicy));
-    const encrypted = v.data_internode_encryption ?? policy.data_internode_encryption;
-    checkCapability(m, encrypted);
+    // As the reference: asked for explicitly, encryption needs every node to support it (406);
+    // taken from the cluster default, a node without it makes the database unencrypted.
+    let encrypted = v.data_internode_encryption ?? policy.data_internode_encryption;
+    if (v.data_internode_encryption === undefined && encrypted && lackingCapability(m).length) {
+      req.log.info({ lacking: lackingCapability(m).map((n) => n.uid) }, 'a node lacks data_internode_encryption: the new database is created without it');
+      encrypted = false;
+    }
+    checkCapability(m, v.data_internode_encryption);
     const all = [...(await readRecords(m.client, KEYS.bdbsPrefix, BdbRecord)).values()];
-    if (all.some((b) => b.name === v.name)) throw invalid('db_name_exists', `a database named ${v.name} exists`);
+    if (all.some((b) => b.name === v.name)) throw unacceptable('db_name_exists', `a database named ${v.name} exists`);
 
     const activeNodes = m.nodes.values().filter((n) => n.addr && m.live.items.has(String(n.uid)));
     const replication = v.replication ?? false;
     if (activeNodes.length === 0 || (replication && activeNodes.length < 2)) {
-      throw invalid('insufficient_resources', replication ? 'replication needs at least two active nodes' : 'no active node');
+      throw unacceptable('insufficient_resources', replication ? 'replication needs at least two active nodes' : 'no active node');
     }
     const taken = await takenPorts(m);
     let port = v.port;
     if (port !== undefined) {
-      if (taken.has(port)) throw invalid('port_unavailable', `port ${port} is used by another database`);
+      if (taken.has(port)) throw unacceptable('port_unavailable', `port ${port} is used by another database`);
       const why = await portFreeEverywhere(m, port);
-      if (why) throw invalid('port_unavailable', why);
+      if (why) throw unacceptable('port_unavailable', why);
     } else {
       for (let p = 12000; p <= PORT_MAX && port === undefined; p++) if (!taken.has(p) && !(await portFreeEverywhere(m, p))) port = p;
-      if (port === undefined) throw invalid('port_unavailable', 'no free port left');
+      if (port === undefined) throw unacceptable('port_unavailable', 'no free port left');
     }
 
     const load = new Map<number, number>();
     for (const b of all) for (const s of b.shards) load.set(s.node_uid, (load.get(s.node_uid) ?? 0) + 1);
     const shardCount = shardsCount * (replication ? 2 : 1);
-    const firstShard = (await nextSeq(m.client, KEYS.shardSeq, shardCount));
-    const uid = await nextSeq(m.client, KEYS.bdbSeq);
-    const action = await createAction(m.client, 'create_bdb', `bdb:${uid}`);
+    const placement = v.shards_placement ?? policy.default_shards_placement;
     const now = new Date().toISOString();
-    const rec: BdbRecord = {
+    const record = (uid: number, firstShard: number, actionUid: string | undefined): BdbRecord => ({
       uid,
-      name: v.name,
+      name: v.name!,
       type: 'redis',
-      port,
-      memory_size: v.memory_size,
+      port: port!,
+      memory_size: v.memory_size!,
       shards_count: shardsCount,
       sharding,
       replication,
-      proxy_policy: v.proxy_policy ?? (sharding ? 'all-master-shards' : 'single'),
-      shards_placement: v.shards_placement ?? 'sparse',
+      proxy_policy: v.proxy_policy ?? (sharding ? policy.default_sharded_proxy_policy : policy.default_non_sharded_proxy_policy),
+      shards_placement: placement,
       data_internode_encryption: encrypted,
       data_persistence: v.data_persistence ?? 'disabled',
       eviction_policy: v.eviction_policy ?? 'volatile-lru',
       ...(v.authentication_redis_pass ? { authentication_redis_pass: v.authentication_redis_pass } : {}),
+      ...storedRegex(v),
       internal_secret: newSecret(),
-      shards: placeShards(activeNodes, load, shardsCount, replication, firstShard, v.shards_placement ?? 'sparse'),
+      shards: placeShards(activeNodes, load, shardsCount, replication, firstShard, placement),
       status: 'pending',
       generation: 1,
       link_generation: 1,
       created_time: now,
       last_changed_time: now,
-      action_uid: action.action_uid,
-    };
+      ...(actionUid ? { action_uid: actionUid } : {}),
+    });
+    // Validated: a dry run stops here, having used no uid, shard uid or action.
+    if (dryRun) return dryRunAnswer(bdbView(m, record(v.uid ?? 0, 1, undefined)), v.uid !== undefined);
+
+    const firstShard = await nextSeq(m.client, KEYS.shardSeq, shardCount);
+    let uid = v.uid;
+    if (uid === undefined) {
+      // Skip uids that an operator chose for earlier databases.
+      do uid = await nextSeq(m.client, KEYS.bdbSeq);
+      while (await readRecord(m.client, KEYS.bdb(uid), BdbRecord));
+    }
+    const action = await createAction(m.client, 'create_bdb', `bdb:${uid}`);
+    const rec = record(uid, firstShard, action.action_uid);
     // The port is claimed atomically with the record: two creations cannot both take it.
     const r = await m.client.if(KEYS.bdb(uid), 'Create', '==', 0).then(m.client.put(KEYS.bdb(uid)).value(JSON.stringify(rec))).commit();
-    if (!r.succeeded) throw new OperatorError('conflict', 'uid_exists', `database ${uid} exists`);
-    if ([...(await takenPorts(m, uid))].includes(port)) {
+    if (!r.succeeded) {
+      await m.client.delete().key(KEYS.action(Number(action.action_uid)));
+      throw conflict('uid_exists', `database uid ${uid} is in use`);
+    }
+    if ([...(await takenPorts(m, uid))].includes(port!)) {
       await m.client.delete().key(KEYS.bdb(uid));
-      throw invalid('port_unavailable', `port ${port} was just taken by another database`);
+      await m.client.delete().key(KEYS.action(Number(action.action_uid)));
+      throw unacceptable('port_unavailable', `port ${port} was just taken by another database`);
     }
     req.log.info({ bdb: uid, name: rec.name, port, shards: rec.shards.length, encrypted }, 'database created');
     reply.status(200);
     return bdbView(m, rec);
   });
 
-  app.put<{ Params: { uid: string }; Body: BdbInput }>('/v1/bdbs/:uid', { schema: { params: uidParams, body: updateBody } }, async (req) => {
+  app.put<{ Params: { uid: string }; Body: BdbInput; Querystring: ChangeQuery }>('/v1/bdbs/:uid', { schema: { params: uidParams, body: updateBody, querystring: changeQuery } }, async (req) => {
     const m = daemon.requireMember();
     const uid = Number(req.params.uid);
     const v = req.body;
     checkValues(v);
-    for (const k of ['port', 'shards_count', 'sharding', 'replication', 'type', 'shards_placement'] as const) {
-      if (v[k] !== undefined) throw invalid('unsupported_change', `${k} cannot be changed on an existing database`);
+    for (const k of ['port', 'shards_count', 'sharding', 'replication', 'type', 'shards_placement', 'shard_key_regex'] as const) {
+      if (v[k] !== undefined) throw unacceptable('unsupported_change', `${k} cannot be changed on an existing database`);
     }
     checkCapability(m, v.data_internode_encryption);
     // The action goes into the same write as the change, so the controller never
@@ -232,31 +311,41 @@ export const bdbsRoutes: FastifyPluginAsync<{ daemon: NodeDaemon }> = async (app
     // pending); checked first, so a refused change leaves no action behind.
     const before = await readRecord(m.client, KEYS.bdb(uid), BdbRecord);
     if (!before) throw notFound('db_not_exist', `database ${uid} does not exist`);
-    if (before.status === 'delete-pending') throw new OperatorError('conflict', 'db_busy', `database ${uid} is being deleted`);
-    const action = await createAction(m.client, 'update_bdb', `bdb:${uid}`);
-    let problem: OperatorError | undefined;
-    const next = await updateBdb(m.client, uid, (cur) => {
-      if (cur.status === 'delete-pending') {
-        problem = new OperatorError('conflict', 'db_busy', `database ${uid} is being deleted`);
-        return undefined;
-      }
+    const busyNow = busy(before, 'change');
+    if (busyNow) throw busyNow;
+    const change = (cur: BdbRecord, actionUid: string | undefined): BdbRecord | OperatorError => {
+      const b = busy(cur, 'change');
+      if (b) return b;
       if (v.memory_size !== undefined && v.memory_size / cur.shards_count < MIN_MEMORY) {
-        problem = invalid('invalid_memory_size', `memory_size gives each shard less than ${MIN_MEMORY} bytes`);
-        return undefined;
+        return unacceptable('invalid_memory_size', `memory_size gives each shard less than ${MIN_MEMORY} bytes`);
       }
       const switched = v.data_internode_encryption !== undefined && v.data_internode_encryption !== cur.data_internode_encryption;
-      const { authentication_redis_pass, ...restV } = v;
-      const merged: BdbRecord = {
+      const { authentication_redis_pass, oss_cluster: _oss, ...restV } = v;
+      return {
         ...cur,
         ...restV,
         ...(authentication_redis_pass !== undefined ? { authentication_redis_pass } : {}),
-        status: cur.status === 'pending' ? 'pending' : 'active-change-pending',
+        status: 'active-change-pending',
         generation: cur.generation + 1,
         link_generation: cur.link_generation + (switched ? 1 : 0),
-        action_uid: action.action_uid,
+        ...(actionUid ? { action_uid: actionUid } : {}),
         last_changed_time: new Date().toISOString(),
       };
-      return merged;
+    };
+    if (isDryRun(req.query)) {
+      const next = change(before, undefined);
+      if (next instanceof OperatorError) throw next;
+      return dryRunAnswer(bdbView(m, { ...next, status: before.status }), true);
+    }
+    const action = await createAction(m.client, 'update_bdb', `bdb:${uid}`);
+    let problem: OperatorError | undefined;
+    const next = await updateBdb(m.client, uid, (cur) => {
+      const n = change(cur, action.action_uid);
+      if (n instanceof OperatorError) {
+        problem = n;
+        return undefined;
+      }
+      return n;
     });
     if (problem || !next) {
       await m.client.delete().key(KEYS.action(Number(action.action_uid)));
@@ -266,29 +355,42 @@ export const bdbsRoutes: FastifyPluginAsync<{ daemon: NodeDaemon }> = async (app
     return bdbView(m, next);
   });
 
-  app.delete<{ Params: { uid: string } }>('/v1/bdbs/:uid', { schema: { params: uidParams } }, async (req) => {
+  app.delete<{ Params: { uid: string } }>('/v1/bdbs/:uid', { schema: { params: uidParams, querystring: noQuery } }, async (req) => {
     const m = daemon.requireMember();
     const uid = Number(req.params.uid);
     // Checked before the action exists, so a refused delete leaves no action behind.
+    // A database whose creation failed can be deleted; one busy with a change cannot (409, as the reference).
     const before = await readRecord(m.client, KEYS.bdb(uid), BdbRecord);
     if (!before) throw notFound('db_not_exist', `database ${uid} does not exist`);
     if (before.status === 'delete-pending') throw conflict('db_delete_pending', `database ${uid} is already being deleted`);
+    const busyNow = busy(before, 'delete');
+    if (busyNow) throw busyNow;
     const action = await createAction(m.client, 'delete_bdb', `bdb:${uid}`);
-    const next = await updateBdb(m.client, uid, (cur) =>
-      cur.status === 'delete-pending' ? undefined : { ...cur, status: 'delete-pending', generation: cur.generation + 1, action_uid: action.action_uid, last_changed_time: new Date().toISOString() },
-    );
+    let problem: OperatorError | undefined;
+    const next = await updateBdb(m.client, uid, (cur) => {
+      problem = cur.status === 'delete-pending' ? conflict('db_delete_pending', `database ${uid} was deleted or is being deleted meanwhile`) : busy(cur, 'delete');
+      return problem ? undefined : { ...cur, status: 'delete-pending', generation: cur.generation + 1, action_uid: action.action_uid, last_changed_time: new Date().toISOString() };
+    });
     if (!next) {
       await m.client.delete().key(KEYS.action(Number(action.action_uid)));
-      throw conflict('db_delete_pending', `database ${uid} was deleted or is being deleted meanwhile`);
+      throw problem ?? conflict('db_delete_pending', `database ${uid} was deleted or is being deleted meanwhile`);
     }
     req.log.info({ bdb: uid }, 'database deletion requested');
     return { uid, status: next.status, action_uid: next.action_uid };
   });
 
-  app.get('/v1/actions', async () => {
+  // As the reference: `{"actions": [...]}`, and a database's own actions as an array.
+  const allActions = async (m: ClusterMember) =>
+    [...(await readRecords(m.client, KEYS.actionsPrefix, ActionRecord)).values()].sort((a, b) => Number(a.action_uid) - Number(b.action_uid));
+
+  app.get('/v1/actions', { schema: { querystring: noQuery } }, async () => ({ actions: await allActions(daemon.requireMember()) }));
+
+  app.get<{ Params: { uid: string } }>('/v1/actions/bdb/:uid', { schema: { params: uidParams } }, async (req) => {
     const m = daemon.requireMember();
-    const all = await readRecords(m.client, KEYS.actionsPrefix, ActionRecord);
-    return [...all.values()].sort((a, b) => Number(a.action_uid) - Number(b.action_uid));
+    const uid = Number(req.params.uid);
+    const actions = (await allActions(m)).filter((a) => a.object_name === `bdb:${uid}`);
+    if (!actions.length && !(await readRecord(m.client, KEYS.bdb(uid), BdbRecord))) throw notFound('db_not_exist', `database ${uid} does not exist`);
+    return actions;
   });
 
   app.get<{ Params: { uid: string } }>('/v1/actions/:uid', { schema: { params: uidParams } }, async (req) => {

@@ -4,7 +4,9 @@ import type { NodeDaemon } from '../../control/daemon.js';
 import { KEYS, CaRecord, PolicyRecord, StoredAlertSettings, StoredPolicy, alertSettingsWithDefaults, policyWithDefaults } from '../../coord/schema.js';
 import { SOFTWARE_VERSION } from '../../control/config.js';
 import { readRecord, requireRecord, updateRecord } from '../../coord/records.js';
-import { certInfo, PLANES } from '../../pki/pki.js';
+import fs from 'node:fs';
+import { certInfo, PLANE_CERT_NAME, PLANES } from '../../pki/pki.js';
+import { certPath } from '../../pki/node-files.js';
 import { KEY_EXCHANGES, keyExchangeGroups } from '../../tls/policy.js';
 import { invalid, notFound } from '../../util/errors.js';
 
@@ -18,6 +20,11 @@ const policyBody = {
     failover_timeout: { type: 'integer', minimum: 1, maximum: 3600 },
     slave_ha: { type: 'boolean' },
     slave_ha_grace_period: { type: 'integer', minimum: 0, maximum: 86400 },
+    // Redis Enterprise's database defaults, used when a database is created without the field.
+    default_sharded_proxy_policy: { type: 'string', enum: ['single', 'all-master-shards', 'all-nodes'] },
+    default_non_sharded_proxy_policy: { type: 'string', enum: ['single', 'all-master-shards', 'all-nodes'] },
+    default_shards_placement: { type: 'string', enum: ['dense', 'sparse'] },
+    default_oss_cluster: { type: 'boolean' },
   },
 } as const;
 
@@ -46,6 +53,7 @@ export const clusterRoutes: FastifyPluginAsync<{ daemon: NodeDaemon }> = async (
 
   app.put<{ Body: Partial<PolicyRecord> }>('/v1/cluster/policy', { schema: { body: policyBody } }, async (req) => {
     const m = daemon.requireMember();
+    if (req.body.default_oss_cluster === true) throw invalid('invalid_oss_cluster_configuration', 'default_oss_cluster: the OSS Cluster API is not supported; only false is accepted');
     // Compare-and-swap so two concurrent partial updates cannot undo each other.
     const next = policyWithDefaults(await updateRecord(m.client, KEYS.policy, StoredPolicy, (cur) => policyWithDefaults(cur, req.body)));
     req.log.info({ policy: next }, 'cluster policy updated');
@@ -73,7 +81,7 @@ export const clusterRoutes: FastifyPluginAsync<{ daemon: NodeDaemon }> = async (
     },
   );
 
-  app.get('/v1/cluster/certificates', async () => {
+  app.get('/v1/cluster/certificates', async (req) => {
     const m = daemon.requireMember();
     const ca = await requireRecord(m.client, KEYS.ca, CaRecord);
     const caInfo = certInfo(ca.cert);
@@ -89,7 +97,18 @@ export const clusterRoutes: FastifyPluginAsync<{ daemon: NodeDaemon }> = async (
         }),
       );
     const policy = m.policy();
+    // The reference's shape: `<name>_cert` (PEM) per certificate name. Its `<name>_key`
+    // fields are never returned: private keys do not leave their node. Internode
+    // certificates are per node here; these are the answering node's own.
+    let apiCert: string | undefined;
+    try {
+      apiCert = fs.readFileSync(certPath(m.cfg.dataDir, 'api'), 'utf8');
+    } catch (err) {
+      req.log.warn({ err: (err as Error).message }, 'cannot read the REST certificate file; api_cert left out');
+    }
     return {
+      ...(apiCert ? { api_cert: apiCert } : {}),
+      ...Object.fromEntries(PLANES.map((p) => [`${PLANE_CERT_NAME[p]}_cert`, m.certs.bundle(p).certPem])),
       ca: { subject: caInfo.subject, serial: caInfo.serial, not_before: caInfo.not_before, not_after: caInfo.not_after, fingerprint256: caInfo.fingerprint256, certificate: ca.cert },
       certificates,
       // What every internode handshake offers: the hybrid group first (see the README's TLS policy).

@@ -1,6 +1,7 @@
 // Certificate lifecycle: GET/PUT /v1/job_scheduler (cert_rotation_job_settings),
 // PUT /v1/cluster (alert_settings), POST /v1/cluster/certificates/rotate,
-// GET /v1/nodes/alerts, GET /v1/nodes/{uid}/alerts, GET /v1/cluster/alerts.
+// GET /v1/nodes/alerts[/{uid}[/{alert}]], GET /v1/nodes/{uid}/alerts,
+// GET /v1/cluster/alerts[/{alert}].
 import type { FastifyPluginAsync } from 'fastify';
 import type { NodeDaemon } from '../../control/daemon.js';
 import type { ClusterMember } from '../../control/member.js';
@@ -16,6 +17,7 @@ import {
   jobSchedulerWithDefaults,
 } from '../../coord/schema.js';
 import { OperatorError, invalid, notFound } from '../../util/errors.js';
+import { CronError, parseCron } from '../../util/cron.js';
 import { CERT_NAMES, PLANE_CERT_NAME, PLANES, Plane, planeOfCertName } from '../../pki/pki.js';
 import { X509Certificate } from 'node:crypto';
 import { CertName, CertificateRejected, validateCustomerCerts } from '../../pki/customer.js';
@@ -33,7 +35,7 @@ const jobSchedulerBody = {
       type: 'object',
       additionalProperties: false,
       minProperties: 1,
-      properties: { enabled: { type: 'boolean' }, validity_days: days, expiry_days_before_rotation: days },
+      properties: { enabled: { type: 'boolean' }, validity_days: days, expiry_days_before_rotation: days, cron_expression: { type: 'string', maxLength: 200 } },
     },
   },
 } as const;
@@ -52,7 +54,8 @@ const clusterBody = {
           type: 'object',
           additionalProperties: false,
           minProperties: 1,
-          properties: { enabled: { type: 'boolean' }, threshold: days },
+          // The reference sends the threshold as a string ("45"); a number is taken too.
+          properties: { enabled: { type: 'boolean' }, threshold: { type: ['number', 'string'], maxLength: 32 } },
         },
       },
     },
@@ -64,6 +67,25 @@ const rotateBody = {
   additionalProperties: false,
   properties: { name: { type: 'string' } },
 } as const;
+
+/** The node alerts Tessera evaluates. */
+const NODE_ALERTS = ['node_internal_certs_about_to_expire'] as const;
+
+const alertParams = {
+  type: 'object',
+  required: ['uid', 'alert'],
+  properties: { uid: { type: 'string', pattern: '^[0-9]{1,9}$' }, alert: { type: 'string', pattern: '^[a-z_]{1,64}$' } },
+} as const;
+
+/** An alert of the cluster (the reference's alert object), folded over the nodes. */
+export interface ClusterAlert {
+  enabled: boolean;
+  state: boolean;
+  severity: string;
+  threshold: string;
+  change_time: string | null;
+  change_value: { state: boolean; nodes: number[]; per_node?: ({ node_uid: number } & Record<string, unknown>)[] };
+}
 
 async function nodeAlerts(m: ClusterMember): Promise<Record<string, NodeAlertsRecord>> {
   const all = await readRecords(m.client, KEYS.alertsPrefix, NodeAlertsRecord);
@@ -77,6 +99,15 @@ export const lifecycleRoutes: FastifyPluginAsync<{ daemon: NodeDaemon }> = async
 
   // Settings are changed by compare-and-swap so two concurrent partial updates cannot undo each other.
   app.put<{ Body: StoredJobScheduler }>('/v1/job_scheduler', { schema: { body: jobSchedulerBody } }, async (req) => {
+    const cron = req.body.cert_rotation_job_settings?.cron_expression;
+    if (cron) {
+      try {
+        parseCron(cron);
+      } catch (err) {
+        if (err instanceof CronError) throw invalid('invalid_cron_expression', err.message);
+        throw err;
+      }
+    }
     const stored = await updateRecord(daemon.requireMember().client, KEYS.jobScheduler, StoredJobScheduler, (cur) => {
       const next = jobSchedulerWithDefaults(cur, req.body);
       const s = next.cert_rotation_job_settings;
@@ -90,9 +121,15 @@ export const lifecycleRoutes: FastifyPluginAsync<{ daemon: NodeDaemon }> = async
     return next;
   });
 
-  app.put<{ Body: { alert_settings?: StoredAlertSettings } }>('/v1/cluster', { schema: { body: clusterBody } }, async (req) => {
+  app.put<{ Body: { alert_settings?: { node_internal_certs_about_to_expire?: { enabled?: boolean; threshold?: number | string } } } }>('/v1/cluster', { schema: { body: clusterBody } }, async (req) => {
     const m = daemon.requireMember();
-    const stored = await updateRecord(m.client, KEYS.alertSettings, StoredAlertSettings, (cur) => alertSettingsWithDefaults(cur, req.body.alert_settings));
+    const a = req.body.alert_settings?.node_internal_certs_about_to_expire;
+    if (a?.threshold !== undefined) {
+      const t = typeof a.threshold === 'string' && /^\s*\d+(\.\d+)?\s*$/.test(a.threshold) ? Number(a.threshold) : a.threshold;
+      if (typeof t !== 'number' || !(t > 0 && t <= 3650)) throw invalid('invalid_threshold', `node_internal_certs_about_to_expire.threshold must be a number of days above 0 and at most 3650 (a number or a string such as "45"), not ${JSON.stringify(a.threshold)}`);
+      a.threshold = t;
+    }
+    const stored = await updateRecord(m.client, KEYS.alertSettings, StoredAlertSettings, (cur) => alertSettingsWithDefaults(cur, req.body.alert_settings as StoredAlertSettings));
     return { name: m.cluster.name, alert_settings: alertSettingsWithDefaults(stored) };
   });
 
@@ -146,20 +183,49 @@ export const lifecycleRoutes: FastifyPluginAsync<{ daemon: NodeDaemon }> = async
 
   app.get('/v1/nodes/alerts', async () => nodeAlerts(daemon.requireMember()));
 
-  app.get<{ Params: { uid: string } }>('/v1/nodes/:uid/alerts', { schema: { params: uidParams } }, async (req) => {
-    const m = daemon.requireMember();
-    const all = await nodeAlerts(m);
-    const a = all[String(Number(req.params.uid))];
-    if (!a) throw notFound('node_not_found', `node ${req.params.uid} does not exist`);
+  const oneNode = async (uidText: string) => {
+    const a = (await nodeAlerts(daemon.requireMember()))[String(Number(uidText))];
+    if (!a) throw notFound('node_not_found', `node ${uidText} does not exist`);
+    return a;
+  };
+  // The reference's paths, and the older `/v1/nodes/{uid}/alerts`.
+  app.get<{ Params: { uid: string } }>('/v1/nodes/alerts/:uid', { schema: { params: uidParams } }, async (req) => oneNode(req.params.uid));
+  app.get<{ Params: { uid: string } }>('/v1/nodes/:uid/alerts', { schema: { params: uidParams } }, async (req) => oneNode(req.params.uid));
+  app.get<{ Params: { uid: string; alert: string } }>('/v1/nodes/alerts/:uid/:alert', { schema: { params: alertParams } }, async (req) => {
+    const all = await oneNode(req.params.uid);
+    if (!(NODE_ALERTS as readonly string[]).includes(req.params.alert)) throw notFound('alert_not_found', `no node alert is named ${req.params.alert}; known: ${NODE_ALERTS.join(', ')}`);
+    const a = all[req.params.alert as keyof NodeAlertsRecord];
+    if (!a) throw notFound('alert_not_found', `node ${req.params.uid} has not evaluated ${req.params.alert} yet`);
     return a;
   });
 
-  app.get('/v1/cluster/alerts', async () => {
-    // Cluster-wide view: each node alert that is raised, keyed by node.
-    const all = await nodeAlerts(daemon.requireMember());
-    const raised: Record<string, NodeAlertsRecord> = {};
-    for (const [uid, a] of Object.entries(all)) if (a.node_internal_certs_about_to_expire?.state) raised[uid] = a;
-    return raised;
+  // Cluster-wide, keyed by alert name as the reference: each node alert folded over
+  // the nodes (raised while any node raises it; `change_value.nodes` names them).
+  const clusterAlerts = async (): Promise<Record<string, ClusterAlert>> => {
+    const m = daemon.requireMember();
+    const all = await nodeAlerts(m);
+    const setting = alertSettingsWithDefaults(await readRecord(m.client, KEYS.alertSettings, StoredAlertSettings));
+    const out: Record<string, ClusterAlert> = {};
+    for (const name of NODE_ALERTS) {
+      const per = Object.entries(all).flatMap(([uid, a]) => (a[name] ? [{ uid: Number(uid), a: a[name]! }] : []));
+      const raised = per.filter((p) => p.a.state);
+      const latest = [...(raised.length ? raised : per)].sort((x, y) => Date.parse(y.a.change_time) - Date.parse(x.a.change_time))[0];
+      out[name] = {
+        enabled: setting[name].enabled,
+        state: raised.length > 0,
+        severity: latest?.a.severity ?? 'WARNING',
+        threshold: String(setting[name].threshold),
+        change_time: latest?.a.change_time ?? null,
+        change_value: { state: raised.length > 0, nodes: raised.map((r) => r.uid), ...(raised.length ? { per_node: raised.map((r) => ({ node_uid: r.uid, ...r.a.change_value })) } : {}) },
+      };
+    }
+    return out;
+  };
+  app.get('/v1/cluster/alerts', clusterAlerts);
+  app.get<{ Params: { alert: string } }>('/v1/cluster/alerts/:alert', { schema: { params: { type: 'object', required: ['alert'], properties: { alert: { type: 'string', pattern: '^[a-z_]{1,64}$' } } } } }, async (req) => {
+    const a = (await clusterAlerts())[req.params.alert];
+    if (!a) throw notFound('alert_not_found', `no cluster alert is named ${req.params.alert}; known: ${NODE_ALERTS.join(', ')}`);
+    return a;
   });
 };
 
@@ -245,6 +311,9 @@ export const customerCertRoutes: FastifyPluginAsync<{ daemon: NodeDaemon }> = as
         applied_time: now,
       };
       ops.push(c.put(KEYS.customerCert(t.uid, t.plane)).value(JSON.stringify(rec)));
+    }
+    // One identity per certificate: one given for every node (no node_uid) is shared (uid 0); etcd refuses a key twice in a transaction.
+    for (const t of new Map([...targets.values()].map((x) => [x.v.serial, x])).values()) {
       const id: CertIdentityRecord = { serial: t.v.serial, uid: (shared.get(t.v.serial) ?? 1) > 1 ? 0 : t.uid, plane: t.plane };
       ops.push(c.put(KEYS.certIdentity(t.v.serial)).value(JSON.stringify(id)));
     }

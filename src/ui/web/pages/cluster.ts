@@ -30,7 +30,8 @@ export function clusterPage(_ctx: AppContext): Page {
       const [c, ns, raised] = await Promise.all([
         call<ClusterInfo>('GET', '/v1/cluster', undefined, { background: true }),
         call<NodeInfo[]>('GET', '/v1/nodes', undefined, { background: true }),
-        call<Record<string, NodeAlertsRecord>>('GET', '/v1/cluster/alerts', undefined, { background: true }),
+        // Per node (GET /v1/cluster/alerts is keyed by alert name, as the reference); only the raised ones are listed.
+        call<Record<string, NodeAlertsRecord>>('GET', '/v1/nodes/alerts', undefined, { background: true }),
       ]);
       const master = ns.find((n) => n.uid === c.master_node_uid);
       fill(
@@ -53,7 +54,7 @@ export function clusterPage(_ctx: AppContext): Page {
           ns.map((n) => [`node ${n.uid}`, n.addr, badge(n.status), n.is_master ? 'master' : '', n.status === 'active' ? fmtDuration(n.uptime) : '—', String(n.shard_count)]),
         ),
       );
-      const rows = alertRows(raised);
+      const rows = alertRows(raised).filter((r) => r.raised);
       fill(alerts, table('Raised alerts', ['Node', 'Alert', 'Severity', 'Since', 'Details'], rows.map((r) => [r.node, r.name, r.severity, r.since, r.details]), 'No alert is raised.'));
       fill(problem);
       status.textContent = `Updated ${new Date().toLocaleTimeString()}; refreshes every ${REFRESH_MS / 1000} s.`;
