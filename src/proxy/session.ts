@@ -247,7 +247,9 @@ export class Session implements SessionCore {
           this.ep.commands++;
         }
         this.cls = CLS_OTHER;
-        if (!this.dispatch(cmd)) {
+        const done = this.dispatch(cmd);
+        this.cls = CLS_NONE; // a slot made later (a pub/sub message) answers no request
+        if (!done) {
           this.stalled = cmd;
           this.pause();
           return;
