@@ -1,17 +1,119 @@
-// Prometheus metrics over HTTPS (port 8070): the expiry of every node's
-// internode certificates, node liveness, and the master.
+// Prometheus metrics over HTTPS (port 8070). `/` (and `/metrics`): the
+// expiry of every node's internode certificates, node liveness, the master,
+// failovers, and this node's part of each database's traffic (labels `bdb`,
+// `node`). `/v2`: Redis Enterprise's v2 scraping endpoint, with its metric and
+// label names (`cluster`, `db`, `node`; `logical_name`, `path` for
+// certificates): this node's certificates and its part of each database.
+//
+// Database traffic is counted by the endpoints in the data-plane worker
+// (proxy/stats.ts: plain counters on the hot path); each scrape asks the
+// worker for one snapshot, and the shards for their memory, and every metric
+// of that scrape reads it. RE's names: endpoint_{read,write,other}_requests
+// and _responses, endpoint_{read,write,other}_requests_latency_histogram (in
+// microseconds, as RE's), endpoint_client_connections,
+// endpoint_client_disconnections, endpoint_proxy_disconnections,
+// redis_server_used_memory; on `/` also RE v1's bdb_conns (clients connected now).
+import fs from 'node:fs';
 import https from 'node:https';
-import { Registry, Gauge, Counter } from 'prom-client';
+import { X509Certificate } from 'node:crypto';
+import type { Logger } from 'pino';
+import { Registry, Gauge, Counter, type Metric } from 'prom-client';
 import type { ClusterMember } from '../control/member.js';
 import { httpsServerOptions } from '../tls/contexts.js';
 import { listenOrExplain } from '../internode/channel.js';
 import { PLANES } from '../pki/pki.js';
+import { certPath } from '../pki/node-files.js';
+import { NodeTraffic, localTraffic } from '../control/traffic.js';
+import { CLASSES, LATENCY_BOUNDS_US, LATENCY_FINITE } from '../proxy/stats.js';
+
+type Labels = Record<string, string>;
+interface Value {
+  value: number;
+  labels: Labels;
+  metricName?: string;
+}
+
+/** A metric whose values are computed at scrape time from the scrape's snapshot (prom-client's Registry formats it). */
+class Computed {
+  constructor(
+    readonly name: string,
+    readonly help: string,
+    readonly type: 'counter' | 'gauge' | 'histogram',
+    private readonly values: () => Promise<Value[]>,
+  ) {}
+  async get() {
+    return { name: this.name, help: this.help, type: this.type, values: await this.values(), aggregator: 'sum' as const };
+  }
+  reset(): void {}
+}
+
+function register(registry: Registry, name: string, help: string, type: Computed['type'], values: () => Promise<Value[]>): void {
+  registry.registerMetric(new Computed(name, help, type, values) as unknown as Metric);
+}
+
+/** A histogram's series from non-cumulative bucket counts (the last is +Inf). */
+function histogramValues(name: string, labels: Labels, buckets: number[], sum: number): Value[] {
+  const out: Value[] = [];
+  let acc = 0;
+  for (let k = 0; k < LATENCY_FINITE; k++) {
+    acc += buckets[k];
+    out.push({ metricName: `${name}_bucket`, labels: { ...labels, le: String(LATENCY_BOUNDS_US[k]) }, value: acc });
+  }
+  acc += buckets[LATENCY_FINITE];
+  out.push({ metricName: `${name}_bucket`, labels: { ...labels, le: '+Inf' }, value: acc });
+  out.push({ metricName: `${name}_sum`, labels, value: sum });
+  out.push({ metricName: `${name}_count`, labels, value: acc });
+  return out;
+}
+
+/** How the database metrics are labelled: tessera's (`/`) or Redis Enterprise's v2 (`/v2`). */
+interface LabelStyle {
+  db(bdbUid: number): Labels;
+  shard(bdbUid: number, shardUid: number, role: string): Labels;
+}
+
+/** The per-database metrics of this node, under RE's v2 names. */
+function registerDatabaseMetrics(registry: Registry, style: LabelStyle, snapshot: () => Promise<NodeTraffic | undefined>): void {
+  const perEndpoint = (f: (e: NodeTraffic['endpoints'][number]) => Value[]) => async () => (await snapshot())?.endpoints.flatMap(f) ?? [];
+  CLASSES.forEach((cls, i) => {
+    register(registry, `endpoint_${cls}_requests`, `Requests of the ${cls} class received by this node's endpoint of the database`, 'counter', perEndpoint((e) => [{ labels: style.db(e.bdbUid), value: e.requests[i] }]));
+    register(registry, `endpoint_${cls}_responses`, `Replies to ${cls} requests sent by this node's endpoint of the database`, 'counter', perEndpoint((e) => [{ labels: style.db(e.bdbUid), value: e.responses[i] }]));
+    const h = `endpoint_${cls}_requests_latency_histogram`;
+    register(registry, h, `Latency of ${cls} requests through this node's endpoint, in microseconds: from the request's arrival to its reply's write`, 'histogram', perEndpoint((e) => histogramValues(h, style.db(e.bdbUid), e.latencyBuckets[i], e.latencySumUs[i])));
+  });
+  register(registry, 'endpoint_client_connections', "Client connections accepted by this node's endpoint of the database", 'counter', perEndpoint((e) => [{ labels: style.db(e.bdbUid), value: e.connections }]));
+  register(registry, 'endpoint_client_disconnections', 'Client connections closed by the client', 'counter', perEndpoint((e) => [{ labels: style.db(e.bdbUid), value: e.disconnections }]));
+  register(registry, 'endpoint_proxy_disconnections', 'Client connections closed by the endpoint (protocol error, limits, the endpoint closing)', 'counter', perEndpoint((e) => [{ labels: style.db(e.bdbUid), value: e.proxyDisconnections }]));
+  register(registry, 'redis_server_used_memory', 'Memory used by a shard of the database on this node (INFO memory used_memory), bytes', 'gauge', async () =>
+    ((await snapshot())?.shards ?? []).map((s) => ({ labels: style.shard(s.bdbUid, s.shardUid, s.role), value: s.used_memory })),
+  );
+}
 
 export class MetricsServer {
   private server?: https.Server;
   readonly registry = new Registry();
+  /** Redis Enterprise's v2 scraping endpoint (`/v2`). */
+  readonly registryV2 = new Registry();
+  /** The traffic read for the scrape being answered: every metric of the scrape reads this one snapshot. */
+  private snap?: Promise<NodeTraffic | undefined>;
 
-  constructor(private readonly m: ClusterMember) {
+  /** Read this node's database traffic now; undefined while the data plane cannot answer. */
+  private readTraffic(): Promise<NodeTraffic | undefined> {
+    this.snap = localTraffic(this.m).catch((err: Error) => {
+      this.log.warn({ err: err.message }, 'metrics: no traffic counters from the data plane');
+      return undefined;
+    });
+    return this.snap;
+  }
+
+  private snapshot(): Promise<NodeTraffic | undefined> {
+    return this.snap ?? this.readTraffic();
+  }
+
+  constructor(
+    private readonly m: ClusterMember,
+    private readonly log: Logger,
+  ) {
     const nodes = () => m.nodes.values().filter((n) => n.addr);
     new Gauge({
       name: 'node_cert_expires_in_seconds',
@@ -63,6 +165,39 @@ export class MetricsServer {
         for (const [bdb, n] of m.reconciler?.promotions ?? []) this.inc({ bdb: String(bdb), reason: 'shard_down' }, n);
       },
     });
+    const node = () => String(m.uid);
+    registerDatabaseMetrics(this.registry, { db: (bdb) => ({ bdb: String(bdb), node: node() }), shard: (bdb, shard, role) => ({ bdb: String(bdb), node: node(), shard: String(shard), role }) }, () => this.snapshot());
+    register(this.registry, 'bdb_conns', "Clients connected now to this node's endpoint of the database", 'gauge', async () =>
+      ((await this.snapshot())?.endpoints ?? []).map((e) => ({ labels: { bdb: String(e.bdbUid), node: node() }, value: e.clients })),
+    );
+
+    // /v2: Redis Enterprise's names and labels.
+    const cluster = () => m.cluster.name;
+    registerDatabaseMetrics(
+      this.registryV2,
+      {
+        db: (bdb) => ({ cluster: cluster(), db: String(bdb), node: node() }),
+        shard: (bdb, shard, role) => ({ cluster: cluster(), db: String(bdb), node: node(), redis: String(shard), role }),
+      },
+      () => this.snapshot(),
+    );
+    register(this.registryV2, 'node_cert_expires_in_seconds', 'Seconds until a certificate of this node expires', 'gauge', async () => {
+      const out: Value[] = [];
+      const rec = m.nodes.items.get(String(m.uid));
+      for (const plane of PLANES) {
+        const c = rec?.certificates?.[plane];
+        if (c) out.push({ labels: { cluster: cluster(), node: node(), logical_name: c.name, path: certPath(m.cfg.dataDir, plane) }, value: Math.round((Date.parse(c.not_after) - Date.now()) / 1000) });
+      }
+      const api = certPath(m.cfg.dataDir, 'api');
+      try {
+        const validTo = Date.parse(new X509Certificate(await fs.promises.readFile(api)).validTo);
+        out.push({ labels: { cluster: cluster(), node: node(), logical_name: 'api', path: api }, value: Math.round((validTo - Date.now()) / 1000) });
+      } catch (err) {
+        log.warn({ err: (err as Error).message, path: api }, 'metrics: cannot read the API certificate');
+      }
+      return out;
+    });
+
     new Gauge({
       name: 'tessera_cluster_master',
       help: 'uid of the cluster master node as seen by this node',
@@ -75,12 +210,15 @@ export class MetricsServer {
 
   async listen(cert: { certPem: string; keyPem: string }): Promise<void> {
     this.server = https.createServer(httpsServerOptions(cert), (req, res) => {
-      if (req.method !== 'GET' || (req.url !== '/metrics' && req.url !== '/')) {
+      const p = (req.url ?? '').split('?')[0];
+      const registry = p === '/' || p === '/metrics' ? this.registry : p === '/v2' || p === '/v2/' ? this.registryV2 : undefined;
+      if (req.method !== 'GET' || !registry) {
         res.writeHead(404, { 'content-type': 'text/plain' }).end('not found\n');
         return;
       }
-      this.registry.metrics().then(
-        (text) => res.writeHead(200, { 'content-type': this.registry.contentType }).end(text),
+      void this.readTraffic(); // one snapshot for this scrape
+      registry.metrics().then(
+        (text) => res.writeHead(200, { 'content-type': registry.contentType }).end(text),
         (err: Error) => res.writeHead(500, { 'content-type': 'text/plain' }).end(err.message),
       );
     });

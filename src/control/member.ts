@@ -23,6 +23,7 @@ import { BdbController } from './bdb-controller.js';
 import { CertRotator } from './cert-rotation.js';
 import { FailoverController } from './failover-controller.js';
 import { shardRpc } from './shard-rpc.js';
+import { TRAFFIC_RPC, localTraffic } from './traffic.js';
 import { NodeConfig, NodeIdentity, SOFTWARE_VERSION } from './config.js';
 import { certPath } from '../pki/node-files.js';
 import { PLANE_CERT_NAME, Plane, certInfo } from '../pki/pki.js';
@@ -482,6 +483,8 @@ export class ClusterMember implements PeerPolicy {
         return this.portFree(Number((_params as { port?: unknown })?.port));
       case 'internode_links':
         return this.internodeLinks();
+      case TRAFFIC_RPC:
+        return localTraffic(this);
       // Operator shard operations (control/shard-ops.ts) on a shard this node runs.
       case 'shard_replication':
       case 'shard_pause':

@@ -56,6 +56,13 @@ export interface ReconcilerHost {
 const FAILOVER_MARGIN_MS = 5_000;
 /** Clients time out too: with a long failover_timeout, commands fail (CLUSTERDOWN) rather than hang. */
 const MAX_HOLD_MS = 12_000;
+export interface ShardMemory {
+  shardUid: number;
+  bdbUid: number;
+  role: 'master' | 'slave';
+  used_memory: number;
+}
+
 export class BdbReconciler {
   readonly bdbs: PrefixCache<BdbRecord>;
   private shards = new Map<number, RedisShard>();
@@ -362,6 +369,21 @@ export class BdbReconciler {
       this.lastObserved.set(b.uid, key);
     }
     for (const uid of [...this.lastObserved.keys()]) if (!this.bdbs.items.has(String(uid))) this.lastObserved.delete(uid);
+  }
+
+  /** Memory used by each running shard of this node (INFO memory), for the metrics; a shard that does not answer is left out. */
+  async shardMemory(timeoutMs = 1000): Promise<ShardMemory[]> {
+    const out: ShardMemory[] = [];
+    await Promise.all(
+      [...this.shards.values()]
+        .filter((p) => p.running)
+        .map(async (p) => {
+          const info = await p.command(['INFO', 'memory'], timeoutMs).catch(() => ''); // down or busy: no figure this time
+          const used = /used_memory:(\d+)/.exec(info)?.[1];
+          if (used !== undefined) out.push({ shardUid: p.spec.shardUid, bdbUid: p.spec.bdbUid, role: p.replicaOf ? 'slave' : 'master', used_memory: Number(used) });
+        }),
+    );
+    return out.sort((a, b) => a.shardUid - b.shardUid);
   }
 
   async stop(): Promise<void> {

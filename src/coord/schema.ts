@@ -44,6 +44,9 @@ export const KEYS = {
   shardOp: (actionUid: string) => `/tessera/shard_ops/${actionUid}`,
   join: (uid: number) => `/tessera/joins/${uid}`,
   master: '/tessera/master',
+  uiSessionsPrefix: '/tessera/ui_sessions/',
+  /** By a digest of the session's token (the token itself is never stored). */
+  uiSession: (digest: string) => `/tessera/ui_sessions/${digest}`,
 } as const;
 
 /** A union of string literals: `OneOf('a', 'b')` is the schema of `'a' | 'b'`. */
@@ -123,6 +126,17 @@ export const NodeStubRecord = Type.Object({
   joined_time: Time,
 });
 export type NodeStubRecord = Static<typeof NodeStubRecord>;
+
+/** A web UI session, valid on every node until its user signs out or it lapses (ui/sessions.ts). */
+export const UiSessionRecord = Type.Object({
+  username: Type.String(),
+  csrf_token: Type.String(),
+  /** ms since the epoch */
+  created: Type.Number(),
+  /** The last call of the user's that was recorded (ms since the epoch; recorded at most once a minute). */
+  last_active: Type.Number(),
+});
+export type UiSessionRecord = Static<typeof UiSessionRecord>;
 
 /** Written under a lease: present while the node is alive. */
 export const LiveRecord = Type.Object({

@@ -10,6 +10,7 @@ import type { Plane } from '../pki/pki.js';
 import type { NodePorts } from '../coord/schema.js';
 import type { PeerIdentity } from '../internode/channel.js';
 import type { InternodeLink } from '../internode/links.js';
+import type { EndpointStatsSnapshot } from '../proxy/stats.js';
 
 export type RpcAnswer = (method: string, params: unknown, peer: PeerIdentity) => Promise<unknown>;
 
@@ -29,8 +30,9 @@ export class DataplaneHost extends EventEmitter {
   private stopping = false;
   endpoints: EndpointState[] = [];
   readonly tunnelPorts = new Map<number, { host: string; port: number }>();
-  private nextLinksRequest = 1;
-  private readonly linksRequests = new Map<number, { resolve: (l: InternodeLink[]) => void; reject: (e: Error) => void; timer: NodeJS.Timeout }>();
+  private nextRequest = 1;
+  /** Reads of the worker's live state (links, traffic counters), by request id. */
+  private readonly requests = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void; timer: NodeJS.Timeout }>();
 
   constructor(private readonly o: DataplaneHostOptions) {
     super();
@@ -64,12 +66,13 @@ export class DataplaneHost extends EventEmitter {
           case 'rpc':
             void this.answer(m.conn, m.line, m.peer);
             break;
-          case 'links-reply': {
-            const r = this.linksRequests.get(m.id);
+          case 'links-reply':
+          case 'stats-reply': {
+            const r = this.requests.get(m.id);
             if (r) {
-              this.linksRequests.delete(m.id);
+              this.requests.delete(m.id);
               clearTimeout(r.timer);
-              r.resolve(m.links);
+              r.resolve(m.type === 'links-reply' ? m.links : m.endpoints);
             }
             break;
           }
@@ -113,15 +116,24 @@ export class DataplaneHost extends EventEmitter {
 
   /** The worker's live internode connections: shard links, tunnels, accepted control connections. */
   internodeLinks(timeoutMs = 5000): Promise<InternodeLink[]> {
+    return this.ask<InternodeLink[]>('links-request', 'list its links', timeoutMs);
+  }
+
+  /** Every endpoint's traffic counters (requests, latencies, connections), for the metrics endpoint. */
+  endpointStats(timeoutMs = 2000): Promise<EndpointStatsSnapshot[]> {
+    return this.ask<EndpointStatsSnapshot[]>('stats-request', 'report its traffic counters', timeoutMs);
+  }
+
+  private ask<T>(type: 'links-request' | 'stats-request', what: string, timeoutMs: number): Promise<T> {
     if (!this.worker || this.stopping) return Promise.reject(new Error('the data plane is not running'));
-    const id = this.nextLinksRequest++;
-    return new Promise((resolve, reject) => {
+    const id = this.nextRequest++;
+    return new Promise<T>((resolve, reject) => {
       const timer = setTimeout(() => {
-        this.linksRequests.delete(id);
-        reject(new Error(`the data plane did not list its links within ${timeoutMs} ms`));
+        this.requests.delete(id);
+        reject(new Error(`the data plane did not ${what} within ${timeoutMs} ms`));
       }, timeoutMs);
-      this.linksRequests.set(id, { resolve, reject, timer });
-      this.send({ type: 'links-request', id });
+      this.requests.set(id, { resolve: resolve as (v: unknown) => void, reject, timer });
+      this.send({ type, id });
     });
   }
 

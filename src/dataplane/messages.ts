@@ -6,6 +6,7 @@ import type { Bundle, KeyExchange } from '../tls/policy.js';
 import type { Plane } from '../pki/pki.js';
 import type { NodePorts } from '../coord/schema.js';
 import type { InternodeLink } from '../internode/links.js';
+import type { EndpointStatsSnapshot } from '../proxy/stats.js';
 
 export interface PeerNode {
   uid: number;
@@ -90,6 +91,8 @@ export type ToWorker =
   | { type: 'contact'; validForMs: number; ordered: boolean }
   /** Ask for the worker's live internode connections (verify encryption); answered by `links-reply` with the same id. */
   | { type: 'links-request'; id: number }
+  /** Ask for every endpoint's traffic counters (metrics); answered by `stats-reply` with the same id. */
+  | { type: 'stats-request'; id: number }
   | { type: 'stop' };
 
 export interface EndpointState {
@@ -106,4 +109,5 @@ export type FromWorker =
   | { type: 'tunnel'; replicaShardUid: number; host: string; port: number }
   | { type: 'rpc'; conn: number; peer: { uid: number; plane: Plane; serial: string }; line: string }
   | { type: 'links-reply'; id: number; links: InternodeLink[] }
+  | { type: 'stats-reply'; id: number; endpoints: EndpointStatsSnapshot[] }
   | { type: 'stopped' };

@@ -15,6 +15,7 @@ import { readLines } from '../internode/rpc.js';
 import { Tunnels } from './tunnels.js';
 import { Endpoint, EndpointConfig } from '../proxy/endpoint.js';
 import { WriteFence } from '../proxy/fence.js';
+import type { EndpointStatsSnapshot } from '../proxy/stats.js';
 import type { DataplaneConfig, EndpointState, FromWorker, PeerNode, PolicySnapshot, ToWorker } from './messages.js';
 
 applyProcessDefaults();
@@ -58,6 +59,11 @@ class Dataplane implements PeerPolicy {
   /** The live internode connections this thread holds: control connections accepted, shard links and tunnels both ways. */
   internodeLinks(): InternodeLink[] {
     return this.registry.list(this.init.node.uid, (serial) => this.isDenied(serial));
+  }
+
+  /** Every endpoint's traffic counters. */
+  endpointStats(): EndpointStatsSnapshot[] {
+    return [...this.endpoints.entries()].map(([bdbUid, e]) => e.ep.traffic.snapshot(bdbUid, e.ep.sessions.size));
   }
 
   /** On the plaintext channel a peer is known only by its address (dialers leave from their node's own). */
@@ -239,6 +245,10 @@ port.on('message', (m: ToWorker) => {
   // A read of live state: answered at once, not behind a config being applied.
   if (m.type === 'links-request') {
     post({ type: 'links-reply', id: m.id, links: dp?.internodeLinks() ?? [] });
+    return;
+  }
+  if (m.type === 'stats-request') {
+    post({ type: 'stats-reply', id: m.id, endpoints: dp?.endpointStats() ?? [] });
     return;
   }
   // One message at a time, in order: a config must not overtake the init.

@@ -12,6 +12,7 @@ import { certPath } from '../pki/node-files.js';
 import { RestServer } from '../api/server.js';
 import { MetricsServer } from '../api/metrics.js';
 import { UiServer } from '../ui/server.js';
+import { EtcdSessionBackend, SessionStore } from '../ui/sessions.js';
 
 function apiCertOnDisk(dataDir: string) {
   return { certPem: fs.readFileSync(certPath(dataDir, 'api'), 'utf8'), keyPem: fs.readFileSync(certPath(dataDir, 'apiKey'), 'utf8') };
@@ -47,12 +48,13 @@ export class TesseraNode {
           this.ui?.setCertificate(c);
         },
         memberRunning: async (m: ClusterMember) => {
-          const metrics = new MetricsServer(m);
+          const metrics = new MetricsServer(m, log.child({ component: 'metrics' }));
           await metrics.listen(apiCertOnDisk(cfg.dataDir));
           m.attach(metrics);
           // The web UI lives with the membership: sign-in needs the cluster's users. It presents
           // the REST API's certificate until the client-facing services CA exists (issue #11).
-          this.ui = new UiServer(this.daemon, apiCertOnDisk(cfg.dataDir), log.child({ component: 'ui' }), rest.checkPassword);
+          // Its sessions are kept in the cluster store: valid on every node, ended everywhere by a sign-out.
+          this.ui = new UiServer(this.daemon, apiCertOnDisk(cfg.dataDir), log.child({ component: 'ui' }), rest.checkPassword, new SessionStore(new EtcdSessionBackend(m.client)));
           m.attach(this.ui);
           await this.ui.listen(cfg.addr, cfg.ports.ui!);
           // Operator shard operations (failover, migrate): run by whichever node is the cluster master.

@@ -43,6 +43,7 @@ const REDIS_FLAG_NAMES = [
 export type RedisFlag = (typeof REDIS_FLAG_NAMES)[number];
 
 export const CMD_WRITE = 1 << 0;
+export const CMD_READONLY = 1 << 1;
 export const CMD_PUBSUB = 1 << 4;
 export const CMD_BLOCKING = 1 << 6;
 export const CMD_NO_AUTH = 1 << 13;

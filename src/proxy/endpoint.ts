@@ -28,6 +28,7 @@ import { L_CLOSED, ShardLink, type Logger } from './shard-link.js';
 import { Session, type SessionHost } from './session.js';
 import type { Proto } from './replies.js';
 import { NO_FENCE, type WriteFence } from './fence.js';
+import { EndpointStats } from './stats.js';
 
 export interface ShardRoute {
   shardUid: number;
@@ -85,6 +86,8 @@ export class Endpoint implements SessionHost {
   /** @internal */ nextClientId = 1;
   /** @internal */ commands = 0;
   /** @internal */ errors = 0;
+  /** Requests, latencies and connections, for the metrics endpoint. */
+  readonly traffic = new EndpointStats();
 
   private cfg: EndpointConfig;
   private pools: [(ShardLink | undefined)[], (ShardLink | undefined)[]] = [[], []];
@@ -250,6 +253,7 @@ export class Endpoint implements SessionHost {
       return;
     }
     sock.on('error', () => {}); // the session adds its own; this covers the gap
+    this.traffic.connections++;
     try {
       this.sessions.add(new Session(this, sock));
     } catch (e) {

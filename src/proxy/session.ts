@@ -37,6 +37,7 @@ import type { RespReply } from './resp-reply.js';
 import { RequestParser, type RespCommand } from './resp-request.js';
 import {
   CMD_NO_AUTH,
+  CMD_READONLY,
   COMMANDS,
   P_BLOCKING,
   P_FANOUT,
@@ -86,6 +87,7 @@ import { discard, exec, queueTx, startMulti, unwatch, watch } from './session-tx
 import { publish, pubsub, subscribe, unsubscribe, unsubscribeAll } from './session-pubsub.js';
 import { fanout, fanoutDedicated, scan, split, wait } from './session-fanout.js';
 import type { WriteFence } from './fence.js';
+import { CLS_NONE, CLS_OTHER, CLS_READ, CLS_WRITE, type EndpointStats } from './stats.js';
 
 /** Slots not yet flushed before we stop reading the client (pipelining back-pressure). */
 const MAX_PENDING = 16384;
@@ -102,6 +104,10 @@ export class Slot implements Sink, ReplyTarget {
   next: Slot | null = null;
   data: Buffer | Buffer[] | null = null;
   done = false;
+  /** The request's class (stats.ts), CLS_NONE when the slot answers no request. */
+  cls = CLS_NONE;
+  /** When the request's bytes arrived (performance.now(), ms). */
+  t = 0.5;
   constructor(
     readonly s: Session,
     readonly kind: number,
@@ -146,6 +152,8 @@ export interface SessionHost extends SessionCoreHost {
   readonly fence: WriteFence;
   /** A key's slot, for a key lying in `buf[start, end)` (the hot path hashes it in place). */
   keySlotOf(buf: Uint8Array, start: number, end: number): number;
+  /** Request, latency and connection counters (read by the metrics endpoint). */
+  readonly traffic: EndpointStats;
 }
 
 /**
@@ -177,6 +185,10 @@ export class Session implements SessionCore {
   lastCmd = 'NULL';
   readonly created = Date.now();
   lastActive = Date.now();
+  /** When the bytes being parsed arrived (performance.now(), ms): the start of their commands' latency. */
+  private rxAt = 0.5;
+  /** The class of the command being dispatched; its first reply slot takes it (stats.ts). */
+  private cls = CLS_NONE;
   /** channels, patterns, shard channels: latin1 key → name as sent. */
   readonly subs: [Map<string, Buffer>, Map<string, Buffer>, Map<string, Buffer>] = [new Map(), new Map(), new Map()];
 
@@ -201,8 +213,8 @@ export class Session implements SessionCore {
     if (!this.authed) this.mode |= M_NOAUTH;
     socket.setNoDelay(true);
     socket.on('data', (c: Buffer) => this.onData(c));
-    socket.on('error', () => this.destroy());
-    socket.on('close', () => this.destroy());
+    socket.on('error', () => this.destroy(true));
+    socket.on('close', () => this.destroy(true));
     socket.on('drain', () => {
       this.outBlocked = false;
       if (this.paused && !this.closed) this.processInput();
@@ -215,6 +227,7 @@ export class Session implements SessionCore {
   private onData(chunk: Buffer): void {
     if ((this.mode & M_CLOSING) !== 0) return;
     this.lastActive = Date.now();
+    this.rxAt = performance.now();
     this.parser.push(chunk);
     this.processInput();
   }
@@ -236,7 +249,10 @@ export class Session implements SessionCore {
           if (cmd === null) break;
           this.ep.commands++;
         }
-        if (!this.dispatch(cmd)) {
+        this.cls = CLS_OTHER;
+        const done = this.dispatch(cmd);
+        this.cls = CLS_NONE; // a slot made later (a pub/sub message) answers no request
+        if (!done) {
           this.stalled = cmd;
           this.pause();
           return;
@@ -295,6 +311,7 @@ export class Session implements SessionCore {
               this.wrote.add(this.ep.shardUids[idx]);
             }
             this.lastCmd = cmd.name;
+            this.cls = r.write ? CLS_WRITE : CLS_READ;
             const s = this.enqueue(K_SHARED);
             this.pendingShared++;
             this.ep.sharedLink(idx, this.proto).send(cmd.raw, cmd.rawLength, s);
@@ -315,6 +332,7 @@ export class Session implements SessionCore {
     const base = COMMANDS.get(name)!;
     const spec = resolveCommand(name, args) ?? base;
     if ((this.mode & M_NOAUTH) !== 0 && (base.flags & CMD_NO_AUTH) === 0) return this.reject(E_NOAUTH);
+    this.cls = writes(spec) ? CLS_WRITE : (spec.flags & CMD_READONLY) !== 0 ? CLS_READ : CLS_OTHER;
     if ((base.proxy & P_SECURITY) !== 0) {
       this.ep.log.warn({ client: this.id }, 'possible SECURITY ATTACK: HTTP request on the RESP port; connection closed');
       this.destroy();
@@ -522,6 +540,13 @@ export class Session implements SessionCore {
 
   /** @internal */ enqueue(kind: number): Slot {
     const s = new Slot(this, kind);
+    const cls = this.cls;
+    if (cls !== CLS_NONE) {
+      s.cls = cls;
+      s.t = this.rxAt;
+      this.ep.traffic.requests[cls]++;
+      this.cls = CLS_NONE;
+    }
     if (this.tail === null) this.head = s;
     else this.tail.next = s;
     this.tail = s;
@@ -581,7 +606,13 @@ export class Session implements SessionCore {
       for (const b of many) bytes += b.length;
       if (many.length === 1) many = null;
     }
+    let now = -1;
+    const traffic = this.ep.traffic;
     while (s !== null && s.done) {
+      if (s.cls !== CLS_NONE) {
+        if (now < 0) now = performance.now();
+        traffic.observe(s.cls, (now - s.t) * 1000);
+      }
       const d = s.data!;
       if (Buffer.isBuffer(d)) {
         if (first === null) first = d;
@@ -622,10 +653,12 @@ export class Session implements SessionCore {
 
   // -------------------------------------------------------------------------
 
-  /** Closes the connection and everything it holds. Safe to call twice. */
-  destroy(): void {
+  /** Closes the connection and everything it holds. Safe to call twice. `byClient`: the client closed it. */
+  destroy(byClient = false): void {
     if (this.closed) return;
     this.closed = true;
+    if (byClient) this.ep.traffic.disconnections++;
+    else this.ep.traffic.proxyDisconnections++;
     this.mode |= M_CLOSING;
     this.socket.destroy();
     for (const l of [...this.ded.values()]) this.dropDedicated(l);

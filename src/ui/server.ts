@@ -3,7 +3,12 @@
 // resources of the API (api/server.ts's registerOperatorRoutes: the same
 // handlers, schemas and errors), behind a session cookie instead of basic
 // auth: the page is one more client of /v1. Sign-in checks the password with
-// the REST API's own check.
+// the REST API's own check. Sessions live in the cluster store, so a session
+// works on every node and signing out ends it on every node (sessions.ts).
+//
+// Two routes of its own serve the page what REST does not have: a database's
+// traffic on every node (its live chart) and the verify-encryption report of
+// its Security section, judged by internode/verify.ts as the CLI judges it.
 //
 // Every response carries a strict Content-Security-Policy (`default-src
 // 'self'`, no inline script or style), HSTS, and no-store unless it is a
@@ -12,8 +17,14 @@ import type { Logger } from 'pino';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { NodeDaemon } from '../control/daemon.js';
 import { HttpsService, PasswordCheck, installErrorHandling, registerOperatorRoutes } from '../api/server.js';
-import { credentialsBody } from '../api/schemas.js';
+import { credentialsBody, uidParams } from '../api/schemas.js';
 import { OperatorError, notFound } from '../util/errors.js';
+import { bdbView } from '../api/routes/bdbs.js';
+import { clusterTraffic } from '../control/traffic.js';
+import type { NodeLinksReport } from '../internode/links.js';
+import { verifyEncryption } from '../internode/verify.js';
+import { LATENCY_BOUNDS_US } from '../proxy/stats.js';
+import type { DatabaseMetrics, VerifyEncryptionView } from './views.js';
 import { UiAssets, loadAssets } from './assets.js';
 import {
   BACKGROUND_HEADER,
@@ -51,8 +62,8 @@ export class UiServer extends HttpsService {
     cert: { certPem: string; keyPem: string },
     log: Logger,
     checkPassword: PasswordCheck,
+    sessions: SessionStore,
     assets: UiAssets = loadAssets(),
-    sessions = new SessionStore(),
   ) {
     super(cert, log, 'web UI');
     this.sessions = sessions;
@@ -73,8 +84,8 @@ export class UiServer extends HttpsService {
         req.log.warn({ username, ip: req.ip }, 'web UI sign-in refused');
         throw new OperatorError('unauthorized', 'unauthorized', 'wrong email or password');
       }
-      sessions.end(readCookie(req.headers.cookie, SESSION_COOKIE)); // a session this browser had before ends here
-      const { token, session } = sessions.create(username);
+      await sessions.end(readCookie(req.headers.cookie, SESSION_COOKIE)); // a session this browser had before ends here
+      const { token, session } = await sessions.create(username);
       reply.header('set-cookie', sessionCookie(token, sessions.idleTimeoutMs));
       req.log.info({ username, ip: req.ip }, 'web UI sign-in');
       return view(session);
@@ -82,11 +93,70 @@ export class UiServer extends HttpsService {
     app.get('/ui/session', async (req) => view(this.current.get(req)!.session));
     app.delete('/ui/session', async (req, reply) => {
       const { token, session } = this.current.get(req)!;
-      sessions.end(token);
+      await sessions.end(token);
       req.log.info({ username: session.username, ip: req.ip }, 'web UI sign-out');
       reply.removeHeader('set-cookie'); // not the renewed one the session check set
       reply.header('set-cookie', clearedSessionCookie()).status(204);
     });
+
+    // A database's traffic through every node's endpoint, and the memory of its shards: cumulative counters
+    // per node, which the page turns into rates between two reads. A node that does not answer is listed as such.
+    app.get<{ Params: { uid: string } }>('/ui/bdbs/:uid/metrics', { schema: { params: uidParams } }, async (req): Promise<DatabaseMetrics> => {
+      const m = daemon.requireMember();
+      const uid = Number(req.params.uid);
+      if (!m.reconciler?.bdbs.items.has(String(uid))) throw notFound('bdb_not_found', `database ${uid} does not exist`);
+      const nodes = await clusterTraffic(m);
+      return {
+        bdb_uid: uid,
+        time: Date.now(),
+        latency_bounds_us: [...LATENCY_BOUNDS_US],
+        nodes: nodes.map((n) => {
+          if (!n.ok) return { uid: n.uid, addr: n.addr, ok: false, error: n.error };
+          const e = n.traffic.endpoints.find((x) => x.bdbUid === uid);
+          const buckets = e ? e.latencyBuckets[0].map((_, k) => e.latencyBuckets.reduce((a, b) => a + b[k], 0)) : [];
+          const sum = (xs: number[] | undefined) => (xs ?? []).reduce((a, b) => a + b, 0);
+          return {
+            uid: n.uid,
+            addr: n.addr,
+            ok: true,
+            time: n.traffic.time,
+            endpoint: !!e,
+            requests: sum(e?.requests),
+            responses: sum(e?.responses),
+            latency_sum_us: sum(e?.latencySumUs),
+            latency_buckets: buckets,
+            clients: e?.clients ?? 0,
+            used_memory: sum(n.traffic.shards.filter((s) => s.bdbUid === uid).map((s) => s.used_memory)),
+          };
+        }),
+      };
+    });
+
+    // `tessera verify encryption db <uid>`, for the database's Security section.
+    app.get<{ Querystring: { db?: string } }>(
+      '/ui/verify_encryption',
+      { schema: { querystring: { type: 'object', additionalProperties: false, properties: { db: { type: 'string', pattern: '^[0-9]{1,9}$' } } } } },
+      async (req): Promise<VerifyEncryptionView> => {
+        const m = daemon.requireMember();
+        const db = req.query.db === undefined ? undefined : Number(req.query.db);
+        const bdbs = (m.reconciler?.bdbs.values() ?? []).map((b) => bdbView(m, b));
+        if (db !== undefined && !bdbs.some((b) => b.uid === db)) throw notFound('bdb_not_found', `database ${db} does not exist`);
+        const nodes = m.nodes.values().filter((n) => n.addr).sort((a, b) => a.uid - b.uid);
+        const unreachable: VerifyEncryptionView['unreachable'] = [];
+        const reports: NodeLinksReport[] = [];
+        await Promise.all(
+          nodes.map(async (n) => {
+            try {
+              reports.push(n.uid === m.uid ? await m.internodeLinks() : await m.rpc(n.uid)!.call<NodeLinksReport>('internode_links', {}, 5000));
+            } catch (err) {
+              unreachable.push({ uid: n.uid, addr: n.addr, error: (err as Error).message });
+            }
+          }),
+        );
+        const report = verifyEncryption(nodes, bdbs, reports, { db, requireAll: false, keyExchange: m.policy().internode_key_exchange });
+        return { report, unreachable: unreachable.sort((a, b) => a.uid - b.uid) };
+      },
+    );
 
     app.get('/', { config: { auth: false } }, async (_req, reply) => {
       if (!assets.index) return reply.status(503).type('text/plain; charset=utf-8').send(`${assets.problem}\n`);
@@ -104,7 +174,7 @@ export class UiServer extends HttpsService {
     if (req.routeOptions.config?.auth === false || !req.routeOptions.url) return; // open route, or a 404
     const token = readCookie(req.headers.cookie, SESSION_COOKIE);
     const background = req.headers[BACKGROUND_HEADER] === '1';
-    const session = this.sessions.find(token, !background);
+    const session = await this.sessions.find(token, !background);
     if (!session || !token) {
       if (token) reply.header('set-cookie', clearedSessionCookie());
       throw new OperatorError('unauthorized', 'unauthorized', 'sign in first: there is no session, or it has expired');

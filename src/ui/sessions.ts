@@ -1,10 +1,16 @@
-// Web UI sessions: an opaque random token in a cookie, kept in this node's
-// memory (a session belongs to the node that issued it; another node's UI
-// signs in again). Each session carries its own CSRF token, which every
-// state-changing call must echo in a header. A session ends when its user
-// signs out, or after 30 minutes without a call the user made; background
-// refreshes of an open page do not count as activity.
+// Web UI sessions: an opaque random token in a cookie; the session itself is
+// kept in the cluster store (etcd, by a digest of the token), so a session
+// signed in on one node is valid on every node, and signing out ends it on
+// every node at once (each call reads the store). Each session carries its
+// own CSRF token, which every state-changing call must echo in a header. A
+// session ends when its user signs out, or after 30 minutes without a call
+// the user made; background refreshes of an open page do not count as
+// activity. A user's activity is recorded at most once a minute (one store
+// write), so the idle timeout is exact to within that minute.
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import type { Etcd3 } from 'etcd3';
+import { KEYS, UiSessionRecord } from '../coord/schema.js';
+import { readRecord, readRecords } from '../coord/records.js';
 
 /** `__Host-`: the browser keeps it only if Secure, Path=/ and no Domain, so no other host can plant or share it. */
 export const SESSION_COOKIE = '__Host-tessera_session';
@@ -12,6 +18,8 @@ export const CSRF_HEADER = 'x-csrf-token';
 /** Set by the UI on its periodic refreshes: the call is served but does not keep the session alive. */
 export const BACKGROUND_HEADER = 'x-tessera-background';
 export const IDLE_TIMEOUT_MS = 30 * 60_000;
+/** A user's activity is written back at most this often. */
+export const TOUCH_EVERY_MS = 60_000;
 /** Sessions beyond this many push out the least recently used (every one needed the admin password). */
 const MAX_SESSIONS = 1000;
 
@@ -22,57 +30,81 @@ export interface Session {
   lastActiveAt: number;
 }
 
+/** Where sessions are kept, by the digest of their token. */
+export interface SessionBackend {
+  get(id: string): Promise<UiSessionRecord | null>;
+  put(id: string, rec: UiSessionRecord): Promise<void>;
+  delete(id: string): Promise<void>;
+  list(): Promise<Map<string, UiSessionRecord>>;
+}
+
+/** The cluster store: every node sees every session. */
+export class EtcdSessionBackend implements SessionBackend {
+  constructor(private readonly client: Etcd3) {}
+  get(id: string): Promise<UiSessionRecord | null> {
+    return readRecord(this.client, KEYS.uiSession(id), UiSessionRecord);
+  }
+  async put(id: string, rec: UiSessionRecord): Promise<void> {
+    await this.client.put(KEYS.uiSession(id)).value(JSON.stringify(rec));
+  }
+  async delete(id: string): Promise<void> {
+    await this.client.delete().key(KEYS.uiSession(id));
+  }
+  async list(): Promise<Map<string, UiSessionRecord>> {
+    const all = await readRecords(this.client, KEYS.uiSessionsPrefix, UiSessionRecord);
+    return new Map([...all].map(([k, v]) => [k.slice(KEYS.uiSessionsPrefix.length), v]));
+  }
+}
+
 const digest = (token: string) => createHash('sha256').update(token).digest('base64url');
+const view = (r: UiSessionRecord): Session => ({ username: r.username, csrfToken: r.csrf_token, createdAt: r.created, lastActiveAt: r.last_active });
 
 export class SessionStore {
-  /** By a digest of the token: the tokens themselves are never kept. */
-  private readonly sessions = new Map<string, Session>();
-
   constructor(
+    private readonly backend: SessionBackend,
     readonly idleTimeoutMs = IDLE_TIMEOUT_MS,
     private readonly now: () => number = Date.now,
   ) {}
 
-  get size(): number {
-    return this.sessions.size;
-  }
-
   /** A new session for a user whose password was just checked; returns the cookie's token. */
-  create(username: string): { token: string; session: Session } {
-    this.sweep();
-    if (this.sessions.size >= MAX_SESSIONS) {
-      const oldest = [...this.sessions.entries()].sort((a, b) => a[1].lastActiveAt - b[1].lastActiveAt)[0];
-      this.sessions.delete(oldest[0]);
-    }
+  async create(username: string): Promise<{ token: string; session: Session }> {
+    await this.sweep();
     const token = randomBytes(32).toString('base64url');
     const t = this.now();
-    const session: Session = { username, csrfToken: randomBytes(32).toString('base64url'), createdAt: t, lastActiveAt: t };
-    this.sessions.set(digest(token), session);
-    return { token, session };
+    const rec: UiSessionRecord = { username, csrf_token: randomBytes(32).toString('base64url'), created: t, last_active: t };
+    await this.backend.put(digest(token), rec);
+    return { token, session: view(rec) };
   }
 
   /** The live session a token names, if any. `activity`: the call counts as the user's, and restarts the idle clock. */
-  find(token: string | undefined, activity: boolean): Session | undefined {
-    if (!token) return undefined;
-    const key = digest(token);
-    const s = this.sessions.get(key);
-    if (!s) return undefined;
+  async find(token: string | undefined, activity: boolean): Promise<Session | undefined> {
+    if (!token || token.length > 200) return undefined;
+    const id = digest(token);
+    const rec = await this.backend.get(id);
+    if (!rec) return undefined;
     const t = this.now();
-    if (t - s.lastActiveAt >= this.idleTimeoutMs) {
-      this.sessions.delete(key);
+    if (t - rec.last_active >= this.idleTimeoutMs) {
+      await this.backend.delete(id);
       return undefined;
     }
-    if (activity) s.lastActiveAt = t;
-    return s;
+    if (activity && t - rec.last_active >= TOUCH_EVERY_MS) {
+      rec.last_active = t;
+      await this.backend.put(id, rec);
+    }
+    return view(rec);
   }
 
-  end(token: string | undefined): void {
-    if (token) this.sessions.delete(digest(token));
+  async end(token: string | undefined): Promise<void> {
+    if (token && token.length <= 200) await this.backend.delete(digest(token));
   }
 
-  private sweep(): void {
+  /** Lapsed sessions go; beyond MAX_SESSIONS, the least recently active too. */
+  private async sweep(): Promise<void> {
     const t = this.now();
-    for (const [k, s] of this.sessions) if (t - s.lastActiveAt >= this.idleTimeoutMs) this.sessions.delete(k);
+    const all = [...(await this.backend.list())];
+    const live = all.filter(([, r]) => t - r.last_active < this.idleTimeoutMs).sort((a, b) => a[1].last_active - b[1].last_active);
+    const drop = [...all.filter(([, r]) => t - r.last_active >= this.idleTimeoutMs), ...live.slice(0, Math.max(0, live.length - (MAX_SESSIONS - 1)))];
+    await Promise.all(drop.map(([id]) => this.backend.delete(id)));
   }
 }
 

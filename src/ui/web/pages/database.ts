@@ -1,11 +1,15 @@
 // One database: its configuration with a Security section (`Edit` makes
 // them editable; `Save` sends PUT /v1/bdbs/{uid} and shows the change's
 // progress until every node has applied it), its endpoints, its shards with
-// their nodes and roles, and deletion with a confirmation.
+// their nodes and roles, a live chart of its traffic (db-metrics.ts), the
+// verify-encryption report in its Security section (verify.ts), and deletion
+// with a confirmation.
 import { ApiError, call, sleep } from '../api.js';
 import { badge, errorMessage, facts, field, fill, fmtBytes, fmtTime, h, note, select, table } from '../dom.js';
 import type { ActionRecord, Bdb } from '../types.js';
 import { REFRESH_MS, type AppContext, type Page } from './page.js';
+import { databaseMetrics } from './db-metrics.js';
+import { verifyEncryptionArea } from './verify.js';
 
 const EVICTION = ['volatile-lru', 'volatile-ttl', 'volatile-random', 'allkeys-lru', 'allkeys-random', 'noeviction', 'volatile-lfu', 'allkeys-lfu'];
 const PERSISTENCE: [string, string][] = [['disabled', 'None'], ['aof', 'Append-only file (AOF)'], ['snapshot', 'Snapshot']];
@@ -28,6 +32,7 @@ export function databasePage(ctx: AppContext, uid: number): Page {
   const shards = h('div');
   const editFeedback = h('div');
   const deleteArea = h('div');
+  const traffic = databaseMetrics(uid);
   const el = h(
     'section',
     { class: 'page' },
@@ -36,9 +41,10 @@ export function databasePage(ctx: AppContext, uid: number): Page {
     problem,
     progress,
     h('section', { class: 'card', 'aria-labelledby': `cfg-${uid}` }, h('div', { class: 'section-head' }, h('h2', { id: `cfg-${uid}` }, 'Configuration'), editButton), config),
-    h('section', { class: 'card', 'aria-labelledby': `sec-${uid}` }, h('h2', { id: `sec-${uid}` }, 'Security'), security),
+    h('section', { class: 'card', 'aria-labelledby': `sec-${uid}` }, h('h2', { id: `sec-${uid}` }, 'Security'), security, verifyEncryptionArea(uid)),
     editFeedback,
     h('div', { class: 'actions' }, save, cancel),
+    h('section', { class: 'card', 'aria-labelledby': `tr-${uid}` }, h('h2', { id: `tr-${uid}` }, 'Traffic'), traffic.el),
     h('section', { class: 'card', 'aria-labelledby': `ep-${uid}` }, h('h2', { id: `ep-${uid}` }, 'Endpoints'), endpoints),
     h('section', { class: 'card', 'aria-labelledby': `sh-${uid}` }, h('h2', { id: `sh-${uid}` }, 'Shards'), shards),
     h('section', { class: 'card danger', 'aria-labelledby': `del-${uid}` }, h('h2', { id: `del-${uid}` }, 'Delete'), deleteArea),
@@ -282,6 +288,7 @@ export function databasePage(ctx: AppContext, uid: number): Page {
     dispose: () => {
       disposed = true;
       window.clearTimeout(timer);
+      traffic.dispose();
     },
   };
 }
