@@ -87,6 +87,11 @@ export class MetricsServer {
     await listenOrExplain(this.server, this.m.cfg.addr, this.m.cfg.ports.metrics, 'metrics');
   }
 
+  /** Swap the certificate for new connections; open ones are not touched. */
+  setCertificate(cert: { certPem: string; keyPem: string }): void {
+    this.server?.setSecureContext(httpsServerOptions(cert));
+  }
+
   async close(): Promise<void> {
     this.server?.closeAllConnections();
     await new Promise<void>((r) => (this.server ? this.server.close(() => r()) : r()));

@@ -135,7 +135,7 @@ export function buildProgram(): Command {
     .option('--port <port>', 'REST API port', String(DEFAULT_PORTS.rest))
     .option('--username <email>', 'admin user (or TESSERA_USERNAME)')
     .option('--password <password>', 'admin password (or TESSERA_PASSWORD)')
-    .option('--ca <file>', "cluster CA (PEM) to verify the REST API's certificate")
+    .option('--ca <file>', "the cluster's services CA (PEM, <data-dir>/certs/services-ca.pem) to verify the REST API's certificate")
     .showHelpAfterError(false)
     .configureOutput({ outputError: (s, write) => write(s.split('\n')[0] + '\n') });
 

@@ -59,9 +59,9 @@ interface Raw {
   json: unknown;
 }
 
-/** A request to a node's UI origin (8443), verified against the cluster CA. */
+/** A request to a node's UI origin (8443), verified against the services CA. */
 function ui(n: TestNode, method: string, p: string, o: { cookie?: string; csrf?: string; body?: unknown; headers?: Record<string, string> } = {}): Promise<Raw> {
-  const ca = fs.readFileSync(path.join(n.dataDir, 'certs/ca.pem'), 'utf8');
+  const ca = fs.readFileSync(path.join(n.dataDir, 'certs/services-ca.pem'), 'utf8');
   const payload = o.body === undefined ? undefined : Buffer.from(JSON.stringify(o.body));
   const headers: Record<string, string> = { accept: 'application/json', ...(o.headers ?? {}) };
   if (payload) headers['content-type'] = 'application/json';
@@ -176,7 +176,7 @@ test('every node serves the UI on 8443 with a strict CSP, HSTS and hashed, long-
 });
 
 test('8443 refuses TLS 1.1 and accepts TLS 1.2 with a policy suite', async () => {
-  const ca = path.join(n1.dataDir, 'certs/ca.pem');
+  const ca = path.join(n1.dataDir, 'certs/services-ca.pem');
   const old = await sClient(['-connect', `${n1.addr}:${UI_PORT}`, '-CAfile', ca, '-tls1_1', '-cipher', 'DEFAULT:@SECLEVEL=0', '-msg'], { holdMs: 1500 });
   assert.match(old.stdout, />>> TLS 1\.[01], Handshake \[length [0-9a-f]+\], ClientHello/, `no ClientHello sent:\n${old.stdout}\n${old.stderr}`);
   assert.match(old.stdout, /Alert \[length 0002\], fatal protocol_version/, old.stdout);
