@@ -12,7 +12,10 @@ import tls from 'node:tls';
 import https from 'node:https';
 import { execFileSync } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
-import { TestCluster, TestNode, waitFor } from '../support/cluster.js';
+import 'reflect-metadata';
+import * as x509 from '@peculiar/x509';
+import { TestCluster, TestNode, USER, PASSWORD, waitFor } from '../support/cluster.js';
+import { keyPem, makeLeaf, makeRoot, rsaKeys } from '../support/pki-hierarchy.js';
 
 const NET = 23;
 const cluster = new TestCluster(NET, 2);
@@ -77,4 +80,93 @@ test('REST (9443), UI (8443) and metrics (8070) verify against the services CA a
   // The CLI, given the services CA, verifies REST.
   const r = await n1.cli(['--ca', certFile(n1, 'services-ca.pem'), 'info', 'cluster']);
   assert.equal(r.code, 0, r.stderr);
+});
+
+/** GET over a given keep-alive agent: the status, and whether the request went over an already open connection. */
+function getOver(agent: https.Agent, n: TestNode, p: string): Promise<{ status: number; reused: boolean; serial: string; socket: object }> {
+  return new Promise((resolve, reject) => {
+    const req = https.request(
+      { host: n.addr, port: 9443, path: p, agent, auth: `${USER}:${PASSWORD}` },
+      (res) => {
+        const socket = res.socket as tls.TLSSocket;
+        const serial = socket.getPeerCertificate().serialNumber.toLowerCase();
+        res.resume();
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, reused: req.reusedSocket, serial, socket }));
+      },
+    );
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+const serialOnDisk = (n: TestNode, name: string) => new X509Certificate(read(n, `${name}.pem`)).serialNumber.toLowerCase();
+
+test('the rotation job renews the client-facing certificates; a held-open HTTPS keep-alive connection stays up', async () => {
+  // Trust in the agent, not per request: Node's agent does not keep a socket whose request carried its own `ca`.
+  const agent = new https.Agent({ keepAlive: true, maxSockets: 1, ca: read(n1, 'services-ca.pem'), checkServerIdentity: () => undefined });
+  try {
+    const first = await getOver(agent, n1, '/v1/cluster');
+    assert.equal(first.status, 200);
+    const before = { api: serialOnDisk(n1, 'api'), cm: serialOnDisk(n1, 'cm'), metrics_exporter: serialOnDisk(n1, 'metrics_exporter'), proxy: serialOnDisk(n1, 'proxy') };
+    assert.equal(first.serial, before.api);
+    // Due when fewer than 89.9999 of 90 days remain: each certificate is renewed about a minute after it was issued.
+    const s = await n1.api('PUT', '/v1/job_scheduler', { cert_rotation_job_settings: { validity_days: 90, expiry_days_before_rotation: 89.9999 } });
+    assert.equal(s.status, 200, JSON.stringify(s.body));
+    try {
+      for (const [name, port] of Object.entries(PORTS)) {
+        await waitFor(`${name} renewed and presented on ${port}`, async () => {
+          if (serialOnDisk(n1, name) === before[name as keyof typeof before]) return false;
+          const h = await handshake(n1.addr, port, read(n1, 'services-ca.pem'));
+          return h.authorized && h.serial === serialOnDisk(n1, name);
+        }, 150_000, 1000);
+      }
+      await waitFor('proxy renewed', async () => serialOnDisk(n1, 'proxy') !== before.proxy, 60_000, 1000);
+      // The connection opened before the renewal still carries requests, with the certificate it was opened with.
+      const again = await getOver(agent, n1, '/v1/cluster');
+      assert.equal(again.status, 200);
+      assert.equal(again.reused, true, 'the keep-alive connection was not dropped');
+      assert.equal(again.socket, first.socket);
+      assert.equal(again.serial, before.api);
+    } finally {
+      const r = await n1.api('PUT', '/v1/job_scheduler', { cert_rotation_job_settings: { validity_days: 90, expiry_days_before_rotation: 60 } });
+      assert.equal(r.status, 200);
+    }
+    // GET /v1/cluster/certificates shows what the node presents (once the last renewal under the short schedule is recorded).
+    await waitFor('api certificate recorded', async () => {
+      const certs = await n1.api<{ service_certificates: { node_uid: number; name: string; serial: string; issuer: string }[] }>('GET', '/v1/cluster/certificates');
+      const api1 = certs.body.service_certificates.find((c) => c.node_uid === 1 && c.name === 'api');
+      return api1?.serial.replace(/^0+/, '') === serialOnDisk(n1, 'api').replace(/^0+/, '') && /Tessera services CA/.test(api1.issuer);
+    }, 20_000);
+  } finally {
+    agent.destroy();
+  }
+});
+
+test('PUT /v1/cluster/certificates replaces a client-facing certificate by its RE name, with the operator-certificate checks', async () => {
+  const [rootKeys, leafKeys, badKeys] = await rsaKeys(3);
+  const root = await makeRoot('Operator Services Root', rootKeys);
+  // A client-facing certificate needs serverAuth; without it: 400 naming the check.
+  const noServerAuth = await makeLeaf(root, 'ui-bad', badKeys, { eku: [x509.ExtendedKeyUsage.clientAuth] });
+  const bad = await n1.api<{ error_code: string; description: string }>('PUT', '/v1/cluster/certificates', {
+    certificates: [{ name: 'cm', certificate: noServerAuth.pem + root.pem, key: await keyPem(badKeys), node_uid: 2 }],
+  });
+  assert.equal(bad.status, 400, JSON.stringify(bad.body));
+  assert.match(bad.body.description, /^cm: .*serverAuth.*\[check: eku_server_auth\]/);
+  const unknown = await n1.api('PUT', '/v1/cluster/certificates', { certificates: [{ name: 'syncer_x', certificate: noServerAuth.pem, key: await keyPem(badKeys) }] });
+  assert.equal(unknown.status, 400);
+
+  const leaf = await makeLeaf(root, 'ui', leafKeys, { eku: [x509.ExtendedKeyUsage.serverAuth] });
+  const ok = await n1.api<{ certificates: { node_uid: number; name: string; serial: string }[] }>('PUT', '/v1/cluster/certificates', {
+    certificates: [{ name: 'cm', certificate: leaf.pem + root.pem, key: await keyPem(leafKeys), node_uid: 2 }],
+  });
+  assert.equal(ok.status, 200, JSON.stringify(ok.body));
+  assert.deepEqual(ok.body.certificates.map((c) => [c.node_uid, c.name]), [[2, 'cm']]);
+  // Node 2's UI now presents it (no restart): it verifies against the operator's root, and no longer against the services CA.
+  const h = await handshake(n2.addr, PORTS.cm, root.pem);
+  assert.ok(h.authorized, h.error);
+  assert.equal(h.serial, leaf.cert.serialNumber.toLowerCase());
+  assert.equal((await handshake(n2.addr, PORTS.cm, read(n2, 'services-ca.pem'))).authorized, false);
+  // Node 1 and node 2's REST are untouched.
+  assert.ok((await handshake(n1.addr, PORTS.cm, read(n1, 'services-ca.pem'))).authorized);
+  assert.ok((await handshake(n2.addr, PORTS.api, read(n2, 'services-ca.pem'))).authorized);
 });
