@@ -63,6 +63,16 @@ export class MetricsServer {
         for (const [bdb, n] of m.reconciler?.promotions ?? []) this.inc({ bdb: String(bdb), reason: 'shard_down' }, n);
       },
     });
+    new Counter({
+      name: 'tessera_endpoint_refused_connections_total',
+      help: "Client connections a database endpoint of this node refused: plaintext_on_tls, tls_on_plaintext, client_cert (not listed), tls_handshake (only the first per client address is logged)",
+      labelNames: ['bdb', 'reason'],
+      registers: [this.registry],
+      collect() {
+        this.reset();
+        for (const e of m.dataplane?.refusals ?? []) for (const [reason, n] of Object.entries(e.refusals)) this.inc({ bdb: String(e.bdbUid), reason }, n);
+      },
+    });
     new Gauge({
       name: 'tessera_cluster_master',
       help: 'uid of the cluster master node as seen by this node',

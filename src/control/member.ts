@@ -194,12 +194,18 @@ export class ClusterMember implements PeerPolicy {
     this.dataplane = new DataplaneHost({
       node: { uid: this.uid, addr: this.cfg.addr, ports: this.cfg.ports },
       certs: () => ({ cp: this.bundleForWorker('cp'), dp: this.bundleForWorker('dp') }),
+      proxyCert: () => this.services.get('proxy'),
       policy: () => this.policySnapshot(),
       rpc: (m, p, who) => this.handleRpc(m, p, who),
       log: this.log.child({ component: 'dataplane-host' }),
       logLevel: this.log.level,
     });
     this.certs.on('change', (plane: 'cp' | 'dp') => this.dataplane?.setCerts(plane, this.bundleForWorker(plane)));
+    // TLS endpoints present the proxy certificate; a renewal reaches them without closing a connection.
+    this.services.on('change', (name: string) => {
+      const c = this.services.get('proxy');
+      if (name === 'proxy' && c) this.dataplane?.setProxyCert(c);
+    });
     await this.dataplane.start();
     await this.master.start();
     this.master.on('change', () => this.onMasterChange());

@@ -222,6 +222,11 @@ export const BdbRecord = Type.Object({
   data_persistence: Persistence,
   eviction_policy: Type.String(),
   authentication_redis_pass: Type.Optional(Type.String()),
+  /** Client TLS on the endpoint (RE's field); absent: disabled. */
+  tls_mode: Type.Optional(OneOf('disabled', 'enabled')),
+  /** With tls_mode enabled and certificates listed: only clients presenting one of them (or one a listed CA issued) are served. Absent: enabled. */
+  enforce_client_authentication: Type.Optional(OneOf('enabled', 'disabled')),
+  authentication_ssl_client_certs: Type.Optional(Type.Array(Type.Object({ client_cert: Type.String() }))),
   /** Never shown: authenticates shards and the plaintext data-plane channel. */
   internal_secret: Type.String(),
   shards: Type.Array(ShardPlacement),

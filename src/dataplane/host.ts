@@ -16,6 +16,8 @@ export type RpcAnswer = (method: string, params: unknown, peer: PeerIdentity) =>
 export interface DataplaneHostOptions {
   node: { uid: number; addr: string; ports: NodePorts };
   certs: () => Record<Plane, Bundle>;
+  /** The node's proxy certificate, for TLS endpoints (undefined until it has one). */
+  proxyCert: () => { certPem: string; keyPem: string } | undefined;
   policy: () => PolicySnapshot;
   rpc: RpcAnswer;
   log: Logger;
@@ -28,6 +30,8 @@ export class DataplaneHost extends EventEmitter {
   private configText = '';
   private stopping = false;
   endpoints: EndpointState[] = [];
+  /** Connections each endpoint refused (plaintext on TLS, TLS on plaintext, client certificate), by reason. */
+  refusals: { bdbUid: number; refusals: Record<string, number> }[] = [];
   readonly tunnelPorts = new Map<number, { host: string; port: number }>();
   private nextLinksRequest = 1;
   private readonly linksRequests = new Map<number, { resolve: (l: InternodeLink[]) => void; reject: (e: Error) => void; timer: NodeJS.Timeout }>();
@@ -56,6 +60,9 @@ export class DataplaneHost extends EventEmitter {
           case 'endpoints':
             this.endpoints = m.endpoints;
             this.emit('endpoints', m.endpoints);
+            break;
+          case 'refusals':
+            this.refusals = m.counts;
             break;
           case 'tunnel':
             this.tunnelPorts.set(m.replicaShardUid, { host: m.host, port: m.port });
@@ -86,7 +93,7 @@ export class DataplaneHost extends EventEmitter {
         this.o.log.error({ code }, 'data-plane worker exited; restarting');
         setTimeout(() => void this.start().catch((e) => this.o.log.error({ err: (e as Error).message }, 'data-plane restart failed')), 500);
       });
-      this.send({ type: 'init', node: this.o.node, certs: this.o.certs(), policy: this.o.policy(), logLevel: this.o.logLevel });
+      this.send({ type: 'init', node: this.o.node, certs: this.o.certs(), policy: this.o.policy(), logLevel: this.o.logLevel, proxyCert: this.o.proxyCert() });
     });
   }
 
@@ -131,6 +138,10 @@ export class DataplaneHost extends EventEmitter {
 
   setCerts(plane: Plane, bundle: Bundle): void {
     this.send({ type: 'certs', plane, bundle });
+  }
+
+  setProxyCert(cert: { certPem: string; keyPem: string }): void {
+    this.send({ type: 'proxy-cert', cert });
   }
 
   /** The control loop reached the cluster store: see WriteFence. */

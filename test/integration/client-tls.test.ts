@@ -14,7 +14,10 @@ import { execFileSync } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
 import 'reflect-metadata';
 import * as x509 from '@peculiar/x509';
-import { TestCluster, TestNode, USER, PASSWORD, waitFor } from '../support/cluster.js';
+import net from 'node:net';
+import { Redis } from 'ioredis';
+import { TestCluster, TestNode, USER, PASSWORD, BdbJson, createDb, redisCli, waitDbStatus, waitFor } from '../support/cluster.js';
+import { Capture, stopAllCaptures } from '../support/capture.js';
 import { keyPem, makeLeaf, makeRoot, rsaKeys } from '../support/pki-hierarchy.js';
 
 const NET = 23;
@@ -42,7 +45,9 @@ before(async () => {
 });
 
 after(async () => {
+  await stopAllCaptures();
   await cluster.stop();
+  fs.rmSync(tmp, { recursive: true, force: true });
 });
 
 test('every node has one services CA apart from the internode CA; api, cm, proxy and metrics_exporter are signed by it alone', () => {
@@ -82,6 +87,206 @@ test('REST (9443), UI (8443) and metrics (8070) verify against the services CA a
   assert.equal(r.code, 0, r.stderr);
 });
 
+const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'tessera-client-tls-'));
+const tmpFile = (name: string, text: string) => {
+  const f = path.join(tmp, name);
+  fs.writeFileSync(f, text, { mode: 0o600 });
+  return f;
+};
+/** Client identities: one issued by a listed CA, one listed itself (self-signed), one nobody listed. */
+interface ClientId {
+  cert: string;
+  key: string;
+  certFile: string;
+  keyFile: string;
+}
+const clients: Record<'byCa' | 'listed' | 'stranger', ClientId> = {} as never;
+let clientCa: { pem: string };
+let tlsDb: BdbJson;
+
+async function makeClients(): Promise<void> {
+  const [caKeys, k1, k2, k3, k4] = await rsaKeys(5);
+  const ca = await makeRoot('Client CA', caKeys);
+  clientCa = ca;
+  const strangerCa = await makeRoot('Stranger CA', k4);
+  const mk = async (name: keyof typeof clients, cert: { pem: string }, keys: CryptoKeyPair) => {
+    const key = await keyPem(keys);
+    clients[name] = { cert: cert.pem, key, certFile: tmpFile(`${name}.pem`, cert.pem), keyFile: tmpFile(`${name}.key`, key) };
+  };
+  await mk('byCa', await makeLeaf(ca, 'app-1', k1, { eku: [x509.ExtendedKeyUsage.clientAuth] }), k1);
+  await mk('listed', await makeRoot('app-2-self-signed', k2), k2);
+  await mk('stranger', await makeLeaf(strangerCa, 'intruder', k3, { eku: [x509.ExtendedKeyUsage.clientAuth] }), k3);
+}
+
+/** redis-cli over TLS, trusting only the services CA. */
+function tlsCli(n: TestNode, port: number, who: ClientId | undefined, args: string[]) {
+  const id = who ? ['--cert', who.certFile, '--key', who.keyFile] : [];
+  return redisCli(n.addr, port, ['--tls', '--cacert', certFile(n, 'services-ca.pem'), ...id, ...args]);
+}
+
+function tlsClient(n: TestNode, port: number, who: ClientId): Redis {
+  return new Redis({
+    host: n.addr,
+    port,
+    maxRetriesPerRequest: 0,
+    retryStrategy: () => null,
+    tls: { ca: read(n, 'services-ca.pem'), cert: who.cert, key: who.key, checkServerIdentity: () => undefined },
+  });
+}
+
+const refusalLogLines = (n: TestNode, bdb: number) =>
+  fs
+    .readFileSync(n.logFile, 'utf8')
+    .split('\n')
+    .filter((l) => l.includes('client connection refused') && l.includes(`"bdb":${bdb}`)).length;
+
+async function refusedMetric(n: TestNode, bdb: number, reason: string): Promise<number> {
+  const text = await new Promise<string>((resolve, reject) =>
+    https
+      .get({ host: n.addr, port: 8070, path: '/metrics', ca: read(n, 'services-ca.pem'), checkServerIdentity: () => undefined }, (res) => {
+        let body = '';
+        res.on('data', (d) => (body += d));
+        res.on('end', () => resolve(body));
+      })
+      .on('error', reject),
+  );
+  const m = new RegExp(`^tessera_endpoint_refused_connections_total\\{bdb="${bdb}",reason="${reason}"\\} (\\d+)`, 'm').exec(text);
+  return m ? Number(m[1]) : 0;
+}
+
+test('a tls_mode enabled database: every endpoint answers PONG over TLS to a listed client; others are refused and it keeps serving', async () => {
+  await makeClients();
+  // A malformed entry: 400 naming it; nothing created.
+  const bad = await n1.api<{ error_code: string; description: string }>('POST', '/v1/bdbs', {
+    name: 'bad-tls',
+    memory_size: 104857600,
+    tls_mode: 'enabled',
+    authentication_ssl_client_certs: [{ client_cert: clientCa.pem }, { client_cert: 'not a certificate' }],
+  });
+  assert.equal(bad.status, 400, JSON.stringify(bad.body));
+  assert.equal(bad.body.error_code, 'invalid_client_cert');
+  assert.match(bad.body.description, /authentication_ssl_client_certs\[1\]/);
+  const wrongShape = await n1.api<{ description: string }>('POST', '/v1/bdbs', { name: 'bad-tls', memory_size: 104857600, authentication_ssl_client_certs: [{ cert: clientCa.pem }] });
+  assert.equal(wrongShape.status, 400);
+  assert.match(wrongShape.body.description, /authentication_ssl_client_certs\/0/);
+  assert.equal((await n1.api('POST', '/v1/bdbs', { name: 'bad-tls', memory_size: 104857600, tls_mode: 'replica_ssl' })).status, 400);
+  assert.equal((await n1.api<unknown[]>('GET', '/v1/bdbs')).body.length, 0);
+
+  tlsDb = await createDb(n1, {
+    name: 'secure',
+    memory_size: 104857600,
+    shards_count: 2,
+    sharding: true,
+    proxy_policy: 'all-nodes',
+    tls_mode: 'enabled',
+    enforce_client_authentication: 'enabled',
+    authentication_ssl_client_certs: [{ client_cert: clientCa.pem }, { client_cert: clients.listed.cert }],
+  });
+  assert.equal(tlsDb.endpoints[0].addr.length, 2, 'an endpoint on every node');
+  for (const n of cluster.nodes) {
+    for (const who of [clients.byCa, clients.listed]) {
+      const r = await tlsCli(n, tlsDb.port, who, ['PING']);
+      assert.equal(r.stdout.trim(), 'PONG', `${n.addr}: ${r.stdout} ${r.stderr}`);
+    }
+  }
+  const before = await refusedMetric(n1, tlsDb.uid, 'plaintext_on_tls');
+  for (let i = 0; i < 3; i++) {
+    const none = await tlsCli(n1, tlsDb.port, undefined, ['PING']);
+    assert.notEqual(none.stdout.trim(), 'PONG', 'no client certificate: refused');
+    const stranger = await tlsCli(n1, tlsDb.port, clients.stranger, ['PING']);
+    assert.notEqual(stranger.stdout.trim(), 'PONG', 'an unlisted client certificate: refused');
+    const plain = await redisCli(n1.addr, tlsDb.port, ['PING']);
+    assert.notEqual(plain.stdout.trim(), 'PONG', 'plaintext on a TLS endpoint: refused');
+  }
+  // It keeps serving the listed clients.
+  assert.equal((await tlsCli(n1, tlsDb.port, clients.byCa, ['PING'])).stdout.trim(), 'PONG');
+  // Counted every time, logged once per client address.
+  await waitFor('refusals counted', async () => (await refusedMetric(n1, tlsDb.uid, 'plaintext_on_tls')) >= before + 3, 10_000);
+  assert.ok((await refusedMetric(n1, tlsDb.uid, 'client_cert')) >= 6, 'each refused client certificate counted');
+  assert.equal(refusalLogLines(n1, tlsDb.uid), 1, 'only the first refusal from an address is logged');
+
+  // status shows SSL on the endpoints, info db shows tls_mode.
+  const st = await n1.cli(['status']);
+  const rows = st.stdout.split('\n').filter((l) => l.startsWith(`db:${tlsDb.uid} `) && l.includes('endpoint:'));
+  assert.equal(rows.length, 2, st.stdout);
+  for (const r of rows) assert.match(r, /\sYes\s*$/);
+  const info = await n1.cli(['info', 'db', String(tlsDb.uid)]);
+  assert.match(info.stdout, /^tls_mode: enabled$/m);
+  assert.match(info.stdout, /^enforce_client_authentication: enabled$/m);
+});
+
+test('a capture of the TLS endpoint never shows a value written with a marker; a plaintext endpoint would', async () => {
+  const plainDb = await createDb(n1, { name: 'plain', memory_size: 104857600, proxy_policy: 'all-nodes' });
+  const marker = `MARKER-${Date.now()}`;
+  const cap = new Capture(path.join(tmp, 'client.pcap'), `tcp and (port ${tlsDb.port} or port ${plainDb.port}) and net 127.0.${NET}.0/24`);
+  await cap.start();
+  try {
+    for (const n of cluster.nodes) {
+      const c = tlsClient(n, tlsDb.port, clients.byCa);
+      try {
+        for (let i = 0; i < 20; i++) {
+          await c.set(`k:${n.addr}:${i}`, `${marker}-${i}`);
+          assert.equal(await c.get(`k:${n.addr}:${i}`), `${marker}-${i}`);
+        }
+      } finally {
+        c.disconnect();
+      }
+    }
+    // The same through the plaintext database: proves the capture sees client traffic.
+    assert.equal((await redisCli(n1.addr, plainDb.port, ['SET', 'p', `${marker}-plain`])).stdout.trim(), 'OK');
+  } finally {
+    await cap.stop();
+  }
+  const all = await cap.tshark(['-Y', 'tcp.len > 0', '-T', 'fields', '-e', 'tcp.srcport', '-e', 'tcp.dstport', '-e', 'tcp.payload']);
+  const segments = all
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => l.split('\t'))
+    .map(([sp, dp, hex]) => ({ port: Number(sp) === tlsDb.port || Number(dp) === tlsDb.port ? tlsDb.port : plainDb.port, data: Buffer.from((hex ?? '').replace(/:/g, ''), 'hex') }));
+  const tlsBytes = segments.filter((s) => s.port === tlsDb.port);
+  assert.ok(tlsBytes.length > 40, `the capture saw the TLS client traffic (${tlsBytes.length} segments)`);
+  assert.ok(!tlsBytes.some((s) => s.data.includes(marker)), 'no marker in the TLS endpoint traffic');
+  assert.ok(segments.some((s) => s.port === plainDb.port && s.data.includes(`${marker}-plain`)), 'the plaintext endpoint shows its value: the capture can see markers');
+  // Every server flight on the TLS port is TLS 1.3 or 1.2 with a policy suite.
+  const hellos = await cap.serverHellos(tlsDb.port);
+  assert.ok(hellos.length >= 2, 'a ServerHello per TLS connection');
+  await n1.api('DELETE', `/v1/bdbs/${plainDb.uid}`);
+});
+
+test('switching tls_mode on an existing database is an action; TLS then plaintext are refused on the wrong mode', async () => {
+  const db = await createDb(n1, { name: 'switch', memory_size: 104857600, proxy_policy: 'all-nodes' });
+  assert.equal((await redisCli(n2.addr, db.port, ['PING'])).stdout.trim(), 'PONG');
+  // A TLS client on a plaintext endpoint: refused cleanly, and it keeps serving.
+  const early = await tlsCli(n2, db.port, clients.byCa, ['PING']);
+  assert.notEqual(early.stdout.trim(), 'PONG');
+  assert.equal((await redisCli(n2.addr, db.port, ['PING'])).stdout.trim(), 'PONG');
+  await waitFor('tls_on_plaintext counted', async () => (await refusedMetric(n2, db.uid, 'tls_on_plaintext')) >= 1, 10_000);
+
+  const held = await new Promise<import('node:net').Socket>((resolve, reject) => {
+    const s = net.connect({ host: n1.addr, port: db.port }, () => resolve(s));
+    s.once('error', reject);
+  });
+  const put = await n1.api<{ action_uid: string }>('PUT', `/v1/bdbs/${db.uid}`, { tls_mode: 'enabled' });
+  assert.equal(put.status, 200, JSON.stringify(put.body));
+  const action = await waitFor('tls_mode switch action completed', async () => {
+    const a = await n1.api<{ status: string; progress: number; name: string }>('GET', `/v1/actions/${put.body.action_uid}`);
+    return a.body.status === 'completed' ? a.body : undefined;
+  }, 60_000);
+  assert.equal(action.progress, 100);
+  await waitDbStatus(n1, db.uid, 'active');
+  // No client certificates listed: TLS with the services CA is enough; plaintext is refused, and an open plaintext connection was closed.
+  for (const n of cluster.nodes) {
+    await waitFor(`${n.addr} speaks TLS`, async () => (await tlsCli(n, db.port, undefined, ['PING'])).stdout.trim() === 'PONG', 20_000);
+    assert.notEqual((await redisCli(n.addr, db.port, ['PING'])).stdout.trim(), 'PONG');
+  }
+  await waitFor('the open plaintext connection was closed', async () => held.destroyed || held.readableEnded, 10_000);
+  held.destroy();
+  const back = await n1.cli(['tune', 'db', String(db.uid), 'tls_mode', 'disabled']);
+  assert.equal(back.code, 0, back.stderr);
+  assert.equal((await redisCli(n1.addr, db.port, ['PING'])).stdout.trim(), 'PONG');
+  await n1.api('DELETE', `/v1/bdbs/${db.uid}`);
+});
+
 /** GET over a given keep-alive agent: the status, and whether the request went over an already open connection. */
 function getOver(agent: https.Agent, n: TestNode, p: string): Promise<{ status: number; reused: boolean; serial: string; socket: object }> {
   return new Promise((resolve, reject) => {
@@ -101,12 +306,16 @@ function getOver(agent: https.Agent, n: TestNode, p: string): Promise<{ status: 
 
 const serialOnDisk = (n: TestNode, name: string) => new X509Certificate(read(n, `${name}.pem`)).serialNumber.toLowerCase();
 
-test('the rotation job renews the client-facing certificates; a held-open HTTPS keep-alive connection stays up', async () => {
+test('the rotation job renews the client-facing certificates; a held-open HTTPS keep-alive and a client TLS connection stay up', async () => {
   // Trust in the agent, not per request: Node's agent does not keep a socket whose request carried its own `ca`.
   const agent = new https.Agent({ keepAlive: true, maxSockets: 1, ca: read(n1, 'services-ca.pem'), checkServerIdentity: () => undefined });
   try {
     const first = await getOver(agent, n1, '/v1/cluster');
     assert.equal(first.status, 200);
+    const redis = tlsClient(n1, tlsDb.port, clients.byCa);
+    assert.equal(await redis.ping(), 'PONG');
+    const redisSocket = redis.stream as tls.TLSSocket;
+    const redisSerial = redisSocket.getPeerCertificate().serialNumber.toLowerCase();
     const before = { api: serialOnDisk(n1, 'api'), cm: serialOnDisk(n1, 'cm'), metrics_exporter: serialOnDisk(n1, 'metrics_exporter'), proxy: serialOnDisk(n1, 'proxy') };
     assert.equal(first.serial, before.api);
     // Due when fewer than 89.9999 of 90 days remain: each certificate is renewed about a minute after it was issued.
@@ -120,7 +329,17 @@ test('the rotation job renews the client-facing certificates; a held-open HTTPS 
           return h.authorized && h.serial === serialOnDisk(n1, name);
         }, 150_000, 1000);
       }
-      await waitFor('proxy renewed', async () => serialOnDisk(n1, 'proxy') !== before.proxy, 60_000, 1000);
+      await waitFor('proxy renewed and presented by the TLS endpoint', async () => {
+        if (serialOnDisk(n1, 'proxy') === before.proxy) return false;
+        const h = await handshake(n1.addr, tlsDb.port, read(n1, 'services-ca.pem'));
+        return h.authorized && h.serial === serialOnDisk(n1, 'proxy');
+      }, 150_000, 1000);
+      assert.equal(redisSerial, before.proxy);
+      // The client TLS connection opened before the renewal is the same one, and still served.
+      assert.equal(await redis.set('after-rotation', 'yes'), 'OK');
+      assert.equal(await redis.get('after-rotation'), 'yes');
+      assert.equal(redis.stream, redisSocket);
+      redis.disconnect();
       // The connection opened before the renewal still carries requests, with the certificate it was opened with.
       const again = await getOver(agent, n1, '/v1/cluster');
       assert.equal(again.status, 200);

@@ -2,6 +2,7 @@
 // and GET /v1/actions[/{uid}]. A change is validated, written as desired state,
 // converged by every node's reconciler, and reflected in `status`.
 import type { FastifyPluginAsync } from 'fastify';
+import { X509Certificate } from 'node:crypto';
 import type { NodeDaemon } from '../../control/daemon.js';
 import type { ClusterMember } from '../../control/member.js';
 import { KEYS, ActionRecord, BdbRecord, ProxyPolicy, StoredPolicy, policyWithDefaults } from '../../coord/schema.js';
@@ -33,6 +34,14 @@ const fields = {
   data_persistence: { type: 'string' },
   eviction_policy: { type: 'string' },
   authentication_redis_pass: { type: 'string', maxLength: 512 },
+  // Client TLS on the endpoint (RE's fields).
+  tls_mode: { type: 'string' },
+  enforce_client_authentication: { type: 'string' },
+  authentication_ssl_client_certs: {
+    type: 'array',
+    maxItems: 256,
+    items: { type: 'object', additionalProperties: false, required: ['client_cert'], properties: { client_cert: { type: 'string', maxLength: 65536 } } },
+  },
 } as const;
 
 const createBody = { type: 'object', additionalProperties: false, properties: fields } as const;
@@ -84,6 +93,9 @@ export function bdbView(m: ClusterMember, b: BdbRecord) {
   const { internal_secret: _secret, authentication_redis_pass: pass, generation: _g, link_generation: _l, shards, ...rest } = b;
   return {
     ...rest,
+    tls_mode: b.tls_mode ?? 'disabled',
+    enforce_client_authentication: b.enforce_client_authentication ?? 'enabled',
+    authentication_ssl_client_certs: b.authentication_ssl_client_certs ?? [],
     authentication_redis_pass_set: !!pass,
     shard_list: shards.map((s) => s.uid),
     shards: shards.map((s) => ({
@@ -109,6 +121,29 @@ function checkValues(v: BdbInput): void {
   if (v.shards_placement !== undefined && !['dense', 'sparse'].includes(v.shards_placement)) throw invalid('invalid_shards_placement', 'shards_placement must be dense or sparse');
   if (v.data_persistence !== undefined && !PERSISTENCE.includes(v.data_persistence)) throw invalid('invalid_data_persistence', `data_persistence must be one of ${PERSISTENCE.join(', ')}`);
   if (v.eviction_policy !== undefined && !EVICTION.includes(v.eviction_policy)) throw invalid('invalid_eviction_policy', `eviction_policy must be one of ${EVICTION.join(', ')}`);
+  checkTls(v);
+}
+
+/** tls_mode, enforce_client_authentication, and each listed client certificate: one PEM certificate, currently valid. */
+function checkTls(v: BdbInput): void {
+  if (v.tls_mode !== undefined && !['enabled', 'disabled'].includes(v.tls_mode)) {
+    throw invalid('invalid_tls_mode', `tls_mode must be enabled or disabled${(v.tls_mode as string) === 'replica_ssl' ? ' (replica_ssl is not supported: replication between nodes is encrypted by data_internode_encryption)' : ''}`);
+  }
+  if (v.enforce_client_authentication !== undefined && !['enabled', 'disabled'].includes(v.enforce_client_authentication)) {
+    throw invalid('invalid_enforce_client_authentication', 'enforce_client_authentication must be enabled or disabled');
+  }
+  (v.authentication_ssl_client_certs ?? []).forEach(({ client_cert }, i) => {
+    const where = `authentication_ssl_client_certs[${i}].client_cert`;
+    const blocks = client_cert.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
+    if (blocks.length !== 1) throw invalid('invalid_client_cert', `${where}: expected one PEM certificate ("-----BEGIN CERTIFICATE-----"), found ${blocks.length}`);
+    let c: X509Certificate;
+    try {
+      c = new X509Certificate(blocks[0]);
+    } catch (e) {
+      throw invalid('invalid_client_cert', `${where}: not a certificate (${(e as Error).message})`);
+    }
+    if (Date.now() > Date.parse(c.validTo)) throw invalid('invalid_client_cert', `${where}: the certificate expired on ${new Date(c.validTo).toISOString()}`);
+  });
 }
 
 /** Enabling data-plane encryption needs every node to support it. */
@@ -209,6 +244,9 @@ export const bdbsRoutes: FastifyPluginAsync<{ daemon: NodeDaemon }> = async (app
       data_persistence: v.data_persistence ?? 'disabled',
       eviction_policy: v.eviction_policy ?? 'volatile-lru',
       ...(v.authentication_redis_pass ? { authentication_redis_pass: v.authentication_redis_pass } : {}),
+      ...(v.tls_mode !== undefined ? { tls_mode: v.tls_mode } : {}),
+      ...(v.enforce_client_authentication !== undefined ? { enforce_client_authentication: v.enforce_client_authentication } : {}),
+      ...(v.authentication_ssl_client_certs !== undefined ? { authentication_ssl_client_certs: v.authentication_ssl_client_certs } : {}),
       internal_secret: newSecret(),
       shards: placeShards(activeNodes, load, shardsCount, replication, firstShard, v.shards_placement ?? 'sparse'),
       status: 'pending',
