@@ -68,6 +68,8 @@ export class CertRotator {
   private lastAlert?: string;
   private lastCustomerTry = 0;
   private lastServiceCustomerTry = 0;
+  /** The node record does not show the client-facing certificates in force yet (a failed write is retried each tick). */
+  private servicesUnpublished = false;
 
   constructor(
     private readonly m: RotatorHost,
@@ -179,6 +181,7 @@ export class CertRotator {
 
   /** The client-facing certificates, on the internode schedule; operator ones only when about to expire. */
   private tickServices(s: CertRotationSettings): void {
+    if (this.servicesUnpublished) void this.publishServices();
     // An operator certificate that could not be applied yet is tried again.
     const pending = SERVICE_NAMES.some((n) => {
       const rec = this.m.serviceCustomerCerts.items.get(n);
@@ -275,16 +278,30 @@ export class CertRotator {
     }
   }
 
-  /** Record what the client-facing listeners present in this node's record. */
+  /** Record what the client-facing listeners present in this node's record; a failure is logged and retried by the next tick. */
   private async publishServices(): Promise<void> {
-    const metas: Record<string, CertMeta> = {};
-    for (const name of SERVICE_NAMES) {
-      const c = this.m.services.get(name);
-      if (!c) continue;
-      const i = certInfo(c.certPem);
-      metas[name] = { name, serial: i.serial, subject: i.subject, issuer: i.issuer, not_before: i.not_before, not_after: i.not_after };
+    this.servicesUnpublished = true;
+    try {
+      await this.writeServicesRecord();
+      this.servicesUnpublished = false;
+    } catch (err) {
+      this.log.warn({ err: (err as Error).message }, 'cannot record the client-facing certificates in the node record yet; retrying');
     }
-    await updateRecord(this.m.client, KEYS.node(this.m.uid), NodeRecord, (rec) => (rec ? { ...rec, service_certificates: metas } : undefined));
+  }
+
+  private async writeServicesRecord(): Promise<void> {
+    // Read what is in force inside the compare-and-swap: a retried write must not put back an older certificate.
+    const metas = (): Record<string, CertMeta> => {
+      const out: Record<string, CertMeta> = {};
+      for (const name of SERVICE_NAMES) {
+        const c = this.m.services.get(name);
+        if (!c) continue;
+        const i = certInfo(c.certPem);
+        out[name] = { name, serial: i.serial, subject: i.subject, issuer: i.issuer, not_before: i.not_before, not_after: i.not_after };
+      }
+      return out;
+    };
+    await updateRecord(this.m.client, KEYS.node(this.m.uid), NodeRecord, (rec) => (rec ? { ...rec, service_certificates: metas() } : undefined));
   }
 
   /** Renew one plane now (shared by the schedule and POST /v1/cluster/certificates/rotate). */

@@ -110,6 +110,7 @@ export class Endpoint implements SessionHost {
   private refusedAddrs = new Set<string>();
   private tlsServer: tls.Server | null = null;
   private tlsVersion: string | undefined;
+  private clientListKey: string | undefined;
 
   private cfg: EndpointConfig;
   private pools: [(ShardLink | undefined)[], (ShardLink | undefined)[]] = [[], []];
@@ -216,6 +217,10 @@ export class Endpoint implements SessionHost {
    */
   private applyTls(t: EndpointTls | undefined): void {
     this.tlsVersion = t?.version;
+    // A new proxy certificate alone re-admits everyone already in; a changed list is checked again.
+    const listKey = t?.clientCerts ? t.clientCerts.pems.join('\n') : undefined;
+    const listChanged = listKey !== this.clientListKey;
+    this.clientListKey = listKey;
     if (!t) {
       this.tlsServer = null;
     } else {
@@ -233,7 +238,7 @@ export class Endpoint implements SessionHost {
       const isTls = sock instanceof tls.TLSSocket;
       if (!t && isTls) s.destroy();
       else if (t && !isTls) s.destroy();
-      else if (t && isTls && t.clientCerts && !clientCertAllowed(t.clientCerts, (sock as tls.TLSSocket).getPeerX509Certificate(), false)) s.destroy();
+      else if (t && isTls && t.clientCerts && listChanged && !clientCertAllowed(t.clientCerts, (sock as tls.TLSSocket).getPeerX509Certificate(), false)) s.destroy();
     }
   }
 

@@ -389,3 +389,23 @@ test('PUT /v1/cluster/certificates replaces a client-facing certificate by its R
   assert.ok((await handshake(n1.addr, PORTS.cm, read(n1, 'services-ca.pem'))).authorized);
   assert.ok((await handshake(n2.addr, PORTS.api, read(n2, 'services-ca.pem'))).authorized);
 });
+
+test('taking a client certificate off the list disconnects its open connection; other clients stay connected', async () => {
+  const dropped = tlsClient(n1, tlsDb.port, clients.listed);
+  const kept = tlsClient(n1, tlsDb.port, clients.byCa);
+  try {
+    assert.equal(await dropped.ping(), 'PONG');
+    assert.equal(await kept.ping(), 'PONG');
+    const keptSocket = kept.stream;
+    const put = await n1.api('PUT', `/v1/bdbs/${tlsDb.uid}`, { authentication_ssl_client_certs: [{ client_cert: clientCa.pem }] });
+    assert.equal(put.status, 200, JSON.stringify(put.body));
+    await waitDbStatus(n1, tlsDb.uid, 'active');
+    await waitFor('the unlisted client was disconnected', async () => dropped.status === 'end', 20_000);
+    assert.equal(await kept.ping(), 'PONG');
+    assert.equal(kept.stream, keptSocket, 'the listed client kept its connection');
+    assert.notEqual((await tlsCli(n1, tlsDb.port, clients.listed, ['PING'])).stdout.trim(), 'PONG');
+  } finally {
+    dropped.disconnect();
+    kept.disconnect();
+  }
+});
