@@ -18,6 +18,7 @@ import net from 'node:net';
 import { Redis } from 'ioredis';
 import { TestCluster, TestNode, USER, PASSWORD, BdbJson, createDb, redisCli, waitDbStatus, waitFor } from '../support/cluster.js';
 import { Capture, stopAllCaptures } from '../support/capture.js';
+import { sClient } from '../support/tls-tools.js';
 import { keyPem, makeLeaf, makeRoot, rsaKeys } from '../support/pki-hierarchy.js';
 
 const NET = 23;
@@ -198,6 +199,10 @@ test('a tls_mode enabled database: every endpoint answers PONG over TLS to a lis
     const plain = await redisCli(n1.addr, tlsDb.port, ['PING']);
     assert.notEqual(plain.stdout.trim(), 'PONG', 'plaintext on a TLS endpoint: refused');
   }
+  // The TLS policy holds here too: TLS 1.1 gets protocol_version, no ServerHello.
+  const old = await sClient(['-connect', `${n1.addr}:${tlsDb.port}`, '-tls1_1', '-cipher', 'DEFAULT:@SECLEVEL=0', '-msg'], { holdMs: 1500 });
+  assert.match(old.stdout, /Alert \[length 0002\], fatal protocol_version/, old.stdout);
+  assert.doesNotMatch(old.stdout, /<<< .*ServerHello/);
   // It keeps serving the listed clients.
   assert.equal((await tlsCli(n1, tlsDb.port, clients.byCa, ['PING'])).stdout.trim(), 'PONG');
   // Counted every time, logged once per client address.
@@ -250,6 +255,10 @@ test('a capture of the TLS endpoint never shows a value written with a marker; a
   // Every server flight on the TLS port is TLS 1.3 or 1.2 with a policy suite.
   const hellos = await cap.serverHellos(tlsDb.port);
   assert.ok(hellos.length >= 2, 'a ServerHello per TLS connection');
+  for (const h of hellos) {
+    assert.equal(h.version, '0x0304', `TLS 1.3 with ioredis: ${JSON.stringify(h)}`);
+    assert.ok(['0xc030', '0xc02f', '0x1301', '0x1302'].includes(h.suite), `a policy suite: ${JSON.stringify(h)}`);
+  }
   await n1.api('DELETE', `/v1/bdbs/${plainDb.uid}`);
 });
 
