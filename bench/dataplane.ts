@@ -1,9 +1,13 @@
 // Data-plane benchmark: throughput and latency through a Tessera endpoint,
 // with the shard on the same node and on another node, data-plane encryption
-// off and on, against a direct redis-server for reference. Prints medians of
-// paired runs and the ratios encrypted/plaintext and endpoint/direct.
+// off and on, against a direct redis-server for reference; and the client
+// side encrypted: a tls_mode enabled endpoint (mutual TLS, a listed client
+// CA) against the plaintext endpoint, same node, same shard placement, run
+// back to back in each round. Prints medians of paired runs, the ratios
+// encrypted/plaintext and endpoint/direct, and for client TLS the per-round
+// ratios' spread and the CPU per operation.
 //
-//   npm run bench            (5 rounds; BENCH_ROUNDS, BENCH_REQUESTS, BENCH_CLIENTS to change)
+//   npm run bench            (5 rounds; BENCH_ROUNDS, BENCH_REQUESTS, BENCH_CLIENTS, BENCH_NET to change)
 //
 // Everything runs on loopback addresses 127.0.9.x (BENCH_NET=N: 127.0.N.x) and is stopped at the end.
 import fs from 'node:fs';
@@ -11,11 +15,13 @@ import os from 'node:os';
 import path from 'node:path';
 import { spawn, execFile, ChildProcess } from 'node:child_process';
 import { TestCluster, createDb, waitDbStatus, waitFor } from '../test/support/cluster.js';
+import { createCa, issueLocally } from '../src/pki/pki.js';
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5);
 const REQUESTS = Number(process.env.BENCH_REQUESTS ?? 100_000);
 const CLIENTS = Number(process.env.BENCH_CLIENTS ?? 50);
 const PIPELINES = [1, 16];
+/** The loopback net 127.0.<BENCH_NET>.x (default 9). */
 const NET = Number(process.env.BENCH_NET ?? 9);
 const DIRECT = { host: `127.0.${NET}.50`, port: 16379 };
 
@@ -48,9 +54,9 @@ function cpuSeconds(pids: number[]): number {
   return total;
 }
 
-async function benchmark(host: string, port: number, pipeline: number, cpuPids: number[]): Promise<{ row: Row; cpuUsPerOp: number }> {
+async function benchmark(host: string, port: number, pipeline: number, cpuPids: number[], tlsArgs: string[] = []): Promise<{ row: Row; cpuUsPerOp: number }> {
   const before = cpuSeconds(cpuPids);
-  const out = await run('redis-benchmark', ['-h', host, '-p', String(port), '-t', 'set,get', '-n', String(REQUESTS), '-c', String(CLIENTS), '-P', String(pipeline), '-r', '100000', '-d', '64', '--csv']);
+  const out = await run('redis-benchmark', ['-h', host, '-p', String(port), ...tlsArgs, '-t', 'set,get', '-n', String(REQUESTS), '-c', String(CLIENTS), '-P', String(pipeline), '-r', '100000', '-d', '64', '--csv']);
   const cpu = cpuSeconds(cpuPids) - before;
   const row: Row = {};
   for (const line of out.split('\n')) {
@@ -80,8 +86,26 @@ async function main(): Promise<void> {
     const otherNode = cluster.nodes.find((n) => n !== shardNode)!;
     direct = spawn('redis-server', ['--bind', DIRECT.host, '--port', String(DIRECT.port), '--save', '', '--appendonly', 'no', '--dir', directDir], { stdio: 'ignore' });
     await waitFor('direct redis', async () => (await run('redis-cli', ['-h', DIRECT.host, '-p', String(DIRECT.port), 'PING'])).trim() === 'PONG');
+    // The client-TLS database: its endpoint on the node of its shard, compared with the plaintext one on the same terms.
+    const clientCa = await createCa('bench-clients', 'bench');
+    const client = await issueLocally(clientCa, { clusterId: 'bench', uid: 1, plane: 'cp', addr: '127.0.9.1', validitySeconds: 86_400 });
+    const tlsDb = await createDb(n1, {
+      name: 'bench-tls',
+      memory_size: 1 << 30,
+      port: 12901,
+      proxy_policy: 'all-nodes',
+      data_internode_encryption: false,
+      tls_mode: 'enabled',
+      authentication_ssl_client_certs: [{ client_cert: clientCa.certPem }],
+    });
+    const tlsShardNode = cluster.nodes.find((n) => n.uidFromDisk === tlsDb.shards[0].node_uid)!;
+    const files = { cert: path.join(directDir, 'client.pem'), key: path.join(directDir, 'client.key') };
+    fs.writeFileSync(files.cert, client.certPem);
+    fs.writeFileSync(files.key, client.keyPem, { mode: 0o600 });
+    const tlsArgs = ['--tls', '--cacert', path.join(tlsShardNode.dataDir, 'certs/services-ca.pem'), '--cert', files.cert, '--key', files.key];
     const nodePids = cluster.nodes.map((n) => n.proc!.pid!);
     const shardPids = (await run('pgrep', ['-f', `${shardNode.dataDir}/shards/`])).trim().split('\n').map(Number);
+    const tlsShardPids = (await run('pgrep', ['-f', `${tlsShardNode.dataDir}/shards/`])).trim().split('\n').map(Number);
 
     const setEncryption = async (on: boolean) => {
       const r = await n1.api('PUT', `/v1/bdbs/${db.uid}`, { data_internode_encryption: on });
@@ -107,6 +131,9 @@ async function main(): Promise<void> {
           record(`local-${mode} P${P}`, await benchmark(shardNode.addr, db.port, P, [...nodePids, ...shardPids]));
           record(`remote-${mode} P${P}`, await benchmark(otherNode.addr, db.port, P, [...nodePids, ...shardPids]));
         }
+        // Client side, back to back: the plaintext endpoint and the TLS one, each on the node of its shard.
+        record(`client-plain P${P}`, await benchmark(shardNode.addr, db.port, P, [...nodePids, ...shardPids]));
+        record(`client-tls P${P}`, await benchmark(tlsShardNode.addr, tlsDb.port, P, [...nodePids, ...tlsShardPids], tlsArgs));
       }
       process.stderr.write(`round ${round}/${ROUNDS} done\n`);
     }
@@ -127,6 +154,20 @@ async function main(): Promise<void> {
         console.log(
           `P${P} ${t}: encrypted/plaintext remote ${r(`remote-on P${P}`, `remote-off P${P}`)}, local ${r(`local-on P${P}`, `local-off P${P}`)}; ` +
             `endpoint/direct local ${r(`local-off P${P}`, `direct P${P}`)}, remote ${r(`remote-off P${P}`, `direct P${P}`)}, remote encrypted ${r(`remote-on P${P}`, `direct P${P}`)}`,
+        );
+      }
+    }
+    // Client TLS: what encrypting the application's hop costs, from the interleaved pairs.
+    console.log('\nclient TLS (tls_mode enabled, mutual TLS, TLS 1.3) against the plaintext endpoint, both on their shard\'s node');
+    console.log('P   test  ops/s plain  ops/s TLS  TLS/plain (median)  per-round spread  cpu µs/op plain  TLS');
+    for (const P of PIPELINES) {
+      const plain = results.get(`client-plain P${P}`)!;
+      const enc = results.get(`client-tls P${P}`)!;
+      for (const t of ['SET', 'GET'] as const) {
+        const ratios = enc.rows.map((r, i) => r[t].rps / plain.rows[i][t].rps);
+        console.log(
+          `${String(P).padEnd(3)} ${t.padEnd(5)} ${med(`client-plain P${P}`, t, 'rps').toFixed(0).padStart(10)}  ${med(`client-tls P${P}`, t, 'rps').toFixed(0).padStart(9)}  ${median(ratios).toFixed(2).padStart(18)}  ${Math.min(...ratios).toFixed(2)}–${Math.max(...ratios).toFixed(2)}`.padEnd(68) +
+            `  ${median(plain.cpu).toFixed(1).padStart(8)}  ${median(enc.cpu).toFixed(1).padStart(6)}`,
         );
       }
     }

@@ -68,7 +68,7 @@ done
 sleep 2
 # The sample database: 2 shards, replicated, data-plane encryption on, an endpoint on every node.
 if ! ./bin/tessera info db sample >/dev/null 2>&1; then
-  ca="$home/n1/certs/ca.pem"
+  ca="$home/n1/certs/services-ca.pem"
   body='{"name":"sample","memory_size":268435456,"port":12000,"shards_count":2,"sharding":true,"replication":true,"proxy_policy":"all-nodes","data_internode_encryption":true,"data_persistence":"aof"}'
   curl -sS --fail-with-body --cacert "$ca" -u "$user:$password" -H 'content-type: application/json' -d "$body" https://127.0.0.1:9443/v1/bdbs >/dev/null
 fi
@@ -85,10 +85,10 @@ Tessera local cluster is running (3 nodes, 127.0.0.1-3).
   Try:          redis-cli -h 127.0.0.1 -p 12000 SET hello world && redis-cli -h 127.0.0.3 -p 12000 GET hello
   REST API:     https://127.0.0.1:9443/v1  (also on 127.0.0.2 and 127.0.0.3)
   Credentials:  $user / $password
-  Cluster CA:   $home/n1/certs/ca.pem
+  Services CA:  $home/n1/certs/services-ca.pem  (signs REST, web UI, metrics and TLS endpoints; the internode CA stays internal)
   Web UI:       https://127.0.0.1:8443  (also on 127.0.0.2 and 127.0.0.3; sign in with the credentials above;
-                its certificate is issued by the cluster CA above: trust it, or accept the browser's warning)
-  REST:         curl --cacert $home/n1/certs/ca.pem -u '$user:$password' https://127.0.0.1:9443/v1/nodes
+                its certificate is issued by the services CA above: trust it, or accept the browser's warning)
+  REST:         curl --cacert $home/n1/certs/services-ca.pem -u '$user:$password' https://127.0.0.1:9443/v1/nodes
   CLI:          TESSERA_USERNAME=$user TESSERA_PASSWORD=$password ./bin/tessera status
   Logs:         $home/n1.log, n2.log, n3.log
   Stop:         scripts/local-cluster.sh stop

@@ -198,6 +198,16 @@ export class MetricsServer {
       return out;
     });
 
+    new Counter({
+      name: 'tessera_endpoint_refused_connections_total',
+      help: "Client connections a database endpoint of this node refused: plaintext_on_tls, tls_on_plaintext, client_cert (not listed), tls_handshake (only the first per client address is logged)",
+      labelNames: ['bdb', 'reason'],
+      registers: [this.registry],
+      collect() {
+        this.reset();
+        for (const e of m.dataplane?.refusals ?? []) for (const [reason, n] of Object.entries(e.refusals)) this.inc({ bdb: String(e.bdbUid), reason }, n);
+      },
+    });
     new Gauge({
       name: 'tessera_cluster_master',
       help: 'uid of the cluster master node as seen by this node',
@@ -223,6 +233,11 @@ export class MetricsServer {
       );
     });
     await listenOrExplain(this.server, this.m.cfg.addr, this.m.cfg.ports.metrics, 'metrics');
+  }
+
+  /** Swap the certificate for new connections; open ones are not touched. */
+  setCertificate(cert: { certPem: string; keyPem: string }): void {
+    this.server?.setSecureContext(httpsServerOptions(cert));
   }
 
   async close(): Promise<void> {

@@ -40,6 +40,7 @@ export interface BdbView {
   replication: boolean;
   data_persistence: string;
   data_internode_encryption: boolean;
+  tls_mode?: string;
   proxy_policy: string;
   shards_placement: string;
   port: number;
@@ -127,7 +128,7 @@ export function formatStatus(cluster: Record<string, unknown>, nodes: NodeView[]
         keep(bdbs, (b) => b.status === 'active').flatMap((b) =>
           (b.endpoints[0]?.addr ?? []).map((a) => {
             const node = nodes.find((n) => n.addr === a);
-            return [`db:${b.uid}`, b.name, `endpoint:${b.uid}:1`, node ? `node:${node.uid}` : a, b.proxy_policy, 'No'];
+            return [`db:${b.uid}`, b.name, `endpoint:${b.uid}:1`, node ? `node:${node.uid}` : a, b.proxy_policy, b.tls_mode === 'enabled' ? 'Yes' : 'No'];
           }),
         ),
       ),

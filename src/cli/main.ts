@@ -190,7 +190,7 @@ export function buildProgram(): Command {
     .option('--port <port>', 'REST API port', String(DEFAULT_PORTS.rest))
     .option('--username <email>', 'admin user (or TESSERA_USERNAME)')
     .option('--password <password>', 'admin password (or TESSERA_PASSWORD)')
-    .option('--ca <file>', "cluster CA (PEM) to verify the REST API's certificate")
+    .option('--ca <file>', "the cluster's services CA (PEM, <data-dir>/certs/services-ca.pem) to verify the REST API's certificate")
     .showHelpAfterError(false)
     .configureOutput({ outputError: (s, write) => write(s.split('\n')[0] + '\n') });
 
@@ -366,10 +366,11 @@ export function buildProgram(): Command {
     .argument('<db>', 'database: <uid>, db:<uid> or its name')
     .argument('<words...>', 'setting value pairs, e.g. data_internode_encryption enabled')
     .action(async (ref: string, words: string[], _o, cmd: Command) => {
-      const w = pairs(words, ['data_internode_encryption']);
+      const w = pairs(words, ['data_internode_encryption', 'tls_mode']);
       const b = await findDb(cmd, ref);
       const body: Record<string, unknown> = {};
       if (w.data_internode_encryption !== undefined) body.data_internode_encryption = enabledWord(w.data_internode_encryption);
+      if (w.tls_mode !== undefined) body.tls_mode = enabledWord(w.tls_mode) ? 'enabled' : 'disabled';
       await api(cmd, 'PUT', `/v1/bdbs/${b.uid}`, body);
       // rladmin answers once the change is in place; so do we.
       await waitActive(cmd, b.uid);

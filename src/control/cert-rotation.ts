@@ -5,9 +5,16 @@
 // are retried with backoff; a node that was down renews as soon as it is back
 // (the check runs at start and every second). The same loop keeps the node's
 // `node_internal_certs_about_to_expire` alert current.
+//
+// It renews the client-facing certificates (`api`, `cm`, `proxy`,
+// `metrics_exporter`, signed by the services CA) on the same schedule: the
+// new one goes into ServiceCerts, whose listeners (REST, UI, metrics, the
+// data plane's endpoints) swap their secure context, so open connections stay.
+// A node that lacks one (made before the services CA existed) gets it at start.
 import type { Logger } from 'pino';
 import type { Etcd3 } from 'etcd3';
 import type { CertStore } from '../pki/certstore.js';
+import type { ServiceCerts } from '../pki/service-certs.js';
 import type { NodeConfig, NodeIdentity } from './config.js';
 import {
   KEYS,
@@ -18,6 +25,7 @@ import {
   CertRotationSettings,
   NodeAlertsRecord,
   NodeRecord,
+  ServiceCertRecord,
   StoredAlertSettings,
   StoredJobScheduler,
   TrustRecord,
@@ -26,7 +34,7 @@ import {
 } from '../coord/schema.js';
 import { PrefixCache } from '../coord/watch.js';
 import { readRecord, requireRecord, updateRecord } from '../coord/records.js';
-import { PLANE_CERT_NAME, Plane, PLANES, certInfo, createCsr, generateKeyPair, issueFromCsr } from '../pki/pki.js';
+import { PLANE_CERT_NAME, Plane, PLANES, SERVICE_NAMES, ServiceName, certInfo, createCa, createCsr, generateKeyPair, issueFromCsr } from '../pki/pki.js';
 import { installPlaneFiles } from '../pki/node-files.js';
 import { parseCron, type Cron } from '../util/cron.js';
 
@@ -34,7 +42,7 @@ const DAY = 86_400;
 const TICK_MS = 1000;
 
 export interface RenewResult {
-  plane: Plane;
+  plane: Plane | ServiceName;
   serial: string;
   not_after: string;
 }
@@ -48,16 +56,22 @@ export interface RotatorHost {
   readonly client: Etcd3;
   readonly certs: CertStore;
   readonly customerCerts: PrefixCache<CustomerCertRecord>;
+  readonly services: ServiceCerts;
+  readonly serviceCustomerCerts: PrefixCache<ServiceCertRecord>;
+  readonly cluster: { name: string };
 }
 export class CertRotator {
   private settings: PrefixCache<StoredJobScheduler>;
   private alertSettings: PrefixCache<StoredAlertSettings>;
   private timer?: NodeJS.Timeout;
-  private renewing = new Map<Plane, Promise<RenewResult>>();
-  private failures = new Map<Plane, { count: number; retryAt: number }>();
+  private renewing = new Map<Plane | ServiceName, Promise<RenewResult>>();
+  private failures = new Map<Plane | ServiceName, { count: number; retryAt: number }>();
   private lastAlert?: string;
   private lastCustomerTry = 0;
   private cron?: Cron;
+  private lastServiceCustomerTry = 0;
+  /** The node record does not show the client-facing certificates in force yet (a failed write is retried each tick). */
+  private servicesUnpublished = false;
 
   constructor(
     private readonly m: RotatorHost,
@@ -82,6 +96,12 @@ export class CertRotator {
     await Promise.all([this.settings.start(), this.alertSettings.start()]);
     this.m.customerCerts.on('change', () => void this.applyCustomer());
     await this.applyCustomer();
+    // The client-facing certificates must exist before the services that present them start.
+    await this.ensureServicesCa();
+    this.m.serviceCustomerCerts.on('change', () => void this.applyServiceCustomer());
+    await this.applyServiceCustomer();
+    for (const name of SERVICE_NAMES) if (!this.m.services.isCurrent(name)) await this.renewService(name, 'missing or not from the services CA');
+    await this.publishServices();
     // A failed tick must not become an unhandled rejection (it would end the process): log it, the next one retries.
     this.timer = setInterval(() => void this.tick().catch((e) => this.log.error({ err: (e as Error).message }, 'certificate schedule tick failed')), TICK_MS);
     this.timer.unref();
@@ -168,7 +188,133 @@ export class CertRotator {
         }
       }
     }
+    this.tickServices(s);
     await this.evaluateAlert().catch((err) => this.log.debug({ err: (err as Error).message }, 'alert evaluation failed'));
+  }
+
+  /** The client-facing certificates, on the internode schedule; operator ones only when about to expire. */
+  private tickServices(s: CertRotationSettings): void {
+    if (this.servicesUnpublished) void this.publishServices();
+    // An operator certificate that could not be applied yet is tried again.
+    const pending = SERVICE_NAMES.some((n) => {
+      const rec = this.m.serviceCustomerCerts.items.get(n);
+      const cur = this.m.services.get(n);
+      return rec && (!cur || certInfo(cur.certPem).serial !== rec.serial);
+    });
+    if (pending && Date.now() - this.lastServiceCustomerTry > 5000) {
+      this.lastServiceCustomerTry = Date.now();
+      void this.applyServiceCustomer();
+    }
+    const stagger = Math.min(60, (s.validity_days - s.expiry_days_before_rotation) * DAY * 0.01) * ((this.m.uid - 1) % 10);
+    for (const name of SERVICE_NAMES) {
+      const rec = this.m.serviceCustomerCerts.items.get(name);
+      const operator = !!rec && !this.m.services.isClusterIssued(name);
+      let due: string | undefined;
+      if (operator) {
+        if (Date.parse(rec.chain_not_after) - Date.now() < 5 * DAY * 1000) due = 'operator certificate about to expire';
+      } else if (!this.m.services.isCurrent(name)) due = 'missing or not from the services CA';
+      else if (s.enabled && this.m.services.secondsLeft(name) < s.expiry_days_before_rotation * DAY - stagger) due = 'schedule';
+      const f = this.failures.get(name);
+      if (!due || this.renewing.has(name) || (f && Date.now() < f.retryAt)) continue;
+      const p = this.renewService(name, due);
+      if (operator) p.then(() => this.m.client.delete().key(KEYS.serviceCert(this.m.uid, name))).catch((e) => this.log.warn({ name, err: (e as Error).message }, 'cannot replace the expiring operator-provided certificate'));
+      else p.catch(() => undefined); // logged, with its retry backoff, by doRenewService
+    }
+  }
+
+  /** The services CA: adopt the cluster's, or make it once for a cluster created before it existed. */
+  private async ensureServicesCa(): Promise<void> {
+    let rec = await readRecord(this.m.client, KEYS.servicesCa, CaRecord);
+    if (!rec) {
+      const ca = await createCa(this.m.cluster.name, this.m.identity.cluster_id, 'services');
+      const c = this.m.client;
+      const r = await c.if(KEYS.servicesCa, 'Create', '==', 0).then(c.put(KEYS.servicesCa).value(JSON.stringify({ cert: ca.certPem, key: ca.keyPem } satisfies CaRecord))).commit();
+      if (r.succeeded) this.log.info('services CA created (the cluster had none)');
+      rec = await requireRecord(c, KEYS.servicesCa, CaRecord);
+    }
+    this.m.services.setCa(rec.cert);
+  }
+
+  /** Renew one client-facing certificate now (schedule, start, or an operator's one withdrawn). */
+  renewService(name: ServiceName, why: string): Promise<RenewResult> {
+    const running = this.renewing.get(name);
+    if (running) return running;
+    const p = this.doRenewService(name, why).finally(() => this.renewing.delete(name));
+    this.renewing.set(name, p);
+    return p;
+  }
+
+  private async doRenewService(name: ServiceName, why: string): Promise<RenewResult> {
+    try {
+      const s = jobSchedulerWithDefaults(await readRecord(this.m.client, KEYS.jobScheduler, StoredJobScheduler)).cert_rotation_job_settings;
+      const ca = await requireRecord(this.m.client, KEYS.servicesCa, CaRecord);
+      this.m.services.setCa(ca.cert);
+      const kp = await generateKeyPair();
+      const csrPem = await createCsr(kp, `node${this.m.uid}-${name}`);
+      const certPem = await issueFromCsr(
+        { certPem: ca.cert, keyPem: ca.key },
+        { csrPem, clusterId: this.m.identity.cluster_id, uid: this.m.uid, plane: name, addr: this.m.cfg.addr, validitySeconds: Math.max(1, Math.round(s.validity_days * DAY)) },
+      );
+      // Validated, written to disk, then swapped in every listener that presents it.
+      this.m.services.set(name, { certPem, keyPem: kp.keyPem });
+      await this.publishServices();
+      this.failures.delete(name);
+      const info = certInfo(certPem);
+      this.log.info({ name, serial: info.serial, not_after: info.not_after, why }, 'client-facing certificate renewed');
+      return { plane: name, serial: info.serial, not_after: info.not_after };
+    } catch (err) {
+      const f = this.failures.get(name) ?? { count: 0, retryAt: 0 };
+      f.count++;
+      f.retryAt = Date.now() + Math.min(60_000, 500 * 2 ** Math.min(f.count, 7));
+      this.failures.set(name, f);
+      this.log.error({ name, err: (err as Error).message, attempt: f.count }, 'client-facing certificate renewal failed; will retry');
+      throw err;
+    }
+  }
+
+  /** Apply the operator's client-facing certificates meant for this node; a withdrawn one gives way to a cluster-issued one. */
+  private async applyServiceCustomer(): Promise<void> {
+    for (const name of SERVICE_NAMES) {
+      const rec = this.m.serviceCustomerCerts.items.get(name);
+      const cur = this.m.services.get(name);
+      try {
+        if (rec && (!cur || certInfo(cur.certPem).serial !== rec.serial)) {
+          this.m.services.set(name, { certPem: rec.chain, keyPem: rec.key });
+          await this.publishServices();
+          this.log.info({ name, serial: rec.serial }, 'operator-provided certificate applied');
+        } else if (!rec && cur && !this.m.services.isClusterIssued(name)) {
+          await this.renewService(name, 'operator certificate withdrawn');
+        }
+      } catch (err) {
+        this.log.error({ name, err: (err as Error).message }, 'cannot apply operator-provided certificate');
+      }
+    }
+  }
+
+  /** Record what the client-facing listeners present in this node's record; a failure is logged and retried by the next tick. */
+  private async publishServices(): Promise<void> {
+    this.servicesUnpublished = true;
+    try {
+      await this.writeServicesRecord();
+      this.servicesUnpublished = false;
+    } catch (err) {
+      this.log.warn({ err: (err as Error).message }, 'cannot record the client-facing certificates in the node record yet; retrying');
+    }
+  }
+
+  private async writeServicesRecord(): Promise<void> {
+    // Read what is in force inside the compare-and-swap: a retried write must not put back an older certificate.
+    const metas = (): Record<string, CertMeta> => {
+      const out: Record<string, CertMeta> = {};
+      for (const name of SERVICE_NAMES) {
+        const c = this.m.services.get(name);
+        if (!c) continue;
+        const i = certInfo(c.certPem);
+        out[name] = { name, serial: i.serial, subject: i.subject, issuer: i.issuer, not_before: i.not_before, not_after: i.not_after };
+      }
+      return out;
+    };
+    await updateRecord(this.m.client, KEYS.node(this.m.uid), NodeRecord, (rec) => (rec ? { ...rec, service_certificates: metas() } : undefined));
   }
 
   /** Renew one plane now (shared by the schedule and POST /v1/cluster/certificates/rotate). */

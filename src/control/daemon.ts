@@ -15,9 +15,9 @@ import { ClusterMember } from './member.js';
 import { KEYS, CaRecord, ClusterRecord, DEFAULT_POLICY, JoinRecord, NodePorts, NodeStubRecord, UserRecord } from '../coord/schema.js';
 import { readRecord, readRecords, requireRecord } from '../coord/records.js';
 import { peerUrl } from '../coord/etcd.js';
-import { Issued, Plane, createCa, createCsr, generateKeyPair, issueFromCsr, issueLocally, selfSigned, validateBundle } from '../pki/pki.js';
+import { Issued, Plane, SERVICE_NAMES, ServiceName, createCa, createCsr, generateKeyPair, issueFromCsr, issueLocally, selfSigned, validateBundle } from '../pki/pki.js';
 import { hashPassword } from './passwords.js';
-import { installPlaneFiles } from '../pki/node-files.js';
+import { installPlaneFiles, installServiceFiles } from '../pki/node-files.js';
 import { nextSeq } from './bdb-store.js';
 import { OperatorError, conflict } from '../util/errors.js';
 import { requestJson, errorText, ConnectError } from '../util/https-json.js';
@@ -48,19 +48,22 @@ export interface JoinClusterRequest {
 export interface JoinGrant {
   uid: number;
   cluster: ClusterRecord;
+  /** The internode CA: signs cp and dp. */
   ca_cert: string;
-  certificates: Record<Plane | 'api', string>;
+  /** The services CA: signs the client-facing certificates (the member's REST certificate among them). */
+  services_ca_cert: string;
+  certificates: Record<Plane, string> & Partial<Record<ServiceName, string>>;
   etcd: { name: string; initial_cluster: string; token: string };
 }
 
 export interface JoinNodeRequest {
   addr: string;
   ports: NodePorts;
-  csrs: Record<Plane | 'api', string>;
+  /** cp and dp are signed by the internode CA; api (required), cm, proxy, metrics_exporter by the services CA. */
+  csrs: Record<Plane | 'api', string> & Partial<Record<ServiceName, string>>;
 }
 
-/** Validity of the REST API's certificate; internode certificates follow the rotation settings. */
-const API_CERT_SECONDS = 365 * 86400;
+/** Validity of the first certificates (internode and client-facing); renewals follow the rotation settings. */
 const INTERNODE_CERT_SECONDS = 90 * 86400;
 const JOIN_TIMEOUT_MS = 60_000;
 
@@ -189,11 +192,14 @@ export class NodeDaemon {
       await checkPortsFree(this.cfg.addr, this.cfg.ports, ['rest']);
       const clusterId = randomUUID();
       const ca = await createCa(req.name, clusterId);
+      // Clients trust the services CA only; the internode CA stays inside the cluster.
+      const servicesCa = await createCa(req.name, clusterId, 'services');
       const uid = 1;
-      const certs = {} as Record<Plane | 'api', Issued>;
+      const certs = {} as Record<Plane, Issued>;
       for (const plane of ['cp', 'dp'] as Plane[]) certs[plane] = await issueLocally(ca, { clusterId, uid, plane, addr: this.cfg.addr, validitySeconds: INTERNODE_CERT_SECONDS });
-      certs.api = await issueLocally(ca, { clusterId, uid, plane: 'api', addr: this.cfg.addr, validitySeconds: API_CERT_SECONDS });
-      await this.writeCertFiles(ca.certPem, certs);
+      const services = {} as Record<ServiceName, Issued>;
+      for (const name of SERVICE_NAMES) services[name] = await issueLocally(servicesCa, { clusterId, uid, plane: name, addr: this.cfg.addr, validitySeconds: INTERNODE_CERT_SECONDS });
+      await this.writeCertFiles(ca.certPem, certs, servicesCa.certPem, services);
 
       const identity: NodeIdentity = {
         cluster_id: clusterId,
@@ -214,6 +220,7 @@ export class NodeDaemon {
         .then(
           c.put(KEYS.cluster).value(JSON.stringify(cluster)),
           c.put(KEYS.ca).value(JSON.stringify({ cert: ca.certPem, key: ca.keyPem } satisfies CaRecord)),
+          c.put(KEYS.servicesCa).value(JSON.stringify({ cert: servicesCa.certPem, key: servicesCa.keyPem } satisfies CaRecord)),
           c.put(KEYS.user(req.username)).value(JSON.stringify(user)),
           c.put(KEYS.policy).value(JSON.stringify(DEFAULT_POLICY)),
           c.put(KEYS.nodeSeq).value(String(uid)),
@@ -222,7 +229,7 @@ export class NodeDaemon {
         .commit();
       await this.runMember(this.member);
       writeIdentity(this.cfg.dataDir, { ...identity, etcd: { ...identity.etcd, state: 'existing' } });
-      this.hooks.apiCertificate(certs.api);
+      this.hooks.apiCertificate(services.api);
       this.endBootstrap();
       this.log.info({ cluster: req.name, cluster_id: clusterId }, 'cluster created');
     } catch (err) {
@@ -233,13 +240,14 @@ export class NodeDaemon {
     }
   }
 
-  private async writeCertFiles(caPem: string, certs: Record<Plane | 'api', Issued>): Promise<void> {
+  private async writeCertFiles(caPem: string, certs: Record<Plane, Issued>, servicesCaPem: string, services: Partial<Record<ServiceName, Issued>>): Promise<void> {
     const dd = this.cfg.dataDir;
     writeFileAtomic(certPath(dd, 'ca'), caPem.trim() + '\n');
+    writeFileAtomic(certPath(dd, 'servicesCa'), servicesCaPem.trim() + '\n');
     installPlaneFiles(dd, 'cp', certs.cp.certPem, certs.cp.keyPem);
     installPlaneFiles(dd, 'dp', certs.dp.certPem, certs.dp.keyPem);
-    writeFileAtomic(certPath(dd, 'api'), certs.api.certPem);
-    writeFileAtomic(certPath(dd, 'apiKey'), certs.api.keyPem, 0o600);
+    // The ones a member did not sign (an older member) are issued once this node runs (CertRotator).
+    for (const [name, c] of Object.entries(services) as [ServiceName, Issued][]) installServiceFiles(dd, name, c.certPem, c.keyPem);
     // etcd's client port trusts only this node-local certificate: only this daemon reaches its store.
     const local = await selfSigned(this.cfg.addr, 3650);
     writeFileAtomic(certPath(dd, 'etcdClient'), local.certPem);
@@ -254,12 +262,12 @@ export class NodeDaemon {
     let via: { host: string; port: number } | undefined;
     try {
       await checkPortsFree(this.cfg.addr, this.cfg.ports, ['rest']);
-      const keys = { cp: await generateKeyPair(), dp: await generateKeyPair(), api: await generateKeyPair() };
-      const csrs = {
-        cp: await createCsr(keys.cp, 'join-cp'),
-        dp: await createCsr(keys.dp, 'join-dp'),
-        api: await createCsr(keys.api, 'join-api'),
-      };
+      const keys = {} as Record<Plane | ServiceName, Awaited<ReturnType<typeof generateKeyPair>>>;
+      const csrs = {} as JoinNodeRequest['csrs'];
+      for (const k of ['cp', 'dp', ...SERVICE_NAMES] as const) {
+        keys[k] = await generateKeyPair();
+        csrs[k] = await createCsr(keys[k], `join-${k}`);
+      }
       const body: JoinNodeRequest = { addr: this.cfg.addr, ports: this.cfg.ports, csrs };
       let lastErr: Error | undefined;
       for (const n of req.nodes) {
@@ -288,9 +296,13 @@ export class NodeDaemon {
       const issued = {
         cp: { certPem: grant.certificates.cp, keyPem: keys.cp.keyPem },
         dp: { certPem: grant.certificates.dp, keyPem: keys.dp.keyPem },
-        api: { certPem: grant.certificates.api, keyPem: keys.api.keyPem },
       };
-      await this.writeCertFiles(grant.ca_cert, issued);
+      const services: Partial<Record<ServiceName, Issued>> = {};
+      for (const name of SERVICE_NAMES) {
+        const pem = grant.certificates[name];
+        if (pem) services[name] = { certPem: pem, keyPem: keys[name].keyPem };
+      }
+      await this.writeCertFiles(grant.ca_cert, issued, grant.services_ca_cert, services);
       const identity: NodeIdentity = {
         cluster_id: grant.cluster.cluster_id,
         cluster_name: grant.cluster.name,
@@ -306,20 +318,20 @@ export class NodeDaemon {
         body: {},
         username: req.username,
         password: req.password,
-        caPem: grant.ca_cert,
+        caPem: grant.services_ca_cert,
         timeoutMs: 45_000,
       });
       if (promoted.status !== 200) throw new OperatorError('upstream', 'join_failed', `the cluster could not admit this node's store member: ${errorText(promoted)}; ${this.member.etcd.logTail(2)}`);
       await this.runMember(this.member);
       writeIdentity(this.cfg.dataDir, identity);
-      this.hooks.apiCertificate(issued.api);
+      this.hooks.apiCertificate(services.api!);
       this.endBootstrap();
       this.log.info({ uid: grant.uid, cluster: grant.cluster.name }, 'joined cluster');
     } catch (err) {
       this.log.error({ err: (err as Error).message }, 'join failed');
       await this.undoMembership();
       if (grant && via) {
-        await requestJson({ method: 'POST', ...via, path: `/v1/cluster/join_node/${grant.uid}/abort`, body: {}, username: req.username, password: req.password, caPem: grant.ca_cert, timeoutMs: 10_000 }).catch(
+        await requestJson({ method: 'POST', ...via, path: `/v1/cluster/join_node/${grant.uid}/abort`, body: {}, username: req.username, password: req.password, caPem: grant.services_ca_cert, timeoutMs: 10_000 }).catch(
           (e) => this.log.warn({ err: (e as Error).message }, "cannot abort the join on the cluster; its watchdog removes this node's store member"),
         );
       }
@@ -354,20 +366,26 @@ export class NodeDaemon {
     const added = await retryWhileUnhealthy(() => c.cluster.memberAdd({ peerURLs: [peerUrl(req.addr, req.ports.etcd_peer)], isLearner: true }));
     const memberId = String(added.member.ID);
     let uid: number;
-    const certificates = {} as Record<Plane | 'api', string>;
+    const certificates = {} as JoinGrant['certificates'];
+    let servicesCaPem: string;
     try {
       uid = await nextSeq(c, KEYS.nodeSeq);
       const caRec = await requireRecord(c, KEYS.ca, CaRecord);
       const ca = { certPem: caRec.cert, keyPem: caRec.key };
-      for (const plane of ['cp', 'dp', 'api'] as const) {
+      const servicesRec = await requireRecord(c, KEYS.servicesCa, CaRecord);
+      const servicesCa = { certPem: servicesRec.cert, keyPem: servicesRec.key };
+      servicesCaPem = servicesRec.cert;
+      for (const plane of ['cp', 'dp', ...SERVICE_NAMES] as const) {
+        const csrPem = req.csrs[plane];
+        if (!csrPem) continue; // a client-facing certificate not asked for is issued once the node runs
         try {
-          certificates[plane] = await issueFromCsr(ca, {
-            csrPem: req.csrs[plane],
+          certificates[plane] = await issueFromCsr(plane === 'cp' || plane === 'dp' ? ca : servicesCa, {
+            csrPem,
             clusterId: m.cluster.cluster_id,
             uid,
             plane,
             addr: req.addr,
-            validitySeconds: plane === 'api' ? API_CERT_SECONDS : INTERNODE_CERT_SECONDS,
+            validitySeconds: INTERNODE_CERT_SECONDS,
           });
         } catch (err) {
           throw new OperatorError('invalid', 'invalid_csr', `cannot sign the node's ${plane} certificate request: ${(err as Error).message}`);
@@ -389,7 +407,7 @@ export class NodeDaemon {
     t.unref();
     this.joinWatchdogs.set(uid, t);
     this.log.info({ uid, addr: req.addr, member: memberId }, 'admitting a node (store learner added)');
-    return { uid, cluster: m.cluster, ca_cert: m.certs.caPem(), certificates, etcd: { name, initial_cluster: initial, token: m.cluster.cluster_id } };
+    return { uid, cluster: m.cluster, ca_cert: m.certs.caPem(), services_ca_cert: servicesCaPem, certificates, etcd: { name, initial_cluster: initial, token: m.cluster.cluster_id } };
   }
 
   /** Promote the joining node's etcd learner once it has caught up. */
@@ -455,13 +473,17 @@ function retryWhileUnhealthy<T>(fn: () => Promise<T>): Promise<T> {
   return whileUnhealthy.execute(fn);
 }
 
-function checkGrant(g: JoinGrant, peerCertRaw: Buffer | undefined, keys: Record<Plane | 'api', { keyPem: string }>): void {
-  if (!g || typeof g.uid !== 'number' || !g.ca_cert || !g.certificates) throw new OperatorError('upstream', 'join_failed', 'the member answered without certificates');
-  for (const p of ['cp', 'dp', 'api'] as const) validateBundle(g.certificates[p], keys[p].keyPem, g.ca_cert);
-  // The member's REST certificate must come from the CA it hands us.
+function checkGrant(g: JoinGrant, peerCertRaw: Buffer | undefined, keys: Record<Plane | ServiceName, { keyPem: string }>): void {
+  if (!g || typeof g.uid !== 'number' || !g.ca_cert || !g.services_ca_cert || !g.certificates?.api) throw new OperatorError('upstream', 'join_failed', 'the member answered without certificates');
+  for (const p of ['cp', 'dp'] as const) validateBundle(g.certificates[p], keys[p].keyPem, g.ca_cert);
+  for (const name of SERVICE_NAMES) {
+    const pem = g.certificates[name];
+    if (pem) validateBundle(pem, keys[name].keyPem, g.services_ca_cert, 'the services CA');
+  }
+  // The member's REST certificate must come from the services CA it hands us.
   if (peerCertRaw) {
     const server = new X509Certificate(peerCertRaw);
-    if (!server.checkIssued(new X509Certificate(g.ca_cert))) throw new OperatorError('upstream', 'join_failed', 'the member does not hold a certificate of the CA it sent');
+    if (!server.checkIssued(new X509Certificate(g.services_ca_cert))) throw new OperatorError('upstream', 'join_failed', 'the member does not hold a certificate of the services CA it sent');
   }
 }
 

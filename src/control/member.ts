@@ -9,10 +9,11 @@ import type { Logger } from 'pino';
 import { Etcd3, Lease } from 'etcd3';
 import { EtcdMember, etcdClient, etcdPaths, waitReady } from '../coord/etcd.js';
 import { conflict } from '../util/errors.js';
-import { KEYS, PolicyRecord, ClusterRecord, NodeRecord, NodeStubRecord, LiveRecord, DenyRecord, CertMeta, MasterRecord, TrustRecord, CertIdentityRecord, CustomerCertRecord, StoredPolicy, policyWithDefaults } from '../coord/schema.js';
+import { KEYS, PolicyRecord, ClusterRecord, NodeRecord, NodeStubRecord, LiveRecord, DenyRecord, CertMeta, MasterRecord, TrustRecord, CertIdentityRecord, CustomerCertRecord, ServiceCertRecord, StoredPolicy, policyWithDefaults } from '../coord/schema.js';
 import { PrefixCache } from '../coord/watch.js';
 import { readRecord, requireRecord } from '../coord/records.js';
 import { CertStore } from '../pki/certstore.js';
+import { ServiceCerts } from '../pki/service-certs.js';
 import { LiveLinks, PeerPolicy, PeerIdentity } from '../internode/channel.js';
 import { RpcClient } from '../internode/rpc.js';
 import { LinkRegistry, NodeLinksReport } from '../internode/links.js';
@@ -71,6 +72,9 @@ export class ClusterMember implements PeerPolicy {
   readonly trust: PrefixCache<TrustRecord>;
   readonly identities: PrefixCache<CertIdentityRecord>;
   readonly customerCerts: PrefixCache<CustomerCertRecord>;
+  /** The client-facing certificates (api, cm, proxy, metrics_exporter) and the services CA. */
+  readonly services: ServiceCerts;
+  readonly serviceCustomerCerts: PrefixCache<ServiceCertRecord>;
   private readonly clusterPolicy: PrefixCache<StoredPolicy>;
   cluster!: ClusterRecord;
   masterUid?: number;
@@ -122,7 +126,9 @@ export class ClusterMember implements PeerPolicy {
     this.identities = new PrefixCache(this.client, KEYS.certIdentitiesPrefix, CertIdentityRecord);
     this.customerCerts = new PrefixCache(this.client, `${KEYS.customerCertsPrefix}${identity.uid}/`, CustomerCertRecord);
     this.clusterPolicy = new PrefixCache(this.client, KEYS.policy, StoredPolicy);
-    for (const c of [this.nodes, this.live, this.deny, this.master, this.trust, this.identities, this.customerCerts, this.clusterPolicy]) {
+    this.services = ServiceCerts.load(cfg.dataDir);
+    this.serviceCustomerCerts = new PrefixCache(this.client, `${KEYS.serviceCertsPrefix}${identity.uid}/`, ServiceCertRecord);
+    for (const c of [this.nodes, this.live, this.deny, this.master, this.trust, this.identities, this.customerCerts, this.serviceCustomerCerts, this.clusterPolicy]) {
       c.on('malformed', (err: Error) => this.log.error({ err: err.message }, 'ignoring a malformed record'));
     }
   }
@@ -159,7 +165,7 @@ export class ClusterMember implements PeerPolicy {
     // From here on a member that dies is restarted (with backoff), not left dead.
     this.etcd.supervise();
     this.cluster = await requireRecord(this.client, KEYS.cluster, ClusterRecord);
-    await Promise.all([this.nodes.start(), this.live.start(), this.deny.start(), this.trust.start(), this.identities.start(), this.customerCerts.start(), this.clusterPolicy.start()]);
+    await Promise.all([this.nodes.start(), this.live.start(), this.deny.start(), this.trust.start(), this.identities.start(), this.customerCerts.start(), this.serviceCustomerCerts.start(), this.clusterPolicy.start()]);
     this.applyKeyExchange();
     this.certs.setAnchors(this.trust.values()[0]?.anchors ?? []);
     const pushPolicy = () => {
@@ -192,12 +198,18 @@ export class ClusterMember implements PeerPolicy {
     this.dataplane = new DataplaneHost({
       node: { uid: this.uid, addr: this.cfg.addr, ports: this.cfg.ports },
       certs: () => ({ cp: this.bundleForWorker('cp'), dp: this.bundleForWorker('dp') }),
+      proxyCert: () => this.services.get('proxy'),
       policy: () => this.policySnapshot(),
       rpc: (m, p, who) => this.handleRpc(m, p, who),
       log: this.log.child({ component: 'dataplane-host' }),
       logLevel: this.log.level,
     });
     this.certs.on('change', (plane: 'cp' | 'dp') => this.dataplane?.setCerts(plane, this.bundleForWorker(plane)));
+    // TLS endpoints present the proxy certificate; a renewal reaches them without closing a connection.
+    this.services.on('change', (name: string) => {
+      const c = this.services.get('proxy');
+      if (name === 'proxy' && c) this.dataplane?.setProxyCert(c);
+    });
     await this.dataplane.start();
     await this.master.start();
     this.master.on('change', () => this.onMasterChange());
@@ -498,9 +510,9 @@ export class ClusterMember implements PeerPolicy {
   /** Renew the given planes now; resolves when the new certificates are in memory and on disk. */
   async rotateNow(planes: Plane[]): Promise<{ uid: number; renewed: { plane: Plane; serial: string; not_after: string }[] }> {
     if (!this.rotator) throw new Error('node is starting');
-    const renewed = [];
+    const renewed: { plane: Plane; serial: string; not_after: string }[] = [];
     // Operator-provided certificates are the operator's to replace, not ours to rotate.
-    for (const p of planes) if (!this.certs.isCustomer(p)) renewed.push(await this.rotator.renew(p, 'on demand'));
+    for (const p of planes) if (!this.certs.isCustomer(p)) renewed.push({ ...(await this.rotator.renew(p, 'on demand')), plane: p });
     return { uid: this.uid, renewed };
   }
 
@@ -582,6 +594,7 @@ export class ClusterMember implements PeerPolicy {
         this.trust.stop(),
         this.identities.stop(),
         this.customerCerts.stop(),
+        this.serviceCustomerCerts.stop(),
         this.clusterPolicy.stop(),
       ]),
       new Promise((r) => setTimeout(r, 3000)),

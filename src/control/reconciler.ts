@@ -321,6 +321,7 @@ export class BdbReconciler {
           port: b.port,
           password: b.authentication_redis_pass || undefined,
           ...(b.shard_key_regex ? { shardKeyRegex: b.shard_key_regex.map((r) => r.regex) } : {}),
+          ...endpointTls(b),
           holdMs: Math.min(MAX_HOLD_MS, this.m.failoverTimeoutSeconds() * 1000 + FAILOVER_MARGIN_MS),
           shards: b.shards.filter((s) => s.role === 'master').map((s) => ({ shardUid: s.uid, slots: [s.slots] })),
         });
@@ -393,4 +394,12 @@ export class BdbReconciler {
     await this.bdbs.stop();
     await Promise.all([...this.shards.values()].map((s) => s.stop()));
   }
+}
+
+/** tls_mode and client certificates as the data plane takes them (client certificates only when enforced and listed). */
+function endpointTls(b: BdbRecord): { tls?: { clientCerts?: string[] } } {
+  if (b.tls_mode !== 'enabled') return {};
+  const certs = (b.authentication_ssl_client_certs ?? []).map((c) => c.client_cert);
+  const enforced = b.enforce_client_authentication !== 'disabled' && certs.length > 0;
+  return { tls: enforced ? { clientCerts: certs } : {} };
 }

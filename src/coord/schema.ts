@@ -12,6 +12,8 @@ import { DEFAULT_KEY_EXCHANGE, KEY_EXCHANGES } from '../tls/policy.js';
 export const KEYS = {
   cluster: '/tessera/cluster',
   ca: '/tessera/ca',
+  /** The services CA (client-facing certificates); same record shape as the internode CA's. */
+  servicesCa: '/tessera/services_ca',
   policy: '/tessera/policy',
   nodeSeq: '/tessera/seq/node_uid',
   user: (name: string) => `/tessera/users/${name}`,
@@ -35,6 +37,8 @@ export const KEYS = {
   certIdentity: (serial: string) => `/tessera/cert_identities/${serial}`,
   customerCertsPrefix: '/tessera/customer_certs/',
   customerCert: (uid: number, plane: string) => `/tessera/customer_certs/${uid}/${plane}`,
+  serviceCertsPrefix: '/tessera/service_certs/',
+  serviceCert: (uid: number, name: string) => `/tessera/service_certs/${uid}/${name}`,
   alertSettings: '/tessera/alert_settings',
   alertsPrefix: '/tessera/alerts/',
   alerts: (uid: number) => `/tessera/alerts/${uid}`,
@@ -113,6 +117,8 @@ export const NodeRecord = Type.Object({
   capabilities: Type.Array(Type.String()),
   joined_time: Time,
   certificates: Type.Object({ cp: Type.Optional(CertMeta), dp: Type.Optional(CertMeta) }),
+  /** The client-facing certificates the node presents, by name (api, cm, proxy, metrics_exporter). */
+  service_certificates: Type.Optional(Type.Record(Type.String(), CertMeta)),
 });
 export type NodeRecord = Static<typeof NodeRecord>;
 
@@ -248,6 +254,11 @@ export const BdbRecord = Type.Object({
   authentication_redis_pass: Type.Optional(Type.String()),
   /** Redis Enterprise's custom hashing policy; absent: the standard one (its default rule list). */
   shard_key_regex: Type.Optional(Type.Array(Type.Object({ regex: Type.String() }))),
+  /** Client TLS on the endpoint (RE's field); absent: disabled. */
+  tls_mode: Type.Optional(OneOf('disabled', 'enabled')),
+  /** With tls_mode enabled and certificates listed: only clients presenting one of them (or one a listed CA issued) are served. Absent: enabled. */
+  enforce_client_authentication: Type.Optional(OneOf('enabled', 'disabled')),
+  authentication_ssl_client_certs: Type.Optional(Type.Array(Type.Object({ client_cert: Type.String() }))),
   /** Never shown: authenticates shards and the plaintext data-plane channel. */
   internal_secret: Type.String(),
   shards: Type.Array(ShardPlacement),
@@ -457,3 +468,16 @@ export const CustomerCertRecord = Type.Object({
   applied_time: Time,
 });
 export type CustomerCertRecord = Static<typeof CustomerCertRecord>;
+
+/** An operator-provided client-facing certificate (api, cm, proxy, metrics_exporter) for one node. */
+export const ServiceCertRecord = Type.Object({
+  uid: Uid,
+  name: OneOf('api', 'cm', 'proxy', 'metrics_exporter'),
+  chain: Type.String(),
+  key: Type.String(),
+  serial: Type.String(),
+  not_after: Time,
+  chain_not_after: Time,
+  applied_time: Time,
+});
+export type ServiceCertRecord = Static<typeof ServiceCertRecord>;

@@ -17,6 +17,8 @@ export type RpcAnswer = (method: string, params: unknown, peer: PeerIdentity) =>
 export interface DataplaneHostOptions {
   node: { uid: number; addr: string; ports: NodePorts };
   certs: () => Record<Plane, Bundle>;
+  /** The node's proxy certificate, for TLS endpoints (undefined until it has one). */
+  proxyCert: () => { certPem: string; keyPem: string } | undefined;
   policy: () => PolicySnapshot;
   rpc: RpcAnswer;
   log: Logger;
@@ -29,6 +31,8 @@ export class DataplaneHost extends EventEmitter {
   private configText = '';
   private stopping = false;
   endpoints: EndpointState[] = [];
+  /** Connections each endpoint refused (plaintext on TLS, TLS on plaintext, client certificate), by reason. */
+  refusals: { bdbUid: number; refusals: Record<string, number> }[] = [];
   readonly tunnelPorts = new Map<number, { host: string; port: number }>();
   private nextRequest = 1;
   /** Reads of the worker's live state (links, traffic counters), by request id. */
@@ -58,6 +62,9 @@ export class DataplaneHost extends EventEmitter {
           case 'endpoints':
             this.endpoints = m.endpoints;
             this.emit('endpoints', m.endpoints);
+            break;
+          case 'refusals':
+            this.refusals = m.counts;
             break;
           case 'tunnel':
             this.tunnelPorts.set(m.replicaShardUid, { host: m.host, port: m.port });
@@ -89,7 +96,7 @@ export class DataplaneHost extends EventEmitter {
         this.o.log.error({ code }, 'data-plane worker exited; restarting');
         setTimeout(() => void this.start().catch((e) => this.o.log.error({ err: (e as Error).message }, 'data-plane restart failed')), 500);
       });
-      this.send({ type: 'init', node: this.o.node, certs: this.o.certs(), policy: this.o.policy(), logLevel: this.o.logLevel });
+      this.send({ type: 'init', node: this.o.node, certs: this.o.certs(), policy: this.o.policy(), logLevel: this.o.logLevel, proxyCert: this.o.proxyCert() });
     });
   }
 
@@ -143,6 +150,10 @@ export class DataplaneHost extends EventEmitter {
 
   setCerts(plane: Plane, bundle: Bundle): void {
     this.send({ type: 'certs', plane, bundle });
+  }
+
+  setProxyCert(cert: { certPem: string; keyPem: string }): void {
+    this.send({ type: 'proxy-cert', cert });
   }
 
   /** The control loop reached the cluster store: see WriteFence. */

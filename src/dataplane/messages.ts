@@ -60,6 +60,8 @@ export interface EndpointSpec {
   shards: { shardUid: number; slots: [number, number][] }[];
   /** How long commands for an unreachable master wait before -CLUSTERDOWN (covers a failover). */
   holdMs: number;
+  /** tls_mode enabled: TLS only, with the node's proxy certificate; `clientCerts` (PEM) when client certificates are enforced. */
+  tls?: { clientCerts?: string[] };
 }
 
 export interface TunnelSpec {
@@ -78,8 +80,10 @@ export interface DataplaneConfig {
 }
 
 export type ToWorker =
-  | { type: 'init'; node: { uid: number; addr: string; ports: NodePorts }; certs: Record<Plane, Bundle>; policy: PolicySnapshot; logLevel: string }
+  | { type: 'init'; node: { uid: number; addr: string; ports: NodePorts }; certs: Record<Plane, Bundle>; policy: PolicySnapshot; logLevel: string; proxyCert?: { certPem: string; keyPem: string } }
   | { type: 'certs'; plane: Plane; bundle: Bundle }
+  /** The node's `proxy` certificate (services CA), presented by TLS endpoints; sent at start and on each renewal. */
+  | { type: 'proxy-cert'; cert: { certPem: string; keyPem: string } }
   | { type: 'policy'; policy: PolicySnapshot }
   | { type: 'config'; config: DataplaneConfig }
   | { type: 'rpc-reply'; conn: number; line: string }
@@ -110,4 +114,6 @@ export type FromWorker =
   | { type: 'rpc'; conn: number; peer: { uid: number; plane: Plane; serial: string }; line: string }
   | { type: 'links-reply'; id: number; links: InternodeLink[] }
   | { type: 'stats-reply'; id: number; endpoints: EndpointStatsSnapshot[] }
+  /** Connections refused by each endpoint since the worker started, by reason (sent at most once a second). */
+  | { type: 'refusals'; counts: { bdbUid: number; refusals: Record<string, number> }[] }
   | { type: 'stopped' };

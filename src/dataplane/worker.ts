@@ -5,8 +5,11 @@
 import net from 'node:net';
 import tls from 'node:tls';
 import { parentPort } from 'node:worker_threads';
+import { createHash } from 'node:crypto';
 import pino, { Logger } from 'pino';
 import { applyProcessDefaults } from '../tls/policy.js';
+import { endpointTlsOptions } from '../tls/contexts.js';
+import { clientCertList } from '../proxy/client-auth.js';
 import { CertStore } from '../pki/certstore.js';
 import { InternodeServer, LiveLinks, PeerPolicy, listenOrExplain } from '../internode/channel.js';
 import { InternodeLink, LinkRegistry } from '../internode/links.js';
@@ -44,6 +47,9 @@ class Dataplane implements PeerPolicy {
   private readonly registry = new LinkRegistry();
   private nextConn = 1;
   private retryTimer?: NodeJS.Timeout;
+  /** The node's proxy certificate (services CA), for TLS endpoints. */
+  private proxyCert?: { certPem: string; keyPem: string };
+  private refusalTimer?: NodeJS.Timeout;
   /** Shared by every endpoint of this node. */
   readonly fence = new WriteFence();
   readonly certs: CertStore;
@@ -52,6 +58,7 @@ class Dataplane implements PeerPolicy {
   constructor(private readonly init: Extract<ToWorker, { type: 'init' }>) {
     this.log = pino({ level: init.logLevel, base: { node: init.node.addr, component: 'dataplane' } }, pino.destination({ dest: 1, sync: true }));
     this.certs = new CertStore(init.certs, init.policy.anchors);
+    this.proxyCert = init.proxyCert;
     this.certs.setKeyExchange(init.policy.keyExchange);
     this.setPolicy(init.policy);
   }
@@ -169,9 +176,37 @@ class Dataplane implements PeerPolicy {
     }
   }
 
+  /** A new proxy certificate: TLS endpoints present it from their next handshake on. */
+  setProxyCert(cert: { certPem: string; keyPem: string }): void {
+    this.proxyCert = cert;
+    for (const spec of this.config.endpoints) if (spec.tls) this.endpoints.get(spec.bdbUid)?.ep.update(this.endpointConfig(spec));
+  }
+
+  private endpointTls(spec: DataplaneConfig['endpoints'][number]): EndpointConfig['tls'] {
+    if (!spec.tls) return undefined;
+    const pc = this.proxyCert;
+    const certs = spec.tls.clientCerts;
+    const version = createHash('sha256')
+      .update(pc?.certPem ?? '-')
+      .update(JSON.stringify(certs ?? null))
+      .digest('hex');
+    return { options: pc ? endpointTlsOptions(pc, certs) : undefined, clientCerts: certs ? clientCertList(certs) : undefined, version };
+  }
+
+  /** Refusal counters go to the main thread (metrics), at most once a second. */
+  private reportRefusals(): void {
+    if (this.refusalTimer) return;
+    this.refusalTimer = setTimeout(() => {
+      this.refusalTimer = undefined;
+      post({ type: 'refusals', counts: [...this.endpoints.entries()].map(([bdbUid, e]) => ({ bdbUid, refusals: { ...e.ep.refusals } })) });
+    }, 1000);
+    this.refusalTimer.unref();
+  }
+
   private endpointConfig(spec: DataplaneConfig['endpoints'][number]): EndpointConfig {
     const bdb = this.placement.bdb(spec.bdbUid);
     return {
+      tls: this.endpointTls(spec),
       bdbUid: spec.bdbUid,
       host: this.init.node.addr,
       port: spec.port,
@@ -197,6 +232,7 @@ class Dataplane implements PeerPolicy {
       let e = this.endpoints.get(spec.bdbUid);
       if (!e) {
         const ep = new Endpoint(ec, (shardUid) => this.links.open(shardUid), this.log.child({ bdb: spec.bdbUid }), this.fence);
+        ep.onRefusal = () => this.reportRefusals();
         e = { ep, port: spec.port, listening: false };
         this.endpoints.set(spec.bdbUid, e);
       } else {
@@ -266,6 +302,9 @@ port.on('message', (m: ToWorker) => {
           break;
         case 'certs':
           dp?.certs.set(m.plane, m.bundle);
+          break;
+        case 'proxy-cert':
+          dp?.setProxyCert(m.cert);
           break;
         case 'policy':
           dp?.setPolicy(m.policy);

@@ -2,21 +2,16 @@
 // them together. The daemon (control/) owns membership and bootstrap; the
 // REST API and the metrics endpoint (api/) and the web UI (ui/) are built
 // here around it, so control/ never depends on api/ or ui/.
-import fs from 'node:fs';
 import type { Logger } from 'pino';
 import { NodeDaemon } from '../control/daemon.js';
 import type { ClusterMember } from '../control/member.js';
 import { DEFAULT_PORTS, NodeConfig } from '../control/config.js';
 import { ShardOpsController } from '../control/shard-ops.js';
-import { certPath } from '../pki/node-files.js';
+import type { ServiceName } from '../pki/pki.js';
 import { RestServer } from '../api/server.js';
 import { MetricsServer } from '../api/metrics.js';
 import { UiServer } from '../ui/server.js';
 import { EtcdSessionBackend, SessionStore } from '../ui/sessions.js';
-
-function apiCertOnDisk(dataDir: string) {
-  return { certPem: fs.readFileSync(certPath(dataDir, 'api'), 'utf8'), keyPem: fs.readFileSync(certPath(dataDir, 'apiKey'), 'utf8') };
-}
 
 /** A node's parts, wired. `stop()` may be called at any time, during `start()` too. */
 export class TesseraNode {
@@ -43,20 +38,33 @@ export class TesseraNode {
       await this.rest.listen(cfg.addr, cfg.ports.rest);
       const rest = this.rest;
       await this.daemon.resume({
-        apiCertificate: (c) => {
-          rest.setCertificate(c);
-          this.ui?.setCertificate(c);
-        },
+        apiCertificate: (c) => rest.setCertificate(c),
         memberRunning: async (m: ClusterMember) => {
+          // Each client-facing listener presents its own certificate of the services CA
+          // (api, cm, metrics_exporter) and swaps it when the rotation job renews it.
+          const svc = m.services;
+          const cert = (name: ServiceName) => {
+            const c = svc.get(name);
+            if (!c) throw new Error(`this node has no ${name} certificate`);
+            return c;
+          };
+          rest.setCertificate(cert('api'));
           const metrics = new MetricsServer(m, log.child({ component: 'metrics' }));
-          await metrics.listen(apiCertOnDisk(cfg.dataDir));
+          await metrics.listen(cert('metrics_exporter'));
           m.attach(metrics);
-          // The web UI lives with the membership: sign-in needs the cluster's users. It presents
-          // the REST API's certificate until the client-facing services CA exists (issue #11).
+          // The web UI lives with the membership: sign-in needs the cluster's users.
           // Its sessions are kept in the cluster store: valid on every node, ended everywhere by a sign-out.
-          this.ui = new UiServer(this.daemon, apiCertOnDisk(cfg.dataDir), log.child({ component: 'ui' }), rest.checkPassword, new SessionStore(new EtcdSessionBackend(m.client)));
-          m.attach(this.ui);
-          await this.ui.listen(cfg.addr, cfg.ports.ui!);
+          const ui = new UiServer(this.daemon, cert('cm'), log.child({ component: 'ui' }), rest.checkPassword, new SessionStore(new EtcdSessionBackend(m.client)));
+          this.ui = ui;
+          m.attach(ui);
+          await ui.listen(cfg.addr, cfg.ports.ui!);
+          const swap = (name: ServiceName) => {
+            if (name === 'api') rest.setCertificate(cert('api'));
+            else if (name === 'cm') ui.setCertificate(cert('cm'));
+            else if (name === 'metrics_exporter') metrics.setCertificate(cert('metrics_exporter'));
+          };
+          svc.on('change', swap);
+          m.attach({ close: async () => void svc.off('change', swap) });
           // Operator shard operations (failover, migrate): run by whichever node is the cluster master.
           const shardOps = new ShardOpsController(m, log.child({ component: 'shard-ops' }));
           await shardOps.start();

@@ -34,11 +34,20 @@ import * as x509 from '@peculiar/x509';
 import { normalizeSerial } from './pki.js';
 import { secureContext } from '../tls/policy.js';
 
-import { CERT_NAMES, type CertName } from './pki.js';
+import { CERT_NAMES, SERVICE_NAMES, isServiceName, type CertName, type ServiceName } from './pki.js';
 export { CERT_NAMES, type CertName };
 
+/**
+ * Every name an operator may give a certificate for: the internode planes and
+ * the client-facing services. A client-facing certificate is only presented
+ * to clients, so it needs serverAuth but not clientAuth; every other check is
+ * the same.
+ */
+export type OperatorCertName = CertName | ServiceName;
+export const OPERATOR_CERT_NAMES: readonly OperatorCertName[] = [...CERT_NAMES, ...SERVICE_NAMES];
+
 export interface CustomerCert {
-  name: CertName;
+  name: OperatorCertName;
   /** PEM: leaf first, then intermediates, optionally the root. */
   certificate: string;
   /** PEM private key (PKCS#8 or PKCS#1, unencrypted). */
@@ -46,7 +55,7 @@ export interface CustomerCert {
 }
 
 export interface ValidatedCustomerCert {
-  name: CertName;
+  name: OperatorCertName;
   /** The leaf alone. */
   leafPem: string;
   /** Leaf + intermediates, in order, as a TLS server/client should present them (no root). */
@@ -98,7 +107,7 @@ export class CertificateRejected extends Error {
     readonly check: string,
     message: string,
     /** Which customer certificate was refused, when known. */
-    readonly certName?: CertName,
+    readonly certName?: OperatorCertName,
   ) {
     super(message);
     this.name = 'CertificateRejected';
@@ -326,11 +335,12 @@ function hexEq(a: string, b: string): boolean {
 export function validateCustomerCert(c: CustomerCert, opts: ValidateOptions = {}): ValidatedCustomerCert {
   const name = c?.name;
   const reject = (check: string, message: string): never => {
-    throw new CertificateRejected(check, message, CERT_NAMES.includes(name) ? name : undefined);
+    throw new CertificateRejected(check, message, OPERATOR_CERT_NAMES.includes(name) ? name : undefined);
   };
-  if (!CERT_NAMES.includes(name)) {
-    reject('name_invalid', `Unknown certificate name ${JSON.stringify(name)}; expected one of ${CERT_NAMES.join(', ')}.`);
+  if (!OPERATOR_CERT_NAMES.includes(name)) {
+    reject('name_invalid', `Unknown certificate name ${JSON.stringify(name)}; expected one of ${OPERATOR_CERT_NAMES.join(', ')}.`);
   }
+  const clientFacing = isServiceName(name);
   const now = (opts.now ?? new Date()).getTime();
   const minRemaining = opts.minRemainingSeconds ?? DEFAULT_MIN_REMAINING_SECONDS;
 
@@ -381,17 +391,21 @@ export function validateCustomerCert(c: CustomerCert, opts: ValidateOptions = {}
   // --- leaf usages --------------------------------------------------------------
   const leafEku = ekus(leaf);
   const ekuHint = 'Internode links are mutual TLS: each node is both client and server, so the certificate needs both "TLS Web Client Authentication" (clientAuth, 1.3.6.1.5.5.7.3.2) and "TLS Web Server Authentication" (serverAuth, 1.3.6.1.5.5.7.3.1) in its Extended Key Usage.';
-  if (!leafEku) {
+  if (!leafEku && !clientFacing) {
     reject('eku_client_auth', `The leaf certificate ${describe(leaf)} has no Extended Key Usage extension. ${ekuHint}`);
   }
-  if (!leafEku!.includes(OID.clientAuth)) {
+  const serverHint = `The ${name} certificate is presented to clients, so its Extended Key Usage must allow "TLS Web Server Authentication" (serverAuth, 1.3.6.1.5.5.7.3.1).`;
+  if (clientFacing && leafEku && !leafEku.includes(OID.serverAuth)) {
+    reject('eku_server_auth', `The leaf certificate ${describe(leaf)} lacks the "TLS Web Server Authentication" (serverAuth) Extended Key Usage. ${serverHint}`);
+  }
+  if (!clientFacing && !leafEku!.includes(OID.clientAuth)) {
     reject('eku_client_auth', `The leaf certificate ${describe(leaf)} lacks the "TLS Web Client Authentication" (clientAuth) Extended Key Usage. ${ekuHint}`);
   }
-  if (!leafEku!.includes(OID.serverAuth)) {
+  if (!clientFacing && !leafEku!.includes(OID.serverAuth)) {
     reject('eku_server_auth', `The leaf certificate ${describe(leaf)} lacks the "TLS Web Server Authentication" (serverAuth) Extended Key Usage. ${ekuHint}`);
   }
   const ns = nsCertType(leaf);
-  if (ns !== undefined && !(ns & NS_SSL_CLIENT)) {
+  if (!clientFacing && ns !== undefined && !(ns & NS_SSL_CLIENT)) {
     reject('eku_client_auth', `The leaf certificate ${describe(leaf)} has a Netscape Cert Type extension without "SSL Client"; remove the extension or allow both SSL Client and SSL Server.`);
   }
   if (ns !== undefined && !(ns & NS_SSL_SERVER)) {
@@ -524,7 +538,7 @@ export function validateCustomerCert(c: CustomerCert, opts: ValidateOptions = {}
       reject('path_length', `${describe(ca)} allows at most ${pathLen} intermediate CA(s) below it (pathLenConstraint), but the chain has ${intermediatesBelow}.`);
     }
     const caEku = ekus(ca);
-    if (caEku && !caEku.includes(OID.clientAuth)) {
+    if (!clientFacing && caEku && !caEku.includes(OID.clientAuth)) {
       reject('eku_client_auth', `The CA ${describe(ca)} restricts its Extended Key Usage without "TLS Web Client Authentication"; TLS stacks then refuse its client certificates.`);
     }
     if (caEku && !caEku.includes(OID.serverAuth)) {

@@ -6,7 +6,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { writeFileAtomic } from '../util/files.js';
-import { certInfo, Plane } from './pki.js';
+import { certInfo, Plane, ServiceName } from './pki.js';
 
 /** Where a node keeps its certificates, and their names (`<data-dir>/certs/`). */
 export function certsDir(dataDir: string): string {
@@ -14,7 +14,10 @@ export function certsDir(dataDir: string): string {
 }
 
 export const CERT_FILES = {
+  /** The internode CA: for the node's own use, never handed to clients. */
   ca: 'ca.pem',
+  /** The services CA: what clients trust (REST, UI, metrics, database endpoints with TLS). */
+  servicesCa: 'services-ca.pem',
   cp: 'cp.pem',
   cpKey: 'cp.key',
   dp: 'dp.pem',
@@ -67,4 +70,23 @@ export function installPlaneFiles(dataDir: string, plane: Plane, certPem: string
   }
   writeFileAtomic(certPath(dataDir, plane === 'cp' ? 'cpKey' : 'dpKey'), keyPem, 0o600);
   writeFileAtomic(certPath(dataDir, plane), certPem);
+}
+
+/** A client-facing certificate's files: `<data-dir>/certs/<name>.pem` and `.key` (mode 0600). */
+export function servicePaths(dataDir: string, name: ServiceName): { cert: string; key: string } {
+  return { cert: path.join(certsDir(dataDir), `${name}.pem`), key: path.join(certsDir(dataDir), `${name}.key`) };
+}
+
+/** Install a client-facing certificate (key first: a reader that sees the new certificate finds its key). */
+export function installServiceFiles(dataDir: string, name: ServiceName, certPem: string, keyPem: string): void {
+  const p = servicePaths(dataDir, name);
+  writeFileAtomic(p.key, keyPem, 0o600);
+  writeFileAtomic(p.cert, certPem);
+}
+
+/** A client-facing certificate from disk, or undefined when the node has none yet. */
+export function readServiceFiles(dataDir: string, name: ServiceName): { certPem: string; keyPem: string } | undefined {
+  const p = servicePaths(dataDir, name);
+  if (!fs.existsSync(p.cert) || !fs.existsSync(p.key)) return undefined;
+  return { certPem: fs.readFileSync(p.cert, 'utf8'), keyPem: fs.readFileSync(p.key, 'utf8') };
 }

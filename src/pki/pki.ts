@@ -28,6 +28,15 @@ export const PLANE_CERT_NAME: Record<Plane, CertName> = {
 export const CERT_NAMES: readonly CertName[] = [PLANE_CERT_NAME.cp, PLANE_CERT_NAME.dp];
 export const planeOfCertName = (name: CertName): Plane => (name === PLANE_CERT_NAME.cp ? 'cp' : 'dp');
 
+/**
+ * The client-facing certificates, by Redis Enterprise's names: `api` (REST),
+ * `cm` (web UI), `proxy` (database endpoints), `metrics_exporter` (8070).
+ * They are signed by the cluster's services CA, never by the internode CA.
+ */
+export type ServiceName = 'api' | 'cm' | 'proxy' | 'metrics_exporter';
+export const SERVICE_NAMES: readonly ServiceName[] = ['api', 'cm', 'proxy', 'metrics_exporter'];
+export const isServiceName = (n: unknown): n is ServiceName => (SERVICE_NAMES as readonly unknown[]).includes(n);
+
 export interface KeyPair {
   keys: CryptoKeyPair;
   keyPem: string;
@@ -60,13 +69,17 @@ function serial(): string {
   return b.toString('hex');
 }
 
-/** Make a cluster's CA: RSA, self-signed, 10 years. Unique per call. */
-export async function createCa(clusterName: string, clusterId: string): Promise<Issued> {
+/**
+ * Make one of a cluster's CAs: RSA, self-signed, 10 years, unique per call.
+ * `internode` (the default) signs cp/dp (and etcd) certificates and never
+ * leaves the cluster; `services` signs the client-facing certificates.
+ */
+export async function createCa(clusterName: string, clusterId: string, kind: 'internode' | 'services' = 'internode'): Promise<Issued> {
   const kp = await generateKeyPair(3072);
   const now = new Date(Date.now() - 60_000);
   const cert = await x509.X509CertificateGenerator.createSelfSigned({
     serialNumber: serial(),
-    name: `CN=Tessera cluster CA ${clusterName},O=Tessera,OU=${clusterId}`,
+    name: `CN=Tessera ${kind === 'internode' ? 'cluster' : 'services'} CA ${clusterName},O=Tessera,OU=${clusterId}`,
     notBefore: now,
     notAfter: new Date(now.getTime() + 3650 * DAY_MS),
     signingAlgorithm: RSA_ALG,
@@ -90,7 +103,7 @@ export async function createCsr(kp: KeyPair, commonName: string): Promise<string
   return csr.toString('pem');
 }
 
-export function identityUri(clusterId: string, uid: number, plane: Plane | 'api'): string {
+export function identityUri(clusterId: string, uid: number, plane: Plane | ServiceName): string {
   return `tessera://${clusterId}/node/${uid}/${plane}`;
 }
 
@@ -98,7 +111,7 @@ export interface IssueRequest {
   csrPem: string;
   clusterId: string;
   uid: number;
-  plane: Plane | 'api';
+  plane: Plane | ServiceName;
   addr: string;
   validitySeconds: number;
 }
@@ -111,7 +124,10 @@ function ipSans(addr: string): x509.JsonGeneralName[] {
   return names;
 }
 
-/** Sign a node's CSR for one plane. Client- and server-auth EKUs: every link is mTLS. */
+/**
+ * Sign a node's CSR for one plane (client- and server-auth EKUs: every
+ * internode link is mTLS) or one client-facing service (server-auth only).
+ */
 export async function issueFromCsr(ca: Issued, req: IssueRequest): Promise<string> {
   const csr = new x509.Pkcs10CertificateRequest(req.csrPem);
   if (!(await csr.verify())) throw new Error('CSR signature does not verify');
@@ -130,11 +146,11 @@ export async function issueFromCsr(ca: Issued, req: IssueRequest): Promise<strin
     extensions: [
       new x509.BasicConstraintsExtension(false, undefined, true),
       new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature | x509.KeyUsageFlags.keyEncipherment, true),
-      new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth, x509.ExtendedKeyUsage.clientAuth]),
+      new x509.ExtendedKeyUsageExtension(isServiceName(req.plane) ? [x509.ExtendedKeyUsage.serverAuth] : [x509.ExtendedKeyUsage.serverAuth, x509.ExtendedKeyUsage.clientAuth]),
       new x509.SubjectAlternativeNameExtension([
         { type: 'url', value: identityUri(req.clusterId, req.uid, req.plane) },
         ...ipSans(req.addr),
-        { type: 'dns', value: `node${req.uid}.${req.plane}.tessera` },
+        { type: 'dns', value: `node${req.uid}.${req.plane.replace(/_/g, '-')}.tessera` },
       ]),
       await x509.AuthorityKeyIdentifierExtension.create(caCert),
       await x509.SubjectKeyIdentifierExtension.create(csr.publicKey),
@@ -182,7 +198,7 @@ export interface CertInfo {
   plane?: string;
 }
 
-const URI_RE = /^tessera:\/\/([^/]+)\/node\/(\d+)\/(cp|dp|api)$/;
+const URI_RE = /^tessera:\/\/([^/]+)\/node\/(\d+)\/(cp|dp|api|cm|proxy|metrics_exporter)$/;
 
 /** Parse the tessera identity out of a SAN string as Node prints it ("URI:..., IP Address:..."). */
 export function parseIdentity(subjectAltName: string | undefined): { clusterId: string; uid: number; plane: string; uri: string } | undefined {
@@ -218,12 +234,12 @@ export function certInfo(pem: string): CertInfo {
  * Check a key/certificate bundle before it is used: key matches, chain ends at
  * the CA, currently valid. Throws with the failing check named.
  */
-export function validateBundle(certPem: string, keyPem: string, caPem: string): void {
+export function validateBundle(certPem: string, keyPem: string, caPem: string, caName = 'the cluster CA'): void {
   const cert = new X509Certificate(certPem);
   const key = createPrivateKey(keyPem);
   if (!cert.checkPrivateKey(key)) throw new Error('private key does not match certificate');
   const ca = new X509Certificate(caPem);
-  if (!cert.verify(ca.publicKey) || !cert.checkIssued(ca)) throw new Error('certificate is not signed by the cluster CA');
+  if (!cert.verify(ca.publicKey) || !cert.checkIssued(ca)) throw new Error(`certificate is not signed by ${caName}`);
   const now = Date.now();
   if (now < Date.parse(cert.validFrom)) throw new Error('certificate is not yet valid');
   if (now > Date.parse(cert.validTo)) throw new Error('certificate has expired');

@@ -13,6 +13,14 @@
  * commands, transactions, pub/sub) and shard-link.ts for the shared,
  * batched links to the shards.
  *
+ * With `tls` set (tls_mode enabled) the endpoint speaks TLS only: each
+ * accepted socket is handed to a tls.Server that never listens itself, so
+ * switching the mode, the certificate or the client list takes effect on the
+ * next connection without closing the listener. Refusals (a plaintext client
+ * on a TLS endpoint, a TLS client on a plaintext one, a client certificate
+ * not listed) close that connection only; the first per client address is
+ * logged, the rest are counted (`refusals`).
+ *
  * For maintainers: all writes happen in one `setImmediate` tick per event
  * loop turn. Sessions and links only mark themselves dirty; the tick first
  * flushes client replies (which may let stalled clients send more), then
@@ -21,6 +29,7 @@
  */
 
 import net from 'node:net';
+import tls from 'node:tls';
 import type { Duplex } from 'node:stream';
 import { SLOT_COUNT, STANDARD_HASHING, keySlot, regexHashing, type KeyHasher } from './slots.js';
 import { PS_CHANNEL, PS_PATTERN, PS_SHARD, PubSubHub, type Entry, type Subscriber } from './pubsub.js';
@@ -29,6 +38,7 @@ import { Session, type SessionHost } from './session.js';
 import type { Proto } from './replies.js';
 import { NO_FENCE, type WriteFence } from './fence.js';
 import { EndpointStats } from './stats.js';
+import { clientCertAllowed, type ClientCertList } from './client-auth.js';
 
 export interface ShardRoute {
   shardUid: number;
@@ -55,7 +65,24 @@ export interface EndpointConfig {
    * policy); absent or RE's default list: standard Redis hash tags.
    */
   shardKeyRegex?: string[];
+  /** tls_mode enabled. */
+  tls?: EndpointTls;
 }
+
+export interface EndpointTls {
+  /** Listener options (src/tls/contexts.ts endpointTlsOptions); undefined while the node has no proxy certificate: every client is refused. */
+  options?: tls.TlsOptions;
+  /** authentication_ssl_client_certs, when client certificates are enforced. */
+  clientCerts?: ClientCertList;
+  /** Changes whenever the options or the list change. */
+  version: string;
+}
+
+/** Why a connection was refused, as the refusal counter's label says it. */
+export type RefusalReason = 'plaintext_on_tls' | 'tls_on_plaintext' | 'client_cert' | 'tls_handshake';
+/** Client addresses whose first refusal was logged; forgotten when it grows past this. */
+const MAX_REFUSED_ADDRS = 10_000;
+const TLS_RECORD_HANDSHAKE = 0x16;
 
 export const DEFAULT_HOLD_MS = 10_000;
 /** How long a shard that left the map (failed over) has to answer what it was sent before its successor takes over. */
@@ -88,6 +115,14 @@ export class Endpoint implements SessionHost {
   /** @internal */ errors = 0;
   /** Requests, latencies and connections, for the metrics endpoint. */
   readonly traffic = new EndpointStats();
+  /** Connections refused, by reason. */
+  readonly refusals: Record<RefusalReason, number> = { plaintext_on_tls: 0, tls_on_plaintext: 0, client_cert: 0, tls_handshake: 0 };
+  /** Called after each refusal (the data plane reports the counters). */
+  onRefusal?: () => void;
+  private refusedAddrs = new Set<string>();
+  private tlsServer: tls.Server | null = null;
+  private tlsVersion: string | undefined;
+  private clientListKey: string | undefined;
 
   private cfg: EndpointConfig;
   private pools: [(ShardLink | undefined)[], (ShardLink | undefined)[]] = [[], []];
@@ -118,6 +153,7 @@ export class Endpoint implements SessionHost {
     this.keySlot = h.keySlot;
     this.keySlotOf = h.keySlotOf;
     this.applyShards(cfg.shards);
+    this.applyTls(cfg.tls);
   }
 
   get shardCount(): number {
@@ -156,6 +192,7 @@ export class Endpoint implements SessionHost {
     this.password = cfg.password ? cfg.password : undefined;
     this.holdMs = cfg.holdMs ?? DEFAULT_HOLD_MS;
     // The hashing policy is fixed for a database's life (a change would move keys between shards).
+    if (cfg.tls?.version !== old.tls?.version) this.applyTls(cfg.tls);
     const shardsChanged = !sameShards(old.shards, cfg.shards);
     if (shardsChanged) this.applyShards(cfg.shards);
     if (cfg.linkGeneration !== this.gen) {
@@ -184,8 +221,46 @@ export class Endpoint implements SessionHost {
     await done;
   }
 
-  stats(): { clients: number; commands: number; errors: number; links: number } {
-    return { clients: this.sessions.size, commands: this.commands, errors: this.errors, links: this.links };
+  stats(): { clients: number; commands: number; errors: number; links: number; refusals: Record<RefusalReason, number> } {
+    return { clients: this.sessions.size, commands: this.commands, errors: this.errors, links: this.links, refusals: { ...this.refusals } };
+  }
+
+  /**
+   * Switch TLS on, off, or to new options. New connections follow at once;
+   * open ones that the new setting would not admit are closed: plaintext
+   * clients when TLS comes on, TLS clients when it goes off, and clients whose
+   * certificate is no longer listed.
+   */
+  private applyTls(t: EndpointTls | undefined): void {
+    this.tlsVersion = t?.version;
+    // A new proxy certificate alone re-admits everyone already in; a changed list is checked again.
+    const listKey = t?.clientCerts ? t.clientCerts.pems.join('\n') : undefined;
+    const listChanged = listKey !== this.clientListKey;
+    this.clientListKey = listKey;
+    if (!t) {
+      this.tlsServer = null;
+    } else {
+      const srv = t.options ? tls.createServer(t.options) : null;
+      srv?.on('secureConnection', (s: tls.TLSSocket) => this.acceptTls(s, t.clientCerts));
+      srv?.on('tlsClientError', (err: Error, s: tls.TLSSocket) => {
+        // A plaintext client's bytes make OpenSSL fail the handshake with a record-layer error.
+        const plain = /wrong version number|http request|unknown protocol|packet length too long|record layer failure/i.test(err.message);
+        this.refuse(s, plain ? 'plaintext_on_tls' : 'tls_handshake', err.message);
+      });
+      this.tlsServer = srv;
+    }
+    for (const s of [...this.sessions]) {
+      const sock = s.socket;
+      const isTls = sock instanceof tls.TLSSocket;
+      if (!t && isTls) s.destroy();
+      else if (t && !isTls) s.destroy();
+      else if (t && isTls && t.clientCerts && listChanged && !clientCertAllowed(t.clientCerts, (sock as tls.TLSSocket).getPeerX509Certificate(), false)) s.destroy();
+    }
+  }
+
+  /** Is TLS on for new connections? */
+  get tlsEnabled(): boolean {
+    return this.tlsVersion !== undefined;
   }
 
   // -------------------------------------------------------------------------
@@ -253,13 +328,62 @@ export class Endpoint implements SessionHost {
       return;
     }
     sock.on('error', () => {}); // the session adds its own; this covers the gap
+    if (this.tlsVersion !== undefined) {
+      if (this.tlsServer === null) this.refuse(sock, 'tls_handshake', 'this node has no proxy certificate yet');
+      else this.tlsServer.emit('connection', sock);
+      return;
+    }
+    // Plaintext: the first bytes must not open a TLS handshake (one check per connection, then the listener is gone).
+    let session: Session | undefined;
+    sock.once('data', (first: Buffer) => {
+      if (first[0] === TLS_RECORD_HANDSHAKE) {
+        session?.destroy();
+        this.refuse(sock, 'tls_on_plaintext', 'TLS ClientHello on a plaintext endpoint');
+      }
+    });
+    session = this.startSession(sock);
+  }
+
+  private acceptTls(sock: tls.TLSSocket, clientCerts: ClientCertList | undefined): void {
+    if (this.closed) {
+      sock.destroy();
+      return;
+    }
+    if (clientCerts && !clientCertAllowed(clientCerts, sock.getPeerX509Certificate(), sock.authorized)) {
+      const cert = sock.getPeerX509Certificate();
+      // TLS 1.3 clients learn of the refusal only after their handshake: say it in RESP, then close.
+      sock.end('-ERR client certificate not accepted by this database\r\n');
+      this.refuse(sock, 'client_cert', cert ? `certificate ${cert.subject.replace(/\n/g, ', ')} (sha256 ${cert.fingerprint256}) is not listed` : 'no client certificate');
+      return;
+    }
+    this.startSession(sock);
+  }
+
+  private startSession(sock: net.Socket): Session | undefined {
     this.traffic.connections++;
     try {
-      this.sessions.add(new Session(this, sock));
+      const s = new Session(this, sock);
+      this.sessions.add(s);
+      return s;
     } catch (e) {
       this.log.error({ err: String(e) }, 'could not start a client session');
       sock.destroy();
+      return undefined;
     }
+  }
+
+  /** Close one refused connection; the first refusal per client address is logged, every one counted. */
+  private refuse(sock: net.Socket, reason: RefusalReason, detail: string): void {
+    const addr = sock.remoteAddress ?? 'unknown';
+    this.refusals[reason]++;
+    if (!this.refusedAddrs.has(addr)) {
+      if (this.refusedAddrs.size >= MAX_REFUSED_ADDRS) this.refusedAddrs.clear();
+      this.refusedAddrs.add(addr);
+      this.log.warn({ bdb: this.cfg.bdbUid, client: addr, reason, detail }, 'client connection refused (further refusals from this address are only counted)');
+    }
+    if (reason === 'client_cert') setTimeout(() => sock.destroy(), 1000).unref();
+    else sock.destroy();
+    this.onRefusal?.();
   }
 
   private scheduleTick(): void {

@@ -58,6 +58,26 @@ export function httpsServerOptions(cert: { certPem: string; keyPem: string }): t
   return { ...BASE_OPTIONS, cert: cert.certPem, key: cert.keyPem };
 }
 
+/** A TLS database endpoint's handshake must finish within this. */
+const ENDPOINT_HANDSHAKE_TIMEOUT_MS = 10_000;
+
+/**
+ * A database endpoint with tls_mode enabled: the `proxy` certificate under the
+ * policy. With `clientCas` (authentication_ssl_client_certs), a client
+ * certificate is asked for and OpenSSL checks it against them; the endpoint
+ * itself decides (src/proxy/client-auth.ts), since a listed leaf that is not
+ * self-signed is accepted as itself, which OpenSSL cannot express.
+ */
+export function endpointTlsOptions(cert: { certPem: string; keyPem: string }, clientCas: string[] | undefined): tls.TlsOptions {
+  return {
+    ...BASE_OPTIONS,
+    cert: cert.certPem,
+    key: cert.keyPem,
+    handshakeTimeout: ENDPOINT_HANDSHAKE_TIMEOUT_MS,
+    ...(clientCas && clientCas.length ? { requestCert: true, rejectUnauthorized: false, ca: clientCas } : { requestCert: false }),
+  };
+}
+
 /**
  * The HTTPS client (CLI, joining node). With a CA it verifies the chain and
  * pins the cluster by that CA rather than by host name (addresses change);

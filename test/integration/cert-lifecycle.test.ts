@@ -254,7 +254,7 @@ test('a node stopped across its renewal time renews as soon as it restarts', asy
 function metric(n: TestNode): Promise<string> {
   return new Promise((resolve, reject) => {
     https
-      .get({ host: n.addr, port: 8070, path: '/metrics', ca: fs.readFileSync(path.join(n.dataDir, 'certs/ca.pem')), checkServerIdentity: () => undefined }, (res) => {
+      .get({ host: n.addr, port: 8070, path: '/metrics', ca: fs.readFileSync(path.join(n.dataDir, 'certs/services-ca.pem')), checkServerIdentity: () => undefined }, (res) => {
         let body = '';
         res.on('data', (d) => (body += d));
         res.on('end', () => resolve(body));

@@ -18,12 +18,12 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import https from 'node:https';
 import net from 'node:net';
 import path from 'node:path';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
 import { Redis } from 'ioredis';
 import { TestCluster, TestNode, BdbJson, REPO, USER, PASSWORD, createDb, waitFor, sleep } from '../support/cluster.js';
+import { servicesRequest, type RawResponse, type RequestOptions } from '../support/https.js';
 
 const NET = 24;
 const UI_PORT = 8443;
@@ -89,41 +89,11 @@ after(async () => {
   await cluster.stop();
 });
 
-interface Raw {
-  status: number;
-  headers: Record<string, string | string[] | undefined>;
-  text: string;
-  json: unknown;
-}
+type Raw = RawResponse;
 
-/** An HTTPS request to a node's port, verified against the cluster CA. */
-function request(n: TestNode, port: number, method: string, p: string, o: { cookie?: string; csrf?: string; body?: unknown } = {}): Promise<Raw> {
-  const ca = fs.readFileSync(path.join(n.dataDir, 'certs/ca.pem'), 'utf8');
-  const payload = o.body === undefined ? undefined : Buffer.from(JSON.stringify(o.body));
-  const headers: Record<string, string> = { accept: 'application/json' };
-  if (payload) headers['content-type'] = 'application/json';
-  if (o.cookie) headers.cookie = o.cookie;
-  if (o.csrf) headers['x-csrf-token'] = o.csrf;
-  return new Promise((resolve, reject) => {
-    const req = https.request({ host: n.addr, port, method, path: p, headers, ca, agent: false, timeout: 30_000 }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => {
-        const text = Buffer.concat(chunks).toString('utf8');
-        let json: unknown;
-        try {
-          json = text ? JSON.parse(text) : undefined;
-        } catch {
-          json = undefined; // not JSON (the metrics text): the caller reads `text`
-        }
-        resolve({ status: res.statusCode ?? 0, headers: res.headers, text, json });
-      });
-    });
-    req.on('timeout', () => req.destroy(new Error(`no answer from ${n.addr}:${port}`)));
-    req.on('error', reject);
-    if (payload) req.end(payload);
-    else req.end();
-  });
+/** An HTTPS request to a node's port, verified against the services CA. */
+function request(n: TestNode, port: number, method: string, p: string, o: RequestOptions = {}): Promise<Raw> {
+  return servicesRequest(n, port, method, p, o);
 }
 
 interface Sample {

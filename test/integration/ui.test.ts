@@ -10,7 +10,6 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import https from 'node:https';
 import path from 'node:path';
 import { X509Certificate } from 'node:crypto';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
@@ -18,6 +17,7 @@ import { Redis } from 'ioredis';
 import { TestCluster, TestNode, BdbJson, REPO, USER, PASSWORD, createDb, waitDbStatus, waitFor } from '../support/cluster.js';
 import { sClient } from '../support/tls-tools.js';
 import { rsaKeys, keyPem, makeHierarchy, makeLeaf } from '../support/pki-hierarchy.js';
+import { servicesRequest, type RawResponse, type RequestOptions } from '../support/https.js';
 
 const NET = 17;
 const UI_PORT = 8443;
@@ -52,41 +52,11 @@ after(async () => {
   await cluster.stop();
 });
 
-interface Raw {
-  status: number;
-  headers: Record<string, string | string[] | undefined>;
-  text: string;
-  json: unknown;
-}
+type Raw = RawResponse;
 
-/** A request to a node's UI origin (8443), verified against the cluster CA. */
-function ui(n: TestNode, method: string, p: string, o: { cookie?: string; csrf?: string; body?: unknown; headers?: Record<string, string> } = {}): Promise<Raw> {
-  const ca = fs.readFileSync(path.join(n.dataDir, 'certs/ca.pem'), 'utf8');
-  const payload = o.body === undefined ? undefined : Buffer.from(JSON.stringify(o.body));
-  const headers: Record<string, string> = { accept: 'application/json', ...(o.headers ?? {}) };
-  if (payload) headers['content-type'] = 'application/json';
-  if (o.cookie) headers.cookie = o.cookie;
-  if (o.csrf) headers['x-csrf-token'] = o.csrf;
-  return new Promise((resolve, reject) => {
-    const req = https.request({ host: n.addr, port: UI_PORT, method, path: p, headers, ca, agent: false, timeout: 30_000 }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => {
-        const text = Buffer.concat(chunks).toString('utf8');
-        let json: unknown;
-        try {
-          json = text ? JSON.parse(text) : undefined;
-        } catch {
-          json = undefined;
-        }
-        resolve({ status: res.statusCode ?? 0, headers: res.headers, text, json });
-      });
-    });
-    req.on('timeout', () => req.destroy(new Error(`no answer from ${n.addr}:${UI_PORT}`)));
-    req.on('error', reject);
-    if (payload) req.end(payload);
-    else req.end();
-  });
+/** A request to a node's UI origin (8443), verified against the services CA. */
+function ui(n: TestNode, method: string, p: string, o: RequestOptions = {}): Promise<Raw> {
+  return servicesRequest(n, UI_PORT, method, p, o);
 }
 
 async function sessionCookie(): Promise<string> {
@@ -176,7 +146,7 @@ test('every node serves the UI on 8443 with a strict CSP, HSTS and hashed, long-
 });
 
 test('8443 refuses TLS 1.1 and accepts TLS 1.2 with a policy suite', async () => {
-  const ca = path.join(n1.dataDir, 'certs/ca.pem');
+  const ca = path.join(n1.dataDir, 'certs/services-ca.pem');
   const old = await sClient(['-connect', `${n1.addr}:${UI_PORT}`, '-CAfile', ca, '-tls1_1', '-cipher', 'DEFAULT:@SECLEVEL=0', '-msg'], { holdMs: 1500 });
   assert.match(old.stdout, />>> TLS 1\.[01], Handshake \[length [0-9a-f]+\], ClientHello/, `no ClientHello sent:\n${old.stdout}\n${old.stderr}`);
   assert.match(old.stdout, /Alert \[length 0002\], fatal protocol_version/, old.stdout);

@@ -128,7 +128,8 @@ export class TestNode {
   }
 
   api<T = unknown>(method: string, p: string, body?: unknown, creds: { username?: string; password?: string } | null = { username: USER, password: PASSWORD }): Promise<JsonResponse<T>> {
-    const caFile = path.join(this.dataDir, 'certs/ca.pem');
+    // Clients trust the services CA (REST, UI, metrics), never the internode CA.
+    const caFile = path.join(this.dataDir, 'certs/services-ca.pem');
     const caPem = fs.existsSync(path.join(this.dataDir, 'node.json')) ? fs.readFileSync(caFile, 'utf8') : undefined;
     return requestJson<T>({ host: this.addr, port: 9443, method, path: p, body, ...(creds ?? {}), caPem, timeoutMs: 60_000 });
   }

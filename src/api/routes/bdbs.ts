@@ -5,6 +5,7 @@
 // while another change is in progress 409; malformed JSON (unknown field, wrong type, unknown
 // query parameter) stays 400 `invalid_schema`.
 import type { FastifyPluginAsync } from 'fastify';
+import { X509Certificate } from 'node:crypto';
 import type { NodeDaemon } from '../../control/daemon.js';
 import type { ClusterMember } from '../../control/member.js';
 import { KEYS, ActionRecord, BdbRecord, ProxyPolicy, StoredPolicy, policyWithDefaults } from '../../coord/schema.js';
@@ -40,6 +41,14 @@ const fields = {
   authentication_redis_pass: { type: 'string', maxLength: 512 },
   shard_key_regex: { type: 'array', items: { type: 'object', additionalProperties: false, required: ['regex'], properties: { regex: { type: 'string' } } } },
   oss_cluster: { type: 'boolean' },
+  // Client TLS on the endpoint (RE's fields).
+  tls_mode: { type: 'string' },
+  enforce_client_authentication: { type: 'string' },
+  authentication_ssl_client_certs: {
+    type: 'array',
+    maxItems: 256,
+    items: { type: 'object', additionalProperties: false, required: ['client_cert'], properties: { client_cert: { type: 'string', maxLength: 65536 } } },
+  },
 } as const;
 
 // RE lets the creator choose the uid (409 uid_exists when it is taken).
@@ -95,6 +104,9 @@ export function bdbView(m: ClusterMember, b: BdbRecord) {
     ...rest,
     shard_key_regex: b.shard_key_regex ?? DEFAULT_SHARD_KEY_REGEX.map((regex) => ({ regex })),
     oss_cluster: false,
+    tls_mode: b.tls_mode ?? 'disabled',
+    enforce_client_authentication: b.enforce_client_authentication ?? 'enabled',
+    authentication_ssl_client_certs: b.authentication_ssl_client_certs ?? [],
     authentication_redis_pass_set: !!pass,
     shard_list: shards.map((s) => s.uid),
     shards: shards.map((s) => ({
@@ -125,6 +137,29 @@ function checkValues(v: BdbInput): void {
     const why = shardKeyRegexProblem(v.shard_key_regex.map((r) => r.regex));
     if (why) throw unacceptable('invalid_shard_key_regex', why);
   }
+  checkTls(v);
+}
+
+/** tls_mode, enforce_client_authentication, and each listed client certificate: one PEM certificate, currently valid. */
+function checkTls(v: BdbInput): void {
+  if (v.tls_mode !== undefined && !['enabled', 'disabled'].includes(v.tls_mode)) {
+    throw unacceptable('invalid_tls_mode', `tls_mode must be enabled or disabled${(v.tls_mode as string) === 'replica_ssl' ? ' (replica_ssl is not supported: replication between nodes is encrypted by data_internode_encryption)' : ''}`);
+  }
+  if (v.enforce_client_authentication !== undefined && !['enabled', 'disabled'].includes(v.enforce_client_authentication)) {
+    throw unacceptable('invalid_enforce_client_authentication', 'enforce_client_authentication must be enabled or disabled');
+  }
+  (v.authentication_ssl_client_certs ?? []).forEach(({ client_cert }, i) => {
+    const where = `authentication_ssl_client_certs[${i}].client_cert`;
+    const blocks = client_cert.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
+    if (blocks.length !== 1) throw unacceptable('invalid_client_cert', `${where}: expected one PEM certificate ("-----BEGIN CERTIFICATE-----"), found ${blocks.length}`);
+    let c: X509Certificate;
+    try {
+      c = new X509Certificate(blocks[0]);
+    } catch (e) {
+      throw unacceptable('invalid_client_cert', `${where}: not a certificate (${(e as Error).message})`);
+    }
+    if (Date.now() > Date.parse(c.validTo)) throw unacceptable('invalid_client_cert', `${where}: the certificate expired on ${new Date(c.validTo).toISOString()}`);
+  });
 }
 
 /** What a database record keeps of the given rules: nothing for RE's default list (the standard hashing). */
@@ -260,6 +295,9 @@ export const bdbsRoutes: FastifyPluginAsync<{ daemon: NodeDaemon }> = async (app
       eviction_policy: v.eviction_policy ?? 'volatile-lru',
       ...(v.authentication_redis_pass ? { authentication_redis_pass: v.authentication_redis_pass } : {}),
       ...storedRegex(v),
+      ...(v.tls_mode !== undefined ? { tls_mode: v.tls_mode } : {}),
+      ...(v.enforce_client_authentication !== undefined ? { enforce_client_authentication: v.enforce_client_authentication } : {}),
+      ...(v.authentication_ssl_client_certs !== undefined ? { authentication_ssl_client_certs: v.authentication_ssl_client_certs } : {}),
       internal_secret: newSecret(),
       shards: placeShards(activeNodes, load, shardsCount, replication, firstShard, placement),
       status: 'pending',

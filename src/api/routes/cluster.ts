@@ -106,9 +106,20 @@ export const clusterRoutes: FastifyPluginAsync<{ daemon: NodeDaemon }> = async (
     } catch (err) {
       req.log.warn({ err: (err as Error).message }, 'cannot read the REST certificate file; api_cert left out');
     }
+    // The client-facing certificates (api, cm, proxy, metrics_exporter) and the services CA that signs them.
+    const servicesCa = await readRecord(m.client, KEYS.servicesCa, CaRecord);
+    const sInfo = servicesCa ? certInfo(servicesCa.cert) : undefined;
+    const service_certificates = m.nodes
+      .values()
+      .sort((a, b) => a.uid - b.uid)
+      .flatMap((n) => Object.values(n.service_certificates ?? {}).map((c) => ({ node_uid: n.uid, ...c, expires_in_seconds: Math.round((Date.parse(c.not_after) - now) / 1000) })));
     return {
       ...(apiCert ? { api_cert: apiCert } : {}),
       ...Object.fromEntries(PLANES.map((p) => [`${PLANE_CERT_NAME[p]}_cert`, m.certs.bundle(p).certPem])),
+      ...(sInfo && servicesCa
+        ? { services_ca: { subject: sInfo.subject, serial: sInfo.serial, not_before: sInfo.not_before, not_after: sInfo.not_after, fingerprint256: sInfo.fingerprint256, certificate: servicesCa.cert } }
+        : {}),
+      service_certificates,
       ca: { subject: caInfo.subject, serial: caInfo.serial, not_before: caInfo.not_before, not_after: caInfo.not_after, fingerprint256: caInfo.fingerprint256, certificate: ca.cert },
       certificates,
       // What every internode handshake offers: the hybrid group first (see the README's TLS policy).

@@ -19,7 +19,7 @@ const joinNodeBody = {
       required: ['rest', 'internode', 'dp_plain', 'etcd_peer', 'etcd_client', 'metrics'],
       properties: { rest: port, internode: port, dp_plain: port, etcd_peer: port, etcd_client: port, metrics: port, ui: port },
     },
-    csrs: { type: 'object', additionalProperties: false, required: ['cp', 'dp', 'api'], properties: { cp: pem, dp: pem, api: pem } },
+    csrs: { type: 'object', additionalProperties: false, required: ['cp', 'dp', 'api'], properties: { cp: pem, dp: pem, api: pem, cm: pem, proxy: pem, metrics_exporter: pem } },
   },
 } as const;
 

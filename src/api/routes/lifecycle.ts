@@ -10,6 +10,7 @@ import {
   CertIdentityRecord,
   CustomerCertRecord,
   NodeAlertsRecord,
+  ServiceCertRecord,
   StoredAlertSettings,
   StoredJobScheduler,
   TrustRecord,
@@ -18,9 +19,9 @@ import {
 } from '../../coord/schema.js';
 import { OperatorError, invalid, notFound } from '../../util/errors.js';
 import { CronError, parseCron } from '../../util/cron.js';
-import { CERT_NAMES, PLANE_CERT_NAME, PLANES, Plane, planeOfCertName } from '../../pki/pki.js';
+import { CERT_NAMES, PLANE_CERT_NAME, PLANES, Plane, ServiceName, isServiceName, planeOfCertName } from '../../pki/pki.js';
 import { X509Certificate } from 'node:crypto';
-import { CertName, CertificateRejected, validateCustomerCerts } from '../../pki/customer.js';
+import { CertName, CertificateRejected, OPERATOR_CERT_NAMES, OperatorCertName, validateCustomerCerts } from '../../pki/customer.js';
 import { uidParams } from '../schemas.js';
 import { readRecord, readRecords, updateRecord } from '../../coord/records.js';
 
@@ -243,7 +244,7 @@ const certsBody = {
         additionalProperties: false,
         required: ['name', 'certificate', 'key'],
         properties: {
-          name: { type: 'string', enum: [...CERT_NAMES] },
+          name: { type: 'string', enum: [...OPERATOR_CERT_NAMES] },
           certificate: { type: 'string', minLength: 64, maxLength: 262144 },
           key: { type: 'string', minLength: 64, maxLength: 65536 },
           node_uid: { type: 'integer', minimum: 1 },
@@ -254,12 +255,13 @@ const certsBody = {
 } as const;
 
 interface CertsBody {
-  certificates: { name: CertName; certificate: string; key: string; node_uid?: number }[];
+  certificates: { name: OperatorCertName; certificate: string; key: string; node_uid?: number }[];
 }
 
 /**
- * PUT /v1/cluster/certificates: operator-provided internode certificates, per
- * node (node_uid) or one for all nodes. Everything is validated before
+ * PUT /v1/cluster/certificates: operator-provided internode certificates
+ * (ccs_internode_encryption, data_internode_encryption) and client-facing ones
+ * (api, cm, proxy, metrics_exporter), per node (node_uid) or one for all nodes. Everything is validated before
  * anything is written; then one transaction records the certificates, their
  * owners and the new trust anchors, and each node applies its own. Answers
  * 200 once every node presents the new certificates, 409 naming the nodes
@@ -279,9 +281,21 @@ export const customerCertRoutes: FastifyPluginAsync<{ daemon: NodeDaemon }> = as
       }
       throw err;
     }
-    // Where each goes; a plane named twice for one node is ambiguous.
+    // Client-facing certificates: each node presents its own; clients trust the operator's CA, not the nodes.
+    const serviceTargets = new Map<string, { uid: number; name: ServiceName; v: (typeof validated)[number] }>();
+    for (const [i, c] of req.body.certificates.entries()) {
+      if (!isServiceName(c.name)) continue;
+      for (const uid of c.node_uid !== undefined ? [c.node_uid] : nodes.map((n) => n.uid)) {
+        if (!nodes.some((n) => n.uid === uid)) throw invalid('node_not_found', `node ${uid} does not exist`);
+        const k = `${uid}/${c.name}`;
+        if (serviceTargets.has(k)) throw invalid('duplicate_certificate', `${c.name} is given twice for node ${uid}`);
+        serviceTargets.set(k, { uid, name: c.name, v: validated[i] });
+      }
+    }
+    // Where each internode one goes; a plane named twice for one node is ambiguous.
     const targets = new Map<string, { uid: number; plane: Plane; v: (typeof validated)[number] }>();
     for (const [i, c] of req.body.certificates.entries()) {
+      if (isServiceName(c.name)) continue;
       const plane = planeOfCertName(c.name as CertName);
       const uids = c.node_uid !== undefined ? [c.node_uid] : nodes.map((n) => n.uid);
       for (const uid of uids) {
@@ -293,7 +307,7 @@ export const customerCertRoutes: FastifyPluginAsync<{ daemon: NodeDaemon }> = as
     }
     const anchors = [...existing];
     const fp = (pem: string) => new X509Certificate(pem).fingerprint256;
-    for (const v of validated) for (const t of v.trustPems) if (!anchors.some((a) => fp(a) === fp(t))) anchors.push(t);
+    for (const t of targets.values()) for (const p of t.v.trustPems) if (!anchors.some((a) => fp(a) === fp(p))) anchors.push(p);
     const now = new Date().toISOString();
     const c = m.client;
     const ops = [c.put(KEYS.trust).value(JSON.stringify({ anchors } satisfies TrustRecord))];
@@ -317,14 +331,24 @@ export const customerCertRoutes: FastifyPluginAsync<{ daemon: NodeDaemon }> = as
       const id: CertIdentityRecord = { serial: t.v.serial, uid: (shared.get(t.v.serial) ?? 1) > 1 ? 0 : t.uid, plane: t.plane };
       ops.push(c.put(KEYS.certIdentity(t.v.serial)).value(JSON.stringify(id)));
     }
+    for (const t of serviceTargets.values()) {
+      const rec: ServiceCertRecord = { uid: t.uid, name: t.name, chain: t.v.chainPem, key: t.v.keyPem, serial: t.v.serial, not_after: t.v.not_after, chain_not_after: t.v.chain_not_after, applied_time: now };
+      ops.push(c.put(KEYS.serviceCert(t.uid, t.name)).value(JSON.stringify(rec)));
+    }
     // Trust and identities land with the certificates, so no node presents a certificate its peers cannot place.
     await c.if(KEYS.cluster, 'Create', '>', 0).then(...ops).commit();
-    req.log.info({ certificates: [...targets.keys()] }, 'operator-provided certificates recorded; nodes are applying them');
+    req.log.info({ certificates: [...targets.keys(), ...serviceTargets.keys()] }, 'operator-provided certificates recorded; nodes are applying them');
 
+    // Applied when the node's record shows the serial (each node swaps its listeners' contexts; nothing restarts).
+    const applied = (uid: number, name: Plane | ServiceName, serial: string) => {
+      const n = m.nodes.items.get(String(uid));
+      return (name === 'cp' || name === 'dp' ? n?.certificates?.[name] : n?.service_certificates?.[name])?.serial === serial;
+    };
+    const all = [...[...targets.values()].map((t) => ({ uid: t.uid, name: t.plane as Plane | ServiceName, v: t.v })), ...serviceTargets.values()];
     const deadline = Date.now() + 30_000;
-    let pending = [...targets.values()];
+    let pending = all;
     while (Date.now() < deadline) {
-      pending = pending.filter((t) => m.nodes.items.get(String(t.uid))?.certificates?.[t.plane]?.serial !== t.v.serial);
+      pending = pending.filter((t) => !applied(t.uid, t.name, t.v.serial));
       if (!pending.length) break;
       await new Promise((r) => setTimeout(r, 200));
     }
@@ -336,7 +360,14 @@ export const customerCertRoutes: FastifyPluginAsync<{ daemon: NodeDaemon }> = as
       };
     }
     return {
-      certificates: [...targets.values()].map((t) => ({ node_uid: t.uid, name: PLANE_CERT_NAME[t.plane], serial: t.v.serial, subject: t.v.subject, issuer: t.v.issuer, not_after: t.v.not_after })),
+      certificates: all.map((t) => ({
+        node_uid: t.uid,
+        name: t.name === 'cp' || t.name === 'dp' ? PLANE_CERT_NAME[t.name] : t.name,
+        serial: t.v.serial,
+        subject: t.v.subject,
+        issuer: t.v.issuer,
+        not_after: t.v.not_after,
+      })),
     };
   });
 };
