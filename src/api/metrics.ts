@@ -13,7 +13,6 @@
 // microseconds, as RE's), endpoint_client_connections,
 // endpoint_client_disconnections, endpoint_proxy_disconnections,
 // redis_server_used_memory; on `/` also RE v1's bdb_conns (clients connected now).
-import fs from 'node:fs';
 import https from 'node:https';
 import { X509Certificate } from 'node:crypto';
 import type { Logger } from 'pino';
@@ -21,8 +20,8 @@ import { Registry, Gauge, Counter, type Metric } from 'prom-client';
 import type { ClusterMember } from '../control/member.js';
 import { httpsServerOptions } from '../tls/contexts.js';
 import { listenOrExplain } from '../internode/channel.js';
-import { PLANES } from '../pki/pki.js';
-import { certPath } from '../pki/node-files.js';
+import { PLANES, SERVICE_NAMES } from '../pki/pki.js';
+import { certPath, servicePaths } from '../pki/node-files.js';
 import { NodeTraffic, localTraffic } from '../control/traffic.js';
 import { CLASSES, LATENCY_BOUNDS_US, LATENCY_FINITE } from '../proxy/stats.js';
 
@@ -188,12 +187,17 @@ export class MetricsServer {
         const c = rec?.certificates?.[plane];
         if (c) out.push({ labels: { cluster: cluster(), node: node(), logical_name: c.name, path: certPath(m.cfg.dataDir, plane) }, value: Math.round((Date.parse(c.not_after) - Date.now()) / 1000) });
       }
-      const api = certPath(m.cfg.dataDir, 'api');
-      try {
-        const validTo = Date.parse(new X509Certificate(await fs.promises.readFile(api)).validTo);
-        out.push({ labels: { cluster: cluster(), node: node(), logical_name: 'api', path: api }, value: Math.round((validTo - Date.now()) / 1000) });
-      } catch (err) {
-        log.warn({ err: (err as Error).message, path: api }, 'metrics: cannot read the API certificate');
+      // The client-facing certificates (services CA), as RE lists its proxy/api/cm/metrics_exporter ones.
+      for (const name of SERVICE_NAMES) {
+        const c = m.services.get(name);
+        if (!c) continue;
+        const file = servicePaths(m.cfg.dataDir, name).cert;
+        try {
+          const validTo = Date.parse(new X509Certificate(c.certPem).validTo);
+          out.push({ labels: { cluster: cluster(), node: node(), logical_name: name, path: file }, value: Math.round((validTo - Date.now()) / 1000) });
+        } catch (err) {
+          log.warn({ err: (err as Error).message, name }, 'metrics: cannot read a client-facing certificate');
+        }
       }
       return out;
     });

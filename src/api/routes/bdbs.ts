@@ -10,7 +10,7 @@ import type { NodeDaemon } from '../../control/daemon.js';
 import type { ClusterMember } from '../../control/member.js';
 import { KEYS, ActionRecord, BdbRecord, ProxyPolicy, StoredPolicy, policyWithDefaults } from '../../coord/schema.js';
 import { readRecord, readRecords } from '../../coord/records.js';
-import { OperatorError, conflict, notFound, unacceptable } from '../../util/errors.js';
+import { OperatorError, conflict, invalid, notFound, unacceptable } from '../../util/errors.js';
 import { DEFAULT_SHARD_KEY_REGEX, isDefaultShardKeyRegex, shardKeyRegexProblem } from '../../proxy/slots.js';
 import { createAction, endpointNodes, newSecret, nextSeq, placeShards, updateBdb } from '../../control/bdb-store.js';
 import { uidParams } from '../schemas.js';
@@ -140,25 +140,25 @@ function checkValues(v: BdbInput): void {
   checkTls(v);
 }
 
-/** tls_mode, enforce_client_authentication, and each listed client certificate: one PEM certificate, currently valid. */
+/** tls_mode, enforce_client_authentication, and each listed client certificate: one PEM certificate, currently valid (400 naming the entry, as issue 11 asks). */
 function checkTls(v: BdbInput): void {
   if (v.tls_mode !== undefined && !['enabled', 'disabled'].includes(v.tls_mode)) {
-    throw unacceptable('invalid_tls_mode', `tls_mode must be enabled or disabled${(v.tls_mode as string) === 'replica_ssl' ? ' (replica_ssl is not supported: replication between nodes is encrypted by data_internode_encryption)' : ''}`);
+    throw invalid('invalid_tls_mode', `tls_mode must be enabled or disabled${(v.tls_mode as string) === 'replica_ssl' ? ' (replica_ssl is not supported: replication between nodes is encrypted by data_internode_encryption)' : ''}`);
   }
   if (v.enforce_client_authentication !== undefined && !['enabled', 'disabled'].includes(v.enforce_client_authentication)) {
-    throw unacceptable('invalid_enforce_client_authentication', 'enforce_client_authentication must be enabled or disabled');
+    throw invalid('invalid_enforce_client_authentication', 'enforce_client_authentication must be enabled or disabled');
   }
   (v.authentication_ssl_client_certs ?? []).forEach(({ client_cert }, i) => {
     const where = `authentication_ssl_client_certs[${i}].client_cert`;
     const blocks = client_cert.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
-    if (blocks.length !== 1) throw unacceptable('invalid_client_cert', `${where}: expected one PEM certificate ("-----BEGIN CERTIFICATE-----"), found ${blocks.length}`);
+    if (blocks.length !== 1) throw invalid('invalid_client_cert', `${where}: expected one PEM certificate ("-----BEGIN CERTIFICATE-----"), found ${blocks.length}`);
     let c: X509Certificate;
     try {
       c = new X509Certificate(blocks[0]);
     } catch (e) {
-      throw unacceptable('invalid_client_cert', `${where}: not a certificate (${(e as Error).message})`);
+      throw invalid('invalid_client_cert', `${where}: not a certificate (${(e as Error).message})`);
     }
-    if (Date.now() > Date.parse(c.validTo)) throw unacceptable('invalid_client_cert', `${where}: the certificate expired on ${new Date(c.validTo).toISOString()}`);
+    if (Date.now() > Date.parse(c.validTo)) throw invalid('invalid_client_cert', `${where}: the certificate expired on ${new Date(c.validTo).toISOString()}`);
   });
 }
 
