@@ -206,7 +206,7 @@ export class NodeDaemon {
       await this.member.waitReady();
       const c = this.member.client;
       const cluster: ClusterRecord = { name: req.name, cluster_id: clusterId, created_time: new Date().toISOString() };
-      const user: UserRecord = { username: req.username, password_hash: await hashPassword(req.password), role: 'admin' };
+      const user: UserRecord = { uid: 1, username: req.username, password_hash: await hashPassword(req.password), role: 'admin', password_issue_date: new Date().toISOString() };
       const members = await c.cluster.memberList({});
       const node: NodeStubRecord = { uid, etcd_member_id: String(members.members[0]?.ID ?? ''), joined_time: new Date().toISOString() };
       await c
@@ -215,6 +215,7 @@ export class NodeDaemon {
           c.put(KEYS.cluster).value(JSON.stringify(cluster)),
           c.put(KEYS.ca).value(JSON.stringify({ cert: ca.certPem, key: ca.keyPem } satisfies CaRecord)),
           c.put(KEYS.user(req.username)).value(JSON.stringify(user)),
+          c.put(KEYS.userSeq).value('1'),
           c.put(KEYS.policy).value(JSON.stringify(DEFAULT_POLICY)),
           c.put(KEYS.nodeSeq).value(String(uid)),
           c.put(KEYS.node(uid)).value(JSON.stringify(node)),

@@ -15,6 +15,8 @@ export const KEYS = {
   policy: '/tessera/policy',
   nodeSeq: '/tessera/seq/node_uid',
   user: (name: string) => `/tessera/users/${name}`,
+  usersPrefix: '/tessera/users/',
+  userSeq: '/tessera/seq/user_uid',
   nodesPrefix: '/tessera/nodes/',
   node: (uid: number) => `/tessera/nodes/${uid}`,
   livePrefix: '/tessera/live/',
@@ -72,10 +74,19 @@ export const CaRecord = Type.Object({
 });
 export type CaRecord = Static<typeof CaRecord>;
 
+/** The management roles (Redis Enterprise's names): `db_viewer` reads, `admin` does everything. */
+export const USER_ROLES = ['admin', 'db_viewer'] as const;
+export type UserRole = (typeof USER_ROLES)[number];
+
 export const UserRecord = Type.Object({
+  /** The login name: an email address, as Redis Enterprise's `email`. */
   username: Type.String(),
   password_hash: Type.String(),
-  role: OneOf('admin'),
+  role: OneOf(...USER_ROLES),
+  /** Absent on the first admin as older versions wrote it: that user is uid 1. */
+  uid: Type.Optional(Uid),
+  name: Type.Optional(Type.String()),
+  password_issue_date: Type.Optional(Time),
 });
 export type UserRecord = Static<typeof UserRecord>;
 

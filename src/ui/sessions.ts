@@ -17,12 +17,16 @@ const MAX_SESSIONS = 1000;
 
 export interface Session {
   readonly username: string;
+  /** A digest of the user's password hash at sign-in: when the password changes, the session ends. */
+  readonly credential: string;
   readonly csrfToken: string;
   readonly createdAt: number;
   lastActiveAt: number;
 }
 
 const digest = (token: string) => createHash('sha256').update(token).digest('base64url');
+/** What a session remembers of its user's password hash. */
+export const credentialOf = (passwordHash: string) => createHash('sha256').update('session\0').update(passwordHash).digest('base64url');
 
 export class SessionStore {
   /** By a digest of the token: the tokens themselves are never kept. */
@@ -38,7 +42,7 @@ export class SessionStore {
   }
 
   /** A new session for a user whose password was just checked; returns the cookie's token. */
-  create(username: string): { token: string; session: Session } {
+  create(username: string, passwordHash = ''): { token: string; session: Session } {
     this.sweep();
     if (this.sessions.size >= MAX_SESSIONS) {
       const oldest = [...this.sessions.entries()].sort((a, b) => a[1].lastActiveAt - b[1].lastActiveAt)[0];
@@ -46,7 +50,7 @@ export class SessionStore {
     }
     const token = randomBytes(32).toString('base64url');
     const t = this.now();
-    const session: Session = { username, csrfToken: randomBytes(32).toString('base64url'), createdAt: t, lastActiveAt: t };
+    const session: Session = { username, credential: credentialOf(passwordHash), csrfToken: randomBytes(32).toString('base64url'), createdAt: t, lastActiveAt: t };
     this.sessions.set(digest(token), session);
     return { token, session };
   }
