@@ -261,6 +261,8 @@ export const ObservedRecord = Type.Object({
       master_link_status: Type.Optional(Type.String()),
       /** A replica's full sync from its master: how far the transfer is, in percent. */
       sync_progress: Type.Optional(Type.Number()),
+      /** Why the shard is down: its last failed start. */
+      error: Type.Optional(Type.String()),
     }),
   ),
   time: Time,

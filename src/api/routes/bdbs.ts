@@ -7,13 +7,14 @@ import type { ClusterMember } from '../../control/member.js';
 import { KEYS, ActionRecord, BdbRecord, ProxyPolicy, StoredPolicy, policyWithDefaults } from '../../coord/schema.js';
 import { readRecord, readRecords } from '../../coord/records.js';
 import { OperatorError, conflict, invalid, notFound } from '../../util/errors.js';
-import { createAction, endpointNodes, newSecret, nextSeq, placeShards, updateBdb } from '../../control/bdb-store.js';
+import { commitWithSeqs, createAction, endpointNodes, newSecret, placeShards, readSeqs, updateBdb } from '../../control/bdb-store.js';
 import { uidParams } from '../schemas.js';
 
 const EVICTION = ['volatile-lru', 'volatile-ttl', 'volatile-random', 'allkeys-lru', 'allkeys-random', 'noeviction', 'volatile-lfu', 'allkeys-lfu'];
 const PROXY_POLICIES: ProxyPolicy[] = ['single', 'all-master-shards', 'all-nodes'];
 const PERSISTENCE = ['disabled', 'aof', 'snapshot'];
 const MIN_MEMORY = 1024 * 1024;
+const CREATE_ATTEMPTS = 50;
 const PORT_MIN = 10000;
 const PORT_MAX = 19999;
 export const DATA_INE_CAPABILITY = 'data_internode_encryption';
@@ -51,10 +52,10 @@ export interface ShardSync {
   progress: number;
 }
 
-export function shardStates(m: ClusterMember, b: BdbRecord): Map<number, { status: string; reported?: string; sync?: ShardSync }> {
+export function shardStates(m: ClusterMember, b: BdbRecord): Map<number, { status: string; reported?: string; sync?: ShardSync; error?: string }> {
   // Keyed by shard and node: a shard moved away (failover, migration) may still
   // be listed by its old node's last report, which must not stand for it.
-  const reported = new Map<string, { status: string; time: string; sync?: ShardSync }>();
+  const reported = new Map<string, { status: string; time: string; sync?: ShardSync; error?: string }>();
   for (const o of m.controller?.observedOf(b.uid).values() ?? []) {
     for (const s of o.shards) {
       const sync: ShardSync | undefined =
@@ -65,14 +66,14 @@ export function shardStates(m: ClusterMember, b: BdbRecord): Map<number, { statu
             : s.master_link_status === 'up'
               ? { status: 'finished', progress: 100 }
               : { status: 'link_down', progress: 0 };
-      reported.set(`${s.uid}@${o.node_uid}`, { status: s.status, time: o.time, sync });
+      reported.set(`${s.uid}@${o.node_uid}`, { status: s.status, time: o.time, sync, ...(s.error ? { error: s.error } : {}) });
     }
   }
   return new Map(
     b.shards.map((s) => {
       const r = reported.get(`${s.uid}@${s.node_uid}`);
       const status = m.live.items.has(String(s.node_uid)) ? (r?.status ?? 'starting') : 'down';
-      return [s.uid, { status, reported: r?.time, ...(s.role === 'slave' && r?.sync && status === 'active' ? { sync: r.sync } : {}) }];
+      return [s.uid, { status, reported: r?.time, ...(s.role === 'slave' && r?.sync && status === 'active' ? { sync: r.sync } : {}), ...(r?.error && status !== 'active' ? { error: r.error } : {}) }];
     }),
   );
 }
@@ -82,8 +83,11 @@ export function bdbView(m: ClusterMember, b: BdbRecord) {
   const addrs = endpointNodes(b, allNodes).map((u) => m.nodes.items.get(String(u))?.addr).filter(Boolean) as string[];
   const states = shardStates(m, b);
   const { internal_secret: _secret, authentication_redis_pass: pass, generation: _g, link_generation: _l, shards, ...rest } = b;
+  const shardErrors = shards.filter((s) => states.get(s.uid)!.error).map((s) => `shard ${s.uid}: ${states.get(s.uid)!.error}`);
   return {
     ...rest,
+    // A database whose shards cannot start says why (it stays pending, or shows its shards down).
+    ...(!rest.error && shardErrors.length ? { error: shardErrors.join('; ') } : {}),
     authentication_redis_pass_set: !!pass,
     shard_list: shards.map((s) => s.uid),
     shards: shards.map((s) => ({
@@ -94,6 +98,7 @@ export function bdbView(m: ClusterMember, b: BdbRecord) {
       ...(s.master_uid !== undefined ? { master_uid: s.master_uid } : {}),
       status: states.get(s.uid)!.status,
       ...(states.get(s.uid)!.sync ? { sync: states.get(s.uid)!.sync } : {}),
+      ...(states.get(s.uid)!.error ? { error: states.get(s.uid)!.error } : {}),
     })),
     endpoints: [{ uid: `${b.uid}:1`, dns_name: `redis-${b.port}.${m.cluster.name}`, port: b.port, addr: addrs, proxy_policy: b.proxy_policy, addr_type: 'internal' }],
   };
@@ -120,9 +125,22 @@ function checkCapability(m: ClusterMember, enabling: boolean | undefined): void 
   }
 }
 
-async function takenPorts(m: ClusterMember, exceptUid?: number): Promise<Set<number>> {
-  const all = await readRecords(m.client, KEYS.bdbsPrefix, BdbRecord);
-  return new Set([...all.values()].filter((b) => b.uid !== exceptUid).map((b) => b.port));
+/**
+ * A database must fit in what its nodes have (RE's `insufficient_resources`):
+ * each shard's memory within the largest node, and all its shards (replicas
+ * too) within the active nodes' memory together. Memory is each node's total
+ * as it reports it over the control plane (this node's own when a peer has not
+ * answered yet).
+ */
+function checkMemoryFits(m: ClusterMember, nodeUids: number[], memorySize: number, shardsCount: number, replication: boolean): void {
+  const own = m.statusReply().total_memory;
+  const mem = nodeUids.map((u) => (u === m.uid ? own : (m.probes.get(u)?.status?.total_memory ?? own)));
+  const total = mem.reduce((a, b) => a + b, 0);
+  const perShard = memorySize / shardsCount;
+  const needed = memorySize * (replication ? 2 : 1);
+  if (!Number.isSafeInteger(memorySize) || perShard > Math.max(...mem) || needed > total) {
+    throw invalid('insufficient_resources', `memory_size ${memorySize} does not fit: the active nodes have ${total} bytes together (${Math.max(...mem)} at most on one node)${replication ? ', and replication doubles what is needed' : ''}`);
+  }
 }
 
 /** A port is free if no database has it and nothing on any node listens on it (asked over the control plane). */
@@ -168,66 +186,74 @@ export const bdbsRoutes: FastifyPluginAsync<{ daemon: NodeDaemon }> = async (app
     const policy = policyWithDefaults(await readRecord(m.client, KEYS.policy, StoredPolicy));
     const encrypted = v.data_internode_encryption ?? policy.data_internode_encryption;
     checkCapability(m, encrypted);
-    const all = [...(await readRecords(m.client, KEYS.bdbsPrefix, BdbRecord)).values()];
-    if (all.some((b) => b.name === v.name)) throw invalid('db_name_exists', `a database named ${v.name} exists`);
-
     const activeNodes = m.nodes.values().filter((n) => n.addr && m.live.items.has(String(n.uid)));
     const replication = v.replication ?? false;
     if (activeNodes.length === 0 || (replication && activeNodes.length < 2)) {
       throw invalid('insufficient_resources', replication ? 'replication needs at least two active nodes' : 'no active node');
     }
-    const taken = await takenPorts(m);
-    let port = v.port;
-    if (port !== undefined) {
-      if (taken.has(port)) throw invalid('port_unavailable', `port ${port} is used by another database`);
-      const why = await portFreeEverywhere(m, port);
-      if (why) throw invalid('port_unavailable', why);
-    } else {
-      for (let p = 12000; p <= PORT_MAX && port === undefined; p++) if (!taken.has(p) && !(await portFreeEverywhere(m, p))) port = p;
-      if (port === undefined) throw invalid('port_unavailable', 'no free port left');
+    checkMemoryFits(m, activeNodes.map((n) => n.uid), v.memory_size, shardsCount, replication);
+    // Every creation takes the next database, shard and action uids in one transaction that
+    // holds only if no other creation committed since this one read them: concurrent
+    // creations are serialized, and a refused one (its name or port just taken) burns no uid.
+    for (let attempt = 1; ; attempt++) {
+      const seqs = await readSeqs(m.client, [KEYS.bdbSeq, KEYS.shardSeq, KEYS.actionSeq]);
+      const all = [...(await readRecords(m.client, KEYS.bdbsPrefix, BdbRecord)).values()];
+      if (all.some((b) => b.name === v.name)) throw invalid('db_name_exists', `a database named ${v.name} exists`);
+      const taken = new Set(all.map((b) => b.port));
+      let port = v.port;
+      if (port !== undefined) {
+        if (taken.has(port)) throw invalid('port_unavailable', `port ${port} is used by another database`);
+        const why = await portFreeEverywhere(m, port);
+        if (why) throw invalid('port_unavailable', why);
+      } else {
+        for (let p = 12000; p <= PORT_MAX && port === undefined; p++) if (!taken.has(p) && !(await portFreeEverywhere(m, p))) port = p;
+        if (port === undefined) throw invalid('port_unavailable', 'no free port left');
+      }
+      const load = new Map<number, number>();
+      for (const b of all) for (const s of b.shards) load.set(s.node_uid, (load.get(s.node_uid) ?? 0) + 1);
+      const shardCount = shardsCount * (replication ? 2 : 1);
+      const firstShard = seqs.get(KEYS.shardSeq)! + 1;
+      const uid = seqs.get(KEYS.bdbSeq)! + 1;
+      const actionUid = seqs.get(KEYS.actionSeq)! + 1;
+      const now = new Date().toISOString();
+      const action: ActionRecord = { action_uid: String(actionUid), name: 'create_bdb', object_name: `bdb:${uid}`, progress: 0, status: 'pending', creation_time: now };
+      const rec: BdbRecord = {
+        uid,
+        name: v.name,
+        type: 'redis',
+        port,
+        memory_size: v.memory_size,
+        shards_count: shardsCount,
+        sharding,
+        replication,
+        proxy_policy: v.proxy_policy ?? (sharding ? 'all-master-shards' : 'single'),
+        shards_placement: v.shards_placement ?? 'sparse',
+        data_internode_encryption: encrypted,
+        data_persistence: v.data_persistence ?? 'disabled',
+        eviction_policy: v.eviction_policy ?? 'volatile-lru',
+        ...(v.authentication_redis_pass ? { authentication_redis_pass: v.authentication_redis_pass } : {}),
+        internal_secret: newSecret(),
+        shards: placeShards(activeNodes, load, shardsCount, replication, firstShard, v.shards_placement ?? 'sparse'),
+        status: 'pending',
+        generation: 1,
+        link_generation: 1,
+        created_time: now,
+        last_changed_time: now,
+        action_uid: action.action_uid,
+      };
+      const bump = new Map([
+        [KEYS.bdbSeq, 1],
+        [KEYS.shardSeq, shardCount],
+        [KEYS.actionSeq, 1],
+      ]);
+      if (await commitWithSeqs(m.client, seqs, bump, [[KEYS.bdb(uid), JSON.stringify(rec)], [KEYS.action(actionUid), JSON.stringify(action)]])) {
+        req.log.info({ bdb: uid, name: rec.name, port, shards: rec.shards.length, encrypted }, 'database created');
+        reply.status(200);
+        return bdbView(m, rec);
+      }
+      if (attempt >= CREATE_ATTEMPTS) throw conflict('busy', 'too many concurrent changes; try again');
+      await new Promise((r) => setTimeout(r, Math.random() * 20 * attempt)); // spread the retries of concurrent creations
     }
-
-    const load = new Map<number, number>();
-    for (const b of all) for (const s of b.shards) load.set(s.node_uid, (load.get(s.node_uid) ?? 0) + 1);
-    const shardCount = shardsCount * (replication ? 2 : 1);
-    const firstShard = (await nextSeq(m.client, KEYS.shardSeq, shardCount));
-    const uid = await nextSeq(m.client, KEYS.bdbSeq);
-    const action = await createAction(m.client, 'create_bdb', `bdb:${uid}`);
-    const now = new Date().toISOString();
-    const rec: BdbRecord = {
-      uid,
-      name: v.name,
-      type: 'redis',
-      port,
-      memory_size: v.memory_size,
-      shards_count: shardsCount,
-      sharding,
-      replication,
-      proxy_policy: v.proxy_policy ?? (sharding ? 'all-master-shards' : 'single'),
-      shards_placement: v.shards_placement ?? 'sparse',
-      data_internode_encryption: encrypted,
-      data_persistence: v.data_persistence ?? 'disabled',
-      eviction_policy: v.eviction_policy ?? 'volatile-lru',
-      ...(v.authentication_redis_pass ? { authentication_redis_pass: v.authentication_redis_pass } : {}),
-      internal_secret: newSecret(),
-      shards: placeShards(activeNodes, load, shardsCount, replication, firstShard, v.shards_placement ?? 'sparse'),
-      status: 'pending',
-      generation: 1,
-      link_generation: 1,
-      created_time: now,
-      last_changed_time: now,
-      action_uid: action.action_uid,
-    };
-    // The port is claimed atomically with the record: two creations cannot both take it.
-    const r = await m.client.if(KEYS.bdb(uid), 'Create', '==', 0).then(m.client.put(KEYS.bdb(uid)).value(JSON.stringify(rec))).commit();
-    if (!r.succeeded) throw new OperatorError('conflict', 'uid_exists', `database ${uid} exists`);
-    if ([...(await takenPorts(m, uid))].includes(port)) {
-      await m.client.delete().key(KEYS.bdb(uid));
-      throw invalid('port_unavailable', `port ${port} was just taken by another database`);
-    }
-    req.log.info({ bdb: uid, name: rec.name, port, shards: rec.shards.length, encrypted }, 'database created');
-    reply.status(200);
-    return bdbView(m, rec);
   });
 
   app.put<{ Params: { uid: string }; Body: BdbInput }>('/v1/bdbs/:uid', { schema: { params: uidParams, body: updateBody } }, async (req) => {
@@ -245,6 +271,10 @@ export const bdbsRoutes: FastifyPluginAsync<{ daemon: NodeDaemon }> = async (app
     const before = await readRecord(m.client, KEYS.bdb(uid), BdbRecord);
     if (!before) throw notFound('db_not_exist', `database ${uid} does not exist`);
     if (before.status === 'delete-pending') throw new OperatorError('conflict', 'db_busy', `database ${uid} is being deleted`);
+    if (v.memory_size !== undefined) {
+      const active = m.nodes.values().filter((n) => n.addr && m.live.items.has(String(n.uid))).map((n) => n.uid);
+      checkMemoryFits(m, active, v.memory_size, before.shards_count, before.replication);
+    }
     const action = await createAction(m.client, 'update_bdb', `bdb:${uid}`);
     let problem: OperatorError | undefined;
     const next = await updateBdb(m.client, uid, (cur) => {
