@@ -111,3 +111,57 @@ test('on 3343, an unknown shard and a wrong secret get the same reply', async ()
   assert.ok(logged <= 20, `${logged} log lines for 100 refusals`);
   assert.ok(logged >= 1);
 });
+
+const rssOf = (pid: number) => Number(/VmRSS:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))![1]) * 1024;
+
+/** Write `bytes` to a database endpoint; resolves with what came back and whether the server closed the connection. */
+function sendRaw(port: number, bytes: Buffer[], waitMs: number): Promise<{ reply: string; closed: boolean; sock: net.Socket }> {
+  return new Promise((resolve, reject) => {
+    const s = net.connect({ host: n1.addr, port });
+    let reply = '';
+    let closed = false;
+    s.on('data', (d) => (reply += d.toString('latin1')));
+    s.on('end', () => (closed = true));
+    s.on('close', () => (closed = true));
+    s.on('error', (e: NodeJS.ErrnoException) => (e.code === 'ECONNRESET' || e.code === 'EPIPE' ? (closed = true) : reject(e)));
+    s.on('connect', async () => {
+      for (const b of bytes) {
+        if (closed) break;
+        if (!s.write(b)) await new Promise((r) => (s.once('drain', r), s.once('close', r)));
+      }
+      setTimeout(() => resolve({ reply, closed, sock: s }), waitMs);
+    });
+  });
+}
+
+test('an unfinished *1000000 frame of one-byte arguments keeps the node\'s RSS within a small multiple of its bytes', async () => {
+  const pid = n1.proc!.pid!;
+  const one = Buffer.from('$1\r\na\r\n');
+  const body = Buffer.concat(Array(999_999).fill(one));
+  const before = rssOf(pid);
+  const { reply, closed, sock } = await sendRaw(first.port, [Buffer.from('*1000000\r\n'), body], 3000);
+  const during = rssOf(pid);
+  assert.equal(reply, '', 'no reply to an unfinished command');
+  assert.equal(closed, false);
+  const grew = during - before;
+  // Before: +145 MB for these 7 MB. Now the bytes, their offsets, and some slack for the heap.
+  assert.ok(grew < body.length * 5, `RSS grew ${(grew / 1e6).toFixed(1)} MB for ${(body.length / 1e6).toFixed(1)} MB sent`);
+  console.log(`partial frame: ${(body.length / 1e6).toFixed(1)} MB sent, node RSS +${(grew / 1e6).toFixed(1)} MB`);
+  sock.destroy();
+  // The endpoint still serves.
+  const ok = await sendRaw(first.port, [Buffer.from('*1\r\n$4\r\nPING\r\n')], 500);
+  assert.equal(ok.reply, '+PONG\r\n');
+  ok.sock.destroy();
+});
+
+test('a 10 MB inline request gets redis\'s error and the connection is closed; so does a frame beyond the query buffer limit', async () => {
+  const inline = Buffer.alloc(10 * 1024 * 1024, 0x61);
+  const r = await sendRaw(first.port, [inline], 3000);
+  assert.equal(r.reply, '-ERR Protocol error: too big inline request\r\n');
+  assert.equal(r.closed, true, 'the server closed the connection');
+  r.sock.destroy();
+  // A bulk announced at 512 MB and fed past the per-client limit (64 MB): the connection is closed.
+  const big = await sendRaw(first.port, [Buffer.from('*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$536870912\r\n'), Buffer.alloc(70 * 1024 * 1024, 0x62)], 3000);
+  assert.equal(big.closed, true, 'closed at the query buffer limit');
+  big.sock.destroy();
+});
