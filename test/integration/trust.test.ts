@@ -7,21 +7,56 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import https from 'node:https';
 import path from 'node:path';
-import { TestCluster, TestNode, USER, PASSWORD } from '../support/cluster.js';
+import os from 'node:os';
+import { X509Certificate } from 'node:crypto';
+import type { AddressInfo } from 'node:net';
+import { TestCluster, TestNode, USER, PASSWORD, cli, type CliResult } from '../support/cluster.js';
+import { selfSigned } from '../../src/pki/pki.js';
 
 const NET = 22;
 const cluster = new TestCluster(NET, 2);
-const [n1] = cluster.nodes;
+const [n1, n2] = cluster.nodes;
+/** A HOME with nothing saved, for the CLI of these tests. */
+const home = fs.mkdtempSync(path.join(os.tmpdir(), 'tessera-test-22-home-'));
+const creds = { TESSERA_USERNAME: USER, TESSERA_PASSWORD: PASSWORD };
+const freshHome = () => ({ HOME: fs.mkdtempSync(path.join(home, 'h-')), XDG_CONFIG_HOME: '', TESSERA_CA: '' });
+let createOut: CliResult;
+let createHome: Record<string, string>;
 
 before(async () => {
-  // Node 2 stays out until the join tests.
-  await n1.start();
-  const c = await n1.cli(['cluster', 'create', 'name', 'trust.test', 'username', USER, 'password', PASSWORD]);
-  if (c.code !== 0) throw new Error(`create failed: ${c.stderr}\n${n1.logTail()}`);
+  // Node 2 stays blank until the join tests.
+  await Promise.all([n1.start(), n2.start()]);
+  // A fresh HOME: the CLI trusts the blank node through the run-file registry, and saves the new cluster's CA.
+  createHome = freshHome();
+  createOut = await cli(['--node', n1.addr, 'cluster', 'create', 'name', 'trust.test', 'username', USER, 'password', PASSWORD], createHome);
+  if (createOut.code !== 0) throw new Error(`create failed: ${createOut.stderr}\n${n1.logTail()}`);
 });
 after(async () => {
+  stranger?.close();
   await cluster.stop();
+  fs.rmSync(home, { recursive: true, force: true });
 });
+
+/** A stranger's HTTPS server on 127.0.22.9:9443 that records every request it gets and answers {} (or a fake bootstrap). */
+let stranger: https.Server | undefined;
+const received: { method: string; url: string; headers: Record<string, unknown>; body: string }[] = [];
+async function startStranger(): Promise<{ certPem: string }> {
+  const cert = await selfSigned('127.0.22.9');
+  stranger = https.createServer({ cert: cert.certPem, key: cert.keyPem }, (req, res) => {
+    let body = '';
+    req.on('data', (d) => (body += d));
+    req.on('end', () => {
+      received.push({ method: req.method!, url: req.url!, headers: req.headers, body });
+      res.setHeader('content-type', 'application/json');
+      // Posing as a Tessera node: its bootstrap answer names its own certificate as the CA.
+      if (req.url === '/v1/bootstrap') res.end(JSON.stringify({ bootstrap_status: { state: 'completed' }, rest_ca_cert: cert.certPem }));
+      else res.end('{}');
+    });
+  });
+  await new Promise<void>((r) => stranger!.listen(9443, '127.0.22.9', () => r()));
+  assert.equal((stranger.address() as AddressInfo).port, 9443);
+  return cert;
+}
 
 interface Raw {
   status: number;
@@ -174,4 +209,79 @@ test('a db_viewer user (RE /v1/users shape) reads but gets 403 on every change; 
   assert.equal((await from(src, n1, 'PUT', '/v1/users/1', { auth: admin, body: { role: 'db_viewer' } })).json.error_code, 'last_admin');
   assert.equal((await from(src, n1, 'DELETE', `/v1/users/${uid}`, { auth: admin })).status, 200);
   assert.equal((await from(src, n1, 'GET', '/v1/bdbs', { auth: [viewer, 'viewer-pw-2'] })).status, 401, 'a deleted user is refused');
+});
+
+const fingerprintOf = (pem: string) => 'sha256:' + new X509Certificate(pem).fingerprint256.replace(/:/g, '').toLowerCase();
+
+test('cluster create prints the CA fingerprint and saves the CA; the CLI then trusts the node with no flag', async () => {
+  const ca = fs.readFileSync(path.join(n1.dataDir, 'certs/ca.pem'), 'utf8');
+  assert.match(createOut.stdout, new RegExp(`Cluster CA fingerprint: ${fingerprintOf(ca)}`));
+  const saved = path.join(createHome.HOME, '.config/tessera/trust', `${n1.addr}_9443.pem`);
+  assert.equal(fs.readFileSync(saved, 'utf8'), ca);
+  // Through the registry (the node runs here), with a fresh HOME.
+  const r = await cli(['--node', n1.addr, 'info', 'cluster'], { ...freshHome(), ...creds });
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(r.stderr, '', 'no warning');
+  // Without the registry: the saved CA; without either: refused, naming the problem and the fixes.
+  const noRegistry = { TESSERA_RUN_DIR: fs.mkdtempSync(path.join(home, 'run-')) };
+  const viaSaved = await cli(['--node', n1.addr, 'info', 'cluster'], { ...createHome, ...noRegistry, ...creds });
+  assert.equal(viaSaved.code, 0, viaSaved.stderr);
+  const none = await cli(['--node', n1.addr, 'info', 'cluster'], { ...freshHome(), ...noRegistry, ...creds });
+  assert.notEqual(none.code, 0);
+  assert.match(none.stderr, /REST certificate of 127\.0\.22\.1:9443 is not trusted/);
+  assert.match(none.stderr, /--ca/);
+  assert.match(none.stderr, /--insecure/);
+  assert.equal(none.stderr.trim().split('\n').length, 1, 'one line');
+  // --ca, TESSERA_CA and --fingerprint each do it.
+  const caFile = path.join(n1.dataDir, 'certs/ca.pem');
+  assert.equal((await cli(['--node', n1.addr, '--ca', caFile, 'info', 'cluster'], { ...freshHome(), ...noRegistry, ...creds })).code, 0);
+  assert.equal((await cli(['--node', n1.addr, 'info', 'cluster'], { ...freshHome(), ...noRegistry, ...creds, TESSERA_CA: caFile })).code, 0);
+  assert.equal((await cli(['--node', n1.addr, '--fingerprint', fingerprintOf(ca), 'info', 'cluster'], { ...freshHome(), ...noRegistry, ...creds })).code, 0);
+  const wrongFp = await cli(['--node', n1.addr, '--fingerprint', 'sha256:' + '0'.repeat(64), 'info', 'cluster'], { ...freshHome(), ...noRegistry, ...creds });
+  assert.notEqual(wrongFp.code, 0);
+  assert.match(wrongFp.stderr, /not --fingerprint/);
+});
+
+test("the CLI pointed at a stranger's HTTPS server on 127.0.22.9:9443 fails; with --insecure it proceeds, with a warning", async () => {
+  await startStranger();
+  received.length = 0;
+  const r = await cli(['--node', '127.0.22.9', 'info', 'cluster'], { ...freshHome(), ...creds });
+  assert.notEqual(r.code, 0);
+  assert.match(r.stderr, /REST certificate of 127\.0\.22\.9:9443 is not trusted: self.signed certificate/);
+  assert.match(r.stderr, /--insecure skips the check/);
+  assert.equal(received.length, 0, 'no request (and so no credentials) reached it');
+  const i = await cli(['--node', '127.0.22.9', '--insecure', 'info', 'cluster'], { ...freshHome(), ...creds });
+  assert.equal(i.code, 0, i.stderr);
+  assert.match(i.stderr, /^warning: --insecure: the REST certificate of 127\.0\.22\.9:9443 is not verified/);
+  assert.ok(received.some((q) => q.url === '/v1/cluster'), 'it proceeded');
+});
+
+test('join pins the cluster: a member whose CA does not match the fingerprint is refused before any credential is sent; without one, join warns', async () => {
+  if (!stranger) await startStranger();
+  const ca = fs.readFileSync(path.join(n1.dataDir, 'certs/ca.pem'), 'utf8');
+  const pin = fingerprintOf(ca);
+  received.length = 0;
+  // The stranger poses as a member: refused by fingerprint, and all it saw was one GET without credentials.
+  const toStranger = await cli(['--node', n2.addr, 'cluster', 'join', 'nodes', '127.0.22.9', 'username', USER, 'password', PASSWORD, 'ca_fingerprint', pin], freshHome());
+  assert.notEqual(toStranger.code, 0);
+  assert.match(toStranger.stderr, /not the pinned sha256:/);
+  const seen = JSON.stringify(received);
+  assert.deepEqual(received.map((q) => `${q.method} ${q.url}`), ['GET /v1/bootstrap']);
+  assert.ok(!seen.toLowerCase().includes('authorization'), 'no Authorization header');
+  assert.ok(!seen.includes(PASSWORD) && !seen.includes(Buffer.from(`${USER}:${PASSWORD}`).toString('base64')), 'no password');
+  // The real member with a wrong fingerprint: refused too, and n2 stays blank.
+  const wrong = await cli(['--node', n2.addr, 'cluster', 'join', 'nodes', n1.addr, 'username', USER, 'password', PASSWORD, 'ca_fingerprint', 'sha256:' + 'ab'.repeat(32)], freshHome());
+  assert.notEqual(wrong.code, 0);
+  assert.match(wrong.stderr, /ca_fingerprint|pinned/);
+  assert.equal(n2.uidFromDisk, undefined, 'node 2 is still blank');
+  // Without a fingerprint: a warning on stderr (here against the stranger, which then fails as no member).
+  const unpinned = await cli(['--node', n2.addr, 'cluster', 'join', 'nodes', '127.0.22.9', 'username', USER, 'password', PASSWORD], freshHome());
+  assert.match(unpinned.stderr, /warning: joining without ca_fingerprint/);
+  // The right fingerprint: joined, and the CLI saved the CA for node 2.
+  const joinHome = freshHome();
+  const ok = await cli(['--node', n2.addr, 'cluster', 'join', 'nodes', n1.addr, 'username', USER, 'password', PASSWORD, 'ca_fingerprint', pin], joinHome);
+  assert.equal(ok.code, 0, ok.stderr + n2.logTail());
+  assert.equal(ok.stderr, '');
+  assert.match(ok.stdout, new RegExp(`joined the cluster as node 2[\\s\\S]*${pin}`));
+  assert.ok(fs.existsSync(path.join(joinHome.HOME, '.config/tessera/trust', `${n2.addr}_9443.pem`)));
 });
