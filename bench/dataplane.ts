@@ -5,7 +5,7 @@
 //
 //   npm run bench            (5 rounds; BENCH_ROUNDS, BENCH_REQUESTS, BENCH_CLIENTS to change)
 //
-// Everything runs on loopback addresses 127.0.9.x and is stopped at the end.
+// Everything runs on loopback addresses 127.0.9.x (BENCH_NET=N: 127.0.N.x) and is stopped at the end.
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -16,7 +16,8 @@ const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5);
 const REQUESTS = Number(process.env.BENCH_REQUESTS ?? 100_000);
 const CLIENTS = Number(process.env.BENCH_CLIENTS ?? 50);
 const PIPELINES = [1, 16];
-const DIRECT = { host: '127.0.9.50', port: 16379 };
+const NET = Number(process.env.BENCH_NET ?? 9);
+const DIRECT = { host: `127.0.${NET}.50`, port: 16379 };
 
 interface Result {
   rps: number;
@@ -66,7 +67,7 @@ function median(xs: number[]): number {
 }
 
 async function main(): Promise<void> {
-  const cluster = new TestCluster(9, 2);
+  const cluster = new TestCluster(NET, 2);
   let direct: ChildProcess | undefined;
   const directDir = fs.mkdtempSync(path.join(os.tmpdir(), 'tessera-bench-direct-'));
   try {
