@@ -60,9 +60,11 @@ for i in 1 2 3; do wait_rest 127.0.0.$i; done
 if [ ! -f "$home/n1/node.json" ]; then
   ./bin/tessera --node 127.0.0.1 cluster create name tessera.local username "$user" password "$password"
 fi
+# Joins are pinned to the cluster's CA (the fingerprint `cluster create` printed).
+fp=$(openssl x509 -in "$home/n1/certs/ca.pem" -noout -fingerprint -sha256 | cut -d= -f2)
 for i in 2 3; do
   if [ ! -f "$home/n$i/node.json" ]; then
-    ./bin/tessera --node 127.0.0.$i cluster join nodes 127.0.0.1 username "$user" password "$password"
+    ./bin/tessera --node 127.0.0.$i cluster join nodes 127.0.0.1 username "$user" password "$password" ca_fingerprint "sha256:$fp"
   fi
 done
 sleep 2

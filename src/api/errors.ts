@@ -8,6 +8,7 @@ export const HTTP_STATUS: Record<ErrorKind, number> = {
   forbidden: 403,
   not_found: 404,
   conflict: 409,
+  too_many: 429,
   internal: 500,
   upstream: 502,
   unavailable: 503,

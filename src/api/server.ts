@@ -9,7 +9,9 @@ import type { NodeDaemon } from '../control/daemon.js';
 import { OperatorError } from '../util/errors.js';
 import { HTTP_STATUS } from './errors.js';
 import { isStoreUnavailable } from '../coord/etcd.js';
-import { authHook, passwordCheck } from './auth.js';
+import { PasswordCheck, authHook, passwordCheck } from './auth.js';
+import { usersRoutes } from './routes/users.js';
+export type { PasswordCheck } from './auth.js';
 import { bootstrapRoutes } from './routes/bootstrap.js';
 import { clusterRoutes } from './routes/cluster.js';
 import { nodesRoutes } from './routes/nodes.js';
@@ -27,7 +29,6 @@ declare module 'fastify' {
 }
 
 export type Api = FastifyInstance<https.Server>;
-export type PasswordCheck = (username: string, password: string) => Promise<boolean>;
 
 /** A Fastify HTTPS app with the options every API origin of a node shares (REST on 9443, the web UI on 8443). */
 export function newApiApp(cert: { certPem: string; keyPem: string }, log: Logger): Api {
@@ -44,7 +45,10 @@ export function newApiApp(cert: { certPem: string; keyPem: string }, log: Logger
 /** Every error, and every unknown path, answered as `{error_code, description}` with its HTTP status. */
 export function installErrorHandling(app: Api): void {
   app.setErrorHandler((err: FastifyError | OperatorError, req, reply) => {
-    if (err instanceof OperatorError) return reply.status(HTTP_STATUS[err.kind]).send({ error_code: err.code, description: err.message });
+    if (err instanceof OperatorError) {
+      if (err.retryAfterSeconds !== undefined) reply.header('retry-after', String(err.retryAfterSeconds));
+      return reply.status(HTTP_STATUS[err.kind]).send({ error_code: err.code, description: err.message });
+    }
     if (isStoreUnavailable(err)) {
       req.log.warn({ err: (err as Error).message, url: req.url }, 'coordination store unreachable');
       return reply
@@ -81,6 +85,7 @@ export function registerOperatorRoutes(app: Api, daemon: NodeDaemon): void {
   app.register(shardsRoutes, { daemon });
   app.register(lifecycleRoutes, { daemon });
   app.register(customerCertRoutes, { daemon });
+  app.register(usersRoutes, { daemon });
 }
 
 /** An HTTPS Fastify app on one node address: listen, swap its certificate, close. */

@@ -8,7 +8,9 @@ import { applyProcessDefaults, KEY_EXCHANGES, KeyExchange } from '../tls/policy.
 import { TesseraNode } from '../node/node.js';
 import { CERT_NAMES } from '../pki/pki.js';
 import { CAPABILITIES, DEFAULT_PORTS, DEFAULT_TIMINGS, NodeConfig } from '../control/config.js';
-import { requestJson, errorText, JsonResponse } from '../util/https-json.js';
+import { requestJson, errorText, ConnectError, JsonResponse } from '../util/https-json.js';
+import { Trust, TrustError, certProblem, resolveTrust, saveTrust } from './trust.js';
+import { parseFingerprint } from '../pki/pki.js';
 import { formatStatus, formatInfo, NodeView, BdbView, NodeAlerts, STATUS_SECTIONS, StatusSection, StatusOptions } from './format.js';
 import { formatVerify, verifyEncryption } from './verify.js';
 import type { NodeLinksReport } from '../internode/links.js';
@@ -44,13 +46,36 @@ interface GlobalOpts {
   username?: string;
   password?: string;
   ca?: string;
+  insecure?: boolean;
+  fingerprint?: string;
 }
 
 function target(cmd: Command) {
   const g = cmd.optsWithGlobals<GlobalOpts>();
   const port = Number(g.port);
   if (!Number.isInteger(port) || port < 1 || port > 65535) throw new CliError(`invalid --port ${g.port}`);
-  return { host: g.node, port, caPem: g.ca ? fs.readFileSync(g.ca, 'utf8') : undefined };
+  return { host: g.node, port };
+}
+
+const trusted = new Map<string, Trust>();
+
+/** The trust for the node a command talks to (cli/trust.ts), resolved once per run. */
+async function trustFor(cmd: Command): Promise<Trust> {
+  const g = cmd.optsWithGlobals<GlobalOpts>();
+  const { host, port } = target(cmd);
+  const key = `${host}:${port}`;
+  let t = trusted.get(key);
+  if (!t) {
+    try {
+      t = await resolveTrust({ ca: g.ca, insecure: g.insecure, fingerprint: g.fingerprint }, host, port);
+    } catch (e) {
+      if (e instanceof TrustError) throw new CliError(e.message);
+      throw e;
+    }
+    if (t.insecure) process.stderr.write(`warning: --insecure: the REST certificate of ${key} is not verified; anyone on the path can read your credentials\n`);
+    trusted.set(key, t);
+  }
+  return t;
 }
 
 function credentials(cmd: Command, words: Record<string, string> = {}) {
@@ -63,9 +88,30 @@ function credentials(cmd: Command, words: Record<string, string> = {}) {
 
 async function api<T>(cmd: Command, method: string, p: string, body?: unknown, auth = true): Promise<T> {
   const t = target(cmd);
-  const res: JsonResponse<T> = await requestJson<T>({ ...t, method, path: p, body, ...(auth ? credentials(cmd) : {}), timeoutMs: 120_000 });
+  const trust = await trustFor(cmd);
+  let res: JsonResponse<T>;
+  try {
+    res = await requestJson<T>({ ...t, caPem: trust.caPem, systemTrust: !trust.insecure, method, path: p, body, ...(auth ? credentials(cmd) : {}), timeoutMs: 120_000 });
+  } catch (e) {
+    if (e instanceof ConnectError && e.code === 'CERT') throw new CliError(certProblem(e, t.host, t.port, trust));
+    throw e;
+  }
   if (res.status < 200 || res.status >= 300) throw new CliError(errorText(res));
   return res.body;
+}
+
+/** After create or join: print the cluster's REST CA fingerprint and save the CA for this address. */
+function rememberCa(cmd: Command, res: { rest_ca_cert?: string; rest_ca_fingerprint?: string }): void {
+  if (!res.rest_ca_cert || !res.rest_ca_fingerprint) return;
+  console.log(`Cluster CA fingerprint: ${res.rest_ca_fingerprint}`);
+  const { host, port } = target(cmd);
+  try {
+    const f = saveTrust(host, port, res.rest_ca_cert);
+    console.log(`CA saved to ${f}`);
+  } catch (e) {
+    process.stderr.write(`warning: cannot save the cluster CA (${(e as Error).message}); pass --ca next time\n`);
+  }
+  trusted.delete(`${host}:${port}`); // the node now presents the cluster's certificate
 }
 
 function enabledWord(v: string): boolean {
@@ -190,7 +236,9 @@ export function buildProgram(): Command {
     .option('--port <port>', 'REST API port', String(DEFAULT_PORTS.rest))
     .option('--username <email>', 'admin user (or TESSERA_USERNAME)')
     .option('--password <password>', 'admin password (or TESSERA_PASSWORD)')
-    .option('--ca <file>', "the cluster's services CA (PEM, <data-dir>/certs/services-ca.pem) to verify the REST API's certificate")
+    .option('--ca <file>', "the cluster's services CA (PEM, <data-dir>/certs/services-ca.pem) to verify the REST API's certificate (or TESSERA_CA); see cli/trust.ts for where else trust comes from")
+    .option('--fingerprint <sha256:hex>', "trust the node whose REST CA (or, on a blank node, certificate) has this SHA-256 fingerprint, as the node logs it at start")
+    .option('--insecure', "do not verify the REST API's certificate (prints a warning)")
     .showHelpAfterError(false)
     .configureOutput({ outputError: (s, write) => write(s.split('\n')[0] + '\n') });
 
@@ -251,8 +299,9 @@ export function buildProgram(): Command {
       if (!w.name) throw new CliError("'name' is required");
       const creds = credentials(cmd, w);
       const body = { action: 'create_cluster', cluster: { name: w.name }, credentials: creds, ...(w.addr ? { node: { identity: { addr: w.addr } } } : {}) };
-      await api(cmd, 'POST', '/v1/bootstrap/create_cluster', body, false);
+      const res = await api<{ rest_ca_cert?: string; rest_ca_fingerprint?: string }>(cmd, 'POST', '/v1/bootstrap/create_cluster', body, false);
       console.log(`Cluster ${w.name} created; node ${target(cmd).host} is node 1`);
+      rememberCa(cmd, res);
     });
   cluster
     .command('master')
@@ -274,12 +323,21 @@ export function buildProgram(): Command {
     .description('join a cluster: cluster join nodes <member-ip> username <email> password <pw>')
     .argument('<words...>')
     .action(async (words: string[], _o, cmd: Command) => {
-      const w = pairs(words, ['nodes', 'username', 'password', 'addr']);
+      const w = pairs(words, ['nodes', 'username', 'password', 'addr', 'ca_fingerprint']);
       if (!w.nodes) throw new CliError("'nodes' is required");
       const creds = credentials(cmd, w);
-      const body = { action: 'join_cluster', cluster: { nodes: w.nodes.split(',') }, credentials: creds, ...(w.addr ? { node: { identity: { addr: w.addr } } } : {}) };
-      const res = await api<{ local_node_info: { uid: number } }>(cmd, 'POST', '/v1/bootstrap/join_cluster', body, false);
+      let pin: string | undefined;
+      if (w.ca_fingerprint !== undefined) {
+        pin = parseFingerprint(w.ca_fingerprint);
+        if (!pin) throw new CliError('ca_fingerprint must be sha256:<64 hex digits>, as cluster create printed it');
+      } else {
+        process.stderr.write(`warning: joining without ca_fingerprint: the member's identity is not checked before the credentials are sent to it; pass ca_fingerprint sha256:<hex> as cluster create printed it\n`);
+      }
+      const cluster = { nodes: w.nodes.split(','), ...(pin ? { ca_fingerprint: pin } : {}) };
+      const body = { action: 'join_cluster', cluster, credentials: creds, ...(w.addr ? { node: { identity: { addr: w.addr } } } : {}) };
+      const res = await api<{ local_node_info: { uid: number }; rest_ca_cert?: string; rest_ca_fingerprint?: string }>(cmd, 'POST', '/v1/bootstrap/join_cluster', body, false);
       console.log(`Node ${target(cmd).host} joined the cluster as node ${res.local_node_info.uid}`);
+      rememberCa(cmd, res);
     });
 
   cluster

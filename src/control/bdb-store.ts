@@ -61,6 +61,31 @@ export function placeShards(
   return out;
 }
 
+/**
+ * Several uid sequences read at once, and a transaction that takes the next
+ * uids of each only if none moved since: the way to create a record that must
+ * not burn a uid when it is refused. The caller validates against what it read
+ * after `readSeqs`, then `commitWithSeqs`; false means someone else created
+ * something meanwhile, and the caller validates again.
+ */
+export async function readSeqs(c: Etcd3, keys: string[]): Promise<Map<string, number>> {
+  const out = new Map<string, number>();
+  for (const k of keys) out.set(k, (await readRecord(c, k, SeqValue)) ?? 0);
+  return out;
+}
+
+export async function commitWithSeqs(c: Etcd3, seen: Map<string, number>, bump: Map<string, number>, puts: [string, string][]): Promise<boolean> {
+  let txn: ReturnType<Etcd3['if']> | undefined;
+  for (const [k, v] of seen) {
+    const [col, cmp, val] = v === 0 ? (['Create', '==', 0] as const) : (['Value', '==', JSON.stringify(v)] as const);
+    txn = txn ? txn.and(k, col, cmp, val) : c.if(k, col, cmp, val);
+  }
+  for (const [k] of puts) txn = txn!.and(k, 'Create', '==', 0);
+  const ops = [...[...bump].map(([k, n]) => c.put(k).value(JSON.stringify(seen.get(k)! + n))), ...puts.map(([k, v]) => c.put(k).value(v))];
+  const r = await txn!.then(...ops).commit();
+  return r.succeeded;
+}
+
 export async function createAction(c: Etcd3, name: string, objectName: string, extra: Partial<ActionRecord> = {}): Promise<ActionRecord> {
   const uid = await nextSeq(c, KEYS.actionSeq);
   const a: ActionRecord = { action_uid: String(uid), name, object_name: objectName, progress: 0, status: 'pending', creation_time: new Date().toISOString(), ...extra };

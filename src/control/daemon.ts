@@ -3,19 +3,20 @@
 // Bootstrap is all-or-nothing: a failed create or join leaves this node blank
 // and the cluster as it was.
 import fs from 'node:fs';
+import path from 'node:path';
 import net from 'node:net';
 import os from 'node:os';
 import { randomUUID, X509Certificate } from 'node:crypto';
 import type { Logger } from 'pino';
 import { ConstantBackoff, handleWhen, retry } from 'cockatiel';
 import { NodeConfig, NodeIdentity, SOFTWARE_VERSION, lockDataDir, readIdentity, wipeMembership, writeIdentity } from './config.js';
-import { certPath } from '../pki/node-files.js';
+import { BOOTSTRAP_CERT_FILE, certPath, certsDir, restTrustAnchorFile } from '../pki/node-files.js';
 import { writeFileAtomic } from '../util/files.js';
 import { ClusterMember } from './member.js';
 import { KEYS, CaRecord, ClusterRecord, DEFAULT_POLICY, JoinRecord, NodePorts, NodeStubRecord, UserRecord } from '../coord/schema.js';
 import { readRecord, readRecords, requireRecord } from '../coord/records.js';
 import { peerUrl } from '../coord/etcd.js';
-import { Issued, Plane, SERVICE_NAMES, ServiceName, createCa, createCsr, generateKeyPair, issueFromCsr, issueLocally, selfSigned, validateBundle } from '../pki/pki.js';
+import { Issued, Plane, SERVICE_NAMES, ServiceName, sha256Fingerprint, createCa, createCsr, generateKeyPair, issueFromCsr, issueLocally, selfSigned, validateBundle } from '../pki/pki.js';
 import { hashPassword } from './passwords.js';
 import { installPlaneFiles, installServiceFiles } from '../pki/node-files.js';
 import { nextSeq } from './bdb-store.js';
@@ -40,6 +41,8 @@ export interface CreateClusterRequest {
 
 export interface JoinClusterRequest {
   nodes: string[];
+  /** `sha256:<hex>` of the cluster's REST CA, as `cluster create` printed it: a member that presents another is refused before any credential is sent. */
+  caFingerprint?: string;
   username: string;
   password: string;
 }
@@ -105,7 +108,12 @@ export class NodeDaemon {
         throw new Error(`data directory ${this.cfg.dataDir} belongs to node ${identity.uid} at ${identity.addr}, not ${this.cfg.addr}`);
       }
       await checkPortsFree(this.cfg.addr, this.cfg.ports);
-      return identity ? readApiCert(this.cfg.dataDir) : await selfSigned(this.cfg.addr);
+      if (identity) return readApiCert(this.cfg.dataDir);
+      // A blank node's throwaway certificate, kept on disk so a CLI on this host can trust it.
+      const boot = await selfSigned(this.cfg.addr);
+      fs.mkdirSync(certsDir(this.cfg.dataDir), { recursive: true, mode: 0o700 });
+      writeFileAtomic(path.join(certsDir(this.cfg.dataDir), BOOTSTRAP_CERT_FILE), boot.certPem);
+      return boot;
     } catch (err) {
       await this.stop();
       throw err;
@@ -122,7 +130,9 @@ export class NodeDaemon {
         this.member = ClusterMember.startEtcd(this.cfg, identity, this.log);
         await this.runMember(this.member);
       }
-      this.log.info({ addr: this.cfg.addr, rest: this.cfg.ports.rest, member: !!identity }, 'node started');
+      // The fingerprint is for operators of a remote blank node: `tessera --fingerprint <it>` trusts that node.
+      const anchor = this.restTrust();
+      this.log.info({ addr: this.cfg.addr, rest: this.cfg.ports.rest, member: !!identity, rest_ca_fingerprint: anchor?.fingerprint }, 'node started');
     } catch (err) {
       await this.stop();
       throw err;
@@ -140,6 +150,19 @@ export class NodeDaemon {
     await this.member?.stop().catch((e) => this.log.error({ err: (e as Error).message }, 'stopping member'));
     this.unlock?.();
     this.unlock = undefined;
+  }
+
+  /** What a client checks this node's REST certificate against (pki/node-files.ts), and its fingerprint. */
+  restTrust(): { certPem: string; fingerprint: string } | undefined {
+    const f = restTrustAnchorFile(this.cfg.dataDir);
+    if (!f) return undefined;
+    try {
+      const certPem = fs.readFileSync(f, 'utf8');
+      return { certPem, fingerprint: sha256Fingerprint(certPem) };
+    } catch (e) {
+      this.log.warn({ file: f, err: (e as Error).message }, 'cannot read the REST trust anchor');
+      return undefined;
+    }
   }
 
   localNodeInfo() {
@@ -212,7 +235,7 @@ export class NodeDaemon {
       await this.member.waitReady();
       const c = this.member.client;
       const cluster: ClusterRecord = { name: req.name, cluster_id: clusterId, created_time: new Date().toISOString() };
-      const user: UserRecord = { username: req.username, password_hash: await hashPassword(req.password), role: 'admin' };
+      const user: UserRecord = { uid: 1, username: req.username, password_hash: await hashPassword(req.password), role: 'admin', password_issue_date: new Date().toISOString() };
       const members = await c.cluster.memberList({});
       const node: NodeStubRecord = { uid, etcd_member_id: String(members.members[0]?.ID ?? ''), joined_time: new Date().toISOString() };
       await c
@@ -222,6 +245,7 @@ export class NodeDaemon {
           c.put(KEYS.ca).value(JSON.stringify({ cert: ca.certPem, key: ca.keyPem } satisfies CaRecord)),
           c.put(KEYS.servicesCa).value(JSON.stringify({ cert: servicesCa.certPem, key: servicesCa.keyPem } satisfies CaRecord)),
           c.put(KEYS.user(req.username)).value(JSON.stringify(user)),
+          c.put(KEYS.userSeq).value('1'),
           c.put(KEYS.policy).value(JSON.stringify(DEFAULT_POLICY)),
           c.put(KEYS.nodeSeq).value(String(uid)),
           c.put(KEYS.node(uid)).value(JSON.stringify(node)),
@@ -273,7 +297,10 @@ export class NodeDaemon {
       for (const n of req.nodes) {
         const target = parseHostPort(n, this.cfg.ports.rest);
         try {
-          const res = await requestJson<JoinGrant>({ method: 'POST', ...target, path: '/v1/cluster/join_node', body, username: req.username, password: req.password, timeoutMs: 30_000 });
+          // Pinned: learn the member's CA without credentials, compare, then speak only to a server that CA vouches for.
+          const caPem = req.caFingerprint ? await pinnedCa(n, target, req.caFingerprint) : undefined;
+          if (!caPem) this.log.warn({ member: n }, 'joining without ca_fingerprint: the member is not authenticated before the credentials are sent');
+          const res = await requestJson<JoinGrant>({ method: 'POST', ...target, path: '/v1/cluster/join_node', body, username: req.username, password: req.password, caPem, timeoutMs: 30_000 });
           if (res.status === 401) throw new OperatorError('forbidden', 'join_unauthorized', `the cluster at ${n} rejected the credentials of ${req.username}`);
           if (res.status === 404 && typeof res.body === 'object') throw new OperatorError('invalid', 'not_a_cluster_member', `${n} is a Tessera node but not a cluster member`);
           if (res.status !== 200) {
@@ -287,6 +314,7 @@ export class NodeDaemon {
           via = target;
           break;
         } catch (err) {
+          if (err instanceof ConnectError && err.code === 'CERT') throw new OperatorError('forbidden', 'ca_fingerprint_mismatch', `${n}: ${err.message}; it is not the cluster pinned by ca_fingerprint, no credentials were sent`);
           if (err instanceof ConnectError) lastErr = new OperatorError('invalid', 'not_a_tessera_node', `${n}: ${err.message}`);
           else throw err;
         }
@@ -485,6 +513,28 @@ function checkGrant(g: JoinGrant, peerCertRaw: Buffer | undefined, keys: Record<
     const server = new X509Certificate(peerCertRaw);
     if (!server.checkIssued(new X509Certificate(g.services_ca_cert))) throw new OperatorError('upstream', 'join_failed', 'the member does not hold a certificate of the services CA it sent');
   }
+}
+
+/**
+ * The REST CA of the member at `target`, fetched without credentials and
+ * accepted only if its fingerprint is the pinned one; else the join is refused
+ * and nothing but that unauthenticated request has reached the member.
+ */
+async function pinnedCa(n: string, target: { host: string; port: number }, pin: string): Promise<string> {
+  const res = await requestJson<{ rest_ca_cert?: string }>({ method: 'GET', ...target, path: '/v1/bootstrap', timeoutMs: 10_000 }).catch((e: Error) => {
+    throw new OperatorError('invalid', 'not_a_tessera_node', `${n}: ${e.message}`);
+  });
+  const pem = res.status === 200 && typeof res.body === 'object' ? res.body?.rest_ca_cert : undefined;
+  let got: string | undefined;
+  try {
+    got = pem ? sha256Fingerprint(pem) : undefined;
+  } catch {
+    got = undefined; // not a certificate: refused below like any other mismatch
+  }
+  if (got !== pin) {
+    throw new OperatorError('forbidden', 'ca_fingerprint_mismatch', `${n} presents ${got ? `CA ${got}` : 'no cluster CA'}, not the pinned ${pin}; join refused before any credential was sent`);
+  }
+  return pem!;
 }
 
 function parseHostPort(s: string, defPort: number): { host: string; port: number } {

@@ -20,6 +20,19 @@ export async function verifyPassword(password: string, stored: string): Promise<
   return got.length === expected.length && timingSafeEqual(got, expected);
 }
 
+let dummy: Promise<string> | undefined;
+
+/**
+ * Spend what checking `password` against a real user's hash costs, and fail:
+ * a login for an unknown user takes as long as a wrong password for a known
+ * one, so timing does not tell which users exist.
+ */
+export async function verifyNobody(password: string): Promise<false> {
+  dummy ??= hashPassword(randomBytes(16).toString('base64'));
+  await verifyPassword(password, await dummy);
+  return false;
+}
+
 /**
  * Remembers recent successful checks for a short while so that a CLI or UI
  * polling the API does not pay for scrypt on every request. Keyed by a digest

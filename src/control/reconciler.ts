@@ -342,7 +342,7 @@ export class BdbReconciler {
         if (!up) converged = false;
         if (s.role === 'slave' && !p?.replicaOf) converged = false;
         const sync = up && s.role === 'slave' ? await replicaSync(p!) : {};
-        shards.push({ uid: s.uid, role: s.role, status: up ? 'active' : 'down', pid: p?.pid, ...sync });
+        shards.push({ uid: s.uid, role: s.role, status: up ? 'active' : 'down', pid: p?.pid, ...sync, ...(!up && p?.lastError ? { error: p.lastError.slice(0, 500) } : {}) });
       }
       if (gone && [...this.shards.values()].some((p) => p.spec.bdbUid === b.uid)) converged = false;
       const wantsEndpoint = !gone && endpointNodes(b, allNodes).includes(me);

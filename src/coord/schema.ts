@@ -17,6 +17,8 @@ export const KEYS = {
   policy: '/tessera/policy',
   nodeSeq: '/tessera/seq/node_uid',
   user: (name: string) => `/tessera/users/${name}`,
+  usersPrefix: '/tessera/users/',
+  userSeq: '/tessera/seq/user_uid',
   nodesPrefix: '/tessera/nodes/',
   node: (uid: number) => `/tessera/nodes/${uid}`,
   livePrefix: '/tessera/live/',
@@ -79,10 +81,19 @@ export const CaRecord = Type.Object({
 });
 export type CaRecord = Static<typeof CaRecord>;
 
+/** The management roles (Redis Enterprise's names): `db_viewer` reads, `admin` does everything. */
+export const USER_ROLES = ['admin', 'db_viewer'] as const;
+export type UserRole = (typeof USER_ROLES)[number];
+
 export const UserRecord = Type.Object({
+  /** The login name: an email address, as Redis Enterprise's `email`. */
   username: Type.String(),
   password_hash: Type.String(),
-  role: OneOf('admin'),
+  role: OneOf(...USER_ROLES),
+  /** Absent on the first admin as older versions wrote it: that user is uid 1. */
+  uid: Type.Optional(Uid),
+  name: Type.Optional(Type.String()),
+  password_issue_date: Type.Optional(Time),
 });
 export type UserRecord = Static<typeof UserRecord>;
 
@@ -136,6 +147,8 @@ export type NodeStubRecord = Static<typeof NodeStubRecord>;
 /** A web UI session, valid on every node until its user signs out or it lapses (ui/sessions.ts). */
 export const UiSessionRecord = Type.Object({
   username: Type.String(),
+  /** A digest of the user's password hash at sign-in (ui/sessions.ts credentialOf): a password change ends the session. */
+  credential: Type.Optional(Type.String()),
   csrf_token: Type.String(),
   /** ms since the epoch */
   created: Type.Number(),
@@ -293,6 +306,8 @@ export const ObservedRecord = Type.Object({
       master_link_status: Type.Optional(Type.String()),
       /** A replica's full sync from its master: how far the transfer is, in percent. */
       sync_progress: Type.Optional(Type.Number()),
+      /** Why the shard is down: its last failed start. */
+      error: Type.Optional(Type.String()),
     }),
   ),
   time: Time,

@@ -171,6 +171,49 @@ export class ShardLinks {
 }
 
 /**
+ * Refusals of shard links are logged, but at most `burst` lines per window:
+ * a probe sending thousands of bad headers must not flood the node's log.
+ * The first refusal after a quiet window says how many were left out.
+ */
+export class RefusalLog {
+  private windowStart = 0;
+  private logged = 0;
+  private suppressed = 0;
+
+  constructor(
+    private readonly burst = 10,
+    private readonly windowMs = 10_000,
+    private readonly now: () => number = Date.now,
+  ) {}
+
+  /** Log one refusal, or count it when the window's lines are used up; returns whether it was logged. */
+  refused(log: Logger, fields: Record<string, unknown>): boolean {
+    const t = this.now();
+    if (t - this.windowStart >= this.windowMs) {
+      this.windowStart = t;
+      this.logged = 0;
+    }
+    if (this.logged >= this.burst) {
+      this.suppressed++;
+      return false;
+    }
+    this.logged++;
+    const extra = this.suppressed ? { suppressed_before: this.suppressed } : {};
+    this.suppressed = 0;
+    log.warn({ ...fields, ...extra }, 'shard link refused');
+    return true;
+  }
+}
+
+const refusals = new RefusalLog();
+/**
+ * What a refused link hears: the same words whether the shard is not here, the
+ * database does not exist, or the secret is wrong, so a probe of 3343 learns
+ * nothing about which databases and shards a node has. The log says which.
+ */
+export const LINK_REFUSED = 'link refused';
+
+/**
  * The far side of a link: read the header, check the database's secret, and
  * pipe to the local shard. On the plaintext channel, databases with
  * encryption on are refused.
@@ -185,10 +228,10 @@ export function serveShardLink(
   let head = Buffer.alloc(0);
   socket.setNoDelay(true);
   const timer = setTimeout(() => socket.destroy(), 5000);
-  const refuse = (why: string) => {
+  const refuse = (why: string, reply = LINK_REFUSED) => {
     clearTimeout(timer);
-    log.warn({ remote: socket.remoteAddress, reason: why, encrypted: encryptedChannel }, 'shard link refused');
-    socket.end(`-ERR ${why}\r\n`);
+    refusals.refused(log, { remote: socket.remoteAddress, reason: why, encrypted: encryptedChannel });
+    socket.end(`-ERR ${reply}\r\n`);
     socket.destroy();
   };
   const onData = (d: Buffer) => {
@@ -211,7 +254,8 @@ export function serveShardLink(
     const a = Buffer.from(secret ?? '');
     const b = Buffer.from(bdb.secret);
     if (a.length !== b.length || !timingSafeEqual(a, b)) return refuse('bad database secret');
-    if (!encryptedChannel && bdb.encrypted) return refuse('database requires an encrypted link');
+    // Told only to a peer that knows the database's secret.
+    if (!encryptedChannel && bdb.encrypted) return refuse('database requires an encrypted link', 'database requires an encrypted link');
     const shard = net.connect(local.socketPath);
     shard.once('connect', () => {
       if (rest.length) shard.write(rest);

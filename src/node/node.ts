@@ -12,6 +12,7 @@ import { RestServer } from '../api/server.js';
 import { MetricsServer } from '../api/metrics.js';
 import { UiServer } from '../ui/server.js';
 import { EtcdSessionBackend, SessionStore } from '../ui/sessions.js';
+import { registerNode } from '../util/run-registry.js';
 
 /** A node's parts, wired. `stop()` may be called at any time, during `start()` too. */
 export class TesseraNode {
@@ -19,6 +20,7 @@ export class TesseraNode {
   private readonly cfg: NodeConfig;
   private rest?: RestServer;
   private ui?: UiServer;
+  private unregister?: () => void;
 
   constructor(
     cfg: NodeConfig,
@@ -36,6 +38,12 @@ export class TesseraNode {
       const cert = await this.daemon.open();
       this.rest = new RestServer(this.daemon, cert, log.child({ component: 'rest' }));
       await this.rest.listen(cfg.addr, cfg.ports.rest);
+      // So that a CLI on this host finds this node's certificates (util/run-registry.ts).
+      try {
+        this.unregister = registerNode({ pid: process.pid, addr: cfg.addr, rest_port: cfg.ports.rest, data_dir: cfg.dataDir });
+      } catch (e) {
+        log.warn({ err: (e as Error).message }, 'not in the run-file registry: a CLI on this host needs --ca to trust this node');
+      }
       const rest = this.rest;
       await this.daemon.resume({
         apiCertificate: (c) => rest.setCertificate(c),
@@ -78,6 +86,7 @@ export class TesseraNode {
   }
 
   async stop(): Promise<void> {
+    this.unregister?.();
     await this.daemon.stop();
     await this.rest?.close().catch((e) => this.log.warn({ err: (e as Error).message }, 'closing the REST API'));
   }

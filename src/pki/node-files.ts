@@ -33,6 +33,28 @@ export function certPath(dataDir: string, file: keyof typeof CERT_FILES): string
   return path.join(certsDir(dataDir), CERT_FILES[file]);
 }
 
+/**
+ * A blank node's REST certificate (self-signed, made at start): kept beside
+ * the others so a CLI on this host can trust it (see util/run-registry.ts).
+ * Not one of CERT_FILES: a failed bootstrap wipes those, and the node still
+ * presents this one.
+ */
+export const BOOTSTRAP_CERT_FILE = 'bootstrap.pem';
+/** The client-facing services CA (it signs the REST certificate once it exists). */
+export const SERVICES_CA_FILE = 'services-ca.pem';
+
+/**
+ * The one answer to "what does a client check this node's REST certificate
+ * against": the services CA when the node has one, else the cluster CA, else
+ * (a blank node) its bootstrap certificate. Undefined when there is none.
+ */
+export function restTrustAnchorFile(dataDir: string): string | undefined {
+  for (const f of [path.join(certsDir(dataDir), SERVICES_CA_FILE), certPath(dataDir, 'ca'), path.join(certsDir(dataDir), BOOTSTRAP_CERT_FILE)]) {
+    if (fs.existsSync(f)) return f;
+  }
+  return undefined;
+}
+
 export function etcdPeerDir(dataDir: string): string {
   return path.join(certsDir(dataDir), 'etcd-peer');
 }

@@ -185,6 +185,17 @@ export async function selfSigned(addr: string, days = 365): Promise<Issued> {
   return { certPem: cert.toString('pem'), keyPem: kp.keyPem };
 }
 
+/** A certificate's SHA-256 fingerprint as Tessera prints and takes it: `sha256:<64 lower-case hex>`. */
+export function sha256Fingerprint(pem: string): string {
+  return 'sha256:' + new X509Certificate(pem).fingerprint256.replace(/:/g, '').toLowerCase();
+}
+
+/** A fingerprint as an operator may type it (`sha256:AB:CD…`, `ab cd…`, plain hex), normalized; undefined if it is not one. */
+export function parseFingerprint(s: string): string | undefined {
+  const hex = s.trim().replace(/^sha256:/i, '').replace(/[:\s]/g, '').toLowerCase();
+  return /^[0-9a-f]{64}$/.test(hex) ? `sha256:${hex}` : undefined;
+}
+
 export interface CertInfo {
   serial: string; // lower-case hex, as Node's getPeerCertificate().serialNumber lower-cased
   subject: string;

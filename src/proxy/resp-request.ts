@@ -25,6 +25,13 @@
  * argument straddles chunks (and then only when it is first read). Views stay
  * valid as long as the caller does not reuse the chunk memory it pushed, which
  * holds for Buffers from a `net.Socket` 'data' event.
+ *
+ * A command with many arguments (more than BIG_ARGC) is held differently while
+ * it arrives: its arguments are recorded as offsets (8 bytes each) instead of
+ * Buffer views (about 100 bytes each), and runs of small chunks are merged,
+ * so an unfinished frame (`*1000000` and a million one-byte bulks, never
+ * completed) holds about twice its bytes, not twenty times. Its views are made
+ * once it is complete. Ordinary commands keep the zero-copy path.
  */
 
 import { CR, DOLLAR, EMPTY, LF, MINUS, STAR } from './resp-bytes.js';
@@ -119,6 +126,12 @@ export class RespCommand {
   }
 }
 
+/** Above this many arguments a command is parsed in offset mode (see the header). */
+export const BIG_ARGC = 1024;
+/** Runs of this many small chunk views in a command are merged into one copy. */
+const MERGE_RUN = 64;
+const SMALL_PIECE = 4096;
+
 // Parser states.
 const S_START = 0; // at the first byte of a command
 const S_LINE = 1; // inside a `*count` or `$len` line, looking for CR
@@ -189,6 +202,13 @@ export class RequestParser {
   private bulkPieces: Buffer[] | null = null;
   private bulkArg: Buffer | null = null;
   private crlfLeft = 0;
+
+  // Offset mode (a command of more than BIG_ARGC arguments): each argument's
+  // start and length within the command's bytes, in pairs.
+  private big = false;
+  private offs: Uint32Array | null = null;
+  private nOffs = 0;
+  private bulkStart = 0;
 
   // Inline state.
   private inlineStart = 0;
@@ -361,6 +381,8 @@ export class RequestParser {
             this.argsLeft = count;
             this.argv = [];
             this.argvSplit = false;
+            this.big = count > BIG_ARGC;
+            this.nOffs = 0;
             this.beginLine(LINE_BULK);
           } else {
             if (this.lineFirst !== DOLLAR) {
@@ -379,9 +401,11 @@ export class RequestParser {
             this.bulkArg = blen === 0 ? EMPTY : null;
             this.crlfLeft = 2;
             this.state = S_BULK;
+            if (this.big) this.bulkStart = this.rawLen + pos - this.cmdStart;
             // Fast path: the whole bulk and its CRLF are in this chunk.
             if (len - pos >= blen + 2 && (!this.strict || (buf[pos + blen] === CR && buf[pos + blen + 1] === LF))) {
-              this.argv.push(buf.subarray(pos, pos + blen));
+              if (this.big) this.pushOffset(this.bulkStart, blen);
+              else this.argv.push(buf.subarray(pos, pos + blen));
               pos += blen + 2;
               const cmd = this.argDone(buf, pos);
               if (cmd !== null) {
@@ -397,7 +421,13 @@ export class RequestParser {
           if (this.bulkGot < this.bulkLen) {
             const want = this.bulkLen - this.bulkGot;
             const avail = len - pos;
-            if (this.bulkPieces === null && avail >= want) {
+            if (this.big) {
+              // Offset mode: the bytes stay in the command's raw views; only skip them.
+              const take = avail < want ? avail : want;
+              this.bulkGot += take;
+              pos += take;
+              if (this.bulkGot < this.bulkLen) break;
+            } else if (this.bulkPieces === null && avail >= want) {
               this.bulkArg = buf.subarray(pos, pos + want);
               pos += want;
               this.bulkGot = this.bulkLen;
@@ -418,7 +448,9 @@ export class RequestParser {
             pos++;
           }
           if (this.crlfLeft > 0) break;
-          if (this.bulkArg !== null) {
+          if (this.big) {
+            this.pushOffset(this.bulkStart, this.bulkLen);
+          } else if (this.bulkArg !== null) {
             this.argv.push(this.bulkArg);
           } else {
             this.argv.push(this.bulkPieces ?? EMPTY);
@@ -508,6 +540,30 @@ export class RequestParser {
     return this.numNeg ? -this.numVal : this.numVal;
   }
 
+  private pushOffset(start: number, length: number): void {
+    let o = this.offs;
+    if (o === null || this.nOffs + 2 > o.length) {
+      const grown = new Uint32Array(Math.max(4096, (o?.length ?? 0) * 2));
+      if (o !== null) grown.set(o.subarray(0, this.nOffs));
+      this.offs = o = grown;
+    }
+    o[this.nOffs++] = start;
+    o[this.nOffs++] = length;
+  }
+
+  /** The last bulk of an offset-mode command: one copy of its bytes, and a view per argument. */
+  private bigDone(buf: Buffer, pos: number): RespCommand {
+    const pieces = this.takeRaw(buf, pos);
+    const joined = pieces.length === 1 ? pieces[0] : Buffer.concat(pieces, this.rawLen);
+    const o = this.offs!;
+    const argv: Buffer[] = new Array(this.nOffs / 2);
+    for (let i = 0, j = 0; j < this.nOffs; i++, j += 2) argv[i] = joined.subarray(o[j], o[j] + o[j + 1]);
+    this.big = false;
+    this.nOffs = 0;
+    if (o.length > 65536) this.offs = null; // a huge one is not kept for the next command
+    return new RespCommand(internName(argv[0]), argv, false, [joined], joined.length, false);
+  }
+
   /** One bulk finished; returns the command when it was the last one. */
   private argDone(buf: Buffer, pos: number): RespCommand | null {
     if (--this.argsLeft > 0) {
@@ -515,6 +571,7 @@ export class RequestParser {
       return null;
     }
     this.state = S_START;
+    if (this.big) return this.bigDone(buf, pos);
     const argv = this.argv;
     this.argv = [];
     let first = argv[0];
@@ -542,8 +599,10 @@ export class RequestParser {
   private nextChunk(len: number): boolean {
     const st = this.state;
     if (st !== S_START && st !== S_STALL && len > this.cmdStart) {
-      (this.rawPieces ??= []).push(this.cur.subarray(this.cmdStart, len));
+      const pieces = (this.rawPieces ??= []);
+      pieces.push(this.cur.subarray(this.cmdStart, len));
       this.rawLen += len - this.cmdStart;
+      if (pieces.length >= MERGE_RUN) mergeSmallRun(pieces);
     }
     if (st === S_INLINE && len > this.inlineStart) {
       (this.inlinePieces ??= []).push(this.cur.subarray(this.inlineStart, len));
@@ -580,8 +639,28 @@ export class RequestParser {
     this.rawPieces = null;
     this.bulkPieces = null;
     this.inlinePieces = null;
+    this.big = false;
+    this.offs = null;
+    this.nOffs = 0;
     return null;
   }
+}
+
+/**
+ * A command arriving in many small chunks (a slow or hostile client) would
+ * keep one view object per chunk; when the last MERGE_RUN views are all small,
+ * they become one copy. Big chunks are never copied.
+ */
+function mergeSmallRun(pieces: Buffer[]): void {
+  const from = pieces.length - MERGE_RUN;
+  let total = 0;
+  for (let i = from; i < pieces.length; i++) {
+    if (pieces[i].length >= SMALL_PIECE) return;
+    total += pieces[i].length;
+  }
+  const merged = Buffer.concat(pieces.slice(from), total);
+  pieces.length = from;
+  pieces.push(merged);
 }
 
 /** `%c` of a byte inside an error reply: redis turns CR and LF into spaces. */

@@ -645,7 +645,10 @@ export class Session implements SessionCore {
     }
     if (!flowing && sock.writableLength > OUT_HIGH) this.outBlocked = true;
     if ((this.mode & M_CLOSING) !== 0) {
-      if (s === null) sock.end();
+      // As redis after QUIT or a protocol error: the last reply goes out, then
+      // the connection is closed for good (not half-closed: a client still
+      // sending would otherwise keep it open, its bytes piling up unread).
+      if (s === null) sock.end(() => this.destroy());
       return;
     }
     if (this.stalled !== null || (this.paused && this.queued < MAX_PENDING / 2)) this.processInput();

@@ -104,7 +104,20 @@ export class RedisShard {
     return !!this.proc && this.proc.exitCode === null && this.proc.signalCode === null;
   }
 
+  /** Why the last start failed (cleared by a start that succeeds): reported with the shard's status. */
+  lastError?: string;
+
   async start(): Promise<void> {
+    try {
+      await this.startOnce();
+      this.lastError = undefined;
+    } catch (err) {
+      this.lastError = (err as Error).message;
+      throw err;
+    }
+  }
+
+  private async startOnce(): Promise<void> {
     this.stopping = false;
     this.held = false;
     fs.mkdirSync(this.dir, { recursive: true, mode: 0o700 });

@@ -80,9 +80,12 @@ export function endpointTlsOptions(cert: { certPem: string; keyPem: string }, cl
 
 /**
  * The HTTPS client (CLI, joining node). With a CA it verifies the chain and
- * pins the cluster by that CA rather than by host name (addresses change);
- * without one it does not verify, like `curl -k`.
+ * pins the cluster by that CA rather than by host name (addresses change).
+ * Without one: `systemTrust` verifies against the system's roots and the host
+ * name (an operator's publicly issued certificate); otherwise it does not
+ * verify, like `curl -k`.
  */
-export function httpsClientOptions(caPem: string | undefined): tls.ConnectionOptions {
+export function httpsClientOptions(caPem: string | undefined, systemTrust = false): tls.ConnectionOptions {
+  if (!caPem && systemTrust) return { ...BASE_OPTIONS, rejectUnauthorized: true };
   return { ...BASE_OPTIONS, ca: caPem, rejectUnauthorized: !!caPem, checkServerIdentity: () => undefined };
 }

@@ -17,6 +17,7 @@ import type { Logger } from 'pino';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { NodeDaemon } from '../control/daemon.js';
 import { HttpsService, PasswordCheck, installErrorHandling, registerOperatorRoutes } from '../api/server.js';
+import { forbidden, loadUser, permitted } from '../api/auth.js';
 import { credentialsBody, uidParams } from '../api/schemas.js';
 import { OperatorError, notFound } from '../util/errors.js';
 import { bdbView } from '../api/routes/bdbs.js';
@@ -33,6 +34,7 @@ import {
   Session,
   SessionStore,
   clearedSessionCookie,
+  credentialOf,
   csrfMatches,
   readCookie,
   sessionCookie,
@@ -73,19 +75,20 @@ export class UiServer extends HttpsService {
     app.addHook('onRequest', async (_req, reply) => {
       reply.headers(SECURITY_HEADERS);
     });
-    app.addHook('onRequest', (req, reply) => this.requireSession(req, reply));
+    app.addHook('onRequest', (req, reply) => this.requireSession(daemon, req, reply));
     registerOperatorRoutes(app, daemon);
 
     const view = (s: Session) => ({ username: s.username, csrf_token: s.csrfToken, idle_timeout_seconds: Math.floor(sessions.idleTimeoutMs / 1000) });
 
     app.post<{ Body: { username: string; password: string } }>('/ui/session', { config: { auth: false }, schema: { body: signInBody } }, async (req, reply) => {
       const { username, password } = req.body;
-      if (!(await checkPassword(username, password))) {
+      const user = await checkPassword(username, password, req.ip);
+      if (!user) {
         req.log.warn({ username, ip: req.ip }, 'web UI sign-in refused');
         throw new OperatorError('unauthorized', 'unauthorized', 'wrong email or password');
       }
       await sessions.end(readCookie(req.headers.cookie, SESSION_COOKIE)); // a session this browser had before ends here
-      const { token, session } = await sessions.create(username);
+      const { token, session } = await sessions.create(username, user.passwordHash);
       reply.header('set-cookie', sessionCookie(token, sessions.idleTimeoutMs));
       req.log.info({ username, ip: req.ip }, 'web UI sign-in');
       return view(session);
@@ -170,7 +173,7 @@ export class UiServer extends HttpsService {
   }
 
   /** Every route but the page, its assets and sign-in needs a live session; state-changing ones also its CSRF token. */
-  private async requireSession(req: FastifyRequest, reply: FastifyReply): Promise<void> {
+  private async requireSession(daemon: NodeDaemon, req: FastifyRequest, reply: FastifyReply): Promise<void> {
     if (req.routeOptions.config?.auth === false || !req.routeOptions.url) return; // open route, or a 404
     const token = readCookie(req.headers.cookie, SESSION_COOKIE);
     const background = req.headers[BACKGROUND_HEADER] === '1';
@@ -179,6 +182,15 @@ export class UiServer extends HttpsService {
       if (token) reply.header('set-cookie', clearedSessionCookie());
       throw new OperatorError('unauthorized', 'unauthorized', 'sign in first: there is no session, or it has expired');
     }
+    // The user as stored now: a deleted user, or a changed password, ends the session at once; the role is the current one.
+    const user = await loadUser(daemon, session.username);
+    if (!user || credentialOf(user.password_hash) !== session.credential) {
+      await this.sessions.end(token);
+      reply.header('set-cookie', clearedSessionCookie());
+      throw new OperatorError('unauthorized', 'unauthorized', 'sign in again: this user\'s password was changed, or the user was removed');
+    }
+    // Signing out is every user's right; everything else follows the role.
+    if (req.routeOptions.url !== '/ui/session' && !permitted(user.role, req.method, req.routeOptions.url)) throw forbidden(user.role, req.method, req.routeOptions.url);
     if (!SAFE_METHODS.has(req.method) && !csrfMatches(session, req.headers[CSRF_HEADER])) {
       throw new OperatorError('forbidden', 'csrf_token_invalid', `a state-changing call needs this session's CSRF token in the ${CSRF_HEADER} header`);
     }

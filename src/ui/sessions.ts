@@ -25,6 +25,8 @@ const MAX_SESSIONS = 1000;
 
 export interface Session {
   readonly username: string;
+  /** A digest of the user's password hash at sign-in: when the password changes, the session ends. */
+  readonly credential: string;
   readonly csrfToken: string;
   readonly createdAt: number;
   lastActiveAt: number;
@@ -57,7 +59,9 @@ export class EtcdSessionBackend implements SessionBackend {
 }
 
 const digest = (token: string) => createHash('sha256').update(token).digest('base64url');
-const view = (r: UiSessionRecord): Session => ({ username: r.username, csrfToken: r.csrf_token, createdAt: r.created, lastActiveAt: r.last_active });
+const view = (r: UiSessionRecord): Session => ({ username: r.username, credential: r.credential ?? '', csrfToken: r.csrf_token, createdAt: r.created, lastActiveAt: r.last_active });
+/** What a session remembers of its user's password hash. */
+export const credentialOf = (passwordHash: string) => createHash('sha256').update('session\0').update(passwordHash).digest('base64url');
 
 export class SessionStore {
   constructor(
@@ -67,11 +71,11 @@ export class SessionStore {
   ) {}
 
   /** A new session for a user whose password was just checked; returns the cookie's token. */
-  async create(username: string): Promise<{ token: string; session: Session }> {
+  async create(username: string, passwordHash = ''): Promise<{ token: string; session: Session }> {
     await this.sweep();
     const token = randomBytes(32).toString('base64url');
     const t = this.now();
-    const rec: UiSessionRecord = { username, csrf_token: randomBytes(32).toString('base64url'), created: t, last_active: t };
+    const rec: UiSessionRecord = { username, credential: credentialOf(passwordHash), csrf_token: randomBytes(32).toString('base64url'), created: t, last_active: t };
     await this.backend.put(digest(token), rec);
     return { token, session: view(rec) };
   }

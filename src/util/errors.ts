@@ -1,13 +1,15 @@
 // Errors an operator sees: the reference's `{error_code, description}` and a
 // kind that says what went wrong, not how a transport reports it. The REST
 // layer maps kinds to HTTP statuses (api/errors.ts); the CLI prints them.
-export type ErrorKind = 'invalid' | 'not_acceptable' | 'unauthorized' | 'forbidden' | 'not_found' | 'conflict' | 'internal' | 'upstream' | 'unavailable' | 'timeout';
+export type ErrorKind = 'invalid' | 'not_acceptable' | 'unauthorized' | 'forbidden' | 'not_found' | 'conflict' | 'too_many' | 'internal' | 'upstream' | 'unavailable' | 'timeout';
 
 export class OperatorError extends Error {
   constructor(
     readonly kind: ErrorKind,
     readonly code: string,
     description: string,
+    /** When set, the caller may try again after this many seconds (HTTP `Retry-After`). */
+    readonly retryAfterSeconds?: number,
   ) {
     super(description);
   }

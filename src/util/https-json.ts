@@ -11,8 +11,10 @@ export interface JsonRequest {
   body?: unknown;
   username?: string;
   password?: string;
-  /** Trust this CA; without it the server's certificate is not verified (like `curl -k`). */
+  /** Trust this CA; without it the server's certificate is not verified (like `curl -k`)… */
   caPem?: string;
+  /** …unless this is set: then it is verified against the system's roots and the host name. */
+  systemTrust?: boolean;
   timeoutMs?: number;
 }
 
@@ -32,6 +34,23 @@ export class ConnectError extends Error {
   }
 }
 
+/** OpenSSL's and Node's codes for a certificate that failed verification. */
+const CERT_ERRORS = new Set([
+  'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'SELF_SIGNED_CERT_IN_CHAIN',
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'UNABLE_TO_GET_ISSUER_CERT',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+  'CERT_SIGNATURE_FAILURE',
+  'CERT_NOT_YET_VALID',
+  'CERT_HAS_EXPIRED',
+  'CERT_REVOKED',
+  'CERT_UNTRUSTED',
+  'CERT_REJECTED',
+  'INVALID_CA',
+  'ERR_TLS_CERT_ALTNAME_INVALID',
+]);
+
 export function requestJson<T = unknown>(r: JsonRequest): Promise<JsonResponse<T>> {
   return new Promise((resolve, reject) => {
     const payload = r.body === undefined ? undefined : Buffer.from(JSON.stringify(r.body));
@@ -43,7 +62,7 @@ export function requestJson<T = unknown>(r: JsonRequest): Promise<JsonResponse<T
     if (r.username !== undefined) headers.authorization = 'Basic ' + Buffer.from(`${r.username}:${r.password ?? ''}`).toString('base64');
     const req = https.request(
       {
-        ...httpsClientOptions(r.caPem),
+        ...httpsClientOptions(r.caPem, r.systemTrust),
         method: r.method ?? 'GET',
         host: r.host,
         port: r.port,
@@ -71,7 +90,8 @@ export function requestJson<T = unknown>(r: JsonRequest): Promise<JsonResponse<T
     req.on('timeout', () => req.destroy(new ConnectError(`no answer from ${r.host}:${r.port} within ${r.timeoutMs ?? 30_000} ms`, 'ETIMEDOUT')));
     req.on('error', (err: NodeJS.ErrnoException) => {
       if (err instanceof ConnectError) return reject(err);
-      if (err.code === 'ECONNREFUSED') reject(new ConnectError(`nothing listens on ${r.host}:${r.port} (connection refused)`, err.code));
+      if (err.code && CERT_ERRORS.has(err.code)) reject(new ConnectError(`the certificate of ${r.host}:${r.port} is not trusted: ${err.message}`, 'CERT'));
+      else if (err.code === 'ECONNREFUSED') reject(new ConnectError(`nothing listens on ${r.host}:${r.port} (connection refused)`, err.code));
       else if (err.code === 'EPROTO' || /SSL|TLS|wrong version/i.test(err.message))
         reject(new ConnectError(`${r.host}:${r.port} does not speak the Tessera REST API over TLS (${err.message})`, 'EPROTO'));
       else reject(new ConnectError(`cannot reach ${r.host}:${r.port}: ${err.message}`, err.code));

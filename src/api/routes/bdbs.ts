@@ -12,7 +12,7 @@ import { KEYS, ActionRecord, BdbRecord, ProxyPolicy, StoredPolicy, policyWithDef
 import { readRecord, readRecords } from '../../coord/records.js';
 import { OperatorError, conflict, invalid, notFound, unacceptable } from '../../util/errors.js';
 import { DEFAULT_SHARD_KEY_REGEX, isDefaultShardKeyRegex, shardKeyRegexProblem } from '../../proxy/slots.js';
-import { createAction, endpointNodes, newSecret, nextSeq, placeShards, updateBdb } from '../../control/bdb-store.js';
+import { commitWithSeqs, createAction, endpointNodes, newSecret, placeShards, readSeqs, updateBdb } from '../../control/bdb-store.js';
 import { uidParams } from '../schemas.js';
 import { shardSync, type ShardSync } from '../../control/bdb-controller.js';
 
@@ -20,6 +20,7 @@ const EVICTION = ['volatile-lru', 'volatile-ttl', 'volatile-random', 'allkeys-lr
 const PROXY_POLICIES: ProxyPolicy[] = ['single', 'all-master-shards', 'all-nodes'];
 const PERSISTENCE = ['disabled', 'aof', 'snapshot'];
 const MIN_MEMORY = 1024 * 1024;
+const CREATE_ATTEMPTS = 50;
 const PORT_MIN = 10000;
 const PORT_MAX = 19999;
 export const DATA_INE_CAPABILITY = 'data_internode_encryption';
@@ -76,21 +77,21 @@ type BdbInput = Partial<Omit<BdbRecord, 'uid' | 'shards' | 'status' | 'generatio
  * (its node is down, or the process is), or 'starting' (not reported yet);
  * with the time of the report.
  */
-export function shardStates(m: ClusterMember, b: BdbRecord): Map<number, { status: string; reported?: string; sync?: ShardSync }> {
+export function shardStates(m: ClusterMember, b: BdbRecord): Map<number, { status: string; reported?: string; sync?: ShardSync; error?: string }> {
   // Keyed by shard and node: a shard moved away (failover, migration) may still
   // be listed by its old node's last report, which must not stand for it.
-  const reported = new Map<string, { status: string; time: string; sync?: ShardSync }>();
+  const reported = new Map<string, { status: string; time: string; sync?: ShardSync; error?: string }>();
   for (const o of m.controller?.observedOf(b.uid).values() ?? []) {
     for (const s of o.shards) {
       const sync = shardSync(s);
-      reported.set(`${s.uid}@${o.node_uid}`, { status: s.status, time: o.time, sync });
+      reported.set(`${s.uid}@${o.node_uid}`, { status: s.status, time: o.time, sync, ...(s.error ? { error: s.error } : {}) });
     }
   }
   return new Map(
     b.shards.map((s) => {
       const r = reported.get(`${s.uid}@${s.node_uid}`);
       const status = m.live.items.has(String(s.node_uid)) ? (r?.status ?? 'starting') : 'down';
-      return [s.uid, { status, reported: r?.time, ...(s.role === 'slave' && r?.sync && status === 'active' ? { sync: r.sync } : {}) }];
+      return [s.uid, { status, reported: r?.time, ...(s.role === 'slave' && r?.sync && status === 'active' ? { sync: r.sync } : {}), ...(r?.error && status !== 'active' ? { error: r.error } : {}) }];
     }),
   );
 }
@@ -100,6 +101,7 @@ export function bdbView(m: ClusterMember, b: BdbRecord) {
   const addrs = endpointNodes(b, allNodes).map((u) => m.nodes.items.get(String(u))?.addr).filter(Boolean) as string[];
   const states = shardStates(m, b);
   const { internal_secret: _secret, authentication_redis_pass: pass, generation: _g, link_generation: _l, shards, ...rest } = b;
+  const shardErrors = shards.filter((s) => states.get(s.uid)!.error).map((s) => `shard ${s.uid}: ${states.get(s.uid)!.error}`);
   return {
     ...rest,
     shard_key_regex: b.shard_key_regex ?? DEFAULT_SHARD_KEY_REGEX.map((regex) => ({ regex })),
@@ -107,6 +109,8 @@ export function bdbView(m: ClusterMember, b: BdbRecord) {
     tls_mode: b.tls_mode ?? 'disabled',
     enforce_client_authentication: b.enforce_client_authentication ?? 'enabled',
     authentication_ssl_client_certs: b.authentication_ssl_client_certs ?? [],
+    // A database whose shards cannot start says why (it stays pending, or shows its shards down).
+    ...(!rest.error && shardErrors.length ? { error: shardErrors.join('; ') } : {}),
     authentication_redis_pass_set: !!pass,
     shard_list: shards.map((s) => s.uid),
     shards: shards.map((s) => ({
@@ -117,6 +121,7 @@ export function bdbView(m: ClusterMember, b: BdbRecord) {
       ...(s.master_uid !== undefined ? { master_uid: s.master_uid } : {}),
       status: states.get(s.uid)!.status,
       ...(states.get(s.uid)!.sync ? { sync: states.get(s.uid)!.sync } : {}),
+      ...(states.get(s.uid)!.error ? { error: states.get(s.uid)!.error } : {}),
     })),
     endpoints: [{ uid: `${b.uid}:1`, dns_name: `redis-${b.port}.${m.cluster.name}`, port: b.port, addr: addrs, proxy_policy: b.proxy_policy, addr_type: 'internal' }],
   };
@@ -180,9 +185,22 @@ function checkCapability(m: ClusterMember, enabling: boolean | undefined): void 
   }
 }
 
-async function takenPorts(m: ClusterMember, exceptUid?: number): Promise<Set<number>> {
-  const all = await readRecords(m.client, KEYS.bdbsPrefix, BdbRecord);
-  return new Set([...all.values()].filter((b) => b.uid !== exceptUid).map((b) => b.port));
+/**
+ * A database must fit in what its nodes have (RE's `insufficient_resources`):
+ * each shard's memory within the largest node, and all its shards (replicas
+ * too) within the active nodes' memory together. Memory is each node's total
+ * as it reports it over the control plane (this node's own when a peer has not
+ * answered yet).
+ */
+function checkMemoryFits(m: ClusterMember, nodeUids: number[], memorySize: number, shardsCount: number, replication: boolean): void {
+  const own = m.statusReply().total_memory;
+  const mem = nodeUids.map((u) => (u === m.uid ? own : (m.probes.get(u)?.status?.total_memory ?? own)));
+  const total = mem.reduce((a, b) => a + b, 0);
+  const perShard = memorySize / shardsCount;
+  const needed = memorySize * (replication ? 2 : 1);
+  if (!Number.isSafeInteger(memorySize) || perShard > Math.max(...mem) || needed > total) {
+    throw invalid('insufficient_resources', `memory_size ${memorySize} does not fit: the active nodes have ${total} bytes together (${Math.max(...mem)} at most on one node)${replication ? ', and replication doubles what is needed' : ''}`);
+  }
 }
 
 /** A port is free if no database has it and nothing on any node listens on it (asked over the control plane). */
@@ -255,35 +273,20 @@ export const bdbsRoutes: FastifyPluginAsync<{ daemon: NodeDaemon }> = async (app
       encrypted = false;
     }
     checkCapability(m, v.data_internode_encryption);
-    const all = [...(await readRecords(m.client, KEYS.bdbsPrefix, BdbRecord)).values()];
-    if (all.some((b) => b.name === v.name)) throw unacceptable('db_name_exists', `a database named ${v.name} exists`);
 
     const activeNodes = m.nodes.values().filter((n) => n.addr && m.live.items.has(String(n.uid)));
     const replication = v.replication ?? false;
     if (activeNodes.length === 0 || (replication && activeNodes.length < 2)) {
       throw unacceptable('insufficient_resources', replication ? 'replication needs at least two active nodes' : 'no active node');
     }
-    const taken = await takenPorts(m);
-    let port = v.port;
-    if (port !== undefined) {
-      if (taken.has(port)) throw unacceptable('port_unavailable', `port ${port} is used by another database`);
-      const why = await portFreeEverywhere(m, port);
-      if (why) throw unacceptable('port_unavailable', why);
-    } else {
-      for (let p = 12000; p <= PORT_MAX && port === undefined; p++) if (!taken.has(p) && !(await portFreeEverywhere(m, p))) port = p;
-      if (port === undefined) throw unacceptable('port_unavailable', 'no free port left');
-    }
-
-    const load = new Map<number, number>();
-    for (const b of all) for (const s of b.shards) load.set(s.node_uid, (load.get(s.node_uid) ?? 0) + 1);
+    checkMemoryFits(m, activeNodes.map((n) => n.uid), v.memory_size, shardsCount, replication);
     const shardCount = shardsCount * (replication ? 2 : 1);
     const placement = v.shards_placement ?? policy.default_shards_placement;
-    const now = new Date().toISOString();
-    const record = (uid: number, firstShard: number, actionUid: string | undefined): BdbRecord => ({
+    const record = (uid: number, port: number, load: Map<number, number>, firstShard: number, actionUid: string | undefined, now: string): BdbRecord => ({
       uid,
       name: v.name!,
       type: 'redis',
-      port: port!,
+      port,
       memory_size: v.memory_size!,
       shards_count: shardsCount,
       sharding,
@@ -307,32 +310,56 @@ export const bdbsRoutes: FastifyPluginAsync<{ daemon: NodeDaemon }> = async (app
       last_changed_time: now,
       ...(actionUid ? { action_uid: actionUid } : {}),
     });
-    // Validated: a dry run stops here, having used no uid, shard uid or action.
-    if (dryRun) return dryRunAnswer(bdbView(m, record(v.uid ?? 0, 1, undefined)), v.uid !== undefined);
+    // Every creation takes the next database, shard and action uids in one transaction that
+    // holds only if no other creation committed since this one read them: concurrent
+    // creations are serialized (so two cannot take one port), and a refused one (its name,
+    // uid or port just taken) burns no uid. A dry run stops before, having used none.
+    for (let attempt = 1; ; attempt++) {
+      const seqs = await readSeqs(m.client, [KEYS.bdbSeq, KEYS.shardSeq, KEYS.actionSeq]);
+      const all = [...(await readRecords(m.client, KEYS.bdbsPrefix, BdbRecord)).values()];
+      if (all.some((b) => b.name === v.name)) throw unacceptable('db_name_exists', `a database named ${v.name} exists`);
+      if (v.uid !== undefined && all.some((b) => b.uid === v.uid)) throw conflict('uid_exists', `database uid ${v.uid} is in use`);
+      const taken = new Set(all.map((b) => b.port));
+      let port = v.port;
+      if (port !== undefined) {
+        if (taken.has(port)) throw unacceptable('port_unavailable', `port ${port} is used by another database`);
+        const why = await portFreeEverywhere(m, port);
+        if (why) throw unacceptable('port_unavailable', why);
+      } else {
+        for (let p = 12000; p <= PORT_MAX && port === undefined; p++) if (!taken.has(p) && !(await portFreeEverywhere(m, p))) port = p;
+        if (port === undefined) throw unacceptable('port_unavailable', 'no free port left');
+      }
+      const load = new Map<number, number>();
+      for (const b of all) for (const s of b.shards) load.set(s.node_uid, (load.get(s.node_uid) ?? 0) + 1);
+      const now = new Date().toISOString();
+      if (dryRun) return dryRunAnswer(bdbView(m, record(v.uid ?? 0, port, load, 1, undefined, now)), v.uid !== undefined);
 
-    const firstShard = await nextSeq(m.client, KEYS.shardSeq, shardCount);
-    let uid = v.uid;
-    if (uid === undefined) {
-      // Skip uids that an operator chose for earlier databases.
-      do uid = await nextSeq(m.client, KEYS.bdbSeq);
-      while (await readRecord(m.client, KEYS.bdb(uid), BdbRecord));
+      // An automatic uid skips those operators chose for earlier databases.
+      let bdbStep = 0;
+      let uid = v.uid;
+      if (uid === undefined) {
+        const used = new Set(all.map((b) => b.uid));
+        do bdbStep++;
+        while (used.has(seqs.get(KEYS.bdbSeq)! + bdbStep));
+        uid = seqs.get(KEYS.bdbSeq)! + bdbStep;
+      }
+      const firstShard = seqs.get(KEYS.shardSeq)! + 1;
+      const actionUid = seqs.get(KEYS.actionSeq)! + 1;
+      const action: ActionRecord = { action_uid: String(actionUid), name: 'create_bdb', object_name: `bdb:${uid}`, progress: 0, status: 'pending', creation_time: now };
+      const rec = record(uid, port, load, firstShard, action.action_uid, now);
+      const bump = new Map([
+        [KEYS.bdbSeq, bdbStep],
+        [KEYS.shardSeq, shardCount],
+        [KEYS.actionSeq, 1],
+      ]);
+      if (await commitWithSeqs(m.client, seqs, bump, [[KEYS.bdb(uid), JSON.stringify(rec)], [KEYS.action(actionUid), JSON.stringify(action)]])) {
+        req.log.info({ bdb: uid, name: rec.name, port, shards: rec.shards.length, encrypted }, 'database created');
+        reply.status(200);
+        return bdbView(m, rec);
+      }
+      if (attempt >= CREATE_ATTEMPTS) throw conflict('busy', 'too many concurrent changes; try again');
+      await new Promise((r) => setTimeout(r, Math.random() * 20 * attempt)); // spread the retries of concurrent creations
     }
-    const action = await createAction(m.client, 'create_bdb', `bdb:${uid}`);
-    const rec = record(uid, firstShard, action.action_uid);
-    // The port is claimed atomically with the record: two creations cannot both take it.
-    const r = await m.client.if(KEYS.bdb(uid), 'Create', '==', 0).then(m.client.put(KEYS.bdb(uid)).value(JSON.stringify(rec))).commit();
-    if (!r.succeeded) {
-      await m.client.delete().key(KEYS.action(Number(action.action_uid)));
-      throw conflict('uid_exists', `database uid ${uid} is in use`);
-    }
-    if ([...(await takenPorts(m, uid))].includes(port!)) {
-      await m.client.delete().key(KEYS.bdb(uid));
-      await m.client.delete().key(KEYS.action(Number(action.action_uid)));
-      throw unacceptable('port_unavailable', `port ${port} was just taken by another database`);
-    }
-    req.log.info({ bdb: uid, name: rec.name, port, shards: rec.shards.length, encrypted }, 'database created');
-    reply.status(200);
-    return bdbView(m, rec);
   });
 
   app.put<{ Params: { uid: string }; Body: BdbInput; Querystring: ChangeQuery }>('/v1/bdbs/:uid', { schema: { params: uidParams, body: updateBody, querystring: changeQuery } }, async (req) => {
@@ -351,6 +378,10 @@ export const bdbsRoutes: FastifyPluginAsync<{ daemon: NodeDaemon }> = async (app
     if (!before) throw notFound('db_not_exist', `database ${uid} does not exist`);
     const busyNow = busy(before, 'change');
     if (busyNow) throw busyNow;
+    if (v.memory_size !== undefined) {
+      const active = m.nodes.values().filter((n) => n.addr && m.live.items.has(String(n.uid))).map((n) => n.uid);
+      checkMemoryFits(m, active, v.memory_size, before.shards_count, before.replication);
+    }
     const change = (cur: BdbRecord, actionUid: string | undefined): BdbRecord | OperatorError => {
       const b = busy(cur, 'change');
       if (b) return b;

@@ -4,6 +4,7 @@ import type { FastifyPluginAsync } from 'fastify';
 import type { NodeDaemon } from '../../control/daemon.js';
 import { OperatorError } from '../../util/errors.js';
 import { credentialsBody } from '../schemas.js';
+import { parseFingerprint } from '../../pki/pki.js';
 
 const credentials = credentialsBody;
 
@@ -44,6 +45,8 @@ const joinBody = {
       required: ['nodes'],
       properties: {
         name: { type: 'string' },
+        /** Tessera's: the cluster's REST CA fingerprint (`sha256:<hex>`), as `cluster create` printed it. */
+        ca_fingerprint: { type: 'string', maxLength: 200 },
         nodes: { type: 'array', minItems: 1, maxItems: 64, items: { type: 'string', pattern: '^[A-Za-z0-9.\\-]+(:[0-9]{1,5})?$' } },
       },
     },
@@ -58,7 +61,7 @@ interface CreateBody {
   node?: { identity?: { addr?: string } };
 }
 interface JoinBody {
-  cluster: { nodes: string[] };
+  cluster: { nodes: string[]; ca_fingerprint?: string };
   credentials: { username: string; password: string };
   node?: { identity?: { addr?: string } };
 }
@@ -69,20 +72,26 @@ export const bootstrapRoutes: FastifyPluginAsync<{ daemon: NodeDaemon }> = async
     if (want && want !== daemon.cfg.addr) throw new OperatorError('invalid', 'invalid_address', `this node's address is ${daemon.cfg.addr}, not ${want}`);
   };
 
-  app.get('/v1/bootstrap', { config: { auth: false } }, async () => ({
-    bootstrap_status: daemon.bootstrap,
-    local_node_info: daemon.localNodeInfo(),
-  }));
+  // Tessera's additions: the REST trust anchor (public; a CLI or joining node compares its fingerprint with a pinned one).
+  const status = () => {
+    const t = daemon.restTrust();
+    return { bootstrap_status: daemon.bootstrap, local_node_info: daemon.localNodeInfo(), ...(t ? { rest_ca_cert: t.certPem, rest_ca_fingerprint: t.fingerprint } : {}) };
+  };
+
+  app.get('/v1/bootstrap', { config: { auth: false } }, async () => status());
 
   app.post<{ Body: CreateBody }>('/v1/bootstrap/create_cluster', { config: { auth: false }, schema: { body: createBody } }, async (req) => {
     checkAddr(req.body);
     await daemon.createCluster({ name: req.body.cluster.name, ...req.body.credentials });
-    return { bootstrap_status: daemon.bootstrap, local_node_info: daemon.localNodeInfo() };
+    return status();
   });
 
   app.post<{ Body: JoinBody }>('/v1/bootstrap/join_cluster', { config: { auth: false }, schema: { body: joinBody } }, async (req) => {
     checkAddr(req.body);
-    await daemon.joinCluster({ nodes: req.body.cluster.nodes, ...req.body.credentials });
-    return { bootstrap_status: daemon.bootstrap, local_node_info: daemon.localNodeInfo() };
+    const pin = req.body.cluster.ca_fingerprint;
+    const caFingerprint = pin === undefined ? undefined : parseFingerprint(pin);
+    if (pin !== undefined && !caFingerprint) throw new OperatorError('invalid', 'invalid_fingerprint', 'ca_fingerprint must be sha256:<64 hex digits>');
+    await daemon.joinCluster({ nodes: req.body.cluster.nodes, caFingerprint, ...req.body.credentials });
+    return status();
   });
 };
