@@ -97,6 +97,8 @@ const OUT_HIGH = 8 * 1024 * 1024;
 const PUBSUB_OUT_LIMIT = 32 * 1024 * 1024;
 /** Our client-query-buffer-limit (redis: 1 GB). */
 export const MAX_QUERY_BUFFER = 64 * 1024 * 1024;
+/** How long a closing connection's input is still read (and dropped) after its last reply. */
+const LINGER_MS = 1000;
 const CONCAT_LIMIT = 64 * 1024;
 
 /** One reply owed to the client, in order. Also the sink of its shard command. */
@@ -194,6 +196,8 @@ export class Session implements SessionCore {
 
   /** @internal Only setAuthed() changes it. */ authed: boolean;
   private paused = false;
+  /** Closing after QUIT or a protocol error: the last reply is out, input is dropped until LINGER_MS. */
+  private lingering = false;
   /** The client is not reading its replies (socket buffer over OUT_HIGH): stop reading its commands. */
   private outBlocked = false;
   private readonly parser: RequestParser;
@@ -646,9 +650,16 @@ export class Session implements SessionCore {
     if (!flowing && sock.writableLength > OUT_HIGH) this.outBlocked = true;
     if ((this.mode & M_CLOSING) !== 0) {
       // As redis after QUIT or a protocol error: the last reply goes out, then
-      // the connection is closed for good (not half-closed: a client still
-      // sending would otherwise keep it open, its bytes piling up unread).
-      if (s === null) sock.end(() => this.destroy());
+      // the connection is closed for good. Input is read and dropped for a
+      // moment first (LINGER_MS): closing a socket with unread input sends a
+      // reset, which makes the client's kernel discard the reply it has not
+      // read yet. A client still sending after that is cut off.
+      if (s === null && !this.lingering) {
+        this.lingering = true;
+        sock.end();
+        sock.resume();
+        setTimeout(() => this.destroy(), LINGER_MS).unref();
+      }
       return;
     }
     if (this.stalled !== null || (this.paused && this.queued < MAX_PENDING / 2)) this.processInput();

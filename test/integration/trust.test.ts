@@ -66,7 +66,7 @@ interface Raw {
 
 /** A request from a chosen source address (127.0.22.x), verified against the node's CA. */
 function from(src: string, n: TestNode, method: string, p: string, o: { port?: number; auth?: [string, string]; body?: unknown; cookie?: string; csrf?: string } = {}): Promise<Raw> {
-  const ca = fs.readFileSync(path.join(n.dataDir, 'certs/ca.pem'), 'utf8');
+  const ca = fs.readFileSync(path.join(n.dataDir, 'certs/services-ca.pem'), 'utf8');
   const payload = o.body === undefined ? undefined : Buffer.from(JSON.stringify(o.body));
   const headers: Record<string, string> = { accept: 'application/json' };
   if (payload) headers['content-type'] = 'application/json';
@@ -214,7 +214,7 @@ test('a db_viewer user (RE /v1/users shape) reads but gets 403 on every change; 
 const fingerprintOf = (pem: string) => 'sha256:' + new X509Certificate(pem).fingerprint256.replace(/:/g, '').toLowerCase();
 
 test('cluster create prints the CA fingerprint and saves the CA; the CLI then trusts the node with no flag', async () => {
-  const ca = fs.readFileSync(path.join(n1.dataDir, 'certs/ca.pem'), 'utf8');
+  const ca = fs.readFileSync(path.join(n1.dataDir, 'certs/services-ca.pem'), 'utf8');
   assert.match(createOut.stdout, new RegExp(`Cluster CA fingerprint: ${fingerprintOf(ca)}`));
   const saved = path.join(createHome.HOME, '.config/tessera/trust', `${n1.addr}_9443.pem`);
   assert.equal(fs.readFileSync(saved, 'utf8'), ca);
@@ -233,7 +233,7 @@ test('cluster create prints the CA fingerprint and saves the CA; the CLI then tr
   assert.match(none.stderr, /--insecure/);
   assert.equal(none.stderr.trim().split('\n').length, 1, 'one line');
   // --ca, TESSERA_CA and --fingerprint each do it.
-  const caFile = path.join(n1.dataDir, 'certs/ca.pem');
+  const caFile = path.join(n1.dataDir, 'certs/services-ca.pem');
   assert.equal((await cli(['--node', n1.addr, '--ca', caFile, 'info', 'cluster'], { ...freshHome(), ...noRegistry, ...creds })).code, 0);
   assert.equal((await cli(['--node', n1.addr, 'info', 'cluster'], { ...freshHome(), ...noRegistry, ...creds, TESSERA_CA: caFile })).code, 0);
   assert.equal((await cli(['--node', n1.addr, '--fingerprint', fingerprintOf(ca), 'info', 'cluster'], { ...freshHome(), ...noRegistry, ...creds })).code, 0);
@@ -258,7 +258,7 @@ test("the CLI pointed at a stranger's HTTPS server on 127.0.22.9:9443 fails; wit
 
 test('join pins the cluster: a member whose CA does not match the fingerprint is refused before any credential is sent; without one, join warns', async () => {
   if (!stranger) await startStranger();
-  const ca = fs.readFileSync(path.join(n1.dataDir, 'certs/ca.pem'), 'utf8');
+  const ca = fs.readFileSync(path.join(n1.dataDir, 'certs/services-ca.pem'), 'utf8');
   const pin = fingerprintOf(ca);
   received.length = 0;
   // The stranger poses as a member: refused by fingerprint, and all it saw was one GET without credentials.

@@ -428,16 +428,19 @@ export const bdbsRoutes: FastifyPluginAsync<{ daemon: NodeDaemon }> = async (app
     const m = daemon.requireMember();
     const uid = Number(req.params.uid);
     // Checked before the action exists, so a refused delete leaves no action behind.
-    // A database whose creation failed can be deleted; one busy with a change cannot (409, as the reference).
+    // A database whose creation failed can be deleted, and so can one whose change is stuck
+    // (a shard reports that it cannot start): nothing else would ever unblock it. One busy
+    // with a change that is progressing cannot (409, as the reference).
     const before = await readRecord(m.client, KEYS.bdb(uid), BdbRecord);
     if (!before) throw notFound('db_not_exist', `database ${uid} does not exist`);
     if (before.status === 'delete-pending') throw conflict('db_delete_pending', `database ${uid} is already being deleted`);
-    const busyNow = busy(before, 'delete');
+    const stuck = (b: BdbRecord) => [...shardStates(m, b).values()].some((s) => s.error !== undefined);
+    const busyNow = stuck(before) ? undefined : busy(before, 'delete');
     if (busyNow) throw busyNow;
     const action = await createAction(m.client, 'delete_bdb', `bdb:${uid}`);
     let problem: OperatorError | undefined;
     const next = await updateBdb(m.client, uid, (cur) => {
-      problem = cur.status === 'delete-pending' ? conflict('db_delete_pending', `database ${uid} was deleted or is being deleted meanwhile`) : busy(cur, 'delete');
+      problem = cur.status === 'delete-pending' ? conflict('db_delete_pending', `database ${uid} was deleted or is being deleted meanwhile`) : stuck(cur) ? undefined : busy(cur, 'delete');
       return problem ? undefined : { ...cur, status: 'delete-pending', generation: cur.generation + 1, action_uid: action.action_uid, last_changed_time: new Date().toISOString() };
     });
     if (!next) {
