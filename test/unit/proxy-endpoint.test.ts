@@ -3,14 +3,15 @@
 // redis-benchmark. Every redis-server started here is killed by PID after.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { reap } from '../support/reaper.js';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { execFile, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Duplex } from 'node:stream';
 import { Redis } from 'ioredis';
+import { spawnRedis } from '../support/redis.js';
+import { sleep } from '../support/wait.js';
 
 import { Endpoint, type EndpointConfig } from '../../src/proxy/endpoint.js';
 import { encodeCommand } from '../../src/proxy/resp-encode.js';
@@ -27,7 +28,6 @@ const RANGES: [number, number][] = [
 ];
 const SHARDS = RANGES.map((r, i) => ({ shardUid: i + 1, slots: [r] }));
 
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 let dir = '';
 const servers: (ChildProcess | null)[] = [];
@@ -35,11 +35,7 @@ const sockPath = (uid: number) => join(dir, `s${uid}.sock`);
 const connects = new Map<number, number>();
 
 async function startShard(uid: number, tcp: string[] = ['--port', '0']): Promise<void> {
-  const p = reap(spawn('redis-server', [...tcp, '--unixsocket', sockPath(uid), '--requirepass', SECRET, '--save', '', '--appendonly', 'no', '--dir', dir], {
-    stdio: 'ignore',
-  }));
-  servers[uid] = p;
-  for (let i = 0; i < 200 && !existsSync(sockPath(uid)); i++) await sleep(20);
+  servers[uid] = await spawnRedis(sockPath(uid), dir, ['--requirepass', SECRET], tcp);
   // The socket file appears before accept() is ready: wait for a PONG.
   for (let i = 0; i < 100; i++) {
     try {
