@@ -8,7 +8,9 @@ import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import net from 'node:net';
+import type { Duplex } from 'node:stream';
 import { ReplyParser, type RespReply } from '../../src/proxy/resp-reply.js';
+import { encodeCommand } from '../../src/proxy/resp-encode.js';
 import { reap } from './reaper.js';
 import { waitFor } from './wait.js';
 
@@ -80,5 +82,30 @@ export function pipelineReplies(sock: string, input: Buffer, done: (replies: Res
       }
     });
     s.write(input);
+  });
+}
+
+/** A connection to the redis-server on `sock`, authenticated with `password` (AUTH answered +OK); paused, for a proxy to take over. */
+export function authConnect(sock: string, password: string): Promise<Duplex> {
+  return new Promise((resolve, reject) => {
+    const s = net.connect(sock);
+    let got = '';
+    const onData = (d: Buffer) => {
+      got += d.toString();
+      if (!got.includes('\r\n')) return;
+      s.removeListener('data', onData);
+      s.removeListener('error', reject);
+      s.pause();
+      if (got === '+OK\r\n') resolve(s);
+      else {
+        s.destroy();
+        reject(new Error(`AUTH: ${got}`));
+      }
+    };
+    s.once('error', reject);
+    s.once('connect', () => {
+      s.on('data', onData);
+      s.write(encodeCommand(['AUTH', password]));
+    });
   });
 }
