@@ -15,6 +15,7 @@ import type { Plane } from '../pki/pki.js';
 import type { NodeLinksReport } from '../internode/links.js';
 import type { ShardOpsHost } from '../control/shard-ops.js';
 import type { ProbeResult, StatusReply } from '../control/member.js';
+import type { BootstrapStatus, CreateClusterRequest, JoinClusterRequest, JoinGrant, JoinNodeRequest } from '../control/daemon.js';
 
 /** A running cluster member, as the operator routes see it. */
 export interface ApiMember extends ShardOpsHost {
@@ -44,4 +45,20 @@ export interface ApiMember extends ShardOpsHost {
 /** The node: its member once it belongs to a cluster (`requireMember` answers 503 `node_not_in_cluster` before). */
 export interface ApiNode {
   requireMember(): ApiMember;
+}
+
+/** A node's bootstrap (REST only, before it has users to check): create a cluster, or join one. */
+export interface BootstrapNode {
+  readonly cfg: { readonly addr: string };
+  readonly bootstrap: BootstrapStatus;
+  localNodeInfo(): object;
+  createCluster(req: CreateClusterRequest): Promise<void>;
+  joinCluster(req: JoinClusterRequest): Promise<void>;
+}
+
+/** A member's side of a join: admit a node (sign its CSRs), promote it once caught up, or undo it. */
+export interface JoinAdmission {
+  admitNode(req: JoinNodeRequest): Promise<JoinGrant>;
+  promoteJoin(uid: number): Promise<void>;
+  abortJoin(uid: number): Promise<void>;
 }

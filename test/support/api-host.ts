@@ -1,6 +1,6 @@
 // The REST API in-process, for route tests with Fastify's `inject`: the real
-// app (newApiApp, installErrorHandling, authHook, registerOperatorRoutes: the
-// calls RestServer makes) over a real scratch etcd. What stands for the node
+// app (newApiApp, installErrorHandling, authHook, the bootstrap, join and
+// operator routes: the calls RestServer makes) over a real scratch etcd. What stands for the node
 // is `ApiTestMember` (src/api/services.ts's ApiMember): the store is real
 // and its caches are the real watched PrefixCaches; only the node's own
 // processes are absent (no data plane, no peers to call over RPC: routes that
@@ -9,7 +9,10 @@ import pino from 'pino';
 import type { Etcd3 } from 'etcd3';
 import { newApiApp, installErrorHandling, registerOperatorRoutes, type Api } from '../../src/api/server.js';
 import { authHook, passwordCheck } from '../../src/api/auth.js';
-import type { ApiMember, ApiNode } from '../../src/api/services.js';
+import type { ApiMember, ApiNode, BootstrapNode, JoinAdmission } from '../../src/api/services.js';
+import { bootstrapRoutes } from '../../src/api/routes/bootstrap.js';
+import { joinRoutes } from '../../src/api/routes/join.js';
+import type { BootstrapStatus, JoinGrant } from '../../src/control/daemon.js';
 import { PrefixCache } from '../../src/coord/watch.js';
 import {
   KEYS,
@@ -114,9 +117,44 @@ export class ApiTestMember implements ApiMember {
   }
 }
 
+/**
+ * Bootstrap and join admission start etcd members and sign certificates:
+ * that is test/integration's. Here they only record what reached them, so a
+ * route test can check that validation let a body through, or did not.
+ */
+export class BootstrapRecorder implements BootstrapNode, JoinAdmission {
+  readonly calls: Array<{ method: string; arg: unknown }> = [];
+  readonly bootstrap: BootstrapStatus = { state: 'completed' };
+  constructor(readonly cfg: { addr: string }) {}
+  localNodeInfo(): object {
+    return { addr: this.cfg.addr };
+  }
+  private record(method: string, arg: unknown): Promise<void> {
+    this.calls.push({ method, arg });
+    return Promise.resolve();
+  }
+  createCluster(req: unknown): Promise<void> {
+    return this.record('createCluster', req);
+  }
+  joinCluster(req: unknown): Promise<void> {
+    return this.record('joinCluster', req);
+  }
+  async admitNode(req: unknown): Promise<JoinGrant> {
+    await this.record('admitNode', req);
+    return {} as JoinGrant; // the grant's content is not under test here
+  }
+  promoteJoin(uid: number): Promise<void> {
+    return this.record('promoteJoin', uid);
+  }
+  abortJoin(uid: number): Promise<void> {
+    return this.record('abortJoin', uid);
+  }
+}
+
 export interface ApiHarness {
   etcd: ScratchEtcd;
   member: ApiTestMember;
+  bootstrap: BootstrapRecorder;
   app: Api;
   /** `Authorization` of the seeded admin. */
   auth: string;
@@ -162,14 +200,19 @@ export async function startApiHarness(host: string, cert: Issued, uid = 1): Prom
   const member = new ApiTestMember(uid, c, cluster, etcd.dir, cert);
   await member.start();
   const node: ApiNode = { requireMember: () => member };
+  const bootstrap = new BootstrapRecorder({ addr: host });
+  // As RestServer does: errors, basic auth, bootstrap and join, the operator routes.
   const app = newApiApp(cert, pino({ level: 'silent' }));
   installErrorHandling(app);
   app.addHook('onRequest', authHook(node, passwordCheck(node)));
+  app.register(bootstrapRoutes, { daemon: bootstrap });
+  app.register(joinRoutes, { daemon: bootstrap });
   registerOperatorRoutes(app, node);
   await app.ready();
   return {
     etcd,
     member,
+    bootstrap,
     app,
     auth: basic(API_USER, API_PASSWORD),
     settle: async (what, cond) => {

@@ -486,3 +486,91 @@ describe('certificate lifecycle', () => {
     await assertRefusedUnchanged(call('PUT', '/v1/cluster/certificates', { certificates: [{ ...one, certificate: ca.certPem, key: ca.keyPem }] }), 400, 'invalid_certificate');
   });
 });
+
+// ------------------------------------------------------ bootstrap and joins
+
+describe('bootstrap and join admission', () => {
+  const creds = { username: 'admin@test.local', password: 'pw-123456' };
+  /** Refused with 400 invalid_schema, and the daemon never saw it. */
+  async function refused(method: Method, url: string, body: unknown, why: RegExp, headers?: Record<string, string>): Promise<void> {
+    const n = h.bootstrap.calls.length;
+    assertError(await call(method, url, body, headers), 400, 'invalid_schema', why);
+    assert.equal(h.bootstrap.calls.length, n, `${url}: a refused body reached the daemon`);
+  }
+
+  test('bootstrap needs no credentials; the operator routes and join admission do', async () => {
+    const r = await call('GET', '/v1/bootstrap', undefined, {});
+    assert.equal(r.statusCode, 200, r.body);
+    assert.equal(r.json().bootstrap_status.state, 'completed');
+    assertError(await call('POST', '/v1/cluster/join_node', {}, {}), 401, 'unauthorized');
+    assertError(await call('POST', '/v1/cluster/join_node/2/promote', undefined, {}), 401, 'unauthorized');
+    assert.deepEqual(h.bootstrap.calls, []);
+  });
+
+  test('POST /v1/bootstrap/create_cluster: bad bodies never reach the daemon; a wrong address is 400', async () => {
+    const url = '/v1/bootstrap/create_cluster';
+    const cases: Array<[unknown, RegExp]> = [
+      [{}, /required property 'cluster'/],
+      [{ cluster: { name: 'c.local' } }, /required property 'credentials'/],
+      [{ action: 'join_cluster', cluster: { name: 'c.local' }, credentials: creds }, /action must be equal to constant/],
+      [{ cluster: { name: '-bad-' }, credentials: creds }, /cluster\/name must match pattern/],
+      [{ cluster: { name: 'c.local', nodes: ['x'] }, credentials: creds }, /unknown field 'nodes'/],
+      [{ cluster: { name: 'c.local' }, credentials: { ...creds, role: 'admin' } }, /unknown field 'role'/],
+      [{ cluster: { name: 'c.local' }, credentials: { ...creds, password: '' } }, /password must NOT have fewer than 1 characters/],
+      [{ cluster: { name: 'c.local' }, credentials: { username: 'a' } }, /required property 'password'/],
+      [{ cluster: { name: 'c.local' }, credentials: creds, node: { identity: { addr: 5 } } }, /addr must be string/],
+      [{ cluster: { name: 'c.local' }, credentials: creds, node: { paths: {} } }, /unknown field 'paths'/],
+    ];
+    for (const [body, why] of cases) await refused('POST', url, body, why, {});
+    const n = h.bootstrap.calls.length;
+    const wrong = await call('POST', url, { cluster: { name: 'c.local' }, credentials: creds, node: { identity: { addr: '10.9.9.9' } } }, {});
+    assertError(wrong, 400, 'invalid_address', /127\.0\.25\.1, not 10\.9\.9\.9/);
+    assert.equal(h.bootstrap.calls.length, n);
+    // Control: a valid body reaches the daemon, as given.
+    const ok = await call('POST', url, { action: 'create_cluster', cluster: { name: 'c.local' }, credentials: creds, node: { identity: { addr: HOST } } }, {});
+    assert.equal(ok.statusCode, 200, ok.body);
+    assert.deepEqual(h.bootstrap.calls.at(-1), { method: 'createCluster', arg: { name: 'c.local', ...creds } });
+  });
+
+  test('POST /v1/bootstrap/join_cluster: bad bodies never reach the daemon', async () => {
+    const url = '/v1/bootstrap/join_cluster';
+    const cases: Array<[unknown, RegExp]> = [
+      [{ cluster: {}, credentials: creds }, /required property 'nodes'/],
+      [{ cluster: { nodes: [] }, credentials: creds }, /nodes must NOT have fewer than 1 items/],
+      [{ cluster: { nodes: '127.0.0.1' }, credentials: creds }, /nodes must be array/],
+      [{ cluster: { nodes: ['127.0.0.1:99999x'] }, credentials: creds }, /nodes\/0 must match pattern/],
+      [{ cluster: { nodes: ['http://127.0.0.1'] }, credentials: creds }, /nodes\/0 must match pattern/],
+      [{ cluster: { nodes: ['127.0.0.1'] }, credentials: creds, force: true }, /unknown field 'force'/],
+    ];
+    for (const [body, why] of cases) await refused('POST', url, body, why, {});
+    const ok = await call('POST', url, { cluster: { nodes: ['127.0.0.1:9443'] }, credentials: creds }, {});
+    assert.equal(ok.statusCode, 200, ok.body);
+    assert.deepEqual(h.bootstrap.calls.at(-1), { method: 'joinCluster', arg: { nodes: ['127.0.0.1:9443'], ...creds } });
+  });
+
+  test('POST /v1/cluster/join_node and promote/abort: bad bodies and uids never reach the daemon', async () => {
+    const pem = 'x'.repeat(64);
+    const ports = { rest: 9443, internode: 3342, dp_plain: 3343, etcd_peer: 3340, etcd_client: 3341, metrics: 8070 };
+    const good = { addr: '127.0.25.9', ports, csrs: { cp: pem, dp: pem, api: pem } };
+    const cases: Array<[unknown, RegExp]> = [
+      [{ ...good, addr: 'node-9.local' }, /addr must match format "ipv4"/],
+      [{ ...good, addr: '127.0.25.256' }, /addr must match format "ipv4"/],
+      [{ ...good, ports: { ...ports, rest: 0 } }, /rest must be >= 1/],
+      [{ ...good, ports: { ...ports, rest: 65536 } }, /rest must be <= 65535/],
+      [{ ...good, ports: { ...ports, rest: '9443' } }, /rest must be integer/],
+      [{ ...good, ports: { ...ports, ssh: 22 } }, /unknown field 'ssh'/],
+      [{ ...good, ports: { rest: 9443 } }, /must have required property/],
+      [{ ...good, csrs: { cp: pem, dp: pem } }, /required property 'api'/],
+      [{ ...good, csrs: { cp: 'short', dp: pem, api: pem } }, /cp must NOT have fewer than 64 characters/],
+      [{ ...good, uid: 3 }, /unknown field 'uid'/],
+    ];
+    for (const [body, why] of cases) await refused('POST', '/v1/cluster/join_node', body, why);
+    await refused('POST', '/v1/cluster/join_node/x/promote', undefined, /params\/uid/);
+    await refused('POST', '/v1/cluster/join_node/-1/abort', undefined, /params\/uid/);
+    const ok = await call('POST', '/v1/cluster/join_node', good);
+    assert.equal(ok.statusCode, 200, ok.body);
+    assert.deepEqual(h.bootstrap.calls.at(-1), { method: 'admitNode', arg: good });
+    assert.equal((await call('POST', '/v1/cluster/join_node/9/promote')).statusCode, 200);
+    assert.deepEqual(h.bootstrap.calls.at(-1), { method: 'promoteJoin', arg: 9 });
+  });
+});
