@@ -1,10 +1,10 @@
 // A scratch etcd (the real `etcd` binary of the etcd-server package) for tests
 // that need the coordination store but no cluster: one member, a temporary
 // data directory, plaintext client and peer URLs on a loopback address of the
-// caller's. The reaper kills it if the test process dies first; `stop()`
+// caller's, its data in /dev/shm when there is one. The reaper kills it if the test process dies first; `stop()`
 // kills it and removes its directory.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Etcd3 } from 'etcd3';
@@ -22,7 +22,8 @@ export interface ScratchEtcd {
 }
 
 export async function startScratchEtcd(host: string, clientPort = 23790, peerPort = clientPort + 10): Promise<ScratchEtcd> {
-  const dir = mkdtempSync(join(tmpdir(), 'tessera-etcd-'));
+  // In memory where the machine has it: every write of etcd is an fsync, and a scratch store needs no durability.
+  const dir = mkdtempSync(join(existsSync('/dev/shm') ? '/dev/shm' : tmpdir(), 'tessera-etcd-'));
   const client = `http://${host}:${clientPort}`;
   const peer = `http://${host}:${peerPort}`;
   const proc = reap(
