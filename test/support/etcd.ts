@@ -8,6 +8,7 @@ import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Etcd3 } from 'etcd3';
+import { clientBehaviour } from '../../src/coord/etcd.js';
 import { reap } from './reaper.js';
 import { waitFor } from './wait.js';
 
@@ -46,7 +47,8 @@ export async function startScratchEtcd(host: string, clientPort = 23790, peerPor
   let out = '';
   proc.stdout!.on('data', (d: Buffer) => (out += d.toString()));
   proc.stderr!.on('data', (d: Buffer) => (out += d.toString()));
-  const c = new Etcd3({ hosts: client, dialTimeout: 2000 });
+  // Plaintext (a scratch store on loopback), otherwise the node's client: same deadlines, retries and reconnects.
+  const c = new Etcd3({ ...clientBehaviour(), hosts: client });
   const stop = async () => {
     c.close();
     if (proc.exitCode === null && proc.signalCode === null) {

@@ -574,3 +574,24 @@ describe('bootstrap and join admission', () => {
     assert.deepEqual(h.bootstrap.calls.at(-1), { method: 'promoteJoin', arg: 9 });
   });
 });
+
+// ---------------------------------------------------------- the store is gone
+
+describe('when the store is unreachable (last: it kills etcd)', () => {
+  // Basic auth reads the user from the store first, so this is the answer of every authenticated route.
+  test('requests answer 503 store_unavailable with retry-after, whatever the credentials', async () => {
+    h.etcd.proc.kill('SIGKILL');
+    await new Promise((r) => (h.etcd.proc.exitCode === null && h.etcd.proc.signalCode === null ? h.etcd.proc.once('exit', r) : r(undefined)));
+    for (const [method, url, body] of [
+      ['GET', '/v1/bdbs/1', undefined],
+      ['PUT', '/v1/cluster/policy', { failover_timeout: 9 }],
+    ] as const) {
+      const r = await call(method, url, body);
+      assertError(r, 503, 'store_unavailable', /coordination store/);
+      assert.equal(r.headers['retry-after'], '2');
+    }
+    // A wrong password cannot be told from a right one without the store: 503, not 401. Open routes still answer.
+    assertError(await call('GET', '/v1/cluster', undefined, { authorization: basic(API_USER, 'wrong') }), 503, 'store_unavailable');
+    assert.equal((await call('GET', '/v1/bootstrap', undefined, {})).statusCode, 200);
+  });
+});
