@@ -192,12 +192,13 @@ describe('nodes', () => {
     assert.equal(r.json().status, 'down');
   });
 
-  test('remove: no such node, itself, a node that hosts shards; refused without changing the store', async () => {
+  test('remove: no such node, itself, a down node whose shards cannot be moved; refused without changing the store', async () => {
     await assertRefusedUnchanged(call('POST', '/v1/nodes/abc/actions/remove'), 400, 'invalid_schema');
     await assertRefusedUnchanged(call('POST', '/v1/nodes/99/actions/remove'), 404, 'node_not_found');
     await assertRefusedUnchanged(call('POST', '/v1/nodes/1/actions/remove'), 400, 'cannot_remove_self', /ask another node/);
     await putBdb(bdb(90, 'hosted-on-2', [shard(901, 'master', 2, [0, 16383])]));
-    await assertRefusedUnchanged(call('POST', '/v1/nodes/2/actions/remove'), 400, 'node_has_shards', /90 \(hosted-on-2\)/);
+    // Removal moves a node's shards away first; a master on a down node has nothing to copy from.
+    await assertRefusedUnchanged(call('POST', '/v1/nodes/2/actions/remove'), 409, 'node_down', /shard 901/);
     await dropBdb(90);
   });
 });
@@ -272,7 +273,7 @@ describe('databases', () => {
     for (const [body, why] of cases) await assertRefusedUnchanged(call('POST', '/v1/bdbs', body), 400, 'invalid_schema', why);
   });
 
-  test('POST /v1/bdbs: missing and invalid values, with the reference error codes', async () => {
+  test('POST /v1/bdbs: missing and invalid values are 406, with the reference error codes', async () => {
     const cases: Array<[unknown, string]> = [
       [{}, 'missing_db_name'],
       [{ memory_size: MB }, 'missing_db_name'],
@@ -298,13 +299,17 @@ describe('databases', () => {
       [{ name: 'a', memory_size: MB, data_internode_encryption: true }, 'capability_missing'],
       [{ name: 'a', memory_size: MB, replication: true }, 'insufficient_resources'],
     ];
-    for (const [body, code] of cases) await assertRefusedUnchanged(call('POST', '/v1/bdbs', body), 400, code);
+    for (const [body, code] of cases) await assertRefusedUnchanged(call('POST', '/v1/bdbs', body), 406, code);
   });
 
-  test('POST /v1/bdbs: encryption by the cluster policy is checked against the nodes too', async () => {
+  test('POST /v1/bdbs: encryption by the cluster default yields to a node without it (the database is created unencrypted)', async () => {
     await call('PUT', '/v1/cluster/policy', { data_internode_encryption: true });
     try {
-      await assertRefusedUnchanged(call('POST', '/v1/bdbs', { name: 'a', memory_size: MB }), 400, 'capability_missing', /node\(s\) 2/);
+      const r = await call('POST', '/v1/bdbs', { name: 'by-default', memory_size: MB });
+      assert.equal(r.statusCode, 200, r.body);
+      const stored = await readRecord(h.etcd.client, KEYS.bdb(r.json().uid), BdbRecord);
+      assert.equal(stored?.data_internode_encryption, false);
+      await dropBdb(r.json().uid);
     } finally {
       await call('PUT', '/v1/cluster/policy', { data_internode_encryption: false });
     }
@@ -329,11 +334,11 @@ describe('databases', () => {
     ];
     for (const [body, why] of schema) await assertRefusedUnchanged(call('PUT', '/v1/bdbs/1', body), 400, 'invalid_schema', why);
     for (const body of [{ port: 12050 }, { shards_count: 2 }, { sharding: true }, { replication: true }, { type: 'redis' }, { shards_placement: 'dense' }]) {
-      await assertRefusedUnchanged(call('PUT', '/v1/bdbs/1', body), 400, 'unsupported_change', new RegExp(`${Object.keys(body)[0]} cannot be changed`));
+      await assertRefusedUnchanged(call('PUT', '/v1/bdbs/1', body), 406, 'unsupported_change', new RegExp(`${Object.keys(body)[0]} cannot be changed`));
     }
-    await assertRefusedUnchanged(call('PUT', '/v1/bdbs/1', { memory_size: MB - 1 }), 400, 'invalid_memory_size');
-    await assertRefusedUnchanged(call('PUT', '/v1/bdbs/1', { eviction_policy: 'lru' }), 400, 'invalid_eviction_policy');
-    await assertRefusedUnchanged(call('PUT', '/v1/bdbs/1', { data_internode_encryption: true }), 400, 'capability_missing');
+    await assertRefusedUnchanged(call('PUT', '/v1/bdbs/1', { memory_size: MB - 1 }), 406, 'invalid_memory_size');
+    await assertRefusedUnchanged(call('PUT', '/v1/bdbs/1', { eviction_policy: 'lru' }), 406, 'invalid_eviction_policy');
+    await assertRefusedUnchanged(call('PUT', '/v1/bdbs/1', { data_internode_encryption: true }), 406, 'capability_missing');
     await assertRefusedUnchanged(call('PUT', '/v1/bdbs/2', { memory_size: 2 * MB }), 409, 'db_busy', /being deleted/);
   });
 
