@@ -477,7 +477,7 @@ describe('certificate lifecycle', () => {
       [{}, /must have required property 'certificates'/],
       [{ certificates: [] }, /must NOT have fewer than 1 items/],
       [{ certificates: one }, /certificates must be array/],
-      [{ certificates: [{ ...one, name: 'proxy' }] }, /name must be equal to one of the allowed values/],
+      [{ certificates: [{ ...one, name: 'no_such_certificate' }] }, /name must be equal to one of the allowed values/],
       [{ certificates: [{ ...one, certificate: 'short' }] }, /certificate must NOT have fewer than 64 characters/],
       [{ certificates: [{ name: one.name, certificate: one.certificate }] }, /must have required property 'key'/],
       [{ certificates: [{ ...one, node_uid: 0 }] }, /node_uid must be >= 1/],
