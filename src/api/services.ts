@@ -52,6 +52,8 @@ export interface BootstrapNode {
   readonly cfg: { readonly addr: string };
   readonly bootstrap: BootstrapStatus;
   localNodeInfo(): object;
+  /** The certificate a CLI may pin this node's REST API by, once it has one. */
+  restTrust(): { certPem: string; fingerprint: string } | undefined;
   createCluster(req: CreateClusterRequest): Promise<void>;
   joinCluster(req: JoinClusterRequest): Promise<void>;
 }

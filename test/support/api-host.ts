@@ -5,6 +5,7 @@
 // and its caches are the real watched PrefixCaches; only the node's own
 // processes are absent (no data plane, no peers to call over RPC: routes that
 // need them are left to test/integration).
+import os from 'node:os';
 import pino from 'pino';
 import type { Etcd3 } from 'etcd3';
 import { newApiApp, installErrorHandling, registerOperatorRoutes, type Api } from '../../src/api/server.js';
@@ -95,7 +96,8 @@ export class ApiTestMember implements ApiMember {
     return true;
   }
   statusReply(): StatusReply {
-    return { uid: this.uid, uptime: 0, cores: 1, total_memory: 0, software_version: SOFTWARE_VERSION, master_uid: this.masterUid };
+    // This machine, as the member reports it (database memory is checked against it).
+    return { uid: this.uid, uptime: 0, cores: os.cpus().length, total_memory: os.totalmem(), software_version: SOFTWARE_VERSION, master_uid: this.masterUid };
   }
   rpc(): undefined {
     return undefined;
@@ -128,6 +130,9 @@ export class BootstrapRecorder implements BootstrapNode, JoinAdmission {
   constructor(readonly cfg: { addr: string }) {}
   localNodeInfo(): object {
     return { addr: this.cfg.addr };
+  }
+  restTrust(): undefined {
+    return undefined;
   }
   private record(method: string, arg: unknown): Promise<void> {
     this.calls.push({ method, arg });

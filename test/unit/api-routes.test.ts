@@ -36,8 +36,13 @@ after(async () => {
 
 type Method = 'GET' | 'PUT' | 'POST' | 'DELETE' | 'PATCH';
 
+// Failed logins are limited per source address: each request without the admin's
+// credentials comes from an address of its own, so no case is refused for an earlier one.
+let sources = 0;
 function call(method: Method, url: string, body?: unknown, headers: Record<string, string> = { authorization: h.auth }): Promise<InjectResponse> {
-  return h.app.inject({ method, url, headers, ...(body === undefined ? {} : typeof body === 'string' ? { payload: body } : { payload: body as object }) });
+  const n = ++sources;
+  const remoteAddress = headers.authorization === h.auth ? '127.0.0.1' : `10.${(n >> 16) & 255}.${(n >> 8) & 255}.${n & 255}`;
+  return h.app.inject({ method, url, headers, remoteAddress, ...(body === undefined ? {} : typeof body === 'string' ? { payload: body } : { payload: body as object }) });
 }
 
 /** The status, and exactly `{error_code, description}` (plus `extra` keys where a route adds detail). */
@@ -550,7 +555,7 @@ describe('bootstrap and join admission', () => {
     for (const [body, why] of cases) await refused('POST', url, body, why, {});
     const ok = await call('POST', url, { cluster: { nodes: ['127.0.0.1:9443'] }, credentials: creds }, {});
     assert.equal(ok.statusCode, 200, ok.body);
-    assert.deepEqual(h.bootstrap.calls.at(-1), { method: 'joinCluster', arg: { nodes: ['127.0.0.1:9443'], ...creds } });
+    assert.deepEqual(h.bootstrap.calls.at(-1), { method: 'joinCluster', arg: { nodes: ['127.0.0.1:9443'], caFingerprint: undefined, ...creds } });
   });
 
   test('POST /v1/cluster/join_node and promote/abort: bad bodies and uids never reach the daemon', async () => {
