@@ -1,7 +1,7 @@
 // Basic authentication against the cluster's users (kept in the coordination
 // store), and what each role may do.
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import type { NodeDaemon } from '../control/daemon.js';
+import type { ApiNode } from './services.js';
 import { KEYS, UserRecord, UserRole } from '../coord/schema.js';
 import { readRecord } from '../coord/records.js';
 import { OperatorError } from '../util/errors.js';
@@ -28,7 +28,7 @@ export interface AuthedUser {
 export type PasswordCheck = (username: string, password: string, sourceAddr: string) => Promise<AuthedUser | undefined>;
 
 /** A user's current record, or undefined (also for names that cannot be keys). */
-export async function loadUser(daemon: NodeDaemon, username: string): Promise<UserRecord | undefined> {
+export async function loadUser(daemon: ApiNode, username: string): Promise<UserRecord | undefined> {
   if (!username || username.includes('/')) return undefined;
   return (await readRecord(daemon.requireMember().client, KEYS.user(username), UserRecord)) ?? undefined;
 }
@@ -42,7 +42,7 @@ export async function loadUser(daemon: NodeDaemon, username: string): Promise<Us
  * A changed password takes effect at once: the user record is read on every
  * check, and the cache of good checks is keyed by the stored hash.
  */
-export function passwordCheck(daemon: NodeDaemon, limiter = new LoginLimiter()): PasswordCheck {
+export function passwordCheck(daemon: ApiNode, limiter = new LoginLimiter()): PasswordCheck {
   const cache = new VerifiedCache();
   return async (username, password, sourceAddr) => {
     const wait = limiter.retryAfterSeconds(sourceAddr);
@@ -79,7 +79,7 @@ export function forbidden(role: UserRole, method: string, routeUrl: string): Ope
 /** The user a request was authenticated as (REST: basic auth; the web UI: its session). */
 export const requestUser = new WeakMap<FastifyRequest, AuthedUser>();
 
-export function authHook(daemon: NodeDaemon, check: PasswordCheck) {
+export function authHook(daemon: ApiNode, check: PasswordCheck) {
   return async (req: FastifyRequest, reply: FastifyReply): Promise<void> => {
     if (req.routeOptions.config?.auth === false || !req.routeOptions.url) return; // open route, or a 404
     daemon.requireMember();

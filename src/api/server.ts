@@ -6,6 +6,7 @@ import Fastify, { FastifyError, FastifyInstance, LogController } from 'fastify';
 import type { Logger } from 'pino';
 import { httpsServerOptions } from '../tls/contexts.js';
 import type { NodeDaemon } from '../control/daemon.js';
+import type { ApiNode } from './services.js';
 import { OperatorError } from '../util/errors.js';
 import { HTTP_STATUS } from './errors.js';
 import { isStoreUnavailable } from '../coord/etcd.js';
@@ -78,7 +79,7 @@ export function installErrorHandling(app: Api): void {
  * alerts): mounted by the REST server behind basic auth and by the web UI's
  * server behind its session, so both answer from the same handlers.
  */
-export function registerOperatorRoutes(app: Api, daemon: NodeDaemon): void {
+export function registerOperatorRoutes(app: Api, daemon: ApiNode): void {
   app.register(clusterRoutes, { daemon });
   app.register(nodesRoutes, { daemon });
   app.register(bdbsRoutes, { daemon });

@@ -5,7 +5,7 @@ import { spawn, ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import type { Logger } from 'pino';
-import { Etcd3 } from 'etcd3';
+import { Etcd3, type IOptions } from 'etcd3';
 import { ExponentialBackoff, IBackoff, handleWhen, noop, retry } from 'cockatiel';
 import { isRecoverableError, GRPCDeadlineExceededError, GRPCUnavailableError } from 'etcd3';
 import tls from 'node:tls';
@@ -202,7 +202,9 @@ export function etcdClient(addr: string, clientPort: number, paths: EtcdPaths): 
 }
 
 function withCredentials(addr: string, clientPort: number, paths: EtcdPaths): Etcd3 {
+  const b = clientBehaviour();
   return new Etcd3({
+    ...b,
     hosts: `https://${addr}:${clientPort}`,
     credentials: {
       // Still passed so etcd3 takes the TLS path; the context comes from etcdClient().
@@ -210,10 +212,20 @@ function withCredentials(addr: string, clientPort: number, paths: EtcdPaths): Et
       privateKey: fs.readFileSync(paths.clientKeyFile),
       certChain: fs.readFileSync(paths.clientCertFile),
     },
+    grpcOptions: { ...b.grpcOptions, 'grpc.ssl_target_name_override': ETCD_SERVERNAME },
+  });
+}
+
+/**
+ * How the node's etcd client behaves, TLS aside: deadlines, keepalive,
+ * reconnects and retries. Exported for the tests' scratch etcd, so that a
+ * store outage looks to a route test as it looks to a node.
+ */
+export function clientBehaviour() {
+  return {
     dialTimeout: 3000,
-    defaultCallOptions: (ctx) => (ctx.isStream ? {} : { deadline: Date.now() + 2500 }),
+    defaultCallOptions: (ctx: { isStream: boolean }) => (ctx.isStream ? {} : { deadline: Date.now() + 2500 }),
     grpcOptions: {
-      'grpc.ssl_target_name_override': ETCD_SERVERNAME,
       'grpc.keepalive_time_ms': 5000,
       'grpc.keepalive_timeout_ms': 2000,
       'grpc.keepalive_permit_without_calls': 1,
@@ -226,7 +238,7 @@ function withCredentials(addr: string, clientPort: number, paths: EtcdPaths): Et
       // etcd3 calls next() on this factory; its typing names the wrong interface.
       watchBackoff: new ExponentialBackoff({ initialDelay: 100, maxDelay: 2000 }) as unknown as IBackoff<unknown>,
     },
-  });
+  } satisfies Partial<IOptions>;
 }
 
 export function etcdPaths(dataDir: string): EtcdPaths {

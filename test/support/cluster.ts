@@ -3,6 +3,7 @@
 // process a test started (by PID).
 import { spawn, ChildProcess, execFile } from 'node:child_process';
 import { reap } from './reaper.js';
+import { sleep, waitFor } from './wait.js';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -14,24 +15,8 @@ export const BIN = path.join(REPO, 'bin/tessera');
 export const USER = 'admin@test.local';
 export const PASSWORD = 'test-password-1';
 
-export function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
-}
-
-export async function waitFor<T>(what: string, fn: () => Promise<T | undefined | false>, timeoutMs = 20_000, everyMs = 200): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  while (Date.now() < deadline) {
-    try {
-      const v = await fn();
-      if (v) return v;
-    } catch (err) {
-      last = err;
-    }
-    await sleep(everyMs);
-  }
-  throw new Error(`timed out waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`);
-}
+// The one sleep and waitFor (wait.ts), re-exported: the cluster tests take them from here.
+export { sleep, waitFor };
 
 export interface CliResult {
   code: number;

@@ -206,16 +206,6 @@ export function probe(o: ProbeOptions): Promise<ProbeResult> {
   });
 }
 
-/** Wait for an event-ish condition with a deadline. */
-export async function waitFor(cond: () => boolean, timeoutMs: number, stepMs = 20): Promise<boolean> {
-  const end = Date.now() + timeoutMs;
-  while (Date.now() < end) {
-    if (cond()) return true;
-    await new Promise((r) => setTimeout(r, stepMs));
-  }
-  return cond();
-}
-
 /**
  * sslscan has no option to send ALPN, and the internode server closes every
  * connection that names no plane by ALPN right after the handshake. In TLS 1.3

@@ -7,174 +7,49 @@
 // Addresses: test n listens on 127.0.10.n:(13342+n).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { X509Certificate } from 'node:crypto';
 import tls from 'node:tls';
-import pino from 'pino';
-import { makeClusterCerts, ClusterCerts } from '../support/certs.js';
-import { CertStore } from '../../src/pki/certstore.js';
 import type { Bundle } from '../../src/tls/policy.js';
-import { InternodeServer, PeerIdentity, PeerPolicy } from '../../src/internode/channel.js';
 import { ALPN, SERVERNAME } from '../../src/tls/contexts.js';
-import { serveRpc } from '../../src/internode/rpc.js';
 import { certInfo, issueLocally, Plane } from '../../src/pki/pki.js';
+import type { ClusterCerts } from '../support/certs.js';
+import { sClient, run, runEnv, probe, buildAlpnShim, ProbeResult, TlsTempDir } from '../support/tls-tools.js';
+import { waitFor } from '../support/wait.js';
 import {
-  TlsTempDir,
-  sClient,
-  run,
-  runEnv,
-  probe,
-  waitFor,
-  buildAlpnShim,
-  ProbeOptions,
-  ProbeResult,
-  CmdResult,
-} from '../support/tls-tools.js';
+  CLUSTER,
+  TLS12_ALLOWED,
+  TLS13_ALLOWED,
+  InternodeFixture,
+  Files,
+  Harness,
+  rpc,
+  reply,
+  fp,
+  serialOf,
+  assertAccepted,
+  assertRefused,
+  assertSClientRefused,
+  servedCert,
+  offeredSuites,
+} from '../support/internode-harness.js';
 
-const CLUSTER = 'c1';
-// The suites DESIGN.md allows, spelled out here rather than imported from
-// policy.ts, so that a change to the policy module cannot move the goalposts.
-const TLS12_ALLOWED = ['ECDHE-RSA-AES256-GCM-SHA384', 'ECDHE-RSA-AES128-GCM-SHA256'];
-const TLS13_ALLOWED = ['TLS_AES_128_GCM_SHA256', 'TLS_AES_256_GCM_SHA384'];
-const ALLOWED = new Set([...TLS12_ALLOWED, ...TLS13_ALLOWED]);
+// The harness (servers, clients, assertions) is test/support/internode-harness.ts,
+// shared with test/integration/internode-idle.test.ts (the 31-second idle case).
+let fx: InternodeFixture;
 let cc: ClusterCerts; // node 1 is the server; nodes 2 and 3 are the clients
 let foreign: ClusterCerts; // same cluster id and uids, but another CA
 let tmp: TlsTempDir;
-type Files = { cert: string; key: string; ca: string };
-let f: { m2cp: Files; m2dp: Files; m3cp: Files; f2cp: Files; f2dp: Files };
+let f: InternodeFixture['f'];
 
 before(async () => {
-  cc = await makeClusterCerts(CLUSTER, [1, 2, 3], '127.0.10.1');
-  foreign = await makeClusterCerts(CLUSTER, [1, 2], '127.0.10.1');
-  tmp = new TlsTempDir('tessera-internode-sec-');
-  f = {
-    m2cp: tmp.writeBundle('m2cp', cc.nodes[1].cp),
-    m2dp: tmp.writeBundle('m2dp', cc.nodes[1].dp),
-    m3cp: tmp.writeBundle('m3cp', cc.nodes[2].cp),
-    f2cp: tmp.writeBundle('f2cp', foreign.nodes[1].cp),
-    f2dp: tmp.writeBundle('f2dp', foreign.nodes[1].dp),
-  };
+  fx = await InternodeFixture.create();
+  ({ cc, foreign, tmp, f } = fx);
 });
 
-after(() => tmp?.cleanup());
+after(() => fx?.cleanup());
 
-// ---------------------------------------------------------------- harness
-
-interface Harness {
-  srv: InternodeServer;
-  certs: CertStore;
-  host: string;
-  port: number;
-  members: Set<number>;
-  denied: Set<string>;
-  /** Every connection the server handed to a plane handler. */
-  accepted: PeerIdentity[];
-  /** Every RPC the handlers served. */
-  calls: Array<{ method: string; plane: Plane; from: number }>;
-  logs: Array<{ msg?: string; reason?: string; err?: string }>;
-  /** The reasons the server logged for refusing authenticated connections. */
-  refusals(): string[];
-  /** The errors the server logged for failed handshakes. */
-  handshakeErrors(): string[];
-}
-
-async function startServer(n: number): Promise<Harness> {
-  const host = `127.0.10.${n}`;
-  const port = 13342 + n;
-  const members = new Set([1, 2, 3]);
-  const denied = new Set<string>();
-  const policy: PeerPolicy = { clusterId: () => CLUSTER, isMember: (u) => members.has(u), isDenied: (s) => denied.has(s) };
-  const logs: Harness['logs'] = [];
-  const log = pino({ level: 'debug' }, { write: (s: string) => void logs.push(JSON.parse(s)) });
-  const certs = new CertStore({ cp: cc.nodes[0].cp, dp: cc.nodes[0].dp });
-  const accepted: PeerIdentity[] = [];
-  const calls: Harness['calls'] = [];
-  const handler = (plane: Plane) => (s: tls.TLSSocket, peer: PeerIdentity) => {
-    accepted.push(peer);
-    serveRpc(s, peer, async (method, _params, p) => {
-      calls.push({ method, plane, from: p.uid });
-      return { method, plane, from: p.uid };
-    });
-  };
-  const srv = new InternodeServer({ host, port, certs, policy, log, handlers: { cp: handler('cp'), dp: handler('dp') } });
-  await srv.listen();
-  return {
-    srv,
-    certs,
-    host,
-    port,
-    members,
-    denied,
-    accepted,
-    calls,
-    logs,
-    refusals: () => logs.filter((l) => l.msg === 'internode connection refused').map((l) => String(l.reason)),
-    handshakeErrors: () => logs.filter((l) => l.msg === 'internode handshake refused').map((l) => String(l.err)),
-  };
-}
-
-const rpc = (id: number, method = 'ping') => JSON.stringify({ id, method, params: {} }) + '\n';
-const reply = (id: number, plane: Plane, from: number, method = 'ping') => ({ id, result: { method, plane, from } });
-
-/** Node client options: a bundle's cert/key, our cluster's CA, the plane's SNI and ALPN. */
-function client(h: Harness, b: Bundle | undefined, plane: Plane | undefined, extra: ProbeOptions = {}): ProbeOptions {
-  return {
-    host: h.host,
-    port: h.port,
-    ca: cc.ca.certPem, // the client trusts our cluster: any refusal is the server's
-    ...(b ? { cert: b.certPem, key: b.keyPem } : {}),
-    ...(plane ? { servername: SERVERNAME[plane], ALPNProtocols: [ALPN[plane]] } : {}),
-    // The client-side name check is not under test here (the chain still is).
-    checkServerIdentity: () => undefined,
-    send: rpc(1),
-    watchMs: 1200,
-    ...extra,
-  };
-}
-
-/** s_client arguments: connect, trust our CA, optionally a client cert. */
-function sArgs(h: Harness, files: Files | undefined, ...extra: string[]): string[] {
-  return ['-connect', `${h.host}:${h.port}`, '-CAfile', f.m2cp.ca, ...(files ? ['-cert', files.cert, '-key', files.key] : []), ...extra];
-}
-
-function assertAccepted(r: ProbeResult, plane: Plane, from: number, what: string): void {
-  assert.ok(r.secureConnected, `${what}: handshake did not complete (${r.error?.message})`);
-  assert.equal(r.alpn, ALPN[plane], `${what}: ALPN`);
-  assert.ok(r.cipher && ALLOWED.has(r.cipher), `${what}: negotiated ${r.cipher}`);
-  assert.deepEqual(r.replies.map((l) => JSON.parse(l)), [reply(1, plane, from)], `${what}: RPC reply`);
-  assert.equal(r.closedDuringWatch, false, `${what}: the server closed an accepted connection`);
-}
-
-/** Refused: nothing came back, and the connection is gone within a second (or never got up). */
-function assertRefused(r: ProbeResult, what: string): void {
-  assert.deepEqual(r.replies, [], `${what}: the server answered application data`);
-  assert.ok(r.closed, `${what}: connection still open after ${1200} ms`);
-  assert.ok((r.closedAfterMs ?? Infinity) < 1000, `${what}: closed only after ${r.closedAfterMs} ms`);
-}
-
-/** The refusal of an s_client run: exited on its own (stdin still open), no RPC reply printed. */
-function assertSClientRefused(r: CmdResult, what: string): void {
-  assert.equal(r.aliveAfterHold, false, `${what}: s_client still connected after the hold\n${r.stdout}\n${r.stderr}`);
-  assert.doesNotMatch(r.stdout, /"result"/, `${what}: an RPC reply came through`);
-}
-
-/** The server certificate s_client printed, as an X509Certificate. */
-function servedCert(stdout: string): X509Certificate {
-  const m = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/.exec(stdout);
-  assert.ok(m, `no server certificate in s_client output:\n${stdout}`);
-  return new X509Certificate(m[0]);
-}
-
-/** The cipher suites of the ClientHello that `openssl s_client -trace` sent (IANA names). */
-function offeredSuites(trace: string): string[] {
-  const i = trace.indexOf('ClientHello');
-  assert.ok(i >= 0, `no ClientHello in trace:\n${trace}`);
-  const block = /cipher_suites \(len=\d+\)\n((?:\s+\{0x[0-9A-F]{2}, 0x[0-9A-F]{2}\} \S+\n)+)/.exec(trace.slice(i));
-  assert.ok(block, `no cipher_suites in the ClientHello trace:\n${trace.slice(i, i + 2000)}`);
-  return [...block[1].matchAll(/\} (\S+)/g)].map((m) => m[1]).filter((s) => s !== 'TLS_EMPTY_RENEGOTIATION_INFO_SCSV');
-}
-
-const fp = (b: Bundle) => certInfo(b.certPem).fingerprint256;
-const serialOf = (b: Bundle) => certInfo(b.certPem).serial;
+const startServer = (n: number): Promise<Harness> => fx.startServer(n);
+const client = (...a: Parameters<InternodeFixture['client']>) => fx.client(...a);
+const sArgs = (h: Harness, files: Files | undefined, ...extra: string[]) => fx.sArgs(h, files, ...extra);
 
 // ------------------------------------------------------------------ tests
 
@@ -184,7 +59,7 @@ test('1a. a member with the cp certificate is accepted on cp; the server present
     // openssl, TLS 1.2: cp cert, ALPN tessera-cp/1, SNI cp.tessera.internal.
     const pending = sClient(sArgs(h, f.m2cp, '-tls1_2', '-alpn', ALPN.cp, '-servername', SERVERNAME.cp), { send: rpc(1), holdMs: 1500 });
     // While s_client holds the connection, the server counts it as a live cp peer.
-    await waitFor(() => h.srv.connections().length === 1, 1200);
+    await waitFor('the connection on the server', () => h.srv.connections().length === 1, 1200, 20);
     assert.deepEqual(h.srv.connections(), [{ uid: 2, plane: 'cp', serial: serialOf(cc.nodes[1].cp) }]);
     const r = await pending;
     assert.match(r.stdout, /ALPN protocol: tessera-cp\/1/);
@@ -218,7 +93,7 @@ test('1b. a member with the dp certificate is accepted on dp; the server present
   const h = await startServer(2);
   try {
     const pending = sClient(sArgs(h, f.m2dp, '-alpn', ALPN.dp, '-servername', SERVERNAME.dp), { send: rpc(1), holdMs: 1500 });
-    await waitFor(() => h.srv.connections().length === 1, 1200);
+    await waitFor('the connection on the server', () => h.srv.connections().length === 1, 1200, 20);
     assert.deepEqual(h.srv.connections(), [{ uid: 2, plane: 'dp', serial: serialOf(cc.nodes[1].dp) }]);
     const r = await pending;
     assert.match(r.stdout, /ALPN protocol: tessera-dp\/1/);
@@ -538,7 +413,7 @@ test('9. deny list and membership: new connections refused, live ones closed by 
     // --- deny list
     h.denied.add(serialOf(cc.nodes[1].cp));
     assert.equal(h.srv.recheck(), 1);
-    assert.ok(await waitFor(() => a.closed, 1000), 'the denied live connection was not closed');
+    await waitFor('the denied live connection to be closed', () => a.closed, 1000, 20);
     assert.equal(b.closed || c.closed, false, 'recheck closed a connection that is still allowed');
     const na = await probe(client(h, cc.nodes[1].cp, 'cp'));
     assertRefused(na, 'new connection with a denied serial');
@@ -549,7 +424,7 @@ test('9. deny list and membership: new connections refused, live ones closed by 
     // --- membership
     h.members.delete(3);
     assert.equal(h.srv.recheck(), 1);
-    assert.ok(await waitFor(() => c.closed, 1000), 'the removed node’s live connection was not closed');
+    await waitFor('the removed node’s live connection to be closed', () => c.closed, 1000, 20);
     const nc = await probe(client(h, cc.nodes[2].cp, 'cp'));
     assertRefused(nc, 'new connection of a removed node');
     assert.equal(h.refusals().at(-1), 'node 3 is not a member');
@@ -560,7 +435,7 @@ test('9. deny list and membership: new connections refused, live ones closed by 
     // The connection that is still allowed kept working through both rechecks.
     assert.equal(b.closed, false);
     b.socket!.write(rpc(2));
-    assert.ok(await waitFor(() => b.replies.length === 2, 2000), 'no reply on the surviving connection');
+    await waitFor('a reply on the surviving connection', () => b.replies.length === 2, 2000, 20);
     assert.deepEqual(JSON.parse(b.replies[1]), reply(2, 'dp', 2));
     assert.deepEqual(h.srv.connections().map((p) => [p.uid, p.plane]), [[2, 'dp']]);
   } finally {
@@ -569,28 +444,8 @@ test('9. deny list and membership: new connections refused, live ones closed by 
   }
 });
 
-test('10. an authenticated idle connection stays open for at least 31 seconds', { timeout: 90_000 }, async () => {
-  const h = await startServer(11);
-  let n: ProbeResult | undefined;
-  try {
-    n = await probe(client(h, cc.nodes[1].cp, 'cp', { keepOpen: true, untilReply: true, watchMs: 3000 }));
-    assertAccepted(n, 'cp', 2, 'idle cp');
-    // An external client idles alongside, with stdin open and nothing sent.
-    const ext = sClient(sArgs(h, f.m2dp, '-alpn', ALPN.dp, '-servername', SERVERNAME.dp), { holdMs: 31_500 });
-    await new Promise((r) => setTimeout(r, 31_000));
-    assert.equal(n.closed, false, `closed by the server after ${n.closedAfterMs} ms idle`);
-    assert.deepEqual(h.srv.connections().map((p) => p.plane).sort(), ['cp', 'dp']);
-    n.socket!.write(rpc(2));
-    assert.ok(await waitFor(() => n!.replies.length === 2, 2000), 'no reply after 31 s idle');
-    assert.deepEqual(JSON.parse(n.replies[1]), reply(2, 'cp', 2));
-    const e = await ext;
-    assert.equal(e.aliveAfterHold, true, `s_client was disconnected while idle:\n${e.stderr}`);
-    assert.match(e.stdout, /ALPN protocol: tessera-dp\/1/);
-  } finally {
-    n?.socket?.destroy();
-    await h.srv.close();
-  }
-});
+// 10. (an authenticated idle connection stays open for at least 31 seconds) is
+// test/integration/internode-idle.test.ts: it has to wait those 31 seconds.
 
 test('11. certificate hot swap: live connections survive, new ones see the new certificate, a bad bundle is refused', async () => {
   const h = await startServer(12);
@@ -607,7 +462,7 @@ test('11. certificate hot swap: live connections survive, new ones see the new c
 
     // The connection opened before the swap still works.
     live.socket!.write(rpc(2));
-    assert.ok(await waitFor(() => live!.replies.length === 2, 2000), 'the pre-swap connection stopped answering');
+    await waitFor('a reply on the pre-swap connection', () => live!.replies.length === 2, 2000, 20);
     assert.deepEqual(JSON.parse(live.replies[1]), reply(2, 'cp', 2));
     assert.equal(live.closed, false);
 
@@ -637,7 +492,7 @@ test('11. certificate hot swap: live connections survive, new ones see the new c
 
     // The pre-swap connection is still alive at the end.
     live.socket!.write(rpc(3));
-    assert.ok(await waitFor(() => live!.replies.length === 3, 2000));
+    await waitFor('a reply on the pre-swap connection at the end', () => live!.replies.length === 3, 2000, 20);
     assert.equal(live.closed, false);
   } finally {
     live?.socket?.destroy();

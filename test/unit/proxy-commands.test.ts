@@ -1,6 +1,5 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import net from 'node:net';
 
 import {
   COMMANDS,
@@ -26,8 +25,8 @@ import {
   type CommandSpec,
 } from '../../src/proxy/commands.js';
 import { encodeCommand, encodeError } from '../../src/proxy/resp-encode.js';
-import { ReplyError, ReplyParser, decodeReply, type RespValue } from '../../src/proxy/resp-reply.js';
-import { startScratchRedis, type ScratchRedis } from '../support/redis.js';
+import { ReplyError, decodeReply, type RespValue } from '../../src/proxy/resp-reply.js';
+import { startScratchRedis, pipelineReplies, type ScratchRedis } from '../support/redis.js';
 
 const argv = (s: string) => s.split(' ').map((x) => Buffer.from(x === '""' ? '' : x, 'latin1'));
 const keysOf = (s: string) => {
@@ -379,21 +378,8 @@ describe('against redis-server', () => {
 
   /** Sends commands on one connection; resolves with each reply's raw bytes. */
   function send(cmds: (string | Buffer)[][]): Promise<Buffer[]> {
-    return new Promise((resolve, reject) => {
-      const s = net.connect(sock);
-      const p = new ReplyParser();
-      const out: Buffer[] = [];
-      s.on('error', reject);
-      s.on('data', (d) => {
-        p.push(d);
-        for (let x = p.next(); x !== null; x = p.next()) out.push(x.rawBuffer());
-        if (out.length === cmds.length) {
-          s.destroy();
-          resolve(out);
-        }
-      });
-      s.write(Buffer.concat(cmds.map((c) => encodeCommand(c))));
-    });
+    const input = Buffer.concat(cmds.map((c) => encodeCommand(c)));
+    return pipelineReplies(sock, input, (got) => got.length === cmds.length).then(({ replies }) => replies.map((x) => x.rawBuffer()));
   }
 
   it('the table matches COMMAND of this redis-server (arity, flags, key range, tips)', async (t) => {

@@ -3,14 +3,15 @@
 // redis-benchmark. Every redis-server started here is killed by PID after.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { reap } from '../support/reaper.js';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { execFile, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Duplex } from 'node:stream';
 import { Redis } from 'ioredis';
+import { authConnect, spawnRedis } from '../support/redis.js';
+import { sleep, waitFor } from '../support/wait.js';
 
 import { Endpoint, type EndpointConfig } from '../../src/proxy/endpoint.js';
 import { encodeCommand } from '../../src/proxy/resp-encode.js';
@@ -27,7 +28,6 @@ const RANGES: [number, number][] = [
 ];
 const SHARDS = RANGES.map((r, i) => ({ shardUid: i + 1, slots: [r] }));
 
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 let dir = '';
 const servers: (ChildProcess | null)[] = [];
@@ -35,11 +35,7 @@ const sockPath = (uid: number) => join(dir, `s${uid}.sock`);
 const connects = new Map<number, number>();
 
 async function startShard(uid: number, tcp: string[] = ['--port', '0']): Promise<void> {
-  const p = reap(spawn('redis-server', [...tcp, '--unixsocket', sockPath(uid), '--requirepass', SECRET, '--save', '', '--appendonly', 'no', '--dir', dir], {
-    stdio: 'ignore',
-  }));
-  servers[uid] = p;
-  for (let i = 0; i < 200 && !existsSync(sockPath(uid)); i++) await sleep(20);
+  servers[uid] = await spawnRedis(sockPath(uid), dir, ['--requirepass', SECRET], tcp);
   // The socket file appears before accept() is ready: wait for a PONG.
   for (let i = 0; i < 100; i++) {
     try {
@@ -64,30 +60,10 @@ async function killShard(uid: number): Promise<void> {
   rmSync(sockPath(uid), { force: true });
 }
 
-/** net.connect + AUTH, resolved once the shard said +OK. */
+/** net.connect + AUTH, resolved once the shard said +OK (counted per shard). */
 function connector(uid: number): Promise<Duplex> {
   connects.set(uid, (connects.get(uid) ?? 0) + 1);
-  return new Promise((resolve, reject) => {
-    const s = net.connect(sockPath(uid));
-    let got = '';
-    const onData = (d: Buffer) => {
-      got += d.toString();
-      if (!got.includes('\r\n')) return;
-      s.removeListener('data', onData);
-      s.removeListener('error', reject);
-      s.pause();
-      if (got === '+OK\r\n') resolve(s);
-      else {
-        s.destroy();
-        reject(new Error(`AUTH: ${got}`));
-      }
-    };
-    s.once('error', reject);
-    s.once('connect', () => {
-      s.on('data', onData);
-      s.write(encodeCommand(['AUTH', SECRET]));
-    });
-  });
+  return authConnect(sockPath(uid), SECRET);
 }
 
 async function freePort(): Promise<number> {
@@ -556,7 +532,7 @@ describe('proxy endpoint over three shards', () => {
     }
   });
 
-  it('serves redis-cli and redis-benchmark', async () => {
+  it('serves redis-cli', async () => {
     const cli = (...a: string[]) => run('redis-cli', ['-h', HOST, '-p', String(port), ...a]);
     assert.equal((await cli('SET', 'cli:k', 'hello')).out.trim(), 'OK');
     assert.equal((await cli('GET', 'cli:k')).out.trim(), 'hello');
@@ -564,19 +540,9 @@ describe('proxy endpoint over three shards', () => {
     assert.equal((await cli('DBSIZE')).out.trim(), String(await r.dbsize()));
     assert.match((await cli('INFO', 'keyspace')).out, /db0:keys=\d+/);
     assert.match((await cli('NOSUCHCMD')).out, /ERR unknown command 'NOSUCHCMD'/);
-    const before = ep.stats();
-    const b = await run('redis-benchmark', ['-h', HOST, '-p', String(port), '-t', 'set,get,incr,lpush,rpush,lpop,sadd,hset,mset', '-n', '20000', '-q']);
-    assert.equal(b.code, 0, b.out);
-    const lines = b.out.split(/[\r\n]/).filter((l) => / requests per second/.test(l));
-    for (const t of ['SET', 'GET', 'INCR', 'LPUSH', 'RPUSH', 'LPOP', 'SADD', 'HSET', 'MSET']) {
-      assert.ok(lines.some((l) => l.startsWith(`${t}:`) || l.startsWith(`${t} (`)), `${t} missing in ${b.out}`);
-    }
-    assert.doesNotMatch(b.out, /\(error\)|ERR /);
-    const after = ep.stats();
-    // Only redis-benchmark's CONFIG GET probes (refused) are errors.
-    assert.ok(after.errors - before.errors <= 2, `errors ${after.errors - before.errors}`);
-    assert.ok(after.commands - before.commands >= 9 * 20000);
   });
+
+  // redis-benchmark through the endpoint (180,000 commands): test/integration/proxy-benchmark.test.ts.
 
   it('AUTH: NOAUTH before, WRONGPASS on a bad password, HELLO AUTH, and the no-password error', async () => {
     const { cfg } = await startEndpoint({ password: 'pw-1' });
@@ -1040,8 +1006,9 @@ describe('proxy endpoint over three shards', () => {
       }
     })();
 
-    await sleep(100);
-    const steady = e.stats().links;
+    // Every link of the steady state is up (on a loaded machine that takes more than a moment); checked exactly below.
+    const wantSteady = 3 + new Set([shardOf('relink:r3'), shardOf('relink:none')]).size + 3 + 2;
+    const steady = await waitFor('the steady-state links', () => (e.stats().links >= wantSteady ? e.stats().links : undefined), 10_000, 20);
     const before = [...connects.values()].reduce((a, b) => a + b, 0);
     for (let g = 2; g <= 11; g++) {
       await sleep(100);

@@ -2,7 +2,7 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
 
-import { startScratchRedis, type ScratchRedis } from '../support/redis.js';
+import { startScratchRedis, pipelineReplies, type ScratchRedis } from '../support/redis.js';
 import {
   appendRaw,
   encodeArray,
@@ -668,23 +668,40 @@ describe('against redis-server', () => {
 
   after(() => redis?.stop());
 
-  /** Sends `input`; resolves with everything received and whether redis closed. */
-  function exchange(input: Buffer, waitMs: number): Promise<{ data: Buffer; closed: boolean }> {
+  /**
+   * Sends `input`; resolves with everything received and whether redis
+   * closed. No fixed window (the machine may be loaded): it waits for the
+   * close when one is expected, and otherwise for `expectBytes` and then
+   * `quietMs` more without a close; `timeoutMs` ends either wait.
+   */
+  function exchange(input: Buffer, expectBytes: number, expectClose: boolean, quietMs = 400, timeoutMs = 10_000): Promise<{ data: Buffer; closed: boolean }> {
     return new Promise((resolve, reject) => {
       const s = net.connect(sock);
       const bufs: Buffer[] = [];
+      let got = 0;
       let done = false;
+      let quiet: NodeJS.Timeout | undefined;
       const finish = (closed: boolean) => {
         if (done) return;
         done = true;
+        clearTimeout(quiet);
+        clearTimeout(limit);
         s.destroy();
         resolve({ data: Buffer.concat(bufs), closed });
       };
-      s.on('data', (d) => bufs.push(d));
+      const armQuiet = () => {
+        if (!expectClose && !quiet && got >= expectBytes) quiet = setTimeout(() => finish(false), quietMs);
+      };
+      s.on('data', (d) => {
+        bufs.push(d);
+        got += d.length;
+        armQuiet();
+      });
       s.on('close', () => finish(true));
       s.on('error', (e) => (done ? undefined : reject(e)));
+      const limit = setTimeout(() => finish(false), timeoutMs);
       s.write(input);
-      setTimeout(() => finish(false), waitMs);
+      armQuiet();
     });
   }
 
@@ -697,15 +714,18 @@ describe('against redis-server', () => {
       ['binary inline ECHO', 'ECHO "\\x00\\xff"\r\nECHO \'\\\'\'\r\n'],
       ['LF-only and CR-CR-LF inline', '\nPING\nPING\r\r\n'],
     ];
-    const results = await Promise.all(cases.map(([, input]) => exchange(B(input), 400)));
-    cases.forEach(([label, input], i) => {
+    const predicted = cases.map(([, input]) => {
       const { cmds, p } = parseChunks([B(input)]);
       const want = Buffer.concat([
         ...cmds.map((c) => (c.name === 'ping' ? B('+PONG\r\n') : encodeBulk(c.arg(1)))),
         p.error === null ? Buffer.alloc(0) : p.errorReply(),
       ]);
-      assert.deepEqual(results[i].data.toString('latin1'), want.toString('latin1'), label);
-      assert.equal(results[i].closed, p.error !== null, `${label}: closed`);
+      return { want, closes: p.error !== null };
+    });
+    const results = await Promise.all(cases.map(([, input], i) => exchange(B(input), predicted[i].want.length, predicted[i].closes)));
+    cases.forEach(([label], i) => {
+      assert.deepEqual(results[i].data.toString('latin1'), predicted[i].want.toString('latin1'), label);
+      assert.equal(results[i].closed, predicted[i].closes, `${label}: closed`);
     });
   });
 
@@ -745,24 +765,7 @@ describe('against redis-server', () => {
     assert.equal(req.cmds.length, 5000);
     assert.deepEqual(Buffer.concat(req.cmds.flatMap((c) => c.raw)), input);
 
-    const received: Buffer[] = [];
-    const replies: RespReply[] = [];
-    const p = new ReplyParser();
-    await new Promise<void>((resolve, reject) => {
-      const s = net.connect(sock);
-      s.on('error', reject);
-      s.on('data', (d) => {
-        received.push(d);
-        p.push(d);
-        for (let x = p.next(); x !== null; x = p.next()) replies.push(x);
-        if (p.error !== null) reject(new Error(p.error));
-        if (replies.length >= 5000) {
-          s.destroy();
-          resolve();
-        }
-      });
-      s.write(input);
-    });
+    const { replies, received, parser: p } = await pipelineReplies(sock, input, (got) => got.length >= 5000);
     assert.equal(p.error, null);
     assert.equal(replies.length, 5000);
     assert.ok(p.idle, 'nothing left over');
@@ -799,24 +802,7 @@ describe('against redis-server', () => {
     }
     const input = Buffer.concat(cmds.map((c) => encodeCommand(c)));
     const pushes = cmds.filter((c) => c[2] === 'push').length;
-    const received: Buffer[] = [];
-    const replies: RespReply[] = [];
-    const p = new ReplyParser();
-    await new Promise<void>((resolve, reject) => {
-      const s = net.connect(sock);
-      s.on('error', reject);
-      s.on('data', (d) => {
-        received.push(d);
-        p.push(d);
-        for (let x = p.next(); x !== null; x = p.next()) replies.push(x);
-        if (p.error !== null) reject(new Error(p.error));
-        if (replies.length >= cmds.length + pushes) {
-          s.destroy();
-          resolve();
-        }
-      });
-      s.write(input);
-    });
+    const { replies, received } = await pipelineReplies(sock, input, (got) => got.length >= cmds.length + pushes);
     assert.equal(replies.filter((x) => !x.isPush).length, cmds.length);
     assert.equal(replies.filter((x) => x.isPush).length, pushes);
     assert.deepEqual(Buffer.concat(replies.flatMap((x) => x.raw)), Buffer.concat(received));

@@ -5,8 +5,8 @@ import { join } from 'node:path';
 
 import { SLOT_COUNT, crc16, keySlot, keySlotOf } from '../../src/proxy/slots.js';
 import { encodeCommand } from '../../src/proxy/resp-encode.js';
-import { ReplyParser, decodeReply } from '../../src/proxy/resp-reply.js';
-import { startScratchRedis, type ScratchRedis } from '../support/redis.js';
+import { decodeReply } from '../../src/proxy/resp-reply.js';
+import { startScratchRedis, pipelineReplies, type ScratchRedis } from '../support/redis.js';
 import { rng } from '../support/rng.js';
 
 /** Bit-by-bit CRC16/XMODEM: an independent oracle for the table version. */
@@ -112,21 +112,8 @@ describe('against CLUSTER KEYSLOT', () => {
       ...randomKeys(3, 2992),
     ];
     const input = Buffer.concat(keys.map((k) => encodeCommand(['CLUSTER', 'KEYSLOT', k])));
-    const slots = await new Promise<number[]>((resolve, reject) => {
-      const s = net.connect(sock);
-      const p = new ReplyParser();
-      const out: number[] = [];
-      s.on('error', reject);
-      s.on('data', (d) => {
-        p.push(d);
-        for (let x = p.next(); x !== null; x = p.next()) out.push(decodeReply(x.raw) as number);
-        if (out.length === keys.length) {
-          s.destroy();
-          resolve(out);
-        }
-      });
-      s.write(input);
-    });
+    const { replies } = await pipelineReplies(sock, input, (got) => got.length === keys.length);
+    const slots = replies.map((x) => decodeReply(x.raw) as number);
     for (let i = 0; i < keys.length; i++) assert.equal(keySlot(keys[i]), slots[i], `key ${keys[i].toString('hex')}`);
   });
 });

@@ -6,8 +6,8 @@
 // query parameter) stays 400 `invalid_schema`.
 import type { FastifyPluginAsync } from 'fastify';
 import { X509Certificate } from 'node:crypto';
-import type { NodeDaemon } from '../../control/daemon.js';
-import type { ClusterMember } from '../../control/member.js';
+import type { ApiNode } from '../services.js';
+import type { ApiMember } from '../services.js';
 import { KEYS, ActionRecord, BdbRecord, ProxyPolicy, StoredPolicy, policyWithDefaults } from '../../coord/schema.js';
 import { readRecord, readRecords } from '../../coord/records.js';
 import { OperatorError, conflict, invalid, notFound, unacceptable } from '../../util/errors.js';
@@ -77,7 +77,7 @@ type BdbInput = Partial<Omit<BdbRecord, 'uid' | 'shards' | 'status' | 'generatio
  * (its node is down, or the process is), or 'starting' (not reported yet);
  * with the time of the report.
  */
-export function shardStates(m: ClusterMember, b: BdbRecord): Map<number, { status: string; reported?: string; sync?: ShardSync; error?: string }> {
+export function shardStates(m: ApiMember, b: BdbRecord): Map<number, { status: string; reported?: string; sync?: ShardSync; error?: string }> {
   // Keyed by shard and node: a shard moved away (failover, migration) may still
   // be listed by its old node's last report, which must not stand for it.
   const reported = new Map<string, { status: string; time: string; sync?: ShardSync; error?: string }>();
@@ -96,7 +96,7 @@ export function shardStates(m: ClusterMember, b: BdbRecord): Map<number, { statu
   );
 }
 
-export function bdbView(m: ClusterMember, b: BdbRecord) {
+export function bdbView(m: ApiMember, b: BdbRecord) {
   const allNodes = m.nodes.values().filter((n) => n.addr).map((n) => n.uid);
   const addrs = endpointNodes(b, allNodes).map((u) => m.nodes.items.get(String(u))?.addr).filter(Boolean) as string[];
   const states = shardStates(m, b);
@@ -174,10 +174,10 @@ function storedRegex(v: BdbInput): Pick<BdbRecord, 'shard_key_regex'> {
 }
 
 
-const lackingCapability = (m: ClusterMember) => m.nodes.values().filter((n) => n.addr && !n.capabilities.includes(DATA_INE_CAPABILITY));
+const lackingCapability = (m: ApiMember) => m.nodes.values().filter((n) => n.addr && !n.capabilities.includes(DATA_INE_CAPABILITY));
 
 /** Enabling data-plane encryption needs every node to support it. */
-function checkCapability(m: ClusterMember, enabling: boolean | undefined): void {
+function checkCapability(m: ApiMember, enabling: boolean | undefined): void {
   if (!enabling) return;
   const lacking = lackingCapability(m);
   if (lacking.length) {
@@ -192,7 +192,7 @@ function checkCapability(m: ClusterMember, enabling: boolean | undefined): void 
  * as it reports it over the control plane (this node's own when a peer has not
  * answered yet).
  */
-function checkMemoryFits(m: ClusterMember, nodeUids: number[], memorySize: number, shardsCount: number, replication: boolean): void {
+function checkMemoryFits(m: ApiMember, nodeUids: number[], memorySize: number, shardsCount: number, replication: boolean): void {
   const own = m.statusReply().total_memory;
   const mem = nodeUids.map((u) => (u === m.uid ? own : (m.probes.get(u)?.status?.total_memory ?? own)));
   const total = mem.reduce((a, b) => a + b, 0);
@@ -204,7 +204,7 @@ function checkMemoryFits(m: ClusterMember, nodeUids: number[], memorySize: numbe
 }
 
 /** A port is free if no database has it and nothing on any node listens on it (asked over the control plane). */
-async function portFreeEverywhere(m: ClusterMember, port: number): Promise<string | undefined> {
+async function portFreeEverywhere(m: ApiMember, port: number): Promise<string | undefined> {
   const reserved = Object.values(m.cfg.ports);
   if (reserved.includes(port)) return `port ${port} is used by Tessera itself`;
   const answers = await Promise.all(
@@ -239,7 +239,7 @@ function busy(b: BdbRecord, what: string): OperatorError | undefined {
   return undefined;
 }
 
-export const bdbsRoutes: FastifyPluginAsync<{ daemon: NodeDaemon }> = async (app, { daemon }) => {
+export const bdbsRoutes: FastifyPluginAsync<{ daemon: ApiNode }> = async (app, { daemon }) => {
   app.get<{ Querystring: { fields?: string } }>('/v1/bdbs', { schema: { querystring: readQuery } }, async (req) => {
     const m = daemon.requireMember();
     return m.reconciler!.bdbs.values().sort((a, b) => a.uid - b.uid).map((b) => pick(bdbView(m, b), req.query.fields));
@@ -452,7 +452,7 @@ export const bdbsRoutes: FastifyPluginAsync<{ daemon: NodeDaemon }> = async (app
   });
 
   // As the reference: `{"actions": [...]}`, and a database's own actions as an array.
-  const allActions = async (m: ClusterMember) =>
+  const allActions = async (m: ApiMember) =>
     [...(await readRecords(m.client, KEYS.actionsPrefix, ActionRecord)).values()].sort((a, b) => Number(a.action_uid) - Number(b.action_uid));
 
   app.get('/v1/actions', { schema: { querystring: noQuery } }, async () => ({ actions: await allActions(daemon.requireMember()) }));

@@ -1,7 +1,7 @@
 // Bootstrap (Redis Enterprise shapes): GET /v1/bootstrap, POST /v1/bootstrap/{create_cluster,join_cluster}.
 // Open without credentials: before a cluster exists there are no users to check.
 import type { FastifyPluginAsync } from 'fastify';
-import type { NodeDaemon } from '../../control/daemon.js';
+import type { BootstrapNode } from '../services.js';
 import { OperatorError } from '../../util/errors.js';
 import { credentialsBody } from '../schemas.js';
 import { parseFingerprint } from '../../pki/pki.js';
@@ -66,7 +66,7 @@ interface JoinBody {
   node?: { identity?: { addr?: string } };
 }
 
-export const bootstrapRoutes: FastifyPluginAsync<{ daemon: NodeDaemon }> = async (app, { daemon }) => {
+export const bootstrapRoutes: FastifyPluginAsync<{ daemon: BootstrapNode }> = async (app, { daemon }) => {
   const checkAddr = (b: { node?: { identity?: { addr?: string } } }) => {
     const want = b.node?.identity?.addr;
     if (want && want !== daemon.cfg.addr) throw new OperatorError('invalid', 'invalid_address', `this node's address is ${daemon.cfg.addr}, not ${want}`);

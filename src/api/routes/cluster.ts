@@ -1,6 +1,6 @@
 // GET /v1/cluster, GET/PUT /v1/cluster/policy, GET /v1/cluster/certificates.
 import type { FastifyPluginAsync } from 'fastify';
-import type { NodeDaemon } from '../../control/daemon.js';
+import type { ApiNode } from '../services.js';
 import { KEYS, CaRecord, PolicyRecord, StoredAlertSettings, StoredPolicy, alertSettingsWithDefaults, policyWithDefaults } from '../../coord/schema.js';
 import { SOFTWARE_VERSION } from '../../control/config.js';
 import { readRecord, requireRecord, updateRecord } from '../../coord/records.js';
@@ -28,7 +28,7 @@ const policyBody = {
   },
 } as const;
 
-export const clusterRoutes: FastifyPluginAsync<{ daemon: NodeDaemon }> = async (app, { daemon }) => {
+export const clusterRoutes: FastifyPluginAsync<{ daemon: ApiNode }> = async (app, { daemon }) => {
   app.get('/v1/cluster', async () => {
     const m = daemon.requireMember();
     const stored = await readRecord(m.client, KEYS.alertSettings, StoredAlertSettings);

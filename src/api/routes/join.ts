@@ -1,7 +1,8 @@
 // The member's side of a join: admit a node (sign its CSRs, add its store
 // member as a learner), promote it once caught up, or undo it. Admin only.
 import type { FastifyPluginAsync } from 'fastify';
-import type { NodeDaemon, JoinNodeRequest } from '../../control/daemon.js';
+import type { JoinNodeRequest } from '../../control/daemon.js';
+import type { JoinAdmission } from '../services.js';
 import { uidParams } from '../schemas.js';
 
 const pem = { type: 'string', minLength: 64, maxLength: 65536 } as const;
@@ -24,7 +25,7 @@ const joinNodeBody = {
 } as const;
 
 
-export const joinRoutes: FastifyPluginAsync<{ daemon: NodeDaemon }> = async (app, { daemon }) => {
+export const joinRoutes: FastifyPluginAsync<{ daemon: JoinAdmission }> = async (app, { daemon }) => {
   app.post<{ Body: JoinNodeRequest }>('/v1/cluster/join_node', { schema: { body: joinNodeBody } }, async (req) => daemon.admitNode(req.body));
 
   app.post<{ Params: { uid: string } }>('/v1/cluster/join_node/:uid/promote', { schema: { params: uidParams } }, async (req) => {

@@ -3,8 +3,8 @@
 // GET /v1/nodes/alerts[/{uid}[/{alert}]], GET /v1/nodes/{uid}/alerts,
 // GET /v1/cluster/alerts[/{alert}].
 import type { FastifyPluginAsync } from 'fastify';
-import type { NodeDaemon } from '../../control/daemon.js';
-import type { ClusterMember } from '../../control/member.js';
+import type { ApiNode } from '../services.js';
+import type { ApiMember } from '../services.js';
 import {
   KEYS,
   CertIdentityRecord,
@@ -88,14 +88,14 @@ export interface ClusterAlert {
   change_value: { state: boolean; nodes: number[]; per_node?: ({ node_uid: number } & Record<string, unknown>)[] };
 }
 
-async function nodeAlerts(m: ClusterMember): Promise<Record<string, NodeAlertsRecord>> {
+async function nodeAlerts(m: ApiMember): Promise<Record<string, NodeAlertsRecord>> {
   const all = await readRecords(m.client, KEYS.alertsPrefix, NodeAlertsRecord);
   const out: Record<string, NodeAlertsRecord> = {};
   for (const n of m.nodes.values().filter((x) => x.addr).sort((a, b) => a.uid - b.uid)) out[String(n.uid)] = all.get(KEYS.alerts(n.uid)) ?? {};
   return out;
 }
 
-export const lifecycleRoutes: FastifyPluginAsync<{ daemon: NodeDaemon }> = async (app, { daemon }) => {
+export const lifecycleRoutes: FastifyPluginAsync<{ daemon: ApiNode }> = async (app, { daemon }) => {
   app.get('/v1/job_scheduler', async () => jobSchedulerWithDefaults(await readRecord(daemon.requireMember().client, KEYS.jobScheduler, StoredJobScheduler)));
 
   // Settings are changed by compare-and-swap so two concurrent partial updates cannot undo each other.
@@ -267,7 +267,7 @@ interface CertsBody {
  * 200 once every node presents the new certificates, 409 naming the nodes
  * that did not. The REST API is never restarted.
  */
-export const customerCertRoutes: FastifyPluginAsync<{ daemon: NodeDaemon }> = async (app, { daemon }) => {
+export const customerCertRoutes: FastifyPluginAsync<{ daemon: ApiNode }> = async (app, { daemon }) => {
   app.put<{ Body: CertsBody }>('/v1/cluster/certificates', { schema: { body: certsBody } }, async (req, reply) => {
     const m = daemon.requireMember();
     const nodes = m.nodes.values().filter((n) => n.addr);

@@ -1,8 +1,8 @@
 // GET /v1/nodes, GET /v1/nodes/{uid}: every node's live state as this node sees it
 // (liveness lease in the store, and a control-plane probe over the internode channel).
 import type { FastifyPluginAsync } from 'fastify';
-import type { NodeDaemon } from '../../control/daemon.js';
-import type { ClusterMember } from '../../control/member.js';
+import type { ApiNode } from '../services.js';
+import type { ApiMember } from '../services.js';
 import type { NodeRecord } from '../../coord/schema.js';
 import type { NodeLinksReport } from '../../internode/links.js';
 import { OperatorError, invalid, notFound } from '../../util/errors.js';
@@ -10,7 +10,7 @@ import { removeNodeRecords } from '../../control/node-removal.js';
 import { requestNodeRemoval } from '../../control/shard-ops.js';
 import { uidParams } from '../schemas.js';
 
-export function nodeView(m: ClusterMember, n: NodeRecord) {
+export function nodeView(m: ApiMember, n: NodeRecord) {
   const live = m.live.items.get(String(n.uid));
   const self = n.uid === m.uid;
   const probe = self ? { ok: true, at: Date.now(), status: m.statusReply() } : m.probes.get(n.uid);
@@ -39,7 +39,7 @@ export function nodeView(m: ClusterMember, n: NodeRecord) {
 }
 
 
-export const nodesRoutes: FastifyPluginAsync<{ daemon: NodeDaemon }> = async (app, { daemon }) => {
+export const nodesRoutes: FastifyPluginAsync<{ daemon: ApiNode }> = async (app, { daemon }) => {
   app.get('/v1/nodes', async () => {
     const m = daemon.requireMember();
     return m.nodes

@@ -9,14 +9,14 @@
 // (control/shard-ops.ts); the answer is `{action_uid, description}`, and
 // `GET /v1/actions/{uid}` follows it.
 import type { FastifyPluginAsync } from 'fastify';
-import type { NodeDaemon } from '../../control/daemon.js';
-import type { ClusterMember } from '../../control/member.js';
+import type { ApiNode } from '../services.js';
+import type { ApiMember } from '../services.js';
 import { notFound } from '../../util/errors.js';
 import { requestFailover, requestMigrate } from '../../control/shard-ops.js';
 import { uidParams } from '../schemas.js';
 import { shardStates } from './bdbs.js';
 
-function shardViews(m: ClusterMember) {
+function shardViews(m: ApiMember) {
   return (m.reconciler?.bdbs.values() ?? [])
     .filter((b) => b.status !== 'delete-pending' && b.status !== 'creation-failed')
     .flatMap((b) => {
@@ -57,7 +57,7 @@ type Uid = string | number;
 const uids = (v: Uid[] | undefined) => (v ?? []).map(Number);
 const optUid = (v: Uid | undefined) => (v === undefined ? undefined : Number(v));
 
-export const shardsRoutes: FastifyPluginAsync<{ daemon: NodeDaemon }> = async (app, { daemon }) => {
+export const shardsRoutes: FastifyPluginAsync<{ daemon: ApiNode }> = async (app, { daemon }) => {
   app.get('/v1/shards', async () => shardViews(daemon.requireMember()));
   app.get<{ Params: { uid: string } }>('/v1/shards/:uid', { schema: { params: uidParams } }, async (req) => {
     const s = shardViews(daemon.requireMember()).find((x) => x.uid === String(Number(req.params.uid)));

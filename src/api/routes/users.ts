@@ -5,7 +5,7 @@
 // every check reads the user record (auth.ts), and web UI sessions end when
 // their user's password changes (ui/server.ts).
 import type { FastifyPluginAsync } from 'fastify';
-import type { NodeDaemon } from '../../control/daemon.js';
+import type { ApiNode } from '../services.js';
 import { KEYS, USER_ROLES, UserRecord } from '../../coord/schema.js';
 import { readRecords, updateRecord } from '../../coord/records.js';
 import { hashPassword } from '../../control/passwords.js';
@@ -49,7 +49,7 @@ function view(u: UserRecord) {
   };
 }
 
-export const usersRoutes: FastifyPluginAsync<{ daemon: NodeDaemon }> = async (app, { daemon }) => {
+export const usersRoutes: FastifyPluginAsync<{ daemon: ApiNode }> = async (app, { daemon }) => {
   const all = async () => [...(await readRecords(daemon.requireMember().client, KEYS.usersPrefix, UserRecord)).values()];
   const byUid = async (uid: number) => {
     const u = (await all()).find((x) => uidOf(x) === uid);

@@ -1,0 +1,66 @@
+// What the operator routes need from the node, and nothing more: the seam
+// between api/ and the node object. The running member (control/member.ts's
+// ClusterMember) and the daemon (control/daemon.ts's NodeDaemon) implement it
+// as they are (structurally; nothing is registered), and the route tests
+// build it around a real etcd (test/support/api-host.ts), so a route can be
+// driven in-process with Fastify's `inject`.
+//
+// A route that needs something new from the node adds it here, typed as
+// narrowly as the route uses it (a read-only view, one method), not the
+// member's own class.
+import type { Etcd3 } from 'etcd3';
+import type { PrefixCache } from '../coord/watch.js';
+import type { ClusterRecord, LiveRecord, NodePorts, NodeRecord, ObservedRecord, PolicyRecord } from '../coord/schema.js';
+import type { Plane } from '../pki/pki.js';
+import type { NodeLinksReport } from '../internode/links.js';
+import type { ShardOpsHost } from '../control/shard-ops.js';
+import type { ProbeResult, StatusReply } from '../control/member.js';
+import type { BootstrapStatus, CreateClusterRequest, JoinClusterRequest, JoinGrant, JoinNodeRequest } from '../control/daemon.js';
+
+/** A running cluster member, as the operator routes see it. */
+export interface ApiMember extends ShardOpsHost {
+  /** The store: every route reads and writes desired state through it. */
+  readonly client: Etcd3;
+  readonly cluster: ClusterRecord;
+  readonly masterUid?: number;
+  /** Watched caches of the store: the nodes' records and their liveness leases. */
+  readonly nodes: PrefixCache<NodeRecord>;
+  readonly live: PrefixCache<LiveRecord>;
+  /** The last control-plane probe of each other node. */
+  readonly probes: ReadonlyMap<number, ProbeResult>;
+  readonly cfg: { readonly ports: NodePorts; readonly dataDir: string };
+  /** This node's plane certificates. */
+  readonly certs: { isCustomer(plane: Plane): boolean; bundle(plane: Plane): { certPem: string } };
+  /** The databases' shards as each node last reported them (the master's controller). */
+  readonly controller?: { observedOf(bdbUid: number): Map<number, ObservedRecord> };
+  policy(): PolicyRecord;
+  statusReply(): StatusReply;
+  internodeLinks(): Promise<NodeLinksReport>;
+  portFree(port: number): Promise<{ free: boolean }>;
+  rotateNow(planes: Plane[]): Promise<unknown>;
+  /** Hand the cluster master role to node `uid`. */
+  changeMaster(uid: number): Promise<void>;
+}
+
+/** The node: its member once it belongs to a cluster (`requireMember` answers 503 `node_not_in_cluster` before). */
+export interface ApiNode {
+  requireMember(): ApiMember;
+}
+
+/** A node's bootstrap (REST only, before it has users to check): create a cluster, or join one. */
+export interface BootstrapNode {
+  readonly cfg: { readonly addr: string };
+  readonly bootstrap: BootstrapStatus;
+  localNodeInfo(): object;
+  /** The certificate a CLI may pin this node's REST API by, once it has one. */
+  restTrust(): { certPem: string; fingerprint: string } | undefined;
+  createCluster(req: CreateClusterRequest): Promise<void>;
+  joinCluster(req: JoinClusterRequest): Promise<void>;
+}
+
+/** A member's side of a join: admit a node (sign its CSRs), promote it once caught up, or undo it. */
+export interface JoinAdmission {
+  admitNode(req: JoinNodeRequest): Promise<JoinGrant>;
+  promoteJoin(uid: number): Promise<void>;
+  abortJoin(uid: number): Promise<void>;
+}
