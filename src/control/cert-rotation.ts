@@ -237,9 +237,14 @@ export class CertRotator {
 
   /** Renew one client-facing certificate now (schedule, start, or an operator's one withdrawn). */
   renewService(name: ServiceName, why: string): Promise<RenewResult> {
+    return this.once(name, () => this.doRenewService(name, why));
+  }
+
+  /** One renewal of a certificate at a time: a second request joins the running one. */
+  private once(name: Plane | ServiceName, run: () => Promise<RenewResult>): Promise<RenewResult> {
     const running = this.renewing.get(name);
     if (running) return running;
-    const p = this.doRenewService(name, why).finally(() => this.renewing.delete(name));
+    const p = run().finally(() => this.renewing.delete(name));
     this.renewing.set(name, p);
     return p;
   }
@@ -319,11 +324,7 @@ export class CertRotator {
 
   /** Renew one plane now (shared by the schedule and POST /v1/cluster/certificates/rotate). */
   renew(plane: Plane, why: string): Promise<RenewResult> {
-    const running = this.renewing.get(plane);
-    if (running) return running;
-    const p = this.doRenew(plane, why).finally(() => this.renewing.delete(plane));
-    this.renewing.set(plane, p);
-    return p;
+    return this.once(plane, () => this.doRenew(plane, why));
   }
 
   private async doRenew(plane: Plane, why: string): Promise<RenewResult> {

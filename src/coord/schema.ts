@@ -470,10 +470,9 @@ export const CertIdentityRecord = Type.Object({
 });
 export type CertIdentityRecord = Static<typeof CertIdentityRecord>;
 
-/** An operator-provided certificate for one node and plane, to be applied by that node. */
-export const CustomerCertRecord = Type.Object({
+/** What is kept of an operator-provided certificate for one node, whichever it is. */
+const OperatorCertFields = {
   uid: Uid,
-  plane: PlaneName,
   chain: Type.String(),
   key: Type.String(),
   serial: Type.String(),
@@ -481,18 +480,12 @@ export const CustomerCertRecord = Type.Object({
   /** Earliest expiry anywhere in the chain: the cluster replaces the certificate 5 days before it. */
   chain_not_after: Time,
   applied_time: Time,
-});
+};
+
+/** An operator-provided certificate for one node and plane, to be applied by that node. */
+export const CustomerCertRecord = Type.Object({ ...OperatorCertFields, plane: PlaneName });
 export type CustomerCertRecord = Static<typeof CustomerCertRecord>;
 
 /** An operator-provided client-facing certificate (api, cm, proxy, metrics_exporter) for one node. */
-export const ServiceCertRecord = Type.Object({
-  uid: Uid,
-  name: OneOf('api', 'cm', 'proxy', 'metrics_exporter'),
-  chain: Type.String(),
-  key: Type.String(),
-  serial: Type.String(),
-  not_after: Time,
-  chain_not_after: Time,
-  applied_time: Time,
-});
+export const ServiceCertRecord = Type.Object({ ...OperatorCertFields, name: OneOf('api', 'cm', 'proxy', 'metrics_exporter') });
 export type ServiceCertRecord = Static<typeof ServiceCertRecord>;
