@@ -60,8 +60,9 @@ for i in 1 2 3; do wait_rest 127.0.0.$i; done
 if [ ! -f "$home/n1/node.json" ]; then
   ./bin/tessera --node 127.0.0.1 cluster create name tessera.local username "$user" password "$password"
 fi
-# Joins are pinned to the cluster's CA (the fingerprint `cluster create` printed).
-fp=$(openssl x509 -in "$home/n1/certs/ca.pem" -noout -fingerprint -sha256 | cut -d= -f2)
+# Joins are pinned to the CA that signs the REST certificate, the services CA
+# (the fingerprint `cluster create` printed); the internode CA stays internal.
+fp=$(openssl x509 -in "$home/n1/certs/services-ca.pem" -noout -fingerprint -sha256 | cut -d= -f2)
 for i in 2 3; do
   if [ ! -f "$home/n$i/node.json" ]; then
     ./bin/tessera --node 127.0.0.$i cluster join nodes 127.0.0.1 username "$user" password "$password" ca_fingerprint "sha256:$fp"
