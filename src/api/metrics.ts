@@ -202,16 +202,13 @@ export class MetricsServer {
       return out;
     });
 
-    new Counter({
-      name: 'tessera_endpoint_refused_connections_total',
-      help: "Client connections a database endpoint of this node refused: plaintext_on_tls, tls_on_plaintext, client_cert (not listed), tls_handshake (only the first per client address is logged)",
-      labelNames: ['bdb', 'reason'],
-      registers: [this.registry],
-      collect() {
-        this.reset();
-        for (const e of m.dataplane?.refusals ?? []) for (const [reason, n] of Object.entries(e.refusals)) this.inc({ bdb: String(e.bdbUid), reason }, n);
-      },
-    });
+    register(
+      this.registry,
+      'tessera_endpoint_refused_connections_total',
+      'Client connections a database endpoint of this node refused: plaintext_on_tls, tls_on_plaintext, client_cert (not listed), tls_handshake (only the first per client address is logged)',
+      'counter',
+      async () => ((await this.snapshot())?.endpoints ?? []).flatMap((e) => Object.entries(e.refusals).map(([reason, n]) => ({ labels: { bdb: String(e.bdbUid), reason }, value: n }))),
+    );
     new Gauge({
       name: 'tessera_cluster_master',
       help: 'uid of the cluster master node as seen by this node',

@@ -254,25 +254,16 @@ export class CertRotator {
       const s = jobSchedulerWithDefaults(await readRecord(this.m.client, KEYS.jobScheduler, StoredJobScheduler)).cert_rotation_job_settings;
       const ca = await requireRecord(this.m.client, KEYS.servicesCa, CaRecord);
       this.m.services.setCa(ca.cert);
-      const kp = await generateKeyPair();
-      const csrPem = await createCsr(kp, `node${this.m.uid}-${name}`);
-      const certPem = await issueFromCsr(
-        { certPem: ca.cert, keyPem: ca.key },
-        { csrPem, clusterId: this.m.identity.cluster_id, uid: this.m.uid, plane: name, addr: this.m.cfg.addr, validitySeconds: Math.max(1, Math.round(s.validity_days * DAY)) },
-      );
+      const { certPem, keyPem } = await this.issue(ca, name, s.validity_days);
       // Validated, written to disk, then swapped in every listener that presents it.
-      this.m.services.set(name, { certPem, keyPem: kp.keyPem });
+      this.m.services.set(name, { certPem, keyPem });
       await this.publishServices();
       this.failures.delete(name);
       const info = certInfo(certPem);
       this.log.info({ name, serial: info.serial, not_after: info.not_after, why }, 'client-facing certificate renewed');
       return { plane: name, serial: info.serial, not_after: info.not_after };
     } catch (err) {
-      const f = this.failures.get(name) ?? { count: 0, retryAt: 0 };
-      f.count++;
-      f.retryAt = Date.now() + Math.min(60_000, 500 * 2 ** Math.min(f.count, 7));
-      this.failures.set(name, f);
-      this.log.error({ name, err: (err as Error).message, attempt: f.count }, 'client-facing certificate renewal failed; will retry');
+      this.failed(name, err, 'client-facing certificate renewal failed; will retry');
       throw err;
     }
   }
@@ -332,28 +323,39 @@ export class CertRotator {
       // Read the settings afresh: a rotation asked for right after a settings change must use them.
       const s = jobSchedulerWithDefaults(await readRecord(this.m.client, KEYS.jobScheduler, StoredJobScheduler)).cert_rotation_job_settings;
       const ca = await requireRecord(this.m.client, KEYS.ca, CaRecord);
-      const kp = await generateKeyPair();
-      const csrPem = await createCsr(kp, `node${this.m.uid}-${plane}`);
-      const certPem = await issueFromCsr(
-        { certPem: ca.cert, keyPem: ca.key },
-        { csrPem, clusterId: this.m.identity.cluster_id, uid: this.m.uid, plane, addr: this.m.cfg.addr, validitySeconds: Math.max(1, Math.round(s.validity_days * DAY)) },
-      );
+      const { certPem, keyPem } = await this.issue(ca, plane, s.validity_days);
       // CertStore.set validates key match, chain and validity before anything changes.
-      this.m.certs.set(plane, { certPem, keyPem: kp.keyPem, caPem: this.m.certs.caPem() });
-      installPlaneFiles(this.m.cfg.dataDir, plane, certPem, kp.keyPem);
+      this.m.certs.set(plane, { certPem, keyPem, caPem: this.m.certs.caPem() });
+      installPlaneFiles(this.m.cfg.dataDir, plane, certPem, keyPem);
       const info = certInfo(certPem);
       await this.publish(plane, certPem);
       this.failures.delete(plane);
       this.log.info({ plane, serial: info.serial, not_after: info.not_after, why }, 'internode certificate renewed');
       return { plane, serial: info.serial, not_after: info.not_after };
     } catch (err) {
-      const f = this.failures.get(plane) ?? { count: 0, retryAt: 0 };
-      f.count++;
-      f.retryAt = Date.now() + Math.min(60_000, 500 * 2 ** Math.min(f.count, 7));
-      this.failures.set(plane, f);
-      this.log.error({ plane, err: (err as Error).message, attempt: f.count }, 'certificate renewal failed; will retry');
+      this.failed(plane, err, 'certificate renewal failed; will retry');
       throw err;
     }
+  }
+
+  /** A new key and a certificate for it from `ca`, for this node (a plane or a client-facing name). */
+  private async issue(ca: CaRecord, name: Plane | ServiceName, validityDays: number): Promise<{ certPem: string; keyPem: string }> {
+    const kp = await generateKeyPair();
+    const csrPem = await createCsr(kp, `node${this.m.uid}-${name}`);
+    const certPem = await issueFromCsr(
+      { certPem: ca.cert, keyPem: ca.key },
+      { csrPem, clusterId: this.m.identity.cluster_id, uid: this.m.uid, plane: name, addr: this.m.cfg.addr, validitySeconds: Math.max(1, Math.round(validityDays * DAY)) },
+    );
+    return { certPem, keyPem: kp.keyPem };
+  }
+
+  /** A renewal failed: the next try waits, backing off up to a minute. */
+  private failed(name: Plane | ServiceName, err: unknown, what: string): void {
+    const f = this.failures.get(name) ?? { count: 0, retryAt: 0 };
+    f.count++;
+    f.retryAt = Date.now() + Math.min(60_000, 500 * 2 ** Math.min(f.count, 7));
+    this.failures.set(name, f);
+    this.log.error({ name, err: (err as Error).message, attempt: f.count }, what);
   }
 
   /** Record the new certificate's metadata in this node's record (what the API and other nodes read). */

@@ -3,7 +3,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { NodePorts } from '../coord/schema.js';
 import { CERT_FILES, certsDir } from '../pki/node-files.js';
-import { writeFileAtomic } from '../util/files.js';
+import { processAlive, writeFileAtomic } from '../util/files.js';
 
 export const SOFTWARE_VERSION = '0.1.0';
 
@@ -100,11 +100,3 @@ export function lockDataDir(dataDir: string): () => void {
   throw new Error(`cannot lock data directory ${dataDir}`);
 }
 
-function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}

@@ -32,7 +32,6 @@ export class DataplaneHost extends EventEmitter {
   private stopping = false;
   endpoints: EndpointState[] = [];
   /** Connections each endpoint refused (plaintext on TLS, TLS on plaintext, client certificate), by reason. */
-  refusals: { bdbUid: number; refusals: Record<string, number> }[] = [];
   readonly tunnelPorts = new Map<number, { host: string; port: number }>();
   private nextRequest = 1;
   /** Reads of the worker's live state (links, traffic counters), by request id. */
@@ -62,9 +61,6 @@ export class DataplaneHost extends EventEmitter {
           case 'endpoints':
             this.endpoints = m.endpoints;
             this.emit('endpoints', m.endpoints);
-            break;
-          case 'refusals':
-            this.refusals = m.counts;
             break;
           case 'tunnel':
             this.tunnelPorts.set(m.replicaShardUid, { host: m.host, port: m.port });

@@ -114,6 +114,4 @@ export type FromWorker =
   | { type: 'rpc'; conn: number; peer: { uid: number; plane: Plane; serial: string }; line: string }
   | { type: 'links-reply'; id: number; links: InternodeLink[] }
   | { type: 'stats-reply'; id: number; endpoints: EndpointStatsSnapshot[] }
-  /** Connections refused by each endpoint since the worker started, by reason (sent at most once a second). */
-  | { type: 'refusals'; counts: { bdbUid: number; refusals: Record<string, number> }[] }
   | { type: 'stopped' };

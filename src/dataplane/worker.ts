@@ -49,7 +49,6 @@ class Dataplane implements PeerPolicy {
   private retryTimer?: NodeJS.Timeout;
   /** The node's proxy certificate (services CA), for TLS endpoints. */
   private proxyCert?: { certPem: string; keyPem: string };
-  private refusalTimer?: NodeJS.Timeout;
   /** Shared by every endpoint of this node. */
   readonly fence = new WriteFence();
   readonly certs: CertStore;
@@ -193,16 +192,6 @@ class Dataplane implements PeerPolicy {
     return { options: pc ? endpointTlsOptions(pc, certs) : undefined, clientCerts: certs ? clientCertList(certs) : undefined, version };
   }
 
-  /** Refusal counters go to the main thread (metrics), at most once a second. */
-  private reportRefusals(): void {
-    if (this.refusalTimer) return;
-    this.refusalTimer = setTimeout(() => {
-      this.refusalTimer = undefined;
-      post({ type: 'refusals', counts: [...this.endpoints.entries()].map(([bdbUid, e]) => ({ bdbUid, refusals: { ...e.ep.refusals } })) });
-    }, 1000);
-    this.refusalTimer.unref();
-  }
-
   private endpointConfig(spec: DataplaneConfig['endpoints'][number]): EndpointConfig {
     const bdb = this.placement.bdb(spec.bdbUid);
     return {
@@ -232,7 +221,6 @@ class Dataplane implements PeerPolicy {
       let e = this.endpoints.get(spec.bdbUid);
       if (!e) {
         const ep = new Endpoint(ec, (shardUid) => this.links.open(shardUid), this.log.child({ bdb: spec.bdbUid }), this.fence);
-        ep.onRefusal = () => this.reportRefusals();
         e = { ep, port: spec.port, listening: false };
         this.endpoints.set(spec.bdbUid, e);
       } else {

@@ -19,7 +19,7 @@
  * next connection without closing the listener. Refusals (a plaintext client
  * on a TLS endpoint, a TLS client on a plaintext one, a client certificate
  * not listed) close that connection only; the first per client address is
- * logged, the rest are counted (`refusals`).
+ * logged, the rest are counted (`traffic.refusals`).
  *
  * For maintainers: all writes happen in one `setImmediate` tick per event
  * loop turn. Sessions and links only mark themselves dirty; the tick first
@@ -37,7 +37,7 @@ import { L_CLOSED, ShardLink, type Logger } from './shard-link.js';
 import { Session, type SessionHost } from './session.js';
 import type { Proto } from './replies.js';
 import { NO_FENCE, type WriteFence } from './fence.js';
-import { EndpointStats } from './stats.js';
+import { EndpointStats, type RefusalReason } from './stats.js';
 import { clientCertAllowed, type ClientCertList } from './client-auth.js';
 
 export interface ShardRoute {
@@ -79,7 +79,6 @@ export interface EndpointTls {
 }
 
 /** Why a connection was refused, as the refusal counter's label says it. */
-export type RefusalReason = 'plaintext_on_tls' | 'tls_on_plaintext' | 'client_cert' | 'tls_handshake';
 /** Client addresses whose first refusal was logged; forgotten when it grows past this. */
 const MAX_REFUSED_ADDRS = 10_000;
 const TLS_RECORD_HANDSHAKE = 0x16;
@@ -115,10 +114,6 @@ export class Endpoint implements SessionHost {
   /** @internal */ errors = 0;
   /** Requests, latencies and connections, for the metrics endpoint. */
   readonly traffic = new EndpointStats();
-  /** Connections refused, by reason. */
-  readonly refusals: Record<RefusalReason, number> = { plaintext_on_tls: 0, tls_on_plaintext: 0, client_cert: 0, tls_handshake: 0 };
-  /** Called after each refusal (the data plane reports the counters). */
-  onRefusal?: () => void;
   private refusedAddrs = new Set<string>();
   private tlsServer: tls.Server | null = null;
   private tlsVersion: string | undefined;
@@ -222,7 +217,7 @@ export class Endpoint implements SessionHost {
   }
 
   stats(): { clients: number; commands: number; errors: number; links: number; refusals: Record<RefusalReason, number> } {
-    return { clients: this.sessions.size, commands: this.commands, errors: this.errors, links: this.links, refusals: { ...this.refusals } };
+    return { clients: this.sessions.size, commands: this.commands, errors: this.errors, links: this.links, refusals: { ...this.traffic.refusals } };
   }
 
   /**
@@ -375,7 +370,7 @@ export class Endpoint implements SessionHost {
   /** Close one refused connection; the first refusal per client address is logged, every one counted. */
   private refuse(sock: net.Socket, reason: RefusalReason, detail: string): void {
     const addr = sock.remoteAddress ?? 'unknown';
-    this.refusals[reason]++;
+    this.traffic.refusals[reason]++;
     if (!this.refusedAddrs.has(addr)) {
       if (this.refusedAddrs.size >= MAX_REFUSED_ADDRS) this.refusedAddrs.clear();
       this.refusedAddrs.add(addr);
@@ -383,7 +378,6 @@ export class Endpoint implements SessionHost {
     }
     if (reason === 'client_cert') setTimeout(() => sock.destroy(), 1000).unref();
     else sock.destroy();
-    this.onRefusal?.();
   }
 
   private scheduleTick(): void {

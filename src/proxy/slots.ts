@@ -69,11 +69,7 @@ export function keySlot(key: Uint8Array | string): number {
       to = e;
     }
   }
-  let crc = 0;
-  for (let i = from; i < to; i++) {
-    crc = ((crc << 8) & 0xffff) ^ CRC16_TABLE[((crc >> 8) ^ key.charCodeAt(i)) & 0xff];
-  }
-  return crc & 0x3fff;
+  return crc16Latin1(key, from, to) & 0x3fff;
 }
 
 /**
@@ -117,6 +113,7 @@ export interface KeyHasher {
 /** The standard hashing (Redis hash tags). */
 export const STANDARD_HASHING: KeyHasher = { keySlot, keySlotOf };
 
+/** CRC16/XMODEM of the char codes `s[from, to)`, each taken as one byte (ASCII or latin1 strings). */
 function crc16Latin1(s: string, from: number, to: number): number {
   let crc = 0;
   for (let i = from; i < to; i++) crc = ((crc << 8) & 0xffff) ^ CRC16_TABLE[((crc >> 8) ^ s.charCodeAt(i)) & 0xff];

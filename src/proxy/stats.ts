@@ -24,6 +24,9 @@ export const LATENCY_BUCKETS = LATENCY_FINITE + 1;
 /** The upper bounds (µs) of the finite buckets. */
 export const LATENCY_BOUNDS_US: readonly number[] = Array.from({ length: LATENCY_FINITE }, (_, k) => 16 * 2 ** k);
 
+/** Why an endpoint refused a client connection (client TLS, proxy/endpoint.ts). */
+export type RefusalReason = 'plaintext_on_tls' | 'tls_on_plaintext' | 'client_cert' | 'tls_handshake';
+
 /** What crosses the thread boundary; counts since the endpoint started (counters reset when the worker restarts). */
 export interface EndpointStatsSnapshot {
   bdbUid: number;
@@ -40,6 +43,8 @@ export interface EndpointStatsSnapshot {
   /** Closed by the proxy (protocol error, limits, the endpoint closing). */
   proxyDisconnections: number;
   clients: number;
+  /** Connections refused, by reason. */
+  refusals: Record<RefusalReason, number>;
 }
 
 export class EndpointStats {
@@ -50,6 +55,7 @@ export class EndpointStats {
   connections = 0;
   disconnections = 0;
   proxyDisconnections = 0;
+  readonly refusals: Record<RefusalReason, number> = { plaintext_on_tls: 0, tls_on_plaintext: 0, client_cert: 0, tls_handshake: 0 };
 
   /** One reply written, `us` after its request arrived. */
   observe(cls: number, us: number): void {
@@ -73,6 +79,7 @@ export class EndpointStats {
       disconnections: this.disconnections,
       proxyDisconnections: this.proxyDisconnections,
       clients,
+      refusals: { ...this.refusals },
     };
   }
 }

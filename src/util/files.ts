@@ -10,3 +10,13 @@ export function writeFileAtomic(file: string, data: string, mode = 0o644): void 
   fs.chmodSync(tmp, mode);
   fs.renameSync(tmp, file);
 }
+
+/** Whether a process with this pid exists (signal 0; EPERM means it exists but is another user's). */
+export function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}

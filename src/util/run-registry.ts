@@ -9,6 +9,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { processAlive, writeFileAtomic } from './files.js';
 
 export interface RunEntry {
   pid: number;
@@ -43,9 +44,7 @@ export function registerNode(e: Omit<RunEntry, 'started'>): () => void {
   const why = untrusted(dir);
   if (why) throw new Error(`cannot use the run directory: ${why}`);
   const file = path.join(dir, entryName(e.addr, e.rest_port));
-  const tmp = `${file}.${process.pid}.tmp`;
-  fs.writeFileSync(tmp, JSON.stringify({ ...e, started: new Date().toISOString() }), { mode: 0o600 });
-  fs.renameSync(tmp, file);
+  writeFileAtomic(file, JSON.stringify({ ...e, started: new Date().toISOString() }), 0o600);
   return () => {
     try {
       const cur = JSON.parse(fs.readFileSync(file, 'utf8')) as RunEntry;
@@ -54,15 +53,6 @@ export function registerNode(e: Omit<RunEntry, 'started'>): () => void {
       /* already gone, or replaced by another node at this address: nothing of ours to remove */
     }
   };
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }
 
 /** The node running on this host at addr:port, if the registry knows one. */
@@ -75,7 +65,7 @@ export function findLocalNode(addr: string, port: number): RunEntry | undefined 
     if (!st.isFile() || (process.getuid && st.uid !== process.getuid())) return undefined;
     const e = JSON.parse(fs.readFileSync(file, 'utf8')) as RunEntry;
     if (typeof e.pid !== 'number' || typeof e.data_dir !== 'string' || e.addr !== addr || e.rest_port !== port) return undefined;
-    if (!alive(e.pid)) {
+    if (!processAlive(e.pid)) {
       fs.rmSync(file, { force: true });
       return undefined;
     }
