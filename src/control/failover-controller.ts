@@ -1,8 +1,8 @@
-// Runs on the cluster master: node failover. A member whose liveness lease is
-// gone is down; it has been down since this master last heard from it (its
-// last answered control-plane probe, or when the lease went, if later never
-// answered). Once that is `failover_timeout` seconds ago, for every database
-// with shards on it, in one compare-and-swap per database:
+// Runs on the cluster master: node failover. A member is dead once this
+// master has seen no heartbeat of it (coord/heartbeats.ts) for
+// `failover_timeout` seconds (never less than the liveness TTL, by when the
+// node has fenced its own writes). Then, for every database with shards on
+// it, in one compare-and-swap per database:
 //   - each master shard there hands its slots to its replica on a live node,
 //     and becomes that replica's replica;
 //   - each replica shard there (the old masters included) is placed on
@@ -13,8 +13,10 @@
 // Reconcilers on every node then converge: the promoted replica drops
 // REPLICAOF, endpoints route its slots to it, the moved replica starts on its
 // new node. The decision is the master's alone and is made from the store,
-// so two nodes never promote two replicas of one shard; a new master that
-// takes over starts counting from when it sees the node down.
+// so two nodes never promote two replicas of one shard. Every node watches
+// the heartbeats all the time, so a master elected after the node died (or
+// because it was the master) counts the silence from the last heartbeat it
+// saw, not from its election.
 import type { Logger } from 'pino';
 import type { Etcd3 } from 'etcd3';
 import type { BdbRecord, LiveRecord, NodeRecord, ShardPlacement } from '../coord/schema.js';
@@ -28,9 +30,11 @@ export interface FailoverHost extends RebuildHost, MasterLoopHost {
   readonly client: Etcd3;
   readonly nodes: PrefixCache<NodeRecord>;
   readonly live: PrefixCache<LiveRecord>;
-  /** When this node last heard from a peer (a control-plane probe it answered), ms since the epoch. */
-  lastContact(uid: number): number | undefined;
-  failoverTimeoutSeconds(): number;
+  readonly uid: number;
+  /** How long node `uid` has sent no heartbeat, in ms; undefined while this node's own view is not current. */
+  silentMs(uid: number): number | undefined;
+  /** The silence after which a node is dead (failover_timeout, at least the liveness TTL). */
+  deadAfterMs(): number;
   /** Replica high availability: on, and how long past failover_timeout a node must stay dead before its replicas are rebuilt elsewhere. */
   replicaHa(): { enabled: boolean; graceSeconds: number };
 }
@@ -79,8 +83,8 @@ export function planFailover(shards: readonly ShardPlacement[], dead: ReadonlySe
 
 export class FailoverController {
   private readonly loop: MasterLoop;
-  /** Node uid → when this master first saw it without a liveness lease. */
-  private readonly downSince = new Map<number, number>();
+  /** Nodes this master has logged as dead (to log each change once). */
+  private readonly down = new Set<number>();
   private readonly reported = new Set<string>();
   /** Promotions this node decided while master, by database uid (for the metrics). */
   readonly promotions = new Map<number, number>();
@@ -93,7 +97,7 @@ export class FailoverController {
   ) {
     this.rebuilds = new ReplicaRebuilds(m, log);
     this.loop = new MasterLoop(m, 250, log, 'failover tick', () => this.tick(), () => {
-      this.downSince.clear();
+      this.down.clear();
       this.rebuilds.forget();
     });
   }
@@ -110,23 +114,23 @@ export class FailoverController {
       await this.rebuilds.tick();
     }
     const members = this.m.nodes.values().filter((n) => n.addr).map((n) => n.uid);
-    const liveNodes = members.filter((u) => this.m.live.items.has(String(u)));
+    const silence = new Map<number, number>();
     for (const u of members) {
-      if (liveNodes.includes(u)) {
-        if (this.downSince.delete(u)) this.log.info({ node: u }, 'node is up again');
-      } else if (!this.downSince.has(u)) {
-        // Backdated to the last contact: a master elected after the node died still counts from then.
-        const since = Math.min(now, this.m.lastContact(u) ?? now);
-        this.downSince.set(u, since);
-        this.log.warn({ node: u, silent_ms: now - since }, 'node is down (its liveness lease expired)');
-      }
+      if (u === this.m.uid) continue;
+      const ms = this.m.silentMs(u);
+      if (ms === undefined) return; // this node's own heartbeats are not coming back: it judges no one
+      silence.set(u, ms);
     }
-    for (const u of this.downSince.keys()) if (!members.includes(u)) this.downSince.delete(u);
-    const waitMs = this.m.failoverTimeoutSeconds() * 1000;
-    const dead = new Set([...this.downSince].filter(([, t]) => now - t >= waitMs).map(([u]) => u));
+    const waitMs = this.m.deadAfterMs();
+    const dead = new Set([...silence].filter(([, ms]) => ms >= waitMs).map(([u]) => u));
+    for (const u of dead) if (!this.down.has(u)) this.log.warn({ node: u, silent_ms: silence.get(u) }, 'node is down (no heartbeat for the failover timeout)');
+    for (const u of this.down) if (!dead.has(u) && members.includes(u)) this.log.info({ node: u }, 'node is up again');
+    this.down.clear();
+    for (const u of dead) this.down.add(u);
     if (!dead.size) return;
+    const liveNodes = members.filter((u) => !dead.has(u) && this.m.live.items.has(String(u)));
     const ha = this.m.replicaHa();
-    const rebuild = new Set(ha.enabled ? [...this.downSince].filter(([u, t]) => dead.has(u) && now - t >= waitMs + ha.graceSeconds * 1000).map(([u]) => u) : []);
+    const rebuild = new Set(ha.enabled ? [...dead].filter((u) => silence.get(u)! >= waitMs + ha.graceSeconds * 1000) : []);
     for (const b of this.m.databases()) {
       if (b.status === 'delete-pending' || b.status === 'creation-failed') continue;
       if (!b.shards.some((s) => dead.has(s.node_uid))) continue;

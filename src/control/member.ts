@@ -11,7 +11,8 @@ import { EtcdMember, etcdClient, etcdPaths, waitReady } from '../coord/etcd.js';
 import { conflict } from '../util/errors.js';
 import { KEYS, PolicyRecord, ClusterRecord, NodeRecord, NodeStubRecord, LiveRecord, DenyRecord, CertMeta, MasterRecord, TrustRecord, CertIdentityRecord, CustomerCertRecord, ServiceCertRecord, StoredPolicy, policyWithDefaults } from '../coord/schema.js';
 import { PrefixCache } from '../coord/watch.js';
-import { readRecord, requireRecord } from '../coord/records.js';
+import { parseRecord, readRecord, requireRecord } from '../coord/records.js';
+import { Heartbeats } from '../coord/heartbeats.js';
 import { CertStore } from '../pki/certstore.js';
 import { ServiceCerts } from '../pki/service-certs.js';
 import { LiveLinks, PeerPolicy, PeerIdentity } from '../internode/channel.js';
@@ -59,8 +60,10 @@ function certMeta(plane: Plane, pem: string): CertMeta {
   return { name: PLANE_CERT_NAME[plane], serial: i.serial, subject: i.subject, issuer: i.issuer, not_before: i.not_before, not_after: i.not_after };
 }
 
-/** How often the liveness lease is renewed for the write fence. */
+/** How often this node writes its heartbeat (coord/heartbeats.ts), which renews its write fence. */
 const STORE_PROBE_MS = 500;
+/** How often a node checks whether the master key is free or its holder silent. */
+const MASTER_CHECK_MS = 250;
 
 export class ClusterMember implements PeerPolicy {
   readonly client: Etcd3;
@@ -69,6 +72,8 @@ export class ClusterMember implements PeerPolicy {
   readonly live: PrefixCache<LiveRecord>;
   readonly deny: PrefixCache<DenyRecord>;
   private readonly master: PrefixCache<MasterRecord>;
+  /** Every node's heartbeat as this node sees it: who is silent, and for how long. */
+  readonly beats: Heartbeats;
   readonly trust: PrefixCache<TrustRecord>;
   readonly identities: PrefixCache<CertIdentityRecord>;
   readonly customerCerts: PrefixCache<CustomerCertRecord>;
@@ -80,6 +85,7 @@ export class ClusterMember implements PeerPolicy {
   masterUid?: number;
   /** Gave the master role up (being removed): never campaigns again. */
   private resigned = false;
+  private takingOver = false;
   readonly probes = new Map<number, ProbeResult>();
 
   dataplane?: DataplaneHost;
@@ -95,7 +101,7 @@ export class ClusterMember implements PeerPolicy {
   private storeContactAt = 0;
   /** Cut off longer than fenceAfterMs(): writes stay fenced until the map is current again. */
   private fenceLifting = false;
-  /** Extra lease renewals, twice a second: each success renews the write fence. */
+  /** Heartbeats, twice a second: each success renews the write fence. */
   private contactTimer?: NodeJS.Timeout;
   private contactProbe = false;
   private masterTimer?: NodeJS.Timeout;
@@ -122,6 +128,7 @@ export class ClusterMember implements PeerPolicy {
     this.live = new PrefixCache(this.client, KEYS.livePrefix, LiveRecord);
     this.deny = new PrefixCache(this.client, KEYS.denyPrefix, DenyRecord);
     this.master = new PrefixCache(this.client, KEYS.master, MasterRecord);
+    this.beats = new Heartbeats(this.client, identity.uid);
     this.trust = new PrefixCache(this.client, KEYS.trust, TrustRecord);
     this.identities = new PrefixCache(this.client, KEYS.certIdentitiesPrefix, CertIdentityRecord);
     this.customerCerts = new PrefixCache(this.client, `${KEYS.customerCertsPrefix}${identity.uid}/`, CustomerCertRecord);
@@ -131,6 +138,7 @@ export class ClusterMember implements PeerPolicy {
     for (const c of [this.nodes, this.live, this.deny, this.master, this.trust, this.identities, this.customerCerts, this.serviceCustomerCerts, this.clusterPolicy]) {
       c.on('malformed', (err: Error) => this.log.error({ err: err.message }, 'ignoring a malformed record'));
     }
+    this.beats.on('malformed', (err: Error) => this.log.error({ err: err.message }, 'ignoring a malformed record'));
   }
 
   get uid(): number {
@@ -165,7 +173,7 @@ export class ClusterMember implements PeerPolicy {
     // From here on a member that dies is restarted (with backoff), not left dead.
     this.etcd.supervise();
     this.cluster = await requireRecord(this.client, KEYS.cluster, ClusterRecord);
-    await Promise.all([this.nodes.start(), this.live.start(), this.deny.start(), this.trust.start(), this.identities.start(), this.customerCerts.start(), this.serviceCustomerCerts.start(), this.clusterPolicy.start()]);
+    await Promise.all([this.nodes.start(), this.live.start(), this.deny.start(), this.trust.start(), this.identities.start(), this.customerCerts.start(), this.serviceCustomerCerts.start(), this.clusterPolicy.start(), this.beats.start()]);
     this.applyKeyExchange();
     this.certs.setAnchors(this.trust.values()[0]?.anchors ?? []);
     const pushPolicy = () => {
@@ -194,6 +202,7 @@ export class ClusterMember implements PeerPolicy {
     await this.holdLiveness();
     this.contactTimer = setInterval(() => this.probeStore(), STORE_PROBE_MS);
     this.contactTimer.unref();
+    this.probeStore();
     // The internode listeners live in the data-plane worker, off this event loop.
     this.dataplane = new DataplaneHost({
       node: { uid: this.uid, addr: this.cfg.addr, ports: this.cfg.ports },
@@ -214,7 +223,10 @@ export class ClusterMember implements PeerPolicy {
     await this.master.start();
     this.master.on('change', () => this.onMasterChange());
     this.onMasterChange();
-    this.masterTimer = setInterval(() => void this.claimMaster(), 1000);
+    this.masterTimer = setInterval(() => {
+      void this.claimMaster();
+      void this.takeOverMaster();
+    }, MASTER_CHECK_MS);
     this.masterTimer.unref();
     await this.claimMaster();
     this.rotator = new CertRotator(this, this.log.child({ component: 'cert-rotation' }));
@@ -254,9 +266,18 @@ export class ClusterMember implements PeerPolicy {
   syncOf(bdbUid: number, shardUid: number, nodeUid: number) {
     return this.controller?.syncOf(bdbUid, shardUid, nodeUid);
   }
-  lastContact(uid: number): number | undefined {
-    const p = this.probes.get(uid);
-    return p?.at || undefined;
+  /**
+   * How long a node must have been silent (no heartbeat seen) to count as
+   * dead: failover_timeout, but never less than the liveness TTL, because a
+   * cut-off node stops taking writes only 80% of it after its last heartbeat
+   * (fenceAfterMs); failing it over sooner could leave two writable masters.
+   */
+  deadAfterMs(): number {
+    return Math.max(this.failoverTimeoutSeconds(), this.cfg.timings.liveTtlSeconds) * 1000;
+  }
+  /** How long node `uid` has been silent, in ms, or undefined while this node cannot judge (its own view is not current). */
+  silentMs(uid: number): number | undefined {
+    return this.beats.current() ? this.beats.silentMs(uid) : undefined;
   }
   databases() {
     return this.reconciler?.bdbs.values() ?? [];
@@ -321,7 +342,6 @@ export class ClusterMember implements PeerPolicy {
     if (this.stopped) return;
     const lease = this.client.lease(this.cfg.timings.liveTtlSeconds, { autoKeepAlive: true });
     this.lease = lease;
-    lease.on('keepaliveSucceeded', () => this.onStoreContact());
     lease.on('lost', (err) => {
       if (this.stopped) return;
       if (this.livenessFailures === 0) this.log.warn({ err: err.message }, 'liveness lease lost; taking a new one');
@@ -336,36 +356,35 @@ export class ClusterMember implements PeerPolicy {
     });
     const rec: LiveRecord = { uid: this.uid, started_time: new Date(this.startedAt).toISOString(), pid: process.pid };
     await lease.put(KEYS.live(this.uid)).value(JSON.stringify(rec));
-    this.onStoreContact();
     if (this.livenessFailures > 0) this.log.info({ failures: this.livenessFailures }, 'liveness renewed again');
     this.livenessFailures = 0;
   }
 
   /**
-   * How long writes stay allowed after the last renewal. Others can fail this
-   * node over only once its lease (liveTtlSeconds) has expired, so 80% of it
-   * fences first; renewals come every third of it, so it does not flap.
+   * How long writes stay allowed after the last heartbeat was sent. Others
+   * fail this node over only after deadAfterMs() (at least liveTtlSeconds)
+   * without seeing a heartbeat, so 80% of the TTL fences first; heartbeats
+   * come twice a second, so an etcd leader election (1.5-3 s) does not trip it.
    */
   private fenceAfterMs(): number {
     return this.cfg.timings.liveTtlSeconds * 800;
   }
 
   /**
-   * The lease library renews every third of the TTL (1.7 s): too coarse for
-   * the fence, which an etcd leader election (1.5-3 s) must not trip. So the
-   * lease is also renewed twice a second; the renewal counts from when it
-   * was sent.
+   * Write this node's heartbeat. Only heartbeats renew the fence (counted
+   * from when they were sent), because heartbeats are what the others judge
+   * this node by; the lease library renews the lease itself on its own.
    */
   private probeStore(): void {
     const lease = this.lease;
     if (!lease || this.contactProbe || this.stopped) return;
     const sent = Date.now();
     this.contactProbe = true;
-    lease
-      .keepaliveOnce({ deadline: sent + STORE_PROBE_MS * 2 })
+    this.beats
+      .beat(lease, STORE_PROBE_MS * 2)
       .then(
         () => this.onStoreContact(sent),
-        () => undefined, // a failed renewal is what the fence counts; the lease's own 'lost' handling re-grants it
+        () => undefined, // a failed heartbeat is what the fence counts; a lost lease is re-granted by its own handler
       )
       .finally(() => (this.contactProbe = false));
   }
@@ -376,12 +395,12 @@ export class ClusterMember implements PeerPolicy {
   }
 
   /**
-   * The store answered a liveness renewal. After a silence longer than the
+   * The store took a heartbeat. After a silence longer than the
    * fence (a partition, or SIGSTOP of the whole node) this node may have been
    * failed over: its endpoints stay fenced until the reconciler has converged
    * on the current database map, and only then are writes allowed again.
    */
-  private onStoreContact(at = Date.now()): void {
+  private onStoreContact(at: number): void {
     if (this.stopped || this.fenceLifting || at < this.storeContactAt) return;
     const silentMs = at - this.storeContactAt;
     if (this.storeContactAt === 0 || silentMs <= this.fenceAfterMs()) {
@@ -421,6 +440,38 @@ export class ClusterMember implements PeerPolicy {
       if (r.succeeded) this.log.info({ uid: this.uid }, 'elected cluster master');
     } catch (err) {
       this.log.debug({ err: (err as Error).message }, 'master claim failed');
+    }
+  }
+
+  /**
+   * Take the master role from a holder that has been silent as long as a
+   * dead node (deadAfterMs): it has fenced itself by then, and its master key
+   * would otherwise last as long as its lease, which an etcd leader change
+   * extends by seconds. One compare-and-swap on the key, so one node wins; a
+   * holder that was only cut off learns it from the key when it is back.
+   */
+  private async takeOverMaster(): Promise<void> {
+    const holder = this.master.values()[0]?.uid;
+    const lease = this.lease;
+    if (this.stopped || this.resigned || this.takingOver || !lease || holder === undefined || holder === this.uid) return;
+    const silent = this.silentMs(holder);
+    if (silent === undefined || silent < this.deadAfterMs() || !this.storeIsCurrent()) return;
+    this.takingOver = true;
+    try {
+      const kv = (await this.client.get(KEYS.master).exec()).kvs[0];
+      if (!kv) return; // gone meanwhile: claimMaster takes it
+      const cur = parseRecord(KEYS.master, kv.value.toString(), MasterRecord);
+      if (cur.uid !== holder) return;
+      const rec: MasterRecord = { uid: this.uid, since: new Date().toISOString() };
+      const r = await this.client
+        .if(KEYS.master, 'Mod', '==', kv.mod_revision)
+        .then(this.client.put(KEYS.master).value(JSON.stringify(rec)).lease(await lease.grant()))
+        .commit();
+      if (r.succeeded) this.log.warn({ uid: this.uid, previous: holder, silent_ms: silent }, 'elected cluster master: the previous master sent no heartbeat for longer than the failover timeout');
+    } catch (err) {
+      this.log.debug({ err: (err as Error).message }, 'master takeover failed; the next check retries');
+    } finally {
+      this.takingOver = false;
     }
   }
 
@@ -588,6 +639,7 @@ export class ClusterMember implements PeerPolicy {
         // Revoking the lease also drops the master key if we held it.
         this.lease?.revoke().catch((e) => this.log.debug({ err: (e as Error).message }, 'lease not revoked; it expires after its TTL')),
         this.master.stop(),
+        this.beats.stop(),
         this.nodes.stop(),
         this.live.stop(),
         this.deny.stop(),

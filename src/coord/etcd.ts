@@ -115,6 +115,9 @@ export class EtcdMember {
       '--logger', 'zap',
       '--log-outputs', 'stderr',
       '--snapshot-count', '10000',
+      // Heartbeats write a revision per node twice a second: keep the last 100k (hours of history, for watches that reconnect), drop the rest.
+      '--auto-compaction-mode', 'revision',
+      '--auto-compaction-retention', '100000',
       '--quota-backend-bytes', String(2 * 1024 * 1024 * 1024),
     ];
     const out = fs.openSync(o.paths.logFile, 'a');

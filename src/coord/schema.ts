@@ -23,6 +23,9 @@ export const KEYS = {
   node: (uid: number) => `/tessera/nodes/${uid}`,
   livePrefix: '/tessera/live/',
   live: (uid: number) => `/tessera/live/${uid}`,
+  /** Heartbeats: each node rewrites its own twice a second (coord/heartbeats.ts). */
+  beatsPrefix: '/tessera/beats/',
+  beat: (uid: number) => `/tessera/beats/${uid}`,
   denyPrefix: '/tessera/deny/',
   deny: (serial: string) => `/tessera/deny/${serial}`,
   joinsPrefix: '/tessera/joins/',
@@ -165,11 +168,17 @@ export const LiveRecord = Type.Object({
 });
 export type LiveRecord = Static<typeof LiveRecord>;
 
+/** A node's heartbeat: only that it was written matters; `seq` makes each one a change. */
+export const BeatRecord = Type.Object({
+  seq: Type.Integer(),
+});
+export type BeatRecord = Static<typeof BeatRecord>;
+
 export const PolicyRecord = Type.Object({
   data_internode_encryption: Type.Boolean(),
   /** Internode channel key exchange: hybrid post-quantum preferred, or required. */
   internode_key_exchange: OneOf(...KEY_EXCHANGES),
-  /** Seconds after a node's last liveness renewal at which the master fails its shards over. */
+  /** Seconds without a heartbeat of a node after which the master fails its shards over (at least the liveness TTL). */
   failover_timeout: Type.Number(),
   /** Replica high availability (RE's name): a dead node's replicas are rebuilt on other nodes. */
   slave_ha: Type.Boolean(),
