@@ -12,6 +12,7 @@ import { X509Certificate } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import { TestCluster, TestNode, USER, PASSWORD, cli, type CliResult } from '../support/cluster.js';
 import { selfSigned } from '../../src/pki/pki.js';
+import { servicesRequest, type RequestOptions } from '../support/https.js';
 
 const NET = 22;
 const cluster = new TestCluster(NET, 2);
@@ -64,37 +65,10 @@ interface Raw {
   json: { error_code?: string; description?: string } & Record<string, unknown>;
 }
 
-/** A request from a chosen source address (127.0.22.x), verified against the node's CA. */
-function from(src: string, n: TestNode, method: string, p: string, o: { port?: number; auth?: [string, string]; body?: unknown; cookie?: string; csrf?: string } = {}): Promise<Raw> {
-  const ca = fs.readFileSync(path.join(n.dataDir, 'certs/services-ca.pem'), 'utf8');
-  const payload = o.body === undefined ? undefined : Buffer.from(JSON.stringify(o.body));
-  const headers: Record<string, string> = { accept: 'application/json' };
-  if (payload) headers['content-type'] = 'application/json';
-  if (o.cookie) headers.cookie = o.cookie;
-  if (o.csrf) headers['x-csrf-token'] = o.csrf;
-  if (o.auth) headers.authorization = 'Basic ' + Buffer.from(`${o.auth[0]}:${o.auth[1]}`).toString('base64');
-  return new Promise((resolve, reject) => {
-    const req = https.request(
-      { host: n.addr, port: o.port ?? 9443, method, path: p, headers, ca, localAddress: src, agent: false, timeout: 30_000, checkServerIdentity: () => undefined },
-      (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('end', () => {
-          const text = Buffer.concat(chunks).toString('utf8');
-          let json = {};
-          try {
-            json = text ? JSON.parse(text) : {};
-          } catch {
-            json = { text };
-          }
-          resolve({ status: res.statusCode ?? 0, headers: res.headers, json: json as Raw['json'] });
-        });
-      },
-    );
-    req.on('error', reject);
-    if (payload) req.write(payload);
-    req.end();
-  });
+/** A request from a chosen source address (127.0.22.x), verified against the node's services CA. */
+async function from(src: string, n: TestNode, method: string, p: string, o: RequestOptions & { port?: number } = {}): Promise<Raw> {
+  const r = await servicesRequest(n, o.port ?? 9443, method, p, { ...o, localAddress: src });
+  return { status: r.status, headers: r.headers, json: (r.json ?? {}) as Raw['json'] };
 }
 
 test('30 wrong passwords from one address: 429 with Retry-After on REST and the UI; the right password from another address still works', async () => {

@@ -18,6 +18,10 @@ export interface RequestOptions {
   csrf?: string;
   body?: unknown;
   headers?: Record<string, string>;
+  /** Basic authentication (user, password). */
+  auth?: [string, string];
+  /** The source address (a 127.0.0.x of the test's net), for per-address limits. */
+  localAddress?: string;
 }
 
 export function servicesRequest(node: { addr: string; dataDir: string }, port: number, method: string, p: string, o: RequestOptions = {}): Promise<RawResponse> {
@@ -27,8 +31,9 @@ export function servicesRequest(node: { addr: string; dataDir: string }, port: n
   if (payload) headers['content-type'] = 'application/json';
   if (o.cookie) headers.cookie = o.cookie;
   if (o.csrf) headers['x-csrf-token'] = o.csrf;
+  if (o.auth) headers.authorization = 'Basic ' + Buffer.from(`${o.auth[0]}:${o.auth[1]}`).toString('base64');
   return new Promise((resolve, reject) => {
-    const req = https.request({ host: node.addr, port, method, path: p, headers, ca, agent: false, timeout: 30_000 }, (res) => {
+    const req = https.request({ host: node.addr, port, method, path: p, headers, ca, localAddress: o.localAddress, agent: false, timeout: 30_000 }, (res) => {
       const chunks: Buffer[] = [];
       res.on('data', (c: Buffer) => chunks.push(c));
       res.on('end', () => {
