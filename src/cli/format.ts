@@ -1,17 +1,12 @@
 // Text output of the CLI, laid out as rladmin prints it.
+import type { bdbView } from '../api/routes/bdbs.js';
+import type { nodeView } from '../api/routes/nodes.js';
+import type { NodeAlertsRecord } from '../coord/schema.js';
 
-export interface NodeView {
-  uid: number;
-  addr: string;
-  status: string;
-  is_master: boolean;
-  software_version: string;
-  shard_count: number;
-  cores: number | null;
-  total_memory: number | null;
-  uptime: number;
-  control_plane_link: string;
-}
+// The REST resources' shapes come from the REST layer itself (type-only imports), as the web UI's do.
+export type NodeView = ReturnType<typeof nodeView>;
+export type BdbView = ReturnType<typeof bdbView>;
+export type NodeAlerts = Record<string, NodeAlertsRecord>;
 
 /** Left-aligned columns, two spaces apart. */
 export function table(header: string[], rows: string[][]): string {
@@ -30,26 +25,6 @@ function duration(s: number): string {
   const m = Math.floor((s % 3600) / 60);
   return d ? `${d}d${h}h${m}m` : h ? `${h}h${m}m` : `${m}m${s % 60}s`;
 }
-
-export interface BdbView {
-  uid: number;
-  name: string;
-  type: string;
-  status: string;
-  shards_count: number;
-  replication: boolean;
-  data_persistence: string;
-  data_internode_encryption: boolean;
-  tls_mode?: string;
-  proxy_policy: string;
-  shards_placement: string;
-  port: number;
-  memory_size: number;
-  endpoints: { uid: string; dns_name: string; port: number; addr: string[]; proxy_policy: string }[];
-  shards: { uid: number; role: string; node_uid: number; assigned_slots: string; status: string; master_uid?: number; sync?: { status: string; progress: number } }[];
-}
-
-export type NodeAlerts = Record<string, Record<string, { state: boolean; severity: string; change_time: string; change_value: { certificate?: string; seconds_left?: number } }>>;
 
 /** What `status` shows (rladmin's `status [nodes|databases|endpoints|shards] [extra all] [issues_only]`). */
 export interface StatusOptions {

@@ -175,7 +175,7 @@ async function waitActive(cmd: Command, uid: number, timeoutMs = 60_000): Promis
   for (;;) {
     const b = await api<BdbView>(cmd, 'GET', `/v1/bdbs/${uid}`);
     if (b.status === 'active') return;
-    if (b.status === 'creation-failed') throw new CliError(`database ${uid} failed: ${(b as unknown as { error?: string }).error ?? 'unknown error'}`);
+    if (b.status === 'creation-failed') throw new CliError(`database ${uid} failed: ${b.error ?? 'unknown error'}`);
     if (Date.now() > deadline) throw new CliError(`database ${uid} is still ${b.status} after ${timeoutMs / 1000} s`);
     await new Promise((r) => setTimeout(r, 200));
   }

@@ -6,21 +6,12 @@
 // finished; a failure is one line on stderr and a non-zero exit.
 import type { Command } from 'commander';
 import type { BdbView } from './format.js';
+import type { ActionRecord } from '../coord/schema.js';
 
 /** What these commands need of the CLI's REST helpers (cli/main.ts). */
 export interface ShardCliDeps {
   api<T>(cmd: Command, method: string, path: string, body?: unknown): Promise<T>;
   findDb(cmd: Command, ref: string): Promise<BdbView>;
-}
-
-interface Action {
-  action_uid: string;
-  name: string;
-  status: 'pending' | 'active' | 'completed' | 'failed';
-  progress: number;
-  description?: string;
-  steps?: string[];
-  error?: string;
 }
 
 const ACTION_TIMEOUT_MS = 15 * 60_000;
@@ -67,7 +58,7 @@ export async function followAction(cmd: Command, deps: Pick<ShardCliDeps, 'api'>
   const deadline = Date.now() + ACTION_TIMEOUT_MS;
   let shown = 0;
   for (;;) {
-    const a = await deps.api<Action>(cmd, 'GET', `/v1/actions/${uid}`);
+    const a = await deps.api<ActionRecord>(cmd, 'GET', `/v1/actions/${uid}`);
     const steps = a.steps ?? [];
     for (; shown < steps.length; shown++) {
       const m = /^(\d+)% (.*)$/s.exec(steps[shown]);
