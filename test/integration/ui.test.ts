@@ -370,6 +370,48 @@ test('the Security switch turns Internode Encryption on (PUT /v1/bdbs/{uid}) whi
   client.disconnect();
 });
 
+test('the Security switch turns TLS for clients on (tls_mode): a TLS client is served, a plaintext one is not; and off again', async () => {
+  await nav('Databases').click();
+  await page.getByRole('link', { name: 'web', exact: true }).click();
+  await heading1('web').waitFor();
+  const sw = page.getByRole('switch', { name: 'TLS for clients' });
+  await sw.waitFor();
+  assert.equal(await sw.isChecked(), false);
+  assert.equal(await sw.isDisabled(), true, 'read-only until Edit');
+  assert.match((await page.locator(`#tls-${uiDb.uid}-hint`).textContent()) ?? '', /any TLS client is served/);
+  const flip = async (on: boolean) => {
+    await button('Edit').click();
+    if (on) await sw.check();
+    else await sw.uncheck();
+    await button('Save').click();
+    const done = page.getByRole('status').filter({ hasText: `TLS for clients is now ${on ? 'enabled' : 'disabled'}` });
+    await waitOrExplain(done, 120_000, async () => (await n1.api<BdbJson>('GET', `/v1/bdbs/${uiDb.uid}`)).body);
+    assert.equal((await n1.api<{ tls_mode: string }>('GET', `/v1/bdbs/${uiDb.uid}`)).body.tls_mode, on ? 'enabled' : 'disabled');
+  };
+  await flip(true);
+  await shot('database-client-tls');
+  const ca = fs.readFileSync(path.join(n2.dataDir, 'certs/services-ca.pem'), 'utf8');
+  const tlsClient = new Redis({ host: n2.addr, port: uiDb.port, lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null, tls: { ca, checkServerIdentity: () => undefined } });
+  try {
+    await tlsClient.connect();
+    assert.equal(await tlsClient.ping(), 'PONG');
+  } finally {
+    tlsClient.disconnect();
+  }
+  const plain = new Redis({ host: n2.addr, port: uiDb.port, lazyConnect: true, maxRetriesPerRequest: 0, enableOfflineQueue: false, retryStrategy: () => null, connectTimeout: 3000 });
+  plain.on('error', () => undefined); // the refusal is asserted below
+  await assert.rejects(async () => {
+    await plain.connect();
+    await plain.ping();
+  }, 'a plaintext client is refused by a TLS endpoint');
+  plain.disconnect();
+  await flip(false);
+  const again = new Redis({ host: n2.addr, port: uiDb.port, lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+  await again.connect();
+  assert.equal(await again.ping(), 'PONG');
+  again.disconnect();
+});
+
 test('delete a database from its page, after a confirmation', async () => {
   const temp = await createDb(n1, { name: 'temp', memory_size: 32 << 20 });
   await page.goto(`${origin(n1)}/#/databases/${temp.uid}`);

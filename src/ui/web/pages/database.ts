@@ -56,7 +56,7 @@ export function databasePage(ctx: AppContext, uid: number): Page {
   let disposed = false;
   let timer: number | undefined;
   // The controls of the edit form, rebuilt from the database each time Edit is pressed.
-  let controls: { memory: HTMLInputElement; eviction: HTMLSelectElement; persistence: HTMLSelectElement; encryption: HTMLInputElement } | undefined;
+  let controls: { memory: HTMLInputElement; eviction: HTMLSelectElement; persistence: HTMLSelectElement; encryption: HTMLInputElement; clientTls: HTMLInputElement } | undefined;
 
   const render = () => {
     if (!db) return;
@@ -67,7 +67,14 @@ export function databasePage(ctx: AppContext, uid: number): Page {
     const eviction = select(EVICTION.map((e) => [e, e]), b.eviction_policy, { disabled: !editing });
     const persistence = select(PERSISTENCE, b.data_persistence, { disabled: !editing });
     const encryption = h('input', { type: 'checkbox', role: 'switch', id: `ie-${uid}`, checked: b.data_internode_encryption, disabled: !editing });
-    controls = { memory, eviction, persistence, encryption };
+    const tlsOn = b.tls_mode === 'enabled';
+    const clientTls = h('input', { type: 'checkbox', role: 'switch', id: `tls-${uid}`, checked: tlsOn, disabled: !editing });
+    controls = { memory, eviction, persistence, encryption, clientTls };
+    const listed = b.authentication_ssl_client_certs.length;
+    const clientAuth =
+      b.enforce_client_authentication === 'enabled' && listed
+        ? `only clients presenting one of the ${listed} listed certificate${listed === 1 ? '' : 's'} (or one issued by them) are served`
+        : 'any TLS client is served (no client certificate is required)';
     fill(
       config,
       editing
@@ -96,8 +103,21 @@ export function databasePage(ctx: AppContext, uid: number): Page {
         h('span', { class: 'switch-state', 'aria-hidden': 'true' }, onOff(b.data_internode_encryption)),
       ),
       h('p', { class: 'hint', id: `ie-${uid}-hint` }, 'Encrypts the traffic between this database’s shards and endpoints on different nodes (TLS on the internode channel). Switching it is live: clients stay connected.'),
+      h(
+        'div',
+        { class: 'switch-row' },
+        clientTls,
+        h('label', { for: clientTls.id }, 'TLS for clients'),
+        h('span', { class: 'switch-state', 'aria-hidden': 'true' }, onOff(tlsOn)),
+      ),
+      h(
+        'p',
+        { class: 'hint', id: `tls-${uid}-hint` },
+        `Clients must connect to the endpoint with TLS (tls_mode); it presents the node’s proxy certificate, issued by the cluster’s services CA. With TLS on, ${clientAuth}; the client certificates are set through the REST API (authentication_ssl_client_certs). Switching it closes the connections the new setting does not admit.`,
+      ),
     );
     encryption.setAttribute('aria-describedby', `ie-${uid}-hint`);
+    clientTls.setAttribute('aria-describedby', `tls-${uid}-hint`);
     fill(
       endpoints,
       table(
@@ -166,6 +186,7 @@ export function databasePage(ctx: AppContext, uid: number): Page {
     if (controls.eviction.value !== b.eviction_policy) body.eviction_policy = controls.eviction.value;
     if (controls.persistence.value !== b.data_persistence) body.data_persistence = controls.persistence.value;
     if (controls.encryption.checked !== b.data_internode_encryption) body.data_internode_encryption = controls.encryption.checked;
+    if (controls.clientTls.checked !== (b.tls_mode === 'enabled')) body.tls_mode = controls.clientTls.checked ? 'enabled' : 'disabled';
     fill(editFeedback);
     if (!Object.keys(body).length) {
       editing = false;
@@ -218,6 +239,7 @@ export function databasePage(ctx: AppContext, uid: number): Page {
           if ('data_internode_encryption' in body) {
             lines.push(`Internode encryption is now ${onOff(b.data_internode_encryption).toLowerCase()}; the switch was live and client connections were kept.`);
           }
+          if ('tls_mode' in body) lines.push(`TLS for clients is now ${onOff(b.tls_mode === 'enabled').toLowerCase()}.`);
           fill(progress, note(lines.join(' '), 'good'));
           return;
         }
