@@ -772,7 +772,8 @@ describe('proxy endpoint over three shards', () => {
     assert.equal(await c2.set(k, 'new'), 'OK', 'a new command goes to the new master');
     assert.equal(await stuck, 'ERR shard connection lost');
     const waited = Date.now() - t0;
-    assert.ok(waited >= 1500 && waited < 4000, `the unanswered command failed after the drain (${waited} ms)`);
+    // The drain is 2 s: not before it; the upper bound is loose, a loaded 2-core machine may be late.
+    assert.ok(waited >= 1500 && waited < 10_000, `the unanswered command failed after the drain (${waited} ms)`);
     assert.equal(await shardClient(0).get(k), 'new');
   });
 
