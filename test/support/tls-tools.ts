@@ -51,6 +51,8 @@ export interface SClientOptions {
   send?: string;
   /** Hard limit after which the process is killed. */
   killAfterMs?: number;
+  /** End the hold as soon as stdout matches (the awaited reply came): `holdMs` is then only the limit. */
+  holdUntil?: RegExp;
 }
 
 /**
@@ -74,6 +76,7 @@ export function sClient(args: string[], o: SClientOptions = {}): Promise<CmdResu
     p.stderr.setEncoding('utf8');
     p.stdout.on('data', (d: string) => {
       stdout += d;
+      if (o.holdUntil?.test(stdout)) endHold();
       // s_client prints "Verify return code: ..." at the end of its handshake
       // summary; from then on, stdin lines go to the server.
       if (o.send !== undefined && sentAt === undefined && /Verify return code: .*\n---\n/s.test(stdout)) {
@@ -84,10 +87,15 @@ export function sClient(args: string[], o: SClientOptions = {}): Promise<CmdResu
     p.stderr.on('data', (d: string) => (stderr += d));
     p.stdin.on('error', () => undefined); // EPIPE once the process is gone
     p.on('error', reject);
-    const hold = setTimeout(() => {
+    let held = false;
+    const endHold = () => {
+      if (held) return;
+      held = true;
+      clearTimeout(hold);
       aliveAfterHold = !exited;
       p.stdin.end();
-    }, holdMs);
+    };
+    const hold = setTimeout(endHold, holdMs);
     const kill = setTimeout(() => p.kill('SIGKILL'), killAfterMs);
     p.on('close', (code, signal) => {
       exited = true;

@@ -320,7 +320,7 @@ test('7. a client offering only forbidden suites (ChaCha20, CBC, RSA key exchang
       ['-tls1_3', '-ciphersuites', 'TLS_AES_128_GCM_SHA256'],
       ['-tls1_3', '-ciphersuites', 'TLS_AES_256_GCM_SHA384'],
     ]) {
-      const r = await sClient(sArgs(h, f.m2cp, ...args, '-alpn', ALPN.cp, '-servername', SERVERNAME.cp), { send: rpc(1), holdMs: 700 });
+      const r = await sClient(sArgs(h, f.m2cp, ...args, '-alpn', ALPN.cp, '-servername', SERVERNAME.cp), { send: rpc(1), holdMs: 5000, holdUntil: /"result":/ });
       const suite = args[2];
       assert.match(r.stdout, new RegExp(`Cipher is ${suite}`), `control ${suite}:\n${r.stderr}`);
       assert.match(r.stdout, /"result":\{"method":"ping","plane":"cp","from":2\}/, `control ${suite}: no RPC reply`);
