@@ -7,6 +7,7 @@ import { NodeDaemon } from '../control/daemon.js';
 import type { ClusterMember } from '../control/member.js';
 import { DEFAULT_PORTS, NodeConfig } from '../control/config.js';
 import { ShardOpsController } from '../control/shard-ops.js';
+import { localTraffic } from '../control/traffic.js';
 import type { ServiceName } from '../pki/pki.js';
 import { RestServer } from '../api/server.js';
 import { MetricsServer } from '../api/metrics.js';
@@ -57,7 +58,7 @@ export class TesseraNode {
             return c;
           };
           rest.setCertificate(cert('api'));
-          const metrics = new MetricsServer(m, log.child({ component: 'metrics' }));
+          const metrics = new MetricsServer(m, log.child({ component: 'metrics' }), () => localTraffic(m));
           await metrics.listen(cert('metrics_exporter'));
           m.attach(metrics);
           // The web UI lives with the membership: sign-in needs the cluster's users.
