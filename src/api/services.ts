@@ -36,7 +36,8 @@ export interface ApiMember extends ShardOpsHost {
   policy(): PolicyRecord;
   statusReply(): StatusReply;
   internodeLinks(): Promise<NodeLinksReport>;
-  portFree(port: number): Promise<{ free: boolean }>;
+  /** Which of `ports` this node can bind now (control/ports.ts). */
+  portsFree(ports: number[]): Promise<{ free: number[] }>;
   rotateNow(planes: Plane[]): Promise<unknown>;
   /** Hand the cluster master role to node `uid`. */
   changeMaster(uid: number): Promise<void>;

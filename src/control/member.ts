@@ -4,7 +4,6 @@
 // over the control plane.
 import fs from 'node:fs';
 import os from 'node:os';
-import net from 'node:net';
 import type { Logger } from 'pino';
 import { Etcd3, Lease } from 'etcd3';
 import { EtcdMember, etcdClient, etcdPaths, waitReady } from '../coord/etcd.js';
@@ -25,6 +24,7 @@ import { CertRotator } from './cert-rotation.js';
 import { FailoverController } from './failover-controller.js';
 import { shardRpc } from './shard-rpc.js';
 import { TRAFFIC_RPC, localTraffic } from './traffic.js';
+import { PORTS_FREE_RPC, bindablePorts, portsParam } from './ports.js';
 import { NodeConfig, NodeIdentity, SOFTWARE_VERSION } from './config.js';
 import { certPath } from '../pki/node-files.js';
 import { PLANE_CERT_NAME, Plane, certInfo } from '../pki/pki.js';
@@ -491,8 +491,8 @@ export class ClusterMember implements PeerPolicy {
         if (!Array.isArray(planes) || planes.some((p) => p !== 'cp' && p !== 'dp')) throw new Error('invalid planes');
         return this.rotateNow(planes);
       }
-      case 'port_free':
-        return this.portFree(Number((_params as { port?: unknown })?.port));
+      case PORTS_FREE_RPC:
+        return this.portsFree(portsParam(_params));
       case 'internode_links':
         return this.internodeLinks();
       case TRAFFIC_RPC:
@@ -516,14 +516,9 @@ export class ClusterMember implements PeerPolicy {
     return { uid: this.uid, renewed };
   }
 
-  /** Is a TCP port free on this node's address? (Asked before a database takes it.) */
-  portFree(port: number): Promise<{ free: boolean }> {
-    if (!Number.isInteger(port) || port < 1 || port > 65535) return Promise.reject(new Error('invalid port'));
-    return new Promise((resolve) => {
-      const s = net.createServer();
-      s.once('error', () => resolve({ free: false }));
-      s.listen({ host: this.cfg.addr, port, exclusive: true }, () => s.close(() => resolve({ free: true })));
-    });
+  /** Which of `ports` are free on this node's address (asked before a database takes one). */
+  async portsFree(ports: number[]): Promise<{ free: number[] }> {
+    return { free: await bindablePorts(this.cfg.addr, ports) };
   }
 
   /** Every live internode connection of this node: control links this thread dialed, and the data-plane worker's. */
