@@ -38,7 +38,6 @@ export interface ApiMember extends ShardOpsHost {
   internodeLinks(): Promise<NodeLinksReport>;
   /** Which of `ports` this node can bind now (control/ports.ts). */
   portsFree(ports: number[]): Promise<{ free: number[] }>;
-  rotateNow(planes: Plane[]): Promise<unknown>;
   /** Hand the cluster master role to node `uid`. */
   changeMaster(uid: number): Promise<void>;
 }

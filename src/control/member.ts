@@ -486,11 +486,6 @@ export class ClusterMember implements PeerPolicy {
     switch (method) {
       case 'status':
         return this.statusReply();
-      case 'rotate_certs': {
-        const planes = ((_params as { planes?: unknown })?.planes as Plane[] | undefined) ?? ['cp', 'dp'];
-        if (!Array.isArray(planes) || planes.some((p) => p !== 'cp' && p !== 'dp')) throw new Error('invalid planes');
-        return this.rotateNow(planes);
-      }
       case PORTS_FREE_RPC:
         return this.portsFree(portsParam(_params));
       case 'internode_links':
@@ -505,15 +500,6 @@ export class ClusterMember implements PeerPolicy {
       default:
         throw new Error(`unknown method ${method}`);
     }
-  }
-
-  /** Renew the given planes now; resolves when the new certificates are in memory and on disk. */
-  async rotateNow(planes: Plane[]): Promise<{ uid: number; renewed: { plane: Plane; serial: string; not_after: string }[] }> {
-    if (!this.rotator) throw new Error('node is starting');
-    const renewed: { plane: Plane; serial: string; not_after: string }[] = [];
-    // Operator-provided certificates are the operator's to replace, not ours to rotate.
-    for (const p of planes) if (!this.certs.isCustomer(p)) renewed.push({ ...(await this.rotator.renew(p, 'on demand')), plane: p });
-    return { uid: this.uid, renewed };
   }
 
   /** Which of `ports` are free on this node's address (asked before a database takes one). */

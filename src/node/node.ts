@@ -8,6 +8,7 @@ import type { ClusterMember } from '../control/member.js';
 import { DEFAULT_PORTS, NodeConfig } from '../control/config.js';
 import { ShardOpsController } from '../control/shard-ops.js';
 import { localTraffic } from '../control/traffic.js';
+import { CertRotationController } from '../control/cert-rotation-action.js';
 import type { ServiceName } from '../pki/pki.js';
 import { RestServer } from '../api/server.js';
 import { MetricsServer } from '../api/metrics.js';
@@ -78,6 +79,10 @@ export class TesseraNode {
           const shardOps = new ShardOpsController(m, log.child({ component: 'shard-ops' }));
           await shardOps.start();
           m.attach(shardOps);
+          // Rotations of every node's certificates (POST /v1/cluster/certificates/rotate): followed by the cluster master.
+          const rotations = new CertRotationController(m, log.child({ component: 'cert-rotation-action' }));
+          await rotations.start();
+          m.attach(rotations);
         },
       });
     } catch (err) {

@@ -110,9 +110,6 @@ export class ApiTestMember implements ApiMember {
   async portsFree(ports: number[]): Promise<{ free: number[] }> {
     return { free: await bindablePorts(this.nodes.items.get(String(this.uid))!.addr, ports) };
   }
-  rotateNow(): Promise<unknown> {
-    return Promise.reject(new Error(`rotation: ${NOT_IN_PROCESS}`));
-  }
   changeMaster(): Promise<void> {
     return Promise.reject(new Error(`master change: ${NOT_IN_PROCESS}`));
   }
