@@ -86,6 +86,8 @@ export class CertRotator {
   /** Reports whose write failed: written again (without renewing again) by the next pass. */
   private readonly rotationsUnreported = new Map<string, CertRotatedRecord>();
   private rotationsBusy = false;
+  /** A request came while a pass was running: run another pass after it. */
+  private rotationsAgain = false;
 
   constructor(
     private readonly m: RotatorHost,
@@ -335,11 +337,21 @@ export class CertRotator {
 
   /** Carry out the rotations asked of this node that it has not reported on yet, one pass at a time. */
   private async applyRotations(): Promise<void> {
-    if (this.rotationsBusy) return;
+    if (this.rotationsBusy) {
+      this.rotationsAgain = true;
+      return;
+    }
     this.rotationsBusy = true;
+    this.rotationsAgain = false;
     try {
       const asked = this.rotations.values();
-      for (const id of this.rotationsReported) if (!asked.some((r) => r.action_uid === id)) this.rotationsReported.delete(id);
+      // Requests the master removed (finished a while ago) need no memory here.
+      for (const id of [...this.rotationsReported, ...this.rotationsUnreported.keys()]) {
+        if (!asked.some((r) => r.action_uid === id)) {
+          this.rotationsReported.delete(id);
+          this.rotationsUnreported.delete(id);
+        }
+      }
       for (const req of asked) {
         if (req.finished_time || !req.nodes.includes(this.m.uid) || this.rotationsReported.has(req.action_uid)) continue;
         await this.rotateFor(req);
@@ -349,6 +361,7 @@ export class CertRotator {
     } finally {
       this.rotationsBusy = false;
     }
+    if (this.rotationsAgain) await this.applyRotations();
   }
 
   private async rotateFor(req: CertRotationRequest): Promise<void> {
