@@ -17,12 +17,12 @@ import https from 'node:https';
 import { X509Certificate } from 'node:crypto';
 import type { Logger } from 'pino';
 import { Registry, Gauge, Counter, type Metric } from 'prom-client';
-import type { ClusterMember } from '../control/member.js';
+import type { MetricsMember } from './services.js';
 import { httpsServerOptions } from '../tls/contexts.js';
 import { listenOrExplain } from '../internode/channel.js';
 import { PLANES, SERVICE_NAMES } from '../pki/pki.js';
 import { certPath, servicePaths } from '../pki/node-files.js';
-import { NodeTraffic, localTraffic } from '../control/traffic.js';
+import type { NodeTraffic } from '../control/traffic.js';
 import { CLASSES, LATENCY_BOUNDS_US, LATENCY_FINITE } from '../proxy/stats.js';
 
 type Labels = Record<string, string>;
@@ -98,7 +98,7 @@ export class MetricsServer {
 
   /** Read this node's database traffic now; undefined while the data plane cannot answer. */
   private readTraffic(): Promise<NodeTraffic | undefined> {
-    this.snap = localTraffic(this.m).catch((err: Error) => {
+    this.snap = this.traffic().catch((err: Error) => {
       this.log.warn({ err: err.message }, 'metrics: no traffic counters from the data plane');
       return undefined;
     });
@@ -110,8 +110,10 @@ export class MetricsServer {
   }
 
   constructor(
-    private readonly m: ClusterMember,
+    private readonly m: MetricsMember,
     private readonly log: Logger,
+    /** This node's traffic counters (control/traffic.ts `localTraffic`), read once per scrape. */
+    private readonly traffic: () => Promise<NodeTraffic>,
   ) {
     const nodes = () => m.nodes.values().filter((n) => n.addr);
     new Gauge({

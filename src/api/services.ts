@@ -10,8 +10,8 @@
 // member's own class.
 import type { Etcd3 } from 'etcd3';
 import type { PrefixCache } from '../coord/watch.js';
-import type { ClusterRecord, LiveRecord, NodePorts, NodeRecord, ObservedRecord, PolicyRecord } from '../coord/schema.js';
-import type { Plane } from '../pki/pki.js';
+import type { BdbRecord, ClusterRecord, LiveRecord, NodePorts, NodeRecord, ObservedRecord, PolicyRecord } from '../coord/schema.js';
+import type { Plane, ServiceName } from '../pki/pki.js';
 import type { NodeLinksReport } from '../internode/links.js';
 import type { ShardOpsHost } from '../control/shard-ops.js';
 import type { ProbeResult, StatusReply } from '../control/member.js';
@@ -36,8 +36,8 @@ export interface ApiMember extends ShardOpsHost {
   policy(): PolicyRecord;
   statusReply(): StatusReply;
   internodeLinks(): Promise<NodeLinksReport>;
-  portFree(port: number): Promise<{ free: boolean }>;
-  rotateNow(planes: Plane[]): Promise<unknown>;
+  /** Which of `ports` this node can bind now (control/ports.ts). */
+  portsFree(ports: number[]): Promise<{ free: number[] }>;
   /** Hand the cluster master role to node `uid`. */
   changeMaster(uid: number): Promise<void>;
 }
@@ -63,4 +63,21 @@ export interface JoinAdmission {
   admitNode(req: JoinNodeRequest): Promise<JoinGrant>;
   promoteJoin(uid: number): Promise<void>;
   abortJoin(uid: number): Promise<void>;
+}
+
+/** What the metrics endpoint (api/metrics.ts) reads of its node: the running member implements it as it is. */
+export interface MetricsMember {
+  readonly uid: number;
+  readonly cluster: { readonly name: string };
+  readonly masterUid?: number;
+  readonly cfg: { readonly addr: string; readonly dataDir: string; readonly ports: { readonly metrics: number } };
+  /** Watched caches of the nodes' records and their liveness leases. */
+  readonly nodes: { values(): NodeRecord[]; readonly items: ReadonlyMap<string, NodeRecord> };
+  readonly live: { readonly items: ReadonlyMap<string, unknown> };
+  /** This node's client-facing certificates. */
+  readonly services: { get(name: ServiceName): { readonly certPem: string } | undefined };
+  /** Replicas promoted per database: by this node as cluster master (node down), and for its own shards (shard down). */
+  readonly failover?: { readonly promotions: ReadonlyMap<number, number> };
+  readonly reconciler?: { readonly promotions: ReadonlyMap<number, number> };
+  databases(): readonly BdbRecord[];
 }

@@ -352,7 +352,9 @@ export function buildProgram(): Command {
         if (name !== undefined && !(CERT_NAMES as readonly string[]).includes(name)) {
           throw new CliError(`unknown certificate '${name}' (expected ${CERT_NAMES.join(' or ')})`);
         }
-        await api(cmd, 'POST', '/v1/cluster/certificates/rotate', name ? { name } : {});
+        const r = await api<{ action_uid?: string }>(cmd, 'POST', '/v1/cluster/certificates/rotate', name ? { name } : {});
+        // The rotation is an action: print what each node did (and follow it, should it still run).
+        if (r.action_uid !== undefined) await followAction(cmd, { api }, r.action_uid);
         console.log('Finished successfully');
         return;
       }

@@ -11,6 +11,12 @@
 // new one goes into ServiceCerts, whose listeners (REST, UI, metrics, the
 // data plane's endpoints) swap their secure context, so open connections stay.
 // A node that lacks one (made before the services CA existed) gets it at start.
+//
+// It also carries out the on-demand rotations of every node
+// (POST /v1/cluster/certificates/rotate, cert-rotation-action.ts): for each
+// CertRotationRequest naming this node it renews the planes asked and
+// records what it did (a CertRotatedRecord), which the master's controller
+// follows into the action.
 import type { Logger } from 'pino';
 import type { Etcd3 } from 'etcd3';
 import type { CertStore } from '../pki/certstore.js';
@@ -21,6 +27,8 @@ import {
   AlertSetting,
   CaRecord,
   CertMeta,
+  CertRotatedRecord,
+  CertRotationRequest,
   CustomerCertRecord,
   CertRotationSettings,
   NodeAlertsRecord,
@@ -72,6 +80,14 @@ export class CertRotator {
   private lastServiceCustomerTry = 0;
   /** The node record does not show the client-facing certificates in force yet (a failed write is retried each tick). */
   private servicesUnpublished = false;
+  /** Rotations asked of every node (desired state), and those this node has reported on. */
+  private rotations: PrefixCache<CertRotationRequest>;
+  private readonly rotationsReported = new Set<string>();
+  /** Reports whose write failed: written again (without renewing again) by the next pass. */
+  private readonly rotationsUnreported = new Map<string, CertRotatedRecord>();
+  private rotationsBusy = false;
+  /** A request came while a pass was running: run another pass after it. */
+  private rotationsAgain = false;
 
   constructor(
     private readonly m: RotatorHost,
@@ -79,7 +95,8 @@ export class CertRotator {
   ) {
     this.settings = new PrefixCache(m.client, KEYS.jobScheduler, StoredJobScheduler);
     this.alertSettings = new PrefixCache(m.client, KEYS.alertSettings, StoredAlertSettings);
-    for (const cache of [this.settings, this.alertSettings]) {
+    this.rotations = new PrefixCache(m.client, KEYS.certRotationsPrefix, CertRotationRequest);
+    for (const cache of [this.settings, this.alertSettings, this.rotations]) {
       cache.on('malformed', (err: Error) => this.log.error({ err: err.message }, 'ignoring a malformed settings record'));
     }
   }
@@ -102,6 +119,9 @@ export class CertRotator {
     await this.applyServiceCustomer();
     for (const name of SERVICE_NAMES) if (!this.m.services.isCurrent(name)) await this.renewService(name, 'missing or not from the services CA');
     await this.publishServices();
+    await this.rotations.start();
+    this.rotations.on('change', () => void this.applyRotations());
+    await this.applyRotations();
     // A failed tick must not become an unhandled rejection (it would end the process): log it, the next one retries.
     this.timer = setInterval(() => void this.tick().catch((e) => this.log.error({ err: (e as Error).message }, 'certificate schedule tick failed')), TICK_MS);
     this.timer.unref();
@@ -189,6 +209,8 @@ export class CertRotator {
       }
     }
     this.tickServices(s);
+    // A request missed while a pass was running, or a report that could not be written, is taken up here.
+    void this.applyRotations();
     await this.evaluateAlert().catch((err) => this.log.debug({ err: (err as Error).message }, 'alert evaluation failed'));
   }
 
@@ -313,6 +335,66 @@ export class CertRotator {
     await updateRecord(this.m.client, KEYS.node(this.m.uid), NodeRecord, (rec) => (rec ? { ...rec, service_certificates: metas() } : undefined));
   }
 
+  /** Carry out the rotations asked of this node that it has not reported on yet, one pass at a time. */
+  private async applyRotations(): Promise<void> {
+    if (this.rotationsBusy) {
+      this.rotationsAgain = true;
+      return;
+    }
+    this.rotationsBusy = true;
+    this.rotationsAgain = false;
+    try {
+      const asked = this.rotations.values();
+      // Requests the master removed (finished a while ago) need no memory here.
+      for (const id of [...this.rotationsReported, ...this.rotationsUnreported.keys()]) {
+        if (!asked.some((r) => r.action_uid === id)) {
+          this.rotationsReported.delete(id);
+          this.rotationsUnreported.delete(id);
+        }
+      }
+      for (const req of asked) {
+        if (req.finished_time || !req.nodes.includes(this.m.uid) || this.rotationsReported.has(req.action_uid)) continue;
+        await this.rotateFor(req);
+      }
+    } catch (err) {
+      this.log.warn({ err: (err as Error).message }, 'cannot carry out a certificate rotation request yet; the next tick retries');
+    } finally {
+      this.rotationsBusy = false;
+    }
+    if (this.rotationsAgain) await this.applyRotations();
+  }
+
+  private async rotateFor(req: CertRotationRequest): Promise<void> {
+    const key = KEYS.certRotated(req.action_uid, this.m.uid);
+    let rec = this.rotationsUnreported.get(req.action_uid);
+    if (!rec) {
+      // Reported before this process started (it restarted since): nothing to do again.
+      if (await readRecord(this.m.client, key, CertRotatedRecord)) {
+        this.rotationsReported.add(req.action_uid);
+        return;
+      }
+      const renewed: CertRotatedRecord['renewed'] = [];
+      let error: string | undefined;
+      for (const plane of req.planes) {
+        // Operator-provided certificates are the operator's to replace, not ours to rotate.
+        if (this.m.certs.isCustomer(plane)) continue;
+        try {
+          const r = await this.renew(plane, `on demand (action ${req.action_uid})`);
+          renewed.push({ plane, serial: r.serial, not_after: r.not_after });
+        } catch (err) {
+          error = `${PLANE_CERT_NAME[plane]} was not renewed: ${(err as Error).message}`; // logged by doRenew
+          break;
+        }
+      }
+      rec = { node_uid: this.m.uid, action_uid: req.action_uid, renewed, ...(error ? { error } : {}), time: new Date().toISOString() };
+      this.rotationsUnreported.set(req.action_uid, rec);
+    }
+    await this.m.client.put(key).value(JSON.stringify(rec));
+    this.rotationsUnreported.delete(req.action_uid);
+    this.rotationsReported.add(req.action_uid);
+    this.log.info({ action: req.action_uid, renewed: rec.renewed.map((r) => r.plane), error: rec.error }, 'certificate rotation request carried out');
+  }
+
   /** Renew one plane now (shared by the schedule and POST /v1/cluster/certificates/rotate). */
   renew(plane: Plane, why: string): Promise<RenewResult> {
     return this.once(plane, () => this.doRenew(plane, why));
@@ -397,6 +479,6 @@ export class CertRotator {
 
   async stop(): Promise<void> {
     clearInterval(this.timer);
-    await Promise.all([this.settings.stop(), this.alertSettings.stop()]);
+    await Promise.all([this.settings.stop(), this.alertSettings.stop(), this.rotations.stop()]);
   }
 }

@@ -4,7 +4,6 @@
 // over the control plane.
 import fs from 'node:fs';
 import os from 'node:os';
-import net from 'node:net';
 import type { Logger } from 'pino';
 import { Etcd3, Lease } from 'etcd3';
 import { EtcdMember, etcdClient, etcdPaths, waitReady } from '../coord/etcd.js';
@@ -26,6 +25,7 @@ import { CertRotator } from './cert-rotation.js';
 import { FailoverController } from './failover-controller.js';
 import { shardRpc } from './shard-rpc.js';
 import { TRAFFIC_RPC, localTraffic } from './traffic.js';
+import { PORTS_FREE_RPC, bindablePorts, portsParam } from './ports.js';
 import { NodeConfig, NodeIdentity, SOFTWARE_VERSION } from './config.js';
 import { certPath } from '../pki/node-files.js';
 import { PLANE_CERT_NAME, Plane, certInfo } from '../pki/pki.js';
@@ -537,13 +537,8 @@ export class ClusterMember implements PeerPolicy {
     switch (method) {
       case 'status':
         return this.statusReply();
-      case 'rotate_certs': {
-        const planes = ((_params as { planes?: unknown })?.planes as Plane[] | undefined) ?? ['cp', 'dp'];
-        if (!Array.isArray(planes) || planes.some((p) => p !== 'cp' && p !== 'dp')) throw new Error('invalid planes');
-        return this.rotateNow(planes);
-      }
-      case 'port_free':
-        return this.portFree(Number((_params as { port?: unknown })?.port));
+      case PORTS_FREE_RPC:
+        return this.portsFree(portsParam(_params));
       case 'internode_links':
         return this.internodeLinks();
       case TRAFFIC_RPC:
@@ -558,23 +553,9 @@ export class ClusterMember implements PeerPolicy {
     }
   }
 
-  /** Renew the given planes now; resolves when the new certificates are in memory and on disk. */
-  async rotateNow(planes: Plane[]): Promise<{ uid: number; renewed: { plane: Plane; serial: string; not_after: string }[] }> {
-    if (!this.rotator) throw new Error('node is starting');
-    const renewed: { plane: Plane; serial: string; not_after: string }[] = [];
-    // Operator-provided certificates are the operator's to replace, not ours to rotate.
-    for (const p of planes) if (!this.certs.isCustomer(p)) renewed.push({ ...(await this.rotator.renew(p, 'on demand')), plane: p });
-    return { uid: this.uid, renewed };
-  }
-
-  /** Is a TCP port free on this node's address? (Asked before a database takes it.) */
-  portFree(port: number): Promise<{ free: boolean }> {
-    if (!Number.isInteger(port) || port < 1 || port > 65535) return Promise.reject(new Error('invalid port'));
-    return new Promise((resolve) => {
-      const s = net.createServer();
-      s.once('error', () => resolve({ free: false }));
-      s.listen({ host: this.cfg.addr, port, exclusive: true }, () => s.close(() => resolve({ free: true })));
-    });
+  /** Which of `ports` are free on this node's address (asked before a database takes one). */
+  async portsFree(ports: number[]): Promise<{ free: number[] }> {
+    return { free: await bindablePorts(this.cfg.addr, ports) };
   }
 
   /** Every live internode connection of this node: control links this thread dialed, and the data-plane worker's. */

@@ -51,6 +51,11 @@ export const KEYS = {
   action: (uid: number) => `/tessera/actions/${uid}`,
   shardOpsPrefix: '/tessera/shard_ops/',
   shardOp: (actionUid: string) => `/tessera/shard_ops/${actionUid}`,
+  certRotationsPrefix: '/tessera/cert_rotations/',
+  certRotation: (actionUid: string) => `/tessera/cert_rotations/${actionUid}`,
+  certRotatedPrefix: '/tessera/cert_rotated/',
+  /** What node `node` did for rotation `actionUid` (observed state). */
+  certRotated: (actionUid: string, node: number) => `/tessera/cert_rotated/${actionUid}/${node}`,
   join: (uid: number) => `/tessera/joins/${uid}`,
   master: '/tessera/master',
   uiSessionsPrefix: '/tessera/ui_sessions/',
@@ -368,6 +373,37 @@ export const ShardOpRecord = Type.Object({
   created_time: Time,
 });
 export type ShardOpRecord = Static<typeof ShardOpRecord>;
+
+/**
+ * A rotation of every node's internode certificates, asked by
+ * POST /v1/cluster/certificates/rotate (desired state): each listed node's
+ * certificate reconciler renews `planes` and records a CertRotatedRecord; the
+ * master's controller follows them in the action (control/cert-rotation-action.ts).
+ */
+export const CertRotationRequest = Type.Object({
+  action_uid: Type.String(),
+  planes: Type.Array(PlaneName),
+  /** The nodes asked to rotate: every member with an address when it was asked. */
+  nodes: Type.Array(Uid),
+  requested_time: Time,
+  /** Set when the action finished: nodes no longer act on it; the records go a while later. */
+  finished_time: Type.Optional(Time),
+  /** With finished_time: the nodes that did not renew, and why (none: the rotation completed). */
+  failed: Type.Optional(Type.Array(Type.Object({ node_uid: Uid, error: Type.String() }))),
+});
+export type CertRotationRequest = Static<typeof CertRotationRequest>;
+
+/** What one node did for one rotation request (observed state). */
+export const CertRotatedRecord = Type.Object({
+  node_uid: Uid,
+  action_uid: Type.String(),
+  /** The certificates it renewed (an operator-provided one is not). */
+  renewed: Type.Array(Type.Object({ plane: PlaneName, serial: Type.String(), not_after: Time })),
+  /** Why it could not renew them all. */
+  error: Type.Optional(Type.String()),
+  time: Time,
+});
+export type CertRotatedRecord = Static<typeof CertRotatedRecord>;
 
 /** Redis Enterprise's cert_rotation_job_settings, in days (fractions allowed so tests run in seconds). */
 export const CertRotationSettings = Type.Object({

@@ -7,6 +7,8 @@ import { NodeDaemon } from '../control/daemon.js';
 import type { ClusterMember } from '../control/member.js';
 import { DEFAULT_PORTS, NodeConfig } from '../control/config.js';
 import { ShardOpsController } from '../control/shard-ops.js';
+import { localTraffic } from '../control/traffic.js';
+import { CertRotationController } from '../control/cert-rotation-action.js';
 import type { ServiceName } from '../pki/pki.js';
 import { RestServer } from '../api/server.js';
 import { MetricsServer } from '../api/metrics.js';
@@ -57,7 +59,7 @@ export class TesseraNode {
             return c;
           };
           rest.setCertificate(cert('api'));
-          const metrics = new MetricsServer(m, log.child({ component: 'metrics' }));
+          const metrics = new MetricsServer(m, log.child({ component: 'metrics' }), () => localTraffic(m));
           await metrics.listen(cert('metrics_exporter'));
           m.attach(metrics);
           // The web UI lives with the membership: sign-in needs the cluster's users.
@@ -77,6 +79,10 @@ export class TesseraNode {
           const shardOps = new ShardOpsController(m, log.child({ component: 'shard-ops' }));
           await shardOps.start();
           m.attach(shardOps);
+          // Rotations of every node's certificates (POST /v1/cluster/certificates/rotate): followed by the cluster master.
+          const rotations = new CertRotationController(m, log.child({ component: 'cert-rotation-action' }));
+          await rotations.start();
+          m.attach(rotations);
         },
       });
     } catch (err) {

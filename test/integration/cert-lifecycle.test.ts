@@ -142,11 +142,24 @@ test("a member's certificate on the deny list is refused on 3342 while it is sti
 
 test('rotate renews cp and dp on every node: serials, files and what 3342 presents all change', async () => {
   const before = allSerials();
-  const r = await n2.api<{ nodes: { node_uid: number; ok: boolean }[] }>('POST', '/v1/cluster/certificates/rotate', {});
+  const r = await n2.api<{ nodes: { node_uid: number; ok: boolean }[]; action_uid: string }>('POST', '/v1/cluster/certificates/rotate', {});
   assert.equal(r.status, 200, JSON.stringify(r.body));
   assert.equal(r.body.nodes.length, 3);
   const after = allSerials();
   for (let i = 0; i < before.length; i++) assert.notEqual(after[i], before[i], `certificate ${i} renewed`);
+  // The rotation was an action: every node's renewal is a step, naming the serial now on its disk.
+  const a = await n3.api<{ name: string; status: string; progress: number; steps: string[] }>('GET', `/v1/actions/${r.body.action_uid}`);
+  assert.equal(a.status, 200, JSON.stringify(a.body));
+  assert.equal(a.body.name, 'rotate_certificates');
+  assert.equal(a.body.status, 'completed');
+  assert.equal(a.body.progress, 100);
+  const norm = (x: string) => x.toLowerCase().replace(/^0+/, '');
+  for (const n of cluster.nodes) {
+    const step = a.body.steps.find((x) => x.includes(`node ${n.uidFromDisk} renewed`));
+    assert.ok(step, `a step for node ${n.uidFromDisk}: ${JSON.stringify(a.body.steps)}`);
+    assert.ok(step.includes(`ccs_internode_encryption (serial ${norm(serialOnDisk(n, 'cp'))})`), step);
+    assert.ok(step.includes(`data_internode_encryption (serial ${norm(serialOnDisk(n, 'dp'))})`), step);
+  }
   assert.equal(await presentedSerial(n1, 'dp', n2), serialOnDisk(n1, 'dp'));
   assert.equal(await presentedSerial(n3, 'cp', n1), serialOnDisk(n3, 'cp'));
   // Only the named plane with a name; the CLI says the same thing.
@@ -154,6 +167,7 @@ test('rotate renews cp and dp on every node: serials, files and what 3342 presen
   const dpBefore = cluster.nodes.map((n) => serialOnDisk(n, 'dp'));
   const cli = await n1.cli(['cluster', 'certificate', 'rotate', 'data_internode_encryption']);
   assert.equal(cli.code, 0, cli.stderr);
+  for (const n of cluster.nodes) assert.match(cli.stdout, new RegExp(`node ${n.uidFromDisk} renewed data_internode_encryption \\(serial `), cli.stdout);
   assert.deepEqual(cluster.nodes.map((n) => serialOnDisk(n, 'cp')), cpBefore);
   assert.ok(cluster.nodes.every((n, i) => serialOnDisk(n, 'dp') !== dpBefore[i]));
   // As the reference: an unknown name is 403; a body that is not an object, or an unknown field, 400.
@@ -242,7 +256,21 @@ test('a node stopped across its renewal time renews as soon as it restarts', asy
   // Read what the stopped node holds, then wait past the time it was due.
   const due = secondsLeftOnDisk(n3, 'cp') - 69;
   const serial = serialOnDisk(n3, 'cp');
-  await sleep(Math.max(0, due * 1000) + 3000);
+  // Meanwhile a rotation of every node: the stopped node is reported, not waited for; the others renew.
+  const others = [n1, n2].map((n) => serialOnDisk(n, 'dp'));
+  const [rot] = await Promise.all([
+    n1.api<{ error_code: string; description: string; failed_nodes: { node_uid: number; ok: boolean; error: string }[]; action_uid: string }>('POST', '/v1/cluster/certificates/rotate', { name: 'data_internode_encryption' }),
+    sleep(Math.max(0, due * 1000) + 3000),
+  ]);
+  assert.equal(rot.status, 400, JSON.stringify(rot.body));
+  assert.equal(rot.body.error_code, 'rotation_incomplete');
+  assert.deepEqual(rot.body.failed_nodes.map((f) => f.node_uid), [n3.uidFromDisk]);
+  assert.match(rot.body.failed_nodes[0].error, /is down/);
+  assert.match(rot.body.description, new RegExp(`not renewed on node\\(s\\) ${n3.uidFromDisk}\\b`));
+  assert.ok([n1, n2].every((n, i) => serialOnDisk(n, 'dp') !== others[i]), 'the live nodes renewed');
+  const failedAction = await n2.api<{ status: string; error: string }>('GET', `/v1/actions/${rot.body.action_uid}`);
+  assert.equal(failedAction.body.status, 'failed');
+  assert.match(failedAction.body.error, /is down/);
   assert.equal(serialOnDisk(n3, 'cp'), serial, 'no renewal while stopped');
   const t0 = Date.now();
   await n3.start();

@@ -29,6 +29,7 @@ import {
 } from '../../src/coord/schema.js';
 import { DEFAULT_PORTS, SOFTWARE_VERSION } from '../../src/control/config.js';
 import { hashPassword } from '../../src/control/passwords.js';
+import { bindablePorts } from '../../src/control/ports.js';
 import type { ProbeResult, StatusReply } from '../../src/control/member.js';
 import type { NodeLinksReport } from '../../src/internode/links.js';
 import type { Issued } from '../../src/pki/pki.js';
@@ -105,11 +106,9 @@ export class ApiTestMember implements ApiMember {
   internodeLinks(): Promise<NodeLinksReport> {
     return Promise.reject(new Error(`internode links: ${NOT_IN_PROCESS}`));
   }
-  portFree(): Promise<{ free: boolean }> {
-    return Promise.reject(new Error(`port check: ${NOT_IN_PROCESS}`));
-  }
-  rotateNow(): Promise<unknown> {
-    return Promise.reject(new Error(`rotation: ${NOT_IN_PROCESS}`));
+  /** Real: binds on this node's address, as the member does. */
+  async portsFree(ports: number[]): Promise<{ free: number[] }> {
+    return { free: await bindablePorts(this.nodes.items.get(String(this.uid))!.addr, ports) };
   }
   changeMaster(): Promise<void> {
     return Promise.reject(new Error(`master change: ${NOT_IN_PROCESS}`));

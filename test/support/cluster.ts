@@ -124,14 +124,24 @@ export class TestNode {
   }
 }
 
-/** A set of nodes on 127.0.<net>.1..n with temporary data directories. */
+/**
+ * With TESSERA_TEST_NET=<n>, every cluster of the test process goes to
+ * 127.0.<n>.x instead, on the next free host numbers (a helper that owns one
+ * loopback net runs any test file there).
+ */
+let sharedNetNext = 1;
+
+/** A set of nodes on 127.0.<net>.1..n with temporary data directories (or see TESSERA_TEST_NET). */
 export class TestCluster {
   readonly nodes: TestNode[];
   readonly root: string;
 
   constructor(net: number, count: number, extraArgs: (i: number) => string[] = () => []) {
     this.root = fs.mkdtempSync(path.join(os.tmpdir(), `tessera-test-${net}-`));
-    this.nodes = Array.from({ length: count }, (_, i) => new TestNode(`127.0.${net}.${i + 1}`, path.join(this.root, `n${i + 1}`), extraArgs(i)));
+    const shared = process.env.TESSERA_TEST_NET;
+    const first = shared ? sharedNetNext : 1;
+    if (shared) sharedNetNext += count;
+    this.nodes = Array.from({ length: count }, (_, i) => new TestNode(`127.0.${shared ?? net}.${first + i}`, path.join(this.root, `n${i + 1}`), extraArgs(i)));
   }
 
   async startAll(): Promise<void> {

@@ -6,6 +6,7 @@
 // refusal cannot come from a broken harness.
 //
 // Address: etcd listens on 127.0.25.1 (client 23790, peer 23800).
+import net from 'node:net';
 import { test, before, after, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { createCa, type Issued } from '../../src/pki/pki.js';
@@ -305,6 +306,27 @@ describe('databases', () => {
       [{ name: 'a', memory_size: MB, replication: true }, 'insufficient_resources'],
     ];
     for (const [body, code] of cases) await assertRefusedUnchanged(call('POST', '/v1/bdbs', body), 406, code);
+  });
+
+  test('POST /v1/bdbs: a port a foreign listener holds on a live node is skipped when choosing, refused when asked for', async () => {
+    // Databases 1 and 2 have 12001 and 12002; something else listens on 12000 and 12003 of node 1.
+    const held = await Promise.all([12000, 12003].map((port) => new Promise<net.Server>((resolve, reject) => {
+      const s = net.createServer();
+      s.once('error', reject);
+      s.listen({ host: HOST, port, exclusive: true }, () => resolve(s));
+    })));
+    try {
+      const chosen = await call('POST', '/v1/bdbs?dry_run=1', { name: 'auto-port', memory_size: MB });
+      assert.equal(chosen.statusCode, 200, chosen.body);
+      assert.equal(chosen.json().port, 12004);
+      await assertRefusedUnchanged(call('POST', '/v1/bdbs', { name: 'a', memory_size: MB, port: 12000 }), 406, 'port_unavailable', /^port 12000 is in use on node 1$/);
+    } finally {
+      await Promise.all(held.map((s) => new Promise((r) => s.close(r))));
+    }
+    // Once the listener is gone, the lowest free port is chosen again.
+    const again = await call('POST', '/v1/bdbs?dry_run=1', { name: 'auto-port', memory_size: MB });
+    assert.equal(again.statusCode, 200, again.body);
+    assert.equal(again.json().port, 12000);
   });
 
   test('POST /v1/bdbs: encryption by the cluster default yields to a node without it (the database is created unencrypted)', async () => {

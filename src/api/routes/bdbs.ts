@@ -15,6 +15,7 @@ import { DEFAULT_SHARD_KEY_REGEX, isDefaultShardKeyRegex, shardKeyRegexProblem }
 import { commitWithSeqs, createAction, endpointNodes, newSecret, placeShards, readSeqs, updateBdb } from '../../control/bdb-store.js';
 import { uidParams } from '../schemas.js';
 import { shardSync, type ShardSync } from '../../control/bdb-controller.js';
+import { MAX_PORTS_ASKED, portsInUse } from '../../control/ports.js';
 
 const EVICTION = ['volatile-lru', 'volatile-ttl', 'volatile-random', 'allkeys-lru', 'allkeys-random', 'noeviction', 'volatile-lfu', 'allkeys-lfu'];
 const PROXY_POLICIES: ProxyPolicy[] = ['single', 'all-master-shards', 'all-nodes'];
@@ -203,21 +204,34 @@ function checkMemoryFits(m: ApiMember, nodeUids: number[], memorySize: number, s
   }
 }
 
-/** A port is free if no database has it and nothing on any node listens on it (asked over the control plane). */
-async function portFreeEverywhere(m: ApiMember, port: number): Promise<string | undefined> {
-  const reserved = Object.values(m.cfg.ports);
-  if (reserved.includes(port)) return `port ${port} is used by Tessera itself`;
-  const answers = await Promise.all(
-    m.nodes.values().filter((n) => n.addr && m.live.items.has(String(n.uid))).map(async (n) => {
-      try {
-        const r = n.uid === m.uid ? await m.portFree(port) : await m.rpc(n.uid)!.call<{ free: boolean }>('port_free', { port }, 3000);
-        return r.free ? undefined : `port ${port} is in use on node ${n.uid}`;
-      } catch {
-        return undefined; // an unreachable node is not a reason to refuse; its reconciler reports a failure
-      }
-    }),
-  );
-  return answers.find(Boolean);
+type Log = { warn(o: object, msg: string): void };
+
+/**
+ * Why `port`, asked for explicitly, cannot be a database's port: Tessera's
+ * own, or in use on a live node (control/ports.ts: one `ports_free` call per
+ * node). A query, not an action: the creation answers with its port at once.
+ */
+async function portRefusal(m: ApiMember, port: number, log: Log): Promise<string | undefined> {
+  if (Object.values(m.cfg.ports).includes(port)) return `port ${port} is used by Tessera itself`;
+  const node = (await portsInUse(m, [port], log)).get(port);
+  return node === undefined ? undefined : `port ${port} is in use on node ${node}`;
+}
+
+/**
+ * The lowest port from 12000 up that no database and nothing on any live node
+ * uses. The candidates go to every node at once (one round per node, in
+ * batches of MAX_PORTS_ASKED: one batch unless hundreds of ports are taken).
+ */
+async function firstFreePort(m: ApiMember, taken: ReadonlySet<number>, log: Log): Promise<number | undefined> {
+  const own = new Set<number | undefined>(Object.values(m.cfg.ports));
+  for (let p = 12000; p <= PORT_MAX; ) {
+    const batch: number[] = [];
+    for (; p <= PORT_MAX && batch.length < MAX_PORTS_ASKED; p++) if (!taken.has(p) && !own.has(p)) batch.push(p);
+    const inUse = batch.length ? await portsInUse(m, batch, log) : new Map<number, number>();
+    const free = batch.find((x) => !inUse.has(x));
+    if (free !== undefined) return free;
+  }
+  return undefined;
 }
 
 /**
@@ -323,10 +337,10 @@ export const bdbsRoutes: FastifyPluginAsync<{ daemon: ApiNode }> = async (app, {
       let port = v.port;
       if (port !== undefined) {
         if (taken.has(port)) throw unacceptable('port_unavailable', `port ${port} is used by another database`);
-        const why = await portFreeEverywhere(m, port);
+        const why = await portRefusal(m, port, req.log);
         if (why) throw unacceptable('port_unavailable', why);
       } else {
-        for (let p = 12000; p <= PORT_MAX && port === undefined; p++) if (!taken.has(p) && !(await portFreeEverywhere(m, p))) port = p;
+        port = await firstFreePort(m, taken, req.log);
         if (port === undefined) throw unacceptable('port_unavailable', 'no free port left');
       }
       const load = new Map<number, number>();

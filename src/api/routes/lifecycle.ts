@@ -23,6 +23,7 @@ import { CERT_NAMES, PLANE_CERT_NAME, PLANES, Plane, ServiceName, isServiceName,
 import { X509Certificate } from 'node:crypto';
 import { CertName, CertificateRejected, OPERATOR_CERT_NAMES, OperatorCertName, validateCustomerCerts } from '../../pki/customer.js';
 import { uidParams } from '../schemas.js';
+import { requestRotation, waitRotation } from '../../control/cert-rotation-action.js';
 import { readRecord, readRecords, updateRecord } from '../../coord/records.js';
 
 const days = { type: 'number', exclusiveMinimum: 0, maximum: 3650 } as const;
@@ -152,33 +153,33 @@ export const lifecycleRoutes: FastifyPluginAsync<{ daemon: ApiNode }> = async (a
     if (name !== undefined && operatorPlanes.length) {
       throw new OperatorError('forbidden', 'operator_certificate', `${name} is an operator-provided certificate on this cluster: replace it with PUT /v1/cluster/certificates; it is not rotated`);
     }
-    const nodes = m.nodes.values().filter((n) => n.addr).sort((a, b) => a.uid - b.uid);
-    const results = await Promise.all(
-      nodes.map(async (n) => {
-        try {
-          const r = n.uid === m.uid ? await m.rotateNow(planes) : await m.rpc(n.uid)!.call('rotate_certs', { planes }, 30_000);
-          return { node_uid: n.uid, ok: true, result: r };
-        } catch (err) {
-          return { node_uid: n.uid, ok: false, error: (err as Error).message };
-        }
-      }),
-    );
-    const failed = results.filter((r) => !r.ok);
-    if (failed.length) {
+    // Desired state and an action; each node's certificate reconciler renews its own, the
+    // master's controller follows them (control/cert-rotation-action.ts); this call waits on the action.
+    const nodes = m.nodes.values().filter((n) => n.addr).map((n) => n.uid).sort((a, b) => a - b);
+    const action = await requestRotation(m.client, planes, nodes);
+    req.log.info({ action: action.action_uid, planes, nodes }, 'certificate rotation requested');
+    const out = await waitRotation(m.client, action.action_uid);
+    if (out.action.status !== 'completed' && out.action.status !== 'failed') {
+      // Not finished in time (no cluster master to follow it, say): it goes on; the caller can follow it.
+      reply.status(202);
+      return { action_uid: action.action_uid, description: `the rotation is still running (${out.action.progress}%: ${out.action.description ?? out.action.status}); follow it with GET /v1/actions/${action.action_uid}` };
+    }
+    if (out.action.status === 'failed') {
       reply.status(400);
       return {
         error_code: 'rotation_incomplete',
-        description: `certificates were not renewed on node(s) ${failed.map((f) => f.node_uid).join(', ')}; they renew when reachable`,
-        failed_nodes: failed,
+        description: out.action.error ?? `certificate rotation (action ${action.action_uid}) failed`,
+        failed_nodes: (out.request?.failed ?? []).map((f) => ({ node_uid: f.node_uid, ok: false, error: f.error })),
+        action_uid: action.action_uid,
       };
     }
-    req.log.info({ planes, nodes: nodes.length }, 'internode certificates rotated on every node');
     const rotated = planes.filter((p) => !operatorPlanes.includes(p));
     return {
       rotated: rotated.map((p) => PLANE_CERT_NAME[p]),
       // Operator-provided certificates are the operator's to replace (PUT /v1/cluster/certificates).
       ...(operatorPlanes.length ? { not_rotated_operator_certificates: operatorPlanes.map((p) => PLANE_CERT_NAME[p]) } : {}),
-      nodes: results,
+      nodes: nodes.map((uid) => ({ node_uid: uid, ok: true, result: { uid, renewed: out.reports.get(uid)?.renewed ?? [] } })),
+      action_uid: action.action_uid,
     };
   });
 

@@ -32,6 +32,8 @@ export interface CertificatesInfo {
 export interface RotateResult {
   rotated: string[];
   nodes: { node_uid: number; ok: boolean; error?: string }[];
+  /** The rotate_certificates action the rotation ran as (GET /v1/actions/{uid}). */
+  action_uid: string;
 }
 
 /** GET/POST/DELETE /ui/session */
