@@ -7,14 +7,16 @@
 //
 // Code outside coord/ reaches etcd only through this: no `KEYS`, no raw
 // `client.get/put/delete`, no hand-built transactions.
-import type { Etcd3 } from 'etcd3';
+import type { Etcd3, Lease } from 'etcd3';
 import type { Static, TSchema } from '@sinclair/typebox';
 import {
   KEYS,
   ActionRecord,
   BdbRecord,
   CaRecord,
+  CertIdentityRecord,
   ClusterRecord,
+  CustomerCertRecord,
   DenyRecord,
   JoinRecord,
   MasterRecord,
@@ -22,22 +24,28 @@ import {
   NodeRecord,
   NodeStubRecord,
   ObservedRecord,
+  LiveRecord,
   PolicyRecord,
   SeqValue,
+  ServiceCertRecord,
   ShardOpRecord,
   StoredAlertSettings,
+  StoredJobScheduler,
   StoredPolicy,
+  TrustRecord,
   UiSessionRecord,
   UserRecord,
   alertSettingsWithDefaults,
+  jobSchedulerWithDefaults,
   policyWithDefaults,
   type AlertSettingsRecord,
+  type JobSchedulerRecord,
 } from './schema.js';
-import { readRecord, readRecords, requireRecord, updateRecord } from './records.js';
+import { parseRecord, readRecord, readRecords, requireRecord, updateRecord } from './records.js';
 import { PrefixCache } from './watch.js';
 
 /** The uid sequences: the last uid handed out of each kind. */
-export const SEQS = {
+const SEQS = {
   node: KEYS.nodeSeq,
   user: KEYS.userSeq,
   bdb: KEYS.bdbSeq,
@@ -303,8 +311,44 @@ export class NodeStore {
     return readRecord(this.c, KEYS.node(uid), NodeStubRecord);
   }
 
+  /** Publish a node's full record (the node itself, when it starts). */
+  async put(rec: NodeRecord): Promise<void> {
+    await this.c.put(KEYS.node(rec.uid)).value(json(rec));
+  }
+
+  /** A node's liveness record, held under its lease: present while the node renews it. */
+  async putLive(lease: Lease, rec: LiveRecord): Promise<void> {
+    await lease.put(KEYS.live(rec.uid)).value(json(rec));
+  }
+
+  /** Change a node's full record (compare-and-swap); an absent one stays absent. */
+  update(uid: number, fn: (n: NodeRecord) => NodeRecord | undefined): Promise<NodeRecord | undefined> {
+    return updateRecord(this.c, KEYS.node(uid), NodeRecord, (cur) => (cur ? fn(cur) : undefined));
+  }
+
   async delete(uid: number): Promise<void> {
     await this.c.delete().key(KEYS.node(uid));
+  }
+
+  /** What a node reports of its alerts. */
+  async putAlerts(uid: number, rec: NodeAlertsRecord): Promise<void> {
+    await this.c.put(KEYS.alerts(uid)).value(json(rec));
+  }
+
+  /** Every node's alerts, by node uid. */
+  async alerts(): Promise<Map<number, NodeAlertsRecord>> {
+    const all = await recordsById(this.c, KEYS.alertsPrefix, NodeAlertsRecord);
+    return new Map([...all].map(([k, v]) => [Number(k), v]));
+  }
+
+  /** A watched copy of the liveness records, by node uid (start it). */
+  liveCache(): PrefixCache<LiveRecord> {
+    return new PrefixCache(this.c, KEYS.livePrefix, LiveRecord);
+  }
+
+  /** A watched copy of the deny list, by certificate serial (start it). */
+  denyCache(): PrefixCache<DenyRecord> {
+    return new PrefixCache(this.c, KEYS.denyPrefix, DenyRecord);
   }
 
   /**
@@ -353,6 +397,55 @@ export class MasterStore {
   /** Drop the master key (the master was removed): the next master is elected. */
   async delete(): Promise<void> {
     await this.c.delete().key(KEYS.master);
+  }
+
+  /**
+   * Election: become the master if there is none (a create-only transaction,
+   * so one claimant wins), the key bound to the claimant's liveness lease so
+   * that it goes when the claimant stops renewing. True: this one won.
+   */
+  async claim(rec: MasterRecord, leaseId: string): Promise<boolean> {
+    const r = await this.c.if(KEYS.master, 'Create', '==', 0).then(this.c.put(KEYS.master).value(json(rec)).lease(leaseId)).commit();
+    return r.succeeded;
+  }
+
+  /**
+   * Make node `rec.uid` the master (RE's change_master): the key is rewritten
+   * bound to that node's own liveness lease, as if it had won the election.
+   * 'down': the node has no liveness lease; 'went_down': it lost it meanwhile.
+   */
+  async handTo(rec: MasterRecord): Promise<'done' | 'down' | 'went_down'> {
+    const live = (await this.c.get(KEYS.live(rec.uid)).exec()).kvs[0];
+    if (!live || live.lease === '0') return 'down';
+    const r = await this.c.if(KEYS.live(rec.uid), 'Lease', '==', live.lease).then(this.c.put(KEYS.master).value(json(rec)).lease(live.lease)).commit();
+    return r.succeeded ? 'done' : 'went_down';
+  }
+
+  /**
+   * Take the role over from node `holder` (silent as long as a dead node): one
+   * compare-and-swap on the key, so one claimant wins. False: the key is gone
+   * (claim it) or held by another node now.
+   */
+  async takeOver(holder: number, rec: MasterRecord, leaseId: string): Promise<boolean> {
+    const kv = (await this.c.get(KEYS.master).exec()).kvs[0];
+    if (!kv || parseRecord(KEYS.master, kv.value.toString(), MasterRecord).uid !== holder) return false;
+    const r = await this.c.if(KEYS.master, 'Mod', '==', kv.mod_revision).then(this.c.put(KEYS.master).value(json(rec)).lease(leaseId)).commit();
+    return r.succeeded;
+  }
+
+  /** Give the role up: the master key goes, only if node `uid` still holds it. True: it did, and the key is gone. */
+  async resign(uid: number): Promise<boolean> {
+    const kv = (await this.c.get(KEYS.master).exec()).kvs[0];
+    if (!kv) return false;
+    // Only its uid is compared: a record this code cannot fully read still goes if it is ours.
+    if ((JSON.parse(kv.value.toString()) as { uid?: unknown }).uid !== uid) return false;
+    const r = await this.c.if(KEYS.master, 'Mod', '==', kv.mod_revision).then(this.c.delete().key(KEYS.master)).commit();
+    return r.succeeded;
+  }
+
+  /** A watched copy of the master key (one item, '' while there is a master; start it). */
+  cache(): PrefixCache<MasterRecord> {
+    return new PrefixCache(this.c, KEYS.master, MasterRecord);
   }
 }
 
@@ -428,6 +521,12 @@ export class ClusterRecords {
     return readRecord(this.c, KEYS.servicesCa, CaRecord);
   }
 
+  /** Store a services CA unless there is one (a cluster created before it existed); false: there was one. */
+  async createServicesCa(rec: CaRecord): Promise<boolean> {
+    const r = await this.c.if(KEYS.servicesCa, 'Create', '==', 0).then(this.c.put(KEYS.servicesCa).value(json(rec))).commit();
+    return r.succeeded;
+  }
+
   /** The services CA, which must exist. */
   requireServicesCa(): Promise<CaRecord> {
     return requireRecord(this.c, KEYS.servicesCa, CaRecord);
@@ -443,15 +542,101 @@ export class ClusterRecords {
     return policyWithDefaults(await updateRecord(this.c, KEYS.policy, StoredPolicy, (cur) => policyWithDefaults(cur, change)));
   }
 
+  /** A watched copy of the stored policy (one item, ''; start it): read it through `policyWithDefaults`. */
+  policyCache(): PrefixCache<StoredPolicy> {
+    return new PrefixCache(this.c, KEYS.policy, StoredPolicy);
+  }
+}
+
+/** Cluster-wide settings: the job scheduler (certificate rotation) and alert thresholds. */
+export class SettingsStore {
+  constructor(private readonly c: Etcd3) {}
+
+  /** The job scheduler settings with defaults for what the stored record lacks. */
+  async jobScheduler(): Promise<JobSchedulerRecord> {
+    return jobSchedulerWithDefaults(await readRecord(this.c, KEYS.jobScheduler, StoredJobScheduler));
+  }
+
+  /** Read-modify-write of the stored job scheduler settings (`fn` may throw to refuse); resolves with them, with defaults. */
+  async updateJobScheduler(fn: (cur: StoredJobScheduler | undefined) => StoredJobScheduler | undefined): Promise<JobSchedulerRecord> {
+    return jobSchedulerWithDefaults(await updateRecord(this.c, KEYS.jobScheduler, StoredJobScheduler, fn));
+  }
+
+  /** A watched copy of the stored job scheduler settings (one item, ''; start it). */
+  jobSchedulerCache(): PrefixCache<StoredJobScheduler> {
+    return new PrefixCache(this.c, KEYS.jobScheduler, StoredJobScheduler);
+  }
+
   /** The alert settings with defaults for what the stored record lacks. */
   async alertSettings(): Promise<AlertSettingsRecord> {
     return alertSettingsWithDefaults(await readRecord(this.c, KEYS.alertSettings, StoredAlertSettings));
   }
 
-  /** Every node's alerts, by node uid. */
-  async nodeAlerts(): Promise<Map<number, NodeAlertsRecord>> {
-    const all = await recordsById(this.c, KEYS.alertsPrefix, NodeAlertsRecord);
-    return new Map([...all].map(([k, v]) => [Number(k), v]));
+  /** Apply a change to the alert settings (compare-and-swap); resolves with all of them. */
+  async updateAlertSettings(change: StoredAlertSettings): Promise<AlertSettingsRecord> {
+    return alertSettingsWithDefaults(await updateRecord(this.c, KEYS.alertSettings, StoredAlertSettings, (cur) => alertSettingsWithDefaults(cur, change)));
+  }
+
+  /** A watched copy of the stored alert settings (one item, ''; start it). */
+  alertSettingsCache(): PrefixCache<StoredAlertSettings> {
+    return new PrefixCache(this.c, KEYS.alertSettings, StoredAlertSettings);
+  }
+}
+
+/** What operators give: trust anchors, and certificates for nodes' planes and client-facing services. */
+export interface OperatorCerts {
+  /** Every trust anchor, the new ones added. */
+  anchors: string[];
+  customer: CustomerCertRecord[];
+  identities: CertIdentityRecord[];
+  service: ServiceCertRecord[];
+}
+
+export class OperatorCertStore {
+  constructor(private readonly c: Etcd3) {}
+
+  trust(): Promise<TrustRecord | null> {
+    return readRecord(this.c, KEYS.trust, TrustRecord);
+  }
+
+  /**
+   * Record operator certificates with the trust anchors and identities they
+   * need, in one transaction, so no node presents a certificate its peers
+   * cannot place. False when there is no cluster.
+   */
+  async apply(o: OperatorCerts): Promise<boolean> {
+    const c = this.c;
+    const ops = [
+      c.put(KEYS.trust).value(json({ anchors: o.anchors } satisfies TrustRecord)),
+      ...o.customer.map((r) => c.put(KEYS.customerCert(r.uid, r.plane)).value(json(r))),
+      ...o.identities.map((r) => c.put(KEYS.certIdentity(r.serial)).value(json(r))),
+      ...o.service.map((r) => c.put(KEYS.serviceCert(r.uid, r.name)).value(json(r))),
+    ];
+    const r = await c.if(KEYS.cluster, 'Create', '>', 0).then(...ops).commit();
+    return r.succeeded;
+  }
+
+  /** A node's operator certificate for a plane is given up (the cluster issues its own again). */
+  async deleteCustomerCert(uid: number, plane: CustomerCertRecord['plane']): Promise<void> {
+    await this.c.delete().key(KEYS.customerCert(uid, plane));
+  }
+
+  async deleteServiceCert(uid: number, name: ServiceCertRecord['name']): Promise<void> {
+    await this.c.delete().key(KEYS.serviceCert(uid, name));
+  }
+
+  /** Watched copies (start them): the trust anchors (one item, ''), identities by serial, one node's certificates by plane or by name. */
+  trustCache(): PrefixCache<TrustRecord> {
+    return new PrefixCache(this.c, KEYS.trust, TrustRecord);
+  }
+  identitiesCache(): PrefixCache<CertIdentityRecord> {
+    return new PrefixCache(this.c, KEYS.certIdentitiesPrefix, CertIdentityRecord);
+  }
+  customerCertsCache(uid: number): PrefixCache<CustomerCertRecord> {
+    return new PrefixCache(this.c, `${KEYS.customerCertsPrefix}${uid}/`, CustomerCertRecord);
+  }
+  serviceCertsCache(uid: number): PrefixCache<ServiceCertRecord> {
+    return new PrefixCache(this.c, `${KEYS.serviceCertsPrefix}${uid}/`, ServiceCertRecord);
   }
 }
 
@@ -469,8 +654,10 @@ export class ClusterStore {
   readonly master: MasterStore;
   readonly members: StoreMembers;
   readonly cluster: ClusterRecords;
+  readonly settings: SettingsStore;
+  readonly operatorCerts: OperatorCertStore;
 
-  constructor(readonly client: Etcd3) {
+  constructor(client: Etcd3) {
     this.seqs = new Seqs(client);
     this.bdbs = new BdbStore(client);
     this.observed = new ObservedStore(client);
@@ -483,6 +670,8 @@ export class ClusterStore {
     this.master = new MasterStore(client);
     this.members = new StoreMembers(client);
     this.cluster = new ClusterRecords(client);
+    this.settings = new SettingsStore(client);
+    this.operatorCerts = new OperatorCertStore(client);
   }
 }
 

@@ -204,7 +204,7 @@ describe('nodes, joins, master', () => {
     await etcd.client.put(KEYS.live(5)).value(JSON.stringify({ uid: 5, started_time: 'now', pid: 1 }));
     await etcd.client.put(KEYS.alerts(5)).value('{}');
     assert.deepEqual(await s.nodes.get(5), n);
-    assert.deepEqual(await s.cluster.nodeAlerts(), new Map([[5, {}]]));
+    assert.deepEqual(await s.nodes.alerts(), new Map([[5, {}]]));
     const deny = { serial: 'AB', node_uid: 5, plane: 'cp', time: 'now' };
     assert.equal(await s.nodes.removeAndDeny(5, [deny]), true);
     assert.equal(await raw(KEYS.node(5)), null);
@@ -236,6 +236,62 @@ describe('nodes, joins, master', () => {
     assert.equal(await s.master.get(), null);
   });
 
+  test('election: one claim wins, the key goes with its lease; handTo rebinds it to a live node; resign only by the holder', async () => {
+    const l1 = etcd.client.lease(30, { autoKeepAlive: false });
+    const l2 = etcd.client.lease(30, { autoKeepAlive: false });
+    try {
+      assert.equal(await s.master.claim({ uid: 1, since: 'now' }, await l1.grant()), true);
+      assert.equal(await s.master.claim({ uid: 2, since: 'now' }, await l2.grant()), false);
+      assert.equal((await s.master.get())?.uid, 1);
+      // Node 3 has no liveness: it cannot be made the master.
+      assert.equal(await s.master.handTo({ uid: 3, since: 'now' }), 'down');
+      await s.nodes.putLive(l2, { uid: 2, started_time: 'now', pid: 2 });
+      assert.equal(await s.master.handTo({ uid: 2, since: 'now' }), 'done');
+      assert.equal((await s.master.get())?.uid, 2);
+      const kv = (await etcd.client.get(KEYS.master).exec()).kvs[0];
+      assert.equal(kv.lease, await l2.grant(), 'the key is bound to the new master\'s lease');
+      assert.equal(await s.master.resign(1), false, 'not the holder');
+      assert.equal((await s.master.get())?.uid, 2);
+      const master = s.master.cache();
+      await master.start();
+      assert.equal(master.items.get('')?.uid, 2);
+      await master.stop();
+      // The holder's lease lapses: its liveness and the master key go with it.
+      await l2.revoke();
+      assert.equal(await s.master.get(), null);
+      assert.equal(await raw(KEYS.live(2)), null);
+      assert.equal(await s.master.claim({ uid: 1, since: 'now' }, await l1.grant()), true);
+      // Taking over from a silent holder: only from the node that holds it, and only while the key exists.
+      assert.equal(await s.master.takeOver(2, { uid: 3, since: 'now' }, await l1.grant()), false);
+      assert.equal((await s.master.get())?.uid, 1);
+      assert.equal(await s.master.takeOver(1, { uid: 3, since: 'now' }, await l1.grant()), true);
+      assert.equal((await s.master.get())?.uid, 3);
+      assert.equal(await s.master.resign(1), false, 'not the holder any more');
+      assert.equal(await s.master.takeOver(3, { uid: 1, since: 'now' }, await l1.grant()), true);
+      assert.equal(await s.master.resign(1), true);
+      assert.equal(await s.master.takeOver(1, { uid: 3, since: 'now' }, await l1.grant()), false, 'no key: nothing to take over');
+      assert.equal(await s.master.claim({ uid: 1, since: 'now' }, await l1.grant()), true);
+      assert.equal(await s.master.resign(1), true);
+      assert.equal(await s.master.get(), null);
+      assert.equal(await s.master.resign(1), false, 'nothing to give up');
+    } finally {
+      await l1.revoke().catch(() => undefined); // revoked already or never granted: nothing held
+      await l2.revoke().catch(() => undefined);
+    }
+  });
+
+  test('a node publishes its full record; live and deny caches', async () => {
+    const n = nodeRecord(10, '127.0.27.10');
+    await s.nodes.put(n);
+    assert.deepEqual(await s.nodes.get(10), n);
+    const [live, deny] = [s.nodes.liveCache(), s.nodes.denyCache()];
+    await Promise.all([live.start(), deny.start()]);
+    assert.ok(deny.items.has('AB'), 'the serial denied above');
+    assert.equal(live.items.size, 0);
+    await Promise.all([live.stop(), deny.stop()]);
+    await s.nodes.delete(10);
+  });
+
   test('the store members: the scratch etcd is one', async () => {
     assert.equal((await s.members.list()).members.length, 1);
   });
@@ -245,6 +301,9 @@ describe('cluster records', () => {
   test('create writes the cluster once; CAs, policy with defaults and its update, alert settings', async () => {
     await assert.rejects(s.cluster.get(), MissingRecordError);
     assert.equal(await s.cluster.servicesCa(), null);
+    // Operator certificates need a cluster: nothing is written without one.
+    assert.equal(await s.operatorCerts.apply({ anchors: ['A'], customer: [], identities: [], service: [] }), false);
+    assert.equal(await s.operatorCerts.trust(), null);
     const admin: UserRecord = { uid: 1, username: 'admin@b.c', password_hash: 'h', role: 'admin' };
     const rec = {
       cluster: { name: 'c', cluster_id: 'id', created_time: 'now' },
@@ -269,6 +328,73 @@ describe('cluster records', () => {
     assert.deepEqual(await s.cluster.policy(), { ...DEFAULT_POLICY, data_internode_encryption: true });
     assert.deepEqual(await s.cluster.updatePolicy({ failover_timeout: 9 }), { ...DEFAULT_POLICY, data_internode_encryption: true, failover_timeout: 9 });
     assert.equal((await s.cluster.policy()).failover_timeout, 9);
-    assert.equal((await s.cluster.alertSettings()).node_internal_certs_about_to_expire.threshold, 45);
+    assert.equal((await s.settings.alertSettings()).node_internal_certs_about_to_expire.threshold, 45);
+    // A second services CA is refused: the first one stays.
+    assert.equal(await s.cluster.createServicesCa({ cert: 'X', key: 'Y' }), false);
+    assert.deepEqual(await s.cluster.servicesCa(), rec.servicesCa);
+    const policy = s.cluster.policyCache();
+    await policy.start();
+    assert.equal(policy.items.get('')?.failover_timeout, 9);
+    await policy.stop();
+  });
+
+  test('a services CA is created once on a cluster that has none', async () => {
+    await etcd.client.delete().key(KEYS.servicesCa);
+    assert.equal(await s.cluster.createServicesCa({ cert: 'X', key: 'Y' }), true);
+    assert.deepEqual(await s.cluster.requireServicesCa(), { cert: 'X', key: 'Y' });
+  });
+});
+
+describe('settings, operator certificates, node records', () => {
+  test('job scheduler and alert settings: defaults, partial updates, a refused update writes nothing', async () => {
+    assert.equal((await s.settings.jobScheduler()).cert_rotation_job_settings.validity_days, 90);
+    const next = await s.settings.updateJobScheduler((cur) => ({ cert_rotation_job_settings: { ...cur?.cert_rotation_job_settings, validity_days: 30 } }));
+    assert.equal(next.cert_rotation_job_settings.validity_days, 30);
+    assert.equal(next.cert_rotation_job_settings.expiry_days_before_rotation, 60);
+    const before = await raw(KEYS.jobScheduler);
+    await assert.rejects(
+      s.settings.updateJobScheduler(() => {
+        throw new Error('refused');
+      }),
+      /refused/,
+    );
+    assert.equal(await raw(KEYS.jobScheduler), before);
+    const alerts = await s.settings.updateAlertSettings({ node_internal_certs_about_to_expire: { threshold: 10 } });
+    assert.deepEqual(alerts.node_internal_certs_about_to_expire, { enabled: true, threshold: 10 });
+    assert.equal((await s.settings.alertSettings()).node_internal_certs_about_to_expire.threshold, 10);
+    const cache = s.settings.jobSchedulerCache();
+    await cache.start();
+    assert.equal(cache.items.get('')?.cert_rotation_job_settings?.validity_days, 30);
+    await cache.stop();
+  });
+
+  test('operator certificates land with their trust and identities; each can be given up', async () => {
+    const cert = { uid: 2, chain: 'C', key: 'K', serial: 'S1', not_after: 'later', chain_not_after: 'later', applied_time: 'now' };
+    const customer = { ...cert, plane: 'cp' as const };
+    const service = { ...cert, serial: 'S2', name: 'api' as const };
+    const identity = { serial: 'S1', uid: 2, plane: 'cp' as const };
+    assert.equal(await s.operatorCerts.apply({ anchors: ['A1', 'A2'], customer: [customer], identities: [identity], service: [service] }), true);
+    assert.deepEqual(await s.operatorCerts.trust(), { anchors: ['A1', 'A2'] });
+    const [mine, svc, ids] = [s.operatorCerts.customerCertsCache(2), s.operatorCerts.serviceCertsCache(2), s.operatorCerts.identitiesCache()];
+    await Promise.all([mine.start(), svc.start(), ids.start()]);
+    assert.deepEqual(mine.items.get('cp'), customer);
+    assert.deepEqual(svc.items.get('api'), service);
+    assert.deepEqual(ids.items.get('S1'), identity);
+    await Promise.all([mine.stop(), svc.stop(), ids.stop()]);
+    await s.operatorCerts.deleteCustomerCert(2, 'cp');
+    await s.operatorCerts.deleteServiceCert(2, 'api');
+    assert.equal(await raw(KEYS.customerCert(2, 'cp')), null);
+    assert.equal(await raw(KEYS.serviceCert(2, 'api')), null);
+  });
+
+  test('a node record is updated in place; alerts per node', async () => {
+    await etcd.client.put(KEYS.node(8)).value(JSON.stringify(nodeRecord(8, '127.0.27.8')));
+    const next = await s.nodes.update(8, (n) => ({ ...n, software_version: '9.9' }));
+    assert.equal(next?.software_version, '9.9');
+    assert.equal((await s.nodes.get(8))?.software_version, '9.9');
+    assert.equal(await s.nodes.update(9, (n) => n), undefined);
+    assert.equal(await raw(KEYS.node(9)), null);
+    await s.nodes.putAlerts(8, {});
+    assert.deepEqual((await s.nodes.alerts()).get(8), {});
   });
 });

@@ -31,7 +31,7 @@ const policyBody = {
 export const clusterRoutes: FastifyPluginAsync<{ daemon: ApiNode }> = async (app, { daemon }) => {
   app.get('/v1/cluster', async () => {
     const m = daemon.requireMember();
-    const alertSettings = await storeOf(m.client).cluster.alertSettings();
+    const alertSettings = await storeOf(m.client).settings.alertSettings();
     return {
       name: m.cluster.name,
       alert_settings: alertSettings,
