@@ -2,8 +2,8 @@
 // store), and what each role may do.
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { ApiNode } from './services.js';
-import { KEYS, UserRecord, UserRole } from '../coord/schema.js';
-import { readRecord } from '../coord/records.js';
+import type { UserRecord, UserRole } from '../coord/schema.js';
+import { storeOf } from '../coord/store.js';
 import { OperatorError } from '../util/errors.js';
 import { VerifiedCache, verifyNobody } from '../control/passwords.js';
 import { LoginLimiter } from './login-limiter.js';
@@ -30,7 +30,7 @@ export type PasswordCheck = (username: string, password: string, sourceAddr: str
 /** A user's current record, or undefined (also for names that cannot be keys). */
 export async function loadUser(daemon: ApiNode, username: string): Promise<UserRecord | undefined> {
   if (!username || username.includes('/')) return undefined;
-  return (await readRecord(daemon.requireMember().client, KEYS.user(username), UserRecord)) ?? undefined;
+  return (await storeOf(daemon.requireMember().client).users.get(username)) ?? undefined;
 }
 
 /**

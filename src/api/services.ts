@@ -19,7 +19,7 @@ import type { BootstrapStatus, CreateClusterRequest, JoinClusterRequest, JoinGra
 
 /** A running cluster member, as the operator routes see it. */
 export interface ApiMember extends ShardOpsHost {
-  /** The store: every route reads and writes desired state through it. */
+  /** The store's client: every route reads and writes desired state through its typed store, `storeOf(client)` (coord/store.ts). */
   readonly client: Etcd3;
   readonly cluster: ClusterRecord;
   readonly masterUid?: number;

@@ -7,9 +7,9 @@ import type { Etcd3 } from 'etcd3';
 import type { LiveRecord } from '../coord/schema.js';
 import type { ObservedShard } from '../coord/schema.js';
 import type { BdbReconciler } from './reconciler.js';
-import { KEYS, ObservedRecord } from '../coord/schema.js';
-import { PrefixCache } from '../coord/watch.js';
-import { finishAction, updateBdb } from './bdb-store.js';
+import type { ObservedRecord } from '../coord/schema.js';
+import type { PrefixCache } from '../coord/watch.js';
+import { storeOf, type ClusterStore } from '../coord/store.js';
 import { MasterLoop, type MasterLoopHost } from './master-loop.js';
 
 /** A replica's copy of its master: `in_progress` (a full sync, with its progress), `finished` (streaming), `link_down`. */
@@ -33,13 +33,15 @@ export interface ControllerHost extends MasterLoopHost {
 export class BdbController {
   readonly observed: PrefixCache<ObservedRecord>;
   private readonly loop: MasterLoop;
+  private readonly store: ClusterStore;
 
   constructor(
     private readonly m: ControllerHost,
     private readonly r: BdbReconciler,
     private readonly log: Logger,
   ) {
-    this.observed = new PrefixCache(m.client, KEYS.observedPrefix, ObservedRecord);
+    this.store = storeOf(m.client);
+    this.observed = this.store.observed.cache();
     this.observed.on('malformed', (err: Error) => this.log.warn({ err: err.message }, 'ignoring a malformed observed record'));
     this.loop = new MasterLoop(m, 1000, log, 'database controller tick', () => this.tick());
   }
@@ -74,20 +76,20 @@ export class BdbController {
       const fatal = current.find((o) => o.fatal);
       if (fatal && b.status === 'pending') {
         this.log.warn({ bdb: b.uid, node: fatal.node_uid, err: fatal.error }, 'database creation failed');
-        await updateBdb(this.m.client, b.uid, (cur) => (cur.generation === b.generation ? { ...cur, status: 'creation-failed', error: fatal.error } : undefined));
-        await finishAction(this.m.client, b.action_uid, 'failed', fatal.error);
+        await this.store.bdbs.update(b.uid, (cur) => (cur.generation === b.generation ? { ...cur, status: 'creation-failed', error: fatal.error } : undefined));
+        await this.store.actions.finish(b.action_uid, 'failed', fatal.error);
         continue;
       }
       const done = current.length === liveNodes.length && current.every((o) => o.converged);
       if (!done) continue;
       if (b.status === 'delete-pending') {
-        await this.m.client.delete().key(KEYS.bdb(b.uid));
-        await this.m.client.delete().prefix(`${KEYS.observedPrefix}${b.uid}/`);
-        await finishAction(this.m.client, b.action_uid, 'completed');
+        await this.store.bdbs.delete(b.uid);
+        await this.store.observed.deleteOf(b.uid);
+        await this.store.actions.finish(b.action_uid, 'completed');
         this.log.info({ bdb: b.uid }, 'database deleted');
       } else {
-        await updateBdb(this.m.client, b.uid, (cur) => (cur.generation === b.generation && cur.status !== 'delete-pending' ? { ...cur, status: 'active', error: undefined } : undefined));
-        await finishAction(this.m.client, b.action_uid, 'completed');
+        await this.store.bdbs.update(b.uid, (cur) => (cur.generation === b.generation && cur.status !== 'delete-pending' ? { ...cur, status: 'active', error: undefined } : undefined));
+        await this.store.actions.finish(b.action_uid, 'completed');
         this.log.info({ bdb: b.uid, generation: b.generation }, 'database active');
       }
     }

@@ -1,25 +1,22 @@
-// Reading and changing databases in the coordination store: compare-and-swap
-// updates, uid sequences, shard placement, and actions.
+// Databases' pure logic: shard placement, slot ranges, endpoint nodes, secrets.
+// Reading and changing them in the store is coord/store.ts's (`bdbs`,
+// `actions`, `seqs`).
 import { randomBytes } from 'node:crypto';
-import { Etcd3 } from 'etcd3';
-import { KEYS, ActionRecord, BdbRecord, NodeRecord, SeqValue, ShardPlacement } from '../coord/schema.js';
-import { readRecord, updateRecord } from '../coord/records.js';
+import type { Etcd3 } from 'etcd3';
+import type { ActionRecord, BdbRecord, NodeRecord, ShardPlacement } from '../coord/schema.js';
+import { commitWithSeqsAt, readSeqsAt, storeOf } from '../coord/store.js';
 import { SLOT_COUNT } from '../proxy/slots.js';
 
-
-/** Increment a sequence key atomically and return the new value. */
-export async function nextSeq(c: Etcd3, key: string, count = 1): Promise<number> {
-  const last = (await updateRecord(c, key, SeqValue, (cur) => (cur ?? 0) + count))!;
-  return last - count + 1;
-}
-
-/**
- * Change one database by a function of its current record, retried on
- * conflict. Returning undefined from `fn` leaves it unchanged.
- */
-export function updateBdb(c: Etcd3, uid: number, fn: (b: BdbRecord) => BdbRecord | undefined): Promise<BdbRecord | undefined> {
-  return updateRecord(c, KEYS.bdb(uid), BdbRecord, (cur) => (cur ? fn(cur) : undefined));
-}
+// Thin forwards to coord/store.ts for the files not converted yet
+// (api/routes/bdbs.ts, control/failover-controller.ts); remove with them.
+/** @deprecated `storeOf(c).bdbs.update` */
+export const updateBdb = (c: Etcd3, uid: number, fn: (b: BdbRecord) => BdbRecord | undefined) => storeOf(c).bdbs.update(uid, fn);
+/** @deprecated `storeOf(c).actions.create` */
+export const createAction = (c: Etcd3, name: string, objectName: string, extra?: Partial<ActionRecord>) => storeOf(c).actions.create(name, objectName, extra);
+/** @deprecated `storeOf(c).seqs.read` */
+export const readSeqs = readSeqsAt;
+/** @deprecated `storeOf(c).bdbs.createWithAction` */
+export const commitWithSeqs = commitWithSeqsAt;
 
 export function newSecret(): string {
   return randomBytes(24).toString('base64url');
@@ -59,61 +56,6 @@ export function placeShards(
     }
   }
   return out;
-}
-
-/**
- * Several uid sequences read at once, and a transaction that takes the next
- * uids of each only if none moved since: the way to create a record that must
- * not burn a uid when it is refused. The caller validates against what it read
- * after `readSeqs`, then `commitWithSeqs`; false means someone else created
- * something meanwhile, and the caller validates again.
- */
-export async function readSeqs(c: Etcd3, keys: string[]): Promise<Map<string, number>> {
-  const out = new Map<string, number>();
-  for (const k of keys) out.set(k, (await readRecord(c, k, SeqValue)) ?? 0);
-  return out;
-}
-
-export async function commitWithSeqs(c: Etcd3, seen: Map<string, number>, bump: Map<string, number>, puts: [string, string][]): Promise<boolean> {
-  let txn: ReturnType<Etcd3['if']> | undefined;
-  for (const [k, v] of seen) {
-    const [col, cmp, val] = v === 0 ? (['Create', '==', 0] as const) : (['Value', '==', JSON.stringify(v)] as const);
-    txn = txn ? txn.and(k, col, cmp, val) : c.if(k, col, cmp, val);
-  }
-  for (const [k] of puts) txn = txn!.and(k, 'Create', '==', 0);
-  const ops = [...[...bump].map(([k, n]) => c.put(k).value(JSON.stringify(seen.get(k)! + n))), ...puts.map(([k, v]) => c.put(k).value(v))];
-  const r = await txn!.then(...ops).commit();
-  return r.succeeded;
-}
-
-export async function createAction(c: Etcd3, name: string, objectName: string, extra: Partial<ActionRecord> = {}): Promise<ActionRecord> {
-  const uid = await nextSeq(c, KEYS.actionSeq);
-  const a: ActionRecord = { action_uid: String(uid), name, object_name: objectName, progress: 0, status: 'pending', creation_time: new Date().toISOString(), ...extra };
-  await c.put(KEYS.action(uid)).value(JSON.stringify(a));
-  return a;
-}
-
-export async function finishAction(c: Etcd3, uid: string | undefined, status: 'completed' | 'failed', error?: string): Promise<void> {
-  if (!uid) return;
-  const cur = await readRecord(c, KEYS.action(Number(uid)), ActionRecord);
-  if (!cur || cur.status === 'completed' || cur.status === 'failed') return;
-  await c.put(KEYS.action(Number(uid))).value(JSON.stringify({ ...cur, status, progress: status === 'completed' ? 100 : cur.progress, ...(error ? { error } : {}) }));
-}
-
-/** Steps an action keeps. */
-const MAX_STEPS = 200;
-
-/**
- * Change a running action; a new description is also appended to its steps
- * (`<progress>% <description>`). A finished action is left as it is.
- */
-export async function updateAction(c: Etcd3, uid: string, patch: Partial<ActionRecord>): Promise<void> {
-  await updateRecord(c, KEYS.action(Number(uid)), ActionRecord, (cur) => {
-    if (!cur || cur.status === 'completed' || cur.status === 'failed') return undefined;
-    const next = { ...cur, ...patch, progress: Math.max(cur.progress, patch.progress ?? 0) };
-    if (patch.description !== undefined) next.steps = [...(cur.steps ?? []), `${next.progress}% ${patch.description}`].slice(-MAX_STEPS);
-    return next;
-  });
 }
 
 /** The nodes that run an endpoint for this database. */

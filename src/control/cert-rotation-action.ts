@@ -18,11 +18,10 @@
 // removed RETAIN_MS later (nodes no longer act on a finished one).
 import type { Logger } from 'pino';
 import type { Etcd3 } from 'etcd3';
-import { KEYS, ActionRecord, CertRotationRequest, CertRotatedRecord, type LiveRecord } from '../coord/schema.js';
-import { PrefixCache } from '../coord/watch.js';
-import { readRecord, readRecords } from '../coord/records.js';
+import type { ActionRecord, CertRotationRequest, CertRotatedRecord, LiveRecord } from '../coord/schema.js';
+import type { PrefixCache } from '../coord/watch.js';
+import { storeOf } from '../coord/store.js';
 import { PLANE_CERT_NAME, type Plane } from '../pki/pki.js';
-import { nextSeq, updateAction } from './bdb-store.js';
 import { MasterLoop, type MasterLoopHost } from './master-loop.js';
 
 export const ROTATION_ACTION = 'rotate_certificates';
@@ -36,16 +35,13 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Ask every node in `nodes` to renew `planes`: the action and the request, in one transaction. */
 export async function requestRotation(c: Etcd3, planes: Plane[], nodes: number[]): Promise<ActionRecord> {
-  const uid = String(await nextSeq(c, KEYS.actionSeq));
+  const store = storeOf(c);
+  const uid = String(await store.seqs.next('action'));
   const now = new Date().toISOString();
   const description = `renewing ${planes.map((p) => PLANE_CERT_NAME[p]).join(' and ')} on node(s) ${nodes.join(', ')}`;
   const action: ActionRecord = { action_uid: uid, name: ROTATION_ACTION, object_name: 'cluster', progress: 0, status: 'active', creation_time: now, description, steps: [`0% ${description}`] };
   const request: CertRotationRequest = { action_uid: uid, planes, nodes, requested_time: now };
-  const r = await c
-    .if(KEYS.action(Number(uid)), 'Create', '==', 0)
-    .then(c.put(KEYS.action(Number(uid))).value(JSON.stringify(action)), c.put(KEYS.certRotation(uid)).value(JSON.stringify(request)))
-    .commit();
-  if (!r.succeeded) throw new Error(`action ${uid} exists already`);
+  if (!(await store.certRotations.create(action, request))) throw new Error(`action ${uid} exists already`);
   return action;
 }
 
@@ -59,17 +55,18 @@ export interface RotationOutcome {
 
 /** Wait (polling the action) until the rotation's action is finished or `timeoutMs` passed. */
 export async function waitRotation(c: Etcd3, actionUid: string, timeoutMs = ROTATION_REPORT_MS + 15_000): Promise<RotationOutcome> {
+  const store = storeOf(c);
   const deadline = Date.now() + timeoutMs;
   let action: ActionRecord | null;
   for (;;) {
-    action = await readRecord(c, KEYS.action(Number(actionUid)), ActionRecord);
+    action = await store.actions.get(actionUid);
     if (!action) throw new Error(`action ${actionUid} disappeared`);
     if (isFinal(action) || Date.now() >= deadline) break;
     await sleep(150);
   }
-  const request = (await readRecord(c, KEYS.certRotation(actionUid), CertRotationRequest)) ?? undefined;
+  const request = (await store.certRotations.request(actionUid)) ?? undefined;
   const reports = new Map<number, CertRotatedRecord>();
-  for (const r of (await readRecords(c, `${KEYS.certRotatedPrefix}${actionUid}/`, CertRotatedRecord)).values()) reports.set(r.node_uid, r);
+  for (const r of await store.certRotations.reports(actionUid)) reports.set(r.node_uid, r);
   return { action, request, reports };
 }
 
@@ -93,8 +90,8 @@ export class CertRotationController {
     /** How long a live node may take to report (tests shorten it). */
     private readonly reportMs = ROTATION_REPORT_MS,
   ) {
-    this.requests = new PrefixCache(h.client, KEYS.certRotationsPrefix, CertRotationRequest);
-    this.reports = new PrefixCache(h.client, KEYS.certRotatedPrefix, CertRotatedRecord);
+    this.requests = storeOf(h.client).certRotations.requestsCache();
+    this.reports = storeOf(h.client).certRotations.reportsCache();
     for (const c of [this.requests, this.reports]) c.on('malformed', (err: Error) => this.log.error({ err: err.message }, 'ignoring a malformed certificate rotation record'));
     this.loop = new MasterLoop(h, 500, log, 'certificate rotation bookkeeping', () => this.tick());
   }
@@ -131,9 +128,9 @@ export class CertRotationController {
   }
 
   private async follow(req: CertRotationRequest): Promise<void> {
-    const c = this.h.client;
+    const store = storeOf(this.h.client);
     const uid = req.action_uid;
-    const action = await readRecord(c, KEYS.action(Number(uid)), ActionRecord);
+    const action = await store.actions.get(uid);
     if (req.finished_time) {
       // A former master may have stopped between recording the outcome and finishing the action.
       if (action && !isFinal(action)) await this.finish(req, action);
@@ -142,7 +139,7 @@ export class CertRotationController {
     }
     if (!action || isFinal(action)) {
       // The action went (or was finished elsewhere): nodes must stop acting on the request.
-      await c.put(KEYS.certRotation(uid)).value(JSON.stringify({ ...req, finished_time: new Date().toISOString() } satisfies CertRotationRequest));
+      await store.certRotations.putRequest({ ...req, finished_time: new Date().toISOString() });
       return;
     }
     const states = req.nodes.map((n) => this.stateOf(req, n));
@@ -152,31 +149,30 @@ export class CertRotationController {
       const text = 'text' in s ? s.text : `not renewed: ${s.error}`;
       // Each node's outcome is one step; a new master does not repeat the ones already there.
       if ((action.steps ?? []).some((x) => x.endsWith(`% ${text}`))) continue;
-      await updateAction(c, uid, { progress, description: text });
+      await store.actions.update(uid, { progress, description: text });
       this.log.info({ action: uid, node: s.node }, text);
     }
     if (resolved.length < req.nodes.length) return;
     const failed = states.flatMap((s) => ('error' in s ? [{ node_uid: s.node, error: s.error }] : []));
     // The outcome first (what the REST call answers with), then the action.
     const done: CertRotationRequest = { ...req, finished_time: new Date().toISOString(), failed };
-    await c.put(KEYS.certRotation(uid)).value(JSON.stringify(done));
+    await store.certRotations.putRequest(done);
     await this.finish(done, action);
   }
 
   private async finish(req: CertRotationRequest, action: ActionRecord): Promise<void> {
     const failed = req.failed ?? [];
     if (!failed.length) {
-      await updateAction(this.h.client, action.action_uid, { status: 'completed', progress: 100, description: `certificates renewed on every node (${req.nodes.join(', ')})` });
+      await storeOf(this.h.client).actions.update(action.action_uid, { status: 'completed', progress: 100, description: `certificates renewed on every node (${req.nodes.join(', ')})` });
       this.log.info({ action: action.action_uid, planes: req.planes, nodes: req.nodes }, 'internode certificates rotated on every node');
     } else {
       const error = `certificates were not renewed on node(s) ${failed.map((f) => f.node_uid).join(', ')}; they renew when reachable: ${failed.map((f) => f.error).join('; ')}`;
-      await updateAction(this.h.client, action.action_uid, { status: 'failed', error, description: error });
+      await storeOf(this.h.client).actions.update(action.action_uid, { status: 'failed', error, description: error });
       this.log.warn({ action: action.action_uid, failed }, 'certificate rotation incomplete');
     }
   }
 
   private async forget(uid: string): Promise<void> {
-    await this.h.client.delete().key(KEYS.certRotation(uid));
-    await this.h.client.delete().prefix(`${KEYS.certRotatedPrefix}${uid}/`);
+    await storeOf(this.h.client).certRotations.forget(uid);
   }
 }

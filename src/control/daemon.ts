@@ -13,13 +13,12 @@ import { NodeConfig, NodeIdentity, SOFTWARE_VERSION, lockDataDir, readIdentity, 
 import { BOOTSTRAP_CERT_FILE, certPath, certsDir, restTrustAnchorFile } from '../pki/node-files.js';
 import { writeFileAtomic } from '../util/files.js';
 import { ClusterMember } from './member.js';
-import { KEYS, CaRecord, ClusterRecord, DEFAULT_POLICY, JoinRecord, NodePorts, NodeStubRecord, UserRecord } from '../coord/schema.js';
-import { readRecord, readRecords, requireRecord } from '../coord/records.js';
+import { DEFAULT_POLICY, type ClusterRecord, type JoinRecord, type NodePorts, type NodeStubRecord, type UserRecord } from '../coord/schema.js';
+import { storeOf } from '../coord/store.js';
 import { peerUrl } from '../coord/etcd.js';
 import { Issued, Plane, SERVICE_NAMES, ServiceName, sha256Fingerprint, createCa, createCsr, generateKeyPair, issueFromCsr, issueLocally, selfSigned, validateBundle } from '../pki/pki.js';
 import { hashPassword } from './passwords.js';
 import { installPlaneFiles, installServiceFiles } from '../pki/node-files.js';
-import { nextSeq } from './bdb-store.js';
 import { OperatorError, conflict } from '../util/errors.js';
 import { requestJson, errorText, ConnectError } from '../util/https-json.js';
 
@@ -233,24 +232,19 @@ export class NodeDaemon {
       };
       this.member = ClusterMember.startEtcd(this.cfg, identity, this.log);
       await this.member.waitReady();
-      const c = this.member.client;
+      const store = storeOf(this.member.client);
       const cluster: ClusterRecord = { name: req.name, cluster_id: clusterId, created_time: new Date().toISOString() };
       const user: UserRecord = { uid: 1, username: req.username, password_hash: await hashPassword(req.password), role: 'admin', password_issue_date: new Date().toISOString() };
-      const members = await c.cluster.memberList({});
+      const members = await store.members.list();
       const node: NodeStubRecord = { uid, etcd_member_id: String(members.members[0]?.ID ?? ''), joined_time: new Date().toISOString() };
-      await c
-        .if(KEYS.cluster, 'Create', '==', 0)
-        .then(
-          c.put(KEYS.cluster).value(JSON.stringify(cluster)),
-          c.put(KEYS.ca).value(JSON.stringify({ cert: ca.certPem, key: ca.keyPem } satisfies CaRecord)),
-          c.put(KEYS.servicesCa).value(JSON.stringify({ cert: servicesCa.certPem, key: servicesCa.keyPem } satisfies CaRecord)),
-          c.put(KEYS.user(req.username)).value(JSON.stringify(user)),
-          c.put(KEYS.userSeq).value('1'),
-          c.put(KEYS.policy).value(JSON.stringify(DEFAULT_POLICY)),
-          c.put(KEYS.nodeSeq).value(String(uid)),
-          c.put(KEYS.node(uid)).value(JSON.stringify(node)),
-        )
-        .commit();
+      await store.cluster.create({
+        cluster,
+        ca: { cert: ca.certPem, key: ca.keyPem },
+        servicesCa: { cert: servicesCa.certPem, key: servicesCa.keyPem },
+        admin: user,
+        policy: DEFAULT_POLICY,
+        node,
+      });
       await this.runMember(this.member);
       writeIdentity(this.cfg.dataDir, { ...identity, etcd: { ...identity.etcd, state: 'existing' } });
       this.hooks.apiCertificate(services.api);
@@ -384,23 +378,23 @@ export class NodeDaemon {
 
   async admitNode(req: JoinNodeRequest): Promise<JoinGrant> {
     const m = this.requireMember();
-    const c = m.client;
+    const store = storeOf(m.client);
     if (m.nodes.values().some((n) => n.addr === req.addr)) throw conflict('node_already_member', `a node with address ${req.addr} is already a member`);
-    const pending = await readRecords(c, KEYS.joinsPrefix, JoinRecord);
-    if (pending.size > 0) throw conflict('busy', 'another node is joining; try again in a minute');
+    const pending = await store.joins.list();
+    if (pending.length > 0) throw conflict('busy', 'another node is joining; try again in a minute');
 
     // The store member first: it is the step most likely to be refused, and the
     // one undone if anything after it fails, so a refused join consumes no uid.
-    const added = await retryWhileUnhealthy(() => c.cluster.memberAdd({ peerURLs: [peerUrl(req.addr, req.ports.etcd_peer)], isLearner: true }));
+    const added = await retryWhileUnhealthy(() => store.members.addLearner(peerUrl(req.addr, req.ports.etcd_peer)));
     const memberId = String(added.member.ID);
     let uid: number;
     const certificates = {} as JoinGrant['certificates'];
     let servicesCaPem: string;
     try {
-      uid = await nextSeq(c, KEYS.nodeSeq);
-      const caRec = await requireRecord(c, KEYS.ca, CaRecord);
+      uid = await store.seqs.next('node');
+      const caRec = await store.cluster.ca();
       const ca = { certPem: caRec.cert, keyPem: caRec.key };
-      const servicesRec = await requireRecord(c, KEYS.servicesCa, CaRecord);
+      const servicesRec = await store.cluster.requireServicesCa();
       const servicesCa = { certPem: servicesRec.cert, keyPem: servicesRec.key };
       servicesCaPem = servicesRec.cert;
       for (const plane of ['cp', 'dp', ...SERVICE_NAMES] as const) {
@@ -420,11 +414,11 @@ export class NodeDaemon {
         }
       }
     } catch (err) {
-      await c.cluster.memberRemove({ ID: memberId }).catch((e) => this.log.warn({ member: memberId, err: (e as Error).message }, 'cannot remove the store learner of a refused join'));
+      await store.members.remove(memberId).catch((e) => this.log.warn({ member: memberId, err: (e as Error).message }, 'cannot remove the store learner of a refused join'));
       throw err;
     }
     const join: JoinRecord = { uid, addr: req.addr, etcd_member_id: memberId, started_time: new Date().toISOString() };
-    await c.put(KEYS.join(uid)).value(JSON.stringify(join));
+    await store.joins.put(join);
     const name = `n${uid}`;
     const initial = added.members
       .map((mm) => (String(mm.ID) === memberId ? `${name}=${mm.peerURLs[0]}` : mm.name ? `${mm.name}=${mm.peerURLs[0]}` : ''))
@@ -440,33 +434,33 @@ export class NodeDaemon {
 
   /** Promote the joining node's etcd learner once it has caught up. */
   async promoteJoin(uid: number): Promise<void> {
-    const m = this.requireMember();
-    const join = await readRecord(m.client, KEYS.join(uid), JoinRecord);
+    const store = storeOf(this.requireMember().client);
+    const join = await store.joins.get(uid);
     if (!join) throw new OperatorError('not_found', 'join_not_found', `no join in progress for node ${uid}`);
     try {
       // A learner is refused promotion until it has caught up: retried for 30 s, unless it is gone.
-      await untilCaughtUp.execute(() => m.client.cluster.memberPromote({ ID: join.etcd_member_id }));
+      await untilCaughtUp.execute(() => store.members.promote(join.etcd_member_id));
     } catch (err) {
       throw new OperatorError('timeout', 'join_failed', `store member of node ${uid} did not catch up: ${(err as Error).message}`);
     }
     clearTimeout(this.joinWatchdogs.get(uid));
     this.joinWatchdogs.delete(uid);
-    await m.client.delete().key(KEYS.join(uid));
+    await store.joins.delete(uid);
     this.log.info({ uid }, 'joining node promoted to a voting store member');
   }
 
   /** Undo a join that did not finish: remove the store member and any record of the node. */
   async abortJoin(uid: number): Promise<void> {
-    const m = this.requireMember();
+    const store = storeOf(this.requireMember().client);
     clearTimeout(this.joinWatchdogs.get(uid));
     this.joinWatchdogs.delete(uid);
-    const join = await readRecord(m.client, KEYS.join(uid), JoinRecord);
+    const join = await store.joins.get(uid);
     // The node may have published its full record, or not yet: read only what every node record has.
-    const node = await readRecord(m.client, KEYS.node(uid), NodeStubRecord);
+    const node = await store.nodes.getStub(uid);
     const memberId = join?.etcd_member_id ?? node?.etcd_member_id;
     if (memberId) {
       try {
-        await retryWhileUnhealthy(() => m.client.cluster.memberRemove({ ID: memberId }));
+        await retryWhileUnhealthy(() => store.members.remove(memberId));
       } catch (e) {
         if (!/member not found/i.test((e as Error).message)) {
           // An orphan learner would block the next join: keep the join record and try again.
@@ -478,8 +472,8 @@ export class NodeDaemon {
         }
       }
     }
-    await m.client.delete().key(KEYS.join(uid));
-    await m.client.delete().key(KEYS.node(uid));
+    await store.joins.delete(uid);
+    await store.nodes.delete(uid);
     this.log.warn({ uid }, 'join aborted; the cluster is as it was');
   }
 }

@@ -4,9 +4,8 @@
 // a node without shards, and by the ShardOpsController at the end of a
 // `remove_node` operation, once the node's shards have moved away.
 import type { Logger } from 'pino';
-import type { Etcd3 } from 'etcd3';
-import { KEYS, DenyRecord, MasterRecord, type NodeRecord } from '../coord/schema.js';
-import { readRecord } from '../coord/records.js';
+import type { DenyRecord, NodeRecord } from '../coord/schema.js';
+import type { ClusterStore } from '../coord/store.js';
 import { PLANES } from '../pki/pki.js';
 import { OperatorError, notFound } from '../util/errors.js';
 
@@ -16,26 +15,23 @@ export interface RemovedNode {
   denied_serials: string[];
 }
 
-export async function removeNodeRecords(client: Etcd3, n: NodeRecord, log: Pick<Logger, 'warn'>): Promise<RemovedNode> {
+export async function removeNodeRecords(store: ClusterStore, n: NodeRecord, log: Pick<Logger, 'warn'>): Promise<RemovedNode> {
   const uid = n.uid;
   const now = new Date().toISOString();
   const denied: string[] = [];
-  const ops = [];
+  const deny: DenyRecord[] = [];
   for (const plane of PLANES) {
     const meta = n.certificates?.[plane];
     if (!meta) continue;
-    const rec: DenyRecord = { serial: meta.serial, node_uid: uid, plane, time: now };
-    ops.push(client.put(KEYS.deny(meta.serial)).value(JSON.stringify(rec)));
+    deny.push({ serial: meta.serial, node_uid: uid, plane, time: now });
     denied.push(meta.serial);
   }
-  ops.push(client.delete().key(KEYS.node(uid)), client.delete().key(KEYS.live(uid)), client.delete().key(KEYS.alerts(uid)));
-  const r = await client.if(KEYS.node(uid), 'Create', '>', 0).then(...ops).commit();
-  if (!r.succeeded) throw notFound('node_not_found', `node ${uid} does not exist`);
-  const master = await readRecord(client, KEYS.master, MasterRecord);
-  if (master?.uid === uid) await client.delete().key(KEYS.master);
+  if (!(await store.nodes.removeAndDeny(uid, deny))) throw notFound('node_not_found', `node ${uid} does not exist`);
+  const master = await store.master.get();
+  if (master?.uid === uid) await store.master.delete();
   if (n.etcd_member_id) {
     try {
-      await client.cluster.memberRemove({ ID: n.etcd_member_id });
+      await store.members.remove(n.etcd_member_id);
     } catch (err) {
       throw new OperatorError('internal', 'store_member_not_removed', `node ${uid} is removed and denied, but its etcd member could not be removed: ${(err as Error).message}`);
     }

@@ -8,11 +8,11 @@ import type { Etcd3 } from 'etcd3';
 import type { NodeConfig } from './config.js';
 import type { DataplaneHost } from '../dataplane/host.js';
 import type { LiveRecord, NodeRecord } from '../coord/schema.js';
-import { KEYS, BdbRecord, ObservedRecord } from '../coord/schema.js';
-import { PrefixCache } from '../coord/watch.js';
-import { readRecords } from '../coord/records.js';
+import type { BdbRecord, ObservedRecord } from '../coord/schema.js';
+import type { PrefixCache } from '../coord/watch.js';
+import { storeOf, type ClusterStore } from '../coord/store.js';
 import { RedisShard, ShardSpec, shardDir, shardSocket, stoppedCleanly } from '../shards/redis-shard.js';
-import { endpointNodes, updateBdb } from './bdb-store.js';
+import { endpointNodes } from './bdb-store.js';
 import type { DataplaneConfig } from '../dataplane/messages.js';
 
 const SETTLE_MS = 20;
@@ -65,6 +65,7 @@ export interface ShardMemory {
 
 export class BdbReconciler {
   readonly bdbs: PrefixCache<BdbRecord>;
+  private readonly store: ClusterStore;
   private shards = new Map<number, RedisShard>();
   private timer?: NodeJS.Timeout;
   private refresh?: NodeJS.Timeout;
@@ -82,7 +83,8 @@ export class BdbReconciler {
     private readonly m: ReconcilerHost,
     private readonly log: Logger,
   ) {
-    this.bdbs = new PrefixCache(m.client, KEYS.bdbsPrefix, BdbRecord);
+    this.store = storeOf(m.client);
+    this.bdbs = this.store.bdbs.cache();
     this.bdbs.on('malformed', (err: Error) => this.log.error({ err: err.message }, 'ignoring a malformed database record'));
   }
 
@@ -113,7 +115,7 @@ export class BdbReconciler {
   async resync(timeoutMs = 5000): Promise<void> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
-      const fresh = [...(await readRecords(this.m.client, KEYS.bdbsPrefix, BdbRecord)).values()];
+      const fresh = await this.store.bdbs.list();
       const cached = this.bdbs.items;
       const current = fresh.length === cached.size && fresh.every((b) => (cached.get(String(b.uid))?.generation ?? -1) >= b.generation);
       if (current) break;
@@ -172,7 +174,7 @@ export class BdbReconciler {
   }
 
   private async failover(bdbUid: number, masterUid: number, replicaUid: number): Promise<void> {
-    const next = await updateBdb(this.m.client, bdbUid, (cur) => {
+    const next = await this.store.bdbs.update(bdbUid, (cur) => {
       const m = cur.shards.find((s) => s.uid === masterUid);
       const r = cur.shards.find((s) => s.uid === replicaUid);
       if (!m || !r || m.role !== 'master' || r.master_uid !== masterUid) return undefined;
@@ -366,7 +368,7 @@ export class BdbReconciler {
       const key = JSON.stringify(obs);
       if (this.lastObserved.get(b.uid) === key) continue;
       obs.time = new Date().toISOString();
-      await this.m.client.put(KEYS.observed(b.uid, me)).value(JSON.stringify(obs));
+      await this.store.observed.put(b.uid, me, obs);
       this.lastObserved.set(b.uid, key);
     }
     for (const uid of [...this.lastObserved.keys()]) if (!this.bdbs.items.has(String(uid))) this.lastObserved.delete(uid);

@@ -8,9 +8,7 @@ import type { Logger } from 'pino';
 import type { Etcd3 } from 'etcd3';
 import type { BdbRecord } from '../coord/schema.js';
 import type { ShardSync } from './bdb-controller.js';
-import { KEYS, ActionRecord } from '../coord/schema.js';
-import { readRecords } from '../coord/records.js';
-import { createAction, updateAction } from './bdb-store.js';
+import { storeOf } from '../coord/store.js';
 
 export const REBUILD_ACTION = 'replica_rebuild';
 /** How often a master looks for rebuilds it does not follow yet (it was elected after they began). */
@@ -39,11 +37,15 @@ export class ReplicaRebuilds {
     private readonly log: Logger,
   ) {}
 
+  private actions() {
+    return storeOf(this.h.client).actions;
+  }
+
   /** A failover placed these replicas of database `bdb` on other nodes. */
   async begin(bdb: number, moved: { shard: number; from: number; to: number }[]): Promise<void> {
     const what = moved.map((m) => `shard ${m.shard} on node ${m.to} (was on node ${m.from})`).join(', ');
     const description = `rebuilding replica ${what} by a full sync from its master`;
-    const a = await createAction(this.h.client, REBUILD_ACTION, `bdb:${bdb}`, { status: 'active', description, steps: [`0% ${description}`], shard_uids: moved.map((m) => m.shard) });
+    const a = await this.actions().create(REBUILD_ACTION, `bdb:${bdb}`, { status: 'active', description, steps: [`0% ${description}`], shard_uids: moved.map((m) => m.shard) });
     this.tracked.set(a.action_uid, { bdb, shards: moved.map((m) => m.shard), progress: 0, description });
     this.log.warn({ bdb, action: a.action_uid, moved }, 'replica rebuild started');
   }
@@ -67,7 +69,7 @@ export class ReplicaRebuilds {
       const gone = r.shards.filter((_, i) => !shards[i]);
       if (!b || gone.length) {
         const why = !b ? `database ${r.bdb} was deleted` : `shard ${gone.join(', ')} no longer exists (moved or removed)`;
-        await updateAction(this.h.client, uid, { status: 'failed', error: why, description: why });
+        await this.actions().update(uid, { status: 'failed', error: why, description: why });
         this.tracked.delete(uid);
         continue;
       }
@@ -75,11 +77,11 @@ export class ReplicaRebuilds {
       const progress = Math.floor(syncs.reduce((a, x) => a + (x?.progress ?? 0), 0) / syncs.length);
       const state = shards.map((s, i) => `shard ${s!.uid} on node ${s!.node_uid}: ${syncs[i] ? (syncs[i]!.status === 'in_progress' ? `full sync ${syncs[i]!.progress}%` : syncs[i]!.status === 'finished' ? 'in sync' : 'link down') : 'starting'}`).join('; ');
       if (syncs.every((x) => x?.status === 'finished')) {
-        await updateAction(this.h.client, uid, { status: 'completed', progress: 100, description: `replica rebuilt and in sync: ${state}` });
+        await this.actions().update(uid, { status: 'completed', progress: 100, description: `replica rebuilt and in sync: ${state}` });
         this.log.info({ bdb: b.uid, action: uid, shards: r.shards }, 'replica rebuild done');
         this.tracked.delete(uid);
       } else if (progress !== r.progress || state !== r.description) {
-        await updateAction(this.h.client, uid, { progress, description: state });
+        await this.actions().update(uid, { progress, description: state });
         r.progress = progress;
         r.description = state;
       }
@@ -88,8 +90,7 @@ export class ReplicaRebuilds {
 
   /** Rebuilds a former master began: still running, so this master follows them. */
   private async adopt(): Promise<void> {
-    const all = await readRecords(this.h.client, KEYS.actionsPrefix, ActionRecord);
-    for (const a of all.values()) {
+    for (const a of await this.actions().list()) {
       if (a.name !== REBUILD_ACTION || a.status === 'completed' || a.status === 'failed' || this.tracked.has(a.action_uid)) continue;
       const bdb = Number(/^bdb:(\d+)$/.exec(a.object_name)?.[1]);
       if (!Number.isInteger(bdb) || !a.shard_uids?.length) continue;

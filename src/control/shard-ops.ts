@@ -35,12 +35,10 @@
 import type { Logger } from 'pino';
 import type { Etcd3 } from 'etcd3';
 import type { RpcClient } from '../internode/rpc.js';
-import type { LiveRecord, NodeRecord, ShardPlacement } from '../coord/schema.js';
-import { KEYS, ActionRecord, BdbRecord, ShardOpRecord } from '../coord/schema.js';
-import { PrefixCache } from '../coord/watch.js';
-import { readRecord, readRecords } from '../coord/records.js';
+import type { ActionRecord, BdbRecord, LiveRecord, NodeRecord, ShardOpRecord, ShardPlacement } from '../coord/schema.js';
+import type { PrefixCache } from '../coord/watch.js';
+import { storeOf, type ClusterStore } from '../coord/store.js';
 import { conflict, invalid, notFound } from '../util/errors.js';
-import { createAction, nextSeq, updateAction, updateBdb } from './bdb-store.js';
 import { OpLog, ShardReplication, ShardRpcHost, shardRpc } from './shard-rpc.js';
 import { removeNodeRecords } from './node-removal.js';
 import { MasterLoop, type MasterLoopHost } from './master-loop.js';
@@ -166,7 +164,7 @@ interface Located {
 
 async function locate(h: ShardOpsHost, shardUids: number[]): Promise<Located[]> {
   if (!shardUids.length) throw notFound('shard_uids_required', 'a list of shard uids is required');
-  const bdbs = [...(await readRecords(h.client, KEYS.bdbsPrefix, BdbRecord)).values()].filter((b) => b.status !== 'delete-pending' && b.status !== 'creation-failed');
+  const bdbs = (await storeOf(h.client).bdbs.list()).filter((b) => b.status !== 'delete-pending' && b.status !== 'creation-failed');
   return [...new Set(shardUids)].map((uid) => {
     for (const b of bdbs) {
       const s = b.shards.find((x) => x.uid === uid);
@@ -179,19 +177,18 @@ async function locate(h: ShardOpsHost, shardUids: number[]): Promise<Located[]> 
 /** A database that is being created or deleted, or has an operation under way, takes no other. */
 async function checkNotBusy(h: ShardOpsHost, b: BdbRecord): Promise<void> {
   if (b.status === 'pending') throw conflict('db_busy', `database ${b.uid} is being created`);
-  const ops = await readRecords(h.client, KEYS.shardOpsPrefix, ShardOpRecord);
-  for (const o of ops.values()) {
+  for (const o of await storeOf(h.client).shardOps.list()) {
     if (!o.items.some((i) => i.bdb_uid === b.uid)) continue;
     // The record goes just after its action finishes.
-    const a = await readRecord(h.client, KEYS.action(Number(o.action_uid)), ActionRecord);
+    const a = await storeOf(h.client).actions.get(o.action_uid);
     if (a && a.status !== 'completed' && a.status !== 'failed') throw conflict('db_busy', `database ${b.uid} is busy: action ${o.action_uid} (shard ${o.kind}) is under way`);
   }
 }
 
 async function createOp(h: ShardOpsHost, op: Omit<ShardOpRecord, 'action_uid' | 'created_time'>, objectName: string): Promise<ActionRecord> {
-  const action = await createAction(h.client, op.kind === 'remove_node' ? 'remove_node' : `shard_${op.kind}`, objectName);
+  const action = await storeOf(h.client).actions.create(op.kind === 'remove_node' ? 'remove_node' : `shard_${op.kind}`, objectName);
   const rec: ShardOpRecord = { ...op, action_uid: action.action_uid, created_time: new Date().toISOString() };
-  await h.client.put(KEYS.shardOp(action.action_uid)).value(JSON.stringify(rec));
+  await storeOf(h.client).shardOps.put(rec);
   return action;
 }
 
@@ -255,7 +252,7 @@ export async function requestMigrate(h: ShardOpsHost, log: OpLog, shardUids: num
     families.add(key);
     if (!isLive(h, fm.node_uid)) throw conflict('node_down', `shard ${fm.uid}, the master of slots ${slotText(fm)}, is on node ${fm.node_uid}, which is down: nothing to copy from`);
   }
-  const first = await nextSeq(h.client, KEYS.shardSeq, found.length);
+  const first = await storeOf(h.client).seqs.next('shard', found.length);
   const items = found.map(({ b, s }, i) => ({ bdb_uid: b.uid, shard_uid: s.uid, new_shard_uid: first + i }));
   const action = await createOp(h, { kind: 'migrate', items, target_node_uid: target }, [...new Set(found.map((f) => `bdb:${f.b.uid}`))].join(','));
   log.info({ action: action.action_uid, shards: found.map((f) => f.s.uid), target, new_shards: items.map((i) => i.new_shard_uid) }, 'shard migration requested');
@@ -269,7 +266,7 @@ export async function requestMigrate(h: ShardOpsHost, log: OpLog, shardUids: num
  * db_busy (409).
  */
 export async function requestNodeRemoval(h: ShardOpsHost, log: OpLog, node: number): Promise<ActionRecord | undefined> {
-  const bdbs = [...(await readRecords(h.client, KEYS.bdbsPrefix, BdbRecord)).values()].filter((b) => b.status !== 'delete-pending' && b.status !== 'creation-failed');
+  const bdbs = (await storeOf(h.client).bdbs.list()).filter((b) => b.status !== 'delete-pending' && b.status !== 'creation-failed');
   const hosting = bdbs.filter((b) => b.shards.some((s) => s.node_uid === node));
   if (!hosting.length) return undefined;
   const load = new Map<number, number>();
@@ -287,7 +284,7 @@ export async function requestNodeRemoval(h: ShardOpsHost, log: OpLog, node: numb
       if (!isLive(h, fm.node_uid)) throw conflict('node_down', `shard ${fm.uid}, the master of slots ${slotText(fm)}, is on node ${fm.node_uid}, which is down: nothing to copy shard ${s.uid} from`);
     }
   }
-  const first = await nextSeq(h.client, KEYS.shardSeq, plan.length);
+  const first = await storeOf(h.client).seqs.next('shard', plan.length);
   const items = plan.map((p, i) => ({ ...p, new_shard_uid: first + i }));
   const action = await createOp(h, { kind: 'remove_node', items, node_uid: node }, `node:${node}`);
   log.info({ action: action.action_uid, node, moves: items.map((i) => `${i.shard_uid}->${i.new_shard_uid}@${i.target_node_uid}`) }, 'node removal requested: its shards migrate first');
@@ -301,13 +298,15 @@ class Handover extends Error {}
 
 export class ShardOpsController {
   private readonly ops: PrefixCache<ShardOpRecord>;
+  private readonly store: ClusterStore;
   private readonly loop: MasterLoop;
 
   constructor(
     private readonly h: ShardOpsHost,
     private readonly log: Logger,
   ) {
-    this.ops = new PrefixCache(h.client, KEYS.shardOpsPrefix, ShardOpRecord);
+    this.store = storeOf(h.client);
+    this.ops = this.store.shardOps.cache();
     this.ops.on('malformed', (err: Error) => this.log.error({ err: err.message }, 'ignoring a malformed shard operation record'));
     this.loop = new MasterLoop(h, 500, log, 'shard operation bookkeeping', () => this.tick());
   }
@@ -335,11 +334,11 @@ export class ShardOpsController {
 
   /** Change the action; a new description is also appended to its steps. */
   private setAction(uid: string, patch: Partial<ActionRecord>): Promise<void> {
-    return updateAction(this.h.client, uid, patch);
+    return this.store.actions.update(uid, patch);
   }
 
   private async run(op: ShardOpRecord): Promise<void> {
-    const a = await readRecord(this.h.client, KEYS.action(Number(op.action_uid)), ActionRecord);
+    const a = await this.store.actions.get(op.action_uid);
     if (a && a.status !== 'completed' && a.status !== 'failed') {
       const log = this.log.child({ action: op.action_uid, op: op.kind });
       log.info({ items: op.items, target: op.target_node_uid, immediate: op.immediate, resumed: a.status === 'active' }, 'shard operation starts');
@@ -369,7 +368,7 @@ export class ShardOpsController {
         await this.setAction(op.action_uid, { status: 'failed', error: (err as Error).message });
       }
     }
-    await this.h.client.delete().key(KEYS.shardOp(op.action_uid));
+    await this.store.shardOps.delete(op.action_uid);
   }
 
   /** The end of a node removal: the node holds no shard now; it leaves the cluster. */
@@ -377,7 +376,7 @@ export class ShardOpsController {
     const uid = op.node_uid;
     if (uid === undefined) throw new Error('malformed node removal: no node uid');
     const last = Math.max(0, op.items.length - 1);
-    const bdbs = [...(await readRecords(this.h.client, KEYS.bdbsPrefix, BdbRecord)).values()].filter((b) => b.status !== 'delete-pending' && b.shards.some((s) => s.node_uid === uid));
+    const bdbs = (await this.store.bdbs.list()).filter((b) => b.status !== 'delete-pending' && b.shards.some((s) => s.node_uid === uid));
     if (bdbs.length) throw new Error(`node ${uid} holds shards of database(s) ${bdbs.map((b) => b.uid).join(', ')} again (placed while it was being emptied); remove it again`);
     const n = this.h.nodes.items.get(String(uid));
     if (!n?.addr) return; // removed already (a master that resumed this)
@@ -387,7 +386,7 @@ export class ShardOpsController {
       throw new Handover(`node ${uid} resigned as master to be removed`);
     }
     await this.step(op, log, last, 0.98, `node ${uid} holds no shard; denying its certificates and removing it from the cluster`);
-    await removeNodeRecords(this.h.client, n, log);
+    await removeNodeRecords(this.store, n, log);
   }
 
   private async step(op: ShardOpRecord, log: Logger, i: number, frac: number, text: string): Promise<void> {
@@ -398,7 +397,7 @@ export class ShardOpsController {
   }
 
   private async bdb(uid: number): Promise<BdbRecord> {
-    const b = await readRecord(this.h.client, KEYS.bdb(uid), BdbRecord);
+    const b = await this.store.bdbs.get(uid);
     if (!b || b.status === 'delete-pending') throw new Error(`database ${uid} no longer exists`);
     return b;
   }
@@ -416,7 +415,7 @@ export class ShardOpsController {
 
   private async waitActive(bdbUid: number, gen: number, log: Logger): Promise<void> {
     const ok = await this.poll(async () => {
-      const b = await readRecord(this.h.client, KEYS.bdb(bdbUid), BdbRecord);
+      const b = await this.store.bdbs.get(bdbUid);
       return !b || (b.status === 'active' && b.generation >= gen) || b.generation > gen ? true : undefined;
     }, CONVERGE_MS, 100);
     if (!ok) log.warn({ bdb: bdbUid, generation: gen }, 'not every node has applied the new placement yet; it is in the record and they converge on it');
@@ -480,7 +479,7 @@ export class ShardOpsController {
         await step(at(0.5), `shard ${r.uid} holds every write of shard ${m.uid} (offset ${reached} >= ${offset}); switching roles`);
       }
       this.guard();
-      const next = await updateBdb(this.h.client, b.uid, (cur) => {
+      const next = await this.store.bdbs.update(b.uid, (cur) => {
         const shards = planSwitch(cur.shards, m.uid, r.uid);
         return shards && this.change(cur, shards);
       });
@@ -492,7 +491,7 @@ export class ShardOpsController {
       log.warn({ bdb: b.uid, master: r.uid, node: r.node_uid, replica: m.uid, slots: slotText(m), generation, offset }, 'planned failover: roles switched');
       await step(at(0.7), `shard ${r.uid} is the master of slots ${slotText(m)} (generation ${generation}); waiting for shard ${m.uid} to become its replica`);
       const demoted = await this.poll(async () => {
-        const [info, cur] = await Promise.all([replication(this.h, log, m), readRecord(this.h.client, KEYS.bdb(b.uid), BdbRecord)]);
+        const [info, cur] = await Promise.all([replication(this.h, log, m), this.store.bdbs.get(b.uid)]);
         return info.role === 'slave' && (!cur || cur.generation > generation || cur.status === 'active') ? true : undefined;
       }, DEMOTE_MS, 20);
       if (!demoted) log.warn({ shard: m.uid }, 'the old master is not a replica yet (or not every node has the new map); the pause ends with its writes fenced until it is');
@@ -527,7 +526,7 @@ export class ShardOpsController {
       const related = family(b, fm).find((x) => x.node_uid === target && x.uid !== s.uid);
       if (related) throw new Error(`node ${target} now holds shard ${related.uid} of slots ${slotText(fm)}; a master and its replica are never on one node`);
       await step(0.05, `shard ${s.uid} (${s.role} of slots ${slotText(fm)}, node ${s.node_uid}): adding shard ${tUid} on node ${target}, a replica of shard ${fm.uid}`);
-      const next = await updateBdb(this.h.client, b.uid, (cur) => {
+      const next = await this.store.bdbs.update(b.uid, (cur) => {
         const shards = planAddReplica(cur.shards, s.uid, tUid, target);
         return shards && this.change(cur, shards);
       });
@@ -539,7 +538,7 @@ export class ShardOpsController {
     await step(0.15, `shard ${tUid} on node ${target}: syncing from shard ${fm.uid}`);
     const synced = await this.waitInSync(b.uid, tUid, fm.uid, step, log);
     if (!synced.ok) {
-      await updateBdb(this.h.client, b.uid, (cur) => (cur.shards.some((x) => x.uid === tUid) ? this.change(cur, cur.shards.filter((x) => x.uid !== tUid)) : undefined)).catch(() => undefined);
+      await this.store.bdbs.update(b.uid, (cur) => (cur.shards.some((x) => x.uid === tUid) ? this.change(cur, cur.shards.filter((x) => x.uid !== tUid)) : undefined)).catch(() => undefined);
       throw new Error(`shard ${tUid} on node ${target} did not get in sync with shard ${fm.uid}: ${synced.why}; the migration of shard ${s.uid} was undone`);
     }
     await step(0.5, `shard ${tUid} on node ${target} is in sync with shard ${fm.uid} (offset ${synced.offset})`);
@@ -549,7 +548,7 @@ export class ShardOpsController {
     if (cs?.role === 'master') await this.switchover(b.uid, s.uid, tUid, false, step, 0.5, 0.85, log);
 
     await step(0.88, `removing shard ${s.uid} from node ${s.node_uid}`);
-    const next = await updateBdb(this.h.client, b.uid, (cur) => {
+    const next = await this.store.bdbs.update(b.uid, (cur) => {
       const shards = planRemove(cur.shards, s.uid, tUid);
       return shards && this.change(cur, shards);
     });

@@ -13,7 +13,8 @@ import type { ServiceName } from '../pki/pki.js';
 import { RestServer } from '../api/server.js';
 import { MetricsServer } from '../api/metrics.js';
 import { UiServer } from '../ui/server.js';
-import { EtcdSessionBackend, SessionStore } from '../ui/sessions.js';
+import { SessionStore } from '../ui/sessions.js';
+import { storeOf } from '../coord/store.js';
 import { registerNode } from '../util/run-registry.js';
 
 /** A node's parts, wired. `stop()` may be called at any time, during `start()` too. */
@@ -64,7 +65,7 @@ export class TesseraNode {
           m.attach(metrics);
           // The web UI lives with the membership: sign-in needs the cluster's users.
           // Its sessions are kept in the cluster store: valid on every node, ended everywhere by a sign-out.
-          const ui = new UiServer(this.daemon, cert('cm'), log.child({ component: 'ui' }), rest.checkPassword, new SessionStore(new EtcdSessionBackend(m.client)));
+          const ui = new UiServer(this.daemon, cert('cm'), log.child({ component: 'ui' }), rest.checkPassword, new SessionStore(storeOf(m.client).uiSessions));
           this.ui = ui;
           m.attach(ui);
           await ui.listen(cfg.addr, cfg.ports.ui!);

@@ -8,9 +8,7 @@
 // activity. A user's activity is recorded at most once a minute (one store
 // write), so the idle timeout is exact to within that minute.
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
-import type { Etcd3 } from 'etcd3';
-import { KEYS, UiSessionRecord } from '../coord/schema.js';
-import { readRecord, readRecords } from '../coord/records.js';
+import type { UiSessionRecord } from '../coord/schema.js';
 
 /** `__Host-`: the browser keeps it only if Secure, Path=/ and no Domain, so no other host can plant or share it. */
 export const SESSION_COOKIE = '__Host-tessera_session';
@@ -32,30 +30,12 @@ export interface Session {
   lastActiveAt: number;
 }
 
-/** Where sessions are kept, by the digest of their token. */
+/** Where sessions are kept, by the digest of their token: the cluster store's `uiSessions` (coord/store.ts), so every node sees every session. */
 export interface SessionBackend {
   get(id: string): Promise<UiSessionRecord | null>;
   put(id: string, rec: UiSessionRecord): Promise<void>;
   delete(id: string): Promise<void>;
   list(): Promise<Map<string, UiSessionRecord>>;
-}
-
-/** The cluster store: every node sees every session. */
-export class EtcdSessionBackend implements SessionBackend {
-  constructor(private readonly client: Etcd3) {}
-  get(id: string): Promise<UiSessionRecord | null> {
-    return readRecord(this.client, KEYS.uiSession(id), UiSessionRecord);
-  }
-  async put(id: string, rec: UiSessionRecord): Promise<void> {
-    await this.client.put(KEYS.uiSession(id)).value(JSON.stringify(rec));
-  }
-  async delete(id: string): Promise<void> {
-    await this.client.delete().key(KEYS.uiSession(id));
-  }
-  async list(): Promise<Map<string, UiSessionRecord>> {
-    const all = await readRecords(this.client, KEYS.uiSessionsPrefix, UiSessionRecord);
-    return new Map([...all].map(([k, v]) => [k.slice(KEYS.uiSessionsPrefix.length), v]));
-  }
 }
 
 const digest = (token: string) => createHash('sha256').update(token).digest('base64url');

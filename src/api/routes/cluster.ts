@@ -1,9 +1,9 @@
 // GET /v1/cluster, GET/PUT /v1/cluster/policy, GET /v1/cluster/certificates.
 import type { FastifyPluginAsync } from 'fastify';
 import type { ApiNode } from '../services.js';
-import { KEYS, CaRecord, PolicyRecord, StoredAlertSettings, StoredPolicy, alertSettingsWithDefaults, policyWithDefaults } from '../../coord/schema.js';
+import type { PolicyRecord } from '../../coord/schema.js';
+import { storeOf } from '../../coord/store.js';
 import { SOFTWARE_VERSION } from '../../control/config.js';
-import { readRecord, requireRecord, updateRecord } from '../../coord/records.js';
 import fs from 'node:fs';
 import { certInfo, PLANE_CERT_NAME, PLANES } from '../../pki/pki.js';
 import { certPath } from '../../pki/node-files.js';
@@ -31,10 +31,10 @@ const policyBody = {
 export const clusterRoutes: FastifyPluginAsync<{ daemon: ApiNode }> = async (app, { daemon }) => {
   app.get('/v1/cluster', async () => {
     const m = daemon.requireMember();
-    const stored = await readRecord(m.client, KEYS.alertSettings, StoredAlertSettings);
+    const alertSettings = await storeOf(m.client).settings.alertSettings();
     return {
       name: m.cluster.name,
-      alert_settings: alertSettingsWithDefaults(stored),
+      alert_settings: alertSettings,
       cluster_id: m.cluster.cluster_id,
       created_time: m.cluster.created_time,
       software_version: SOFTWARE_VERSION,
@@ -46,7 +46,7 @@ export const clusterRoutes: FastifyPluginAsync<{ daemon: ApiNode }> = async (app
 
   const readPolicy = async (): Promise<PolicyRecord> => {
     const m = daemon.requireMember();
-    return policyWithDefaults(await readRecord(m.client, KEYS.policy, StoredPolicy));
+    return storeOf(m.client).cluster.policy();
   };
 
   app.get('/v1/cluster/policy', readPolicy);
@@ -55,7 +55,7 @@ export const clusterRoutes: FastifyPluginAsync<{ daemon: ApiNode }> = async (app
     const m = daemon.requireMember();
     if (req.body.default_oss_cluster === true) throw invalid('invalid_oss_cluster_configuration', 'default_oss_cluster: the OSS Cluster API is not supported; only false is accepted');
     // Compare-and-swap so two concurrent partial updates cannot undo each other.
-    const next = policyWithDefaults(await updateRecord(m.client, KEYS.policy, StoredPolicy, (cur) => policyWithDefaults(cur, req.body)));
+    const next = await storeOf(m.client).cluster.updatePolicy(req.body);
     req.log.info({ policy: next }, 'cluster policy updated');
     return next;
   });
@@ -83,7 +83,7 @@ export const clusterRoutes: FastifyPluginAsync<{ daemon: ApiNode }> = async (app
 
   app.get('/v1/cluster/certificates', async (req) => {
     const m = daemon.requireMember();
-    const ca = await requireRecord(m.client, KEYS.ca, CaRecord);
+    const ca = await storeOf(m.client).cluster.ca();
     const caInfo = certInfo(ca.cert);
     const now = Date.now();
     const certificates = m.nodes
@@ -107,7 +107,7 @@ export const clusterRoutes: FastifyPluginAsync<{ daemon: ApiNode }> = async (app
       req.log.warn({ err: (err as Error).message }, 'cannot read the REST certificate file; api_cert left out');
     }
     // The client-facing certificates (api, cm, proxy, metrics_exporter) and the services CA that signs them.
-    const servicesCa = await readRecord(m.client, KEYS.servicesCa, CaRecord);
+    const servicesCa = await storeOf(m.client).cluster.servicesCa();
     const sInfo = servicesCa ? certInfo(servicesCa.cert) : undefined;
     const service_certificates = m.nodes
       .values()

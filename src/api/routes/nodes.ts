@@ -7,6 +7,7 @@ import type { NodeRecord } from '../../coord/schema.js';
 import type { NodeLinksReport } from '../../internode/links.js';
 import { OperatorError, invalid, notFound } from '../../util/errors.js';
 import { removeNodeRecords } from '../../control/node-removal.js';
+import { storeOf } from '../../coord/store.js';
 import { requestNodeRemoval } from '../../control/shard-ops.js';
 import { uidParams } from '../schemas.js';
 
@@ -85,6 +86,6 @@ export const nodesRoutes: FastifyPluginAsync<{ daemon: ApiNode }> = async (app, 
     // removed at its end (or the request is refused when they cannot move).
     const action = await requestNodeRemoval(m, req.log, uid);
     if (action) return { uid, status: 'removing', action_uid: action.action_uid };
-    return removeNodeRecords(m.client, n, req.log);
+    return removeNodeRecords(storeOf(m.client), n, req.log);
   });
 };

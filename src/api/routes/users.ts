@@ -6,10 +6,9 @@
 // their user's password changes (ui/server.ts).
 import type { FastifyPluginAsync } from 'fastify';
 import type { ApiNode } from '../services.js';
-import { KEYS, USER_ROLES, UserRecord } from '../../coord/schema.js';
-import { readRecords, updateRecord } from '../../coord/records.js';
+import { USER_ROLES, type UserRecord } from '../../coord/schema.js';
+import { storeOf } from '../../coord/store.js';
 import { hashPassword } from '../../control/passwords.js';
-import { nextSeq } from '../../control/bdb-store.js';
 import { OperatorError, conflict, invalid, notFound } from '../../util/errors.js';
 import { uidParams } from '../schemas.js';
 
@@ -50,7 +49,8 @@ function view(u: UserRecord) {
 }
 
 export const usersRoutes: FastifyPluginAsync<{ daemon: ApiNode }> = async (app, { daemon }) => {
-  const all = async () => [...(await readRecords(daemon.requireMember().client, KEYS.usersPrefix, UserRecord)).values()];
+  const users = () => storeOf(daemon.requireMember().client).users;
+  const all = () => users().list();
   const byUid = async (uid: number) => {
     const u = (await all()).find((x) => uidOf(x) === uid);
     if (!u) throw notFound('user_not_exist', `user ${uid} does not exist`);
@@ -62,28 +62,26 @@ export const usersRoutes: FastifyPluginAsync<{ daemon: ApiNode }> = async (app, 
   app.get<{ Params: { uid: string } }>('/v1/users/:uid', { schema: { params: uidParams } }, async (req) => view(await byUid(Number(req.params.uid))));
 
   app.post<{ Body: UserInput & { email: string; password: string; role: UserRecord['role'] } }>('/v1/users', { schema: { body: createBody } }, async (req) => {
-    const c = daemon.requireMember().client;
+    const store = storeOf(daemon.requireMember().client);
     const v = req.body;
     if ((await all()).some((u) => u.username === v.email)) throw conflict('user_exists', `a user with email ${v.email} exists`);
     const password_hash = await hashPassword(v.password);
     // uid 1 is the first admin, also when an older version did not number it.
-    let uid = await nextSeq(c, KEYS.userSeq);
-    if (uid === 1) uid = await nextSeq(c, KEYS.userSeq);
+    let uid = await store.seqs.next('user');
+    if (uid === 1) uid = await store.seqs.next('user');
     const rec: UserRecord = { uid, username: v.email, password_hash, role: v.role, ...(v.name ? { name: v.name } : {}), password_issue_date: new Date().toISOString() };
-    const r = await c.if(KEYS.user(v.email), 'Create', '==', 0).then(c.put(KEYS.user(v.email)).value(JSON.stringify(rec))).commit();
-    if (!r.succeeded) throw conflict('user_exists', `a user with email ${v.email} exists`);
+    if (!(await store.users.create(rec))) throw conflict('user_exists', `a user with email ${v.email} exists`);
     req.log.info({ user: uid, email: v.email, role: v.role }, 'user created');
     return view(rec);
   });
 
   app.put<{ Params: { uid: string }; Body: UserInput }>('/v1/users/:uid', { schema: { params: uidParams, body: updateBody } }, async (req) => {
-    const c = daemon.requireMember().client;
     const v = req.body;
     const cur = await byUid(Number(req.params.uid));
     if (v.email !== undefined && v.email !== cur.username) throw invalid('unsupported_change', 'a user\'s email cannot be changed; create a new user');
     if (v.role !== undefined && v.role !== 'admin' && cur.role === 'admin') await keepAnAdmin(cur);
     const password_hash = v.password !== undefined ? await hashPassword(v.password) : undefined;
-    const next = await updateRecord(c, KEYS.user(cur.username), UserRecord, (u) =>
+    const next = await users().update(cur.username, (u) =>
       u
         ? {
             ...u,
@@ -100,10 +98,9 @@ export const usersRoutes: FastifyPluginAsync<{ daemon: ApiNode }> = async (app, 
   });
 
   app.delete<{ Params: { uid: string } }>('/v1/users/:uid', { schema: { params: uidParams } }, async (req) => {
-    const c = daemon.requireMember().client;
     const cur = await byUid(Number(req.params.uid));
     if (cur.role === 'admin') await keepAnAdmin(cur);
-    await c.delete().key(KEYS.user(cur.username));
+    await users().delete(cur.username);
     req.log.info({ user: uidOf(cur), email: cur.username }, 'user deleted');
     return {};
   });

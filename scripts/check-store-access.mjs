@@ -1,0 +1,52 @@
+// `npm run check:deps`, second part: only src/coord/ touches etcd keys. Code
+// elsewhere goes through the typed cluster store (coord/store.ts `storeOf`),
+// so it must not import the key layout (`KEYS`) or the keyed record
+// primitives (coord/records.ts, coord/cas.ts), write a key by hand
+// ('/tessera/...'), or call the etcd client's key operations. A text check,
+// not a type check: it catches the usual spellings, not an aliased client.
+import { readFileSync, readdirSync } from 'node:fs';
+import { join, relative } from 'node:path';
+
+const SRC = new URL('../src/', import.meta.url).pathname;
+
+/** Files not converted to the store yet, each with who converts it; the check fails once one is clean, so the list only shrinks. */
+const NOT_YET = new Set([
+  'api/routes/bdbs.ts', // the lead (issue 7)
+  'api/routes/lifecycle.ts', // the lead (issue 7)
+  'control/member.ts', // the lead (issue 7): election, liveness, its caches
+  'control/cert-rotation.ts', // the lead (issue 7)
+]);
+
+const RULES = [
+  { what: 'imports KEYS (the key layout)', re: /import\s*(?:type\s*)?\{[^}]*\bKEYS\b[^}]*\}\s*from\s*'[^']*coord\/[^']*'/ },
+  { what: 'imports the keyed record primitives (coord/records.ts, coord/cas.ts)', re: /from\s*'[^']*coord\/(?:records|cas)\.js'/ },
+  { what: "writes a store key by hand ('/tessera/...')", re: /['`]\/tessera\// },
+  { what: "uses the etcd client's key operations", re: /\bclient\.(?:get|getAll|put|delete|if)\(/ },
+];
+
+function* tsFiles(dir) {
+  for (const e of readdirSync(dir, { withFileTypes: true })) {
+    const p = join(dir, e.name);
+    if (e.isDirectory()) yield* tsFiles(p);
+    else if (e.name.endsWith('.ts')) yield p;
+  }
+}
+
+const problems = [];
+const dirty = new Set();
+for (const file of tsFiles(SRC)) {
+  const rel = relative(SRC, file);
+  if (rel.startsWith('coord/')) continue;
+  const text = readFileSync(file, 'utf8');
+  const hits = RULES.filter((r) => r.re.test(text));
+  if (!hits.length) continue;
+  dirty.add(rel);
+  if (!NOT_YET.has(rel)) for (const h of hits) problems.push(`src/${rel} ${h.what}: go through coord/store.ts (storeOf) instead`);
+}
+for (const rel of NOT_YET) if (!dirty.has(rel)) problems.push(`src/${rel} no longer touches etcd keys: take it off NOT_YET in scripts/check-store-access.mjs`);
+
+if (problems.length) {
+  for (const p of problems) console.error(`✘ ${p}`);
+  process.exit(1);
+}
+console.log(`✔ only src/coord/ touches etcd keys (${NOT_YET.size} file(s) not converted yet: ${[...NOT_YET].join(', ')})`);
