@@ -8,11 +8,11 @@ import type { FastifyPluginAsync } from 'fastify';
 import { X509Certificate } from 'node:crypto';
 import type { ApiNode } from '../services.js';
 import type { ApiMember } from '../services.js';
-import { KEYS, ActionRecord, BdbRecord, ProxyPolicy, StoredPolicy, policyWithDefaults } from '../../coord/schema.js';
-import { readRecord, readRecords } from '../../coord/records.js';
+import { ActionRecord, BdbRecord, ProxyPolicy } from '../../coord/schema.js';
+import { storeOf, type SeqName } from '../../coord/store.js';
 import { OperatorError, conflict, invalid, notFound, unacceptable } from '../../util/errors.js';
 import { DEFAULT_SHARD_KEY_REGEX, isDefaultShardKeyRegex, shardKeyRegexProblem } from '../../proxy/slots.js';
-import { commitWithSeqs, createAction, endpointNodes, newSecret, placeShards, readSeqs, updateBdb } from '../../control/bdb-store.js';
+import { endpointNodes, newSecret, placeShards } from '../../control/bdb-store.js';
 import { uidParams } from '../schemas.js';
 import { shardSync, type ShardSync } from '../../control/bdb-controller.js';
 import { MAX_PORTS_ASKED, portsInUse } from '../../control/ports.js';
@@ -261,7 +261,7 @@ export const bdbsRoutes: FastifyPluginAsync<{ daemon: ApiNode }> = async (app, {
 
   app.get<{ Params: { uid: string }; Querystring: { fields?: string } }>('/v1/bdbs/:uid', { schema: { params: uidParams, querystring: readQuery } }, async (req) => {
     const m = daemon.requireMember();
-    const b = await readRecord(m.client, KEYS.bdb(Number(req.params.uid)), BdbRecord);
+    const b = await storeOf(m.client).bdbs.get(Number(req.params.uid));
     if (!b) throw notFound('db_not_exist', `database ${req.params.uid} does not exist`);
     return pick(bdbView(m, b), req.query.fields);
   });
@@ -277,8 +277,8 @@ export const bdbsRoutes: FastifyPluginAsync<{ daemon: ApiNode }> = async (app, {
     const sharding = v.sharding ?? shardsCount > 1;
     if (shardsCount > 1 && !sharding) throw unacceptable('invalid_sharding', 'shards_count above 1 needs sharding: true');
     if (v.memory_size / shardsCount < MIN_MEMORY) throw unacceptable('invalid_memory_size', `memory_size gives each shard less than ${MIN_MEMORY} bytes`);
-    if (v.uid !== undefined && (await readRecord(m.client, KEYS.bdb(v.uid), BdbRecord))) throw conflict('uid_exists', `database uid ${v.uid} is in use`);
-    const policy = policyWithDefaults(await readRecord(m.client, KEYS.policy, StoredPolicy));
+    if (v.uid !== undefined && (await storeOf(m.client).bdbs.get(v.uid))) throw conflict('uid_exists', `database uid ${v.uid} is in use`);
+    const policy = await storeOf(m.client).cluster.policy();
     // As the reference: asked for explicitly, encryption needs every node to support it (406);
     // taken from the cluster default, a node without it makes the database unencrypted.
     let encrypted = v.data_internode_encryption ?? policy.data_internode_encryption;
@@ -329,8 +329,8 @@ export const bdbsRoutes: FastifyPluginAsync<{ daemon: ApiNode }> = async (app, {
     // creations are serialized (so two cannot take one port), and a refused one (its name,
     // uid or port just taken) burns no uid. A dry run stops before, having used none.
     for (let attempt = 1; ; attempt++) {
-      const seqs = await readSeqs(m.client, [KEYS.bdbSeq, KEYS.shardSeq, KEYS.actionSeq]);
-      const all = [...(await readRecords(m.client, KEYS.bdbsPrefix, BdbRecord)).values()];
+      const seqs = await storeOf(m.client).seqs.read('bdb', 'shard', 'action');
+      const all = await storeOf(m.client).bdbs.list();
       if (all.some((b) => b.name === v.name)) throw unacceptable('db_name_exists', `a database named ${v.name} exists`);
       if (v.uid !== undefined && all.some((b) => b.uid === v.uid)) throw conflict('uid_exists', `database uid ${v.uid} is in use`);
       const taken = new Set(all.map((b) => b.port));
@@ -354,19 +354,19 @@ export const bdbsRoutes: FastifyPluginAsync<{ daemon: ApiNode }> = async (app, {
       if (uid === undefined) {
         const used = new Set(all.map((b) => b.uid));
         do bdbStep++;
-        while (used.has(seqs.get(KEYS.bdbSeq)! + bdbStep));
-        uid = seqs.get(KEYS.bdbSeq)! + bdbStep;
+        while (used.has(seqs.get('bdb')! + bdbStep));
+        uid = seqs.get('bdb')! + bdbStep;
       }
-      const firstShard = seqs.get(KEYS.shardSeq)! + 1;
-      const actionUid = seqs.get(KEYS.actionSeq)! + 1;
+      const firstShard = seqs.get('shard')! + 1;
+      const actionUid = seqs.get('action')! + 1;
       const action: ActionRecord = { action_uid: String(actionUid), name: 'create_bdb', object_name: `bdb:${uid}`, progress: 0, status: 'pending', creation_time: now };
       const rec = record(uid, port, load, firstShard, action.action_uid, now);
-      const bump = new Map([
-        [KEYS.bdbSeq, bdbStep],
-        [KEYS.shardSeq, shardCount],
-        [KEYS.actionSeq, 1],
+      const bump = new Map<SeqName, number>([
+        ['bdb', bdbStep],
+        ['shard', shardCount],
+        ['action', 1],
       ]);
-      if (await commitWithSeqs(m.client, seqs, bump, [[KEYS.bdb(uid), JSON.stringify(rec)], [KEYS.action(actionUid), JSON.stringify(action)]])) {
+      if (await storeOf(m.client).bdbs.createWithAction(seqs, bump, rec, action)) {
         req.log.info({ bdb: uid, name: rec.name, port, shards: rec.shards.length, encrypted }, 'database created');
         reply.status(200);
         return bdbView(m, rec);
@@ -388,7 +388,7 @@ export const bdbsRoutes: FastifyPluginAsync<{ daemon: ApiNode }> = async (app, {
     // The action goes into the same write as the change, so the controller never
     // sees the change without it (it would finish the change and leave the action
     // pending); checked first, so a refused change leaves no action behind.
-    const before = await readRecord(m.client, KEYS.bdb(uid), BdbRecord);
+    const before = await storeOf(m.client).bdbs.get(uid);
     if (!before) throw notFound('db_not_exist', `database ${uid} does not exist`);
     const busyNow = busy(before, 'change');
     if (busyNow) throw busyNow;
@@ -420,9 +420,9 @@ export const bdbsRoutes: FastifyPluginAsync<{ daemon: ApiNode }> = async (app, {
       if (next instanceof OperatorError) throw next;
       return dryRunAnswer(bdbView(m, { ...next, status: before.status }), true);
     }
-    const action = await createAction(m.client, 'update_bdb', `bdb:${uid}`);
+    const action = await storeOf(m.client).actions.create('update_bdb', `bdb:${uid}`);
     let problem: OperatorError | undefined;
-    const next = await updateBdb(m.client, uid, (cur) => {
+    const next = await storeOf(m.client).bdbs.update(uid, (cur) => {
       const n = change(cur, action.action_uid);
       if (n instanceof OperatorError) {
         problem = n;
@@ -431,7 +431,7 @@ export const bdbsRoutes: FastifyPluginAsync<{ daemon: ApiNode }> = async (app, {
       return n;
     });
     if (problem || !next) {
-      await m.client.delete().key(KEYS.action(Number(action.action_uid)));
+      await storeOf(m.client).actions.delete(action.action_uid);
       throw problem ?? notFound('db_not_exist', `database ${uid} does not exist`);
     }
     req.log.info({ bdb: uid, change: Object.keys(v) }, 'database updated');
@@ -445,20 +445,20 @@ export const bdbsRoutes: FastifyPluginAsync<{ daemon: ApiNode }> = async (app, {
     // A database whose creation failed can be deleted, and so can one whose change is stuck
     // (a shard reports that it cannot start): nothing else would ever unblock it. One busy
     // with a change that is progressing cannot (409, as the reference).
-    const before = await readRecord(m.client, KEYS.bdb(uid), BdbRecord);
+    const before = await storeOf(m.client).bdbs.get(uid);
     if (!before) throw notFound('db_not_exist', `database ${uid} does not exist`);
     if (before.status === 'delete-pending') throw conflict('db_delete_pending', `database ${uid} is already being deleted`);
     const stuck = (b: BdbRecord) => [...shardStates(m, b).values()].some((s) => s.error !== undefined);
     const busyNow = stuck(before) ? undefined : busy(before, 'delete');
     if (busyNow) throw busyNow;
-    const action = await createAction(m.client, 'delete_bdb', `bdb:${uid}`);
+    const action = await storeOf(m.client).actions.create('delete_bdb', `bdb:${uid}`);
     let problem: OperatorError | undefined;
-    const next = await updateBdb(m.client, uid, (cur) => {
+    const next = await storeOf(m.client).bdbs.update(uid, (cur) => {
       problem = cur.status === 'delete-pending' ? conflict('db_delete_pending', `database ${uid} was deleted or is being deleted meanwhile`) : stuck(cur) ? undefined : busy(cur, 'delete');
       return problem ? undefined : { ...cur, status: 'delete-pending', generation: cur.generation + 1, action_uid: action.action_uid, last_changed_time: new Date().toISOString() };
     });
     if (!next) {
-      await m.client.delete().key(KEYS.action(Number(action.action_uid)));
+      await storeOf(m.client).actions.delete(action.action_uid);
       throw problem ?? conflict('db_delete_pending', `database ${uid} was deleted or is being deleted meanwhile`);
     }
     req.log.info({ bdb: uid }, 'database deletion requested');
@@ -467,7 +467,7 @@ export const bdbsRoutes: FastifyPluginAsync<{ daemon: ApiNode }> = async (app, {
 
   // As the reference: `{"actions": [...]}`, and a database's own actions as an array.
   const allActions = async (m: ApiMember) =>
-    [...(await readRecords(m.client, KEYS.actionsPrefix, ActionRecord)).values()].sort((a, b) => Number(a.action_uid) - Number(b.action_uid));
+    (await storeOf(m.client).actions.list()).sort((a, b) => Number(a.action_uid) - Number(b.action_uid));
 
   app.get('/v1/actions', { schema: { querystring: noQuery } }, async () => ({ actions: await allActions(daemon.requireMember()) }));
 
@@ -475,13 +475,13 @@ export const bdbsRoutes: FastifyPluginAsync<{ daemon: ApiNode }> = async (app, {
     const m = daemon.requireMember();
     const uid = Number(req.params.uid);
     const actions = (await allActions(m)).filter((a) => a.object_name === `bdb:${uid}`);
-    if (!actions.length && !(await readRecord(m.client, KEYS.bdb(uid), BdbRecord))) throw notFound('db_not_exist', `database ${uid} does not exist`);
+    if (!actions.length && !(await storeOf(m.client).bdbs.get(uid))) throw notFound('db_not_exist', `database ${uid} does not exist`);
     return actions;
   });
 
   app.get<{ Params: { uid: string } }>('/v1/actions/:uid', { schema: { params: uidParams } }, async (req) => {
     const m = daemon.requireMember();
-    const a = await readRecord(m.client, KEYS.action(Number(req.params.uid)), ActionRecord);
+    const a = await storeOf(m.client).actions.get(req.params.uid);
     if (!a) throw notFound('action_not_exist', `action ${req.params.uid} does not exist`);
     return a;
   });

@@ -6,15 +6,12 @@ import type { FastifyPluginAsync } from 'fastify';
 import type { ApiNode } from '../services.js';
 import type { ApiMember } from '../services.js';
 import {
-  KEYS,
   CertIdentityRecord,
   CustomerCertRecord,
   NodeAlertsRecord,
   ServiceCertRecord,
   StoredAlertSettings,
   StoredJobScheduler,
-  TrustRecord,
-  alertSettingsWithDefaults,
   jobSchedulerWithDefaults,
 } from '../../coord/schema.js';
 import { OperatorError, invalid, notFound } from '../../util/errors.js';
@@ -24,7 +21,7 @@ import { X509Certificate } from 'node:crypto';
 import { CertName, CertificateRejected, OPERATOR_CERT_NAMES, OperatorCertName, validateCustomerCerts } from '../../pki/customer.js';
 import { uidParams } from '../schemas.js';
 import { requestRotation, waitRotation } from '../../control/cert-rotation-action.js';
-import { readRecord, readRecords, updateRecord } from '../../coord/records.js';
+import { storeOf } from '../../coord/store.js';
 
 const days = { type: 'number', exclusiveMinimum: 0, maximum: 3650 } as const;
 
@@ -90,14 +87,14 @@ export interface ClusterAlert {
 }
 
 async function nodeAlerts(m: ApiMember): Promise<Record<string, NodeAlertsRecord>> {
-  const all = await readRecords(m.client, KEYS.alertsPrefix, NodeAlertsRecord);
+  const all = await storeOf(m.client).nodes.alerts();
   const out: Record<string, NodeAlertsRecord> = {};
-  for (const n of m.nodes.values().filter((x) => x.addr).sort((a, b) => a.uid - b.uid)) out[String(n.uid)] = all.get(KEYS.alerts(n.uid)) ?? {};
+  for (const n of m.nodes.values().filter((x) => x.addr).sort((a, b) => a.uid - b.uid)) out[String(n.uid)] = all.get(n.uid) ?? {};
   return out;
 }
 
 export const lifecycleRoutes: FastifyPluginAsync<{ daemon: ApiNode }> = async (app, { daemon }) => {
-  app.get('/v1/job_scheduler', async () => jobSchedulerWithDefaults(await readRecord(daemon.requireMember().client, KEYS.jobScheduler, StoredJobScheduler)));
+  app.get('/v1/job_scheduler', () => storeOf(daemon.requireMember().client).settings.jobScheduler());
 
   // Settings are changed by compare-and-swap so two concurrent partial updates cannot undo each other.
   app.put<{ Body: StoredJobScheduler }>('/v1/job_scheduler', { schema: { body: jobSchedulerBody } }, async (req) => {
@@ -110,7 +107,7 @@ export const lifecycleRoutes: FastifyPluginAsync<{ daemon: ApiNode }> = async (a
         throw err;
       }
     }
-    const stored = await updateRecord(daemon.requireMember().client, KEYS.jobScheduler, StoredJobScheduler, (cur) => {
+    const next = await storeOf(daemon.requireMember().client).settings.updateJobScheduler((cur) => {
       const next = jobSchedulerWithDefaults(cur, req.body);
       const s = next.cert_rotation_job_settings;
       if (s.expiry_days_before_rotation >= s.validity_days) {
@@ -118,7 +115,6 @@ export const lifecycleRoutes: FastifyPluginAsync<{ daemon: ApiNode }> = async (a
       }
       return next;
     });
-    const next = jobSchedulerWithDefaults(stored);
     req.log.info({ job_scheduler: next }, 'job scheduler updated');
     return next;
   });
@@ -131,11 +127,11 @@ export const lifecycleRoutes: FastifyPluginAsync<{ daemon: ApiNode }> = async (a
       if (typeof t !== 'number' || !(t > 0 && t <= 3650)) throw invalid('invalid_threshold', `node_internal_certs_about_to_expire.threshold must be a number of days above 0 and at most 3650 (a number or a string such as "45"), not ${JSON.stringify(a.threshold)}`);
       a.threshold = t;
     }
-    const stored = await updateRecord(m.client, KEYS.alertSettings, StoredAlertSettings, (cur) => alertSettingsWithDefaults(cur, req.body.alert_settings as StoredAlertSettings));
-    return { name: m.cluster.name, alert_settings: alertSettingsWithDefaults(stored) };
+    const alertSettings = await storeOf(m.client).settings.updateAlertSettings(req.body.alert_settings as StoredAlertSettings);
+    return { name: m.cluster.name, alert_settings: alertSettings };
   });
 
-  app.get('/v1/cluster/alert_settings', async () => alertSettingsWithDefaults(await readRecord(daemon.requireMember().client, KEYS.alertSettings, StoredAlertSettings)));
+  app.get('/v1/cluster/alert_settings', () => storeOf(daemon.requireMember().client).settings.alertSettings());
 
   // The reference's own call has no body at all: rotate both planes.
   const noBodyIsEmpty = async (req: { body: unknown }) => {
@@ -206,7 +202,7 @@ export const lifecycleRoutes: FastifyPluginAsync<{ daemon: ApiNode }> = async (a
   const clusterAlerts = async (): Promise<Record<string, ClusterAlert>> => {
     const m = daemon.requireMember();
     const all = await nodeAlerts(m);
-    const setting = alertSettingsWithDefaults(await readRecord(m.client, KEYS.alertSettings, StoredAlertSettings));
+    const setting = await storeOf(m.client).settings.alertSettings();
     const out: Record<string, ClusterAlert> = {};
     for (const name of NODE_ALERTS) {
       const per = Object.entries(all).flatMap(([uid, a]) => (a[name] ? [{ uid: Number(uid), a: a[name]! }] : []));
@@ -272,7 +268,7 @@ export const customerCertRoutes: FastifyPluginAsync<{ daemon: ApiNode }> = async
   app.put<{ Body: CertsBody }>('/v1/cluster/certificates', { schema: { body: certsBody } }, async (req, reply) => {
     const m = daemon.requireMember();
     const nodes = m.nodes.values().filter((n) => n.addr);
-    const existing = (await readRecord(m.client, KEYS.trust, TrustRecord))?.anchors ?? [];
+    const existing = (await storeOf(m.client).operatorCerts.trust())?.anchors ?? [];
     let validated;
     try {
       validated = validateCustomerCerts(req.body.certificates.map(({ name, certificate, key }) => ({ name, certificate, key })), { extraTrust: existing });
@@ -310,8 +306,9 @@ export const customerCertRoutes: FastifyPluginAsync<{ daemon: ApiNode }> = async
     const fp = (pem: string) => new X509Certificate(pem).fingerprint256;
     for (const t of targets.values()) for (const p of t.v.trustPems) if (!anchors.some((a) => fp(a) === fp(p))) anchors.push(p);
     const now = new Date().toISOString();
-    const c = m.client;
-    const ops = [c.put(KEYS.trust).value(JSON.stringify({ anchors } satisfies TrustRecord))];
+    const customer: CustomerCertRecord[] = [];
+    const identities: CertIdentityRecord[] = [];
+    const service: ServiceCertRecord[] = [];
     const shared = new Map<string, number>();
     for (const t of targets.values()) shared.set(t.v.serial, (shared.get(t.v.serial) ?? 0) + 1);
     for (const t of targets.values()) {
@@ -325,19 +322,19 @@ export const customerCertRoutes: FastifyPluginAsync<{ daemon: ApiNode }> = async
         chain_not_after: t.v.chain_not_after,
         applied_time: now,
       };
-      ops.push(c.put(KEYS.customerCert(t.uid, t.plane)).value(JSON.stringify(rec)));
+      customer.push(rec);
     }
     // One identity per certificate: one given for every node (no node_uid) is shared (uid 0); etcd refuses a key twice in a transaction.
     for (const t of new Map([...targets.values()].map((x) => [x.v.serial, x])).values()) {
       const id: CertIdentityRecord = { serial: t.v.serial, uid: (shared.get(t.v.serial) ?? 1) > 1 ? 0 : t.uid, plane: t.plane };
-      ops.push(c.put(KEYS.certIdentity(t.v.serial)).value(JSON.stringify(id)));
+      identities.push(id);
     }
     for (const t of serviceTargets.values()) {
       const rec: ServiceCertRecord = { uid: t.uid, name: t.name, chain: t.v.chainPem, key: t.v.keyPem, serial: t.v.serial, not_after: t.v.not_after, chain_not_after: t.v.chain_not_after, applied_time: now };
-      ops.push(c.put(KEYS.serviceCert(t.uid, t.name)).value(JSON.stringify(rec)));
+      service.push(rec);
     }
     // Trust and identities land with the certificates, so no node presents a certificate its peers cannot place.
-    await c.if(KEYS.cluster, 'Create', '>', 0).then(...ops).commit();
+    await storeOf(m.client).operatorCerts.apply({ anchors, customer, identities, service });
     req.log.info({ certificates: [...targets.keys(), ...serviceTargets.keys()] }, 'operator-provided certificates recorded; nodes are applying them');
 
     // Applied when the node's record shows the serial (each node swaps its listeners' contexts; nothing restarts).
