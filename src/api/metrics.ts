@@ -24,6 +24,7 @@ import { PLANES, SERVICE_NAMES } from '../pki/pki.js';
 import { certPath, servicePaths } from '../pki/node-files.js';
 import type { NodeTraffic } from '../control/traffic.js';
 import { CLASSES, LATENCY_BOUNDS_US, LATENCY_FINITE } from '../proxy/stats.js';
+import { nodeIsUp } from '../control/node-state.js';
 
 type Labels = Record<string, string>;
 interface Value {
@@ -133,24 +134,24 @@ export class MetricsServer {
     });
     new Gauge({
       name: 'tessera_node_up',
-      help: '1 while the node holds its liveness lease',
+      help: '1 while the node is up: it holds its liveness lease and its heartbeats are not silent for the failover timeout',
       labelNames: ['node'],
       registers: [this.registry],
       collect() {
         this.reset();
-        for (const n of nodes()) this.set({ node: String(n.uid) }, m.live.items.has(String(n.uid)) ? 1 : 0);
+        for (const n of nodes()) this.set({ node: String(n.uid) }, nodeIsUp(m, n.uid) ? 1 : 0);
       },
     });
     new Gauge({
       name: 'tessera_slots_without_master',
-      help: 'Hash slots of a database whose master shard is on a node without its liveness lease (not writable until failover)',
+      help: 'Hash slots of a database whose master shard is on a node that is down (not writable until failover)',
       labelNames: ['bdb'],
       registers: [this.registry],
       collect() {
         this.reset();
         for (const b of m.databases()) {
           let n = 0;
-          for (const s of b.shards) if (s.role === 'master' && !m.live.items.has(String(s.node_uid))) n += s.slots[1] - s.slots[0] + 1;
+          for (const s of b.shards) if (s.role === 'master' && !nodeIsUp(m, s.node_uid)) n += s.slots[1] - s.slots[0] + 1;
           this.set({ bdb: String(b.uid) }, n);
         }
       },

@@ -16,6 +16,7 @@ import type { NodeLinksReport } from '../internode/links.js';
 import type { ShardOpsHost } from '../control/shard-ops.js';
 import type { ProbeResult, StatusReply } from '../control/member.js';
 import type { BootstrapStatus, CreateClusterRequest, JoinClusterRequest, JoinGrant, JoinNodeRequest } from '../control/daemon.js';
+import type { NodeStateHost } from '../control/node-state.js';
 
 /** A running cluster member, as the operator routes see it. */
 export interface ApiMember extends ShardOpsHost {
@@ -66,14 +67,13 @@ export interface JoinAdmission {
 }
 
 /** What the metrics endpoint (api/metrics.ts) reads of its node: the running member implements it as it is. */
-export interface MetricsMember {
+export interface MetricsMember extends NodeStateHost {
   readonly uid: number;
   readonly cluster: { readonly name: string };
   readonly masterUid?: number;
   readonly cfg: { readonly addr: string; readonly dataDir: string; readonly ports: { readonly metrics: number } };
   /** Watched caches of the nodes' records and their liveness leases. */
   readonly nodes: { values(): NodeRecord[]; readonly items: ReadonlyMap<string, NodeRecord> };
-  readonly live: { readonly items: ReadonlyMap<string, unknown> };
   /** This node's client-facing certificates. */
   readonly services: { get(name: ServiceName): { readonly certPem: string } | undefined };
   /** Replicas promoted per database: by this node as cluster master (node down), and for its own shards (shard down). */

@@ -11,6 +11,7 @@ import type { ObservedRecord } from '../coord/schema.js';
 import type { PrefixCache } from '../coord/watch.js';
 import { storeOf, type ClusterStore } from '../coord/store.js';
 import { MasterLoop, type MasterLoopHost } from './master-loop.js';
+import { nodeIsUp, type NodeStateHost } from './node-state.js';
 
 /** A replica's copy of its master: `in_progress` (a full sync, with its progress), `finished` (streaming), `link_down`. */
 export interface ShardSync {
@@ -26,7 +27,7 @@ export function shardSync(s: ObservedShard): ShardSync | undefined {
 }
 
 /** What the controller needs of its node's membership (ClusterMember provides it). */
-export interface ControllerHost extends MasterLoopHost {
+export interface ControllerHost extends MasterLoopHost, NodeStateHost {
   readonly client: Etcd3;
   readonly live: PrefixCache<LiveRecord>;
 }
@@ -68,7 +69,8 @@ export class BdbController {
   }
 
   private async tick(): Promise<void> {
-    const liveNodes = [...this.m.live.items.keys()].map(Number);
+    // A node that is down (failed over, or about to be) does not hold a change up.
+    const liveNodes = [...this.m.live.items.keys()].map(Number).filter((n) => nodeIsUp(this.m, n));
     for (const b of this.r.bdbs.values()) {
       if (b.status === 'active' || b.status === 'creation-failed') continue;
       const obs = this.observedOf(b.uid);

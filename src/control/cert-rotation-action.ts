@@ -23,6 +23,7 @@ import type { PrefixCache } from '../coord/watch.js';
 import { storeOf } from '../coord/store.js';
 import { PLANE_CERT_NAME, type Plane } from '../pki/pki.js';
 import { MasterLoop, type MasterLoopHost } from './master-loop.js';
+import { nodeIsUp, type NodeStateHost } from './node-state.js';
 
 export const ROTATION_ACTION = 'rotate_certificates';
 /** How long a live node may take to report its renewal (the old synchronous RPC's timeout was 30 s). */
@@ -71,7 +72,7 @@ export async function waitRotation(c: Etcd3, actionUid: string, timeoutMs = ROTA
 }
 
 /** What the controller needs of its node's membership (ClusterMember provides it). */
-export interface RotationHost extends MasterLoopHost {
+export interface RotationHost extends MasterLoopHost, NodeStateHost {
   readonly client: Etcd3;
   readonly live: { readonly items: ReadonlyMap<string, LiveRecord> };
 }
@@ -122,7 +123,7 @@ export class CertRotationController {
       const what = r.renewed.map((x) => `${PLANE_CERT_NAME[x.plane]} (serial ${x.serial})`).join(', ');
       return { node, text: `node ${node} renewed ${what || 'nothing: its certificates are operator-provided'}` };
     }
-    if (!this.h.live.items.has(String(node))) return { node, error: `node ${node} is down (no liveness lease); it was not renewed` };
+    if (!nodeIsUp(this.h, node)) return { node, error: `node ${node} is down (no liveness lease, or no heartbeat for the failover timeout); it was not renewed` };
     if (Date.now() - Date.parse(req.requested_time) > this.reportMs) return { node, error: `node ${node} is up but did not report a renewal within ${this.reportMs / 1000} s` };
     return { node, pending: true };
   }

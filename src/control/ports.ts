@@ -12,6 +12,7 @@
 import net from 'node:net';
 import type { NodeRecord, LiveRecord } from '../coord/schema.js';
 import type { RpcClient } from '../internode/rpc.js';
+import { nodeIsUp, type NodeStateHost } from './node-state.js';
 
 export const PORTS_FREE_RPC = 'ports_free';
 /** The most candidates one call may ask about (the creation asks in batches of this many). */
@@ -43,10 +44,9 @@ export function portsParam(params: unknown): number[] {
 }
 
 /** What the cluster-wide check needs of the node (ClusterMember provides it). */
-export interface PortsHost {
+export interface PortsHost extends NodeStateHost {
   readonly uid: number;
   readonly nodes: { values(): NodeRecord[] };
-  readonly live: { readonly items: ReadonlyMap<string, LiveRecord> };
   rpc(uid: number): RpcClient | undefined;
   /** This node's own answer (without a round trip to itself). */
   portsFree(ports: number[]): Promise<{ free: number[] }>;
@@ -59,7 +59,7 @@ export interface PortsHost {
  * failure if the port turns out to be taken there.
  */
 export async function portsInUse(h: PortsHost, ports: number[], log?: { warn(o: object, msg: string): void }, timeoutMs = 3000): Promise<Map<number, number>> {
-  const nodes = h.nodes.values().filter((n) => n.addr && h.live.items.has(String(n.uid))).sort((a, b) => a.uid - b.uid);
+  const nodes = h.nodes.values().filter((n) => n.addr && nodeIsUp(h, n.uid)).sort((a, b) => a.uid - b.uid);
   const answers = await Promise.all(
     nodes.map(async (n) => {
       try {

@@ -42,6 +42,7 @@ import { conflict, invalid, notFound } from '../util/errors.js';
 import { OpLog, ShardReplication, ShardRpcHost, shardRpc } from './shard-rpc.js';
 import { removeNodeRecords } from './node-removal.js';
 import { MasterLoop, type MasterLoopHost } from './master-loop.js';
+import { nodeIsUp, type NodeStateHost } from './node-state.js';
 
 /** How long writes are paused at most (the pause is lifted as soon as the switch is done). */
 const PAUSE_MS = 10_000;
@@ -55,7 +56,7 @@ const SYNC_MS = 300_000;
 const CONVERGE_MS = 60_000;
 
 /** What shard operations need of their node's membership (ClusterMember provides it). */
-export interface ShardOpsHost extends ShardRpcHost, MasterLoopHost {
+export interface ShardOpsHost extends ShardRpcHost, MasterLoopHost, NodeStateHost {
   readonly client: Etcd3;
   readonly nodes: PrefixCache<NodeRecord>;
   readonly live: PrefixCache<LiveRecord>;
@@ -66,7 +67,7 @@ export interface ShardOpsHost extends ShardRpcHost, MasterLoopHost {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const slotText = (s: ShardPlacement) => `${s.slots[0]}-${s.slots[1]}`;
-const isLive = (h: ShardOpsHost, node: number) => h.live.items.has(String(node));
+const isLive = (h: ShardOpsHost, node: number) => nodeIsUp(h, node);
 
 /** Call a shard-rpc method on the node that runs the shard (in-process when that is this node). */
 export function shardCall<T>(h: ShardOpsHost, log: OpLog, node: number, method: string, params: object, timeoutMs = 3000): Promise<T> {

@@ -96,6 +96,13 @@ export class ApiTestMember implements ApiMember {
   storeIsCurrent(): boolean {
     return true;
   }
+  /** No heartbeats in this host: the liveness records alone say who is up. */
+  silentMs(): number | undefined {
+    return undefined;
+  }
+  deadAfterMs(): number {
+    return 5000;
+  }
   statusReply(): StatusReply {
     // This machine, as the member reports it (database memory is checked against it).
     return { uid: this.uid, uptime: 0, cores: os.cpus().length, total_memory: os.totalmem(), software_version: SOFTWARE_VERSION, master_uid: this.masterUid };

@@ -30,15 +30,22 @@ after(async () => {
   await etcd?.stop();
 });
 
-/** The membership as the controller sees it: whether this node is the master, and who holds a liveness lease. */
+/** The membership as the controller sees it: whether this node is the master, who holds a liveness lease, and how long each has sent no heartbeat. */
 class Host implements RotationHost {
   master = true;
   readonly live = { items: new Map<string, LiveRecord>() };
   constructor(
     readonly client: Etcd3,
     liveNodes: number[],
+    private readonly silence: Record<number, number> = {},
   ) {
     for (const uid of liveNodes) this.live.items.set(String(uid), { uid, started_time: new Date().toISOString(), pid: process.pid });
+  }
+  silentMs(uid: number): number {
+    return this.silence[uid] ?? 0;
+  }
+  deadAfterMs(): number {
+    return 5000;
   }
   isMaster(): boolean {
     return this.master;
@@ -95,12 +102,13 @@ test('the request and the action are written together; a master elected mid-way 
   }
 });
 
-test('a node that is down is reported at once; a live one that stays silent fails the action after the bound; an error is named', async () => {
+test('a node that is down (no lease, or no heartbeat for the failover timeout) is reported at once; a live one that does not report fails the action after the bound; an error is named', async () => {
   const c = etcd.client;
-  const ctl = new CertRotationController(new Host(c, [1, 2, 4]), log, 3000);
+  // Node 5 still holds its lease but has sent no heartbeat for 6 s: down, as the failover decides.
+  const ctl = new CertRotationController(new Host(c, [1, 2, 4, 5], { 5: 6000 }), log, 3000);
   await ctl.start();
   try {
-    const a = await requestRotation(c, ['cp', 'dp'], [1, 2, 3, 4]);
+    const a = await requestRotation(c, ['cp', 'dp'], [1, 2, 3, 4, 5]);
     await report(a.action_uid, 1);
     await report(a.action_uid, 4, 'data_internode_encryption was not renewed: the CA cannot be read');
     // Before the bound, the down node and the error are steps already, and the action is still running.
@@ -111,9 +119,10 @@ test('a node that is down is reported at once; a live one that stays silent fail
     assert.equal(early.status, 'active');
     const out = await waitRotation(c, a.action_uid, 15_000);
     assert.equal(out.action.status, 'failed', JSON.stringify(out.action));
-    assert.match(out.action.error ?? '', /^certificates were not renewed on node\(s\) 2, 3, 4;/);
+    assert.match(out.action.error ?? '', /^certificates were not renewed on node\(s\) 2, 3, 4, 5;/);
     const failed = new Map((out.request?.failed ?? []).map((f) => [f.node_uid, f.error]));
-    assert.deepEqual([...failed.keys()], [2, 3, 4]);
+    assert.deepEqual([...failed.keys()], [2, 3, 4, 5]);
+    assert.match(failed.get(5)!, /node 5 is down/);
     assert.match(failed.get(2)!, /node 2 is up but did not report a renewal within 3 s/);
     assert.match(failed.get(3)!, /node 3 is down/);
     assert.match(failed.get(4)!, /node 4: data_internode_encryption was not renewed: the CA cannot be read/);

@@ -16,6 +16,7 @@ import { endpointNodes, newSecret, placeShards } from '../../control/bdb-store.j
 import { uidParams } from '../schemas.js';
 import { shardSync, type ShardSync } from '../../control/bdb-controller.js';
 import { MAX_PORTS_ASKED, portsInUse } from '../../control/ports.js';
+import { nodeIsUp } from '../../control/node-state.js';
 
 const EVICTION = ['volatile-lru', 'volatile-ttl', 'volatile-random', 'allkeys-lru', 'allkeys-random', 'noeviction', 'volatile-lfu', 'allkeys-lfu'];
 const PROXY_POLICIES: ProxyPolicy[] = ['single', 'all-master-shards', 'all-nodes'];
@@ -91,7 +92,7 @@ export function shardStates(m: ApiMember, b: BdbRecord): Map<number, { status: s
   return new Map(
     b.shards.map((s) => {
       const r = reported.get(`${s.uid}@${s.node_uid}`);
-      const status = m.live.items.has(String(s.node_uid)) ? (r?.status ?? 'starting') : 'down';
+      const status = nodeIsUp(m, s.node_uid) ? (r?.status ?? 'starting') : 'down';
       return [s.uid, { status, reported: r?.time, ...(s.role === 'slave' && r?.sync && status === 'active' ? { sync: r.sync } : {}), ...(r?.error && status !== 'active' ? { error: r.error } : {}) }];
     }),
   );
@@ -288,7 +289,7 @@ export const bdbsRoutes: FastifyPluginAsync<{ daemon: ApiNode }> = async (app, {
     }
     checkCapability(m, v.data_internode_encryption);
 
-    const activeNodes = m.nodes.values().filter((n) => n.addr && m.live.items.has(String(n.uid)));
+    const activeNodes = m.nodes.values().filter((n) => n.addr && nodeIsUp(m, n.uid));
     const replication = v.replication ?? false;
     if (activeNodes.length === 0 || (replication && activeNodes.length < 2)) {
       throw unacceptable('insufficient_resources', replication ? 'replication needs at least two active nodes' : 'no active node');
@@ -393,7 +394,7 @@ export const bdbsRoutes: FastifyPluginAsync<{ daemon: ApiNode }> = async (app, {
     const busyNow = busy(before, 'change');
     if (busyNow) throw busyNow;
     if (v.memory_size !== undefined) {
-      const active = m.nodes.values().filter((n) => n.addr && m.live.items.has(String(n.uid))).map((n) => n.uid);
+      const active = m.nodes.values().filter((n) => n.addr && nodeIsUp(m, n.uid)).map((n) => n.uid);
       checkMemoryFits(m, active, v.memory_size, before.shards_count, before.replication);
     }
     const change = (cur: BdbRecord, actionUid: string | undefined): BdbRecord | OperatorError => {

@@ -10,6 +10,7 @@ import { removeNodeRecords } from '../../control/node-removal.js';
 import { storeOf } from '../../coord/store.js';
 import { requestNodeRemoval } from '../../control/shard-ops.js';
 import { uidParams } from '../schemas.js';
+import { nodeIsUp } from '../../control/node-state.js';
 
 export function nodeView(m: ApiMember, n: NodeRecord) {
   const live = m.live.items.get(String(n.uid));
@@ -24,7 +25,7 @@ export function nodeView(m: ApiMember, n: NodeRecord) {
   return {
     uid: n.uid,
     addr: n.addr,
-    status: live ? 'active' : 'down',
+    status: nodeIsUp(m, n.uid) ? 'active' : 'down',
     is_master: m.masterUid === n.uid,
     software_version: status?.software_version ?? n.software_version,
     capabilities: n.capabilities,
