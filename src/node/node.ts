@@ -9,6 +9,7 @@ import { DEFAULT_PORTS, NodeConfig } from '../control/config.js';
 import { ShardOpsController } from '../control/shard-ops.js';
 import { localTraffic } from '../control/traffic.js';
 import { CertRotationController } from '../control/cert-rotation-action.js';
+import { ActionRetention } from '../control/action-retention.js';
 import type { ServiceName } from '../pki/pki.js';
 import { RestServer } from '../api/server.js';
 import { MetricsServer } from '../api/metrics.js';
@@ -84,6 +85,10 @@ export class TesseraNode {
           const rotations = new CertRotationController(m, log.child({ component: 'cert-rotation-action' }));
           await rotations.start();
           m.attach(rotations);
+          // Finished actions beyond the newest 200 are removed by the cluster master.
+          const retention = new ActionRetention(m, log.child({ component: 'action-retention' }));
+          retention.start();
+          m.attach(retention);
         },
       });
     } catch (err) {
