@@ -407,7 +407,7 @@ export class ShardOpsController {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       this.guard();
-      const v = await fn().catch(() => undefined);
+      const v = await fn().catch(() => undefined); // a failed probe is a 'not yet': polled again until the deadline
       if (v !== undefined) return v;
       if (Date.now() >= deadline) return undefined;
       await sleep(everyMs);
@@ -434,7 +434,7 @@ export class ShardOpsController {
     if (m.role !== 'master') {
       // Resumed after the switch, or a node failover got there first: the slots are served by the replica already.
       await step(0.9, `shard ${m.uid} is already a replica of shard ${m.master_uid}`);
-      if (isLive(this.h, m.node_uid)) await shardCall(this.h, log, m.node_uid, 'shard_unpause', { shard_uid: m.uid }).catch(() => undefined);
+      if (isLive(this.h, m.node_uid)) await shardCall(this.h, log, m.node_uid, 'shard_unpause', { shard_uid: m.uid }).catch((e) => log.warn({ err: (e as Error).message }, `shard ${m.uid}: unpause failed; its pause ends by itself`));
       return b.generation;
     }
     return this.switchover(b.uid, m.uid, undefined, !!op.immediate, step, 0, 1, log);
@@ -454,6 +454,7 @@ export class ShardOpsController {
     const replicas = b.shards.filter((s) => s.role === 'slave' && s.master_uid === m.uid && (toUid === undefined || s.uid === toUid) && isLive(this.h, s.node_uid));
     if (!replicas.length) throw new Error(toUid === undefined ? `shard ${m.uid} has no replica on a live node` : `shard ${toUid} is not a replica of shard ${m.uid} on a live node`);
     // The replica to promote: in sync (link up), the furthest along.
+    // A replica that cannot be asked ranks last (undefined), it is not a reason to give up.
     const states = await Promise.all(replicas.map((r) => replication(this.h, log, r).catch(() => undefined)));
     const ranked = replicas
       .map((r, i) => ({ r, info: states[i] }))
@@ -539,7 +540,7 @@ export class ShardOpsController {
     await step(0.15, `shard ${tUid} on node ${target}: syncing from shard ${fm.uid}`);
     const synced = await this.waitInSync(b.uid, tUid, fm.uid, step, log);
     if (!synced.ok) {
-      await this.store.bdbs.update(b.uid, (cur) => (cur.shards.some((x) => x.uid === tUid) ? this.change(cur, cur.shards.filter((x) => x.uid !== tUid)) : undefined)).catch(() => undefined);
+      await this.store.bdbs.update(b.uid, (cur) => (cur.shards.some((x) => x.uid === tUid) ? this.change(cur, cur.shards.filter((x) => x.uid !== tUid)) : undefined)).catch((e) => log.warn({ err: (e as Error).message }, `shard ${tUid}: could not be taken out of the record after the failed sync; the migration is reported failed anyway`));
       throw new Error(`shard ${tUid} on node ${target} did not get in sync with shard ${fm.uid}: ${synced.why}; the migration of shard ${s.uid} was undone`);
     }
     await step(0.5, `shard ${tUid} on node ${target} is in sync with shard ${fm.uid} (offset ${synced.offset})`);

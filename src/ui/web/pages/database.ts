@@ -222,6 +222,7 @@ export function databasePage(ctx: AppContext, uid: number): Page {
       try {
         const [b, action] = await Promise.all([
           call<Bdb>('GET', `/v1/bdbs/${uid}`),
+          // Without its action (removed, or not readable now) the progress bar just waits; the database's status decides.
           changed.action_uid ? call<ActionRecord>('GET', `/v1/actions/${changed.action_uid}`).catch(() => undefined) : Promise.resolve(undefined),
         ]);
         db = b;
