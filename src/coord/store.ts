@@ -343,6 +343,21 @@ export class NodeStore {
     return new Map([...all].map(([k, v]) => [Number(k), v]));
   }
 
+  /**
+   * A watched copy of the node records, by node uid (start it). Unchecked, on
+   * purpose: the first node's record is a stub (NodeStubRecord, written by
+   * cluster creation) until that node publishes the rest when it starts
+   * (`put`), and a cache checked against NodeRecord would leave it out, so
+   * that node would not count as a member of its own cluster meanwhile. So an
+   * item is a NodeRecord only if it has `addr`: readers that need more than
+   * NodeStubRecord's fields filter on it (`values().filter((n) => n.addr)`).
+   * The element type says NodeRecord because the routes not yet converted
+   * (api/routes/bdbs.ts, lifecycle.ts) take it so; the stub is the exception.
+   */
+  cache(): PrefixCache<NodeRecord> {
+    return new PrefixCache<NodeRecord>(this.c, KEYS.nodesPrefix);
+  }
+
   /** A watched copy of the liveness records, by node uid (start it). */
   liveCache(): PrefixCache<LiveRecord> {
     return new PrefixCache(this.c, KEYS.livePrefix, LiveRecord);
