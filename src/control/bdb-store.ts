@@ -7,8 +7,8 @@ import type { ActionRecord, BdbRecord, NodeRecord, ShardPlacement } from '../coo
 import { commitWithSeqsAt, readSeqsAt, storeOf } from '../coord/store.js';
 import { SLOT_COUNT } from '../proxy/slots.js';
 
-// Thin forwards to coord/store.ts for the files not converted yet
-// (api/routes/bdbs.ts, control/failover-controller.ts); remove with them.
+// Thin forwards to coord/store.ts for the file not converted yet
+// (api/routes/bdbs.ts); remove with it.
 /** @deprecated `storeOf(c).bdbs.update` */
 export const updateBdb = (c: Etcd3, uid: number, fn: (b: BdbRecord) => BdbRecord | undefined) => storeOf(c).bdbs.update(uid, fn);
 /** @deprecated `storeOf(c).actions.create` */
