@@ -9,11 +9,6 @@ import { join, relative } from 'node:path';
 
 const SRC = new URL('../src/', import.meta.url).pathname;
 
-/** Files not converted to the store yet, each with who converts it; the check fails once one is clean, so the list only shrinks. */
-const NOT_YET = new Set([
-  'control/member.ts', // the lead (issue 7): election, liveness, its caches
-  'control/cert-rotation.ts', // the lead (issue 7)
-]);
 
 const RULES = [
   { what: 'imports KEYS (the key layout)', re: /import\s*(?:type\s*)?\{[^}]*\bKEYS\b[^}]*\}\s*from\s*'[^']*coord\/[^']*'/ },
@@ -31,20 +26,16 @@ function* tsFiles(dir) {
 }
 
 const problems = [];
-const dirty = new Set();
 for (const file of tsFiles(SRC)) {
   const rel = relative(SRC, file);
   if (rel.startsWith('coord/')) continue;
   const text = readFileSync(file, 'utf8');
   const hits = RULES.filter((r) => r.re.test(text));
-  if (!hits.length) continue;
-  dirty.add(rel);
-  if (!NOT_YET.has(rel)) for (const h of hits) problems.push(`src/${rel} ${h.what}: go through coord/store.ts (storeOf) instead`);
+  for (const h of hits) problems.push(`src/${rel} ${h.what}: go through coord/store.ts (storeOf) instead`);
 }
-for (const rel of NOT_YET) if (!dirty.has(rel)) problems.push(`src/${rel} no longer touches etcd keys: take it off NOT_YET in scripts/check-store-access.mjs`);
 
 if (problems.length) {
   for (const p of problems) console.error(`✘ ${p}`);
   process.exit(1);
 }
-console.log(`✔ only src/coord/ touches etcd keys (${NOT_YET.size} file(s) not converted yet: ${[...NOT_YET].join(', ')})`);
+console.log('✔ only src/coord/ touches etcd keys');

@@ -2,21 +2,8 @@
 // Reading and changing them in the store is coord/store.ts's (`bdbs`,
 // `actions`, `seqs`).
 import { randomBytes } from 'node:crypto';
-import type { Etcd3 } from 'etcd3';
-import type { ActionRecord, BdbRecord, NodeRecord, ShardPlacement } from '../coord/schema.js';
-import { commitWithSeqsAt, readSeqsAt, storeOf } from '../coord/store.js';
+import type { BdbRecord, NodeRecord, ShardPlacement } from '../coord/schema.js';
 import { SLOT_COUNT } from '../proxy/slots.js';
-
-// Thin forwards to coord/store.ts for the files not converted yet
-// (api/routes/bdbs.ts, control/failover-controller.ts); remove with them.
-/** @deprecated `storeOf(c).bdbs.update` */
-export const updateBdb = (c: Etcd3, uid: number, fn: (b: BdbRecord) => BdbRecord | undefined) => storeOf(c).bdbs.update(uid, fn);
-/** @deprecated `storeOf(c).actions.create` */
-export const createAction = (c: Etcd3, name: string, objectName: string, extra?: Partial<ActionRecord>) => storeOf(c).actions.create(name, objectName, extra);
-/** @deprecated `storeOf(c).seqs.read` */
-export const readSeqs = readSeqsAt;
-/** @deprecated `storeOf(c).bdbs.createWithAction` */
-export const commitWithSeqs = commitWithSeqsAt;
 
 export function newSecret(): string {
   return randomBytes(24).toString('base64url');

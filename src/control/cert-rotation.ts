@@ -23,7 +23,6 @@ import type { CertStore } from '../pki/certstore.js';
 import type { ServiceCerts } from '../pki/service-certs.js';
 import type { NodeConfig, NodeIdentity } from './config.js';
 import {
-  KEYS,
   AlertSetting,
   CaRecord,
   CertMeta,
@@ -32,7 +31,6 @@ import {
   CustomerCertRecord,
   CertRotationSettings,
   NodeAlertsRecord,
-  NodeRecord,
   ServiceCertRecord,
   StoredAlertSettings,
   StoredJobScheduler,
@@ -40,8 +38,8 @@ import {
   alertSettingsWithDefaults,
   jobSchedulerWithDefaults,
 } from '../coord/schema.js';
-import { PrefixCache } from '../coord/watch.js';
-import { readRecord, requireRecord, updateRecord } from '../coord/records.js';
+import type { PrefixCache } from '../coord/watch.js';
+import { storeOf, type ClusterStore } from '../coord/store.js';
 import { PLANE_CERT_NAME, Plane, PLANES, SERVICE_NAMES, ServiceName, certInfo, createCa, createCsr, generateKeyPair, issueFromCsr } from '../pki/pki.js';
 import { installPlaneFiles } from '../pki/node-files.js';
 import { parseCron, type Cron } from '../util/cron.js';
@@ -69,6 +67,7 @@ export interface RotatorHost {
   readonly cluster: { name: string };
 }
 export class CertRotator {
+  private readonly store: ClusterStore;
   private settings: PrefixCache<StoredJobScheduler>;
   private alertSettings: PrefixCache<StoredAlertSettings>;
   private timer?: NodeJS.Timeout;
@@ -93,9 +92,10 @@ export class CertRotator {
     private readonly m: RotatorHost,
     private readonly log: Logger,
   ) {
-    this.settings = new PrefixCache(m.client, KEYS.jobScheduler, StoredJobScheduler);
-    this.alertSettings = new PrefixCache(m.client, KEYS.alertSettings, StoredAlertSettings);
-    this.rotations = new PrefixCache(m.client, KEYS.certRotationsPrefix, CertRotationRequest);
+    this.store = storeOf(m.client);
+    this.settings = this.store.settings.jobSchedulerCache();
+    this.alertSettings = this.store.settings.alertSettingsCache();
+    this.rotations = this.store.certRotations.requestsCache();
     for (const cache of [this.settings, this.alertSettings, this.rotations]) {
       cache.on('malformed', (err: Error) => this.log.error({ err: err.message }, 'ignoring a malformed settings record'));
     }
@@ -139,7 +139,7 @@ export class CertRotator {
     // If they cannot be read, keep the anchors in force (never fall back to none) and try later.
     let trust: TrustRecord | null;
     try {
-      trust = await readRecord(this.m.client, KEYS.trust, TrustRecord);
+      trust = await this.store.operatorCerts.trust();
       this.m.certs.setAnchors(trust?.anchors ?? []);
     } catch (e) {
       this.log.warn({ err: (e as Error).message }, 'cannot read or apply the trust anchors; keeping the current ones');
@@ -180,7 +180,7 @@ export class CertRotator {
       if (rec && this.m.certs.isCustomer(plane) && Date.parse(rec.chain_not_after) - Date.now() < 5 * DAY * 1000 && !this.renewing.has(plane)) {
         this.log.warn({ plane, chain_not_after: rec.chain_not_after }, 'operator-provided certificate expires within 5 days; replacing it with a cluster-issued one');
         this.renew(plane, 'operator certificate about to expire')
-          .then(() => this.m.client.delete().key(KEYS.customerCert(this.m.uid, plane)))
+          .then(() => this.store.operatorCerts.deleteCustomerCert(this.m.uid, plane))
           .catch((e) => this.log.warn({ plane, err: (e as Error).message }, 'cannot replace the expiring operator-provided certificate'));
       }
     }
@@ -239,20 +239,18 @@ export class CertRotator {
       const f = this.failures.get(name);
       if (!due || this.renewing.has(name) || (f && Date.now() < f.retryAt)) continue;
       const p = this.renewService(name, due);
-      if (operator) p.then(() => this.m.client.delete().key(KEYS.serviceCert(this.m.uid, name))).catch((e) => this.log.warn({ name, err: (e as Error).message }, 'cannot replace the expiring operator-provided certificate'));
+      if (operator) p.then(() => this.store.operatorCerts.deleteServiceCert(this.m.uid, name)).catch((e) => this.log.warn({ name, err: (e as Error).message }, 'cannot replace the expiring operator-provided certificate'));
       else p.catch(() => undefined); // logged, with its retry backoff, by doRenewService
     }
   }
 
   /** The services CA: adopt the cluster's, or make it once for a cluster created before it existed. */
   private async ensureServicesCa(): Promise<void> {
-    let rec = await readRecord(this.m.client, KEYS.servicesCa, CaRecord);
+    let rec = await this.store.cluster.servicesCa();
     if (!rec) {
       const ca = await createCa(this.m.cluster.name, this.m.identity.cluster_id, 'services');
-      const c = this.m.client;
-      const r = await c.if(KEYS.servicesCa, 'Create', '==', 0).then(c.put(KEYS.servicesCa).value(JSON.stringify({ cert: ca.certPem, key: ca.keyPem } satisfies CaRecord))).commit();
-      if (r.succeeded) this.log.info('services CA created (the cluster had none)');
-      rec = await requireRecord(c, KEYS.servicesCa, CaRecord);
+      if (await this.store.cluster.createServicesCa({ cert: ca.certPem, key: ca.keyPem })) this.log.info('services CA created (the cluster had none)');
+      rec = await this.store.cluster.requireServicesCa();
     }
     this.m.services.setCa(rec.cert);
   }
@@ -273,8 +271,8 @@ export class CertRotator {
 
   private async doRenewService(name: ServiceName, why: string): Promise<RenewResult> {
     try {
-      const s = jobSchedulerWithDefaults(await readRecord(this.m.client, KEYS.jobScheduler, StoredJobScheduler)).cert_rotation_job_settings;
-      const ca = await requireRecord(this.m.client, KEYS.servicesCa, CaRecord);
+      const s = (await this.store.settings.jobScheduler()).cert_rotation_job_settings;
+      const ca = await this.store.cluster.requireServicesCa();
       this.m.services.setCa(ca.cert);
       const { certPem, keyPem } = await this.issue(ca, name, s.validity_days);
       // Validated, written to disk, then swapped in every listener that presents it.
@@ -332,7 +330,7 @@ export class CertRotator {
       }
       return out;
     };
-    await updateRecord(this.m.client, KEYS.node(this.m.uid), NodeRecord, (rec) => (rec ? { ...rec, service_certificates: metas() } : undefined));
+    await this.store.nodes.update(this.m.uid, (rec) => ({ ...rec, service_certificates: metas() }));
   }
 
   /** Carry out the rotations asked of this node that it has not reported on yet, one pass at a time. */
@@ -365,11 +363,10 @@ export class CertRotator {
   }
 
   private async rotateFor(req: CertRotationRequest): Promise<void> {
-    const key = KEYS.certRotated(req.action_uid, this.m.uid);
     let rec = this.rotationsUnreported.get(req.action_uid);
     if (!rec) {
       // Reported before this process started (it restarted since): nothing to do again.
-      if (await readRecord(this.m.client, key, CertRotatedRecord)) {
+      if (await this.store.certRotations.report(req.action_uid, this.m.uid)) {
         this.rotationsReported.add(req.action_uid);
         return;
       }
@@ -389,7 +386,7 @@ export class CertRotator {
       rec = { node_uid: this.m.uid, action_uid: req.action_uid, renewed, ...(error ? { error } : {}), time: new Date().toISOString() };
       this.rotationsUnreported.set(req.action_uid, rec);
     }
-    await this.m.client.put(key).value(JSON.stringify(rec));
+    await this.store.certRotations.putReport(rec);
     this.rotationsUnreported.delete(req.action_uid);
     this.rotationsReported.add(req.action_uid);
     this.log.info({ action: req.action_uid, renewed: rec.renewed.map((r) => r.plane), error: rec.error }, 'certificate rotation request carried out');
@@ -403,8 +400,8 @@ export class CertRotator {
   private async doRenew(plane: Plane, why: string): Promise<RenewResult> {
     try {
       // Read the settings afresh: a rotation asked for right after a settings change must use them.
-      const s = jobSchedulerWithDefaults(await readRecord(this.m.client, KEYS.jobScheduler, StoredJobScheduler)).cert_rotation_job_settings;
-      const ca = await requireRecord(this.m.client, KEYS.ca, CaRecord);
+      const s = (await this.store.settings.jobScheduler()).cert_rotation_job_settings;
+      const ca = await this.store.cluster.ca();
       const { certPem, keyPem } = await this.issue(ca, plane, s.validity_days);
       // CertStore.set validates key match, chain and validity before anything changes.
       this.m.certs.set(plane, { certPem, keyPem, caPem: this.m.certs.caPem() });
@@ -444,7 +441,7 @@ export class CertRotator {
   private async publish(plane: Plane, certPem: string): Promise<void> {
     const i = certInfo(certPem);
     const meta: CertMeta = { name: PLANE_CERT_NAME[plane], serial: i.serial, subject: i.subject, issuer: i.issuer, not_before: i.not_before, not_after: i.not_after };
-    await updateRecord(this.m.client, KEYS.node(this.m.uid), NodeRecord, (rec) => (rec ? { ...rec, certificates: { ...rec.certificates, [plane]: meta } } : undefined));
+    await this.store.nodes.update(this.m.uid, (rec) => ({ ...rec, certificates: { ...rec.certificates, [plane]: meta } }));
   }
 
   /** The alert is true while any internode certificate of this node has fewer than `threshold` days left. */
@@ -471,7 +468,7 @@ export class CertRotator {
         },
       },
     };
-    await this.m.client.put(KEYS.alerts(this.m.uid)).value(JSON.stringify(rec));
+    await this.store.nodes.putAlerts(this.m.uid, rec);
     this.lastAlert = key;
     if (state) this.log.warn({ alert: 'node_internal_certs_about_to_expire', certificate: PLANE_CERT_NAME[worst!.plane], seconds_left: Math.round(worst!.left) }, 'internode certificate about to expire');
     else this.log.info({ alert: 'node_internal_certs_about_to_expire' }, 'alert cleared');

@@ -21,7 +21,7 @@ import type { Logger } from 'pino';
 import type { Etcd3 } from 'etcd3';
 import type { BdbRecord, LiveRecord, NodeRecord, ShardPlacement } from '../coord/schema.js';
 import type { PrefixCache } from '../coord/watch.js';
-import { updateBdb } from './bdb-store.js';
+import { storeOf } from '../coord/store.js';
 import { ReplicaRebuilds, type RebuildHost } from './replica-rebuilds.js';
 import { MasterLoop, type MasterLoopHost } from './master-loop.js';
 
@@ -135,7 +135,7 @@ export class FailoverController {
       if (b.status === 'delete-pending' || b.status === 'creation-failed') continue;
       if (!b.shards.some((s) => dead.has(s.node_uid))) continue;
       let plan: FailoverPlan | undefined;
-      await updateBdb(this.m.client, b.uid, (cur) => {
+      await storeOf(this.m.client).bdbs.update(b.uid, (cur) => {
         plan = planFailover(cur.shards, dead, liveNodes, rebuild);
         if (!plan) return undefined;
         return {

@@ -8,9 +8,9 @@ import type { Logger } from 'pino';
 import { Etcd3, Lease } from 'etcd3';
 import { EtcdMember, etcdClient, etcdPaths, waitReady } from '../coord/etcd.js';
 import { conflict } from '../util/errors.js';
-import { KEYS, PolicyRecord, ClusterRecord, NodeRecord, NodeStubRecord, LiveRecord, DenyRecord, CertMeta, MasterRecord, TrustRecord, CertIdentityRecord, CustomerCertRecord, ServiceCertRecord, StoredPolicy, policyWithDefaults } from '../coord/schema.js';
-import { PrefixCache } from '../coord/watch.js';
-import { parseRecord, readRecord, requireRecord } from '../coord/records.js';
+import { PolicyRecord, ClusterRecord, NodeRecord, LiveRecord, DenyRecord, CertMeta, MasterRecord, TrustRecord, CertIdentityRecord, CustomerCertRecord, ServiceCertRecord, StoredPolicy, policyWithDefaults } from '../coord/schema.js';
+import type { PrefixCache } from '../coord/watch.js';
+import { storeOf, type ClusterStore } from '../coord/store.js';
 import { Heartbeats } from '../coord/heartbeats.js';
 import { CertStore } from '../pki/certstore.js';
 import { ServiceCerts } from '../pki/service-certs.js';
@@ -67,6 +67,8 @@ const MASTER_CHECK_MS = 250;
 
 export class ClusterMember implements PeerPolicy {
   readonly client: Etcd3;
+  /** The typed cluster store of `client`. */
+  private readonly store: ClusterStore;
   readonly certs: CertStore;
   readonly nodes: PrefixCache<NodeRecord>;
   readonly live: PrefixCache<LiveRecord>;
@@ -123,18 +125,20 @@ export class ClusterMember implements PeerPolicy {
     private readonly log: Logger,
   ) {
     this.client = etcdClient(cfg.addr, cfg.ports.etcd_client, etcdPaths(cfg.dataDir));
+    this.store = storeOf(this.client);
     this.certs = new CertStore(loadPlaneBundles(cfg.dataDir));
-    this.nodes = new PrefixCache(this.client, KEYS.nodesPrefix);
-    this.live = new PrefixCache(this.client, KEYS.livePrefix, LiveRecord);
-    this.deny = new PrefixCache(this.client, KEYS.denyPrefix, DenyRecord);
-    this.master = new PrefixCache(this.client, KEYS.master, MasterRecord);
+    // Unchecked: the first node's record is a stub until publishNodeRecord (see NodeStore.cache).
+    this.nodes = this.store.nodes.cache();
+    this.live = this.store.nodes.liveCache();
+    this.deny = this.store.nodes.denyCache();
+    this.master = this.store.master.cache();
     this.beats = new Heartbeats(this.client, identity.uid);
-    this.trust = new PrefixCache(this.client, KEYS.trust, TrustRecord);
-    this.identities = new PrefixCache(this.client, KEYS.certIdentitiesPrefix, CertIdentityRecord);
-    this.customerCerts = new PrefixCache(this.client, `${KEYS.customerCertsPrefix}${identity.uid}/`, CustomerCertRecord);
-    this.clusterPolicy = new PrefixCache(this.client, KEYS.policy, StoredPolicy);
+    this.trust = this.store.operatorCerts.trustCache();
+    this.identities = this.store.operatorCerts.identitiesCache();
+    this.customerCerts = this.store.operatorCerts.customerCertsCache(identity.uid);
+    this.clusterPolicy = this.store.cluster.policyCache();
     this.services = ServiceCerts.load(cfg.dataDir);
-    this.serviceCustomerCerts = new PrefixCache(this.client, `${KEYS.serviceCertsPrefix}${identity.uid}/`, ServiceCertRecord);
+    this.serviceCustomerCerts = this.store.operatorCerts.serviceCertsCache(identity.uid);
     for (const c of [this.nodes, this.live, this.deny, this.master, this.trust, this.identities, this.customerCerts, this.serviceCustomerCerts, this.clusterPolicy]) {
       c.on('malformed', (err: Error) => this.log.error({ err: err.message }, 'ignoring a malformed record'));
     }
@@ -172,7 +176,7 @@ export class ClusterMember implements PeerPolicy {
     await this.waitReady();
     // From here on a member that dies is restarted (with backoff), not left dead.
     this.etcd.supervise();
-    this.cluster = await requireRecord(this.client, KEYS.cluster, ClusterRecord);
+    this.cluster = await this.store.cluster.get();
     await Promise.all([this.nodes.start(), this.live.start(), this.deny.start(), this.trust.start(), this.identities.start(), this.customerCerts.start(), this.serviceCustomerCerts.start(), this.clusterPolicy.start(), this.beats.start()]);
     this.applyKeyExchange();
     this.certs.setAnchors(this.trust.values()[0]?.anchors ?? []);
@@ -319,7 +323,7 @@ export class ClusterMember implements PeerPolicy {
 
   private async publishNodeRecord(): Promise<void> {
     // Possibly the stub the cluster's creation wrote: only its joined_time is kept.
-    const prev = await readRecord(this.client, KEYS.node(this.uid), NodeStubRecord);
+    const prev = await this.store.nodes.getStub(this.uid);
     const own = await this.client.maintenance.status();
     const rec: NodeRecord = {
       uid: this.uid,
@@ -334,7 +338,7 @@ export class ClusterMember implements PeerPolicy {
         dp: certMeta('dp', this.certs.bundle('dp').certPem),
       },
     };
-    await this.client.put(KEYS.node(this.uid)).value(JSON.stringify(rec));
+    await this.store.nodes.put(rec);
   }
 
   /** A lease that lapses when this process stops renewing it: how the others see us go down. */
@@ -355,7 +359,7 @@ export class ClusterMember implements PeerPolicy {
       );
     });
     const rec: LiveRecord = { uid: this.uid, started_time: new Date(this.startedAt).toISOString(), pid: process.pid };
-    await lease.put(KEYS.live(this.uid)).value(JSON.stringify(rec));
+    await this.store.nodes.putLive(lease, rec);
     if (this.livenessFailures > 0) this.log.info({ failures: this.livenessFailures }, 'liveness renewed again');
     this.livenessFailures = 0;
   }
@@ -433,11 +437,7 @@ export class ClusterMember implements PeerPolicy {
     if (this.stopped || this.resigned || this.master.items.size > 0 || !this.lease) return;
     try {
       const rec: MasterRecord = { uid: this.uid, since: new Date().toISOString() };
-      const r = await this.client
-        .if(KEYS.master, 'Create', '==', 0)
-        .then(this.client.put(KEYS.master).value(JSON.stringify(rec)).lease(await this.lease.grant()))
-        .commit();
-      if (r.succeeded) this.log.info({ uid: this.uid }, 'elected cluster master');
+      if (await this.store.master.claim(rec, await this.lease.grant())) this.log.info({ uid: this.uid }, 'elected cluster master');
     } catch (err) {
       this.log.debug({ err: (err as Error).message }, 'master claim failed');
     }
@@ -458,16 +458,9 @@ export class ClusterMember implements PeerPolicy {
     if (silent === undefined || silent < this.deadAfterMs() || !this.storeIsCurrent()) return;
     this.takingOver = true;
     try {
-      const kv = (await this.client.get(KEYS.master).exec()).kvs[0];
-      if (!kv) return; // gone meanwhile: claimMaster takes it
-      const cur = parseRecord(KEYS.master, kv.value.toString(), MasterRecord);
-      if (cur.uid !== holder) return;
+      // False when the key is gone meanwhile (claimMaster takes it) or another node holds it now.
       const rec: MasterRecord = { uid: this.uid, since: new Date().toISOString() };
-      const r = await this.client
-        .if(KEYS.master, 'Mod', '==', kv.mod_revision)
-        .then(this.client.put(KEYS.master).value(JSON.stringify(rec)).lease(await lease.grant()))
-        .commit();
-      if (r.succeeded) this.log.warn({ uid: this.uid, previous: holder, silent_ms: silent }, 'elected cluster master: the previous master sent no heartbeat for longer than the failover timeout');
+      if (await this.store.master.takeOver(holder, rec, await lease.grant())) this.log.warn({ uid: this.uid, previous: holder, silent_ms: silent }, 'elected cluster master: the previous master sent no heartbeat for longer than the failover timeout');
     } catch (err) {
       this.log.debug({ err: (err as Error).message }, 'master takeover failed; the next check retries');
     } finally {
@@ -495,14 +488,9 @@ export class ClusterMember implements PeerPolicy {
    * isMaster) and the target's resume what they left.
    */
   async changeMaster(target: number): Promise<void> {
-    const live = (await this.client.get(KEYS.live(target)).exec()).kvs[0];
-    if (!live || live.lease === '0') throw conflict('node_down', `node ${target} is down: only a live node can become the master`);
-    const rec: MasterRecord = { uid: target, since: new Date().toISOString() };
-    const r = await this.client
-      .if(KEYS.live(target), 'Lease', '==', live.lease)
-      .then(this.client.put(KEYS.master).value(JSON.stringify(rec)).lease(live.lease))
-      .commit();
-    if (!r.succeeded) throw conflict('node_down', `node ${target} went down while it was made the master`);
+    const r = await this.store.master.handTo({ uid: target, since: new Date().toISOString() });
+    if (r === 'down') throw conflict('node_down', `node ${target} is down: only a live node can become the master`);
+    if (r === 'went_down') throw conflict('node_down', `node ${target} went down while it was made the master`);
     this.log.warn({ master: target, by: this.uid }, 'cluster master changed by request');
   }
 
@@ -514,12 +502,8 @@ export class ClusterMember implements PeerPolicy {
   async resignMaster(why: string): Promise<void> {
     this.resigned = true;
     this.log.warn({ why }, 'giving up the cluster master role; this node no longer campaigns');
-    const cur = await this.client.get(KEYS.master).exec();
-    const kv = cur.kvs[0];
-    if (!kv) return;
-    const rec = JSON.parse(kv.value.toString()) as Partial<MasterRecord>; // only its uid is compared
-    if (rec.uid !== this.uid) return;
-    await this.client.if(KEYS.master, 'Mod', '==', kv.mod_revision).then(this.client.delete().key(KEYS.master)).commit();
+    // Only the uid of the stored record is compared; false (nothing to do) when another node holds the key or none does.
+    await this.store.master.resign(this.uid);
   }
 
   statusReply(): StatusReply {

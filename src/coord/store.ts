@@ -79,17 +79,16 @@ async function nextSeqAt(c: Etcd3, key: string, count: number): Promise<number> 
  * Several uid sequences read at once (by key), and a transaction that takes
  * the next uids of each only if none moved since, and creates the given keys
  * only if they are absent: the way to create a record that must not burn a
- * uid when it is refused.
- * @deprecated keyed; use `Seqs.read` and the resource's create (`BdbStore.createWithAction`).
+ * uid when it is refused (`Seqs.read`, `BdbStore.createWithAction`).
  */
-export async function readSeqsAt(c: Etcd3, keys: string[]): Promise<Map<string, number>> {
+async function readSeqsAt(c: Etcd3, keys: string[]): Promise<Map<string, number>> {
   const out = new Map<string, number>();
   for (const k of keys) out.set(k, (await readRecord(c, k, SeqValue)) ?? 0);
   return out;
 }
 
-/** @deprecated keyed; see `readSeqsAt`. False: a sequence moved or a key exists; validate again. */
-export async function commitWithSeqsAt(c: Etcd3, seen: ReadonlyMap<string, number>, bump: ReadonlyMap<string, number>, puts: [string, string][]): Promise<boolean> {
+/** See `readSeqsAt`. False: a sequence moved or a key exists; validate again. */
+async function commitWithSeqsAt(c: Etcd3, seen: ReadonlyMap<string, number>, bump: ReadonlyMap<string, number>, puts: [string, string][]): Promise<boolean> {
   let txn: ReturnType<Etcd3['if']> | undefined;
   for (const [k, v] of seen) {
     const [col, cmp, val] = v === 0 ? (['Create', '==', 0] as const) : (['Value', '==', JSON.stringify(v)] as const);
@@ -341,6 +340,21 @@ export class NodeStore {
   async alerts(): Promise<Map<number, NodeAlertsRecord>> {
     const all = await recordsById(this.c, KEYS.alertsPrefix, NodeAlertsRecord);
     return new Map([...all].map(([k, v]) => [Number(k), v]));
+  }
+
+  /**
+   * A watched copy of the node records, by node uid (start it). Unchecked, on
+   * purpose: the first node's record is a stub (NodeStubRecord, written by
+   * cluster creation) until that node publishes the rest when it starts
+   * (`put`), and a cache checked against NodeRecord would leave it out, so
+   * that node would not count as a member of its own cluster meanwhile. So an
+   * item is a NodeRecord only if it has `addr`: readers that need more than
+   * NodeStubRecord's fields filter on it (`values().filter((n) => n.addr)`).
+   * The element type says NodeRecord because the routes not yet converted
+   * (api/routes/bdbs.ts, lifecycle.ts) take it so; the stub is the exception.
+   */
+  cache(): PrefixCache<NodeRecord> {
+    return new PrefixCache<NodeRecord>(this.c, KEYS.nodesPrefix);
   }
 
   /** A watched copy of the liveness records, by node uid (start it). */

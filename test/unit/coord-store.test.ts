@@ -7,6 +7,7 @@
 import { test, before, after, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { startScratchEtcd, type ScratchEtcd } from '../support/etcd.js';
+import { waitFor } from '../support/wait.js';
 import { nodeRecord } from '../support/api-host.js';
 import { ClusterStore, storeOf } from '../../src/coord/store.js';
 import { MalformedRecordError, MissingRecordError } from '../../src/coord/records.js';
@@ -290,6 +291,42 @@ describe('nodes, joins, master', () => {
     assert.equal(live.items.size, 0);
     await Promise.all([live.stop(), deny.stop()]);
     await s.nodes.delete(10);
+  });
+
+  test('the node cache holds the first node\'s stub and then its full record', async () => {
+    const nodes = s.nodes.cache();
+    await nodes.start();
+    try {
+      await etcd.client.put(KEYS.node(11)).value(JSON.stringify({ uid: 11, etcd_member_id: '12', joined_time: 'now' }));
+      await waitFor('the stub in the cache', () => nodes.items.get('11')?.etcd_member_id === '12', 5000, 50);
+      assert.equal(nodes.items.get('11')?.addr, undefined, 'a stub: no address yet');
+      assert.equal(nodes.values().filter((n) => n.addr).some((n) => n.uid === 11), false);
+      const n = nodeRecord(11, '127.0.27.11');
+      await s.nodes.put(n);
+      await waitFor('the full record in the cache', () => nodes.items.get('11')?.addr === n.addr, 5000, 50);
+      assert.deepEqual(nodes.items.get('11'), n);
+    } finally {
+      await nodes.stop();
+      await s.nodes.delete(11);
+    }
+  });
+
+  test('takeOver binds the key to the new holder\'s lease: it goes when that lease does', async () => {
+    const l1 = etcd.client.lease(30, { autoKeepAlive: false });
+    const l2 = etcd.client.lease(30, { autoKeepAlive: false });
+    try {
+      assert.equal(await s.master.claim({ uid: 1, since: 'now' }, await l1.grant()), true);
+      assert.equal(await s.master.takeOver(1, { uid: 2, since: 'now' }, await l2.grant()), true);
+      const kv = (await etcd.client.get(KEYS.master).exec()).kvs[0];
+      assert.equal(kv.lease, await l2.grant());
+      await l1.revoke();
+      assert.equal((await s.master.get())?.uid, 2, 'the old holder\'s lease no longer holds the key');
+      await l2.revoke();
+      assert.equal(await s.master.get(), null);
+    } finally {
+      await l1.revoke().catch(() => undefined); // revoked already: nothing held
+      await l2.revoke().catch(() => undefined);
+    }
   });
 
   test('the store members: the scratch etcd is one', async () => {
