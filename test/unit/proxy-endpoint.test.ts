@@ -783,7 +783,7 @@ describe('proxy endpoint over three shards', () => {
     // replica catch up, swap roles, unpause), once with the endpoint's new
     // map before the demotion and once after it.
     const [p6, p7] = [await freePort(), await freePort()];
-    await startShard(6, ['--port', String(p6), '--bind', HOST, '--masterauth', SECRET]);
+    await startShard(6, ['--port', String(p6), '--bind', HOST, '--masterauth', SECRET, '--repl-diskless-sync-delay', '0']);
     await startShard(7, ['--port', String(p7), '--bind', HOST, '--masterauth', SECRET, '--replicaof', HOST, String(p6)]);
     const admin = (uid: number) => {
       const c = new Redis({ path: sockPath(uid), password: SECRET, maxRetriesPerRequest: 1 });
