@@ -127,7 +127,7 @@ export class ClusterMember implements PeerPolicy {
     this.client = etcdClient(cfg.addr, cfg.ports.etcd_client, etcdPaths(cfg.dataDir));
     this.store = storeOf(this.client);
     this.certs = new CertStore(loadPlaneBundles(cfg.dataDir));
-    // Unchecked: the first node's record is a stub until publishNodeRecord (see NodeStore.cache).
+    // Checked as a full record or the first node's stub, which lasts until publishNodeRecord (see NodeStore.cache).
     this.nodes = this.store.nodes.cache();
     this.live = this.store.nodes.liveCache();
     this.deny = this.store.nodes.denyCache();

@@ -29,11 +29,3 @@ export async function casUpdateWith<T>(
   }
   throw new Error(`${key} kept changing under this update; try again`);
 }
-
-/**
- * `casUpdateWith` on the key's JSON, taken to be a `T` unchecked.
- * @deprecated use `updateRecord` (coord/records.ts), which checks the stored value against its schema.
- */
-export function casUpdate<T>(c: Etcd3, key: string, fn: (cur: T | undefined) => T | undefined, attempts = 50): Promise<T | undefined> {
-  return casUpdateWith(c, key, (raw) => JSON.parse(raw) as T, fn, attempts);
-}

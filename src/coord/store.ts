@@ -8,7 +8,7 @@
 // Code outside coord/ reaches etcd only through this: no `KEYS`, no raw
 // `client.get/put/delete`, no hand-built transactions.
 import type { Etcd3, Lease } from 'etcd3';
-import type { Static, TSchema } from '@sinclair/typebox';
+import { Type, type Static, type TSchema } from '@sinclair/typebox';
 import {
   KEYS,
   ActionRecord,
@@ -60,6 +60,9 @@ export type SeqName = keyof typeof SEQS;
 export type SeqSnapshot = ReadonlyMap<SeqName, number>;
 
 const json = (v: unknown) => JSON.stringify(v);
+
+/** A node record, or the first node's stub before it publishes the rest (`NodeStore.cache`). */
+const NodeOrStub = Type.Union([NodeRecord, NodeStubRecord]);
 
 /** The records under `prefix`, by the rest of their key. */
 async function recordsById<S extends TSchema>(c: Etcd3, prefix: string, schema: S): Promise<Map<string, Static<S>>> {
@@ -343,18 +346,17 @@ export class NodeStore {
   }
 
   /**
-   * A watched copy of the node records, by node uid (start it). Unchecked, on
-   * purpose: the first node's record is a stub (NodeStubRecord, written by
-   * cluster creation) until that node publishes the rest when it starts
-   * (`put`), and a cache checked against NodeRecord would leave it out, so
-   * that node would not count as a member of its own cluster meanwhile. So an
-   * item is a NodeRecord only if it has `addr`: readers that need more than
-   * NodeStubRecord's fields filter on it (`values().filter((n) => n.addr)`).
-   * The element type says NodeRecord because the routes not yet converted
-   * (api/routes/bdbs.ts, lifecycle.ts) take it so; the stub is the exception.
+   * A watched copy of the node records, by node uid (start it). Each is
+   * checked as a full NodeRecord or as the stub (NodeStubRecord) that cluster
+   * creation writes for the first node until that node publishes the rest
+   * when it starts (`put`); a cache checked against NodeRecord alone would
+   * leave the stub out, and that node would not count as a member of its own
+   * cluster meanwhile. The element type says NodeRecord, the stub being the
+   * short-lived exception: readers that need more than the stub's fields
+   * filter on `addr` (`values().filter((n) => n.addr)`).
    */
   cache(): PrefixCache<NodeRecord> {
-    return new PrefixCache<NodeRecord>(this.c, KEYS.nodesPrefix);
+    return new PrefixCache(this.c, KEYS.nodesPrefix, NodeOrStub) as unknown as PrefixCache<NodeRecord>;
   }
 
   /** A watched copy of the liveness records, by node uid (start it). */
