@@ -266,10 +266,10 @@ test('SIGKILL of the cluster master node: another node becomes master and finish
   await victim.kill('SIGKILL');
   const resumedMs = await msUntilEverySlotWrites(survivor, t0);
   console.log(`# cluster master killed: writes to every slot resumed ${resumedMs} ms after SIGKILL`);
-  // Its node is shown down as soon as it was failed over, though etcd may still hold its lease.
+  // Its node is shown down as soon as it was failed over (give or take the nodes' views), though etcd may still hold its lease (8-9.5 s when it led etcd).
   const shownDownMs = await waitFor('the killed master node shown down', async () => ((await survivor.api<{ status: string }>('GET', `/v1/nodes/${masterUid}`)).body.status === 'down' ? Date.now() - t0 : undefined), 5000, 50);
   console.log(`# the killed master node was shown down ${shownDownMs} ms after SIGKILL`);
-  assert.ok(shownDownMs < resumedMs + 1000, `shown down ${shownDownMs} ms after SIGKILL; writes resumed at ${resumedMs} ms`);
+  assert.ok(shownDownMs < resumedMs + 2000, `shown down ${shownDownMs} ms after SIGKILL; writes resumed at ${resumedMs} ms`);
   // Measured 5.0-5.5 s: the silence is counted from the master's last heartbeat, whatever etcd's
   // leader election does to the leases (they used to keep a dead master 8-10 s).
   assert.ok(resumedMs < 10_000, `writes resumed after ${resumedMs} ms`);
