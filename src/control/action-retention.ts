@@ -7,7 +7,7 @@
 import type { Logger } from 'pino';
 import type { Etcd3 } from 'etcd3';
 import { storeOf } from '../coord/store.js';
-import type { ActionRecord } from '../coord/schema.js';
+import { isFinished, type ActionRecord } from '../coord/schema.js';
 import { MasterLoop, type MasterLoopHost } from './master-loop.js';
 
 /** Finished actions kept (the newest by uid). */
@@ -16,7 +16,7 @@ const EVERY_MS = 60_000;
 
 /** The finished actions beyond the newest `keep`, oldest first. Pure. */
 export function expiredActions(all: readonly ActionRecord[], keep = KEEP_FINISHED): ActionRecord[] {
-  const finished = all.filter((a) => a.status === 'completed' || a.status === 'failed').sort((a, b) => Number(b.action_uid) - Number(a.action_uid));
+  const finished = all.filter(isFinished).sort((a, b) => Number(b.action_uid) - Number(a.action_uid));
   return finished.slice(keep).reverse();
 }
 

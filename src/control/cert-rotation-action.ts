@@ -18,7 +18,8 @@
 // removed RETAIN_MS later (nodes no longer act on a finished one).
 import type { Logger } from 'pino';
 import type { Etcd3 } from 'etcd3';
-import type { ActionRecord, CertRotationRequest, CertRotatedRecord, LiveRecord } from '../coord/schema.js';
+import { isFinished, type ActionRecord, type CertRotationRequest, type CertRotatedRecord, type LiveRecord } from '../coord/schema.js';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { PrefixCache } from '../coord/watch.js';
 import { storeOf } from '../coord/store.js';
 import { PLANE_CERT_NAME, type Plane } from '../pki/pki.js';
@@ -31,8 +32,6 @@ export const ROTATION_REPORT_MS = 45_000;
 /** How long a finished request and its reports are kept before the master removes them. */
 const RETAIN_MS = 10 * 60_000;
 
-const isFinal = (a: ActionRecord) => a.status === 'completed' || a.status === 'failed';
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Ask every node in `nodes` to renew `planes`: the action and the request, in one transaction. */
 export async function requestRotation(c: Etcd3, planes: Plane[], nodes: number[]): Promise<ActionRecord> {
@@ -62,7 +61,7 @@ export async function waitRotation(c: Etcd3, actionUid: string, timeoutMs = ROTA
   for (;;) {
     action = await store.actions.get(actionUid);
     if (!action) throw new Error(`action ${actionUid} disappeared`);
-    if (isFinal(action) || Date.now() >= deadline) break;
+    if (isFinished(action) || Date.now() >= deadline) break;
     await sleep(150);
   }
   const request = (await store.certRotations.request(actionUid)) ?? undefined;
@@ -134,11 +133,11 @@ export class CertRotationController {
     const action = await store.actions.get(uid);
     if (req.finished_time) {
       // A former master may have stopped between recording the outcome and finishing the action.
-      if (action && !isFinal(action)) await this.finish(req, action);
+      if (action && !isFinished(action)) await this.finish(req, action);
       else if (Date.now() - Date.parse(req.finished_time) > RETAIN_MS) await this.forget(uid);
       return;
     }
-    if (!action || isFinal(action)) {
+    if (!action || isFinished(action)) {
       // The action went (or was finished elsewhere): nodes must stop acting on the request.
       await store.certRotations.putRequest({ ...req, finished_time: new Date().toISOString() });
       return;

@@ -24,6 +24,7 @@ import type { PrefixCache } from '../coord/watch.js';
 import { storeOf } from '../coord/store.js';
 import { ReplicaRebuilds, type RebuildHost } from './replica-rebuilds.js';
 import { MasterLoop, type MasterLoopHost } from './master-loop.js';
+import { nodeIsUp } from './node-state.js';
 
 /** What failover needs of its node's membership (ClusterMember provides it). */
 export interface FailoverHost extends RebuildHost, MasterLoopHost {
@@ -128,7 +129,7 @@ export class FailoverController {
     this.down.clear();
     for (const u of dead) this.down.add(u);
     if (!dead.size) return;
-    const liveNodes = members.filter((u) => !dead.has(u) && this.m.live.items.has(String(u)));
+    const liveNodes = members.filter((u) => nodeIsUp(this.m, u));
     const ha = this.m.replicaHa();
     const rebuild = new Set(ha.enabled ? [...dead].filter((u) => silence.get(u)! >= waitMs + ha.graceSeconds * 1000) : []);
     for (const b of this.m.databases()) {

@@ -6,7 +6,7 @@
 // actions that are still running.
 import type { Logger } from 'pino';
 import type { Etcd3 } from 'etcd3';
-import type { BdbRecord } from '../coord/schema.js';
+import { isFinished, type BdbRecord } from '../coord/schema.js';
 import type { ShardSync } from './bdb-controller.js';
 import { storeOf } from '../coord/store.js';
 
@@ -91,7 +91,7 @@ export class ReplicaRebuilds {
   /** Rebuilds a former master began: still running, so this master follows them. */
   private async adopt(): Promise<void> {
     for (const a of await this.actions().list()) {
-      if (a.name !== REBUILD_ACTION || a.status === 'completed' || a.status === 'failed' || this.tracked.has(a.action_uid)) continue;
+      if (a.name !== REBUILD_ACTION || isFinished(a) || this.tracked.has(a.action_uid)) continue;
       const bdb = Number(/^bdb:(\d+)$/.exec(a.object_name)?.[1]);
       if (!Number.isInteger(bdb) || !a.shard_uids?.length) continue;
       this.tracked.set(a.action_uid, { bdb, shards: a.shard_uids, progress: a.progress, description: a.description ?? '' });

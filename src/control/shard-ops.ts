@@ -43,6 +43,7 @@ import { OpLog, ShardReplication, ShardRpcHost, shardRpc } from './shard-rpc.js'
 import { removeNodeRecords } from './node-removal.js';
 import { MasterLoop, type MasterLoopHost } from './master-loop.js';
 import { nodeIsUp, type NodeStateHost } from './node-state.js';
+import { setTimeout as sleep } from 'node:timers/promises';
 
 /** How long writes are paused at most (the pause is lifted as soon as the switch is done). */
 const PAUSE_MS = 10_000;
@@ -65,7 +66,6 @@ export interface ShardOpsHost extends ShardRpcHost, MasterLoopHost, NodeStateHos
   resignMaster(why: string): Promise<void>;
 }
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const slotText = (s: ShardPlacement) => `${s.slots[0]}-${s.slots[1]}`;
 const isLive = (h: ShardOpsHost, node: number) => nodeIsUp(h, node);
 

@@ -346,6 +346,9 @@ export const ActionRecord = Type.Object({
 });
 export type ActionRecord = Static<typeof ActionRecord>;
 
+/** A completed or failed action: nothing changes it any more. */
+export const isFinished = (a: Pick<ActionRecord, 'status'>): boolean => a.status === 'completed' || a.status === 'failed';
+
 /**
  * An operator's shard operation (`failover`, `migrate`), waiting for or being
  * run by the shard-operations controller on the cluster master; removed when

@@ -38,6 +38,7 @@ import {
   UiSessionRecord,
   UserRecord,
   alertSettingsWithDefaults,
+  isFinished,
   jobSchedulerWithDefaults,
   policyWithDefaults,
   type AlertSettingsRecord,
@@ -209,7 +210,7 @@ export class ActionStore {
    */
   async update(uid: string, patch: Partial<ActionRecord>): Promise<void> {
     await updateRecord(this.c, KEYS.action(Number(uid)), ActionRecord, (cur) => {
-      if (!cur || cur.status === 'completed' || cur.status === 'failed') return undefined;
+      if (!cur || isFinished(cur)) return undefined;
       const next = { ...cur, ...patch, progress: Math.max(cur.progress, patch.progress ?? 0) };
       if (patch.description !== undefined) next.steps = [...(cur.steps ?? []), `${next.progress}% ${patch.description}`].slice(-MAX_STEPS);
       return next;
@@ -220,7 +221,7 @@ export class ActionStore {
   async finish(uid: string | undefined, status: 'completed' | 'failed', error?: string): Promise<void> {
     if (!uid) return;
     const cur = await this.get(uid);
-    if (!cur || cur.status === 'completed' || cur.status === 'failed') return;
+    if (!cur || isFinished(cur)) return;
     await this.c.put(KEYS.action(Number(uid))).value(json({ ...cur, status, progress: status === 'completed' ? 100 : cur.progress, ...(error ? { error } : {}) }));
   }
 
