@@ -13,7 +13,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { spawn, execFile, ChildProcess } from 'node:child_process';
+import { spawn, execFile, type ChildProcess } from 'node:child_process';
 import { TestCluster, createDb, waitDbStatus, waitFor } from '../test/support/cluster.js';
 import { createCa, issueLocally } from '../src/pki/pki.js';
 
@@ -34,7 +34,9 @@ type Row = Record<string, Result>; // test name → result
 
 function run(cmd: string, args: string[]): Promise<string> {
   return new Promise((resolve, reject) =>
-    execFile(cmd, args, { maxBuffer: 64 * 1024 * 1024, timeout: 600_000 }, (err, out, errOut) => (err ? reject(new Error(`${cmd}: ${err.message} ${errOut}`)) : resolve(out))),
+    execFile(cmd, args, { maxBuffer: 64 * 1024 * 1024, timeout: 600_000 }, (err, out, errOut) =>
+      err ? reject(new Error(`${cmd}: ${err.message} ${errOut}`)) : resolve(out),
+    ),
   );
 }
 
@@ -54,9 +56,34 @@ function cpuSeconds(pids: number[]): number {
   return total;
 }
 
-async function benchmark(host: string, port: number, pipeline: number, cpuPids: number[], tlsArgs: string[] = []): Promise<{ row: Row; cpuUsPerOp: number }> {
+async function benchmark(
+  host: string,
+  port: number,
+  pipeline: number,
+  cpuPids: number[],
+  tlsArgs: string[] = [],
+): Promise<{ row: Row; cpuUsPerOp: number }> {
   const before = cpuSeconds(cpuPids);
-  const out = await run('redis-benchmark', ['-h', host, '-p', String(port), ...tlsArgs, '-t', 'set,get', '-n', String(REQUESTS), '-c', String(CLIENTS), '-P', String(pipeline), '-r', '100000', '-d', '64', '--csv']);
+  const out = await run('redis-benchmark', [
+    '-h',
+    host,
+    '-p',
+    String(port),
+    ...tlsArgs,
+    '-t',
+    'set,get',
+    '-n',
+    String(REQUESTS),
+    '-c',
+    String(CLIENTS),
+    '-P',
+    String(pipeline),
+    '-r',
+    '100000',
+    '-d',
+    '64',
+    '--csv',
+  ]);
   const cpu = cpuSeconds(cpuPids) - before;
   const row: Row = {};
   for (const line of out.split('\n')) {
@@ -79,13 +106,26 @@ async function main(): Promise<void> {
   try {
     await cluster.startAll();
     await cluster.form('bench.local');
-    const [n1, n2] = cluster.nodes;
+    const [n1] = cluster.nodes;
     // One shard on node 1; endpoints on both nodes: node 1's reaches it over its unix socket, node 2's over a link.
-    const db = await createDb(n1, { name: 'bench', memory_size: 1 << 30, port: 12900, proxy_policy: 'all-nodes', data_internode_encryption: false });
+    const db = await createDb(n1, {
+      name: 'bench',
+      memory_size: 1 << 30,
+      port: 12900,
+      proxy_policy: 'all-nodes',
+      data_internode_encryption: false,
+    });
     const shardNode = cluster.nodes.find((n) => n.uidFromDisk === db.shards[0].node_uid)!;
     const otherNode = cluster.nodes.find((n) => n !== shardNode)!;
-    direct = spawn('redis-server', ['--bind', DIRECT.host, '--port', String(DIRECT.port), '--save', '', '--appendonly', 'no', '--dir', directDir], { stdio: 'ignore' });
-    await waitFor('direct redis', async () => (await run('redis-cli', ['-h', DIRECT.host, '-p', String(DIRECT.port), 'PING'])).trim() === 'PONG');
+    direct = spawn(
+      'redis-server',
+      ['--bind', DIRECT.host, '--port', String(DIRECT.port), '--save', '', '--appendonly', 'no', '--dir', directDir],
+      { stdio: 'ignore' },
+    );
+    await waitFor(
+      'direct redis',
+      async () => (await run('redis-cli', ['-h', DIRECT.host, '-p', String(DIRECT.port), 'PING'])).trim() === 'PONG',
+    );
     // The client-TLS database: its endpoint on the node of its shard, compared with the plaintext one on the same terms.
     const clientCa = await createCa('bench-clients', 'bench');
     const client = await issueLocally(clientCa, { clusterId: 'bench', uid: 1, plane: 'cp', addr: '127.0.9.1', validitySeconds: 86_400 });
@@ -102,7 +142,15 @@ async function main(): Promise<void> {
     const files = { cert: path.join(directDir, 'client.pem'), key: path.join(directDir, 'client.key') };
     fs.writeFileSync(files.cert, client.certPem);
     fs.writeFileSync(files.key, client.keyPem, { mode: 0o600 });
-    const tlsArgs = ['--tls', '--cacert', path.join(tlsShardNode.dataDir, 'certs/services-ca.pem'), '--cert', files.cert, '--key', files.key];
+    const tlsArgs = [
+      '--tls',
+      '--cacert',
+      path.join(tlsShardNode.dataDir, 'certs/services-ca.pem'),
+      '--cert',
+      files.cert,
+      '--key',
+      files.key,
+    ];
     const nodePids = cluster.nodes.map((n) => n.proc!.pid!);
     const shardPids = (await run('pgrep', ['-f', `${shardNode.dataDir}/shards/`])).trim().split('\n').map(Number);
     const tlsShardPids = (await run('pgrep', ['-f', `${tlsShardNode.dataDir}/shards/`])).trim().split('\n').map(Number);
@@ -139,12 +187,16 @@ async function main(): Promise<void> {
     }
 
     const med = (k: Key, t: 'SET' | 'GET', f: keyof Result) => median(results.get(k)!.rows.map((r) => r[t][f]));
-    console.log(`Tessera data-plane benchmark: ${ROUNDS} rounds, redis-benchmark -n ${REQUESTS} -c ${CLIENTS} -d 64, medians; ${os.cpus().length} cores`);
+    console.log(
+      `Tessera data-plane benchmark: ${ROUNDS} rounds, redis-benchmark -n ${REQUESTS} -c ${CLIENTS} -d 64, medians; ${os.cpus().length} cores`,
+    );
     console.log('config            test  P   ops/s      p50 ms  p99 ms  cpu µs/op');
     for (const k of results.keys()) {
       for (const t of ['SET', 'GET'] as const) {
         const P = k.split(' P')[1];
-        console.log(`${k.split(' ')[0].padEnd(17)} ${t.padEnd(5)} ${P.padEnd(3)} ${med(k, t, 'rps').toFixed(0).padStart(8)}  ${med(k, t, 'p50').toFixed(3).padStart(6)}  ${med(k, t, 'p99').toFixed(3).padStart(6)}  ${median(results.get(k)!.cpu).toFixed(1).padStart(8)}`);
+        console.log(
+          `${k.split(' ')[0].padEnd(17)} ${t.padEnd(5)} ${P.padEnd(3)} ${med(k, t, 'rps').toFixed(0).padStart(8)}  ${med(k, t, 'p50').toFixed(3).padStart(6)}  ${med(k, t, 'p99').toFixed(3).padStart(6)}  ${median(results.get(k)!.cpu).toFixed(1).padStart(8)}`,
+        );
       }
     }
     console.log('\nratios of median throughput');
@@ -158,7 +210,7 @@ async function main(): Promise<void> {
       }
     }
     // Client TLS: what encrypting the application's hop costs, from the interleaved pairs.
-    console.log('\nclient TLS (tls_mode enabled, mutual TLS, TLS 1.3) against the plaintext endpoint, both on their shard\'s node');
+    console.log("\nclient TLS (tls_mode enabled, mutual TLS, TLS 1.3) against the plaintext endpoint, both on their shard's node");
     console.log('P   test  ops/s plain  ops/s TLS  TLS/plain (median)  per-round spread  cpu µs/op plain  TLS');
     for (const P of PIPELINES) {
       const plain = results.get(`client-plain P${P}`)!;
@@ -166,8 +218,9 @@ async function main(): Promise<void> {
       for (const t of ['SET', 'GET'] as const) {
         const ratios = enc.rows.map((r, i) => r[t].rps / plain.rows[i][t].rps);
         console.log(
-          `${String(P).padEnd(3)} ${t.padEnd(5)} ${med(`client-plain P${P}`, t, 'rps').toFixed(0).padStart(10)}  ${med(`client-tls P${P}`, t, 'rps').toFixed(0).padStart(9)}  ${median(ratios).toFixed(2).padStart(18)}  ${Math.min(...ratios).toFixed(2)}–${Math.max(...ratios).toFixed(2)}`.padEnd(68) +
-            `  ${median(plain.cpu).toFixed(1).padStart(8)}  ${median(enc.cpu).toFixed(1).padStart(6)}`,
+          `${String(P).padEnd(3)} ${t.padEnd(5)} ${med(`client-plain P${P}`, t, 'rps').toFixed(0).padStart(10)}  ${med(`client-tls P${P}`, t, 'rps').toFixed(0).padStart(9)}  ${median(ratios).toFixed(2).padStart(18)}  ${Math.min(...ratios).toFixed(2)}–${Math.max(...ratios).toFixed(2)}`.padEnd(
+            68,
+          ) + `  ${median(plain.cpu).toFixed(1).padStart(8)}  ${median(enc.cpu).toFixed(1).padStart(6)}`,
         );
       }
     }

@@ -17,7 +17,7 @@
 // The killed node is started again before the next round. Prints each round,
 // then the median and the worst.
 import { Redis } from 'ioredis';
-import { TestCluster, TestNode, BdbJson, createDb, waitFor, shardCli, sleep } from '../test/support/cluster.js';
+import { TestCluster, type TestNode, type BdbJson, createDb, waitFor, shardCli, sleep } from '../test/support/cluster.js';
 import { keySlot } from '../src/proxy/slots.js';
 
 const ROUNDS = Number(process.env.BENCH_FAILOVER_ROUNDS ?? 5);
@@ -66,21 +66,39 @@ async function main(): Promise<void> {
   const rows: { failover: number; failed: number; rebuild: number; lost: number }[] = [];
   for (let round = 1; round <= ROUNDS; round++) {
     const any = cluster.nodes.find((n) => n.running)!;
-    const b = await waitFor('every master has a synced replica', async () => {
-      const x = await bdb(any, db.uid);
-      return x.status === 'active' && x.shards.filter((s) => s.role === 'master').every((m) => x.shards.some((s) => s.master_uid === m.uid)) ? x : undefined;
-    }, 300_000, 500);
+    const b = await waitFor(
+      'every master has a synced replica',
+      async () => {
+        const x = await bdb(any, db.uid);
+        return x.status === 'active' &&
+          x.shards.filter((s) => s.role === 'master').every((m) => x.shards.some((s) => s.master_uid === m.uid))
+          ? x
+          : undefined;
+      },
+      300_000,
+      500,
+    );
     const masterNodes = b.shards.filter((s) => s.role === 'master').map((s) => s.node_uid);
     const victim = nodeByUid(masterNodes[round % masterNodes.length]);
     const survivor = cluster.nodes.find((n) => n !== victim && n.running)!;
     for (const m of b.shards.filter((s) => s.role === 'master')) {
-      await waitFor('replica in sync', async () => (await shardCli(nodeByUid(m.node_uid), m.uid, ['WAIT', '1', '1000']).catch(() => '0')) === '1', 300_000, 500);
+      await waitFor(
+        'replica in sync',
+        async () => (await shardCli(nodeByUid(m.node_uid), m.uid, ['WAIT', '1', '1000']).catch(() => '0')) === '1',
+        300_000,
+        500,
+      );
     }
 
     // Load: SETs, confirmed by WAIT 1 every 50, on a connection that is up before the kill.
     const load = new Redis({ host: survivor.addr, port: PORT, maxRetriesPerRequest: 0, enableReadyCheck: false });
     load.on('error', () => undefined); // failures are counted per command
-    await waitFor('the survivor\'s endpoint serves', async () => (await load.set('ready', '1').catch(() => undefined)) === 'OK', 60_000, 200);
+    await waitFor(
+      "the survivor's endpoint serves",
+      async () => (await load.set('ready', '1').catch(() => undefined)) === 'OK',
+      60_000,
+      200,
+    );
     let running = true;
     let failed = 0;
     const errors = new Map<string, number>();
@@ -112,25 +130,36 @@ async function main(): Promise<void> {
     await victim.kill('SIGKILL');
     const probe = new Redis({ host: survivor.addr, port: PORT, maxRetriesPerRequest: 0, enableReadyCheck: false });
     probe.on('error', () => undefined);
-    const failover = await waitFor('every slot takes writes', async () => {
-      for (const k of probeKeys()) if ((await probe.set(k, 'x').catch(() => undefined)) !== 'OK') return false;
-      return Date.now() - t0;
-    }, 60_000, 50);
+    const failover = await waitFor(
+      'every slot takes writes',
+      async () => {
+        for (const k of probeKeys()) if ((await probe.set(k, 'x').catch(() => undefined)) !== 'OK') return false;
+        return Date.now() - t0;
+      },
+      60_000,
+      50,
+    );
     probe.disconnect();
     running = false;
     await loop;
     load.disconnect();
     const victimUid = victim.uidFromDisk!;
-    const rebuild = await waitFor('every master has a synced replica on a live node', async () => {
-      const x = await bdb(survivor, db.uid);
-      const ms = x.shards.filter((s) => s.role === 'master');
-      for (const m of ms) {
-        const r = x.shards.find((s) => s.master_uid === m.uid && s.node_uid !== victimUid);
-        if (!r) return false;
-        if (!/master_link_status:up/.test(await shardCli(nodeByUid(r.node_uid), r.uid, ['INFO', 'replication']).catch(() => ''))) return false;
-      }
-      return Date.now() - t0;
-    }, 600_000, 250);
+    const rebuild = await waitFor(
+      'every master has a synced replica on a live node',
+      async () => {
+        const x = await bdb(survivor, db.uid);
+        const ms = x.shards.filter((s) => s.role === 'master');
+        for (const m of ms) {
+          const r = x.shards.find((s) => s.master_uid === m.uid && s.node_uid !== victimUid);
+          if (!r) return false;
+          if (!/master_link_status:up/.test(await shardCli(nodeByUid(r.node_uid), r.uid, ['INFO', 'replication']).catch(() => '')))
+            return false;
+        }
+        return Date.now() - t0;
+      },
+      600_000,
+      250,
+    );
     const c = new Redis({ host: survivor.addr, port: PORT, maxRetriesPerRequest: 0 });
     let lost = 0;
     for (let i = 0; i < confirmed.length; i += 1000) {
@@ -139,15 +168,26 @@ async function main(): Promise<void> {
     }
     c.disconnect();
     rows.push({ failover, failed, rebuild, lost });
-    console.log(`round ${round}: failover ${failover} ms, ${failed} commands failed, replica rebuilt ${rebuild} ms after the kill, ${lost} of ${confirmed.length} confirmed keys lost`);
+    console.log(
+      `round ${round}: failover ${failover} ms, ${failed} commands failed, replica rebuilt ${rebuild} ms after the kill, ${lost} of ${confirmed.length} confirmed keys lost`,
+    );
     for (const [m, n] of errors) console.log(`  ${n} × ${m}`);
     await victim.start();
-    await waitFor('the node is back', async () => (await survivor.api<{ status: string }>('GET', `/v1/nodes/${victimUid}`)).body.status === 'active', 120_000, 500);
+    await waitFor(
+      'the node is back',
+      async () => (await survivor.api<{ status: string }>('GET', `/v1/nodes/${victimUid}`)).body.status === 'active',
+      120_000,
+      500,
+    );
   }
   const f = rows.map((r) => r.failover);
   const rb = rows.map((r) => r.rebuild);
-  console.log(`failover: median ${median(f)} ms, worst ${Math.max(...f)} ms; failed commands: median ${median(rows.map((r) => r.failed))}, worst ${Math.max(...rows.map((r) => r.failed))}`);
-  console.log(`rebuild of a ${MB / 2} MB shard's replica: median ${median(rb)} ms, worst ${Math.max(...rb)} ms; confirmed keys lost: ${rows.reduce((a, r) => a + r.lost, 0)}`);
+  console.log(
+    `failover: median ${median(f)} ms, worst ${Math.max(...f)} ms; failed commands: median ${median(rows.map((r) => r.failed))}, worst ${Math.max(...rows.map((r) => r.failed))}`,
+  );
+  console.log(
+    `rebuild of a ${MB / 2} MB shard's replica: median ${median(rb)} ms, worst ${Math.max(...rb)} ms; confirmed keys lost: ${rows.reduce((a, r) => a + r.lost, 0)}`,
+  );
 }
 
 main()

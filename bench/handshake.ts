@@ -97,7 +97,10 @@ try {
   console.log(`internode handshakes on ${HOST}:${PORT}, ${ROUNDS} rounds x ${N}, TLS 1.3, RSA-2048 cp certificates, mutual auth`);
   console.log('variant        group            handshakes/s (spread)   CPU us/handshake (spread)');
   for (const [k, x] of Object.entries(res)) {
-    console.log(`${k.padEnd(14)} ${x.group.padEnd(16)} ${median(x.perSec).toFixed(0).padStart(6)} (${spread(x.perSec)})`.padEnd(57) + `${median(x.cpuUs).toFixed(0).padStart(6)} (${spread(x.cpuUs)})`);
+    console.log(
+      `${k.padEnd(14)} ${x.group.padEnd(16)} ${median(x.perSec).toFixed(0).padStart(6)} (${spread(x.perSec)})`.padEnd(57) +
+        `${median(x.cpuUs).toFixed(0).padStart(6)} (${spread(x.cpuUs)})`,
+    );
   }
   for (const inFlight of [1, 8]) {
     const h = res[`hybrid/${inFlight}`];

@@ -14,7 +14,9 @@ const src = path.join(repo, 'src/ui/web');
 const out = path.join(repo, 'dist/web');
 const assets = path.join(out, 'assets');
 
-execFileSync(process.execPath, [path.join(repo, 'node_modules/typescript/bin/tsc'), '-p', path.join(src, 'tsconfig.json')], { stdio: 'inherit' });
+execFileSync(process.execPath, [path.join(repo, 'node_modules/typescript/bin/tsc'), '-p', path.join(src, 'tsconfig.json')], {
+  stdio: 'inherit',
+});
 
 fs.rmSync(out, { recursive: true, force: true });
 fs.mkdirSync(assets, { recursive: true });
@@ -43,7 +45,8 @@ for (const [file, o] of Object.entries(result.metafile.outputs)) {
 const favicon = fs.readFileSync(path.join(src, 'favicon.svg'));
 const faviconName = `favicon-${createHash('sha256').update(favicon).digest('hex').slice(0, 8).toUpperCase()}.svg`;
 fs.writeFileSync(path.join(assets, faviconName), favicon);
-if (!names['app.js'] || !names['app.css']) throw new Error(`esbuild did not produce app.js and app.css: ${Object.keys(result.metafile.outputs).join(', ')}`);
+if (!names['app.js'] || !names['app.css'])
+  throw new Error(`esbuild did not produce app.js and app.css: ${Object.keys(result.metafile.outputs).join(', ')}`);
 
 const html = fs
   .readFileSync(path.join(src, 'index.html'), 'utf8')

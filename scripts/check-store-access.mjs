@@ -9,7 +9,6 @@ import { join, relative } from 'node:path';
 
 const SRC = new URL('../src/', import.meta.url).pathname;
 
-
 const RULES = [
   { what: 'imports KEYS (the key layout)', re: /import\s*(?:type\s*)?\{[^}]*\bKEYS\b[^}]*\}\s*from\s*'[^']*coord\/[^']*'/ },
   { what: 'imports the keyed record primitives (coord/records.ts, coord/cas.ts)', re: /from\s*'[^']*coord\/(?:records|cas)\.js'/ },

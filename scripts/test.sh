@@ -6,4 +6,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 TESSERA_SETUP_TEST_TOOLS=1 ./scripts/setup.sh
 npm run --silent check:deps
+npx biome check --diagnostic-level=error .
 exec npm test

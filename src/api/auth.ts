@@ -9,7 +9,7 @@ import { VerifiedCache, verifyNobody } from '../control/passwords.js';
 import { LoginLimiter } from './login-limiter.js';
 
 export function parseBasic(header: string | undefined): { username: string; password: string } | undefined {
-  if (!header || !header.startsWith('Basic ')) return undefined;
+  if (!header?.startsWith('Basic ')) return undefined;
   const text = Buffer.from(header.slice(6), 'base64').toString('utf8');
   const i = text.indexOf(':');
   if (i < 0) return undefined;
@@ -47,7 +47,12 @@ export function passwordCheck(daemon: ApiNode, limiter = new LoginLimiter()): Pa
   return async (username, password, sourceAddr) => {
     const wait = limiter.retryAfterSeconds(sourceAddr);
     if (wait > 0) {
-      throw new OperatorError('too_many', 'too_many_login_failures', `too many failed logins from ${sourceAddr}; try again in ${wait} s`, wait);
+      throw new OperatorError(
+        'too_many',
+        'too_many_login_failures',
+        `too many failed logins from ${sourceAddr}; try again in ${wait} s`,
+        wait,
+      );
     }
     const user = await loadUser(daemon, username);
     const ok = user ? await cache.verify(username, password, user.password_hash) : await verifyNobody(password);

@@ -76,16 +76,57 @@ interface LabelStyle {
 function registerDatabaseMetrics(registry: Registry, style: LabelStyle, snapshot: () => Promise<NodeTraffic | undefined>): void {
   const perEndpoint = (f: (e: NodeTraffic['endpoints'][number]) => Value[]) => async () => (await snapshot())?.endpoints.flatMap(f) ?? [];
   CLASSES.forEach((cls, i) => {
-    register(registry, `endpoint_${cls}_requests`, `Requests of the ${cls} class received by this node's endpoint of the database`, 'counter', perEndpoint((e) => [{ labels: style.db(e.bdbUid), value: e.requests[i] }]));
-    register(registry, `endpoint_${cls}_responses`, `Replies to ${cls} requests sent by this node's endpoint of the database`, 'counter', perEndpoint((e) => [{ labels: style.db(e.bdbUid), value: e.responses[i] }]));
+    register(
+      registry,
+      `endpoint_${cls}_requests`,
+      `Requests of the ${cls} class received by this node's endpoint of the database`,
+      'counter',
+      perEndpoint((e) => [{ labels: style.db(e.bdbUid), value: e.requests[i] }]),
+    );
+    register(
+      registry,
+      `endpoint_${cls}_responses`,
+      `Replies to ${cls} requests sent by this node's endpoint of the database`,
+      'counter',
+      perEndpoint((e) => [{ labels: style.db(e.bdbUid), value: e.responses[i] }]),
+    );
     const h = `endpoint_${cls}_requests_latency_histogram`;
-    register(registry, h, `Latency of ${cls} requests through this node's endpoint, in microseconds: from the request's arrival to its reply's write`, 'histogram', perEndpoint((e) => histogramValues(h, style.db(e.bdbUid), e.latencyBuckets[i], e.latencySumUs[i])));
+    register(
+      registry,
+      h,
+      `Latency of ${cls} requests through this node's endpoint, in microseconds: from the request's arrival to its reply's write`,
+      'histogram',
+      perEndpoint((e) => histogramValues(h, style.db(e.bdbUid), e.latencyBuckets[i], e.latencySumUs[i])),
+    );
   });
-  register(registry, 'endpoint_client_connections', "Client connections accepted by this node's endpoint of the database", 'counter', perEndpoint((e) => [{ labels: style.db(e.bdbUid), value: e.connections }]));
-  register(registry, 'endpoint_client_disconnections', 'Client connections closed by the client', 'counter', perEndpoint((e) => [{ labels: style.db(e.bdbUid), value: e.disconnections }]));
-  register(registry, 'endpoint_proxy_disconnections', 'Client connections closed by the endpoint (protocol error, limits, the endpoint closing)', 'counter', perEndpoint((e) => [{ labels: style.db(e.bdbUid), value: e.proxyDisconnections }]));
-  register(registry, 'redis_server_used_memory', 'Memory used by a shard of the database on this node (INFO memory used_memory), bytes', 'gauge', async () =>
-    ((await snapshot())?.shards ?? []).map((s) => ({ labels: style.shard(s.bdbUid, s.shardUid, s.role), value: s.used_memory })),
+  register(
+    registry,
+    'endpoint_client_connections',
+    "Client connections accepted by this node's endpoint of the database",
+    'counter',
+    perEndpoint((e) => [{ labels: style.db(e.bdbUid), value: e.connections }]),
+  );
+  register(
+    registry,
+    'endpoint_client_disconnections',
+    'Client connections closed by the client',
+    'counter',
+    perEndpoint((e) => [{ labels: style.db(e.bdbUid), value: e.disconnections }]),
+  );
+  register(
+    registry,
+    'endpoint_proxy_disconnections',
+    'Client connections closed by the endpoint (protocol error, limits, the endpoint closing)',
+    'counter',
+    perEndpoint((e) => [{ labels: style.db(e.bdbUid), value: e.proxyDisconnections }]),
+  );
+  register(
+    registry,
+    'redis_server_used_memory',
+    'Memory used by a shard of the database on this node (INFO memory used_memory), bytes',
+    'gauge',
+    async () =>
+      ((await snapshot())?.shards ?? []).map((s) => ({ labels: style.shard(s.bdbUid, s.shardUid, s.role), value: s.used_memory })),
   );
 }
 
@@ -168,7 +209,14 @@ export class MetricsServer {
       },
     });
     const node = () => String(m.uid);
-    registerDatabaseMetrics(this.registry, { db: (bdb) => ({ bdb: String(bdb), node: node() }), shard: (bdb, shard, role) => ({ bdb: String(bdb), node: node(), shard: String(shard), role }) }, () => this.snapshot());
+    registerDatabaseMetrics(
+      this.registry,
+      {
+        db: (bdb) => ({ bdb: String(bdb), node: node() }),
+        shard: (bdb, shard, role) => ({ bdb: String(bdb), node: node(), shard: String(shard), role }),
+      },
+      () => this.snapshot(),
+    );
     register(this.registry, 'bdb_conns', "Clients connected now to this node's endpoint of the database", 'gauge', async () =>
       ((await this.snapshot())?.endpoints ?? []).map((e) => ({ labels: { bdb: String(e.bdbUid), node: node() }, value: e.clients })),
     );
@@ -188,7 +236,11 @@ export class MetricsServer {
       const rec = m.nodes.items.get(String(m.uid));
       for (const plane of PLANES) {
         const c = rec?.certificates?.[plane];
-        if (c) out.push({ labels: { cluster: cluster(), node: node(), logical_name: c.name, path: certPath(m.cfg.dataDir, plane) }, value: Math.round((Date.parse(c.not_after) - Date.now()) / 1000) });
+        if (c)
+          out.push({
+            labels: { cluster: cluster(), node: node(), logical_name: c.name, path: certPath(m.cfg.dataDir, plane) },
+            value: Math.round((Date.parse(c.not_after) - Date.now()) / 1000),
+          });
       }
       // The client-facing certificates (services CA), as RE lists its proxy/api/cm/metrics_exporter ones.
       for (const name of SERVICE_NAMES) {
@@ -197,7 +249,10 @@ export class MetricsServer {
         const file = servicePaths(m.cfg.dataDir, name).cert;
         try {
           const validTo = Date.parse(new X509Certificate(c.certPem).validTo);
-          out.push({ labels: { cluster: cluster(), node: node(), logical_name: name, path: file }, value: Math.round((validTo - Date.now()) / 1000) });
+          out.push({
+            labels: { cluster: cluster(), node: node(), logical_name: name, path: file },
+            value: Math.round((validTo - Date.now()) / 1000),
+          });
         } catch (err) {
           log.warn({ err: (err as Error).message, name }, 'metrics: cannot read a client-facing certificate');
         }
@@ -210,7 +265,10 @@ export class MetricsServer {
       'tessera_endpoint_refused_connections_total',
       'Client connections a database endpoint of this node refused: plaintext_on_tls, tls_on_plaintext, client_cert (not listed), tls_handshake (only the first per client address is logged)',
       'counter',
-      async () => ((await this.snapshot())?.endpoints ?? []).flatMap((e) => Object.entries(e.refusals).map(([reason, n]) => ({ labels: { bdb: String(e.bdbUid), reason }, value: n }))),
+      async () =>
+        ((await this.snapshot())?.endpoints ?? []).flatMap((e) =>
+          Object.entries(e.refusals).map(([reason, n]) => ({ labels: { bdb: String(e.bdbUid), reason }, value: n })),
+        ),
     );
     new Gauge({
       name: 'tessera_cluster_master',

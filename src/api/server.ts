@@ -1,8 +1,8 @@
 // The REST API (HTTPS, 9443): Fastify, routes grouped as plugins with their
 // JSON schemas beside them. Validation is strict: unknown fields and wrong
 // types are rejected, never ignored or coerced.
-import https from 'node:https';
-import Fastify, { FastifyError, FastifyInstance, LogController } from 'fastify';
+import type https from 'node:https';
+import Fastify, { type FastifyError, type FastifyInstance, LogController } from 'fastify';
 import type { Logger } from 'pino';
 import { httpsServerOptions } from '../tls/contexts.js';
 import type { NodeDaemon } from '../control/daemon.js';
@@ -10,7 +10,7 @@ import type { ApiNode } from './services.js';
 import { OperatorError } from '../util/errors.js';
 import { HTTP_STATUS } from './errors.js';
 import { isStoreUnavailable } from '../coord/etcd.js';
-import { PasswordCheck, authHook, passwordCheck } from './auth.js';
+import { type PasswordCheck, authHook, passwordCheck } from './auth.js';
 import { usersRoutes } from './routes/users.js';
 export type { PasswordCheck } from './auth.js';
 import { bootstrapRoutes } from './routes/bootstrap.js';
@@ -52,10 +52,11 @@ export function installErrorHandling(app: Api): void {
     }
     if (isStoreUnavailable(err)) {
       req.log.warn({ err: (err as Error).message, url: req.url }, 'coordination store unreachable');
-      return reply
-        .status(503)
-        .header('retry-after', '2')
-        .send({ error_code: 'store_unavailable', description: "this node's coordination store (etcd) is unreachable; it is being restarted, or the cluster has lost its majority. Try again shortly, or ask another node." });
+      return reply.status(503).header('retry-after', '2').send({
+        error_code: 'store_unavailable',
+        description:
+          "this node's coordination store (etcd) is unreachable; it is being restarted, or the cluster has lost its majority. Try again shortly, or ask another node.",
+      });
     }
     const fe = err as FastifyError;
     if (fe.validation) {
@@ -66,12 +67,16 @@ export function installErrorHandling(app: Api): void {
       return reply.status(400).send({ error_code: 'invalid_schema', description });
     }
     if (fe.statusCode && fe.statusCode < 500) {
-      return reply.status(fe.statusCode).send({ error_code: (fe.code ?? 'invalid_request').toLowerCase().replace(/^fst_err_/, ''), description: fe.message });
+      return reply
+        .status(fe.statusCode)
+        .send({ error_code: (fe.code ?? 'invalid_request').toLowerCase().replace(/^fst_err_/, ''), description: fe.message });
     }
     req.log.error({ err: fe.message, stack: fe.stack, url: req.url }, 'request failed');
     return reply.status(500).send({ error_code: 'internal_error', description: fe.message });
   });
-  app.setNotFoundHandler((req, reply) => reply.status(404).send({ error_code: 'not_found', description: `no such endpoint: ${req.method} ${req.url.split('?')[0]}` }));
+  app.setNotFoundHandler((req, reply) =>
+    reply.status(404).send({ error_code: 'not_found', description: `no such endpoint: ${req.method} ${req.url.split('?')[0]}` }),
+  );
 }
 
 /**
@@ -133,5 +138,4 @@ export class RestServer extends HttpsService {
     app.register(joinRoutes, { daemon });
     registerOperatorRoutes(app, daemon);
   }
-
 }

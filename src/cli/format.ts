@@ -11,7 +11,11 @@ export type NodeAlerts = Record<string, NodeAlertsRecord>;
 /** Left-aligned columns, two spaces apart. */
 export function table(header: string[], rows: string[][]): string {
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
-  const line = (cells: string[]) => cells.map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i]))).join('  ').trimEnd();
+  const line = (cells: string[]) =>
+    cells
+      .map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i])))
+      .join('  ')
+      .trimEnd();
   return [line(header), ...rows.map(line)].join('\n') + '\n';
 }
 
@@ -40,22 +44,46 @@ export interface StatusOptions {
 export const STATUS_SECTIONS = ['nodes', 'databases', 'endpoints', 'shards'] as const;
 export type StatusSection = (typeof STATUS_SECTIONS)[number];
 
-export function formatStatus(cluster: Record<string, unknown>, nodes: NodeView[], askedAddr: string, bdbs: BdbView[] = [], alerts: NodeAlerts = {}, o: StatusOptions = {}): string {
+export function formatStatus(
+  cluster: Record<string, unknown>,
+  nodes: NodeView[],
+  askedAddr: string,
+  bdbs: BdbView[] = [],
+  alerts: NodeAlerts = {},
+  o: StatusOptions = {},
+): string {
   const want = (s: StatusSection) => !o.sections || o.sections.has(s);
   const keep = <T>(rows: T[], ok: (r: T) => boolean) => (o.issuesOnly ? rows.filter((r) => !ok(r)) : rows);
   const master = nodes.find((n) => n.is_master);
   const down = nodes.filter((n) => n.status !== 'active');
-  const health = !master ? 'No cluster master' : down.length ? `OK. Cluster master: ${master.uid} (${master.addr}); nodes down: ${down.map((n) => n.uid).join(', ')}` : `OK. Cluster master: ${master.uid} (${master.addr})`;
+  const health = !master
+    ? 'No cluster master'
+    : down.length
+      ? `OK. Cluster master: ${master.uid} (${master.addr}); nodes down: ${down.map((n) => n.uid).join(', ')}`
+      : `OK. Cluster master: ${master.uid} (${master.addr})`;
   let out = o.sections ? '' : `CLUSTER:\n${health}\nCluster name: ${cluster.name}\n\n`;
   const section = (title: string, text: string) => {
     out += `${out && !out.endsWith('\n\n') ? '\n' : ''}${title}:\n${text}`;
   };
-  const roleCount = (uid: number, role: string) => bdbs.reduce((k, b) => k + b.shards.filter((s) => s.node_uid === uid && s.role === role).length, 0);
+  const roleCount = (uid: number, role: string) =>
+    bdbs.reduce((k, b) => k + b.shards.filter((s) => s.node_uid === uid && s.role === role).length, 0);
   if (want('nodes')) {
     section(
       'CLUSTER NODES',
       table(
-        ['NODE:ID', 'ROLE', 'ADDRESS', ...(o.extra ? ['MASTERS', 'SLAVES'] : []), 'SHARDS', 'CORES', 'RAM', 'CP_LINK', 'UPTIME', 'VERSION', 'STATUS'],
+        [
+          'NODE:ID',
+          'ROLE',
+          'ADDRESS',
+          ...(o.extra ? ['MASTERS', 'SLAVES'] : []),
+          'SHARDS',
+          'CORES',
+          'RAM',
+          'CP_LINK',
+          'UPTIME',
+          'VERSION',
+          'STATUS',
+        ],
         keep(nodes, (n) => n.status === 'active').map((n) => [
           `${n.addr === askedAddr ? '*' : ''}node:${n.uid}`,
           n.is_master ? 'master' : 'slave',
@@ -77,7 +105,19 @@ export function formatStatus(cluster: Record<string, unknown>, nodes: NodeView[]
     section(
       'DATABASES',
       table(
-        ['DB:ID', 'NAME', 'TYPE', 'STATUS', 'SHARDS', 'PLACEMENT', 'REPLICATION', 'PERSISTENCE', 'ENCRYPTION', 'ENDPOINT', ...(o.extra ? ['EXEC_STATE', 'EXEC_STATE_MACHINE'] : [])],
+        [
+          'DB:ID',
+          'NAME',
+          'TYPE',
+          'STATUS',
+          'SHARDS',
+          'PLACEMENT',
+          'REPLICATION',
+          'PERSISTENCE',
+          'ENCRYPTION',
+          'ENDPOINT',
+          ...(o.extra ? ['EXEC_STATE', 'EXEC_STATE_MACHINE'] : []),
+        ],
         keep(bdbs, (b) => b.status === 'active').map((b) => [
           `db:${b.uid}`,
           b.name,
@@ -89,7 +129,9 @@ export function formatStatus(cluster: Record<string, unknown>, nodes: NodeView[]
           b.data_persistence,
           b.data_internode_encryption ? 'enabled' : 'disabled',
           b.endpoints[0]?.addr.map((a) => `${a}:${b.port}`).join(',') ?? '-',
-          ...(o.extra ? [last(b.uid) ? `${last(b.uid)!.status.toUpperCase()} ${last(b.uid)!.progress}%` : 'N/A', last(b.uid)?.name ?? 'N/A'] : []),
+          ...(o.extra
+            ? [last(b.uid) ? `${last(b.uid)!.status.toUpperCase()} ${last(b.uid)!.progress}%` : 'N/A', last(b.uid)?.name ?? 'N/A']
+            : []),
         ]),
       ),
     );
@@ -103,7 +145,14 @@ export function formatStatus(cluster: Record<string, unknown>, nodes: NodeView[]
         keep(bdbs, (b) => b.status === 'active').flatMap((b) =>
           (b.endpoints[0]?.addr ?? []).map((a) => {
             const node = nodes.find((n) => n.addr === a);
-            return [`db:${b.uid}`, b.name, `endpoint:${b.uid}:1`, node ? `node:${node.uid}` : a, b.proxy_policy, b.tls_mode === 'enabled' ? 'Yes' : 'No'];
+            return [
+              `db:${b.uid}`,
+              b.name,
+              `endpoint:${b.uid}:1`,
+              node ? `node:${node.uid}` : a,
+              b.proxy_policy,
+              b.tls_mode === 'enabled' ? 'Yes' : 'No',
+            ];
           }),
         ),
       ),
@@ -122,7 +171,9 @@ export function formatStatus(cluster: Record<string, unknown>, nodes: NodeView[]
           `node:${s.node_uid}`,
           s.role,
           s.assigned_slots,
-          ...(o.extra ? [s.master_uid !== undefined ? `redis:${s.master_uid}` : '-', s.sync ? `${s.sync.status} ${s.sync.progress}%` : '-'] : []),
+          ...(o.extra
+            ? [s.master_uid !== undefined ? `redis:${s.master_uid}` : '-', s.sync ? `${s.sync.status} ${s.sync.progress}%` : '-']
+            : []),
           status,
         ]),
       ),
@@ -132,7 +183,14 @@ export function formatStatus(cluster: Record<string, unknown>, nodes: NodeView[]
   const raised = Object.entries(alerts).flatMap(([uid, as]) =>
     Object.entries(as)
       .filter(([, a]) => a.state)
-      .map(([name, a]) => [`node:${uid}`, name, a.severity, a.change_value.certificate ?? '-', a.change_value.seconds_left !== undefined ? `${a.change_value.seconds_left}s left` : '-', a.change_time]),
+      .map(([name, a]) => [
+        `node:${uid}`,
+        name,
+        a.severity,
+        a.change_value.certificate ?? '-',
+        a.change_value.seconds_left !== undefined ? `${a.change_value.seconds_left}s left` : '-',
+        a.change_time,
+      ]),
   );
   if (raised.length) out += '\nALERTS:\n' + table(['NODE', 'ALERT', 'SEVERITY', 'CERTIFICATE', 'VALUE', 'SINCE'], raised);
   return out;
@@ -156,7 +214,9 @@ function flat(v: unknown): string {
 
 /** `key: value` lines, as `rladmin info` prints them. */
 export function formatInfo(obj: Record<string, unknown>): string {
-  return Object.entries(obj)
-    .map(([k, v]) => `${k}: ${flat(v)}`)
-    .join('\n') + '\n';
+  return (
+    Object.entries(obj)
+      .map(([k, v]) => `${k}: ${flat(v)}`)
+      .join('\n') + '\n'
+  );
 }

@@ -4,14 +4,23 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { Command, Option } from 'commander';
 import pino from 'pino';
-import { applyProcessDefaults, KEY_EXCHANGES, KeyExchange } from '../tls/policy.js';
+import { applyProcessDefaults, KEY_EXCHANGES, type KeyExchange } from '../tls/policy.js';
 import { TesseraNode } from '../node/node.js';
 import { CERT_NAMES } from '../pki/pki.js';
-import { CAPABILITIES, DEFAULT_PORTS, DEFAULT_TIMINGS, NodeConfig } from '../control/config.js';
-import { requestJson, errorText, ConnectError, JsonResponse } from '../util/https-json.js';
-import { Trust, TrustError, certProblem, resolveTrust, saveTrust } from './trust.js';
+import { CAPABILITIES, DEFAULT_PORTS, DEFAULT_TIMINGS, type NodeConfig } from '../control/config.js';
+import { requestJson, errorText, ConnectError, type JsonResponse } from '../util/https-json.js';
+import { type Trust, TrustError, certProblem, resolveTrust, saveTrust } from './trust.js';
 import { parseFingerprint } from '../pki/pki.js';
-import { formatStatus, formatInfo, NodeView, BdbView, NodeAlerts, STATUS_SECTIONS, StatusSection, StatusOptions } from './format.js';
+import {
+  formatStatus,
+  formatInfo,
+  type NodeView,
+  type BdbView,
+  type NodeAlerts,
+  STATUS_SECTIONS,
+  type StatusSection,
+  type StatusOptions,
+} from './format.js';
 import { formatVerify, verifyEncryption } from './verify.js';
 import type { NodeLinksReport } from '../internode/links.js';
 import { addShardCommands, followAction } from './shard-ops.js';
@@ -72,7 +81,10 @@ async function trustFor(cmd: Command): Promise<Trust> {
       if (e instanceof TrustError) throw new CliError(e.message);
       throw e;
     }
-    if (t.insecure) process.stderr.write(`warning: --insecure: the REST certificate of ${key} is not verified; anyone on the path can read your credentials\n`);
+    if (t.insecure)
+      process.stderr.write(
+        `warning: --insecure: the REST certificate of ${key} is not verified; anyone on the path can read your credentials\n`,
+      );
     trusted.set(key, t);
   }
   return t;
@@ -82,7 +94,8 @@ function credentials(cmd: Command, words: Record<string, string> = {}) {
   const g = cmd.optsWithGlobals<GlobalOpts>();
   const username = words.username ?? g.username ?? process.env.TESSERA_USERNAME;
   const password = words.password ?? g.password ?? process.env.TESSERA_PASSWORD;
-  if (!username || !password) throw new CliError('credentials needed: username/password words, --username/--password, or TESSERA_USERNAME/TESSERA_PASSWORD');
+  if (!username || !password)
+    throw new CliError('credentials needed: username/password words, --username/--password, or TESSERA_USERNAME/TESSERA_PASSWORD');
   return { username, password };
 }
 
@@ -91,7 +104,16 @@ async function api<T>(cmd: Command, method: string, p: string, body?: unknown, a
   const trust = await trustFor(cmd);
   let res: JsonResponse<T>;
   try {
-    res = await requestJson<T>({ ...t, caPem: trust.caPem, systemTrust: !trust.insecure, method, path: p, body, ...(auth ? credentials(cmd) : {}), timeoutMs: 120_000 });
+    res = await requestJson<T>({
+      ...t,
+      caPem: trust.caPem,
+      systemTrust: !trust.insecure,
+      method,
+      path: p,
+      body,
+      ...(auth ? credentials(cmd) : {}),
+      timeoutMs: 120_000,
+    });
   } catch (e) {
     if (e instanceof ConnectError && e.code === 'CERT') throw new CliError(certProblem(e, t.host, t.port, trust));
     throw e;
@@ -162,7 +184,11 @@ async function verifyEncryptionCommand(cmd: Command, words: string[], o: { requi
     ]);
     // The node asked answers for the others over control RPC; one that does not answer fails the check.
     const reports = await Promise.all(nodes.map((n) => api<NodeLinksReport>(cmd, 'GET', `/v1/nodes/${n.uid}/internode_links`)));
-    const r = verifyEncryption(nodes, bdbs, reports, { db: db?.uid, requireAll: !!o.requireAll, keyExchange: policy.internode_key_exchange });
+    const r = verifyEncryption(nodes, bdbs, reports, {
+      db: db?.uid,
+      requireAll: !!o.requireAll,
+      keyExchange: policy.internode_key_exchange,
+    });
     process.stdout.write(o.json ? JSON.stringify(r, null, 2) + '\n' : formatVerify(r));
     process.exitCode = r.ok ? 0 : 1;
   } catch (err) {
@@ -196,7 +222,8 @@ function statusOptions(words: string[]): StatusOptions {
       const what = words[++i];
       if (what === undefined) throw new CliError("'extra' needs a value (all)");
       // Tessera's extra columns are one set; rladmin's finer choices name parts of it.
-      if (!['all', 'nodestats', 'state_machine'].includes(what)) throw new CliError(`unsupported 'extra ${what}' (supported: all, nodestats, state_machine)`);
+      if (!['all', 'nodestats', 'state_machine'].includes(what))
+        throw new CliError(`unsupported 'extra ${what}' (supported: all, nodestats, state_machine)`);
       o.extra = true;
     } else throw new CliError(`unexpected word '${w}' (expected: ${STATUS_SECTIONS.join(', ')}, extra all, issues_only)`);
   }
@@ -207,14 +234,21 @@ function statusOptions(words: string[]): StatusOptions {
 /** rladmin `cluster certificate set internal …`: operator-provided internode certificates (PUT /v1/cluster/certificates). */
 async function setInternalCertificates(cmd: Command, words: string[]): Promise<void> {
   const [what, ...rest] = words;
-  if (what !== 'internal') throw new CliError(`unsupported certificate '${what ?? ''}' (expected: set internal dpine_certificate_file <f> dpine_key_file <f> cpine_certificate_file <f> cpine_key_file <f>)`);
+  if (what !== 'internal')
+    throw new CliError(
+      `unsupported certificate '${what ?? ''}' (expected: set internal dpine_certificate_file <f> dpine_key_file <f> cpine_certificate_file <f> cpine_key_file <f>)`,
+    );
   const w = pairs(rest, ['dpine_certificate_file', 'dpine_key_file', 'cpine_certificate_file', 'cpine_key_file']);
   const certificates: { name: string; certificate: string; key: string }[] = [];
-  for (const [prefix, name] of [['cpine', 'ccs_internode_encryption'], ['dpine', 'data_internode_encryption']] as const) {
+  for (const [prefix, name] of [
+    ['cpine', 'ccs_internode_encryption'],
+    ['dpine', 'data_internode_encryption'],
+  ] as const) {
     const certFile = w[`${prefix}_certificate_file`];
     const keyFile = w[`${prefix}_key_file`];
     if (certFile === undefined && keyFile === undefined) continue;
-    if (certFile === undefined || keyFile === undefined) throw new CliError(`${prefix}_certificate_file and ${prefix}_key_file go together`);
+    if (certFile === undefined || keyFile === undefined)
+      throw new CliError(`${prefix}_certificate_file and ${prefix}_key_file go together`);
     const read = (f: string) => {
       try {
         return fs.readFileSync(f, 'utf8');
@@ -224,7 +258,8 @@ async function setInternalCertificates(cmd: Command, words: string[]): Promise<v
     };
     certificates.push({ name, certificate: read(certFile), key: read(keyFile) });
   }
-  if (!certificates.length) throw new CliError('set internal needs dpine_certificate_file/dpine_key_file and/or cpine_certificate_file/cpine_key_file');
+  if (!certificates.length)
+    throw new CliError('set internal needs dpine_certificate_file/dpine_key_file and/or cpine_certificate_file/cpine_key_file');
   await api(cmd, 'PUT', '/v1/cluster/certificates', { certificates });
   console.log(`Set internal certificates (${certificates.map((c) => c.name).join(', ')}) on every node`);
 }
@@ -236,8 +271,14 @@ export function buildProgram(): Command {
     .option('--port <port>', 'REST API port', String(DEFAULT_PORTS.rest))
     .option('--username <email>', 'admin user (or TESSERA_USERNAME)')
     .option('--password <password>', 'admin password (or TESSERA_PASSWORD)')
-    .option('--ca <file>', "the cluster's services CA (PEM, <data-dir>/certs/services-ca.pem) to verify the REST API's certificate (or TESSERA_CA); see cli/trust.ts for where else trust comes from")
-    .option('--fingerprint <sha256:hex>', "trust the node whose REST CA (or, on a blank node, certificate) has this SHA-256 fingerprint, as the node logs it at start")
+    .option(
+      '--ca <file>',
+      "the cluster's services CA (PEM, <data-dir>/certs/services-ca.pem) to verify the REST API's certificate (or TESSERA_CA); see cli/trust.ts for where else trust comes from",
+    )
+    .option(
+      '--fingerprint <sha256:hex>',
+      'trust the node whose REST CA (or, on a blank node, certificate) has this SHA-256 fingerprint, as the node logs it at start',
+    )
     .option('--insecure', "do not verify the REST API's certificate (prints a warning)")
     .showHelpAfterError(false)
     .configureOutput({ outputError: (s, write) => write(s.split('\n')[0] + '\n') });
@@ -259,14 +300,23 @@ export function buildProgram(): Command {
     .option('--etcd-client-port <port>', 'coordination store client port', intOpt('etcd client port'), DEFAULT_PORTS.etcd_client)
     .option('--metrics-port <port>', 'Prometheus metrics port', intOpt('metrics port'), DEFAULT_PORTS.metrics)
     .option('--live-ttl <seconds>', 'liveness lease TTL', intOpt('live ttl'), DEFAULT_TIMINGS.liveTtlSeconds)
-    .addOption(new Option('--without-capability <name...>', 'pretend this build lacks a capability (testing mixed-version clusters)').default([]))
+    .addOption(
+      new Option('--without-capability <name...>', 'pretend this build lacks a capability (testing mixed-version clusters)').default([]),
+    )
     .option('--log-level <level>', 'log level', 'info')
     .action(async (o) => {
       const log = pino({ level: o.logLevel, base: { node: o.addr } });
       const cfg: NodeConfig = {
         addr: o.addr,
         dataDir: path.resolve(o.dataDir),
-        ports: { rest: o.restPort, internode: o.internodePort, dp_plain: o.dpPlainPort, etcd_peer: o.etcdPeerPort, etcd_client: o.etcdClientPort, metrics: o.metricsPort },
+        ports: {
+          rest: o.restPort,
+          internode: o.internodePort,
+          dp_plain: o.dpPlainPort,
+          etcd_peer: o.etcdPeerPort,
+          etcd_client: o.etcdClientPort,
+          metrics: o.metricsPort,
+        },
         timings: { ...DEFAULT_TIMINGS, liveTtlSeconds: o.liveTtl },
         capabilities: CAPABILITIES.filter((c) => !(o.withoutCapability as string[]).includes(c)),
         etcdBinary: process.env.TESSERA_ETCD ?? 'etcd',
@@ -298,14 +348,25 @@ export function buildProgram(): Command {
       const w = pairs(words, ['name', 'username', 'password', 'addr']);
       if (!w.name) throw new CliError("'name' is required");
       const creds = credentials(cmd, w);
-      const body = { action: 'create_cluster', cluster: { name: w.name }, credentials: creds, ...(w.addr ? { node: { identity: { addr: w.addr } } } : {}) };
-      const res = await api<{ rest_ca_cert?: string; rest_ca_fingerprint?: string }>(cmd, 'POST', '/v1/bootstrap/create_cluster', body, false);
+      const body = {
+        action: 'create_cluster',
+        cluster: { name: w.name },
+        credentials: creds,
+        ...(w.addr ? { node: { identity: { addr: w.addr } } } : {}),
+      };
+      const res = await api<{ rest_ca_cert?: string; rest_ca_fingerprint?: string }>(
+        cmd,
+        'POST',
+        '/v1/bootstrap/create_cluster',
+        body,
+        false,
+      );
       console.log(`Cluster ${w.name} created; node ${target(cmd).host} is node 1`);
       rememberCa(cmd, res);
     });
   cluster
     .command('master')
-    .description("show the cluster master, or change it: cluster master [set <node_uid>]")
+    .description('show the cluster master, or change it: cluster master [set <node_uid>]')
     .argument('[words...]')
     .action(async (words: string[], _o, cmd: Command) => {
       if (words.length === 0) {
@@ -314,7 +375,8 @@ export function buildProgram(): Command {
         console.log(`Node ${c.master_node_uid} is the cluster master node`);
         return;
       }
-      if (words[0] !== 'set' || words.length !== 2 || !/^\d+$/.test(words[1])) throw new CliError("expected 'cluster master' or 'cluster master set <node_uid>'");
+      if (words[0] !== 'set' || words.length !== 2 || !/^\d+$/.test(words[1]))
+        throw new CliError("expected 'cluster master' or 'cluster master set <node_uid>'");
       await api(cmd, 'POST', '/v1/cluster/actions/change_master', { node_uid: words[1] });
       console.log(`Node ${words[1]} set to be the cluster master node`);
     });
@@ -331,20 +393,33 @@ export function buildProgram(): Command {
         pin = parseFingerprint(w.ca_fingerprint);
         if (!pin) throw new CliError('ca_fingerprint must be sha256:<64 hex digits>, as cluster create printed it');
       } else {
-        process.stderr.write(`warning: joining without ca_fingerprint: the member's identity is not checked before the credentials are sent to it; pass ca_fingerprint sha256:<hex> as cluster create printed it\n`);
+        process.stderr.write(
+          `warning: joining without ca_fingerprint: the member's identity is not checked before the credentials are sent to it; pass ca_fingerprint sha256:<hex> as cluster create printed it\n`,
+        );
       }
       const cluster = { nodes: w.nodes.split(','), ...(pin ? { ca_fingerprint: pin } : {}) };
       const body = { action: 'join_cluster', cluster, credentials: creds, ...(w.addr ? { node: { identity: { addr: w.addr } } } : {}) };
-      const res = await api<{ local_node_info: { uid: number }; rest_ca_cert?: string; rest_ca_fingerprint?: string }>(cmd, 'POST', '/v1/bootstrap/join_cluster', body, false);
+      const res = await api<{ local_node_info: { uid: number }; rest_ca_cert?: string; rest_ca_fingerprint?: string }>(
+        cmd,
+        'POST',
+        '/v1/bootstrap/join_cluster',
+        body,
+        false,
+      );
       console.log(`Node ${target(cmd).host} joined the cluster as node ${res.local_node_info.uid}`);
       rememberCa(cmd, res);
     });
 
   cluster
     .command('certificate')
-    .description('cluster certificate rotate [name] | cluster certificate set internal dpine_certificate_file <f> dpine_key_file <f> cpine_certificate_file <f> cpine_key_file <f>')
+    .description(
+      'cluster certificate rotate [name] | cluster certificate set internal dpine_certificate_file <f> dpine_key_file <f> cpine_certificate_file <f> cpine_key_file <f>',
+    )
     .argument('<action>', 'rotate or set')
-    .argument('[words...]', 'rotate: ccs_internode_encryption or data_internode_encryption (default: both); set: internal and the file pairs')
+    .argument(
+      '[words...]',
+      'rotate: ccs_internode_encryption or data_internode_encryption (default: both); set: internal and the file pairs',
+    )
     .action(async (action: string, words: string[], _o, cmd: Command) => {
       if (action === 'rotate') {
         const [name, ...rest] = words;
@@ -364,7 +439,9 @@ export function buildProgram(): Command {
 
   program
     .command('status')
-    .description('cluster, nodes, databases, endpoints, shards (rladmin status [nodes|databases|endpoints|shards] [extra all] [issues_only])')
+    .description(
+      'cluster, nodes, databases, endpoints, shards (rladmin status [nodes|databases|endpoints|shards] [extra all] [issues_only])',
+    )
     .argument('[words...]')
     .action(async (words: string[], _o, cmd: Command) => {
       const o = statusOptions(words);
@@ -382,15 +459,20 @@ export function buildProgram(): Command {
     .command('verify')
     .description('check the cluster: verify encryption')
     .command('encryption')
-    .description("list every live internode connection and check it against its database's data_internode_encryption and the TLS policy (exit 0: clean, 1: violations, 2: cannot check)")
-    .argument('[words...]', 'db <uid|name>: check only that database\'s data links')
+    .description(
+      "list every live internode connection and check it against its database's data_internode_encryption and the TLS policy (exit 0: clean, 1: violations, 2: cannot check)",
+    )
+    .argument('[words...]', "db <uid|name>: check only that database's data links")
     .option('--require-all', "also fail when any database's data crosses nodes in plaintext")
     .option('--json', 'print a machine-readable report')
     .action(async (words: string[], o: { requireAll?: boolean; json?: boolean }, cmd: Command) => verifyEncryptionCommand(cmd, words, o));
 
   const info = program.command('info').description('key: value details');
   info.command('cluster').action(async (_o, cmd: Command) => {
-    const [cl, policy] = await Promise.all([api<Record<string, unknown>>(cmd, 'GET', '/v1/cluster'), api<Record<string, unknown>>(cmd, 'GET', '/v1/cluster/policy')]);
+    const [cl, policy] = await Promise.all([
+      api<Record<string, unknown>>(cmd, 'GET', '/v1/cluster'),
+      api<Record<string, unknown>>(cmd, 'GET', '/v1/cluster/policy'),
+    ]);
     process.stdout.write(formatInfo({ ...cl, ...policy }));
   });
 
@@ -440,22 +522,32 @@ export function buildProgram(): Command {
     .command('cluster')
     .argument('<words...>', 'setting value pairs, e.g. data_internode_encryption enabled')
     .action(async (words: string[], _o, cmd: Command) => {
-      const w = pairs(words, ['data_internode_encryption', 'internode_key_exchange', 'failover_timeout', 'slave_ha', 'slave_ha_grace_period', ...POLICY_DEFAULTS]);
+      const w = pairs(words, [
+        'data_internode_encryption',
+        'internode_key_exchange',
+        'failover_timeout',
+        'slave_ha',
+        'slave_ha_grace_period',
+        ...POLICY_DEFAULTS,
+      ]);
       const body: Record<string, unknown> = {};
       if (w.data_internode_encryption !== undefined) body.data_internode_encryption = enabledWord(w.data_internode_encryption);
       if (w.internode_key_exchange !== undefined) {
-        if (!(KEY_EXCHANGES as readonly string[]).includes(w.internode_key_exchange)) throw new CliError(`internode_key_exchange must be one of: ${KEY_EXCHANGES.join(', ')}`);
+        if (!(KEY_EXCHANGES as readonly string[]).includes(w.internode_key_exchange))
+          throw new CliError(`internode_key_exchange must be one of: ${KEY_EXCHANGES.join(', ')}`);
         body.internode_key_exchange = w.internode_key_exchange;
       }
       if (w.failover_timeout !== undefined) {
         const t = Number(w.failover_timeout);
-        if (!Number.isInteger(t) || t < 1 || t > 3600) throw new CliError('failover_timeout must be a whole number of seconds from 1 to 3600');
+        if (!Number.isInteger(t) || t < 1 || t > 3600)
+          throw new CliError('failover_timeout must be a whole number of seconds from 1 to 3600');
         body.failover_timeout = t;
       }
       if (w.slave_ha !== undefined) body.slave_ha = enabledWord(w.slave_ha);
       if (w.slave_ha_grace_period !== undefined) {
         const t = Number(w.slave_ha_grace_period);
-        if (!Number.isInteger(t) || t < 0 || t > 86400) throw new CliError('slave_ha_grace_period must be a whole number of seconds from 0 to 86400');
+        if (!Number.isInteger(t) || t < 0 || t > 86400)
+          throw new CliError('slave_ha_grace_period must be a whole number of seconds from 0 to 86400');
         body.slave_ha_grace_period = t;
       }
       // Database defaults: the REST API checks the values and names the allowed ones.
@@ -474,7 +566,8 @@ export async function main(argv: string[]): Promise<void> {
   try {
     // rladmin's word order, `node <uid> remove`, becomes commander's `node remove <uid>`.
     const i = argv.indexOf('node');
-    if (i >= 2 && /^\d+$/.test(argv[i + 1] ?? '') && argv[i + 2] === 'remove') argv = [...argv.slice(0, i + 1), 'remove', argv[i + 1], ...argv.slice(i + 3)];
+    if (i >= 2 && /^\d+$/.test(argv[i + 1] ?? '') && argv[i + 2] === 'remove')
+      argv = [...argv.slice(0, i + 1), 'remove', argv[i + 1], ...argv.slice(i + 3)];
     await program.parseAsync(argv);
   } catch (err) {
     process.stderr.write(`error: ${(err as Error).message.split('\n')[0]}\n`);

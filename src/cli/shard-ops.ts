@@ -66,7 +66,10 @@ export async function followAction(cmd: Command, deps: Pick<ShardCliDeps, 'api'>
     }
     if (a.status === 'completed') return;
     if (a.status === 'failed') throw new Error(a.error ?? `action ${uid} failed`);
-    if (Date.now() > deadline) throw new Error(`action ${uid} is still ${a.status} (${a.progress}%) after ${ACTION_TIMEOUT_MS / 60_000} minutes; follow it with GET /v1/actions/${uid}`);
+    if (Date.now() > deadline)
+      throw new Error(
+        `action ${uid} is still ${a.status} (${a.progress}%) after ${ACTION_TIMEOUT_MS / 60_000} minutes; follow it with GET /v1/actions/${uid}`,
+      );
     await new Promise((r) => setTimeout(r, 150));
   }
 }
@@ -100,7 +103,10 @@ export function addShardCommands(program: Command, deps: ShardCliDeps): void {
       const r =
         w.shards.length === 1
           ? await deps.api<{ action_uid: string }>(cmd, 'POST', `/v1/shards/${w.shards[0]}/actions/migrate`, { target_node_uid: target })
-          : await deps.api<{ action_uid: string }>(cmd, 'POST', '/v1/shards/actions/migrate', { shard_uids: w.shards, target_node_uid: target });
+          : await deps.api<{ action_uid: string }>(cmd, 'POST', '/v1/shards/actions/migrate', {
+              shard_uids: w.shards,
+              target_node_uid: target,
+            });
       console.log(`Migrating shard${w.shards.length > 1 ? 's' : ''} ${w.shards.join(', ')} to node ${target} (action ${r.action_uid})`);
       await followAction(cmd, deps, r.action_uid);
       console.log('Done');

@@ -18,7 +18,7 @@ import path from 'node:path';
 import { findLocalNode } from '../util/run-registry.js';
 import { restTrustAnchorFile } from '../pki/node-files.js';
 import { parseFingerprint, sha256Fingerprint } from '../pki/pki.js';
-import { ConnectError, requestJson } from '../util/https-json.js';
+import { type ConnectError, requestJson } from '../util/https-json.js';
 
 export interface Trust {
   caPem?: string;
@@ -38,7 +38,8 @@ export function savedTrustDir(env: NodeJS.ProcessEnv = process.env): string {
   return path.join(base, 'tessera', 'trust');
 }
 
-export const savedTrustFile = (host: string, port: number) => path.join(savedTrustDir(), `${host.replace(/[^0-9A-Za-z.-]/g, '_')}_${port}.pem`);
+export const savedTrustFile = (host: string, port: number) =>
+  path.join(savedTrustDir(), `${host.replace(/[^0-9A-Za-z.-]/g, '_')}_${port}.pem`);
 
 /** Remember a cluster's REST CA for this address (after create or join). */
 export function saveTrust(host: string, port: number, caPem: string): string {
@@ -72,7 +73,8 @@ export async function resolveTrust(o: TrustOptions, host: string, port: number):
     } catch {
       got = undefined; // not a certificate
     }
-    if (got !== want) throw new TrustError(`${host}:${port} presents ${got ?? 'no certificate'}, not --fingerprint ${want}: refusing to talk to it`);
+    if (got !== want)
+      throw new TrustError(`${host}:${port} presents ${got ?? 'no certificate'}, not --fingerprint ${want}: refusing to talk to it`);
     return { caPem: pem, source: `--fingerprint ${want}` };
   }
   const local = findLocalNode(host, port);
@@ -91,11 +93,10 @@ export async function resolveTrust(o: TrustOptions, host: string, port: number):
 
 /** The one-line explanation of a refused certificate, with the ways out. */
 export function certProblem(err: ConnectError, host: string, port: number, t: Trust): string {
-  const fix =
-    t.source.startsWith('the system')
-      ? `pass --ca <cluster CA file> (or TESSERA_CA), run the CLI on the node's host, or --fingerprint sha256:<hex> as the node logs it at start; --insecure skips the check`
-      : t.source.includes('saved by')
-        ? `if that cluster was re-created, delete ${savedTrustFile(host, port)}; or pass --ca <file>; --insecure skips the check`
-        : `check the CA file, or --insecure to skip the check`;
+  const fix = t.source.startsWith('the system')
+    ? `pass --ca <cluster CA file> (or TESSERA_CA), run the CLI on the node's host, or --fingerprint sha256:<hex> as the node logs it at start; --insecure skips the check`
+    : t.source.includes('saved by')
+      ? `if that cluster was re-created, delete ${savedTrustFile(host, port)}; or pass --ca <file>; --insecure skips the check`
+      : `check the CA file, or --insecure to skip the check`;
   return `${err.message.replace(/^the certificate of /, 'the REST certificate of ')} (checked against ${t.source}). Fix: ${fix}`;
 }

@@ -2,7 +2,7 @@
 // node's live internode connections judged against each database's
 // data_internode_encryption setting and the TLS policy), as tables.
 import type { InternodeLink } from '../internode/links.js';
-import { VerifyReport, hostOf, nodeName } from '../internode/verify.js';
+import { type VerifyReport, hostOf, nodeName } from '../internode/verify.js';
 import { table } from './format.js';
 
 export * from '../internode/verify.js';
@@ -36,7 +36,14 @@ export function formatVerify(r: VerifyReport): string {
     out += '\nDATABASES:\n';
     out += table(
       ['DB:ID', 'NAME', 'ENCRYPTION', 'CONNECTIONS', 'TLS', 'PLAINTEXT'],
-      r.databases.map((d) => [`db:${d.uid}`, d.name, d.data_internode_encryption ? 'enabled' : 'disabled', String(d.connections), String(d.tls_connections), String(d.plaintext_connections)]),
+      r.databases.map((d) => [
+        `db:${d.uid}`,
+        d.name,
+        d.data_internode_encryption ? 'enabled' : 'disabled',
+        String(d.connections),
+        String(d.tls_connections),
+        String(d.plaintext_connections),
+      ]),
     );
   }
   const scope = r.scope.db === null ? '' : ` (control links, and data links of db:${r.scope.db})`;

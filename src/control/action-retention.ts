@@ -52,6 +52,10 @@ export class ActionRetention {
       if (this.loop.isStopped || !this.h.isMaster()) return;
       await store.delete(a.action_uid);
     }
-    if (old.length) this.log.info({ removed: old.length, oldest: old[0].action_uid, newest: old[old.length - 1].action_uid, kept: this.keep }, 'finished actions removed');
+    if (old.length)
+      this.log.info(
+        { removed: old.length, oldest: old[0].action_uid, newest: old[old.length - 1].action_uid, kept: this.keep },
+        'finished actions removed',
+      );
   }
 }

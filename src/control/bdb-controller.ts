@@ -78,7 +78,9 @@ export class BdbController {
       const fatal = current.find((o) => o.fatal);
       if (fatal && b.status === 'pending') {
         this.log.warn({ bdb: b.uid, node: fatal.node_uid, err: fatal.error }, 'database creation failed');
-        await this.store.bdbs.update(b.uid, (cur) => (cur.generation === b.generation ? { ...cur, status: 'creation-failed', error: fatal.error } : undefined));
+        await this.store.bdbs.update(b.uid, (cur) =>
+          cur.generation === b.generation ? { ...cur, status: 'creation-failed', error: fatal.error } : undefined,
+        );
         await this.store.actions.finish(b.action_uid, 'failed', fatal.error);
         continue;
       }
@@ -90,7 +92,9 @@ export class BdbController {
         await this.store.actions.finish(b.action_uid, 'completed');
         this.log.info({ bdb: b.uid }, 'database deleted');
       } else {
-        await this.store.bdbs.update(b.uid, (cur) => (cur.generation === b.generation && cur.status !== 'delete-pending' ? { ...cur, status: 'active', error: undefined } : undefined));
+        await this.store.bdbs.update(b.uid, (cur) =>
+          cur.generation === b.generation && cur.status !== 'delete-pending' ? { ...cur, status: 'active', error: undefined } : undefined,
+        );
         await this.store.actions.finish(b.action_uid, 'completed');
         this.log.info({ bdb: b.uid, generation: b.generation }, 'database active');
       }

@@ -32,14 +32,22 @@ export const ROTATION_REPORT_MS = 45_000;
 /** How long a finished request and its reports are kept before the master removes them. */
 const RETAIN_MS = 10 * 60_000;
 
-
 /** Ask every node in `nodes` to renew `planes`: the action and the request, in one transaction. */
 export async function requestRotation(c: Etcd3, planes: Plane[], nodes: number[]): Promise<ActionRecord> {
   const store = storeOf(c);
   const uid = String(await store.seqs.next('action'));
   const now = new Date().toISOString();
   const description = `renewing ${planes.map((p) => PLANE_CERT_NAME[p]).join(' and ')} on node(s) ${nodes.join(', ')}`;
-  const action: ActionRecord = { action_uid: uid, name: ROTATION_ACTION, object_name: 'cluster', progress: 0, status: 'active', creation_time: now, description, steps: [`0% ${description}`] };
+  const action: ActionRecord = {
+    action_uid: uid,
+    name: ROTATION_ACTION,
+    object_name: 'cluster',
+    progress: 0,
+    status: 'active',
+    creation_time: now,
+    description,
+    steps: [`0% ${description}`],
+  };
   const request: CertRotationRequest = { action_uid: uid, planes, nodes, requested_time: now };
   if (!(await store.certRotations.create(action, request))) throw new Error(`action ${uid} exists already`);
   return action;
@@ -92,7 +100,8 @@ export class CertRotationController {
   ) {
     this.requests = storeOf(h.client).certRotations.requestsCache();
     this.reports = storeOf(h.client).certRotations.reportsCache();
-    for (const c of [this.requests, this.reports]) c.on('malformed', (err: Error) => this.log.error({ err: err.message }, 'ignoring a malformed certificate rotation record'));
+    for (const c of [this.requests, this.reports])
+      c.on('malformed', (err: Error) => this.log.error({ err: err.message }, 'ignoring a malformed certificate rotation record'));
     this.loop = new MasterLoop(h, 500, log, 'certificate rotation bookkeeping', () => this.tick());
   }
 
@@ -122,8 +131,10 @@ export class CertRotationController {
       const what = r.renewed.map((x) => `${PLANE_CERT_NAME[x.plane]} (serial ${x.serial})`).join(', ');
       return { node, text: `node ${node} renewed ${what || 'nothing: its certificates are operator-provided'}` };
     }
-    if (!nodeIsUp(this.h, node)) return { node, error: `node ${node} is down (no liveness lease, or no heartbeat for the failover timeout); it was not renewed` };
-    if (Date.now() - Date.parse(req.requested_time) > this.reportMs) return { node, error: `node ${node} is up but did not report a renewal within ${this.reportMs / 1000} s` };
+    if (!nodeIsUp(this.h, node))
+      return { node, error: `node ${node} is down (no liveness lease, or no heartbeat for the failover timeout); it was not renewed` };
+    if (Date.now() - Date.parse(req.requested_time) > this.reportMs)
+      return { node, error: `node ${node} is up but did not report a renewal within ${this.reportMs / 1000} s` };
     return { node, pending: true };
   }
 
@@ -163,7 +174,11 @@ export class CertRotationController {
   private async finish(req: CertRotationRequest, action: ActionRecord): Promise<void> {
     const failed = req.failed ?? [];
     if (!failed.length) {
-      await storeOf(this.h.client).actions.update(action.action_uid, { status: 'completed', progress: 100, description: `certificates renewed on every node (${req.nodes.join(', ')})` });
+      await storeOf(this.h.client).actions.update(action.action_uid, {
+        status: 'completed',
+        progress: 100,
+        description: `certificates renewed on every node (${req.nodes.join(', ')})`,
+      });
       this.log.info({ action: action.action_uid, planes: req.planes, nodes: req.nodes }, 'internode certificates rotated on every node');
     } else {
       const error = `certificates were not renewed on node(s) ${failed.map((f) => f.node_uid).join(', ')}; they renew when reachable: ${failed.map((f) => f.error).join('; ')}`;

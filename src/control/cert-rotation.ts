@@ -23,24 +23,35 @@ import type { CertStore } from '../pki/certstore.js';
 import type { ServiceCerts } from '../pki/service-certs.js';
 import type { NodeConfig, NodeIdentity } from './config.js';
 import {
-  AlertSetting,
-  CaRecord,
-  CertMeta,
-  CertRotatedRecord,
-  CertRotationRequest,
-  CustomerCertRecord,
-  CertRotationSettings,
-  NodeAlertsRecord,
-  ServiceCertRecord,
-  StoredAlertSettings,
-  StoredJobScheduler,
-  TrustRecord,
+  type AlertSetting,
+  type CaRecord,
+  type CertMeta,
+  type CertRotatedRecord,
+  type CertRotationRequest,
+  type CustomerCertRecord,
+  type CertRotationSettings,
+  type NodeAlertsRecord,
+  type ServiceCertRecord,
+  type StoredAlertSettings,
+  type StoredJobScheduler,
+  type TrustRecord,
   alertSettingsWithDefaults,
   jobSchedulerWithDefaults,
 } from '../coord/schema.js';
 import type { PrefixCache } from '../coord/watch.js';
 import { storeOf, type ClusterStore } from '../coord/store.js';
-import { PLANE_CERT_NAME, Plane, PLANES, SERVICE_NAMES, ServiceName, certInfo, createCa, createCsr, generateKeyPair, issueFromCsr } from '../pki/pki.js';
+import {
+  PLANE_CERT_NAME,
+  type Plane,
+  PLANES,
+  SERVICE_NAMES,
+  type ServiceName,
+  certInfo,
+  createCa,
+  createCsr,
+  generateKeyPair,
+  issueFromCsr,
+} from '../pki/pki.js';
 import { installPlaneFiles } from '../pki/node-files.js';
 import { parseCron, type Cron } from '../util/cron.js';
 
@@ -52,7 +63,6 @@ export interface RenewResult {
   serial: string;
   not_after: string;
 }
-
 
 /** What certificate rotation needs of its node's membership (ClusterMember provides it). */
 export interface RotatorHost {
@@ -117,13 +127,17 @@ export class CertRotator {
     await this.ensureServicesCa();
     this.m.serviceCustomerCerts.on('change', () => void this.applyServiceCustomer());
     await this.applyServiceCustomer();
-    for (const name of SERVICE_NAMES) if (!this.m.services.isCurrent(name)) await this.renewService(name, 'missing or not from the services CA');
+    for (const name of SERVICE_NAMES)
+      if (!this.m.services.isCurrent(name)) await this.renewService(name, 'missing or not from the services CA');
     await this.publishServices();
     await this.rotations.start();
     this.rotations.on('change', () => void this.applyRotations());
     await this.applyRotations();
     // A failed tick must not become an unhandled rejection (it would end the process): log it, the next one retries.
-    this.timer = setInterval(() => void this.tick().catch((e) => this.log.error({ err: (e as Error).message }, 'certificate schedule tick failed')), TICK_MS);
+    this.timer = setInterval(
+      () => void this.tick().catch((e) => this.log.error({ err: (e as Error).message }, 'certificate schedule tick failed')),
+      TICK_MS,
+    );
     this.timer.unref();
     await this.tick();
   }
@@ -177,8 +191,16 @@ export class CertRotator {
     // Operator certificates are not rotated; 5 days before their chain expires the cluster takes over.
     for (const plane of PLANES) {
       const rec = this.m.customerCerts.items.get(plane);
-      if (rec && this.m.certs.isCustomer(plane) && Date.parse(rec.chain_not_after) - Date.now() < 5 * DAY * 1000 && !this.renewing.has(plane)) {
-        this.log.warn({ plane, chain_not_after: rec.chain_not_after }, 'operator-provided certificate expires within 5 days; replacing it with a cluster-issued one');
+      if (
+        rec &&
+        this.m.certs.isCustomer(plane) &&
+        Date.parse(rec.chain_not_after) - Date.now() < 5 * DAY * 1000 &&
+        !this.renewing.has(plane)
+      ) {
+        this.log.warn(
+          { plane, chain_not_after: rec.chain_not_after },
+          'operator-provided certificate expires within 5 days; replacing it with a cluster-issued one',
+        );
         this.renew(plane, 'operator certificate about to expire')
           .then(() => this.store.operatorCerts.deleteCustomerCert(this.m.uid, plane))
           .catch((e) => this.log.warn({ plane, err: (e as Error).message }, 'cannot replace the expiring operator-provided certificate'));
@@ -239,7 +261,10 @@ export class CertRotator {
       const f = this.failures.get(name);
       if (!due || this.renewing.has(name) || (f && Date.now() < f.retryAt)) continue;
       const p = this.renewService(name, due);
-      if (operator) p.then(() => this.store.operatorCerts.deleteServiceCert(this.m.uid, name)).catch((e) => this.log.warn({ name, err: (e as Error).message }, 'cannot replace the expiring operator-provided certificate'));
+      if (operator)
+        p.then(() => this.store.operatorCerts.deleteServiceCert(this.m.uid, name)).catch((e) =>
+          this.log.warn({ name, err: (e as Error).message }, 'cannot replace the expiring operator-provided certificate'),
+        );
       else p.catch(() => undefined); // logged, with its retry backoff, by doRenewService
     }
   }
@@ -249,7 +274,8 @@ export class CertRotator {
     let rec = await this.store.cluster.servicesCa();
     if (!rec) {
       const ca = await createCa(this.m.cluster.name, this.m.identity.cluster_id, 'services');
-      if (await this.store.cluster.createServicesCa({ cert: ca.certPem, key: ca.keyPem })) this.log.info('services CA created (the cluster had none)');
+      if (await this.store.cluster.createServicesCa({ cert: ca.certPem, key: ca.keyPem }))
+        this.log.info('services CA created (the cluster had none)');
       rec = await this.store.cluster.requireServicesCa();
     }
     this.m.services.setCa(rec.cert);
@@ -389,7 +415,10 @@ export class CertRotator {
     await this.store.certRotations.putReport(rec);
     this.rotationsUnreported.delete(req.action_uid);
     this.rotationsReported.add(req.action_uid);
-    this.log.info({ action: req.action_uid, renewed: rec.renewed.map((r) => r.plane), error: rec.error }, 'certificate rotation request carried out');
+    this.log.info(
+      { action: req.action_uid, renewed: rec.renewed.map((r) => r.plane), error: rec.error },
+      'certificate rotation request carried out',
+    );
   }
 
   /** Renew one plane now (shared by the schedule and POST /v1/cluster/certificates/rotate). */
@@ -423,7 +452,14 @@ export class CertRotator {
     const csrPem = await createCsr(kp, `node${this.m.uid}-${name}`);
     const certPem = await issueFromCsr(
       { certPem: ca.cert, keyPem: ca.key },
-      { csrPem, clusterId: this.m.identity.cluster_id, uid: this.m.uid, plane: name, addr: this.m.cfg.addr, validitySeconds: Math.max(1, Math.round(validityDays * DAY)) },
+      {
+        csrPem,
+        clusterId: this.m.identity.cluster_id,
+        uid: this.m.uid,
+        plane: name,
+        addr: this.m.cfg.addr,
+        validitySeconds: Math.max(1, Math.round(validityDays * DAY)),
+      },
     );
     return { certPem, keyPem: kp.keyPem };
   }
@@ -440,7 +476,14 @@ export class CertRotator {
   /** Record the new certificate's metadata in this node's record (what the API and other nodes read). */
   private async publish(plane: Plane, certPem: string): Promise<void> {
     const i = certInfo(certPem);
-    const meta: CertMeta = { name: PLANE_CERT_NAME[plane], serial: i.serial, subject: i.subject, issuer: i.issuer, not_before: i.not_before, not_after: i.not_after };
+    const meta: CertMeta = {
+      name: PLANE_CERT_NAME[plane],
+      serial: i.serial,
+      subject: i.subject,
+      issuer: i.issuer,
+      not_before: i.not_before,
+      not_after: i.not_after,
+    };
     await this.store.nodes.update(this.m.uid, (rec) => ({ ...rec, certificates: { ...rec.certificates, [plane]: meta } }));
   }
 
@@ -464,13 +507,19 @@ export class CertRotator {
         change_time: new Date().toISOString(),
         change_value: {
           state,
-          ...(worst ? { certificate: PLANE_CERT_NAME[worst.plane], days_left: +(worst.left / DAY).toFixed(6), seconds_left: Math.round(worst.left) } : {}),
+          ...(worst
+            ? { certificate: PLANE_CERT_NAME[worst.plane], days_left: +(worst.left / DAY).toFixed(6), seconds_left: Math.round(worst.left) }
+            : {}),
         },
       },
     };
     await this.store.nodes.putAlerts(this.m.uid, rec);
     this.lastAlert = key;
-    if (state) this.log.warn({ alert: 'node_internal_certs_about_to_expire', certificate: PLANE_CERT_NAME[worst!.plane], seconds_left: Math.round(worst!.left) }, 'internode certificate about to expire');
+    if (state)
+      this.log.warn(
+        { alert: 'node_internal_certs_about_to_expire', certificate: PLANE_CERT_NAME[worst!.plane], seconds_left: Math.round(worst!.left) },
+        'internode certificate about to expire',
+      );
     else this.log.info({ alert: 'node_internal_certs_about_to_expire' }, 'alert cleared');
   }
 

@@ -1,7 +1,7 @@
 // A node's settings (from the command line) and its on-disk identity.
 import fs from 'node:fs';
 import path from 'node:path';
-import { NodePorts } from '../coord/schema.js';
+import type { NodePorts } from '../coord/schema.js';
 import { CERT_FILES, certsDir } from '../pki/node-files.js';
 import { processAlive, writeFileAtomic } from '../util/files.js';
 
@@ -99,4 +99,3 @@ export function lockDataDir(dataDir: string): () => void {
   }
   throw new Error(`cannot lock data directory ${dataDir}`);
 }
-

@@ -9,14 +9,42 @@ import os from 'node:os';
 import { randomUUID, X509Certificate } from 'node:crypto';
 import type { Logger } from 'pino';
 import { ConstantBackoff, handleWhen, retry } from 'cockatiel';
-import { NodeConfig, NodeIdentity, SOFTWARE_VERSION, lockDataDir, readIdentity, wipeMembership, writeIdentity } from './config.js';
+import {
+  type NodeConfig,
+  type NodeIdentity,
+  SOFTWARE_VERSION,
+  lockDataDir,
+  readIdentity,
+  wipeMembership,
+  writeIdentity,
+} from './config.js';
 import { BOOTSTRAP_CERT_FILE, certPath, certsDir, restTrustAnchorFile } from '../pki/node-files.js';
 import { writeFileAtomic } from '../util/files.js';
 import { ClusterMember } from './member.js';
-import { DEFAULT_POLICY, type ClusterRecord, type JoinRecord, type NodePorts, type NodeStubRecord, type UserRecord } from '../coord/schema.js';
+import {
+  DEFAULT_POLICY,
+  type ClusterRecord,
+  type JoinRecord,
+  type NodePorts,
+  type NodeStubRecord,
+  type UserRecord,
+} from '../coord/schema.js';
 import { storeOf } from '../coord/store.js';
 import { peerUrl } from '../coord/etcd.js';
-import { Issued, Plane, SERVICE_NAMES, ServiceName, sha256Fingerprint, createCa, createCsr, generateKeyPair, issueFromCsr, issueLocally, selfSigned, validateBundle } from '../pki/pki.js';
+import {
+  type Issued,
+  type Plane,
+  SERVICE_NAMES,
+  type ServiceName,
+  sha256Fingerprint,
+  createCa,
+  createCsr,
+  generateKeyPair,
+  issueFromCsr,
+  issueLocally,
+  selfSigned,
+  validateBundle,
+} from '../pki/pki.js';
 import { hashPassword } from './passwords.js';
 import { installPlaneFiles, installServiceFiles } from '../pki/node-files.js';
 import { OperatorError, conflict } from '../util/errors.js';
@@ -131,7 +159,10 @@ export class NodeDaemon {
       }
       // The fingerprint is for operators of a remote blank node: `tessera --fingerprint <it>` trusts that node.
       const anchor = this.restTrust();
-      this.log.info({ addr: this.cfg.addr, rest: this.cfg.ports.rest, member: !!identity, rest_ca_fingerprint: anchor?.fingerprint }, 'node started');
+      this.log.info(
+        { addr: this.cfg.addr, rest: this.cfg.ports.rest, member: !!identity, rest_ca_fingerprint: anchor?.fingerprint },
+        'node started',
+      );
     } catch (err) {
       await this.stop();
       throw err;
@@ -177,7 +208,8 @@ export class NodeDaemon {
   }
 
   private beginBootstrap(state: BootstrapState): void {
-    if (this.member || readIdentity(this.cfg.dataDir)) throw conflict('node_already_in_cluster', `node ${this.cfg.addr} already belongs to a cluster`);
+    if (this.member || readIdentity(this.cfg.dataDir))
+      throw conflict('node_already_in_cluster', `node ${this.cfg.addr} already belongs to a cluster`);
     if (this.busy) throw conflict('busy', 'a bootstrap operation is already running on this node');
     this.busy = true;
     this.bootstrap = { state, start_time: new Date().toISOString() };
@@ -218,9 +250,17 @@ export class NodeDaemon {
       const servicesCa = await createCa(req.name, clusterId, 'services');
       const uid = 1;
       const certs = {} as Record<Plane, Issued>;
-      for (const plane of ['cp', 'dp'] as Plane[]) certs[plane] = await issueLocally(ca, { clusterId, uid, plane, addr: this.cfg.addr, validitySeconds: INTERNODE_CERT_SECONDS });
+      for (const plane of ['cp', 'dp'] as Plane[])
+        certs[plane] = await issueLocally(ca, { clusterId, uid, plane, addr: this.cfg.addr, validitySeconds: INTERNODE_CERT_SECONDS });
       const services = {} as Record<ServiceName, Issued>;
-      for (const name of SERVICE_NAMES) services[name] = await issueLocally(servicesCa, { clusterId, uid, plane: name, addr: this.cfg.addr, validitySeconds: INTERNODE_CERT_SECONDS });
+      for (const name of SERVICE_NAMES)
+        services[name] = await issueLocally(servicesCa, {
+          clusterId,
+          uid,
+          plane: name,
+          addr: this.cfg.addr,
+          validitySeconds: INTERNODE_CERT_SECONDS,
+        });
       await this.writeCertFiles(ca.certPem, certs, servicesCa.certPem, services);
 
       const identity: NodeIdentity = {
@@ -228,13 +268,24 @@ export class NodeDaemon {
         cluster_name: req.name,
         uid,
         addr: this.cfg.addr,
-        etcd: { name: `n${uid}`, initial_cluster: `n${uid}=${peerUrl(this.cfg.addr, this.cfg.ports.etcd_peer)}`, token: clusterId, state: 'new' },
+        etcd: {
+          name: `n${uid}`,
+          initial_cluster: `n${uid}=${peerUrl(this.cfg.addr, this.cfg.ports.etcd_peer)}`,
+          token: clusterId,
+          state: 'new',
+        },
       };
       this.member = ClusterMember.startEtcd(this.cfg, identity, this.log);
       await this.member.waitReady();
       const store = storeOf(this.member.client);
       const cluster: ClusterRecord = { name: req.name, cluster_id: clusterId, created_time: new Date().toISOString() };
-      const user: UserRecord = { uid: 1, username: req.username, password_hash: await hashPassword(req.password), role: 'admin', password_issue_date: new Date().toISOString() };
+      const user: UserRecord = {
+        uid: 1,
+        username: req.username,
+        password_hash: await hashPassword(req.password),
+        role: 'admin',
+        password_issue_date: new Date().toISOString(),
+      };
       const members = await store.members.list();
       const node: NodeStubRecord = { uid, etcd_member_id: String(members.members[0]?.ID ?? ''), joined_time: new Date().toISOString() };
       await store.cluster.create({
@@ -258,7 +309,12 @@ export class NodeDaemon {
     }
   }
 
-  private async writeCertFiles(caPem: string, certs: Record<Plane, Issued>, servicesCaPem: string, services: Partial<Record<ServiceName, Issued>>): Promise<void> {
+  private async writeCertFiles(
+    caPem: string,
+    certs: Record<Plane, Issued>,
+    servicesCaPem: string,
+    services: Partial<Record<ServiceName, Issued>>,
+  ): Promise<void> {
     const dd = this.cfg.dataDir;
     writeFileAtomic(certPath(dd, 'ca'), caPem.trim() + '\n');
     writeFileAtomic(certPath(dd, 'servicesCa'), servicesCaPem.trim() + '\n');
@@ -293,22 +349,44 @@ export class NodeDaemon {
         try {
           // Pinned: learn the member's CA without credentials, compare, then speak only to a server that CA vouches for.
           const caPem = req.caFingerprint ? await pinnedCa(n, target, req.caFingerprint) : undefined;
-          if (!caPem) this.log.warn({ member: n }, 'joining without ca_fingerprint: the member is not authenticated before the credentials are sent');
-          const res = await requestJson<JoinGrant>({ method: 'POST', ...target, path: '/v1/cluster/join_node', body, username: req.username, password: req.password, caPem, timeoutMs: 30_000 });
-          if (res.status === 401) throw new OperatorError('forbidden', 'join_unauthorized', `the cluster at ${n} rejected the credentials of ${req.username}`);
-          if (res.status === 404 && typeof res.body === 'object') throw new OperatorError('invalid', 'not_a_cluster_member', `${n} is a Tessera node but not a cluster member`);
+          if (!caPem)
+            this.log.warn({ member: n }, 'joining without ca_fingerprint: the member is not authenticated before the credentials are sent');
+          const res = await requestJson<JoinGrant>({
+            method: 'POST',
+            ...target,
+            path: '/v1/cluster/join_node',
+            body,
+            username: req.username,
+            password: req.password,
+            caPem,
+            timeoutMs: 30_000,
+          });
+          if (res.status === 401)
+            throw new OperatorError('forbidden', 'join_unauthorized', `the cluster at ${n} rejected the credentials of ${req.username}`);
+          if (res.status === 404 && typeof res.body === 'object')
+            throw new OperatorError('invalid', 'not_a_cluster_member', `${n} is a Tessera node but not a cluster member`);
           if (res.status !== 200) {
             const b = res.body as { error_code?: string } | undefined;
-            if (typeof b !== 'object' || !b?.error_code) throw new OperatorError('invalid', 'not_a_tessera_node', `${n} is not a Tessera node (HTTP ${res.status})`);
+            if (typeof b !== 'object' || !b?.error_code)
+              throw new OperatorError('invalid', 'not_a_tessera_node', `${n} is not a Tessera node (HTTP ${res.status})`);
             const d = (b as { description?: string }).description ?? `HTTP ${res.status}`;
-            throw new OperatorError(res.status >= 500 ? 'upstream' : res.status === 409 ? 'conflict' : 'invalid', b.error_code, `join refused by ${n}: ${d}`);
+            throw new OperatorError(
+              res.status >= 500 ? 'upstream' : res.status === 409 ? 'conflict' : 'invalid',
+              b.error_code,
+              `join refused by ${n}: ${d}`,
+            );
           }
           checkGrant(res.body, res.peerCertRaw, keys);
           grant = res.body;
           via = target;
           break;
         } catch (err) {
-          if (err instanceof ConnectError && err.code === 'CERT') throw new OperatorError('forbidden', 'ca_fingerprint_mismatch', `${n}: ${err.message}; it is not the cluster pinned by ca_fingerprint, no credentials were sent`);
+          if (err instanceof ConnectError && err.code === 'CERT')
+            throw new OperatorError(
+              'forbidden',
+              'ca_fingerprint_mismatch',
+              `${n}: ${err.message}; it is not the cluster pinned by ca_fingerprint, no credentials were sent`,
+            );
           if (err instanceof ConnectError) lastErr = new OperatorError('invalid', 'not_a_tessera_node', `${n}: ${err.message}`);
           else throw err;
         }
@@ -343,7 +421,12 @@ export class NodeDaemon {
         caPem: grant.services_ca_cert,
         timeoutMs: 45_000,
       });
-      if (promoted.status !== 200) throw new OperatorError('upstream', 'join_failed', `the cluster could not admit this node's store member: ${errorText(promoted)}; ${this.member.etcd.logTail(2)}`);
+      if (promoted.status !== 200)
+        throw new OperatorError(
+          'upstream',
+          'join_failed',
+          `the cluster could not admit this node's store member: ${errorText(promoted)}; ${this.member.etcd.logTail(2)}`,
+        );
       await this.runMember(this.member);
       writeIdentity(this.cfg.dataDir, identity);
       this.hooks.apiCertificate(services.api!);
@@ -353,8 +436,20 @@ export class NodeDaemon {
       this.log.error({ err: (err as Error).message }, 'join failed');
       await this.undoMembership();
       if (grant && via) {
-        await requestJson({ method: 'POST', ...via, path: `/v1/cluster/join_node/${grant.uid}/abort`, body: {}, username: req.username, password: req.password, caPem: grant.services_ca_cert, timeoutMs: 10_000 }).catch(
-          (e) => this.log.warn({ err: (e as Error).message }, "cannot abort the join on the cluster; its watchdog removes this node's store member"),
+        await requestJson({
+          method: 'POST',
+          ...via,
+          path: `/v1/cluster/join_node/${grant.uid}/abort`,
+          body: {},
+          username: req.username,
+          password: req.password,
+          caPem: grant.services_ca_cert,
+          timeoutMs: 10_000,
+        }).catch((e) =>
+          this.log.warn(
+            { err: (e as Error).message },
+            "cannot abort the join on the cluster; its watchdog removes this node's store member",
+          ),
         );
       }
       this.endBootstrap(err);
@@ -372,14 +467,16 @@ export class NodeDaemon {
   // --- the member's side of a join ---
 
   requireMember(): ClusterMember {
-    if (!this.member) throw new OperatorError('unavailable', 'node_not_in_cluster', `node ${this.cfg.addr} does not belong to a cluster yet`);
+    if (!this.member)
+      throw new OperatorError('unavailable', 'node_not_in_cluster', `node ${this.cfg.addr} does not belong to a cluster yet`);
     return this.member;
   }
 
   async admitNode(req: JoinNodeRequest): Promise<JoinGrant> {
     const m = this.requireMember();
     const store = storeOf(m.client);
-    if (m.nodes.values().some((n) => n.addr === req.addr)) throw conflict('node_already_member', `a node with address ${req.addr} is already a member`);
+    if (m.nodes.values().some((n) => n.addr === req.addr))
+      throw conflict('node_already_member', `a node with address ${req.addr} is already a member`);
     const pending = await store.joins.list();
     if (pending.length > 0) throw conflict('busy', 'another node is joining; try again in a minute');
 
@@ -410,11 +507,17 @@ export class NodeDaemon {
             validitySeconds: INTERNODE_CERT_SECONDS,
           });
         } catch (err) {
-          throw new OperatorError('invalid', 'invalid_csr', `cannot sign the node's ${plane} certificate request: ${(err as Error).message}`);
+          throw new OperatorError(
+            'invalid',
+            'invalid_csr',
+            `cannot sign the node's ${plane} certificate request: ${(err as Error).message}`,
+          );
         }
       }
     } catch (err) {
-      await store.members.remove(memberId).catch((e) => this.log.warn({ member: memberId, err: (e as Error).message }, 'cannot remove the store learner of a refused join'));
+      await store.members
+        .remove(memberId)
+        .catch((e) => this.log.warn({ member: memberId, err: (e as Error).message }, 'cannot remove the store learner of a refused join'));
       throw err;
     }
     const join: JoinRecord = { uid, addr: req.addr, etcd_member_id: memberId, started_time: new Date().toISOString() };
@@ -425,11 +528,21 @@ export class NodeDaemon {
       .filter(Boolean)
       .join(',');
     // If the new node never comes up, take its store member out again.
-    const t = setTimeout(() => void this.abortJoin(uid).catch((e) => this.log.warn({ uid, err: (e as Error).message }, 'cannot abort a join that timed out')), JOIN_TIMEOUT_MS);
+    const t = setTimeout(
+      () => void this.abortJoin(uid).catch((e) => this.log.warn({ uid, err: (e as Error).message }, 'cannot abort a join that timed out')),
+      JOIN_TIMEOUT_MS,
+    );
     t.unref();
     this.joinWatchdogs.set(uid, t);
     this.log.info({ uid, addr: req.addr, member: memberId }, 'admitting a node (store learner added)');
-    return { uid, cluster: m.cluster, ca_cert: m.certs.caPem(), services_ca_cert: servicesCaPem, certificates, etcd: { name, initial_cluster: initial, token: m.cluster.cluster_id } };
+    return {
+      uid,
+      cluster: m.cluster,
+      ca_cert: m.certs.caPem(),
+      services_ca_cert: servicesCaPem,
+      certificates,
+      etcd: { name, initial_cluster: initial, token: m.cluster.cluster_id },
+    };
   }
 
   /** Promote the joining node's etcd learner once it has caught up. */
@@ -464,8 +577,14 @@ export class NodeDaemon {
       } catch (e) {
         if (!/member not found/i.test((e as Error).message)) {
           // An orphan learner would block the next join: keep the join record and try again.
-          this.log.error({ uid, member: memberId, err: (e as Error).message }, 'cannot remove the store member of an aborted join; retrying in 10 s');
-          const t = setTimeout(() => void this.abortJoin(uid).catch((err) => this.log.warn({ uid, err: (err as Error).message }, 'cannot abort a join')), 10_000);
+          this.log.error(
+            { uid, member: memberId, err: (e as Error).message },
+            'cannot remove the store member of an aborted join; retrying in 10 s',
+          );
+          const t = setTimeout(
+            () => void this.abortJoin(uid).catch((err) => this.log.warn({ uid, err: (err as Error).message }, 'cannot abort a join')),
+            10_000,
+          );
           t.unref();
           this.joinWatchdogs.set(uid, t);
           return;
@@ -496,7 +615,8 @@ function retryWhileUnhealthy<T>(fn: () => Promise<T>): Promise<T> {
 }
 
 function checkGrant(g: JoinGrant, peerCertRaw: Buffer | undefined, keys: Record<Plane | ServiceName, { keyPem: string }>): void {
-  if (!g || typeof g.uid !== 'number' || !g.ca_cert || !g.services_ca_cert || !g.certificates?.api) throw new OperatorError('upstream', 'join_failed', 'the member answered without certificates');
+  if (!g || typeof g.uid !== 'number' || !g.ca_cert || !g.services_ca_cert || !g.certificates?.api)
+    throw new OperatorError('upstream', 'join_failed', 'the member answered without certificates');
   for (const p of ['cp', 'dp'] as const) validateBundle(g.certificates[p], keys[p].keyPem, g.ca_cert);
   for (const name of SERVICE_NAMES) {
     const pem = g.certificates[name];
@@ -505,7 +625,8 @@ function checkGrant(g: JoinGrant, peerCertRaw: Buffer | undefined, keys: Record<
   // The member's REST certificate must come from the services CA it hands us.
   if (peerCertRaw) {
     const server = new X509Certificate(peerCertRaw);
-    if (!server.checkIssued(new X509Certificate(g.services_ca_cert))) throw new OperatorError('upstream', 'join_failed', 'the member does not hold a certificate of the services CA it sent');
+    if (!server.checkIssued(new X509Certificate(g.services_ca_cert)))
+      throw new OperatorError('upstream', 'join_failed', 'the member does not hold a certificate of the services CA it sent');
   }
 }
 
@@ -515,9 +636,11 @@ function checkGrant(g: JoinGrant, peerCertRaw: Buffer | undefined, keys: Record<
  * and nothing but that unauthenticated request has reached the member.
  */
 async function pinnedCa(n: string, target: { host: string; port: number }, pin: string): Promise<string> {
-  const res = await requestJson<{ rest_ca_cert?: string }>({ method: 'GET', ...target, path: '/v1/bootstrap', timeoutMs: 10_000 }).catch((e: Error) => {
-    throw new OperatorError('invalid', 'not_a_tessera_node', `${n}: ${e.message}`);
-  });
+  const res = await requestJson<{ rest_ca_cert?: string }>({ method: 'GET', ...target, path: '/v1/bootstrap', timeoutMs: 10_000 }).catch(
+    (e: Error) => {
+      throw new OperatorError('invalid', 'not_a_tessera_node', `${n}: ${e.message}`);
+    },
+  );
   const pem = res.status === 200 && typeof res.body === 'object' ? res.body?.rest_ca_cert : undefined;
   let got: string | undefined;
   try {
@@ -526,7 +649,11 @@ async function pinnedCa(n: string, target: { host: string; port: number }, pin: 
     got = undefined; // not a certificate: refused below like any other mismatch
   }
   if (got !== pin) {
-    throw new OperatorError('forbidden', 'ca_fingerprint_mismatch', `${n} presents ${got ? `CA ${got}` : 'no cluster CA'}, not the pinned ${pin}; join refused before any credential was sent`);
+    throw new OperatorError(
+      'forbidden',
+      'ca_fingerprint_mismatch',
+      `${n} presents ${got ? `CA ${got}` : 'no cluster CA'}, not the pinned ${pin}; join refused before any credential was sent`,
+    );
   }
   return pem!;
 }
@@ -558,8 +685,10 @@ export async function checkPortsFree(addr: string, ports: NodePorts, skip: (keyo
     await new Promise<void>((resolve, reject) => {
       const s = net.createServer();
       s.once('error', (err: NodeJS.ErrnoException) => {
-        if (err.code === 'EADDRINUSE') reject(new OperatorError('conflict', 'port_unavailable', `port ${addr}:${port} (${PORT_NAMES[k]}) is already in use`));
-        else if (err.code === 'EADDRNOTAVAIL') reject(new OperatorError('invalid', 'invalid_address', `address ${addr} is not available on this host`));
+        if (err.code === 'EADDRINUSE')
+          reject(new OperatorError('conflict', 'port_unavailable', `port ${addr}:${port} (${PORT_NAMES[k]}) is already in use`));
+        else if (err.code === 'EADDRNOTAVAIL')
+          reject(new OperatorError('invalid', 'invalid_address', `address ${addr} is not available on this host`));
         else reject(err);
       });
       s.listen({ host: addr, port, exclusive: true }, () => s.close(() => resolve()));

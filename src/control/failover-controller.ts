@@ -19,7 +19,7 @@
 // saw, not from its election.
 import type { Logger } from 'pino';
 import type { Etcd3 } from 'etcd3';
-import type { BdbRecord, LiveRecord, NodeRecord, ShardPlacement } from '../coord/schema.js';
+import type { LiveRecord, NodeRecord, ShardPlacement } from '../coord/schema.js';
 import type { PrefixCache } from '../coord/watch.js';
 import { storeOf } from '../coord/store.js';
 import { ReplicaRebuilds, type RebuildHost } from './replica-rebuilds.js';
@@ -53,7 +53,12 @@ export interface FailoverPlan {
  * default all dead nodes) are placed elsewhere. Pure: the same record and
  * node sets give the same plan.
  */
-export function planFailover(shards: readonly ShardPlacement[], dead: ReadonlySet<number>, liveNodes: readonly number[], rebuild: ReadonlySet<number> = dead): FailoverPlan | undefined {
+export function planFailover(
+  shards: readonly ShardPlacement[],
+  dead: ReadonlySet<number>,
+  liveNodes: readonly number[],
+  rebuild: ReadonlySet<number> = dead,
+): FailoverPlan | undefined {
   const next = shards.map((s) => ({ ...s }));
   const plan: FailoverPlan = { shards: next, promoted: [], moved: [] };
   const alive = (n: number) => !dead.has(n) && liveNodes.includes(n);
@@ -97,10 +102,17 @@ export class FailoverController {
     private readonly log: Logger,
   ) {
     this.rebuilds = new ReplicaRebuilds(m, log);
-    this.loop = new MasterLoop(m, 250, log, 'failover tick', () => this.tick(), () => {
-      this.down.clear();
-      this.rebuilds.forget();
-    });
+    this.loop = new MasterLoop(
+      m,
+      250,
+      log,
+      'failover tick',
+      () => this.tick(),
+      () => {
+        this.down.clear();
+        this.rebuilds.forget();
+      },
+    );
   }
 
   start(): void {
@@ -114,7 +126,10 @@ export class FailoverController {
       this.rebuildsAt = now;
       await this.rebuilds.tick();
     }
-    const members = this.m.nodes.values().filter((n) => n.addr).map((n) => n.uid);
+    const members = this.m.nodes
+      .values()
+      .filter((n) => n.addr)
+      .map((n) => n.uid);
     const silence = new Map<number, number>();
     for (const u of members) {
       if (u === this.m.uid) continue;
@@ -124,7 +139,8 @@ export class FailoverController {
     }
     const waitMs = this.m.deadAfterMs();
     const dead = new Set([...silence].filter(([, ms]) => ms >= waitMs).map(([u]) => u));
-    for (const u of dead) if (!this.down.has(u)) this.log.warn({ node: u, silent_ms: silence.get(u) }, 'node is down (no heartbeat for the failover timeout)');
+    for (const u of dead)
+      if (!this.down.has(u)) this.log.warn({ node: u, silent_ms: silence.get(u) }, 'node is down (no heartbeat for the failover timeout)');
     for (const u of this.down) if (!dead.has(u) && members.includes(u)) this.log.info({ node: u }, 'node is up again');
     this.down.clear();
     for (const u of dead) this.down.add(u);
@@ -156,7 +172,10 @@ export class FailoverController {
         const key = `${b.uid}:${[...dead].join(',')}`;
         if (!this.reported.has(key)) {
           this.reported.add(key);
-          this.log.error({ bdb: b.uid, dead: [...dead] }, 'failover: shards stay on the dead node (no replica on a live node, or no other live node to rebuild on)');
+          this.log.error(
+            { bdb: b.uid, dead: [...dead] },
+            'failover: shards stay on the dead node (no replica on a live node, or no other live node to rebuild on)',
+          );
         }
       }
     }

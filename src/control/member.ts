@@ -5,18 +5,32 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import type { Logger } from 'pino';
-import { Etcd3, Lease } from 'etcd3';
+import type { Etcd3, Lease } from 'etcd3';
 import { EtcdMember, etcdClient, etcdPaths, waitReady } from '../coord/etcd.js';
 import { conflict } from '../util/errors.js';
-import { PolicyRecord, ClusterRecord, NodeRecord, LiveRecord, DenyRecord, CertMeta, MasterRecord, TrustRecord, CertIdentityRecord, CustomerCertRecord, ServiceCertRecord, StoredPolicy, policyWithDefaults } from '../coord/schema.js';
+import {
+  type PolicyRecord,
+  type ClusterRecord,
+  type NodeRecord,
+  type LiveRecord,
+  type DenyRecord,
+  type CertMeta,
+  type MasterRecord,
+  type TrustRecord,
+  type CertIdentityRecord,
+  type CustomerCertRecord,
+  type ServiceCertRecord,
+  type StoredPolicy,
+  policyWithDefaults,
+} from '../coord/schema.js';
 import type { PrefixCache } from '../coord/watch.js';
 import { storeOf, type ClusterStore } from '../coord/store.js';
 import { Heartbeats } from '../coord/heartbeats.js';
 import { CertStore } from '../pki/certstore.js';
 import { ServiceCerts } from '../pki/service-certs.js';
-import { LiveLinks, PeerPolicy, PeerIdentity } from '../internode/channel.js';
+import { LiveLinks, type PeerPolicy, type PeerIdentity } from '../internode/channel.js';
 import { RpcClient } from '../internode/rpc.js';
-import { LinkRegistry, NodeLinksReport } from '../internode/links.js';
+import { LinkRegistry, type NodeLinksReport } from '../internode/links.js';
 import { DataplaneHost } from '../dataplane/host.js';
 import type { PolicySnapshot } from '../dataplane/messages.js';
 import { BdbReconciler } from './reconciler.js';
@@ -26,9 +40,9 @@ import { FailoverController } from './failover-controller.js';
 import { shardRpc } from './shard-rpc.js';
 import { TRAFFIC_RPC, localTraffic } from './traffic.js';
 import { PORTS_FREE_RPC, bindablePorts, portsParam } from './ports.js';
-import { NodeConfig, NodeIdentity, SOFTWARE_VERSION } from './config.js';
+import { type NodeConfig, type NodeIdentity, SOFTWARE_VERSION } from './config.js';
 import { certPath } from '../pki/node-files.js';
-import { PLANE_CERT_NAME, Plane, certInfo } from '../pki/pki.js';
+import { PLANE_CERT_NAME, type Plane, certInfo } from '../pki/pki.js';
 
 /** What a node tells its peers about itself over the control plane. */
 export interface StatusReply {
@@ -57,7 +71,14 @@ export function loadPlaneBundles(dataDir: string): Record<Plane, { certPem: stri
 
 function certMeta(plane: Plane, pem: string): CertMeta {
   const i = certInfo(pem);
-  return { name: PLANE_CERT_NAME[plane], serial: i.serial, subject: i.subject, issuer: i.issuer, not_before: i.not_before, not_after: i.not_after };
+  return {
+    name: PLANE_CERT_NAME[plane],
+    serial: i.serial,
+    subject: i.subject,
+    issuer: i.issuer,
+    not_before: i.not_before,
+    not_after: i.not_after,
+  };
 }
 
 /** How often this node writes its heartbeat (coord/heartbeats.ts), which renews its write fence. */
@@ -139,7 +160,17 @@ export class ClusterMember implements PeerPolicy {
     this.clusterPolicy = this.store.cluster.policyCache();
     this.services = ServiceCerts.load(cfg.dataDir);
     this.serviceCustomerCerts = this.store.operatorCerts.serviceCertsCache(identity.uid);
-    for (const c of [this.nodes, this.live, this.deny, this.master, this.trust, this.identities, this.customerCerts, this.serviceCustomerCerts, this.clusterPolicy]) {
+    for (const c of [
+      this.nodes,
+      this.live,
+      this.deny,
+      this.master,
+      this.trust,
+      this.identities,
+      this.customerCerts,
+      this.serviceCustomerCerts,
+      this.clusterPolicy,
+    ]) {
       c.on('malformed', (err: Error) => this.log.error({ err: err.message }, 'ignoring a malformed record'));
     }
     this.beats.on('malformed', (err: Error) => this.log.error({ err: err.message }, 'ignoring a malformed record'));
@@ -177,7 +208,17 @@ export class ClusterMember implements PeerPolicy {
     // From here on a member that dies is restarted (with backoff), not left dead.
     this.etcd.supervise();
     this.cluster = await this.store.cluster.get();
-    await Promise.all([this.nodes.start(), this.live.start(), this.deny.start(), this.trust.start(), this.identities.start(), this.customerCerts.start(), this.serviceCustomerCerts.start(), this.clusterPolicy.start(), this.beats.start()]);
+    await Promise.all([
+      this.nodes.start(),
+      this.live.start(),
+      this.deny.start(),
+      this.trust.start(),
+      this.identities.start(),
+      this.customerCerts.start(),
+      this.serviceCustomerCerts.start(),
+      this.clusterPolicy.start(),
+      this.beats.start(),
+    ]);
     this.applyKeyExchange();
     this.certs.setAnchors(this.trust.values()[0]?.anchors ?? []);
     const pushPolicy = () => {
@@ -302,7 +343,10 @@ export class ClusterMember implements PeerPolicy {
       clusterId: this.identity.cluster_id,
       members: this.nodes.values().map((n) => n.uid),
       denied: [...this.deny.items.keys()],
-      nodes: this.nodes.values().filter((n) => n.addr).map((n) => ({ uid: n.uid, addr: n.addr, internode: n.ports.internode, dp_plain: n.ports.dp_plain })),
+      nodes: this.nodes
+        .values()
+        .filter((n) => n.addr)
+        .map((n) => ({ uid: n.uid, addr: n.addr, internode: n.ports.internode, dp_plain: n.ports.dp_plain })),
     };
   }
 
@@ -353,7 +397,8 @@ export class ClusterMember implements PeerPolicy {
         () =>
           void this.holdLiveness().catch((e) => {
             // Retried twice a second while the store is away: log the first and then every 20th, with the count.
-            if (this.livenessFailures++ % 20 === 0) this.log.error({ err: (e as Error).message, failures: this.livenessFailures }, 'cannot renew liveness');
+            if (this.livenessFailures++ % 20 === 0)
+              this.log.error({ err: (e as Error).message, failures: this.livenessFailures }, 'cannot renew liveness');
           }),
         500,
       );
@@ -413,7 +458,10 @@ export class ClusterMember implements PeerPolicy {
       return;
     }
     this.fenceLifting = true;
-    this.log.warn({ silent_ms: silentMs }, 'fencing: this node was cut off from the cluster store; writes through its endpoints are refused until its database map is current');
+    this.log.warn(
+      { silent_ms: silentMs },
+      'fencing: this node was cut off from the cluster store; writes through its endpoints are refused until its database map is current',
+    );
     void (async () => {
       try {
         await this.reconciler?.resync();
@@ -421,7 +469,10 @@ export class ClusterMember implements PeerPolicy {
         this.dataplane?.renewContact(this.fenceAfterMs(), true);
         this.log.info('fencing lifted: the database map is current');
       } catch (err) {
-        this.log.warn({ err: (err as Error).message }, 'fencing stays: cannot bring the database map up to date yet; the next renewal retries');
+        this.log.warn(
+          { err: (err as Error).message },
+          'fencing stays: cannot bring the database map up to date yet; the next renewal retries',
+        );
       } finally {
         this.fenceLifting = false;
       }
@@ -460,7 +511,11 @@ export class ClusterMember implements PeerPolicy {
     try {
       // False when the key is gone meanwhile (claimMaster takes it) or another node holds it now.
       const rec: MasterRecord = { uid: this.uid, since: new Date().toISOString() };
-      if (await this.store.master.takeOver(holder, rec, await lease.grant())) this.log.warn({ uid: this.uid, previous: holder, silent_ms: silent }, 'elected cluster master: the previous master sent no heartbeat for longer than the failover timeout');
+      if (await this.store.master.takeOver(holder, rec, await lease.grant()))
+        this.log.warn(
+          { uid: this.uid, previous: holder, silent_ms: silent },
+          'elected cluster master: the previous master sent no heartbeat for longer than the failover timeout',
+        );
     } catch (err) {
       this.log.debug({ err: (err as Error).message }, 'master takeover failed; the next check retries');
     } finally {
@@ -555,7 +610,14 @@ export class ClusterMember implements PeerPolicy {
     if (!rec) return undefined;
     let c = this.rpcClients.get(uid);
     if (!c) {
-      c = new RpcClient({ uid, host: rec.addr, port: rec.ports.internode }, this.certs, this, this.log.child({ component: 'rpc' }), this.rpcLinks, this.rpcRegistry);
+      c = new RpcClient(
+        { uid, host: rec.addr, port: rec.ports.internode },
+        this.certs,
+        this,
+        this.log.child({ component: 'rpc' }),
+        this.rpcLinks,
+        this.rpcRegistry,
+      );
       this.rpcClients.set(uid, c);
     }
     return c;

@@ -33,7 +33,11 @@ export async function removeNodeRecords(store: ClusterStore, n: NodeRecord, log:
     try {
       await store.members.remove(n.etcd_member_id);
     } catch (err) {
-      throw new OperatorError('internal', 'store_member_not_removed', `node ${uid} is removed and denied, but its etcd member could not be removed: ${(err as Error).message}`);
+      throw new OperatorError(
+        'internal',
+        'store_member_not_removed',
+        `node ${uid} is removed and denied, but its etcd member could not be removed: ${(err as Error).message}`,
+      );
     }
   }
   log.warn({ node: uid, denied }, 'node removed from the cluster; its certificates are denied');

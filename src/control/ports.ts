@@ -10,7 +10,7 @@
 // port; a foreign listener that takes it afterwards is reported by the
 // endpoint's node (its observed status), as before.
 import net from 'node:net';
-import type { NodeRecord, LiveRecord } from '../coord/schema.js';
+import type { NodeRecord } from '../coord/schema.js';
 import type { RpcClient } from '../internode/rpc.js';
 import { nodeIsUp, type NodeStateHost } from './node-state.js';
 
@@ -58,12 +58,21 @@ export interface PortsHost extends NodeStateHost {
  * is not a reason to refuse a port: its reconciler reports the endpoint's
  * failure if the port turns out to be taken there.
  */
-export async function portsInUse(h: PortsHost, ports: number[], log?: { warn(o: object, msg: string): void }, timeoutMs = 3000): Promise<Map<number, number>> {
-  const nodes = h.nodes.values().filter((n) => n.addr && nodeIsUp(h, n.uid)).sort((a, b) => a.uid - b.uid);
+export async function portsInUse(
+  h: PortsHost,
+  ports: number[],
+  log?: { warn(o: object, msg: string): void },
+  timeoutMs = 3000,
+): Promise<Map<number, number>> {
+  const nodes = h.nodes
+    .values()
+    .filter((n) => n.addr && nodeIsUp(h, n.uid))
+    .sort((a, b) => a.uid - b.uid);
   const answers = await Promise.all(
     nodes.map(async (n) => {
       try {
-        const r = n.uid === h.uid ? await h.portsFree(ports) : await h.rpc(n.uid)!.call<{ free: number[] }>(PORTS_FREE_RPC, { ports }, timeoutMs);
+        const r =
+          n.uid === h.uid ? await h.portsFree(ports) : await h.rpc(n.uid)!.call<{ free: number[] }>(PORTS_FREE_RPC, { ports }, timeoutMs);
         return { uid: n.uid, free: new Set(r.free) };
       } catch (err) {
         log?.warn({ node: n.uid, err: (err as Error).message }, 'a node did not say which ports are free; not counted against them');

@@ -11,7 +11,7 @@ import type { LiveRecord, NodeRecord } from '../coord/schema.js';
 import type { BdbRecord, ObservedRecord } from '../coord/schema.js';
 import type { PrefixCache } from '../coord/watch.js';
 import { storeOf, type ClusterStore } from '../coord/store.js';
-import { RedisShard, ShardSpec, shardDir, shardSocket, stoppedCleanly } from '../shards/redis-shard.js';
+import { RedisShard, type ShardSpec, shardDir, shardSocket, stoppedCleanly } from '../shards/redis-shard.js';
 import { endpointNodes } from './bdb-store.js';
 import type { DataplaneConfig } from '../dataplane/messages.js';
 
@@ -39,7 +39,6 @@ function shardSpec(b: BdbRecord, shardUid: number, addr: string): ShardSpec {
     sourceAddr: addr,
   };
 }
-
 
 /** What the reconciler needs of its node's membership (ClusterMember provides it). */
 export interface ReconcilerHost {
@@ -168,7 +167,8 @@ export class BdbReconciler {
     void this.failover(b.uid, shardUid, replica.uid).catch((err) => {
       this.log.error({ bdb: b.uid, shard: shardUid, err: (err as Error).message }, 'failover failed; restarting the shard in place');
       const s = this.shards.get(shardUid);
-      if (s?.held) void s.start().catch((e) => this.log.error({ shard: shardUid, err: (e as Error).message }, 'shard restart in place failed'));
+      if (s?.held)
+        void s.start().catch((e) => this.log.error({ shard: shardUid, err: (e as Error).message }, 'shard restart in place failed'));
     });
     return 'hold';
   }
@@ -179,11 +179,24 @@ export class BdbReconciler {
       const r = cur.shards.find((s) => s.uid === replicaUid);
       if (!m || !r || m.role !== 'master' || r.master_uid !== masterUid) return undefined;
       const shards = cur.shards.map((s) =>
-        s.uid === replicaUid ? { ...s, role: 'master' as const, master_uid: undefined } : s.uid === masterUid ? { ...s, role: 'slave' as const, master_uid: replicaUid } : s,
+        s.uid === replicaUid
+          ? { ...s, role: 'master' as const, master_uid: undefined }
+          : s.uid === masterUid
+            ? { ...s, role: 'slave' as const, master_uid: replicaUid }
+            : s,
       );
-      return { ...cur, shards, generation: cur.generation + 1, status: cur.status === 'pending' ? cur.status : 'active-change-pending', last_changed_time: new Date().toISOString() };
+      return {
+        ...cur,
+        shards,
+        generation: cur.generation + 1,
+        status: cur.status === 'pending' ? cur.status : 'active-change-pending',
+        last_changed_time: new Date().toISOString(),
+      };
     });
-    this.log.warn({ bdb: bdbUid, failed: masterUid, promoted: replicaUid, generation: next?.generation }, 'master shard failed; its replica takes over');
+    this.log.warn(
+      { bdb: bdbUid, failed: masterUid, promoted: replicaUid, generation: next?.generation },
+      'master shard failed; its replica takes over',
+    );
     if (next) this.promotions.set(bdbUid, (this.promotions.get(bdbUid) ?? 0) + 1);
   }
 
@@ -202,11 +215,16 @@ export class BdbReconciler {
     // it copy the replica's older data and lose the newer.
     if (b.data_persistence === 'aof') return false;
     if (b.data_persistence === 'snapshot' && stoppedCleanly(this.m.cfg.dataDir, shardUid)) return false;
-    const replica = b.shards.find((s) => s.master_uid === shardUid && s.role === 'slave' && s.node_uid !== this.m.uid && this.m.live.items.has(String(s.node_uid)));
+    const replica = b.shards.find(
+      (s) => s.master_uid === shardUid && s.role === 'slave' && s.node_uid !== this.m.uid && this.m.live.items.has(String(s.node_uid)),
+    );
     if (!replica) return false; // nothing better to serve from: start with what is on disk
     if (this.fencing.has(shardUid)) return true;
     this.fencing.add(shardUid);
-    this.log.warn({ bdb: b.uid, shard: shardUid, replica: replica.uid }, 'fencing: this node returns; its replica takes over and this shard comes back as its replica');
+    this.log.warn(
+      { bdb: b.uid, shard: shardUid, replica: replica.uid },
+      'fencing: this node returns; its replica takes over and this shard comes back as its replica',
+    );
     void this.failover(b.uid, shardUid, replica.uid)
       .catch((err) => this.log.error({ bdb: b.uid, shard: shardUid, err: (err as Error).message }, 'fencing failover failed; retrying'))
       .finally(() => {
@@ -247,7 +265,8 @@ export class BdbReconciler {
     // Shards this node should run.
     const wanted = new Map<number, { b: BdbRecord; spec: ShardSpec; role: 'master' | 'slave'; masterUid?: number }>();
     for (const b of live) {
-      for (const s of b.shards) if (s.node_uid === me) wanted.set(s.uid, { b, spec: shardSpec(b, s.uid, addr), role: s.role, masterUid: s.master_uid });
+      for (const s of b.shards)
+        if (s.node_uid === me) wanted.set(s.uid, { b, spec: shardSpec(b, s.uid, addr), role: s.role, masterUid: s.master_uid });
     }
     for (const [uid, shard] of this.shards) {
       if (wanted.has(uid)) continue;
@@ -298,15 +317,22 @@ export class BdbReconciler {
       if (w.role === 'slave') {
         const t = this.m.dataplane?.tunnelPorts.get(uid);
         if (t && (shard.replicaOf?.host !== t.host || shard.replicaOf?.port !== t.port)) {
-          await shard.setReplicaOf(t).catch((err) => errors.set(w.b.uid, { error: `replica ${uid}: ${(err as Error).message}`, fatal: false }));
+          await shard
+            .setReplicaOf(t)
+            .catch((err) => errors.set(w.b.uid, { error: `replica ${uid}: ${(err as Error).message}`, fatal: false }));
         }
       } else if (shard.replicaOf) {
-        await shard.setReplicaOf(undefined).catch((e) => this.log.warn({ shard: uid, err: (e as Error).message }, 'cannot promote the shard to master'));
+        await shard
+          .setReplicaOf(undefined)
+          .catch((e) => this.log.warn({ shard: uid, err: (e as Error).message }, 'cannot promote the shard to master'));
       }
     }
 
     // The data plane's part.
-    const allNodes = this.m.nodes.values().filter((n) => n.addr).map((n) => n.uid);
+    const allNodes = this.m.nodes
+      .values()
+      .filter((n) => n.addr)
+      .map((n) => n.uid);
     const cfg: DataplaneConfig = { localShards: [], bdbs: [], shardLocations: [], endpoints: [], tunnels: [] };
     for (const b of live) {
       cfg.bdbs.push({ uid: b.uid, encrypted: b.data_internode_encryption, linkGeneration: b.link_generation, secret: b.internal_secret });
@@ -314,7 +340,8 @@ export class BdbReconciler {
         cfg.shardLocations.push({ shardUid: s.uid, bdbUid: b.uid, nodeUid: s.node_uid });
         if (s.node_uid === me) {
           cfg.localShards.push({ shardUid: s.uid, bdbUid: b.uid, socketPath: shardSocket(this.m.cfg.dataDir, s.uid) });
-          if (s.role === 'slave' && s.master_uid !== undefined) cfg.tunnels.push({ replicaShardUid: s.uid, bdbUid: b.uid, masterShardUid: s.master_uid });
+          if (s.role === 'slave' && s.master_uid !== undefined)
+            cfg.tunnels.push({ replicaShardUid: s.uid, bdbUid: b.uid, masterShardUid: s.master_uid });
         }
       }
       if (endpointNodes(b, allNodes).includes(me)) {
@@ -344,7 +371,14 @@ export class BdbReconciler {
         if (!up) converged = false;
         if (s.role === 'slave' && !p?.replicaOf) converged = false;
         const sync = up && s.role === 'slave' ? await replicaSync(p!) : {};
-        shards.push({ uid: s.uid, role: s.role, status: up ? 'active' : 'down', pid: p?.pid, ...sync, ...(!up && p?.lastError ? { error: p.lastError.slice(0, 500) } : {}) });
+        shards.push({
+          uid: s.uid,
+          role: s.role,
+          status: up ? 'active' : 'down',
+          pid: p?.pid,
+          ...sync,
+          ...(!up && p?.lastError ? { error: p.lastError.slice(0, 500) } : {}),
+        });
       }
       if (gone && [...this.shards.values()].some((p) => p.spec.bdbUid === b.uid)) converged = false;
       const wantsEndpoint = !gone && endpointNodes(b, allNodes).includes(me);
@@ -383,7 +417,13 @@ export class BdbReconciler {
         .map(async (p) => {
           const info = await p.command(['INFO', 'memory'], timeoutMs).catch(() => ''); // down or busy: no figure this time
           const used = /used_memory:(\d+)/.exec(info)?.[1];
-          if (used !== undefined) out.push({ shardUid: p.spec.shardUid, bdbUid: p.spec.bdbUid, role: p.replicaOf ? 'slave' : 'master', used_memory: Number(used) });
+          if (used !== undefined)
+            out.push({
+              shardUid: p.spec.shardUid,
+              bdbUid: p.spec.bdbUid,
+              role: p.replicaOf ? 'slave' : 'master',
+              used_memory: Number(used),
+            });
         }),
     );
     return out.sort((a, b) => a.shardUid - b.shardUid);

@@ -45,7 +45,12 @@ export class ReplicaRebuilds {
   async begin(bdb: number, moved: { shard: number; from: number; to: number }[]): Promise<void> {
     const what = moved.map((m) => `shard ${m.shard} on node ${m.to} (was on node ${m.from})`).join(', ');
     const description = `rebuilding replica ${what} by a full sync from its master`;
-    const a = await this.actions().create(REBUILD_ACTION, `bdb:${bdb}`, { status: 'active', description, steps: [`0% ${description}`], shard_uids: moved.map((m) => m.shard) });
+    const a = await this.actions().create(REBUILD_ACTION, `bdb:${bdb}`, {
+      status: 'active',
+      description,
+      steps: [`0% ${description}`],
+      shard_uids: moved.map((m) => m.shard),
+    });
     this.tracked.set(a.action_uid, { bdb, shards: moved.map((m) => m.shard), progress: 0, description });
     this.log.warn({ bdb, action: a.action_uid, moved }, 'replica rebuild started');
   }
@@ -75,7 +80,12 @@ export class ReplicaRebuilds {
       }
       const syncs = shards.map((s) => this.h.syncOf(b.uid, s!.uid, s!.node_uid));
       const progress = Math.floor(syncs.reduce((a, x) => a + (x?.progress ?? 0), 0) / syncs.length);
-      const state = shards.map((s, i) => `shard ${s!.uid} on node ${s!.node_uid}: ${syncs[i] ? (syncs[i]!.status === 'in_progress' ? `full sync ${syncs[i]!.progress}%` : syncs[i]!.status === 'finished' ? 'in sync' : 'link down') : 'starting'}`).join('; ');
+      const state = shards
+        .map(
+          (s, i) =>
+            `shard ${s!.uid} on node ${s!.node_uid}: ${syncs[i] ? (syncs[i]!.status === 'in_progress' ? `full sync ${syncs[i]!.progress}%` : syncs[i]!.status === 'finished' ? 'in sync' : 'link down') : 'starting'}`,
+        )
+        .join('; ');
       if (syncs.every((x) => x?.status === 'finished')) {
         await this.actions().update(uid, { status: 'completed', progress: 100, description: `replica rebuilt and in sync: ${state}` });
         this.log.info({ bdb: b.uid, action: uid, shards: r.shards }, 'replica rebuild done');

@@ -39,7 +39,7 @@ import type { ActionRecord, BdbRecord, LiveRecord, NodeRecord, ShardOpRecord, Sh
 import type { PrefixCache } from '../coord/watch.js';
 import { storeOf, type ClusterStore } from '../coord/store.js';
 import { conflict, invalid, notFound } from '../util/errors.js';
-import { OpLog, ShardReplication, ShardRpcHost, shardRpc } from './shard-rpc.js';
+import { type OpLog, type ShardReplication, type ShardRpcHost, shardRpc } from './shard-rpc.js';
 import { removeNodeRecords } from './node-removal.js';
 import { MasterLoop, type MasterLoopHost } from './master-loop.js';
 import { nodeIsUp, type NodeStateHost } from './node-state.js';
@@ -107,7 +107,12 @@ export function planSwitch(shards: readonly ShardPlacement[], masterUid: number,
 }
 
 /** A new replica `newUid` on node `target` of the master of `shardUid`'s slots; never beside a shard of those slots (but `shardUid` itself, which it replaces). */
-export function planAddReplica(shards: readonly ShardPlacement[], shardUid: number, newUid: number, target: number): ShardPlacement[] | undefined {
+export function planAddReplica(
+  shards: readonly ShardPlacement[],
+  shardUid: number,
+  newUid: number,
+  target: number,
+): ShardPlacement[] | undefined {
   const s = shards.find((x) => x.uid === shardUid);
   const m = s && (s.role === 'master' ? s : shards.find((x) => x.uid === s.master_uid && x.role === 'master'));
   if (!s || !m || shards.some((x) => x.uid === newUid)) return undefined;
@@ -137,17 +142,31 @@ export interface Evacuation {
  * holds no shard of the same slots. Throws, naming the shard and why, when
  * one has nowhere to go.
  */
-export function planEvacuation(bdbs: readonly BdbRecord[], node: number, targets: readonly number[], load: ReadonlyMap<number, number>): Evacuation[] {
+export function planEvacuation(
+  bdbs: readonly BdbRecord[],
+  node: number,
+  targets: readonly number[],
+  load: ReadonlyMap<number, number>,
+): Evacuation[] {
   const count = new Map(load);
   const out: Evacuation[] = [];
   for (const b of [...bdbs].sort((x, y) => x.uid - y.uid)) {
     for (const s of b.shards.filter((x) => x.node_uid === node).sort((x, y) => x.uid - y.uid)) {
       const fm = familyMaster(b, s) ?? s;
-      const taken = new Set(family(b, fm).filter((x) => x.uid !== s.uid).map((x) => x.node_uid));
+      const taken = new Set(
+        family(b, fm)
+          .filter((x) => x.uid !== s.uid)
+          .map((x) => x.node_uid),
+      );
       const fits = targets.filter((t) => t !== node && !taken.has(t)).sort((x, y) => (count.get(x) ?? 0) - (count.get(y) ?? 0) || x - y);
       if (!fits.length) {
-        const why = targets.length ? `every other live node (${targets.join(', ')}) already holds a shard of those slots, and a master and its replica are never on one node` : 'no other node is live';
-        throw conflict('no_placement', `node ${node} cannot be removed: shard ${s.uid} of database ${b.uid} (${s.role === 'master' ? 'master' : 'replica'} of slots ${slotText(fm)}) has nowhere to go: ${why}; add a node first`);
+        const why = targets.length
+          ? `every other live node (${targets.join(', ')}) already holds a shard of those slots, and a master and its replica are never on one node`
+          : 'no other node is live';
+        throw conflict(
+          'no_placement',
+          `node ${node} cannot be removed: shard ${s.uid} of database ${b.uid} (${s.role === 'master' ? 'master' : 'replica'} of slots ${slotText(fm)}) has nowhere to go: ${why}; add a node first`,
+        );
       }
       out.push({ bdb_uid: b.uid, shard_uid: s.uid, target_node_uid: fits[0] });
       count.set(fits[0], (count.get(fits[0]) ?? 0) + 1);
@@ -182,11 +201,16 @@ async function checkNotBusy(h: ShardOpsHost, b: BdbRecord): Promise<void> {
     if (!o.items.some((i) => i.bdb_uid === b.uid)) continue;
     // The record goes just after its action finishes.
     const a = await storeOf(h.client).actions.get(o.action_uid);
-    if (a && a.status !== 'completed' && a.status !== 'failed') throw conflict('db_busy', `database ${b.uid} is busy: action ${o.action_uid} (shard ${o.kind}) is under way`);
+    if (a && a.status !== 'completed' && a.status !== 'failed')
+      throw conflict('db_busy', `database ${b.uid} is busy: action ${o.action_uid} (shard ${o.kind}) is under way`);
   }
 }
 
-async function createOp(h: ShardOpsHost, op: Omit<ShardOpRecord, 'action_uid' | 'created_time'>, objectName: string): Promise<ActionRecord> {
+async function createOp(
+  h: ShardOpsHost,
+  op: Omit<ShardOpRecord, 'action_uid' | 'created_time'>,
+  objectName: string,
+): Promise<ActionRecord> {
   const action = await storeOf(h.client).actions.create(op.kind === 'remove_node' ? 'remove_node' : `shard_${op.kind}`, objectName);
   const rec: ShardOpRecord = { ...op, action_uid: action.action_uid, created_time: new Date().toISOString() };
   await storeOf(h.client).shardOps.put(rec);
@@ -199,27 +223,63 @@ async function createOp(h: ShardOpsHost, op: Omit<ShardOpRecord, 'action_uid' | 
  * failover_shards_different_bdb, shard_is_slave, shard_has_no_replica (400);
  * db_busy, node_down, replica_not_available, replica_not_in_sync (409).
  */
-export async function requestFailover(h: ShardOpsHost, log: OpLog, shardUids: number[], opts: { immediate?: boolean } = {}): Promise<ActionRecord> {
+export async function requestFailover(
+  h: ShardOpsHost,
+  log: OpLog,
+  shardUids: number[],
+  opts: { immediate?: boolean } = {},
+): Promise<ActionRecord> {
   const found = await locate(h, shardUids);
   const b = found[0].b;
-  if (found.some((f) => f.b.uid !== b.uid)) throw invalid('failover_shards_different_bdb', 'all the shards to fail over must belong to one database');
+  if (found.some((f) => f.b.uid !== b.uid))
+    throw invalid('failover_shards_different_bdb', 'all the shards to fail over must belong to one database');
   await checkNotBusy(h, b);
   for (const { s } of found) {
     if (s.role !== 'master') throw invalid('shard_is_slave', `shard ${s.uid} is a replica; fail over its master, shard ${s.master_uid}`);
     const replicas = b.shards.filter((x) => x.master_uid === s.uid);
-    if (!replicas.length) throw invalid('shard_has_no_replica', `shard ${s.uid} has no replica to fail over to (database ${b.uid} is ${b.replication ? 'missing it' : 'not replicated'})`);
-    if (!isLive(h, s.node_uid)) throw conflict('node_down', `shard ${s.uid} is on node ${s.node_uid}, which is down; the node failover promotes its replica`);
+    if (!replicas.length)
+      throw invalid(
+        'shard_has_no_replica',
+        `shard ${s.uid} has no replica to fail over to (database ${b.uid} is ${b.replication ? 'missing it' : 'not replicated'})`,
+      );
+    if (!isLive(h, s.node_uid))
+      throw conflict('node_down', `shard ${s.uid} is on node ${s.node_uid}, which is down; the node failover promotes its replica`);
     const live = replicas.filter((r) => isLive(h, r.node_uid));
-    if (!live.length) throw conflict('replica_not_available', `the replica of shard ${s.uid} (shard ${replicas.map((r) => r.uid).join(', ')}) is on node ${replicas.map((r) => r.node_uid).join(', ')}, which is down`);
+    if (!live.length)
+      throw conflict(
+        'replica_not_available',
+        `the replica of shard ${s.uid} (shard ${replicas.map((r) => r.uid).join(', ')}) is on node ${replicas.map((r) => r.node_uid).join(', ')}, which is down`,
+      );
     if (!opts.immediate) {
-      const states = await Promise.all(live.map((r) => replication(h, log, r).then((i) => `${i.role === 'slave' ? `link ${i.master_link_status}` : `role ${i.role}`}`, (e: Error) => `unreachable: ${e.message}`)));
+      const states = await Promise.all(
+        live.map((r) =>
+          replication(h, log, r).then(
+            (i) => `${i.role === 'slave' ? `link ${i.master_link_status}` : `role ${i.role}`}`,
+            (e: Error) => `unreachable: ${e.message}`,
+          ),
+        ),
+      );
       if (!states.includes('link up')) {
-        throw conflict('replica_not_in_sync', `the replica of shard ${s.uid} is not in sync (shard ${live.map((r, i) => `${r.uid}: ${states[i]}`).join('; ')}); retry later, or fail over with immediate`);
+        throw conflict(
+          'replica_not_in_sync',
+          `the replica of shard ${s.uid} is not in sync (shard ${live.map((r, i) => `${r.uid}: ${states[i]}`).join('; ')}); retry later, or fail over with immediate`,
+        );
       }
     }
   }
-  const action = await createOp(h, { kind: 'failover', items: found.map(({ b, s }) => ({ bdb_uid: b.uid, shard_uid: s.uid })), ...(opts.immediate ? { immediate: true } : {}) }, `bdb:${b.uid}`);
-  log.info({ action: action.action_uid, bdb: b.uid, shards: found.map((f) => f.s.uid), immediate: !!opts.immediate }, 'shard failover requested');
+  const action = await createOp(
+    h,
+    {
+      kind: 'failover',
+      items: found.map(({ b, s }) => ({ bdb_uid: b.uid, shard_uid: s.uid })),
+      ...(opts.immediate ? { immediate: true } : {}),
+    },
+    `bdb:${b.uid}`,
+  );
+  log.info(
+    { action: action.action_uid, bdb: b.uid, shards: found.map((f) => f.s.uid), immediate: !!opts.immediate },
+    'shard failover requested',
+  );
   return action;
 }
 
@@ -249,14 +309,26 @@ export async function requestMigrate(h: ShardOpsHost, log: OpLog, shardUids: num
       );
     }
     const key = `${b.uid}:${fm.uid}`;
-    if (families.has(key)) throw invalid('target_holds_same_slots', `two of the shards hold slots ${slotText(fm)}; they cannot both go to node ${target}`);
+    if (families.has(key))
+      throw invalid('target_holds_same_slots', `two of the shards hold slots ${slotText(fm)}; they cannot both go to node ${target}`);
     families.add(key);
-    if (!isLive(h, fm.node_uid)) throw conflict('node_down', `shard ${fm.uid}, the master of slots ${slotText(fm)}, is on node ${fm.node_uid}, which is down: nothing to copy from`);
+    if (!isLive(h, fm.node_uid))
+      throw conflict(
+        'node_down',
+        `shard ${fm.uid}, the master of slots ${slotText(fm)}, is on node ${fm.node_uid}, which is down: nothing to copy from`,
+      );
   }
   const first = await storeOf(h.client).seqs.next('shard', found.length);
   const items = found.map(({ b, s }, i) => ({ bdb_uid: b.uid, shard_uid: s.uid, new_shard_uid: first + i }));
-  const action = await createOp(h, { kind: 'migrate', items, target_node_uid: target }, [...new Set(found.map((f) => `bdb:${f.b.uid}`))].join(','));
-  log.info({ action: action.action_uid, shards: found.map((f) => f.s.uid), target, new_shards: items.map((i) => i.new_shard_uid) }, 'shard migration requested');
+  const action = await createOp(
+    h,
+    { kind: 'migrate', items, target_node_uid: target },
+    [...new Set(found.map((f) => `bdb:${f.b.uid}`))].join(','),
+  );
+  log.info(
+    { action: action.action_uid, shards: found.map((f) => f.s.uid), target, new_shards: items.map((i) => i.new_shard_uid) },
+    'shard migration requested',
+  );
   return action;
 }
 
@@ -282,13 +354,20 @@ export async function requestNodeRemoval(h: ShardOpsHost, log: OpLog, node: numb
     for (const s of b.shards.filter((x) => x.node_uid === node)) {
       const fm = familyMaster(b, s);
       if (!fm) throw conflict('db_busy', `shard ${s.uid} is a replica of shard ${s.master_uid}, which is not placed`);
-      if (!isLive(h, fm.node_uid)) throw conflict('node_down', `shard ${fm.uid}, the master of slots ${slotText(fm)}, is on node ${fm.node_uid}, which is down: nothing to copy shard ${s.uid} from`);
+      if (!isLive(h, fm.node_uid))
+        throw conflict(
+          'node_down',
+          `shard ${fm.uid}, the master of slots ${slotText(fm)}, is on node ${fm.node_uid}, which is down: nothing to copy shard ${s.uid} from`,
+        );
     }
   }
   const first = await storeOf(h.client).seqs.next('shard', plan.length);
   const items = plan.map((p, i) => ({ ...p, new_shard_uid: first + i }));
   const action = await createOp(h, { kind: 'remove_node', items, node_uid: node }, `node:${node}`);
-  log.info({ action: action.action_uid, node, moves: items.map((i) => `${i.shard_uid}->${i.new_shard_uid}@${i.target_node_uid}`) }, 'node removal requested: its shards migrate first');
+  log.info(
+    { action: action.action_uid, node, moves: items.map((i) => `${i.shard_uid}->${i.new_shard_uid}@${i.target_node_uid}`) },
+    'node removal requested: its shards migrate first',
+  );
   return action;
 }
 
@@ -342,14 +421,21 @@ export class ShardOpsController {
     const a = await this.store.actions.get(op.action_uid);
     if (a && a.status !== 'completed' && a.status !== 'failed') {
       const log = this.log.child({ action: op.action_uid, op: op.kind });
-      log.info({ items: op.items, target: op.target_node_uid, immediate: op.immediate, resumed: a.status === 'active' }, 'shard operation starts');
+      log.info(
+        { items: op.items, target: op.target_node_uid, immediate: op.immediate, resumed: a.status === 'active' },
+        'shard operation starts',
+      );
       const generations = new Map<number, number>();
       try {
         await this.setAction(op.action_uid, { status: 'active' });
         for (let i = 0; i < op.items.length; i++) {
           const step = (frac: number, text: string) => this.step(op, log, i, frac, text);
-          const gen = op.kind === 'failover' ? await this.failoverItem(op, op.items[i], step, log) : await this.migrateItem(op, op.items[i], step, log);
-          if (op.kind === 'remove_node') log.info({ shard: op.items[i].shard_uid, done: i + 1, of: op.items.length }, 'node removal: shard moved');
+          const gen =
+            op.kind === 'failover'
+              ? await this.failoverItem(op, op.items[i], step, log)
+              : await this.migrateItem(op, op.items[i], step, log);
+          if (op.kind === 'remove_node')
+            log.info({ shard: op.items[i].shard_uid, done: i + 1, of: op.items.length }, 'node removal: shard moved');
           generations.set(op.items[i].bdb_uid, Math.max(gen, generations.get(op.items[i].bdb_uid) ?? 0));
         }
         for (const [bdb, gen] of generations) {
@@ -378,11 +464,20 @@ export class ShardOpsController {
     if (uid === undefined) throw new Error('malformed node removal: no node uid');
     const last = Math.max(0, op.items.length - 1);
     const bdbs = (await this.store.bdbs.list()).filter((b) => b.status !== 'delete-pending' && b.shards.some((s) => s.node_uid === uid));
-    if (bdbs.length) throw new Error(`node ${uid} holds shards of database(s) ${bdbs.map((b) => b.uid).join(', ')} again (placed while it was being emptied); remove it again`);
+    if (bdbs.length)
+      throw new Error(
+        `node ${uid} holds shards of database(s) ${bdbs.map((b) => b.uid).join(', ')} again (placed while it was being emptied); remove it again`,
+      );
     const n = this.h.nodes.items.get(String(uid));
     if (!n?.addr) return; // removed already (a master that resumed this)
     if (uid === this.h.uid) {
-      await this.step(op, log, last, 0.98, `node ${uid} holds no shard; it is the cluster master, so it hands the role over and the next master removes it`);
+      await this.step(
+        op,
+        log,
+        last,
+        0.98,
+        `node ${uid} holds no shard; it is the cluster master, so it hands the role over and the next master removes it`,
+      );
       await this.h.resignMaster(`node ${uid} is being removed`);
       throw new Handover(`node ${uid} resigned as master to be removed`);
     }
@@ -415,26 +510,48 @@ export class ShardOpsController {
   }
 
   private async waitActive(bdbUid: number, gen: number, log: Logger): Promise<void> {
-    const ok = await this.poll(async () => {
-      const b = await this.store.bdbs.get(bdbUid);
-      return !b || (b.status === 'active' && b.generation >= gen) || b.generation > gen ? true : undefined;
-    }, CONVERGE_MS, 100);
-    if (!ok) log.warn({ bdb: bdbUid, generation: gen }, 'not every node has applied the new placement yet; it is in the record and they converge on it');
+    const ok = await this.poll(
+      async () => {
+        const b = await this.store.bdbs.get(bdbUid);
+        return !b || (b.status === 'active' && b.generation >= gen) || b.generation > gen ? true : undefined;
+      },
+      CONVERGE_MS,
+      100,
+    );
+    if (!ok)
+      log.warn(
+        { bdb: bdbUid, generation: gen },
+        'not every node has applied the new placement yet; it is in the record and they converge on it',
+      );
   }
 
   private change(cur: BdbRecord, shards: ShardPlacement[]): BdbRecord {
-    return { ...cur, shards, generation: cur.generation + 1, status: cur.status === 'pending' ? cur.status : 'active-change-pending', last_changed_time: new Date().toISOString() };
+    return {
+      ...cur,
+      shards,
+      generation: cur.generation + 1,
+      status: cur.status === 'pending' ? cur.status : 'active-change-pending',
+      last_changed_time: new Date().toISOString(),
+    };
   }
 
   /** A failover item: the master's slots go to its best replica. Returns the database generation it produced. */
-  private async failoverItem(op: ShardOpRecord, it: ShardOpRecord['items'][number], step: (f: number, t: string) => Promise<void>, log: Logger): Promise<number> {
+  private async failoverItem(
+    op: ShardOpRecord,
+    it: ShardOpRecord['items'][number],
+    step: (f: number, t: string) => Promise<void>,
+    log: Logger,
+  ): Promise<number> {
     const b = await this.bdb(it.bdb_uid);
     const m = b.shards.find((s) => s.uid === it.shard_uid);
     if (!m) throw new Error(`shard ${it.shard_uid} no longer exists`);
     if (m.role !== 'master') {
       // Resumed after the switch, or a node failover got there first: the slots are served by the replica already.
       await step(0.9, `shard ${m.uid} is already a replica of shard ${m.master_uid}`);
-      if (isLive(this.h, m.node_uid)) await shardCall(this.h, log, m.node_uid, 'shard_unpause', { shard_uid: m.uid }).catch((e) => log.warn({ err: (e as Error).message }, `shard ${m.uid}: unpause failed; its pause ends by itself`));
+      if (isLive(this.h, m.node_uid))
+        await shardCall(this.h, log, m.node_uid, 'shard_unpause', { shard_uid: m.uid }).catch((e) =>
+          log.warn({ err: (e as Error).message }, `shard ${m.uid}: unpause failed; its pause ends by itself`),
+        );
       return b.generation;
     }
     return this.switchover(b.uid, m.uid, undefined, !!op.immediate, step, 0, 1, log);
@@ -445,14 +562,30 @@ export class ShardOpsController {
    * replica), reported between fractions f0 and f1 of the item. Returns the
    * generation of the record that made the switch.
    */
-  private async switchover(bdbUid: number, masterUid: number, toUid: number | undefined, immediate: boolean, step: (f: number, t: string) => Promise<void>, f0: number, f1: number, log: Logger): Promise<number> {
+  private async switchover(
+    bdbUid: number,
+    masterUid: number,
+    toUid: number | undefined,
+    immediate: boolean,
+    step: (f: number, t: string) => Promise<void>,
+    f0: number,
+    f1: number,
+    log: Logger,
+  ): Promise<number> {
     const at = (x: number) => f0 + (f1 - f0) * x;
     const b = await this.bdb(bdbUid);
     const m = b.shards.find((s) => s.uid === masterUid);
-    if (!m || m.role !== 'master') throw new Error(`shard ${masterUid} is no longer a master`);
+    if (m?.role !== 'master') throw new Error(`shard ${masterUid} is no longer a master`);
     if (!isLive(this.h, m.node_uid)) throw new Error(`shard ${m.uid} is on node ${m.node_uid}, which is down`);
-    const replicas = b.shards.filter((s) => s.role === 'slave' && s.master_uid === m.uid && (toUid === undefined || s.uid === toUid) && isLive(this.h, s.node_uid));
-    if (!replicas.length) throw new Error(toUid === undefined ? `shard ${m.uid} has no replica on a live node` : `shard ${toUid} is not a replica of shard ${m.uid} on a live node`);
+    const replicas = b.shards.filter(
+      (s) => s.role === 'slave' && s.master_uid === m.uid && (toUid === undefined || s.uid === toUid) && isLive(this.h, s.node_uid),
+    );
+    if (!replicas.length)
+      throw new Error(
+        toUid === undefined
+          ? `shard ${m.uid} has no replica on a live node`
+          : `shard ${toUid} is not a replica of shard ${m.uid} on a live node`,
+      );
     // The replica to promote: in sync (link up), the furthest along.
     // A replica that cannot be asked ranks last (undefined), it is not a reason to give up.
     const states = await Promise.all(replicas.map((r) => replication(this.h, log, r).catch(() => undefined)));
@@ -460,24 +593,40 @@ export class ShardOpsController {
       .map((r, i) => ({ r, info: states[i] }))
       .filter((x) => immediate || (x.info?.role === 'slave' && x.info.master_link_status === 'up'))
       .sort((x, y) => (y.info?.slave_repl_offset ?? -1) - (x.info?.slave_repl_offset ?? -1));
-    if (!ranked.length) throw new Error(`no replica of shard ${m.uid} is in sync (${replicas.map((r, i) => `shard ${r.uid}: ${states[i] ? `link ${states[i]!.master_link_status ?? states[i]!.role}` : 'unreachable'}`).join('; ')}); nothing was switched`);
+    if (!ranked.length)
+      throw new Error(
+        `no replica of shard ${m.uid} is in sync (${replicas.map((r, i) => `shard ${r.uid}: ${states[i] ? `link ${states[i]!.master_link_status ?? states[i]!.role}` : 'unreachable'}`).join('; ')}); nothing was switched`,
+      );
     const r = ranked[0].r;
 
-    await step(at(0.1), `shard ${m.uid}: pausing writes on node ${m.node_uid} to hand slots ${slotText(m)} to shard ${r.uid} on node ${r.node_uid}`);
+    await step(
+      at(0.1),
+      `shard ${m.uid}: pausing writes on node ${m.node_uid} to hand slots ${slotText(m)} to shard ${r.uid} on node ${r.node_uid}`,
+    );
     const { offset } = await shardCall<{ offset: number }>(this.h, log, m.node_uid, 'shard_pause', { shard_uid: m.uid, ms: PAUSE_MS });
     let generation = b.generation;
     let switched = false;
     try {
       if (immediate) {
-        await step(at(0.3), `shard ${m.uid}: writes paused at offset ${offset}; switching at once (immediate), without waiting for shard ${r.uid}`);
+        await step(
+          at(0.3),
+          `shard ${m.uid}: writes paused at offset ${offset}; switching at once (immediate), without waiting for shard ${r.uid}`,
+        );
       } else {
         await step(at(0.3), `shard ${m.uid}: writes paused at offset ${offset}; waiting for shard ${r.uid} to reach it`);
         let last: number | undefined;
-        const reached = await this.poll(async () => {
-          last = (await replication(this.h, log, r)).slave_repl_offset;
-          return last !== undefined && last >= offset ? last : undefined;
-        }, CATCHUP_MS, 10);
-        if (reached === undefined) throw new Error(`shard ${r.uid} did not catch up with shard ${m.uid} within ${CATCHUP_MS} ms (at offset ${last ?? 'unknown'} of ${offset}); nothing was switched`);
+        const reached = await this.poll(
+          async () => {
+            last = (await replication(this.h, log, r)).slave_repl_offset;
+            return last !== undefined && last >= offset ? last : undefined;
+          },
+          CATCHUP_MS,
+          10,
+        );
+        if (reached === undefined)
+          throw new Error(
+            `shard ${r.uid} did not catch up with shard ${m.uid} within ${CATCHUP_MS} ms (at offset ${last ?? 'unknown'} of ${offset}); nothing was switched`,
+          );
         await step(at(0.5), `shard ${r.uid} holds every write of shard ${m.uid} (offset ${reached} >= ${offset}); switching roles`);
       }
       this.guard();
@@ -487,20 +636,38 @@ export class ShardOpsController {
       });
       const nr = next?.shards.find((s) => s.uid === r.uid);
       const nm = next?.shards.find((s) => s.uid === m.uid);
-      if (!next || nr?.role !== 'master' || nm?.master_uid !== r.uid) throw new Error(`the placement of shard ${m.uid} changed during the failover (a node failover?); nothing was switched`);
+      if (!next || nr?.role !== 'master' || nm?.master_uid !== r.uid)
+        throw new Error(`the placement of shard ${m.uid} changed during the failover (a node failover?); nothing was switched`);
       generation = next.generation;
       switched = true;
-      log.warn({ bdb: b.uid, master: r.uid, node: r.node_uid, replica: m.uid, slots: slotText(m), generation, offset }, 'planned failover: roles switched');
-      await step(at(0.7), `shard ${r.uid} is the master of slots ${slotText(m)} (generation ${generation}); waiting for shard ${m.uid} to become its replica`);
-      const demoted = await this.poll(async () => {
-        const [info, cur] = await Promise.all([replication(this.h, log, m), this.store.bdbs.get(b.uid)]);
-        return info.role === 'slave' && (!cur || cur.generation > generation || cur.status === 'active') ? true : undefined;
-      }, DEMOTE_MS, 20);
-      if (!demoted) log.warn({ shard: m.uid }, 'the old master is not a replica yet (or not every node has the new map); the pause ends with its writes fenced until it is');
+      log.warn(
+        { bdb: b.uid, master: r.uid, node: r.node_uid, replica: m.uid, slots: slotText(m), generation, offset },
+        'planned failover: roles switched',
+      );
+      await step(
+        at(0.7),
+        `shard ${r.uid} is the master of slots ${slotText(m)} (generation ${generation}); waiting for shard ${m.uid} to become its replica`,
+      );
+      const demoted = await this.poll(
+        async () => {
+          const [info, cur] = await Promise.all([replication(this.h, log, m), this.store.bdbs.get(b.uid)]);
+          return info.role === 'slave' && (!cur || cur.generation > generation || cur.status === 'active') ? true : undefined;
+        },
+        DEMOTE_MS,
+        20,
+      );
+      if (!demoted)
+        log.warn(
+          { shard: m.uid },
+          'the old master is not a replica yet (or not every node has the new map); the pause ends with its writes fenced until it is',
+        );
     } finally {
       // Once switched, a master that is not a replica yet is fenced rather than resumed.
       await shardCall(this.h, log, m.node_uid, 'shard_unpause', { shard_uid: m.uid, fence: switched }).catch((err) =>
-        log.warn({ shard: m.uid, err: (err as Error).message }, 'cannot end the pause; the node ends it before it runs out, fenced if the switch was made'),
+        log.warn(
+          { shard: m.uid, err: (err as Error).message },
+          'cannot end the pause; the node ends it before it runs out, fenced if the switch was made',
+        ),
       );
     }
     await step(at(1), `shard ${m.uid} is a replica of shard ${r.uid}; writes resumed`);
@@ -508,7 +675,12 @@ export class ShardOpsController {
   }
 
   /** A migration item. Returns the database generation it produced. */
-  private async migrateItem(op: ShardOpRecord, it: ShardOpRecord['items'][number], step: (f: number, t: string) => Promise<void>, log: Logger): Promise<number> {
+  private async migrateItem(
+    op: ShardOpRecord,
+    it: ShardOpRecord['items'][number],
+    step: (f: number, t: string) => Promise<void>,
+    log: Logger,
+  ): Promise<number> {
     const target = it.target_node_uid ?? op.target_node_uid;
     const tUid = it.new_shard_uid;
     if (target === undefined || tUid === undefined) throw new Error('malformed migration: no target node or new shard uid');
@@ -526,22 +698,48 @@ export class ShardOpsController {
 
     if (!existing) {
       const related = family(b, fm).find((x) => x.node_uid === target && x.uid !== s.uid);
-      if (related) throw new Error(`node ${target} now holds shard ${related.uid} of slots ${slotText(fm)}; a master and its replica are never on one node`);
-      await step(0.05, `shard ${s.uid} (${s.role} of slots ${slotText(fm)}, node ${s.node_uid}): adding shard ${tUid} on node ${target}, a replica of shard ${fm.uid}`);
+      if (related)
+        throw new Error(
+          `node ${target} now holds shard ${related.uid} of slots ${slotText(fm)}; a master and its replica are never on one node`,
+        );
+      await step(
+        0.05,
+        `shard ${s.uid} (${s.role} of slots ${slotText(fm)}, node ${s.node_uid}): adding shard ${tUid} on node ${target}, a replica of shard ${fm.uid}`,
+      );
       const next = await this.store.bdbs.update(b.uid, (cur) => {
         const shards = planAddReplica(cur.shards, s.uid, tUid, target);
         return shards && this.change(cur, shards);
       });
-      if (!next?.shards.some((x) => x.uid === tUid)) throw new Error(`the placement of shard ${s.uid} changed before the new replica could be added (a node failover?)`);
+      if (!next?.shards.some((x) => x.uid === tUid))
+        throw new Error(`the placement of shard ${s.uid} changed before the new replica could be added (a node failover?)`);
       b = next;
-      log.info({ bdb: b.uid, shard: s.uid, new_shard: tUid, target, master: fm.uid, generation: b.generation }, 'migration: new replica placed');
+      log.info(
+        { bdb: b.uid, shard: s.uid, new_shard: tUid, target, master: fm.uid, generation: b.generation },
+        'migration: new replica placed',
+      );
     }
 
     await step(0.15, `shard ${tUid} on node ${target}: syncing from shard ${fm.uid}`);
     const synced = await this.waitInSync(b.uid, tUid, fm.uid, step, log);
     if (!synced.ok) {
-      await this.store.bdbs.update(b.uid, (cur) => (cur.shards.some((x) => x.uid === tUid) ? this.change(cur, cur.shards.filter((x) => x.uid !== tUid)) : undefined)).catch((e) => log.warn({ err: (e as Error).message }, `shard ${tUid}: could not be taken out of the record after the failed sync; the migration is reported failed anyway`));
-      throw new Error(`shard ${tUid} on node ${target} did not get in sync with shard ${fm.uid}: ${synced.why}; the migration of shard ${s.uid} was undone`);
+      await this.store.bdbs
+        .update(b.uid, (cur) =>
+          cur.shards.some((x) => x.uid === tUid)
+            ? this.change(
+                cur,
+                cur.shards.filter((x) => x.uid !== tUid),
+              )
+            : undefined,
+        )
+        .catch((e) =>
+          log.warn(
+            { err: (e as Error).message },
+            `shard ${tUid}: could not be taken out of the record after the failed sync; the migration is reported failed anyway`,
+          ),
+        );
+      throw new Error(
+        `shard ${tUid} on node ${target} did not get in sync with shard ${fm.uid}: ${synced.why}; the migration of shard ${s.uid} was undone`,
+      );
     }
     await step(0.5, `shard ${tUid} on node ${target} is in sync with shard ${fm.uid} (offset ${synced.offset})`);
 
@@ -554,14 +752,24 @@ export class ShardOpsController {
       const shards = planRemove(cur.shards, s.uid, tUid);
       return shards && this.change(cur, shards);
     });
-    if (!next || next.shards.some((x) => x.uid === s.uid)) throw new Error(`shard ${s.uid} could not be removed: the placement changed (it is a master again?)`);
-    log.info({ bdb: b.uid, removed: s.uid, from: s.node_uid, now: tUid, target, generation: next.generation }, 'migration: old shard removed');
+    if (!next || next.shards.some((x) => x.uid === s.uid))
+      throw new Error(`shard ${s.uid} could not be removed: the placement changed (it is a master again?)`);
+    log.info(
+      { bdb: b.uid, removed: s.uid, from: s.node_uid, now: tUid, target, generation: next.generation },
+      'migration: old shard removed',
+    );
     await step(0.95, `shard ${s.uid} removed from node ${s.node_uid}; shard ${tUid} on node ${target} serves in its place`);
     return next.generation;
   }
 
   /** Wait until a new replica is linked, fully synced and has caught up with its master's offset of after its sync. */
-  private async waitInSync(bdbUid: number, tUid: number, masterUid: number, step: (f: number, t: string) => Promise<void>, log: Logger): Promise<{ ok: true; offset: number } | { ok: false; why: string }> {
+  private async waitInSync(
+    bdbUid: number,
+    tUid: number,
+    masterUid: number,
+    step: (f: number, t: string) => Promise<void>,
+    log: Logger,
+  ): Promise<{ ok: true; offset: number } | { ok: false; why: string }> {
     const deadline = Date.now() + SYNC_MS;
     let goal: number | undefined;
     let why = 'no answer yet';
@@ -571,12 +779,14 @@ export class ShardOpsController {
       const b = await this.bdb(bdbUid);
       const t = b.shards.find((x) => x.uid === tUid);
       const m = b.shards.find((x) => x.uid === masterUid);
-      if (!t || !m || m.role !== 'master' || t.master_uid !== masterUid) return { ok: false, why: 'the placement changed (a node failover?)' };
+      if (!t || !m || m.role !== 'master' || t.master_uid !== masterUid)
+        return { ok: false, why: 'the placement changed (a node failover?)' };
       if (!isLive(this.h, t.node_uid)) return { ok: false, why: `node ${t.node_uid} is down` };
       try {
         const info = await replication(this.h, log, t);
         if (info.role !== 'slave') why = 'not a replica yet';
-        else if (info.master_link_status !== 'up') why = info.master_sync_in_progress ? 'full sync in progress' : `link ${info.master_link_status}`;
+        else if (info.master_link_status !== 'up')
+          why = info.master_sync_in_progress ? 'full sync in progress' : `link ${info.master_link_status}`;
         else {
           goal ??= (await replication(this.h, log, m)).master_repl_offset;
           const at = info.slave_repl_offset ?? 0;

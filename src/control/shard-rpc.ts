@@ -161,11 +161,15 @@ function guardPause(h: ShardRpcHost, shard: RedisShard, ms: number, log: OpLog):
     if (!shard.running) return;
     try {
       const role = (await replicationOf(shard)).role;
-      if (role === 'master' && placedRole(h, shard.spec.shardUid) === 'slave') return await fenceUntilReplica(h, shard, log, 'its pause ran out');
+      if (role === 'master' && placedRole(h, shard.spec.shardUid) === 'slave')
+        return await fenceUntilReplica(h, shard, log, 'its pause ran out');
       await resume(shard);
       log.warn({ shard: shard.spec.shardUid, role }, 'shard operation: the controller did not end the pause; writes resumed');
     } catch (err) {
-      log.error({ shard: shard.spec.shardUid, err: (err as Error).message }, 'shard operation: cannot end the pause; it runs out by itself');
+      log.error(
+        { shard: shard.spec.shardUid, err: (err as Error).message },
+        'shard operation: cannot end the pause; it runs out by itself',
+      );
     }
   });
 }

@@ -34,7 +34,9 @@ export async function localTraffic(m: TrafficHost): Promise<NodeTraffic> {
   return { uid: m.uid, time: Date.now(), endpoints, shards };
 }
 
-export type NodeTrafficResult = { uid: number; addr: string; ok: true; traffic: NodeTraffic } | { uid: number; addr: string; ok: false; error: string };
+export type NodeTrafficResult =
+  | { uid: number; addr: string; ok: true; traffic: NodeTraffic }
+  | { uid: number; addr: string; ok: false; error: string };
 
 /** Every node's part; a node that does not answer within the timeout is reported as such. */
 export async function clusterTraffic(m: TrafficHost, timeoutMs = 2000): Promise<NodeTrafficResult[]> {

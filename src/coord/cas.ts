@@ -2,7 +2,7 @@
 // retried on conflict: the one way records are changed in place. Records are
 // changed through `updateRecord` (coord/records.ts), which checks the current
 // value against the record's schema.
-import { Etcd3 } from 'etcd3';
+import type { Etcd3 } from 'etcd3';
 
 /**
  * Apply `fn` to the key's current value (decoded from its stored text by

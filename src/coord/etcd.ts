@@ -1,12 +1,12 @@
 // Supervises this node's etcd member: one per node, peer traffic mTLS with the
 // node's cp certificate under the cluster CA, client traffic mTLS where only
 // the local daemon's own certificate (signed by a node-local CA) is trusted.
-import { spawn, ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import { Etcd3, type IOptions } from 'etcd3';
-import { ExponentialBackoff, IBackoff, handleWhen, noop, retry } from 'cockatiel';
+import { ExponentialBackoff, type IBackoff, handleWhen, noop, retry } from 'cockatiel';
 import { isRecoverableError, GRPCDeadlineExceededError, GRPCUnavailableError } from 'etcd3';
 import tls from 'node:tls';
 import * as grpc from '@grpc/grpc-js';
@@ -79,7 +79,10 @@ export class EtcdMember {
     if (Date.now() - this.startedAt > RESTART_RESET_AFTER_MS) this.restarts = 0;
     const delay = RESTART_DELAYS_MS[Math.min(this.restarts, RESTART_DELAYS_MS.length - 1)];
     this.restarts++;
-    this.o.log.error({ code, signal, attempt: this.restarts, restart_in_ms: delay, last: this.logTail(2) }, 'etcd member exited unexpectedly; restarting it');
+    this.o.log.error(
+      { code, signal, attempt: this.restarts, restart_in_ms: delay, last: this.logTail(2) },
+      'etcd member exited unexpectedly; restarting it',
+    );
     this.restartTimer = setTimeout(() => {
       this.restartTimer = undefined;
       if (!this.stopping) this.start();
@@ -92,33 +95,57 @@ export class EtcdMember {
     fs.mkdirSync(o.paths.dataDir, { recursive: true, mode: 0o700 });
     fs.chmodSync(o.paths.dataDir, 0o700);
     const args = [
-      '--name', o.name,
-      '--data-dir', o.paths.dataDir,
-      '--listen-peer-urls', peerUrl(o.addr, o.peerPort),
-      '--initial-advertise-peer-urls', peerUrl(o.addr, o.peerPort),
-      '--listen-client-urls', peerUrl(o.addr, o.clientPort),
-      '--advertise-client-urls', peerUrl(o.addr, o.clientPort),
-      '--initial-cluster', o.initialCluster,
-      '--initial-cluster-state', o.state,
-      '--initial-cluster-token', o.token,
-      '--peer-cert-file', o.paths.certFile,
-      '--peer-key-file', o.paths.keyFile,
-      '--peer-trusted-ca-file', o.paths.caFile,
+      '--name',
+      o.name,
+      '--data-dir',
+      o.paths.dataDir,
+      '--listen-peer-urls',
+      peerUrl(o.addr, o.peerPort),
+      '--initial-advertise-peer-urls',
+      peerUrl(o.addr, o.peerPort),
+      '--listen-client-urls',
+      peerUrl(o.addr, o.clientPort),
+      '--advertise-client-urls',
+      peerUrl(o.addr, o.clientPort),
+      '--initial-cluster',
+      o.initialCluster,
+      '--initial-cluster-state',
+      o.state,
+      '--initial-cluster-token',
+      o.token,
+      '--peer-cert-file',
+      o.paths.certFile,
+      '--peer-key-file',
+      o.paths.keyFile,
+      '--peer-trusted-ca-file',
+      o.paths.caFile,
       '--peer-client-cert-auth',
-      '--cert-file', o.paths.certFile,
-      '--key-file', o.paths.keyFile,
-      '--trusted-ca-file', o.paths.clientCaFile,
+      '--cert-file',
+      o.paths.certFile,
+      '--key-file',
+      o.paths.keyFile,
+      '--trusted-ca-file',
+      o.paths.clientCaFile,
       '--client-cert-auth',
-      '--cipher-suites', ETCD_CIPHER_SUITES,
-      '--heartbeat-interval', '150',
-      '--election-timeout', '1500',
-      '--logger', 'zap',
-      '--log-outputs', 'stderr',
-      '--snapshot-count', '10000',
+      '--cipher-suites',
+      ETCD_CIPHER_SUITES,
+      '--heartbeat-interval',
+      '150',
+      '--election-timeout',
+      '1500',
+      '--logger',
+      'zap',
+      '--log-outputs',
+      'stderr',
+      '--snapshot-count',
+      '10000',
       // Heartbeats write a revision per node twice a second: keep the last 100k (hours of history, for watches that reconnect), drop the rest.
-      '--auto-compaction-mode', 'revision',
-      '--auto-compaction-retention', '100000',
-      '--quota-backend-bytes', String(2 * 1024 * 1024 * 1024),
+      '--auto-compaction-mode',
+      'revision',
+      '--auto-compaction-retention',
+      '100000',
+      '--quota-backend-bytes',
+      String(2 * 1024 * 1024 * 1024),
     ];
     const out = fs.openSync(o.paths.logFile, 'a');
     // setpriv --pdeathsig: etcd dies with this daemon even when the daemon is SIGKILLed,
@@ -195,13 +222,15 @@ export function etcdClient(addr: string, clientPort: number, paths: EtcdPaths): 
     // The member's certificate names its IP; check that, while SNI carries a name (RFC 6066 forbids IPs there).
     return grpc.credentials.createFromSecureContext(ctx, { checkServerIdentity: (_name, cert) => tls.checkServerIdentity(addr, cert) });
   };
+  let client: Etcd3;
   try {
-    return withCredentials(addr, clientPort, paths);
+    client = withCredentials(addr, clientPort, paths);
   } finally {
     factory.createSsl = createSsl;
-    // A second copy of @grpc/grpc-js under etcd3 would bypass the swap: refuse to run on defaults.
-    if (!used) throw new Error('etcd client: could not give gRPC the TLS policy (a second @grpc/grpc-js copy?)');
   }
+  // A second copy of @grpc/grpc-js under etcd3 would bypass the swap: refuse to run on defaults.
+  if (!used) throw new Error('etcd client: could not give gRPC the TLS policy (a second @grpc/grpc-js copy?)');
+  return client;
 }
 
 function withCredentials(addr: string, clientPort: number, paths: EtcdPaths): Etcd3 {
@@ -261,7 +290,9 @@ export function etcdPaths(dataDir: string): EtcdPaths {
 
 /** Is this error the local store being unreachable (member down, restarting, no quorum)? */
 export function isStoreUnavailable(err: unknown): boolean {
-  return err instanceof GRPCUnavailableError || err instanceof GRPCDeadlineExceededError || (err instanceof Error && isRecoverableError(err));
+  return (
+    err instanceof GRPCUnavailableError || err instanceof GRPCDeadlineExceededError || (err instanceof Error && isRecoverableError(err))
+  );
 }
 
 /** Wait until the member answers a linearizable read (a learner never does until promoted). */

@@ -64,7 +64,10 @@ export class Heartbeats {
    */
   async beat(lease: Lease, deadlineMs: number): Promise<void> {
     const rec: BeatRecord = { seq: ++this.seq };
-    await lease.put(KEYS.beat(this.self)).value(JSON.stringify(rec)).options({ deadline: Date.now() + deadlineMs });
+    await lease
+      .put(KEYS.beat(this.self))
+      .value(JSON.stringify(rec))
+      .options({ deadline: Date.now() + deadlineMs });
   }
 
   /** This node's own beats come back through the watch: its view of the others' is current. */

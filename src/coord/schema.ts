@@ -476,7 +476,10 @@ export function alertSettingsWithDefaults(...layers: (StoredAlertSettings | null
 }
 
 /** Settings records are groups of settings: each group of the defaults is overlaid field by field; groups the defaults lack are dropped. */
-function mergeOneLevel<T extends Record<string, object>>(defaults: T, layers: ({ [K in keyof T]?: Partial<T[K]> } | null | undefined)[]): T {
+function mergeOneLevel<T extends Record<string, object>>(
+  defaults: T,
+  layers: ({ [K in keyof T]?: Partial<T[K]> } | null | undefined)[],
+): T {
   const out: Record<string, object> = {};
   for (const k of Object.keys(defaults) as (keyof T & string)[]) {
     out[k] = Object.assign({ ...defaults[k] }, ...layers.map((l) => l?.[k] ?? {}));

@@ -27,7 +27,7 @@ import {
   NodeStubRecord,
   ObservedRecord,
   LiveRecord,
-  PolicyRecord,
+  type PolicyRecord,
   SeqValue,
   ServiceCertRecord,
   ShardOpRecord,
@@ -92,7 +92,12 @@ async function readSeqsAt(c: Etcd3, keys: string[]): Promise<Map<string, number>
 }
 
 /** See `readSeqsAt`. False: a sequence moved or a key exists; validate again. */
-async function commitWithSeqsAt(c: Etcd3, seen: ReadonlyMap<string, number>, bump: ReadonlyMap<string, number>, puts: [string, string][]): Promise<boolean> {
+async function commitWithSeqsAt(
+  c: Etcd3,
+  seen: ReadonlyMap<string, number>,
+  bump: ReadonlyMap<string, number>,
+  puts: [string, string][],
+): Promise<boolean> {
   let txn: ReturnType<Etcd3['if']> | undefined;
   for (const [k, v] of seen) {
     const [col, cmp, val] = v === 0 ? (['Create', '==', 0] as const) : (['Value', '==', JSON.stringify(v)] as const);
@@ -114,7 +119,10 @@ export class Seqs {
 
   /** The last uid handed out of each sequence (0: none yet), to create against without burning uids. */
   async read(...names: SeqName[]): Promise<SeqSnapshot> {
-    const byKey = await readSeqsAt(this.c, names.map((n) => SEQS[n]));
+    const byKey = await readSeqsAt(
+      this.c,
+      names.map((n) => SEQS[n]),
+    );
     return new Map(names.map((n) => [n, byKey.get(SEQS[n])!]));
   }
 }
@@ -191,7 +199,15 @@ export class ActionStore {
   /** A new pending action (its uid from the action sequence). */
   async create(name: string, objectName: string, extra: Partial<ActionRecord> = {}): Promise<ActionRecord> {
     const uid = await nextSeqAt(this.c, KEYS.actionSeq, 1);
-    const a: ActionRecord = { action_uid: String(uid), name, object_name: objectName, progress: 0, status: 'pending', creation_time: new Date().toISOString(), ...extra };
+    const a: ActionRecord = {
+      action_uid: String(uid),
+      name,
+      object_name: objectName,
+      progress: 0,
+      status: 'pending',
+      creation_time: new Date().toISOString(),
+      ...extra,
+    };
     await this.c.put(KEYS.action(uid)).value(json(a));
     return a;
   }
@@ -222,7 +238,9 @@ export class ActionStore {
     if (!uid) return;
     const cur = await this.get(uid);
     if (!cur || isFinished(cur)) return;
-    await this.c.put(KEYS.action(Number(uid))).value(json({ ...cur, status, progress: status === 'completed' ? 100 : cur.progress, ...(error ? { error } : {}) }));
+    await this.c
+      .put(KEYS.action(Number(uid)))
+      .value(json({ ...cur, status, progress: status === 'completed' ? 100 : cur.progress, ...(error ? { error } : {}) }));
   }
 
   async delete(uid: string | number): Promise<void> {
@@ -267,7 +285,10 @@ export class UserStore {
   /** Store a new user; false when one with its name exists. */
   async create(rec: UserRecord): Promise<boolean> {
     const key = KEYS.user(rec.username);
-    const r = await this.c.if(key, 'Create', '==', 0).then(this.c.put(key).value(json(rec))).commit();
+    const r = await this.c
+      .if(key, 'Create', '==', 0)
+      .then(this.c.put(key).value(json(rec)))
+      .commit();
     return r.succeeded;
   }
 
@@ -380,7 +401,10 @@ export class NodeStore {
       ...deny.map((d) => c.put(KEYS.deny(d.serial)).value(json(d))),
       ...[KEYS.node(uid), KEYS.live(uid), KEYS.alerts(uid)].map((k) => c.delete().key(k)),
     ];
-    const r = await c.if(KEYS.node(uid), 'Create', '>', 0).then(...ops).commit();
+    const r = await c
+      .if(KEYS.node(uid), 'Create', '>', 0)
+      .then(...ops)
+      .commit();
     return r.succeeded;
   }
 }
@@ -424,7 +448,10 @@ export class MasterStore {
    * that it goes when the claimant stops renewing. True: this one won.
    */
   async claim(rec: MasterRecord, leaseId: string): Promise<boolean> {
-    const r = await this.c.if(KEYS.master, 'Create', '==', 0).then(this.c.put(KEYS.master).value(json(rec)).lease(leaseId)).commit();
+    const r = await this.c
+      .if(KEYS.master, 'Create', '==', 0)
+      .then(this.c.put(KEYS.master).value(json(rec)).lease(leaseId))
+      .commit();
     return r.succeeded;
   }
 
@@ -436,7 +463,10 @@ export class MasterStore {
   async handTo(rec: MasterRecord): Promise<'done' | 'down' | 'went_down'> {
     const live = (await this.c.get(KEYS.live(rec.uid)).exec()).kvs[0];
     if (!live || live.lease === '0') return 'down';
-    const r = await this.c.if(KEYS.live(rec.uid), 'Lease', '==', live.lease).then(this.c.put(KEYS.master).value(json(rec)).lease(live.lease)).commit();
+    const r = await this.c
+      .if(KEYS.live(rec.uid), 'Lease', '==', live.lease)
+      .then(this.c.put(KEYS.master).value(json(rec)).lease(live.lease))
+      .commit();
     return r.succeeded ? 'done' : 'went_down';
   }
 
@@ -448,7 +478,10 @@ export class MasterStore {
   async takeOver(holder: number, rec: MasterRecord, leaseId: string): Promise<boolean> {
     const kv = (await this.c.get(KEYS.master).exec()).kvs[0];
     if (!kv || parseRecord(KEYS.master, kv.value.toString(), MasterRecord).uid !== holder) return false;
-    const r = await this.c.if(KEYS.master, 'Mod', '==', kv.mod_revision).then(this.c.put(KEYS.master).value(json(rec)).lease(leaseId)).commit();
+    const r = await this.c
+      .if(KEYS.master, 'Mod', '==', kv.mod_revision)
+      .then(this.c.put(KEYS.master).value(json(rec)).lease(leaseId))
+      .commit();
     return r.succeeded;
   }
 
@@ -542,7 +575,10 @@ export class ClusterRecords {
 
   /** Store a services CA unless there is one (a cluster created before it existed); false: there was one. */
   async createServicesCa(rec: CaRecord): Promise<boolean> {
-    const r = await this.c.if(KEYS.servicesCa, 'Create', '==', 0).then(this.c.put(KEYS.servicesCa).value(json(rec))).commit();
+    const r = await this.c
+      .if(KEYS.servicesCa, 'Create', '==', 0)
+      .then(this.c.put(KEYS.servicesCa).value(json(rec)))
+      .commit();
     return r.succeeded;
   }
 
@@ -593,7 +629,9 @@ export class SettingsStore {
 
   /** Apply a change to the alert settings (compare-and-swap); resolves with all of them. */
   async updateAlertSettings(change: StoredAlertSettings): Promise<AlertSettingsRecord> {
-    return alertSettingsWithDefaults(await updateRecord(this.c, KEYS.alertSettings, StoredAlertSettings, (cur) => alertSettingsWithDefaults(cur, change)));
+    return alertSettingsWithDefaults(
+      await updateRecord(this.c, KEYS.alertSettings, StoredAlertSettings, (cur) => alertSettingsWithDefaults(cur, change)),
+    );
   }
 
   /** A watched copy of the stored alert settings (one item, ''; start it). */
@@ -631,7 +669,10 @@ export class OperatorCertStore {
       ...o.identities.map((r) => c.put(KEYS.certIdentity(r.serial)).value(json(r))),
       ...o.service.map((r) => c.put(KEYS.serviceCert(r.uid, r.name)).value(json(r))),
     ];
-    const r = await c.if(KEYS.cluster, 'Create', '>', 0).then(...ops).commit();
+    const r = await c
+      .if(KEYS.cluster, 'Create', '>', 0)
+      .then(...ops)
+      .commit();
     return r.succeeded;
   }
 
@@ -668,7 +709,10 @@ export class CertRotationStore {
   async create(action: ActionRecord, request: CertRotationRequest): Promise<boolean> {
     const r = await this.c
       .if(KEYS.action(Number(action.action_uid)), 'Create', '==', 0)
-      .then(this.c.put(KEYS.action(Number(action.action_uid))).value(json(action)), this.c.put(KEYS.certRotation(request.action_uid)).value(json(request)))
+      .then(
+        this.c.put(KEYS.action(Number(action.action_uid))).value(json(action)),
+        this.c.put(KEYS.certRotation(request.action_uid)).value(json(request)),
+      )
       .commit();
     return r.succeeded;
   }

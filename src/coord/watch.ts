@@ -1,7 +1,7 @@
 // A local, always-current copy of one key prefix: load at a revision, then
 // watch from the next one, so no change is missed or applied out of order.
 import { EventEmitter } from 'node:events';
-import { Etcd3, Watcher } from 'etcd3';
+import type { Etcd3, Watcher } from 'etcd3';
 import type { TSchema } from '@sinclair/typebox';
 import { parseRecord } from './records.js';
 

@@ -92,7 +92,14 @@ export class DataplaneHost extends EventEmitter {
         this.o.log.error({ code }, 'data-plane worker exited; restarting');
         setTimeout(() => void this.start().catch((e) => this.o.log.error({ err: (e as Error).message }, 'data-plane restart failed')), 500);
       });
-      this.send({ type: 'init', node: this.o.node, certs: this.o.certs(), policy: this.o.policy(), logLevel: this.o.logLevel, proxyCert: this.o.proxyCert() });
+      this.send({
+        type: 'init',
+        node: this.o.node,
+        certs: this.o.certs(),
+        policy: this.o.policy(),
+        logLevel: this.o.logLevel,
+        proxyCert: this.o.proxyCert(),
+      });
     });
   }
 

@@ -80,7 +80,14 @@ export interface DataplaneConfig {
 }
 
 export type ToWorker =
-  | { type: 'init'; node: { uid: number; addr: string; ports: NodePorts }; certs: Record<Plane, Bundle>; policy: PolicySnapshot; logLevel: string; proxyCert?: { certPem: string; keyPem: string } }
+  | {
+      type: 'init';
+      node: { uid: number; addr: string; ports: NodePorts };
+      certs: Record<Plane, Bundle>;
+      policy: PolicySnapshot;
+      logLevel: string;
+      proxyCert?: { certPem: string; keyPem: string };
+    }
   | { type: 'certs'; plane: Plane; bundle: Bundle }
   /** The node's `proxy` certificate (services CA), presented by TLS endpoints; sent at start and on each renewal. */
   | { type: 'proxy-cert'; cert: { certPem: string; keyPem: string } }

@@ -8,11 +8,11 @@
 // `replication:<replica shard>`), so both ends can report it; a far side
 // that does not know the word ignores it.
 import net from 'node:net';
-import { Duplex } from 'node:stream';
+import type { Duplex } from 'node:stream';
 import { timingSafeEqual } from 'node:crypto';
 import type { Logger } from 'pino';
-import { CertStore } from '../pki/certstore.js';
-import { LiveLinks, PeerPolicy, dial } from '../internode/channel.js';
+import type { CertStore } from '../pki/certstore.js';
+import { type LiveLinks, type PeerPolicy, dial } from '../internode/channel.js';
 import type { LinkRegistry } from '../internode/links.js';
 import { encodeCommand } from '../proxy/resp-encode.js';
 import type { BdbLinkConfig, DataplaneConfig, LocalShard, PeerNode, ShardLocation } from './messages.js';
@@ -111,7 +111,10 @@ export class ShardLinks {
         localAddress: this.ctx.self.addr,
         log: this.ctx.log,
         links: this.ctx.links,
-        purpose: use.purpose === 'proxy' ? `link to shard ${shardUid} (db ${loc.bdbUid})` : `replication tunnel of shard ${use.replicaShardUid} from shard ${shardUid} (db ${loc.bdbUid})`,
+        purpose:
+          use.purpose === 'proxy'
+            ? `link to shard ${shardUid} (db ${loc.bdbUid})`
+            : `replication tunnel of shard ${use.replicaShardUid} from shard ${shardUid} (db ${loc.bdbUid})`,
       }));
     } else {
       s = await connected(net.connect({ host: node.addr, port: node.dp_plain, localAddress: this.ctx.self.addr }));

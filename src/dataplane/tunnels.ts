@@ -5,9 +5,9 @@
 // the tunnel's connections are cut: the replica reconnects through the new
 // link and continues with a partial resync.
 import net from 'node:net';
-import { Duplex } from 'node:stream';
+import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
-import { ShardLinks, Placement } from './shard-links.js';
+import type { ShardLinks, Placement } from './shard-links.js';
 import type { TunnelSpec } from './messages.js';
 import { listenOrExplain } from '../internode/channel.js';
 
@@ -85,7 +85,8 @@ export class Tunnels {
           out.destroy();
           return;
         }
-        if (t.failures > 0) this.log.info({ replica: t.spec.replicaShardUid, failures: t.failures }, 'replication tunnel reaches the master shard again');
+        if (t.failures > 0)
+          this.log.info({ replica: t.spec.replicaShardUid, failures: t.failures }, 'replication tunnel reaches the master shard again');
         t.failures = 0;
         t.conns.add(out);
         const close = () => {
@@ -102,7 +103,11 @@ export class Tunnels {
       },
       (err) => {
         // Logged once, then every 30th attempt with the count: the replica retries every second.
-        if (t.failures++ % 30 === 0) this.log.warn({ replica: t.spec.replicaShardUid, failures: t.failures, err: (err as Error).message }, 'replication tunnel cannot reach the master shard');
+        if (t.failures++ % 30 === 0)
+          this.log.warn(
+            { replica: t.spec.replicaShardUid, failures: t.failures, err: (err as Error).message },
+            'replication tunnel cannot reach the master shard',
+          );
         inbound.destroy();
       },
     );

@@ -3,20 +3,20 @@
 // replication tunnels. Control-plane requests arriving on 3342 are relayed to
 // the main thread, which answers them.
 import net from 'node:net';
-import tls from 'node:tls';
+import type tls from 'node:tls';
 import { parentPort } from 'node:worker_threads';
 import { createHash } from 'node:crypto';
-import pino, { Logger } from 'pino';
+import pino, { type Logger } from 'pino';
 import { applyProcessDefaults } from '../tls/policy.js';
 import { endpointTlsOptions } from '../tls/contexts.js';
 import { clientCertList } from '../proxy/client-auth.js';
 import { CertStore } from '../pki/certstore.js';
-import { InternodeServer, LiveLinks, PeerPolicy, listenOrExplain } from '../internode/channel.js';
-import { InternodeLink, LinkRegistry } from '../internode/links.js';
-import { LinkUse, Placement, ShardLinks, serveShardLink } from './shard-links.js';
+import { InternodeServer, LiveLinks, type PeerPolicy, listenOrExplain } from '../internode/channel.js';
+import { type InternodeLink, LinkRegistry } from '../internode/links.js';
+import { type LinkUse, Placement, ShardLinks, serveShardLink } from './shard-links.js';
 import { readLines } from '../internode/rpc.js';
 import { Tunnels } from './tunnels.js';
-import { Endpoint, EndpointConfig } from '../proxy/endpoint.js';
+import { Endpoint, type EndpointConfig } from '../proxy/endpoint.js';
 import { WriteFence } from '../proxy/fence.js';
 import type { EndpointStatsSnapshot } from '../proxy/stats.js';
 import type { DataplaneConfig, EndpointState, FromWorker, PeerNode, PolicySnapshot, ToWorker } from './messages.js';
@@ -55,7 +55,10 @@ class Dataplane implements PeerPolicy {
   readonly log: Logger;
 
   constructor(private readonly init: Extract<ToWorker, { type: 'init' }>) {
-    this.log = pino({ level: init.logLevel, base: { node: init.node.addr, component: 'dataplane' } }, pino.destination({ dest: 1, sync: true }));
+    this.log = pino(
+      { level: init.logLevel, base: { node: init.node.addr, component: 'dataplane' } },
+      pino.destination({ dest: 1, sync: true }),
+    );
     this.certs = new CertStore(init.certs, init.policy.anchors);
     this.proxyCert = init.proxyCert;
     this.certs.setKeyExchange(init.policy.keyExchange);
@@ -105,21 +108,35 @@ class Dataplane implements PeerPolicy {
 
   async start(): Promise<void> {
     const { node } = this.init;
-    this.links = new ShardLinks({ self: { uid: node.uid, addr: node.addr }, certs: this.certs, policy: this, node: (uid) => this.nodes.get(uid), log: this.log, links: this.dialed, registry: this.registry }, this.placement);
-    this.tunnels = new Tunnels(node.addr, this.links, this.placement, this.log, (replicaShardUid, host, p) => post({ type: 'tunnel', replicaShardUid, host, port: p }));
-    const track = (peerUid: number | undefined) => (bdbUid: number, s: net.Socket, encrypted: boolean, link: { shardUid: number; use?: LinkUse }) => {
-      this.farLinks.set(s, { bdbUid, encrypted });
-      s.once('close', () => this.farLinks.delete(s));
-      const use = link.use;
-      this.registry.add(s, {
-        side: 'accepted',
-        purpose: use?.purpose ?? 'unknown',
-        remoteUid: peerUid ?? this.nodeAt(s.remoteAddress),
-        bdbUid,
-        shardUid: link.shardUid,
-        ...(use?.purpose === 'replication' ? { replicaShardUid: use.replicaShardUid } : {}),
-      });
-    };
+    this.links = new ShardLinks(
+      {
+        self: { uid: node.uid, addr: node.addr },
+        certs: this.certs,
+        policy: this,
+        node: (uid) => this.nodes.get(uid),
+        log: this.log,
+        links: this.dialed,
+        registry: this.registry,
+      },
+      this.placement,
+    );
+    this.tunnels = new Tunnels(node.addr, this.links, this.placement, this.log, (replicaShardUid, host, p) =>
+      post({ type: 'tunnel', replicaShardUid, host, port: p }),
+    );
+    const track =
+      (peerUid: number | undefined) => (bdbUid: number, s: net.Socket, encrypted: boolean, link: { shardUid: number; use?: LinkUse }) => {
+        this.farLinks.set(s, { bdbUid, encrypted });
+        s.once('close', () => this.farLinks.delete(s));
+        const use = link.use;
+        this.registry.add(s, {
+          side: 'accepted',
+          purpose: use?.purpose ?? 'unknown',
+          remoteUid: peerUid ?? this.nodeAt(s.remoteAddress),
+          bdbUid,
+          shardUid: link.shardUid,
+          ...(use?.purpose === 'replication' ? { replicaShardUid: use.replicaShardUid } : {}),
+        });
+      };
     this.internode = new InternodeServer({
       host: node.addr,
       port: node.ports.internode,
@@ -147,7 +164,7 @@ class Dataplane implements PeerPolicy {
 
   rpcReply(conn: number, line: string): void {
     const s = this.cpConns.get(conn);
-    if (s && s.writable) s.write(line + '\n');
+    if (s?.writable) s.write(line + '\n');
   }
 
   async apply(cfg: DataplaneConfig): Promise<void> {
@@ -239,17 +256,24 @@ class Dataplane implements PeerPolicy {
     this.reportEndpoints();
     // An endpoint whose port was taken (say, by a database being deleted) tries again.
     clearTimeout(this.retryTimer);
-    if ([...this.endpoints.values()].some((e) => !e.listening)) this.retryTimer = setTimeout(() => void this.applyEndpoints(this.config), 1000);
+    if ([...this.endpoints.values()].some((e) => !e.listening))
+      this.retryTimer = setTimeout(() => void this.applyEndpoints(this.config), 1000);
   }
 
   private reportEndpoints(): void {
-    const endpoints: EndpointState[] = [...this.endpoints.entries()].map(([bdbUid, e]) => ({ bdbUid, port: e.port, listening: e.listening, error: e.error }));
+    const endpoints: EndpointState[] = [...this.endpoints.entries()].map(([bdbUid, e]) => ({
+      bdbUid,
+      port: e.port,
+      listening: e.listening,
+      error: e.error,
+    }));
     post({ type: 'endpoints', endpoints });
   }
 
   async stop(): Promise<void> {
     clearTimeout(this.retryTimer);
-    for (const [uid, e] of this.endpoints) await e.ep.close().catch((err) => this.log.warn({ bdb: uid, err: (err as Error).message }, 'closing an endpoint'));
+    for (const [uid, e] of this.endpoints)
+      await e.ep.close().catch((err) => this.log.warn({ bdb: uid, err: (err as Error).message }, 'closing an endpoint'));
     this.tunnels?.close();
     for (const s of this.farLinks.keys()) s.destroy();
     await this.internode?.close().catch((err) => this.log.warn({ err: (err as Error).message }, 'closing the internode listener'));

@@ -9,8 +9,8 @@ import net from 'node:net';
 import type { Logger } from 'pino';
 import { sessionSecurity } from '../tls/policy.js';
 import { ALPN, internodeDialOptions, internodeServerOptions, planeOfAlpn, planeOfServername } from '../tls/contexts.js';
-import { CertStore } from '../pki/certstore.js';
-import { Plane, normalizeSerial, parseIdentity } from '../pki/pki.js';
+import type { CertStore } from '../pki/certstore.js';
+import { type Plane, normalizeSerial, parseIdentity } from '../pki/pki.js';
 
 /** Who may talk to us: answered from the coordination store's view, kept current by watches. */
 export interface PeerPolicy {
@@ -29,12 +29,14 @@ export interface PeerIdentity {
 
 /** Check a verified peer certificate against the policy; a string is the reason to refuse. */
 export function checkPeer(cert: tls.PeerCertificate | undefined, plane: Plane, policy: PeerPolicy): PeerIdentity | string {
-  if (!cert || !cert.raw) return 'no peer certificate';
+  if (!cert?.raw) return 'no peer certificate';
   const serial = normalizeSerial(cert.serialNumber);
-  const id = parseIdentity(cert.subjectaltname) ?? (() => {
-    const known = policy.identityOf?.(serial);
-    return known ? { clusterId: policy.clusterId(), uid: known.uid, plane: known.plane } : undefined;
-  })();
+  const id =
+    parseIdentity(cert.subjectaltname) ??
+    (() => {
+      const known = policy.identityOf?.(serial);
+      return known ? { clusterId: policy.clusterId(), uid: known.uid, plane: known.plane } : undefined;
+    })();
   if (!id) return 'certificate carries no tessera identity';
   if (id.clusterId !== policy.clusterId()) return `certificate is for cluster ${id.clusterId}`;
   if (id.plane !== plane) return `certificate is for plane ${id.plane}, connection is ${plane}`;
@@ -195,8 +197,6 @@ export interface DialOptions {
   links?: LiveLinks;
 }
 
-
-
 /** Open an authenticated internode connection for one plane. */
 export function dial(o: DialOptions): Promise<{ socket: tls.TLSSocket; peer: PeerIdentity }> {
   return new Promise((resolve, reject) => {
@@ -204,7 +204,8 @@ export function dial(o: DialOptions): Promise<{ socket: tls.TLSSocket; peer: Pee
     const verify = (cert: tls.PeerCertificate) => {
       const v = checkPeer(cert, o.plane, o.policy);
       if (typeof v === 'string') return new Error(`internode peer refused: ${v}`);
-      if (o.expectUid !== undefined && v.uid !== 0 && v.uid !== o.expectUid) return new Error(`expected node ${o.expectUid}, reached node ${v.uid}`);
+      if (o.expectUid !== undefined && v.uid !== 0 && v.uid !== o.expectUid)
+        return new Error(`expected node ${o.expectUid}, reached node ${v.uid}`);
       peer = v;
       return undefined;
     };

@@ -3,7 +3,7 @@
 // connections (the main thread its control RPC dials, the data-plane worker
 // everything else) registers each one with what it is for, and lists them on
 // demand with what was negotiated and the peer's certificate.
-import net from 'node:net';
+import type net from 'node:net';
 import tls from 'node:tls';
 import { sessionSecurity } from '../tls/policy.js';
 import { normalizeSerial } from '../pki/pki.js';
@@ -93,7 +93,7 @@ export class LinkRegistry {
       const sec = sessionSecurity(s);
       security = { protocol: sec.protocol, cipher: sec.cipher ?? null, group: sec.group ?? null };
       const cert = s.getPeerCertificate();
-      if (cert && cert.serialNumber) {
+      if (cert?.serialNumber) {
         serial = normalizeSerial(cert.serialNumber);
         const t = Date.parse(cert.valid_to);
         notAfter = Number.isFinite(t) ? t : null;

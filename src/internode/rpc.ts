@@ -1,10 +1,10 @@
 // Control-plane requests between nodes over the internode channel (ALPN
 // tessera-cp/1): newline-delimited JSON, {id, method, params} -> {id, result}
 // or {id, error}. One long-lived connection per peer, reopened on demand.
-import tls from 'node:tls';
+import type tls from 'node:tls';
 import type { Logger } from 'pino';
-import { CertStore } from '../pki/certstore.js';
-import { LiveLinks, PeerIdentity, PeerPolicy, dial } from './channel.js';
+import type { CertStore } from '../pki/certstore.js';
+import { type LiveLinks, type PeerIdentity, type PeerPolicy, dial } from './channel.js';
 import type { LinkRegistry } from './links.js';
 
 export type RpcHandler = (method: string, params: unknown, peer: PeerIdentity) => Promise<unknown>;
@@ -79,7 +79,17 @@ export class RpcClient {
   private connect(): Promise<tls.TLSSocket> {
     if (this.socket && !this.socket.destroyed) return Promise.resolve(this.socket);
     if (!this.connecting) {
-      this.connecting = dial({ ...this.target, plane: 'cp', certs: this.certs, policy: this.policy, expectUid: this.target.uid, timeoutMs: 3000, log: this.log, purpose: 'control rpc', links: this.links })
+      this.connecting = dial({
+        ...this.target,
+        plane: 'cp',
+        certs: this.certs,
+        policy: this.policy,
+        expectUid: this.target.uid,
+        timeoutMs: 3000,
+        log: this.log,
+        purpose: 'control rpc',
+        links: this.links,
+      })
         .then(({ socket, peer }) => {
           this.socket = socket;
           this.registry?.add(socket, { side: 'dialed', purpose: 'control', remoteUid: peer.uid });

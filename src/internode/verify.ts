@@ -3,7 +3,7 @@
 // database's data_internode_encryption setting and the TLS policy say. A pure
 // function of what was gathered, so it can be tested without a cluster; the
 // CLI (cli/verify.ts) and the web UI's Security page (ui/server.ts) both judge with it.
-import { DEFAULT_KEY_EXCHANGE, KeyExchange, sessionPolicyViolation } from '../tls/policy.js';
+import { DEFAULT_KEY_EXCHANGE, type KeyExchange, sessionPolicyViolation } from '../tls/policy.js';
 import type { InternodeLink, NodeLinksReport } from './links.js';
 
 export interface VerifyNode {
@@ -95,7 +95,8 @@ function what(l: InternodeLink, bdbs: Map<number, VerifyBdb>): string {
 function describe(l: InternodeLink, bdbs: Map<number, VerifyBdb>): string {
   const here = nodeName(l.local_uid, hostOf(l.local_address));
   const there = nodeName(l.remote_uid, hostOf(l.remote_address));
-  const [from, to, fromA, toA] = l.side === 'dialed' ? [here, there, l.local_address, l.remote_address] : [there, here, l.remote_address, l.local_address];
+  const [from, to, fromA, toA] =
+    l.side === 'dialed' ? [here, there, l.local_address, l.remote_address] : [there, here, l.remote_address, l.local_address];
   return `${what(l, bdbs)} ${from} → ${to} (${fromA} → ${toA})`;
 }
 
@@ -157,9 +158,19 @@ export function verifyEncryption(nodes: VerifyNode[], bdbList: VerifyBdb[], repo
       const bdb = l.bdb_uid === null ? undefined : bdbs.get(l.bdb_uid);
       const plaintext = l.protocol === 'plaintext';
       if (l.purpose === 'control' && plaintext) {
-        violations.push({ kind: 'control_plaintext', message: `${describe(l, bdbs)} is plaintext; control links must be TLS`, bdb_uid: null, connection: conn });
+        violations.push({
+          kind: 'control_plaintext',
+          message: `${describe(l, bdbs)} is plaintext; control links must be TLS`,
+          bdb_uid: null,
+          connection: conn,
+        });
       } else if (plaintext && bdb?.data_internode_encryption) {
-        violations.push({ kind: 'data_plaintext', message: `${describe(l, bdbs)} is plaintext, but db:${bdb.uid} has data_internode_encryption enabled`, bdb_uid: bdb.uid, connection: conn });
+        violations.push({
+          kind: 'data_plaintext',
+          message: `${describe(l, bdbs)} is plaintext, but db:${bdb.uid} has data_internode_encryption enabled`,
+          bdb_uid: bdb.uid,
+          connection: conn,
+        });
       }
       if (!plaintext) {
         const why = sessionPolicyViolation({ protocol: l.protocol, cipher: l.cipher ?? undefined, group: l.group ?? undefined }, kx);
@@ -170,8 +181,20 @@ export function verifyEncryption(nodes: VerifyNode[], bdbList: VerifyBdb[], repo
       const owner = nodeName(l.remote_uid, hostOf(l.remote_address));
       const seen = `${owner}'s certificate ${l.peer_cert_serial}, seen by node:${l.local_uid} on the ${describe(l, bdbs)},`;
       const expired = l.peer_cert_not_after !== null && Date.parse(l.peer_cert_not_after) < now;
-      if (expired) violations.push({ kind: 'cert_expired', message: `${seen} expired on ${l.peer_cert_not_after}`, bdb_uid: l.bdb_uid, connection: conn });
-      if (l.peer_cert_denied) violations.push({ kind: 'cert_denied', message: `${seen} is on the cluster's deny list (revoked, or of a removed node)`, bdb_uid: l.bdb_uid, connection: conn });
+      if (expired)
+        violations.push({
+          kind: 'cert_expired',
+          message: `${seen} expired on ${l.peer_cert_not_after}`,
+          bdb_uid: l.bdb_uid,
+          connection: conn,
+        });
+      if (l.peer_cert_denied)
+        violations.push({
+          kind: 'cert_denied',
+          message: `${seen} is on the cluster's deny list (revoked, or of a removed node)`,
+          bdb_uid: l.bdb_uid,
+          connection: conn,
+        });
     }
   }
 
@@ -200,8 +223,18 @@ export function verifyEncryption(nodes: VerifyNode[], bdbList: VerifyBdb[], repo
     for (const d of databases) {
       if (d.data_internode_encryption) continue; // its plaintext links, if any, are violations already
       if (!d.data_internode_encryption && d.plaintext_connections === 0 && d.nodes.length < 2) continue; // all on one node: nothing crosses
-      const why = ['data_internode_encryption is disabled', d.plaintext_connections ? `${d.plaintext_connections} plaintext connection(s) now` : `its shards and endpoints span nodes ${d.nodes.join(', ')}`];
-      violations.push({ kind: 'plaintext_database', message: `db:${d.uid} (${d.name}): data crosses nodes in plaintext (${why.join('; ')})`, bdb_uid: d.uid, connection: null });
+      const why = [
+        'data_internode_encryption is disabled',
+        d.plaintext_connections
+          ? `${d.plaintext_connections} plaintext connection(s) now`
+          : `its shards and endpoints span nodes ${d.nodes.join(', ')}`,
+      ];
+      violations.push({
+        kind: 'plaintext_database',
+        message: `db:${d.uid} (${d.name}): data crosses nodes in plaintext (${why.join('; ')})`,
+        bdb_uid: d.uid,
+        connection: null,
+      });
     }
   }
 
@@ -217,4 +250,3 @@ export function verifyEncryption(nodes: VerifyNode[], bdbList: VerifyBdb[], repo
     violations,
   };
 }
-

@@ -5,7 +5,7 @@
 import type { Logger } from 'pino';
 import { NodeDaemon } from '../control/daemon.js';
 import type { ClusterMember } from '../control/member.js';
-import { DEFAULT_PORTS, NodeConfig } from '../control/config.js';
+import { DEFAULT_PORTS, type NodeConfig } from '../control/config.js';
 import { ShardOpsController } from '../control/shard-ops.js';
 import { localTraffic } from '../control/traffic.js';
 import { CertRotationController } from '../control/cert-rotation-action.js';
@@ -66,7 +66,13 @@ export class TesseraNode {
           m.attach(metrics);
           // The web UI lives with the membership: sign-in needs the cluster's users.
           // Its sessions are kept in the cluster store: valid on every node, ended everywhere by a sign-out.
-          const ui = new UiServer(this.daemon, cert('cm'), log.child({ component: 'ui' }), rest.checkPassword, new SessionStore(storeOf(m.client).uiSessions));
+          const ui = new UiServer(
+            this.daemon,
+            cert('cm'),
+            log.child({ component: 'ui' }),
+            rest.checkPassword,
+            new SessionStore(storeOf(m.client).uiSessions),
+          );
           this.ui = ui;
           m.attach(ui);
           await ui.listen(cfg.addr, cfg.ports.ui!);

@@ -5,13 +5,12 @@
 // Trust is the cluster CA plus any anchors an operator added with customer
 // certificates. A leaf swap never changes trust: a cluster-issued leaf must
 // chain to the cluster CA, a customer leaf to the current anchors.
-import tls from 'node:tls';
+import type tls from 'node:tls';
 import { EventEmitter } from 'node:events';
 import { X509Certificate } from 'node:crypto';
-import { Bundle, DEFAULT_KEY_EXCHANGE, KeyExchange, contextOptions, secureContext } from '../tls/policy.js';
-import { PLANE_CERT_NAME, Plane, parseIdentity, validateBundle } from './pki.js';
+import { type Bundle, DEFAULT_KEY_EXCHANGE, type KeyExchange, contextOptions, secureContext } from '../tls/policy.js';
+import { PLANE_CERT_NAME, type Plane, parseIdentity, validateBundle } from './pki.js';
 import { validateCustomerCert } from './customer.js';
-
 
 function firstPem(pem: string): string {
   const m = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/.exec(pem);
@@ -51,7 +50,10 @@ export class CertStore extends EventEmitter {
       if (id.plane !== plane) throw new Error(`certificate is for plane ${id.plane}, not ${plane}`);
     } else {
       // An operator's certificate: chain and key checked against the anchors in force.
-      validateCustomerCert({ name: PLANE_CERT_NAME[plane], certificate: b.certPem, key: b.keyPem }, { extraTrust: this.anchors, minRemainingSeconds: 0 });
+      validateCustomerCert(
+        { name: PLANE_CERT_NAME[plane], certificate: b.certPem, key: b.keyPem },
+        { extraTrust: this.anchors, minRemainingSeconds: 0 },
+      );
     }
     const next = { certPem: b.certPem, keyPem: b.keyPem, caPem: this.trustPem() };
     const ctx = secureContext(next, this.kx);

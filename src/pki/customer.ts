@@ -29,7 +29,7 @@
 // Not evaluated: nameConstraints of CAs in the path, certificate policies, and
 // revocation (CRL/OCSP).
 import 'reflect-metadata';
-import { X509Certificate, createPrivateKey, KeyObject } from 'node:crypto';
+import { X509Certificate, createPrivateKey, type KeyObject } from 'node:crypto';
 import * as x509 from '@peculiar/x509';
 import { normalizeSerial } from './pki.js';
 import { secureContext } from '../tls/policy.js';
@@ -228,11 +228,15 @@ function parseCert(text: string, where: string, reject: (check: string, msg: str
 
 function parseCertificates(text: string, what: string, reject: (check: string, msg: string) => never): Cert[] {
   const { blocks, unterminated } = pemBlocks(text);
-  if (unterminated) return reject('pem_invalid', `${what} has a "-----BEGIN" line without its matching "-----END" line: the PEM is truncated or damaged.`);
+  if (unterminated)
+    return reject('pem_invalid', `${what} has a "-----BEGIN" line without its matching "-----END" line: the PEM is truncated or damaged.`);
   const certs: Cert[] = [];
   for (const b of blocks) {
     if (/PRIVATE KEY/.test(b.label)) {
-      return reject('pem_invalid', `${what} contains a private key (${b.label}). Give only certificates there, and the private key separately in "key".`);
+      return reject(
+        'pem_invalid',
+        `${what} contains a private key (${b.label}). Give only certificates there, and the private key separately in "key".`,
+      );
     }
     if (b.label !== 'CERTIFICATE') {
       return reject('pem_invalid', `${what} contains a "${b.label}" PEM block; only "CERTIFICATE" blocks are accepted.`);
@@ -244,15 +248,26 @@ function parseCertificates(text: string, what: string, reject: (check: string, m
 
 function parseKey(text: string, reject: (check: string, msg: string) => never): KeyObject {
   const { blocks, unterminated } = pemBlocks(text);
-  if (unterminated) return reject('pem_invalid', 'The private key PEM has a "-----BEGIN" line without its matching "-----END" line: it is truncated or damaged.');
+  if (unterminated)
+    return reject(
+      'pem_invalid',
+      'The private key PEM has a "-----BEGIN" line without its matching "-----END" line: it is truncated or damaged.',
+    );
   const keys = blocks.filter((b) => /PRIVATE KEY$/.test(b.label));
   if (keys.length === 0) {
-    return reject('pem_invalid', 'The key is not a PEM private key: expected a "-----BEGIN PRIVATE KEY-----" (PKCS#8) or "-----BEGIN RSA PRIVATE KEY-----" (PKCS#1) block.');
+    return reject(
+      'pem_invalid',
+      'The key is not a PEM private key: expected a "-----BEGIN PRIVATE KEY-----" (PKCS#8) or "-----BEGIN RSA PRIVATE KEY-----" (PKCS#1) block.',
+    );
   }
-  if (keys.length > 1) return reject('pem_invalid', `The key field holds ${keys.length} private keys; give exactly one, the leaf certificate's.`);
+  if (keys.length > 1)
+    return reject('pem_invalid', `The key field holds ${keys.length} private keys; give exactly one, the leaf certificate's.`);
   const k = keys[0];
   if (k.label === 'ENCRYPTED PRIVATE KEY' || /Proc-Type:\s*4,ENCRYPTED/.test(k.headers)) {
-    return reject('pem_invalid', 'The private key is encrypted with a passphrase; give it unencrypted (for example `openssl pkey -in key.pem -out plain.pem`).');
+    return reject(
+      'pem_invalid',
+      'The private key is encrypted with a passphrase; give it unencrypted (for example `openssl pkey -in key.pem -out plain.pem`).',
+    );
   }
   try {
     return createPrivateKey({ key: k.text, format: 'pem' });
@@ -278,7 +293,7 @@ function keyTypeName(t: string | undefined): string {
   }
 }
 
-const WHY_RSA = "the cluster's TLS 1.2 cipher suites are ECDHE-RSA, so internode certificates need an RSA key (\"rsaEncryption\")";
+const WHY_RSA = 'the cluster\'s TLS 1.2 cipher suites are ECDHE-RSA, so internode certificates need an RSA key ("rsaEncryption")';
 
 function ekus(c: Cert): string[] | undefined {
   const e = c.px.getExtension(x509.ExtendedKeyUsageExtension);
@@ -345,11 +360,16 @@ export function validateCustomerCert(c: CustomerCert, opts: ValidateOptions = {}
   const minRemaining = opts.minRemainingSeconds ?? DEFAULT_MIN_REMAINING_SECONDS;
 
   // --- PEM ------------------------------------------------------------------
-  if (typeof c.certificate !== 'string' || !c.certificate.trim()) reject('pem_invalid', 'The certificate is empty: give the PEM chain, leaf first, then the intermediate CAs (and optionally the root).');
-  if (typeof c.key !== 'string' || !c.key.trim()) reject('pem_invalid', 'The private key is empty: give the PEM private key of the leaf certificate.');
+  if (typeof c.certificate !== 'string' || !c.certificate.trim())
+    reject('pem_invalid', 'The certificate is empty: give the PEM chain, leaf first, then the intermediate CAs (and optionally the root).');
+  if (typeof c.key !== 'string' || !c.key.trim())
+    reject('pem_invalid', 'The private key is empty: give the PEM private key of the leaf certificate.');
   const given = parseCertificates(c.certificate, 'the certificate chain', reject);
   if (given.length === 0) {
-    reject('pem_invalid', 'The certificate field contains no "-----BEGIN CERTIFICATE-----" block: give the PEM chain, leaf first, then the intermediate CAs.');
+    reject(
+      'pem_invalid',
+      'The certificate field contains no "-----BEGIN CERTIFICATE-----" block: give the PEM chain, leaf first, then the intermediate CAs.',
+    );
   }
   const trusted: Cert[] = [];
   (opts.extraTrust ?? []).forEach((t, i) => trusted.push(...parseCertificates(t, `trusted CA bundle #${i + 1}`, reject)));
@@ -382,38 +402,63 @@ export function validateCustomerCert(c: CustomerCert, opts: ValidateOptions = {}
   }
   const leaf = matching[0];
   if (isCa(leaf)) {
-    reject('leaf_is_ca', `The certificate the key belongs to, ${describe(leaf)}, is a CA certificate (basicConstraints CA:TRUE); an internode certificate must be an end-entity certificate issued by a CA.`);
+    reject(
+      'leaf_is_ca',
+      `The certificate the key belongs to, ${describe(leaf)}, is a CA certificate (basicConstraints CA:TRUE); an internode certificate must be an end-entity certificate issued by a CA.`,
+    );
   }
   if (isSelfSigned(leaf)) {
-    reject('self_signed', `The leaf certificate ${describe(leaf)} is self-signed; it must be issued by a CA whose certificate (and any intermediates) is included in the chain.`);
+    reject(
+      'self_signed',
+      `The leaf certificate ${describe(leaf)} is self-signed; it must be issued by a CA whose certificate (and any intermediates) is included in the chain.`,
+    );
   }
 
   // --- leaf usages --------------------------------------------------------------
   const leafEku = ekus(leaf);
-  const ekuHint = 'Internode links are mutual TLS: each node is both client and server, so the certificate needs both "TLS Web Client Authentication" (clientAuth, 1.3.6.1.5.5.7.3.2) and "TLS Web Server Authentication" (serverAuth, 1.3.6.1.5.5.7.3.1) in its Extended Key Usage.';
+  const ekuHint =
+    'Internode links are mutual TLS: each node is both client and server, so the certificate needs both "TLS Web Client Authentication" (clientAuth, 1.3.6.1.5.5.7.3.2) and "TLS Web Server Authentication" (serverAuth, 1.3.6.1.5.5.7.3.1) in its Extended Key Usage.';
   if (!leafEku && !clientFacing) {
     reject('eku_client_auth', `The leaf certificate ${describe(leaf)} has no Extended Key Usage extension. ${ekuHint}`);
   }
   const serverHint = `The ${name} certificate is presented to clients, so its Extended Key Usage must allow "TLS Web Server Authentication" (serverAuth, 1.3.6.1.5.5.7.3.1).`;
   if (clientFacing && leafEku && !leafEku.includes(OID.serverAuth)) {
-    reject('eku_server_auth', `The leaf certificate ${describe(leaf)} lacks the "TLS Web Server Authentication" (serverAuth) Extended Key Usage. ${serverHint}`);
+    reject(
+      'eku_server_auth',
+      `The leaf certificate ${describe(leaf)} lacks the "TLS Web Server Authentication" (serverAuth) Extended Key Usage. ${serverHint}`,
+    );
   }
   if (!clientFacing && !leafEku!.includes(OID.clientAuth)) {
-    reject('eku_client_auth', `The leaf certificate ${describe(leaf)} lacks the "TLS Web Client Authentication" (clientAuth) Extended Key Usage. ${ekuHint}`);
+    reject(
+      'eku_client_auth',
+      `The leaf certificate ${describe(leaf)} lacks the "TLS Web Client Authentication" (clientAuth) Extended Key Usage. ${ekuHint}`,
+    );
   }
   if (!clientFacing && !leafEku!.includes(OID.serverAuth)) {
-    reject('eku_server_auth', `The leaf certificate ${describe(leaf)} lacks the "TLS Web Server Authentication" (serverAuth) Extended Key Usage. ${ekuHint}`);
+    reject(
+      'eku_server_auth',
+      `The leaf certificate ${describe(leaf)} lacks the "TLS Web Server Authentication" (serverAuth) Extended Key Usage. ${ekuHint}`,
+    );
   }
   const ns = nsCertType(leaf);
   if (!clientFacing && ns !== undefined && !(ns & NS_SSL_CLIENT)) {
-    reject('eku_client_auth', `The leaf certificate ${describe(leaf)} has a Netscape Cert Type extension without "SSL Client"; remove the extension or allow both SSL Client and SSL Server.`);
+    reject(
+      'eku_client_auth',
+      `The leaf certificate ${describe(leaf)} has a Netscape Cert Type extension without "SSL Client"; remove the extension or allow both SSL Client and SSL Server.`,
+    );
   }
   if (ns !== undefined && !(ns & NS_SSL_SERVER)) {
-    reject('eku_server_auth', `The leaf certificate ${describe(leaf)} has a Netscape Cert Type extension without "SSL Server"; remove the extension or allow both SSL Client and SSL Server.`);
+    reject(
+      'eku_server_auth',
+      `The leaf certificate ${describe(leaf)} has a Netscape Cert Type extension without "SSL Server"; remove the extension or allow both SSL Client and SSL Server.`,
+    );
   }
   const leafKu = leaf.px.getExtension(x509.KeyUsagesExtension);
   if (leafKu && !(leafKu.usages & x509.KeyUsageFlags.digitalSignature)) {
-    reject('key_usage', `The leaf certificate ${describe(leaf)} has a Key Usage extension without "Digital Signature"; the cluster's TLS (ECDHE-RSA, TLS 1.3) signs the handshake with the leaf key, so it needs Digital Signature (usually with Key Encipherment).`);
+    reject(
+      'key_usage',
+      `The leaf certificate ${describe(leaf)} has a Key Usage extension without "Digital Signature"; the cluster's TLS (ECDHE-RSA, TLS 1.3) signs the handshake with the leaf key, so it needs Digital Signature (usually with Key Encipherment).`,
+    );
   }
 
   // --- validity -------------------------------------------------------------------
@@ -421,7 +466,10 @@ export function validateCustomerCert(c: CustomerCert, opts: ValidateOptions = {}
     const nb = x.px.notBefore.getTime();
     const na = x.px.notAfter.getTime();
     if (now < nb) {
-      reject('not_yet_valid', `The ${role} ${describe(x)} is not valid yet: it becomes valid on ${iso(x.px.notBefore)}, in ${duration((nb - now) / 1000)}. Check the issuing CA's clock, or wait.`);
+      reject(
+        'not_yet_valid',
+        `The ${role} ${describe(x)} is not valid yet: it becomes valid on ${iso(x.px.notBefore)}, in ${duration((nb - now) / 1000)}. Check the issuing CA's clock, or wait.`,
+      );
     }
     if (now > na) {
       reject('expired', `The ${role} ${describe(x)} expired on ${iso(x.px.notAfter)}, ${duration((now - na) / 1000)} ago.`);
@@ -469,7 +517,10 @@ export function validateCustomerCert(c: CustomerCert, opts: ValidateOptions = {}
     const candidates = pool.filter((p) => !path.includes(p) && p.subject === cur.issuer);
     if (candidates.length === 0 && depth > 1 && isSelfIssued(cur)) {
       fail(depth * 4, () =>
-        reject('chain_invalid', `The root CA certificate ${describe(cur)} names itself as issuer, but its signature does not verify with its own key: the certificate is damaged.`),
+        reject(
+          'chain_invalid',
+          `The root CA certificate ${describe(cur)} names itself as issuer, but its signature does not verify with its own key: the certificate is damaged.`,
+        ),
       );
       return undefined;
     }
@@ -501,7 +552,10 @@ export function validateCustomerCert(c: CustomerCert, opts: ValidateOptions = {}
       const skid = cand.px.getExtension(x509.SubjectKeyIdentifierExtension)?.keyId;
       if (akid && skid && !hexEq(akid, skid)) {
         fail(depth * 4 + 1, () =>
-          reject('chain_invalid', `${describe(cur)} names an issuer key identifier (${akid}) different from that of ${describe(cand)} (${skid}); TLS stacks will not link them.`),
+          reject(
+            'chain_invalid',
+            `${describe(cur)} names an issuer key identifier (${akid}) different from that of ${describe(cand)} (${skid}); TLS stacks will not link them.`,
+          ),
         );
         continue;
       }
@@ -527,7 +581,10 @@ export function validateCustomerCert(c: CustomerCert, opts: ValidateOptions = {}
 
   const checkIssuer = (ca: Cert, child: Cert, intermediatesBelow: number): void => {
     if (!isCa(ca)) {
-      reject('not_a_ca', `${describe(ca)} issued ${describe(child)} but is not a CA: it lacks basicConstraints CA:TRUE. Every issuer in the chain must be a CA certificate.`);
+      reject(
+        'not_a_ca',
+        `${describe(ca)} issued ${describe(child)} but is not a CA: it lacks basicConstraints CA:TRUE. Every issuer in the chain must be a CA certificate.`,
+      );
     }
     const ku = ca.px.getExtension(x509.KeyUsagesExtension);
     if (ku && !(ku.usages & x509.KeyUsageFlags.keyCertSign)) {
@@ -535,33 +592,52 @@ export function validateCustomerCert(c: CustomerCert, opts: ValidateOptions = {}
     }
     const pathLen = ca.px.getExtension(x509.BasicConstraintsExtension)?.pathLength;
     if (pathLen !== undefined && intermediatesBelow > pathLen) {
-      reject('path_length', `${describe(ca)} allows at most ${pathLen} intermediate CA(s) below it (pathLenConstraint), but the chain has ${intermediatesBelow}.`);
+      reject(
+        'path_length',
+        `${describe(ca)} allows at most ${pathLen} intermediate CA(s) below it (pathLenConstraint), but the chain has ${intermediatesBelow}.`,
+      );
     }
     const caEku = ekus(ca);
     if (!clientFacing && caEku && !caEku.includes(OID.clientAuth)) {
-      reject('eku_client_auth', `The CA ${describe(ca)} restricts its Extended Key Usage without "TLS Web Client Authentication"; TLS stacks then refuse its client certificates.`);
+      reject(
+        'eku_client_auth',
+        `The CA ${describe(ca)} restricts its Extended Key Usage without "TLS Web Client Authentication"; TLS stacks then refuse its client certificates.`,
+      );
     }
     if (caEku && !caEku.includes(OID.serverAuth)) {
-      reject('eku_server_auth', `The CA ${describe(ca)} restricts its Extended Key Usage without "TLS Web Server Authentication"; TLS stacks then refuse its server certificates.`);
+      reject(
+        'eku_server_auth',
+        `The CA ${describe(ca)} restricts its Extended Key Usage without "TLS Web Server Authentication"; TLS stacks then refuse its server certificates.`,
+      );
     }
     const caNs = nsCertType(ca);
     if (caNs !== undefined && !(caNs & NS_SSL_CA)) {
       reject('not_a_ca', `The CA ${describe(ca)} has a Netscape Cert Type extension without "SSL CA".`);
     }
     const weak = sigIsWeak(child);
-    if (weak) reject('weak_signature', `${describe(child)} is signed with ${weak}, which TLS stacks refuse; it must be signed with SHA-256 or stronger.`);
+    if (weak)
+      reject(
+        'weak_signature',
+        `${describe(child)} is signed with ${weak}, which TLS stacks refuse; it must be signed with SHA-256 or stronger.`,
+      );
     checkTime(ca, isSelfSigned(ca) ? 'root CA certificate' : 'intermediate CA certificate');
     checkCritical(ca, 'CA certificate', reject);
   };
 
   const path = extend([leaf]);
   if (!path) {
-    throw best?.err ?? new CertificateRejected('chain_incomplete', 'No path from the leaf certificate to a self-signed root CA could be built.', name);
+    throw (
+      best?.err ??
+      new CertificateRejected('chain_incomplete', 'No path from the leaf certificate to a self-signed root CA could be built.', name)
+    );
   }
 
   const root = path[path.length - 1];
   const intermediates = path.slice(1, -1);
-  const chainPem = path.slice(0, -1).map((p) => p.pem).join('');
+  const chainPem = path
+    .slice(0, -1)
+    .map((p) => p.pem)
+    .join('');
   const trustPems = [root, ...intermediates.slice().reverse()].map((p) => p.pem);
   const keyPem = key.export({ type: 'pkcs8', format: 'pem' }).toString();
 
@@ -591,7 +667,10 @@ export function validateCustomerCert(c: CustomerCert, opts: ValidateOptions = {}
 function checkCritical(c: Cert, role: string, reject: (check: string, msg: string) => never): void {
   for (const e of c.px.extensions) {
     if (e.critical && !UNDERSTOOD_CRITICAL.has(e.type)) {
-      reject('critical_extension', `The ${role} ${describe(c)} has a critical extension ${e.type} that TLS stacks do not process, so they would refuse the certificate.`);
+      reject(
+        'critical_extension',
+        `The ${role} ${describe(c)} has a critical extension ${e.type} that TLS stacks do not process, so they would refuse the certificate.`,
+      );
     }
   }
 }

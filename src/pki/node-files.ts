@@ -6,7 +6,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { writeFileAtomic } from '../util/files.js';
-import { certInfo, Plane, ServiceName } from './pki.js';
+import { certInfo, type Plane, type ServiceName } from './pki.js';
 
 /** Where a node keeps its certificates, and their names (`<data-dir>/certs/`). */
 export function certsDir(dataDir: string): string {
@@ -49,7 +49,11 @@ export const SERVICES_CA_FILE = 'services-ca.pem';
  * (a blank node) its bootstrap certificate. Undefined when there is none.
  */
 export function restTrustAnchorFile(dataDir: string): string | undefined {
-  for (const f of [path.join(certsDir(dataDir), SERVICES_CA_FILE), certPath(dataDir, 'ca'), path.join(certsDir(dataDir), BOOTSTRAP_CERT_FILE)]) {
+  for (const f of [
+    path.join(certsDir(dataDir), SERVICES_CA_FILE),
+    certPath(dataDir, 'ca'),
+    path.join(certsDir(dataDir), BOOTSTRAP_CERT_FILE),
+  ]) {
     if (fs.existsSync(f)) return f;
   }
   return undefined;

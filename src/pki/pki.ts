@@ -146,7 +146,11 @@ export async function issueFromCsr(ca: Issued, req: IssueRequest): Promise<strin
     extensions: [
       new x509.BasicConstraintsExtension(false, undefined, true),
       new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature | x509.KeyUsageFlags.keyEncipherment, true),
-      new x509.ExtendedKeyUsageExtension(isServiceName(req.plane) ? [x509.ExtendedKeyUsage.serverAuth] : [x509.ExtendedKeyUsage.serverAuth, x509.ExtendedKeyUsage.clientAuth]),
+      new x509.ExtendedKeyUsageExtension(
+        isServiceName(req.plane)
+          ? [x509.ExtendedKeyUsage.serverAuth]
+          : [x509.ExtendedKeyUsage.serverAuth, x509.ExtendedKeyUsage.clientAuth],
+      ),
       new x509.SubjectAlternativeNameExtension([
         { type: 'url', value: identityUri(req.clusterId, req.uid, req.plane) },
         ...ipSans(req.addr),
@@ -192,7 +196,11 @@ export function sha256Fingerprint(pem: string): string {
 
 /** A fingerprint as an operator may type it (`sha256:AB:CD…`, `ab cd…`, plain hex), normalized; undefined if it is not one. */
 export function parseFingerprint(s: string): string | undefined {
-  const hex = s.trim().replace(/^sha256:/i, '').replace(/[:\s]/g, '').toLowerCase();
+  const hex = s
+    .trim()
+    .replace(/^sha256:/i, '')
+    .replace(/[:\s]/g, '')
+    .toLowerCase();
   return /^[0-9a-f]{64}$/.test(hex) ? `sha256:${hex}` : undefined;
 }
 
@@ -212,7 +220,9 @@ export interface CertInfo {
 const URI_RE = /^tessera:\/\/([^/]+)\/node\/(\d+)\/(cp|dp|api|cm|proxy|metrics_exporter)$/;
 
 /** Parse the tessera identity out of a SAN string as Node prints it ("URI:..., IP Address:..."). */
-export function parseIdentity(subjectAltName: string | undefined): { clusterId: string; uid: number; plane: string; uri: string } | undefined {
+export function parseIdentity(
+  subjectAltName: string | undefined,
+): { clusterId: string; uid: number; plane: string; uri: string } | undefined {
   if (!subjectAltName) return undefined;
   for (const part of subjectAltName.split(/,\s*/)) {
     if (!part.startsWith('URI:')) continue;

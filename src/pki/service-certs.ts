@@ -13,7 +13,7 @@
 import { EventEmitter } from 'node:events';
 import fs from 'node:fs';
 import { X509Certificate, createPrivateKey } from 'node:crypto';
-import { SERVICE_NAMES, ServiceName, certInfo, parseIdentity, validateBundle } from './pki.js';
+import { SERVICE_NAMES, type ServiceName, certInfo, parseIdentity, validateBundle } from './pki.js';
 import { writeFileAtomic } from '../util/files.js';
 import { certPath, installServiceFiles, readServiceFiles } from './node-files.js';
 

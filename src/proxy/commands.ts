@@ -651,13 +651,11 @@ export function unknownCommandError(args: readonly Buffer[]): Buffer {
 
 /** redis 7.0's `ERR unknown subcommand '<sub>'. Try <COMMAND> HELP.` */
 export function unknownSubcommandError(args: readonly Buffer[]): Buffer {
-  const container = cString(args[0], Infinity).toString('latin1').replace(/[a-z]/g, (c) => c.toUpperCase());
+  const container = cString(args[0], Infinity)
+    .toString('latin1')
+    .replace(/[a-z]/g, (c) => c.toUpperCase());
   return spacesForNewlines(
-    Buffer.concat([
-      Buffer.from("ERR unknown subcommand '"),
-      cString(args[1], 128),
-      Buffer.from(`'. Try ${container} HELP.`, 'latin1'),
-    ]),
+    Buffer.concat([Buffer.from("ERR unknown subcommand '"), cString(args[1], 128), Buffer.from(`'. Try ${container} HELP.`, 'latin1')]),
   );
 }
 

@@ -217,7 +217,13 @@ export class Endpoint implements SessionHost {
   }
 
   stats(): { clients: number; commands: number; errors: number; links: number; refusals: Record<RefusalReason, number> } {
-    return { clients: this.sessions.size, commands: this.commands, errors: this.errors, links: this.links, refusals: { ...this.traffic.refusals } };
+    return {
+      clients: this.sessions.size,
+      commands: this.commands,
+      errors: this.errors,
+      links: this.links,
+      refusals: { ...this.traffic.refusals },
+    };
   }
 
   /**
@@ -249,7 +255,14 @@ export class Endpoint implements SessionHost {
       const isTls = sock instanceof tls.TLSSocket;
       if (!t && isTls) s.destroy();
       else if (t && !isTls) s.destroy();
-      else if (t && isTls && t.clientCerts && listChanged && !clientCertAllowed(t.clientCerts, (sock as tls.TLSSocket).getPeerX509Certificate(), false)) s.destroy();
+      else if (
+        t &&
+        isTls &&
+        t.clientCerts &&
+        listChanged &&
+        !clientCertAllowed(t.clientCerts, (sock as tls.TLSSocket).getPeerX509Certificate(), false)
+      )
+        s.destroy();
     }
   }
 
@@ -348,7 +361,11 @@ export class Endpoint implements SessionHost {
       const cert = sock.getPeerX509Certificate();
       // TLS 1.3 clients learn of the refusal only after their handshake: say it in RESP, then close.
       sock.end('-ERR client certificate not accepted by this database\r\n');
-      this.refuse(sock, 'client_cert', cert ? `certificate ${cert.subject.replace(/\n/g, ', ')} (sha256 ${cert.fingerprint256}) is not listed` : 'no client certificate');
+      this.refuse(
+        sock,
+        'client_cert',
+        cert ? `certificate ${cert.subject.replace(/\n/g, ', ')} (sha256 ${cert.fingerprint256}) is not listed` : 'no client certificate',
+      );
       return;
     }
     this.startSession(sock);
@@ -374,7 +391,10 @@ export class Endpoint implements SessionHost {
     if (!this.refusedAddrs.has(addr)) {
       if (this.refusedAddrs.size >= MAX_REFUSED_ADDRS) this.refusedAddrs.clear();
       this.refusedAddrs.add(addr);
-      this.log.warn({ bdb: this.cfg.bdbUid, client: addr, reason, detail }, 'client connection refused (further refusals from this address are only counted)');
+      this.log.warn(
+        { bdb: this.cfg.bdbUid, client: addr, reason, detail },
+        'client connection refused (further refusals from this address are only counted)',
+      );
     }
     if (reason === 'client_cert') setTimeout(() => sock.destroy(), 1000).unref();
     else sock.destroy();

@@ -47,7 +47,9 @@ export const E_INVALID_CURSOR = encodeError('ERR invalid cursor');
 /** What a command gets when the link it was sent on died before it answered. */
 export const E_LINK_LOST = encodeError('ERR shard connection lost');
 /** This node may have been failed over (cut off from the cluster store): writes wait for the current map. */
-export const E_FENCED = encodeError('CLUSTERDOWN This node lost contact with the cluster; writes are refused until it has the current shard map');
+export const E_FENCED = encodeError(
+  'CLUSTERDOWN This node lost contact with the cluster; writes are refused until it has the current shard map',
+);
 /** WAIT's arguments, as redis checks them. */
 export const E_TIMEOUT_NEGATIVE = encodeError('ERR timeout is negative');
 /** A slot's master stayed unreachable for the whole hold (node down, no failover yet). */

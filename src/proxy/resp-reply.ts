@@ -317,16 +317,7 @@ export class ReplyError extends Error {
   }
 }
 
-export type RespValue =
-  | string
-  | Buffer
-  | number
-  | bigint
-  | boolean
-  | null
-  | ReplyError
-  | RespValue[]
-  | Map<RespValue, RespValue>;
+export type RespValue = string | Buffer | number | bigint | boolean | null | ReplyError | RespValue[] | Map<RespValue, RespValue>;
 
 export interface DecodeOptions {
   /** Decode bulk strings as UTF-8 strings instead of Buffers. */

@@ -84,14 +84,7 @@ export class RespCommand {
   private readonly argv: (Buffer | Buffer[])[];
   private split: boolean;
 
-  constructor(
-    name: string,
-    argv: (Buffer | Buffer[])[],
-    split: boolean,
-    raw: Buffer[],
-    rawLength: number,
-    inline: boolean,
-  ) {
+  constructor(name: string, argv: (Buffer | Buffer[])[], split: boolean, raw: Buffer[], rawLength: number, inline: boolean) {
     this.name = name;
     this.argc = argv.length;
     this.argv = argv;
@@ -423,7 +416,7 @@ export class RequestParser {
             const avail = len - pos;
             if (this.big) {
               // Offset mode: the bytes stay in the command's raw views; only skip them.
-              const take = avail < want ? avail : want;
+              const take = Math.min(avail, want);
               this.bulkGot += take;
               pos += take;
               if (this.bulkGot < this.bulkLen) break;
@@ -433,7 +426,7 @@ export class RequestParser {
               this.bulkGot = this.bulkLen;
             } else {
               // The argument straddles chunks: keep views, join on first use.
-              const take = avail < want ? avail : want;
+              const take = Math.min(avail, want);
               (this.bulkPieces ??= []).push(buf.subarray(pos, pos + take));
               this.bulkGot += take;
               pos += take;

@@ -56,7 +56,17 @@ export const REFUSED = new Set([
   'client|reply',
 ]);
 /** What a RESP2 client may send while subscribed. */
-export const SUB_ALLOWED = new Set(['ping', 'subscribe', 'psubscribe', 'ssubscribe', 'unsubscribe', 'punsubscribe', 'sunsubscribe', 'quit', 'reset']);
+export const SUB_ALLOWED = new Set([
+  'ping',
+  'subscribe',
+  'psubscribe',
+  'ssubscribe',
+  'unsubscribe',
+  'punsubscribe',
+  'sunsubscribe',
+  'quit',
+  'reset',
+]);
 /** Run at once even inside MULTI (everything else is queued). */
 export const TX_CONTROL = new Set(['multi', 'exec', 'discard', 'watch', 'quit', 'reset']);
 export const SUBSCRIBE_FAMILY = new Set(['subscribe', 'psubscribe', 'ssubscribe', 'unsubscribe', 'punsubscribe', 'sunsubscribe', 'pubsub']);
@@ -77,7 +87,14 @@ export const UNSUB_KIND = [K_UNSUBSCRIBE, K_PUNSUBSCRIBE, K_SUNSUBSCRIBE];
  */
 export const SIMPLE = new Map<string, { arity: number; key: number; write: boolean }>();
 for (const [name, spec] of COMMANDS) {
-  if (spec.proxy === 0 && spec.subcommands === undefined && spec.keyFinder === 0 && spec.firstKey > 0 && spec.lastKey === spec.firstKey && !REFUSED.has(name)) {
+  if (
+    spec.proxy === 0 &&
+    spec.subcommands === undefined &&
+    spec.keyFinder === 0 &&
+    spec.firstKey > 0 &&
+    spec.lastKey === spec.firstKey &&
+    !REFUSED.has(name)
+  ) {
     SIMPLE.set(name, { arity: spec.arity, key: spec.firstKey, write: (spec.flags & CMD_WRITE) !== 0 });
   }
 }

@@ -42,7 +42,15 @@ export function queueTx(s: SessionCore, cmd: RespCommand, spec: CommandSpec, arg
   const tx = s.multi!;
   const name = cmd.name;
   // Connection state and fan-outs cannot run inside one shard's transaction.
-  if ((spec.proxy & P_CONNECTION) !== 0 || SUBSCRIBE_FAMILY.has(name) || name === 'scan' || name === 'keys' || name === 'dbsize' || name === 'randomkey' || name === 'info') {
+  if (
+    (spec.proxy & P_CONNECTION) !== 0 ||
+    SUBSCRIBE_FAMILY.has(name) ||
+    name === 'scan' ||
+    name === 'keys' ||
+    name === 'dbsize' ||
+    name === 'randomkey' ||
+    name === 'info'
+  ) {
     return s.reject(E_NOT_IN_MULTI);
   }
   const idx = name === 'publish' ? [1] : keyIndexes(spec, args);

@@ -612,7 +612,7 @@ export class Session implements SessionCore {
     }
     let now = -1;
     const traffic = this.ep.traffic;
-    while (s !== null && s.done) {
+    while (s?.done) {
       if (s.cls !== CLS_NONE) {
         if (now < 0) now = performance.now();
         traffic.observe(s.cls, (now - s.t) * 1000);

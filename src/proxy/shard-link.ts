@@ -340,7 +340,10 @@ export class ShardLink {
     const cmds: Buffer[] = [];
     for (let c = p.next(); c !== null; c = p.next()) cmds.push(c.rawBuffer());
     if (p.error !== null || cmds.length !== sinks.length) {
-      this.host.log.error({ shard: this.shardUid, commands: cmds.length, replies: sinks.length }, 'shard answered READONLY; its batch does not split into one command per reply, so the error goes to the clients');
+      this.host.log.error(
+        { shard: this.shardUid, commands: cmds.length, replies: sinks.length },
+        'shard answered READONLY; its batch does not split into one command per reply, so the error goes to the clients',
+      );
       return false;
     }
     const again = sinks.slice(g);
@@ -360,7 +363,10 @@ export class ShardLink {
     this.qbufs = bytes.concat(this.qbufs);
     this.qsinks = again.concat(this.qsinks);
     for (const b of bytes) this.qbytes += b.length;
-    this.host.log.warn({ shard: this.shardUid, requeued: again.length, retired: this.retired }, 'shard is a replica now (READONLY): its unexecuted commands wait for the new master');
+    this.host.log.warn(
+      { shard: this.shardUid, requeued: again.length, retired: this.retired },
+      'shard is a replica now (READONLY): its unexecuted commands wait for the new master',
+    );
     if (this.retired) {
       // The endpoint's map already names the heir: the commands go there now.
       this.moveQueueTo(this.successor!);
@@ -425,7 +431,10 @@ export class ShardLink {
     } else if (drainMs !== undefined) {
       this.timer = setTimeout(() => {
         this.timer = null;
-        this.host.log.warn({ shard: this.shardUid, unanswered: this.inflight }, 'shard left the map without answering; its commands in flight fail');
+        this.host.log.warn(
+          { shard: this.shardUid, unanswered: this.inflight },
+          'shard left the map without answering; its commands in flight fail',
+        );
         this.close();
       }, drainMs);
       this.timer.unref();
@@ -498,7 +507,10 @@ export class ShardLink {
   private connectFailed(e: unknown): void {
     if (this.state === L_CLOSED) return;
     if (this.attempts < 2 || this.attempts % 20 === 0) {
-      this.host.log.warn({ shard: this.shardUid, attempt: this.attempts + 1, err: String((e as Error)?.message ?? e) }, 'shard connect failed');
+      this.host.log.warn(
+        { shard: this.shardUid, attempt: this.attempts + 1, err: String((e as Error)?.message ?? e) },
+        'shard connect failed',
+      );
     }
     if (this.dedicated || this.retired) {
       this.close();
@@ -540,7 +552,10 @@ export class ShardLink {
     this.holdTimer = setTimeout(() => {
       this.holdTimer = null;
       this.failFast = true;
-      this.host.log.warn({ shard: this.shardUid, held_ms: Date.now() - this.downSince }, 'shard unreachable past the hold; its commands fail with CLUSTERDOWN until it is back');
+      this.host.log.warn(
+        { shard: this.shardUid, held_ms: Date.now() - this.downSince },
+        'shard unreachable past the hold; its commands fail with CLUSTERDOWN until it is back',
+      );
       this.failQueued(UNREACHABLE);
     }, this.host.holdMs);
     this.holdTimer.unref();

@@ -84,7 +84,9 @@ export const NO_RULE_SLOT = SLOT_COUNT;
 
 /** True when `rules` is RE's default list, which the standard hashing serves. */
 export function isDefaultShardKeyRegex(rules: readonly string[] | undefined): boolean {
-  return rules === undefined || (rules.length === DEFAULT_SHARD_KEY_REGEX.length && rules.every((r, i) => r === DEFAULT_SHARD_KEY_REGEX[i]));
+  return (
+    rules === undefined || (rules.length === DEFAULT_SHARD_KEY_REGEX.length && rules.every((r, i) => r === DEFAULT_SHARD_KEY_REGEX[i]))
+  );
 }
 
 /** Why a rule list is not usable (RE's limits: 1-32 rules of at most 256 characters, each with a `tag` group), or undefined. */
@@ -141,7 +143,9 @@ export function regexHashing(rules: readonly string[]): KeyHasher {
     return NO_RULE_SLOT;
   };
   const latin1 = (buf: Uint8Array, start: number, end: number): string =>
-    Buffer.isBuffer(buf) ? buf.toString('latin1', start, end) : Buffer.from(buf.buffer, buf.byteOffset + start, end - start).toString('latin1');
+    Buffer.isBuffer(buf)
+      ? buf.toString('latin1', start, end)
+      : Buffer.from(buf.buffer, buf.byteOffset + start, end - start).toString('latin1');
   return {
     keySlot: (key) => slotOfLatin1(typeof key === 'string' ? Buffer.from(key, 'utf8').toString('latin1') : latin1(key, 0, key.length)),
     keySlotOf: (buf, start, end) => slotOfLatin1(latin1(buf, start, end)),

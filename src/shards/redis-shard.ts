@@ -1,7 +1,7 @@
 // Supervises one shard: a real redis-server process listening on a unix
 // socket only (port 0), configured by this node, restarted if it dies, and
 // stopped with the node. Secrets go in the config file (0600), never argv.
-import { spawn, ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';

@@ -4,7 +4,7 @@
 // the etcd client (its context: policy.ts's secureContext). Callers bring certificates and identity checks; versions,
 // suites, groups, ALPN, client-certificate demands and verification switches
 // come from here.
-import tls from 'node:tls';
+import type tls from 'node:tls';
 import { BASE_OPTIONS } from './policy.js';
 
 /** The two internode planes: control (cp) and data (dp). */
@@ -27,7 +27,10 @@ export function planeOfServername(s: string | false | null | undefined): Plane |
 }
 
 /** The internode listener: mutual TLS, both planes by ALPN, the plane's certificate picked by SNI. */
-export function internodeServerOptions(defaultContext: tls.SecureContextOptions, contextFor: (plane: Plane) => tls.SecureContext): tls.TlsOptions {
+export function internodeServerOptions(
+  defaultContext: tls.SecureContextOptions,
+  contextFor: (plane: Plane) => tls.SecureContext,
+): tls.TlsOptions {
   return {
     ...defaultContext,
     requestCert: true,
@@ -43,7 +46,11 @@ export function internodeServerOptions(defaultContext: tls.SecureContextOptions,
  * trust and the key-exchange rule; `checkPeer` replaces host-name checks
  * (nodes are known by certificate identity, not by name).
  */
-export function internodeDialOptions(plane: Plane, context: tls.SecureContext, checkPeer: (cert: tls.PeerCertificate) => Error | undefined): tls.ConnectionOptions {
+export function internodeDialOptions(
+  plane: Plane,
+  context: tls.SecureContext,
+  checkPeer: (cert: tls.PeerCertificate) => Error | undefined,
+): tls.ConnectionOptions {
   return {
     secureContext: context,
     servername: SERVERNAME[plane],
@@ -74,7 +81,7 @@ export function endpointTlsOptions(cert: { certPem: string; keyPem: string }, cl
     cert: cert.certPem,
     key: cert.keyPem,
     handshakeTimeout: ENDPOINT_HANDSHAKE_TIMEOUT_MS,
-    ...(clientCas && clientCas.length ? { requestCert: true, rejectUnauthorized: false, ca: clientCas } : { requestCert: false }),
+    ...(clientCas?.length ? { requestCert: true, rejectUnauthorized: false, ca: clientCas } : { requestCert: false }),
   };
 }
 

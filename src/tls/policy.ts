@@ -9,10 +9,7 @@ export const TLS13_CIPHERSUITES = ['TLS_AES_128_GCM_SHA256', 'TLS_AES_256_GCM_SH
 /** Node accepts TLS 1.3 suite names in the same list and splits them itself. */
 export const CIPHERS = [...TLS13_CIPHERSUITES, ...TLS12_CIPHERS].join(':');
 /** The same TLS 1.2 suites in Go's spelling, for etcd's --cipher-suites. */
-export const ETCD_CIPHER_SUITES = [
-  'TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384',
-  'TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256',
-].join(',');
+export const ETCD_CIPHER_SUITES = ['TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384', 'TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256'].join(',');
 
 /** The hybrid ML-KEM-768 + X25519 group (IANA 0x11EC). */
 export const HYBRID_GROUP = 'X25519MLKEM768';
@@ -46,7 +43,9 @@ export function protocolOptions(kx: KeyExchange = DEFAULT_KEY_EXCHANGE): Protoco
 
 /** The groups offered under a rule, in order of preference, as operators read them. */
 export function keyExchangeGroups(kx: KeyExchange): string[] {
-  return String(protocolOptions(kx).ecdhCurve).split(':').map((g) => g.replace(/^\*/, ''));
+  return String(protocolOptions(kx).ecdhCurve)
+    .split(':')
+    .map((g) => g.replace(/^\*/, ''));
 }
 
 /** Options shared by servers and clients (client-facing ports, the HTTPS client). */
@@ -109,12 +108,14 @@ export function sessionSecurity(s: tls.TLSSocket): SessionSecurity {
  * group (when the group is known: a listener does not learn it).
  */
 export function sessionPolicyViolation(s: SessionSecurity, kx: KeyExchange = DEFAULT_KEY_EXCHANGE): string | undefined {
-  const allowed: readonly string[] | undefined = s.protocol === 'TLSv1.3' ? TLS13_CIPHERSUITES : s.protocol === 'TLSv1.2' ? TLS12_CIPHERS : undefined;
+  const allowed: readonly string[] | undefined =
+    s.protocol === 'TLSv1.3' ? TLS13_CIPHERSUITES : s.protocol === 'TLSv1.2' ? TLS12_CIPHERS : undefined;
   if (!allowed) return `protocol ${s.protocol} is not allowed (TLS 1.2 or 1.3 only)`;
   if (!s.cipher || !allowed.includes(s.cipher)) return `cipher ${s.cipher ?? '(none)'} is not allowed with ${s.protocol}`;
   if (kx === 'hybrid_required') {
     if (s.protocol !== 'TLSv1.3') return `${s.protocol} under internode_key_exchange hybrid_required (TLS 1.3 with ${HYBRID_GROUP} only)`;
-    if (s.group && s.group !== HYBRID_GROUP) return `key exchange ${s.group} under internode_key_exchange hybrid_required (${HYBRID_GROUP} only)`;
+    if (s.group && s.group !== HYBRID_GROUP)
+      return `key exchange ${s.group} under internode_key_exchange hybrid_required (${HYBRID_GROUP} only)`;
   }
   return undefined;
 }

@@ -16,7 +16,7 @@
 import type { Logger } from 'pino';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { NodeDaemon } from '../control/daemon.js';
-import { HttpsService, PasswordCheck, installErrorHandling, registerOperatorRoutes } from '../api/server.js';
+import { HttpsService, type PasswordCheck, installErrorHandling, registerOperatorRoutes } from '../api/server.js';
 import { forbidden, loadUser, permitted } from '../api/auth.js';
 import { credentialsBody, uidParams } from '../api/schemas.js';
 import { OperatorError, notFound } from '../util/errors.js';
@@ -26,13 +26,13 @@ import type { NodeLinksReport } from '../internode/links.js';
 import { verifyEncryption } from '../internode/verify.js';
 import { LATENCY_BOUNDS_US } from '../proxy/stats.js';
 import type { DatabaseMetrics, VerifyEncryptionView } from './views.js';
-import { UiAssets, loadAssets } from './assets.js';
+import { type UiAssets, loadAssets } from './assets.js';
 import {
   BACKGROUND_HEADER,
   CSRF_HEADER,
   SESSION_COOKIE,
-  Session,
-  SessionStore,
+  type Session,
+  type SessionStore,
   clearedSessionCookie,
   credentialOf,
   csrfMatches,
@@ -78,21 +78,29 @@ export class UiServer extends HttpsService {
     app.addHook('onRequest', (req, reply) => this.requireSession(daemon, req, reply));
     registerOperatorRoutes(app, daemon);
 
-    const view = (s: Session) => ({ username: s.username, csrf_token: s.csrfToken, idle_timeout_seconds: Math.floor(sessions.idleTimeoutMs / 1000) });
-
-    app.post<{ Body: { username: string; password: string } }>('/ui/session', { config: { auth: false }, schema: { body: signInBody } }, async (req, reply) => {
-      const { username, password } = req.body;
-      const user = await checkPassword(username, password, req.ip);
-      if (!user) {
-        req.log.warn({ username, ip: req.ip }, 'web UI sign-in refused');
-        throw new OperatorError('unauthorized', 'unauthorized', 'wrong email or password');
-      }
-      await sessions.end(readCookie(req.headers.cookie, SESSION_COOKIE)); // a session this browser had before ends here
-      const { token, session } = await sessions.create(username, user.passwordHash);
-      reply.header('set-cookie', sessionCookie(token, sessions.idleTimeoutMs));
-      req.log.info({ username, ip: req.ip }, 'web UI sign-in');
-      return view(session);
+    const view = (s: Session) => ({
+      username: s.username,
+      csrf_token: s.csrfToken,
+      idle_timeout_seconds: Math.floor(sessions.idleTimeoutMs / 1000),
     });
+
+    app.post<{ Body: { username: string; password: string } }>(
+      '/ui/session',
+      { config: { auth: false }, schema: { body: signInBody } },
+      async (req, reply) => {
+        const { username, password } = req.body;
+        const user = await checkPassword(username, password, req.ip);
+        if (!user) {
+          req.log.warn({ username, ip: req.ip }, 'web UI sign-in refused');
+          throw new OperatorError('unauthorized', 'unauthorized', 'wrong email or password');
+        }
+        await sessions.end(readCookie(req.headers.cookie, SESSION_COOKIE)); // a session this browser had before ends here
+        const { token, session } = await sessions.create(username, user.passwordHash);
+        reply.header('set-cookie', sessionCookie(token, sessions.idleTimeoutMs));
+        req.log.info({ username, ip: req.ip }, 'web UI sign-in');
+        return view(session);
+      },
+    );
     app.get('/ui/session', async (req) => view(this.current.get(req)!.session));
     app.delete('/ui/session', async (req, reply) => {
       const { token, session } = this.current.get(req)!;
@@ -104,53 +112,66 @@ export class UiServer extends HttpsService {
 
     // A database's traffic through every node's endpoint, and the memory of its shards: cumulative counters
     // per node, which the page turns into rates between two reads. A node that does not answer is listed as such.
-    app.get<{ Params: { uid: string } }>('/ui/bdbs/:uid/metrics', { schema: { params: uidParams } }, async (req): Promise<DatabaseMetrics> => {
-      const m = daemon.requireMember();
-      const uid = Number(req.params.uid);
-      if (!m.reconciler?.bdbs.items.has(String(uid))) throw notFound('bdb_not_found', `database ${uid} does not exist`);
-      const nodes = await clusterTraffic(m);
-      return {
-        bdb_uid: uid,
-        time: Date.now(),
-        latency_bounds_us: [...LATENCY_BOUNDS_US],
-        nodes: nodes.map((n) => {
-          if (!n.ok) return { uid: n.uid, addr: n.addr, ok: false, error: n.error };
-          const e = n.traffic.endpoints.find((x) => x.bdbUid === uid);
-          const buckets = e ? e.latencyBuckets[0].map((_, k) => e.latencyBuckets.reduce((a, b) => a + b[k], 0)) : [];
-          const sum = (xs: number[] | undefined) => (xs ?? []).reduce((a, b) => a + b, 0);
-          return {
-            uid: n.uid,
-            addr: n.addr,
-            ok: true,
-            time: n.traffic.time,
-            endpoint: !!e,
-            requests: sum(e?.requests),
-            responses: sum(e?.responses),
-            latency_sum_us: sum(e?.latencySumUs),
-            latency_buckets: buckets,
-            clients: e?.clients ?? 0,
-            used_memory: sum(n.traffic.shards.filter((s) => s.bdbUid === uid).map((s) => s.used_memory)),
-          };
-        }),
-      };
-    });
+    app.get<{ Params: { uid: string } }>(
+      '/ui/bdbs/:uid/metrics',
+      { schema: { params: uidParams } },
+      async (req): Promise<DatabaseMetrics> => {
+        const m = daemon.requireMember();
+        const uid = Number(req.params.uid);
+        if (!m.reconciler?.bdbs.items.has(String(uid))) throw notFound('bdb_not_found', `database ${uid} does not exist`);
+        const nodes = await clusterTraffic(m);
+        return {
+          bdb_uid: uid,
+          time: Date.now(),
+          latency_bounds_us: [...LATENCY_BOUNDS_US],
+          nodes: nodes.map((n) => {
+            if (!n.ok) return { uid: n.uid, addr: n.addr, ok: false, error: n.error };
+            const e = n.traffic.endpoints.find((x) => x.bdbUid === uid);
+            const buckets = e ? e.latencyBuckets[0].map((_, k) => e.latencyBuckets.reduce((a, b) => a + b[k], 0)) : [];
+            const sum = (xs: number[] | undefined) => (xs ?? []).reduce((a, b) => a + b, 0);
+            return {
+              uid: n.uid,
+              addr: n.addr,
+              ok: true,
+              time: n.traffic.time,
+              endpoint: !!e,
+              requests: sum(e?.requests),
+              responses: sum(e?.responses),
+              latency_sum_us: sum(e?.latencySumUs),
+              latency_buckets: buckets,
+              clients: e?.clients ?? 0,
+              used_memory: sum(n.traffic.shards.filter((s) => s.bdbUid === uid).map((s) => s.used_memory)),
+            };
+          }),
+        };
+      },
+    );
 
     // `tessera verify encryption db <uid>`, for the database's Security section.
     app.get<{ Querystring: { db?: string } }>(
       '/ui/verify_encryption',
-      { schema: { querystring: { type: 'object', additionalProperties: false, properties: { db: { type: 'string', pattern: '^[0-9]{1,9}$' } } } } },
+      {
+        schema: {
+          querystring: { type: 'object', additionalProperties: false, properties: { db: { type: 'string', pattern: '^[0-9]{1,9}$' } } },
+        },
+      },
       async (req): Promise<VerifyEncryptionView> => {
         const m = daemon.requireMember();
         const db = req.query.db === undefined ? undefined : Number(req.query.db);
         const bdbs = (m.reconciler?.bdbs.values() ?? []).map((b) => bdbView(m, b));
         if (db !== undefined && !bdbs.some((b) => b.uid === db)) throw notFound('bdb_not_found', `database ${db} does not exist`);
-        const nodes = m.nodes.values().filter((n) => n.addr).sort((a, b) => a.uid - b.uid);
+        const nodes = m.nodes
+          .values()
+          .filter((n) => n.addr)
+          .sort((a, b) => a.uid - b.uid);
         const unreachable: VerifyEncryptionView['unreachable'] = [];
         const reports: NodeLinksReport[] = [];
         await Promise.all(
           nodes.map(async (n) => {
             try {
-              reports.push(n.uid === m.uid ? await m.internodeLinks() : await m.rpc(n.uid)!.call<NodeLinksReport>('internode_links', {}, 5000));
+              reports.push(
+                n.uid === m.uid ? await m.internodeLinks() : await m.rpc(n.uid)!.call<NodeLinksReport>('internode_links', {}, 5000),
+              );
             } catch (err) {
               unreachable.push({ uid: n.uid, addr: n.addr, error: (err as Error).message });
             }
@@ -187,16 +208,20 @@ export class UiServer extends HttpsService {
     if (!user || credentialOf(user.password_hash) !== session.credential) {
       await this.sessions.end(token);
       reply.header('set-cookie', clearedSessionCookie());
-      throw new OperatorError('unauthorized', 'unauthorized', 'sign in again: this user\'s password was changed, or the user was removed');
+      throw new OperatorError('unauthorized', 'unauthorized', "sign in again: this user's password was changed, or the user was removed");
     }
     // Signing out is every user's right; everything else follows the role.
-    if (req.routeOptions.url !== '/ui/session' && !permitted(user.role, req.method, req.routeOptions.url)) throw forbidden(user.role, req.method, req.routeOptions.url);
+    if (req.routeOptions.url !== '/ui/session' && !permitted(user.role, req.method, req.routeOptions.url))
+      throw forbidden(user.role, req.method, req.routeOptions.url);
     if (!SAFE_METHODS.has(req.method) && !csrfMatches(session, req.headers[CSRF_HEADER])) {
-      throw new OperatorError('forbidden', 'csrf_token_invalid', `a state-changing call needs this session's CSRF token in the ${CSRF_HEADER} header`);
+      throw new OperatorError(
+        'forbidden',
+        'csrf_token_invalid',
+        `a state-changing call needs this session's CSRF token in the ${CSRF_HEADER} header`,
+      );
     }
     // The cookie lapses with the session: each call of the user's pushes its expiry back.
     if (!background) reply.header('set-cookie', sessionCookie(token, this.sessions.idleTimeoutMs));
     this.current.set(req, { token, session });
   }
-
 }

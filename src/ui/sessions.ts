@@ -39,7 +39,13 @@ export interface SessionBackend {
 }
 
 const digest = (token: string) => createHash('sha256').update(token).digest('base64url');
-const view = (r: UiSessionRecord): Session => ({ username: r.username, credential: r.credential ?? '', csrfToken: r.csrf_token, createdAt: r.created, lastActiveAt: r.last_active });
+const view = (r: UiSessionRecord): Session => ({
+  username: r.username,
+  credential: r.credential ?? '',
+  csrfToken: r.csrf_token,
+  createdAt: r.created,
+  lastActiveAt: r.last_active,
+});
 /** What a session remembers of its user's password hash. */
 export const credentialOf = (passwordHash: string) => createHash('sha256').update('session\0').update(passwordHash).digest('base64url');
 
@@ -55,7 +61,13 @@ export class SessionStore {
     await this.sweep();
     const token = randomBytes(32).toString('base64url');
     const t = this.now();
-    const rec: UiSessionRecord = { username, credential: credentialOf(passwordHash), csrf_token: randomBytes(32).toString('base64url'), created: t, last_active: t };
+    const rec: UiSessionRecord = {
+      username,
+      credential: credentialOf(passwordHash),
+      csrf_token: randomBytes(32).toString('base64url'),
+      created: t,
+      last_active: t,
+    };
     await this.backend.put(digest(token), rec);
     return { token, session: view(rec) };
   }
@@ -87,7 +99,10 @@ export class SessionStore {
     const t = this.now();
     const all = [...(await this.backend.list())];
     const live = all.filter(([, r]) => t - r.last_active < this.idleTimeoutMs).sort((a, b) => a[1].last_active - b[1].last_active);
-    const drop = [...all.filter(([, r]) => t - r.last_active >= this.idleTimeoutMs), ...live.slice(0, Math.max(0, live.length - (MAX_SESSIONS - 1)))];
+    const drop = [
+      ...all.filter(([, r]) => t - r.last_active >= this.idleTimeoutMs),
+      ...live.slice(0, Math.max(0, live.length - (MAX_SESSIONS - 1))),
+    ];
     await Promise.all(drop.map(([id]) => this.backend.delete(id)));
   }
 }

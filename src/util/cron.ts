@@ -40,7 +40,10 @@ function parseField(text: string, f: (typeof FIELDS)[number]): Set<number> {
 
 export function parseCron(expression: string): Cron {
   const words = expression.trim().split(/\s+/);
-  if (words.length !== 5) throw new CronError(`cron expression '${expression}' must have 5 fields (minute hour day-of-month month day-of-week), not ${words.length}`);
+  if (words.length !== 5)
+    throw new CronError(
+      `cron expression '${expression}' must have 5 fields (minute hour day-of-month month day-of-week), not ${words.length}`,
+    );
   const [min, hour, dom, mon, dow] = words.map((w, i) => parseField(w, FIELDS[i]));
   if (dow.has(7)) dow.add(0);
   const domAny = words[2] === '*';

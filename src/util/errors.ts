@@ -1,7 +1,18 @@
 // Errors an operator sees: the reference's `{error_code, description}` and a
 // kind that says what went wrong, not how a transport reports it. The REST
 // layer maps kinds to HTTP statuses (api/errors.ts); the CLI prints them.
-export type ErrorKind = 'invalid' | 'not_acceptable' | 'unauthorized' | 'forbidden' | 'not_found' | 'conflict' | 'too_many' | 'internal' | 'upstream' | 'unavailable' | 'timeout';
+export type ErrorKind =
+  | 'invalid'
+  | 'not_acceptable'
+  | 'unauthorized'
+  | 'forbidden'
+  | 'not_found'
+  | 'conflict'
+  | 'too_many'
+  | 'internal'
+  | 'upstream'
+  | 'unavailable'
+  | 'timeout';
 
 export class OperatorError extends Error {
   constructor(

@@ -87,11 +87,15 @@ export function requestJson<T = unknown>(r: JsonRequest): Promise<JsonResponse<T
         });
       },
     );
-    req.on('timeout', () => req.destroy(new ConnectError(`no answer from ${r.host}:${r.port} within ${r.timeoutMs ?? 30_000} ms`, 'ETIMEDOUT')));
+    req.on('timeout', () =>
+      req.destroy(new ConnectError(`no answer from ${r.host}:${r.port} within ${r.timeoutMs ?? 30_000} ms`, 'ETIMEDOUT')),
+    );
     req.on('error', (err: NodeJS.ErrnoException) => {
       if (err instanceof ConnectError) return reject(err);
-      if (err.code && CERT_ERRORS.has(err.code)) reject(new ConnectError(`the certificate of ${r.host}:${r.port} is not trusted: ${err.message}`, 'CERT'));
-      else if (err.code === 'ECONNREFUSED') reject(new ConnectError(`nothing listens on ${r.host}:${r.port} (connection refused)`, err.code));
+      if (err.code && CERT_ERRORS.has(err.code))
+        reject(new ConnectError(`the certificate of ${r.host}:${r.port} is not trusted: ${err.message}`, 'CERT'));
+      else if (err.code === 'ECONNREFUSED')
+        reject(new ConnectError(`nothing listens on ${r.host}:${r.port} (connection refused)`, err.code));
       else if (err.code === 'EPROTO' || /SSL|TLS|wrong version/i.test(err.message))
         reject(new ConnectError(`${r.host}:${r.port} does not speak the Tessera REST API over TLS (${err.message})`, 'EPROTO'));
       else reject(new ConnectError(`cannot reach ${r.host}:${r.port}: ${err.message}`, err.code));

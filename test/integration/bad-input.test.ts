@@ -8,7 +8,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { TestNode, BdbJson, USER, PASSWORD, createDb, waitFor, sleep } from '../support/cluster.js';
+import { TestNode, type BdbJson, USER, PASSWORD, waitFor, sleep } from '../support/cluster.js';
 
 const root = fs.mkdtempSync(path.join(os.tmpdir(), 'tessera-test-22-bad-'));
 const n1 = new TestNode('127.0.22.5', path.join(root, 'n1'));
@@ -25,7 +25,7 @@ after(async () => {
 });
 
 const actionCount = async () => {
-  const b = (await n1.api<unknown>("GET", "/v1/actions")).body as unknown[] | { actions: unknown[] };
+  const b = (await n1.api<unknown>('GET', '/v1/actions')).body as unknown[] | { actions: unknown[] };
   return Array.isArray(b) ? b.length : b.actions.length;
 };
 
@@ -55,10 +55,14 @@ test('50 concurrent identical creations: one database, 49 refusals, and no datab
   assert.equal(next.status, 200);
   assert.equal(next.body.uid, first.uid + 1, 'the next creation gets the next uid');
   assert.equal(next.body.shards[0].uid, first.shards[first.shards.length - 1].uid + 1, 'and the next shard uid');
-  await waitFor('both active', async () => {
-    const l = (await n1.api<BdbJson[]>('GET', '/v1/bdbs')).body;
-    return l.length === 2 && l.every((b) => b.status === 'active');
-  }, 60_000);
+  await waitFor(
+    'both active',
+    async () => {
+      const l = (await n1.api<BdbJson[]>('GET', '/v1/bdbs')).body;
+      return l.length === 2 && l.every((b) => b.status === 'active');
+    },
+    60_000,
+  );
 });
 
 test('a database whose shard cannot start is not active, and shows the shard error', async () => {
@@ -70,10 +74,14 @@ test('a database whose shard cannot start is not active, and shows the shard err
   const r = await n1.api<BdbJson>('POST', '/v1/bdbs', { name: 'broken', memory_size: 100 << 20 });
   assert.equal(r.status, 200, JSON.stringify(r.body));
   assert.equal(r.body.shards[0].uid, nextShard);
-  const seen = await waitFor('the shard error', async () => {
-    const b = (await n1.api<BdbJson & { shards: { error?: string }[] }>('GET', `/v1/bdbs/${r.body.uid}`)).body;
-    return b.error && b.shards[0].error ? b : undefined;
-  }, 30_000);
+  const seen = await waitFor(
+    'the shard error',
+    async () => {
+      const b = (await n1.api<BdbJson & { shards: { error?: string }[] }>('GET', `/v1/bdbs/${r.body.uid}`)).body;
+      return b.error && b.shards[0].error ? b : undefined;
+    },
+    30_000,
+  );
   assert.notEqual(seen.status, 'active');
   assert.match(seen.error!, new RegExp(`shard ${nextShard}`));
   await sleep(3000);
@@ -139,7 +147,7 @@ function sendRaw(port: number, bytes: Buffer[], waitMs: number): Promise<{ reply
   });
 }
 
-test('an unfinished *1000000 frame of one-byte arguments keeps the node\'s RSS within a small multiple of its bytes', async () => {
+test("an unfinished *1000000 frame of one-byte arguments keeps the node's RSS within a small multiple of its bytes", async () => {
   const pid = n1.proc!.pid!;
   const one = Buffer.from('$1\r\na\r\n');
   const body = Buffer.concat(Array(999_999).fill(one));
@@ -159,14 +167,18 @@ test('an unfinished *1000000 frame of one-byte arguments keeps the node\'s RSS w
   ok.sock.destroy();
 });
 
-test('a 10 MB inline request gets redis\'s error and the connection is closed; so does a frame beyond the query buffer limit', async () => {
+test("a 10 MB inline request gets redis's error and the connection is closed; so does a frame beyond the query buffer limit", async () => {
   const inline = Buffer.alloc(10 * 1024 * 1024, 0x61);
   const r = await sendRaw(first.port, [inline], 20_000);
   assert.equal(r.reply, '-ERR Protocol error: too big inline request\r\n');
   assert.equal(r.closed, true, 'the server closed the connection');
   r.sock.destroy();
   // A bulk announced at 512 MB and fed past the per-client limit (64 MB): the connection is closed.
-  const big = await sendRaw(first.port, [Buffer.from('*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$536870912\r\n'), Buffer.alloc(70 * 1024 * 1024, 0x62)], 20_000);
+  const big = await sendRaw(
+    first.port,
+    [Buffer.from('*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$536870912\r\n'), Buffer.alloc(70 * 1024 * 1024, 0x62)],
+    20_000,
+  );
   assert.equal(big.closed, true, 'closed at the query buffer limit');
   big.sock.destroy();
 });

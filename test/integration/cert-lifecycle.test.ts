@@ -11,9 +11,9 @@ import https from 'node:https';
 import { X509Certificate } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { execFileSync } from 'node:child_process';
-import { TestCluster, TestNode, createDb, waitDbStatus, waitFor, sleep } from '../support/cluster.js';
+import { TestCluster, type TestNode, createDb, waitDbStatus, waitFor, sleep } from '../support/cluster.js';
 import { etcdClient, etcdPaths } from '../../src/coord/etcd.js';
-import { KEYS, DenyRecord } from '../../src/coord/schema.js';
+import { KEYS, type DenyRecord } from '../../src/coord/schema.js';
 import { normalizeSerial } from '../../src/pki/pki.js';
 import { rsaKeys, ecKeys, keyPem, makeHierarchy, makeLeaf } from '../support/pki-hierarchy.js';
 
@@ -66,12 +66,23 @@ interface Creds {
 /** A node's cp credentials, read now (a removed node wipes its own). */
 function cpCreds(n: TestNode): Creds {
   const dir = path.join(n.dataDir, 'certs');
-  return { cert: fs.readFileSync(path.join(dir, 'cp.pem')), key: fs.readFileSync(path.join(dir, 'cp.key')), ca: fs.readFileSync(path.join(dir, 'ca.pem')) };
+  return {
+    cert: fs.readFileSync(path.join(dir, 'cp.pem')),
+    key: fs.readFileSync(path.join(dir, 'cp.key')),
+    ca: fs.readFileSync(path.join(dir, 'ca.pem')),
+  };
 }
 /** Open a cp connection to a node's 3342 with these credentials: the socket, or the handshake's error. */
 function connectAs(target: TestNode, creds: Creds): Promise<tls.TLSSocket | Error> {
   return new Promise((resolve) => {
-    const s = tls.connect({ host: target.addr, port: 3342, ...creds, servername: 'cp.tessera.internal', ALPNProtocols: ['tessera-cp/1'], checkServerIdentity: () => undefined });
+    const s = tls.connect({
+      host: target.addr,
+      port: 3342,
+      ...creds,
+      servername: 'cp.tessera.internal',
+      ALPNProtocols: ['tessera-cp/1'],
+      checkServerIdentity: () => undefined,
+    });
     s.once('secureConnect', () => resolve(s));
     s.once('error', (e) => resolve(e));
   });
@@ -113,7 +124,11 @@ test("a member's certificate on the deny list is refused on 3342 while it is sti
     await store.put(KEYS.deny(serial)).value(JSON.stringify(rec));
     const closedAt = await Promise.race([closed, sleep(10_000).then(() => Infinity)]);
     assert.ok(closedAt - t0 < 5000, `accepted live link closed after ${closedAt - t0} ms`);
-    assert.deepEqual((await n1.api<{ uid: number }[]>('GET', '/v1/nodes')).body.map((n) => n.uid), [1, 2, 3], 'node 3 is still a member');
+    assert.deepEqual(
+      (await n1.api<{ uid: number }[]>('GET', '/v1/nodes')).body.map((n) => n.uid),
+      [1, 2, 3],
+      'node 3 is still a member',
+    );
 
     // New connections with the denied certificate: refused by both other nodes.
     for (const target of [n1, n2]) {
@@ -122,7 +137,12 @@ test("a member's certificate on the deny list is refused on 3342 while it is sti
       assert.equal(await rpcStatus(s), '', `${target.addr} answers nothing to a denied certificate`);
     }
     // Node 1's own dialed control link to node 3 (node 3 presents the denied certificate) is cut and stays cut.
-    await waitFor('node 1 no longer trusts node 3 on the control plane', async () => (await controlLink(n1, 3)) === 'unreachable', 5000, 100);
+    await waitFor(
+      'node 1 no longer trusts node 3 on the control plane',
+      async () => (await controlLink(n1, 3)) === 'unreachable',
+      5000,
+      100,
+    );
     await sleep(2500);
     assert.equal(await controlLink(n1, 3), 'unreachable');
     const log = fs.readFileSync(n1.logFile, 'utf8').slice(logFrom);
@@ -167,8 +187,12 @@ test('rotate renews cp and dp on every node: serials, files and what 3342 presen
   const dpBefore = cluster.nodes.map((n) => serialOnDisk(n, 'dp'));
   const cli = await n1.cli(['cluster', 'certificate', 'rotate', 'data_internode_encryption']);
   assert.equal(cli.code, 0, cli.stderr);
-  for (const n of cluster.nodes) assert.match(cli.stdout, new RegExp(`node ${n.uidFromDisk} renewed data_internode_encryption \\(serial `), cli.stdout);
-  assert.deepEqual(cluster.nodes.map((n) => serialOnDisk(n, 'cp')), cpBefore);
+  for (const n of cluster.nodes)
+    assert.match(cli.stdout, new RegExp(`node ${n.uidFromDisk} renewed data_internode_encryption \\(serial `), cli.stdout);
+  assert.deepEqual(
+    cluster.nodes.map((n) => serialOnDisk(n, 'cp')),
+    cpBefore,
+  );
   assert.ok(cluster.nodes.every((n, i) => serialOnDisk(n, 'dp') !== dpBefore[i]));
   // As the reference: an unknown name is 403; a body that is not an object, or an unknown field, 400.
   const bad = await n1.api<{ error_code: string }>('POST', '/v1/cluster/certificates/rotate', { name: 'bogus' });
@@ -180,37 +204,71 @@ test('rotate renews cp and dp on every node: serials, files and what 3342 presen
   const nobody = await n1.api<{ rotated: string[] }>('POST', '/v1/cluster/certificates/rotate');
   assert.equal(nobody.status, 200, JSON.stringify(nobody.body));
   assert.equal(nobody.body.rotated.length, 2);
-  assert.ok(cluster.nodes.every((n, i) => serialOnDisk(n, 'cp') !== cpMid[i]), 'no body: the control-plane certificates were renewed too');
+  assert.ok(
+    cluster.nodes.every((n, i) => serialOnDisk(n, 'cp') !== cpMid[i]),
+    'no body: the control-plane certificates were renewed too',
+  );
   // The cluster's view matches the files.
   const certs = await n3.api<{ certificates: { node_uid: number; plane: string; serial: string }[] }>('GET', '/v1/cluster/certificates');
   for (const c of certs.body.certificates) {
     const n = cluster.nodes.find((x) => x.uidFromDisk === c.node_uid)!;
-    assert.equal(c.serial, serialOnDisk(n, c.plane as 'cp' | 'dp').toLowerCase().replace(/^0+/, ''));
+    assert.equal(
+      c.serial,
+      serialOnDisk(n, c.plane as 'cp' | 'dp')
+        .toLowerCase()
+        .replace(/^0+/, ''),
+    );
   }
 });
 
 test('job_scheduler settings are validated', async () => {
-  const r = await n1.api<{ error_code: string }>('PUT', '/v1/job_scheduler', { cert_rotation_job_settings: { validity_days: 1, expiry_days_before_rotation: 2 } });
+  const r = await n1.api<{ error_code: string }>('PUT', '/v1/job_scheduler', {
+    cert_rotation_job_settings: { validity_days: 1, expiry_days_before_rotation: 2 },
+  });
   assert.equal(r.status, 400);
   assert.equal(r.body.error_code, 'invalid_schedule');
   const t = await n1.api('PUT', '/v1/job_scheduler', { cert_rotation_job_settings: { validity_days: 'x' } });
   assert.equal(t.status, 400);
   const u = await n1.api('PUT', '/v1/job_scheduler', { cert_rotation_job_settings: { bogus: 1 } });
   assert.equal(u.status, 400);
-  const g = await n2.api<{ cert_rotation_job_settings: { enabled: boolean; validity_days: number; expiry_days_before_rotation: number } }>('GET', '/v1/job_scheduler');
+  const g = await n2.api<{ cert_rotation_job_settings: { enabled: boolean; validity_days: number; expiry_days_before_rotation: number } }>(
+    'GET',
+    '/v1/job_scheduler',
+  );
   assert.deepEqual(g.body.cert_rotation_job_settings, { enabled: true, validity_days: 90, expiry_days_before_rotation: 60 });
 });
 
 test('scheduled renewal again and again, under load with encryption on: zero failed commands, no dropped connection', async () => {
-  const db = await createDb(n1, { name: 'rot', memory_size: 100 << 20, shards_count: 3, sharding: true, replication: true, proxy_policy: 'all-nodes', data_internode_encryption: true, port: 12300 });
+  const db = await createDb(n1, {
+    name: 'rot',
+    memory_size: 100 << 20,
+    shards_count: 3,
+    sharding: true,
+    replication: true,
+    proxy_policy: 'all-nodes',
+    data_internode_encryption: true,
+    port: 12300,
+  });
   // validity 0.0012 d ≈ 104 s; renew when < 0.0008 d ≈ 69 s are left: every ≈ 35 s.
-  const s = await n1.api('PUT', '/v1/job_scheduler', { cert_rotation_job_settings: { validity_days: 0.0012, expiry_days_before_rotation: 0.0008 } });
+  const s = await n1.api('PUT', '/v1/job_scheduler', {
+    cert_rotation_job_settings: { validity_days: 0.0012, expiry_days_before_rotation: 0.0008 },
+  });
   assert.equal(s.status, 200);
   const r = await n1.api('POST', '/v1/cluster/certificates/rotate', {}); // issue short-lived certificates now
   assert.equal(r.status, 200);
   assert.ok(secondsLeftOnDisk(n2, 'dp') < 110);
 
-  const clients = cluster.nodes.map((n) => new Redis({ host: n.addr, port: db.port, maxRetriesPerRequest: 0, enableOfflineQueue: false, retryStrategy: () => null, lazyConnect: true }));
+  const clients = cluster.nodes.map(
+    (n) =>
+      new Redis({
+        host: n.addr,
+        port: db.port,
+        maxRetriesPerRequest: 0,
+        enableOfflineQueue: false,
+        retryStrategy: () => null,
+        lazyConnect: true,
+      }),
+  );
   let closes = 0;
   let errors = 0;
   let rounds = 0;
@@ -235,11 +293,16 @@ test('scheduled renewal again and again, under load with encryption on: zero fai
   // Watch node 2's dp serial change by schedule, twice.
   const seen = new Set<string>([serialOnDisk(n2, 'dp')]);
   const cpSeen = new Set<string>([serialOnDisk(n1, 'cp')]);
-  await waitFor('two scheduled renewals', async () => {
-    seen.add(serialOnDisk(n2, 'dp'));
-    cpSeen.add(serialOnDisk(n1, 'cp'));
-    return seen.size >= 3 && cpSeen.size >= 3;
-  }, 120_000, 500);
+  await waitFor(
+    'two scheduled renewals',
+    async () => {
+      seen.add(serialOnDisk(n2, 'dp'));
+      cpSeen.add(serialOnDisk(n1, 'cp'));
+      return seen.size >= 3 && cpSeen.size >= 3;
+    },
+    120_000,
+    500,
+  );
   running = false;
   await Promise.all(loops);
   clients.forEach((c) => c.disconnect());
@@ -259,15 +322,26 @@ test('a node stopped across its renewal time renews as soon as it restarts', asy
   // Meanwhile a rotation of every node: the stopped node is reported, not waited for; the others renew.
   const others = [n1, n2].map((n) => serialOnDisk(n, 'dp'));
   const [rot] = await Promise.all([
-    n1.api<{ error_code: string; description: string; failed_nodes: { node_uid: number; ok: boolean; error: string }[]; action_uid: string }>('POST', '/v1/cluster/certificates/rotate', { name: 'data_internode_encryption' }),
+    n1.api<{
+      error_code: string;
+      description: string;
+      failed_nodes: { node_uid: number; ok: boolean; error: string }[];
+      action_uid: string;
+    }>('POST', '/v1/cluster/certificates/rotate', { name: 'data_internode_encryption' }),
     sleep(Math.max(0, due * 1000) + 3000),
   ]);
   assert.equal(rot.status, 400, JSON.stringify(rot.body));
   assert.equal(rot.body.error_code, 'rotation_incomplete');
-  assert.deepEqual(rot.body.failed_nodes.map((f) => f.node_uid), [n3.uidFromDisk]);
+  assert.deepEqual(
+    rot.body.failed_nodes.map((f) => f.node_uid),
+    [n3.uidFromDisk],
+  );
   assert.match(rot.body.failed_nodes[0].error, /is down/);
   assert.match(rot.body.description, new RegExp(`not renewed on node\\(s\\) ${n3.uidFromDisk}\\b`));
-  assert.ok([n1, n2].every((n, i) => serialOnDisk(n, 'dp') !== others[i]), 'the live nodes renewed');
+  assert.ok(
+    [n1, n2].every((n, i) => serialOnDisk(n, 'dp') !== others[i]),
+    'the live nodes renewed',
+  );
   const failedAction = await n2.api<{ status: string; error: string }>('GET', `/v1/actions/${rot.body.action_uid}`);
   assert.equal(failedAction.body.status, 'failed');
   assert.match(failedAction.body.error, /is down/);
@@ -276,17 +350,30 @@ test('a node stopped across its renewal time renews as soon as it restarts', asy
   await n3.start();
   await waitFor('renewed after restart', async () => serialOnDisk(n3, 'cp') !== serial, 20_000, 200);
   assert.ok(Date.now() - t0 < 20_000);
-  await waitFor('n3 active', async () => (await n1.api<{ status: string }[]>('GET', '/v1/nodes')).body.every((n) => n.status === 'active'), 30_000);
+  await waitFor(
+    'n3 active',
+    async () => (await n1.api<{ status: string }[]>('GET', '/v1/nodes')).body.every((n) => n.status === 'active'),
+    30_000,
+  );
 });
 
 function metric(n: TestNode): Promise<string> {
   return new Promise((resolve, reject) => {
     https
-      .get({ host: n.addr, port: 8070, path: '/metrics', ca: fs.readFileSync(path.join(n.dataDir, 'certs/services-ca.pem')), checkServerIdentity: () => undefined }, (res) => {
-        let body = '';
-        res.on('data', (d) => (body += d));
-        res.on('end', () => resolve(body));
-      })
+      .get(
+        {
+          host: n.addr,
+          port: 8070,
+          path: '/metrics',
+          ca: fs.readFileSync(path.join(n.dataDir, 'certs/services-ca.pem')),
+          checkServerIdentity: () => undefined,
+        },
+        (res) => {
+          let body = '';
+          res.on('data', (d) => (body += d));
+          res.on('end', () => resolve(body));
+        },
+      )
       .on('error', reject);
   });
 }
@@ -295,15 +382,35 @@ test('with rotation disabled the expiry alert rises on every node and clears whe
   await n1.api('PUT', '/v1/job_scheduler', { cert_rotation_job_settings: { enabled: false } });
   // Threshold 0.0007 d ≈ 60 s, below the ≈ 69 s at which renewal happens: only a certificate
   // that is not renewed falls under it.
-  const a = await n2.api('PUT', '/v1/cluster', { alert_settings: { node_internal_certs_about_to_expire: { enabled: true, threshold: 0.0007 } } });
+  const a = await n2.api('PUT', '/v1/cluster', {
+    alert_settings: { node_internal_certs_about_to_expire: { enabled: true, threshold: 0.0007 } },
+  });
   assert.equal(a.status, 200);
-  type Alerts = Record<string, { node_internal_certs_about_to_expire?: { state: boolean; threshold: number; change_value: { seconds_left?: number; certificate?: string } } }>;
-  const raised = await waitFor('alert on every node', async () => {
-    const r = await n3.api<Alerts>('GET', '/v1/nodes/alerts');
-    const all = Object.values(r.body);
-    return all.length === 3 && all.every((x) => x.node_internal_certs_about_to_expire?.state && x.node_internal_certs_about_to_expire.threshold === 0.0007) ? r.body : undefined;
-  }, 90_000, 500);
-  for (const x of Object.values(raised)) assert.ok((x.node_internal_certs_about_to_expire!.change_value.seconds_left ?? 1e9) <= 61, JSON.stringify(x));
+  type Alerts = Record<
+    string,
+    {
+      node_internal_certs_about_to_expire?: {
+        state: boolean;
+        threshold: number;
+        change_value: { seconds_left?: number; certificate?: string };
+      };
+    }
+  >;
+  const raised = await waitFor(
+    'alert on every node',
+    async () => {
+      const r = await n3.api<Alerts>('GET', '/v1/nodes/alerts');
+      const all = Object.values(r.body);
+      return all.length === 3 &&
+        all.every((x) => x.node_internal_certs_about_to_expire?.state && x.node_internal_certs_about_to_expire.threshold === 0.0007)
+        ? r.body
+        : undefined;
+    },
+    90_000,
+    500,
+  );
+  for (const x of Object.values(raised))
+    assert.ok((x.node_internal_certs_about_to_expire!.change_value.seconds_left ?? 1e9) <= 61, JSON.stringify(x));
   const one = await n1.api<{ node_internal_certs_about_to_expire: { state: boolean; severity: string } }>('GET', `/v1/nodes/2/alerts`);
   assert.equal(one.body.node_internal_certs_about_to_expire.state, true);
   const st = await n1.cli(['status']);
@@ -317,10 +424,15 @@ test('with rotation disabled the expiry alert rises on every node and clears whe
 
   await n1.api('PUT', '/v1/job_scheduler', { cert_rotation_job_settings: { enabled: true } });
   // Renewal gives ≈ 104 s again, above the ≈ 60 s threshold: the alert clears.
-  await waitFor('alert cleared everywhere', async () => {
-    const r = await n2.api<Alerts>('GET', '/v1/nodes/alerts');
-    return Object.values(r.body).every((x) => x.node_internal_certs_about_to_expire && !x.node_internal_certs_about_to_expire.state);
-  }, 60_000, 500);
+  await waitFor(
+    'alert cleared everywhere',
+    async () => {
+      const r = await n2.api<Alerts>('GET', '/v1/nodes/alerts');
+      return Object.values(r.body).every((x) => x.node_internal_certs_about_to_expire && !x.node_internal_certs_about_to_expire.state);
+    },
+    60_000,
+    500,
+  );
   // Back to defaults so nothing renews during the last test.
   await n1.api('PUT', '/v1/job_scheduler', { cert_rotation_job_settings: { validity_days: 90, expiry_days_before_rotation: 60 } });
   await n1.api('PUT', '/v1/cluster', { alert_settings: { node_internal_certs_about_to_expire: { threshold: 45 } } });
@@ -334,7 +446,12 @@ test('operator-provided certificates with a 3-level chain are accepted and used;
   const pem = (e: { pem: string }) => e.pem.trim() + '\n';
   const chainOf = (leaf: { pem: string }) => [leaf, cas[0], cas[1], root].map(pem).join(''); // intermediates out of order on purpose
   const certs = await Promise.all(
-    leaves.map(async (leaf, i) => ({ name: 'data_internode_encryption', certificate: chainOf(leaf), key: await keyPem(leaf.keys), node_uid: i + 1 })),
+    leaves.map(async (leaf, i) => ({
+      name: 'data_internode_encryption',
+      certificate: chainOf(leaf),
+      key: await keyPem(leaf.keys),
+      node_uid: i + 1,
+    })),
   );
   const dpBefore = cluster.nodes.map((n) => serialOnDisk(n, 'dp'));
 
@@ -342,7 +459,10 @@ test('operator-provided certificates with a 3-level chain are accepted and used;
   const [ecK] = [await ecKeys()];
   const noClient = await makeLeaf(cas[1], 'noclient', keys[3], { eku: ['1.3.6.1.5.5.7.3.1'] });
   const ecdsa = await makeLeaf(cas[1], 'ecdsa', ecK);
-  const expired = await makeLeaf(cas[1], 'expired', keys[4], { notBefore: new Date(Date.now() - 20 * 86_400_000), notAfter: new Date(Date.now() - 86_400_000) });
+  const expired = await makeLeaf(cas[1], 'expired', keys[4], {
+    notBefore: new Date(Date.now() - 20 * 86_400_000),
+    notAfter: new Date(Date.now() - 86_400_000),
+  });
   const bad: [unknown, RegExp][] = [
     [{ ...certs[0], certificate: chainOf(noClient), key: await keyPem(keys[3]) }, /eku_client_auth/],
     [{ ...certs[0], certificate: chainOf(ecdsa), key: await keyPem(ecK) }, /key_type/],
@@ -355,12 +475,19 @@ test('operator-provided certificates with a 3-level chain are accepted and used;
     assert.equal(r.body.error_code, 'invalid_certificate');
     assert.match(r.body.description, reason);
   }
-  assert.deepEqual(cluster.nodes.map((n) => serialOnDisk(n, 'dp')), dpBefore, 'nothing applied');
+  assert.deepEqual(
+    cluster.nodes.map((n) => serialOnDisk(n, 'dp')),
+    dpBefore,
+    'nothing applied',
+  );
 
-  const ok = await n2.api<{ certificates: { node_uid: number; serial: string }[] }>('PUT', '/v1/cluster/certificates', { certificates: certs });
+  const ok = await n2.api<{ certificates: { node_uid: number; serial: string }[] }>('PUT', '/v1/cluster/certificates', {
+    certificates: certs,
+  });
   assert.equal(ok.status, 200, JSON.stringify(ok.body));
   const norm = (x: string) => x.toLowerCase().replace(/^0+/, '');
-  for (const [i, n] of cluster.nodes.entries()) assert.equal(norm(serialOnDisk(n, 'dp')), norm(leaves[i].cert.serialNumber), `node ${i + 1} uses its new certificate`);
+  for (const [i, n] of cluster.nodes.entries())
+    assert.equal(norm(serialOnDisk(n, 'dp')), norm(leaves[i].cert.serialNumber), `node ${i + 1} uses its new certificate`);
 
   // openssl, holding node 2's new certificate, reaches node 1's data plane: both sides verify the 3-level chain.
   const dir = fs.mkdtempSync(path.join(cluster.root, 'cust-'));
@@ -414,7 +541,10 @@ test("a removed node's certificates are refused on 3342 of the remaining nodes, 
     assert.equal(await rpcStatus(s), '', `${target.addr} answers nothing to a removed node`);
   }
   const nodes = await n1.api<{ uid: number }[]>('GET', '/v1/nodes');
-  assert.deepEqual(nodes.body.map((n) => n.uid), [1, 2]);
+  assert.deepEqual(
+    nodes.body.map((n) => n.uid),
+    [1, 2],
+  );
   const log1 = fs.readFileSync(n1.logFile, 'utf8');
   assert.match(log1, /revoked|not a member/);
 });

@@ -16,7 +16,7 @@ import 'reflect-metadata';
 import * as x509 from '@peculiar/x509';
 import net from 'node:net';
 import { Redis } from 'ioredis';
-import { TestCluster, TestNode, USER, PASSWORD, BdbJson, createDb, redisCli, waitDbStatus, waitFor } from '../support/cluster.js';
+import { TestCluster, type TestNode, USER, PASSWORD, type BdbJson, createDb, redisCli, waitDbStatus, waitFor } from '../support/cluster.js';
 import { Capture, stopAllCaptures } from '../support/capture.js';
 import { sClient } from '../support/tls-tools.js';
 import { keyPem, makeLeaf, makeRoot, rsaKeys } from '../support/pki-hierarchy.js';
@@ -32,7 +32,11 @@ const PORTS = { api: 9443, cm: 8443, metrics_exporter: 8070 } as const;
 function handshake(host: string, port: number, ca: string): Promise<{ authorized: boolean; error?: string; serial: string }> {
   return new Promise((resolve, reject) => {
     const s = tls.connect({ host, port, ca, rejectUnauthorized: false, checkServerIdentity: () => undefined }, () => {
-      const r = { authorized: s.authorized, error: s.authorizationError?.toString(), serial: s.getPeerCertificate().serialNumber.toLowerCase() };
+      const r = {
+        authorized: s.authorized,
+        error: s.authorizationError?.toString(),
+        serial: s.getPeerCertificate().serialNumber.toLowerCase(),
+      };
       s.end();
       resolve(r);
     });
@@ -61,14 +65,26 @@ test('every node has one services CA apart from the internode CA; api, cm, proxy
     for (const name of ['api', 'cm', 'proxy', 'metrics_exporter']) {
       assert.equal(fs.statSync(certFile(n, `${name}.key`)).mode & 0o777, 0o600, `${name}.key is 0600`);
       // openssl, independently of our code: the chain ends at the services CA, and not at the internode CA.
-      const ok = execFileSync('openssl', ['verify', '-purpose', 'sslserver', '-CAfile', certFile(n, 'services-ca.pem'), certFile(n, `${name}.pem`)]).toString();
+      const ok = execFileSync('openssl', [
+        'verify',
+        '-purpose',
+        'sslserver',
+        '-CAfile',
+        certFile(n, 'services-ca.pem'),
+        certFile(n, `${name}.pem`),
+      ]).toString();
       assert.match(ok, /: OK/);
-      assert.throws(() => execFileSync('openssl', ['verify', '-CAfile', certFile(n, 'ca.pem'), certFile(n, `${name}.pem`)], { stdio: 'pipe' }), `${name} must not verify against the internode CA`);
+      assert.throws(
+        () => execFileSync('openssl', ['verify', '-CAfile', certFile(n, 'ca.pem'), certFile(n, `${name}.pem`)], { stdio: 'pipe' }),
+        `${name} must not verify against the internode CA`,
+      );
       assert.ok(new X509Certificate(read(n, `${name}.pem`)).subjectAltName?.includes(`IP Address:${n.addr}`));
     }
     // And the other way round: the internode certificates are not the services CA's.
     for (const plane of ['cp', 'dp']) {
-      assert.throws(() => execFileSync('openssl', ['verify', '-CAfile', certFile(n, 'services-ca.pem'), certFile(n, `${plane}.pem`)], { stdio: 'pipe' }));
+      assert.throws(() =>
+        execFileSync('openssl', ['verify', '-CAfile', certFile(n, 'services-ca.pem'), certFile(n, `${plane}.pem`)], { stdio: 'pipe' }),
+      );
     }
   }
 });
@@ -78,7 +94,11 @@ test('REST (9443), UI (8443) and metrics (8070) verify against the services CA a
     for (const [name, port] of Object.entries(PORTS)) {
       const good = await handshake(n.addr, port, read(n, 'services-ca.pem'));
       assert.ok(good.authorized, `${n.addr}:${port} (${name}) with the services CA: ${good.error}`);
-      assert.equal(good.serial, new X509Certificate(read(n, `${name}.pem`)).serialNumber.toLowerCase(), `${n.addr}:${port} presents ${name}.pem`);
+      assert.equal(
+        good.serial,
+        new X509Certificate(read(n, `${name}.pem`)).serialNumber.toLowerCase(),
+        `${n.addr}:${port} presents ${name}.pem`,
+      );
       const bad = await handshake(n.addr, port, read(n, 'ca.pem'));
       assert.equal(bad.authorized, false, `${n.addr}:${port} (${name}) must not verify against the internode CA`);
     }
@@ -167,7 +187,11 @@ test('a tls_mode enabled database: every endpoint answers PONG over TLS to a lis
   assert.equal(bad.status, 400, JSON.stringify(bad.body));
   assert.equal(bad.body.error_code, 'invalid_client_cert');
   assert.match(bad.body.description, /authentication_ssl_client_certs\[1\]/);
-  const wrongShape = await n1.api<{ description: string }>('POST', '/v1/bdbs', { name: 'bad-tls', memory_size: 104857600, authentication_ssl_client_certs: [{ cert: clientCa.pem }] });
+  const wrongShape = await n1.api<{ description: string }>('POST', '/v1/bdbs', {
+    name: 'bad-tls',
+    memory_size: 104857600,
+    authentication_ssl_client_certs: [{ cert: clientCa.pem }],
+  });
   assert.equal(wrongShape.status, 400);
   assert.match(wrongShape.body.description, /authentication_ssl_client_certs\/0/);
   assert.equal((await n1.api('POST', '/v1/bdbs', { name: 'bad-tls', memory_size: 104857600, tls_mode: 'replica_ssl' })).status, 400);
@@ -200,7 +224,9 @@ test('a tls_mode enabled database: every endpoint answers PONG over TLS to a lis
     assert.notEqual(plain.stdout.trim(), 'PONG', 'plaintext on a TLS endpoint: refused');
   }
   // The TLS policy holds here too: TLS 1.1 gets protocol_version, no ServerHello.
-  const old = await sClient(['-connect', `${n1.addr}:${tlsDb.port}`, '-tls1_1', '-cipher', 'DEFAULT:@SECLEVEL=0', '-msg'], { holdMs: 1500 });
+  const old = await sClient(['-connect', `${n1.addr}:${tlsDb.port}`, '-tls1_1', '-cipher', 'DEFAULT:@SECLEVEL=0', '-msg'], {
+    holdMs: 1500,
+  });
   assert.match(old.stdout, /Alert \[length 0002\], fatal protocol_version/, old.stdout);
   assert.doesNotMatch(old.stdout, /<<< .*ServerHello/);
   // It keeps serving the listed clients.
@@ -247,11 +273,17 @@ test('a capture of the TLS endpoint never shows a value written with a marker; a
     .split('\n')
     .filter(Boolean)
     .map((l) => l.split('\t'))
-    .map(([sp, dp, hex]) => ({ port: Number(sp) === tlsDb.port || Number(dp) === tlsDb.port ? tlsDb.port : plainDb.port, data: Buffer.from((hex ?? '').replace(/:/g, ''), 'hex') }));
+    .map(([sp, dp, hex]) => ({
+      port: Number(sp) === tlsDb.port || Number(dp) === tlsDb.port ? tlsDb.port : plainDb.port,
+      data: Buffer.from((hex ?? '').replace(/:/g, ''), 'hex'),
+    }));
   const tlsBytes = segments.filter((s) => s.port === tlsDb.port);
   assert.ok(tlsBytes.length > 40, `the capture saw the TLS client traffic (${tlsBytes.length} segments)`);
   assert.ok(!tlsBytes.some((s) => s.data.includes(marker)), 'no marker in the TLS endpoint traffic');
-  assert.ok(segments.some((s) => s.port === plainDb.port && s.data.includes(`${marker}-plain`)), 'the plaintext endpoint shows its value: the capture can see markers');
+  assert.ok(
+    segments.some((s) => s.port === plainDb.port && s.data.includes(`${marker}-plain`)),
+    'the plaintext endpoint shows its value: the capture can see markers',
+  );
   // Every server flight on the TLS port is TLS 1.3 or 1.2 with a policy suite.
   const hellos = await cap.serverHellos(tlsDb.port);
   assert.ok(hellos.length >= 2, 'a ServerHello per TLS connection');
@@ -277,10 +309,14 @@ test('switching tls_mode on an existing database is an action; TLS then plaintex
   });
   const put = await n1.api<{ action_uid: string }>('PUT', `/v1/bdbs/${db.uid}`, { tls_mode: 'enabled' });
   assert.equal(put.status, 200, JSON.stringify(put.body));
-  const action = await waitFor('tls_mode switch action completed', async () => {
-    const a = await n1.api<{ status: string; progress: number; name: string }>('GET', `/v1/actions/${put.body.action_uid}`);
-    return a.body.status === 'completed' ? a.body : undefined;
-  }, 60_000);
+  const action = await waitFor(
+    'tls_mode switch action completed',
+    async () => {
+      const a = await n1.api<{ status: string; progress: number; name: string }>('GET', `/v1/actions/${put.body.action_uid}`);
+      return a.body.status === 'completed' ? a.body : undefined;
+    },
+    60_000,
+  );
   assert.equal(action.progress, 100);
   await waitDbStatus(n1, db.uid, 'active');
   // No client certificates listed: TLS with the services CA is enough; plaintext is refused, and an open plaintext connection was closed.
@@ -299,15 +335,12 @@ test('switching tls_mode on an existing database is an action; TLS then plaintex
 /** GET over a given keep-alive agent: the status, and whether the request went over an already open connection. */
 function getOver(agent: https.Agent, n: TestNode, p: string): Promise<{ status: number; reused: boolean; serial: string; socket: object }> {
   return new Promise((resolve, reject) => {
-    const req = https.request(
-      { host: n.addr, port: 9443, path: p, agent, auth: `${USER}:${PASSWORD}` },
-      (res) => {
-        const socket = res.socket as tls.TLSSocket;
-        const serial = socket.getPeerCertificate().serialNumber.toLowerCase();
-        res.resume();
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, reused: req.reusedSocket, serial, socket }));
-      },
-    );
+    const req = https.request({ host: n.addr, port: 9443, path: p, agent, auth: `${USER}:${PASSWORD}` }, (res) => {
+      const socket = res.socket as tls.TLSSocket;
+      const serial = socket.getPeerCertificate().serialNumber.toLowerCase();
+      res.resume();
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, reused: req.reusedSocket, serial, socket }));
+    });
     req.on('error', reject);
     req.end();
   });
@@ -325,24 +358,41 @@ test('the rotation job renews the client-facing certificates; a held-open HTTPS 
     assert.equal(await redis.ping(), 'PONG');
     const redisSocket = redis.stream as tls.TLSSocket;
     const redisSerial = redisSocket.getPeerCertificate().serialNumber.toLowerCase();
-    const before = { api: serialOnDisk(n1, 'api'), cm: serialOnDisk(n1, 'cm'), metrics_exporter: serialOnDisk(n1, 'metrics_exporter'), proxy: serialOnDisk(n1, 'proxy') };
+    const before = {
+      api: serialOnDisk(n1, 'api'),
+      cm: serialOnDisk(n1, 'cm'),
+      metrics_exporter: serialOnDisk(n1, 'metrics_exporter'),
+      proxy: serialOnDisk(n1, 'proxy'),
+    };
     assert.equal(first.serial, before.api);
     // Due when fewer than 89.9999 of 90 days remain: each certificate is renewed about a minute after it was issued.
-    const s = await n1.api('PUT', '/v1/job_scheduler', { cert_rotation_job_settings: { validity_days: 90, expiry_days_before_rotation: 89.9999 } });
+    const s = await n1.api('PUT', '/v1/job_scheduler', {
+      cert_rotation_job_settings: { validity_days: 90, expiry_days_before_rotation: 89.9999 },
+    });
     assert.equal(s.status, 200, JSON.stringify(s.body));
     try {
       for (const [name, port] of Object.entries(PORTS)) {
-        await waitFor(`${name} renewed and presented on ${port}`, async () => {
-          if (serialOnDisk(n1, name) === before[name as keyof typeof before]) return false;
-          const h = await handshake(n1.addr, port, read(n1, 'services-ca.pem'));
-          return h.authorized && h.serial === serialOnDisk(n1, name);
-        }, 150_000, 1000);
+        await waitFor(
+          `${name} renewed and presented on ${port}`,
+          async () => {
+            if (serialOnDisk(n1, name) === before[name as keyof typeof before]) return false;
+            const h = await handshake(n1.addr, port, read(n1, 'services-ca.pem'));
+            return h.authorized && h.serial === serialOnDisk(n1, name);
+          },
+          150_000,
+          1000,
+        );
       }
-      await waitFor('proxy renewed and presented by the TLS endpoint', async () => {
-        if (serialOnDisk(n1, 'proxy') === before.proxy) return false;
-        const h = await handshake(n1.addr, tlsDb.port, read(n1, 'services-ca.pem'));
-        return h.authorized && h.serial === serialOnDisk(n1, 'proxy');
-      }, 150_000, 1000);
+      await waitFor(
+        'proxy renewed and presented by the TLS endpoint',
+        async () => {
+          if (serialOnDisk(n1, 'proxy') === before.proxy) return false;
+          const h = await handshake(n1.addr, tlsDb.port, read(n1, 'services-ca.pem'));
+          return h.authorized && h.serial === serialOnDisk(n1, 'proxy');
+        },
+        150_000,
+        1000,
+      );
       assert.equal(redisSerial, before.proxy);
       // The client TLS connection opened before the renewal is the same one, and still served.
       assert.equal(await redis.set('after-rotation', 'yes'), 'OK');
@@ -356,15 +406,24 @@ test('the rotation job renews the client-facing certificates; a held-open HTTPS 
       assert.equal(again.socket, first.socket);
       assert.equal(again.serial, before.api);
     } finally {
-      const r = await n1.api('PUT', '/v1/job_scheduler', { cert_rotation_job_settings: { validity_days: 90, expiry_days_before_rotation: 60 } });
+      const r = await n1.api('PUT', '/v1/job_scheduler', {
+        cert_rotation_job_settings: { validity_days: 90, expiry_days_before_rotation: 60 },
+      });
       assert.equal(r.status, 200);
     }
     // GET /v1/cluster/certificates shows what the node presents (once the last renewal under the short schedule is recorded).
-    await waitFor('api certificate recorded', async () => {
-      const certs = await n1.api<{ service_certificates: { node_uid: number; name: string; serial: string; issuer: string }[] }>('GET', '/v1/cluster/certificates');
-      const api1 = certs.body.service_certificates.find((c) => c.node_uid === 1 && c.name === 'api');
-      return api1?.serial.replace(/^0+/, '') === serialOnDisk(n1, 'api').replace(/^0+/, '') && /Tessera services CA/.test(api1.issuer);
-    }, 20_000);
+    await waitFor(
+      'api certificate recorded',
+      async () => {
+        const certs = await n1.api<{ service_certificates: { node_uid: number; name: string; serial: string; issuer: string }[] }>(
+          'GET',
+          '/v1/cluster/certificates',
+        );
+        const api1 = certs.body.service_certificates.find((c) => c.node_uid === 1 && c.name === 'api');
+        return api1?.serial.replace(/^0+/, '') === serialOnDisk(n1, 'api').replace(/^0+/, '') && /Tessera services CA/.test(api1.issuer);
+      },
+      20_000,
+    );
   } finally {
     agent.destroy();
   }
@@ -380,7 +439,9 @@ test('PUT /v1/cluster/certificates replaces a client-facing certificate by its R
   });
   assert.equal(bad.status, 400, JSON.stringify(bad.body));
   assert.match(bad.body.description, /^cm: .*serverAuth.*\[check: eku_server_auth\]/);
-  const unknown = await n1.api('PUT', '/v1/cluster/certificates', { certificates: [{ name: 'syncer_x', certificate: noServerAuth.pem, key: await keyPem(badKeys) }] });
+  const unknown = await n1.api('PUT', '/v1/cluster/certificates', {
+    certificates: [{ name: 'syncer_x', certificate: noServerAuth.pem, key: await keyPem(badKeys) }],
+  });
   assert.equal(unknown.status, 400);
 
   const leaf = await makeLeaf(root, 'ui', leafKeys, { eku: [x509.ExtendedKeyUsage.serverAuth] });
@@ -388,7 +449,10 @@ test('PUT /v1/cluster/certificates replaces a client-facing certificate by its R
     certificates: [{ name: 'cm', certificate: leaf.pem + root.pem, key: await keyPem(leafKeys), node_uid: 2 }],
   });
   assert.equal(ok.status, 200, JSON.stringify(ok.body));
-  assert.deepEqual(ok.body.certificates.map((c) => [c.node_uid, c.name]), [[2, 'cm']]);
+  assert.deepEqual(
+    ok.body.certificates.map((c) => [c.node_uid, c.name]),
+    [[2, 'cm']],
+  );
   // Node 2's UI now presents it (no restart): it verifies against the operator's root, and no longer against the services CA.
   const h = await handshake(n2.addr, PORTS.cm, root.pem);
   assert.ok(h.authorized, h.error);

@@ -43,7 +43,10 @@ test('a 3-node cluster forms from the CLI: every node lists 3 active nodes and t
     return ok ? v : undefined;
   });
   for (const list of views) {
-    assert.deepEqual(list.map((n) => n.addr), [n1.addr, n2.addr, n3.addr]);
+    assert.deepEqual(
+      list.map((n) => n.addr),
+      [n1.addr, n2.addr, n3.addr],
+    );
     assert.equal(list.filter((n) => n.is_master).length, 1);
     assert.ok(list.every((n) => n.capabilities.includes('data_internode_encryption')));
   }
@@ -53,7 +56,7 @@ test('a 3-node cluster forms from the CLI: every node lists 3 active nodes and t
 });
 
 test("each node's cp and dp certificates are distinct, chain to the cluster CA and carry the node's identity", async () => {
-  const clusterId = ((await n1.api<{ cluster_id: string }>('GET', '/v1/cluster')).body).cluster_id;
+  const clusterId = (await n1.api<{ cluster_id: string }>('GET', '/v1/cluster')).body.cluster_id;
   const caPem = fs.readFileSync(path.join(n1.dataDir, 'certs/ca.pem'), 'utf8');
   const serials = new Set<string>();
   for (const n of cluster.nodes) {
@@ -75,7 +78,10 @@ test("each node's cp and dp certificates are distinct, chain to the cluster CA a
   }
   assert.equal(serials.size, 6, 'six distinct certificates');
 
-  const r = await n2.api<{ certificates: { node_uid: number; name: string; serial: string; not_after: string }[] }>('GET', '/v1/cluster/certificates');
+  const r = await n2.api<{ certificates: { node_uid: number; name: string; serial: string; not_after: string }[] }>(
+    'GET',
+    '/v1/cluster/certificates',
+  );
   assert.equal(r.status, 200);
   assert.equal(r.body.certificates.length, 6);
   assert.deepEqual(new Set(r.body.certificates.map((c) => c.name)), new Set(['ccs_internode_encryption', 'data_internode_encryption']));
@@ -195,10 +201,10 @@ test('bad bootstrap input: wrong credentials, a node already in a cluster, a mem
 test('internode channel of a running node: a member certificate is accepted; another cluster is refused', async () => {
   const dir = path.join(n2.dataDir, 'certs');
   const sclient = (certDir: string, alpn: string, servername: string) =>
-    execFileSync(
-      'sh',
-      ['-c', `echo | timeout 5 openssl s_client -connect ${n1.addr}:3342 -cert ${certDir}/cp.pem -key ${certDir}/cp.key -CAfile ${dir}/ca.pem -alpn ${alpn} -servername ${servername} 2>&1 || true`],
-    ).toString();
+    execFileSync('sh', [
+      '-c',
+      `echo | timeout 5 openssl s_client -connect ${n1.addr}:3342 -cert ${certDir}/cp.pem -key ${certDir}/cp.key -CAfile ${dir}/ca.pem -alpn ${alpn} -servername ${servername} 2>&1 || true`,
+    ]).toString();
   const ok = sclient(dir, 'tessera-cp/1', 'cp.tessera.internal');
   assert.match(ok, /ALPN protocol: tessera-cp\/1/);
   assert.match(ok, /Verify return code: 0 \(ok\)/);
@@ -209,7 +215,11 @@ test('internode channel of a running node: a member certificate is accepted; ano
     await other.startAll();
     await other.form('beta.test');
     const otherDir = path.join(other.nodes[0].dataDir, 'certs');
-    assert.notEqual(fs.readFileSync(path.join(otherDir, 'ca.pem'), 'utf8'), fs.readFileSync(path.join(dir, 'ca.pem'), 'utf8'), 'two clusters, two CAs');
+    assert.notEqual(
+      fs.readFileSync(path.join(otherDir, 'ca.pem'), 'utf8'),
+      fs.readFileSync(path.join(dir, 'ca.pem'), 'utf8'),
+      'two clusters, two CAs',
+    );
     // A Node client holding the other cluster's certificate (and trusting our CA, so any
     // refusal is the server's): over TLS 1.2 and 1.3, no control-plane answer ever comes back.
     for (const maxVersion of ['TLSv1.2', 'TLSv1.3'] as const) {
@@ -242,7 +252,10 @@ test('internode channel of a running node: a member certificate is accepted; ano
 test("etcd: peer port enforces the two TLS 1.2 suites; client port trusts only the node's own daemon", () => {
   const dir = path.join(n2.dataDir, 'certs');
   const probe = (port: number, extra: string) =>
-    execFileSync('sh', ['-c', `echo | timeout 5 openssl s_client -connect ${n1.addr}:${port} -cert ${dir}/cp.pem -key ${dir}/cp.key -CAfile ${dir}/ca.pem ${extra} 2>&1 || true`]).toString();
+    execFileSync('sh', [
+      '-c',
+      `echo | timeout 5 openssl s_client -connect ${n1.addr}:${port} -cert ${dir}/cp.pem -key ${dir}/cp.key -CAfile ${dir}/ca.pem ${extra} 2>&1 || true`,
+    ]).toString();
   // A member's cp certificate gets through on the peer port with an allowed suite...
   assert.match(probe(3340, '-tls1_2 -cipher ECDHE-RSA-AES128-GCM-SHA256'), /Cipher is ECDHE-RSA-AES128-GCM-SHA256/);
   // ...and not with any other TLS 1.2 suite, nor TLS 1.1.
@@ -271,10 +284,14 @@ test('a killed node shows down on the others; killing the master elects another;
   const survivors = cluster.nodes.filter((n) => n !== victim);
   const t0 = Date.now();
   await victim.kill('SIGKILL');
-  await waitFor('victim down on every survivor', async () => {
-    const v = await Promise.all(survivors.map(nodesSeenBy));
-    return v.every((list) => list.find((n) => n.addr === victim.addr)?.status === 'down');
-  }, 20_000);
+  await waitFor(
+    'victim down on every survivor',
+    async () => {
+      const v = await Promise.all(survivors.map(nodesSeenBy));
+      return v.every((list) => list.find((n) => n.addr === victim.addr)?.status === 'down');
+    },
+    20_000,
+  );
   const downAfter = (Date.now() - t0) / 1000;
   assert.ok(downAfter < 12, `seen down after ${downAfter}s`);
 
@@ -287,21 +304,29 @@ test('a killed node shows down on the others; killing the master elects another;
   const rest = cluster.nodes.filter((n) => n !== master);
   const t1 = Date.now();
   await master.kill('SIGKILL');
-  const newMaster = await waitFor('a new master', async () => {
-    const v = await Promise.all(rest.map(nodesSeenBy));
-    const m = v.map((list) => list.find((n) => n.is_master)?.uid);
-    return m[0] !== undefined && m[0] !== masterUid && m.every((x) => x === m[0]) ? m[0] : undefined;
-  }, 30_000);
+  const newMaster = await waitFor(
+    'a new master',
+    async () => {
+      const v = await Promise.all(rest.map(nodesSeenBy));
+      const m = v.map((list) => list.find((n) => n.is_master)?.uid);
+      return m[0] !== undefined && m[0] !== masterUid && m.every((x) => x === m[0]) ? m[0] : undefined;
+    },
+    30_000,
+  );
   const failover = (Date.now() - t1) / 1000;
   assert.notEqual(newMaster, masterUid);
   // Each node judges the old master's silence on its own clock and view, so the one that took the role
   // over may see it a moment before the other: every node shows it down within a few seconds.
   for (const n of rest) {
-    await waitFor(`the old master down on node ${n.addr}`, async () => {
-      const r = await n.api<NodeJson[]>('GET', '/v1/nodes');
-      assert.equal(r.status, 200);
-      return r.body.find((x) => x.uid === masterUid)?.status === 'down';
-    }, 5_000);
+    await waitFor(
+      `the old master down on node ${n.addr}`,
+      async () => {
+        const r = await n.api<NodeJson[]>('GET', '/v1/nodes');
+        assert.equal(r.status, 200);
+        return r.body.find((x) => x.uid === masterUid)?.status === 'down';
+      },
+      5_000,
+    );
   }
   const s = await rest[0].cli(['status']);
   assert.match(s.stdout, new RegExp(`Cluster master: ${newMaster} `));

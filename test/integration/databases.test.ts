@@ -9,7 +9,7 @@ import net from 'node:net';
 import path from 'node:path';
 import { execFile } from 'node:child_process';
 import { Redis } from 'ioredis';
-import { TestCluster, TestNode, BdbJson, createDb, waitDbStatus, waitFor, shardCli, redisCli, sleep } from '../support/cluster.js';
+import { TestCluster, type BdbJson, createDb, waitDbStatus, waitFor, shardCli, redisCli, sleep } from '../support/cluster.js';
 
 const cluster = new TestCluster(4, 3);
 const [n1, n2, n3] = cluster.nodes;
@@ -49,7 +49,11 @@ test('invalid database fields are refused with the reference error codes (406 in
   const squatter = net.createServer();
   await new Promise<void>((r) => squatter.listen(15999, n3.addr, () => r()));
   try {
-    const r = await n1.api<{ error_code: string; description: string }>('POST', '/v1/bdbs', { name: 'a', memory_size: 100 << 20, port: 15999 });
+    const r = await n1.api<{ error_code: string; description: string }>('POST', '/v1/bdbs', {
+      name: 'a',
+      memory_size: 100 << 20,
+      port: 15999,
+    });
     assert.equal(r.status, 406);
     assert.equal(r.body.error_code, 'port_unavailable');
     assert.match(r.body.description, /node 3/);
@@ -82,7 +86,7 @@ test('a 3-shard replicated database: placement, memory limit, actions, and a por
   assert.equal(new Set(masters.map((s) => s.node_uid)).size, 3, 'masters spread over the nodes');
   for (const rep of replicas) {
     const master = masters.find((m) => m.uid === rep.master_uid)!;
-    assert.notEqual(rep.node_uid, master.node_uid, 'a replica is never on its master\'s node');
+    assert.notEqual(rep.node_uid, master.node_uid, "a replica is never on its master's node");
   }
   assert.deepEqual(db.endpoints[0].addr, [n1.addr, n2.addr, n3.addr]);
   const action = await n3.api<{ status: string; progress: number }>('GET', `/v1/actions/${db.action_uid}`);
@@ -112,7 +116,10 @@ test('every endpoint serves redis-cli and ioredis; keys written on one node are 
     await Promise.all(clients.map((c) => c.connect()));
     const keys = Array.from({ length: 300 }, (_, i) => `user:${i}`);
     await clients[0].mset(Object.fromEntries(keys.map((k) => [k, k.toUpperCase()])));
-    assert.deepEqual(await clients[2].mget(...keys), keys.map((k) => k.toUpperCase()));
+    assert.deepEqual(
+      await clients[2].mget(...keys),
+      keys.map((k) => k.toUpperCase()),
+    );
     assert.equal(await clients[1].dbsize(), 303);
     await clients[1].hset('h', 'a', '1', 'b', '2');
     assert.deepEqual(await clients[2].hgetall('h'), { a: '1', b: '2' });
@@ -125,10 +132,20 @@ test('every endpoint serves redis-cli and ioredis; keys written on one node are 
       const c = Number(await shardCli(node, m.uid, ['DBSIZE']));
       counts.push(c);
       const rep = db.shards.find((s) => s.master_uid === m.uid)!;
-      await waitFor(`replica ${rep.uid} in sync`, async () => Number(await shardCli(nodeByUid(rep.node_uid), rep.uid, ['DBSIZE'])) === c, 10_000);
+      await waitFor(
+        `replica ${rep.uid} in sync`,
+        async () => Number(await shardCli(nodeByUid(rep.node_uid), rep.uid, ['DBSIZE'])) === c,
+        10_000,
+      );
     }
-    assert.ok(counts.every((c) => c > 50), `keys spread over shards: ${counts}`);
-    assert.equal(counts.reduce((a, b) => a + b, 0), 305);
+    assert.ok(
+      counts.every((c) => c > 50),
+      `keys spread over shards: ${counts}`,
+    );
+    assert.equal(
+      counts.reduce((a, b) => a + b, 0),
+      305,
+    );
   } finally {
     clients.forEach((c) => c.disconnect());
   }
@@ -144,7 +161,8 @@ test('redis-benchmark runs through every endpoint with no errors', async () => {
         (err, stdout, stderr) => (err ? reject(new Error(`${err.message} ${stderr}`)) : resolve(stdout + stderr)),
       ),
     );
-    for (const t of ['SET', 'GET', 'INCR', 'LPUSH', 'RPUSH', 'LPOP', 'SADD', 'HSET', 'MSET']) assert.match(out, new RegExp(`^${t}[^:]*: [\\d.]+ requests per second`, 'm'), out);
+    for (const t of ['SET', 'GET', 'INCR', 'LPUSH', 'RPUSH', 'LPOP', 'SADD', 'HSET', 'MSET'])
+      assert.match(out, new RegExp(`^${t}[^:]*: [\\d.]+ requests per second`, 'm'), out);
     assert.doesNotMatch(out, /error|ERR/i, out);
   }
 });
@@ -152,7 +170,8 @@ test('redis-benchmark runs through every endpoint with no errors', async () => {
 test('CLI: status sections, info db, tune db', async () => {
   const s = await n1.cli(['status']);
   assert.equal(s.code, 0, s.stderr);
-  for (const section of ['CLUSTER:', 'CLUSTER NODES:', 'DATABASES:', 'ENDPOINTS:', 'SHARDS:']) assert.match(s.stdout, new RegExp(`^${section}$`, 'm'));
+  for (const section of ['CLUSTER:', 'CLUSTER NODES:', 'DATABASES:', 'ENDPOINTS:', 'SHARDS:'])
+    assert.match(s.stdout, new RegExp(`^${section}$`, 'm'));
   assert.match(s.stdout, new RegExp(`^db:${db.uid} +main +redis +active +3 `, 'm'));
   assert.equal((s.stdout.match(new RegExp(`^db:${db.uid} +main +redis:\\d+ +node:\\d +(master|slave)`, 'gm')) ?? []).length, 6);
 
@@ -177,23 +196,37 @@ test('a killed master shard fails over to its replica with no data lost, and com
   try {
     const keys = Array.from({ length: 300 }, (_, i) => `survivor:${i}`);
     await c.mset(Object.fromEntries(keys.map((k) => [k, k])));
-    await waitFor('replica caught up', async () => /master_link_status:up/.test(await shardCli(nodeByUid(r.node_uid), r.uid, ['INFO', 'replication'])));
+    await waitFor('replica caught up', async () =>
+      /master_link_status:up/.test(await shardCli(nodeByUid(r.node_uid), r.uid, ['INFO', 'replication'])),
+    );
     await sleep(500);
     const pid = Number((await shardCli(n2, m.uid, ['INFO', 'server'])).match(/process_id:(\d+)/)![1]);
     process.kill(pid, 'SIGKILL');
-    const after = await waitFor('roles swapped and active', async () => {
-      const b = (await n3.api<BdbJson>('GET', `/v1/bdbs/${db.uid}`)).body;
-      const nm = b.shards.find((s) => s.uid === r.uid);
-      const no = b.shards.find((s) => s.uid === m.uid);
-      return b.status === 'active' && nm?.role === 'master' && no?.role === 'slave' && no.master_uid === r.uid ? b : undefined;
-    }, 30_000);
+    const after = await waitFor(
+      'roles swapped and active',
+      async () => {
+        const b = (await n3.api<BdbJson>('GET', `/v1/bdbs/${db.uid}`)).body;
+        const nm = b.shards.find((s) => s.uid === r.uid);
+        const no = b.shards.find((s) => s.uid === m.uid);
+        return b.status === 'active' && nm?.role === 'master' && no?.role === 'slave' && no.master_uid === r.uid ? b : undefined;
+      },
+      30_000,
+    );
     db = after;
     // The old master is back, as a replica of the new one, holding the data again.
-    await waitFor('old master replicates from the new one', async () => /role:slave[\s\S]*master_link_status:up/.test(await shardCli(n2, m.uid, ['INFO', 'replication'])), 20_000);
-    await waitFor('every key readable through the endpoint', async () => {
-      const got = await c.mget(...keys);
-      return got.every((v, i) => v === keys[i]);
-    }, 20_000);
+    await waitFor(
+      'old master replicates from the new one',
+      async () => /role:slave[\s\S]*master_link_status:up/.test(await shardCli(n2, m.uid, ['INFO', 'replication'])),
+      20_000,
+    );
+    await waitFor(
+      'every key readable through the endpoint',
+      async () => {
+        const got = await c.mget(...keys);
+        return got.every((v, i) => v === keys[i]);
+      },
+      20_000,
+    );
     for (let i = 0; i < 30; i++) await c.set(`after-failover:${i}`, 'ok');
     assert.equal(await c.get('after-failover:29'), 'ok');
   } finally {
@@ -254,7 +287,11 @@ test('enabling encryption is refused while a node lacks the capability', async (
     await mixed.startAll();
     await mixed.form('mixed.test');
     const [a] = mixed.nodes;
-    const create = await a.api<{ error_code: string; description: string }>('POST', '/v1/bdbs', { name: 'enc', memory_size: 50 << 20, data_internode_encryption: true });
+    const create = await a.api<{ error_code: string; description: string }>('POST', '/v1/bdbs', {
+      name: 'enc',
+      memory_size: 50 << 20,
+      data_internode_encryption: true,
+    });
     assert.equal(create.status, 406);
     assert.equal(create.body.error_code, 'capability_missing');
     assert.match(create.body.description, /node\(s\) 2/);

@@ -11,7 +11,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
-import { TestCluster, BdbJson, createDb, waitDbStatus, waitFor, shardCli, sleep } from '../support/cluster.js';
+import { TestCluster, type BdbJson, createDb, waitDbStatus, waitFor, shardCli, sleep } from '../support/cluster.js';
 import { Capture, stopAllCaptures } from '../support/capture.js';
 
 const NET = 6;
@@ -28,7 +28,15 @@ const ALLOWED_SUITES = new Set(['0xc030', '0xc02f', '0x1301', '0x1302']);
 before(async () => {
   await cluster.startAll();
   await cluster.form('wire.test');
-  db = await createDb(n1, { name: 'wire', memory_size: 300 << 20, shards_count: 3, sharding: true, replication: true, proxy_policy: 'all-nodes', port: 12100 });
+  db = await createDb(n1, {
+    name: 'wire',
+    memory_size: 300 << 20,
+    shards_count: 3,
+    sharding: true,
+    replication: true,
+    proxy_policy: 'all-nodes',
+    port: 12100,
+  });
 });
 after(async () => {
   await stopAllCaptures();
@@ -63,7 +71,11 @@ async function waitReplicated(keys: string[]): Promise<void> {
     const node = nodeByUid(rep.node_uid);
     const master = db.shards.find((s) => s.uid === rep.master_uid)!;
     const onMaster = Number(await shardCli(nodeByUid(master.node_uid), master.uid, ['EVAL', `return #redis.call('KEYS', 'mark:*')`, '0']));
-    await waitFor(`replica ${rep.uid} has the marked keys`, async () => Number(await shardCli(node, rep.uid, ['EVAL', `return #redis.call('KEYS', 'mark:*')`, '0'])) === onMaster, 15_000);
+    await waitFor(
+      `replica ${rep.uid} has the marked keys`,
+      async () => Number(await shardCli(node, rep.uid, ['EVAL', `return #redis.call('KEYS', 'mark:*')`, '0'])) === onMaster,
+      15_000,
+    );
   }
   assert.ok(keys.length > 0);
 }
@@ -79,14 +91,37 @@ test('encryption off: the marker crosses between nodes in clear, both proxy → 
   const hits = (await internodePayloads(cap)).filter((p) => p.data.includes(marker));
   assert.ok(hits.length > 0, 'marker seen between nodes');
   // Proxy → remote shard goes to a node's 3343; replication comes back from it.
-  assert.ok(hits.some((p) => p.dport === 3343), 'proxy → remote shard in clear on 3343');
-  assert.ok(hits.some((p) => p.sport === 3343), 'replication stream in clear from 3343');
+  assert.ok(
+    hits.some((p) => p.dport === 3343),
+    'proxy → remote shard in clear on 3343',
+  );
+  assert.ok(
+    hits.some((p) => p.sport === 3343),
+    'replication stream in clear from 3343',
+  );
 });
 
 test('switching on keeps client connections and commands intact; afterwards the marker never crosses in clear and 3342 uses allowed suites only', async () => {
   // Steady load through every endpoint, across the switch. Any disconnect or failed command is counted.
-  const clients = cluster.nodes.map((n) => new Redis({ host: n.addr, port: db.port, maxRetriesPerRequest: 0, enableOfflineQueue: false, retryStrategy: () => null, lazyConnect: true }));
-  const before = new Redis({ host: n2.addr, port: db.port, maxRetriesPerRequest: 0, enableOfflineQueue: false, retryStrategy: () => null, lazyConnect: true });
+  const clients = cluster.nodes.map(
+    (n) =>
+      new Redis({
+        host: n.addr,
+        port: db.port,
+        maxRetriesPerRequest: 0,
+        enableOfflineQueue: false,
+        retryStrategy: () => null,
+        lazyConnect: true,
+      }),
+  );
+  const before = new Redis({
+    host: n2.addr,
+    port: db.port,
+    maxRetriesPerRequest: 0,
+    enableOfflineQueue: false,
+    retryStrategy: () => null,
+    lazyConnect: true,
+  });
   await Promise.all([...clients, before].map((c) => c.connect()));
   await before.set('opened-before', '1');
   let closes = 0;
@@ -136,7 +171,11 @@ test('switching on keeps client connections and commands intact; afterwards the 
   // Replication continued without a full resync.
   for (const rep of db.shards.filter((s) => s.role === 'slave')) {
     const info = await shardCli(nodeByUid(rep.node_uid), rep.uid, ['INFO', 'replication']);
-    await waitFor(`replica ${rep.uid} link up`, async () => /master_link_status:up/.test(await shardCli(nodeByUid(rep.node_uid), rep.uid, ['INFO', 'replication'])), 15_000);
+    await waitFor(
+      `replica ${rep.uid} link up`,
+      async () => /master_link_status:up/.test(await shardCli(nodeByUid(rep.node_uid), rep.uid, ['INFO', 'replication'])),
+      15_000,
+    );
     assert.match(info, /role:slave/);
   }
   for (const m of db.shards.filter((s) => s.role === 'master')) {
@@ -151,11 +190,22 @@ test('switching on keeps client connections and commands intact; afterwards the 
   await waitReplicated(keys);
   await cap.stop();
   const payloads = await internodePayloads(cap);
-  assert.ok(payloads.some((p) => p.time > switchedAt && (p.dport === 3342 || p.sport === 3342)), 'traffic went over 3342');
+  assert.ok(
+    payloads.some((p) => p.time > switchedAt && (p.dport === 3342 || p.sport === 3342)),
+    'traffic went over 3342',
+  );
   const clear = payloads.filter((p) => p.data.includes(marker));
-  assert.deepEqual(clear.map((p) => `${p.src}:${p.sport}->${p.dst}:${p.dport}`), [], 'marker never crosses between nodes in clear');
+  assert.deepEqual(
+    clear.map((p) => `${p.src}:${p.sport}->${p.dst}:${p.dport}`),
+    [],
+    'marker never crosses between nodes in clear',
+  );
   const plainAfter = payloads.filter((p) => p.time > switchedAt && (p.dport === 3343 || p.sport === 3343));
-  assert.deepEqual(plainAfter.map((p) => `${p.src}:${p.sport}->${p.dst}:${p.dport}`), [], 'no data on the plaintext channel once switched');
+  assert.deepEqual(
+    plainAfter.map((p) => `${p.src}:${p.sport}->${p.dst}:${p.dport}`),
+    [],
+    'no data on the plaintext channel once switched',
+  );
   const suites = await cap.serverHelloSuites();
   assert.ok(suites.length > 0, 'handshakes on 3342 were captured');
   for (const s of suites) assert.ok(ALLOWED_SUITES.has(s), `negotiated suite ${s} is allowed`);
@@ -170,7 +220,8 @@ test('switching on keeps client connections and commands intact; afterwards the 
  * application-data records (type 23), or -1 if it is not TLS.
  */
 function tlsApplicationBytes(b: Buffer): number {
-  const validAt = (i: number) => i + 5 <= b.length && b[i] >= 20 && b[i] <= 23 && b[i + 1] === 3 && b[i + 2] <= 4 && b.readUInt16BE(i + 3) <= 16384 + 256;
+  const validAt = (i: number) =>
+    i + 5 <= b.length && b[i] >= 20 && b[i] <= 23 && b[i + 1] === 3 && b[i + 2] <= 4 && b.readUInt16BE(i + 3) <= 16384 + 256;
   for (let start = 0; start < Math.min(b.length, 16384 + 261); start++) {
     let i = start;
     let app = 0;
@@ -223,12 +274,19 @@ test('with encryption on, the capture alone shows every stream between nodes is 
   }
   assert.deepEqual(notTls, [], 'streams between nodes that are not TLS records');
   // 300 values of ~220 bytes crossed (a third of keys to a remote master, then on to replicas).
-  assert.ok(appBytes3342 > 300 * 220 / 3, `only ${appBytes3342} application-data bytes on 3342`);
+  assert.ok(appBytes3342 > (300 * 220) / 3, `only ${appBytes3342} application-data bytes on 3342`);
   assert.ok(![...streams.values()].some((st) => st.ports.includes(3343)), 'nothing on the plaintext channel');
 });
 
 test('switching back off moves links back to the plaintext channel, again without errors', async () => {
-  const c = new Redis({ host: n2.addr, port: db.port, maxRetriesPerRequest: 0, enableOfflineQueue: false, retryStrategy: () => null, lazyConnect: true });
+  const c = new Redis({
+    host: n2.addr,
+    port: db.port,
+    maxRetriesPerRequest: 0,
+    enableOfflineQueue: false,
+    retryStrategy: () => null,
+    lazyConnect: true,
+  });
   let closed = false;
   c.on('close', () => (closed = true));
   await c.connect();
@@ -244,7 +302,10 @@ test('switching back off moves links back to the plaintext channel, again withou
   await cap.start();
   await writeMarked(marker, 20);
   await cap.stop();
-  assert.ok((await internodePayloads(cap)).some((p) => p.data.includes(marker)), 'plaintext again, as asked');
+  assert.ok(
+    (await internodePayloads(cap)).some((p) => p.data.includes(marker)),
+    'plaintext again, as asked',
+  );
 });
 
 test('new databases take the cluster policy default', async () => {

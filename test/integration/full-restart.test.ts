@@ -16,7 +16,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import { Redis } from 'ioredis';
-import { TestCluster, TestNode, BdbJson, createDb, waitDbStatus, waitFor } from '../support/cluster.js';
+import { TestCluster, type TestNode, type BdbJson, createDb, waitDbStatus, waitFor } from '../support/cluster.js';
 import { keySlot } from '../../src/proxy/slots.js';
 
 const NET = 14;
@@ -46,7 +46,8 @@ function clusterProcesses(): { pid: number; what: string }[] {
       } catch {
         // a process exiting right now: its command line still tells
       }
-      if (cwd.startsWith(cluster.root + '/') || cmd.includes(cluster.root)) out.push({ pid: Number(e), what: `${comm} (cwd ${cwd}): ${cmd}` });
+      if (cwd.startsWith(cluster.root + '/') || cmd.includes(cluster.root))
+        out.push({ pid: Number(e), what: `${comm} (cwd ${cwd}): ${cmd}` });
     } catch {
       // gone between readdir and read: not running
     }
@@ -111,13 +112,24 @@ async function dbsize(through: TestNode, mode: Mode): Promise<number> {
 
 /** Wait until `through`'s endpoint of `mode`'s database answers commands for every slot range. */
 async function waitServing(through: TestNode, mode: Mode): Promise<void> {
-  const c = new Redis({ host: through.addr, port: PORTS[mode], maxRetriesPerRequest: 0, enableOfflineQueue: false, retryStrategy: () => 200 });
+  const c = new Redis({
+    host: through.addr,
+    port: PORTS[mode],
+    maxRetriesPerRequest: 0,
+    enableOfflineQueue: false,
+    retryStrategy: () => 200,
+  });
   c.on('error', () => undefined); // refused until the endpoint listens; waited for below
   try {
-    await waitFor(`${through.addr}:${PORTS[mode]} serves`, async () => {
-      for (const k of PROBES) if ((await c.get(k).catch(() => 'ERR')) === 'ERR') return false;
-      return true;
-    }, 60_000, 250);
+    await waitFor(
+      `${through.addr}:${PORTS[mode]} serves`,
+      async () => {
+        for (const k of PROBES) if ((await c.get(k).catch(() => 'ERR')) === 'ERR') return false;
+        return true;
+      },
+      60_000,
+      250,
+    );
   } finally {
     c.disconnect();
   }
@@ -162,7 +174,12 @@ test('SIGTERM to every node at once: each exits by itself, nothing of the cluste
   // Each must exit by itself: the SIGKILL fallback (60 s) must not be needed.
   await Promise.all(cluster.nodes.map((n) => n.kill('SIGTERM', 60_000)));
   console.log(`# every node exited ${Date.now() - t0} ms after SIGTERM`);
-  for (const n of cluster.nodes) assert.deepEqual({ addr: n.addr, code: n.proc!.exitCode, signal: n.proc!.signalCode }, { addr: n.addr, code: 0, signal: null }, `node ${n.addr} exited by itself`);
+  for (const n of cluster.nodes)
+    assert.deepEqual(
+      { addr: n.addr, code: n.proc!.exitCode, signal: n.proc!.signalCode },
+      { addr: n.addr, code: 0, signal: null },
+      `node ${n.addr} exited by itself`,
+    );
   assert.deepEqual(clusterProcesses(), [], 'no shard, etcd or other process of the cluster is left');
 
   const t1 = Date.now();
@@ -199,14 +216,18 @@ test('after the restart: one master per slot range, each with a replica on anoth
     const b = await bdb(mode);
     const masters = b.shards.filter((s) => s.role === 'master');
     assert.deepEqual(masters.map((m) => m.assigned_slots).sort(), ['0-8191', '8192-16383'], `${mode}: ${JSON.stringify(b.shards)}`);
-    for (const m of masters) assert.ok(b.shards.some((s) => s.master_uid === m.uid && s.node_uid !== m.node_uid), `${mode}: master ${m.uid} has a replica on another node`);
+    for (const m of masters)
+      assert.ok(
+        b.shards.some((s) => s.master_uid === m.uid && s.node_uid !== m.node_uid),
+        `${mode}: master ${m.uid} has a replica on another node`,
+      );
   }
   await waitFor('exactly 12 shard processes', async () => shardProcesses().length === 12, 10_000, 250);
 });
 
 // A returning master whose files hold every write it acknowledged (aof) comes back as master: fencing
 // it in favour of its replica (older here: it stopped first) would make it copy the older data.
-test('aof, nodes stopped one after another: writes acknowledged after the replica\'s node stopped survive the full restart', async () => {
+test("aof, nodes stopped one after another: writes acknowledged after the replica's node stopped survive the full restart", async () => {
   const n1 = cluster.nodes[0];
   // The cluster master must not fail the stopped node over meanwhile: this is a full restart, not a node loss.
   assert.equal((await n1.api('PUT', '/v1/cluster/policy', { failover_timeout: 300 })).status, 200);
@@ -239,7 +260,12 @@ test('aof, nodes stopped one after another: writes acknowledged after the replic
     assert.deepEqual(clusterProcesses(), [], 'nothing of the cluster is left running');
     // 4. They start again: the replica's node first (with the third, for the store's quorum), then the master's.
     await Promise.all([rn, c].map((n) => n.start()));
-    await waitFor('the replica\'s node is active', async () => (await c.api<{ status: string }>('GET', `/v1/nodes/${r.node_uid}`)).body.status === 'active', 30_000, 250);
+    await waitFor(
+      "the replica's node is active",
+      async () => (await c.api<{ status: string }>('GET', `/v1/nodes/${r.node_uid}`)).body.status === 'active',
+      30_000,
+      250,
+    );
     await a.start();
     await waitAllServing();
 
@@ -258,6 +284,9 @@ test('aof, nodes stopped one after another: writes acknowledged after the replic
       assert.deepEqual(older.slice(0, 10), [], `${older.length} earlier keys missing through ${n.addr}`);
     }
   } finally {
-    await cluster.nodes.find((x) => x.running)?.api('PUT', '/v1/cluster/policy', { failover_timeout: 5 }).catch(() => undefined);
+    await cluster.nodes
+      .find((x) => x.running)
+      ?.api('PUT', '/v1/cluster/policy', { failover_timeout: 5 })
+      .catch(() => undefined);
   }
 });

@@ -9,7 +9,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { ALPN, SERVERNAME } from '../../src/tls/contexts.js';
-import { sClient, probe, ProbeResult } from '../support/tls-tools.js';
+import { sClient, probe, type ProbeResult } from '../support/tls-tools.js';
 import { sleep, waitFor } from '../support/wait.js';
 import { InternodeFixture, rpc, reply, assertAccepted } from '../support/internode-harness.js';
 
@@ -30,7 +30,13 @@ test('10. an authenticated idle connection stays open for at least 31 seconds', 
     const ext = sClient(fx.sArgs(h, f.m2dp, '-alpn', ALPN.dp, '-servername', SERVERNAME.dp), { holdMs: 31_500 });
     await sleep(31_000);
     assert.equal(n.closed, false, `closed by the server after ${n.closedAfterMs} ms idle`);
-    assert.deepEqual(h.srv.connections().map((p) => p.plane).sort(), ['cp', 'dp']);
+    assert.deepEqual(
+      h.srv
+        .connections()
+        .map((p) => p.plane)
+        .sort(),
+      ['cp', 'dp'],
+    );
     n.socket!.write(rpc(2));
     await waitFor('a reply after 31 s idle', () => n!.replies.length === 2, 2000, 20);
     assert.deepEqual(JSON.parse(n.replies[1]), reply(2, 'cp', 2));

@@ -9,7 +9,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import { Redis } from 'ioredis';
-import { TestCluster, TestNode, BdbJson, createDb, waitFor, shardCli, sleep } from '../support/cluster.js';
+import { TestCluster, type TestNode, type BdbJson, createDb, waitFor, shardCli, sleep } from '../support/cluster.js';
 import { keySlot } from '../../src/proxy/slots.js';
 
 const cluster = new TestCluster(12, 3);
@@ -60,10 +60,15 @@ async function msUntilEverySlotWrites(through: TestNode, t0: number): Promise<nu
   const p = new Redis({ host: through.addr, port: db.port, maxRetriesPerRequest: 0, enableOfflineQueue: false, retryStrategy: () => 100 });
   p.on('error', () => undefined); // failures are what the loop waits out
   try {
-    return await waitFor('every slot range takes writes', async () => {
-      for (const k of probes) if ((await p.set(k, 'x').catch(() => undefined)) !== 'OK') return false;
-      return Date.now() - t0;
-    }, 30_000, 100);
+    return await waitFor(
+      'every slot range takes writes',
+      async () => {
+        for (const k of probes) if ((await p.set(k, 'x').catch(() => undefined)) !== 'OK') return false;
+        return Date.now() - t0;
+      },
+      30_000,
+      100,
+    );
   } finally {
     p.disconnect();
   }
@@ -90,7 +95,13 @@ test('SIGKILL of a node holding a master: writes resume within 10 s, no acknowle
   }
 
   // Steady load through the survivor, across the kill.
-  const load = new Redis({ host: survivor.addr, port: db.port, maxRetriesPerRequest: 0, enableOfflineQueue: false, retryStrategy: () => 100 });
+  const load = new Redis({
+    host: survivor.addr,
+    port: db.port,
+    maxRetriesPerRequest: 0,
+    enableOfflineQueue: false,
+    retryStrategy: () => 100,
+  });
   load.on('error', () => undefined); // counted below through the failed commands
   await new Promise<void>((r) => load.once('ready', () => r())); // without an offline queue, commands before this would fail
   let running = true;
@@ -118,7 +129,9 @@ test('SIGKILL of a node holding a master: writes resume within 10 s, no acknowle
   running = false;
   await loop;
   load.disconnect();
-  console.log(`# writes to every slot resumed ${resumedMs} ms after SIGKILL; load: ${ok} ok, ${failed} failed during the window: ${JSON.stringify([...errors])}`);
+  console.log(
+    `# writes to every slot resumed ${resumedMs} ms after SIGKILL; load: ${ok} ok, ${failed} failed during the window: ${JSON.stringify([...errors])}`,
+  );
   assert.ok(resumedMs < 10_000, `writes resumed after ${resumedMs} ms`);
 
   // No acknowledged key lost.
@@ -132,45 +145,113 @@ test('SIGKILL of a node holding a master: writes resume within 10 s, no acknowle
   }
 
   // Within 60 s every master has a replica on a live node, synced.
-  const after = await waitFor('every master has a live replica again', async () => {
-    const b = await bdb(survivor);
-    const ms = b.shards.filter((s) => s.role === 'master');
-    const ok = ms.length === 2 && ms.every((m) => m.node_uid !== victimUid && b.shards.some((s) => s.master_uid === m.uid && s.node_uid !== victimUid && s.node_uid !== m.node_uid));
-    return ok ? b : undefined;
-  }, 60_000, 500);
+  const after = await waitFor(
+    'every master has a live replica again',
+    async () => {
+      const b = await bdb(survivor);
+      const ms = b.shards.filter((s) => s.role === 'master');
+      const ok =
+        ms.length === 2 &&
+        ms.every(
+          (m) =>
+            m.node_uid !== victimUid &&
+            b.shards.some((s) => s.master_uid === m.uid && s.node_uid !== victimUid && s.node_uid !== m.node_uid),
+        );
+      return ok ? b : undefined;
+    },
+    60_000,
+    500,
+  );
   for (const rep of after.shards.filter((s) => s.role === 'slave')) {
-    await waitFor(`replica ${rep.uid} in sync`, async () => /master_link_status:up/.test(await shardCli(nodeByUid(rep.node_uid), rep.uid, ['INFO', 'replication']).catch(() => '')), 60_000, 500);
+    await waitFor(
+      `replica ${rep.uid} in sync`,
+      async () => /master_link_status:up/.test(await shardCli(nodeByUid(rep.node_uid), rep.uid, ['INFO', 'replication']).catch(() => '')),
+      60_000,
+      500,
+    );
     const n = Number(await shardCli(nodeByUid(rep.node_uid), rep.uid, ['DBSIZE']));
     assert.ok(n >= KEYS / 2 - 100, `rebuilt replica ${rep.uid} holds ${n} keys`);
   }
 
   // The database shows each replica's copy as finished (status: "SYNCING n%" while a full sync runs).
   let lastSync = '';
-  await waitFor('every replica reports its sync finished', async () => {
-    const x = (await survivor.api<{ shards: { uid: number; role: string; status: string; sync?: { status: string; progress: number } }[] }>('GET', `/v1/bdbs/${db.uid}`)).body;
-    lastSync = JSON.stringify(x.shards);
-    return x.shards.filter((s) => s.role === 'slave').every((s) => s.sync?.status === 'finished' && s.sync.progress === 100);
-  }, 30_000, 500).catch((e: Error) => assert.fail(`${e.message}: ${lastSync}`));
+  await waitFor(
+    'every replica reports its sync finished',
+    async () => {
+      const x = (
+        await survivor.api<{ shards: { uid: number; role: string; status: string; sync?: { status: string; progress: number } }[] }>(
+          'GET',
+          `/v1/bdbs/${db.uid}`,
+        )
+      ).body;
+      lastSync = JSON.stringify(x.shards);
+      return x.shards.filter((s) => s.role === 'slave').every((s) => s.sync?.status === 'finished' && s.sync.progress === 100);
+    },
+    30_000,
+    500,
+  ).catch((e: Error) => assert.fail(`${e.message}: ${lastSync}`));
 
   // The rebuild is an action whose progress followed the full sync, and it finished.
-  type ActionObj = { action_uid: string; name: string; object_name: string; status: string; progress: number; steps?: string[]; shard_uids?: number[] };
-  const rebuilt = await waitFor('the replica_rebuild action completes', async () => {
-    const res = (await survivor.api<ActionObj[] | { actions: ActionObj[] }>('GET', '/v1/actions')).body;
-    const mine = (Array.isArray(res) ? res : res.actions).filter((a) => a.name === 'replica_rebuild' && a.object_name === `bdb:${db.uid}`);
-    return mine.length && mine.every((a) => a.status === 'completed') ? mine : undefined;
-  }, 30_000, 500);
+  type ActionObj = {
+    action_uid: string;
+    name: string;
+    object_name: string;
+    status: string;
+    progress: number;
+    steps?: string[];
+    shard_uids?: number[];
+  };
+  const rebuilt = await waitFor(
+    'the replica_rebuild action completes',
+    async () => {
+      const res = (await survivor.api<ActionObj[] | { actions: ActionObj[] }>('GET', '/v1/actions')).body;
+      const mine = (Array.isArray(res) ? res : res.actions).filter(
+        (a) => a.name === 'replica_rebuild' && a.object_name === `bdb:${db.uid}`,
+      );
+      return mine.length && mine.every((a) => a.status === 'completed') ? mine : undefined;
+    },
+    30_000,
+    500,
+  );
   const steps = rebuilt.flatMap((a) => a.steps ?? []);
-  assert.ok(steps.some((x) => /^0% rebuilding replica shard \d+ on node \d+ \(was on node \d+\)/.test(x)), JSON.stringify(steps));
-  assert.ok(steps.some((x) => /^100% replica rebuilt and in sync/.test(x)), JSON.stringify(steps));
+  assert.ok(
+    steps.some((x) => /^0% rebuilding replica shard \d+ on node \d+ \(was on node \d+\)/.test(x)),
+    JSON.stringify(steps),
+  );
+  assert.ok(
+    steps.some((x) => /^100% replica rebuilt and in sync/.test(x)),
+    JSON.stringify(steps),
+  );
   assert.ok(rebuilt.every((a) => a.progress === 100 && a.shard_uids?.length));
 
   // /v1/shards (Redis Enterprise's shard objects) shows the new placement: nothing left on the dead node.
-  type ShardObj = { uid: string; bdb_uid: number; node_uid: string; role: string; assigned_slots: string; status: string; sync?: { status: string } };
+  type ShardObj = {
+    uid: string;
+    bdb_uid: number;
+    node_uid: string;
+    role: string;
+    assigned_slots: string;
+    status: string;
+    sync?: { status: string };
+  };
   const listed = (await survivor.api<ShardObj[]>('GET', '/v1/shards')).body.filter((s) => s.bdb_uid === db.uid);
   assert.equal(listed.length, 4);
-  assert.deepEqual(listed.filter((s) => s.node_uid === String(victimUid)), [], 'no shard listed on the dead node');
-  assert.deepEqual(listed.filter((s) => s.role === 'master').map((s) => s.assigned_slots).sort(), ['0-8191', '8192-16383']);
-  assert.ok(listed.filter((s) => s.role === 'slave').every((s) => s.sync?.status === 'finished'), `replicas show their sync: ${JSON.stringify(listed)}`);
+  assert.deepEqual(
+    listed.filter((s) => s.node_uid === String(victimUid)),
+    [],
+    'no shard listed on the dead node',
+  );
+  assert.deepEqual(
+    listed
+      .filter((s) => s.role === 'master')
+      .map((s) => s.assigned_slots)
+      .sort(),
+    ['0-8191', '8192-16383'],
+  );
+  assert.ok(
+    listed.filter((s) => s.role === 'slave').every((s) => s.sync?.status === 'finished'),
+    `replicas show their sync: ${JSON.stringify(listed)}`,
+  );
   const one = await survivor.api<ShardObj>('GET', `/v1/shards/${listed[0].uid}`);
   assert.equal(one.status, 200);
   assert.equal(one.body.uid, listed[0].uid);
@@ -179,17 +260,30 @@ test('SIGKILL of a node holding a master: writes resume within 10 s, no acknowle
 
   // The node returns with its data directory: active again, no shard placed on it, same data through its endpoint.
   await victim.start();
-  await waitFor('the returned node is active', async () => {
-    const v = (await survivor.api<{ status: string }>('GET', `/v1/nodes/${victimUid}`)).body;
-    return v.status === 'active';
-  }, 30_000, 500);
-  const final = await waitFor('the database is active', async () => {
-    const b = await bdb(survivor);
-    return b.status === 'active' ? b : undefined;
-  }, 30_000, 500);
+  await waitFor(
+    'the returned node is active',
+    async () => {
+      const v = (await survivor.api<{ status: string }>('GET', `/v1/nodes/${victimUid}`)).body;
+      return v.status === 'active';
+    },
+    30_000,
+    500,
+  );
+  const final = await waitFor(
+    'the database is active',
+    async () => {
+      const b = await bdb(survivor);
+      return b.status === 'active' ? b : undefined;
+    },
+    30_000,
+    500,
+  );
   const finalMasters = final.shards.filter((s) => s.role === 'master');
   assert.equal(finalMasters.length, 2, 'one master per slot range, never two');
-  assert.ok(finalMasters.every((m) => m.node_uid !== victimUid), 'no stale master on the returned node');
+  assert.ok(
+    finalMasters.every((m) => m.node_uid !== victimUid),
+    'no stale master on the returned node',
+  );
   const v = new Redis({ host: victim.addr, port: db.port, maxRetriesPerRequest: 0 });
   v.on('error', () => undefined); // refused until the returned node's endpoint listens; waited for below
   try {
@@ -211,7 +305,12 @@ async function writeAcked(through: TestNode, prefix: string, count: number): Pro
   }
   const b = await bdb(through);
   for (const m of b.shards.filter((s) => s.role === 'master')) {
-    await waitFor(`replica of shard ${m.uid} acknowledges`, async () => (await shardCli(nodeByUid(m.node_uid), m.uid, ['WAIT', '1', '2000']).catch(() => '0')) === '1', 60_000, 200);
+    await waitFor(
+      `replica of shard ${m.uid} acknowledges`,
+      async () => (await shardCli(nodeByUid(m.node_uid), m.uid, ['WAIT', '1', '2000']).catch(() => '0')) === '1',
+      60_000,
+      200,
+    );
   }
 }
 async function countReadable(through: TestNode, prefix: string, count: number): Promise<number> {
@@ -229,21 +328,36 @@ test('a node that returns before the failover (killed and restarted at once) doe
   // Long enough that the master never fails the node over: only the returning node's own fencing acts.
   assert.equal((await n1.api('PUT', '/v1/cluster/policy', { failover_timeout: 120 })).status, 200);
   try {
-    await waitFor('every master has a live replica', async () => {
-      const b = await bdb(n1);
-      return b.status === 'active' && b.shards.filter((s) => s.role === 'master').every((m) => b.shards.some((s) => s.master_uid === m.uid));
-    }, 60_000, 500);
+    await waitFor(
+      'every master has a live replica',
+      async () => {
+        const b = await bdb(n1);
+        return (
+          b.status === 'active' && b.shards.filter((s) => s.role === 'master').every((m) => b.shards.some((s) => s.master_uid === m.uid))
+        );
+      },
+      60_000,
+      500,
+    );
     await writeAcked(n1, 'quick', 1000);
     const b = await bdb(n1);
-    const victimUid = b.shards.filter((s) => s.role === 'master').map((m) => m.node_uid).find((u) => u !== n1.uidFromDisk)!;
+    const victimUid = b.shards
+      .filter((s) => s.role === 'master')
+      .map((m) => m.node_uid)
+      .find((u) => u !== n1.uidFromDisk)!;
     const victim = nodeByUid(victimUid);
     const staleMasters = b.shards.filter((s) => s.role === 'master' && s.node_uid === victimUid).map((s) => s.uid);
     await victim.kill('SIGKILL');
     await victim.start();
-    const after = await waitFor('the returned node\'s masters are replicas and the database is active', async () => {
-      const x = await bdb(n1);
-      return x.status === 'active' && staleMasters.every((uid) => x.shards.find((s) => s.uid === uid)?.role === 'slave') ? x : undefined;
-    }, 60_000, 500);
+    const after = await waitFor(
+      "the returned node's masters are replicas and the database is active",
+      async () => {
+        const x = await bdb(n1);
+        return x.status === 'active' && staleMasters.every((uid) => x.shards.find((s) => s.uid === uid)?.role === 'slave') ? x : undefined;
+      },
+      60_000,
+      500,
+    );
     for (const uid of staleMasters) {
       const s = after.shards.find((x) => x.uid === uid)!;
       assert.equal(s.role, 'slave', `shard ${uid} came back as a replica`);
@@ -267,25 +381,46 @@ test('SIGKILL of the cluster master node: another node becomes master and finish
   const resumedMs = await msUntilEverySlotWrites(survivor, t0);
   console.log(`# cluster master killed: writes to every slot resumed ${resumedMs} ms after SIGKILL`);
   // Its node is shown down as soon as it was failed over (give or take the nodes' views), though etcd may still hold its lease (8-9.5 s when it led etcd).
-  const shownDownMs = await waitFor('the killed master node shown down', async () => ((await survivor.api<{ status: string }>('GET', `/v1/nodes/${masterUid}`)).body.status === 'down' ? Date.now() - t0 : undefined), 5000, 50);
+  const shownDownMs = await waitFor(
+    'the killed master node shown down',
+    async () =>
+      (await survivor.api<{ status: string }>('GET', `/v1/nodes/${masterUid}`)).body.status === 'down' ? Date.now() - t0 : undefined,
+    5000,
+    50,
+  );
   console.log(`# the killed master node was shown down ${shownDownMs} ms after SIGKILL`);
   assert.ok(shownDownMs < resumedMs + 2000, `shown down ${shownDownMs} ms after SIGKILL; writes resumed at ${resumedMs} ms`);
   // Measured 5.0-5.5 s: the silence is counted from the master's last heartbeat, whatever etcd's
   // leader election does to the leases (they used to keep a dead master 8-10 s).
   assert.ok(resumedMs < 10_000, `writes resumed after ${resumedMs} ms`);
-  const newMaster = await waitFor('a new cluster master', async () => {
-    const m = (await survivor.api<{ master_node_uid: number | null }>('GET', '/v1/cluster')).body.master_node_uid;
-    return m && m !== masterUid ? m : undefined;
-  }, 30_000, 200);
+  const newMaster = await waitFor(
+    'a new cluster master',
+    async () => {
+      const m = (await survivor.api<{ master_node_uid: number | null }>('GET', '/v1/cluster')).body.master_node_uid;
+      return m && m !== masterUid ? m : undefined;
+    },
+    30_000,
+    200,
+  );
   assert.notEqual(newMaster, masterUid);
   assert.equal(await countReadable(survivor, 'mk', 1000), 1000, 'no acknowledged key lost');
-  await waitFor('every master has a replica on a live node', async () => {
-    const b = await bdb(survivor);
-    const ms = b.shards.filter((s) => s.role === 'master');
-    return ms.every((m) => m.node_uid !== masterUid && b.shards.some((s) => s.master_uid === m.uid && s.node_uid !== masterUid));
-  }, 60_000, 500);
+  await waitFor(
+    'every master has a replica on a live node',
+    async () => {
+      const b = await bdb(survivor);
+      const ms = b.shards.filter((s) => s.role === 'master');
+      return ms.every((m) => m.node_uid !== masterUid && b.shards.some((s) => s.master_uid === m.uid && s.node_uid !== masterUid));
+    },
+    60_000,
+    500,
+  );
   await victim.start();
-  await waitFor('the old master node is active again', async () => (await survivor.api<{ status: string }>('GET', `/v1/nodes/${masterUid}`)).body.status === 'active', 30_000, 500);
+  await waitFor(
+    'the old master node is active again',
+    async () => (await survivor.api<{ status: string }>('GET', `/v1/nodes/${masterUid}`)).body.status === 'active',
+    30_000,
+    500,
+  );
 });
 
 test('failover_timeout is a cluster setting (REST and tune cluster), validated', async () => {

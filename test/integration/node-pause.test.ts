@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import { Redis } from 'ioredis';
-import { TestCluster, TestNode, BdbJson, createDb, waitFor, shardCli, sleep } from '../support/cluster.js';
+import { TestCluster, type TestNode, type BdbJson, createDb, waitFor, shardCli, sleep } from '../support/cluster.js';
 import { keySlot } from '../../src/proxy/slots.js';
 
 const cluster = new TestCluster(15, 3);
@@ -73,10 +73,17 @@ function keysIn(slots: [number, number], prefix: string, count: number): string[
 
 test('SIGSTOP of a whole node for 15 s, then SIGCONT: it is failed over, fences its writes, and no acknowledged write is lost', async () => {
   const n1 = cluster.nodes[0];
-  const b0 = await waitFor('every master has a live replica', async () => {
-    const b = await bdb(n1);
-    return b.status === 'active' && b.shards.filter((s) => s.role === 'master').every((m) => b.shards.some((s) => s.master_uid === m.uid)) ? b : undefined;
-  }, 60_000, 500);
+  const b0 = await waitFor(
+    'every master has a live replica',
+    async () => {
+      const b = await bdb(n1);
+      return b.status === 'active' && b.shards.filter((s) => s.role === 'master').every((m) => b.shards.some((s) => s.master_uid === m.uid))
+        ? b
+        : undefined;
+    },
+    60_000,
+    500,
+  );
   const victimMaster = b0.shards.find((s) => s.role === 'master' && s.node_uid !== n1.uidFromDisk)!;
   const victim = nodeByUid(victimMaster.node_uid);
   const range = victimMaster.assigned_slots.split('-').map(Number) as [number, number];
@@ -92,7 +99,13 @@ test('SIGSTOP of a whole node for 15 s, then SIGCONT: it is failed over, fences 
   }
 
   // A client of the victim's endpoint, connected before the pause.
-  const onVictim = new Redis({ host: victim.addr, port: db.port, maxRetriesPerRequest: 0, enableOfflineQueue: false, retryStrategy: () => null });
+  const onVictim = new Redis({
+    host: victim.addr,
+    port: db.port,
+    maxRetriesPerRequest: 0,
+    enableOfflineQueue: false,
+    retryStrategy: () => null,
+  });
   onVictim.on('error', () => undefined); // its replies are what the test reads
   await new Promise<void>((r) => onVictim.once('ready', () => r()));
   assert.equal(await onVictim.set(hot[100], 'victim-before'), 'OK');
@@ -122,7 +135,7 @@ test('SIGSTOP of a whole node for 15 s, then SIGCONT: it is failed over, fences 
   await Promise.all(during);
   const failedOver = await bdb(n1);
   const promoted = failedOver.shards.find((s) => s.role === 'master' && s.assigned_slots === victimMaster.assigned_slots)!;
-  assert.notEqual(promoted.node_uid, victim.uidFromDisk, 'the paused node\'s master was failed over');
+  assert.notEqual(promoted.node_uid, victim.uidFromDisk, "the paused node's master was failed over");
 
   // Resume, and write through the victim's endpoint at once, on the connection opened before.
   for (const pid of pids) signal(pid, 'SIGCONT');
@@ -144,26 +157,48 @@ test('SIGSTOP of a whole node for 15 s, then SIGCONT: it is failed over, fences 
   onVictim.disconnect();
   const refused = replies.filter((x) => x.r !== 'OK');
   const okCount = replies.length - refused.length;
-  console.log(`# after SIGCONT: ${refused.length} writes refused through the resumed node (first: ${refused[0]?.r}), then ${okCount} accepted`);
-  assert.ok(refused.length > 0 && /CLUSTERDOWN|fenced|connection/.test(refused[0].r), `the resumed node first refuses writes: ${JSON.stringify(replies.slice(0, 3))}`);
+  console.log(
+    `# after SIGCONT: ${refused.length} writes refused through the resumed node (first: ${refused[0]?.r}), then ${okCount} accepted`,
+  );
+  assert.ok(
+    refused.length > 0 && /CLUSTERDOWN|fenced|connection/.test(refused[0].r),
+    `the resumed node first refuses writes: ${JSON.stringify(replies.slice(0, 3))}`,
+  );
   assert.ok(okCount > 0, 'and then serves them again through the current master');
 
   // The final data holds every acknowledged write: nothing went to a stale master.
-  const settled = await waitFor('the database is active with one master per range', async () => {
-    const b = await bdb(n1);
-    return b.status === 'active' && b.shards.filter((s) => s.role === 'master').length === 2 ? b : undefined;
-  }, 60_000, 500);
-  assert.ok(settled.shards.filter((s) => s.role === 'master').every((m) => m.node_uid !== victim.uidFromDisk || m.uid !== victimMaster.uid), 'the stale master did not come back as master');
+  const settled = await waitFor(
+    'the database is active with one master per range',
+    async () => {
+      const b = await bdb(n1);
+      return b.status === 'active' && b.shards.filter((s) => s.role === 'master').length === 2 ? b : undefined;
+    },
+    60_000,
+    500,
+  );
+  assert.ok(
+    settled.shards.filter((s) => s.role === 'master').every((m) => m.node_uid !== victim.uidFromDisk || m.uid !== victimMaster.uid),
+    'the stale master did not come back as master',
+  );
   for (const through of [n1, victim]) {
     const c = new Redis({ host: through.addr, port: db.port, maxRetriesPerRequest: 0 });
     try {
       const keys = [...acked.keys()];
-      const vals = await waitFor(`every acknowledged write through ${through.addr}`, async () => {
-        const v = await c.mget(...keys);
-        return v.every((x, n) => x === acked.get(keys[n])) ? v : undefined;
-      }, 20_000, 500).catch(async () => c.mget(...keys));
+      const vals = await waitFor(
+        `every acknowledged write through ${through.addr}`,
+        async () => {
+          const v = await c.mget(...keys);
+          return v.every((x, n) => x === acked.get(keys[n])) ? v : undefined;
+        },
+        20_000,
+        500,
+      ).catch(async () => c.mget(...keys));
       const lost = keys.filter((k, n) => vals[n] !== acked.get(k));
-      assert.deepEqual(lost.map((k) => `${k}=${acked.get(k)} got ${vals[keys.indexOf(k)]}`).slice(0, 5), [], `${lost.length} acknowledged writes lost`);
+      assert.deepEqual(
+        lost.map((k) => `${k}=${acked.get(k)} got ${vals[keys.indexOf(k)]}`).slice(0, 5),
+        [],
+        `${lost.length} acknowledged writes lost`,
+      );
     } finally {
       c.disconnect();
     }
@@ -173,15 +208,28 @@ test('SIGSTOP of a whole node for 15 s, then SIGCONT: it is failed over, fences 
   // The old master is a replica of the current one (rebuilt where the failover placed it), in sync.
   const old = (await bdb(n1)).shards.find((s) => s.uid === victimMaster.uid)!;
   assert.equal(old.role, 'slave');
-  await waitFor('the old master is a synced replica', async () => /role:slave[\s\S]*master_link_status:up/.test(await shardCli(nodeByUid(old.node_uid), old.uid, ['INFO', 'replication']).catch(() => '')), 60_000, 500);
+  await waitFor(
+    'the old master is a synced replica',
+    async () =>
+      /role:slave[\s\S]*master_link_status:up/.test(
+        await shardCli(nodeByUid(old.node_uid), old.uid, ['INFO', 'replication']).catch(() => ''),
+      ),
+    60_000,
+    500,
+  );
 });
 
 test('loss of 2 of 3 nodes (etcd majority lost): the survivor serves reads of its masters, fences writes, REST answers 503; all comes back with the nodes', async () => {
   const n1 = cluster.nodes[0];
-  const b = await waitFor('the database is active', async () => {
-    const x = await bdb(n1);
-    return x.status === 'active' ? x : undefined;
-  }, 60_000, 500);
+  const b = await waitFor(
+    'the database is active',
+    async () => {
+      const x = await bdb(n1);
+      return x.status === 'active' ? x : undefined;
+    },
+    60_000,
+    500,
+  );
   // The survivor holds a master: that slot range stays readable.
   const mine = b.shards.find((s) => s.role === 'master')!;
   const survivor = nodeByUid(mine.node_uid);
@@ -194,10 +242,15 @@ test('loss of 2 of 3 nodes (etcd majority lost): the survivor serves reads of it
   await Promise.all(others.map((n) => n.kill('SIGKILL')));
   const t0 = Date.now();
   // Writes stop with a clear error once the fence applies (within the lease's 80%, 4 s).
-  const fencedAfter = await waitFor('writes are fenced on the survivor', async () => {
-    const r = await c.set(keys[0], 'w').then(String, (e: Error) => e.message);
-    return /CLUSTERDOWN This node lost contact/.test(r) ? Date.now() - t0 : undefined;
-  }, 15_000, 200);
+  const fencedAfter = await waitFor(
+    'writes are fenced on the survivor',
+    async () => {
+      const r = await c.set(keys[0], 'w').then(String, (e: Error) => e.message);
+      return /CLUSTERDOWN This node lost contact/.test(r) ? Date.now() - t0 : undefined;
+    },
+    15_000,
+    200,
+  );
   console.log(`# 2 of 3 nodes lost: writes fenced on the survivor ${fencedAfter} ms after the loss`);
   assert.equal(await c.get(keys[1]), 'v', 'reads of its own masters go on');
   const put = await survivor.api<{ error_code: string }>('PUT', '/v1/cluster/policy', { failover_timeout: 6 });
@@ -211,7 +264,10 @@ test('loss of 2 of 3 nodes (etcd majority lost): the survivor serves reads of it
   try {
     await waitFor('writes are allowed again', async () => (await c2.set(keys[0], 'again').catch(() => undefined)) === 'OK', 60_000, 500);
     const vals = await c2.mget(...keys.slice(1));
-    assert.ok(vals.every((v) => v === 'v'), 'no key lost');
+    assert.ok(
+      vals.every((v) => v === 'v'),
+      'no key lost',
+    );
   } finally {
     c2.disconnect();
   }

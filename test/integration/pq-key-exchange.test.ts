@@ -10,7 +10,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Redis } from 'ioredis';
-import { TestCluster, BdbJson, createDb, waitFor } from '../support/cluster.js';
+import { TestCluster, type BdbJson, createDb, waitFor } from '../support/cluster.js';
 import { Capture, stopAllCaptures } from '../support/capture.js';
 import { probe, sClient } from '../support/tls-tools.js';
 import { HYBRID_GROUP_CODEPOINT } from '../../src/tls/policy.js';
@@ -42,7 +42,16 @@ before(async () => {
   await formation.start();
   await cluster.startAll();
   await cluster.form('pq.test');
-  db = await createDb(n1, { name: 'pq', memory_size: 100 << 20, shards_count: 2, sharding: true, replication: true, proxy_policy: 'all-nodes', port: 12800, data_internode_encryption: true });
+  db = await createDb(n1, {
+    name: 'pq',
+    memory_size: 100 << 20,
+    shards_count: 2,
+    sharding: true,
+    replication: true,
+    proxy_policy: 'all-nodes',
+    port: 12800,
+    data_internode_encryption: true,
+  });
 });
 after(async () => {
   await stopAllCaptures();
@@ -74,7 +83,11 @@ test('every TLS 1.3 ServerHello on 3342 while the cluster forms, serves an encry
   const hellos = await formation.serverHellos(3342);
   const tls13 = hellos.filter((h) => h.version === '0x0304');
   assert.ok(tls13.length >= 6, `only ${tls13.length} TLS 1.3 ServerHellos on 3342: ${JSON.stringify(hellos)}`);
-  assert.deepEqual(hellos.filter((h) => h.version !== '0x0304'), [], 'Tessera processes never fall back to TLS 1.2 between themselves');
+  assert.deepEqual(
+    hellos.filter((h) => h.version !== '0x0304'),
+    [],
+    'Tessera processes never fall back to TLS 1.2 between themselves',
+  );
   const groups = new Set(tls13.map((h) => Number(h.group)));
   assert.deepEqual([...groups], [HYBRID_GROUP_CODEPOINT], `key-share groups seen: ${[...groups].join(', ')}`);
   // Every node served some of them: all three listeners are hybrid.
@@ -119,7 +132,12 @@ test('hybrid_required: the internode channel refuses X25519-only and TLS 1.2 han
   try {
     // Applied on every node's listener without a restart.
     for (const n of cluster.nodes) {
-      await waitFor(`${n.addr} requires the hybrid group`, async () => !(await probe(cpClient(n, { ecdhCurve: 'X25519', minVersion: 'TLSv1.3' }))).secureConnected, 10_000, 100);
+      await waitFor(
+        `${n.addr} requires the hybrid group`,
+        async () => !(await probe(cpClient(n, { ecdhCurve: 'X25519', minVersion: 'TLSv1.3' }))).secureConnected,
+        10_000,
+        100,
+      );
       const classical = await probe(cpClient(n, { ecdhCurve: 'X25519', minVersion: 'TLSv1.3' }));
       assert.equal(classical.error?.code, 'ERR_SSL_SSL/TLS_ALERT_HANDSHAKE_FAILURE', classical.error?.message);
       const tls12 = await probe(cpClient(n, { maxVersion: 'TLSv1.2' }));
@@ -132,13 +150,24 @@ test('hybrid_required: the internode channel refuses X25519-only and TLS 1.2 han
     const view = await n2.api<{ key_exchange: { groups: string[] } }>('GET', '/v1/cluster/certificates');
     assert.deepEqual(view.body.key_exchange.groups, ['X25519MLKEM768']);
     // Client-facing: REST still takes a classical TLS 1.2 client.
-    const rest = await probe({ host: n2.addr, port: 9443, rejectUnauthorized: false, ecdhCurve: 'X25519', maxVersion: 'TLSv1.2', watchMs: 300 });
+    const rest = await probe({
+      host: n2.addr,
+      port: 9443,
+      rejectUnauthorized: false,
+      ecdhCurve: 'X25519',
+      maxVersion: 'TLSv1.2',
+      watchMs: 300,
+    });
     assert.ok(rest.secureConnected, rest.error?.message);
     // The cluster still talks to itself: control RPC between nodes (status probes) and new dp links.
-    await waitFor('every node sees the others up', async () => {
-      const s = await n3.cli(['status']);
-      return s.code === 0 && !/\bdown\b/i.test(s.stdout);
-    }, 20_000);
+    await waitFor(
+      'every node sees the others up',
+      async () => {
+        const s = await n3.cli(['status']);
+        return s.code === 0 && !/\bdown\b/i.test(s.stdout);
+      },
+      20_000,
+    );
     const c = new Redis({ host: n2.addr, port: db.port, maxRetriesPerRequest: 0 });
     try {
       for (let i = 0; i < 50; i++) await c.set(`req:${i}`, String(i));
@@ -150,5 +179,10 @@ test('hybrid_required: the internode channel refuses X25519-only and TLS 1.2 han
     const back = await n1.cli(['tune', 'cluster', 'internode_key_exchange', 'hybrid_preferred']);
     assert.equal(back.code, 0, back.stderr);
   }
-  await waitFor('classical clients accepted again', async () => (await probe(cpClient(n3, { ecdhCurve: 'X25519', minVersion: 'TLSv1.3' }))).secureConnected, 10_000, 100);
+  await waitFor(
+    'classical clients accepted again',
+    async () => (await probe(cpClient(n3, { ecdhCurve: 'X25519', minVersion: 'TLSv1.3' }))).secureConnected,
+    10_000,
+    100,
+  );
 });

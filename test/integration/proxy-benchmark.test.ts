@@ -38,7 +38,13 @@ before(async () => {
   await new Promise<void>((r) => probe.listen(0, HOST, r));
   port = (probe.address() as net.AddressInfo).port;
   await new Promise((r) => probe.close(r));
-  const cfg: EndpointConfig = { bdbUid: 1, host: HOST, port, shards: RANGES.map((r, i) => ({ shardUid: i + 1, slots: [r] })), linkGeneration: 1 };
+  const cfg: EndpointConfig = {
+    bdbUid: 1,
+    host: HOST,
+    port,
+    shards: RANGES.map((r, i) => ({ shardUid: i + 1, slots: [r] })),
+    linkGeneration: 1,
+  };
   ep = new Endpoint(cfg, (uid) => authConnect(sock(uid), SECRET));
   await ep.listen();
 });
@@ -51,12 +57,19 @@ after(async () => {
 
 test('serves redis-benchmark: every command type, no error', { timeout: 300_000 }, async () => {
   const before = ep!.stats();
-  const b = await run('redis-benchmark', ['-h', HOST, '-p', String(port), '-t', 'set,get,incr,lpush,rpush,lpop,sadd,hset,mset', '-n', String(N), '-q'], 240_000);
+  const b = await run(
+    'redis-benchmark',
+    ['-h', HOST, '-p', String(port), '-t', 'set,get,incr,lpush,rpush,lpop,sadd,hset,mset', '-n', String(N), '-q'],
+    240_000,
+  );
   const out = b.stdout + b.stderr;
   assert.equal(b.code, 0, out);
   const lines = out.split(/[\r\n]/).filter((l) => / requests per second/.test(l));
   for (const t of ['SET', 'GET', 'INCR', 'LPUSH', 'RPUSH', 'LPOP', 'SADD', 'HSET', 'MSET']) {
-    assert.ok(lines.some((l) => l.startsWith(`${t}:`) || l.startsWith(`${t} (`)), `${t} missing in ${out}`);
+    assert.ok(
+      lines.some((l) => l.startsWith(`${t}:`) || l.startsWith(`${t} (`)),
+      `${t} missing in ${out}`,
+    );
   }
   assert.doesNotMatch(out, /\(error\)|ERR /);
   const after = ep!.stats();

@@ -11,7 +11,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { Redis } from 'ioredis';
-import { TestCluster, BdbJson, createDb, waitDbStatus, waitFor, shardCli, sleep } from '../support/cluster.js';
+import { TestCluster, type BdbJson, createDb, waitDbStatus, waitFor, shardCli, sleep } from '../support/cluster.js';
 import { keySlot } from '../../src/proxy/slots.js';
 import { rsaKeys, keyPem, makeHierarchy, makeLeaf } from '../support/pki-hierarchy.js';
 
@@ -41,7 +41,11 @@ function refused(r: { status: number; body: unknown }, status: number, code: str
 test('POST/PUT /v1/bdbs?dry_run validate only: no database, no uid, no action; unknown query parameters are refused by name', async () => {
   const actions = await actionCount();
   // RE's documentation example body.
-  const dry = await n1.api<Record<string, unknown>>('POST', '/v1/bdbs?dry_run=true', { name: 'test-database', type: 'redis', memory_size: 1073741824 });
+  const dry = await n1.api<Record<string, unknown>>('POST', '/v1/bdbs?dry_run=true', {
+    name: 'test-database',
+    type: 'redis',
+    memory_size: 1073741824,
+  });
   assert.equal(dry.status, 200, JSON.stringify(dry.body));
   assert.equal(dry.body.dry_run, true);
   assert.equal(dry.body.name, 'test-database');
@@ -50,9 +54,19 @@ test('POST/PUT /v1/bdbs?dry_run validate only: no database, no uid, no action; u
   assert.equal(typeof dry.body.port, 'number');
   assert.equal((await n1.api('POST', '/v1/bdbs?dry_run', { name: 'x', memory_size: 100 << 20 })).status, 200, 'a bare ?dry_run counts');
   // Invalid configuration: 406 as the reference, dry run or not.
-  refused(await n1.api('POST', '/v1/bdbs?dry_run=true', { name: 'x', memory_size: 100 << 20, shards_count: 2, sharding: false }), 406, 'invalid_sharding', 'dry run, bad sharding');
-  refused(await n1.api('POST', '/v1/bdbs?dryrun=true', { name: 'x', memory_size: 100 << 20 }), 400, 'invalid_schema', 'misspelt query parameter');
-  assert.match(((await n1.api<Err>('POST', '/v1/bdbs?dryrun=true', { name: 'x', memory_size: 100 << 20 })).body).description, /'dryrun'/);
+  refused(
+    await n1.api('POST', '/v1/bdbs?dry_run=true', { name: 'x', memory_size: 100 << 20, shards_count: 2, sharding: false }),
+    406,
+    'invalid_sharding',
+    'dry run, bad sharding',
+  );
+  refused(
+    await n1.api('POST', '/v1/bdbs?dryrun=true', { name: 'x', memory_size: 100 << 20 }),
+    400,
+    'invalid_schema',
+    'misspelt query parameter',
+  );
+  assert.match((await n1.api<Err>('POST', '/v1/bdbs?dryrun=true', { name: 'x', memory_size: 100 << 20 })).body.description, /'dryrun'/);
   refused(await n1.api('POST', '/v1/bdbs?dry_run=maybe', { name: 'x', memory_size: 100 << 20 }), 400, 'invalid_schema', 'dry_run=maybe');
   refused(await n1.api('GET', '/v1/bdbs?extended=true'), 400, 'invalid_schema', 'unsupported GET parameter');
   refused(await n1.api('DELETE', '/v1/bdbs/1?force=1'), 400, 'invalid_schema', 'DELETE parameter');
@@ -68,7 +82,12 @@ test('POST/PUT /v1/bdbs?dry_run validate only: no database, no uid, no action; u
   assert.equal(dryPut.status, 200, JSON.stringify(dryPut.body));
   assert.equal(dryPut.body.memory_size, 200 << 20);
   assert.equal(dryPut.body.dry_run, true);
-  refused(await n1.api('PUT', '/v1/bdbs/1?dry_run=true', { port: 12999 }), 406, 'unsupported_change', 'dry run of a change that cannot be made');
+  refused(
+    await n1.api('PUT', '/v1/bdbs/1?dry_run=true', { port: 12999 }),
+    406,
+    'unsupported_change',
+    'dry run of a change that cannot be made',
+  );
   const after = await n1.api<Record<string, unknown>>('GET', '/v1/bdbs/1');
   assert.deepEqual(after.body, gen.body, 'the database is unchanged');
   assert.equal(await actionCount(), before, 'no action');
@@ -97,7 +116,9 @@ test("RE's create body (uid, type, shard_key_regex, oss_cluster, authentication_
   refused(await n2.api('POST', '/v1/bdbs', { ...body, name: 'again', port: 13001 }), 409, 'uid_exists', 'taken uid');
   assert.equal(await actionCount(), actions, 'no action from the refusal');
   custom = await waitDbStatus(n1, 7, 'active');
-  const got = (await n2.api<{ shard_key_regex: unknown; oss_cluster: boolean; authentication_redis_pass_set: boolean }>('GET', '/v1/bdbs/7')).body;
+  const got = (
+    await n2.api<{ shard_key_regex: unknown; oss_cluster: boolean; authentication_redis_pass_set: boolean }>('GET', '/v1/bdbs/7')
+  ).body;
   assert.deepEqual(got.shard_key_regex, body.shard_key_regex);
   assert.equal(got.oss_cluster, false);
   assert.equal(got.authentication_redis_pass_set, true);
@@ -107,11 +128,31 @@ test("RE's create body (uid, type, shard_key_regex, oss_cluster, authentication_
     "a database without rules shows RE's default list",
   );
 
-  refused(await n1.api('POST', '/v1/bdbs', { name: 'oss', memory_size: 100 << 20, oss_cluster: true }), 406, 'invalid_oss_cluster_configuration', 'oss_cluster true');
+  refused(
+    await n1.api('POST', '/v1/bdbs', { name: 'oss', memory_size: 100 << 20, oss_cluster: true }),
+    406,
+    'invalid_oss_cluster_configuration',
+    'oss_cluster true',
+  );
   refused(await n1.api('POST', '/v1/bdbs', { name: 'mc', memory_size: 100 << 20, type: 'memcached' }), 406, 'invalid_type', 'memcached');
-  refused(await n1.api('POST', '/v1/bdbs', { name: 're', memory_size: 100 << 20, shard_key_regex: [{ regex: '(.*)' }] }), 406, 'invalid_shard_key_regex', 'a rule without tag');
-  refused(await n1.api('POST', '/v1/bdbs', { name: 're', memory_size: 100 << 20, shard_key_regex: [{ regex: '(?<tag>.*' }] }), 406, 'invalid_shard_key_regex', 'a broken regex');
-  refused(await n1.api('PUT', '/v1/bdbs/7', { shard_key_regex: [{ regex: '(?<tag>.*)' }] }), 406, 'unsupported_change', 'changing the hashing policy');
+  refused(
+    await n1.api('POST', '/v1/bdbs', { name: 're', memory_size: 100 << 20, shard_key_regex: [{ regex: '(.*)' }] }),
+    406,
+    'invalid_shard_key_regex',
+    'a rule without tag',
+  );
+  refused(
+    await n1.api('POST', '/v1/bdbs', { name: 're', memory_size: 100 << 20, shard_key_regex: [{ regex: '(?<tag>.*' }] }),
+    406,
+    'invalid_shard_key_regex',
+    'a broken regex',
+  );
+  refused(
+    await n1.api('PUT', '/v1/bdbs/7', { shard_key_regex: [{ regex: '(?<tag>.*)' }] }),
+    406,
+    'unsupported_change',
+    'changing the hashing policy',
+  );
   assert.equal(await bdbCount(), 2, 'nothing half-created');
 });
 
@@ -128,7 +169,12 @@ test('a change or a delete while another change is in progress is 409 db_busy, a
     assert.equal((await n2.api<BdbJson>('GET', `/v1/bdbs/${plain.uid}`)).body.status, 'active-change-pending');
     const actions = await actionCount();
     refused(await n2.api('PUT', `/v1/bdbs/${plain.uid}`, { memory_size: 200 << 20 }), 409, 'db_busy', 'change while a change is pending');
-    refused(await n2.api('PUT', `/v1/bdbs/${plain.uid}?dry_run=true`, { memory_size: 200 << 20 }), 409, 'db_busy', 'dry run while a change is pending');
+    refused(
+      await n2.api('PUT', `/v1/bdbs/${plain.uid}?dry_run=true`, { memory_size: 200 << 20 }),
+      409,
+      'db_busy',
+      'dry run while a change is pending',
+    );
     refused(await n2.api('DELETE', `/v1/bdbs/${plain.uid}`), 409, 'db_busy', 'delete while a change is pending');
     assert.equal(await actionCount(), actions, 'no action from the refusals');
   } finally {
@@ -149,9 +195,14 @@ test('the endpoint applies shard_key_regex and the database password', async () 
     await std.connect();
     assert.notEqual(keySlot('user:1'), keySlot('user:2'), 'two slots under the standard hashing');
     // One transaction over both keys: one slot under the custom rule, CROSSSLOT under the standard one.
-    assert.deepEqual(await c.multi().set('user:1', 'a').set('user:2', 'b').exec(), [[null, 'OK'], [null, 'OK']]);
-    await assert.rejects(std.multi().set('user:1', 'a').set('user:2', 'b').exec(), (e: Error & { previousErrors?: Error[] }) =>
-      /EXECABORT/.test(e.message) && !!e.previousErrors?.some((x) => /CROSSSLOT/.test(x.message)),
+    assert.deepEqual(await c.multi().set('user:1', 'a').set('user:2', 'b').exec(), [
+      [null, 'OK'],
+      [null, 'OK'],
+    ]);
+    await assert.rejects(
+      std.multi().set('user:1', 'a').set('user:2', 'b').exec(),
+      (e: Error & { previousErrors?: Error[] }) =>
+        /EXECABORT/.test(e.message) && !!e.previousErrors?.some((x) => /CROSSSLOT/.test(x.message)),
     );
     // The keys are on the shard that owns the slot of their tag 'user'.
     const slot = keySlot('user');
@@ -179,8 +230,18 @@ test('cluster policy database defaults are used for new databases; encryption by
   assert.equal(p.status, 200, JSON.stringify(p.body));
   assert.equal(p.body.default_shards_placement, 'dense');
   refused(await n1.api('PUT', '/v1/cluster/policy', { default_sharded_proxy_policy: 'everywhere' }), 400, 'invalid_schema', 'bad default');
-  refused(await n1.api('PUT', '/v1/cluster/policy', { default_oss_cluster: true }), 400, 'invalid_oss_cluster_configuration', 'default_oss_cluster');
-  refused(await n1.api('POST', '/v1/bdbs', { name: 'enc', memory_size: 100 << 20, data_internode_encryption: true }), 406, 'capability_missing', 'explicit encryption');
+  refused(
+    await n1.api('PUT', '/v1/cluster/policy', { default_oss_cluster: true }),
+    400,
+    'invalid_oss_cluster_configuration',
+    'default_oss_cluster',
+  );
+  refused(
+    await n1.api('POST', '/v1/bdbs', { name: 'enc', memory_size: 100 << 20, data_internode_encryption: true }),
+    406,
+    'capability_missing',
+    'explicit encryption',
+  );
   const d = await createDb(n2, { name: 'defaults', memory_size: 100 << 20, shards_count: 2, sharding: true });
   const view = (await n2.api<Record<string, unknown>>('GET', `/v1/bdbs/${d.uid}`)).body;
   assert.equal(view.data_internode_encryption, false, 'created without encryption: node 2 lacks the capability');
@@ -189,7 +250,11 @@ test('cluster policy database defaults are used for new databases; encryption by
   assert.equal(new Set(d.shards.map((s) => s.node_uid)).size, 1, 'dense: both shards on one node');
   const single = await n1.api<Record<string, unknown>>('POST', '/v1/bdbs?dry_run=true', { name: 'one', memory_size: 100 << 20 });
   assert.equal(single.body.proxy_policy, 'all-master-shards', 'the non-sharded default');
-  await n1.api('PUT', '/v1/cluster/policy', { data_internode_encryption: false, default_sharded_proxy_policy: 'all-master-shards', default_non_sharded_proxy_policy: 'single' });
+  await n1.api('PUT', '/v1/cluster/policy', {
+    data_internode_encryption: false,
+    default_sharded_proxy_policy: 'all-master-shards',
+    default_non_sharded_proxy_policy: 'single',
+  });
   // rladmin's `tune cluster` sets them too.
   const tune = await n2.cli(['tune', 'cluster', 'default_shards_placement', 'sparse']);
   assert.equal(tune.code, 0, tune.stderr);
@@ -206,30 +271,54 @@ test('GET /v1/actions is {"actions": [...]}; /v1/actions/bdb/{uid} lists a datab
   assert.ok(Array.isArray(all.body.actions) && all.body.actions.length >= 3);
   const mine = await n2.api<{ object_name: string; name: string; status: string }[]>('GET', '/v1/actions/bdb/7');
   assert.equal(mine.status, 200);
-  assert.deepEqual(mine.body.map((a) => [a.object_name, a.name, a.status]), [['bdb:7', 'create_bdb', 'completed']]);
+  assert.deepEqual(
+    mine.body.map((a) => [a.object_name, a.name, a.status]),
+    [['bdb:7', 'create_bdb', 'completed']],
+  );
   refused(await n1.api('GET', '/v1/actions/bdb/999'), 404, 'db_not_exist', 'actions of an unknown database');
 });
 
 test('job_scheduler takes cron_expression: validated, and the rotation job starts only in a matching minute', async () => {
   type Certs = { certificates: { node_uid: number; plane: string; serial: string }[] } & Record<string, unknown>;
-  const serials = async () => (await n1.api<Certs>('GET', '/v1/cluster/certificates')).body.certificates.map((c) => `${c.node_uid}/${c.plane}/${c.serial}`).sort();
+  const serials = async () =>
+    (await n1.api<Certs>('GET', '/v1/cluster/certificates')).body.certificates.map((c) => `${c.node_uid}/${c.plane}/${c.serial}`).sort();
   // RE's documented field, with a value RE's docs use.
-  const ok = await n1.api<{ cert_rotation_job_settings: Record<string, unknown> }>('PUT', '/v1/job_scheduler', { cert_rotation_job_settings: { cron_expression: '*/5 * * * *', expiry_days_before_rotation: 60 } });
+  const ok = await n1.api<{ cert_rotation_job_settings: Record<string, unknown> }>('PUT', '/v1/job_scheduler', {
+    cert_rotation_job_settings: { cron_expression: '*/5 * * * *', expiry_days_before_rotation: 60 },
+  });
   assert.equal(ok.status, 200, JSON.stringify(ok.body));
   assert.equal(ok.body.cert_rotation_job_settings.cron_expression, '*/5 * * * *');
-  for (const bad of ['61 * * * *', '* * * *', 'every day']) refused(await n1.api('PUT', '/v1/job_scheduler', { cert_rotation_job_settings: { cron_expression: bad } }), 400, 'invalid_cron_expression', bad);
+  for (const bad of ['61 * * * *', '* * * *', 'every day'])
+    refused(
+      await n1.api('PUT', '/v1/job_scheduler', { cert_rotation_job_settings: { cron_expression: bad } }),
+      400,
+      'invalid_cron_expression',
+      bad,
+    );
   // Every certificate becomes due (90 days left < 100), but the cron names a minute half an hour away: nothing renews.
   const start = await serials();
   const away = `${(new Date().getMinutes() + 30) % 60} * * * *`;
-  assert.equal((await n1.api('PUT', '/v1/job_scheduler', { cert_rotation_job_settings: { cron_expression: away, validity_days: 200, expiry_days_before_rotation: 100 } })).status, 200);
+  assert.equal(
+    (
+      await n1.api('PUT', '/v1/job_scheduler', {
+        cert_rotation_job_settings: { cron_expression: away, validity_days: 200, expiry_days_before_rotation: 100 },
+      })
+    ).status,
+    200,
+  );
   await sleep(4000);
   assert.deepEqual(await serials(), start, 'no renewal outside the cron minute');
   // Without a cron expression the job checks continuously: every certificate renews.
   assert.equal((await n1.api('PUT', '/v1/job_scheduler', { cert_rotation_job_settings: { cron_expression: '' } })).status, 200);
-  await waitFor('every certificate renewed', async () => {
-    const now = await serials();
-    return now.length === start.length && now.every((s) => !start.includes(s));
-  }, 60_000, 500);
+  await waitFor(
+    'every certificate renewed',
+    async () => {
+      const now = await serials();
+      return now.length === start.length && now.every((s) => !start.includes(s));
+    },
+    60_000,
+    500,
+  );
   await n1.api('PUT', '/v1/job_scheduler', { cert_rotation_job_settings: { validity_days: 90, expiry_days_before_rotation: 60 } });
 });
 
@@ -239,31 +328,57 @@ test('alerts: threshold as RE sends it ("45"), /v1/nodes/alerts/{uid}[/{alert}],
   });
   assert.equal(put.status, 200, JSON.stringify(put.body));
   assert.equal(put.body.alert_settings.node_internal_certs_about_to_expire.threshold, 45);
-  assert.equal((await n1.api('PUT', '/v1/cluster', { alert_settings: { node_internal_certs_about_to_expire: { threshold: 30 } } })).status, 200);
-  for (const bad of ['abc', '-1', '', 0]) refused(await n1.api('PUT', '/v1/cluster', { alert_settings: { node_internal_certs_about_to_expire: { threshold: bad } } }), 400, 'invalid_threshold', `threshold ${JSON.stringify(bad)}`);
-  assert.equal((await n2.api<{ alert_settings: { node_internal_certs_about_to_expire: { threshold: number } } }>('GET', '/v1/cluster')).body.alert_settings.node_internal_certs_about_to_expire.threshold, 30);
+  assert.equal(
+    (await n1.api('PUT', '/v1/cluster', { alert_settings: { node_internal_certs_about_to_expire: { threshold: 30 } } })).status,
+    200,
+  );
+  for (const bad of ['abc', '-1', '', 0])
+    refused(
+      await n1.api('PUT', '/v1/cluster', { alert_settings: { node_internal_certs_about_to_expire: { threshold: bad } } }),
+      400,
+      'invalid_threshold',
+      `threshold ${JSON.stringify(bad)}`,
+    );
+  assert.equal(
+    (await n2.api<{ alert_settings: { node_internal_certs_about_to_expire: { threshold: number } } }>('GET', '/v1/cluster')).body
+      .alert_settings.node_internal_certs_about_to_expire.threshold,
+    30,
+  );
 
   const one = await waitFor('node 2 alert evaluated', async () => {
     const r = await n1.api<Record<string, { state: boolean; threshold: number }>>('GET', '/v1/nodes/alerts/2');
     return r.status === 200 && r.body.node_internal_certs_about_to_expire?.threshold === 30 ? r.body : undefined;
   });
   assert.equal(one.node_internal_certs_about_to_expire.state, false);
-  const alert = await n1.api<{ enabled: boolean; state: boolean; severity: string; change_time: string }>('GET', '/v1/nodes/alerts/2/node_internal_certs_about_to_expire');
+  const alert = await n1.api<{ enabled: boolean; state: boolean; severity: string; change_time: string }>(
+    'GET',
+    '/v1/nodes/alerts/2/node_internal_certs_about_to_expire',
+  );
   assert.equal(alert.status, 200);
   assert.deepEqual([alert.body.enabled, alert.body.state, typeof alert.body.change_time], [true, false, 'string']);
   refused(await n1.api('GET', '/v1/nodes/alerts/2/no_such_alert'), 404, 'alert_not_found', 'unknown alert');
   refused(await n1.api('GET', '/v1/nodes/alerts/9'), 404, 'node_not_found', 'unknown node');
-  const cl = await n2.api<Record<string, { enabled: boolean; state: boolean; threshold: string; change_value: { state: boolean } }>>('GET', '/v1/cluster/alerts');
+  const cl = await n2.api<Record<string, { enabled: boolean; state: boolean; threshold: string; change_value: { state: boolean } }>>(
+    'GET',
+    '/v1/cluster/alerts',
+  );
   assert.deepEqual(Object.keys(cl.body), ['node_internal_certs_about_to_expire']);
-  assert.deepEqual([cl.body.node_internal_certs_about_to_expire.state, cl.body.node_internal_certs_about_to_expire.threshold], [false, '30']);
+  assert.deepEqual(
+    [cl.body.node_internal_certs_about_to_expire.state, cl.body.node_internal_certs_about_to_expire.threshold],
+    [false, '30'],
+  );
   assert.equal((await n2.api('GET', '/v1/cluster/alerts/node_internal_certs_about_to_expire')).status, 200);
   refused(await n2.api('GET', '/v1/cluster/alerts/nope'), 404, 'alert_not_found', 'unknown cluster alert');
 });
 
 test("GET /v1/cluster/certificates carries RE's <name>_cert fields and never a key", async () => {
   const r = await n2.api<Record<string, unknown>>('GET', '/v1/cluster/certificates');
-  for (const f of ['api_cert', 'ccs_internode_encryption_cert', 'data_internode_encryption_cert']) assert.match(String(r.body[f]), /^-----BEGIN CERTIFICATE-----/, f);
-  assert.deepEqual(Object.keys(r.body).filter((k) => k.endsWith('_key')), []);
+  for (const f of ['api_cert', 'ccs_internode_encryption_cert', 'data_internode_encryption_cert'])
+    assert.match(String(r.body[f]), /^-----BEGIN CERTIFICATE-----/, f);
+  assert.deepEqual(
+    Object.keys(r.body).filter((k) => k.endsWith('_key')),
+    [],
+  );
 });
 
 test('rladmin words: status extra all / issues_only / databases / shards, info db (all), info node <uid>', async () => {
@@ -312,12 +427,18 @@ test('cluster certificate set internal dpine_certificate_file … cpine_key_file
   };
   await write('dp', await makeLeaf(cas[0], 'dpine', keys[2]), keys[2]);
   await write('serveronly', await makeLeaf(cas[0], 'serveronly', keys[3], { eku: ['1.3.6.1.5.5.7.3.1'] }), keys[3]);
-  const serials = async () => (await n1.api<{ certificates: { plane: string; serial: string }[] }>('GET', '/v1/cluster/certificates')).body.certificates.map((c) => `${c.plane}/${c.serial}`);
+  const serials = async () =>
+    (await n1.api<{ certificates: { plane: string; serial: string }[] }>('GET', '/v1/cluster/certificates')).body.certificates.map(
+      (c) => `${c.plane}/${c.serial}`,
+    );
   const before = await serials();
 
   // Refusals: one line, non-zero, nothing applied.
   for (const [words, re] of [
-    [['dpine_certificate_file', `${dir}/serveronly.pem`, 'dpine_key_file', `${dir}/serveronly.key`], /eku_client_auth.*invalid_certificate/],
+    [
+      ['dpine_certificate_file', `${dir}/serveronly.pem`, 'dpine_key_file', `${dir}/serveronly.key`],
+      /eku_client_auth.*invalid_certificate/,
+    ],
     [['dpine_certificate_file', `${dir}/dp.pem`], /dpine_certificate_file and dpine_key_file go together/],
     [['dpine_certificate_file', `${dir}/nope.pem`, 'dpine_key_file', `${dir}/dp.key`], /cannot read .*nope\.pem: ENOENT/],
     [['cpine_cert', `${dir}/dp.pem`], /unexpected word 'cpine_cert'/],
@@ -329,10 +450,28 @@ test('cluster certificate set internal dpine_certificate_file … cpine_key_file
   }
   assert.deepEqual(await serials(), before, 'nothing applied');
 
-  const ok = await n1.cli(['cluster', 'certificate', 'set', 'internal', 'dpine_certificate_file', `${dir}/dp.pem`, 'dpine_key_file', `${dir}/dp.key`]);
+  const ok = await n1.cli([
+    'cluster',
+    'certificate',
+    'set',
+    'internal',
+    'dpine_certificate_file',
+    `${dir}/dp.pem`,
+    'dpine_key_file',
+    `${dir}/dp.key`,
+  ]);
   assert.equal(ok.code, 0, ok.stderr);
   assert.match(ok.stdout, /Set internal certificates \(data_internode_encryption\)/);
-  const after = (await n1.api<{ certificates: { plane: string; serial: string; issuer: string }[] }>('GET', '/v1/cluster/certificates')).body.certificates;
-  assert.deepEqual(after.filter((c) => c.plane === 'dp').map((c) => c.issuer.includes('Ops Intermediate CA 1')), [true, true], 'both nodes present the operator dp certificate');
-  assert.deepEqual(after.filter((c) => c.plane === 'cp').map((c) => `cp/${c.serial}`), before.filter((c) => c.startsWith('cp/')), 'cp untouched');
+  const after = (await n1.api<{ certificates: { plane: string; serial: string; issuer: string }[] }>('GET', '/v1/cluster/certificates'))
+    .body.certificates;
+  assert.deepEqual(
+    after.filter((c) => c.plane === 'dp').map((c) => c.issuer.includes('Ops Intermediate CA 1')),
+    [true, true],
+    'both nodes present the operator dp certificate',
+  );
+  assert.deepEqual(
+    after.filter((c) => c.plane === 'cp').map((c) => `cp/${c.serial}`),
+    before.filter((c) => c.startsWith('cp/')),
+    'cp untouched',
+  );
 });

@@ -12,7 +12,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { Redis } from 'ioredis';
-import { TestCluster, TestNode, BdbJson, createDb, waitFor, shardCli, sleep, USER, PASSWORD } from '../support/cluster.js';
+import { TestCluster, TestNode, type BdbJson, createDb, waitFor, shardCli, sleep, USER, PASSWORD } from '../support/cluster.js';
 
 const cluster = new TestCluster(16, 3);
 const [n1, n2, n3] = cluster.nodes;
@@ -22,7 +22,15 @@ let solo: BdbJson;
 const extra: TestNode[] = [];
 
 type Shard = BdbJson['shards'][number];
-type ActionJson = { action_uid: string; name: string; status: string; progress: number; description?: string; steps?: string[]; error?: string };
+type ActionJson = {
+  action_uid: string;
+  name: string;
+  status: string;
+  progress: number;
+  description?: string;
+  steps?: string[];
+  error?: string;
+};
 type ErrorJson = { error_code: string; description: string };
 
 const nodeByUid = (uid: number) => [...cluster.nodes, ...extra].find((n) => n.uidFromDisk === uid)!;
@@ -131,7 +139,12 @@ async function readBack(through: TestNode, port: number, expect: Map<string, str
 }
 
 async function waitSynced(s: Shard): Promise<void> {
-  await waitFor(`shard ${s.uid} in sync`, async () => /master_link_status:up/.test(await shardCli(nodeByUid(s.node_uid), s.uid, ['INFO', 'replication']).catch(() => '')), 30_000, 200);
+  await waitFor(
+    `shard ${s.uid} in sync`,
+    async () => /master_link_status:up/.test(await shardCli(nodeByUid(s.node_uid), s.uid, ['INFO', 'replication']).catch(() => '')),
+    30_000,
+    200,
+  );
 }
 
 before(async () => {
@@ -147,7 +160,14 @@ before(async () => {
     port: 12960,
     data_internode_encryption: true,
   });
-  solo = await createDb(n1, { name: 'solo', memory_size: 50 << 20, shards_count: 1, proxy_policy: 'all-nodes', port: 12961, data_internode_encryption: true });
+  solo = await createDb(n1, {
+    name: 'solo',
+    memory_size: 50 << 20,
+    shards_count: 1,
+    proxy_policy: 'all-nodes',
+    port: 12961,
+    data_internode_encryption: true,
+  });
   for (const s of db.shards.filter((x) => x.role === 'slave')) await waitSynced(s);
   loads = [new Load('via-n1', n1, db.port, 3), new Load('via-n3', n3, db.port, 3)];
   await sleep(1000);
@@ -209,9 +229,16 @@ test('tessera migrate shard <replica> target_node <n>: a new replica syncs there
   assert.equal(moved.role, 'slave');
   assert.equal(moved.assigned_slots, x.assigned_slots);
   await waitSynced(moved);
-  await waitFor('the old replica\'s files are removed', async () => !fs.existsSync(path.join(nodeByUid(x.node_uid).dataDir, 'shards', String(x.uid))), 20_000);
+  await waitFor(
+    "the old replica's files are removed",
+    async () => !fs.existsSync(path.join(nodeByUid(x.node_uid).dataDir, 'shards', String(x.uid))),
+    20_000,
+  );
   const shards = (await n1.api<{ uid: string; node_uid: string; role: string }[]>('GET', '/v1/shards')).body;
-  assert.ok(shards.some((s) => s.uid === String(moved.uid) && s.node_uid === String(target) && s.role === 'slave'), '/v1/shards shows the new replica');
+  assert.ok(
+    shards.some((s) => s.uid === String(moved.uid) && s.node_uid === String(target) && s.role === 'slave'),
+    '/v1/shards shows the new replica',
+  );
 });
 
 test('POST /v1/shards/{master}/actions/migrate: followed through GET /v1/actions while it runs; the new shard on the target is the master', async () => {
@@ -222,7 +249,9 @@ test('POST /v1/shards/{master}/actions/migrate: followed through GET /v1/actions
   const target = freeNodeFor(b0, m);
   const before = snap();
   const t0 = Date.now();
-  const r = await n3.api<{ action_uid: string; description: string }>('POST', `/v1/shards/${m.uid}/actions/migrate`, { target_node_uid: target });
+  const r = await n3.api<{ action_uid: string; description: string }>('POST', `/v1/shards/${m.uid}/actions/migrate`, {
+    target_node_uid: target,
+  });
   assert.equal(r.status, 200, JSON.stringify(r.body));
   assert.equal(r.body.description, 'Migrate was triggered');
   // One operation per database at a time.
@@ -231,21 +260,39 @@ test('POST /v1/shards/{master}/actions/migrate: followed through GET /v1/actions
   assert.equal(busy.body.error_code, 'db_busy');
 
   const seen: ActionJson[] = [];
-  const done = await waitFor('the migration action finishes', async () => {
-    const a = (await n2.api<ActionJson>('GET', `/v1/actions/${r.body.action_uid}`)).body;
-    if (seen.at(-1)?.description !== a.description || seen.at(-1)?.status !== a.status) seen.push(a);
-    return a.status === 'completed' || a.status === 'failed' ? a : undefined;
-  }, 90_000, 50);
+  const done = await waitFor(
+    'the migration action finishes',
+    async () => {
+      const a = (await n2.api<ActionJson>('GET', `/v1/actions/${r.body.action_uid}`)).body;
+      if (seen.at(-1)?.description !== a.description || seen.at(-1)?.status !== a.status) seen.push(a);
+      return a.status === 'completed' || a.status === 'failed' ? a : undefined;
+    },
+    90_000,
+    50,
+  );
   const ms = Date.now() - t0;
   report('master migration (REST)', before, ms);
   assert.equal(done.status, 'completed', JSON.stringify(done));
   assert.equal(done.progress, 100);
   assert.equal(done.name, 'shard_migrate');
   const running = seen.filter((a) => a.status === 'active' && a.progress > 0 && a.progress < 100);
-  assert.ok(running.length >= 1, `progress readable while it runs: ${JSON.stringify(seen.map((a) => [a.status, a.progress, a.description]))}`);
+  assert.ok(
+    running.length >= 1,
+    `progress readable while it runs: ${JSON.stringify(seen.map((a) => [a.status, a.progress, a.description]))}`,
+  );
   const steps = done.steps ?? [];
-  for (const re of [/adding shard \d+ on node/, /is in sync with shard/, /writes paused at offset \d+; waiting for shard/, /switching roles/, /is a replica of shard \d+; writes resumed/, /removing shard/]) {
-    assert.ok(steps.some((x) => re.test(x)), `step ${re} reported: ${JSON.stringify(steps)}`);
+  for (const re of [
+    /adding shard \d+ on node/,
+    /is in sync with shard/,
+    /writes paused at offset \d+; waiting for shard/,
+    /switching roles/,
+    /is a replica of shard \d+; writes resumed/,
+    /removing shard/,
+  ]) {
+    assert.ok(
+      steps.some((x) => re.test(x)),
+      `step ${re} reported: ${JSON.stringify(steps)}`,
+    );
   }
 
   const b1 = await bdb();
@@ -271,7 +318,11 @@ test('tessera node 4 remove: a fourth node holding a master and a replica is emp
   const j = await n4.cli(['cluster', 'join', 'nodes', n1.addr, 'username', USER, 'password', PASSWORD]);
   assert.equal(j.code, 0, `${j.stdout}\n${j.stderr}`);
   const uid4 = n4.uidFromDisk!;
-  await waitFor('node 4 is active', async () => (await n1.api<{ status: string }>('GET', `/v1/nodes/${uid4}`)).body.status === 'active', 30_000);
+  await waitFor(
+    'node 4 is active',
+    async () => (await n1.api<{ status: string }>('GET', `/v1/nodes/${uid4}`)).body.status === 'active',
+    30_000,
+  );
   let b0 = await bdb();
   const [ma, mb] = b0.shards.filter((s) => s.role === 'master');
   const rb = b0.shards.find((s) => s.master_uid === mb.uid)!;
@@ -288,10 +339,16 @@ test('tessera node 4 remove: a fourth node holding a master and a replica is emp
   const set = await n1.cli(['cluster', 'master', 'set', String(uid4)]);
   assert.equal(set.code, 0, set.stderr);
   assert.equal(set.stdout, `Node ${uid4} set to be the cluster master node\n`);
-  await waitFor('node 4 is the master everywhere', async () => {
-    for (const n of [n1, n2, n3]) if ((await n.cli(['cluster', 'master'])).stdout !== `Node ${uid4} is the cluster master node\n`) return false;
-    return true;
-  }, 10_000, 200);
+  await waitFor(
+    'node 4 is the master everywhere',
+    async () => {
+      for (const n of [n1, n2, n3])
+        if ((await n.cli(['cluster', 'master'])).stdout !== `Node ${uid4} is the cluster master node\n`) return false;
+      return true;
+    },
+    10_000,
+    200,
+  );
   const badSet = await n1.api<ErrorJson>('POST', '/v1/cluster/actions/change_master', { node_uid: '77' });
   assert.deepEqual([badSet.status, badSet.body.error_code], [404, 'node_not_found']);
 
@@ -303,7 +360,7 @@ test('tessera node 4 remove: a fourth node holding a master and a replica is emp
   assert.match(res.stdout, new RegExp(`^Removing node ${uid4}: migrating its shards to the other nodes \\(action \\d+\\)`));
   assert.match(res.stdout, /is in sync with shard/);
   assert.match(res.stdout, /it is the cluster master, so it hands the role over and the next master removes it/);
-  assert.match(res.stdout, new RegExp(`denying its certificates and removing it from the cluster`));
+  assert.match(res.stdout, /denying its certificates and removing it from the cluster/);
   assert.match(res.stdout, new RegExp(`Node ${uid4} removed\\n$`));
 
   const nodes = (await n1.api<{ uid: number }[]>('GET', '/v1/nodes')).body.map((n) => n.uid);
@@ -330,7 +387,9 @@ test('no acknowledged write was lost through the operations', async () => {
   const ok = loads.reduce((a, l) => a + l.ok, 0);
   const kinds = new Map<string, number>();
   for (const l of loads) for (const [k, v] of l.errors) kinds.set(k, (kinds.get(k) ?? 0) + v);
-  console.log(`# load total: ${ok} writes acknowledged, ${failed} failed (${[...kinds].map(([k, v]) => `${k} ${v}`).join(', ') || 'none'}); ${all.size} acknowledged keys read back, ${wrong.length} missing or wrong`);
+  console.log(
+    `# load total: ${ok} writes acknowledged, ${failed} failed (${[...kinds].map(([k, v]) => `${k} ${v}`).join(', ') || 'none'}); ${all.size} acknowledged keys read back, ${wrong.length} missing or wrong`,
+  );
   assert.ok(all.size > 1000, `enough load: ${all.size}`);
   assert.deepEqual(wrong.slice(0, 10), [], `${wrong.length} acknowledged writes lost`);
   // Planned operations hold the commands that meet the switch and re-send
@@ -338,7 +397,7 @@ test('no acknowledged write was lost through the operations', async () => {
   assert.equal(failed, 0, `commands failed during planned operations: ${[...kinds].map(([k, v]) => `${k} ${v}`).join(', ')}`);
 });
 
-test('a non-replicated database\'s only shard migrates with its data; it cannot be failed over', async () => {
+test("a non-replicated database's only shard migrates with its data; it cannot be failed over", async () => {
   const c = new Redis({ host: n1.addr, port: solo.port, maxRetriesPerRequest: 0 });
   try {
     for (let i = 0; i < 500; i++) await c.set(`solo:${i}`, `v${i}`);
@@ -382,12 +441,21 @@ test('errors: CLI one line and a non-zero exit; REST status and error_code', asy
   const soloShard = (await bdb(solo.uid)).shards[0];
 
   const cliCases: [string[], RegExp][] = [
-    [['failover', 'db', String(db.uid), 'shard', String(r.uid)], /shard \d+ is a replica; fail over its master, shard \d+ \(shard_is_slave\)/],
+    [
+      ['failover', 'db', String(db.uid), 'shard', String(r.uid)],
+      /shard \d+ is a replica; fail over its master, shard \d+ \(shard_is_slave\)/,
+    ],
     [['failover', 'shard', '9999'], /shard 9999 does not exist \(shard_not_exist\)/],
-    [['failover', 'db', String(db.uid), 'shard', String(soloShard.uid)], new RegExp(`shard ${soloShard.uid} is not a shard of db:${db.uid}`)],
+    [
+      ['failover', 'db', String(db.uid), 'shard', String(soloShard.uid)],
+      new RegExp(`shard ${soloShard.uid} is not a shard of db:${db.uid}`),
+    ],
     [['failover', 'db', String(db.uid)], /'shard <uid>' is required/],
     [['migrate', 'shard', String(r.uid), 'target_node', String(r.node_uid)], /is already on node \d+ \(shard_already_on_node\)/],
-    [['migrate', 'shard', String(r.uid), 'target_node', String(m.node_uid)], /already holds shard \d+, the master of slots .* never on one node \(target_holds_same_slots\)/],
+    [
+      ['migrate', 'shard', String(r.uid), 'target_node', String(m.node_uid)],
+      /already holds shard \d+, the master of slots .* never on one node \(target_holds_same_slots\)/,
+    ],
     [['migrate', 'shard', String(r.uid), 'target_node', '99'], /node 99 does not exist \(node_not_found\)/],
     [['migrate', 'shard', String(r.uid)], /'target_node <uid>' is required/],
   ];
@@ -426,10 +494,15 @@ test('errors: CLI one line and a non-zero exit; REST status and error_code', asy
   const victim = nodeByUid(victimUid);
   await victim.kill('SIGKILL');
   const asker = cluster.nodes.find((n) => n !== victim)!;
-  const down = await waitFor('the killed node is seen down', async () => {
-    const res = await asker.api<ErrorJson>('POST', `/v1/shards/${m.uid}/actions/failover`, {});
-    return res.status === 409 && res.body.error_code === 'replica_not_available' ? res : undefined;
-  }, 30_000, 250);
+  const down = await waitFor(
+    'the killed node is seen down',
+    async () => {
+      const res = await asker.api<ErrorJson>('POST', `/v1/shards/${m.uid}/actions/failover`, {});
+      return res.status === 409 && res.body.error_code === 'replica_not_available' ? res : undefined;
+    },
+    30_000,
+    250,
+  );
   assert.match(down.body.description, new RegExp(`is on node ${victimUid}, which is down`));
   const toDown = await asker.api<ErrorJson>('POST', `/v1/shards/${m.uid}/actions/migrate`, { target_node_uid: victimUid });
   assert.equal(toDown.status, 409, JSON.stringify(toDown.body));

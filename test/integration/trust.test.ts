@@ -10,7 +10,7 @@ import path from 'node:path';
 import os from 'node:os';
 import { X509Certificate } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
-import { TestCluster, TestNode, USER, PASSWORD, cli, type CliResult } from '../support/cluster.js';
+import { TestCluster, type TestNode, USER, PASSWORD, cli, type CliResult } from '../support/cluster.js';
 import { selfSigned } from '../../src/pki/pki.js';
 import { servicesRequest, type RequestOptions } from '../support/https.js';
 
@@ -100,7 +100,8 @@ test('30 wrong passwords from one address: 429 with Retry-After on REST and the 
 test('the UI sign-in counts toward the same limit as REST', async () => {
   const src = `127.0.${NET}.12`;
   for (let i = 0; i < 5; i++) assert.equal((await from(src, n1, 'GET', '/v1/cluster', { auth: [USER, 'nope'] })).status, 401);
-  for (let i = 0; i < 5; i++) assert.equal((await from(src, n1, 'POST', '/ui/session', { port: 8443, body: { username: USER, password: 'nope' } })).status, 401);
+  for (let i = 0; i < 5; i++)
+    assert.equal((await from(src, n1, 'POST', '/ui/session', { port: 8443, body: { username: USER, password: 'nope' } })).status, 401);
   assert.equal((await from(src, n1, 'GET', '/v1/cluster', { auth: [USER, PASSWORD] })).status, 429);
 });
 
@@ -127,13 +128,19 @@ test('a db_viewer user (RE /v1/users shape) reads but gets 403 on every change; 
   const src = `127.0.${NET}.20`;
   const admin: [string, string] = [USER, PASSWORD];
   const viewer = 'viewer@trust.test';
-  const created = await from(src, n1, 'POST', '/v1/users', { auth: admin, body: { email: viewer, password: 'viewer-pw-1', name: 'Viewer', role: 'db_viewer' } });
+  const created = await from(src, n1, 'POST', '/v1/users', {
+    auth: admin,
+    body: { email: viewer, password: 'viewer-pw-1', name: 'Viewer', role: 'db_viewer' },
+  });
   assert.equal(created.status, 200, JSON.stringify(created.json));
   assert.equal(created.json.email, viewer);
   assert.equal(created.json.role, 'db_viewer');
   const uid = created.json.uid as number;
   assert.ok(uid > 1, 'uid 1 is the first admin');
-  assert.equal((await from(src, n1, 'POST', '/v1/users', { auth: admin, body: { email: viewer, password: 'x', role: 'admin' } })).json.error_code, 'user_exists');
+  assert.equal(
+    (await from(src, n1, 'POST', '/v1/users', { auth: admin, body: { email: viewer, password: 'x', role: 'admin' } })).json.error_code,
+    'user_exists',
+  );
   const list = await from(src, n1, 'GET', '/v1/users', { auth: admin });
   assert.deepEqual(
     (list.json as unknown as { uid: number; email: string; role: string }[]).map((u) => [u.uid, u.email, u.role]),
@@ -145,7 +152,8 @@ test('a db_viewer user (RE /v1/users shape) reads but gets 403 on every change; 
   assert.ok(!JSON.stringify(list.json).includes('scrypt'), 'no password hash leaves the cluster');
 
   const v: [string, string] = [viewer, 'viewer-pw-1'];
-  for (const p of ['/v1/bdbs', '/v1/cluster', '/v1/nodes', '/v1/cluster/policy']) assert.equal((await from(src, n1, 'GET', p, { auth: v })).status, 200, `viewer GET ${p}`);
+  for (const p of ['/v1/bdbs', '/v1/cluster', '/v1/nodes', '/v1/cluster/policy'])
+    assert.equal((await from(src, n1, 'GET', p, { auth: v })).status, 200, `viewer GET ${p}`);
   const changes: [string, string, unknown][] = [
     ['PUT', '/v1/bdbs/1', { memory_size: 200 << 20 }],
     ['POST', '/v1/bdbs', { name: 'v', memory_size: 100 << 20 }],
@@ -170,7 +178,7 @@ test('a db_viewer user (RE /v1/users shape) reads but gets 403 on every change; 
   const cookie = String(signIn.headers['set-cookie']).split(';')[0];
   const csrf = signIn.json.csrf_token as string;
   const uiPut = await from(src, n1, 'PUT', '/v1/cluster/policy', { port: 8443, cookie, csrf, body: { data_internode_encryption: true } });
-  assert.equal(uiPut.status, 403, 'the UI refuses a viewer\'s change');
+  assert.equal(uiPut.status, 403, "the UI refuses a viewer's change");
   assert.equal((await from(src, n1, 'GET', '/v1/bdbs', { port: 8443, cookie })).status, 200, 'and serves its reads');
 
   // The admin changes the viewer's password: the old one stops at once, the new one works.
@@ -178,7 +186,11 @@ test('a db_viewer user (RE /v1/users shape) reads but gets 403 on every change; 
   assert.equal(changed.status, 200, JSON.stringify(changed.json));
   assert.equal((await from(src, n1, 'GET', '/v1/bdbs', { auth: v })).status, 401, 'old password refused at once');
   assert.equal((await from(src, n1, 'GET', '/v1/bdbs', { auth: [viewer, 'viewer-pw-2'] })).status, 200, 'new password works');
-  assert.equal((await from(src, n1, 'GET', '/v1/bdbs', { port: 8443, cookie })).status, 401, 'the UI session signed in with the old password ended');
+  assert.equal(
+    (await from(src, n1, 'GET', '/v1/bdbs', { port: 8443, cookie })).status,
+    401,
+    'the UI session signed in with the old password ended',
+  );
   // The only admin cannot be demoted or deleted.
   assert.equal((await from(src, n1, 'PUT', '/v1/users/1', { auth: admin, body: { role: 'db_viewer' } })).json.error_code, 'last_admin');
   assert.equal((await from(src, n1, 'DELETE', `/v1/users/${uid}`, { auth: admin })).status, 200);
@@ -209,9 +221,20 @@ test('cluster create prints the CA fingerprint and saves the CA; the CLI then tr
   // --ca, TESSERA_CA and --fingerprint each do it.
   const caFile = path.join(n1.dataDir, 'certs/services-ca.pem');
   assert.equal((await cli(['--node', n1.addr, '--ca', caFile, 'info', 'cluster'], { ...freshHome(), ...noRegistry, ...creds })).code, 0);
-  assert.equal((await cli(['--node', n1.addr, 'info', 'cluster'], { ...freshHome(), ...noRegistry, ...creds, TESSERA_CA: caFile })).code, 0);
-  assert.equal((await cli(['--node', n1.addr, '--fingerprint', fingerprintOf(ca), 'info', 'cluster'], { ...freshHome(), ...noRegistry, ...creds })).code, 0);
-  const wrongFp = await cli(['--node', n1.addr, '--fingerprint', 'sha256:' + '0'.repeat(64), 'info', 'cluster'], { ...freshHome(), ...noRegistry, ...creds });
+  assert.equal(
+    (await cli(['--node', n1.addr, 'info', 'cluster'], { ...freshHome(), ...noRegistry, ...creds, TESSERA_CA: caFile })).code,
+    0,
+  );
+  assert.equal(
+    (await cli(['--node', n1.addr, '--fingerprint', fingerprintOf(ca), 'info', 'cluster'], { ...freshHome(), ...noRegistry, ...creds }))
+      .code,
+    0,
+  );
+  const wrongFp = await cli(['--node', n1.addr, '--fingerprint', 'sha256:' + '0'.repeat(64), 'info', 'cluster'], {
+    ...freshHome(),
+    ...noRegistry,
+    ...creds,
+  });
   assert.notEqual(wrongFp.code, 0);
   assert.match(wrongFp.stderr, /not --fingerprint/);
 });
@@ -227,7 +250,10 @@ test("the CLI pointed at a stranger's HTTPS server on 127.0.22.9:9443 fails; wit
   const i = await cli(['--node', '127.0.22.9', '--insecure', 'info', 'cluster'], { ...freshHome(), ...creds });
   assert.equal(i.code, 0, i.stderr);
   assert.match(i.stderr, /^warning: --insecure: the REST certificate of 127\.0\.22\.9:9443 is not verified/);
-  assert.ok(received.some((q) => q.url === '/v1/cluster'), 'it proceeded');
+  assert.ok(
+    received.some((q) => q.url === '/v1/cluster'),
+    'it proceeded',
+  );
 });
 
 test('join pins the cluster: a member whose CA does not match the fingerprint is refused before any credential is sent; without one, join warns', async () => {
@@ -236,24 +262,52 @@ test('join pins the cluster: a member whose CA does not match the fingerprint is
   const pin = fingerprintOf(ca);
   received.length = 0;
   // The stranger poses as a member: refused by fingerprint, and all it saw was one GET without credentials.
-  const toStranger = await cli(['--node', n2.addr, 'cluster', 'join', 'nodes', '127.0.22.9', 'username', USER, 'password', PASSWORD, 'ca_fingerprint', pin], freshHome());
+  const toStranger = await cli(
+    ['--node', n2.addr, 'cluster', 'join', 'nodes', '127.0.22.9', 'username', USER, 'password', PASSWORD, 'ca_fingerprint', pin],
+    freshHome(),
+  );
   assert.notEqual(toStranger.code, 0);
   assert.match(toStranger.stderr, /not the pinned sha256:/);
   const seen = JSON.stringify(received);
-  assert.deepEqual(received.map((q) => `${q.method} ${q.url}`), ['GET /v1/bootstrap']);
+  assert.deepEqual(
+    received.map((q) => `${q.method} ${q.url}`),
+    ['GET /v1/bootstrap'],
+  );
   assert.ok(!seen.toLowerCase().includes('authorization'), 'no Authorization header');
   assert.ok(!seen.includes(PASSWORD) && !seen.includes(Buffer.from(`${USER}:${PASSWORD}`).toString('base64')), 'no password');
   // The real member with a wrong fingerprint: refused too, and n2 stays blank.
-  const wrong = await cli(['--node', n2.addr, 'cluster', 'join', 'nodes', n1.addr, 'username', USER, 'password', PASSWORD, 'ca_fingerprint', 'sha256:' + 'ab'.repeat(32)], freshHome());
+  const wrong = await cli(
+    [
+      '--node',
+      n2.addr,
+      'cluster',
+      'join',
+      'nodes',
+      n1.addr,
+      'username',
+      USER,
+      'password',
+      PASSWORD,
+      'ca_fingerprint',
+      'sha256:' + 'ab'.repeat(32),
+    ],
+    freshHome(),
+  );
   assert.notEqual(wrong.code, 0);
   assert.match(wrong.stderr, /ca_fingerprint|pinned/);
   assert.equal(n2.uidFromDisk, undefined, 'node 2 is still blank');
   // Without a fingerprint: a warning on stderr (here against the stranger, which then fails as no member).
-  const unpinned = await cli(['--node', n2.addr, 'cluster', 'join', 'nodes', '127.0.22.9', 'username', USER, 'password', PASSWORD], freshHome());
+  const unpinned = await cli(
+    ['--node', n2.addr, 'cluster', 'join', 'nodes', '127.0.22.9', 'username', USER, 'password', PASSWORD],
+    freshHome(),
+  );
   assert.match(unpinned.stderr, /warning: joining without ca_fingerprint/);
   // The right fingerprint: joined, and the CLI saved the CA for node 2.
   const joinHome = freshHome();
-  const ok = await cli(['--node', n2.addr, 'cluster', 'join', 'nodes', n1.addr, 'username', USER, 'password', PASSWORD, 'ca_fingerprint', pin], joinHome);
+  const ok = await cli(
+    ['--node', n2.addr, 'cluster', 'join', 'nodes', n1.addr, 'username', USER, 'password', PASSWORD, 'ca_fingerprint', pin],
+    joinHome,
+  );
   assert.equal(ok.code, 0, ok.stderr + n2.logTail());
   assert.equal(ok.stderr, '');
   assert.match(ok.stdout, new RegExp(`joined the cluster as node 2[\\s\\S]*${pin}`));

@@ -22,7 +22,7 @@ import net from 'node:net';
 import path from 'node:path';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
 import { Redis } from 'ioredis';
-import { TestCluster, TestNode, BdbJson, REPO, USER, PASSWORD, createDb, waitFor, sleep } from '../support/cluster.js';
+import { TestCluster, type TestNode, type BdbJson, REPO, USER, PASSWORD, createDb, waitFor, sleep } from '../support/cluster.js';
 import { servicesRequest, type RawResponse, type RequestOptions } from '../support/https.js';
 
 const NET = 24;
@@ -79,7 +79,15 @@ function startFront(backends: TestNode[]): Promise<net.Server> {
 before(async () => {
   await cluster.startAll();
   await cluster.form('metrics.test');
-  db = await createDb(n1, { name: 'traffic', memory_size: 64 << 20, shards_count: 2, sharding: true, port: 12024, proxy_policy: 'all-nodes', data_internode_encryption: false });
+  db = await createDb(n1, {
+    name: 'traffic',
+    memory_size: 64 << 20,
+    shards_count: 2,
+    sharding: true,
+    port: 12024,
+    proxy_policy: 'all-nodes',
+    data_internode_encryption: false,
+  });
   fs.mkdirSync(SHOTS, { recursive: true });
 });
 after(async () => {
@@ -211,13 +219,19 @@ test('a session signed in on one node works on every node; signing out on any no
   }
   // A state-changing call on another node: the session's CSRF token is needed there too.
   assert.equal((await request(n2, UI_PORT, 'PUT', '/v1/cluster/policy', { cookie: s.cookie, body: { failover_timeout: 5 } })).status, 403);
-  assert.equal((await request(n2, UI_PORT, 'PUT', '/v1/cluster/policy', { cookie: s.cookie, csrf: s.csrf, body: { failover_timeout: 5 } })).status, 200);
+  assert.equal(
+    (await request(n2, UI_PORT, 'PUT', '/v1/cluster/policy', { cookie: s.cookie, csrf: s.csrf, body: { failover_timeout: 5 } })).status,
+    200,
+  );
   // The database's traffic, gathered from every node, through this same session.
   const m = await request(n2, UI_PORT, 'GET', `/ui/bdbs/${db.uid}/metrics`, { cookie: s.cookie });
   assert.equal(m.status, 200, m.text);
   const metrics = m.json as { nodes: { uid: number; ok: boolean; endpoint: boolean; requests: number }[] };
   assert.equal(metrics.nodes.length, 3);
-  assert.ok(metrics.nodes.every((x) => x.ok && x.endpoint), JSON.stringify(metrics.nodes));
+  assert.ok(
+    metrics.nodes.every((x) => x.ok && x.endpoint),
+    JSON.stringify(metrics.nodes),
+  );
   assert.ok(metrics.nodes.find((x) => x.uid === n1.uidFromDisk)!.requests >= 550, 'node 1 counted the traffic of the previous test');
   assert.equal((await request(n2, UI_PORT, 'GET', '/ui/bdbs/999/metrics', { cookie: s.cookie })).status, 404);
   assert.equal((await request(n2, UI_PORT, 'GET', `/ui/bdbs/${db.uid}/metrics`)).status, 401, 'no session, no metrics');
@@ -271,7 +285,11 @@ test('the database page charts operations per second and latency, and shows the 
     await page.getByRole('heading', { level: 1, name: 'traffic', exact: true }).waitFor();
 
     // The chart: a uPlot canvas, and the current figures beside it.
-    await page.getByRole('img', { name: /Operations per second and average latency/ }).locator('canvas').first().waitFor();
+    await page
+      .getByRole('img', { name: /Operations per second and average latency/ })
+      .locator('canvas')
+      .first()
+      .waitFor();
     await waitFor('operations per second above 0', async () => Number(await fact('Operations/s').textContent()) > 0, STEP_MS, 500);
     assert.match((await fact('Average latency').textContent()) ?? '', /^\d+(\.\d+)? (µs|ms)$/);
     assert.match((await fact('Connected clients').textContent()) ?? '', /^[1-9]\d*$/);
@@ -283,7 +301,11 @@ test('the database page charts operations per second and latency, and shows the 
     await button('Verify encryption').click();
     await page.getByText(/^Verdict: OK\./).waitFor();
     const linkRows = page.getByRole('table', { name: 'Internode connections' }).getByRole('row');
-    await waitFor('a proxy link listed', async () => (await linkRows.filter({ hasText: 'proxy' }).filter({ hasText: 'plaintext' }).count()) > 0, STEP_MS);
+    await waitFor(
+      'a proxy link listed',
+      async () => (await linkRows.filter({ hasText: 'proxy' }).filter({ hasText: 'plaintext' }).count()) > 0,
+      STEP_MS,
+    );
     await page.getByRole('heading', { name: 'Security' }).scrollIntoViewIfNeeded();
     await shot('database-verify-encryption');
 
@@ -292,7 +314,12 @@ test('the database page charts operations per second and latency, and shows the 
     await page.getByText(new RegExp(`Node ${n1.uidFromDisk} \\(${n1.addr.replace(/\./g, '\\.')}\\) is down`)).waitFor({ timeout: STEP_MS });
     const before = Number(await fact('Operations/s').textContent());
     assert.ok(before >= 0);
-    await waitFor('operations per second above 0 after the node died', async () => Number(await fact('Operations/s').textContent()) > 0, STEP_MS, 500);
+    await waitFor(
+      'operations per second above 0 after the node died',
+      async () => Number(await fact('Operations/s').textContent()) > 0,
+      STEP_MS,
+      500,
+    );
     await shot('database-node-down');
     await nav('Cluster').click();
     const row = page.getByRole('table', { name: 'Nodes of the cluster' }).getByRole('row').filter({ hasText: n1.addr });
@@ -309,7 +336,11 @@ test('the database page charts operations per second and latency, and shows the 
   // Sign out (now through node 2): the cookie is refused by every node left.
   const [c] = await context.cookies(`https://${FRONT.host}:${FRONT.port}`);
   const cookie = `${c.name}=${c.value}`;
-  assert.equal((await request(n3, UI_PORT, 'GET', '/v1/cluster', { cookie })).status, 200, 'the browser’s session works on node 3 directly');
+  assert.equal(
+    (await request(n3, UI_PORT, 'GET', '/v1/cluster', { cookie })).status,
+    200,
+    'the browser’s session works on node 3 directly',
+  );
   await button('Sign out').click();
   await page.getByRole('heading', { level: 1, name: 'Sign in' }).waitFor();
   for (const n of [n2, n3]) assert.equal((await request(n, UI_PORT, 'GET', '/v1/cluster', { cookie })).status, 401, n.addr);

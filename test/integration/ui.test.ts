@@ -14,7 +14,7 @@ import path from 'node:path';
 import { X509Certificate } from 'node:crypto';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
 import { Redis } from 'ioredis';
-import { TestCluster, TestNode, BdbJson, REPO, USER, PASSWORD, createDb, waitDbStatus, waitFor } from '../support/cluster.js';
+import { TestCluster, type TestNode, type BdbJson, REPO, USER, PASSWORD, createDb, waitDbStatus, waitFor } from '../support/cluster.js';
 import { sClient } from '../support/tls-tools.js';
 import { rsaKeys, keyPem, makeHierarchy, makeLeaf } from '../support/pki-hierarchy.js';
 import { servicesRequest, type RawResponse, type RequestOptions } from '../support/https.js';
@@ -79,9 +79,17 @@ async function waitOrExplain(what: ReturnType<Page['getByRole']>, timeout: numbe
     await what.waitFor({ timeout });
   } catch (err) {
     await shot('failure').catch(() => undefined);
-    const statuses = await page.getByRole('status').allTextContents().catch(() => []);
-    const alerts = await page.getByRole('alert').allTextContents().catch(() => []);
-    throw new Error(`${(err as Error).message}\npage status: ${JSON.stringify(statuses)}\npage alerts: ${JSON.stringify(alerts)}\nREST: ${JSON.stringify(await explain().catch((e) => String(e)))}`);
+    const statuses = await page
+      .getByRole('status')
+      .allTextContents()
+      .catch(() => []);
+    const alerts = await page
+      .getByRole('alert')
+      .allTextContents()
+      .catch(() => []);
+    throw new Error(
+      `${(err as Error).message}\npage status: ${JSON.stringify(statuses)}\npage alerts: ${JSON.stringify(alerts)}\nREST: ${JSON.stringify(await explain().catch((e) => String(e)))}`,
+    );
   }
 }
 
@@ -147,11 +155,19 @@ test('every node serves the UI on 8443 with a strict CSP, HSTS and hashed, long-
 
 test('8443 refuses TLS 1.1 and accepts TLS 1.2 with a policy suite', async () => {
   const ca = path.join(n1.dataDir, 'certs/services-ca.pem');
-  const old = await sClient(['-connect', `${n1.addr}:${UI_PORT}`, '-CAfile', ca, '-tls1_1', '-cipher', 'DEFAULT:@SECLEVEL=0', '-msg'], { holdMs: 1500 });
-  assert.match(old.stdout, />>> TLS 1\.[01], Handshake \[length [0-9a-f]+\], ClientHello/, `no ClientHello sent:\n${old.stdout}\n${old.stderr}`);
+  const old = await sClient(['-connect', `${n1.addr}:${UI_PORT}`, '-CAfile', ca, '-tls1_1', '-cipher', 'DEFAULT:@SECLEVEL=0', '-msg'], {
+    holdMs: 1500,
+  });
+  assert.match(
+    old.stdout,
+    />>> TLS 1\.[01], Handshake \[length [0-9a-f]+\], ClientHello/,
+    `no ClientHello sent:\n${old.stdout}\n${old.stderr}`,
+  );
   assert.match(old.stdout, /Alert \[length 0002\], fatal protocol_version/, old.stdout);
   assert.doesNotMatch(old.stdout, /<<< .*ServerHello/);
-  const ok = await sClient(['-connect', `${n1.addr}:${UI_PORT}`, '-CAfile', ca, '-tls1_2', '-cipher', 'ECDHE-RSA-AES128-GCM-SHA256'], { holdMs: 1000 });
+  const ok = await sClient(['-connect', `${n1.addr}:${UI_PORT}`, '-CAfile', ca, '-tls1_2', '-cipher', 'ECDHE-RSA-AES128-GCM-SHA256'], {
+    holdMs: 1000,
+  });
   assert.match(ok.stdout, /Cipher is ECDHE-RSA-AES128-GCM-SHA256/, ok.stdout + ok.stderr);
   assert.match(ok.stdout, /Verify return code: 0 \(ok\)/);
 });
@@ -179,7 +195,8 @@ test('sign-in: a wrong password shows an alert and sets no cookie; the admin sig
   assert.equal(ar.status(), 200);
   const setCookie = (await ar.headerValue('set-cookie')) ?? '';
   assert.match(setCookie, /^__Host-tessera_session=[A-Za-z0-9_-]{40,};/);
-  for (const flag of [/;\s*HttpOnly(;|$)/i, /;\s*Secure(;|$)/i, /;\s*SameSite=Strict(;|$)/i, /;\s*Path=\/(;|$)/, /;\s*Max-Age=1800(;|$)/]) assert.match(setCookie, flag, setCookie);
+  for (const flag of [/;\s*HttpOnly(;|$)/i, /;\s*Secure(;|$)/i, /;\s*SameSite=Strict(;|$)/i, /;\s*Path=\/(;|$)/, /;\s*Max-Age=1800(;|$)/])
+    assert.match(setCookie, flag, setCookie);
   assert.match(String(await ar.headerValue('content-security-policy')), /default-src 'self'/);
   await heading1('Cluster').waitFor();
   const [c] = await context.cookies(origin(n1));
@@ -205,7 +222,12 @@ test('navigation: Cluster (name, master, nodes, alerts; refreshing), Nodes, Data
   assert.equal(await refreshed.headerValue('x-tessera-background'), '1');
   await shot('cluster');
 
-  for (const [link, h1] of [['Nodes', 'Nodes'], ['Databases', 'Databases'], ['Certificates', 'Certificates'], ['Alerts', 'Alerts']] as const) {
+  for (const [link, h1] of [
+    ['Nodes', 'Nodes'],
+    ['Databases', 'Databases'],
+    ['Certificates', 'Certificates'],
+    ['Alerts', 'Alerts'],
+  ] as const) {
     await nav(link).click();
     await heading1(h1).waitFor();
     assert.equal(await nav(link).getAttribute('aria-current'), 'page');
@@ -250,7 +272,10 @@ async function setDefault(value: 'Enabled' | 'Disabled'): Promise<void> {
   await button('Change').click();
   assert.match((await setting.textContent()) ?? '', new RegExp(`${value} \\(not saved\\)`));
   await button('Save').click();
-  await page.getByRole('status').filter({ hasText: `internode encryption ${value.toLowerCase()}` }).waitFor();
+  await page
+    .getByRole('status')
+    .filter({ hasText: `internode encryption ${value.toLowerCase()}` })
+    .waitFor();
 }
 
 test('database defaults: Internode Encryption shows the current value; Change → Enabled → Change → Save sets it (GET /v1/cluster/policy)', async () => {
@@ -312,7 +337,14 @@ test('create a database from the Databases page; the list shows it active (and R
 });
 
 test('the Security switch turns Internode Encryption on (PUT /v1/bdbs/{uid}) while a redis client keeps its connection', async () => {
-  const client = new Redis({ host: n2.addr, port: uiDb.port, lazyConnect: true, maxRetriesPerRequest: 0, enableOfflineQueue: false, retryStrategy: () => null });
+  const client = new Redis({
+    host: n2.addr,
+    port: uiDb.port,
+    lazyConnect: true,
+    maxRetriesPerRequest: 0,
+    enableOfflineQueue: false,
+    retryStrategy: () => null,
+  });
   let closed = 0;
   client.on('close', () => closed++);
   await client.connect();
@@ -340,7 +372,11 @@ test('the Security switch turns Internode Encryption on (PUT /v1/bdbs/{uid}) whi
     assert.equal(await sw.isChecked(), false);
     assert.equal(await sw.isDisabled(), true, 'read-only until Edit');
     await page.getByRole('heading', { name: 'Security' }).waitFor();
-    for (const s of uiDb.shards) await page.getByRole('cell', { name: `node ${s.node_uid}`, exact: true }).first().waitFor();
+    for (const s of uiDb.shards)
+      await page
+        .getByRole('cell', { name: `node ${s.node_uid}`, exact: true })
+        .first()
+        .waitFor();
     await shot('database');
     await button('Edit').click();
     await sw.check();
@@ -391,14 +427,29 @@ test('the Security switch turns TLS for clients on (tls_mode): a TLS client is s
   await flip(true);
   await shot('database-client-tls');
   const ca = fs.readFileSync(path.join(n2.dataDir, 'certs/services-ca.pem'), 'utf8');
-  const tlsClient = new Redis({ host: n2.addr, port: uiDb.port, lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null, tls: { ca, checkServerIdentity: () => undefined } });
+  const tlsClient = new Redis({
+    host: n2.addr,
+    port: uiDb.port,
+    lazyConnect: true,
+    maxRetriesPerRequest: 0,
+    retryStrategy: () => null,
+    tls: { ca, checkServerIdentity: () => undefined },
+  });
   try {
     await tlsClient.connect();
     assert.equal(await tlsClient.ping(), 'PONG');
   } finally {
     tlsClient.disconnect();
   }
-  const plain = new Redis({ host: n2.addr, port: uiDb.port, lazyConnect: true, maxRetriesPerRequest: 0, enableOfflineQueue: false, retryStrategy: () => null, connectTimeout: 3000 });
+  const plain = new Redis({
+    host: n2.addr,
+    port: uiDb.port,
+    lazyConnect: true,
+    maxRetriesPerRequest: 0,
+    enableOfflineQueue: false,
+    retryStrategy: () => null,
+    connectTimeout: 3000,
+  });
   plain.on('error', () => undefined); // the refusal is asserted below
   await assert.rejects(async () => {
     await plain.connect();
@@ -428,7 +479,8 @@ test('delete a database from its page, after a confirmation', async () => {
 });
 
 test('certificates: each node and plane with its openssl-style serial; Rotate changes them on disk and on the page; an invalid upload names the failing check', async () => {
-  const serialOnDisk = (n: TestNode, plane: 'cp' | 'dp') => new X509Certificate(fs.readFileSync(path.join(n.dataDir, 'certs', `${plane}.pem`))).serialNumber;
+  const serialOnDisk = (n: TestNode, plane: 'cp' | 'dp') =>
+    new X509Certificate(fs.readFileSync(path.join(n.dataDir, 'certs', `${plane}.pem`))).serialNumber;
   await nav('Certificates').click();
   const table = page.getByRole('table', { name: 'Internode certificates of every node' });
   await table.waitFor();
@@ -456,7 +508,11 @@ test('certificates: each node and plane with its openssl-style serial; Rotate ch
   await button('Upload certificate').click();
   await page.getByText('Failed check: eku_client_auth').waitFor();
   assert.match((await page.getByRole('alert').textContent()) ?? '', /Extended Key Usage.*invalid_certificate/s);
-  assert.deepEqual(cluster.nodes.map((n) => serialOnDisk(n, 'dp')), after, 'nothing applied');
+  assert.deepEqual(
+    cluster.nodes.map((n) => serialOnDisk(n, 'dp')),
+    after,
+    'nothing applied',
+  );
   await shot('certificates-upload-refused');
 });
 

@@ -12,7 +12,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
-import { TestCluster, BdbJson, createDb, waitFor, shardCli, CliResult } from '../support/cluster.js';
+import { TestCluster, type BdbJson, createDb, waitFor, shardCli, type CliResult } from '../support/cluster.js';
 import { Capture, stopAllCaptures } from '../support/capture.js';
 import type { VerifyReport, ReportedLink } from '../../src/cli/verify.js';
 import type { NodeLinksReport } from '../../src/internode/links.js';
@@ -54,7 +54,11 @@ async function waitReplicated(db: BdbJson): Promise<void> {
   const count = (uid: number, node: number) => shardCli(nodeByUid(node), uid, ['DBSIZE']).then(Number);
   for (const rep of db.shards.filter((s) => s.role === 'slave')) {
     const master = db.shards.find((s) => s.uid === rep.master_uid)!;
-    await waitFor(`replica ${rep.uid} caught up`, async () => (await count(rep.uid, rep.node_uid)) === (await count(master.uid, master.node_uid)), 30_000);
+    await waitFor(
+      `replica ${rep.uid} caught up`,
+      async () => (await count(rep.uid, rep.node_uid)) === (await count(master.uid, master.node_uid)),
+      30_000,
+    );
   }
 }
 
@@ -66,7 +70,8 @@ async function waitReplicated(db: BdbJson): Promise<void> {
  */
 function isTlsRecords(b: Buffer): boolean {
   if (b.length === 0) return true;
-  const validAt = (i: number) => i + 5 <= b.length && b[i] >= 20 && b[i] <= 23 && b[i + 1] === 3 && b[i + 2] <= 4 && b.readUInt16BE(i + 3) <= 16384 + 256;
+  const validAt = (i: number) =>
+    i + 5 <= b.length && b[i] >= 20 && b[i] <= 23 && b[i + 1] === 3 && b[i + 2] <= 4 && b.readUInt16BE(i + 3) <= 16384 + 256;
   for (let start = 0; start < Math.min(b.length, 16384 + 261); start++) {
     let i = start;
     while (i < b.length && validAt(i)) i += 5 + b.readUInt16BE(i + 3);
@@ -84,7 +89,11 @@ before(async () => {
   for (const db of [enc, plain]) {
     // Replicas sit on other nodes than their masters, so their tunnels cross nodes.
     for (const rep of db.shards.filter((s) => s.role === 'slave')) {
-      await waitFor(`replica ${rep.uid} link up`, async () => /master_link_status:up/.test(await shardCli(nodeByUid(rep.node_uid), rep.uid, ['INFO', 'replication'])), 60_000);
+      await waitFor(
+        `replica ${rep.uid} link up`,
+        async () => /master_link_status:up/.test(await shardCli(nodeByUid(rep.node_uid), rep.uid, ['INFO', 'replication'])),
+        60_000,
+      );
     }
     await writeThroughEveryEndpoint(db, 'warmup', 10);
   }
@@ -100,40 +109,84 @@ test('verify encryption passes and lists control links, proxy links and replicat
   const text = await verify();
   console.log(`# verify encryption took ${Date.now() - t0} ms`);
   assert.equal(text.code, 0, text.stdout + text.stderr);
-  assert.match(text.stdout, /^INTERNODE LINKS:\nNODE\s+SIDE\s+PEER\s+PURPOSE\s+DB\s+SHARD\s+PORT\s+PROTOCOL\s+CIPHER\s+GROUP\s+PEER_CERT\s+DAYS_LEFT\n/);
-  assert.match(text.stdout, /node:\d\s+dialed\s+node:\d\s+control\s+-\s+-\s+3342\s+TLSv1\.3\s+TLS_AES_\S+\s+X25519MLKEM768\s+[0-9a-f]+\s+\d+/);
-  assert.match(text.stdout, new RegExp(`node:\\d\\s+dialed\\s+node:\\d\\s+proxy\\s+db:${enc.uid}\\s+redis:\\d+\\s+3342\\s+TLSv1\\.3\\s+TLS_AES_`));
-  assert.match(text.stdout, new RegExp(`node:\\d\\s+dialed\\s+node:\\d\\s+replication\\s+db:${enc.uid}\\s+redis:\\d+→redis:\\d+\\s+3342\\s+TLSv1\\.3\\s+TLS_AES_`));
-  assert.match(text.stdout, new RegExp(`node:\\d\\s+accepted\\s+node:\\d\\s+replication\\s+db:${enc.uid}\\s+redis:\\d+→redis:\\d+\\s+3342\\s+TLSv1\\.3`));
-  assert.match(text.stdout, new RegExp(`node:\\d\\s+dialed\\s+node:\\d\\s+proxy\\s+db:${plain.uid}\\s+redis:\\d+\\s+3343\\s+plaintext\\s+-\\s+-\\s+-\\s+-`));
-  assert.match(text.stdout, new RegExp(`node:\\d\\s+dialed\\s+node:\\d\\s+replication\\s+db:${plain.uid}\\s+redis:\\d+→redis:\\d+\\s+3343\\s+plaintext`));
+  assert.match(
+    text.stdout,
+    /^INTERNODE LINKS:\nNODE\s+SIDE\s+PEER\s+PURPOSE\s+DB\s+SHARD\s+PORT\s+PROTOCOL\s+CIPHER\s+GROUP\s+PEER_CERT\s+DAYS_LEFT\n/,
+  );
+  assert.match(
+    text.stdout,
+    /node:\d\s+dialed\s+node:\d\s+control\s+-\s+-\s+3342\s+TLSv1\.3\s+TLS_AES_\S+\s+X25519MLKEM768\s+[0-9a-f]+\s+\d+/,
+  );
+  assert.match(
+    text.stdout,
+    new RegExp(`node:\\d\\s+dialed\\s+node:\\d\\s+proxy\\s+db:${enc.uid}\\s+redis:\\d+\\s+3342\\s+TLSv1\\.3\\s+TLS_AES_`),
+  );
+  assert.match(
+    text.stdout,
+    new RegExp(`node:\\d\\s+dialed\\s+node:\\d\\s+replication\\s+db:${enc.uid}\\s+redis:\\d+→redis:\\d+\\s+3342\\s+TLSv1\\.3\\s+TLS_AES_`),
+  );
+  assert.match(
+    text.stdout,
+    new RegExp(`node:\\d\\s+accepted\\s+node:\\d\\s+replication\\s+db:${enc.uid}\\s+redis:\\d+→redis:\\d+\\s+3342\\s+TLSv1\\.3`),
+  );
+  assert.match(
+    text.stdout,
+    new RegExp(`node:\\d\\s+dialed\\s+node:\\d\\s+proxy\\s+db:${plain.uid}\\s+redis:\\d+\\s+3343\\s+plaintext\\s+-\\s+-\\s+-\\s+-`),
+  );
+  assert.match(
+    text.stdout,
+    new RegExp(`node:\\d\\s+dialed\\s+node:\\d\\s+replication\\s+db:${plain.uid}\\s+redis:\\d+→redis:\\d+\\s+3343\\s+plaintext`),
+  );
   assert.match(text.stdout, /VERDICT: OK\. Every link carries what its database's setting says/);
 
   const r = parseJson(await verify('--json'));
   assert.equal(r.ok, true);
   assert.deepEqual(r.violations, []);
-  assert.deepEqual(r.nodes.map((n) => n.uid), [1, 2, 3]);
+  assert.deepEqual(
+    r.nodes.map((n) => n.uid),
+    [1, 2, 3],
+  );
   // Each end names the certificate the other node presents for that plane.
-  const certs = (await n1.api<{ certificates: { node_uid: number; plane: string; serial: string; not_after: string }[] }>('GET', '/v1/cluster/certificates')).body.certificates;
+  const certs = (
+    await n1.api<{ certificates: { node_uid: number; plane: string; serial: string; not_after: string }[] }>(
+      'GET',
+      '/v1/cluster/certificates',
+    )
+  ).body.certificates;
   const certOf = (uid: number, plane: string) => certs.find((c) => c.node_uid === uid && c.plane === plane)!;
   for (const l of r.links.filter((x) => x.protocol !== 'plaintext')) {
     const c = certOf(l.remote_uid!, l.purpose === 'control' ? 'cp' : 'dp');
     assert.equal(l.peer_cert_serial, c.serial, `${l.purpose} ${l.local_address} → ${l.remote_address}`);
     assert.equal(l.peer_cert_not_after, new Date(c.not_after).toISOString());
-    assert.ok(Math.abs(l.peer_cert_days_left! - Math.floor((Date.parse(c.not_after) - Date.now()) / 86_400_000)) <= 1, `days left ${l.peer_cert_days_left}`);
+    assert.ok(
+      Math.abs(l.peer_cert_days_left! - Math.floor((Date.parse(c.not_after) - Date.now()) / 86_400_000)) <= 1,
+      `days left ${l.peer_cert_days_left}`,
+    );
   }
   const of = (pred: (l: ReportedLink) => boolean) => r.links.filter(pred);
   const control = of((l) => l.purpose === 'control');
   assert.ok(control.some((l) => l.side === 'dialed') && control.some((l) => l.side === 'accepted'), 'control links, both ends');
   // Every node probes every other: a control link each way between each pair, seen by both ends.
-  for (const a of [1, 2, 3]) for (const b of [1, 2, 3]) if (a !== b) assert.ok(control.some((l) => l.local_uid === a && l.remote_uid === b && l.side === 'dialed'), `control ${a} → ${b}`);
+  for (const a of [1, 2, 3])
+    for (const b of [1, 2, 3])
+      if (a !== b)
+        assert.ok(
+          control.some((l) => l.local_uid === a && l.remote_uid === b && l.side === 'dialed'),
+          `control ${a} → ${b}`,
+        );
   for (const l of control) assert.equal(l.protocol, 'TLSv1.3');
 
   for (const purpose of ['proxy', 'replication'] as const) {
     const e = of((l) => l.bdb_uid === enc.uid && l.purpose === purpose);
     const p = of((l) => l.bdb_uid === plain.uid && l.purpose === purpose);
-    assert.ok(e.some((l) => l.side === 'dialed') && e.some((l) => l.side === 'accepted'), `${purpose} links of the encrypted db, both ends`);
-    assert.ok(p.some((l) => l.side === 'dialed') && p.some((l) => l.side === 'accepted'), `${purpose} links of the plaintext db, both ends`);
+    assert.ok(
+      e.some((l) => l.side === 'dialed') && e.some((l) => l.side === 'accepted'),
+      `${purpose} links of the encrypted db, both ends`,
+    );
+    assert.ok(
+      p.some((l) => l.side === 'dialed') && p.some((l) => l.side === 'accepted'),
+      `${purpose} links of the plaintext db, both ends`,
+    );
     for (const l of e) {
       assert.equal(l.protocol, 'TLSv1.3', `${purpose} ${l.local_address} → ${l.remote_address}`);
       assert.ok(ALLOWED_13.includes(l.cipher!), String(l.cipher));
@@ -173,11 +226,19 @@ test('verify encryption passes and lists control links, proxy links and replicat
 test('--require-all fails naming the plaintext database; db scope and errors', async () => {
   const all = await verify('--require-all');
   assert.equal(all.code, 1, all.stdout + all.stderr);
-  assert.match(all.stdout, new RegExp(`VERDICT: FAILED\\. 1 violation.*\\n  - db:${plain.uid} \\(plain\\): data crosses nodes in plaintext \\(data_internode_encryption is disabled; \\d+ plaintext connection`));
+  assert.match(
+    all.stdout,
+    new RegExp(
+      `VERDICT: FAILED\\. 1 violation.*\\n  - db:${plain.uid} \\(plain\\): data crosses nodes in plaintext \\(data_internode_encryption is disabled; \\d+ plaintext connection`,
+    ),
+  );
   assert.doesNotMatch(all.stdout, new RegExp(`  - db:${enc.uid} `));
   const j = parseJson(await verify('--require-all', '--json'));
   assert.equal(j.ok, false);
-  assert.deepEqual(j.violations.map((v) => [v.kind, v.bdb_uid]), [['plaintext_database', plain.uid]]);
+  assert.deepEqual(
+    j.violations.map((v) => [v.kind, v.bdb_uid]),
+    [['plaintext_database', plain.uid]],
+  );
 
   const scoped = await verify('db', String(enc.uid), '--require-all');
   assert.equal(scoped.code, 0, scoped.stdout + scoped.stderr);
@@ -275,10 +336,15 @@ test('after switching the plaintext database to encryption, --require-all passes
   await writeThroughEveryEndpoint(plain, 'after-switch', 10);
   // Plaintext links of the old generation close once drained; until then they are violations, rightly.
   let last: CliResult | undefined;
-  await waitFor('verify --require-all passes', async () => {
-    last = await verify('--require-all');
-    return last.code === 0;
-  }, 90_000, 1000).catch((err) => {
+  await waitFor(
+    'verify --require-all passes',
+    async () => {
+      last = await verify('--require-all');
+      return last.code === 0;
+    },
+    90_000,
+    1000,
+  ).catch((err) => {
     throw new Error(`${(err as Error).message}\n${last?.stdout}\n${last?.stderr}`);
   });
   console.log(`# --require-all passed ${Date.now() - switched} ms after the switch finished`);
@@ -299,5 +365,11 @@ test('a node that does not answer: one clear line, exit 2', async () => {
   assert.equal(r.code, 2, r.stdout + r.stderr);
   assert.equal(r.stdout, '');
   assert.equal(r.stderr.trim().split('\n').length, 1);
-  assert.match(r.stderr, new RegExp(`^error: cannot verify encryption: node ${n3.uidFromDisk} \\(127\\.0\\.18\\.3\\) is unreachable: .*\\(node_unreachable\\)$`, 'm'));
+  assert.match(
+    r.stderr,
+    new RegExp(
+      `^error: cannot verify encryption: node ${n3.uidFromDisk} \\(127\\.0\\.18\\.3\\) is unreachable: .*\\(node_unreachable\\)$`,
+      'm',
+    ),
+  );
 });

@@ -105,7 +105,14 @@ export class ApiTestMember implements ApiMember {
   }
   statusReply(): StatusReply {
     // This machine, as the member reports it (database memory is checked against it).
-    return { uid: this.uid, uptime: 0, cores: os.cpus().length, total_memory: os.totalmem(), software_version: SOFTWARE_VERSION, master_uid: this.masterUid };
+    return {
+      uid: this.uid,
+      uptime: 0,
+      cores: os.cpus().length,
+      total_memory: os.totalmem(),
+      software_version: SOFTWARE_VERSION,
+      master_uid: this.masterUid,
+    };
   }
   rpc(): undefined {
     return undefined;

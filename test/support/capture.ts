@@ -4,7 +4,7 @@
 // exit as the last resort (a running dumpcap must never keep a test process,
 // or the machine, busy after a failure).
 import fs from 'node:fs';
-import { spawn, execFile, ChildProcess } from 'node:child_process';
+import { spawn, execFile, type ChildProcess } from 'node:child_process';
 import { sleep, waitFor } from './cluster.js';
 import { reap } from './reaper.js';
 
@@ -40,10 +40,14 @@ export class Capture {
     p.once('exit', () => live.delete(p));
     let err = '';
     p.stderr!.on('data', (d) => (err += d));
-    await waitFor('capture running', async () => {
-      if (p.exitCode !== null) throw new Error(`dumpcap exited: ${err}`);
-      return fs.existsSync(this.file) && fs.statSync(this.file).size > 0;
-    }, 10_000);
+    await waitFor(
+      'capture running',
+      async () => {
+        if (p.exitCode !== null) throw new Error(`dumpcap exited: ${err}`);
+        return fs.existsSync(this.file) && fs.statSync(this.file).size > 0;
+      },
+      10_000,
+    );
     await sleep(500);
   }
 
@@ -61,29 +65,72 @@ export class Capture {
 
   tshark(args: string[]): Promise<string> {
     return new Promise((resolve, reject) =>
-      execFile('tshark', ['-r', this.file, '-d', 'tcp.port==3342,tls', ...args], { maxBuffer: 512 * 1024 * 1024 }, (err, out) => (err ? reject(err) : resolve(out))),
+      execFile('tshark', ['-r', this.file, '-d', 'tcp.port==3342,tls', ...args], { maxBuffer: 512 * 1024 * 1024 }, (err, out) =>
+        err ? reject(err) : resolve(out),
+      ),
     );
   }
 
   /** Payload bytes of every TCP segment between two different addresses of `addrs`, with the ports. */
-  async payloadsBetween(addrs: Set<string>): Promise<{ src: string; dst: string; sport: number; dport: number; time: number; data: Buffer }[]> {
-    const out = await this.tshark(['-Y', 'tcp.len > 0', '-T', 'fields', '-e', 'ip.src', '-e', 'ip.dst', '-e', 'tcp.srcport', '-e', 'tcp.dstport', '-e', 'frame.time_epoch', '-e', 'tcp.payload']);
+  async payloadsBetween(
+    addrs: Set<string>,
+  ): Promise<{ src: string; dst: string; sport: number; dport: number; time: number; data: Buffer }[]> {
+    const out = await this.tshark([
+      '-Y',
+      'tcp.len > 0',
+      '-T',
+      'fields',
+      '-e',
+      'ip.src',
+      '-e',
+      'ip.dst',
+      '-e',
+      'tcp.srcport',
+      '-e',
+      'tcp.dstport',
+      '-e',
+      'frame.time_epoch',
+      '-e',
+      'tcp.payload',
+    ]);
     return out
       .split('\n')
       .filter(Boolean)
       .map((l) => l.split('\t'))
       .filter(([src, dst]) => addrs.has(src) && addrs.has(dst) && src !== dst)
-      .map(([src, dst, sport, dport, time, hex]) => ({ src, dst, sport: Number(sport), dport: Number(dport), time: Number(time) * 1000, data: Buffer.from(hex.replace(/:/g, ''), 'hex') }));
+      .map(([src, dst, sport, dport, time, hex]) => ({
+        src,
+        dst,
+        sport: Number(sport),
+        dport: Number(dport),
+        time: Number(time) * 1000,
+        data: Buffer.from(hex.replace(/:/g, ''), 'hex'),
+      }));
   }
 
   /** Every ServerHello sent from `port`: version, key-share group, suite. */
   async serverHellos(port: number): Promise<ServerHello[]> {
     const out = await this.tshark([
-      '-d', `tcp.port==${port},tls`,
-      '-Y', `tls.handshake.type == 2 && tcp.srcport == ${port}`,
-      '-T', 'fields', '-E', 'occurrence=f',
-      '-e', 'ip.src', '-e', 'ip.dst', '-e', 'tls.handshake.extensions.supported_version', '-e', 'tls.handshake.version',
-      '-e', 'tls.handshake.extensions_key_share_group', '-e', 'tls.handshake.ciphersuite',
+      '-d',
+      `tcp.port==${port},tls`,
+      '-Y',
+      `tls.handshake.type == 2 && tcp.srcport == ${port}`,
+      '-T',
+      'fields',
+      '-E',
+      'occurrence=f',
+      '-e',
+      'ip.src',
+      '-e',
+      'ip.dst',
+      '-e',
+      'tls.handshake.extensions.supported_version',
+      '-e',
+      'tls.handshake.version',
+      '-e',
+      'tls.handshake.extensions_key_share_group',
+      '-e',
+      'tls.handshake.ciphersuite',
     ]);
     return out
       .split('\n')

@@ -1,6 +1,6 @@
 // Test fixtures: a cluster's CA and plane bundles made with the real PKI code.
-import { createCa, issueLocally, Plane, Issued } from '../../src/pki/pki.js';
-import { Bundle } from '../../src/tls/policy.js';
+import { createCa, issueLocally, type Plane, type Issued } from '../../src/pki/pki.js';
+import type { Bundle } from '../../src/tls/policy.js';
 
 export interface FakeNodeCerts {
   uid: number;
@@ -13,7 +13,12 @@ export interface ClusterCerts {
   nodes: FakeNodeCerts[];
 }
 
-export async function makeClusterCerts(clusterId: string, uids: number[], addr = '127.0.0.1', validitySeconds = 3600): Promise<ClusterCerts> {
+export async function makeClusterCerts(
+  clusterId: string,
+  uids: number[],
+  addr = '127.0.0.1',
+  validitySeconds = 3600,
+): Promise<ClusterCerts> {
   const ca = await createCa(clusterId, clusterId);
   const nodes: FakeNodeCerts[] = [];
   for (const uid of uids) {

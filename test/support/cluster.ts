@@ -1,14 +1,14 @@
 // Real nodes for multi-node tests: `./bin/tessera node start` processes on
 // loopback addresses, temporary data directories, and cleanup of every
 // process a test started (by PID).
-import { spawn, ChildProcess, execFile } from 'node:child_process';
+import { spawn, type ChildProcess, execFile } from 'node:child_process';
 import { reap } from './reaper.js';
 import { sleep, waitFor } from './wait.js';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { requestJson, JsonResponse } from '../../src/util/https-json.js';
+import { requestJson, type JsonResponse } from '../../src/util/https-json.js';
 
 export const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 export const BIN = path.join(REPO, 'bin/tessera');
@@ -63,17 +63,23 @@ export class TestNode {
     );
     fs.closeSync(out);
     const proc = this.proc;
-    await waitFor(`node ${this.addr} REST`, async () => {
-      if (proc.exitCode !== null) throw new Error(`node ${this.addr} exited (${proc.exitCode}); log: ${this.logTail()}`);
-      const r = await requestJson({ host: this.addr, port: 9443, path: '/v1/bootstrap', timeoutMs: 2000 });
-      return r.status === 200;
-    }, 30_000);
+    await waitFor(
+      `node ${this.addr} REST`,
+      async () => {
+        if (proc.exitCode !== null) throw new Error(`node ${this.addr} exited (${proc.exitCode}); log: ${this.logTail()}`);
+        const r = await requestJson({ host: this.addr, port: 9443, path: '/v1/bootstrap', timeoutMs: 2000 });
+        return r.status === 200;
+      },
+      30_000,
+    );
   }
 
   /** Start a daemon that is expected to refuse to run; resolves with what it logged. */
   async startFails(timeoutMs = 20_000): Promise<string> {
     const out = fs.openSync(this.logFile, 'a');
-    const p = reap(spawn(BIN, ['node', 'start', '--addr', this.addr, '--data-dir', this.dataDir, ...this.extraArgs], { stdio: ['ignore', out, out] }));
+    const p = reap(
+      spawn(BIN, ['node', 'start', '--addr', this.addr, '--data-dir', this.dataDir, ...this.extraArgs], { stdio: ['ignore', out, out] }),
+    );
     fs.closeSync(out);
     const code = await new Promise<number | null>((resolve) => {
       const t = setTimeout(() => {
@@ -112,7 +118,12 @@ export class TestNode {
     clearTimeout(t);
   }
 
-  api<T = unknown>(method: string, p: string, body?: unknown, creds: { username?: string; password?: string } | null = { username: USER, password: PASSWORD }): Promise<JsonResponse<T>> {
+  api<T = unknown>(
+    method: string,
+    p: string,
+    body?: unknown,
+    creds: { username?: string; password?: string } | null = { username: USER, password: PASSWORD },
+  ): Promise<JsonResponse<T>> {
     // Clients trust the services CA (REST, UI, metrics), never the internode CA.
     const caFile = path.join(this.dataDir, 'certs/services-ca.pem');
     const caPem = fs.existsSync(path.join(this.dataDir, 'node.json')) ? fs.readFileSync(caFile, 'utf8') : undefined;
@@ -141,7 +152,10 @@ export class TestCluster {
     const shared = process.env.TESSERA_TEST_NET;
     const first = shared ? sharedNetNext : 1;
     if (shared) sharedNetNext += count;
-    this.nodes = Array.from({ length: count }, (_, i) => new TestNode(`127.0.${shared ?? net}.${first + i}`, path.join(this.root, `n${i + 1}`), extraArgs(i)));
+    this.nodes = Array.from(
+      { length: count },
+      (_, i) => new TestNode(`127.0.${shared ?? net}.${first + i}`, path.join(this.root, `n${i + 1}`), extraArgs(i)),
+    );
   }
 
   async startAll(): Promise<void> {
@@ -187,11 +201,15 @@ export async function createDb(n: TestNode, body: Record<string, unknown>, timeo
 export async function waitDbStatus(n: TestNode, uid: number, status: string, timeoutMs = 60_000): Promise<BdbJson> {
   let last: BdbJson | undefined;
   try {
-    return await waitFor(`db ${uid} ${status}`, async () => {
-      const r = await n.api<BdbJson>('GET', `/v1/bdbs/${uid}`);
-      last = r.body;
-      return r.status === 200 && r.body.status === status ? r.body : undefined;
-    }, timeoutMs);
+    return await waitFor(
+      `db ${uid} ${status}`,
+      async () => {
+        const r = await n.api<BdbJson>('GET', `/v1/bdbs/${uid}`);
+        last = r.body;
+        return r.status === 200 && r.body.status === status ? r.body : undefined;
+      },
+      timeoutMs,
+    );
   } catch (err) {
     throw new Error(`${(err as Error).message}; last seen: ${JSON.stringify(last)}`);
   }
@@ -210,8 +228,11 @@ export function shardSocketPath(node: TestNode, shardUid: number): string {
 /** Run redis-cli against a shard's unix socket, authenticated with its secret. */
 export function shardCli(node: TestNode, shardUid: number, args: string[]): Promise<string> {
   return new Promise((resolve, reject) => {
-    execFile('redis-cli', ['-s', shardSocketPath(node, shardUid), '--no-auth-warning', '-a', shardSecret(node, shardUid), ...args], { timeout: 10_000 }, (err, stdout) =>
-      err ? reject(err) : resolve(stdout.trim()),
+    execFile(
+      'redis-cli',
+      ['-s', shardSocketPath(node, shardUid), '--no-auth-warning', '-a', shardSecret(node, shardUid), ...args],
+      { timeout: 10_000 },
+      (err, stdout) => (err ? reject(err) : resolve(stdout.trim())),
     );
   });
 }

@@ -8,16 +8,16 @@
 // Addresses: server n listens on 127.0.10.n:(13342+n).
 import assert from 'node:assert/strict';
 import { X509Certificate } from 'node:crypto';
-import tls from 'node:tls';
+import type tls from 'node:tls';
 import pino from 'pino';
-import { makeClusterCerts, ClusterCerts } from './certs.js';
+import { makeClusterCerts, type ClusterCerts } from './certs.js';
 import { CertStore } from '../../src/pki/certstore.js';
 import type { Bundle } from '../../src/tls/policy.js';
-import { InternodeServer, PeerIdentity, PeerPolicy } from '../../src/internode/channel.js';
+import { InternodeServer, type PeerIdentity, type PeerPolicy } from '../../src/internode/channel.js';
 import { ALPN, SERVERNAME } from '../../src/tls/contexts.js';
 import { serveRpc } from '../../src/internode/rpc.js';
-import { certInfo, Plane } from '../../src/pki/pki.js';
-import { TlsTempDir, ProbeOptions, ProbeResult, CmdResult } from './tls-tools.js';
+import { certInfo, type Plane } from '../../src/pki/pki.js';
+import { TlsTempDir, type ProbeOptions, type ProbeResult, type CmdResult } from './tls-tools.js';
 
 export const CLUSTER = 'c1';
 // The suites DESIGN.md allows, spelled out here rather than imported from
@@ -132,7 +132,14 @@ export class InternodeFixture {
 
   /** s_client arguments: connect, trust our CA, optionally a client cert. */
   sArgs(h: Harness, files: Files | undefined, ...extra: string[]): string[] {
-    return ['-connect', `${h.host}:${h.port}`, '-CAfile', this.f.m2cp.ca, ...(files ? ['-cert', files.cert, '-key', files.key] : []), ...extra];
+    return [
+      '-connect',
+      `${h.host}:${h.port}`,
+      '-CAfile',
+      this.f.m2cp.ca,
+      ...(files ? ['-cert', files.cert, '-key', files.key] : []),
+      ...extra,
+    ];
   }
 }
 
@@ -140,7 +147,11 @@ export function assertAccepted(r: ProbeResult, plane: Plane, from: number, what:
   assert.ok(r.secureConnected, `${what}: handshake did not complete (${r.error?.message})`);
   assert.equal(r.alpn, ALPN[plane], `${what}: ALPN`);
   assert.ok(r.cipher && ALLOWED.has(r.cipher), `${what}: negotiated ${r.cipher}`);
-  assert.deepEqual(r.replies.map((l) => JSON.parse(l)), [reply(1, plane, from)], `${what}: RPC reply`);
+  assert.deepEqual(
+    r.replies.map((l) => JSON.parse(l)),
+    [reply(1, plane, from)],
+    `${what}: RPC reply`,
+  );
   assert.equal(r.closedDuringWatch, false, `${what}: the server closed an accepted connection`);
 }
 

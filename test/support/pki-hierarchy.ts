@@ -28,7 +28,10 @@ export interface Entity {
 
 export async function rsaKeys(count: number, modulusLength = 2048): Promise<CryptoKeyPair[]> {
   return Promise.all(
-    Array.from({ length: count }, () => subtle.generateKey({ ...RSA_ALG, modulusLength }, true, ['sign', 'verify']) as Promise<CryptoKeyPair>),
+    Array.from(
+      { length: count },
+      () => subtle.generateKey({ ...RSA_ALG, modulusLength }, true, ['sign', 'verify']) as Promise<CryptoKeyPair>,
+    ),
   );
 }
 
@@ -49,7 +52,7 @@ function serial(): string {
 }
 
 function sigAlgFor(keys: CryptoKeyPair): Algorithm {
-  return keys.privateKey.algorithm.name === 'ECDSA' ? { name: 'ECDSA', hash: 'SHA-256' } as Algorithm : RSA_ALG;
+  return keys.privateKey.algorithm.name === 'ECDSA' ? ({ name: 'ECDSA', hash: 'SHA-256' } as Algorithm) : RSA_ALG;
 }
 
 export interface CertOptions {
@@ -98,7 +101,13 @@ async function issue(issuer: Entity, name: string, keys: CryptoKeyPair, leaf: bo
   if (ku !== null) exts.push(new x509.KeyUsagesExtension(ku, true));
   const eku = o.eku === undefined ? (leaf ? [x509.ExtendedKeyUsage.serverAuth, x509.ExtendedKeyUsage.clientAuth] : null) : o.eku;
   if (eku !== null) exts.push(new x509.ExtendedKeyUsageExtension(eku));
-  if (leaf) exts.push(new x509.SubjectAlternativeNameExtension([{ type: 'dns', value: `${name}.test` }, { type: 'ip', value: '127.0.30.1' }]));
+  if (leaf)
+    exts.push(
+      new x509.SubjectAlternativeNameExtension([
+        { type: 'dns', value: `${name}.test` },
+        { type: 'ip', value: '127.0.30.1' },
+      ]),
+    );
   exts.push(await x509.AuthorityKeyIdentifierExtension.create(issuer.keys.publicKey));
   exts.push(await x509.SubjectKeyIdentifierExtension.create(keys.publicKey));
   exts.push(...(o.extensions ?? []));
@@ -150,7 +159,7 @@ export interface OpensslResult {
 export function openssl(args: string[], timeoutMs = 10_000): Promise<OpensslResult> {
   return new Promise((resolve) => {
     execFile('openssl', args, { timeout: timeoutMs }, (err, stdout, stderr) => {
-      const code = err ? (typeof (err as { code?: unknown }).code === 'number' ? ((err as { code: number }).code) : 1) : 0;
+      const code = err ? (typeof (err as { code?: unknown }).code === 'number' ? (err as { code: number }).code : 1) : 0;
       resolve({ code, stdout: String(stdout), stderr: String(stderr) });
     });
   });

@@ -19,13 +19,28 @@ import { waitFor } from './wait.js';
  * exists (accept() may lag it slightly). No TCP listener unless `tcp` asks for one
  * (`['--port', '6390', '--bind', host]`).
  */
-export async function spawnRedis(sock: string, dir: string, extraArgs: string[] = [], tcp: string[] = ['--port', '0']): Promise<ChildProcess> {
-  const proc = reap(spawn('redis-server', [...tcp, '--unixsocket', sock, '--save', '', '--appendonly', 'no', '--dir', dir, ...extraArgs], { stdio: 'ignore' }));
+export async function spawnRedis(
+  sock: string,
+  dir: string,
+  extraArgs: string[] = [],
+  tcp: string[] = ['--port', '0'],
+): Promise<ChildProcess> {
+  const proc = reap(
+    spawn('redis-server', [...tcp, '--unixsocket', sock, '--save', '', '--appendonly', 'no', '--dir', dir, ...extraArgs], {
+      stdio: 'ignore',
+    }),
+  );
   try {
-    await waitFor(`redis-server on ${sock}`, () => {
-      if (proc.exitCode !== null || proc.signalCode !== null) throw new Error(`redis-server exited (${proc.exitCode ?? proc.signalCode})`);
-      return existsSync(sock);
-    }, 5000, 20);
+    await waitFor(
+      `redis-server on ${sock}`,
+      () => {
+        if (proc.exitCode !== null || proc.signalCode !== null)
+          throw new Error(`redis-server exited (${proc.exitCode ?? proc.signalCode})`);
+        return existsSync(sock);
+      },
+      5000,
+      20,
+    );
   } catch (err) {
     if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGKILL');
     throw new Error(`redis-server did not start: ${(err as Error).message}`);
@@ -62,7 +77,11 @@ export async function startScratchRedis(prefix: string, extraArgs: (dir: string)
  * with our ReplyParser until `done(replies)`; every byte received is kept, to
  * compare with what the parser accounted for. A parser error fails it.
  */
-export function pipelineReplies(sock: string, input: Buffer, done: (replies: RespReply[]) => boolean): Promise<{ replies: RespReply[]; received: Buffer[]; parser: ReplyParser }> {
+export function pipelineReplies(
+  sock: string,
+  input: Buffer,
+  done: (replies: RespReply[]) => boolean,
+): Promise<{ replies: RespReply[]; received: Buffer[]; parser: ReplyParser }> {
   return new Promise((resolve, reject) => {
     const received: Buffer[] = [];
     const replies: RespReply[] = [];

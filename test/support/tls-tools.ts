@@ -185,7 +185,7 @@ export function probe(o: ProbeOptions): Promise<ProbeResult> {
       const kx = s.getEphemeralKeyInfo() as { name?: string } | null;
       r.group = kx?.name;
       const pc = s.getPeerCertificate();
-      if (pc && pc.serialNumber) {
+      if (pc?.serialNumber) {
         r.peerSerial = pc.serialNumber.toLowerCase().replace(/^0+/, '');
         r.peerFingerprint256 = pc.fingerprint256;
       }

@@ -9,7 +9,12 @@ export function sleep(ms: number): Promise<void> {
  * value. A throw counts as "not yet" (the last error is named if time runs
  * out). Throws `timed out waiting for <what>` after `timeoutMs`.
  */
-export async function waitFor<T>(what: string, fn: () => T | undefined | false | Promise<T | undefined | false>, timeoutMs = 20_000, everyMs = 200): Promise<T> {
+export async function waitFor<T>(
+  what: string,
+  fn: () => T | undefined | false | Promise<T | undefined | false>,
+  timeoutMs = 20_000,
+  everyMs = 200,
+): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   let last: unknown;
   for (;;) {

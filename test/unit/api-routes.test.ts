@@ -40,10 +40,21 @@ type Method = 'GET' | 'PUT' | 'POST' | 'DELETE' | 'PATCH';
 // Failed logins are limited per source address: each request without the admin's
 // credentials comes from an address of its own, so no case is refused for an earlier one.
 let sources = 0;
-function call(method: Method, url: string, body?: unknown, headers: Record<string, string> = { authorization: h.auth }): Promise<InjectResponse> {
+function call(
+  method: Method,
+  url: string,
+  body?: unknown,
+  headers: Record<string, string> = { authorization: h.auth },
+): Promise<InjectResponse> {
   const n = ++sources;
   const remoteAddress = headers.authorization === h.auth ? '127.0.0.1' : `10.${(n >> 16) & 255}.${(n >> 8) & 255}.${n & 255}`;
-  return h.app.inject({ method, url, headers, remoteAddress, ...(body === undefined ? {} : typeof body === 'string' ? { payload: body } : { payload: body as object }) });
+  return h.app.inject({
+    method,
+    url,
+    headers,
+    remoteAddress,
+    ...(body === undefined ? {} : typeof body === 'string' ? { payload: body } : { payload: body as object }),
+  });
 }
 
 /** The status, and exactly `{error_code, description}` (plus `extra` keys where a route adds detail). */
@@ -82,7 +93,12 @@ describe('authentication', () => {
   ];
   for (const [what, headers] of refusals) {
     test(`${what}: 401 unauthorized with a Basic challenge`, async () => {
-      for (const [method, url] of [['GET', '/v1/cluster'], ['GET', '/v1/bdbs'], ['PUT', '/v1/cluster/policy'], ['DELETE', '/v1/bdbs/1']] as const) {
+      for (const [method, url] of [
+        ['GET', '/v1/cluster'],
+        ['GET', '/v1/bdbs'],
+        ['PUT', '/v1/cluster/policy'],
+        ['DELETE', '/v1/bdbs/1'],
+      ] as const) {
         const r = await call(method, url, method === 'PUT' ? { data_internode_encryption: true } : undefined, headers);
         assertError(r, 401, 'unauthorized');
         assert.equal(r.headers['www-authenticate'], 'Basic realm="tessera"', `${method} ${url}`);
@@ -118,7 +134,12 @@ describe('request bodies that are not JSON objects', () => {
       ['malformed JSON', await raw('{"data_internode_encryption": tru'), 400, 'ctp_invalid_json_body'],
       ['an empty JSON body', await raw(''), 400, 'ctp_empty_json_body'],
       ['text/plain (read as a string)', await raw('data_internode_encryption=true', 'text/plain'), 400, 'invalid_schema'],
-      ['an unknown content type', await raw('data_internode_encryption=true', 'application/x-www-form-urlencoded'), 415, 'ctp_invalid_media_type'],
+      [
+        'an unknown content type',
+        await raw('data_internode_encryption=true', 'application/x-www-form-urlencoded'),
+        415,
+        'ctp_invalid_media_type',
+      ],
       ['an array', await raw('[{"data_internode_encryption": true}]'), 400, 'invalid_schema'],
       ['a string', await raw('"true"'), 400, 'invalid_schema'],
     ] as const;
@@ -187,7 +208,14 @@ describe('cluster and policy', () => {
 
 describe('nodes', () => {
   test('a uid that is not a number is 400; a node that does not exist is 404', async () => {
-    for (const url of ['/v1/nodes/abc', '/v1/nodes/-1', '/v1/nodes/1.5', '/v1/nodes/1234567890', '/v1/nodes/x/alerts', '/v1/nodes/x/internode_links']) {
+    for (const url of [
+      '/v1/nodes/abc',
+      '/v1/nodes/-1',
+      '/v1/nodes/1.5',
+      '/v1/nodes/1234567890',
+      '/v1/nodes/x/alerts',
+      '/v1/nodes/x/internode_links',
+    ]) {
       assertError(await call('GET', url), 400, 'invalid_schema', /params\/uid must match pattern/);
     }
     for (const url of ['/v1/nodes/99', '/v1/nodes/99/alerts', '/v1/nodes/99/internode_links']) {
@@ -243,7 +271,12 @@ function bdb(uid: number, name: string, shards: ShardPlacement[], over: Partial<
 }
 async function putBdb(b: BdbRecord): Promise<void> {
   await h.etcd.client.put(KEYS.bdb(b.uid)).value(JSON.stringify(b));
-  await h.settle(`bdb ${b.uid} in the cache`, () => h.member.reconciler.bdbs.items.get(String(b.uid))?.generation === b.generation && h.member.reconciler.bdbs.items.get(String(b.uid))?.status === b.status);
+  await h.settle(
+    `bdb ${b.uid} in the cache`,
+    () =>
+      h.member.reconciler.bdbs.items.get(String(b.uid))?.generation === b.generation &&
+      h.member.reconciler.bdbs.items.get(String(b.uid))?.status === b.status,
+  );
 }
 async function dropBdb(uid: number): Promise<void> {
   await h.etcd.client.delete().key(KEYS.bdb(uid));
@@ -310,16 +343,26 @@ describe('databases', () => {
 
   test('POST /v1/bdbs: a port a foreign listener holds on a live node is skipped when choosing, refused when asked for', async () => {
     // Databases 1 and 2 have 12001 and 12002; something else listens on 12000 and 12003 of node 1.
-    const held = await Promise.all([12000, 12003].map((port) => new Promise<net.Server>((resolve, reject) => {
-      const s = net.createServer();
-      s.once('error', reject);
-      s.listen({ host: HOST, port, exclusive: true }, () => resolve(s));
-    })));
+    const held = await Promise.all(
+      [12000, 12003].map(
+        (port) =>
+          new Promise<net.Server>((resolve, reject) => {
+            const s = net.createServer();
+            s.once('error', reject);
+            s.listen({ host: HOST, port, exclusive: true }, () => resolve(s));
+          }),
+      ),
+    );
     try {
       const chosen = await call('POST', '/v1/bdbs?dry_run=1', { name: 'auto-port', memory_size: MB });
       assert.equal(chosen.statusCode, 200, chosen.body);
       assert.equal(chosen.json().port, 12004);
-      await assertRefusedUnchanged(call('POST', '/v1/bdbs', { name: 'a', memory_size: MB, port: 12000 }), 406, 'port_unavailable', /^port 12000 is in use on node 1$/);
+      await assertRefusedUnchanged(
+        call('POST', '/v1/bdbs', { name: 'a', memory_size: MB, port: 12000 }),
+        406,
+        'port_unavailable',
+        /^port 12000 is in use on node 1$/,
+      );
     } finally {
       await Promise.all(held.map((s) => new Promise((r) => s.close(r))));
     }
@@ -360,8 +403,20 @@ describe('databases', () => {
       [{ data_internode_encryption: 'yes' }, /must be boolean/],
     ];
     for (const [body, why] of schema) await assertRefusedUnchanged(call('PUT', '/v1/bdbs/1', body), 400, 'invalid_schema', why);
-    for (const body of [{ port: 12050 }, { shards_count: 2 }, { sharding: true }, { replication: true }, { type: 'redis' }, { shards_placement: 'dense' }]) {
-      await assertRefusedUnchanged(call('PUT', '/v1/bdbs/1', body), 406, 'unsupported_change', new RegExp(`${Object.keys(body)[0]} cannot be changed`));
+    for (const body of [
+      { port: 12050 },
+      { shards_count: 2 },
+      { sharding: true },
+      { replication: true },
+      { type: 'redis' },
+      { shards_placement: 'dense' },
+    ]) {
+      await assertRefusedUnchanged(
+        call('PUT', '/v1/bdbs/1', body),
+        406,
+        'unsupported_change',
+        new RegExp(`${Object.keys(body)[0]} cannot be changed`),
+      );
     }
     await assertRefusedUnchanged(call('PUT', '/v1/bdbs/1', { memory_size: MB - 1 }), 406, 'invalid_memory_size');
     await assertRefusedUnchanged(call('PUT', '/v1/bdbs/1', { eviction_policy: 'lru' }), 406, 'invalid_eviction_policy');
@@ -407,9 +462,19 @@ describe('shards', () => {
   // Database 10: shard 11 master on node 1 with replica 12 on node 2 (down); shard 13 master on node 1, no replica.
   // Database 20: shard 21, a master on node 2 (down).
   before(async () => {
-    await putBdb(bdb(10, 'sharded', [shard(11, 'master', 1, [0, 8191]), shard(12, 'slave', 2, [0, 8191], 11), shard(13, 'master', 1, [8192, 16383])], { sharding: true }));
+    await putBdb(
+      bdb(10, 'sharded', [shard(11, 'master', 1, [0, 8191]), shard(12, 'slave', 2, [0, 8191], 11), shard(13, 'master', 1, [8192, 16383])], {
+        sharding: true,
+      }),
+    );
     await putBdb(bdb(20, 'other', [shard(21, 'master', 2, [0, 16383])]));
-    const seen: ObservedRecord = { node_uid: 1, generation: 1, converged: true, shards: [{ uid: 11, role: 'master', status: 'active' }], time: new Date().toISOString() };
+    const seen: ObservedRecord = {
+      node_uid: 1,
+      generation: 1,
+      converged: true,
+      shards: [{ uid: 11, role: 'master', status: 'active' }],
+      time: new Date().toISOString(),
+    };
     await h.etcd.client.put(KEYS.observed(10, 1)).value(JSON.stringify(seen));
   });
   after(async () => {
@@ -444,11 +509,20 @@ describe('shards', () => {
     await assertRefusedUnchanged(call('POST', '/v1/shards/actions/failover', {}), 404, 'shard_uids_required');
     await assertRefusedUnchanged(call('POST', '/v1/shards/actions/failover'), 404, 'shard_uids_required');
     await assertRefusedUnchanged(call('POST', '/v1/shards/999/actions/failover'), 404, 'shard_not_exist');
-    await assertRefusedUnchanged(call('POST', '/v1/shards/actions/failover', { shard_uids: [11, 21] }), 400, 'failover_shards_different_bdb');
+    await assertRefusedUnchanged(
+      call('POST', '/v1/shards/actions/failover', { shard_uids: [11, 21] }),
+      400,
+      'failover_shards_different_bdb',
+    );
     await assertRefusedUnchanged(call('POST', '/v1/shards/12/actions/failover'), 400, 'shard_is_slave', /fail over its master, shard 11/);
     await assertRefusedUnchanged(call('POST', '/v1/shards/13/actions/failover'), 400, 'shard_has_no_replica');
     await assertRefusedUnchanged(call('POST', '/v1/shards/21/actions/failover'), 400, 'shard_has_no_replica');
-    await assertRefusedUnchanged(call('POST', '/v1/shards/11/actions/failover', { immediate: true }), 409, 'replica_not_available', /node 2, which is down/);
+    await assertRefusedUnchanged(
+      call('POST', '/v1/shards/11/actions/failover', { immediate: true }),
+      409,
+      'replica_not_available',
+      /node 2, which is down/,
+    );
   });
 
   test('migrate: bad bodies are 400; a missing or absent target 404; a down target 409', async () => {
@@ -484,17 +558,40 @@ describe('certificate lifecycle', () => {
     ];
     for (const [body, why] of cases) await assertRefusedUnchanged(call('PUT', '/v1/job_scheduler', body), 400, 'invalid_schema', why);
     // Consistent values only: rotation must start before the certificate expires.
-    await assertRefusedUnchanged(call('PUT', '/v1/job_scheduler', { cert_rotation_job_settings: { expiry_days_before_rotation: 90 } }), 400, 'invalid_schedule');
-    await assertRefusedUnchanged(call('PUT', '/v1/job_scheduler', { cert_rotation_job_settings: { validity_days: 30 } }), 400, 'invalid_schedule');
+    await assertRefusedUnchanged(
+      call('PUT', '/v1/job_scheduler', { cert_rotation_job_settings: { expiry_days_before_rotation: 90 } }),
+      400,
+      'invalid_schedule',
+    );
+    await assertRefusedUnchanged(
+      call('PUT', '/v1/job_scheduler', { cert_rotation_job_settings: { validity_days: 30 } }),
+      400,
+      'invalid_schedule',
+    );
     const ok = await call('PUT', '/v1/job_scheduler', { cert_rotation_job_settings: { validity_days: 120 } });
     assert.equal(ok.statusCode, 200, ok.body);
     assert.equal((await call('GET', '/v1/job_scheduler')).json().cert_rotation_job_settings.validity_days, 120);
   });
 
   test('POST /v1/cluster/certificates/rotate: an unknown name is 403; bad bodies are 400', async () => {
-    await assertRefusedUnchanged(call('POST', '/v1/cluster/certificates/rotate', { name: 'proxy_cert' }), 403, 'unknown_certificate', /proxy_cert/);
-    await assertRefusedUnchanged(call('POST', '/v1/cluster/certificates/rotate', { name: 5 }), 400, 'invalid_schema', /name must be string/);
-    await assertRefusedUnchanged(call('POST', '/v1/cluster/certificates/rotate', { name: 'ccs_internode_encryption', now: true }), 400, 'invalid_schema', /unknown field 'now'/);
+    await assertRefusedUnchanged(
+      call('POST', '/v1/cluster/certificates/rotate', { name: 'proxy_cert' }),
+      403,
+      'unknown_certificate',
+      /proxy_cert/,
+    );
+    await assertRefusedUnchanged(
+      call('POST', '/v1/cluster/certificates/rotate', { name: 5 }),
+      400,
+      'invalid_schema',
+      /name must be string/,
+    );
+    await assertRefusedUnchanged(
+      call('POST', '/v1/cluster/certificates/rotate', { name: 'ccs_internode_encryption', now: true }),
+      400,
+      'invalid_schema',
+      /unknown field 'now'/,
+    );
   });
 
   test('PUT /v1/cluster/certificates: bad bodies are 400 invalid_schema; a bad certificate 400 invalid_certificate', async () => {
@@ -512,10 +609,15 @@ describe('certificate lifecycle', () => {
       [{ certificates: [{ ...one, expires: 'never' }] }, /unknown field 'expires'/],
       [{ certificates: [one], force: true }, /unknown field 'force'/],
     ];
-    for (const [body, why] of cases) await assertRefusedUnchanged(call('PUT', '/v1/cluster/certificates', body), 400, 'invalid_schema', why);
+    for (const [body, why] of cases)
+      await assertRefusedUnchanged(call('PUT', '/v1/cluster/certificates', body), 400, 'invalid_schema', why);
     await assertRefusedUnchanged(call('PUT', '/v1/cluster/certificates', { certificates: [one] }), 400, 'invalid_certificate');
     // The cluster's own CA as a leaf: real PEM, refused by the certificate checks, not the schema.
-    await assertRefusedUnchanged(call('PUT', '/v1/cluster/certificates', { certificates: [{ ...one, certificate: ca.certPem, key: ca.keyPem }] }), 400, 'invalid_certificate');
+    await assertRefusedUnchanged(
+      call('PUT', '/v1/cluster/certificates', { certificates: [{ ...one, certificate: ca.certPem, key: ca.keyPem }] }),
+      400,
+      'invalid_certificate',
+    );
   });
 });
 
@@ -555,11 +657,21 @@ describe('bootstrap and join admission', () => {
     ];
     for (const [body, why] of cases) await refused('POST', url, body, why, {});
     const n = h.bootstrap.calls.length;
-    const wrong = await call('POST', url, { cluster: { name: 'c.local' }, credentials: creds, node: { identity: { addr: '10.9.9.9' } } }, {});
+    const wrong = await call(
+      'POST',
+      url,
+      { cluster: { name: 'c.local' }, credentials: creds, node: { identity: { addr: '10.9.9.9' } } },
+      {},
+    );
     assertError(wrong, 400, 'invalid_address', /127\.0\.25\.1, not 10\.9\.9\.9/);
     assert.equal(h.bootstrap.calls.length, n);
     // Control: a valid body reaches the daemon, as given.
-    const ok = await call('POST', url, { action: 'create_cluster', cluster: { name: 'c.local' }, credentials: creds, node: { identity: { addr: HOST } } }, {});
+    const ok = await call(
+      'POST',
+      url,
+      { action: 'create_cluster', cluster: { name: 'c.local' }, credentials: creds, node: { identity: { addr: HOST } } },
+      {},
+    );
     assert.equal(ok.statusCode, 200, ok.body);
     assert.deepEqual(h.bootstrap.calls.at(-1), { method: 'createCluster', arg: { name: 'c.local', ...creds } });
   });
@@ -577,7 +689,10 @@ describe('bootstrap and join admission', () => {
     for (const [body, why] of cases) await refused('POST', url, body, why, {});
     const ok = await call('POST', url, { cluster: { nodes: ['127.0.0.1:9443'] }, credentials: creds }, {});
     assert.equal(ok.statusCode, 200, ok.body);
-    assert.deepEqual(h.bootstrap.calls.at(-1), { method: 'joinCluster', arg: { nodes: ['127.0.0.1:9443'], caFingerprint: undefined, ...creds } });
+    assert.deepEqual(h.bootstrap.calls.at(-1), {
+      method: 'joinCluster',
+      arg: { nodes: ['127.0.0.1:9443'], caFingerprint: undefined, ...creds },
+    });
   });
 
   test('POST /v1/cluster/join_node and promote/abort: bad bodies and uids never reach the daemon', async () => {
@@ -613,7 +728,9 @@ describe('when the store is unreachable (last: it kills etcd)', () => {
   // Basic auth reads the user from the store first, so this is the answer of every authenticated route.
   test('requests answer 503 store_unavailable with retry-after, whatever the credentials', async () => {
     h.etcd.proc.kill('SIGKILL');
-    await new Promise((r) => (h.etcd.proc.exitCode === null && h.etcd.proc.signalCode === null ? h.etcd.proc.once('exit', r) : r(undefined)));
+    await new Promise((r) =>
+      h.etcd.proc.exitCode === null && h.etcd.proc.signalCode === null ? h.etcd.proc.once('exit', r) : r(undefined),
+    );
     for (const [method, url, body] of [
       ['GET', '/v1/bdbs/1', undefined],
       ['PUT', '/v1/cluster/policy', { failover_timeout: 9 }],

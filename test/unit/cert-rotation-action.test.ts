@@ -15,7 +15,13 @@ import pino from 'pino';
 import type { Etcd3 } from 'etcd3';
 import { KEYS, ActionRecord, CertRotationRequest, type CertRotatedRecord, type LiveRecord } from '../../src/coord/schema.js';
 import { readRecord } from '../../src/coord/records.js';
-import { CertRotationController, ROTATION_ACTION, requestRotation, waitRotation, type RotationHost } from '../../src/control/cert-rotation-action.js';
+import {
+  CertRotationController,
+  ROTATION_ACTION,
+  requestRotation,
+  waitRotation,
+  type RotationHost,
+} from '../../src/control/cert-rotation-action.js';
 import { startScratchEtcd, type ScratchEtcd } from '../support/etcd.js';
 import { waitFor } from '../support/wait.js';
 
@@ -57,7 +63,13 @@ class Host implements RotationHost {
 
 /** What a node's certificate reconciler records once it renewed (or failed to). */
 async function report(action: string, node: number, error?: string): Promise<void> {
-  const rec: CertRotatedRecord = { node_uid: node, action_uid: action, renewed: error ? [] : [{ plane: 'cp', serial: `c0ffee${node}`, not_after: new Date().toISOString() }], ...(error ? { error } : {}), time: new Date().toISOString() };
+  const rec: CertRotatedRecord = {
+    node_uid: node,
+    action_uid: action,
+    renewed: error ? [] : [{ plane: 'cp', serial: `c0ffee${node}`, not_after: new Date().toISOString() }],
+    ...(error ? { error } : {}),
+    time: new Date().toISOString(),
+  };
   await etcd.client.put(KEYS.certRotated(action, node)).value(JSON.stringify(rec));
 }
 
@@ -75,10 +87,15 @@ test('the request and the action are written together; a master elected mid-way 
   await ctlA.start();
   await report(a.action_uid, 1);
   await report(a.action_uid, 2);
-  const mid = await waitFor('two nodes in the action', async () => {
-    const x = await action(a.action_uid);
-    return x && (x.steps ?? []).length === 3 ? x : undefined;
-  }, 10_000, 50);
+  const mid = await waitFor(
+    'two nodes in the action',
+    async () => {
+      const x = await action(a.action_uid);
+      return x && (x.steps ?? []).length === 3 ? x : undefined;
+    },
+    10_000,
+    50,
+  );
   assert.equal(mid.status, 'active');
   assert.equal(mid.progress, 66);
   assert.match(mid.steps![2], /^66% node 2 renewed ccs_internode_encryption \(serial c0ffee2\)$/);
@@ -93,7 +110,8 @@ test('the request and the action are written together; a master elected mid-way 
     const out = await waitRotation(c, a.action_uid, 10_000);
     assert.equal(out.action.status, 'completed', JSON.stringify(out.action));
     assert.equal(out.action.progress, 100);
-    for (const n of [1, 2, 3]) assert.equal(out.action.steps!.filter((s) => s.includes(`node ${n} renewed`)).length, 1, JSON.stringify(out.action.steps));
+    for (const n of [1, 2, 3])
+      assert.equal(out.action.steps!.filter((s) => s.includes(`node ${n} renewed`)).length, 1, JSON.stringify(out.action.steps));
     assert.deepEqual([...out.reports.keys()].sort(), [1, 2, 3]);
     assert.deepEqual(out.request?.failed, []);
     assert.ok(out.request?.finished_time, 'nodes no longer act on a finished request');
@@ -112,10 +130,15 @@ test('a node that is down (no lease, or no heartbeat for the failover timeout) i
     await report(a.action_uid, 1);
     await report(a.action_uid, 4, 'data_internode_encryption was not renewed: the CA cannot be read');
     // Before the bound, the down node and the error are steps already, and the action is still running.
-    const early = await waitFor('node 3 reported down', async () => {
-      const x = await action(a.action_uid);
-      return x && (x.steps ?? []).some((s) => s.includes('node 3 is down')) ? x : undefined;
-    }, 10_000, 50);
+    const early = await waitFor(
+      'node 3 reported down',
+      async () => {
+        const x = await action(a.action_uid);
+        return x && (x.steps ?? []).some((s) => s.includes('node 3 is down')) ? x : undefined;
+      },
+      10_000,
+      50,
+    );
     assert.equal(early.status, 'active');
     const out = await waitRotation(c, a.action_uid, 15_000);
     assert.equal(out.action.status, 'failed', JSON.stringify(out.action));

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import pino from 'pino';
 import { makeClusterCerts } from '../support/certs.js';
 import { CertStore } from '../../src/pki/certstore.js';
-import { InternodeServer, dial, PeerPolicy } from '../../src/internode/channel.js';
+import { InternodeServer, dial, type PeerPolicy } from '../../src/internode/channel.js';
 import { serveRpc, RpcClient } from '../../src/internode/rpc.js';
 
 test('cp rpc round trip between two members', async () => {
@@ -12,7 +12,14 @@ test('cp rpc round trip between two members', async () => {
   const log = pino({ level: 'silent' });
   const s1 = new CertStore({ cp: cc.nodes[0].cp, dp: cc.nodes[0].dp });
   const s2 = new CertStore({ cp: cc.nodes[1].cp, dp: cc.nodes[1].dp });
-  const srv = new InternodeServer({ host: '127.0.9.1', port: 13342, certs: s1, policy, log, handlers: { cp: (s, p) => serveRpc(s, p, async (m, params, peer) => ({ m, params, from: peer.uid })) } });
+  const srv = new InternodeServer({
+    host: '127.0.9.1',
+    port: 13342,
+    certs: s1,
+    policy,
+    log,
+    handlers: { cp: (s, p) => serveRpc(s, p, async (m, params, peer) => ({ m, params, from: peer.uid })) },
+  });
   await srv.listen();
   const c = new RpcClient({ uid: 1, host: '127.0.9.1', port: 13342 }, s2, policy);
   const r = await c.call('status', { a: 1 });

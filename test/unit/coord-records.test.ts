@@ -4,7 +4,14 @@
 // fields added since) and records with fields this code does not know still read.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { MalformedRecordError, MissingRecordError, RecordStore, readRecord, readRecords, requireRecord } from '../../src/coord/records.js';
+import {
+  MalformedRecordError,
+  MissingRecordError,
+  type RecordStore,
+  readRecord,
+  readRecords,
+  requireRecord,
+} from '../../src/coord/records.js';
 import {
   KEYS,
   BdbRecord,
@@ -76,24 +83,40 @@ test('a malformed record gives a clear error: its key, and the path and message 
   });
 
   const { status: _s, ...noStatus } = olderBdb;
-  await assert.rejects(readRecord(store({ [KEYS.bdb(1)]: noStatus }), KEYS.bdb(1), BdbRecord), /^MalformedRecordError: stored record at \/tessera\/bdbs\/1 is malformed: \/status: /);
+  await assert.rejects(
+    readRecord(store({ [KEYS.bdb(1)]: noStatus }), KEYS.bdb(1), BdbRecord),
+    /^MalformedRecordError: stored record at \/tessera\/bdbs\/1 is malformed: \/status: /,
+  );
   await assert.rejects(
     readRecord(store({ [KEYS.bdb(1)]: { ...olderBdb, status: 'exploded' } }), KEYS.bdb(1), BdbRecord),
     /stored record at \/tessera\/bdbs\/1 is malformed: \/status: /,
   );
-  await assert.rejects(readRecord(store({ [KEYS.ca]: '{"cert": "x", ' }), KEYS.ca, CaRecord), /^MalformedRecordError: stored record at \/tessera\/ca is malformed: not JSON/);
-  await assert.rejects(readRecord(store({ [KEYS.ca]: [1, 2] }), KEYS.ca, CaRecord), /stored record at \/tessera\/ca is malformed: \/: Expected object/);
+  await assert.rejects(
+    readRecord(store({ [KEYS.ca]: '{"cert": "x", ' }), KEYS.ca, CaRecord),
+    /^MalformedRecordError: stored record at \/tessera\/ca is malformed: not JSON/,
+  );
+  await assert.rejects(
+    readRecord(store({ [KEYS.ca]: [1, 2] }), KEYS.ca, CaRecord),
+    /stored record at \/tessera\/ca is malformed: \/: Expected object/,
+  );
 });
 
 test('an absent record is null; one that must exist is an error naming its key', async () => {
   assert.equal(await readRecord(store({}), KEYS.bdb(9), BdbRecord), null);
-  await assert.rejects(requireRecord(store({}), KEYS.ca, CaRecord), (err: Error) => err instanceof MissingRecordError && err.message === 'stored record at /tessera/ca is missing');
+  await assert.rejects(
+    requireRecord(store({}), KEYS.ca, CaRecord),
+    (err: Error) => err instanceof MissingRecordError && err.message === 'stored record at /tessera/ca is missing',
+  );
   assert.deepEqual(await requireRecord(store({ [KEYS.ca]: { cert: 'c', key: 'k' } }), KEYS.ca, CaRecord), { cert: 'c', key: 'k' });
 });
 
 test('a prefix read gives every record by key, and fails on the first malformed one, naming it', async () => {
   const two = { ...olderBdb, uid: 2, name: 'db2' };
-  const all = await readRecords(store({ [KEYS.bdb(1)]: olderBdb, [KEYS.bdb(2)]: two, [KEYS.ca]: { cert: 'c', key: 'k' } }), KEYS.bdbsPrefix, BdbRecord);
+  const all = await readRecords(
+    store({ [KEYS.bdb(1)]: olderBdb, [KEYS.bdb(2)]: two, [KEYS.ca]: { cert: 'c', key: 'k' } }),
+    KEYS.bdbsPrefix,
+    BdbRecord,
+  );
   assert.deepEqual([...all.keys()].sort(), ['/tessera/bdbs/1', '/tessera/bdbs/2']);
   assert.equal(all.get(KEYS.bdb(2))?.name, 'db2');
   await assert.rejects(
@@ -107,7 +130,11 @@ test('a policy written before some of its fields existed reads with the defaults
   const older = await readRecord(store({ [KEYS.policy]: { data_internode_encryption: true } }), KEYS.policy, StoredPolicy);
   assert.deepEqual(policyWithDefaults(older), { ...DEFAULT_POLICY, data_internode_encryption: true });
   assert.deepEqual(policyWithDefaults(null), DEFAULT_POLICY);
-  assert.deepEqual(policyWithDefaults(older, { failover_timeout: 9 }), { ...DEFAULT_POLICY, data_internode_encryption: true, failover_timeout: 9 });
+  assert.deepEqual(policyWithDefaults(older, { failover_timeout: 9 }), {
+    ...DEFAULT_POLICY,
+    data_internode_encryption: true,
+    failover_timeout: 9,
+  });
   await assert.rejects(
     readRecord(store({ [KEYS.policy]: { internode_key_exchange: 'classic_only' } }), KEYS.policy, StoredPolicy),
     /stored record at \/tessera\/policy is malformed: \/internode_key_exchange: /,
@@ -115,8 +142,14 @@ test('a policy written before some of its fields existed reads with the defaults
 });
 
 test('settings merge one level deep over their defaults, each layer in turn', async () => {
-  const stored = await readRecord(store({ [KEYS.jobScheduler]: { cert_rotation_job_settings: { validity_days: 30 } } }), KEYS.jobScheduler, StoredJobScheduler);
-  assert.deepEqual(jobSchedulerWithDefaults(stored), { cert_rotation_job_settings: { enabled: true, validity_days: 30, expiry_days_before_rotation: 60 } });
+  const stored = await readRecord(
+    store({ [KEYS.jobScheduler]: { cert_rotation_job_settings: { validity_days: 30 } } }),
+    KEYS.jobScheduler,
+    StoredJobScheduler,
+  );
+  assert.deepEqual(jobSchedulerWithDefaults(stored), {
+    cert_rotation_job_settings: { enabled: true, validity_days: 30, expiry_days_before_rotation: 60 },
+  });
   assert.deepEqual(jobSchedulerWithDefaults(stored, { cert_rotation_job_settings: { expiry_days_before_rotation: 10 } }), {
     cert_rotation_job_settings: { enabled: true, validity_days: 30, expiry_days_before_rotation: 10 },
   });

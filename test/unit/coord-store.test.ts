@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { startScratchEtcd, type ScratchEtcd } from '../support/etcd.js';
 import { waitFor } from '../support/wait.js';
 import { nodeRecord } from '../support/api-host.js';
-import { ClusterStore, storeOf } from '../../src/coord/store.js';
+import { type ClusterStore, storeOf } from '../../src/coord/store.js';
 import { MalformedRecordError, MissingRecordError } from '../../src/coord/records.js';
 import { KEYS, DEFAULT_POLICY, type ActionRecord, type BdbRecord, type UserRecord } from '../../src/coord/schema.js';
 
@@ -56,7 +56,14 @@ function bdb(uid: number, over: Partial<BdbRecord> = {}): BdbRecord {
   };
 }
 
-const action = (uid: number): ActionRecord => ({ action_uid: String(uid), name: 'create_bdb', object_name: 'bdb:x', progress: 0, status: 'pending', creation_time: new Date().toISOString() });
+const action = (uid: number): ActionRecord => ({
+  action_uid: String(uid),
+  name: 'create_bdb',
+  object_name: 'bdb:x',
+  progress: 0,
+  status: 'pending',
+  creation_time: new Date().toISOString(),
+});
 
 test('one store per client', () => {
   assert.equal(storeOf(etcd.client), s);
@@ -69,20 +76,35 @@ describe('sequences', () => {
     assert.equal(await s.seqs.next('shard'), 5);
     assert.equal(await raw(KEYS.shardSeq), '5');
     const seen = await s.seqs.read('shard', 'node');
-    assert.deepEqual([...seen], [['shard', 5], ['node', 0]]);
+    assert.deepEqual(
+      [...seen],
+      [
+        ['shard', 5],
+        ['node', 0],
+      ],
+    );
   });
 });
 
 describe('databases', () => {
   test('createWithAction creates both and takes the uids, only while the sequences stand still and the records are absent', async () => {
     const seen = await s.seqs.read('bdb', 'action');
-    const bump = new Map([['bdb', 1], ['action', 1]] as const);
+    const bump = new Map([
+      ['bdb', 1],
+      ['action', 1],
+    ] as const);
     const b = bdb(seen.get('bdb')! + 1);
     const a = action(seen.get('action')! + 1);
     assert.equal(await s.bdbs.createWithAction(seen, bump, b, a), true);
     assert.deepEqual(await s.bdbs.get(b.uid), b);
     assert.deepEqual(await s.actions.get(a.action_uid), a);
-    assert.deepEqual([...(await s.seqs.read('bdb', 'action'))], [['bdb', b.uid], ['action', Number(a.action_uid)]]);
+    assert.deepEqual(
+      [...(await s.seqs.read('bdb', 'action'))],
+      [
+        ['bdb', b.uid],
+        ['action', Number(a.action_uid)],
+      ],
+    );
     // The same snapshot again: the sequences moved, nothing is written.
     assert.equal(await s.bdbs.createWithAction(seen, bump, bdb(b.uid + 1), action(Number(a.action_uid) + 1)), false);
     assert.equal(await s.bdbs.get(b.uid + 1), null);
@@ -108,9 +130,15 @@ describe('databases', () => {
 
   test('a malformed record fails the read that finds it, and is never overwritten', async () => {
     await etcd.client.put(KEYS.bdb(30)).value(JSON.stringify({ ...bdb(30), shards: 'none' }));
-    await assert.rejects(s.bdbs.get(30), (e: unknown) => e instanceof MalformedRecordError && e.key === KEYS.bdb(30) && /shards/.test(e.problem));
+    await assert.rejects(
+      s.bdbs.get(30),
+      (e: unknown) => e instanceof MalformedRecordError && e.key === KEYS.bdb(30) && /shards/.test(e.problem),
+    );
     await assert.rejects(s.bdbs.list(), MalformedRecordError);
-    await assert.rejects(s.bdbs.update(30, (cur) => cur), MalformedRecordError);
+    await assert.rejects(
+      s.bdbs.update(30, (cur) => cur),
+      MalformedRecordError,
+    );
     assert.match((await raw(KEYS.bdb(30)))!, /"shards":"none"/);
     await s.bdbs.delete(30);
     assert.equal(await raw(KEYS.bdb(30)), null);
@@ -183,7 +211,10 @@ describe('users and UI sessions', () => {
     assert.equal(next?.role, 'admin');
     assert.equal(await s.users.update('nobody@b.c', (u) => u), undefined);
     assert.equal(await raw(KEYS.user('nobody@b.c')), null);
-    assert.deepEqual((await s.users.list()).map((u) => u.username), [user.username]);
+    assert.deepEqual(
+      (await s.users.list()).map((u) => u.username),
+      [user.username],
+    );
     await s.users.delete(user.username);
     assert.equal(await s.users.get(user.username), null);
   });
@@ -250,7 +281,7 @@ describe('nodes, joins, master', () => {
       assert.equal(await s.master.handTo({ uid: 2, since: 'now' }), 'done');
       assert.equal((await s.master.get())?.uid, 2);
       const kv = (await etcd.client.get(KEYS.master).exec()).kvs[0];
-      assert.equal(kv.lease, await l2.grant(), 'the key is bound to the new master\'s lease');
+      assert.equal(kv.lease, await l2.grant(), "the key is bound to the new master's lease");
       assert.equal(await s.master.resign(1), false, 'not the holder');
       assert.equal((await s.master.get())?.uid, 2);
       const master = s.master.cache();
@@ -293,14 +324,20 @@ describe('nodes, joins, master', () => {
     await s.nodes.delete(10);
   });
 
-  test('the node cache holds the first node\'s stub and then its full record', async () => {
+  test("the node cache holds the first node's stub and then its full record", async () => {
     const nodes = s.nodes.cache();
     await nodes.start();
     try {
       await etcd.client.put(KEYS.node(11)).value(JSON.stringify({ uid: 11, etcd_member_id: '12', joined_time: 'now' }));
       await waitFor('the stub in the cache', () => nodes.items.get('11')?.etcd_member_id === '12', 5000, 50);
       assert.equal(nodes.items.get('11')?.addr, undefined, 'a stub: no address yet');
-      assert.equal(nodes.values().filter((n) => n.addr).some((n) => n.uid === 11), false);
+      assert.equal(
+        nodes
+          .values()
+          .filter((n) => n.addr)
+          .some((n) => n.uid === 11),
+        false,
+      );
       const n = nodeRecord(11, '127.0.27.11');
       await s.nodes.put(n);
       await waitFor('the full record in the cache', () => nodes.items.get('11')?.addr === n.addr, 5000, 50);
@@ -311,7 +348,7 @@ describe('nodes, joins, master', () => {
     }
   });
 
-  test('takeOver binds the key to the new holder\'s lease: it goes when that lease does', async () => {
+  test("takeOver binds the key to the new holder's lease: it goes when that lease does", async () => {
     const l1 = etcd.client.lease(30, { autoKeepAlive: false });
     const l2 = etcd.client.lease(30, { autoKeepAlive: false });
     try {
@@ -320,7 +357,7 @@ describe('nodes, joins, master', () => {
       const kv = (await etcd.client.get(KEYS.master).exec()).kvs[0];
       assert.equal(kv.lease, await l2.grant());
       await l1.revoke();
-      assert.equal((await s.master.get())?.uid, 2, 'the old holder\'s lease no longer holds the key');
+      assert.equal((await s.master.get())?.uid, 2, "the old holder's lease no longer holds the key");
       await l2.revoke();
       assert.equal(await s.master.get(), null);
     } finally {
@@ -363,7 +400,11 @@ describe('cluster records', () => {
     // A policy written before a field existed reads with its default.
     await etcd.client.put(KEYS.policy).value(JSON.stringify({ data_internode_encryption: true }));
     assert.deepEqual(await s.cluster.policy(), { ...DEFAULT_POLICY, data_internode_encryption: true });
-    assert.deepEqual(await s.cluster.updatePolicy({ failover_timeout: 9 }), { ...DEFAULT_POLICY, data_internode_encryption: true, failover_timeout: 9 });
+    assert.deepEqual(await s.cluster.updatePolicy({ failover_timeout: 9 }), {
+      ...DEFAULT_POLICY,
+      data_internode_encryption: true,
+      failover_timeout: 9,
+    });
     assert.equal((await s.cluster.policy()).failover_timeout, 9);
     assert.equal((await s.settings.alertSettings()).node_internal_certs_about_to_expire.threshold, 45);
     // A second services CA is refused: the first one stays.
@@ -385,7 +426,9 @@ describe('cluster records', () => {
 describe('settings, operator certificates, node records', () => {
   test('job scheduler and alert settings: defaults, partial updates, a refused update writes nothing', async () => {
     assert.equal((await s.settings.jobScheduler()).cert_rotation_job_settings.validity_days, 90);
-    const next = await s.settings.updateJobScheduler((cur) => ({ cert_rotation_job_settings: { ...cur?.cert_rotation_job_settings, validity_days: 30 } }));
+    const next = await s.settings.updateJobScheduler((cur) => ({
+      cert_rotation_job_settings: { ...cur?.cert_rotation_job_settings, validity_days: 30 },
+    }));
     assert.equal(next.cert_rotation_job_settings.validity_days, 30);
     assert.equal(next.cert_rotation_job_settings.expiry_days_before_rotation, 60);
     const before = await raw(KEYS.jobScheduler);
@@ -410,9 +453,16 @@ describe('settings, operator certificates, node records', () => {
     const customer = { ...cert, plane: 'cp' as const };
     const service = { ...cert, serial: 'S2', name: 'api' as const };
     const identity = { serial: 'S1', uid: 2, plane: 'cp' as const };
-    assert.equal(await s.operatorCerts.apply({ anchors: ['A1', 'A2'], customer: [customer], identities: [identity], service: [service] }), true);
+    assert.equal(
+      await s.operatorCerts.apply({ anchors: ['A1', 'A2'], customer: [customer], identities: [identity], service: [service] }),
+      true,
+    );
     assert.deepEqual(await s.operatorCerts.trust(), { anchors: ['A1', 'A2'] });
-    const [mine, svc, ids] = [s.operatorCerts.customerCertsCache(2), s.operatorCerts.serviceCertsCache(2), s.operatorCerts.identitiesCache()];
+    const [mine, svc, ids] = [
+      s.operatorCerts.customerCertsCache(2),
+      s.operatorCerts.serviceCertsCache(2),
+      s.operatorCerts.identitiesCache(),
+    ];
     await Promise.all([mine.start(), svc.start(), ids.start()]);
     assert.deepEqual(mine.items.get('cp'), customer);
     assert.deepEqual(svc.items.get('api'), service);

@@ -60,5 +60,9 @@ test('replica grace period (slave_ha_grace_period) or slave_ha off: masters fail
   const later = planFailover(early.shards, new Set([1]), [2, 3], new Set([1]))!;
   assert.deepEqual(later.promoted, []);
   assert.deepEqual(later.moved, [{ shard: 1, from: 1, to: 3 }]);
-  assert.equal(planFailover(twoShards, new Set([3]), [1, 2], new Set()), undefined, 'a dead replica node alone: nothing until the grace period ends');
+  assert.equal(
+    planFailover(twoShards, new Set([3]), [1, 2], new Set()),
+    undefined,
+    'a dead replica node alone: nothing until the grace period ends',
+  );
 });

@@ -37,7 +37,10 @@ test('a beating node is seen fresh, a stopped one silent for as long as it stopp
       await sleep(900);
       assert.ok(one.current(), 'node 1 still sees its own beats');
       const silent = one.silentMs(2);
-      assert.ok(silent >= 500 && silent <= Date.now() - stoppedAt + 600, `silent for ${silent} ms after stopping ${Date.now() - stoppedAt} ms ago`);
+      assert.ok(
+        silent >= 500 && silent <= Date.now() - stoppedAt + 600,
+        `silent for ${silent} ms after stopping ${Date.now() - stoppedAt} ms ago`,
+      );
     } finally {
       clearInterval(beatOne);
       clearInterval(beatTwo);

@@ -7,20 +7,20 @@
 // Addresses: test n listens on 127.0.10.n:(13342+n).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import tls from 'node:tls';
+import type tls from 'node:tls';
 import type { Bundle } from '../../src/tls/policy.js';
 import { ALPN, SERVERNAME } from '../../src/tls/contexts.js';
-import { certInfo, issueLocally, Plane } from '../../src/pki/pki.js';
+import { certInfo, issueLocally, type Plane } from '../../src/pki/pki.js';
 import type { ClusterCerts } from '../support/certs.js';
-import { sClient, run, runEnv, probe, buildAlpnShim, ProbeResult, TlsTempDir } from '../support/tls-tools.js';
+import { sClient, run, runEnv, probe, buildAlpnShim, type ProbeResult, type TlsTempDir } from '../support/tls-tools.js';
 import { waitFor } from '../support/wait.js';
 import {
   CLUSTER,
   TLS12_ALLOWED,
   TLS13_ALLOWED,
   InternodeFixture,
-  Files,
-  Harness,
+  type Files,
+  type Harness,
   rpc,
   reply,
   fp,
@@ -134,7 +134,10 @@ test('2. no client certificate: refused', async () => {
     assertRefused(n, 'node without cert');
     assert.equal(n.error?.code, 'ERR_SSL_TLSV13_ALERT_CERTIFICATE_REQUIRED');
     assert.deepEqual(h.accepted, []);
-    assert.ok(h.handshakeErrors().length >= 3 && h.handshakeErrors().every((e) => /peer did not return a certificate/.test(e)), h.handshakeErrors().join('\n'));
+    assert.ok(
+      h.handshakeErrors().length >= 3 && h.handshakeErrors().every((e) => /peer did not return a certificate/.test(e)),
+      h.handshakeErrors().join('\n'),
+    );
 
     // Control: the same client with its certificate gets through.
     assertAccepted(await probe(client(h, cc.nodes[1].cp, 'cp')), 'cp', 2, 'control with cert');
@@ -154,7 +157,10 @@ test('3. a certificate from another cluster CA (same cluster id, same uid): refu
     assert.match(r.stdout, /Verify return code: 0 \(ok\)/, 'the client side did not trust the server: the test would prove nothing');
     assert.match(r.stderr, /unexpected eof|alert/);
 
-    for (const [plane, b] of [['cp', foreign.nodes[1].cp], ['dp', foreign.nodes[1].dp]] as const) {
+    for (const [plane, b] of [
+      ['cp', foreign.nodes[1].cp],
+      ['dp', foreign.nodes[1].dp],
+    ] as const) {
       const n13 = await probe(client(h, b, plane));
       assertRefused(n13, `node foreign ${plane} TLS 1.3`);
       const n12 = await probe(client(h, b, plane, { maxVersion: 'TLSv1.2' }));
@@ -236,7 +242,11 @@ test('6. a client offering only TLS 1.1 (or 1.0) is refused by the server with p
     for (const v of ['-tls1_1', '-tls1']) {
       const r = await sClient(sArgs(h, f.m2cp, v, '-cipher', 'DEFAULT:@SECLEVEL=0', '-alpn', ALPN.cp, '-msg'), { holdMs: 1500 });
       // The client did send its ClientHello...
-      assert.match(r.stdout, />>> TLS 1\.[01], Handshake \[length [0-9a-f]+\], ClientHello/, `${v}: no ClientHello sent\n${r.stdout}\n${r.stderr}`);
+      assert.match(
+        r.stdout,
+        />>> TLS 1\.[01], Handshake \[length [0-9a-f]+\], ClientHello/,
+        `${v}: no ClientHello sent\n${r.stdout}\n${r.stderr}`,
+      );
       // ...and what came back is the server's fatal protocol_version alert, and nothing else.
       assert.match(r.stdout, /<<< TLS 1\.\d, Alert \[length 0002\], fatal protocol_version/, `${v}:\n${r.stdout}`);
       assert.match(r.stderr, /SSL alert number 70/);
@@ -250,7 +260,10 @@ test('6. a client offering only TLS 1.1 (or 1.0) is refused by the server with p
     assert.equal(n.secureConnected, false);
     assert.equal(n.error?.code, 'ERR_SSL_TLSV1_ALERT_PROTOCOL_VERSION', n.error?.message);
     assertRefused(n, 'node TLS 1.1');
-    assert.ok(h.handshakeErrors().length === 3 && h.handshakeErrors().every((e) => /unsupported protocol/.test(e)), h.handshakeErrors().join('\n'));
+    assert.ok(
+      h.handshakeErrors().length === 3 && h.handshakeErrors().every((e) => /unsupported protocol/.test(e)),
+      h.handshakeErrors().join('\n'),
+    );
     assert.deepEqual(h.accepted, []);
   } finally {
     await h.srv.close();
@@ -310,7 +323,10 @@ test('7. a client offering only forbidden suites (ChaCha20, CBC, RSA key exchang
       assert.match(n.error?.message ?? '', /SSL alert number 40/);
       assertRefused(n, `node ${c.what}`);
     }
-    assert.ok(h.handshakeErrors().length === 2 * forbidden.length && h.handshakeErrors().every((e) => /no shared cipher/.test(e)), h.handshakeErrors().join('\n'));
+    assert.ok(
+      h.handshakeErrors().length === 2 * forbidden.length && h.handshakeErrors().every((e) => /no shared cipher/.test(e)),
+      h.handshakeErrors().join('\n'),
+    );
     assert.deepEqual(h.accepted, []);
 
     // Control: the same invocation with each allowed suite is accepted.
@@ -320,7 +336,11 @@ test('7. a client offering only forbidden suites (ChaCha20, CBC, RSA key exchang
       ['-tls1_3', '-ciphersuites', 'TLS_AES_128_GCM_SHA256'],
       ['-tls1_3', '-ciphersuites', 'TLS_AES_256_GCM_SHA384'],
     ]) {
-      const r = await sClient(sArgs(h, f.m2cp, ...args, '-alpn', ALPN.cp, '-servername', SERVERNAME.cp), { send: rpc(1), holdMs: 5000, holdUntil: /"result":/ });
+      const r = await sClient(sArgs(h, f.m2cp, ...args, '-alpn', ALPN.cp, '-servername', SERVERNAME.cp), {
+        send: rpc(1),
+        holdMs: 5000,
+        holdUntil: /"result":/,
+      });
       const suite = args[2];
       assert.match(r.stdout, new RegExp(`Cipher is ${suite}`), `control ${suite}:\n${r.stderr}`);
       assert.match(r.stdout, /"result":\{"method":"ping","plane":"cp","from":2\}/, `control ${suite}: no RPC reply`);
@@ -363,10 +383,10 @@ test('8. sslscan sees exactly the four allowed suites and no SSLv3 / TLS 1.0 / T
     checkProtocols(p.protocols, plain.stdout);
     assert.ok(p.suites.length > 0, plain.stdout);
     for (const s of p.suites) assert.ok(allowed.has(s), `sslscan (no ALPN) found a forbidden suite: ${s}`);
-    assert.deepEqual(
-      p.suites.filter((s) => s.startsWith('TLSv1.3')).sort(),
-      ['TLSv1.3 TLS_AES_128_GCM_SHA256', 'TLSv1.3 TLS_AES_256_GCM_SHA384'],
-    );
+    assert.deepEqual(p.suites.filter((s) => s.startsWith('TLSv1.3')).sort(), [
+      'TLSv1.3 TLS_AES_128_GCM_SHA256',
+      'TLSv1.3 TLS_AES_256_GCM_SHA384',
+    ]);
     assert.match(plain.stdout, /Subject:\s+node1-cp/);
     assert.match(plain.stdout, /URI:tessera:\/\/c1\/node\/1\/cp/);
     t.diagnostic(`sslscan without ALPN: ${p.suites.join(', ')}`);
@@ -437,7 +457,10 @@ test('9. deny list and membership: new connections refused, live ones closed by 
     b.socket!.write(rpc(2));
     await waitFor('a reply on the surviving connection', () => b.replies.length === 2, 2000, 20);
     assert.deepEqual(JSON.parse(b.replies[1]), reply(2, 'dp', 2));
-    assert.deepEqual(h.srv.connections().map((p) => [p.uid, p.plane]), [[2, 'dp']]);
+    assert.deepEqual(
+      h.srv.connections().map((p) => [p.uid, p.plane]),
+      [[2, 'dp']],
+    );
   } finally {
     for (const r of open) r.socket?.destroy();
     await h.srv.close();
@@ -480,7 +503,10 @@ test('11. certificate hot swap: live connections survive, new ones see the new c
 
     // A bad bundle: a certificate with somebody else's key.
     const other = await issueLocally(cc.ca, { clusterId: CLUSTER, uid: 1, plane: 'cp', addr: h.host, validitySeconds: 3600 });
-    assert.throws(() => h.certs.set('cp', { certPem: other.certPem, keyPem: fresh.keyPem, caPem: cc.ca.certPem }), /private key does not match/);
+    assert.throws(
+      () => h.certs.set('cp', { certPem: other.certPem, keyPem: fresh.keyPem, caPem: cc.ca.certPem }),
+      /private key does not match/,
+    );
     // And one from another CA.
     assert.throws(() => h.certs.set('cp', { ...foreign.nodes[0].cp, caPem: cc.ca.certPem }), /not signed by the cluster CA/);
     assert.equal(h.certs.bundle('cp').certPem, fresh.certPem);

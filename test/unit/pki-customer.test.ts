@@ -20,13 +20,25 @@ import {
   validateCustomerCert,
   validateCustomerCerts,
   CertificateRejected,
-  CustomerCert,
-  ValidatedCustomerCert,
+  type CustomerCert,
+  type ValidatedCustomerCert,
   CUSTOMER_CERT_CHECKS,
 } from '../../src/pki/customer.js';
 import { normalizeSerial } from '../../src/pki/pki.js';
 import { BASE_OPTIONS } from '../../src/tls/policy.js';
-import { Entity, rsaKeys, ecKeys, keyPem, makeRoot, makeCa, makeLeaf, makeHierarchy, days, openssl, RSA_ALG } from '../support/pki-hierarchy.js';
+import {
+  type Entity,
+  rsaKeys,
+  ecKeys,
+  keyPem,
+  makeRoot,
+  makeCa,
+  makeLeaf,
+  makeHierarchy,
+  days,
+  openssl,
+  RSA_ALG,
+} from '../support/pki-hierarchy.js';
 
 const NAME = 'data_internode_encryption' as const;
 const { serverAuth, clientAuth } = x509.ExtendedKeyUsage;
@@ -50,7 +62,10 @@ function refused(c: CustomerCert, check: string, opts?: Parameters<typeof valida
   } catch (e) {
     err = e;
   }
-  assert.ok(err instanceof CertificateRejected, `expected CertificateRejected(${check}), got ${err === undefined ? 'acceptance' : String(err)}`);
+  assert.ok(
+    err instanceof CertificateRejected,
+    `expected CertificateRejected(${check}), got ${err === undefined ? 'acceptance' : String(err)}`,
+  );
   assert.equal(err.check, check, `wrong check; message: ${err.message}`);
   assert.ok((CUSTOMER_CERT_CHECKS as readonly string[]).includes(err.check));
   assert.ok(err.message.length > 20, 'a message an operator can read');
@@ -67,7 +82,12 @@ function write(content: string): string {
 }
 
 /** `openssl verify` of `leafPem` against `rootPem`, with untrusted intermediates, for one purpose. */
-async function opensslVerify(rootPem: string, intermediates: string[], leafPem: string, purpose: 'sslclient' | 'sslserver'): Promise<{ ok: boolean; out: string }> {
+async function opensslVerify(
+  rootPem: string,
+  intermediates: string[],
+  leafPem: string,
+  purpose: 'sslclient' | 'sslserver',
+): Promise<{ ok: boolean; out: string }> {
   const args = ['verify', '-CAfile', write(rootPem)];
   if (intermediates.length) args.push('-untrusted', write(intermediates.join('')));
   args.push('-purpose', purpose, write(leafPem));
@@ -92,7 +112,10 @@ function certsOf(pem: string): X509Certificate[] {
 function assertShape(v: ValidatedCustomerCert, leaf: Entity, intermediatesUp: Entity[], root: Entity): void {
   const fp = (e: Entity) => new X509Certificate(e.pem).fingerprint256;
   assert.equal(v.name, NAME);
-  assert.deepEqual(certsOf(v.leafPem).map((c) => c.fingerprint256), [fp(leaf)]);
+  assert.deepEqual(
+    certsOf(v.leafPem).map((c) => c.fingerprint256),
+    [fp(leaf)],
+  );
   assert.deepEqual(
     certsOf(v.chainPem).map((c) => c.fingerprint256),
     [leaf, ...intermediatesUp].map(fp),
@@ -180,9 +203,13 @@ describe('accepted chains (and openssl agrees)', () => {
     assert.equal(a.keyPem, createPrivateKey(leafKeyPem).export({ type: 'pkcs8', format: 'pem' }).toString());
     assert.equal(a.keyPem, b.keyPem);
     // minRemainingSeconds is a setting: with 7 days required the same leaf is refused.
-    refused({ name: NAME, certificate: pems(leaf, A.cas[0], A.root), key: leafKeyPem }, 'expires_too_soon', { minRemainingSeconds: 7 * 86_400 });
+    refused({ name: NAME, certificate: pems(leaf, A.cas[0], A.root), key: leafKeyPem }, 'expires_too_soon', {
+      minRemainingSeconds: 7 * 86_400,
+    });
     // ...and `now` moves the clock the validator uses: 2 days on, fewer than 5 remain.
-    refused({ name: NAME, certificate: pems(leaf, A.cas[0], A.root), key: leafKeyPem }, 'expires_too_soon', { now: new Date(Date.now() + days(2)) });
+    refused({ name: NAME, certificate: pems(leaf, A.cas[0], A.root), key: leafKeyPem }, 'expires_too_soon', {
+      now: new Date(Date.now() + days(2)),
+    });
   });
 });
 
@@ -194,16 +221,23 @@ describe('refused, naming the check', () => {
     const good = chainFor(leaf, 1);
     refused({ name: NAME, certificate: 'hello world', key: leafKeyPem }, 'pem_invalid');
     refused({ name: NAME, certificate: '', key: leafKeyPem }, 'pem_invalid');
-    refused({ name: NAME, certificate: '-----BEGIN CERTIFICATE-----\nnot base64 !!\n-----END CERTIFICATE-----\n', key: leafKeyPem }, 'pem_invalid');
+    refused(
+      { name: NAME, certificate: '-----BEGIN CERTIFICATE-----\nnot base64 !!\n-----END CERTIFICATE-----\n', key: leafKeyPem },
+      'pem_invalid',
+    );
     refused({ name: NAME, certificate: leaf.pem.slice(0, 300), key: leafKeyPem }, 'pem_invalid');
     refused({ name: NAME, certificate: good + leafKeyPem, key: leafKeyPem }, 'pem_invalid');
     refused({ name: NAME, certificate: good, key: 'not a key' }, 'pem_invalid');
     refused({ name: NAME, certificate: good, key: leaf.pem }, 'pem_invalid');
     refused({ name: NAME, certificate: good, key: leafKeyPem + leafKey2Pem }, 'pem_invalid');
-    const encrypted = createPrivateKey(leafKeyPem).export({ type: 'pkcs8', format: 'pem', cipher: 'aes-256-cbc', passphrase: 'secret' }).toString();
+    const encrypted = createPrivateKey(leafKeyPem)
+      .export({ type: 'pkcs8', format: 'pem', cipher: 'aes-256-cbc', passphrase: 'secret' })
+      .toString();
     const e = refused({ name: NAME, certificate: good, key: encrypted }, 'pem_invalid');
     assert.match(e.message, /encrypted/);
-    refused({ name: NAME, certificate: good, key: leafKeyPem }, 'pem_invalid', { extraTrust: ['garbage'.repeat(3) + '-----BEGIN CERTIFICATE-----\n'] });
+    refused({ name: NAME, certificate: good, key: leafKeyPem }, 'pem_invalid', {
+      extraTrust: ['garbage'.repeat(3) + '-----BEGIN CERTIFICATE-----\n'],
+    });
     refused({ name: 'bogus' as never, certificate: good, key: leafKeyPem }, 'name_invalid');
   });
 
@@ -211,7 +245,10 @@ describe('refused, naming the check', () => {
     const noClient = await makeLeaf(A.cas[0], 'node-no-client', K[4], { eku: [serverAuth] });
     const e = refused({ name: NAME, certificate: chainFor(noClient, 1), key: leafKeyPem }, 'eku_client_auth');
     assert.match(e.message, /TLS Web Client Authentication/);
-    assert.ok(!(await opensslVerify(A.root.pem, [A.cas[0].pem], noClient.pem, 'sslclient')).ok, 'openssl refuses it as a client certificate too');
+    assert.ok(
+      !(await opensslVerify(A.root.pem, [A.cas[0].pem], noClient.pem, 'sslclient')).ok,
+      'openssl refuses it as a client certificate too',
+    );
 
     const noEku = await makeLeaf(A.cas[0], 'node-no-eku', K[4], { eku: null });
     refused({ name: NAME, certificate: chainFor(noEku, 1), key: leafKeyPem }, 'eku_client_auth');
@@ -253,11 +290,17 @@ describe('refused, naming the check', () => {
 
   test('expired, not yet valid, expiring within 5 days (leaf or intermediate)', async () => {
     const now = Date.now();
-    const expired = await makeLeaf(A.cas[0], 'node-expired', K[4], { notBefore: new Date(now - days(30)), notAfter: new Date(now - days(1)) });
+    const expired = await makeLeaf(A.cas[0], 'node-expired', K[4], {
+      notBefore: new Date(now - days(30)),
+      notAfter: new Date(now - days(1)),
+    });
     assert.match(refused({ name: NAME, certificate: chainFor(expired, 1), key: leafKeyPem }, 'expired').message, /expired on/);
     assert.ok(!(await opensslVerify(A.root.pem, [A.cas[0].pem], expired.pem, 'sslclient')).ok);
 
-    const future = await makeLeaf(A.cas[0], 'node-future', K[4], { notBefore: new Date(now + days(1)), notAfter: new Date(now + days(91)) });
+    const future = await makeLeaf(A.cas[0], 'node-future', K[4], {
+      notBefore: new Date(now + days(1)),
+      notAfter: new Date(now + days(91)),
+    });
     refused({ name: NAME, certificate: chainFor(future, 1), key: leafKeyPem }, 'not_yet_valid');
 
     const soon = await makeLeaf(A.cas[0], 'node-soon', K[4], { notAfter: new Date(now + days(4)) });
@@ -269,8 +312,14 @@ describe('refused, naming the check', () => {
     // An intermediate expiring in 3 days makes the whole chain useless in 3 days.
     const shortInt = await makeCa(A.root, 'Acme Short Intermediate', K[3], { notAfter: new Date(now + days(3)) });
     const leaf = await makeLeaf(shortInt, 'node-short-int', K[4]);
-    assert.match(refused({ name: NAME, certificate: pems(leaf, shortInt, A.root), key: leafKeyPem }, 'expires_too_soon').message, /Acme Short Intermediate/);
-    const expiredInt = await makeCa(A.root, 'Acme Expired Intermediate', K[3], { notBefore: new Date(now - days(400)), notAfter: new Date(now - days(2)) });
+    assert.match(
+      refused({ name: NAME, certificate: pems(leaf, shortInt, A.root), key: leafKeyPem }, 'expires_too_soon').message,
+      /Acme Short Intermediate/,
+    );
+    const expiredInt = await makeCa(A.root, 'Acme Expired Intermediate', K[3], {
+      notBefore: new Date(now - days(400)),
+      notAfter: new Date(now - days(2)),
+    });
     const leaf2 = await makeLeaf(expiredInt, 'node-expired-int', K[4]);
     refused({ name: NAME, certificate: pems(leaf2, expiredInt, A.root), key: leafKeyPem }, 'expired');
   });
@@ -301,7 +350,10 @@ describe('refused, naming the check', () => {
   });
 
   test('an intermediate that is not a CA, or may not sign certificates: not_a_ca', async () => {
-    const notCa = await makeCa(A.root, 'Acme Not A CA', K[3], { ca: false, keyUsage: x509.KeyUsageFlags.digitalSignature | x509.KeyUsageFlags.keyCertSign });
+    const notCa = await makeCa(A.root, 'Acme Not A CA', K[3], {
+      ca: false,
+      keyUsage: x509.KeyUsageFlags.digitalSignature | x509.KeyUsageFlags.keyCertSign,
+    });
     const leaf = await makeLeaf(notCa, 'node-not-ca', K[4]);
     const e = refused({ name: NAME, certificate: pems(leaf, notCa, A.root), key: leafKeyPem }, 'not_a_ca');
     assert.match(e.message, /CA:TRUE/);
@@ -311,7 +363,9 @@ describe('refused, naming the check', () => {
     const leaf2 = await makeLeaf(noBc, 'node-no-bc', K[4]);
     refused({ name: NAME, certificate: pems(leaf2, noBc, A.root), key: leafKeyPem }, 'not_a_ca');
 
-    const noCertSign = await makeCa(A.root, 'Acme No CertSign', K[3], { keyUsage: x509.KeyUsageFlags.cRLSign | x509.KeyUsageFlags.digitalSignature });
+    const noCertSign = await makeCa(A.root, 'Acme No CertSign', K[3], {
+      keyUsage: x509.KeyUsageFlags.cRLSign | x509.KeyUsageFlags.digitalSignature,
+    });
     const leaf3 = await makeLeaf(noCertSign, 'node-no-certsign', K[4]);
     assert.match(refused({ name: NAME, certificate: pems(leaf3, noCertSign, A.root), key: leafKeyPem }, 'not_a_ca').message, /keyCertSign/);
     assert.ok(!(await opensslVerify(A.root.pem, [noCertSign.pem], leaf3.pem, 'sslclient')).ok);
@@ -368,7 +422,9 @@ describe('refused, naming the check', () => {
     assert.equal(leaf.signatureAlgorithm.hash.name, 'SHA-1');
     refused({ name: NAME, certificate: leaf.toString('pem') + pems(sha1Ca, A.root), key: leafKeyPem }, 'weak_signature');
 
-    const crit = await makeLeaf(A.cas[0], 'node-critical', K[4], { extensions: [new x509.Extension('1.3.6.1.4.1.99999.1', true, new Uint8Array([0x05, 0x00]))] });
+    const crit = await makeLeaf(A.cas[0], 'node-critical', K[4], {
+      extensions: [new x509.Extension('1.3.6.1.4.1.99999.1', true, new Uint8Array([0x05, 0x00]))],
+    });
     refused({ name: NAME, certificate: chainFor(crit, 1), key: leafKeyPem }, 'critical_extension');
     assert.ok(!(await opensslVerify(A.root.pem, [A.cas[0].pem], crit.pem, 'sslclient')).ok, 'openssl refuses unknown critical extensions');
   });
@@ -429,7 +485,10 @@ describe('a validated 3-level chain works for mutual TLS', () => {
     const [i1, i2] = A.cas;
     const serverLeaf = await makeLeaf(i2, 'node1-dp', K[4]);
     const clientLeaf = await makeLeaf(i2, 'node2-dp', K[5]);
-    const server = validateCustomerCert({ name: NAME, certificate: pems(serverLeaf, i1, i2), key: leafKeyPem }, { extraTrust: [A.root.pem] });
+    const server = validateCustomerCert(
+      { name: NAME, certificate: pems(serverLeaf, i1, i2), key: leafKeyPem },
+      { extraTrust: [A.root.pem] },
+    );
     const client = validateCustomerCert({ name: NAME, certificate: pems(clientLeaf, i2, i1, A.root), key: leafKey2Pem });
     assert.equal(certsOf(server.chainPem).length, 3);
     await assertOpensslAccepts(server);
@@ -437,7 +496,12 @@ describe('a validated 3-level chain works for mutual TLS', () => {
 
     const files = {
       leaf: write(client.leafPem),
-      chain: write(certsOf(client.chainPem).slice(1).map((c) => c.toString()).join('')),
+      chain: write(
+        certsOf(client.chainPem)
+          .slice(1)
+          .map((c) => c.toString())
+          .join(''),
+      ),
       key: write(client.keyPem),
       root: write(client.trustPems[0]),
     };
@@ -453,21 +517,45 @@ describe('a validated 3-level chain works for mutual TLS', () => {
     ];
     for (const { ca, version } of runs) {
       const seen: { authorized: boolean; error: string | null; subject: string }[] = [];
-      const srv = tls.createServer({ ...BASE_OPTIONS, cert: server.chainPem, key: server.keyPem, ca, requestCert: true, rejectUnauthorized: true }, (s) => {
-        const peer = s.getPeerCertificate();
-        seen.push({ authorized: s.authorized, error: s.authorizationError ? String(s.authorizationError) : null, subject: peer?.subject?.CN ? String(peer.subject.CN) : '' });
-        s.end(`authorized=${s.authorized} peer=${peer?.subject?.CN}\n`);
-      });
+      const srv = tls.createServer(
+        { ...BASE_OPTIONS, cert: server.chainPem, key: server.keyPem, ca, requestCert: true, rejectUnauthorized: true },
+        (s) => {
+          const peer = s.getPeerCertificate();
+          seen.push({
+            authorized: s.authorized,
+            error: s.authorizationError ? String(s.authorizationError) : null,
+            subject: peer?.subject?.CN ? String(peer.subject.CN) : '',
+          });
+          s.end(`authorized=${s.authorized} peer=${peer?.subject?.CN}\n`);
+        },
+      );
       const tlsErrors: string[] = [];
       srv.on('tlsClientError', (e) => tlsErrors.push(e.message));
       await new Promise<void>((r, j) => srv.listen(0, '127.0.30.1', r).once('error', j));
       try {
         const port = (srv.address() as { port: number }).port;
         const r = await sClient(
-          ['-connect', `127.0.30.1:${port}`, version, '-cert', files.leaf, '-cert_chain', files.chain, '-key', files.key, '-CAfile', files.root, '-verify_return_error'],
+          [
+            '-connect',
+            `127.0.30.1:${port}`,
+            version,
+            '-cert',
+            files.leaf,
+            '-cert_chain',
+            files.chain,
+            '-key',
+            files.key,
+            '-CAfile',
+            files.root,
+            '-verify_return_error',
+          ],
           /authorized=\w+/,
         );
-        assert.match(r.stdout, /Verify return code: 0 \(ok\)/, `s_client output:\n${r.stdout}\n${r.stderr}\nserver errors: ${tlsErrors.join('; ')}`);
+        assert.match(
+          r.stdout,
+          /Verify return code: 0 \(ok\)/,
+          `s_client output:\n${r.stdout}\n${r.stderr}\nserver errors: ${tlsErrors.join('; ')}`,
+        );
         assert.match(r.stdout, /authorized=true peer=node2-dp/);
         assert.deepEqual(seen, [{ authorized: true, error: null, subject: 'node2-dp' }], `server errors: ${tlsErrors.join('; ')}`);
         assert.match(r.stdout, version === '-tls1_2' ? /Cipher is ECDHE-RSA-AES\d+-GCM-SHA\d+/ : /Cipher is TLS_AES_\d+_GCM_SHA\d+/);
@@ -481,16 +569,30 @@ describe('a validated 3-level chain works for mutual TLS', () => {
     const stranger = await makeLeaf(other.cas[0], 'stranger', K[5]);
     let accepted = 0;
     const refusedErrors: string[] = [];
-    const srv = tls.createServer({ ...BASE_OPTIONS, cert: server.chainPem, key: server.keyPem, ca: server.trustPems, requestCert: true, rejectUnauthorized: true }, (s) => {
-      accepted++;
-      s.end('authorized=true\n');
-    });
+    const srv = tls.createServer(
+      { ...BASE_OPTIONS, cert: server.chainPem, key: server.keyPem, ca: server.trustPems, requestCert: true, rejectUnauthorized: true },
+      (s) => {
+        accepted++;
+        s.end('authorized=true\n');
+      },
+    );
     srv.on('tlsClientError', (e) => refusedErrors.push(e.message));
     await new Promise<void>((r, j) => srv.listen(0, '127.0.30.1', r).once('error', j));
     try {
       const port = (srv.address() as { port: number }).port;
       const r = await sClient(
-        ['-connect', `127.0.30.1:${port}`, '-cert', write(stranger.pem), '-cert_chain', write(other.cas[0].pem), '-key', files.key, '-CAfile', files.root],
+        [
+          '-connect',
+          `127.0.30.1:${port}`,
+          '-cert',
+          write(stranger.pem),
+          '-cert_chain',
+          write(other.cas[0].pem),
+          '-key',
+          files.key,
+          '-CAfile',
+          files.root,
+        ],
         /authorized=\w+/,
         3000,
       );

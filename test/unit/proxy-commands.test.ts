@@ -253,14 +253,40 @@ describe('commands table', () => {
     assert.ok(has('script|load', P_FANOUT) && has('function|flush', P_FANOUT));
     for (const n of ['mget', 'mset', 'del', 'exists', 'unlink', 'touch']) assert.ok(has(n, P_MULTIKEY_SPLIT), n);
     assert.ok(!has('msetnx', P_MULTIKEY_SPLIT), 'splitting MSETNX would break its atomicity');
-    for (const n of ['eval', 'evalsha', 'fcall', 'zunionstore', 'zinterstore', 'zdiffstore', 'lmpop', 'zmpop', 'blmpop', 'bzmpop', 'sintercard', 'zunion', 'zinter', 'zdiff']) {
+    for (const n of [
+      'eval',
+      'evalsha',
+      'fcall',
+      'zunionstore',
+      'zinterstore',
+      'zdiffstore',
+      'lmpop',
+      'zmpop',
+      'blmpop',
+      'bzmpop',
+      'sintercard',
+      'zunion',
+      'zinter',
+      'zdiff',
+    ]) {
       assert.ok(has(n, P_NUMKEYS), n);
     }
     for (const n of ['blpop', 'brpop', 'blmove', 'brpoplpush', 'bzpopmin', 'bzpopmax', 'blmpop', 'bzmpop', 'xread', 'xreadgroup']) {
       assert.ok(has(n, P_BLOCKING), n);
     }
     assert.ok(!has('lpop', P_BLOCKING));
-    for (const n of ['subscribe', 'psubscribe', 'unsubscribe', 'punsubscribe', 'publish', 'ssubscribe', 'sunsubscribe', 'spublish', 'pubsub', 'pubsub|numsub']) {
+    for (const n of [
+      'subscribe',
+      'psubscribe',
+      'unsubscribe',
+      'punsubscribe',
+      'publish',
+      'ssubscribe',
+      'sunsubscribe',
+      'spublish',
+      'pubsub',
+      'pubsub|numsub',
+    ]) {
       assert.ok(has(n, P_PUBSUB), n);
     }
     for (const n of ['spublish', 'ssubscribe', 'sunsubscribe']) assert.ok(has(n, P_SHARD_CHANNEL), n);
@@ -335,7 +361,10 @@ describe('commands table', () => {
     );
     const long = s(argv('foo ' + 'x'.repeat(200) + ' y'));
     assert.equal(long, `ERR unknown command 'foo', with args beginning with: '${'x'.repeat(128)}' `);
-    assert.equal(encodeError(unknownCommandError(argv('FOO a'))).toString(), "-ERR unknown command 'FOO', with args beginning with: 'a' \r\n");
+    assert.equal(
+      encodeError(unknownCommandError(argv('FOO a'))).toString(),
+      "-ERR unknown command 'FOO', with args beginning with: 'a' \r\n",
+    );
   });
 
   it('checks arity and subcommands like redis', () => {

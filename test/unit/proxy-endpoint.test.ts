@@ -28,7 +28,6 @@ const RANGES: [number, number][] = [
 ];
 const SHARDS = RANGES.map((r, i) => ({ shardUid: i + 1, slots: [r] }));
 
-
 let dir = '';
 const servers: (ChildProcess | null)[] = [];
 const sockPath = (uid: number) => join(dir, `s${uid}.sock`);
@@ -203,8 +202,14 @@ describe('proxy endpoint over three shards', () => {
       assert.equal(await shardClient(i).get(k), `v-${k}`, k);
       for (let j = 0; j < N; j++) if (j !== i) assert.equal(await shardClient(j).exists(k), 0);
     }
-    assert.ok(counts.every((c) => c > 50), `spread ${counts}`);
-    assert.equal(await r.dbsize(), (await Promise.all(shardClients.map((c) => c.dbsize()))).reduce((a, b) => a + b));
+    assert.ok(
+      counts.every((c) => c > 50),
+      `spread ${counts}`,
+    );
+    assert.equal(
+      await r.dbsize(),
+      (await Promise.all(shardClients.map((c) => c.dbsize()))).reduce((a, b) => a + b),
+    );
   });
 
   it('serves single-key commands of every data type', async () => {
@@ -316,7 +321,16 @@ describe('proxy endpoint over three shards', () => {
       const want = await errMsg(direct.call(args[0], ...args.slice(1)));
       assert.equal(await errMsg(r.call(args[0], ...args.slice(1))), want, args.join(' '));
     }
-    for (const args of [['CONFIG', 'GET', 'maxmemory'], ['SHUTDOWN'], ['DEBUG', 'SLEEP', '0'], ['MONITOR'], ['REPLICAOF', 'NO', 'ONE'], ['ACL', 'LIST'], ['BGSAVE'], ['FLUSHALL', 'x', 'y']]) {
+    for (const args of [
+      ['CONFIG', 'GET', 'maxmemory'],
+      ['SHUTDOWN'],
+      ['DEBUG', 'SLEEP', '0'],
+      ['MONITOR'],
+      ['REPLICAOF', 'NO', 'ONE'],
+      ['ACL', 'LIST'],
+      ['BGSAVE'],
+      ['FLUSHALL', 'x', 'y'],
+    ]) {
       assert.match(await errMsg(r.call(args[0], ...args.slice(1))), /^(NOPERM|ERR)/, args.join(' '));
     }
     assert.equal(await errMsg(r.call('CLUSTER', 'INFO')), 'ERR This instance has cluster support disabled');
@@ -344,14 +358,27 @@ describe('proxy endpoint over three shards', () => {
     const c = new Raw(port);
     await r.hset('r3:h', 'a', '1', 'b', '2');
     await r.zadd('r3:z', 1.5, 'm');
-    c.send(['HELLO', '3', 'SETNAME', 'r3'], ['HGETALL', 'r3:h'], ['GET', 'r3:none'], ['ZSCORE', 'r3:z', 'm'], ['CLIENT', 'GETNAME'], ['MGET', keyOn(0, 'r3:'), keyOn(1, 'r3:')]);
+    c.send(
+      ['HELLO', '3', 'SETNAME', 'r3'],
+      ['HGETALL', 'r3:h'],
+      ['GET', 'r3:none'],
+      ['ZSCORE', 'r3:z', 'm'],
+      ['CLIENT', 'GETNAME'],
+      ['MGET', keyOn(0, 'r3:'), keyOn(1, 'r3:')],
+    );
     const raws = await c.rawReplies(6);
     assert.equal(raws[0].type, '%'.charCodeAt(0));
     const hello = decodeReply(raws[0].raw, { strings: true }) as Map<string, RespValue>;
     assert.equal(hello.get('proto'), 3);
     assert.equal(hello.get('server'), 'redis');
     assert.equal(raws[1].type, '%'.charCodeAt(0), 'HGETALL is a RESP3 map');
-    assert.deepEqual(decodeReply(raws[1].raw, { strings: true }), new Map([['a', '1'], ['b', '2']]));
+    assert.deepEqual(
+      decodeReply(raws[1].raw, { strings: true }),
+      new Map([
+        ['a', '1'],
+        ['b', '2'],
+      ]),
+    );
     assert.equal(raws[2].rawBuffer().toString(), '_\r\n');
     assert.equal(raws[3].rawBuffer().toString(), ',1.5\r\n');
     assert.equal(decodeReply(raws[4].raw, { strings: true }), 'r3');
@@ -424,9 +451,17 @@ describe('proxy endpoint over three shards', () => {
     const script = "redis.call('SET', KEYS[1], ARGV[1]); redis.call('SET', KEYS[2], ARGV[1]); return redis.call('MGET', KEYS[1], KEYS[2])";
     assert.deepEqual(await r.eval(script, 2, '{ev}1', '{ev}2', 'v'), ['v', 'v']);
     assert.equal(await shardClient(shardOf('{ev}1')).get('{ev}2'), 'v');
-    assert.equal(await errMsg(r.eval(script, 2, keyOn(0, 'ev:'), keyOn(1, 'ev:'), 'v')), "CROSSSLOT Keys in request don't hash to the same slot");
+    assert.equal(
+      await errMsg(r.eval(script, 2, keyOn(0, 'ev:'), keyOn(1, 'ev:'), 'v')),
+      "CROSSSLOT Keys in request don't hash to the same slot",
+    );
     assert.equal(await r.eval('return 42', 0), 42);
-    await r.call('FUNCTION', 'LOAD', 'REPLACE', "#!lua name=tlib\nredis.register_function('tget', function(keys) return redis.call('GET', keys[1]) end)");
+    await r.call(
+      'FUNCTION',
+      'LOAD',
+      'REPLACE',
+      "#!lua name=tlib\nredis.register_function('tget', function(keys) return redis.call('GET', keys[1]) end)",
+    );
     for (let i = 0; i < N; i++) {
       const k = keyOn(i, 'fc:');
       await r.set(k, `f${i}`);
@@ -450,7 +485,10 @@ describe('proxy endpoint over three shards', () => {
     assert.equal(await r.publish('other', 'x'), 0);
     assert.deepEqual(await r.call('PUBSUB', 'NUMSUB', chans[1], 'other'), [chans[1], 2, 'other', 0]);
     await sleep(50);
-    assert.deepEqual(got.sort(), [`${chans[0]}=a`, `${chans[1]}=b`, `${chans[2]}=c`, `chan:*:${chans[0]}=a`, `chan:*:${chans[1]}=b`, `chan:*:${chans[2]}=c`].sort());
+    assert.deepEqual(
+      got.sort(),
+      [`${chans[0]}=a`, `${chans[1]}=b`, `${chans[2]}=c`, `chan:*:${chans[0]}=a`, `chan:*:${chans[1]}=b`, `chan:*:${chans[2]}=c`].sort(),
+    );
     assert.equal(await sub.unsubscribe(chans[0]), 3);
     got.length = 0;
     await r.publish(chans[0], 'after');
@@ -460,13 +498,24 @@ describe('proxy endpoint over three shards', () => {
     const raw = new Raw(port);
     raw.send(['SUBSCRIBE', chans[2], chans[0]], ['PING'], ['PING', 'x'], ['GET', 'k']);
     const replies = await raw.read(5);
-    assert.deepEqual(replies.slice(0, 4), [['subscribe', chans[2], 1], ['subscribe', chans[0], 2], ['pong', ''], ['pong', 'x']]);
-    assert.equal((replies[4] as Error).message, "ERR Can't execute 'get': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context");
+    assert.deepEqual(replies.slice(0, 4), [
+      ['subscribe', chans[2], 1],
+      ['subscribe', chans[0], 2],
+      ['pong', ''],
+      ['pong', 'x'],
+    ]);
+    assert.equal(
+      (replies[4] as Error).message,
+      "ERR Can't execute 'get': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context",
+    );
     raw.send(['UNSUBSCRIBE'], ['PUNSUBSCRIBE'], ['PING']);
     assert.deepEqual(await raw.read(4), [['unsubscribe', chans[2], 1], ['unsubscribe', chans[0], 0], ['punsubscribe', null, 0], 'PONG']);
     raw.send(['SSUBSCRIBE', '{sc}1', '{sc}2'], ['SSUBSCRIBE', keyOn(0, 'sc:'), keyOn(1, 'sc:')]);
     const ss = await raw.read(3);
-    assert.deepEqual(ss.slice(0, 2), [['ssubscribe', '{sc}1', 1], ['ssubscribe', '{sc}2', 2]]);
+    assert.deepEqual(ss.slice(0, 2), [
+      ['ssubscribe', '{sc}1', 1],
+      ['ssubscribe', '{sc}2', 2],
+    ]);
     assert.equal((ss[2] as Error).message, "CROSSSLOT Keys in request don't hash to the same slot");
     assert.equal(await r.call('SPUBLISH', '{sc}2', 'shard-msg'), 1);
     assert.deepEqual(await raw.read(1), [['smessage', '{sc}2', 'shard-msg']]);
@@ -547,7 +596,16 @@ describe('proxy endpoint over three shards', () => {
   it('AUTH: NOAUTH before, WRONGPASS on a bad password, HELLO AUTH, and the no-password error', async () => {
     const { cfg } = await startEndpoint({ password: 'pw-1' });
     const raw = new Raw(cfg.port);
-    raw.send(['GET', 'x'], ['AUTH', 'bad'], ['AUTH', 'nobody', 'pw-1'], ['PING'], ['AUTH', 'pw-1'], ['PING'], ['AUTH', 'default', 'pw-1'], ['AUTH', 'a', 'b', 'c']);
+    raw.send(
+      ['GET', 'x'],
+      ['AUTH', 'bad'],
+      ['AUTH', 'nobody', 'pw-1'],
+      ['PING'],
+      ['AUTH', 'pw-1'],
+      ['PING'],
+      ['AUTH', 'default', 'pw-1'],
+      ['AUTH', 'a', 'b', 'c'],
+    );
     const got = await raw.read(8);
     assert.equal((got[0] as Error).message, 'NOAUTH Authentication required.');
     assert.equal((got[1] as Error).message, 'WRONGPASS invalid username-password pair or user is disabled.');
@@ -557,7 +615,12 @@ describe('proxy endpoint over three shards', () => {
     assert.equal((got[7] as Error).message, 'ERR syntax error');
     raw.close();
     const h = new Raw(cfg.port);
-    h.send(['HELLO', '3'], ['HELLO', '3', 'AUTH', 'default', 'nope'], ['HELLO', '3', 'AUTH', 'default', 'pw-1', 'SETNAME', 'h3'], ['CLIENT', 'GETNAME']);
+    h.send(
+      ['HELLO', '3'],
+      ['HELLO', '3', 'AUTH', 'default', 'nope'],
+      ['HELLO', '3', 'AUTH', 'default', 'pw-1', 'SETNAME', 'h3'],
+      ['CLIENT', 'GETNAME'],
+    );
     const hs = await h.read(4);
     assert.match((hs[0] as Error).message, /^NOAUTH HELLO must be called with the client already authenticated/);
     assert.equal((hs[1] as Error).message, 'WRONGPASS invalid username-password pair or user is disabled.');
@@ -758,7 +821,13 @@ describe('proxy endpoint over three shards', () => {
       return a;
     };
     const fport = await freePort();
-    const cfg: EndpointConfig = { bdbUid: 9, host: HOST, port: fport, shards: [{ shardUid: 5, slots: [RANGES[0]] }, SHARDS[1], SHARDS[2]], linkGeneration: 1 };
+    const cfg: EndpointConfig = {
+      bdbUid: 9,
+      host: HOST,
+      port: fport,
+      shards: [{ shardUid: 5, slots: [RANGES[0]] }, SHARDS[1], SHARDS[2]],
+      linkGeneration: 1,
+    };
     const e = new Endpoint(cfg, conn);
     endpoints.push(e);
     await e.listen();
@@ -795,7 +864,14 @@ describe('proxy endpoint over three shards', () => {
     const a7 = admin(7);
     const offset = async (c: Redis, field: string) => Number(new RegExp(`${field}:(\\d+)`).exec(await c.info('replication'))?.[1] ?? -1);
     for (let i = 0; i < 200 && !/master_link_status:up/.test(await a7.info('replication')); i++) await sleep(20);
-    const cfg: EndpointConfig = { bdbUid: 9, host: HOST, port: await freePort(), shards: [{ shardUid: 6, slots: [RANGES[0]] }, SHARDS[1], SHARDS[2]], linkGeneration: 1, holdMs: 8000 };
+    const cfg: EndpointConfig = {
+      bdbUid: 9,
+      host: HOST,
+      port: await freePort(),
+      shards: [{ shardUid: 6, slots: [RANGES[0]] }, SHARDS[1], SHARDS[2]],
+      linkGeneration: 1,
+      holdMs: 8000,
+    };
     const logged: string[] = [];
     const note = (o: object, m?: string) => logged.push(`${m} ${JSON.stringify(o)}`);
     const e = new Endpoint(cfg, connector, { info: () => {}, warn: note, error: note });
@@ -814,9 +890,15 @@ describe('proxy endpoint over three shards', () => {
         const p = c.pipeline();
         for (let i = 0; i < 20; i++) p.incr(k);
         const res = (await p.exec()) ?? [];
-        for (const [err] of res) if (err) errors.push(err.message);
-        else acked++;
-        const tx = await c.multi().incr(t).get(k).exec().catch((err: Error) => [[err]]);
+        for (const [err] of res)
+          if (err) errors.push(err.message);
+          else acked++;
+        const tx = await c
+          .multi()
+          .incr(t)
+          .get(k)
+          .exec()
+          .catch((err: Error) => [[err]]);
         if (tx?.[0]?.[0]) errors.push(String(tx[0][0]));
         else txAcked++;
       }
@@ -848,7 +930,10 @@ describe('proxy endpoint over three shards', () => {
       await killShard(7);
     }
     assert.deepEqual(errors.slice(0, 5), [], `${errors.length} commands failed; the endpoint logged ${logged.join('; ')}`);
-    assert.ok(logged.some((l) => /READONLY/.test(l)), `the demotion was met under load: ${logged.join('; ')}`);
+    assert.ok(
+      logged.some((l) => /READONLY/.test(l)),
+      `the demotion was met under load: ${logged.join('; ')}`,
+    );
     assert.ok(acked > 1000, `load ran: ${acked}`);
     assert.equal(Number(await a6.get(k)), acked, 'every acknowledged INCR applied once, on the current master');
     assert.equal(Number(await a6.get(t)), txAcked, 'every acknowledged MULTI/EXEC applied once');
@@ -965,7 +1050,11 @@ describe('proxy endpoint over three shards', () => {
         while (!stop) {
           await watcher.watch(k);
           const v = Number((await watcher.get(k)) ?? 0);
-          const res = await watcher.multi().set(k, String(v + 1)).get(k).exec();
+          const res = await watcher
+            .multi()
+            .set(k, String(v + 1))
+            .get(k)
+            .exec();
           assert.deepEqual(res, [
             [null, 'OK'],
             [null, String(v + 1)],

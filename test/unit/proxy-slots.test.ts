@@ -19,7 +19,6 @@ function crc16Slow(buf: Uint8Array): number {
   return crc;
 }
 
-
 /** Random keys, rich in braces so the hash-tag rules are exercised. */
 function randomKeys(seed: number, n: number): Buffer[] {
   const r = rng(seed);
@@ -98,8 +97,14 @@ describe('against CLUSTER KEYSLOT', () => {
       });
     });
     redis = await startScratchRedis('proxy-slots', (dir) => [
-      '--bind', '127.0.0.1', '--cluster-enabled', 'yes', '--cluster-port', String(busPort),
-      '--cluster-config-file', join(dir, 'nodes.conf'),
+      '--bind',
+      '127.0.0.1',
+      '--cluster-enabled',
+      'yes',
+      '--cluster-port',
+      String(busPort),
+      '--cluster-config-file',
+      join(dir, 'nodes.conf'),
     ]);
     sock = redis.sock;
   });

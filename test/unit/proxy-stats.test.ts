@@ -3,7 +3,15 @@
 // crosses to the metrics endpoint carries every count.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { CLS_OTHER, CLS_READ, CLS_WRITE, EndpointStats, LATENCY_BOUNDS_US, LATENCY_BUCKETS, LATENCY_FINITE } from '../../src/proxy/stats.js';
+import {
+  CLS_OTHER,
+  CLS_READ,
+  CLS_WRITE,
+  EndpointStats,
+  LATENCY_BOUNDS_US,
+  LATENCY_BUCKETS,
+  LATENCY_FINITE,
+} from '../../src/proxy/stats.js';
 
 test('latency buckets: 16 µs · 2^k bounds, found by clz32, the last one +Inf', () => {
   assert.equal(LATENCY_BOUNDS_US[0], 16);

@@ -88,7 +88,11 @@ describe('cron_expression', () => {
       ['MON * * * *', /minute field/],
       ['5-1 * * * *', /within/],
     ] as const) {
-      assert.throws(() => parseCron(expr), (e: Error) => e instanceof CronError && re.test(e.message), expr);
+      assert.throws(
+        () => parseCron(expr),
+        (e: Error) => e instanceof CronError && re.test(e.message),
+        expr,
+      );
     }
   });
 });

@@ -7,7 +7,8 @@ import assert from 'node:assert/strict';
 import { BIG_ARGC, RequestParser, type RespCommand } from '../../src/proxy/resp-request.js';
 import { rng } from '../support/rng.js';
 
-const frame = (args: Buffer[]) => Buffer.concat([Buffer.from(`*${args.length}\r\n`), ...args.flatMap((a) => [Buffer.from(`$${a.length}\r\n`), a, Buffer.from('\r\n')])]);
+const frame = (args: Buffer[]) =>
+  Buffer.concat([Buffer.from(`*${args.length}\r\n`), ...args.flatMap((a) => [Buffer.from(`$${a.length}\r\n`), a, Buffer.from('\r\n')])]);
 
 function parseAll(bytes: Buffer, cut: (n: number) => number): RespCommand[] {
   const p = new RequestParser();
@@ -35,7 +36,10 @@ test('a command above BIG_ARGC parses to the same arguments and raw bytes, howev
     assert.equal(cmds[1].argc, args.length);
     assert.ok(cmds[1].args.every((a, i) => a.equals(args[i])));
     assert.ok(cmds[1].rawBuffer().equals(frame(args)));
-    assert.ok(cmds[2].args.every((a, i) => a.equals(small[i])), 'the parser goes on normally after it');
+    assert.ok(
+      cmds[2].args.every((a, i) => a.equals(small[i])),
+      'the parser goes on normally after it',
+    );
   }
 });
 

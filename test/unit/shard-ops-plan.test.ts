@@ -37,7 +37,7 @@ test('switch: only a master to its own replica; a second replica follows the new
   assert.equal(next.get(1)?.master_uid, 5);
 });
 
-test('add replica: of the shard\'s master, never beside a shard of the same slots', () => {
+test("add replica: of the shard's master, never beside a shard of the same slots", () => {
   // Replica 2 (node 2) of master 1 (node 1) to node 3: a new replica of 1 there.
   const next = planAddReplica(twoShards, 2, 7, 3)!;
   assert.deepEqual(next.at(-1), { uid: 7, role: 'slave', node_uid: 3, slots: [0, 8191], master_uid: 1 });
@@ -53,7 +53,10 @@ test('add replica: of the shard\'s master, never beside a shard of the same slot
 test('remove: the replaced replica goes; replicas that followed it follow the new shard', () => {
   const added = planAddReplica(twoShards, 2, 7, 3)!;
   const next = planRemove(added, 2, 7)!;
-  assert.deepEqual(next.map((s) => s.uid), [1, 3, 4, 7]);
+  assert.deepEqual(
+    next.map((s) => s.uid),
+    [1, 3, 4, 7],
+  );
   // A migrated master, switched: 1 is a replica of 7, which serves; 2 followed 7.
   const switched = planSwitch(planAddReplica(twoShards, 1, 7, 3)!, 1, 7)!;
   const gone = byUid(planRemove(switched, 1, 7)!);
@@ -68,11 +71,25 @@ test('INFO replication of a master and of a replica', () => {
     '$300\r\n# Replication\r\nrole:master\r\nconnected_slaves:2\r\nslave0:ip=127.0.16.2,port=40001,state=online,offset=1234,lag=0\r\n' +
       'slave1:ip=127.0.16.3,port=40002,state=wait_bgsave,offset=0,lag=1\r\nmaster_failover_state:no-failover\r\nmaster_replid:abc\r\nmaster_repl_offset:1234\r\n\r\n',
   );
-  assert.deepEqual(master, { role: 'master', master_repl_offset: 1234, replicas: [{ state: 'online', offset: 1234 }, { state: 'wait_bgsave', offset: 0 }] });
+  assert.deepEqual(master, {
+    role: 'master',
+    master_repl_offset: 1234,
+    replicas: [
+      { state: 'online', offset: 1234 },
+      { state: 'wait_bgsave', offset: 0 },
+    ],
+  });
   const replica = parseReplication(
     '$200\r\n# Replication\r\nrole:slave\r\nmaster_host:127.0.16.1\r\nmaster_port:40001\r\nmaster_link_status:up\r\nmaster_sync_in_progress:0\r\nslave_read_repl_offset:1300\r\nslave_repl_offset:1299\r\nmaster_repl_offset:1299\r\n\r\n',
   );
-  assert.deepEqual(replica, { role: 'slave', master_repl_offset: 1299, master_link_status: 'up', master_sync_in_progress: false, slave_repl_offset: 1299, replicas: [] });
+  assert.deepEqual(replica, {
+    role: 'slave',
+    master_repl_offset: 1299,
+    master_link_status: 'up',
+    master_sync_in_progress: false,
+    slave_repl_offset: 1299,
+    replicas: [],
+  });
   assert.throws(() => parseReplication('-NOAUTH Authentication required.\r\n'), /NOAUTH/);
 });
 
@@ -83,20 +100,38 @@ test('evacuation: each shard of the removed node goes to the least loaded live n
   // master); it goes to the empty node 4 rather than node 3. Master 3 cannot
   // go to node 3 (its replica 4); nodes 1 and 4 now have one shard each, and
   // the lower uid wins.
-  const plan = planEvacuation([asBdb(1, twoShards)], 2, [1, 3, 4], new Map([[1, 1], [2, 2], [3, 1], [4, 0]]));
+  const plan = planEvacuation(
+    [asBdb(1, twoShards)],
+    2,
+    [1, 3, 4],
+    new Map([
+      [1, 1],
+      [2, 2],
+      [3, 1],
+      [4, 0],
+    ]),
+  );
   assert.deepEqual(plan, [
     { bdb_uid: 1, shard_uid: 2, target_node_uid: 4 },
     { bdb_uid: 1, shard_uid: 3, target_node_uid: 1 },
   ]);
   // Without node 4, master 3 goes to node 1 and replica 2 to node 3.
-  assert.deepEqual(planEvacuation([asBdb(1, twoShards)], 2, [1, 3], new Map()).map((e) => e.target_node_uid), [3, 1]);
+  assert.deepEqual(
+    planEvacuation([asBdb(1, twoShards)], 2, [1, 3], new Map()).map((e) => e.target_node_uid),
+    [3, 1],
+  );
   assert.deepEqual(planEvacuation([asBdb(1, twoShards)], 9, [1, 2, 3], new Map()), [], 'a node without shards moves nothing');
 });
 
 test('evacuation: refused with the shard and the reason when it has nowhere to go', () => {
   assert.throws(
     () => planEvacuation([asBdb(1, twoShards)], 2, [1], new Map()),
-    (e: unknown) => e instanceof OperatorError && e.code === 'no_placement' && /shard 2 of database 1 \(replica of slots 0-8191\) has nowhere to go: every other live node \(1\) already holds a shard of those slots/.test(e.message),
+    (e: unknown) =>
+      e instanceof OperatorError &&
+      e.code === 'no_placement' &&
+      /shard 2 of database 1 \(replica of slots 0-8191\) has nowhere to go: every other live node \(1\) already holds a shard of those slots/.test(
+        e.message,
+      ),
   );
   assert.throws(() => planEvacuation([asBdb(1, twoShards)], 1, [], new Map()), /no other node is live/);
 });

@@ -13,13 +13,13 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import tls from 'node:tls';
-import net from 'node:net';
-import { makeClusterCerts, ClusterCerts } from '../support/certs.js';
+import type net from 'node:net';
+import { makeClusterCerts, type ClusterCerts } from '../support/certs.js';
 import { cli } from '../support/cluster.js';
 import { CertStore } from '../../src/pki/certstore.js';
 import { TLS12_CIPHERS, TLS13_CIPHERSUITES } from '../../src/tls/policy.js';
 import { dial } from '../../src/internode/channel.js';
-import { etcdClient, EtcdPaths } from '../../src/coord/etcd.js';
+import { etcdClient, type EtcdPaths } from '../../src/coord/etcd.js';
 import { requestJson } from '../../src/util/https-json.js';
 
 const HOST = '127.0.10.1';
@@ -38,7 +38,14 @@ interface WeakServer {
 
 const weakConfigs: { what: string; opts: tls.TlsOptions }[] = [
   { what: 'TLS 1.0/1.1 only', opts: { minVersion: 'TLSv1', maxVersion: 'TLSv1.1', ciphers: 'DEFAULT:@SECLEVEL=0' } },
-  { what: 'TLS 1.2 with forbidden suites only', opts: { minVersion: 'TLSv1.2', maxVersion: 'TLSv1.2', ciphers: 'AES128-SHA:AES256-GCM-SHA384:ECDHE-RSA-AES128-SHA:ECDHE-RSA-CHACHA20-POLY1305:@SECLEVEL=0' } },
+  {
+    what: 'TLS 1.2 with forbidden suites only',
+    opts: {
+      minVersion: 'TLSv1.2',
+      maxVersion: 'TLSv1.2',
+      ciphers: 'AES128-SHA:AES256-GCM-SHA384:ECDHE-RSA-AES128-SHA:ECDHE-RSA-CHACHA20-POLY1305:@SECLEVEL=0',
+    },
+  },
   { what: 'TLS 1.3 with ChaCha20 only', opts: { minVersion: 'TLSv1.3', ciphers: 'TLS_CHACHA20_POLY1305_SHA256' } },
 ];
 
@@ -52,14 +59,27 @@ const saved = { min: tls.DEFAULT_MIN_VERSION, max: tls.DEFAULT_MAX_VERSION, curv
 function serve(what: string, opts: tls.TlsOptions): Promise<WeakServer> {
   const seen: Seen = { accepted: [], refused: [] };
   const b = certs.nodes[0].cp;
-  const server = tls.createServer({ cert: b.certPem, key: b.keyPem, ca: b.caPem, requestCert: true, rejectUnauthorized: false, ALPNProtocols: ['h2', 'http/1.1', 'tessera-cp/1'], ...opts }, (s) => {
-    seen.accepted.push({ protocol: s.getProtocol(), cipher: s.getCipher().name });
-    s.on('error', () => s.destroy());
-    // Enough of an HTTP answer for the REST client; the others just see a close.
-    s.once('data', () => s.end('HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{}'));
-  });
+  const server = tls.createServer(
+    {
+      cert: b.certPem,
+      key: b.keyPem,
+      ca: b.caPem,
+      requestCert: true,
+      rejectUnauthorized: false,
+      ALPNProtocols: ['h2', 'http/1.1', 'tessera-cp/1'],
+      ...opts,
+    },
+    (s) => {
+      seen.accepted.push({ protocol: s.getProtocol(), cipher: s.getCipher().name });
+      s.on('error', () => s.destroy());
+      // Enough of an HTTP answer for the REST client; the others just see a close.
+      s.once('data', () => s.end('HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{}'));
+    },
+  );
   server.on('tlsClientError', (err) => seen.refused.push((err as NodeJS.ErrnoException).code ?? err.message));
-  return new Promise((resolve) => server.listen(0, HOST, () => resolve({ what, server, port: (server.address() as net.AddressInfo).port, seen })));
+  return new Promise((resolve) =>
+    server.listen(0, HOST, () => resolve({ what, server, port: (server.address() as net.AddressInfo).port, seen })),
+  );
 }
 
 before(async () => {
@@ -117,7 +137,10 @@ const clients: Record<string, Client> = {
     let timer: NodeJS.Timeout | undefined;
     try {
       // A TLS server that is not etcd never answers gRPC: 2 s is enough to see the handshake.
-      await Promise.race([c.get('/tessera/ping').exec(), new Promise((_, rej) => (timer = setTimeout(() => rej(new Error('no gRPC answer')), 2000)))]);
+      await Promise.race([
+        c.get('/tessera/ping').exec(),
+        new Promise((_, rej) => (timer = setTimeout(() => rej(new Error('no gRPC answer')), 2000))),
+      ]);
     } finally {
       clearTimeout(timer);
       c.close();
@@ -146,7 +169,11 @@ for (const [name, c] of Object.entries(clients)) {
       const before = { acc: s.seen.accepted.length, ref: s.seen.refused.length };
       const err = await attempt(c, s);
       assert.ok(err instanceof Error, `${name} against ${s.what}: the call succeeded`);
-      assert.deepEqual(s.seen.accepted.slice(before.acc), [], `${name} negotiated with ${s.what}: ${JSON.stringify(s.seen.accepted.slice(before.acc))}`);
+      assert.deepEqual(
+        s.seen.accepted.slice(before.acc),
+        [],
+        `${name} negotiated with ${s.what}: ${JSON.stringify(s.seen.accepted.slice(before.acc))}`,
+      );
       assert.ok(s.seen.refused.length > before.ref, `${name} never reached ${s.what} (${(err as Error).message})`);
     }
   });
@@ -157,7 +184,10 @@ test('the same clients connect to a policy-compliant server with TLS 1.3, an all
     const n = good.seen.accepted.length;
     const err = await attempt(c, good);
     const got = good.seen.accepted.slice(n);
-    assert.ok(got.length > 0, `${name} did not complete a handshake with a compliant server: ${good.seen.refused.join(', ')} ${String(err)}`);
+    assert.ok(
+      got.length > 0,
+      `${name} did not complete a handshake with a compliant server: ${good.seen.refused.join(', ')} ${String(err)}`,
+    );
     for (const g of got) {
       assert.equal(g.protocol, 'TLSv1.3', name);
       assert.ok(ALLOWED.has(g.cipher), `${name}: ${g.cipher}`);

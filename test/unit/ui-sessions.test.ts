@@ -5,7 +5,17 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { UiSessionRecord } from '../../src/coord/schema.js';
-import { IDLE_TIMEOUT_MS, SESSION_COOKIE, SessionBackend, SessionStore, TOUCH_EVERY_MS, clearedSessionCookie, csrfMatches, readCookie, sessionCookie } from '../../src/ui/sessions.js';
+import {
+  IDLE_TIMEOUT_MS,
+  SESSION_COOKIE,
+  type SessionBackend,
+  SessionStore,
+  TOUCH_EVERY_MS,
+  clearedSessionCookie,
+  csrfMatches,
+  readCookie,
+  sessionCookie,
+} from '../../src/ui/sessions.js';
 
 function mapBackend(): SessionBackend & { data: Map<string, UiSessionRecord> } {
   const data = new Map<string, UiSessionRecord>();

@@ -9,10 +9,10 @@ import pino from 'pino';
 import { makeClusterCerts } from '../support/certs.js';
 import { CertStore } from '../../src/pki/certstore.js';
 import { certInfo } from '../../src/pki/pki.js';
-import { InternodeServer, PeerPolicy, dial } from '../../src/internode/channel.js';
-import { InternodeLink, LinkRegistry, NodeLinksReport } from '../../src/internode/links.js';
+import { InternodeServer, type PeerPolicy, dial } from '../../src/internode/channel.js';
+import { type InternodeLink, LinkRegistry, type NodeLinksReport } from '../../src/internode/links.js';
 import { HYBRID_GROUP, sessionPolicyViolation } from '../../src/tls/policy.js';
-import { VerifyBdb, formatVerify, verifyEncryption } from '../../src/cli/verify.js';
+import { type VerifyBdb, formatVerify, verifyEncryption } from '../../src/cli/verify.js';
 
 const ADDR = '127.0.18.201';
 
@@ -40,7 +40,9 @@ test('the registry records protocol, cipher, group and the peer certificate of e
     },
   });
   await srv.listen();
-  const plainSrv = net.createServer((s) => accepted.add(s, { side: 'accepted', purpose: 'replication', remoteUid: 2, bdbUid: 8, shardUid: 4, replicaShardUid: 5 }));
+  const plainSrv = net.createServer((s) =>
+    accepted.add(s, { side: 'accepted', purpose: 'replication', remoteUid: 2, bdbUid: 8, shardUid: 4, replicaShardUid: 5 }),
+  );
   await new Promise<void>((r) => plainSrv.listen({ host: ADDR, port: 23343 }, () => r()));
   try {
     const { socket, peer } = await dial({ host: ADDR, port: 23342, plane: 'dp', certs: s2, policy, localAddress: ADDR });
@@ -95,11 +97,24 @@ test('the TLS policy judges negotiated sessions', () => {
   assert.equal(sessionPolicyViolation({ protocol: 'TLSv1.3', cipher: 'TLS_AES_256_GCM_SHA384', group: HYBRID_GROUP }), undefined);
   assert.equal(sessionPolicyViolation({ protocol: 'TLSv1.2', cipher: 'ECDHE-RSA-AES128-GCM-SHA256' }), undefined);
   assert.match(sessionPolicyViolation({ protocol: 'TLSv1.1', cipher: 'ECDHE-RSA-AES128-SHA' })!, /TLSv1\.1 is not allowed/);
-  assert.match(sessionPolicyViolation({ protocol: 'TLSv1.3', cipher: 'TLS_CHACHA20_POLY1305_SHA256' })!, /cipher TLS_CHACHA20_POLY1305_SHA256/);
+  assert.match(
+    sessionPolicyViolation({ protocol: 'TLSv1.3', cipher: 'TLS_CHACHA20_POLY1305_SHA256' })!,
+    /cipher TLS_CHACHA20_POLY1305_SHA256/,
+  );
   assert.match(sessionPolicyViolation({ protocol: 'TLSv1.2', cipher: 'TLS_AES_128_GCM_SHA256' })!, /not allowed with TLSv1\.2/);
-  assert.match(sessionPolicyViolation({ protocol: 'TLSv1.2', cipher: 'ECDHE-RSA-AES128-GCM-SHA256' }, 'hybrid_required')!, /hybrid_required/);
-  assert.match(sessionPolicyViolation({ protocol: 'TLSv1.3', cipher: 'TLS_AES_128_GCM_SHA256', group: 'X25519' }, 'hybrid_required')!, /key exchange X25519/);
-  assert.equal(sessionPolicyViolation({ protocol: 'TLSv1.3', cipher: 'TLS_AES_128_GCM_SHA256' }, 'hybrid_required'), undefined, 'a listener does not know the group');
+  assert.match(
+    sessionPolicyViolation({ protocol: 'TLSv1.2', cipher: 'ECDHE-RSA-AES128-GCM-SHA256' }, 'hybrid_required')!,
+    /hybrid_required/,
+  );
+  assert.match(
+    sessionPolicyViolation({ protocol: 'TLSv1.3', cipher: 'TLS_AES_128_GCM_SHA256', group: 'X25519' }, 'hybrid_required')!,
+    /key exchange X25519/,
+  );
+  assert.equal(
+    sessionPolicyViolation({ protocol: 'TLSv1.3', cipher: 'TLS_AES_128_GCM_SHA256' }, 'hybrid_required'),
+    undefined,
+    'a listener does not know the group',
+  );
 });
 
 // --- the verdict over reported links ---
@@ -107,13 +122,30 @@ test('the TLS policy judges negotiated sessions', () => {
 const NOW = Date.parse('2026-01-01T00:00:00Z');
 const nodes = [1, 2].map((uid) => ({ uid, addr: `127.0.18.${uid}` }));
 const bdbs: VerifyBdb[] = [
-  { uid: 1, name: 'enc', data_internode_encryption: true, shards: [{ node_uid: 1 }, { node_uid: 2 }], endpoints: [{ addr: ['127.0.18.1', '127.0.18.2'] }] },
-  { uid: 2, name: 'plain', data_internode_encryption: false, shards: [{ node_uid: 2 }], endpoints: [{ addr: ['127.0.18.1', '127.0.18.2'] }] },
+  {
+    uid: 1,
+    name: 'enc',
+    data_internode_encryption: true,
+    shards: [{ node_uid: 1 }, { node_uid: 2 }],
+    endpoints: [{ addr: ['127.0.18.1', '127.0.18.2'] }],
+  },
+  {
+    uid: 2,
+    name: 'plain',
+    data_internode_encryption: false,
+    shards: [{ node_uid: 2 }],
+    endpoints: [{ addr: ['127.0.18.1', '127.0.18.2'] }],
+  },
 ];
 
 let nextPort = 40000;
 /** Both ends of one connection from node `from` to node `to`. */
-function pair(from: number, to: number, over: Partial<InternodeLink>, accepted: Partial<InternodeLink> = {}): [InternodeLink, InternodeLink] {
+function pair(
+  from: number,
+  to: number,
+  over: Partial<InternodeLink>,
+  accepted: Partial<InternodeLink> = {},
+): [InternodeLink, InternodeLink] {
   const tls = (over.protocol ?? 'TLSv1.3') !== 'plaintext';
   const port = over.channel_port ?? (tls ? 3342 : 3343);
   const dialerAddr = `127.0.18.${from}:${nextPort++}`;
@@ -156,7 +188,12 @@ function pair(from: number, to: number, over: Partial<InternodeLink>, accepted: 
 
 function reports(...pairs: [InternodeLink, InternodeLink][]): NodeLinksReport[] {
   const ends = pairs.flat();
-  return nodes.map((n) => ({ uid: n.uid, addr: n.addr, time: new Date(NOW).toISOString(), links: ends.filter((l) => l.local_uid === n.uid) }));
+  return nodes.map((n) => ({
+    uid: n.uid,
+    addr: n.addr,
+    time: new Date(NOW).toISOString(),
+    links: ends.filter((l) => l.local_uid === n.uid),
+  }));
 }
 
 const healthy = () => [
@@ -189,21 +226,42 @@ test('a healthy cluster passes; --require-all fails naming the plaintext databas
 
   const all = verifyEncryption(nodes, bdbs, reports(...healthy()), { requireAll: true, now: NOW });
   assert.equal(all.ok, false);
-  assert.deepEqual(all.violations.map((v) => v.kind), ['plaintext_database']);
+  assert.deepEqual(
+    all.violations.map((v) => v.kind),
+    ['plaintext_database'],
+  );
   assert.match(all.violations[0].message, /^db:2 \(plain\): data crosses nodes in plaintext/);
   assert.match(formatVerify(all), /VERDICT: FAILED. 1 violation/);
 
   const scoped = verifyEncryption(nodes, bdbs, reports(...healthy()), { db: 1, requireAll: true, now: NOW });
   assert.equal(scoped.ok, true, 'db 1 alone is encrypted');
   assert.ok(scoped.links.every((l) => l.purpose === 'control' || l.bdb_uid === 1));
-  assert.deepEqual(scoped.databases.map((d) => d.uid), [1]);
+  assert.deepEqual(
+    scoped.databases.map((d) => d.uid),
+    [1],
+  );
 });
 
 test('--require-all: a plaintext database with no link now still fails when it spans nodes, not when it lives on one', () => {
-  const one: VerifyBdb = { uid: 3, name: 'local', data_internode_encryption: false, shards: [{ node_uid: 1 }], endpoints: [{ addr: ['127.0.18.1'] }] };
-  const spread: VerifyBdb = { uid: 4, name: 'spread', data_internode_encryption: false, shards: [{ node_uid: 1 }], endpoints: [{ addr: ['127.0.18.1', '127.0.18.2'] }] };
+  const one: VerifyBdb = {
+    uid: 3,
+    name: 'local',
+    data_internode_encryption: false,
+    shards: [{ node_uid: 1 }],
+    endpoints: [{ addr: ['127.0.18.1'] }],
+  };
+  const spread: VerifyBdb = {
+    uid: 4,
+    name: 'spread',
+    data_internode_encryption: false,
+    shards: [{ node_uid: 1 }],
+    endpoints: [{ addr: ['127.0.18.1', '127.0.18.2'] }],
+  };
   const r = verifyEncryption(nodes, [one, spread], reports(pair(1, 2, {})), { requireAll: true, now: NOW });
-  assert.deepEqual(r.violations.map((v) => v.bdb_uid), [4]);
+  assert.deepEqual(
+    r.violations.map((v) => v.bdb_uid),
+    [4],
+  );
   assert.match(r.violations[0].message, /span nodes 1, 2/);
 });
 
@@ -215,16 +273,30 @@ test('violations: plaintext control, plaintext link of an encrypted database, TL
       pair(1, 2, { protocol: 'plaintext', channel_port: 3343 }),
       pair(2, 1, { purpose: 'proxy', bdb_uid: 1, shard_uid: 1, protocol: 'plaintext' }),
       pair(1, 2, { purpose: 'replication', bdb_uid: 1, shard_uid: 2, replica_shard_uid: 3, protocol: 'TLSv1.2', cipher: 'AES128-SHA' }),
-      pair(1, 2, { peer_cert_not_after: '2025-12-30T00:00:00.000Z', peer_cert_days_left: -2, peer_cert_expired: true }, { peer_cert_not_after: '2026-03-01T00:00:00.000Z', peer_cert_days_left: 59, peer_cert_expired: false }),
+      pair(
+        1,
+        2,
+        { peer_cert_not_after: '2025-12-30T00:00:00.000Z', peer_cert_days_left: -2, peer_cert_expired: true },
+        { peer_cert_not_after: '2026-03-01T00:00:00.000Z', peer_cert_days_left: 59, peer_cert_expired: false },
+      ),
       pair(2, 1, {}, { peer_cert_denied: true, peer_cert_serial: 'dead' }),
     ),
     { requireAll: false, now: NOW },
   );
   assert.equal(r.ok, false);
-  assert.deepEqual(r.violations.map((v) => v.kind).sort(), ['cert_denied', 'cert_expired', 'control_plaintext', 'data_plaintext', 'tls_policy']);
+  assert.deepEqual(r.violations.map((v) => v.kind).sort(), [
+    'cert_denied',
+    'cert_expired',
+    'control_plaintext',
+    'data_plaintext',
+    'tls_policy',
+  ]);
   const msg = (k: string) => r.violations.find((v) => v.kind === k)!.message;
   assert.match(msg('control_plaintext'), /^control link node:1 → node:2 \(127\.0\.18\.1:\d+ → 127\.0\.18\.2:3343\) is plaintext/);
-  assert.match(msg('data_plaintext'), /proxy link to shard 1 of db:1 \(enc\) node:2 → node:1 .* is plaintext, but db:1 has data_internode_encryption enabled/);
+  assert.match(
+    msg('data_plaintext'),
+    /proxy link to shard 1 of db:1 \(enc\) node:2 → node:1 .* is plaintext, but db:1 has data_internode_encryption enabled/,
+  );
   assert.match(msg('tls_policy'), /replication tunnel of shard 3 from shard 2 of db:1 .*cipher AES128-SHA is not allowed with TLSv1\.2/);
   assert.match(msg('cert_expired'), /node:2's certificate 5e2, seen by node:1 .* expired on 2025-12-30/);
   assert.match(msg('cert_denied'), /node:2's certificate dead, seen by node:1 .* deny list/);
@@ -234,7 +306,14 @@ test('violations: plaintext control, plaintext link of an encrypted database, TL
 });
 
 test('under hybrid_required, a dialer that reports a classical group is a violation', () => {
-  const r = verifyEncryption(nodes, bdbs, reports(pair(1, 2, { group: 'X25519' })), { requireAll: false, keyExchange: 'hybrid_required', now: NOW });
-  assert.deepEqual(r.violations.map((v) => v.kind), ['tls_policy']);
+  const r = verifyEncryption(nodes, bdbs, reports(pair(1, 2, { group: 'X25519' })), {
+    requireAll: false,
+    keyExchange: 'hybrid_required',
+    now: NOW,
+  });
+  assert.deepEqual(
+    r.violations.map((v) => v.kind),
+    ['tls_policy'],
+  );
   assert.match(r.violations[0].message, /key exchange X25519 under internode_key_exchange hybrid_required/);
 });

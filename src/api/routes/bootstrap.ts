@@ -69,13 +69,18 @@ interface JoinBody {
 export const bootstrapRoutes: FastifyPluginAsync<{ daemon: BootstrapNode }> = async (app, { daemon }) => {
   const checkAddr = (b: { node?: { identity?: { addr?: string } } }) => {
     const want = b.node?.identity?.addr;
-    if (want && want !== daemon.cfg.addr) throw new OperatorError('invalid', 'invalid_address', `this node's address is ${daemon.cfg.addr}, not ${want}`);
+    if (want && want !== daemon.cfg.addr)
+      throw new OperatorError('invalid', 'invalid_address', `this node's address is ${daemon.cfg.addr}, not ${want}`);
   };
 
   // Tessera's additions: the REST trust anchor (public; a CLI or joining node compares its fingerprint with a pinned one).
   const status = () => {
     const t = daemon.restTrust();
-    return { bootstrap_status: daemon.bootstrap, local_node_info: daemon.localNodeInfo(), ...(t ? { rest_ca_cert: t.certPem, rest_ca_fingerprint: t.fingerprint } : {}) };
+    return {
+      bootstrap_status: daemon.bootstrap,
+      local_node_info: daemon.localNodeInfo(),
+      ...(t ? { rest_ca_cert: t.certPem, rest_ca_fingerprint: t.fingerprint } : {}),
+    };
   };
 
   app.get('/v1/bootstrap', { config: { auth: false } }, async () => status());
@@ -90,7 +95,8 @@ export const bootstrapRoutes: FastifyPluginAsync<{ daemon: BootstrapNode }> = as
     checkAddr(req.body);
     const pin = req.body.cluster.ca_fingerprint;
     const caFingerprint = pin === undefined ? undefined : parseFingerprint(pin);
-    if (pin !== undefined && !caFingerprint) throw new OperatorError('invalid', 'invalid_fingerprint', 'ca_fingerprint must be sha256:<64 hex digits>');
+    if (pin !== undefined && !caFingerprint)
+      throw new OperatorError('invalid', 'invalid_fingerprint', 'ca_fingerprint must be sha256:<64 hex digits>');
     await daemon.joinCluster({ nodes: req.body.cluster.nodes, caFingerprint, ...req.body.credentials });
     return status();
   });

@@ -53,7 +53,11 @@ export const clusterRoutes: FastifyPluginAsync<{ daemon: ApiNode }> = async (app
 
   app.put<{ Body: Partial<PolicyRecord> }>('/v1/cluster/policy', { schema: { body: policyBody } }, async (req) => {
     const m = daemon.requireMember();
-    if (req.body.default_oss_cluster === true) throw invalid('invalid_oss_cluster_configuration', 'default_oss_cluster: the OSS Cluster API is not supported; only false is accepted');
+    if (req.body.default_oss_cluster === true)
+      throw invalid(
+        'invalid_oss_cluster_configuration',
+        'default_oss_cluster: the OSS Cluster API is not supported; only false is accepted',
+      );
     // Compare-and-swap so two concurrent partial updates cannot undo each other.
     const next = await storeOf(m.client).cluster.updatePolicy(req.body);
     req.log.info({ policy: next }, 'cluster policy updated');
@@ -66,13 +70,26 @@ export const clusterRoutes: FastifyPluginAsync<{ daemon: ApiNode }> = async (app
     {
       schema: {
         params: { type: 'object', properties: { action: { type: 'string' } }, required: ['action'] },
-        body: { type: 'object', additionalProperties: false, properties: { node_uid: { anyOf: [{ type: 'string', pattern: '^[0-9]{1,9}$' }, { type: 'integer', minimum: 1 }] } } },
+        body: {
+          type: 'object',
+          additionalProperties: false,
+          properties: {
+            node_uid: {
+              anyOf: [
+                { type: 'string', pattern: '^[0-9]{1,9}$' },
+                { type: 'integer', minimum: 1 },
+              ],
+            },
+          },
+        },
       },
     },
     async (req) => {
       const m = daemon.requireMember();
-      if (req.params.action !== 'change_master') throw notFound('action_not_supported', `cluster action '${req.params.action}' is not supported (supported: change_master)`);
-      if (req.body?.node_uid === undefined) throw invalid('node_uid_required', 'change_master needs the node_uid of the node to make the master');
+      if (req.params.action !== 'change_master')
+        throw notFound('action_not_supported', `cluster action '${req.params.action}' is not supported (supported: change_master)`);
+      if (req.body?.node_uid === undefined)
+        throw invalid('node_uid_required', 'change_master needs the node_uid of the node to make the master');
       const uid = Number(req.body.node_uid);
       const n = m.nodes.items.get(String(uid));
       if (!n?.addr) throw notFound('node_not_found', `node ${uid} does not exist`);
@@ -112,15 +129,37 @@ export const clusterRoutes: FastifyPluginAsync<{ daemon: ApiNode }> = async (app
     const service_certificates = m.nodes
       .values()
       .sort((a, b) => a.uid - b.uid)
-      .flatMap((n) => Object.values(n.service_certificates ?? {}).map((c) => ({ node_uid: n.uid, ...c, expires_in_seconds: Math.round((Date.parse(c.not_after) - now) / 1000) })));
+      .flatMap((n) =>
+        Object.values(n.service_certificates ?? {}).map((c) => ({
+          node_uid: n.uid,
+          ...c,
+          expires_in_seconds: Math.round((Date.parse(c.not_after) - now) / 1000),
+        })),
+      );
     return {
       ...(apiCert ? { api_cert: apiCert } : {}),
       ...Object.fromEntries(PLANES.map((p) => [`${PLANE_CERT_NAME[p]}_cert`, m.certs.bundle(p).certPem])),
       ...(sInfo && servicesCa
-        ? { services_ca: { subject: sInfo.subject, serial: sInfo.serial, not_before: sInfo.not_before, not_after: sInfo.not_after, fingerprint256: sInfo.fingerprint256, certificate: servicesCa.cert } }
+        ? {
+            services_ca: {
+              subject: sInfo.subject,
+              serial: sInfo.serial,
+              not_before: sInfo.not_before,
+              not_after: sInfo.not_after,
+              fingerprint256: sInfo.fingerprint256,
+              certificate: servicesCa.cert,
+            },
+          }
         : {}),
       service_certificates,
-      ca: { subject: caInfo.subject, serial: caInfo.serial, not_before: caInfo.not_before, not_after: caInfo.not_after, fingerprint256: caInfo.fingerprint256, certificate: ca.cert },
+      ca: {
+        subject: caInfo.subject,
+        serial: caInfo.serial,
+        not_before: caInfo.not_before,
+        not_after: caInfo.not_after,
+        fingerprint256: caInfo.fingerprint256,
+        certificate: ca.cert,
+      },
       certificates,
       // What every internode handshake offers: the hybrid group first (see the README's TLS policy).
       key_exchange: { internode_key_exchange: policy.internode_key_exchange, groups: keyExchangeGroups(policy.internode_key_exchange) },

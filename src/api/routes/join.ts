@@ -20,13 +20,19 @@ const joinNodeBody = {
       required: ['rest', 'internode', 'dp_plain', 'etcd_peer', 'etcd_client', 'metrics'],
       properties: { rest: port, internode: port, dp_plain: port, etcd_peer: port, etcd_client: port, metrics: port, ui: port },
     },
-    csrs: { type: 'object', additionalProperties: false, required: ['cp', 'dp', 'api'], properties: { cp: pem, dp: pem, api: pem, cm: pem, proxy: pem, metrics_exporter: pem } },
+    csrs: {
+      type: 'object',
+      additionalProperties: false,
+      required: ['cp', 'dp', 'api'],
+      properties: { cp: pem, dp: pem, api: pem, cm: pem, proxy: pem, metrics_exporter: pem },
+    },
   },
 } as const;
 
-
 export const joinRoutes: FastifyPluginAsync<{ daemon: JoinAdmission }> = async (app, { daemon }) => {
-  app.post<{ Body: JoinNodeRequest }>('/v1/cluster/join_node', { schema: { body: joinNodeBody } }, async (req) => daemon.admitNode(req.body));
+  app.post<{ Body: JoinNodeRequest }>('/v1/cluster/join_node', { schema: { body: joinNodeBody } }, async (req) =>
+    daemon.admitNode(req.body),
+  );
 
   app.post<{ Params: { uid: string } }>('/v1/cluster/join_node/:uid/promote', { schema: { params: uidParams } }, async (req) => {
     await daemon.promoteJoin(Number(req.params.uid));

@@ -6,19 +6,25 @@ import type { FastifyPluginAsync } from 'fastify';
 import type { ApiNode } from '../services.js';
 import type { ApiMember } from '../services.js';
 import {
-  CertIdentityRecord,
-  CustomerCertRecord,
-  NodeAlertsRecord,
-  ServiceCertRecord,
-  StoredAlertSettings,
-  StoredJobScheduler,
+  type CertIdentityRecord,
+  type CustomerCertRecord,
+  type NodeAlertsRecord,
+  type ServiceCertRecord,
+  type StoredAlertSettings,
+  type StoredJobScheduler,
   jobSchedulerWithDefaults,
 } from '../../coord/schema.js';
 import { OperatorError, invalid, notFound } from '../../util/errors.js';
 import { CronError, parseCron } from '../../util/cron.js';
-import { CERT_NAMES, PLANE_CERT_NAME, PLANES, Plane, ServiceName, isServiceName, planeOfCertName } from '../../pki/pki.js';
+import { CERT_NAMES, PLANE_CERT_NAME, PLANES, type Plane, type ServiceName, isServiceName, planeOfCertName } from '../../pki/pki.js';
 import { X509Certificate } from 'node:crypto';
-import { CertName, CertificateRejected, OPERATOR_CERT_NAMES, OperatorCertName, validateCustomerCerts } from '../../pki/customer.js';
+import {
+  type CertName,
+  CertificateRejected,
+  OPERATOR_CERT_NAMES,
+  type OperatorCertName,
+  validateCustomerCerts,
+} from '../../pki/customer.js';
 import { uidParams } from '../schemas.js';
 import { requestRotation, waitRotation } from '../../control/cert-rotation-action.js';
 import { storeOf } from '../../coord/store.js';
@@ -34,7 +40,12 @@ const jobSchedulerBody = {
       type: 'object',
       additionalProperties: false,
       minProperties: 1,
-      properties: { enabled: { type: 'boolean' }, validity_days: days, expiry_days_before_rotation: days, cron_expression: { type: 'string', maxLength: 200 } },
+      properties: {
+        enabled: { type: 'boolean' },
+        validity_days: days,
+        expiry_days_before_rotation: days,
+        cron_expression: { type: 'string', maxLength: 200 },
+      },
     },
   },
 } as const;
@@ -89,7 +100,11 @@ export interface ClusterAlert {
 async function nodeAlerts(m: ApiMember): Promise<Record<string, NodeAlertsRecord>> {
   const all = await storeOf(m.client).nodes.alerts();
   const out: Record<string, NodeAlertsRecord> = {};
-  for (const n of m.nodes.values().filter((x) => x.addr).sort((a, b) => a.uid - b.uid)) out[String(n.uid)] = all.get(n.uid) ?? {};
+  for (const n of m.nodes
+    .values()
+    .filter((x) => x.addr)
+    .sort((a, b) => a.uid - b.uid))
+    out[String(n.uid)] = all.get(n.uid) ?? {};
   return out;
 }
 
@@ -111,7 +126,10 @@ export const lifecycleRoutes: FastifyPluginAsync<{ daemon: ApiNode }> = async (a
       const next = jobSchedulerWithDefaults(cur, req.body);
       const s = next.cert_rotation_job_settings;
       if (s.expiry_days_before_rotation >= s.validity_days) {
-        throw invalid('invalid_schedule', `expiry_days_before_rotation (${s.expiry_days_before_rotation}) must be less than validity_days (${s.validity_days})`);
+        throw invalid(
+          'invalid_schedule',
+          `expiry_days_before_rotation (${s.expiry_days_before_rotation}) must be less than validity_days (${s.validity_days})`,
+        );
       }
       return next;
     });
@@ -119,17 +137,25 @@ export const lifecycleRoutes: FastifyPluginAsync<{ daemon: ApiNode }> = async (a
     return next;
   });
 
-  app.put<{ Body: { alert_settings?: { node_internal_certs_about_to_expire?: { enabled?: boolean; threshold?: number | string } } } }>('/v1/cluster', { schema: { body: clusterBody } }, async (req) => {
-    const m = daemon.requireMember();
-    const a = req.body.alert_settings?.node_internal_certs_about_to_expire;
-    if (a?.threshold !== undefined) {
-      const t = typeof a.threshold === 'string' && /^\s*\d+(\.\d+)?\s*$/.test(a.threshold) ? Number(a.threshold) : a.threshold;
-      if (typeof t !== 'number' || !(t > 0 && t <= 3650)) throw invalid('invalid_threshold', `node_internal_certs_about_to_expire.threshold must be a number of days above 0 and at most 3650 (a number or a string such as "45"), not ${JSON.stringify(a.threshold)}`);
-      a.threshold = t;
-    }
-    const alertSettings = await storeOf(m.client).settings.updateAlertSettings(req.body.alert_settings as StoredAlertSettings);
-    return { name: m.cluster.name, alert_settings: alertSettings };
-  });
+  app.put<{ Body: { alert_settings?: { node_internal_certs_about_to_expire?: { enabled?: boolean; threshold?: number | string } } } }>(
+    '/v1/cluster',
+    { schema: { body: clusterBody } },
+    async (req) => {
+      const m = daemon.requireMember();
+      const a = req.body.alert_settings?.node_internal_certs_about_to_expire;
+      if (a?.threshold !== undefined) {
+        const t = typeof a.threshold === 'string' && /^\s*\d+(\.\d+)?\s*$/.test(a.threshold) ? Number(a.threshold) : a.threshold;
+        if (typeof t !== 'number' || !(t > 0 && t <= 3650))
+          throw invalid(
+            'invalid_threshold',
+            `node_internal_certs_about_to_expire.threshold must be a number of days above 0 and at most 3650 (a number or a string such as "45"), not ${JSON.stringify(a.threshold)}`,
+          );
+        a.threshold = t;
+      }
+      const alertSettings = await storeOf(m.client).settings.updateAlertSettings(req.body.alert_settings as StoredAlertSettings);
+      return { name: m.cluster.name, alert_settings: alertSettings };
+    },
+  );
 
   app.get('/v1/cluster/alert_settings', () => storeOf(daemon.requireMember().client).settings.alertSettings());
 
@@ -137,47 +163,66 @@ export const lifecycleRoutes: FastifyPluginAsync<{ daemon: ApiNode }> = async (a
   const noBodyIsEmpty = async (req: { body: unknown }) => {
     if (req.body === undefined || req.body === null) req.body = {};
   };
-  app.post<{ Body: { name?: string } | undefined }>('/v1/cluster/certificates/rotate', { preValidation: noBodyIsEmpty, schema: { body: rotateBody } }, async (req, reply) => {
-    const m = daemon.requireMember();
-    const name = req.body?.name;
-    // As the reference: an unknown certificate name is 403, not 400.
-    if (name !== undefined && !(CERT_NAMES as readonly string[]).includes(name)) {
-      throw new OperatorError('forbidden', 'unknown_certificate', `no internode certificate is named ${JSON.stringify(name)}; rotatable: ${CERT_NAMES.join(', ')}`);
-    }
-    const planes: Plane[] = name ? [planeOfCertName(name as CertName)] : [...PLANES];
-    const operatorPlanes = planes.filter((p) => m.certs.isCustomer(p));
-    if (name !== undefined && operatorPlanes.length) {
-      throw new OperatorError('forbidden', 'operator_certificate', `${name} is an operator-provided certificate on this cluster: replace it with PUT /v1/cluster/certificates; it is not rotated`);
-    }
-    // Desired state and an action; each node's certificate reconciler renews its own, the
-    // master's controller follows them (control/cert-rotation-action.ts); this call waits on the action.
-    const nodes = m.nodes.values().filter((n) => n.addr).map((n) => n.uid).sort((a, b) => a - b);
-    const action = await requestRotation(m.client, planes, nodes);
-    req.log.info({ action: action.action_uid, planes, nodes }, 'certificate rotation requested');
-    const out = await waitRotation(m.client, action.action_uid);
-    if (out.action.status !== 'completed' && out.action.status !== 'failed') {
-      // Not finished in time (no cluster master to follow it, say): it goes on; the caller can follow it.
-      reply.status(202);
-      return { action_uid: action.action_uid, description: `the rotation is still running (${out.action.progress}%: ${out.action.description ?? out.action.status}); follow it with GET /v1/actions/${action.action_uid}` };
-    }
-    if (out.action.status === 'failed') {
-      reply.status(400);
+  app.post<{ Body: { name?: string } | undefined }>(
+    '/v1/cluster/certificates/rotate',
+    { preValidation: noBodyIsEmpty, schema: { body: rotateBody } },
+    async (req, reply) => {
+      const m = daemon.requireMember();
+      const name = req.body?.name;
+      // As the reference: an unknown certificate name is 403, not 400.
+      if (name !== undefined && !(CERT_NAMES as readonly string[]).includes(name)) {
+        throw new OperatorError(
+          'forbidden',
+          'unknown_certificate',
+          `no internode certificate is named ${JSON.stringify(name)}; rotatable: ${CERT_NAMES.join(', ')}`,
+        );
+      }
+      const planes: Plane[] = name ? [planeOfCertName(name as CertName)] : [...PLANES];
+      const operatorPlanes = planes.filter((p) => m.certs.isCustomer(p));
+      if (name !== undefined && operatorPlanes.length) {
+        throw new OperatorError(
+          'forbidden',
+          'operator_certificate',
+          `${name} is an operator-provided certificate on this cluster: replace it with PUT /v1/cluster/certificates; it is not rotated`,
+        );
+      }
+      // Desired state and an action; each node's certificate reconciler renews its own, the
+      // master's controller follows them (control/cert-rotation-action.ts); this call waits on the action.
+      const nodes = m.nodes
+        .values()
+        .filter((n) => n.addr)
+        .map((n) => n.uid)
+        .sort((a, b) => a - b);
+      const action = await requestRotation(m.client, planes, nodes);
+      req.log.info({ action: action.action_uid, planes, nodes }, 'certificate rotation requested');
+      const out = await waitRotation(m.client, action.action_uid);
+      if (out.action.status !== 'completed' && out.action.status !== 'failed') {
+        // Not finished in time (no cluster master to follow it, say): it goes on; the caller can follow it.
+        reply.status(202);
+        return {
+          action_uid: action.action_uid,
+          description: `the rotation is still running (${out.action.progress}%: ${out.action.description ?? out.action.status}); follow it with GET /v1/actions/${action.action_uid}`,
+        };
+      }
+      if (out.action.status === 'failed') {
+        reply.status(400);
+        return {
+          error_code: 'rotation_incomplete',
+          description: out.action.error ?? `certificate rotation (action ${action.action_uid}) failed`,
+          failed_nodes: (out.request?.failed ?? []).map((f) => ({ node_uid: f.node_uid, ok: false, error: f.error })),
+          action_uid: action.action_uid,
+        };
+      }
+      const rotated = planes.filter((p) => !operatorPlanes.includes(p));
       return {
-        error_code: 'rotation_incomplete',
-        description: out.action.error ?? `certificate rotation (action ${action.action_uid}) failed`,
-        failed_nodes: (out.request?.failed ?? []).map((f) => ({ node_uid: f.node_uid, ok: false, error: f.error })),
+        rotated: rotated.map((p) => PLANE_CERT_NAME[p]),
+        // Operator-provided certificates are the operator's to replace (PUT /v1/cluster/certificates).
+        ...(operatorPlanes.length ? { not_rotated_operator_certificates: operatorPlanes.map((p) => PLANE_CERT_NAME[p]) } : {}),
+        nodes: nodes.map((uid) => ({ node_uid: uid, ok: true, result: { uid, renewed: out.reports.get(uid)?.renewed ?? [] } })),
         action_uid: action.action_uid,
       };
-    }
-    const rotated = planes.filter((p) => !operatorPlanes.includes(p));
-    return {
-      rotated: rotated.map((p) => PLANE_CERT_NAME[p]),
-      // Operator-provided certificates are the operator's to replace (PUT /v1/cluster/certificates).
-      ...(operatorPlanes.length ? { not_rotated_operator_certificates: operatorPlanes.map((p) => PLANE_CERT_NAME[p]) } : {}),
-      nodes: nodes.map((uid) => ({ node_uid: uid, ok: true, result: { uid, renewed: out.reports.get(uid)?.renewed ?? [] } })),
-      action_uid: action.action_uid,
-    };
-  });
+    },
+  );
 
   app.get('/v1/nodes/alerts', async () => nodeAlerts(daemon.requireMember()));
 
@@ -191,7 +236,8 @@ export const lifecycleRoutes: FastifyPluginAsync<{ daemon: ApiNode }> = async (a
   app.get<{ Params: { uid: string } }>('/v1/nodes/:uid/alerts', { schema: { params: uidParams } }, async (req) => oneNode(req.params.uid));
   app.get<{ Params: { uid: string; alert: string } }>('/v1/nodes/alerts/:uid/:alert', { schema: { params: alertParams } }, async (req) => {
     const all = await oneNode(req.params.uid);
-    if (!(NODE_ALERTS as readonly string[]).includes(req.params.alert)) throw notFound('alert_not_found', `no node alert is named ${req.params.alert}; known: ${NODE_ALERTS.join(', ')}`);
+    if (!(NODE_ALERTS as readonly string[]).includes(req.params.alert))
+      throw notFound('alert_not_found', `no node alert is named ${req.params.alert}; known: ${NODE_ALERTS.join(', ')}`);
     const a = all[req.params.alert as keyof NodeAlertsRecord];
     if (!a) throw notFound('alert_not_found', `node ${req.params.uid} has not evaluated ${req.params.alert} yet`);
     return a;
@@ -214,17 +260,25 @@ export const lifecycleRoutes: FastifyPluginAsync<{ daemon: ApiNode }> = async (a
         severity: latest?.a.severity ?? 'WARNING',
         threshold: String(setting[name].threshold),
         change_time: latest?.a.change_time ?? null,
-        change_value: { state: raised.length > 0, nodes: raised.map((r) => r.uid), ...(raised.length ? { per_node: raised.map((r) => ({ node_uid: r.uid, ...r.a.change_value })) } : {}) },
+        change_value: {
+          state: raised.length > 0,
+          nodes: raised.map((r) => r.uid),
+          ...(raised.length ? { per_node: raised.map((r) => ({ node_uid: r.uid, ...r.a.change_value })) } : {}),
+        },
       };
     }
     return out;
   };
   app.get('/v1/cluster/alerts', clusterAlerts);
-  app.get<{ Params: { alert: string } }>('/v1/cluster/alerts/:alert', { schema: { params: { type: 'object', required: ['alert'], properties: { alert: { type: 'string', pattern: '^[a-z_]{1,64}$' } } } } }, async (req) => {
-    const a = (await clusterAlerts())[req.params.alert];
-    if (!a) throw notFound('alert_not_found', `no cluster alert is named ${req.params.alert}; known: ${NODE_ALERTS.join(', ')}`);
-    return a;
-  });
+  app.get<{ Params: { alert: string } }>(
+    '/v1/cluster/alerts/:alert',
+    { schema: { params: { type: 'object', required: ['alert'], properties: { alert: { type: 'string', pattern: '^[a-z_]{1,64}$' } } } } },
+    async (req) => {
+      const a = (await clusterAlerts())[req.params.alert];
+      if (!a) throw notFound('alert_not_found', `no cluster alert is named ${req.params.alert}; known: ${NODE_ALERTS.join(', ')}`);
+      return a;
+    },
+  );
 };
 
 const certsBody = {
@@ -269,12 +323,19 @@ export const customerCertRoutes: FastifyPluginAsync<{ daemon: ApiNode }> = async
     const m = daemon.requireMember();
     const nodes = m.nodes.values().filter((n) => n.addr);
     const existing = (await storeOf(m.client).operatorCerts.trust())?.anchors ?? [];
-    let validated;
+    let validated: ReturnType<typeof validateCustomerCerts>;
     try {
-      validated = validateCustomerCerts(req.body.certificates.map(({ name, certificate, key }) => ({ name, certificate, key })), { extraTrust: existing });
+      validated = validateCustomerCerts(
+        req.body.certificates.map(({ name, certificate, key }) => ({ name, certificate, key })),
+        { extraTrust: existing },
+      );
     } catch (err) {
       if (err instanceof CertificateRejected) {
-        throw new OperatorError('invalid', 'invalid_certificate', `${err.certName ? `${err.certName}: ` : ''}${err.message} [check: ${err.check}]`);
+        throw new OperatorError(
+          'invalid',
+          'invalid_certificate',
+          `${err.certName ? `${err.certName}: ` : ''}${err.message} [check: ${err.check}]`,
+        );
       }
       throw err;
     }
@@ -330,19 +391,34 @@ export const customerCertRoutes: FastifyPluginAsync<{ daemon: ApiNode }> = async
       identities.push(id);
     }
     for (const t of serviceTargets.values()) {
-      const rec: ServiceCertRecord = { uid: t.uid, name: t.name, chain: t.v.chainPem, key: t.v.keyPem, serial: t.v.serial, not_after: t.v.not_after, chain_not_after: t.v.chain_not_after, applied_time: now };
+      const rec: ServiceCertRecord = {
+        uid: t.uid,
+        name: t.name,
+        chain: t.v.chainPem,
+        key: t.v.keyPem,
+        serial: t.v.serial,
+        not_after: t.v.not_after,
+        chain_not_after: t.v.chain_not_after,
+        applied_time: now,
+      };
       service.push(rec);
     }
     // Trust and identities land with the certificates, so no node presents a certificate its peers cannot place.
     await storeOf(m.client).operatorCerts.apply({ anchors, customer, identities, service });
-    req.log.info({ certificates: [...targets.keys(), ...serviceTargets.keys()] }, 'operator-provided certificates recorded; nodes are applying them');
+    req.log.info(
+      { certificates: [...targets.keys(), ...serviceTargets.keys()] },
+      'operator-provided certificates recorded; nodes are applying them',
+    );
 
     // Applied when the node's record shows the serial (each node swaps its listeners' contexts; nothing restarts).
     const applied = (uid: number, name: Plane | ServiceName, serial: string) => {
       const n = m.nodes.items.get(String(uid));
       return (name === 'cp' || name === 'dp' ? n?.certificates?.[name] : n?.service_certificates?.[name])?.serial === serial;
     };
-    const all = [...[...targets.values()].map((t) => ({ uid: t.uid, name: t.plane as Plane | ServiceName, v: t.v })), ...serviceTargets.values()];
+    const all = [
+      ...[...targets.values()].map((t) => ({ uid: t.uid, name: t.plane as Plane | ServiceName, v: t.v })),
+      ...serviceTargets.values(),
+    ];
     const deadline = Date.now() + 30_000;
     let pending = all;
     while (Date.now() < deadline) {

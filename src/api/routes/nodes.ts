@@ -40,7 +40,6 @@ export function nodeView(m: ApiMember, n: NodeRecord) {
   };
 }
 
-
 export const nodesRoutes: FastifyPluginAsync<{ daemon: ApiNode }> = async (app, { daemon }) => {
   app.get('/v1/nodes', async () => {
     const m = daemon.requireMember();
@@ -54,7 +53,7 @@ export const nodesRoutes: FastifyPluginAsync<{ daemon: ApiNode }> = async (app, 
   app.get<{ Params: { uid: string } }>('/v1/nodes/:uid', { schema: { params: uidParams } }, async (req) => {
     const m = daemon.requireMember();
     const n = m.nodes.items.get(String(Number(req.params.uid)));
-    if (!n || !n.addr) throw notFound('node_not_found', `node ${req.params.uid} does not exist`);
+    if (!n?.addr) throw notFound('node_not_found', `node ${req.params.uid} does not exist`);
     return nodeView(m, n);
   });
 
@@ -64,7 +63,7 @@ export const nodesRoutes: FastifyPluginAsync<{ daemon: ApiNode }> = async (app, 
     const m = daemon.requireMember();
     const uid = Number(req.params.uid);
     const n = m.nodes.items.get(String(uid));
-    if (!n || !n.addr) throw notFound('node_not_found', `node ${req.params.uid} does not exist`);
+    if (!n?.addr) throw notFound('node_not_found', `node ${req.params.uid} does not exist`);
     if (uid === m.uid) return m.internodeLinks();
     try {
       return await m.rpc(uid)!.call<NodeLinksReport>('internode_links', {}, 10_000);
@@ -80,7 +79,7 @@ export const nodesRoutes: FastifyPluginAsync<{ daemon: ApiNode }> = async (app, 
     const m = daemon.requireMember();
     const uid = Number(req.params.uid);
     const n = m.nodes.items.get(String(uid));
-    if (!n || !n.addr) throw notFound('node_not_found', `node ${uid} does not exist`);
+    if (!n?.addr) throw notFound('node_not_found', `node ${uid} does not exist`);
     if (uid === m.uid) throw invalid('cannot_remove_self', `node ${uid} is the node answering this request; ask another node to remove it`);
     if (m.nodes.values().filter((x) => x.addr).length <= 1) throw invalid('last_node', 'the last node of a cluster cannot be removed');
     // A node with shards: they move away first, as an action; the node is

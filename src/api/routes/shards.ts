@@ -41,12 +41,25 @@ function shardViews(m: ApiMember) {
 }
 
 /** A uid in a body: Redis Enterprise sends shard uids as strings; numbers are taken too. */
-const uidValue = { anyOf: [{ type: 'string', pattern: '^[0-9]{1,9}$' }, { type: 'integer', minimum: 0 }] } as const;
+const uidValue = {
+  anyOf: [
+    { type: 'string', pattern: '^[0-9]{1,9}$' },
+    { type: 'integer', minimum: 0 },
+  ],
+} as const;
 /** `immediate` (rladmin's word) is ours: switch without waiting for the replica to catch up. */
 const failoverOne = { type: 'object', additionalProperties: false, properties: { immediate: { type: 'boolean' } } } as const;
-const failoverMany = { type: 'object', additionalProperties: false, properties: { shard_uids: { type: 'array', items: uidValue }, immediate: { type: 'boolean' } } } as const;
+const failoverMany = {
+  type: 'object',
+  additionalProperties: false,
+  properties: { shard_uids: { type: 'array', items: uidValue }, immediate: { type: 'boolean' } },
+} as const;
 const migrateOne = { type: 'object', additionalProperties: false, properties: { target_node_uid: uidValue } } as const;
-const migrateMany = { type: 'object', additionalProperties: false, properties: { shard_uids: { type: 'array', items: uidValue }, target_node_uid: uidValue } } as const;
+const migrateMany = {
+  type: 'object',
+  additionalProperties: false,
+  properties: { shard_uids: { type: 'array', items: uidValue }, target_node_uid: uidValue },
+} as const;
 
 /** A POST without a body is an empty one (Redis Enterprise's clients send none when there is nothing to say). */
 const noBodyIsEmpty = async (req: { body: unknown }) => {
@@ -65,20 +78,36 @@ export const shardsRoutes: FastifyPluginAsync<{ daemon: ApiNode }> = async (app,
     return s;
   });
 
-  app.post<{ Body: { shard_uids?: Uid[]; immediate?: boolean } }>('/v1/shards/actions/failover', { preValidation: noBodyIsEmpty, schema: { body: failoverMany } }, async (req) => {
-    const a = await requestFailover(daemon.requireMember(), req.log, uids(req.body?.shard_uids), { immediate: req.body?.immediate });
-    return { action_uid: a.action_uid, description: 'Failover was triggered' };
-  });
-  app.post<{ Params: { uid: string }; Body: { immediate?: boolean } }>('/v1/shards/:uid/actions/failover', { preValidation: noBodyIsEmpty, schema: { params: uidParams, body: failoverOne } }, async (req) => {
-    const a = await requestFailover(daemon.requireMember(), req.log, [Number(req.params.uid)], { immediate: req.body?.immediate });
-    return { action_uid: a.action_uid, description: 'Failover was triggered' };
-  });
-  app.post<{ Body: { shard_uids?: Uid[]; target_node_uid?: Uid } }>('/v1/shards/actions/migrate', { preValidation: noBodyIsEmpty, schema: { body: migrateMany } }, async (req) => {
-    const a = await requestMigrate(daemon.requireMember(), req.log, uids(req.body?.shard_uids), optUid(req.body?.target_node_uid));
-    return { action_uid: a.action_uid, description: 'Migrate was triggered' };
-  });
-  app.post<{ Params: { uid: string }; Body: { target_node_uid?: Uid } }>('/v1/shards/:uid/actions/migrate', { preValidation: noBodyIsEmpty, schema: { params: uidParams, body: migrateOne } }, async (req) => {
-    const a = await requestMigrate(daemon.requireMember(), req.log, [Number(req.params.uid)], optUid(req.body?.target_node_uid));
-    return { action_uid: a.action_uid, description: 'Migrate was triggered' };
-  });
+  app.post<{ Body: { shard_uids?: Uid[]; immediate?: boolean } }>(
+    '/v1/shards/actions/failover',
+    { preValidation: noBodyIsEmpty, schema: { body: failoverMany } },
+    async (req) => {
+      const a = await requestFailover(daemon.requireMember(), req.log, uids(req.body?.shard_uids), { immediate: req.body?.immediate });
+      return { action_uid: a.action_uid, description: 'Failover was triggered' };
+    },
+  );
+  app.post<{ Params: { uid: string }; Body: { immediate?: boolean } }>(
+    '/v1/shards/:uid/actions/failover',
+    { preValidation: noBodyIsEmpty, schema: { params: uidParams, body: failoverOne } },
+    async (req) => {
+      const a = await requestFailover(daemon.requireMember(), req.log, [Number(req.params.uid)], { immediate: req.body?.immediate });
+      return { action_uid: a.action_uid, description: 'Failover was triggered' };
+    },
+  );
+  app.post<{ Body: { shard_uids?: Uid[]; target_node_uid?: Uid } }>(
+    '/v1/shards/actions/migrate',
+    { preValidation: noBodyIsEmpty, schema: { body: migrateMany } },
+    async (req) => {
+      const a = await requestMigrate(daemon.requireMember(), req.log, uids(req.body?.shard_uids), optUid(req.body?.target_node_uid));
+      return { action_uid: a.action_uid, description: 'Migrate was triggered' };
+    },
+  );
+  app.post<{ Params: { uid: string }; Body: { target_node_uid?: Uid } }>(
+    '/v1/shards/:uid/actions/migrate',
+    { preValidation: noBodyIsEmpty, schema: { params: uidParams, body: migrateOne } },
+    async (req) => {
+      const a = await requestMigrate(daemon.requireMember(), req.log, [Number(req.params.uid)], optUid(req.body?.target_node_uid));
+      return { action_uid: a.action_uid, description: 'Migrate was triggered' };
+    },
+  );
 };

@@ -59,43 +59,69 @@ export const usersRoutes: FastifyPluginAsync<{ daemon: ApiNode }> = async (app, 
 
   app.get('/v1/users', async () => (await all()).sort((a, b) => uidOf(a) - uidOf(b)).map(view));
 
-  app.get<{ Params: { uid: string } }>('/v1/users/:uid', { schema: { params: uidParams } }, async (req) => view(await byUid(Number(req.params.uid))));
+  app.get<{ Params: { uid: string } }>('/v1/users/:uid', { schema: { params: uidParams } }, async (req) =>
+    view(await byUid(Number(req.params.uid))),
+  );
 
-  app.post<{ Body: UserInput & { email: string; password: string; role: UserRecord['role'] } }>('/v1/users', { schema: { body: createBody } }, async (req) => {
-    const store = storeOf(daemon.requireMember().client);
-    const v = req.body;
-    if ((await all()).some((u) => u.username === v.email)) throw conflict('user_exists', `a user with email ${v.email} exists`);
-    const password_hash = await hashPassword(v.password);
-    // uid 1 is the first admin, also when an older version did not number it.
-    let uid = await store.seqs.next('user');
-    if (uid === 1) uid = await store.seqs.next('user');
-    const rec: UserRecord = { uid, username: v.email, password_hash, role: v.role, ...(v.name ? { name: v.name } : {}), password_issue_date: new Date().toISOString() };
-    if (!(await store.users.create(rec))) throw conflict('user_exists', `a user with email ${v.email} exists`);
-    req.log.info({ user: uid, email: v.email, role: v.role }, 'user created');
-    return view(rec);
-  });
+  app.post<{ Body: UserInput & { email: string; password: string; role: UserRecord['role'] } }>(
+    '/v1/users',
+    { schema: { body: createBody } },
+    async (req) => {
+      const store = storeOf(daemon.requireMember().client);
+      const v = req.body;
+      if ((await all()).some((u) => u.username === v.email)) throw conflict('user_exists', `a user with email ${v.email} exists`);
+      const password_hash = await hashPassword(v.password);
+      // uid 1 is the first admin, also when an older version did not number it.
+      let uid = await store.seqs.next('user');
+      if (uid === 1) uid = await store.seqs.next('user');
+      const rec: UserRecord = {
+        uid,
+        username: v.email,
+        password_hash,
+        role: v.role,
+        ...(v.name ? { name: v.name } : {}),
+        password_issue_date: new Date().toISOString(),
+      };
+      if (!(await store.users.create(rec))) throw conflict('user_exists', `a user with email ${v.email} exists`);
+      req.log.info({ user: uid, email: v.email, role: v.role }, 'user created');
+      return view(rec);
+    },
+  );
 
-  app.put<{ Params: { uid: string }; Body: UserInput }>('/v1/users/:uid', { schema: { params: uidParams, body: updateBody } }, async (req) => {
-    const v = req.body;
-    const cur = await byUid(Number(req.params.uid));
-    if (v.email !== undefined && v.email !== cur.username) throw invalid('unsupported_change', 'a user\'s email cannot be changed; create a new user');
-    if (v.role !== undefined && v.role !== 'admin' && cur.role === 'admin') await keepAnAdmin(cur);
-    const password_hash = v.password !== undefined ? await hashPassword(v.password) : undefined;
-    const next = await users().update(cur.username, (u) =>
-      u
-        ? {
-            ...u,
-            uid: uidOf(u),
-            ...(v.role !== undefined ? { role: v.role } : {}),
-            ...(v.name !== undefined ? { name: v.name } : {}),
-            ...(password_hash ? { password_hash, password_issue_date: new Date().toISOString() } : {}),
-          }
-        : undefined,
-    );
-    if (!next) throw notFound('user_not_exist', `user ${req.params.uid} does not exist`);
-    req.log.info({ user: uidOf(next), change: Object.keys(v).filter((k) => k !== 'password').concat(password_hash ? ['password'] : []) }, 'user updated');
-    return view(next);
-  });
+  app.put<{ Params: { uid: string }; Body: UserInput }>(
+    '/v1/users/:uid',
+    { schema: { params: uidParams, body: updateBody } },
+    async (req) => {
+      const v = req.body;
+      const cur = await byUid(Number(req.params.uid));
+      if (v.email !== undefined && v.email !== cur.username)
+        throw invalid('unsupported_change', "a user's email cannot be changed; create a new user");
+      if (v.role !== undefined && v.role !== 'admin' && cur.role === 'admin') await keepAnAdmin(cur);
+      const password_hash = v.password !== undefined ? await hashPassword(v.password) : undefined;
+      const next = await users().update(cur.username, (u) =>
+        u
+          ? {
+              ...u,
+              uid: uidOf(u),
+              ...(v.role !== undefined ? { role: v.role } : {}),
+              ...(v.name !== undefined ? { name: v.name } : {}),
+              ...(password_hash ? { password_hash, password_issue_date: new Date().toISOString() } : {}),
+            }
+          : undefined,
+      );
+      if (!next) throw notFound('user_not_exist', `user ${req.params.uid} does not exist`);
+      req.log.info(
+        {
+          user: uidOf(next),
+          change: Object.keys(v)
+            .filter((k) => k !== 'password')
+            .concat(password_hash ? ['password'] : []),
+        },
+        'user updated',
+      );
+      return view(next);
+    },
+  );
 
   app.delete<{ Params: { uid: string } }>('/v1/users/:uid', { schema: { params: uidParams } }, async (req) => {
     const cur = await byUid(Number(req.params.uid));

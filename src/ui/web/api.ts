@@ -34,7 +34,13 @@ export async function call<T>(method: string, path: string, body?: unknown, o: C
   if (o.background) headers['x-tessera-background'] = '1';
   let res: Response;
   try {
-    res = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body), credentials: 'same-origin', cache: 'no-store' });
+    res = await fetch(path, {
+      method,
+      headers,
+      body: body === undefined ? undefined : JSON.stringify(body),
+      credentials: 'same-origin',
+      cache: 'no-store',
+    });
   } catch (err) {
     throw new ApiError(0, 'node_unreachable', `this node does not answer (${(err as Error).message})`);
   }

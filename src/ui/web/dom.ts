@@ -7,7 +7,11 @@ export type Attrs = Record<string, string | number | boolean | null | undefined 
 export type Child = Node | string | number | null | undefined | false | Child[];
 
 /** An element: `on*` attributes become listeners, `true` an empty attribute, null/undefined/false nothing. */
-export function h<K extends keyof HTMLElementTagNameMap>(tag: K, attrs: Attrs | null = null, ...children: Child[]): HTMLElementTagNameMap[K] {
+export function h<K extends keyof HTMLElementTagNameMap>(
+  tag: K,
+  attrs: Attrs | null = null,
+  ...children: Child[]
+): HTMLElementTagNameMap[K] {
   const el = document.createElement(tag);
   for (const [k, v] of Object.entries(attrs ?? {})) {
     if (v === null || v === undefined || v === false) continue;
@@ -42,11 +46,21 @@ export function field(label: string, control: HTMLInputElement | HTMLSelectEleme
   control.id ||= newId('f');
   const hintEl = hint ? h('small', { id: `${control.id}-hint`, class: 'hint' }, hint) : null;
   if (hintEl) control.setAttribute('aria-describedby', hintEl.id);
-  return h('div', { class: control instanceof HTMLInputElement && control.type === 'checkbox' ? 'field check' : 'field' }, h('label', { for: control.id }, label), control, hintEl);
+  return h(
+    'div',
+    { class: control instanceof HTMLInputElement && control.type === 'checkbox' ? 'field check' : 'field' },
+    h('label', { for: control.id }, label),
+    control,
+    hintEl,
+  );
 }
 
 export function select(options: [value: string, label: string][], value: string, attrs: Attrs = {}): HTMLSelectElement {
-  return h('select', attrs, options.map(([v, l]) => h('option', { value: v, selected: v === value }, l)));
+  return h(
+    'select',
+    attrs,
+    options.map(([v, l]) => h('option', { value: v, selected: v === value }, l)),
+  );
 }
 
 export function table(caption: string, headers: string[], rows: Child[][], empty = 'None.'): HTMLElement {
@@ -55,14 +69,36 @@ export function table(caption: string, headers: string[], rows: Child[][], empty
     'table',
     null,
     h('caption', { class: 'visually-hidden' }, caption),
-    h('thead', null, h('tr', null, headers.map((x) => h('th', { scope: 'col' }, x)))),
-    h('tbody', null, rows.map((r) => h('tr', null, r.map((c) => h('td', null, c))))),
+    h(
+      'thead',
+      null,
+      h(
+        'tr',
+        null,
+        headers.map((x) => h('th', { scope: 'col' }, x)),
+      ),
+    ),
+    h(
+      'tbody',
+      null,
+      rows.map((r) =>
+        h(
+          'tr',
+          null,
+          r.map((c) => h('td', null, c)),
+        ),
+      ),
+    ),
   );
 }
 
 /** A definition list of label/value pairs. */
 export function facts(pairs: [string, Child][]): HTMLElement {
-  return h('dl', { class: 'facts' }, pairs.map(([k, v]) => [h('dt', null, k), h('dd', null, v)]));
+  return h(
+    'dl',
+    { class: 'facts' },
+    pairs.map(([k, v]) => [h('dt', null, k), h('dd', null, v)]),
+  );
 }
 
 export function fmtBytes(n: number | null | undefined): string {

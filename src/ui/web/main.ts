@@ -49,8 +49,22 @@ function showSignIn(message?: string): void {
   stopRouting?.();
   stopRouting = undefined;
   document.title = 'Sign in · Tessera Cluster Manager';
-  const email = h('input', { id: 'signin-email', name: 'username', type: 'text', inputmode: 'email', autocomplete: 'username', required: true, autofocus: true });
-  const password = h('input', { id: 'signin-password', name: 'password', type: 'password', autocomplete: 'current-password', required: true });
+  const email = h('input', {
+    id: 'signin-email',
+    name: 'username',
+    type: 'text',
+    inputmode: 'email',
+    autocomplete: 'username',
+    required: true,
+    autofocus: true,
+  });
+  const password = h('input', {
+    id: 'signin-password',
+    name: 'password',
+    type: 'password',
+    autocomplete: 'current-password',
+    required: true,
+  });
   const button = h('button', { type: 'submit', class: 'primary' }, 'Sign in');
   const feedback = h('div', { class: 'feedback' }, message ? h('p', { role: 'status', class: 'note info' }, message) : null);
   const form = h(
@@ -114,7 +128,15 @@ async function showApp(session: SessionInfo): Promise<void> {
       h('span', { class: 'user' }, session.username),
       signOutButton,
     ),
-    h('nav', { 'aria-label': 'Main' }, h('ul', null, links.map((a) => h('li', null, a)))),
+    h(
+      'nav',
+      { 'aria-label': 'Main' },
+      h(
+        'ul',
+        null,
+        links.map((a) => h('li', null, a)),
+      ),
+    ),
     main,
   );
 
@@ -154,7 +176,10 @@ async function boot(): Promise<void> {
     if (s) await showApp(s);
     else showSignIn();
   } catch (err) {
-    fill(root, h('main', { class: 'signin-page' }, h('div', { class: 'card' }, h('h1', null, 'Tessera Cluster Manager'), errorMessage(err))));
+    fill(
+      root,
+      h('main', { class: 'signin-page' }, h('div', { class: 'card' }, h('h1', null, 'Tessera Cluster Manager'), errorMessage(err))),
+    );
   }
 }
 

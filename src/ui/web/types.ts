@@ -3,7 +3,15 @@
 import type { bdbView } from '../../api/routes/bdbs.js';
 import type { nodeView } from '../../api/routes/nodes.js';
 import type { CertName } from '../../pki/pki.js';
-import type { ActionRecord, AlertSettingsRecord, AlertState, CertMeta, JobSchedulerRecord, NodeAlertsRecord, PolicyRecord } from '../../coord/schema.js';
+import type {
+  ActionRecord,
+  AlertSettingsRecord,
+  AlertState,
+  CertMeta,
+  JobSchedulerRecord,
+  NodeAlertsRecord,
+  PolicyRecord,
+} from '../../coord/schema.js';
 
 export type Bdb = ReturnType<typeof bdbView>;
 export type NodeInfo = ReturnType<typeof nodeView>;

@@ -60,7 +60,12 @@ export function alertsPage(_ctx: AppContext): Page {
       fill(
         list,
         h('p', null, raised ? `${raised} alert${raised > 1 ? 's are' : ' is'} raised.` : 'No alert is raised.'),
-        table('Alerts of every node', ['Node', 'Alert', 'State', 'Severity', 'Since', 'Details'], rows.map((r) => [r.node, r.name, r.state, r.severity, r.since, r.details]), 'No node has reported alerts yet.'),
+        table(
+          'Alerts of every node',
+          ['Node', 'Alert', 'State', 'Severity', 'Since', 'Details'],
+          rows.map((r) => [r.node, r.name, r.state, r.severity, r.since, r.details]),
+          'No node has reported alerts yet.',
+        ),
       );
       fill(problem);
       status.textContent = `Updated ${new Date().toLocaleTimeString()}.`;

@@ -4,7 +4,14 @@
 // the rotation and alert settings, and an upload of operator certificates.
 import { ApiError, call, sleep } from '../api.js';
 import { errorMessage, facts, field, fill, fmtTime, h, note, select, table } from '../dom.js';
-import { CERT_NAMES, type CertificatesInfo, type ClusterInfo, type JobSchedulerRecord, type NodeInfo, type RotateResult } from '../types.js';
+import {
+  CERT_NAMES,
+  type CertificatesInfo,
+  type ClusterInfo,
+  type JobSchedulerRecord,
+  type NodeInfo,
+  type RotateResult,
+} from '../types.js';
 import type { AppContext, Page } from './page.js';
 
 const ROTATE_WAIT_MS = 60_000;
@@ -27,9 +34,20 @@ export function certificatesPage(_ctx: AppContext): Page {
     { class: 'page' },
     h('h1', null, 'Certificates'),
     problem,
-    h('section', { class: 'card', 'aria-labelledby': 'certs-nodes' }, h('h2', { id: 'certs-nodes' }, 'Internode certificates'), list, rotateArea),
+    h(
+      'section',
+      { class: 'card', 'aria-labelledby': 'certs-nodes' },
+      h('h2', { id: 'certs-nodes' }, 'Internode certificates'),
+      list,
+      rotateArea,
+    ),
     h('section', { class: 'card', 'aria-labelledby': 'certs-ca' }, h('h2', { id: 'certs-ca' }, 'Cluster CA'), ca),
-    h('section', { class: 'card', 'aria-labelledby': 'certs-settings' }, h('h2', { id: 'certs-settings' }, 'Rotation and expiry alert'), settings),
+    h(
+      'section',
+      { class: 'card', 'aria-labelledby': 'certs-settings' },
+      h('h2', { id: 'certs-settings' }, 'Rotation and expiry alert'),
+      settings,
+    ),
     h('section', { class: 'card', 'aria-labelledby': 'certs-upload' }, h('h2', { id: 'certs-upload' }, 'Operator certificates'), upload),
   );
 
@@ -38,7 +56,10 @@ export function certificatesPage(_ctx: AppContext): Page {
 
   const load = async (): Promise<CertificatesInfo | undefined> => {
     try {
-      const [info, cluster] = await Promise.all([call<CertificatesInfo>('GET', '/v1/cluster/certificates'), call<ClusterInfo>('GET', '/v1/cluster')]);
+      const [info, cluster] = await Promise.all([
+        call<CertificatesInfo>('GET', '/v1/cluster/certificates'),
+        call<ClusterInfo>('GET', '/v1/cluster'),
+      ]);
       threshold = cluster.alert_settings.node_internal_certs_about_to_expire.threshold;
       lastSerials = new Map(info.certificates.map((c) => [`${c.node_uid}/${c.plane}`, c.serial]));
       list.className = '';
@@ -57,7 +78,12 @@ export function certificatesPage(_ctx: AppContext): Page {
               c.issuer,
               fmtTime(c.not_before),
               fmtTime(c.not_after),
-              h('span', { class: low ? 'days low' : 'days' }, String(days), low ? h('span', { class: 'warn-text' }, ` — under the ${threshold}-day alert threshold`) : null),
+              h(
+                'span',
+                { class: low ? 'days low' : 'days' },
+                String(days),
+                low ? h('span', { class: 'warn-text' }, ` — under the ${threshold}-day alert threshold`) : null,
+              ),
             ];
           }),
           'No node has reported its certificates yet.',
@@ -106,8 +132,21 @@ export function certificatesPage(_ctx: AppContext): Page {
         try {
           await call<RotateResult>('POST', '/v1/cluster/certificates/rotate', {});
         } catch (err) {
-          const failed = err instanceof ApiError ? (err.body as { failed_nodes?: { node_uid: number; error?: string }[] } | undefined)?.failed_nodes : undefined;
-          fill(rotateFeedback, errorMessage(err), failed?.length ? h('ul', null, failed.map((f) => h('li', null, `node ${f.node_uid}: ${f.error ?? 'failed'}`))) : null);
+          const failed =
+            err instanceof ApiError
+              ? (err.body as { failed_nodes?: { node_uid: number; error?: string }[] } | undefined)?.failed_nodes
+              : undefined;
+          fill(
+            rotateFeedback,
+            errorMessage(err),
+            failed?.length
+              ? h(
+                  'ul',
+                  null,
+                  failed.map((f) => h('li', null, `node ${f.node_uid}: ${f.error ?? 'failed'}`)),
+                )
+              : null,
+          );
           return;
         }
         const deadline = Date.now() + ROTATE_WAIT_MS;
@@ -122,19 +161,35 @@ export function certificatesPage(_ctx: AppContext): Page {
           }
           await sleep(1000);
         }
-        fill(rotateFeedback, errorMessage(new ApiError(0, 'rotation_pending', 'Not every node reports a new certificate yet; nodes that were unreachable renew when they return.')));
+        fill(
+          rotateFeedback,
+          errorMessage(
+            new ApiError(
+              0,
+              'rotation_pending',
+              'Not every node reports a new certificate yet; nodes that were unreachable renew when they return.',
+            ),
+          ),
+        );
       } finally {
         rotateButton.disabled = false;
       }
     });
-    fill(rotateConfirm, h('p', { class: 'confirm' }, 'Issue new internode certificates (control and data plane) to every node now?'), h('div', { class: 'actions' }, yes, no));
+    fill(
+      rotateConfirm,
+      h('p', { class: 'confirm' }, 'Issue new internode certificates (control and data plane) to every node now?'),
+      h('div', { class: 'actions' }, yes, no),
+    );
     no.focus();
   });
   fill(rotateArea, h('div', { class: 'toolbar' }, rotateButton), rotateConfirm, rotateFeedback);
 
   const loadSettings = async () => {
     try {
-      const [js, cluster] = await Promise.all([call<JobSchedulerRecord>('GET', '/v1/job_scheduler'), call<ClusterInfo>('GET', '/v1/cluster')]);
+      const [js, cluster] = await Promise.all([
+        call<JobSchedulerRecord>('GET', '/v1/job_scheduler'),
+        call<ClusterInfo>('GET', '/v1/cluster'),
+      ]);
       fill(settings, settingsForms(js, cluster, load));
     } catch (err) {
       fill(settings, errorMessage(err));
@@ -168,10 +223,20 @@ function settingsForms(js: JobSchedulerRecord, cluster: ClusterInfo, reload: () 
     fill(rotationFeedback);
     try {
       const next = await call<JobSchedulerRecord>('PUT', '/v1/job_scheduler', {
-        cert_rotation_job_settings: { enabled: enabled.checked, validity_days: Number(validity.value), expiry_days_before_rotation: Number(before.value) },
+        cert_rotation_job_settings: {
+          enabled: enabled.checked,
+          validity_days: Number(validity.value),
+          expiry_days_before_rotation: Number(before.value),
+        },
       });
       const s = next.cert_rotation_job_settings;
-      fill(rotationFeedback, note(`Saved: rotation ${s.enabled ? 'on' : 'off'}, ${s.validity_days}-day certificates renewed ${s.expiry_days_before_rotation} days before expiry.`, 'good'));
+      fill(
+        rotationFeedback,
+        note(
+          `Saved: rotation ${s.enabled ? 'on' : 'off'}, ${s.validity_days}-day certificates renewed ${s.expiry_days_before_rotation} days before expiry.`,
+          'good',
+        ),
+      );
     } catch (err) {
       fill(rotationFeedback, errorMessage(err));
     }
@@ -194,7 +259,9 @@ function settingsForms(js: JobSchedulerRecord, cluster: ClusterInfo, reload: () 
     ev.preventDefault();
     fill(alertFeedback);
     try {
-      await call('PUT', '/v1/cluster', { alert_settings: { node_internal_certs_about_to_expire: { enabled: alertOn.checked, threshold: Number(threshold.value) } } });
+      await call('PUT', '/v1/cluster', {
+        alert_settings: { node_internal_certs_about_to_expire: { enabled: alertOn.checked, threshold: Number(threshold.value) } },
+      });
       fill(alertFeedback, note('Saved.', 'good'));
       await reload();
     } catch (err) {
@@ -212,7 +279,10 @@ async function loadNodes(into: HTMLElement, reload: () => Promise<unknown>): Pro
     fill(into, errorMessage(err));
     return;
   }
-  const name = select(CERT_NAMES.map((n) => [n, n]), CERT_NAMES[1]);
+  const name = select(
+    CERT_NAMES.map((n) => [n, n]),
+    CERT_NAMES[1],
+  );
   const node = select([['', 'Every node'], ...nodes.map((n): [string, string] => [String(n.uid), `node ${n.uid} (${n.addr})`])], '');
   const cert = h('textarea', { rows: '6', required: true, spellcheck: 'false', placeholder: '-----BEGIN CERTIFICATE-----' });
   const key = h('textarea', { rows: '4', required: true, spellcheck: 'false', placeholder: '-----BEGIN PRIVATE KEY-----' });
@@ -221,7 +291,11 @@ async function loadNodes(into: HTMLElement, reload: () => Promise<unknown>): Pro
   const form = h(
     'form',
     { class: 'form-grid' },
-    h('p', { class: 'hint' }, 'Replace a plane’s cluster-issued certificate with your own (PEM: the certificate followed by its chain, and its private key). Every check runs before anything changes.'),
+    h(
+      'p',
+      { class: 'hint' },
+      'Replace a plane’s cluster-issued certificate with your own (PEM: the certificate followed by its chain, and its private key). Every check runs before anything changes.',
+    ),
     field('Certificate name', name),
     field('Node', node),
     field('Certificate chain (PEM)', cert),

@@ -51,11 +51,26 @@ export function clusterPage(_ctx: AppContext): Page {
         table(
           'Nodes of the cluster',
           ['Node', 'Address', 'State', 'Role', 'Uptime', 'Shards'],
-          ns.map((n) => [`node ${n.uid}`, n.addr, badge(n.status), n.is_master ? 'master' : '', n.status === 'active' ? fmtDuration(n.uptime) : '—', String(n.shard_count)]),
+          ns.map((n) => [
+            `node ${n.uid}`,
+            n.addr,
+            badge(n.status),
+            n.is_master ? 'master' : '',
+            n.status === 'active' ? fmtDuration(n.uptime) : '—',
+            String(n.shard_count),
+          ]),
         ),
       );
       const rows = alertRows(raised).filter((r) => r.raised);
-      fill(alerts, table('Raised alerts', ['Node', 'Alert', 'Severity', 'Since', 'Details'], rows.map((r) => [r.node, r.name, r.severity, r.since, r.details]), 'No alert is raised.'));
+      fill(
+        alerts,
+        table(
+          'Raised alerts',
+          ['Node', 'Alert', 'Severity', 'Since', 'Details'],
+          rows.map((r) => [r.node, r.name, r.severity, r.since, r.details]),
+          'No alert is raised.',
+        ),
+      );
       fill(problem);
       status.textContent = `Updated ${new Date().toLocaleTimeString()}; refreshes every ${REFRESH_MS / 1000} s.`;
     } catch (err) {

@@ -11,8 +11,21 @@ import { REFRESH_MS, type AppContext, type Page } from './page.js';
 import { databaseMetrics } from './db-metrics.js';
 import { verifyEncryptionArea } from './verify.js';
 
-const EVICTION = ['volatile-lru', 'volatile-ttl', 'volatile-random', 'allkeys-lru', 'allkeys-random', 'noeviction', 'volatile-lfu', 'allkeys-lfu'];
-const PERSISTENCE: [string, string][] = [['disabled', 'None'], ['aof', 'Append-only file (AOF)'], ['snapshot', 'Snapshot']];
+const EVICTION = [
+  'volatile-lru',
+  'volatile-ttl',
+  'volatile-random',
+  'allkeys-lru',
+  'allkeys-random',
+  'noeviction',
+  'volatile-lfu',
+  'allkeys-lfu',
+];
+const PERSISTENCE: [string, string][] = [
+  ['disabled', 'None'],
+  ['aof', 'Append-only file (AOF)'],
+  ['snapshot', 'Snapshot'],
+];
 const MB = 1024 * 1024;
 const CHANGE_TIMEOUT_MS = 120_000;
 
@@ -40,8 +53,19 @@ export function databasePage(ctx: AppContext, uid: number): Page {
     h('div', { class: 'title-row' }, title, statusBadge),
     problem,
     progress,
-    h('section', { class: 'card', 'aria-labelledby': `cfg-${uid}` }, h('div', { class: 'section-head' }, h('h2', { id: `cfg-${uid}` }, 'Configuration'), editButton), config),
-    h('section', { class: 'card', 'aria-labelledby': `sec-${uid}` }, h('h2', { id: `sec-${uid}` }, 'Security'), security, verifyEncryptionArea(uid)),
+    h(
+      'section',
+      { class: 'card', 'aria-labelledby': `cfg-${uid}` },
+      h('div', { class: 'section-head' }, h('h2', { id: `cfg-${uid}` }, 'Configuration'), editButton),
+      config,
+    ),
+    h(
+      'section',
+      { class: 'card', 'aria-labelledby': `sec-${uid}` },
+      h('h2', { id: `sec-${uid}` }, 'Security'),
+      security,
+      verifyEncryptionArea(uid),
+    ),
     editFeedback,
     h('div', { class: 'actions' }, save, cancel),
     h('section', { class: 'card', 'aria-labelledby': `tr-${uid}` }, h('h2', { id: `tr-${uid}` }, 'Traffic'), traffic.el),
@@ -56,7 +80,15 @@ export function databasePage(ctx: AppContext, uid: number): Page {
   let disposed = false;
   let timer: number | undefined;
   // The controls of the edit form, rebuilt from the database each time Edit is pressed.
-  let controls: { memory: HTMLInputElement; eviction: HTMLSelectElement; persistence: HTMLSelectElement; encryption: HTMLInputElement; clientTls: HTMLInputElement } | undefined;
+  let controls:
+    | {
+        memory: HTMLInputElement;
+        eviction: HTMLSelectElement;
+        persistence: HTMLSelectElement;
+        encryption: HTMLInputElement;
+        clientTls: HTMLInputElement;
+      }
+    | undefined;
 
   const render = () => {
     if (!db) return;
@@ -64,9 +96,19 @@ export function databasePage(ctx: AppContext, uid: number): Page {
     title.textContent = b.name;
     fill(statusBadge, badge(b.status));
     const memory = h('input', { type: 'number', min: '1', step: '1', value: String(Math.round(b.memory_size / MB)), disabled: !editing });
-    const eviction = select(EVICTION.map((e) => [e, e]), b.eviction_policy, { disabled: !editing });
+    const eviction = select(
+      EVICTION.map((e) => [e, e]),
+      b.eviction_policy,
+      { disabled: !editing },
+    );
     const persistence = select(PERSISTENCE, b.data_persistence, { disabled: !editing });
-    const encryption = h('input', { type: 'checkbox', role: 'switch', id: `ie-${uid}`, checked: b.data_internode_encryption, disabled: !editing });
+    const encryption = h('input', {
+      type: 'checkbox',
+      role: 'switch',
+      id: `ie-${uid}`,
+      checked: b.data_internode_encryption,
+      disabled: !editing,
+    });
     const tlsOn = b.tls_mode === 'enabled';
     const clientTls = h('input', { type: 'checkbox', role: 'switch', id: `tls-${uid}`, checked: tlsOn, disabled: !editing });
     controls = { memory, eviction, persistence, encryption, clientTls };
@@ -78,7 +120,13 @@ export function databasePage(ctx: AppContext, uid: number): Page {
     fill(
       config,
       editing
-        ? h('div', { class: 'form-grid' }, field('Memory limit (MB)', memory), field('Eviction policy', eviction), field('Data persistence', persistence))
+        ? h(
+            'div',
+            { class: 'form-grid' },
+            field('Memory limit (MB)', memory),
+            field('Eviction policy', eviction),
+            field('Data persistence', persistence),
+          )
         : facts([
             ['Memory limit', fmtBytes(b.memory_size)],
             ['Eviction policy', b.eviction_policy],
@@ -102,7 +150,11 @@ export function databasePage(ctx: AppContext, uid: number): Page {
         h('label', { for: encryption.id }, 'Internode Encryption'),
         h('span', { class: 'switch-state', 'aria-hidden': 'true' }, onOff(b.data_internode_encryption)),
       ),
-      h('p', { class: 'hint', id: `ie-${uid}-hint` }, 'Encrypts the traffic between this database’s shards and endpoints on different nodes (TLS on the internode channel). Switching it is live: clients stay connected.'),
+      h(
+        'p',
+        { class: 'hint', id: `ie-${uid}-hint` },
+        'Encrypts the traffic between this database’s shards and endpoints on different nodes (TLS on the internode channel). Switching it is live: clients stay connected.',
+      ),
       h(
         'div',
         { class: 'switch-row' },
@@ -132,7 +184,13 @@ export function databasePage(ctx: AppContext, uid: number): Page {
       table(
         'Shards',
         ['Shard', 'Role', 'Node', 'Hash slots', 'Status'],
-        b.shards.map((s) => [String(s.uid), s.role === 'slave' ? `replica of ${s.master_uid}` : 'master', `node ${s.node_uid}`, s.assigned_slots, badge(s.status)]),
+        b.shards.map((s) => [
+          String(s.uid),
+          s.role === 'slave' ? `replica of ${s.master_uid}` : 'master',
+          `node ${s.node_uid}`,
+          s.assigned_slots,
+          badge(s.status),
+        ]),
         'No shard.',
       ),
     );
@@ -223,7 +281,9 @@ export function databasePage(ctx: AppContext, uid: number): Page {
         const [b, action] = await Promise.all([
           call<Bdb>('GET', `/v1/bdbs/${uid}`),
           // Without its action (removed, or not readable now) the progress bar just waits; the database's status decides.
-          changed.action_uid ? call<ActionRecord>('GET', `/v1/actions/${changed.action_uid}`).catch(() => undefined) : Promise.resolve(undefined),
+          changed.action_uid
+            ? call<ActionRecord>('GET', `/v1/actions/${changed.action_uid}`).catch(() => undefined)
+            : Promise.resolve(undefined),
         ]);
         db = b;
         render();
@@ -238,7 +298,9 @@ export function databasePage(ctx: AppContext, uid: number): Page {
         if (b.status === 'active') {
           const lines = ['The change was applied on every node.'];
           if ('data_internode_encryption' in body) {
-            lines.push(`Internode encryption is now ${onOff(b.data_internode_encryption).toLowerCase()}; the switch was live and client connections were kept.`);
+            lines.push(
+              `Internode encryption is now ${onOff(b.data_internode_encryption).toLowerCase()}; the switch was live and client connections were kept.`,
+            );
           }
           if ('tls_mode' in body) lines.push(`TLS for clients is now ${onOff(b.tls_mode === 'enabled').toLowerCase()}.`);
           fill(progress, note(lines.join(' '), 'good'));
@@ -252,7 +314,17 @@ export function databasePage(ctx: AppContext, uid: number): Page {
         text.textContent = `Applying the change… (cannot read its progress: ${(err as Error).message})`;
       }
     }
-    if (!disposed) fill(progress, errorMessage(new ApiError(0, 'change_timeout', `The change is not applied everywhere after ${CHANGE_TIMEOUT_MS / 1000} s; it goes on in the background.`)));
+    if (!disposed)
+      fill(
+        progress,
+        errorMessage(
+          new ApiError(
+            0,
+            'change_timeout',
+            `The change is not applied everywhere after ${CHANGE_TIMEOUT_MS / 1000} s; it goes on in the background.`,
+          ),
+        ),
+      );
   };
 
   // Delete, with a confirmation that replaces the button while it is asked.
@@ -273,7 +345,10 @@ export function databasePage(ctx: AppContext, uid: number): Page {
       yes.disabled = true;
       no.disabled = true;
       busy = true;
-      fill(deleteFeedback, h('div', { role: 'status', class: 'note info progress' }, 'Deleting…', h('progress', { 'aria-label': 'Deletion progress' })));
+      fill(
+        deleteFeedback,
+        h('div', { role: 'status', class: 'note info progress' }, 'Deleting…', h('progress', { 'aria-label': 'Deletion progress' })),
+      );
       const name = db?.name ?? String(uid);
       try {
         await call('DELETE', `/v1/bdbs/${uid}`);
@@ -299,7 +374,11 @@ export function databasePage(ctx: AppContext, uid: number): Page {
         busy = false;
       }
     });
-    fill(confirmArea, h('p', { class: 'confirm' }, `Delete database ${db.name}? Its data is lost and its endpoint closes.`), h('div', { class: 'actions' }, yes, no));
+    fill(
+      confirmArea,
+      h('p', { class: 'confirm' }, `Delete database ${db.name}? Its data is lost and its endpoint closes.`),
+      h('div', { class: 'actions' }, yes, no),
+    );
     no.focus();
   });
   fill(deleteArea, deleteButton, confirmArea, deleteFeedback);

@@ -20,7 +20,17 @@ export function databasesPage(ctx: AppContext): Page {
   const problem = h('div');
   const list = h('div', { class: 'placeholder' }, 'Loading…');
   const status = h('p', { class: 'refreshed muted' });
-  const el = h('section', { class: 'page' }, h('h1', null, 'Databases'), h('div', { class: 'toolbar' }, createButton, defaultsButton), panel, message, problem, list, status);
+  const el = h(
+    'section',
+    { class: 'page' },
+    h('h1', null, 'Databases'),
+    h('div', { class: 'toolbar' }, createButton, defaultsButton),
+    panel,
+    message,
+    problem,
+    list,
+    status,
+  );
 
   const closePanel = () => {
     fill(panel);
@@ -66,11 +76,14 @@ export function databasesPage(ctx: AppContext): Page {
     } catch (err) {
       fill(message, errorMessage(err));
     }
-    fill(panel, createForm(policy, closePanel, (name) => {
-      closePanel();
-      fill(message, note(`Database ${name} is being created.`, 'good'));
-      void refresh();
-    }));
+    fill(
+      panel,
+      createForm(policy, closePanel, (name) => {
+        closePanel();
+        fill(message, note(`Database ${name} is being created.`, 'good'));
+        void refresh();
+      }),
+    );
     panel.querySelector('input')?.focus();
   });
 
@@ -93,12 +106,25 @@ export function databasesPage(ctx: AppContext): Page {
 }
 
 function createForm(policy: PolicyRecord | undefined, close: () => void, created: (name: string) => void): HTMLElement {
-  const name = h('input', { type: 'text', required: true, maxlength: '63', pattern: '[A-Za-z0-9][A-Za-z0-9_\\-]{0,62}', autocomplete: 'off' });
+  const name = h('input', {
+    type: 'text',
+    required: true,
+    maxlength: '63',
+    pattern: '[A-Za-z0-9][A-Za-z0-9_\\-]{0,62}',
+    autocomplete: 'off',
+  });
   const memory = h('input', { type: 'number', min: '1', step: '1', value: '100', required: true });
   const shards = h('input', { type: 'number', min: '1', max: '512', step: '1', value: '1', required: true });
   const replication = h('input', { type: 'checkbox' });
   const encryption = h('input', { type: 'checkbox', checked: policy?.data_internode_encryption ?? false });
-  const persistence = select([['disabled', 'None'], ['aof', 'Append-only file (AOF)'], ['snapshot', 'Snapshot']], 'disabled');
+  const persistence = select(
+    [
+      ['disabled', 'None'],
+      ['aof', 'Append-only file (AOF)'],
+      ['snapshot', 'Snapshot'],
+    ],
+    'disabled',
+  );
   const port = h('input', { type: 'number', min: '10000', max: '19999', step: '1', placeholder: 'automatic' });
   const submit = h('button', { type: 'submit', class: 'primary' }, 'Create');
   const cancel = h('button', { type: 'button' }, 'Cancel');
@@ -112,7 +138,11 @@ function createForm(policy: PolicyRecord | undefined, close: () => void, created
     field('Memory limit (MB)', memory),
     field('Number of shards', shards),
     field('Replication', replication, 'A replica of every shard on another node.'),
-    field('Internode encryption', encryption, `The cluster default for new databases is ${onOff(policy?.data_internode_encryption ?? false).toLowerCase()}.`),
+    field(
+      'Internode encryption',
+      encryption,
+      `The cluster default for new databases is ${onOff(policy?.data_internode_encryption ?? false).toLowerCase()}.`,
+    ),
     field('Data persistence', persistence),
     field('Port', port, 'Leave empty to pick a free port.'),
     feedback,
@@ -228,7 +258,11 @@ function defaultsPanel(policy: PolicyRecord, close: () => void): HTMLElement {
       changeButton,
       chooser,
     ),
-    h('p', { class: 'hint' }, 'Encrypts the traffic between a new database’s shards and endpoints on different nodes. Existing databases keep their own setting.'),
+    h(
+      'p',
+      { class: 'hint' },
+      'Encrypts the traffic between a new database’s shards and endpoints on different nodes. Existing databases keep their own setting.',
+    ),
     feedback,
     h('div', { class: 'actions' }, save, closeButton),
   );

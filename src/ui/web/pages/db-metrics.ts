@@ -28,7 +28,8 @@ function quantileUs(buckets: number[], bounds: number[], q: number): number | nu
   return Infinity;
 }
 
-const fmtMs = (us: number | null) => (us === null ? '—' : us === Infinity ? '> 1 s' : us >= 1000 ? `${(us / 1000).toFixed(us >= 10_000 ? 0 : 1)} ms` : `${Math.round(us)} µs`);
+const fmtMs = (us: number | null) =>
+  us === null ? '—' : us === Infinity ? '> 1 s' : us >= 1000 ? `${(us / 1000).toFixed(us >= 10_000 ? 0 : 1)} ms` : `${Math.round(us)} µs`;
 
 export function databaseMetrics(uid: number): { el: HTMLElement; dispose(): void } {
   const now = h('div', { class: 'placeholder' }, 'Reading the nodes’ counters…');
@@ -57,7 +58,11 @@ export function databaseMetrics(uid: number): { el: HTMLElement; dispose(): void
         width,
         height: 220,
         cursor: { drag: { x: false, y: false } },
-        scales: { x: { time: true }, ops: { auto: true, range: (_u, _min, max) => [0, Math.max(1, max)] }, ms: { auto: true, range: (_u, _min, max) => [0, Math.max(0.1, max)] } },
+        scales: {
+          x: { time: true },
+          ops: { auto: true, range: (_u, _min, max) => [0, Math.max(1, max)] },
+          ms: { auto: true, range: (_u, _min, max) => [0, Math.max(0.1, max)] },
+        },
         series: [
           {},
           { label: 'Operations/s', scale: 'ops', stroke: '#2f6fb3', width: 2, value: (_u, v) => (v === null ? '—' : v.toFixed(0)) },

@@ -18,13 +18,29 @@ export function verifyEncryptionArea(uid: number): HTMLElement {
       const d = r.databases.find((x) => x.uid === uid);
       const counted = `${r.connections} connection(s) reported by ${r.nodes.length} node(s)`;
       const verdict = r.ok
-        ? note(`Verdict: OK. Every link carries what this database's setting says: ${counted}${d ? `; ${d.tls_connections} TLS and ${d.plaintext_connections} plaintext data connection(s) of this database` : ''}.`, 'good')
-        : h('div', { role: 'alert', class: 'error' }, h('p', null, `Verdict: FAILED. ${r.violations.length} violation(s) in ${counted}:`), h('ul', null, r.violations.map((v) => h('li', null, v.message))));
+        ? note(
+            `Verdict: OK. Every link carries what this database's setting says: ${counted}${d ? `; ${d.tls_connections} TLS and ${d.plaintext_connections} plaintext data connection(s) of this database` : ''}.`,
+            'good',
+          )
+        : h(
+            'div',
+            { role: 'alert', class: 'error' },
+            h('p', null, `Verdict: FAILED. ${r.violations.length} violation(s) in ${counted}:`),
+            h(
+              'ul',
+              null,
+              r.violations.map((v) => h('li', null, v.message)),
+            ),
+          );
       const links = r.links.filter((l) => l.purpose !== 'control' || r.links.length < 40);
       fill(
         out,
         verdict,
-        unreachable.length ? errorMessage(new Error(`Not covered: ${unreachable.map((n) => `node ${n.uid} (${n.addr}) did not answer: ${n.error}`).join('; ')}`)) : null,
+        unreachable.length
+          ? errorMessage(
+              new Error(`Not covered: ${unreachable.map((n) => `node ${n.uid} (${n.addr}) did not answer: ${n.error}`).join('; ')}`),
+            )
+          : null,
         table(
           'Internode connections',
           ['Node', 'Side', 'Peer', 'Purpose', 'Shard', 'Protocol', 'Cipher', 'Key exchange', 'Peer certificate'],
@@ -37,11 +53,17 @@ export function verifyEncryptionArea(uid: number): HTMLElement {
             l.protocol,
             l.cipher ?? '—',
             l.group ?? '—',
-            l.peer_cert_serial ? `${l.peer_cert_serial}${l.peer_cert_days_left === null ? '' : ` (${l.peer_cert_days_left} days left)`}` : '—',
+            l.peer_cert_serial
+              ? `${l.peer_cert_serial}${l.peer_cert_days_left === null ? '' : ` (${l.peer_cert_days_left} days left)`}`
+              : '—',
           ]),
           'No internode connection carries this database now (its shards and endpoints are on one node, or idle).',
         ),
-        h('p', { class: 'muted' }, `Checked ${new Date(r.checked_at).toLocaleTimeString()}; key exchange rule ${r.internode_key_exchange}.`),
+        h(
+          'p',
+          { class: 'muted' },
+          `Checked ${new Date(r.checked_at).toLocaleTimeString()}; key exchange rule ${r.internode_key_exchange}.`,
+        ),
       );
     } catch (err) {
       fill(out, errorMessage(err));
@@ -49,5 +71,16 @@ export function verifyEncryptionArea(uid: number): HTMLElement {
       button.disabled = false;
     }
   });
-  return h('div', { class: 'verify-area' }, h('h3', null, 'Verify encryption'), h('p', { class: 'hint' }, 'Lists every live connection between nodes that carries this database or the control plane, and checks each against this setting and the TLS policy.'), button, out);
+  return h(
+    'div',
+    { class: 'verify-area' },
+    h('h3', null, 'Verify encryption'),
+    h(
+      'p',
+      { class: 'hint' },
+      'Lists every live connection between nodes that carries this database or the control plane, and checks each against this setting and the TLS policy.',
+    ),
+    button,
+    out,
+  );
 }
