@@ -5,7 +5,7 @@ import type { ApiNode } from './services.js';
 import type { UserRecord, UserRole } from '../coord/schema.js';
 import { storeOf } from '../coord/store.js';
 import { OperatorError } from '../util/errors.js';
-import { VerifiedCache, verifyNobody } from '../control/passwords.js';
+import { VerifiedCache, verifyNobody } from '../control/bootstrap/passwords.js';
 import { LoginLimiter } from './login-limiter.js';
 
 export function parseBasic(header: string | undefined): { username: string; password: string } | undefined {

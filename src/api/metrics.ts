@@ -22,9 +22,9 @@ import { httpsServerOptions } from '../tls/contexts.js';
 import { listenOrExplain } from '../internode/channel.js';
 import { PLANES, SERVICE_NAMES } from '../pki/pki.js';
 import { certPath, servicePaths } from '../pki/node-files.js';
-import type { NodeTraffic } from '../control/traffic.js';
+import type { NodeTraffic } from '../control/reconcilers/traffic.js';
 import { CLASSES, LATENCY_BOUNDS_US, LATENCY_FINITE } from '../proxy/stats.js';
-import { nodeIsUp } from '../control/node-state.js';
+import { nodeIsUp } from '../control/model/node-state.js';
 
 type Labels = Record<string, string>;
 interface Value {
@@ -154,7 +154,7 @@ export class MetricsServer {
   constructor(
     private readonly m: MetricsMember,
     private readonly log: Logger,
-    /** This node's traffic counters (control/traffic.ts `localTraffic`), read once per scrape. */
+    /** This node's traffic counters (control/reconcilers/traffic.ts `localTraffic`), read once per scrape. */
     private readonly traffic: () => Promise<NodeTraffic>,
   ) {
     const nodes = () => m.nodes.values().filter((n) => n.addr);

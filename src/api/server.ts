@@ -5,7 +5,7 @@ import type https from 'node:https';
 import Fastify, { type FastifyError, type FastifyInstance, LogController } from 'fastify';
 import type { Logger } from 'pino';
 import { httpsServerOptions } from '../tls/contexts.js';
-import type { NodeDaemon } from '../control/daemon.js';
+import type { NodeDaemon } from '../control/bootstrap/daemon.js';
 import type { ApiNode } from './services.js';
 import { OperatorError } from '../util/errors.js';
 import { HTTP_STATUS } from './errors.js';

@@ -1,6 +1,6 @@
 // What the operator routes need from the node, and nothing more: the seam
-// between api/ and the node object. The running member (control/member.ts's
-// ClusterMember) and the daemon (control/daemon.ts's NodeDaemon) implement it
+// between api/ and the node object. The running member (control/membership/member.ts's
+// ClusterMember) and the daemon (control/bootstrap/daemon.ts's NodeDaemon) implement it
 // as they are (structurally; nothing is registered), and the route tests
 // build it around a real etcd (test/support/api-host.ts), so a route can be
 // driven in-process with Fastify's `inject`.
@@ -13,10 +13,10 @@ import type { PrefixCache } from '../coord/watch.js';
 import type { BdbRecord, ClusterRecord, LiveRecord, NodePorts, NodeRecord, ObservedRecord, PolicyRecord } from '../coord/schema.js';
 import type { Plane, ServiceName } from '../pki/pki.js';
 import type { NodeLinksReport } from '../internode/links.js';
-import type { ShardOpsHost } from '../control/shard-ops.js';
-import type { ProbeResult, StatusReply } from '../control/member.js';
-import type { BootstrapStatus, CreateClusterRequest, JoinClusterRequest, JoinGrant, JoinNodeRequest } from '../control/daemon.js';
-import type { NodeStateHost } from '../control/node-state.js';
+import type { ShardOpsHost } from '../control/controllers/shard-ops.js';
+import type { ProbeResult, StatusReply } from '../control/membership/member.js';
+import type { BootstrapStatus, CreateClusterRequest, JoinClusterRequest, JoinGrant, JoinNodeRequest } from '../control/bootstrap/daemon.js';
+import type { NodeStateHost } from '../control/model/node-state.js';
 
 /** A running cluster member, as the operator routes see it. */
 export interface ApiMember extends ShardOpsHost {
@@ -37,7 +37,7 @@ export interface ApiMember extends ShardOpsHost {
   policy(): PolicyRecord;
   statusReply(): StatusReply;
   internodeLinks(): Promise<NodeLinksReport>;
-  /** Which of `ports` this node can bind now (control/ports.ts). */
+  /** Which of `ports` this node can bind now (control/reconcilers/ports.ts). */
   portsFree(ports: number[]): Promise<{ free: number[] }>;
   /** Hand the cluster master role to node `uid`. */
   changeMaster(uid: number): Promise<void>;

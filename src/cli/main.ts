@@ -7,7 +7,7 @@ import pino from 'pino';
 import { applyProcessDefaults, KEY_EXCHANGES, type KeyExchange } from '../tls/policy.js';
 import { TesseraNode } from '../node/node.js';
 import { CERT_NAMES } from '../pki/pki.js';
-import { CAPABILITIES, DEFAULT_PORTS, DEFAULT_TIMINGS, type NodeConfig } from '../control/config.js';
+import { CAPABILITIES, DEFAULT_PORTS, DEFAULT_TIMINGS, type NodeConfig } from '../control/membership/config.js';
 import { requestJson, errorText, ConnectError, type JsonResponse } from '../util/https-json.js';
 import { type Trust, TrustError, certProblem, resolveTrust, saveTrust } from './trust.js';
 import { parseFingerprint } from '../pki/pki.js';

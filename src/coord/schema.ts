@@ -381,7 +381,7 @@ export type ShardOpRecord = Static<typeof ShardOpRecord>;
  * A rotation of every node's internode certificates, asked by
  * POST /v1/cluster/certificates/rotate (desired state): each listed node's
  * certificate reconciler renews `planes` and records a CertRotatedRecord; the
- * master's controller follows them in the action (control/cert-rotation-action.ts).
+ * master's controller follows them in the action (control/controllers/cert-rotation-action.ts).
  */
 export const CertRotationRequest = Type.Object({
   action_uid: Type.String(),

@@ -700,7 +700,7 @@ export class OperatorCertStore {
   }
 }
 
-// --- rotation of every node's certificates (control/cert-rotation-action.ts) ---
+// --- rotation of every node's certificates (control/controllers/cert-rotation-action.ts) ---
 
 export class CertRotationStore {
   constructor(private readonly c: Etcd3) {}

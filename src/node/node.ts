@@ -3,13 +3,13 @@
 // REST API and the metrics endpoint (api/) and the web UI (ui/) are built
 // here around it, so control/ never depends on api/ or ui/.
 import type { Logger } from 'pino';
-import { NodeDaemon } from '../control/daemon.js';
-import type { ClusterMember } from '../control/member.js';
-import { DEFAULT_PORTS, type NodeConfig } from '../control/config.js';
-import { ShardOpsController } from '../control/shard-ops.js';
-import { localTraffic } from '../control/traffic.js';
-import { CertRotationController } from '../control/cert-rotation-action.js';
-import { ActionRetention } from '../control/action-retention.js';
+import { NodeDaemon } from '../control/bootstrap/daemon.js';
+import type { ClusterMember } from '../control/membership/member.js';
+import { DEFAULT_PORTS, type NodeConfig } from '../control/membership/config.js';
+import { ShardOpsController } from '../control/controllers/shard-ops.js';
+import { localTraffic } from '../control/reconcilers/traffic.js';
+import { CertRotationController } from '../control/controllers/cert-rotation-action.js';
+import { ActionRetention } from '../control/controllers/action-retention.js';
 import type { ServiceName } from '../pki/pki.js';
 import { RestServer } from '../api/server.js';
 import { MetricsServer } from '../api/metrics.js';

@@ -15,13 +15,13 @@
 // hashed asset. State-changing calls need the session's CSRF token.
 import type { Logger } from 'pino';
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import type { NodeDaemon } from '../control/daemon.js';
+import type { NodeDaemon } from '../control/bootstrap/daemon.js';
 import { HttpsService, type PasswordCheck, installErrorHandling, registerOperatorRoutes } from '../api/server.js';
 import { forbidden, loadUser, permitted } from '../api/auth.js';
 import { credentialsBody, uidParams } from '../api/schemas.js';
 import { OperatorError, notFound } from '../util/errors.js';
 import { bdbView } from '../api/routes/bdbs.js';
-import { clusterTraffic } from '../control/traffic.js';
+import { clusterTraffic } from '../control/reconcilers/traffic.js';
 import type { NodeLinksReport } from '../internode/links.js';
 import { verifyEncryption } from '../internode/verify.js';
 import { LATENCY_BOUNDS_US } from '../proxy/stats.js';

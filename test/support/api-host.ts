@@ -13,7 +13,7 @@ import { authHook, passwordCheck } from '../../src/api/auth.js';
 import type { ApiMember, ApiNode, BootstrapNode, JoinAdmission } from '../../src/api/services.js';
 import { bootstrapRoutes } from '../../src/api/routes/bootstrap.js';
 import { joinRoutes } from '../../src/api/routes/join.js';
-import type { BootstrapStatus, JoinGrant } from '../../src/control/daemon.js';
+import type { BootstrapStatus, JoinGrant } from '../../src/control/bootstrap/daemon.js';
 import { PrefixCache } from '../../src/coord/watch.js';
 import {
   KEYS,
@@ -27,10 +27,10 @@ import {
   type UserRecord,
   policyWithDefaults,
 } from '../../src/coord/schema.js';
-import { DEFAULT_PORTS, SOFTWARE_VERSION } from '../../src/control/config.js';
-import { hashPassword } from '../../src/control/passwords.js';
-import { bindablePorts } from '../../src/control/ports.js';
-import type { ProbeResult, StatusReply } from '../../src/control/member.js';
+import { DEFAULT_PORTS, SOFTWARE_VERSION } from '../../src/control/membership/config.js';
+import { hashPassword } from '../../src/control/bootstrap/passwords.js';
+import { bindablePorts } from '../../src/control/reconcilers/ports.js';
+import type { ProbeResult, StatusReply } from '../../src/control/membership/member.js';
 import type { NodeLinksReport } from '../../src/internode/links.js';
 import type { Issued } from '../../src/pki/pki.js';
 import type { Plane } from '../../src/pki/pki.js';

@@ -3,7 +3,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import pino from 'pino';
-import { ActionRetention, expiredActions } from '../../src/control/action-retention.js';
+import { ActionRetention, expiredActions } from '../../src/control/controllers/action-retention.js';
 import { storeOf } from '../../src/coord/store.js';
 import type { ActionRecord } from '../../src/coord/schema.js';
 import { startScratchEtcd, type ScratchEtcd } from '../support/etcd.js';

@@ -1,4 +1,4 @@
-// The rotation of every node as an action (control/cert-rotation-action.ts),
+// The rotation of every node as an action (control/controllers/cert-rotation-action.ts),
 // over a real scratch etcd: the request and the action are written together;
 // the master's controller turns the nodes' reports into one step each and
 // finishes the action; a master elected in the middle finishes it without
@@ -21,7 +21,7 @@ import {
   requestRotation,
   waitRotation,
   type RotationHost,
-} from '../../src/control/cert-rotation-action.js';
+} from '../../src/control/controllers/cert-rotation-action.js';
 import { startScratchEtcd, type ScratchEtcd } from '../support/etcd.js';
 import { waitFor } from '../support/wait.js';
 

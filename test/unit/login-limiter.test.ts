@@ -1,9 +1,9 @@
 // The failed-login limiter (api/login-limiter.ts) and the password check's
-// timing rule for unknown users (control/passwords.ts), in-process.
+// timing rule for unknown users (control/bootstrap/passwords.ts), in-process.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { LoginLimiter } from '../../src/api/login-limiter.js';
-import { hashPassword, verifyNobody, verifyPassword } from '../../src/control/passwords.js';
+import { hashPassword, verifyNobody, verifyPassword } from '../../src/control/bootstrap/passwords.js';
 
 test('ten failures within a minute block that address only, with the seconds to wait; the window slides', () => {
   const t0 = 1_000_000;

@@ -3,9 +3,9 @@
 // replication they decide on.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { planAddReplica, planEvacuation, planRemove, planSwitch } from '../../src/control/shard-ops.js';
+import { planAddReplica, planEvacuation, planRemove, planSwitch } from '../../src/control/controllers/shard-ops.js';
 import { OperatorError } from '../../src/util/errors.js';
-import { parseReplication } from '../../src/control/shard-rpc.js';
+import { parseReplication } from '../../src/control/reconcilers/shard-rpc.js';
 import type { BdbRecord, ShardPlacement } from '../../src/coord/schema.js';
 
 // 2 shards, 3 nodes: masters 1 (node 1) and 3 (node 2); replicas 2 (node 2) and 4 (node 3).

@@ -12,11 +12,11 @@ import type { ActionRecord, BdbRecord, ProxyPolicy } from '../../coord/schema.js
 import { storeOf, type SeqName } from '../../coord/store.js';
 import { OperatorError, conflict, invalid, notFound, unacceptable } from '../../util/errors.js';
 import { DEFAULT_SHARD_KEY_REGEX, isDefaultShardKeyRegex, shardKeyRegexProblem } from '../../proxy/slots.js';
-import { endpointNodes, newSecret, placeShards } from '../../control/bdb-store.js';
+import { endpointNodes, newSecret, placeShards } from '../../control/model/placement.js';
 import { uidParams } from '../schemas.js';
-import { shardSync, type ShardSync } from '../../control/bdb-controller.js';
-import { MAX_PORTS_ASKED, portsInUse } from '../../control/ports.js';
-import { nodeIsUp } from '../../control/node-state.js';
+import { shardSync, type ShardSync } from '../../control/controllers/bdb-controller.js';
+import { MAX_PORTS_ASKED, portsInUse } from '../../control/reconcilers/ports.js';
+import { nodeIsUp } from '../../control/model/node-state.js';
 
 const EVICTION = [
   'volatile-lru',
@@ -288,7 +288,7 @@ type Log = { warn(o: object, msg: string): void };
 
 /**
  * Why `port`, asked for explicitly, cannot be a database's port: Tessera's
- * own, or in use on a live node (control/ports.ts: one `ports_free` call per
+ * own, or in use on a live node (control/reconcilers/ports.ts: one `ports_free` call per
  * node). A query, not an action: the creation answers with its port at once.
  */
 async function portRefusal(m: ApiMember, port: number, log: Log): Promise<string | undefined> {

@@ -3,7 +3,7 @@ import type { FastifyPluginAsync } from 'fastify';
 import type { ApiNode } from '../services.js';
 import type { PolicyRecord } from '../../coord/schema.js';
 import { storeOf } from '../../coord/store.js';
-import { SOFTWARE_VERSION } from '../../control/config.js';
+import { SOFTWARE_VERSION } from '../../control/membership/config.js';
 import fs from 'node:fs';
 import { certInfo, PLANE_CERT_NAME, PLANES } from '../../pki/pki.js';
 import { certPath } from '../../pki/node-files.js';

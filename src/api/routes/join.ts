@@ -1,7 +1,7 @@
 // The member's side of a join: admit a node (sign its CSRs, add its store
 // member as a learner), promote it once caught up, or undo it. Admin only.
 import type { FastifyPluginAsync } from 'fastify';
-import type { JoinNodeRequest } from '../../control/daemon.js';
+import type { JoinNodeRequest } from '../../control/bootstrap/daemon.js';
 import type { JoinAdmission } from '../services.js';
 import { uidParams } from '../schemas.js';
 

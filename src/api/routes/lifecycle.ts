@@ -26,7 +26,7 @@ import {
   validateCustomerCerts,
 } from '../../pki/customer.js';
 import { uidParams } from '../schemas.js';
-import { requestRotation, waitRotation } from '../../control/cert-rotation-action.js';
+import { requestRotation, waitRotation } from '../../control/controllers/cert-rotation-action.js';
 import { storeOf } from '../../coord/store.js';
 
 const days = { type: 'number', exclusiveMinimum: 0, maximum: 3650 } as const;
@@ -187,7 +187,7 @@ export const lifecycleRoutes: FastifyPluginAsync<{ daemon: ApiNode }> = async (a
         );
       }
       // Desired state and an action; each node's certificate reconciler renews its own, the
-      // master's controller follows them (control/cert-rotation-action.ts); this call waits on the action.
+      // master's controller follows them (control/controllers/cert-rotation-action.ts); this call waits on the action.
       const nodes = m.nodes
         .values()
         .filter((n) => n.addr)

@@ -6,11 +6,11 @@ import type { ApiMember } from '../services.js';
 import type { NodeRecord } from '../../coord/schema.js';
 import type { NodeLinksReport } from '../../internode/links.js';
 import { OperatorError, invalid, notFound } from '../../util/errors.js';
-import { removeNodeRecords } from '../../control/node-removal.js';
+import { removeNodeRecords } from '../../control/controllers/node-removal.js';
 import { storeOf } from '../../coord/store.js';
-import { requestNodeRemoval } from '../../control/shard-ops.js';
+import { requestNodeRemoval } from '../../control/controllers/shard-ops.js';
 import { uidParams } from '../schemas.js';
-import { nodeIsUp } from '../../control/node-state.js';
+import { nodeIsUp } from '../../control/model/node-state.js';
 
 export function nodeView(m: ApiMember, n: NodeRecord) {
   const live = m.live.items.get(String(n.uid));

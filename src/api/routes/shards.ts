@@ -6,13 +6,13 @@
 // ({"shard_uids": [...]}) and /v1/shards/{uid}/actions/migrate,
 // /v1/shards/actions/migrate ({"shard_uids": [...], "target_node_uid": N}):
 // validated here, queued as an action that the cluster master runs
-// (control/shard-ops.ts); the answer is `{action_uid, description}`, and
+// (control/controllers/shard-ops.ts); the answer is `{action_uid, description}`, and
 // `GET /v1/actions/{uid}` follows it.
 import type { FastifyPluginAsync } from 'fastify';
 import type { ApiNode } from '../services.js';
 import type { ApiMember } from '../services.js';
 import { notFound } from '../../util/errors.js';
-import { requestFailover, requestMigrate } from '../../control/shard-ops.js';
+import { requestFailover, requestMigrate } from '../../control/controllers/shard-ops.js';
 import { uidParams } from '../schemas.js';
 import { shardStates } from './bdbs.js';
 

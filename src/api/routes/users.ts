@@ -8,7 +8,7 @@ import type { FastifyPluginAsync } from 'fastify';
 import type { ApiNode } from '../services.js';
 import { USER_ROLES, type UserRecord } from '../../coord/schema.js';
 import { storeOf } from '../../coord/store.js';
-import { hashPassword } from '../../control/passwords.js';
+import { hashPassword } from '../../control/bootstrap/passwords.js';
 import { OperatorError, conflict, invalid, notFound } from '../../util/errors.js';
 import { uidParams } from '../schemas.js';
 

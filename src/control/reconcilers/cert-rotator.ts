@@ -19,9 +19,9 @@
 // follows into the action.
 import type { Logger } from 'pino';
 import type { Etcd3 } from 'etcd3';
-import type { CertStore } from '../pki/certstore.js';
-import type { ServiceCerts } from '../pki/service-certs.js';
-import type { NodeConfig, NodeIdentity } from './config.js';
+import type { CertStore } from '../../pki/certstore.js';
+import type { ServiceCerts } from '../../pki/service-certs.js';
+import type { NodeConfig, NodeIdentity } from '../membership/config.js';
 import {
   type AlertSetting,
   type CaRecord,
@@ -37,9 +37,9 @@ import {
   type TrustRecord,
   alertSettingsWithDefaults,
   jobSchedulerWithDefaults,
-} from '../coord/schema.js';
-import type { PrefixCache } from '../coord/watch.js';
-import { storeOf, type ClusterStore } from '../coord/store.js';
+} from '../../coord/schema.js';
+import type { PrefixCache } from '../../coord/watch.js';
+import { storeOf, type ClusterStore } from '../../coord/store.js';
 import {
   PLANE_CERT_NAME,
   type Plane,
@@ -51,9 +51,9 @@ import {
   createCsr,
   generateKeyPair,
   issueFromCsr,
-} from '../pki/pki.js';
-import { installPlaneFiles } from '../pki/node-files.js';
-import { parseCron, type Cron } from '../util/cron.js';
+} from '../../pki/pki.js';
+import { installPlaneFiles } from '../../pki/node-files.js';
+import { parseCron, type Cron } from '../../util/cron.js';
 
 const DAY = 86_400;
 const TICK_MS = 1000;

@@ -6,9 +6,9 @@
 // actions that are still running.
 import type { Logger } from 'pino';
 import type { Etcd3 } from 'etcd3';
-import { isFinished, type BdbRecord } from '../coord/schema.js';
+import { isFinished, type BdbRecord } from '../../coord/schema.js';
 import type { ShardSync } from './bdb-controller.js';
-import { storeOf } from '../coord/store.js';
+import { storeOf } from '../../coord/store.js';
 
 export const REBUILD_ACTION = 'replica_rebuild';
 /** How often a master looks for rebuilds it does not follow yet (it was elected after they began). */

@@ -2,12 +2,12 @@
 // part) and the web UI's live chart (every node's, over the control RPC):
 // the traffic counters of the endpoints in the data-plane worker, and the
 // memory its shards use.
-import type { DataplaneHost } from '../dataplane/host.js';
-import type { EndpointStatsSnapshot } from '../proxy/stats.js';
-import type { BdbReconciler, ShardMemory } from './reconciler.js';
-import type { NodeRecord } from '../coord/schema.js';
-import type { PrefixCache } from '../coord/watch.js';
-import type { RpcClient } from '../internode/rpc.js';
+import type { DataplaneHost } from '../../dataplane/host.js';
+import type { EndpointStatsSnapshot } from '../../proxy/stats.js';
+import type { BdbReconciler, ShardMemory } from './bdb-reconciler.js';
+import type { NodeRecord } from '../../coord/schema.js';
+import type { PrefixCache } from '../../coord/watch.js';
+import type { RpcClient } from '../../internode/rpc.js';
 
 export interface NodeTraffic {
   uid: number;

@@ -4,14 +4,14 @@
 // creation failed when a node hits an error it cannot get past.
 import type { Logger } from 'pino';
 import type { Etcd3 } from 'etcd3';
-import type { LiveRecord } from '../coord/schema.js';
-import type { ObservedShard } from '../coord/schema.js';
-import type { BdbReconciler } from './reconciler.js';
-import type { ObservedRecord } from '../coord/schema.js';
-import type { PrefixCache } from '../coord/watch.js';
-import { storeOf, type ClusterStore } from '../coord/store.js';
+import type { LiveRecord } from '../../coord/schema.js';
+import type { ObservedShard } from '../../coord/schema.js';
+import type { BdbReconciler } from '../reconcilers/bdb-reconciler.js';
+import type { ObservedRecord } from '../../coord/schema.js';
+import type { PrefixCache } from '../../coord/watch.js';
+import { storeOf, type ClusterStore } from '../../coord/store.js';
 import { MasterLoop, type MasterLoopHost } from './master-loop.js';
-import { nodeIsUp, type NodeStateHost } from './node-state.js';
+import { nodeIsUp, type NodeStateHost } from '../model/node-state.js';
 
 /** A replica's copy of its master: `in_progress` (a full sync, with its progress), `finished` (streaming), `link_down`. */
 export interface ShardSync {

@@ -6,8 +6,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import type { Logger } from 'pino';
 import type { Etcd3, Lease } from 'etcd3';
-import { EtcdMember, etcdClient, etcdPaths, waitReady } from '../coord/etcd.js';
-import { conflict } from '../util/errors.js';
+import { EtcdMember, etcdClient, etcdPaths, waitReady } from '../../coord/etcd.js';
+import { conflict } from '../../util/errors.js';
 import {
   type PolicyRecord,
   type ClusterRecord,
@@ -22,27 +22,27 @@ import {
   type ServiceCertRecord,
   type StoredPolicy,
   policyWithDefaults,
-} from '../coord/schema.js';
-import type { PrefixCache } from '../coord/watch.js';
-import { storeOf, type ClusterStore } from '../coord/store.js';
-import { Heartbeats } from '../coord/heartbeats.js';
-import { CertStore } from '../pki/certstore.js';
-import { ServiceCerts } from '../pki/service-certs.js';
-import { LiveLinks, type PeerPolicy, type PeerIdentity } from '../internode/channel.js';
-import { RpcClient } from '../internode/rpc.js';
-import { LinkRegistry, type NodeLinksReport } from '../internode/links.js';
-import { DataplaneHost } from '../dataplane/host.js';
-import type { PolicySnapshot } from '../dataplane/messages.js';
-import { BdbReconciler } from './reconciler.js';
-import { BdbController } from './bdb-controller.js';
-import { CertRotator } from './cert-rotation.js';
-import { FailoverController } from './failover-controller.js';
-import { shardRpc } from './shard-rpc.js';
-import { TRAFFIC_RPC, localTraffic } from './traffic.js';
-import { PORTS_FREE_RPC, bindablePorts, portsParam } from './ports.js';
+} from '../../coord/schema.js';
+import type { PrefixCache } from '../../coord/watch.js';
+import { storeOf, type ClusterStore } from '../../coord/store.js';
+import { Heartbeats } from '../../coord/heartbeats.js';
+import { CertStore } from '../../pki/certstore.js';
+import { ServiceCerts } from '../../pki/service-certs.js';
+import { LiveLinks, type PeerPolicy, type PeerIdentity } from '../../internode/channel.js';
+import { RpcClient } from '../../internode/rpc.js';
+import { LinkRegistry, type NodeLinksReport } from '../../internode/links.js';
+import { DataplaneHost } from '../../dataplane/host.js';
+import type { PolicySnapshot } from '../../dataplane/messages.js';
+import { BdbReconciler } from '../reconcilers/bdb-reconciler.js';
+import { BdbController } from '../controllers/bdb-controller.js';
+import { CertRotator } from '../reconcilers/cert-rotator.js';
+import { FailoverController } from '../controllers/failover-controller.js';
+import { shardRpc } from '../reconcilers/shard-rpc.js';
+import { TRAFFIC_RPC, localTraffic } from '../reconcilers/traffic.js';
+import { PORTS_FREE_RPC, bindablePorts, portsParam } from '../reconcilers/ports.js';
 import { type NodeConfig, type NodeIdentity, SOFTWARE_VERSION } from './config.js';
-import { certPath } from '../pki/node-files.js';
-import { PLANE_CERT_NAME, type Plane, certInfo } from '../pki/pki.js';
+import { certPath } from '../../pki/node-files.js';
+import { PLANE_CERT_NAME, type Plane, certInfo } from '../../pki/pki.js';
 
 /** What a node tells its peers about itself over the control plane. */
 export interface StatusReply {
@@ -582,7 +582,7 @@ export class ClusterMember implements PeerPolicy {
         return this.internodeLinks();
       case TRAFFIC_RPC:
         return localTraffic(this);
-      // Operator shard operations (control/shard-ops.ts) on a shard this node runs.
+      // Operator shard operations (control/controllers/shard-ops.ts) on a shard this node runs.
       case 'shard_replication':
       case 'shard_pause':
       case 'shard_unpause':

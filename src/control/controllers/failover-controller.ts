@@ -19,12 +19,12 @@
 // saw, not from its election.
 import type { Logger } from 'pino';
 import type { Etcd3 } from 'etcd3';
-import type { LiveRecord, NodeRecord, ShardPlacement } from '../coord/schema.js';
-import type { PrefixCache } from '../coord/watch.js';
-import { storeOf } from '../coord/store.js';
+import type { LiveRecord, NodeRecord, ShardPlacement } from '../../coord/schema.js';
+import type { PrefixCache } from '../../coord/watch.js';
+import { storeOf } from '../../coord/store.js';
 import { ReplicaRebuilds, type RebuildHost } from './replica-rebuilds.js';
 import { MasterLoop, type MasterLoopHost } from './master-loop.js';
-import { nodeIsUp } from './node-state.js';
+import { nodeIsUp } from '../model/node-state.js';
 
 /** What failover needs of its node's membership (ClusterMember provides it). */
 export interface FailoverHost extends RebuildHost, MasterLoopHost {

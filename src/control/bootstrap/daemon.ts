@@ -17,10 +17,10 @@ import {
   readIdentity,
   wipeMembership,
   writeIdentity,
-} from './config.js';
-import { BOOTSTRAP_CERT_FILE, certPath, certsDir, restTrustAnchorFile } from '../pki/node-files.js';
-import { writeFileAtomic } from '../util/files.js';
-import { ClusterMember } from './member.js';
+} from '../membership/config.js';
+import { BOOTSTRAP_CERT_FILE, certPath, certsDir, restTrustAnchorFile } from '../../pki/node-files.js';
+import { writeFileAtomic } from '../../util/files.js';
+import { ClusterMember } from '../membership/member.js';
 import {
   DEFAULT_POLICY,
   type ClusterRecord,
@@ -28,9 +28,9 @@ import {
   type NodePorts,
   type NodeStubRecord,
   type UserRecord,
-} from '../coord/schema.js';
-import { storeOf } from '../coord/store.js';
-import { peerUrl } from '../coord/etcd.js';
+} from '../../coord/schema.js';
+import { storeOf } from '../../coord/store.js';
+import { peerUrl } from '../../coord/etcd.js';
 import {
   type Issued,
   type Plane,
@@ -44,11 +44,11 @@ import {
   issueLocally,
   selfSigned,
   validateBundle,
-} from '../pki/pki.js';
+} from '../../pki/pki.js';
 import { hashPassword } from './passwords.js';
-import { installPlaneFiles, installServiceFiles } from '../pki/node-files.js';
-import { OperatorError, conflict } from '../util/errors.js';
-import { requestJson, errorText, ConnectError } from '../util/https-json.js';
+import { installPlaneFiles, installServiceFiles } from '../../pki/node-files.js';
+import { OperatorError, conflict } from '../../util/errors.js';
+import { requestJson, errorText, ConnectError } from '../../util/https-json.js';
 
 export type BootstrapState = 'idle' | 'creating_cluster' | 'joining_cluster' | 'error' | 'completed';
 

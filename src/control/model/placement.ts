@@ -2,8 +2,8 @@
 // Reading and changing them in the store is coord/store.ts's (`bdbs`,
 // `actions`, `seqs`).
 import { randomBytes } from 'node:crypto';
-import type { BdbRecord, NodeRecord, ShardPlacement } from '../coord/schema.js';
-import { SLOT_COUNT } from '../proxy/slots.js';
+import type { BdbRecord, NodeRecord, ShardPlacement } from '../../coord/schema.js';
+import { SLOT_COUNT } from '../../proxy/slots.js';
 
 export function newSecret(): string {
   return randomBytes(24).toString('base64url');

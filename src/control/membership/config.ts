@@ -1,9 +1,9 @@
 // A node's settings (from the command line) and its on-disk identity.
 import fs from 'node:fs';
 import path from 'node:path';
-import type { NodePorts } from '../coord/schema.js';
-import { CERT_FILES, certsDir } from '../pki/node-files.js';
-import { processAlive, writeFileAtomic } from '../util/files.js';
+import type { NodePorts } from '../../coord/schema.js';
+import { CERT_FILES, certsDir } from '../../pki/node-files.js';
+import { processAlive, writeFileAtomic } from '../../util/files.js';
 
 export const SOFTWARE_VERSION = '0.1.0';
 

@@ -4,10 +4,10 @@
 // a node without shards, and by the ShardOpsController at the end of a
 // `remove_node` operation, once the node's shards have moved away.
 import type { Logger } from 'pino';
-import type { DenyRecord, NodeRecord } from '../coord/schema.js';
-import type { ClusterStore } from '../coord/store.js';
-import { PLANES } from '../pki/pki.js';
-import { OperatorError, notFound } from '../util/errors.js';
+import type { DenyRecord, NodeRecord } from '../../coord/schema.js';
+import type { ClusterStore } from '../../coord/store.js';
+import { PLANES } from '../../pki/pki.js';
+import { OperatorError, notFound } from '../../util/errors.js';
 
 export interface RemovedNode {
   uid: number;

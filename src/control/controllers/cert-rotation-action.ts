@@ -18,13 +18,13 @@
 // removed RETAIN_MS later (nodes no longer act on a finished one).
 import type { Logger } from 'pino';
 import type { Etcd3 } from 'etcd3';
-import { isFinished, type ActionRecord, type CertRotationRequest, type CertRotatedRecord, type LiveRecord } from '../coord/schema.js';
+import { isFinished, type ActionRecord, type CertRotationRequest, type CertRotatedRecord, type LiveRecord } from '../../coord/schema.js';
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { PrefixCache } from '../coord/watch.js';
-import { storeOf } from '../coord/store.js';
-import { PLANE_CERT_NAME, type Plane } from '../pki/pki.js';
+import type { PrefixCache } from '../../coord/watch.js';
+import { storeOf } from '../../coord/store.js';
+import { PLANE_CERT_NAME, type Plane } from '../../pki/pki.js';
 import { MasterLoop, type MasterLoopHost } from './master-loop.js';
-import { nodeIsUp, type NodeStateHost } from './node-state.js';
+import { nodeIsUp, type NodeStateHost } from '../model/node-state.js';
 
 export const ROTATION_ACTION = 'rotate_certificates';
 /** How long a live node may take to report its renewal (the old synchronous RPC's timeout was 30 s). */

@@ -6,8 +6,8 @@
 // removed; running actions are never touched.
 import type { Logger } from 'pino';
 import type { Etcd3 } from 'etcd3';
-import { storeOf } from '../coord/store.js';
-import { isFinished, type ActionRecord } from '../coord/schema.js';
+import { storeOf } from '../../coord/store.js';
+import { isFinished, type ActionRecord } from '../../coord/schema.js';
 import { MasterLoop, type MasterLoopHost } from './master-loop.js';
 
 /** Finished actions kept (the newest by uid). */

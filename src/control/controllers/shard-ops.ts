@@ -34,15 +34,15 @@
 // for masters of replicated and non-replicated databases.
 import type { Logger } from 'pino';
 import type { Etcd3 } from 'etcd3';
-import type { RpcClient } from '../internode/rpc.js';
-import type { ActionRecord, BdbRecord, LiveRecord, NodeRecord, ShardOpRecord, ShardPlacement } from '../coord/schema.js';
-import type { PrefixCache } from '../coord/watch.js';
-import { storeOf, type ClusterStore } from '../coord/store.js';
-import { conflict, invalid, notFound } from '../util/errors.js';
-import { type OpLog, type ShardReplication, type ShardRpcHost, shardRpc } from './shard-rpc.js';
+import type { RpcClient } from '../../internode/rpc.js';
+import type { ActionRecord, BdbRecord, LiveRecord, NodeRecord, ShardOpRecord, ShardPlacement } from '../../coord/schema.js';
+import type { PrefixCache } from '../../coord/watch.js';
+import { storeOf, type ClusterStore } from '../../coord/store.js';
+import { conflict, invalid, notFound } from '../../util/errors.js';
+import { type OpLog, type ShardReplication, type ShardRpcHost, shardRpc } from '../reconcilers/shard-rpc.js';
 import { removeNodeRecords } from './node-removal.js';
 import { MasterLoop, type MasterLoopHost } from './master-loop.js';
-import { nodeIsUp, type NodeStateHost } from './node-state.js';
+import { nodeIsUp, type NodeStateHost } from '../model/node-state.js';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 /** How long writes are paused at most (the pause is lifted as soon as the switch is done). */

@@ -1,4 +1,4 @@
-// The node's side of operator shard operations (control/shard-ops.ts): what
+// The node's side of operator shard operations (control/controllers/shard-ops.ts): what
 // the controller on the cluster master asks of the node that runs a shard,
 // over the control-plane RPC (ClusterMember.handleRpc), or directly when the
 // shard is on the master itself.
@@ -17,8 +17,8 @@
 // A guard on this node does the same just before the pause runs out, should
 // the controller never come back.
 import type { Logger } from 'pino';
-import type { BdbRecord } from '../coord/schema.js';
-import type { RedisShard } from '../shards/redis-shard.js';
+import type { BdbRecord } from '../../coord/schema.js';
+import type { RedisShard } from '../../shards/redis-shard.js';
 
 /** What the node-local side needs of its membership (ClusterMember provides it). */
 export interface ShardRpcHost {

@@ -10,9 +10,9 @@
 // port; a foreign listener that takes it afterwards is reported by the
 // endpoint's node (its observed status), as before.
 import net from 'node:net';
-import type { NodeRecord } from '../coord/schema.js';
-import type { RpcClient } from '../internode/rpc.js';
-import { nodeIsUp, type NodeStateHost } from './node-state.js';
+import type { NodeRecord } from '../../coord/schema.js';
+import type { RpcClient } from '../../internode/rpc.js';
+import { nodeIsUp, type NodeStateHost } from '../model/node-state.js';
 
 export const PORTS_FREE_RPC = 'ports_free';
 /** The most candidates one call may ask about (the creation asks in batches of this many). */
