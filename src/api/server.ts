@@ -5,8 +5,7 @@ import type https from 'node:https';
 import Fastify, { type FastifyError, type FastifyInstance, LogController } from 'fastify';
 import type { Logger } from 'pino';
 import { httpsServerOptions } from '../tls/contexts.js';
-import type { NodeDaemon } from '../control/bootstrap/daemon.js';
-import type { ApiNode } from './services.js';
+import type { ApiNode, BootstrapNode, JoinAdmission } from './services.js';
 import { OperatorError } from '../util/errors.js';
 import { HTTP_STATUS } from './errors.js';
 import { isStoreUnavailable } from '../coord/etcd.js';
@@ -127,7 +126,7 @@ export class RestServer extends HttpsService {
   /** The cluster users' password check; the web UI's sign-in uses this same one. */
   readonly checkPassword: PasswordCheck;
 
-  constructor(daemon: NodeDaemon, cert: { certPem: string; keyPem: string }, log: Logger) {
+  constructor(daemon: ApiNode & BootstrapNode & JoinAdmission, cert: { certPem: string; keyPem: string }, log: Logger) {
     super(cert, log, 'REST API');
     const app = this.app;
     installErrorHandling(app);

@@ -32,6 +32,8 @@ export interface ApiMember extends ShardOpsHost {
   readonly cfg: { readonly ports: NodePorts; readonly dataDir: string };
   /** This node's plane certificates. */
   readonly certs: { isCustomer(plane: Plane): boolean; bundle(plane: Plane): { certPem: string } };
+  /** The database map this node converges on (its reconciler's watch; src/node's RunningMember provides it). */
+  readonly reconciler?: { readonly bdbs: PrefixCache<BdbRecord> };
   /** The databases' shards as each node last reported them (the master's controller). */
   readonly controller?: { observedOf(bdbUid: number): Map<number, ObservedRecord> };
   policy(): PolicyRecord;

@@ -1,15 +1,13 @@
 // The composition root: the only place that builds a node's parts and wires
-// them together. The daemon (control/) owns membership and bootstrap; the
-// REST API and the metrics endpoint (api/) and the web UI (ui/) are built
-// here around it, so control/ never depends on api/ or ui/.
+// them together. The daemon (control/bootstrap) runs bootstrap (create, join,
+// resume) and asks for the running member, which is composed here
+// (running-member.ts: the membership parts; loops.ts: every loop); the REST
+// API and the metrics endpoint (api/) and the web UI (ui/) are built here
+// around it, so control/ never depends on api/ or ui/.
 import type { Logger } from 'pino';
 import { NodeDaemon } from '../control/bootstrap/daemon.js';
-import type { ClusterMember } from '../control/membership/member.js';
 import { DEFAULT_PORTS, type NodeConfig } from '../control/membership/config.js';
-import { ShardOpsController } from '../control/controllers/shard-ops.js';
-import { localTraffic } from '../control/reconcilers/traffic.js';
-import { CertRotationController } from '../control/controllers/cert-rotation-action.js';
-import { ActionRetention } from '../control/controllers/action-retention.js';
+import { RunningMember } from './running-member.js';
 import type { ServiceName } from '../pki/pki.js';
 import { RestServer } from '../api/server.js';
 import { MetricsServer } from '../api/metrics.js';
@@ -20,7 +18,7 @@ import { registerNode } from '../util/run-registry.js';
 
 /** A node's parts, wired. `stop()` may be called at any time, during `start()` too. */
 export class TesseraNode {
-  readonly daemon: NodeDaemon;
+  readonly daemon: NodeDaemon<RunningMember>;
   private readonly cfg: NodeConfig;
   private rest?: RestServer;
   private ui?: UiServer;
@@ -32,7 +30,7 @@ export class TesseraNode {
   ) {
     // A caller that names no UI port gets the default one (the daemon checks it is free like the others).
     this.cfg = { ...cfg, ports: { ...cfg.ports, ui: cfg.ports.ui ?? DEFAULT_PORTS.ui } };
-    this.daemon = new NodeDaemon(this.cfg, log);
+    this.daemon = new NodeDaemon(this.cfg, log, (identity) => new RunningMember(this.cfg, identity, log));
   }
 
   /** REST first (a blank node is bootstrapped through it), then the membership the data directory holds, if any. */
@@ -51,7 +49,7 @@ export class TesseraNode {
       const rest = this.rest;
       await this.daemon.resume({
         apiCertificate: (c) => rest.setCertificate(c),
-        memberRunning: async (m: ClusterMember) => {
+        memberRunning: async (m) => {
           // Each client-facing listener presents its own certificate of the services CA
           // (api, cm, metrics_exporter) and swaps it when the rotation job renews it.
           const svc = m.services;
@@ -61,7 +59,7 @@ export class TesseraNode {
             return c;
           };
           rest.setCertificate(cert('api'));
-          const metrics = new MetricsServer(m, log.child({ component: 'metrics' }), () => localTraffic(m));
+          const metrics = new MetricsServer(m, log.child({ component: 'metrics' }), () => m.localTraffic());
           await metrics.listen(cert('metrics_exporter'));
           m.attach(metrics);
           // The web UI lives with the membership: sign-in needs the cluster's users.
@@ -83,18 +81,6 @@ export class TesseraNode {
           };
           svc.on('change', swap);
           m.attach({ close: async () => void svc.off('change', swap) });
-          // Operator shard operations (failover, migrate): run by whichever node is the cluster master.
-          const shardOps = new ShardOpsController(m, log.child({ component: 'shard-ops' }));
-          await shardOps.start();
-          m.attach(shardOps);
-          // Rotations of every node's certificates (POST /v1/cluster/certificates/rotate): followed by the cluster master.
-          const rotations = new CertRotationController(m, log.child({ component: 'cert-rotation-action' }));
-          await rotations.start();
-          m.attach(rotations);
-          // Finished actions beyond the newest 200 are removed by the cluster master.
-          const retention = new ActionRetention(m, log.child({ component: 'action-retention' }));
-          retention.start();
-          m.attach(retention);
         },
       });
     } catch (err) {

@@ -15,7 +15,8 @@
 // hashed asset. State-changing calls need the session's CSRF token.
 import type { Logger } from 'pino';
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import type { NodeDaemon } from '../control/bootstrap/daemon.js';
+import type { ApiMember, ApiNode } from '../api/services.js';
+import type { BdbRecord } from '../coord/schema.js';
 import { HttpsService, type PasswordCheck, installErrorHandling, registerOperatorRoutes } from '../api/server.js';
 import { forbidden, loadUser, permitted } from '../api/auth.js';
 import { credentialsBody, uidParams } from '../api/schemas.js';
@@ -55,12 +56,17 @@ const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
 
 const signInBody = credentialsBody;
 
+/** What the UI's own routes read of the node: the operator routes' member, and the databases it knows. */
+export interface UiNode extends ApiNode {
+  requireMember(): ApiMember & { databases(): readonly BdbRecord[] };
+}
+
 export class UiServer extends HttpsService {
   readonly sessions: SessionStore;
   private readonly current = new WeakMap<FastifyRequest, { token: string; session: Session }>();
 
   constructor(
-    daemon: NodeDaemon,
+    daemon: UiNode,
     cert: { certPem: string; keyPem: string },
     log: Logger,
     checkPassword: PasswordCheck,
@@ -118,7 +124,7 @@ export class UiServer extends HttpsService {
       async (req): Promise<DatabaseMetrics> => {
         const m = daemon.requireMember();
         const uid = Number(req.params.uid);
-        if (!m.reconciler?.bdbs.items.has(String(uid))) throw notFound('bdb_not_found', `database ${uid} does not exist`);
+        if (!m.databases().some((b) => b.uid === uid)) throw notFound('bdb_not_found', `database ${uid} does not exist`);
         const nodes = await clusterTraffic(m);
         return {
           bdb_uid: uid,
@@ -158,7 +164,7 @@ export class UiServer extends HttpsService {
       async (req): Promise<VerifyEncryptionView> => {
         const m = daemon.requireMember();
         const db = req.query.db === undefined ? undefined : Number(req.query.db);
-        const bdbs = (m.reconciler?.bdbs.values() ?? []).map((b) => bdbView(m, b));
+        const bdbs = m.databases().map((b) => bdbView(m, b));
         if (db !== undefined && !bdbs.some((b) => b.uid === db)) throw notFound('bdb_not_found', `database ${db} does not exist`);
         const nodes = m.nodes
           .values()
@@ -194,7 +200,7 @@ export class UiServer extends HttpsService {
   }
 
   /** Every route but the page, its assets and sign-in needs a live session; state-changing ones also its CSRF token. */
-  private async requireSession(daemon: NodeDaemon, req: FastifyRequest, reply: FastifyReply): Promise<void> {
+  private async requireSession(daemon: UiNode, req: FastifyRequest, reply: FastifyReply): Promise<void> {
     if (req.routeOptions.config?.auth === false || !req.routeOptions.url) return; // open route, or a 404
     const token = readCookie(req.headers.cookie, SESSION_COOKIE);
     const background = req.headers[BACKGROUND_HEADER] === '1';

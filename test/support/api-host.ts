@@ -47,7 +47,7 @@ export class ApiTestMember implements ApiMember {
   readonly cfg: { ports: typeof DEFAULT_PORTS; dataDir: string };
   /** The node's own plane certificates (not in the store): the app's certificate stands for both. */
   readonly certs: { isCustomer(p: Plane): boolean; bundle(p: Plane): { certPem: string } };
-  readonly reconciler: { bdbs: PrefixCache<BdbRecord>; shardProcess: () => undefined };
+  readonly reconciler: { bdbs: PrefixCache<BdbRecord> };
   readonly controller: { observedOf(bdbUid: number): Map<number, ObservedRecord> };
   private readonly observed: PrefixCache<ObservedRecord>;
   private readonly clusterPolicy: PrefixCache<StoredPolicy>;
@@ -64,7 +64,7 @@ export class ApiTestMember implements ApiMember {
     this.certs = { isCustomer: () => false, bundle: () => ({ certPem: cert.certPem }) };
     this.nodes = new PrefixCache(client, KEYS.nodesPrefix, NodeRecord);
     this.live = new PrefixCache(client, KEYS.livePrefix, LiveRecord);
-    this.reconciler = { bdbs: new PrefixCache(client, KEYS.bdbsPrefix, BdbRecord), shardProcess: () => undefined };
+    this.reconciler = { bdbs: new PrefixCache(client, KEYS.bdbsPrefix, BdbRecord) };
     this.observed = new PrefixCache(client, KEYS.observedPrefix, ObservedRecord);
     this.clusterPolicy = new PrefixCache(client, KEYS.policy, StoredPolicy);
     const observed = this.observed;
@@ -116,6 +116,9 @@ export class ApiTestMember implements ApiMember {
   }
   rpc(): undefined {
     return undefined;
+  }
+  call<T>(_uid: number, method: string): Promise<T> {
+    return Promise.reject(new Error(`control RPC ${method}: ${NOT_IN_PROCESS}`));
   }
   internodeLinks(): Promise<NodeLinksReport> {
     return Promise.reject(new Error(`internode links: ${NOT_IN_PROCESS}`));

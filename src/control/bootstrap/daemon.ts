@@ -20,7 +20,7 @@ import {
 } from '../membership/config.js';
 import { BOOTSTRAP_CERT_FILE, certPath, certsDir, restTrustAnchorFile } from '../../pki/node-files.js';
 import { writeFileAtomic } from '../../util/files.js';
-import { ClusterMember } from '../membership/member.js';
+import type { BootstrapMember, MemberFactory } from '../membership/member.js';
 import {
   DEFAULT_POLICY,
   type ClusterRecord,
@@ -102,24 +102,27 @@ const JOIN_TIMEOUT_MS = 60_000;
  * them): the REST server takes a new certificate when the node joins a
  * cluster, and services that exist only on a member start with it.
  */
-export interface DaemonHooks {
+export interface DaemonHooks<M> {
   apiCertificate(cert: { certPem: string; keyPem: string }): void;
   /** Called once a member runs; a rejection fails the start, create or join. */
-  memberRunning(m: ClusterMember): Promise<void>;
+  memberRunning(m: M): Promise<void>;
 }
 
-export class NodeDaemon {
-  member?: ClusterMember;
+/** Bootstrap (create, join, resume) of a node whose running member src/node builds (`newMember`). */
+export class NodeDaemon<M extends BootstrapMember = BootstrapMember> {
+  member?: M;
   bootstrap: BootstrapStatus = { state: 'idle' };
   readonly startedAt = Date.now();
   private unlock?: () => void;
   private busy = false;
   private joinWatchdogs = new Map<number, NodeJS.Timeout>();
-  private hooks: DaemonHooks = { apiCertificate: () => undefined, memberRunning: async () => undefined };
+  private hooks: DaemonHooks<M> = { apiCertificate: () => undefined, memberRunning: async () => undefined };
 
   constructor(
     readonly cfg: NodeConfig,
     readonly log: Logger,
+    /** Builds the running member of an identity, its etcd member started (src/node: the parts and the loops). */
+    private readonly newMember: MemberFactory<M>,
   ) {}
 
   /**
@@ -148,13 +151,13 @@ export class NodeDaemon {
   }
 
   /** Rejoin the cluster this data directory belongs to, if any. */
-  async resume(hooks: DaemonHooks): Promise<void> {
+  async resume(hooks: DaemonHooks<M>): Promise<void> {
     this.hooks = hooks;
     try {
       const identity = readIdentity(this.cfg.dataDir);
       if (identity) {
         this.bootstrap = { state: 'completed' };
-        this.member = ClusterMember.startEtcd(this.cfg, identity, this.log);
+        this.member = this.newMember(identity);
         await this.runMember(this.member);
       }
       // The fingerprint is for operators of a remote blank node: `tessera --fingerprint <it>` trusts that node.
@@ -169,9 +172,8 @@ export class NodeDaemon {
     }
   }
 
-  private async runMember(m: ClusterMember): Promise<void> {
-    m.onRemoved = () => void this.leaveCluster();
-    await m.run();
+  private async runMember(m: M): Promise<void> {
+    await m.run(() => void this.leaveCluster());
     await this.hooks.memberRunning(m);
   }
 
@@ -275,7 +277,7 @@ export class NodeDaemon {
           state: 'new',
         },
       };
-      this.member = ClusterMember.startEtcd(this.cfg, identity, this.log);
+      this.member = this.newMember(identity);
       await this.member.waitReady();
       const store = storeOf(this.member.client);
       const cluster: ClusterRecord = { name: req.name, cluster_id: clusterId, created_time: new Date().toISOString() };
@@ -410,7 +412,7 @@ export class NodeDaemon {
         addr: this.cfg.addr,
         etcd: { ...grant.etcd, state: 'existing' },
       };
-      this.member = ClusterMember.startEtcd(this.cfg, identity, this.log);
+      this.member = this.newMember(identity);
       const promoted = await requestJson({
         method: 'POST',
         ...via,
@@ -466,7 +468,7 @@ export class NodeDaemon {
 
   // --- the member's side of a join ---
 
-  requireMember(): ClusterMember {
+  requireMember(): M {
     if (!this.member)
       throw new OperatorError('unavailable', 'node_not_in_cluster', `node ${this.cfg.addr} does not belong to a cluster yet`);
     return this.member;

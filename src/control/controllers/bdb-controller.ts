@@ -4,9 +4,8 @@
 // creation failed when a node hits an error it cannot get past.
 import type { Logger } from 'pino';
 import type { Etcd3 } from 'etcd3';
-import type { LiveRecord } from '../../coord/schema.js';
+import type { BdbRecord, LiveRecord } from '../../coord/schema.js';
 import type { ObservedShard } from '../../coord/schema.js';
-import type { BdbReconciler } from '../reconcilers/bdb-reconciler.js';
 import type { ObservedRecord } from '../../coord/schema.js';
 import type { PrefixCache } from '../../coord/watch.js';
 import { storeOf, type ClusterStore } from '../../coord/store.js';
@@ -33,24 +32,27 @@ export interface ControllerHost extends MasterLoopHost, NodeStateHost {
 }
 export class BdbController {
   readonly observed: PrefixCache<ObservedRecord>;
+  /** The databases' desired state, read from the store (not from this node's reconciler). */
+  private readonly bdbs: PrefixCache<BdbRecord>;
   private readonly loop: MasterLoop;
   private readonly store: ClusterStore;
 
   constructor(
     private readonly m: ControllerHost,
-    private readonly r: BdbReconciler,
     private readonly log: Logger,
   ) {
     this.store = storeOf(m.client);
     this.observed = this.store.observed.cache();
     this.observed.on('malformed', (err: Error) => this.log.warn({ err: err.message }, 'ignoring a malformed observed record'));
+    this.bdbs = this.store.bdbs.cache();
+    this.bdbs.on('malformed', (err: Error) => this.log.warn({ err: err.message }, 'ignoring a malformed database record'));
     this.loop = new MasterLoop(m, 1000, log, 'database controller tick', () => this.tick());
   }
 
   async start(): Promise<void> {
-    await this.observed.start();
+    await Promise.all([this.observed.start(), this.bdbs.start()]);
     this.observed.on('change', this.loop.kick);
-    this.r.bdbs.on('change', this.loop.kick);
+    this.bdbs.on('change', this.loop.kick);
     this.loop.start();
   }
 
@@ -71,7 +73,7 @@ export class BdbController {
   private async tick(): Promise<void> {
     // A node that is down (failed over, or about to be) does not hold a change up.
     const liveNodes = [...this.m.live.items.keys()].map(Number).filter((n) => nodeIsUp(this.m, n));
-    for (const b of this.r.bdbs.values()) {
+    for (const b of this.bdbs.values()) {
       if (b.status === 'active' || b.status === 'creation-failed') continue;
       const obs = this.observedOf(b.uid);
       const current = liveNodes.map((n) => obs.get(n)).filter((o): o is ObservedRecord => !!o && o.generation === b.generation);
@@ -103,6 +105,6 @@ export class BdbController {
 
   async stop(): Promise<void> {
     this.loop.stop();
-    await this.observed.stop();
+    await Promise.all([this.observed.stop(), this.bdbs.stop()]);
   }
 }

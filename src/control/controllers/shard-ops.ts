@@ -39,7 +39,7 @@ import type { ActionRecord, BdbRecord, LiveRecord, NodeRecord, ShardOpRecord, Sh
 import type { PrefixCache } from '../../coord/watch.js';
 import { storeOf, type ClusterStore } from '../../coord/store.js';
 import { conflict, invalid, notFound } from '../../util/errors.js';
-import { type OpLog, type ShardReplication, type ShardRpcHost, shardRpc } from '../reconcilers/shard-rpc.js';
+import { type OpLog, type ShardReplication, SHARD_PAUSE_RPC, SHARD_REPLICATION_RPC, SHARD_UNPAUSE_RPC } from '../model/shard-protocol.js';
 import { removeNodeRecords } from './node-removal.js';
 import { MasterLoop, type MasterLoopHost } from './master-loop.js';
 import { nodeIsUp, type NodeStateHost } from '../model/node-state.js';
@@ -57,11 +57,14 @@ const SYNC_MS = 300_000;
 const CONVERGE_MS = 60_000;
 
 /** What shard operations need of their node's membership (ClusterMember provides it). */
-export interface ShardOpsHost extends ShardRpcHost, MasterLoopHost, NodeStateHost {
+export interface ShardOpsHost extends MasterLoopHost, NodeStateHost {
+  readonly uid: number;
   readonly client: Etcd3;
   readonly nodes: PrefixCache<NodeRecord>;
   readonly live: PrefixCache<LiveRecord>;
   rpc(uid: number): RpcClient | undefined;
+  /** Call a control-RPC method on node `uid` (in-process, through the same registry, when that is this node). */
+  call<T>(uid: number, method: string, params: object, timeoutMs?: number): Promise<T>;
   /** Give up the cluster master role for good (this node is being removed): another node takes over. */
   resignMaster(why: string): Promise<void>;
 }
@@ -69,16 +72,13 @@ export interface ShardOpsHost extends ShardRpcHost, MasterLoopHost, NodeStateHos
 const slotText = (s: ShardPlacement) => `${s.slots[0]}-${s.slots[1]}`;
 const isLive = (h: ShardOpsHost, node: number) => nodeIsUp(h, node);
 
-/** Call a shard-rpc method on the node that runs the shard (in-process when that is this node). */
-export function shardCall<T>(h: ShardOpsHost, log: OpLog, node: number, method: string, params: object, timeoutMs = 3000): Promise<T> {
-  if (node === h.uid) return shardRpc(h, log, method, params) as Promise<T>;
-  const c = h.rpc(node);
-  if (!c) return Promise.reject(new Error(`node ${node} is unknown`));
-  return c.call<T>(method, params, timeoutMs);
+/** Call a shard-rpc method on the node that runs the shard (in-process when that is this node; it logs with its own logger). */
+export function shardCall<T>(h: ShardOpsHost, _log: OpLog, node: number, method: string, params: object, timeoutMs = 3000): Promise<T> {
+  return h.call<T>(node, method, params, timeoutMs);
 }
 
 function replication(h: ShardOpsHost, log: OpLog, s: ShardPlacement): Promise<ShardReplication> {
-  return shardCall<ShardReplication>(h, log, s.node_uid, 'shard_replication', { shard_uid: s.uid });
+  return shardCall<ShardReplication>(h, log, s.node_uid, SHARD_REPLICATION_RPC, { shard_uid: s.uid });
 }
 
 /** The master of a shard's slots: itself, or its master. */
@@ -549,7 +549,7 @@ export class ShardOpsController {
       // Resumed after the switch, or a node failover got there first: the slots are served by the replica already.
       await step(0.9, `shard ${m.uid} is already a replica of shard ${m.master_uid}`);
       if (isLive(this.h, m.node_uid))
-        await shardCall(this.h, log, m.node_uid, 'shard_unpause', { shard_uid: m.uid }).catch((e) =>
+        await shardCall(this.h, log, m.node_uid, SHARD_UNPAUSE_RPC, { shard_uid: m.uid }).catch((e) =>
           log.warn({ err: (e as Error).message }, `shard ${m.uid}: unpause failed; its pause ends by itself`),
         );
       return b.generation;
@@ -603,7 +603,7 @@ export class ShardOpsController {
       at(0.1),
       `shard ${m.uid}: pausing writes on node ${m.node_uid} to hand slots ${slotText(m)} to shard ${r.uid} on node ${r.node_uid}`,
     );
-    const { offset } = await shardCall<{ offset: number }>(this.h, log, m.node_uid, 'shard_pause', { shard_uid: m.uid, ms: PAUSE_MS });
+    const { offset } = await shardCall<{ offset: number }>(this.h, log, m.node_uid, SHARD_PAUSE_RPC, { shard_uid: m.uid, ms: PAUSE_MS });
     let generation = b.generation;
     let switched = false;
     try {
@@ -663,7 +663,7 @@ export class ShardOpsController {
         );
     } finally {
       // Once switched, a master that is not a replica yet is fenced rather than resumed.
-      await shardCall(this.h, log, m.node_uid, 'shard_unpause', { shard_uid: m.uid, fence: switched }).catch((err) =>
+      await shardCall(this.h, log, m.node_uid, SHARD_UNPAUSE_RPC, { shard_uid: m.uid, fence: switched }).catch((err) =>
         log.warn(
           { shard: m.uid, err: (err as Error).message },
           'cannot end the pause; the node ends it before it runs out, fenced if the switch was made',

@@ -47,7 +47,8 @@ export interface ReconcilerHost {
   readonly client: Etcd3;
   readonly nodes: PrefixCache<NodeRecord>;
   readonly live: PrefixCache<LiveRecord>;
-  readonly dataplane?: DataplaneHost;
+  /** This node's data-plane worker: its endpoints, links and tunnels (built before the reconciler, by src/node). */
+  readonly dataplane: Pick<DataplaneHost, 'on' | 'tunnelPorts' | 'setConfig' | 'endpoints'>;
   failoverTimeoutSeconds(): number;
 }
 
@@ -91,8 +92,8 @@ export class BdbReconciler {
     await this.bdbs.start();
     this.bdbs.on('change', () => this.schedule());
     this.m.nodes.on('change', () => this.schedule());
-    this.m.dataplane?.on('tunnel', () => this.schedule());
-    this.m.dataplane?.on('endpoints', () => this.schedule());
+    this.m.dataplane.on('tunnel', () => this.schedule());
+    this.m.dataplane.on('endpoints', () => this.schedule());
     this.refresh = setInterval(() => this.schedule(), REFRESH_MS);
     this.refresh.unref();
     this.schedule();
@@ -284,7 +285,7 @@ export class BdbReconciler {
       let shard = this.shards.get(uid);
       if (!shard && w.role === 'master' && this.fenceReturningMaster(w.b, uid)) continue;
       // A replica starts as one, through its tunnel; until the data plane has opened it, wait.
-      const tunnel = w.role === 'slave' ? this.m.dataplane?.tunnelPorts.get(uid) : undefined;
+      const tunnel = w.role === 'slave' ? this.m.dataplane.tunnelPorts.get(uid) : undefined;
       if (w.role === 'slave' && !tunnel && (!shard || shard.held)) continue;
       if (!shard || shard.held) {
         if (!shard) {
@@ -315,7 +316,7 @@ export class BdbReconciler {
         }
       }
       if (w.role === 'slave') {
-        const t = this.m.dataplane?.tunnelPorts.get(uid);
+        const t = this.m.dataplane.tunnelPorts.get(uid);
         if (t && (shard.replicaOf?.host !== t.host || shard.replicaOf?.port !== t.port)) {
           await shard
             .setReplicaOf(t)
@@ -356,10 +357,10 @@ export class BdbReconciler {
         });
       }
     }
-    this.m.dataplane?.setConfig(cfg);
+    this.m.dataplane.setConfig(cfg);
 
     // Report.
-    const endpointState = new Map((this.m.dataplane?.endpoints ?? []).map((e) => [e.bdbUid, e]));
+    const endpointState = new Map(this.m.dataplane.endpoints.map((e) => [e.bdbUid, e]));
     for (const b of all) {
       const gone = b.status === 'delete-pending' || b.status === 'creation-failed';
       const mine = gone ? [] : b.shards.filter((s) => s.node_uid === me);

@@ -1,6 +1,6 @@
 // The node's side of operator shard operations (control/controllers/shard-ops.ts): what
 // the controller on the cluster master asks of the node that runs a shard,
-// over the control-plane RPC (ClusterMember.handleRpc), or directly when the
+// over the control-plane RPC (registered with membership/peers.ts by src/node), or directly when the
 // shard is on the master itself.
 //
 //   shard_replication {shard_uid}      → the shard's INFO replication, parsed
@@ -16,31 +16,18 @@
 // before the pause, so a fenced master refuses writes the pause would hold.
 // A guard on this node does the same just before the pause runs out, should
 // the controller never come back.
-import type { Logger } from 'pino';
 import type { BdbRecord } from '../../coord/schema.js';
 import type { RedisShard } from '../../shards/redis-shard.js';
+import { type OpLog, type ShardReplication, SHARD_PAUSE_RPC, SHARD_REPLICATION_RPC, SHARD_UNPAUSE_RPC } from '../model/shard-protocol.js';
 
-/** What the node-local side needs of its membership (ClusterMember provides it). */
+/** What the node-local side needs: the shard processes this node runs and its copy of the database map (src/node wires them). */
 export interface ShardRpcHost {
   readonly uid: number;
-  readonly reconciler?: { shardProcess(uid: number): RedisShard | undefined; readonly bdbs: { values(): BdbRecord[] } };
+  shardProcess(uid: number): RedisShard | undefined;
+  databases(): readonly BdbRecord[];
 }
 
-export interface ShardReplication {
-  role: 'master' | 'slave';
-  master_repl_offset: number;
-  /** Replica: its link to its master. */
-  master_link_status?: string;
-  /** Replica: a full sync is in progress. */
-  master_sync_in_progress?: boolean;
-  /** Replica: the master's offset this replica has processed. */
-  slave_repl_offset?: number;
-  /** Master: its replicas' acknowledged offsets. */
-  replicas: { state: string; offset: number }[];
-}
-
-/** The logging shard operations do (a pino logger, or a REST request's). */
-export type OpLog = Pick<Logger, 'info' | 'warn' | 'error'>;
+export type { OpLog, ShardReplication };
 
 export function parseReplication(reply: string): ShardReplication {
   if (reply.startsWith('-')) throw new Error(reply.split('\r\n')[0].slice(1));
@@ -83,7 +70,7 @@ function shardParam(params: unknown): number {
 }
 
 function running(h: ShardRpcHost, uid: number): RedisShard {
-  const s = h.reconciler?.shardProcess(uid);
+  const s = h.shardProcess(uid);
   if (!s?.running) throw new Error(`shard ${uid} is not running on node ${h.uid}`);
   return s;
 }
@@ -120,7 +107,7 @@ async function resume(shard: RedisShard): Promise<void> {
 
 /** The role this node's copy of the database map gives a shard. */
 function placedRole(h: ShardRpcHost, uid: number): 'master' | 'slave' | undefined {
-  for (const b of h.reconciler?.bdbs.values() ?? []) for (const s of b.shards) if (s.uid === uid) return s.role;
+  for (const b of h.databases()) for (const s of b.shards) if (s.uid === uid) return s.role;
   return undefined;
 }
 
@@ -179,9 +166,9 @@ export async function shardRpc(h: ShardRpcHost, log: OpLog, method: string, para
   const uid = shardParam(params);
   const shard = running(h, uid);
   switch (method) {
-    case 'shard_replication':
+    case SHARD_REPLICATION_RPC:
       return replicationOf(shard);
-    case 'shard_pause': {
+    case SHARD_PAUSE_RPC: {
       const ms = Number((params as { ms?: unknown }).ms);
       if (!Number.isInteger(ms) || ms < 1000 || ms > 60_000) throw new Error('invalid pause ms');
       await ok(shard, ['CLIENT', 'PAUSE', String(ms), 'WRITE']);
@@ -194,7 +181,7 @@ export async function shardRpc(h: ShardRpcHost, log: OpLog, method: string, para
       log.info({ shard: uid, ms, offset: info.master_repl_offset }, 'shard operation: writes paused');
       return { offset: info.master_repl_offset };
     }
-    case 'shard_unpause': {
+    case SHARD_UNPAUSE_RPC: {
       disarm(shard);
       const fence = (params as { fence?: unknown }).fence === true;
       if (fence && (await replicationOf(shard)).role === 'master') {

@@ -2,12 +2,9 @@
 // part) and the web UI's live chart (every node's, over the control RPC):
 // the traffic counters of the endpoints in the data-plane worker, and the
 // memory its shards use.
-import type { DataplaneHost } from '../../dataplane/host.js';
 import type { EndpointStatsSnapshot } from '../../proxy/stats.js';
-import type { BdbReconciler, ShardMemory } from './bdb-reconciler.js';
+import type { ShardMemory } from './bdb-reconciler.js';
 import type { NodeRecord } from '../../coord/schema.js';
-import type { PrefixCache } from '../../coord/watch.js';
-import type { RpcClient } from '../../internode/rpc.js';
 
 export interface NodeTraffic {
   uid: number;
@@ -17,20 +14,24 @@ export interface NodeTraffic {
   shards: ShardMemory[];
 }
 
-export interface TrafficHost {
+/** This node's side: its data-plane worker's endpoint counters and its shards' memory (src/node wires them). */
+export interface LocalTrafficHost {
   readonly uid: number;
-  readonly dataplane?: DataplaneHost;
-  readonly reconciler?: BdbReconciler;
-  readonly nodes: PrefixCache<NodeRecord>;
-  rpc(uid: number): RpcClient | undefined;
+  readonly dataplane: { endpointStats(): Promise<EndpointStatsSnapshot[]> };
+  readonly shards: { shardMemory(): Promise<ShardMemory[]> };
+}
+
+/** The asking side: the nodes, and the control RPC (in-process for this node). */
+export interface TrafficHost {
+  readonly nodes: { values(): NodeRecord[] };
+  call<T>(uid: number, method: string, params: object, timeoutMs?: number): Promise<T>;
 }
 
 export const TRAFFIC_RPC = 'traffic';
 
 /** This node's part. */
-export async function localTraffic(m: TrafficHost): Promise<NodeTraffic> {
-  if (!m.dataplane) throw new Error('node is starting');
-  const [endpoints, shards] = await Promise.all([m.dataplane.endpointStats(), m.reconciler?.shardMemory() ?? []]);
+export async function localTraffic(m: LocalTrafficHost): Promise<NodeTraffic> {
+  const [endpoints, shards] = await Promise.all([m.dataplane.endpointStats(), m.shards.shardMemory()]);
   return { uid: m.uid, time: Date.now(), endpoints, shards };
 }
 
@@ -47,10 +48,7 @@ export async function clusterTraffic(m: TrafficHost, timeoutMs = 2000): Promise<
   return Promise.all(
     nodes.map(async (n): Promise<NodeTrafficResult> => {
       try {
-        if (n.uid === m.uid) return { uid: n.uid, addr: n.addr, ok: true, traffic: await localTraffic(m) };
-        const c = m.rpc(n.uid);
-        if (!c) throw new Error('no control link to this node');
-        return { uid: n.uid, addr: n.addr, ok: true, traffic: await c.call<NodeTraffic>(TRAFFIC_RPC, {}, timeoutMs) };
+        return { uid: n.uid, addr: n.addr, ok: true, traffic: await m.call<NodeTraffic>(n.uid, TRAFFIC_RPC, {}, timeoutMs) };
       } catch (err) {
         return { uid: n.uid, addr: n.addr, ok: false, error: (err as Error).message };
       }

@@ -1,0 +1,203 @@
+// Every loop of a running member, built here with what each uses, and nothing
+// more: the node's own reconcilers (databases, certificates), the data-plane
+// worker's host, and the cluster master's controllers. Each gets a narrow
+// host assembled from the membership parts (control/membership/); none
+// reaches another through a shared object. The control-RPC methods the loops
+// answer are registered with the peers here.
+import os from 'node:os';
+import type { Logger } from 'pino';
+import type { Etcd3 } from 'etcd3';
+import type { ClusterRecord } from '../coord/schema.js';
+import type { CertStore } from '../pki/certstore.js';
+import type { ServiceCerts } from '../pki/service-certs.js';
+import type { Plane } from '../pki/pki.js';
+import type { NodeLinksReport } from '../internode/links.js';
+import { DataplaneHost } from '../dataplane/host.js';
+import type { ClusterView } from '../control/membership/cluster-view.js';
+import type { Election } from '../control/membership/election.js';
+import type { Liveness } from '../control/membership/liveness.js';
+import type { Peers, StatusReply } from '../control/membership/peers.js';
+import { type NodeConfig, type NodeIdentity, SOFTWARE_VERSION } from '../control/membership/config.js';
+import { SHARD_RPCS } from '../control/model/shard-protocol.js';
+import { BdbReconciler } from '../control/reconcilers/bdb-reconciler.js';
+import { CertRotator } from '../control/reconcilers/cert-rotator.js';
+import { shardRpc } from '../control/reconcilers/shard-rpc.js';
+import { TRAFFIC_RPC, localTraffic, type NodeTraffic } from '../control/reconcilers/traffic.js';
+import { PORTS_FREE_RPC, bindablePorts, portsParam } from '../control/reconcilers/ports.js';
+import { BdbController } from '../control/controllers/bdb-controller.js';
+import { FailoverController } from '../control/controllers/failover-controller.js';
+import { ShardOpsController } from '../control/controllers/shard-ops.js';
+import { CertRotationController } from '../control/controllers/cert-rotation-action.js';
+import { ActionRetention } from '../control/controllers/action-retention.js';
+
+/** The membership parts and the node's own things the loops are built from. */
+export interface LoopParts {
+  cfg: NodeConfig;
+  identity: NodeIdentity;
+  cluster: ClusterRecord;
+  client: Etcd3;
+  certs: CertStore;
+  services: ServiceCerts;
+  view: ClusterView;
+  liveness: Liveness;
+  election: Election;
+  peers: Peers;
+  startedAt: number;
+  log: Logger;
+}
+
+export class Loops {
+  readonly dataplane: DataplaneHost;
+  readonly reconciler: BdbReconciler;
+  readonly rotator: CertRotator;
+  readonly controller: BdbController;
+  readonly failover: FailoverController;
+  readonly shardOps: ShardOpsController;
+  readonly rotations: CertRotationController;
+  readonly retention: ActionRetention;
+  private started = false;
+
+  /** Build every loop (nothing runs yet) and register the control-RPC methods they answer. */
+  constructor(private readonly p: LoopParts) {
+    const { cfg, identity, cluster, client, certs, services, view, liveness, election, peers, log } = p;
+    const uid = identity.uid;
+    // The internode listeners live in the data-plane worker, off this event loop; it hands control RPCs to the peers' registry.
+    this.dataplane = new DataplaneHost({
+      node: { uid, addr: cfg.addr, ports: cfg.ports },
+      certs: () => ({ cp: this.bundleForWorker('cp'), dp: this.bundleForWorker('dp') }),
+      proxyCert: () => services.get('proxy'),
+      policy: () => view.policySnapshot(certs.keyExchange()),
+      rpc: (m, params, who) => peers.handle(m, params, who),
+      log: log.child({ component: 'dataplane-host' }),
+      logLevel: log.level,
+    });
+    const dataplane = this.dataplane;
+    this.rotator = new CertRotator(
+      {
+        uid,
+        cfg,
+        identity,
+        client,
+        certs,
+        services,
+        cluster,
+        customerCerts: view.customerCerts,
+        serviceCustomerCerts: view.serviceCustomerCerts,
+      },
+      log.child({ component: 'cert-rotation' }),
+    );
+    this.reconciler = new BdbReconciler(
+      { uid, cfg, client, nodes: view.nodes, live: view.live, dataplane, failoverTimeoutSeconds: () => view.failoverTimeoutSeconds() },
+      log.child({ component: 'reconciler' }),
+    );
+    const reconciler = this.reconciler;
+    // What every master loop reads: the role, whether this node's view is current, and who is up.
+    const master = {
+      uid,
+      client,
+      nodes: view.nodes,
+      live: view.live,
+      isMaster: () => election.isMaster(),
+      storeIsCurrent: () => liveness.storeIsCurrent(),
+      silentMs: (n: number) => view.silentMs(n),
+      deadAfterMs: () => view.deadAfterMs(),
+    };
+    this.controller = new BdbController(master, log.child({ component: 'bdb-controller' }));
+    const controller = this.controller;
+    this.failover = new FailoverController(
+      {
+        ...master,
+        replicaHa: () => view.replicaHa(),
+        databases: () => reconciler.bdbs.values(),
+        syncOf: (bdb, shard, node) => controller.syncOf(bdb, shard, node),
+      },
+      log.child({ component: 'failover' }),
+    );
+    this.shardOps = new ShardOpsController(
+      {
+        ...master,
+        rpc: (n) => peers.rpc(n),
+        call: (n, method, params, timeoutMs) => peers.call(n, method, params, timeoutMs),
+        resignMaster: (why) => election.resign(why),
+      },
+      log.child({ component: 'shard-ops' }),
+    );
+    this.rotations = new CertRotationController(master, log.child({ component: 'cert-rotation-action' }));
+    this.retention = new ActionRetention(master, log.child({ component: 'action-retention' }));
+
+    // The control RPCs this node answers.
+    peers.register('status', async () => this.statusReply());
+    peers.register(PORTS_FREE_RPC, (params) => this.portsFree(portsParam(params)));
+    peers.register('internode_links', () => this.internodeLinks());
+    peers.register(TRAFFIC_RPC, () => this.localTraffic());
+    // Operator shard operations (control/controllers/shard-ops.ts) on a shard this node runs.
+    const shards = { uid, shardProcess: (s: number) => reconciler.shardProcess(s), databases: () => reconciler.bdbs.values() };
+    const shardLog = log.child({ component: 'shard-rpc' });
+    for (const method of SHARD_RPCS) peers.register(method, (params) => shardRpc(shards, shardLog, method, params));
+  }
+
+  /** The worker gets the cluster CA as the bundle's CA; anchors travel with the policy. */
+  private bundleForWorker(plane: Plane) {
+    return { ...this.p.certs.bundle(plane), caPem: this.p.certs.caPem() };
+  }
+
+  /** Start the node's own reconcilers, then the cluster master's controllers (each acts only while this node is master). */
+  async start(): Promise<void> {
+    this.started = true;
+    await this.rotator.start();
+    await this.reconciler.start();
+    await this.controller.start();
+    this.failover.start();
+    await this.shardOps.start();
+    await this.rotations.start();
+    this.retention.start();
+  }
+
+  /** After a cut-off: converge on the current database map (before start, the reconciler's first pass reads it anyway). */
+  async resync(): Promise<void> {
+    if (this.started) await this.reconciler.resync();
+  }
+
+  /** Stop in reverse order of start; the data-plane worker last. */
+  async stop(): Promise<void> {
+    const warn = (what: string) => (e: unknown) => this.p.log.warn({ err: (e as Error).message }, `stopping ${what}`);
+    if (this.started) {
+      await this.retention.close().catch(warn('action retention'));
+      await this.rotations.close().catch(warn('the rotation controller'));
+      await this.shardOps.close().catch(warn('shard operations'));
+      this.failover.stop();
+      await this.controller.stop().catch(warn('the database controller'));
+      await this.reconciler.stop().catch(warn('the reconciler'));
+      await this.rotator.stop().catch(warn('certificate rotation'));
+    }
+    await this.dataplane.stop().catch(warn('the data plane'));
+  }
+
+  statusReply(): StatusReply {
+    return {
+      uid: this.p.identity.uid,
+      uptime: Math.round((Date.now() - this.p.startedAt) / 1000),
+      cores: os.cpus().length,
+      total_memory: os.totalmem(),
+      software_version: SOFTWARE_VERSION,
+      master_uid: this.p.election.masterUid,
+    };
+  }
+
+  /** Which of `ports` are free on this node's address (asked before a database takes one). */
+  async portsFree(ports: number[]): Promise<{ free: number[] }> {
+    return { free: await bindablePorts(this.p.cfg.addr, ports) };
+  }
+
+  /** Every live internode connection of this node: control links this thread dialed, and the data-plane worker's. */
+  async internodeLinks(): Promise<NodeLinksReport> {
+    const worker = await this.dataplane.internodeLinks();
+    const own = this.p.peers.listLinks((serial) => this.p.view.isDenied(serial));
+    return { uid: this.p.identity.uid, addr: this.p.cfg.addr, time: new Date().toISOString(), links: [...own, ...worker] };
+  }
+
+  /** This node's databases' traffic (the metrics endpoint, and the `traffic` RPC). */
+  localTraffic(): Promise<NodeTraffic> {
+    return localTraffic({ uid: this.p.identity.uid, dataplane: this.dataplane, shards: this.reconciler });
+  }
+}
