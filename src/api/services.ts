@@ -1,6 +1,6 @@
 // What the operator routes need from the node, and nothing more: the seam
-// between api/ and the node object. The running member (control/membership/member.ts's
-// ClusterMember) and the daemon (control/bootstrap/daemon.ts's NodeDaemon) implement it
+// between api/ and the node object. The running member (src/node/running-member.ts's
+// RunningMember) and the daemon (control/bootstrap/daemon.ts's NodeDaemon) implement it
 // as they are (structurally; nothing is registered), and the route tests
 // build it around a real etcd (test/support/api-host.ts), so a route can be
 // driven in-process with Fastify's `inject`.

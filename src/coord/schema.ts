@@ -143,7 +143,7 @@ export type NodeRecord = Static<typeof NodeRecord>;
 
 /**
  * What every node record has, including the first node's as cluster creation
- * writes it, before that node publishes the rest of it (ClusterMember).
+ * writes it, before that node publishes the rest of it (membership/member.ts publishNodeRecord).
  */
 export const NodeStubRecord = Type.Object({
   uid: Uid,

@@ -25,7 +25,7 @@ export function shardSync(s: ObservedShard): ShardSync | undefined {
   return s.master_link_status === 'up' ? { status: 'finished', progress: 100 } : { status: 'link_down', progress: 0 };
 }
 
-/** What the controller needs of its node's membership (ClusterMember provides it). */
+/** What the controller needs of its node's membership (src/node/loops.ts builds it from the membership parts). */
 export interface ControllerHost extends MasterLoopHost, NodeStateHost {
   readonly client: Etcd3;
   readonly live: PrefixCache<LiveRecord>;

@@ -78,7 +78,7 @@ export async function waitRotation(c: Etcd3, actionUid: string, timeoutMs = ROTA
   return { action, request, reports };
 }
 
-/** What the controller needs of its node's membership (ClusterMember provides it). */
+/** What the controller needs of its node's membership (src/node/loops.ts builds it from the membership parts). */
 export interface RotationHost extends MasterLoopHost, NodeStateHost {
   readonly client: Etcd3;
   readonly live: { readonly items: ReadonlyMap<string, LiveRecord> };

@@ -26,7 +26,7 @@ import { ReplicaRebuilds, type RebuildHost } from './replica-rebuilds.js';
 import { MasterLoop, type MasterLoopHost } from './master-loop.js';
 import { nodeIsUp } from '../model/node-state.js';
 
-/** What failover needs of its node's membership (ClusterMember provides it). */
+/** What failover needs of its node's membership (src/node/loops.ts builds it from the membership parts). */
 export interface FailoverHost extends RebuildHost, MasterLoopHost {
   readonly client: Etcd3;
   readonly nodes: PrefixCache<NodeRecord>;

@@ -56,7 +56,7 @@ const SYNC_MS = 300_000;
 /** How long every node may take to apply the final placement. */
 const CONVERGE_MS = 60_000;
 
-/** What shard operations need of their node's membership (ClusterMember provides it). */
+/** What shard operations need of their node's membership (src/node/loops.ts builds it from the membership parts). */
 export interface ShardOpsHost extends MasterLoopHost, NodeStateHost {
   readonly uid: number;
   readonly client: Etcd3;

@@ -40,7 +40,7 @@ function shardSpec(b: BdbRecord, shardUid: number, addr: string): ShardSpec {
   };
 }
 
-/** What the reconciler needs of its node's membership (ClusterMember provides it). */
+/** What the reconciler needs of its node's membership (src/node/loops.ts builds it from the membership parts). */
 export interface ReconcilerHost {
   readonly uid: number;
   readonly cfg: NodeConfig;

@@ -64,7 +64,7 @@ export interface RenewResult {
   not_after: string;
 }
 
-/** What certificate rotation needs of its node's membership (ClusterMember provides it). */
+/** What certificate rotation needs of its node's membership (src/node/loops.ts builds it from the membership parts). */
 export interface RotatorHost {
   readonly uid: number;
   readonly cfg: NodeConfig;

@@ -43,7 +43,7 @@ export function portsParam(params: unknown): number[] {
   return ports as number[];
 }
 
-/** What the cluster-wide check needs of the node (ClusterMember provides it). */
+/** What the cluster-wide check needs of the node (src/node's RunningMember provides it). */
 export interface PortsHost extends NodeStateHost {
   readonly uid: number;
   readonly nodes: { values(): NodeRecord[] };
