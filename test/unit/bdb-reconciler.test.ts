@@ -1,0 +1,115 @@
+// The database reconciler as a unit, against a real etcd (127.0.47.1) and a
+// real redis-server: given the view's caches and a data-plane host (built,
+// its worker not started: the configuration it is handed is kept), a
+// database record written in the store makes it start this node's shard and
+// report the generation it converged to; deleting the record stops the shard.
+import { test, after, before } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import pino from 'pino';
+import { storeOf } from '../../src/coord/store.js';
+import { KEYS, type BdbRecord } from '../../src/coord/schema.js';
+import { ClusterView } from '../../src/control/membership/cluster-view.js';
+import { BdbReconciler } from '../../src/control/reconcilers/bdb-reconciler.js';
+import { DataplaneHost } from '../../src/dataplane/host.js';
+import { DEFAULT_PORTS, DEFAULT_TIMINGS, type NodeConfig } from '../../src/control/membership/config.js';
+import { startScratchEtcd, type ScratchEtcd } from '../support/etcd.js';
+import { waitFor } from '../support/wait.js';
+
+const log = pino({ level: 'silent' });
+const ADDR = '127.0.47.1';
+
+let etcd: ScratchEtcd;
+let dataDir: string;
+before(async () => {
+  etcd = await startScratchEtcd(ADDR, 24700);
+  dataDir = mkdtempSync(join(tmpdir(), 'tessera-reconciler-'));
+});
+after(async () => {
+  await etcd?.stop();
+  rmSync(dataDir, { recursive: true, force: true });
+});
+
+function bdb(uid: number): BdbRecord {
+  const now = new Date().toISOString();
+  return {
+    uid,
+    name: `db${uid}`,
+    type: 'redis',
+    port: 14700 + uid,
+    memory_size: 1 << 24,
+    shards_count: 1,
+    sharding: false,
+    replication: false,
+    proxy_policy: 'single',
+    shards_placement: 'sparse',
+    data_internode_encryption: false,
+    data_persistence: 'disabled',
+    eviction_policy: 'volatile-lru',
+    internal_secret: 'reconciler-test-secret',
+    shards: [{ uid: 7, role: 'master', node_uid: 1, slots: [0, 16383] }],
+    status: 'pending',
+    generation: 1,
+    link_generation: 1,
+    created_time: now,
+    last_changed_time: now,
+  };
+}
+
+test('a database record in the store: the reconciler starts its shard, reports the generation, and stops it once deleted', async () => {
+  const cfg: NodeConfig = { addr: ADDR, dataDir, ports: DEFAULT_PORTS, timings: DEFAULT_TIMINGS, capabilities: [], etcdBinary: 'etcd' };
+  const store = storeOf(etcd.client);
+  const view = new ClusterView(store, etcd.client, 1, { clusterId: 'test', liveTtlSeconds: 5 }, log);
+  // The worker is not started: what the reconciler hands it is only kept (setConfig), which is what is checked here.
+  const dataplane = new DataplaneHost({
+    node: { uid: 1, addr: ADDR, ports: DEFAULT_PORTS },
+    certs: () => {
+      throw new Error('no worker in this test');
+    },
+    proxyCert: () => undefined,
+    policy: () => view.policySnapshot('hybrid_preferred'),
+    rpc: async () => undefined,
+    log,
+    logLevel: 'silent',
+  });
+  const configs: number[][] = [];
+  const setConfig = dataplane.setConfig.bind(dataplane);
+  const host = {
+    uid: 1,
+    cfg,
+    client: etcd.client,
+    nodes: view.nodes,
+    live: view.live,
+    dataplane: {
+      on: dataplane.on.bind(dataplane),
+      tunnelPorts: dataplane.tunnelPorts,
+      endpoints: dataplane.endpoints,
+      setConfig: (c: Parameters<DataplaneHost['setConfig']>[0]) => {
+        configs.push(c.localShards.map((s) => s.shardUid));
+        setConfig(c);
+      },
+    },
+    failoverTimeoutSeconds: () => view.failoverTimeoutSeconds(),
+  };
+  await view.start();
+  const r = new BdbReconciler(host, log);
+  await r.start();
+  try {
+    await etcd.client.put(KEYS.bdb(3)).value(JSON.stringify(bdb(3)));
+    await waitFor('shard 7 runs', () => r.shardProcess(7)?.running === true, 20_000);
+    assert.equal(await r.shardProcess(7)!.command(['PING']), '+PONG\r\n');
+    await waitFor('the data plane is told the shard is local', () => configs.some((c) => c.includes(7)), 10_000);
+    await waitFor(
+      'the node reports generation 1',
+      async () => ((await etcd.client.get(KEYS.observed(3, 1)).json()) as { generation?: number } | null)?.generation === 1,
+      10_000,
+    );
+    await etcd.client.delete().key(KEYS.bdb(3));
+    await waitFor('shard 7 is stopped', () => r.shardProcess(7) === undefined, 20_000);
+  } finally {
+    await r.stop();
+    await view.stop();
+  }
+});
