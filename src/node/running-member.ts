@@ -166,6 +166,7 @@ export class RunningMember implements BootstrapMember {
     this.stopped = true;
     this.peers.stop();
     this.election.stop();
+    this.liveness.stopBeating();
     for (const a of this.attached.reverse())
       await a.close().catch((e) => this.log.warn({ err: (e as Error).message }, 'closing a member service'));
     await this.loops?.stop();

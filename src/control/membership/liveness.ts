@@ -82,12 +82,18 @@ export class Liveness {
     return !this.fenceLifting && this.storeContactAt !== 0 && Date.now() - this.storeContactAt <= this.fenceAfterMs();
   }
 
-  /** Stop beating and give the lease back at once (the live record, the beat and a master key bound to it go with it). */
-  async stop(): Promise<void> {
-    if (this.stopped) return;
+  /** Stop beating (and renewing a lost lease): the others see this node fall silent from now on. */
+  stopBeating(): void {
     this.stopped = true;
     if (this.contactTimer) clearInterval(this.contactTimer);
-    await this.lease?.revoke().catch((e) => this.o.log.debug({ err: (e as Error).message }, 'lease not revoked; it expires after its TTL'));
+  }
+
+  /** Stop beating and give the lease back at once (the live record, the beat and a master key bound to it go with it). */
+  async stop(): Promise<void> {
+    this.stopBeating();
+    const lease = this.lease;
+    this.lease = undefined;
+    await lease?.revoke().catch((e) => this.o.log.debug({ err: (e as Error).message }, 'lease not revoked; it expires after its TTL'));
   }
 
   /** A lease that lapses when this process stops renewing it: how the others see us go down. */
