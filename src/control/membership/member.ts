@@ -22,6 +22,7 @@ import {
   type ServiceCertRecord,
   type StoredPolicy,
   policyWithDefaults,
+  type ObservedRecord,
 } from '../../coord/schema.js';
 import type { PrefixCache } from '../../coord/watch.js';
 import { storeOf, type ClusterStore } from '../../coord/store.js';
@@ -37,7 +38,8 @@ import { BdbReconciler } from '../reconcilers/bdb-reconciler.js';
 import { BdbController } from '../controllers/bdb-controller.js';
 import { CertRotator } from '../reconcilers/cert-rotator.js';
 import { FailoverController } from '../controllers/failover-controller.js';
-import { shardRpc } from '../reconcilers/shard-rpc.js';
+import { requestFailover, requestMigrate, requestNodeRemoval } from '../controllers/shard-ops.js';
+import { type OpLog, shardRpc } from '../reconcilers/shard-rpc.js';
 import { TRAFFIC_RPC, localTraffic } from '../reconcilers/traffic.js';
 import { PORTS_FREE_RPC, bindablePorts, portsParam } from '../reconcilers/ports.js';
 import { type NodeConfig, type NodeIdentity, SOFTWARE_VERSION } from './config.js';
@@ -88,8 +90,8 @@ const MASTER_CHECK_MS = 250;
 
 export class ClusterMember implements PeerPolicy {
   readonly client: Etcd3;
-  /** The typed cluster store of `client`. */
-  private readonly store: ClusterStore;
+  /** The typed cluster store of `client` (the REST routes write through it). */
+  readonly store: ClusterStore;
   readonly certs: CertStore;
   readonly nodes: PrefixCache<NodeRecord>;
   readonly live: PrefixCache<LiveRecord>;
@@ -327,6 +329,15 @@ export class ClusterMember implements PeerPolicy {
   databases() {
     return this.reconciler?.bdbs.values() ?? [];
   }
+  // For the REST routes (api/services.ts ApiMember): observed shards, shard-op requests.
+  observedOf(bdbUid: number): ReadonlyMap<number, ObservedRecord> {
+    return this.controller?.observedOf(bdbUid) ?? new Map();
+  }
+  readonly shardOps = {
+    requestFailover: (log: OpLog, uids: number[], o: { immediate?: boolean }) => requestFailover(this, log, uids, o),
+    requestMigrate: (log: OpLog, uids: number[], target: number | undefined) => requestMigrate(this, log, uids, target),
+    requestNodeRemoval: (log: OpLog, node: number) => requestNodeRemoval(this, log, node),
+  };
 
   /** The cluster's internode key-exchange rule, applied to this node's own dialers (control RPC). */
   private applyKeyExchange(): void {
