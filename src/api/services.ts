@@ -7,7 +7,9 @@
 //
 // A route that needs something new from the node adds it here, typed as
 // narrowly as the route uses it (a read-only view, one method), not the
-// member's own class.
+// member's own class. Routes hold no etcd client and no loop: they write
+// through `store`, read through the view (`ApiReadView`), and leave planning
+// to control/services.
 import type { Logger } from 'pino';
 import type { ClusterStore } from '../coord/store.js';
 import type {
