@@ -40,8 +40,8 @@ module.exports = {
     {
       name: 'control-rooms',
       severity: 'error',
-      comment: 'every file of src/control lives in one of its rooms: model, membership, reconcilers, controllers, bootstrap',
-      from: { path: '^src/control/(?!(model|membership|reconcilers|controllers|bootstrap)/)' },
+      comment: 'every file of src/control lives in one of its rooms: model, membership, reconcilers, controllers, bootstrap, services',
+      from: { path: '^src/control/(?!(model|membership|reconcilers|controllers|bootstrap|services)/)' },
       to: {},
     },
     {
@@ -70,6 +70,14 @@ module.exports = {
       severity: 'error',
       comment: 'membership (the read view, lease, fence, election, peers) knows no loop: loops are given it, by src/node',
       from: { path: '^src/control/membership/' },
+      to: { path: '^src/control/(controllers|reconcilers|bootstrap)/' },
+    },
+    {
+      name: 'services-below-loops',
+      severity: 'error',
+      comment:
+        "control/services (what REST handlers call: plan, write intent, wait on it) use the model and the membership's view, never a loop or the bootstrap",
+      from: { path: '^src/control/services/' },
       to: { path: '^src/control/(controllers|reconcilers|bootstrap)/' },
     },
   ],

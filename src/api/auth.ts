@@ -3,7 +3,6 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { ApiNode } from './services.js';
 import type { UserRecord, UserRole } from '../coord/schema.js';
-import { storeOf } from '../coord/store.js';
 import { OperatorError } from '../util/errors.js';
 import { VerifiedCache, verifyNobody } from '../control/bootstrap/passwords.js';
 import { LoginLimiter } from './login-limiter.js';
@@ -30,7 +29,7 @@ export type PasswordCheck = (username: string, password: string, sourceAddr: str
 /** A user's current record, or undefined (also for names that cannot be keys). */
 export async function loadUser(daemon: ApiNode, username: string): Promise<UserRecord | undefined> {
   if (!username || username.includes('/')) return undefined;
-  return (await storeOf(daemon.requireMember().client).users.get(username)) ?? undefined;
+  return (await daemon.requireMember().store.users.get(username)) ?? undefined;
 }
 
 /**

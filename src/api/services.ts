@@ -1,44 +1,99 @@
 // What the operator routes need from the node, and nothing more: the seam
-// between api/ and the node object. The running member (src/node/running-member.ts's
-// RunningMember) and the daemon (control/bootstrap/daemon.ts's NodeDaemon) implement it
+// between api/ and the node object. The running member (control/membership/member.ts's
+// ClusterMember) and the daemon (control/bootstrap/daemon.ts's NodeDaemon) implement it
 // as they are (structurally; nothing is registered), and the route tests
 // build it around a real etcd (test/support/api-host.ts), so a route can be
 // driven in-process with Fastify's `inject`.
 //
 // A route that needs something new from the node adds it here, typed as
 // narrowly as the route uses it (a read-only view, one method), not the
-// member's own class.
-import type { Etcd3 } from 'etcd3';
-import type { PrefixCache } from '../coord/watch.js';
-import type { BdbRecord, ClusterRecord, LiveRecord, NodePorts, NodeRecord, ObservedRecord, PolicyRecord } from '../coord/schema.js';
+// member's own class. Routes hold no etcd client and no loop: they write
+// through `store`, read through the view (`ApiReadView`), and leave planning
+// to control/services.
+import type { Logger } from 'pino';
+import type { ClusterStore } from '../coord/store.js';
+import type {
+  BdbRecord,
+  ClusterRecord,
+  LiveRecord,
+  NodePorts,
+  NodeRecord,
+  ObservedRecord,
+  PolicyRecord,
+  ActionRecord,
+} from '../coord/schema.js';
 import type { Plane, ServiceName } from '../pki/pki.js';
 import type { NodeLinksReport } from '../internode/links.js';
-import type { ShardOpsHost } from '../control/controllers/shard-ops.js';
+import type { RpcClient } from '../internode/rpc.js';
 import type { ProbeResult, StatusReply } from '../control/membership/member.js';
 import type { BootstrapStatus, CreateClusterRequest, JoinClusterRequest, JoinGrant, JoinNodeRequest } from '../control/bootstrap/daemon.js';
 import type { NodeStateHost } from '../control/model/node-state.js';
+import type { WatchedNodes } from '../control/services/customer-certs.js';
 
-/** A running cluster member, as the operator routes see it. */
-export interface ApiMember extends ShardOpsHost {
-  /** The store's client: every route reads and writes desired state through its typed store, `storeOf(client)` (coord/store.ts). */
-  readonly client: Etcd3;
+/**
+ * The store operations the routes use: coord's typed cluster store (`storeOf`,
+ * coord/store.ts), narrowed to the resources they read and write. The routes
+ * never hold an etcd client.
+ */
+export type ApiStore = Pick<
+  ClusterStore,
+  | 'seqs'
+  | 'bdbs'
+  | 'actions'
+  | 'shardOps'
+  | 'users'
+  | 'nodes'
+  | 'master'
+  | 'members'
+  | 'cluster'
+  | 'settings'
+  | 'operatorCerts'
+  | 'certRotations'
+>;
+
+/** What the routes read of the cluster: the member's watched caches and what it derives from them. */
+export interface ApiReadView extends NodeStateHost {
+  readonly uid: number;
   readonly cluster: ClusterRecord;
   readonly masterUid?: number;
-  /** Watched caches of the store: the nodes' records and their liveness leases. */
-  readonly nodes: PrefixCache<NodeRecord>;
-  readonly live: PrefixCache<LiveRecord>;
+  /** The nodes' records (watched; `on('change')` for a route that waits on them) and their liveness leases. */
+  readonly nodes: WatchedNodes;
+  readonly live: { readonly items: ReadonlyMap<string, LiveRecord> };
   /** The last control-plane probe of each other node. */
   readonly probes: ReadonlyMap<number, ProbeResult>;
+  policy(): PolicyRecord;
+  /** The databases, as the store holds them (a watched cache). */
+  databases(): readonly BdbRecord[];
+  /** The shards of database `bdbUid` as each node last reported them, by node uid (empty until reported). */
+  observedOf(bdbUid: number): ReadonlyMap<number, ObservedRecord>;
+}
+
+/** A log the requests write to (the route's request log). */
+export type OpLog = Pick<Logger, 'info' | 'warn' | 'error'>;
+
+/**
+ * Operator shard operations, validated and queued as actions that the cluster
+ * master runs (control/controllers/shard-ops.ts): `requestNodeRemoval` answers
+ * undefined when the node hosts no shard (nothing to migrate).
+ */
+export interface ShardOpRequests {
+  requestFailover(log: OpLog, shardUids: number[], opts: { immediate?: boolean }): Promise<ActionRecord>;
+  requestMigrate(log: OpLog, shardUids: number[], target: number | undefined): Promise<ActionRecord>;
+  requestNodeRemoval(log: OpLog, node: number): Promise<ActionRecord | undefined>;
+}
+
+/** A running cluster member, as the operator routes see it. */
+export interface ApiMember extends ApiReadView {
+  /** The desired state, read and written through the typed store. */
+  readonly store: ApiStore;
+  readonly shardOps: ShardOpRequests;
   readonly cfg: { readonly ports: NodePorts; readonly dataDir: string };
   /** This node's plane certificates. */
   readonly certs: { isCustomer(plane: Plane): boolean; bundle(plane: Plane): { certPem: string } };
-  /** The database map this node converges on (its reconciler's watch; src/node's RunningMember provides it). */
-  readonly reconciler?: { readonly bdbs: PrefixCache<BdbRecord> };
-  /** The databases' shards as each node last reported them (the master's controller). */
-  readonly controller?: { observedOf(bdbUid: number): Map<number, ObservedRecord> };
-  policy(): PolicyRecord;
   statusReply(): StatusReply;
   internodeLinks(): Promise<NodeLinksReport>;
+  /** The control-RPC client of another node (the `ports_free` query, another node's internode links). */
+  rpc(uid: number): RpcClient | undefined;
   /** Which of `ports` this node can bind now (control/reconcilers/ports.ts). */
   portsFree(ports: number[]): Promise<{ free: number[] }>;
   /** Hand the cluster master role to node `uid`. */

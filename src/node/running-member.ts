@@ -22,11 +22,14 @@ import { Election } from '../control/membership/election.js';
 import { Peers, type StatusReply } from '../control/membership/peers.js';
 import type { NodeTraffic } from '../control/reconcilers/traffic.js';
 import { Loops } from './loops.js';
+import { requestFailover, requestMigrate, requestNodeRemoval } from '../control/controllers/shard-ops.js';
+import type { OpLog } from '../control/model/shard-protocol.js';
 
 export class RunningMember implements BootstrapMember {
   readonly etcd: EtcdMember;
   readonly client: Etcd3;
-  private readonly store: ClusterStore;
+  /** The typed cluster store (the REST routes write through it). */
+  readonly store: ClusterStore;
   readonly certs: CertStore;
   /** The client-facing certificates (api, cm, proxy, metrics_exporter) and the services CA. */
   readonly services: ServiceCerts;
@@ -208,6 +211,15 @@ export class RunningMember implements BootstrapMember {
   databases(): BdbRecord[] {
     return this.loops?.reconciler.bdbs.values() ?? [];
   }
+  observedOf(bdbUid: number): ReadonlyMap<number, ObservedRecord> {
+    return this.loops?.controller.observedOf(bdbUid) ?? new Map();
+  }
+  /** Operator shard operations, requested by REST and carried out by the cluster master's ShardOpsController. */
+  readonly shardOps = {
+    requestFailover: (log: OpLog, uids: number[], o: { immediate?: boolean }) => requestFailover(this, log, uids, o),
+    requestMigrate: (log: OpLog, uids: number[], target: number | undefined) => requestMigrate(this, log, uids, target),
+    requestNodeRemoval: (log: OpLog, node: number) => requestNodeRemoval(this, log, node),
+  };
   policy(): PolicyRecord {
     return this.view.policy();
   }

@@ -22,7 +22,7 @@ import { forbidden, loadUser, permitted } from '../api/auth.js';
 import { credentialsBody, uidParams } from '../api/schemas.js';
 import { OperatorError, notFound } from '../util/errors.js';
 import { bdbView } from '../api/routes/bdbs.js';
-import { clusterTraffic } from '../control/reconcilers/traffic.js';
+import { type TrafficHost, clusterTraffic } from '../control/reconcilers/traffic.js';
 import type { NodeLinksReport } from '../internode/links.js';
 import { verifyEncryption } from '../internode/verify.js';
 import { LATENCY_BOUNDS_US } from '../proxy/stats.js';
@@ -58,7 +58,7 @@ const signInBody = credentialsBody;
 
 /** What the UI's own routes read of the node: the operator routes' member, and the databases it knows. */
 export interface UiNode extends ApiNode {
-  requireMember(): ApiMember & { databases(): readonly BdbRecord[] };
+  requireMember(): ApiMember & TrafficHost & { databases(): readonly BdbRecord[] };
 }
 
 export class UiServer extends HttpsService {

@@ -10,7 +10,9 @@ import pino from 'pino';
 import type { Etcd3 } from 'etcd3';
 import { newApiApp, installErrorHandling, registerOperatorRoutes, type Api } from '../../src/api/server.js';
 import { authHook, passwordCheck } from '../../src/api/auth.js';
-import type { ApiMember, ApiNode, BootstrapNode, JoinAdmission } from '../../src/api/services.js';
+import type { ApiMember, ApiNode, BootstrapNode, JoinAdmission, ShardOpRequests } from '../../src/api/services.js';
+import { storeOf, type ClusterStore } from '../../src/coord/store.js';
+import { requestFailover, requestMigrate, requestNodeRemoval } from '../../src/control/controllers/shard-ops.js';
 import { bootstrapRoutes } from '../../src/api/routes/bootstrap.js';
 import { joinRoutes } from '../../src/api/routes/join.js';
 import type { BootstrapStatus, JoinGrant } from '../../src/control/bootstrap/daemon.js';
@@ -47,8 +49,10 @@ export class ApiTestMember implements ApiMember {
   readonly cfg: { ports: typeof DEFAULT_PORTS; dataDir: string };
   /** The node's own plane certificates (not in the store): the app's certificate stands for both. */
   readonly certs: { isCustomer(p: Plane): boolean; bundle(p: Plane): { certPem: string } };
-  readonly reconciler: { bdbs: PrefixCache<BdbRecord> };
-  readonly controller: { observedOf(bdbUid: number): Map<number, ObservedRecord> };
+  readonly store: ClusterStore;
+  /** The real request functions of control/controllers/shard-ops.ts, on this host. */
+  readonly shardOps: ShardOpRequests;
+  private readonly bdbs: PrefixCache<BdbRecord>;
   private readonly observed: PrefixCache<ObservedRecord>;
   private readonly clusterPolicy: PrefixCache<StoredPolicy>;
 
@@ -64,21 +68,29 @@ export class ApiTestMember implements ApiMember {
     this.certs = { isCustomer: () => false, bundle: () => ({ certPem: cert.certPem }) };
     this.nodes = new PrefixCache(client, KEYS.nodesPrefix, NodeRecord);
     this.live = new PrefixCache(client, KEYS.livePrefix, LiveRecord);
-    this.reconciler = { bdbs: new PrefixCache(client, KEYS.bdbsPrefix, BdbRecord) };
+    this.store = storeOf(client);
+    this.bdbs = new PrefixCache(client, KEYS.bdbsPrefix, BdbRecord);
     this.observed = new PrefixCache(client, KEYS.observedPrefix, ObservedRecord);
     this.clusterPolicy = new PrefixCache(client, KEYS.policy, StoredPolicy);
-    const observed = this.observed;
-    this.controller = {
-      observedOf(bdbUid) {
-        const out = new Map<number, ObservedRecord>();
-        for (const [k, v] of observed.items) if (k.startsWith(`${bdbUid}/`)) out.set(v.node_uid, v);
-        return out;
-      },
+    // This object is their ShardOpsHost, with no shard process of its own (a shard here answers as unreachable).
+    this.shardOps = {
+      requestFailover: (log, uids, o) => requestFailover(this, log, uids, o),
+      requestMigrate: (log, uids, target) => requestMigrate(this, log, uids, target),
+      requestNodeRemoval: (log, node) => requestNodeRemoval(this, log, node),
     };
   }
 
+  databases(): BdbRecord[] {
+    return this.bdbs.values();
+  }
+  observedOf(bdbUid: number): Map<number, ObservedRecord> {
+    const out = new Map<number, ObservedRecord>();
+    for (const [k, v] of this.observed.items) if (k.startsWith(`${bdbUid}/`)) out.set(v.node_uid, v);
+    return out;
+  }
+
   private caches() {
-    return [this.nodes, this.live, this.reconciler.bdbs, this.observed, this.clusterPolicy];
+    return [this.nodes, this.live, this.bdbs, this.observed, this.clusterPolicy];
   }
   async start(): Promise<void> {
     for (const c of this.caches()) await c.start();

@@ -271,16 +271,14 @@ function bdb(uid: number, name: string, shards: ShardPlacement[], over: Partial<
 }
 async function putBdb(b: BdbRecord): Promise<void> {
   await h.etcd.client.put(KEYS.bdb(b.uid)).value(JSON.stringify(b));
-  await h.settle(
-    `bdb ${b.uid} in the cache`,
-    () =>
-      h.member.reconciler.bdbs.items.get(String(b.uid))?.generation === b.generation &&
-      h.member.reconciler.bdbs.items.get(String(b.uid))?.status === b.status,
-  );
+  await h.settle(`bdb ${b.uid} in the cache`, () => {
+    const cached = h.member.databases().find((x) => x.uid === b.uid);
+    return cached?.generation === b.generation && cached?.status === b.status;
+  });
 }
 async function dropBdb(uid: number): Promise<void> {
   await h.etcd.client.delete().key(KEYS.bdb(uid));
-  await h.settle(`bdb ${uid} out of the cache`, () => !h.member.reconciler.bdbs.items.has(String(uid)));
+  await h.settle(`bdb ${uid} out of the cache`, () => !h.member.databases().some((x) => x.uid === uid));
 }
 
 describe('databases', () => {

@@ -15,6 +15,7 @@ import pino from 'pino';
 import type { Etcd3 } from 'etcd3';
 import { KEYS, ActionRecord, CertRotationRequest, type CertRotatedRecord, type LiveRecord } from '../../src/coord/schema.js';
 import { readRecord } from '../../src/coord/records.js';
+import { storeOf } from '../../src/coord/store.js';
 import {
   CertRotationController,
   ROTATION_ACTION,
@@ -77,7 +78,7 @@ const action = (uid: string) => readRecord(etcd.client, KEYS.action(Number(uid))
 
 test('the request and the action are written together; a master elected mid-way finishes it, one step per node', async () => {
   const c = etcd.client;
-  const a = await requestRotation(c, ['cp'], [1, 2, 3]);
+  const a = await requestRotation(storeOf(c), ['cp'], [1, 2, 3]);
   assert.equal(a.name, ROTATION_ACTION);
   assert.equal(a.status, 'active');
   assert.deepEqual((await readRecord(c, KEYS.certRotation(a.action_uid), CertRotationRequest))?.nodes, [1, 2, 3]);
@@ -107,7 +108,7 @@ test('the request and the action are written together; a master elected mid-way 
   await ctlB.start();
   try {
     await report(a.action_uid, 3);
-    const out = await waitRotation(c, a.action_uid, 10_000);
+    const out = await waitRotation(storeOf(c), a.action_uid, 10_000);
     assert.equal(out.action.status, 'completed', JSON.stringify(out.action));
     assert.equal(out.action.progress, 100);
     for (const n of [1, 2, 3])
@@ -126,7 +127,7 @@ test('a node that is down (no lease, or no heartbeat for the failover timeout) i
   const ctl = new CertRotationController(new Host(c, [1, 2, 4, 5], { 5: 6000 }), log, 2000);
   await ctl.start();
   try {
-    const a = await requestRotation(c, ['cp', 'dp'], [1, 2, 3, 4, 5]);
+    const a = await requestRotation(storeOf(c), ['cp', 'dp'], [1, 2, 3, 4, 5]);
     await report(a.action_uid, 1);
     await report(a.action_uid, 4, 'data_internode_encryption was not renewed: the CA cannot be read');
     // Before the bound, the down node and the error are steps already, and the action is still running.
@@ -140,7 +141,7 @@ test('a node that is down (no lease, or no heartbeat for the failover timeout) i
       50,
     );
     assert.equal(early.status, 'active');
-    const out = await waitRotation(c, a.action_uid, 15_000);
+    const out = await waitRotation(storeOf(c), a.action_uid, 15_000);
     assert.equal(out.action.status, 'failed', JSON.stringify(out.action));
     assert.match(out.action.error ?? '', /^certificates were not renewed on node\(s\) 2, 3, 4, 5;/);
     const failed = new Map((out.request?.failed ?? []).map((f) => [f.node_uid, f.error]));

@@ -6,17 +6,25 @@
 // query parameter) stays 400 `invalid_schema`.
 import type { FastifyPluginAsync } from 'fastify';
 import { X509Certificate } from 'node:crypto';
-import type { ApiNode } from '../services.js';
-import type { ApiMember } from '../services.js';
-import type { ActionRecord, BdbRecord, ProxyPolicy } from '../../coord/schema.js';
-import { storeOf, type SeqName } from '../../coord/store.js';
+import type { ApiMember, ApiNode, ApiReadView } from '../services.js';
+import type { BdbRecord, ProxyPolicy } from '../../coord/schema.js';
 import { OperatorError, conflict, invalid, notFound, unacceptable } from '../../util/errors.js';
 import { DEFAULT_SHARD_KEY_REGEX, isDefaultShardKeyRegex, shardKeyRegexProblem } from '../../proxy/slots.js';
-import { endpointNodes, newSecret, placeShards } from '../../control/model/placement.js';
+import { endpointNodes } from '../../control/model/placement.js';
 import { uidParams } from '../schemas.js';
 import { shardSync, type ShardSync } from '../../control/controllers/bdb-controller.js';
 import { MAX_PORTS_ASKED, portsInUse } from '../../control/reconcilers/ports.js';
 import { nodeIsUp } from '../../control/model/node-state.js';
+import {
+  DATA_INE_CAPABILITY,
+  MIN_MEMORY,
+  PORT_MAX,
+  PORT_MIN,
+  activeNodes,
+  checkCapability,
+  checkMemoryFits,
+  createBdb,
+} from '../../control/services/bdb-create.js';
 
 const EVICTION = [
   'volatile-lru',
@@ -30,11 +38,7 @@ const EVICTION = [
 ];
 const PROXY_POLICIES: ProxyPolicy[] = ['single', 'all-master-shards', 'all-nodes'];
 const PERSISTENCE = ['disabled', 'aof', 'snapshot'];
-const MIN_MEMORY = 1024 * 1024;
-const CREATE_ATTEMPTS = 50;
-const PORT_MIN = 10000;
-const PORT_MAX = 19999;
-export const DATA_INE_CAPABILITY = 'data_internode_encryption';
+export { DATA_INE_CAPABILITY };
 
 // Types are checked by the schema (400 invalid_schema); values with a reference error code are checked in code.
 const fields = {
@@ -111,13 +115,13 @@ type BdbInput = Partial<Omit<BdbRecord, 'uid' | 'shards' | 'status' | 'generatio
  * with the time of the report.
  */
 export function shardStates(
-  m: ApiMember,
+  m: ApiReadView,
   b: BdbRecord,
 ): Map<number, { status: string; reported?: string; sync?: ShardSync; error?: string }> {
   // Keyed by shard and node: a shard moved away (failover, migration) may still
   // be listed by its old node's last report, which must not stand for it.
   const reported = new Map<string, { status: string; time: string; sync?: ShardSync; error?: string }>();
-  for (const o of m.controller?.observedOf(b.uid).values() ?? []) {
+  for (const o of m.observedOf(b.uid).values()) {
     for (const s of o.shards) {
       const sync = shardSync(s);
       reported.set(`${s.uid}@${o.node_uid}`, { status: s.status, time: o.time, sync, ...(s.error ? { error: s.error } : {}) });
@@ -140,7 +144,7 @@ export function shardStates(
   );
 }
 
-export function bdbView(m: ApiMember, b: BdbRecord) {
+export function bdbView(m: ApiReadView, b: BdbRecord) {
   const allNodes = m.nodes
     .values()
     .filter((n) => n.addr)
@@ -248,72 +252,6 @@ function storedRegex(v: BdbInput): Pick<BdbRecord, 'shard_key_regex'> {
   return rules === undefined || isDefaultShardKeyRegex(rules) ? {} : { shard_key_regex: rules.map((regex) => ({ regex })) };
 }
 
-const lackingCapability = (m: ApiMember) => m.nodes.values().filter((n) => n.addr && !n.capabilities.includes(DATA_INE_CAPABILITY));
-
-/** Enabling data-plane encryption needs every node to support it. */
-function checkCapability(m: ApiMember, enabling: boolean | undefined): void {
-  if (!enabling) return;
-  const lacking = lackingCapability(m);
-  if (lacking.length) {
-    throw new OperatorError(
-      'not_acceptable',
-      'capability_missing',
-      `data_internode_encryption needs every node to support it; node(s) ${lacking.map((n) => n.uid).join(', ')} do not`,
-    );
-  }
-}
-
-/**
- * A database must fit in what its nodes have (RE's `insufficient_resources`):
- * each shard's memory within the largest node, and all its shards (replicas
- * too) within the active nodes' memory together. Memory is each node's total
- * as it reports it over the control plane (this node's own when a peer has not
- * answered yet).
- */
-function checkMemoryFits(m: ApiMember, nodeUids: number[], memorySize: number, shardsCount: number, replication: boolean): void {
-  const own = m.statusReply().total_memory;
-  const mem = nodeUids.map((u) => (u === m.uid ? own : (m.probes.get(u)?.status?.total_memory ?? own)));
-  const total = mem.reduce((a, b) => a + b, 0);
-  const perShard = memorySize / shardsCount;
-  const needed = memorySize * (replication ? 2 : 1);
-  if (!Number.isSafeInteger(memorySize) || perShard > Math.max(...mem) || needed > total) {
-    throw invalid(
-      'insufficient_resources',
-      `memory_size ${memorySize} does not fit: the active nodes have ${total} bytes together (${Math.max(...mem)} at most on one node)${replication ? ', and replication doubles what is needed' : ''}`,
-    );
-  }
-}
-
-type Log = { warn(o: object, msg: string): void };
-
-/**
- * Why `port`, asked for explicitly, cannot be a database's port: Tessera's
- * own, or in use on a live node (control/reconcilers/ports.ts: one `ports_free` call per
- * node). A query, not an action: the creation answers with its port at once.
- */
-async function portRefusal(m: ApiMember, port: number, log: Log): Promise<string | undefined> {
-  if (Object.values(m.cfg.ports).includes(port)) return `port ${port} is used by Tessera itself`;
-  const node = (await portsInUse(m, [port], log)).get(port);
-  return node === undefined ? undefined : `port ${port} is in use on node ${node}`;
-}
-
-/**
- * The lowest port from 12000 up that no database and nothing on any live node
- * uses. The candidates go to every node at once (one round per node, in
- * batches of MAX_PORTS_ASKED: one batch unless hundreds of ports are taken).
- */
-async function firstFreePort(m: ApiMember, taken: ReadonlySet<number>, log: Log): Promise<number | undefined> {
-  const own = new Set<number | undefined>(Object.values(m.cfg.ports));
-  for (let p = 12000; p <= PORT_MAX; ) {
-    const batch: number[] = [];
-    for (; p <= PORT_MAX && batch.length < MAX_PORTS_ASKED; p++) if (!taken.has(p) && !own.has(p)) batch.push(p);
-    const inUse = batch.length ? await portsInUse(m, batch, log) : new Map<number, number>();
-    const free = batch.find((x) => !inUse.has(x));
-    if (free !== undefined) return free;
-  }
-  return undefined;
-}
-
 /**
  * A dry run answers 200 with the database as it would be created or changed:
  * the bdb object without the parts only a real change makes (the uid when it
@@ -344,10 +282,7 @@ function busy(b: BdbRecord, what: string): OperatorError | undefined {
 export const bdbsRoutes: FastifyPluginAsync<{ daemon: ApiNode }> = async (app, { daemon }) => {
   app.get<{ Querystring: { fields?: string } }>('/v1/bdbs', { schema: { querystring: readQuery } }, async (req) => {
     const m = daemon.requireMember();
-    return m
-      .reconciler!.bdbs.values()
-      .sort((a, b) => a.uid - b.uid)
-      .map((b) => pick(bdbView(m, b), req.query.fields));
+    return [...m.databases()].sort((a, b) => a.uid - b.uid).map((b) => pick(bdbView(m, b), req.query.fields));
   });
 
   app.get<{ Params: { uid: string }; Querystring: { fields?: string } }>(
@@ -355,7 +290,7 @@ export const bdbsRoutes: FastifyPluginAsync<{ daemon: ApiNode }> = async (app, {
     { schema: { params: uidParams, querystring: readQuery } },
     async (req) => {
       const m = daemon.requireMember();
-      const b = await storeOf(m.client).bdbs.get(Number(req.params.uid));
+      const b = await m.store.bdbs.get(Number(req.params.uid));
       if (!b) throw notFound('db_not_exist', `database ${req.params.uid} does not exist`);
       return pick(bdbView(m, b), req.query.fields);
     },
@@ -376,126 +311,22 @@ export const bdbsRoutes: FastifyPluginAsync<{ daemon: ApiNode }> = async (app, {
       if (shardsCount > 1 && !sharding) throw unacceptable('invalid_sharding', 'shards_count above 1 needs sharding: true');
       if (v.memory_size / shardsCount < MIN_MEMORY)
         throw unacceptable('invalid_memory_size', `memory_size gives each shard less than ${MIN_MEMORY} bytes`);
-      if (v.uid !== undefined && (await storeOf(m.client).bdbs.get(v.uid))) throw conflict('uid_exists', `database uid ${v.uid} is in use`);
-      const policy = await storeOf(m.client).cluster.policy();
-      // As the reference: asked for explicitly, encryption needs every node to support it (406);
-      // taken from the cluster default, a node without it makes the database unencrypted.
-      let encrypted = v.data_internode_encryption ?? policy.data_internode_encryption;
-      if (v.data_internode_encryption === undefined && encrypted && lackingCapability(m).length) {
-        req.log.info(
-          { lacking: lackingCapability(m).map((n) => n.uid) },
-          'a node lacks data_internode_encryption: the new database is created without it',
-        );
-        encrypted = false;
-      }
-      checkCapability(m, v.data_internode_encryption);
-
-      const activeNodes = m.nodes.values().filter((n) => n.addr && nodeIsUp(m, n.uid));
-      const replication = v.replication ?? false;
-      if (activeNodes.length === 0 || (replication && activeNodes.length < 2)) {
-        throw unacceptable('insufficient_resources', replication ? 'replication needs at least two active nodes' : 'no active node');
-      }
-      checkMemoryFits(
-        m,
-        activeNodes.map((n) => n.uid),
-        v.memory_size,
-        shardsCount,
-        replication,
+      const { oss_cluster: _oss, shard_key_regex: _regex, ...wanted } = v;
+      const rec = await createBdb(
+        {
+          store: m.store,
+          view: m,
+          ownPorts: Object.values(m.cfg.ports).filter((p): p is number => p !== undefined),
+          portsInUse: (ports) => portsInUse(m, ports, req.log),
+          portsPerAsk: MAX_PORTS_ASKED,
+          log: req.log,
+        },
+        { ...wanted, name: v.name, memory_size: v.memory_size, sharding, ...storedRegex(v) },
+        dryRun,
       );
-      const shardCount = shardsCount * (replication ? 2 : 1);
-      const placement = v.shards_placement ?? policy.default_shards_placement;
-      const record = (
-        uid: number,
-        port: number,
-        load: Map<number, number>,
-        firstShard: number,
-        actionUid: string | undefined,
-        now: string,
-      ): BdbRecord => ({
-        uid,
-        name: v.name!,
-        type: 'redis',
-        port,
-        memory_size: v.memory_size!,
-        shards_count: shardsCount,
-        sharding,
-        replication,
-        proxy_policy: v.proxy_policy ?? (sharding ? policy.default_sharded_proxy_policy : policy.default_non_sharded_proxy_policy),
-        shards_placement: placement,
-        data_internode_encryption: encrypted,
-        data_persistence: v.data_persistence ?? 'disabled',
-        eviction_policy: v.eviction_policy ?? 'volatile-lru',
-        ...(v.authentication_redis_pass ? { authentication_redis_pass: v.authentication_redis_pass } : {}),
-        ...storedRegex(v),
-        ...(v.tls_mode !== undefined ? { tls_mode: v.tls_mode } : {}),
-        ...(v.enforce_client_authentication !== undefined ? { enforce_client_authentication: v.enforce_client_authentication } : {}),
-        ...(v.authentication_ssl_client_certs !== undefined ? { authentication_ssl_client_certs: v.authentication_ssl_client_certs } : {}),
-        internal_secret: newSecret(),
-        shards: placeShards(activeNodes, load, shardsCount, replication, firstShard, placement),
-        status: 'pending',
-        generation: 1,
-        link_generation: 1,
-        created_time: now,
-        last_changed_time: now,
-        ...(actionUid ? { action_uid: actionUid } : {}),
-      });
-      // Every creation takes the next database, shard and action uids in one transaction that
-      // holds only if no other creation committed since this one read them: concurrent
-      // creations are serialized (so two cannot take one port), and a refused one (its name,
-      // uid or port just taken) burns no uid. A dry run stops before, having used none.
-      for (let attempt = 1; ; attempt++) {
-        const seqs = await storeOf(m.client).seqs.read('bdb', 'shard', 'action');
-        const all = await storeOf(m.client).bdbs.list();
-        if (all.some((b) => b.name === v.name)) throw unacceptable('db_name_exists', `a database named ${v.name} exists`);
-        if (v.uid !== undefined && all.some((b) => b.uid === v.uid)) throw conflict('uid_exists', `database uid ${v.uid} is in use`);
-        const taken = new Set(all.map((b) => b.port));
-        let port = v.port;
-        if (port !== undefined) {
-          if (taken.has(port)) throw unacceptable('port_unavailable', `port ${port} is used by another database`);
-          const why = await portRefusal(m, port, req.log);
-          if (why) throw unacceptable('port_unavailable', why);
-        } else {
-          port = await firstFreePort(m, taken, req.log);
-          if (port === undefined) throw unacceptable('port_unavailable', 'no free port left');
-        }
-        const load = new Map<number, number>();
-        for (const b of all) for (const s of b.shards) load.set(s.node_uid, (load.get(s.node_uid) ?? 0) + 1);
-        const now = new Date().toISOString();
-        if (dryRun) return dryRunAnswer(bdbView(m, record(v.uid ?? 0, port, load, 1, undefined, now)), v.uid !== undefined);
-
-        // An automatic uid skips those operators chose for earlier databases.
-        let bdbStep = 0;
-        let uid = v.uid;
-        if (uid === undefined) {
-          const used = new Set(all.map((b) => b.uid));
-          do bdbStep++;
-          while (used.has(seqs.get('bdb')! + bdbStep));
-          uid = seqs.get('bdb')! + bdbStep;
-        }
-        const firstShard = seqs.get('shard')! + 1;
-        const actionUid = seqs.get('action')! + 1;
-        const action: ActionRecord = {
-          action_uid: String(actionUid),
-          name: 'create_bdb',
-          object_name: `bdb:${uid}`,
-          progress: 0,
-          status: 'pending',
-          creation_time: now,
-        };
-        const rec = record(uid, port, load, firstShard, action.action_uid, now);
-        const bump = new Map<SeqName, number>([
-          ['bdb', bdbStep],
-          ['shard', shardCount],
-          ['action', 1],
-        ]);
-        if (await storeOf(m.client).bdbs.createWithAction(seqs, bump, rec, action)) {
-          req.log.info({ bdb: uid, name: rec.name, port, shards: rec.shards.length, encrypted }, 'database created');
-          reply.status(200);
-          return bdbView(m, rec);
-        }
-        if (attempt >= CREATE_ATTEMPTS) throw conflict('busy', 'too many concurrent changes; try again');
-        await new Promise((r) => setTimeout(r, Math.random() * 20 * attempt)); // spread the retries of concurrent creations
-      }
+      if (dryRun) return dryRunAnswer(bdbView(m, rec), v.uid !== undefined);
+      reply.status(200);
+      return bdbView(m, rec);
     },
   );
 
@@ -514,15 +345,12 @@ export const bdbsRoutes: FastifyPluginAsync<{ daemon: ApiNode }> = async (app, {
       // The action goes into the same write as the change, so the controller never
       // sees the change without it (it would finish the change and leave the action
       // pending); checked first, so a refused change leaves no action behind.
-      const before = await storeOf(m.client).bdbs.get(uid);
+      const before = await m.store.bdbs.get(uid);
       if (!before) throw notFound('db_not_exist', `database ${uid} does not exist`);
       const busyNow = busy(before, 'change');
       if (busyNow) throw busyNow;
       if (v.memory_size !== undefined) {
-        const active = m.nodes
-          .values()
-          .filter((n) => n.addr && nodeIsUp(m, n.uid))
-          .map((n) => n.uid);
+        const active = activeNodes(m).map((n) => n.uid);
         checkMemoryFits(m, active, v.memory_size, before.shards_count, before.replication);
       }
       const change = (cur: BdbRecord, actionUid: string | undefined): BdbRecord | OperatorError => {
@@ -549,9 +377,9 @@ export const bdbsRoutes: FastifyPluginAsync<{ daemon: ApiNode }> = async (app, {
         if (next instanceof OperatorError) throw next;
         return dryRunAnswer(bdbView(m, { ...next, status: before.status }), true);
       }
-      const action = await storeOf(m.client).actions.create('update_bdb', `bdb:${uid}`);
+      const action = await m.store.actions.create('update_bdb', `bdb:${uid}`);
       let problem: OperatorError | undefined;
-      const next = await storeOf(m.client).bdbs.update(uid, (cur) => {
+      const next = await m.store.bdbs.update(uid, (cur) => {
         const n = change(cur, action.action_uid);
         if (n instanceof OperatorError) {
           problem = n;
@@ -560,7 +388,7 @@ export const bdbsRoutes: FastifyPluginAsync<{ daemon: ApiNode }> = async (app, {
         return n;
       });
       if (problem || !next) {
-        await storeOf(m.client).actions.delete(action.action_uid);
+        await m.store.actions.delete(action.action_uid);
         throw problem ?? notFound('db_not_exist', `database ${uid} does not exist`);
       }
       req.log.info({ bdb: uid, change: Object.keys(v) }, 'database updated');
@@ -575,15 +403,15 @@ export const bdbsRoutes: FastifyPluginAsync<{ daemon: ApiNode }> = async (app, {
     // A database whose creation failed can be deleted, and so can one whose change is stuck
     // (a shard reports that it cannot start): nothing else would ever unblock it. One busy
     // with a change that is progressing cannot (409, as the reference).
-    const before = await storeOf(m.client).bdbs.get(uid);
+    const before = await m.store.bdbs.get(uid);
     if (!before) throw notFound('db_not_exist', `database ${uid} does not exist`);
     if (before.status === 'delete-pending') throw conflict('db_delete_pending', `database ${uid} is already being deleted`);
     const stuck = (b: BdbRecord) => [...shardStates(m, b).values()].some((s) => s.error !== undefined);
     const busyNow = stuck(before) ? undefined : busy(before, 'delete');
     if (busyNow) throw busyNow;
-    const action = await storeOf(m.client).actions.create('delete_bdb', `bdb:${uid}`);
+    const action = await m.store.actions.create('delete_bdb', `bdb:${uid}`);
     let problem: OperatorError | undefined;
-    const next = await storeOf(m.client).bdbs.update(uid, (cur) => {
+    const next = await m.store.bdbs.update(uid, (cur) => {
       problem =
         cur.status === 'delete-pending'
           ? conflict('db_delete_pending', `database ${uid} was deleted or is being deleted meanwhile`)
@@ -601,7 +429,7 @@ export const bdbsRoutes: FastifyPluginAsync<{ daemon: ApiNode }> = async (app, {
           };
     });
     if (!next) {
-      await storeOf(m.client).actions.delete(action.action_uid);
+      await m.store.actions.delete(action.action_uid);
       throw problem ?? conflict('db_delete_pending', `database ${uid} was deleted or is being deleted meanwhile`);
     }
     req.log.info({ bdb: uid }, 'database deletion requested');
@@ -609,8 +437,7 @@ export const bdbsRoutes: FastifyPluginAsync<{ daemon: ApiNode }> = async (app, {
   });
 
   // As the reference: `{"actions": [...]}`, and a database's own actions as an array.
-  const allActions = async (m: ApiMember) =>
-    (await storeOf(m.client).actions.list()).sort((a, b) => Number(a.action_uid) - Number(b.action_uid));
+  const allActions = async (m: ApiMember) => (await m.store.actions.list()).sort((a, b) => Number(a.action_uid) - Number(b.action_uid));
 
   app.get('/v1/actions', { schema: { querystring: noQuery } }, async () => ({ actions: await allActions(daemon.requireMember()) }));
 
@@ -618,13 +445,13 @@ export const bdbsRoutes: FastifyPluginAsync<{ daemon: ApiNode }> = async (app, {
     const m = daemon.requireMember();
     const uid = Number(req.params.uid);
     const actions = (await allActions(m)).filter((a) => a.object_name === `bdb:${uid}`);
-    if (!actions.length && !(await storeOf(m.client).bdbs.get(uid))) throw notFound('db_not_exist', `database ${uid} does not exist`);
+    if (!actions.length && !(await m.store.bdbs.get(uid))) throw notFound('db_not_exist', `database ${uid} does not exist`);
     return actions;
   });
 
   app.get<{ Params: { uid: string } }>('/v1/actions/:uid', { schema: { params: uidParams } }, async (req) => {
     const m = daemon.requireMember();
-    const a = await storeOf(m.client).actions.get(req.params.uid);
+    const a = await m.store.actions.get(req.params.uid);
     if (!a) throw notFound('action_not_exist', `action ${req.params.uid} does not exist`);
     return a;
   });

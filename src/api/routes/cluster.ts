@@ -2,7 +2,6 @@
 import type { FastifyPluginAsync } from 'fastify';
 import type { ApiNode } from '../services.js';
 import type { PolicyRecord } from '../../coord/schema.js';
-import { storeOf } from '../../coord/store.js';
 import { SOFTWARE_VERSION } from '../../control/membership/config.js';
 import fs from 'node:fs';
 import { certInfo, PLANE_CERT_NAME, PLANES } from '../../pki/pki.js';
@@ -31,7 +30,7 @@ const policyBody = {
 export const clusterRoutes: FastifyPluginAsync<{ daemon: ApiNode }> = async (app, { daemon }) => {
   app.get('/v1/cluster', async () => {
     const m = daemon.requireMember();
-    const alertSettings = await storeOf(m.client).settings.alertSettings();
+    const alertSettings = await m.store.settings.alertSettings();
     return {
       name: m.cluster.name,
       alert_settings: alertSettings,
@@ -46,7 +45,7 @@ export const clusterRoutes: FastifyPluginAsync<{ daemon: ApiNode }> = async (app
 
   const readPolicy = async (): Promise<PolicyRecord> => {
     const m = daemon.requireMember();
-    return storeOf(m.client).cluster.policy();
+    return m.store.cluster.policy();
   };
 
   app.get('/v1/cluster/policy', readPolicy);
@@ -59,7 +58,7 @@ export const clusterRoutes: FastifyPluginAsync<{ daemon: ApiNode }> = async (app
         'default_oss_cluster: the OSS Cluster API is not supported; only false is accepted',
       );
     // Compare-and-swap so two concurrent partial updates cannot undo each other.
-    const next = await storeOf(m.client).cluster.updatePolicy(req.body);
+    const next = await m.store.cluster.updatePolicy(req.body);
     req.log.info({ policy: next }, 'cluster policy updated');
     return next;
   });
@@ -100,7 +99,7 @@ export const clusterRoutes: FastifyPluginAsync<{ daemon: ApiNode }> = async (app
 
   app.get('/v1/cluster/certificates', async (req) => {
     const m = daemon.requireMember();
-    const ca = await storeOf(m.client).cluster.ca();
+    const ca = await m.store.cluster.ca();
     const caInfo = certInfo(ca.cert);
     const now = Date.now();
     const certificates = m.nodes
@@ -124,7 +123,7 @@ export const clusterRoutes: FastifyPluginAsync<{ daemon: ApiNode }> = async (app
       req.log.warn({ err: (err as Error).message }, 'cannot read the REST certificate file; api_cert left out');
     }
     // The client-facing certificates (api, cm, proxy, metrics_exporter) and the services CA that signs them.
-    const servicesCa = await storeOf(m.client).cluster.servicesCa();
+    const servicesCa = await m.store.cluster.servicesCa();
     const sInfo = servicesCa ? certInfo(servicesCa.cert) : undefined;
     const service_certificates = m.nodes
       .values()

@@ -5,29 +5,14 @@
 import type { FastifyPluginAsync } from 'fastify';
 import type { ApiNode } from '../services.js';
 import type { ApiMember } from '../services.js';
-import {
-  type CertIdentityRecord,
-  type CustomerCertRecord,
-  type NodeAlertsRecord,
-  type ServiceCertRecord,
-  type StoredAlertSettings,
-  type StoredJobScheduler,
-  jobSchedulerWithDefaults,
-} from '../../coord/schema.js';
+import { type NodeAlertsRecord, type StoredAlertSettings, type StoredJobScheduler, jobSchedulerWithDefaults } from '../../coord/schema.js';
 import { OperatorError, invalid, notFound } from '../../util/errors.js';
 import { CronError, parseCron } from '../../util/cron.js';
-import { CERT_NAMES, PLANE_CERT_NAME, PLANES, type Plane, type ServiceName, isServiceName, planeOfCertName } from '../../pki/pki.js';
-import { X509Certificate } from 'node:crypto';
-import {
-  type CertName,
-  CertificateRejected,
-  OPERATOR_CERT_NAMES,
-  type OperatorCertName,
-  validateCustomerCerts,
-} from '../../pki/customer.js';
+import { CERT_NAMES, PLANE_CERT_NAME, PLANES, type Plane, planeOfCertName } from '../../pki/pki.js';
+import { type CertName, OPERATOR_CERT_NAMES, type OperatorCertName } from '../../pki/customer.js';
 import { uidParams } from '../schemas.js';
 import { requestRotation, waitRotation } from '../../control/controllers/cert-rotation-action.js';
-import { storeOf } from '../../coord/store.js';
+import { applyCustomerCerts, certName, planCustomerCerts } from '../../control/services/customer-certs.js';
 
 const days = { type: 'number', exclusiveMinimum: 0, maximum: 3650 } as const;
 
@@ -98,7 +83,7 @@ export interface ClusterAlert {
 }
 
 async function nodeAlerts(m: ApiMember): Promise<Record<string, NodeAlertsRecord>> {
-  const all = await storeOf(m.client).nodes.alerts();
+  const all = await m.store.nodes.alerts();
   const out: Record<string, NodeAlertsRecord> = {};
   for (const n of m.nodes
     .values()
@@ -109,7 +94,7 @@ async function nodeAlerts(m: ApiMember): Promise<Record<string, NodeAlertsRecord
 }
 
 export const lifecycleRoutes: FastifyPluginAsync<{ daemon: ApiNode }> = async (app, { daemon }) => {
-  app.get('/v1/job_scheduler', () => storeOf(daemon.requireMember().client).settings.jobScheduler());
+  app.get('/v1/job_scheduler', () => daemon.requireMember().store.settings.jobScheduler());
 
   // Settings are changed by compare-and-swap so two concurrent partial updates cannot undo each other.
   app.put<{ Body: StoredJobScheduler }>('/v1/job_scheduler', { schema: { body: jobSchedulerBody } }, async (req) => {
@@ -122,7 +107,7 @@ export const lifecycleRoutes: FastifyPluginAsync<{ daemon: ApiNode }> = async (a
         throw err;
       }
     }
-    const next = await storeOf(daemon.requireMember().client).settings.updateJobScheduler((cur) => {
+    const next = await daemon.requireMember().store.settings.updateJobScheduler((cur) => {
       const next = jobSchedulerWithDefaults(cur, req.body);
       const s = next.cert_rotation_job_settings;
       if (s.expiry_days_before_rotation >= s.validity_days) {
@@ -152,12 +137,12 @@ export const lifecycleRoutes: FastifyPluginAsync<{ daemon: ApiNode }> = async (a
           );
         a.threshold = t;
       }
-      const alertSettings = await storeOf(m.client).settings.updateAlertSettings(req.body.alert_settings as StoredAlertSettings);
+      const alertSettings = await m.store.settings.updateAlertSettings(req.body.alert_settings as StoredAlertSettings);
       return { name: m.cluster.name, alert_settings: alertSettings };
     },
   );
 
-  app.get('/v1/cluster/alert_settings', () => storeOf(daemon.requireMember().client).settings.alertSettings());
+  app.get('/v1/cluster/alert_settings', () => daemon.requireMember().store.settings.alertSettings());
 
   // The reference's own call has no body at all: rotate both planes.
   const noBodyIsEmpty = async (req: { body: unknown }) => {
@@ -193,9 +178,9 @@ export const lifecycleRoutes: FastifyPluginAsync<{ daemon: ApiNode }> = async (a
         .filter((n) => n.addr)
         .map((n) => n.uid)
         .sort((a, b) => a - b);
-      const action = await requestRotation(m.client, planes, nodes);
+      const action = await requestRotation(m.store, planes, nodes);
       req.log.info({ action: action.action_uid, planes, nodes }, 'certificate rotation requested');
-      const out = await waitRotation(m.client, action.action_uid);
+      const out = await waitRotation(m.store, action.action_uid);
       if (out.action.status !== 'completed' && out.action.status !== 'failed') {
         // Not finished in time (no cluster master to follow it, say): it goes on; the caller can follow it.
         reply.status(202);
@@ -248,7 +233,7 @@ export const lifecycleRoutes: FastifyPluginAsync<{ daemon: ApiNode }> = async (a
   const clusterAlerts = async (): Promise<Record<string, ClusterAlert>> => {
     const m = daemon.requireMember();
     const all = await nodeAlerts(m);
-    const setting = await storeOf(m.client).settings.alertSettings();
+    const setting = await m.store.settings.alertSettings();
     const out: Record<string, ClusterAlert> = {};
     for (const name of NODE_ALERTS) {
       const per = Object.entries(all).flatMap(([uid, a]) => (a[name] ? [{ uid: Number(uid), a: a[name]! }] : []));
@@ -321,111 +306,17 @@ interface CertsBody {
 export const customerCertRoutes: FastifyPluginAsync<{ daemon: ApiNode }> = async (app, { daemon }) => {
   app.put<{ Body: CertsBody }>('/v1/cluster/certificates', { schema: { body: certsBody } }, async (req, reply) => {
     const m = daemon.requireMember();
-    const nodes = m.nodes.values().filter((n) => n.addr);
-    const existing = (await storeOf(m.client).operatorCerts.trust())?.anchors ?? [];
-    let validated: ReturnType<typeof validateCustomerCerts>;
-    try {
-      validated = validateCustomerCerts(
-        req.body.certificates.map(({ name, certificate, key }) => ({ name, certificate, key })),
-        { extraTrust: existing },
-      );
-    } catch (err) {
-      if (err instanceof CertificateRejected) {
-        throw new OperatorError(
-          'invalid',
-          'invalid_certificate',
-          `${err.certName ? `${err.certName}: ` : ''}${err.message} [check: ${err.check}]`,
-        );
-      }
-      throw err;
-    }
-    // Client-facing certificates: each node presents its own; clients trust the operator's CA, not the nodes.
-    const serviceTargets = new Map<string, { uid: number; name: ServiceName; v: (typeof validated)[number] }>();
-    for (const [i, c] of req.body.certificates.entries()) {
-      if (!isServiceName(c.name)) continue;
-      for (const uid of c.node_uid !== undefined ? [c.node_uid] : nodes.map((n) => n.uid)) {
-        if (!nodes.some((n) => n.uid === uid)) throw invalid('node_not_found', `node ${uid} does not exist`);
-        const k = `${uid}/${c.name}`;
-        if (serviceTargets.has(k)) throw invalid('duplicate_certificate', `${c.name} is given twice for node ${uid}`);
-        serviceTargets.set(k, { uid, name: c.name, v: validated[i] });
-      }
-    }
-    // Where each internode one goes; a plane named twice for one node is ambiguous.
-    const targets = new Map<string, { uid: number; plane: Plane; v: (typeof validated)[number] }>();
-    for (const [i, c] of req.body.certificates.entries()) {
-      if (isServiceName(c.name)) continue;
-      const plane = planeOfCertName(c.name as CertName);
-      const uids = c.node_uid !== undefined ? [c.node_uid] : nodes.map((n) => n.uid);
-      for (const uid of uids) {
-        if (!nodes.some((n) => n.uid === uid)) throw invalid('node_not_found', `node ${uid} does not exist`);
-        const k = `${uid}/${plane}`;
-        if (targets.has(k)) throw invalid('duplicate_certificate', `${c.name} is given twice for node ${uid}`);
-        targets.set(k, { uid, plane, v: validated[i] });
-      }
-    }
-    const anchors = [...existing];
-    const fp = (pem: string) => new X509Certificate(pem).fingerprint256;
-    for (const t of targets.values()) for (const p of t.v.trustPems) if (!anchors.some((a) => fp(a) === fp(p))) anchors.push(p);
-    const now = new Date().toISOString();
-    const customer: CustomerCertRecord[] = [];
-    const identities: CertIdentityRecord[] = [];
-    const service: ServiceCertRecord[] = [];
-    const shared = new Map<string, number>();
-    for (const t of targets.values()) shared.set(t.v.serial, (shared.get(t.v.serial) ?? 0) + 1);
-    for (const t of targets.values()) {
-      const rec: CustomerCertRecord = {
-        uid: t.uid,
-        plane: t.plane,
-        chain: t.v.chainPem,
-        key: t.v.keyPem,
-        serial: t.v.serial,
-        not_after: t.v.not_after,
-        chain_not_after: t.v.chain_not_after,
-        applied_time: now,
-      };
-      customer.push(rec);
-    }
-    // One identity per certificate: one given for every node (no node_uid) is shared (uid 0); etcd refuses a key twice in a transaction.
-    for (const t of new Map([...targets.values()].map((x) => [x.v.serial, x])).values()) {
-      const id: CertIdentityRecord = { serial: t.v.serial, uid: (shared.get(t.v.serial) ?? 1) > 1 ? 0 : t.uid, plane: t.plane };
-      identities.push(id);
-    }
-    for (const t of serviceTargets.values()) {
-      const rec: ServiceCertRecord = {
-        uid: t.uid,
-        name: t.name,
-        chain: t.v.chainPem,
-        key: t.v.keyPem,
-        serial: t.v.serial,
-        not_after: t.v.not_after,
-        chain_not_after: t.v.chain_not_after,
-        applied_time: now,
-      };
-      service.push(rec);
-    }
-    // Trust and identities land with the certificates, so no node presents a certificate its peers cannot place.
-    await storeOf(m.client).operatorCerts.apply({ anchors, customer, identities, service });
+    const nodes = m.nodes
+      .values()
+      .filter((n) => n.addr)
+      .map((n) => n.uid);
+    const existing = (await m.store.operatorCerts.trust())?.anchors ?? [];
+    const plan = planCustomerCerts(req.body.certificates, nodes, existing);
+    const pending = await applyCustomerCerts(m.store, m.nodes, plan);
     req.log.info(
-      { certificates: [...targets.keys(), ...serviceTargets.keys()] },
-      'operator-provided certificates recorded; nodes are applying them',
+      { certificates: plan.targets.map((t) => `${t.uid}/${t.name}`), pending: pending.map((t) => t.uid) },
+      'operator-provided certificates recorded',
     );
-
-    // Applied when the node's record shows the serial (each node swaps its listeners' contexts; nothing restarts).
-    const applied = (uid: number, name: Plane | ServiceName, serial: string) => {
-      const n = m.nodes.items.get(String(uid));
-      return (name === 'cp' || name === 'dp' ? n?.certificates?.[name] : n?.service_certificates?.[name])?.serial === serial;
-    };
-    const all = [
-      ...[...targets.values()].map((t) => ({ uid: t.uid, name: t.plane as Plane | ServiceName, v: t.v })),
-      ...serviceTargets.values(),
-    ];
-    const deadline = Date.now() + 30_000;
-    let pending = all;
-    while (Date.now() < deadline) {
-      pending = pending.filter((t) => !applied(t.uid, t.name, t.v.serial));
-      if (!pending.length) break;
-      await new Promise((r) => setTimeout(r, 200));
-    }
     if (pending.length) {
       reply.status(409);
       return {
@@ -434,9 +325,9 @@ export const customerCertRoutes: FastifyPluginAsync<{ daemon: ApiNode }> = async
       };
     }
     return {
-      certificates: all.map((t) => ({
+      certificates: plan.targets.map((t) => ({
         node_uid: t.uid,
-        name: t.name === 'cp' || t.name === 'dp' ? PLANE_CERT_NAME[t.name] : t.name,
+        name: certName(t),
         serial: t.v.serial,
         subject: t.v.subject,
         issuer: t.v.issuer,

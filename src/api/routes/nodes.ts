@@ -1,14 +1,11 @@
 // GET /v1/nodes, GET /v1/nodes/{uid}: every node's live state as this node sees it
 // (liveness lease in the store, and a control-plane probe over the internode channel).
 import type { FastifyPluginAsync } from 'fastify';
-import type { ApiNode } from '../services.js';
-import type { ApiMember } from '../services.js';
+import type { ApiMember, ApiNode } from '../services.js';
 import type { NodeRecord } from '../../coord/schema.js';
 import type { NodeLinksReport } from '../../internode/links.js';
 import { OperatorError, invalid, notFound } from '../../util/errors.js';
-import { removeNodeRecords } from '../../control/controllers/node-removal.js';
-import { storeOf } from '../../coord/store.js';
-import { requestNodeRemoval } from '../../control/controllers/shard-ops.js';
+import { queueNodeRemoval } from '../../control/services/node-removal.js';
 import { uidParams } from '../schemas.js';
 import { nodeIsUp } from '../../control/model/node-state.js';
 
@@ -17,7 +14,8 @@ export function nodeView(m: ApiMember, n: NodeRecord) {
   const self = n.uid === m.uid;
   const probe = self ? { ok: true, at: Date.now(), status: m.statusReply() } : m.probes.get(n.uid);
   const status = probe?.status;
-  const shardList = (m.reconciler?.bdbs.values() ?? [])
+  const shardList = m
+    .databases()
     .flatMap((b) => b.shards)
     .filter((s) => s.node_uid === n.uid)
     .map((s) => s.uid)
@@ -72,9 +70,11 @@ export const nodesRoutes: FastifyPluginAsync<{ daemon: ApiNode }> = async (app, 
     }
   });
 
-  // Remove a node: its shards (if any) migrate to the other nodes first, as an
-  // action; then its certificates are denied everywhere (live internode
+  // Remove a node, always as a `remove_node` action that the cluster master runs
+  // (control/controllers/shard-ops.ts): its shards (if any) migrate to the other
+  // nodes first; then its certificates are denied everywhere (live internode
   // connections using them are closed), and its records and etcd member go.
+  // The answer names the action (`GET /v1/actions/{uid}` follows it).
   app.post<{ Params: { uid: string } }>('/v1/nodes/:uid/actions/remove', { schema: { params: uidParams } }, async (req) => {
     const m = daemon.requireMember();
     const uid = Number(req.params.uid);
@@ -82,10 +82,8 @@ export const nodesRoutes: FastifyPluginAsync<{ daemon: ApiNode }> = async (app, 
     if (!n?.addr) throw notFound('node_not_found', `node ${uid} does not exist`);
     if (uid === m.uid) throw invalid('cannot_remove_self', `node ${uid} is the node answering this request; ask another node to remove it`);
     if (m.nodes.values().filter((x) => x.addr).length <= 1) throw invalid('last_node', 'the last node of a cluster cannot be removed');
-    // A node with shards: they move away first, as an action; the node is
-    // removed at its end (or the request is refused when they cannot move).
-    const action = await requestNodeRemoval(m, req.log, uid);
-    if (action) return { uid, status: 'removing', action_uid: action.action_uid };
-    return removeNodeRecords(storeOf(m.client), n, req.log);
+    // Refused (409 no_placement, node_down, db_busy) when its shards cannot move.
+    const action = (await m.shardOps.requestNodeRemoval(req.log, uid)) ?? (await queueNodeRemoval(m.store, uid, req.log));
+    return { uid, status: 'removing', action_uid: action.action_uid };
   });
 };

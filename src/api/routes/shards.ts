@@ -9,15 +9,14 @@
 // (control/controllers/shard-ops.ts); the answer is `{action_uid, description}`, and
 // `GET /v1/actions/{uid}` follows it.
 import type { FastifyPluginAsync } from 'fastify';
-import type { ApiNode } from '../services.js';
-import type { ApiMember } from '../services.js';
+import type { ApiNode, ApiReadView } from '../services.js';
 import { notFound } from '../../util/errors.js';
-import { requestFailover, requestMigrate } from '../../control/controllers/shard-ops.js';
 import { uidParams } from '../schemas.js';
 import { shardStates } from './bdbs.js';
 
-function shardViews(m: ApiMember) {
-  return (m.reconciler?.bdbs.values() ?? [])
+function shardViews(m: ApiReadView) {
+  return m
+    .databases()
     .filter((b) => b.status !== 'delete-pending' && b.status !== 'creation-failed')
     .flatMap((b) => {
       const states = shardStates(m, b);
@@ -82,7 +81,9 @@ export const shardsRoutes: FastifyPluginAsync<{ daemon: ApiNode }> = async (app,
     '/v1/shards/actions/failover',
     { preValidation: noBodyIsEmpty, schema: { body: failoverMany } },
     async (req) => {
-      const a = await requestFailover(daemon.requireMember(), req.log, uids(req.body?.shard_uids), { immediate: req.body?.immediate });
+      const a = await daemon
+        .requireMember()
+        .shardOps.requestFailover(req.log, uids(req.body?.shard_uids), { immediate: req.body?.immediate });
       return { action_uid: a.action_uid, description: 'Failover was triggered' };
     },
   );
@@ -90,7 +91,9 @@ export const shardsRoutes: FastifyPluginAsync<{ daemon: ApiNode }> = async (app,
     '/v1/shards/:uid/actions/failover',
     { preValidation: noBodyIsEmpty, schema: { params: uidParams, body: failoverOne } },
     async (req) => {
-      const a = await requestFailover(daemon.requireMember(), req.log, [Number(req.params.uid)], { immediate: req.body?.immediate });
+      const a = await daemon
+        .requireMember()
+        .shardOps.requestFailover(req.log, [Number(req.params.uid)], { immediate: req.body?.immediate });
       return { action_uid: a.action_uid, description: 'Failover was triggered' };
     },
   );
@@ -98,7 +101,9 @@ export const shardsRoutes: FastifyPluginAsync<{ daemon: ApiNode }> = async (app,
     '/v1/shards/actions/migrate',
     { preValidation: noBodyIsEmpty, schema: { body: migrateMany } },
     async (req) => {
-      const a = await requestMigrate(daemon.requireMember(), req.log, uids(req.body?.shard_uids), optUid(req.body?.target_node_uid));
+      const a = await daemon
+        .requireMember()
+        .shardOps.requestMigrate(req.log, uids(req.body?.shard_uids), optUid(req.body?.target_node_uid));
       return { action_uid: a.action_uid, description: 'Migrate was triggered' };
     },
   );
@@ -106,7 +111,7 @@ export const shardsRoutes: FastifyPluginAsync<{ daemon: ApiNode }> = async (app,
     '/v1/shards/:uid/actions/migrate',
     { preValidation: noBodyIsEmpty, schema: { params: uidParams, body: migrateOne } },
     async (req) => {
-      const a = await requestMigrate(daemon.requireMember(), req.log, [Number(req.params.uid)], optUid(req.body?.target_node_uid));
+      const a = await daemon.requireMember().shardOps.requestMigrate(req.log, [Number(req.params.uid)], optUid(req.body?.target_node_uid));
       return { action_uid: a.action_uid, description: 'Migrate was triggered' };
     },
   );

@@ -7,7 +7,6 @@
 import type { FastifyPluginAsync } from 'fastify';
 import type { ApiNode } from '../services.js';
 import { USER_ROLES, type UserRecord } from '../../coord/schema.js';
-import { storeOf } from '../../coord/store.js';
 import { hashPassword } from '../../control/bootstrap/passwords.js';
 import { OperatorError, conflict, invalid, notFound } from '../../util/errors.js';
 import { uidParams } from '../schemas.js';
@@ -49,7 +48,7 @@ function view(u: UserRecord) {
 }
 
 export const usersRoutes: FastifyPluginAsync<{ daemon: ApiNode }> = async (app, { daemon }) => {
-  const users = () => storeOf(daemon.requireMember().client).users;
+  const users = () => daemon.requireMember().store.users;
   const all = () => users().list();
   const byUid = async (uid: number) => {
     const u = (await all()).find((x) => uidOf(x) === uid);
@@ -67,7 +66,7 @@ export const usersRoutes: FastifyPluginAsync<{ daemon: ApiNode }> = async (app, 
     '/v1/users',
     { schema: { body: createBody } },
     async (req) => {
-      const store = storeOf(daemon.requireMember().client);
+      const store = daemon.requireMember().store;
       const v = req.body;
       if ((await all()).some((u) => u.username === v.email)) throw conflict('user_exists', `a user with email ${v.email} exists`);
       const password_hash = await hashPassword(v.password);

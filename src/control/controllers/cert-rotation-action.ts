@@ -21,7 +21,7 @@ import type { Etcd3 } from 'etcd3';
 import { isFinished, type ActionRecord, type CertRotationRequest, type CertRotatedRecord, type LiveRecord } from '../../coord/schema.js';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { PrefixCache } from '../../coord/watch.js';
-import { storeOf } from '../../coord/store.js';
+import { storeOf, type ClusterStore } from '../../coord/store.js';
 import { PLANE_CERT_NAME, type Plane } from '../../pki/pki.js';
 import { MasterLoop, type MasterLoopHost } from './master-loop.js';
 import { nodeIsUp, type NodeStateHost } from '../model/node-state.js';
@@ -33,8 +33,11 @@ export const ROTATION_REPORT_MS = 45_000;
 const RETAIN_MS = 10 * 60_000;
 
 /** Ask every node in `nodes` to renew `planes`: the action and the request, in one transaction. */
-export async function requestRotation(c: Etcd3, planes: Plane[], nodes: number[]): Promise<ActionRecord> {
-  const store = storeOf(c);
+export async function requestRotation(
+  store: Pick<ClusterStore, 'seqs' | 'certRotations'>,
+  planes: Plane[],
+  nodes: number[],
+): Promise<ActionRecord> {
   const uid = String(await store.seqs.next('action'));
   const now = new Date().toISOString();
   const description = `renewing ${planes.map((p) => PLANE_CERT_NAME[p]).join(' and ')} on node(s) ${nodes.join(', ')}`;
@@ -62,8 +65,11 @@ export interface RotationOutcome {
 }
 
 /** Wait (polling the action) until the rotation's action is finished or `timeoutMs` passed. */
-export async function waitRotation(c: Etcd3, actionUid: string, timeoutMs = ROTATION_REPORT_MS + 15_000): Promise<RotationOutcome> {
-  const store = storeOf(c);
+export async function waitRotation(
+  store: Pick<ClusterStore, 'actions' | 'certRotations'>,
+  actionUid: string,
+  timeoutMs = ROTATION_REPORT_MS + 15_000,
+): Promise<RotationOutcome> {
   const deadline = Date.now() + timeoutMs;
   let action: ActionRecord | null;
   for (;;) {
