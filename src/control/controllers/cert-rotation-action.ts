@@ -150,7 +150,7 @@ export class CertRotationController {
     }
     if (!action || isFinished(action)) {
       // The action went (or was finished elsewhere): nodes must stop acting on the request.
-      await store.certRotations.putRequest({ ...req, finished_time: new Date().toISOString() });
+      await store.certRotations.finishRequest(uid);
       return;
     }
     const states = req.nodes.map((n) => this.stateOf(req, n));
@@ -166,9 +166,8 @@ export class CertRotationController {
     if (resolved.length < req.nodes.length) return;
     const failed = states.flatMap((s) => ('error' in s ? [{ node_uid: s.node, error: s.error }] : []));
     // The outcome first (what the REST call answers with), then the action.
-    const done: CertRotationRequest = { ...req, finished_time: new Date().toISOString(), failed };
-    await store.certRotations.putRequest(done);
-    await this.finish(done, action);
+    const done = await store.certRotations.finishRequest(uid, failed);
+    if (done) await this.finish(done, action);
   }
 
   private async finish(req: CertRotationRequest, action: ActionRecord): Promise<void> {
