@@ -2,8 +2,10 @@
 // elsewhere goes through the typed cluster store (coord/store.ts `storeOf`),
 // so it must not import the key layout (`KEYS`) or the keyed record
 // primitives (coord/records.ts, coord/cas.ts), write a key by hand
-// ('/tessera/...'), or call the etcd client's key operations. A text check,
-// not a type check: it catches the usual spellings, not an aliased client.
+// ('/tessera/...'), or call the etcd client's key operations; nor import
+// etcd3 or call its lease, maintenance or member operations (coord/store.ts
+// has `leases`, `members`). A text check, not a type check: it catches the
+// usual spellings, not an aliased client.
 import { readFileSync, readdirSync } from 'node:fs';
 import { join, relative } from 'node:path';
 
@@ -14,7 +16,16 @@ const RULES = [
   { what: 'imports the keyed record primitives (coord/records.ts, coord/cas.ts)', re: /from\s*'[^']*coord\/(?:records|cas)\.js'/ },
   { what: "writes a store key by hand ('/tessera/...')", re: /['`]\/tessera\// },
   { what: "uses the etcd client's key operations", re: /\bclient\.(?:get|getAll|put|delete|if)\(/ },
+  { what: 'imports etcd3', re: /(?:from\s*|import\s*\(\s*)'etcd3'/, sealed: true },
+  { what: "uses the etcd client's leases (store.leases)", re: /\.lease\(/, sealed: true },
+  { what: "uses the etcd client's maintenance calls (store.members.status)", re: /\.maintenance\./, sealed: true },
+  { what: "uses the etcd client's member calls (store.members)", re: /\.cluster\.member[A-Z]\w*\(/, sealed: true },
 ];
+
+// Files that still hold the raw etcd client while their owners move to the
+// store handle (issue 19); the 'sealed' rules spare them. The list only
+// shrinks, and empty, it goes.
+const NOT_YET_SEALED = new Set(['api/services.ts', 'control/membership/member.ts']);
 
 function* tsFiles(dir) {
   for (const e of readdirSync(dir, { withFileTypes: true })) {
@@ -29,8 +40,8 @@ for (const file of tsFiles(SRC)) {
   const rel = relative(SRC, file);
   if (rel.startsWith('coord/')) continue;
   const text = readFileSync(file, 'utf8');
-  const hits = RULES.filter((r) => r.re.test(text));
-  for (const h of hits) problems.push(`src/${rel} ${h.what}: go through coord/store.ts (storeOf) instead`);
+  const hits = RULES.filter((r) => r.re.test(text) && !(r.sealed && NOT_YET_SEALED.has(rel)));
+  for (const h of hits) problems.push(`src/${rel} ${h.what}: go through coord/store.ts (ClusterStore) instead`);
 }
 
 if (problems.length) {

@@ -7,7 +7,7 @@
 //
 // Code outside coord/ reaches etcd only through this: no `KEYS`, no raw
 // `client.get/put/delete`, no hand-built transactions.
-import type { Etcd3, Lease } from 'etcd3';
+import { Etcd3, type Lease } from 'etcd3';
 import { Type, type Static, type TSchema } from '@sinclair/typebox';
 import {
   KEYS,
@@ -697,4 +697,23 @@ export function storeOf(client: Etcd3): ClusterStore {
 /** The cluster store of the local member at `addr:clientPort`, over the daemon's mTLS client (coord/etcd.ts). */
 export function openStore(addr: string, clientPort: number, paths: EtcdPaths): ClusterStore {
   return storeOf(etcdClient(addr, clientPort, paths));
+}
+
+/**
+ * How a loop is handed the store: `{ store }`. Transitional (issue 19): a
+ * host that holds only the etcd client still (ClusterMember keeps its store
+ * private) passes `{ client }`, and `storeFrom` takes either. Once every host
+ * passes its store, the `client` form and `storeFrom` go.
+ */
+export type StoreHost = { readonly store: ClusterStore } | { readonly client: StoreClient };
+
+/** The etcd client a store is opened on: only for the transitional forms above (StoreHost, storeFrom). */
+export type StoreClient = Etcd3;
+
+/** The store of a host, or a store or client given directly (see StoreHost). */
+export function storeFrom(h: StoreHost | ClusterStore | StoreClient): ClusterStore {
+  if (h instanceof ClusterStore) return h;
+  if (h instanceof Etcd3) return storeOf(h);
+  if ('store' in h && h.store instanceof ClusterStore) return h.store;
+  return storeOf((h as { readonly client: Etcd3 }).client);
 }

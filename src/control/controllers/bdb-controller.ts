@@ -3,13 +3,12 @@
 // active-change-pending → active; delete-pending → gone), and marks a
 // creation failed when a node hits an error it cannot get past.
 import type { Logger } from 'pino';
-import type { Etcd3 } from 'etcd3';
 import type { LiveRecord } from '../../coord/schema.js';
 import type { ObservedShard } from '../../coord/schema.js';
 import type { BdbReconciler } from '../reconcilers/bdb-reconciler.js';
 import type { ObservedRecord } from '../../coord/schema.js';
 import type { PrefixCache } from '../../coord/watch.js';
-import { storeOf, type ClusterStore } from '../../coord/store.js';
+import { storeFrom, type ClusterStore, type StoreHost } from '../../coord/store.js';
 import { MasterLoop, type MasterLoopHost } from './master-loop.js';
 import { nodeIsUp, type NodeStateHost } from '../model/node-state.js';
 
@@ -28,7 +27,6 @@ export function shardSync(s: ObservedShard): ShardSync | undefined {
 
 /** What the controller needs of its node's membership (ClusterMember provides it). */
 export interface ControllerHost extends MasterLoopHost, NodeStateHost {
-  readonly client: Etcd3;
   readonly live: PrefixCache<LiveRecord>;
 }
 export class BdbController {
@@ -37,11 +35,11 @@ export class BdbController {
   private readonly store: ClusterStore;
 
   constructor(
-    private readonly m: ControllerHost,
+    private readonly m: ControllerHost & StoreHost,
     private readonly r: BdbReconciler,
     private readonly log: Logger,
   ) {
-    this.store = storeOf(m.client);
+    this.store = storeFrom(m);
     this.observed = this.store.observed.cache();
     this.observed.on('malformed', (err: Error) => this.log.warn({ err: err.message }, 'ignoring a malformed observed record'));
     this.loop = new MasterLoop(m, 1000, log, 'database controller tick', () => this.tick());

@@ -17,11 +17,10 @@
 // in the middle finishes the action. Finished requests and their reports are
 // removed RETAIN_MS later (nodes no longer act on a finished one).
 import type { Logger } from 'pino';
-import type { Etcd3 } from 'etcd3';
 import { isFinished, type ActionRecord, type CertRotationRequest, type CertRotatedRecord, type LiveRecord } from '../../coord/schema.js';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { PrefixCache } from '../../coord/watch.js';
-import { storeOf } from '../../coord/store.js';
+import { storeFrom, type ClusterStore, type StoreClient, type StoreHost } from '../../coord/store.js';
 import { PLANE_CERT_NAME, type Plane } from '../../pki/pki.js';
 import { MasterLoop, type MasterLoopHost } from './master-loop.js';
 import { nodeIsUp, type NodeStateHost } from '../model/node-state.js';
@@ -33,8 +32,8 @@ export const ROTATION_REPORT_MS = 45_000;
 const RETAIN_MS = 10 * 60_000;
 
 /** Ask every node in `nodes` to renew `planes`: the action and the request, in one transaction. */
-export async function requestRotation(c: Etcd3, planes: Plane[], nodes: number[]): Promise<ActionRecord> {
-  const store = storeOf(c);
+export async function requestRotation(c: ClusterStore | StoreClient, planes: Plane[], nodes: number[]): Promise<ActionRecord> {
+  const store = storeFrom(c);
   const uid = String(await store.seqs.next('action'));
   const now = new Date().toISOString();
   const description = `renewing ${planes.map((p) => PLANE_CERT_NAME[p]).join(' and ')} on node(s) ${nodes.join(', ')}`;
@@ -62,8 +61,12 @@ export interface RotationOutcome {
 }
 
 /** Wait (polling the action) until the rotation's action is finished or `timeoutMs` passed. */
-export async function waitRotation(c: Etcd3, actionUid: string, timeoutMs = ROTATION_REPORT_MS + 15_000): Promise<RotationOutcome> {
-  const store = storeOf(c);
+export async function waitRotation(
+  c: ClusterStore | StoreClient,
+  actionUid: string,
+  timeoutMs = ROTATION_REPORT_MS + 15_000,
+): Promise<RotationOutcome> {
+  const store = storeFrom(c);
   const deadline = Date.now() + timeoutMs;
   let action: ActionRecord | null;
   for (;;) {
@@ -80,7 +83,6 @@ export async function waitRotation(c: Etcd3, actionUid: string, timeoutMs = ROTA
 
 /** What the controller needs of its node's membership (ClusterMember provides it). */
 export interface RotationHost extends MasterLoopHost, NodeStateHost {
-  readonly client: Etcd3;
   readonly live: { readonly items: ReadonlyMap<string, LiveRecord> };
 }
 
@@ -93,13 +95,13 @@ export class CertRotationController {
   private readonly loop: MasterLoop;
 
   constructor(
-    private readonly h: RotationHost,
+    private readonly h: RotationHost & StoreHost,
     private readonly log: Logger,
     /** How long a live node may take to report (tests shorten it). */
     private readonly reportMs = ROTATION_REPORT_MS,
   ) {
-    this.requests = storeOf(h.client).certRotations.requestsCache();
-    this.reports = storeOf(h.client).certRotations.reportsCache();
+    this.requests = storeFrom(h).certRotations.requestsCache();
+    this.reports = storeFrom(h).certRotations.reportsCache();
     for (const c of [this.requests, this.reports])
       c.on('malformed', (err: Error) => this.log.error({ err: err.message }, 'ignoring a malformed certificate rotation record'));
     this.loop = new MasterLoop(h, 500, log, 'certificate rotation bookkeeping', () => this.tick());
@@ -139,7 +141,7 @@ export class CertRotationController {
   }
 
   private async follow(req: CertRotationRequest): Promise<void> {
-    const store = storeOf(this.h.client);
+    const store = storeFrom(this.h);
     const uid = req.action_uid;
     const action = await store.actions.get(uid);
     if (req.finished_time) {
@@ -173,7 +175,7 @@ export class CertRotationController {
   private async finish(req: CertRotationRequest, action: ActionRecord): Promise<void> {
     const failed = req.failed ?? [];
     if (!failed.length) {
-      await storeOf(this.h.client).actions.update(action.action_uid, {
+      await storeFrom(this.h).actions.update(action.action_uid, {
         status: 'completed',
         progress: 100,
         description: `certificates renewed on every node (${req.nodes.join(', ')})`,
@@ -181,12 +183,12 @@ export class CertRotationController {
       this.log.info({ action: action.action_uid, planes: req.planes, nodes: req.nodes }, 'internode certificates rotated on every node');
     } else {
       const error = `certificates were not renewed on node(s) ${failed.map((f) => f.node_uid).join(', ')}; they renew when reachable: ${failed.map((f) => f.error).join('; ')}`;
-      await storeOf(this.h.client).actions.update(action.action_uid, { status: 'failed', error, description: error });
+      await storeFrom(this.h).actions.update(action.action_uid, { status: 'failed', error, description: error });
       this.log.warn({ action: action.action_uid, failed }, 'certificate rotation incomplete');
     }
   }
 
   private async forget(uid: string): Promise<void> {
-    await storeOf(this.h.client).certRotations.forget(uid);
+    await storeFrom(this.h).certRotations.forget(uid);
   }
 }
