@@ -3,10 +3,13 @@
 // for what they do (`bdbs.get(uid)`, `bdbs.update(uid, fn)`,
 // `actions.create(...)`, `users.list()`); every read checks the record
 // against its schema (records.ts), every write takes the record's type.
-// `storeOf(client)` gives the store of an etcd client (one per client).
+// `openStore(addr, port, paths)` opens the local member's store; it owns the
+// etcd client (leases, etcd membership and `close()` are here too).
+// `storeOf(client)` gives the store of a client (one per client) meanwhile.
+// Sequences, certificates, leases and members have their own files.
 //
-// Code outside coord/ reaches etcd only through this: no `KEYS`, no raw
-// `client.get/put/delete`, no hand-built transactions.
+// Code outside coord/ reaches etcd only through this: no `etcd3` import, no
+// `KEYS`, no raw `client.get/put/delete`, no hand-built transactions.
 import { Etcd3, type Lease } from 'etcd3';
 import { Type, type Static, type TSchema } from '@sinclair/typebox';
 import {
@@ -24,7 +27,6 @@ import {
   ObservedRecord,
   LiveRecord,
   type PolicyRecord,
-  SeqValue,
   ShardOpRecord,
   StoredAlertSettings,
   StoredJobScheduler,
@@ -40,29 +42,18 @@ import {
 } from './schema.js';
 import { parseRecord, readRecord, readRecords, requireRecord, updateRecord } from './records.js';
 import { PrefixCache } from './watch.js';
+import { Seqs, commitWithSeqs, nextSeqAt, type SeqName, type SeqSnapshot } from './seqs.js';
 import { LeaseStore, type StoreLease, etcdLeaseOf } from './lease.js';
 import { StoreMembers } from './members.js';
 import { CertRotationStore, OperatorCertStore } from './cert-stores.js';
 import { Heartbeats } from './heartbeats.js';
 import { etcdClient, type EtcdPaths } from './etcd.js';
 
+export { Seqs, type SeqName, type SeqSnapshot } from './seqs.js';
 export { StoreLease, type LeaseOptions } from './lease.js';
 export { StoreMembers, type MemberStatus } from './members.js';
 export { CertRotationStore, OperatorCertStore, type OperatorCerts } from './cert-stores.js';
 export type { Heartbeats } from './heartbeats.js';
-
-/** The uid sequences: the last uid handed out of each kind. */
-const SEQS = {
-  node: KEYS.nodeSeq,
-  user: KEYS.userSeq,
-  bdb: KEYS.bdbSeq,
-  shard: KEYS.shardSeq,
-  action: KEYS.actionSeq,
-} as const;
-export type SeqName = keyof typeof SEQS;
-
-/** What a sequence read returned, to commit against (`Seqs.read`, `BdbStore.createWithAction`). */
-export type SeqSnapshot = ReadonlyMap<SeqName, number>;
 
 const json = (v: unknown) => JSON.stringify(v);
 
@@ -74,64 +65,6 @@ async function recordsById<S extends TSchema>(c: Etcd3, prefix: string, schema: 
   const all = await readRecords(c, prefix, schema);
   return new Map([...all].map(([k, v]) => [k.slice(prefix.length), v]));
 }
-
-// --- sequences ---
-
-/** Take the next `count` uids of a sequence key atomically; resolves with the first. */
-async function nextSeqAt(c: Etcd3, key: string, count: number): Promise<number> {
-  const last = (await updateRecord(c, key, SeqValue, (cur) => (cur ?? 0) + count))!;
-  return last - count + 1;
-}
-
-/**
- * Several uid sequences read at once (by key), and a transaction that takes
- * the next uids of each only if none moved since, and creates the given keys
- * only if they are absent: the way to create a record that must not burn a
- * uid when it is refused (`Seqs.read`, `BdbStore.createWithAction`).
- */
-async function readSeqsAt(c: Etcd3, keys: string[]): Promise<Map<string, number>> {
-  const out = new Map<string, number>();
-  for (const k of keys) out.set(k, (await readRecord(c, k, SeqValue)) ?? 0);
-  return out;
-}
-
-/** See `readSeqsAt`. False: a sequence moved or a key exists; validate again. */
-async function commitWithSeqsAt(
-  c: Etcd3,
-  seen: ReadonlyMap<string, number>,
-  bump: ReadonlyMap<string, number>,
-  puts: [string, string][],
-): Promise<boolean> {
-  let txn: ReturnType<Etcd3['if']> | undefined;
-  for (const [k, v] of seen) {
-    const [col, cmp, val] = v === 0 ? (['Create', '==', 0] as const) : (['Value', '==', JSON.stringify(v)] as const);
-    txn = txn ? txn.and(k, col, cmp, val) : c.if(k, col, cmp, val);
-  }
-  for (const [k] of puts) txn = txn!.and(k, 'Create', '==', 0);
-  const ops = [...[...bump].map(([k, n]) => c.put(k).value(JSON.stringify(seen.get(k)! + n))), ...puts.map(([k, v]) => c.put(k).value(v))];
-  const r = await txn!.then(...ops).commit();
-  return r.succeeded;
-}
-
-export class Seqs {
-  constructor(private readonly c: Etcd3) {}
-
-  /** Take the next `count` uids of a sequence; resolves with the first. */
-  next(name: SeqName, count = 1): Promise<number> {
-    return nextSeqAt(this.c, SEQS[name], count);
-  }
-
-  /** The last uid handed out of each sequence (0: none yet), to create against without burning uids. */
-  async read(...names: SeqName[]): Promise<SeqSnapshot> {
-    const byKey = await readSeqsAt(
-      this.c,
-      names.map((n) => SEQS[n]),
-    );
-    return new Map(names.map((n) => [n, byKey.get(SEQS[n])!]));
-  }
-}
-
-const keyedSeqs = (m: ReadonlyMap<SeqName, number>) => new Map([...m].map(([n, v]) => [SEQS[n] as string, v]));
 
 // --- databases and what each node observes of them ---
 
@@ -157,7 +90,7 @@ export class BdbStore {
    * False: someone created something meanwhile; validate again.
    */
   createWithAction(seen: SeqSnapshot, bump: ReadonlyMap<SeqName, number>, bdb: BdbRecord, action: ActionRecord): Promise<boolean> {
-    return commitWithSeqsAt(this.c, keyedSeqs(seen), keyedSeqs(bump), [
+    return commitWithSeqs(this.c, seen, bump, [
       [KEYS.bdb(bdb.uid), json(bdb)],
       [KEYS.action(Number(action.action_uid)), json(action)],
     ]);
