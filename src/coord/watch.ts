@@ -27,7 +27,7 @@ const RELIST_DELAYS_MS = [0, 200, 500, 1000, 2000];
  * 'watchError' (Error, { relisting: true }) when the watch breaks or etcd
  * cancels it (its revision compacted): the cache then lists the prefix again,
  * emits 'change' for every id that changed or vanished meanwhile, and watches
- * from the new revision; with no listener the loss is written to stderr.
+ * from the new revision; with no listener it is written to stderr.
  */
 export class PrefixCache<T> extends EventEmitter {
   readonly items = new Map<string, T>();
@@ -60,10 +60,22 @@ export class PrefixCache<T> extends EventEmitter {
     }
   }
 
-  /** Load the prefix and watch it; rejects when the store cannot be listed. */
+  /**
+   * Load the prefix and watch it; rejects when the store cannot be listed. A
+   * watch that cannot be set up after the list is retried in the background
+   * (the cache is loaded, `hasSynced()` false until it is live).
+   */
   async start(): Promise<void> {
     this.stopped = false;
-    await this.listAndWatch(false);
+    const rev = await this.list(false);
+    try {
+      await this.watchFrom(rev);
+    } catch (err) {
+      this.report(err as Error, { relisting: true });
+      this.relisting ??= this.relist().finally(() => {
+        this.relisting = undefined;
+      });
+    }
   }
 
   /** True once the prefix is loaded and its watch is live; false while the watch is cut or the cache lists again. */
@@ -84,10 +96,9 @@ export class PrefixCache<T> extends EventEmitter {
     await w?.cancel().catch(() => undefined);
   }
 
-  /** The items as stored now; with `report`, a 'change' for every id that differs from what the cache held. */
-  private async listAndWatch(report: boolean): Promise<void> {
+  /** Take the items as stored now (with `report`, a 'change' for every id that differs from what the cache held); resolves with the revision to watch from. */
+  private async list(report: boolean): Promise<string> {
     const res = await this.client.getAll().prefix(this.prefix).exec();
-    if (this.stopped) return;
     const seen = new Set<string>();
     for (const kv of res.kvs) {
       const id = kv.key.toString().slice(this.prefix.length);
@@ -100,7 +111,7 @@ export class PrefixCache<T> extends EventEmitter {
       this.modRevs.delete(id);
       if (this.items.delete(id) && report) this.emit('change', id);
     }
-    await this.watchFrom((BigInt(res.header.revision) + 1n).toString());
+    return (BigInt(res.header.revision) + 1n).toString();
   }
 
   /** Take a put; false when its value is malformed (the item keeps its previous value). */
@@ -160,11 +171,17 @@ export class PrefixCache<T> extends EventEmitter {
     if (this.watcher !== w || this.stopped) return;
     this.watcher = undefined;
     this.synced = false;
-    if (this.listenerCount('watchError') > 0) this.emit('watchError', err, { relisting: true } satisfies WatchErrorInfo);
-    else process.emitWarning(`watch of ${this.prefix} lost (${err.message}); listing it again`);
+    this.report(err, { relisting: true });
     this.relisting ??= this.relist().finally(() => {
       this.relisting = undefined;
     });
+  }
+
+  /** To the owner ('watchError'), or to stderr when it listens for none: never dropped. */
+  private report(err: Error, info: WatchErrorInfo): void {
+    if (this.listenerCount('watchError') > 0) this.emit('watchError', err, info);
+    else
+      process.emitWarning(`watch of ${this.prefix}: ${err.message}; listing it again${info.attempt ? ` (attempt ${info.attempt})` : ''}`);
   }
 
   private async relist(): Promise<void> {
@@ -172,11 +189,13 @@ export class PrefixCache<T> extends EventEmitter {
       await sleep(RELIST_DELAYS_MS[Math.min(i, RELIST_DELAYS_MS.length - 1)]);
       if (this.stopped) return;
       try {
-        await this.listAndWatch(true);
+        const rev = await this.list(true);
+        if (this.stopped) return;
+        await this.watchFrom(rev);
         return;
       } catch (err) {
         // Store away, or the fresh watch refused: tried again after a delay; reported on the first failure and every 20th.
-        if (i % 20 === 0) this.emit('watchError', err as Error, { relisting: true, attempt: i + 1 } satisfies WatchErrorInfo);
+        if (i % 20 === 0) this.report(err as Error, { relisting: true, attempt: i + 1 });
       }
     }
   }
