@@ -25,9 +25,17 @@ const upward = LAYERS.map((layer, i) => ({
   to: { path: `^src/(${LAYERS.slice(i + 1).join('|') || '$^'})/` },
 }));
 
+
 module.exports = {
   forbidden: [
     ...upward,
+    {
+      name: 'etcd-sealed-in-coord',
+      severity: 'error',
+      comment: 'only src/coord/ imports etcd3 (type-only imports too): elsewhere go through coord/store.ts (ClusterStore)',
+      from: { path: '^src/', pathNot: '^src/coord/' },
+      to: { path: '(^|/)node_modules/etcd3/' },
+    },
     {
       name: 'no-unknown-folder',
       severity: 'error',

@@ -20,7 +20,8 @@
 // delivered what happened meanwhile.
 import type { Etcd3, Lease } from 'etcd3';
 import { KEYS, BeatRecord } from './schema.js';
-import { PrefixCache } from './watch.js';
+import { PrefixCache, type WatchErrorInfo } from './watch.js';
+import { etcdLeaseOf, type StoreLease } from './lease.js';
 
 /** How old this node's own last seen beat may be for its view of the others to count. */
 const OWN_VIEW_FRESH_MS = 1_500;
@@ -42,9 +43,20 @@ export class Heartbeats {
     });
   }
 
-  /** Malformed beats are left out by the cache; its owner may log them. */
-  on(event: 'malformed', fn: (err: Error) => void): void {
+  /**
+   * Malformed beats are left out by the cache; its owner may log them. A cut
+   * or cancelled watch of the beats ('watchError', see PrefixCache) stops
+   * `current()` until the beats are seen again.
+   */
+  on(event: 'malformed', fn: (err: Error) => void): void;
+  on(event: 'watchError', fn: (err: Error, info: WatchErrorInfo) => void): void;
+  on(event: 'malformed' | 'watchError', fn: (err: Error, info: WatchErrorInfo) => void): void {
     this.cache.on(event, fn);
+  }
+
+  /** The beats are loaded and watched live (false while the watch is cut or listed again). */
+  hasSynced(): boolean {
+    return this.cache.hasSynced();
   }
 
   async start(): Promise<void> {
@@ -62,9 +74,9 @@ export class Heartbeats {
    * Write this node's beat, bound to its liveness lease (so it goes with the
    * lease); resolves once the majority has it, rejects after `deadlineMs`.
    */
-  async beat(lease: Lease, deadlineMs: number): Promise<void> {
+  async beat(lease: StoreLease | Lease, deadlineMs: number): Promise<void> {
     const rec: BeatRecord = { seq: ++this.seq };
-    await lease
+    await etcdLeaseOf(lease)
       .put(KEYS.beat(this.self))
       .value(JSON.stringify(rec))
       .options({ deadline: Date.now() + deadlineMs });

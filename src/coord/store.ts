@@ -3,10 +3,13 @@
 // for what they do (`bdbs.get(uid)`, `bdbs.update(uid, fn)`,
 // `actions.create(...)`, `users.list()`); every read checks the record
 // against its schema (records.ts), every write takes the record's type.
-// `storeOf(client)` gives the store of an etcd client (one per client).
+// `openStore(addr, port, paths)` opens the local member's store; it owns the
+// etcd client (leases, etcd membership and `close()` are here too).
+// `storeOf(client)` gives the store of a client (one per client) meanwhile.
+// Sequences, certificates, leases and members have their own files.
 //
-// Code outside coord/ reaches etcd only through this: no `KEYS`, no raw
-// `client.get/put/delete`, no hand-built transactions.
+// Code outside coord/ reaches etcd only through this: no `etcd3` import, no
+// `KEYS`, no raw `client.get/put/delete`, no hand-built transactions.
 import type { Etcd3, Lease } from 'etcd3';
 import { Type, type Static, type TSchema } from '@sinclair/typebox';
 import {
@@ -14,11 +17,7 @@ import {
   ActionRecord,
   BdbRecord,
   CaRecord,
-  CertRotatedRecord,
-  CertRotationRequest,
-  CertIdentityRecord,
   ClusterRecord,
-  CustomerCertRecord,
   DenyRecord,
   JoinRecord,
   MasterRecord,
@@ -28,13 +27,10 @@ import {
   ObservedRecord,
   LiveRecord,
   type PolicyRecord,
-  SeqValue,
-  ServiceCertRecord,
   ShardOpRecord,
   StoredAlertSettings,
   StoredJobScheduler,
   StoredPolicy,
-  TrustRecord,
   UiSessionRecord,
   UserRecord,
   alertSettingsWithDefaults,
@@ -46,19 +42,18 @@ import {
 } from './schema.js';
 import { parseRecord, readRecord, readRecords, requireRecord, updateRecord } from './records.js';
 import { PrefixCache } from './watch.js';
+import { Seqs, commitWithSeqs, nextSeqAt, type SeqName, type SeqSnapshot } from './seqs.js';
+import { LeaseStore, type StoreLease, etcdLeaseOf } from './lease.js';
+import { StoreMembers } from './members.js';
+import { CertRotationStore, OperatorCertStore } from './cert-stores.js';
+import { Heartbeats } from './heartbeats.js';
+import { etcdClient, type EtcdPaths } from './etcd.js';
 
-/** The uid sequences: the last uid handed out of each kind. */
-const SEQS = {
-  node: KEYS.nodeSeq,
-  user: KEYS.userSeq,
-  bdb: KEYS.bdbSeq,
-  shard: KEYS.shardSeq,
-  action: KEYS.actionSeq,
-} as const;
-export type SeqName = keyof typeof SEQS;
-
-/** What a sequence read returned, to commit against (`Seqs.read`, `BdbStore.createWithAction`). */
-export type SeqSnapshot = ReadonlyMap<SeqName, number>;
+export { Seqs, type SeqName, type SeqSnapshot } from './seqs.js';
+export { StoreLease, type LeaseOptions } from './lease.js';
+export { StoreMembers, type MemberStatus } from './members.js';
+export { CertRotationStore, OperatorCertStore, type OperatorCerts } from './cert-stores.js';
+export type { Heartbeats } from './heartbeats.js';
 
 const json = (v: unknown) => JSON.stringify(v);
 
@@ -70,64 +65,6 @@ async function recordsById<S extends TSchema>(c: Etcd3, prefix: string, schema: 
   const all = await readRecords(c, prefix, schema);
   return new Map([...all].map(([k, v]) => [k.slice(prefix.length), v]));
 }
-
-// --- sequences ---
-
-/** Take the next `count` uids of a sequence key atomically; resolves with the first. */
-async function nextSeqAt(c: Etcd3, key: string, count: number): Promise<number> {
-  const last = (await updateRecord(c, key, SeqValue, (cur) => (cur ?? 0) + count))!;
-  return last - count + 1;
-}
-
-/**
- * Several uid sequences read at once (by key), and a transaction that takes
- * the next uids of each only if none moved since, and creates the given keys
- * only if they are absent: the way to create a record that must not burn a
- * uid when it is refused (`Seqs.read`, `BdbStore.createWithAction`).
- */
-async function readSeqsAt(c: Etcd3, keys: string[]): Promise<Map<string, number>> {
-  const out = new Map<string, number>();
-  for (const k of keys) out.set(k, (await readRecord(c, k, SeqValue)) ?? 0);
-  return out;
-}
-
-/** See `readSeqsAt`. False: a sequence moved or a key exists; validate again. */
-async function commitWithSeqsAt(
-  c: Etcd3,
-  seen: ReadonlyMap<string, number>,
-  bump: ReadonlyMap<string, number>,
-  puts: [string, string][],
-): Promise<boolean> {
-  let txn: ReturnType<Etcd3['if']> | undefined;
-  for (const [k, v] of seen) {
-    const [col, cmp, val] = v === 0 ? (['Create', '==', 0] as const) : (['Value', '==', JSON.stringify(v)] as const);
-    txn = txn ? txn.and(k, col, cmp, val) : c.if(k, col, cmp, val);
-  }
-  for (const [k] of puts) txn = txn!.and(k, 'Create', '==', 0);
-  const ops = [...[...bump].map(([k, n]) => c.put(k).value(JSON.stringify(seen.get(k)! + n))), ...puts.map(([k, v]) => c.put(k).value(v))];
-  const r = await txn!.then(...ops).commit();
-  return r.succeeded;
-}
-
-export class Seqs {
-  constructor(private readonly c: Etcd3) {}
-
-  /** Take the next `count` uids of a sequence; resolves with the first. */
-  next(name: SeqName, count = 1): Promise<number> {
-    return nextSeqAt(this.c, SEQS[name], count);
-  }
-
-  /** The last uid handed out of each sequence (0: none yet), to create against without burning uids. */
-  async read(...names: SeqName[]): Promise<SeqSnapshot> {
-    const byKey = await readSeqsAt(
-      this.c,
-      names.map((n) => SEQS[n]),
-    );
-    return new Map(names.map((n) => [n, byKey.get(SEQS[n])!]));
-  }
-}
-
-const keyedSeqs = (m: ReadonlyMap<SeqName, number>) => new Map([...m].map(([n, v]) => [SEQS[n] as string, v]));
 
 // --- databases and what each node observes of them ---
 
@@ -153,7 +90,7 @@ export class BdbStore {
    * False: someone created something meanwhile; validate again.
    */
   createWithAction(seen: SeqSnapshot, bump: ReadonlyMap<SeqName, number>, bdb: BdbRecord, action: ActionRecord): Promise<boolean> {
-    return commitWithSeqsAt(this.c, keyedSeqs(seen), keyedSeqs(bump), [
+    return commitWithSeqs(this.c, seen, bump, [
       [KEYS.bdb(bdb.uid), json(bdb)],
       [KEYS.action(Number(action.action_uid)), json(action)],
     ]);
@@ -208,7 +145,12 @@ export class ActionStore {
       creation_time: new Date().toISOString(),
       ...extra,
     };
-    await this.c.put(KEYS.action(uid)).value(json(a));
+    // Create-only: a uid fresh from the sequence names no action, unless someone wrote one by hand.
+    const r = await this.c
+      .if(KEYS.action(uid), 'Create', '==', 0)
+      .then(this.c.put(KEYS.action(uid)).value(json(a)))
+      .commit();
+    if (!r.succeeded) throw new Error(`action ${uid} exists already; the action sequence is behind`);
     return a;
   }
 
@@ -233,14 +175,17 @@ export class ActionStore {
     });
   }
 
-  /** Mark an action finished (no uid: nothing to do; finished already: left as it is). */
+  /**
+   * Mark an action finished (no uid: nothing to do; finished already: left as
+   * it is). Compare-and-swap, so an update racing it is neither lost nor able
+   * to bring the action back to running.
+   */
   async finish(uid: string | undefined, status: 'completed' | 'failed', error?: string): Promise<void> {
     if (!uid) return;
-    const cur = await this.get(uid);
-    if (!cur || isFinished(cur)) return;
-    await this.c
-      .put(KEYS.action(Number(uid)))
-      .value(json({ ...cur, status, progress: status === 'completed' ? 100 : cur.progress, ...(error ? { error } : {}) }));
+    await updateRecord(this.c, KEYS.action(Number(uid)), ActionRecord, (cur) => {
+      if (!cur || isFinished(cur)) return undefined;
+      return { ...cur, status, progress: status === 'completed' ? 100 : cur.progress, ...(error ? { error } : {}) };
+    });
   }
 
   async delete(uid: string | number): Promise<void> {
@@ -343,8 +288,8 @@ export class NodeStore {
   }
 
   /** A node's liveness record, held under its lease: present while the node renews it. */
-  async putLive(lease: Lease, rec: LiveRecord): Promise<void> {
-    await lease.put(KEYS.live(rec.uid)).value(json(rec));
+  async putLive(lease: StoreLease | Lease, rec: LiveRecord): Promise<void> {
+    await etcdLeaseOf(lease).put(KEYS.live(rec.uid)).value(json(rec));
   }
 
   /** Change a node's full record (compare-and-swap); an absent one stays absent. */
@@ -501,28 +446,6 @@ export class MasterStore {
   }
 }
 
-/** etcd's own membership (members are the nodes' store replicas, not keys). */
-export class StoreMembers {
-  constructor(private readonly c: Etcd3) {}
-
-  list() {
-    return this.c.cluster.memberList({});
-  }
-
-  /** Add a learner with this peer URL. */
-  addLearner(peerUrl: string) {
-    return this.c.cluster.memberAdd({ peerURLs: [peerUrl], isLearner: true });
-  }
-
-  async promote(id: string): Promise<void> {
-    await this.c.cluster.memberPromote({ ID: id });
-  }
-
-  async remove(id: string): Promise<void> {
-    await this.c.cluster.memberRemove({ ID: id });
-  }
-}
-
 // --- cluster-wide records: the cluster, its CAs, policy, alert settings ---
 
 /** What cluster creation writes, in one transaction. */
@@ -640,120 +563,7 @@ export class SettingsStore {
   }
 }
 
-/** What operators give: trust anchors, and certificates for nodes' planes and client-facing services. */
-export interface OperatorCerts {
-  /** Every trust anchor, the new ones added. */
-  anchors: string[];
-  customer: CustomerCertRecord[];
-  identities: CertIdentityRecord[];
-  service: ServiceCertRecord[];
-}
-
-export class OperatorCertStore {
-  constructor(private readonly c: Etcd3) {}
-
-  trust(): Promise<TrustRecord | null> {
-    return readRecord(this.c, KEYS.trust, TrustRecord);
-  }
-
-  /**
-   * Record operator certificates with the trust anchors and identities they
-   * need, in one transaction, so no node presents a certificate its peers
-   * cannot place. False when there is no cluster.
-   */
-  async apply(o: OperatorCerts): Promise<boolean> {
-    const c = this.c;
-    const ops = [
-      c.put(KEYS.trust).value(json({ anchors: o.anchors } satisfies TrustRecord)),
-      ...o.customer.map((r) => c.put(KEYS.customerCert(r.uid, r.plane)).value(json(r))),
-      ...o.identities.map((r) => c.put(KEYS.certIdentity(r.serial)).value(json(r))),
-      ...o.service.map((r) => c.put(KEYS.serviceCert(r.uid, r.name)).value(json(r))),
-    ];
-    const r = await c
-      .if(KEYS.cluster, 'Create', '>', 0)
-      .then(...ops)
-      .commit();
-    return r.succeeded;
-  }
-
-  /** A node's operator certificate for a plane is given up (the cluster issues its own again). */
-  async deleteCustomerCert(uid: number, plane: CustomerCertRecord['plane']): Promise<void> {
-    await this.c.delete().key(KEYS.customerCert(uid, plane));
-  }
-
-  async deleteServiceCert(uid: number, name: ServiceCertRecord['name']): Promise<void> {
-    await this.c.delete().key(KEYS.serviceCert(uid, name));
-  }
-
-  /** Watched copies (start them): the trust anchors (one item, ''), identities by serial, one node's certificates by plane or by name. */
-  trustCache(): PrefixCache<TrustRecord> {
-    return new PrefixCache(this.c, KEYS.trust, TrustRecord);
-  }
-  identitiesCache(): PrefixCache<CertIdentityRecord> {
-    return new PrefixCache(this.c, KEYS.certIdentitiesPrefix, CertIdentityRecord);
-  }
-  customerCertsCache(uid: number): PrefixCache<CustomerCertRecord> {
-    return new PrefixCache(this.c, `${KEYS.customerCertsPrefix}${uid}/`, CustomerCertRecord);
-  }
-  serviceCertsCache(uid: number): PrefixCache<ServiceCertRecord> {
-    return new PrefixCache(this.c, `${KEYS.serviceCertsPrefix}${uid}/`, ServiceCertRecord);
-  }
-}
-
-// --- rotation of every node's certificates (control/controllers/cert-rotation-action.ts) ---
-
-export class CertRotationStore {
-  constructor(private readonly c: Etcd3) {}
-
-  /** The action and the request that asks the nodes for it, in one transaction; false when the action exists. */
-  async create(action: ActionRecord, request: CertRotationRequest): Promise<boolean> {
-    const r = await this.c
-      .if(KEYS.action(Number(action.action_uid)), 'Create', '==', 0)
-      .then(
-        this.c.put(KEYS.action(Number(action.action_uid))).value(json(action)),
-        this.c.put(KEYS.certRotation(request.action_uid)).value(json(request)),
-      )
-      .commit();
-    return r.succeeded;
-  }
-
-  request(actionUid: string): Promise<CertRotationRequest | null> {
-    return readRecord(this.c, KEYS.certRotation(actionUid), CertRotationRequest);
-  }
-
-  async putRequest(rec: CertRotationRequest): Promise<void> {
-    await this.c.put(KEYS.certRotation(rec.action_uid)).value(json(rec));
-  }
-
-  /** What node `node` reported for the rotation, if it did. */
-  report(actionUid: string, node: number): Promise<CertRotatedRecord | null> {
-    return readRecord(this.c, KEYS.certRotated(actionUid, node), CertRotatedRecord);
-  }
-
-  async reports(actionUid: string): Promise<CertRotatedRecord[]> {
-    return [...(await readRecords(this.c, `${KEYS.certRotatedPrefix}${actionUid}/`, CertRotatedRecord)).values()];
-  }
-
-  async putReport(rec: CertRotatedRecord): Promise<void> {
-    await this.c.put(KEYS.certRotated(rec.action_uid, rec.node_uid)).value(json(rec));
-  }
-
-  /** Remove a finished rotation's request and reports. */
-  async forget(actionUid: string): Promise<void> {
-    await this.c.delete().key(KEYS.certRotation(actionUid));
-    await this.c.delete().prefix(`${KEYS.certRotatedPrefix}${actionUid}/`);
-  }
-
-  /** Watched copies (start them): the requests by action uid, the reports by `<action uid>/<node uid>`. */
-  requestsCache(): PrefixCache<CertRotationRequest> {
-    return new PrefixCache(this.c, KEYS.certRotationsPrefix, CertRotationRequest);
-  }
-  reportsCache(): PrefixCache<CertRotatedRecord> {
-    return new PrefixCache(this.c, KEYS.certRotatedPrefix, CertRotatedRecord);
-  }
-}
-
-/** The cluster store of one etcd client: every resource, typed. */
+/** The cluster store of one etcd client: every resource, typed; the only holder of the client. */
 export class ClusterStore {
   readonly seqs: Seqs;
   readonly bdbs: BdbStore;
@@ -770,8 +580,10 @@ export class ClusterStore {
   readonly settings: SettingsStore;
   readonly operatorCerts: OperatorCertStore;
   readonly certRotations: CertRotationStore;
+  /** Liveness leases (`leases.create(ttl)`). */
+  readonly leases: LeaseStore;
 
-  constructor(client: Etcd3) {
+  constructor(private readonly client: Etcd3) {
     this.seqs = new Seqs(client);
     this.bdbs = new BdbStore(client);
     this.observed = new ObservedStore(client);
@@ -787,6 +599,22 @@ export class ClusterStore {
     this.settings = new SettingsStore(client);
     this.operatorCerts = new OperatorCertStore(client);
     this.certRotations = new CertRotationStore(client);
+    this.leases = new LeaseStore(client);
+  }
+
+  /** Node `self`'s heartbeats: its own beats written, everyone's watched (start them). */
+  heartbeats(self: number): Heartbeats {
+    return new Heartbeats(this.client, self);
+  }
+
+  /** Resolves once the local member answers a linearizable read (a learner does not until promoted). */
+  async ping(): Promise<void> {
+    await this.client.get('/tessera/ping').exec();
+  }
+
+  /** Close the connection; every cache and lease of this store ends with it. */
+  close(): void {
+    this.client.close();
   }
 }
 
@@ -798,3 +626,11 @@ export function storeOf(client: Etcd3): ClusterStore {
   if (!s) stores.set(client, (s = new ClusterStore(client)));
   return s;
 }
+
+/** The cluster store of the local member at `addr:clientPort`, over the daemon's mTLS client (coord/etcd.ts). */
+export function openStore(addr: string, clientPort: number, paths: EtcdPaths): ClusterStore {
+  return storeOf(etcdClient(addr, clientPort, paths));
+}
+
+/** How a loop is handed the store: `{ store }` (nothing outside coord/ holds the etcd client). */
+export type StoreHost = { readonly store: ClusterStore };

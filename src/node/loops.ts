@@ -6,7 +6,7 @@
 // answer are registered with the peers here.
 import os from 'node:os';
 import type { Logger } from 'pino';
-import type { Etcd3 } from 'etcd3';
+import type { ClusterStore } from '../coord/store.js';
 import type { ClusterRecord } from '../coord/schema.js';
 import type { CertStore } from '../pki/certstore.js';
 import type { ServiceCerts } from '../pki/service-certs.js';
@@ -35,7 +35,7 @@ export interface LoopParts {
   cfg: NodeConfig;
   identity: NodeIdentity;
   cluster: ClusterRecord;
-  client: Etcd3;
+  store: ClusterStore;
   certs: CertStore;
   services: ServiceCerts;
   view: ClusterView;
@@ -59,7 +59,7 @@ export class Loops {
 
   /** Build every loop (nothing runs yet) and register the control-RPC methods they answer. */
   constructor(private readonly p: LoopParts) {
-    const { cfg, identity, cluster, client, certs, services, view, liveness, election, peers, log } = p;
+    const { cfg, identity, cluster, store, certs, services, view, liveness, election, peers, log } = p;
     const uid = identity.uid;
     // The internode listeners live in the data-plane worker, off this event loop; it hands control RPCs to the peers' registry.
     this.dataplane = new DataplaneHost({
@@ -77,7 +77,7 @@ export class Loops {
         uid,
         cfg,
         identity,
-        client,
+        store,
         certs,
         services,
         cluster,
@@ -87,14 +87,14 @@ export class Loops {
       log.child({ component: 'cert-rotation' }),
     );
     this.reconciler = new BdbReconciler(
-      { uid, cfg, client, nodes: view.nodes, live: view.live, dataplane, failoverTimeoutSeconds: () => view.failoverTimeoutSeconds() },
+      { uid, cfg, store, nodes: view.nodes, live: view.live, dataplane, failoverTimeoutSeconds: () => view.failoverTimeoutSeconds() },
       log.child({ component: 'reconciler' }),
     );
     const reconciler = this.reconciler;
     // What every master loop reads: the role, whether this node's view is current, and who is up.
     const master = {
       uid,
-      client,
+      store,
       nodes: view.nodes,
       live: view.live,
       isMaster: () => election.isMaster(),

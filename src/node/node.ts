@@ -13,7 +13,6 @@ import { RestServer } from '../api/server.js';
 import { MetricsServer } from '../api/metrics.js';
 import { UiServer } from '../ui/server.js';
 import { SessionStore } from '../ui/sessions.js';
-import { storeOf } from '../coord/store.js';
 import { registerNode } from '../util/run-registry.js';
 
 /** A node's parts, wired. `stop()` may be called at any time, during `start()` too. */
@@ -69,7 +68,7 @@ export class TesseraNode {
             cert('cm'),
             log.child({ component: 'ui' }),
             rest.checkPassword,
-            new SessionStore(storeOf(m.client).uiSessions),
+            new SessionStore(m.store.uiSessions),
           );
           this.ui = ui;
           m.attach(ui);

@@ -5,9 +5,8 @@
 // (BootstrapMember) and the REST, UI and metrics layers (api/services.ts's
 // ApiMember and MetricsMember) read: an adapter over the parts, in one place.
 import type { Logger } from 'pino';
-import type { Etcd3 } from 'etcd3';
-import { type EtcdMember, etcdClient, etcdPaths, waitReady } from '../coord/etcd.js';
-import { type ClusterStore, storeOf } from '../coord/store.js';
+import { type EtcdMember, etcdPaths, waitReady } from '../coord/etcd.js';
+import { type ClusterStore, openStore } from '../coord/store.js';
 import type { BdbRecord, ClusterRecord, ObservedRecord, PolicyRecord } from '../coord/schema.js';
 import type { PrefixCache } from '../coord/watch.js';
 import { CertStore } from '../pki/certstore.js';
@@ -27,7 +26,6 @@ import type { OpLog } from '../control/model/shard-protocol.js';
 
 export class RunningMember implements BootstrapMember {
   readonly etcd: EtcdMember;
-  readonly client: Etcd3;
   /** The typed cluster store (the REST routes write through it). */
   readonly store: ClusterStore;
   readonly certs: CertStore;
@@ -51,14 +49,12 @@ export class RunningMember implements BootstrapMember {
     private readonly log: Logger,
   ) {
     this.etcd = startEtcd(cfg, identity, log);
-    this.client = etcdClient(cfg.addr, cfg.ports.etcd_client, etcdPaths(cfg.dataDir));
-    this.store = storeOf(this.client);
+    this.store = openStore(cfg.addr, cfg.ports.etcd_client, etcdPaths(cfg.dataDir));
     this.certs = new CertStore(loadPlaneBundles(cfg.dataDir));
     this.services = ServiceCerts.load(cfg.dataDir);
     const { liveTtlSeconds, probeIntervalMs } = cfg.timings;
-    this.view = new ClusterView(this.store, this.client, identity.uid, { clusterId: identity.cluster_id, liveTtlSeconds }, log);
+    this.view = new ClusterView(this.store, identity.uid, { clusterId: identity.cluster_id, liveTtlSeconds }, log);
     this.liveness = new Liveness({
-      client: this.client,
       store: this.store,
       beats: this.view.beats,
       uid: identity.uid,
@@ -87,7 +83,7 @@ export class RunningMember implements BootstrapMember {
   }
 
   async waitReady(timeoutMs = 30_000): Promise<void> {
-    await waitReady(this.client, this.etcd, timeoutMs);
+    await waitReady(this.store, this.etcd, timeoutMs);
   }
 
   /** Join the live cluster: the view, own record, liveness, the data plane, election, the loops, probes. */
@@ -101,7 +97,7 @@ export class RunningMember implements BootstrapMember {
       cfg: this.cfg,
       identity: this.identity,
       cluster: this.cluster,
-      client: this.client,
+      store: this.store,
       certs,
       services: this.services,
       view,
@@ -137,7 +133,7 @@ export class RunningMember implements BootstrapMember {
       pushPolicy();
     });
 
-    await publishNodeRecord(this.store, this.client, this.cfg, this.uid, certs);
+    await publishNodeRecord(this.store, this.cfg, this.uid, certs);
     await this.liveness.start();
     certs.on('change', (plane: 'cp' | 'dp') => loops.dataplane.setCerts(plane, { ...certs.bundle(plane), caPem: certs.caPem() }));
     // TLS endpoints present the proxy certificate; a renewal reaches them without closing a connection.
@@ -179,7 +175,7 @@ export class RunningMember implements BootstrapMember {
       Promise.all([this.liveness.stop(), this.view.stop()]),
       new Promise((r) => setTimeout(r, 3000)),
     ]);
-    this.client.close();
+    this.store.close();
     await this.etcd.stop();
   }
 

@@ -42,7 +42,7 @@ after(async () => {
 test('the master removes old finished actions from the store; a non-master removes nothing', async () => {
   const store = storeOf(etcd.client).actions;
   for (let i = 0; i < 8; i++) await store.create('update_bdb', `bdb:${i}`, { status: i === 0 ? 'active' : 'completed' });
-  const host = { client: etcd.client, master: false, isMaster: () => host.master, storeIsCurrent: () => true };
+  const host = { store: storeOf(etcd.client), master: false, isMaster: () => host.master, storeIsCurrent: () => true };
   const log = pino({ level: 'silent' });
   const r = new ActionRetention(host, log, 3, 100);
   r.start();

@@ -61,7 +61,7 @@ function bdb(uid: number): BdbRecord {
 test('a database record in the store: the reconciler starts its shard, reports the generation, and stops it once deleted', async () => {
   const cfg: NodeConfig = { addr: ADDR, dataDir, ports: DEFAULT_PORTS, timings: DEFAULT_TIMINGS, capabilities: [], etcdBinary: 'etcd' };
   const store = storeOf(etcd.client);
-  const view = new ClusterView(store, etcd.client, 1, { clusterId: 'test', liveTtlSeconds: 5 }, log);
+  const view = new ClusterView(store, 1, { clusterId: 'test', liveTtlSeconds: 5 }, log);
   // The worker is not started: what the reconciler hands it is only kept (setConfig), which is what is checked here.
   const dataplane = new DataplaneHost({
     node: { uid: 1, addr: ADDR, ports: DEFAULT_PORTS },
@@ -79,7 +79,7 @@ test('a database record in the store: the reconciler starts its shard, reports t
   const host = {
     uid: 1,
     cfg,
-    client: etcd.client,
+    store,
     nodes: view.nodes,
     live: view.live,
     dataplane: {

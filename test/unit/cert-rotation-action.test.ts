@@ -15,7 +15,7 @@ import pino from 'pino';
 import type { Etcd3 } from 'etcd3';
 import { KEYS, ActionRecord, CertRotationRequest, type CertRotatedRecord, type LiveRecord } from '../../src/coord/schema.js';
 import { readRecord } from '../../src/coord/records.js';
-import { storeOf } from '../../src/coord/store.js';
+import { type ClusterStore, storeOf } from '../../src/coord/store.js';
 import {
   CertRotationController,
   ROTATION_ACTION,
@@ -41,11 +41,13 @@ after(async () => {
 class Host implements RotationHost {
   master = true;
   readonly live = { items: new Map<string, LiveRecord>() };
+  readonly store: ClusterStore;
   constructor(
-    readonly client: Etcd3,
+    client: Etcd3,
     liveNodes: number[],
     private readonly silence: Record<number, number> = {},
   ) {
+    this.store = storeOf(client);
     for (const uid of liveNodes) this.live.items.set(String(uid), { uid, started_time: new Date().toISOString(), pid: process.pid });
   }
   silentMs(uid: number): number {

@@ -4,8 +4,8 @@
 // one; a beat goes with the lease it is bound to.
 import { test, after, before } from 'node:test';
 import assert from 'node:assert/strict';
-import type { Lease } from 'etcd3';
-import { Heartbeats } from '../../src/coord/heartbeats.js';
+import type { Heartbeats } from '../../src/coord/heartbeats.js';
+import { storeOf, type StoreLease } from '../../src/coord/store.js';
 import { KEYS } from '../../src/coord/schema.js';
 import { startScratchEtcd, type ScratchEtcd } from '../support/etcd.js';
 import { sleep, waitFor } from '../support/wait.js';
@@ -19,13 +19,14 @@ after(async () => {
 });
 
 test('a beating node is seen fresh, a stopped one silent for as long as it stopped, and a node whose own beats stop judges no one', async () => {
-  const one = new Heartbeats(etcd.client, 1);
-  const two = new Heartbeats(etcd.client, 2);
+  const store = storeOf(etcd.client);
+  const one = store.heartbeats(1);
+  const two = store.heartbeats(2);
   await Promise.all([one.start(), two.start()]);
-  const leases: Lease[] = [etcd.client.lease(10), etcd.client.lease(10)];
+  const leases: StoreLease[] = [store.leases.create(10), store.leases.create(10)];
   try {
     assert.equal(one.current(), false, 'no own beat seen yet: not current');
-    const beat = (h: Heartbeats, l: Lease) => setInterval(() => void h.beat(l, 1000).catch(() => undefined), 200);
+    const beat = (h: Heartbeats, l: StoreLease) => setInterval(() => void h.beat(l, 1000).catch(() => undefined), 200);
     const beatOne = beat(one, leases[0]);
     const beatTwo = beat(two, leases[1]);
     try {

@@ -7,7 +7,7 @@
 import { test, after, before } from 'node:test';
 import assert from 'node:assert/strict';
 import pino from 'pino';
-import type { Lease } from 'etcd3';
+import type { StoreLease } from '../../src/coord/store.js';
 import { storeOf } from '../../src/coord/store.js';
 import { ClusterView } from '../../src/control/membership/cluster-view.js';
 import { type FenceHooks, Liveness } from '../../src/control/membership/liveness.js';
@@ -34,13 +34,13 @@ after(async () => {
 /** One node's parts: its view, its liveness (heartbeats that a test can stop landing), its election. */
 function node(uid: number, fence: FenceHooks = { renewContact: () => undefined, resync: async () => undefined }) {
   const store = storeOf(etcd.client);
-  const view = new ClusterView(store, etcd.client, uid, { clusterId: 'test', liveTtlSeconds: TTL }, log);
+  const view = new ClusterView(store, uid, { clusterId: 'test', liveTtlSeconds: TTL }, log);
   const cut = { off: false };
   // Real beats through etcd; while `cut.off`, they fail as they do for a node cut off from the store.
   const beats = {
-    beat: (lease: Lease, ms: number) => (cut.off ? Promise.reject(new Error('cut off')) : view.beats.beat(lease, ms)),
+    beat: (lease: StoreLease, ms: number) => (cut.off ? Promise.reject(new Error('cut off')) : view.beats.beat(lease, ms)),
   };
-  const liveness = new Liveness({ client: etcd.client, store, beats, uid, liveTtlSeconds: TTL, fence, log });
+  const liveness = new Liveness({ store, beats, uid, liveTtlSeconds: TTL, fence, log });
   const election = new Election({ store, master: view.master, uid, liveness, view, log, checkMs: 100 });
   return {
     view,
@@ -158,7 +158,7 @@ test('the election: one claims, a second waits, a silent holder is taken over by
 
 test('peers: a registered method answers in-process; an unknown one is a typed refusal', async () => {
   const store = storeOf(etcd.client);
-  const view = new ClusterView(store, etcd.client, 5, { clusterId: 'test', liveTtlSeconds: TTL }, log);
+  const view = new ClusterView(store, 5, { clusterId: 'test', liveTtlSeconds: TTL }, log);
   // No certificates are needed: nothing here dials a peer.
   const peers = new Peers({ uid: 5, certs: {} as CertStore, policy: view, nodes: view.nodes, probeIntervalMs: 1000, log });
   peers.register('echo', async (params) => params);

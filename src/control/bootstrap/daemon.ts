@@ -29,7 +29,6 @@ import {
   type NodeStubRecord,
   type UserRecord,
 } from '../../coord/schema.js';
-import { storeOf } from '../../coord/store.js';
 import { peerUrl } from '../../coord/etcd.js';
 import {
   type Issued,
@@ -279,7 +278,7 @@ export class NodeDaemon<M extends BootstrapMember = BootstrapMember> {
       };
       this.member = this.newMember(identity);
       await this.member.waitReady();
-      const store = storeOf(this.member.client);
+      const store = this.member.store;
       const cluster: ClusterRecord = { name: req.name, cluster_id: clusterId, created_time: new Date().toISOString() };
       const user: UserRecord = {
         uid: 1,
@@ -476,7 +475,7 @@ export class NodeDaemon<M extends BootstrapMember = BootstrapMember> {
 
   async admitNode(req: JoinNodeRequest): Promise<JoinGrant> {
     const m = this.requireMember();
-    const store = storeOf(m.client);
+    const store = m.store;
     if (m.nodes.values().some((n) => n.addr === req.addr))
       throw conflict('node_already_member', `a node with address ${req.addr} is already a member`);
     const pending = await store.joins.list();
@@ -549,7 +548,7 @@ export class NodeDaemon<M extends BootstrapMember = BootstrapMember> {
 
   /** Promote the joining node's etcd learner once it has caught up. */
   async promoteJoin(uid: number): Promise<void> {
-    const store = storeOf(this.requireMember().client);
+    const store = this.requireMember().store;
     const join = await store.joins.get(uid);
     if (!join) throw new OperatorError('not_found', 'join_not_found', `no join in progress for node ${uid}`);
     try {
@@ -566,7 +565,7 @@ export class NodeDaemon<M extends BootstrapMember = BootstrapMember> {
 
   /** Undo a join that did not finish: remove the store member and any record of the node. */
   async abortJoin(uid: number): Promise<void> {
-    const store = storeOf(this.requireMember().client);
+    const store = this.requireMember().store;
     clearTimeout(this.joinWatchdogs.get(uid));
     this.joinWatchdogs.delete(uid);
     const join = await store.joins.get(uid);

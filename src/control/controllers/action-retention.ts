@@ -5,8 +5,7 @@
 // The newest KEEP_FINISHED finished ones are kept, older finished ones are
 // removed; running actions are never touched.
 import type { Logger } from 'pino';
-import type { Etcd3 } from 'etcd3';
-import { storeOf } from '../../coord/store.js';
+import type { StoreHost } from '../../coord/store.js';
 import { isFinished, type ActionRecord } from '../../coord/schema.js';
 import { MasterLoop, type MasterLoopHost } from './master-loop.js';
 
@@ -20,9 +19,7 @@ export function expiredActions(all: readonly ActionRecord[], keep = KEEP_FINISHE
   return finished.slice(keep).reverse();
 }
 
-export interface RetentionHost extends MasterLoopHost {
-  readonly client: Etcd3;
-}
+export type RetentionHost = MasterLoopHost & StoreHost;
 
 export class ActionRetention {
   private readonly loop: MasterLoop;
@@ -46,7 +43,7 @@ export class ActionRetention {
   }
 
   private async tick(): Promise<void> {
-    const store = storeOf(this.h.client).actions;
+    const store = this.h.store.actions;
     const old = expiredActions(await store.list(), this.keep);
     for (const a of old) {
       if (this.loop.isStopped || !this.h.isMaster()) return;

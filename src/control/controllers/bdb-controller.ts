@@ -3,12 +3,11 @@
 // active-change-pending → active; delete-pending → gone), and marks a
 // creation failed when a node hits an error it cannot get past.
 import type { Logger } from 'pino';
-import type { Etcd3 } from 'etcd3';
 import type { BdbRecord, LiveRecord } from '../../coord/schema.js';
 import type { ObservedShard } from '../../coord/schema.js';
 import type { ObservedRecord } from '../../coord/schema.js';
 import type { PrefixCache } from '../../coord/watch.js';
-import { storeOf, type ClusterStore } from '../../coord/store.js';
+import type { ClusterStore, StoreHost } from '../../coord/store.js';
 import { MasterLoop, type MasterLoopHost } from './master-loop.js';
 import { nodeIsUp, type NodeStateHost } from '../model/node-state.js';
 
@@ -27,7 +26,6 @@ export function shardSync(s: ObservedShard): ShardSync | undefined {
 
 /** What the controller needs of its node's membership (src/node/loops.ts builds it from the membership parts). */
 export interface ControllerHost extends MasterLoopHost, NodeStateHost {
-  readonly client: Etcd3;
   readonly live: PrefixCache<LiveRecord>;
 }
 export class BdbController {
@@ -38,10 +36,10 @@ export class BdbController {
   private readonly store: ClusterStore;
 
   constructor(
-    private readonly m: ControllerHost,
+    private readonly m: ControllerHost & StoreHost,
     private readonly log: Logger,
   ) {
-    this.store = storeOf(m.client);
+    this.store = m.store;
     this.observed = this.store.observed.cache();
     this.observed.on('malformed', (err: Error) => this.log.warn({ err: err.message }, 'ignoring a malformed observed record'));
     this.bdbs = this.store.bdbs.cache();

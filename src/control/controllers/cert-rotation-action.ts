@@ -17,11 +17,10 @@
 // in the middle finishes the action. Finished requests and their reports are
 // removed RETAIN_MS later (nodes no longer act on a finished one).
 import type { Logger } from 'pino';
-import type { Etcd3 } from 'etcd3';
 import { isFinished, type ActionRecord, type CertRotationRequest, type CertRotatedRecord, type LiveRecord } from '../../coord/schema.js';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { PrefixCache } from '../../coord/watch.js';
-import { storeOf, type ClusterStore } from '../../coord/store.js';
+import type { ClusterStore, StoreHost } from '../../coord/store.js';
 import { PLANE_CERT_NAME, type Plane } from '../../pki/pki.js';
 import { MasterLoop, type MasterLoopHost } from './master-loop.js';
 import { nodeIsUp, type NodeStateHost } from '../model/node-state.js';
@@ -86,7 +85,6 @@ export async function waitRotation(
 
 /** What the controller needs of its node's membership (src/node/loops.ts builds it from the membership parts). */
 export interface RotationHost extends MasterLoopHost, NodeStateHost {
-  readonly client: Etcd3;
   readonly live: { readonly items: ReadonlyMap<string, LiveRecord> };
 }
 
@@ -99,13 +97,13 @@ export class CertRotationController {
   private readonly loop: MasterLoop;
 
   constructor(
-    private readonly h: RotationHost,
+    private readonly h: RotationHost & StoreHost,
     private readonly log: Logger,
     /** How long a live node may take to report (tests shorten it). */
     private readonly reportMs = ROTATION_REPORT_MS,
   ) {
-    this.requests = storeOf(h.client).certRotations.requestsCache();
-    this.reports = storeOf(h.client).certRotations.reportsCache();
+    this.requests = h.store.certRotations.requestsCache();
+    this.reports = h.store.certRotations.reportsCache();
     for (const c of [this.requests, this.reports])
       c.on('malformed', (err: Error) => this.log.error({ err: err.message }, 'ignoring a malformed certificate rotation record'));
     this.loop = new MasterLoop(h, 500, log, 'certificate rotation bookkeeping', () => this.tick());
@@ -145,7 +143,7 @@ export class CertRotationController {
   }
 
   private async follow(req: CertRotationRequest): Promise<void> {
-    const store = storeOf(this.h.client);
+    const store = this.h.store;
     const uid = req.action_uid;
     const action = await store.actions.get(uid);
     if (req.finished_time) {
@@ -156,7 +154,7 @@ export class CertRotationController {
     }
     if (!action || isFinished(action)) {
       // The action went (or was finished elsewhere): nodes must stop acting on the request.
-      await store.certRotations.putRequest({ ...req, finished_time: new Date().toISOString() });
+      await store.certRotations.finishRequest(uid);
       return;
     }
     const states = req.nodes.map((n) => this.stateOf(req, n));
@@ -172,15 +170,14 @@ export class CertRotationController {
     if (resolved.length < req.nodes.length) return;
     const failed = states.flatMap((s) => ('error' in s ? [{ node_uid: s.node, error: s.error }] : []));
     // The outcome first (what the REST call answers with), then the action.
-    const done: CertRotationRequest = { ...req, finished_time: new Date().toISOString(), failed };
-    await store.certRotations.putRequest(done);
-    await this.finish(done, action);
+    const done = await store.certRotations.finishRequest(uid, failed);
+    if (done) await this.finish(done, action);
   }
 
   private async finish(req: CertRotationRequest, action: ActionRecord): Promise<void> {
     const failed = req.failed ?? [];
     if (!failed.length) {
-      await storeOf(this.h.client).actions.update(action.action_uid, {
+      await this.h.store.actions.update(action.action_uid, {
         status: 'completed',
         progress: 100,
         description: `certificates renewed on every node (${req.nodes.join(', ')})`,
@@ -188,12 +185,12 @@ export class CertRotationController {
       this.log.info({ action: action.action_uid, planes: req.planes, nodes: req.nodes }, 'internode certificates rotated on every node');
     } else {
       const error = `certificates were not renewed on node(s) ${failed.map((f) => f.node_uid).join(', ')}; they renew when reachable: ${failed.map((f) => f.error).join('; ')}`;
-      await storeOf(this.h.client).actions.update(action.action_uid, { status: 'failed', error, description: error });
+      await this.h.store.actions.update(action.action_uid, { status: 'failed', error, description: error });
       this.log.warn({ action: action.action_uid, failed }, 'certificate rotation incomplete');
     }
   }
 
   private async forget(uid: string): Promise<void> {
-    await storeOf(this.h.client).certRotations.forget(uid);
+    await this.h.store.certRotations.forget(uid);
   }
 }

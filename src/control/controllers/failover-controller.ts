@@ -18,17 +18,15 @@
 // because it was the master) counts the silence from the last heartbeat it
 // saw, not from its election.
 import type { Logger } from 'pino';
-import type { Etcd3 } from 'etcd3';
 import type { LiveRecord, NodeRecord, ShardPlacement } from '../../coord/schema.js';
 import type { PrefixCache } from '../../coord/watch.js';
-import { storeOf } from '../../coord/store.js';
+import type { StoreHost } from '../../coord/store.js';
 import { ReplicaRebuilds, type RebuildHost } from './replica-rebuilds.js';
 import { MasterLoop, type MasterLoopHost } from './master-loop.js';
 import { nodeIsUp } from '../model/node-state.js';
 
 /** What failover needs of its node's membership (src/node/loops.ts builds it from the membership parts). */
 export interface FailoverHost extends RebuildHost, MasterLoopHost {
-  readonly client: Etcd3;
   readonly nodes: PrefixCache<NodeRecord>;
   readonly live: PrefixCache<LiveRecord>;
   readonly uid: number;
@@ -98,7 +96,7 @@ export class FailoverController {
   private rebuildsAt = 0;
 
   constructor(
-    private readonly m: FailoverHost,
+    private readonly m: FailoverHost & StoreHost,
     private readonly log: Logger,
   ) {
     this.rebuilds = new ReplicaRebuilds(m, log);
@@ -152,7 +150,7 @@ export class FailoverController {
       if (b.status === 'delete-pending' || b.status === 'creation-failed') continue;
       if (!b.shards.some((s) => dead.has(s.node_uid))) continue;
       let plan: FailoverPlan | undefined;
-      await storeOf(this.m.client).bdbs.update(b.uid, (cur) => {
+      await this.m.store.bdbs.update(b.uid, (cur) => {
         plan = planFailover(cur.shards, dead, liveNodes, rebuild);
         if (!plan) return undefined;
         return {

@@ -5,17 +5,15 @@
 // progress as their nodes report it. A master elected later adopts the
 // actions that are still running.
 import type { Logger } from 'pino';
-import type { Etcd3 } from 'etcd3';
 import { isFinished, type BdbRecord } from '../../coord/schema.js';
 import type { ShardSync } from './bdb-controller.js';
-import { storeOf } from '../../coord/store.js';
+import type { StoreHost } from '../../coord/store.js';
 
 export const REBUILD_ACTION = 'replica_rebuild';
 /** How often a master looks for rebuilds it does not follow yet (it was elected after they began). */
 const ADOPT_EVERY_MS = 5_000;
 
 export interface RebuildHost {
-  readonly client: Etcd3;
   databases(): BdbRecord[];
   /** What a shard's node last reported of its sync. */
   syncOf(bdbUid: number, shardUid: number, nodeUid: number): ShardSync | undefined;
@@ -33,12 +31,12 @@ export class ReplicaRebuilds {
   private adoptedAt = 0;
 
   constructor(
-    private readonly h: RebuildHost,
+    private readonly h: RebuildHost & StoreHost,
     private readonly log: Logger,
   ) {}
 
   private actions() {
-    return storeOf(this.h.client).actions;
+    return this.h.store.actions;
   }
 
   /** A failover placed these replicas of database `bdb` on other nodes. */

@@ -33,11 +33,10 @@
 // record and its node stops it and removes its files. Works for replicas and
 // for masters of replicated and non-replicated databases.
 import type { Logger } from 'pino';
-import type { Etcd3 } from 'etcd3';
 import type { RpcClient } from '../../internode/rpc.js';
 import type { ActionRecord, BdbRecord, LiveRecord, NodeRecord, ShardOpRecord, ShardPlacement } from '../../coord/schema.js';
 import type { PrefixCache } from '../../coord/watch.js';
-import { storeOf, type ClusterStore } from '../../coord/store.js';
+import type { ClusterStore, StoreHost } from '../../coord/store.js';
 import { conflict, invalid, notFound } from '../../util/errors.js';
 import { type OpLog, type ShardReplication, SHARD_PAUSE_RPC, SHARD_REPLICATION_RPC, SHARD_UNPAUSE_RPC } from '../model/shard-protocol.js';
 import { removeNodeRecords } from './node-removal.js';
@@ -59,7 +58,7 @@ const CONVERGE_MS = 60_000;
 /** What shard operations need of their node's membership (src/node/loops.ts builds it from the membership parts). */
 export interface ShardOpsHost extends MasterLoopHost, NodeStateHost {
   readonly uid: number;
-  readonly client: Etcd3;
+  readonly store: ClusterStore;
   readonly nodes: PrefixCache<NodeRecord>;
   readonly live: PrefixCache<LiveRecord>;
   rpc(uid: number): RpcClient | undefined;
@@ -70,7 +69,7 @@ export interface ShardOpsHost extends MasterLoopHost, NodeStateHost {
 }
 
 const slotText = (s: ShardPlacement) => `${s.slots[0]}-${s.slots[1]}`;
-const isLive = (h: ShardOpsHost, node: number) => nodeIsUp(h, node);
+const isLive = (h: ShardOpsHost & StoreHost, node: number) => nodeIsUp(h, node);
 
 /** Call a shard-rpc method on the node that runs the shard (in-process when that is this node; it logs with its own logger). */
 export function shardCall<T>(h: ShardOpsHost, _log: OpLog, node: number, method: string, params: object, timeoutMs = 3000): Promise<T> {
@@ -182,9 +181,9 @@ interface Located {
   s: ShardPlacement;
 }
 
-async function locate(h: ShardOpsHost, shardUids: number[]): Promise<Located[]> {
+async function locate(h: ShardOpsHost & StoreHost, shardUids: number[]): Promise<Located[]> {
   if (!shardUids.length) throw notFound('shard_uids_required', 'a list of shard uids is required');
-  const bdbs = (await storeOf(h.client).bdbs.list()).filter((b) => b.status !== 'delete-pending' && b.status !== 'creation-failed');
+  const bdbs = (await h.store.bdbs.list()).filter((b) => b.status !== 'delete-pending' && b.status !== 'creation-failed');
   return [...new Set(shardUids)].map((uid) => {
     for (const b of bdbs) {
       const s = b.shards.find((x) => x.uid === uid);
@@ -195,25 +194,25 @@ async function locate(h: ShardOpsHost, shardUids: number[]): Promise<Located[]> 
 }
 
 /** A database that is being created or deleted, or has an operation under way, takes no other. */
-async function checkNotBusy(h: ShardOpsHost, b: BdbRecord): Promise<void> {
+async function checkNotBusy(h: ShardOpsHost & StoreHost, b: BdbRecord): Promise<void> {
   if (b.status === 'pending') throw conflict('db_busy', `database ${b.uid} is being created`);
-  for (const o of await storeOf(h.client).shardOps.list()) {
+  for (const o of await h.store.shardOps.list()) {
     if (!o.items.some((i) => i.bdb_uid === b.uid)) continue;
     // The record goes just after its action finishes.
-    const a = await storeOf(h.client).actions.get(o.action_uid);
+    const a = await h.store.actions.get(o.action_uid);
     if (a && a.status !== 'completed' && a.status !== 'failed')
       throw conflict('db_busy', `database ${b.uid} is busy: action ${o.action_uid} (shard ${o.kind}) is under way`);
   }
 }
 
 async function createOp(
-  h: ShardOpsHost,
+  h: ShardOpsHost & StoreHost,
   op: Omit<ShardOpRecord, 'action_uid' | 'created_time'>,
   objectName: string,
 ): Promise<ActionRecord> {
-  const action = await storeOf(h.client).actions.create(op.kind === 'remove_node' ? 'remove_node' : `shard_${op.kind}`, objectName);
+  const action = await h.store.actions.create(op.kind === 'remove_node' ? 'remove_node' : `shard_${op.kind}`, objectName);
   const rec: ShardOpRecord = { ...op, action_uid: action.action_uid, created_time: new Date().toISOString() };
-  await storeOf(h.client).shardOps.put(rec);
+  await h.store.shardOps.put(rec);
   return action;
 }
 
@@ -224,7 +223,7 @@ async function createOp(
  * db_busy, node_down, replica_not_available, replica_not_in_sync (409).
  */
 export async function requestFailover(
-  h: ShardOpsHost,
+  h: ShardOpsHost & StoreHost,
   log: OpLog,
   shardUids: number[],
   opts: { immediate?: boolean } = {},
@@ -289,7 +288,12 @@ export async function requestFailover(
  * node_not_found (404); shard_already_on_node, target_holds_same_slots (400);
  * db_busy, node_down (409).
  */
-export async function requestMigrate(h: ShardOpsHost, log: OpLog, shardUids: number[], target: number | undefined): Promise<ActionRecord> {
+export async function requestMigrate(
+  h: ShardOpsHost & StoreHost,
+  log: OpLog,
+  shardUids: number[],
+  target: number | undefined,
+): Promise<ActionRecord> {
   const found = await locate(h, shardUids);
   if (target === undefined) throw notFound('target_node_uid_required', 'target_node_uid is required');
   const node = h.nodes.items.get(String(target));
@@ -318,7 +322,7 @@ export async function requestMigrate(h: ShardOpsHost, log: OpLog, shardUids: num
         `shard ${fm.uid}, the master of slots ${slotText(fm)}, is on node ${fm.node_uid}, which is down: nothing to copy from`,
       );
   }
-  const first = await storeOf(h.client).seqs.next('shard', found.length);
+  const first = await h.store.seqs.next('shard', found.length);
   const items = found.map(({ b, s }, i) => ({ bdb_uid: b.uid, shard_uid: s.uid, new_shard_uid: first + i }));
   const action = await createOp(
     h,
@@ -338,8 +342,8 @@ export async function requestMigrate(h: ShardOpsHost, log: OpLog, shardUids: num
  * shard (the caller removes it at once). Errors: no_placement, node_down,
  * db_busy (409).
  */
-export async function requestNodeRemoval(h: ShardOpsHost, log: OpLog, node: number): Promise<ActionRecord | undefined> {
-  const bdbs = (await storeOf(h.client).bdbs.list()).filter((b) => b.status !== 'delete-pending' && b.status !== 'creation-failed');
+export async function requestNodeRemoval(h: ShardOpsHost & StoreHost, log: OpLog, node: number): Promise<ActionRecord | undefined> {
+  const bdbs = (await h.store.bdbs.list()).filter((b) => b.status !== 'delete-pending' && b.status !== 'creation-failed');
   const hosting = bdbs.filter((b) => b.shards.some((s) => s.node_uid === node));
   if (!hosting.length) return undefined;
   const load = new Map<number, number>();
@@ -361,7 +365,7 @@ export async function requestNodeRemoval(h: ShardOpsHost, log: OpLog, node: numb
         );
     }
   }
-  const first = await storeOf(h.client).seqs.next('shard', plan.length);
+  const first = await h.store.seqs.next('shard', plan.length);
   const items = plan.map((p, i) => ({ ...p, new_shard_uid: first + i }));
   const action = await createOp(h, { kind: 'remove_node', items, node_uid: node }, `node:${node}`);
   log.info(
@@ -382,10 +386,10 @@ export class ShardOpsController {
   private readonly loop: MasterLoop;
 
   constructor(
-    private readonly h: ShardOpsHost,
+    private readonly h: ShardOpsHost & StoreHost,
     private readonly log: Logger,
   ) {
-    this.store = storeOf(h.client);
+    this.store = h.store;
     this.ops = this.store.shardOps.cache();
     this.ops.on('malformed', (err: Error) => this.log.error({ err: err.message }, 'ignoring a malformed shard operation record'));
     this.loop = new MasterLoop(h, 500, log, 'shard operation bookkeeping', () => this.tick());

@@ -5,7 +5,6 @@
 // as up, and who may use the internode channel (PeerPolicy). It writes
 // nothing; the loops and the REST layer are given it (src/node).
 import type { Logger } from 'pino';
-import type { Etcd3 } from 'etcd3';
 import {
   type CertIdentityRecord,
   type CustomerCertRecord,
@@ -21,7 +20,7 @@ import {
 } from '../../coord/schema.js';
 import type { PrefixCache } from '../../coord/watch.js';
 import type { ClusterStore } from '../../coord/store.js';
-import { Heartbeats } from '../../coord/heartbeats.js';
+import type { Heartbeats } from '../../coord/heartbeats.js';
 import type { PeerPolicy } from '../../internode/channel.js';
 import type { Plane } from '../../pki/pki.js';
 import type { PolicySnapshot } from '../../dataplane/messages.js';
@@ -45,8 +44,6 @@ export class ClusterView implements PeerPolicy {
 
   constructor(
     store: ClusterStore,
-    /** The store's client: the heartbeats' watch (coord/heartbeats.ts) takes it. */
-    client: Etcd3,
     readonly uid: number,
     private readonly cluster: { readonly clusterId: string; readonly liveTtlSeconds: number },
     log: Logger,
@@ -61,7 +58,7 @@ export class ClusterView implements PeerPolicy {
     this.customerCerts = store.operatorCerts.customerCertsCache(uid);
     this.serviceCustomerCerts = store.operatorCerts.serviceCertsCache(uid);
     this.clusterPolicy = store.cluster.policyCache();
-    this.beats = new Heartbeats(client, uid);
+    this.beats = store.heartbeats(uid);
     this.caches = [
       this.nodes,
       this.live,

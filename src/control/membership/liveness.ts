@@ -8,7 +8,7 @@
 //
 // The only raw etcd call of membership's lease is here (`client.lease`).
 import type { Logger } from 'pino';
-import type { Etcd3, Lease } from 'etcd3';
+import type { StoreLease } from '../../coord/store.js';
 import type { LiveRecord } from '../../coord/schema.js';
 import type { ClusterStore } from '../../coord/store.js';
 import type { Heartbeats } from '../../coord/heartbeats.js';
@@ -26,7 +26,6 @@ export interface FenceHooks {
 
 export interface LivenessOptions {
   /** The store's client: the lease is granted through it. */
-  client: Etcd3;
   store: ClusterStore;
   /** The heartbeats (the view's): this node's beat is written through it. */
   beats: Pick<Heartbeats, 'beat'>;
@@ -39,7 +38,7 @@ export interface LivenessOptions {
 }
 
 export class Liveness {
-  private lease?: Lease;
+  private lease?: StoreLease;
   private livenessFailures = 0;
   /** When this node last reached the store (a heartbeat landed, counted from when it was sent); 0 before the first. */
   private storeContactAt = 0;
@@ -100,7 +99,7 @@ export class Liveness {
   private async holdLiveness(): Promise<void> {
     if (this.stopped) return;
     const { log } = this.o;
-    const lease = this.o.client.lease(this.o.liveTtlSeconds, { autoKeepAlive: true });
+    const lease = this.o.store.leases.create(this.o.liveTtlSeconds);
     this.lease = lease;
     lease.on('lost', (err) => {
       if (this.stopped) return;

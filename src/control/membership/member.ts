@@ -5,7 +5,6 @@
 // (control/bootstrap/daemon.ts) needs of a running member.
 import fs from 'node:fs';
 import type { Logger } from 'pino';
-import type { Etcd3 } from 'etcd3';
 import { EtcdMember, etcdPaths } from '../../coord/etcd.js';
 import type { CertMeta, ClusterRecord, NodeRecord } from '../../coord/schema.js';
 import type { ClusterStore } from '../../coord/store.js';
@@ -23,8 +22,8 @@ export type { ProbeResult, StatusReply } from './peers.js';
  */
 export interface BootstrapMember {
   readonly uid: number;
-  /** The store's client (the join admission's typed store). */
-  readonly client: Etcd3;
+  /** The typed cluster store (the join admission writes through it). */
+  readonly store: ClusterStore;
   readonly etcd: { logTail(lines: number): string };
   readonly cluster: ClusterRecord;
   readonly nodes: PrefixCache<NodeRecord>;
@@ -76,16 +75,9 @@ function certMeta(plane: Plane, pem: string): CertMeta {
   };
 }
 
-/** The id of the etcd member `client` speaks to: membership's one raw maintenance call. */
-export async function ownEtcdMemberId(client: Etcd3): Promise<string> {
-  const own = await client.maintenance.status();
-  return String(own.header.member_id);
-}
-
 /** Write this node's record (possibly over the stub the cluster's creation wrote: only its joined_time is kept). */
 export async function publishNodeRecord(
   store: ClusterStore,
-  client: Etcd3,
   cfg: Pick<NodeConfig, 'addr' | 'ports' | 'capabilities'>,
   uid: number,
   certs: { bundle(plane: Plane): { certPem: string } },
@@ -95,7 +87,7 @@ export async function publishNodeRecord(
     uid,
     addr: cfg.addr,
     ports: cfg.ports,
-    etcd_member_id: await ownEtcdMemberId(client),
+    etcd_member_id: (await store.members.status()).memberId,
     software_version: SOFTWARE_VERSION,
     capabilities: [...cfg.capabilities],
     joined_time: prev?.joined_time ?? new Date().toISOString(),

@@ -4,13 +4,12 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import type { Logger } from 'pino';
-import type { Etcd3 } from 'etcd3';
 import type { NodeConfig } from '../membership/config.js';
 import type { DataplaneHost } from '../../dataplane/host.js';
 import type { LiveRecord, NodeRecord } from '../../coord/schema.js';
 import type { BdbRecord, ObservedRecord } from '../../coord/schema.js';
 import type { PrefixCache } from '../../coord/watch.js';
-import { storeOf, type ClusterStore } from '../../coord/store.js';
+import type { ClusterStore, StoreHost } from '../../coord/store.js';
 import { RedisShard, type ShardSpec, shardDir, shardSocket, stoppedCleanly } from '../../shards/redis-shard.js';
 import { endpointNodes } from '../model/placement.js';
 import type { DataplaneConfig } from '../../dataplane/messages.js';
@@ -44,7 +43,6 @@ function shardSpec(b: BdbRecord, shardUid: number, addr: string): ShardSpec {
 export interface ReconcilerHost {
   readonly uid: number;
   readonly cfg: NodeConfig;
-  readonly client: Etcd3;
   readonly nodes: PrefixCache<NodeRecord>;
   readonly live: PrefixCache<LiveRecord>;
   /** This node's data-plane worker: its endpoints, links and tunnels (built before the reconciler, by src/node). */
@@ -80,10 +78,10 @@ export class BdbReconciler {
   readonly promotions = new Map<number, number>();
 
   constructor(
-    private readonly m: ReconcilerHost,
+    private readonly m: ReconcilerHost & StoreHost,
     private readonly log: Logger,
   ) {
-    this.store = storeOf(m.client);
+    this.store = m.store;
     this.bdbs = this.store.bdbs.cache();
     this.bdbs.on('malformed', (err: Error) => this.log.error({ err: err.message }, 'ignoring a malformed database record'));
   }

@@ -18,7 +18,6 @@
 // records what it did (a CertRotatedRecord), which the master's controller
 // follows into the action.
 import type { Logger } from 'pino';
-import type { Etcd3 } from 'etcd3';
 import type { CertStore } from '../../pki/certstore.js';
 import type { ServiceCerts } from '../../pki/service-certs.js';
 import type { NodeConfig, NodeIdentity } from '../membership/config.js';
@@ -39,7 +38,7 @@ import {
   jobSchedulerWithDefaults,
 } from '../../coord/schema.js';
 import type { PrefixCache } from '../../coord/watch.js';
-import { storeOf, type ClusterStore } from '../../coord/store.js';
+import type { ClusterStore, StoreHost } from '../../coord/store.js';
 import {
   PLANE_CERT_NAME,
   type Plane,
@@ -69,7 +68,6 @@ export interface RotatorHost {
   readonly uid: number;
   readonly cfg: NodeConfig;
   readonly identity: NodeIdentity;
-  readonly client: Etcd3;
   readonly certs: CertStore;
   readonly customerCerts: PrefixCache<CustomerCertRecord>;
   readonly services: ServiceCerts;
@@ -99,10 +97,10 @@ export class CertRotator {
   private rotationsAgain = false;
 
   constructor(
-    private readonly m: RotatorHost,
+    private readonly m: RotatorHost & StoreHost,
     private readonly log: Logger,
   ) {
-    this.store = storeOf(m.client);
+    this.store = m.store;
     this.settings = this.store.settings.jobSchedulerCache();
     this.alertSettings = this.store.settings.alertSettingsCache();
     this.rotations = this.store.certRotations.requestsCache();
