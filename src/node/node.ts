@@ -10,6 +10,7 @@ import { ShardOpsController } from '../control/controllers/shard-ops.js';
 import { localTraffic } from '../control/reconcilers/traffic.js';
 import { CertRotationController } from '../control/controllers/cert-rotation-action.js';
 import { ActionRetention } from '../control/controllers/action-retention.js';
+import { JoinController } from '../control/controllers/join-controller.js';
 import type { ServiceName } from '../pki/pki.js';
 import { RestServer } from '../api/server.js';
 import { MetricsServer } from '../api/metrics.js';
@@ -91,6 +92,10 @@ export class TesseraNode {
           const rotations = new CertRotationController(m, log.child({ component: 'cert-rotation-action' }));
           await rotations.start();
           m.attach(rotations);
+          // Joins (join_node actions): finished, or undone at their deadline, by the cluster master.
+          const joins = new JoinController(m, log.child({ component: 'join-controller' }));
+          await joins.start();
+          m.attach(joins);
           // Finished actions beyond the newest 200 are removed by the cluster master.
           const retention = new ActionRetention(m, log.child({ component: 'action-retention' }));
           retention.start();
