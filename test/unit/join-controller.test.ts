@@ -6,7 +6,8 @@
 // liveness lease is completed; the 409 `busy` lasts as long as a join is in
 // progress and ends with its action; the joining node's abort undoes it at
 // once; a 0.1.0 join record (no action) is left to its admitting member's
-// watchdog. Real nodes joining, and the admitting member dying, are
+// watchdog; admission writes the record and its action together, or, while
+// the master is a 0.1.0 node, the record alone with its own watchdog. Real nodes joining, and the admitting member dying, are
 // test/integration/join-resume.test.ts.
 //
 // Addresses: the scratch etcd on 127.0.42.1 (client 23790, peer 23800); a
@@ -32,6 +33,8 @@ import {
 } from '../../src/control/controllers/join-controller.js';
 import { Admission } from '../../src/control/bootstrap/admission.js';
 import { OperatorError } from '../../src/util/errors.js';
+import { DEFAULT_POLICY } from '../../src/coord/schema.js';
+import { createCa, createCsr, generateKeyPair } from '../../src/pki/pki.js';
 import { startScratchEtcd, type ScratchEtcd } from '../support/etcd.js';
 import { reap } from '../support/reaper.js';
 import { sleep, waitFor } from '../support/wait.js';
@@ -242,10 +245,73 @@ test('decisions: 0.1.0 join records are left to their watchdog; finished actions
 
   const withAction: JoinRecord = { ...legacy, action_uid: '3', deadline: new Date(t0 + 10_000).toISOString() };
   assert.deepEqual(decideJoin(withAction, 'finished', undefined, false, t0), { kind: 'forget' });
-  assert.equal(decideJoin(withAction, 'active', undefined, false, t0 + 1000).kind, 'undo', 'its store member was removed');
+  assert.deepEqual(decideJoin(withAction, 'active', undefined, false, t0 + 1000), { kind: 'wait' }, 'the member list may lag');
+  assert.equal(decideJoin(withAction, 'active', undefined, false, t0 + 6000).kind, 'undo', 'its store member was removed');
   assert.deepEqual(decideJoin(withAction, 'active', learner, false, t0 + 9000), { kind: 'wait' });
   assert.equal(decideJoin(withAction, 'active', { isLearner: false }, false, t0 + 9000).kind, 'wait');
   const late = decideJoin(withAction, 'active', { isLearner: false }, false, t0 + 10_000);
   assert.equal(late.kind, 'undo');
   assert.match((late as { reason: string }).reason, /after its store member was promoted/);
+});
+
+test('admission writes the join record and its join_node action together; with a 0.1.0 master, the record alone and its own watchdog', async () => {
+  const store = storeOf(etcd.client);
+  // A cluster's records, as creation writes them: admission signs the joining node's certificates with its CAs.
+  const [ca, servicesCa] = [await createCa('join.test', CLUSTER.cluster_id), await createCa('join.test', CLUSTER.cluster_id, 'services')];
+  const admin = {
+    uid: 1,
+    username: 'a@join.test',
+    password_hash: 'x',
+    role: 'admin' as const,
+    password_issue_date: new Date().toISOString(),
+  };
+  const node = { uid: 1, etcd_member_id: '1', joined_time: new Date().toISOString() };
+  const created = await store.cluster.create({
+    cluster: CLUSTER,
+    ca: { cert: ca.certPem, key: ca.keyPem },
+    servicesCa: { cert: servicesCa.certPem, key: servicesCa.keyPem },
+    admin,
+    policy: DEFAULT_POLICY,
+    node,
+  });
+  assert.equal(created, true);
+  const kp = await generateKeyPair();
+  const csr = await createCsr(kp, 'join-test');
+  const req = (i: number) => ({
+    addr: `127.0.42.${i}`,
+    ports: { rest: 1, internode: 2, dp_plain: 3, etcd_peer: 23800 + i, etcd_client: 5, metrics: 6 },
+    csrs: { cp: csr, dp: csr, api: csr },
+  });
+  const member = () => ({ client: etcd.client, cluster: CLUSTER, nodes: { values: () => [] }, certs: { caPem: () => ca.certPem } });
+
+  const admission = new Admission(member, log, { joinTimeoutMs: 30_000 });
+  const grant = await admission.admitNode(req(7));
+  assert.ok(grant.certificates.cp && grant.certificates.dp && grant.certificates.api);
+  const join = await store.joins.get(grant.uid);
+  assert.ok(join?.action_uid, 'the join names its action');
+  assert.equal(Date.parse(join.deadline!) - Date.parse(join.started_time), 30_000);
+  const action = await store.actions.get(join.action_uid);
+  assert.equal(action?.name, JOIN_ACTION);
+  assert.equal(action?.object_name, `node:${grant.uid}`);
+  assert.equal(action?.status, 'active');
+  assert.match(action?.steps?.[0] ?? '', new RegExp(`^0% admitted node ${grant.uid} \\(127\\.0\\.42\\.7\\)`));
+  assert.deepEqual(await learners(), [join.etcd_member_id]);
+  await admission.abortJoin(grant.uid);
+  assert.deepEqual(await learners(), []);
+
+  // The master is a 0.1.0 node (no join controller): no action, this member's watchdog undoes the join.
+  let calls = 0;
+  const masterRunsJoinActions = () => {
+    calls++;
+    return false;
+  };
+  const legacy = new Admission(member, log, { joinTimeoutMs: 1500, masterRunsJoinActions });
+  const g2 = await retryWhileUnhealthy(() => legacy.admitNode(req(8)));
+  assert.ok(calls > 0, 'the predicate was asked');
+  const j2 = await store.joins.get(g2.uid);
+  assert.ok(j2 && !j2.action_uid && !j2.deadline, 'a 0.1.0 join record');
+  assert.equal((await store.actions.list()).filter((a) => a.object_name === `node:${g2.uid}`).length, 0);
+  await waitFor('the watchdog undid the join', async () => (await store.joins.get(g2.uid)) === null, 10_000, 100);
+  assert.deepEqual(await learners(), []);
+  legacy.stop();
 });

@@ -30,6 +30,9 @@ export const DEFAULT_JOIN_TIMEOUT_MS = 60_000;
 /** A join record with no action belongs to its admitting member's watchdog (60 s in 0.1.0); after this long, that member is gone. */
 export const LEGACY_JOIN_ABANDONED_MS = 2 * DEFAULT_JOIN_TIMEOUT_MS;
 
+/** A join followed by an action whose store member is gone is undone at once, but not in its first seconds. */
+const EARLY_UNDO_AFTER_MS = 5000;
+
 /** What the controller needs of its node's membership (ClusterMember provides it). */
 export interface JoinHost extends MasterLoopHost {
   readonly client: Etcd3;
@@ -105,8 +108,10 @@ export function decideJoin(
   if (member && !member.isLearner && nodeLive) return { kind: 'complete', text: `node ${n} (${join.addr}) joined the cluster` };
   const deadline = joinDeadline(join);
   if (now < deadline) {
-    // Only a join followed by an action is undone early: a 0.1.0 member may still be adding the learner of its own.
-    if (!member && actionStatus === 'active') return { kind: 'undo', reason: `the store member of node ${n} was removed; join abandoned` };
+    // Only a join followed by an action is undone early (a 0.1.0 member may still be adding the learner of its own),
+    // and not in its first seconds: etcd's member list is this node's view, which may be a moment behind.
+    if (!member && actionStatus === 'active' && now - Date.parse(join.started_time) >= EARLY_UNDO_AFTER_MS)
+      return { kind: 'undo', reason: `the store member of node ${n} was removed; join abandoned` };
     if (member && !member.isLearner) return { kind: 'wait', step: `store member of node ${n} promoted; waiting for the node to come up` };
     return { kind: 'wait' };
   }
