@@ -300,6 +300,12 @@ export function buildProgram(): Command {
     .option('--etcd-client-port <port>', 'coordination store client port', intOpt('etcd client port'), DEFAULT_PORTS.etcd_client)
     .option('--metrics-port <port>', 'Prometheus metrics port', intOpt('metrics port'), DEFAULT_PORTS.metrics)
     .option('--live-ttl <seconds>', 'liveness lease TTL', intOpt('live ttl'), DEFAULT_TIMINGS.liveTtlSeconds)
+    .option(
+      '--join-timeout <seconds>',
+      'how long a node this one admits may take to join',
+      intOpt('join timeout'),
+      DEFAULT_TIMINGS.joinTimeoutSeconds,
+    )
     .addOption(
       new Option('--without-capability <name...>', 'pretend this build lacks a capability (testing mixed-version clusters)').default([]),
     )
@@ -317,7 +323,7 @@ export function buildProgram(): Command {
           etcd_client: o.etcdClientPort,
           metrics: o.metricsPort,
         },
-        timings: { ...DEFAULT_TIMINGS, liveTtlSeconds: o.liveTtl },
+        timings: { ...DEFAULT_TIMINGS, liveTtlSeconds: o.liveTtl, joinTimeoutSeconds: o.joinTimeout },
         capabilities: CAPABILITIES.filter((c) => !(o.withoutCapability as string[]).includes(c)),
         etcdBinary: process.env.TESSERA_ETCD ?? 'etcd',
       };

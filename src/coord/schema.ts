@@ -235,6 +235,10 @@ export const JoinRecord = Type.Object({
   addr: Type.String(),
   etcd_member_id: Type.String(),
   started_time: Time,
+  /** The `join_node` action that follows this join (0.2): absent when the admitting node keeps its own watchdog (0.1.0). */
+  action_uid: Type.Optional(Type.String()),
+  /** When the cluster master gives the join up (with action_uid). */
+  deadline: Type.Optional(Time),
 });
 export type JoinRecord = Static<typeof JoinRecord>;
 

@@ -43,6 +43,7 @@ import {
 import { parseRecord, readRecord, readRecords, requireRecord, updateRecord } from './records.js';
 import { PrefixCache } from './watch.js';
 import { Seqs, commitWithSeqs, nextSeqAt, type SeqName, type SeqSnapshot } from './seqs.js';
+import { createJoinAction, joinsCache } from './joins.js';
 import { LeaseStore, type StoreLease, etcdLeaseOf } from './lease.js';
 import { StoreMembers } from './members.js';
 import { CertRotationStore, OperatorCertStore } from './cert-stores.js';
@@ -357,6 +358,16 @@ export class NodeStore {
 /** Nodes being admitted: the join record lives from admission to promotion of the node's store member. */
 export class JoinStore {
   constructor(private readonly c: Etcd3) {}
+
+  /** The join record and its join_node action, in one transaction; false if either exists already. */
+  createWithAction(join: JoinRecord, action: ActionRecord): Promise<boolean> {
+    return createJoinAction(this.c, join, action);
+  }
+
+  /** The pending joins, watched. */
+  cache(): PrefixCache<JoinRecord> {
+    return joinsCache(this.c);
+  }
 
   get(uid: number): Promise<JoinRecord | null> {
     return readRecord(this.c, KEYS.join(uid), JoinRecord);

@@ -29,6 +29,7 @@ import { FailoverController } from '../control/controllers/failover-controller.j
 import { ShardOpsController } from '../control/controllers/shard-ops.js';
 import { CertRotationController } from '../control/controllers/cert-rotation-action.js';
 import { ActionRetention } from '../control/controllers/action-retention.js';
+import { JoinController } from '../control/controllers/join-controller.js';
 
 /** The membership parts and the node's own things the loops are built from. */
 export interface LoopParts {
@@ -55,6 +56,7 @@ export class Loops {
   readonly shardOps: ShardOpsController;
   readonly rotations: CertRotationController;
   readonly retention: ActionRetention;
+  readonly joins: JoinController;
   private started = false;
 
   /** Build every loop (nothing runs yet) and register the control-RPC methods they answer. */
@@ -124,6 +126,8 @@ export class Loops {
     );
     this.rotations = new CertRotationController(master, log.child({ component: 'cert-rotation-action' }));
     this.retention = new ActionRetention(master, log.child({ component: 'action-retention' }));
+    // Joins (join_node actions): finished, or undone at their deadline, by the cluster master, whoever admitted them.
+    this.joins = new JoinController(master, log.child({ component: 'join-controller' }));
 
     // The control RPCs this node answers.
     peers.register('status', async () => this.statusReply());
@@ -150,6 +154,7 @@ export class Loops {
     this.failover.start();
     await this.shardOps.start();
     await this.rotations.start();
+    await this.joins.start();
     this.retention.start();
   }
 
@@ -163,6 +168,7 @@ export class Loops {
     const warn = (what: string) => (e: unknown) => this.p.log.warn({ err: (e as Error).message }, `stopping ${what}`);
     if (this.started) {
       await this.retention.close().catch(warn('action retention'));
+      await this.joins.close().catch(warn('the join controller'));
       await this.rotations.close().catch(warn('the rotation controller'));
       await this.shardOps.close().catch(warn('shard operations'));
       this.failover.stop();

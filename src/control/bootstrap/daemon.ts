@@ -8,7 +8,6 @@ import net from 'node:net';
 import os from 'node:os';
 import { randomUUID, X509Certificate } from 'node:crypto';
 import type { Logger } from 'pino';
-import { ConstantBackoff, handleWhen, retry } from 'cockatiel';
 import {
   type NodeConfig,
   type NodeIdentity,
@@ -39,7 +38,6 @@ import {
   createCa,
   createCsr,
   generateKeyPair,
-  issueFromCsr,
   issueLocally,
   selfSigned,
   validateBundle,
@@ -73,28 +71,9 @@ export interface JoinClusterRequest {
   password: string;
 }
 
-/** What a member answers a joining node. */
-export interface JoinGrant {
-  uid: number;
-  cluster: ClusterRecord;
-  /** The internode CA: signs cp and dp. */
-  ca_cert: string;
-  /** The services CA: signs the client-facing certificates (the member's REST certificate among them). */
-  services_ca_cert: string;
-  certificates: Record<Plane, string> & Partial<Record<ServiceName, string>>;
-  etcd: { name: string; initial_cluster: string; token: string };
-}
+import { Admission, INTERNODE_CERT_SECONDS, type JoinGrant, type JoinNodeRequest } from './admission.js';
 
-export interface JoinNodeRequest {
-  addr: string;
-  ports: NodePorts;
-  /** cp and dp are signed by the internode CA; api (required), cm, proxy, metrics_exporter by the services CA. */
-  csrs: Record<Plane | 'api', string> & Partial<Record<ServiceName, string>>;
-}
-
-/** Validity of the first certificates (internode and client-facing); renewals follow the rotation settings. */
-const INTERNODE_CERT_SECONDS = 90 * 86400;
-const JOIN_TIMEOUT_MS = 60_000;
+export type { JoinGrant, JoinNodeRequest } from './admission.js';
 
 /**
  * What the daemon needs from the services built around it (src/node wires
@@ -114,7 +93,9 @@ export class NodeDaemon<M extends BootstrapMember = BootstrapMember> {
   readonly startedAt = Date.now();
   private unlock?: () => void;
   private busy = false;
-  private joinWatchdogs = new Map<number, NodeJS.Timeout>();
+  /** Whether the cluster master runs join actions (0.2); src/node wires the cluster's version in. */
+  masterRunsJoinActions: () => boolean = () => true;
+  private readonly admission: Admission;
   private hooks: DaemonHooks<M> = { apiCertificate: () => undefined, memberRunning: async () => undefined };
 
   constructor(
@@ -122,7 +103,12 @@ export class NodeDaemon<M extends BootstrapMember = BootstrapMember> {
     readonly log: Logger,
     /** Builds the running member of an identity, its etcd member started (src/node: the parts and the loops). */
     private readonly newMember: MemberFactory<M>,
-  ) {}
+  ) {
+    this.admission = new Admission(() => this.requireMember(), log, {
+      joinTimeoutMs: cfg.timings.joinTimeoutSeconds * 1000,
+      masterRunsJoinActions: () => this.masterRunsJoinActions(),
+    });
+  }
 
   /**
    * Lock the data directory, check it and the ports; returns the certificate
@@ -177,7 +163,7 @@ export class NodeDaemon<M extends BootstrapMember = BootstrapMember> {
   }
 
   async stop(): Promise<void> {
-    for (const t of this.joinWatchdogs.values()) clearTimeout(t);
+    this.admission.stop();
     await this.member?.stop().catch((e) => this.log.error({ err: (e as Error).message }, 'stopping member'));
     this.unlock?.();
     this.unlock = undefined;
@@ -473,146 +459,17 @@ export class NodeDaemon<M extends BootstrapMember = BootstrapMember> {
     return this.member;
   }
 
-  async admitNode(req: JoinNodeRequest): Promise<JoinGrant> {
-    const m = this.requireMember();
-    const store = m.store;
-    if (m.nodes.values().some((n) => n.addr === req.addr))
-      throw conflict('node_already_member', `a node with address ${req.addr} is already a member`);
-    const pending = await store.joins.list();
-    if (pending.length > 0) throw conflict('busy', 'another node is joining; try again in a minute');
-
-    // The store member first: it is the step most likely to be refused, and the
-    // one undone if anything after it fails, so a refused join consumes no uid.
-    const added = await retryWhileUnhealthy(() => store.members.addLearner(peerUrl(req.addr, req.ports.etcd_peer)));
-    const memberId = String(added.member.ID);
-    let uid: number;
-    const certificates = {} as JoinGrant['certificates'];
-    let servicesCaPem: string;
-    try {
-      uid = await store.seqs.next('node');
-      const caRec = await store.cluster.ca();
-      const ca = { certPem: caRec.cert, keyPem: caRec.key };
-      const servicesRec = await store.cluster.requireServicesCa();
-      const servicesCa = { certPem: servicesRec.cert, keyPem: servicesRec.key };
-      servicesCaPem = servicesRec.cert;
-      for (const plane of ['cp', 'dp', ...SERVICE_NAMES] as const) {
-        const csrPem = req.csrs[plane];
-        if (!csrPem) continue; // a client-facing certificate not asked for is issued once the node runs
-        try {
-          certificates[plane] = await issueFromCsr(plane === 'cp' || plane === 'dp' ? ca : servicesCa, {
-            csrPem,
-            clusterId: m.cluster.cluster_id,
-            uid,
-            plane,
-            addr: req.addr,
-            validitySeconds: INTERNODE_CERT_SECONDS,
-          });
-        } catch (err) {
-          throw new OperatorError(
-            'invalid',
-            'invalid_csr',
-            `cannot sign the node's ${plane} certificate request: ${(err as Error).message}`,
-          );
-        }
-      }
-    } catch (err) {
-      await store.members
-        .remove(memberId)
-        .catch((e) => this.log.warn({ member: memberId, err: (e as Error).message }, 'cannot remove the store learner of a refused join'));
-      throw err;
-    }
-    const join: JoinRecord = { uid, addr: req.addr, etcd_member_id: memberId, started_time: new Date().toISOString() };
-    await store.joins.put(join);
-    const name = `n${uid}`;
-    const initial = added.members
-      .map((mm) => (String(mm.ID) === memberId ? `${name}=${mm.peerURLs[0]}` : mm.name ? `${mm.name}=${mm.peerURLs[0]}` : ''))
-      .filter(Boolean)
-      .join(',');
-    // If the new node never comes up, take its store member out again.
-    const t = setTimeout(
-      () => void this.abortJoin(uid).catch((e) => this.log.warn({ uid, err: (e as Error).message }, 'cannot abort a join that timed out')),
-      JOIN_TIMEOUT_MS,
-    );
-    t.unref();
-    this.joinWatchdogs.set(uid, t);
-    this.log.info({ uid, addr: req.addr, member: memberId }, 'admitting a node (store learner added)');
-    return {
-      uid,
-      cluster: m.cluster,
-      ca_cert: m.certs.caPem(),
-      services_ca_cert: servicesCaPem,
-      certificates,
-      etcd: { name, initial_cluster: initial, token: m.cluster.cluster_id },
-    };
+  admitNode(req: JoinNodeRequest): Promise<JoinGrant> {
+    return this.admission.admitNode(req);
   }
 
-  /** Promote the joining node's etcd learner once it has caught up. */
-  async promoteJoin(uid: number): Promise<void> {
-    const store = this.requireMember().store;
-    const join = await store.joins.get(uid);
-    if (!join) throw new OperatorError('not_found', 'join_not_found', `no join in progress for node ${uid}`);
-    try {
-      // A learner is refused promotion until it has caught up: retried for 30 s, unless it is gone.
-      await untilCaughtUp.execute(() => store.members.promote(join.etcd_member_id));
-    } catch (err) {
-      throw new OperatorError('timeout', 'join_failed', `store member of node ${uid} did not catch up: ${(err as Error).message}`);
-    }
-    clearTimeout(this.joinWatchdogs.get(uid));
-    this.joinWatchdogs.delete(uid);
-    await store.joins.delete(uid);
-    this.log.info({ uid }, 'joining node promoted to a voting store member');
+  promoteJoin(uid: number): Promise<void> {
+    return this.admission.promoteJoin(uid);
   }
 
-  /** Undo a join that did not finish: remove the store member and any record of the node. */
-  async abortJoin(uid: number): Promise<void> {
-    const store = this.requireMember().store;
-    clearTimeout(this.joinWatchdogs.get(uid));
-    this.joinWatchdogs.delete(uid);
-    const join = await store.joins.get(uid);
-    // The node may have published its full record, or not yet: read only what every node record has.
-    const node = await store.nodes.getStub(uid);
-    const memberId = join?.etcd_member_id ?? node?.etcd_member_id;
-    if (memberId) {
-      try {
-        await retryWhileUnhealthy(() => store.members.remove(memberId));
-      } catch (e) {
-        if (!/member not found/i.test((e as Error).message)) {
-          // An orphan learner would block the next join: keep the join record and try again.
-          this.log.error(
-            { uid, member: memberId, err: (e as Error).message },
-            'cannot remove the store member of an aborted join; retrying in 10 s',
-          );
-          const t = setTimeout(
-            () => void this.abortJoin(uid).catch((err) => this.log.warn({ uid, err: (err as Error).message }, 'cannot abort a join')),
-            10_000,
-          );
-          t.unref();
-          this.joinWatchdogs.set(uid, t);
-          return;
-        }
-      }
-    }
-    await store.joins.delete(uid);
-    await store.nodes.delete(uid);
-    this.log.warn({ uid }, 'join aborted; the cluster is as it was');
+  abortJoin(uid: number): Promise<void> {
+    return this.admission.abortJoin(uid);
   }
-}
-
-/**
- * etcd refuses membership changes until every member has been connected for a
- * few seconds (strict reconfig check); right after a join that is expected.
- */
-/** Retried every 500 ms for 15 s, and only while etcd says "unhealthy cluster". */
-const whileUnhealthy = retry(
-  handleWhen((e) => /unhealthy cluster/i.test(e.message)),
-  { maxAttempts: 30, backoff: new ConstantBackoff(500) },
-);
-const untilCaughtUp = retry(
-  handleWhen((e) => !/not.*learner|member not found/i.test(e.message)),
-  { maxAttempts: 100, backoff: new ConstantBackoff(300) },
-);
-function retryWhileUnhealthy<T>(fn: () => Promise<T>): Promise<T> {
-  return whileUnhealthy.execute(fn);
 }
 
 function checkGrant(g: JoinGrant, peerCertRaw: Buffer | undefined, keys: Record<Plane | ServiceName, { keyPem: string }>): void {

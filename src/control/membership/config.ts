@@ -25,11 +25,14 @@ export interface Timings {
   liveTtlSeconds: number;
   /** How often each node probes its peers over the control plane. */
   probeIntervalMs: number;
+  /** From a node's admission to it running: past it, the cluster master undoes the join. */
+  joinTimeoutSeconds: number;
 }
 
 export const DEFAULT_TIMINGS: Timings = {
   liveTtlSeconds: 5,
   probeIntervalMs: 1000,
+  joinTimeoutSeconds: 60,
 };
 
 export interface NodeConfig {
