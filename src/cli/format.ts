@@ -44,6 +44,15 @@ export interface StatusOptions {
 export const STATUS_SECTIONS = ['nodes', 'databases', 'endpoints', 'shards'] as const;
 export type StatusSection = (typeof STATUS_SECTIONS)[number];
 
+/** The cluster version, and "upgrade in progress" with each node's version while the members' versions differ. */
+export function versionLine(cluster: Record<string, unknown>, nodes: readonly { uid: number; software_version?: string }[]): string {
+  const cv = typeof cluster.cluster_version === 'string' ? cluster.cluster_version : '0.1';
+  const versions = new Set(nodes.map((n) => n.software_version ?? '?'));
+  if (versions.size <= 1) return `Cluster version: ${cv} (every node runs ${[...versions][0] ?? cluster.software_version})`;
+  const each = [...nodes].sort((a, b) => a.uid - b.uid).map((n) => `node:${n.uid} ${n.software_version ?? '?'}`);
+  return `Cluster version: ${cv}, upgrade in progress (${each.join(', ')})`;
+}
+
 export function formatStatus(
   cluster: Record<string, unknown>,
   nodes: NodeView[],
@@ -61,7 +70,7 @@ export function formatStatus(
     : down.length
       ? `OK. Cluster master: ${master.uid} (${master.addr}); nodes down: ${down.map((n) => n.uid).join(', ')}`
       : `OK. Cluster master: ${master.uid} (${master.addr})`;
-  let out = o.sections ? '' : `CLUSTER:\n${health}\nCluster name: ${cluster.name}\n\n`;
+  let out = o.sections ? '' : `CLUSTER:\n${health}\nCluster name: ${cluster.name}\n${versionLine(cluster, nodes)}\n\n`;
   const section = (title: string, text: string) => {
     out += `${out && !out.endsWith('\n\n') ? '\n' : ''}${title}:\n${text}`;
   };

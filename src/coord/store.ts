@@ -18,6 +18,7 @@ import {
   CertRotationRequest,
   CertIdentityRecord,
   ClusterRecord,
+  ClusterVersionRecord,
   CustomerCertRecord,
   DenyRecord,
   JoinRecord,
@@ -595,6 +596,22 @@ export class ClusterRecords {
   /** Apply a change to the policy (compare-and-swap); resolves with the whole new policy. */
   async updatePolicy(change: StoredPolicy): Promise<PolicyRecord> {
     return policyWithDefaults(await updateRecord(this.c, KEYS.policy, StoredPolicy, (cur) => policyWithDefaults(cur, change)));
+  }
+
+  /** The stored cluster version; null until a 0.2 (or later) master has decided one (control/controllers/cluster-version.ts). */
+  version(): Promise<ClusterVersionRecord | null> {
+    return readRecord(this.c, KEYS.clusterVersion, ClusterVersionRecord);
+  }
+
+  /**
+   * Store `next` as the cluster version, compare-and-swap, only if it is above
+   * the stored one by `higher(next, stored)`: the cluster version never goes
+   * down, even when two masters race. Resolves with the stored record after.
+   */
+  async raiseVersion(next: string, higher: (a: string, b: string) => boolean): Promise<ClusterVersionRecord | undefined> {
+    return updateRecord(this.c, KEYS.clusterVersion, ClusterVersionRecord, (cur) =>
+      cur && !higher(next, cur.version) ? undefined : { ...cur, version: next, updated_time: new Date().toISOString() },
+    );
   }
 
   /** A watched copy of the stored policy (one item, ''; start it): read it through `policyWithDefaults`. */

@@ -10,6 +10,7 @@ import { ShardOpsController } from '../control/controllers/shard-ops.js';
 import { localTraffic } from '../control/reconcilers/traffic.js';
 import { CertRotationController } from '../control/controllers/cert-rotation-action.js';
 import { ActionRetention } from '../control/controllers/action-retention.js';
+import { ClusterVersionController } from '../control/controllers/cluster-version.js';
 import type { ServiceName } from '../pki/pki.js';
 import { RestServer } from '../api/server.js';
 import { MetricsServer } from '../api/metrics.js';
@@ -95,6 +96,10 @@ export class TesseraNode {
           const retention = new ActionRetention(m, log.child({ component: 'action-retention' }));
           retention.start();
           m.attach(retention);
+          // The cluster version (lowest member version, never lowered): decided by the cluster master.
+          const versions = new ClusterVersionController(m, log.child({ component: 'cluster-version' }));
+          versions.start();
+          m.attach(versions);
         },
       });
     } catch (err) {

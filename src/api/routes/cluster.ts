@@ -4,6 +4,7 @@ import type { ApiNode } from '../services.js';
 import type { PolicyRecord } from '../../coord/schema.js';
 import { storeOf } from '../../coord/store.js';
 import { SOFTWARE_VERSION } from '../../control/membership/config.js';
+import { clusterVersionOf } from '../../control/model/version-gates.js';
 import fs from 'node:fs';
 import { certInfo, PLANE_CERT_NAME, PLANES } from '../../pki/pki.js';
 import { certPath } from '../../pki/node-files.js';
@@ -37,7 +38,9 @@ export const clusterRoutes: FastifyPluginAsync<{ daemon: ApiNode }> = async (app
       alert_settings: alertSettings,
       cluster_id: m.cluster.cluster_id,
       created_time: m.cluster.created_time,
+      // The answering node's own build, as in 0.1.0; what the cluster as a whole can do is cluster_version.
       software_version: SOFTWARE_VERSION,
+      cluster_version: clusterVersionOf({ cluster_version: (await storeOf(m.client).cluster.version())?.version, members: [] }),
       master_node_uid: m.masterUid ?? null,
       nodes_count: m.nodes.items.size,
       control_plane_encryption: true,
