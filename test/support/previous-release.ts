@@ -50,7 +50,9 @@ export async function previousReleaseBin(timeoutMs = 15 * 60_000): Promise<strin
       [`${dir}.lock`, 'sh', '-c', script],
       { env: { ...process.env, DIR: dir, REPO, COMMIT: rel.commit }, timeout: timeoutMs, maxBuffer: 64 * 1024 * 1024 },
       (err, _stdout, stderr) =>
-        err ? reject(new Error(`building release ${rel.version} (${rel.commit.slice(0, 12)}) failed: ${err.message}\n${stderr}`)) : resolve(),
+        err
+          ? reject(new Error(`building release ${rel.version} (${rel.commit.slice(0, 12)}) failed: ${err.message}\n${stderr}`))
+          : resolve(),
     );
   });
   return bin;

@@ -29,7 +29,7 @@ import { Heartbeats } from '../../coord/heartbeats.js';
 import { CertStore } from '../../pki/certstore.js';
 import { ServiceCerts } from '../../pki/service-certs.js';
 import { LiveLinks, type PeerPolicy, type PeerIdentity } from '../../internode/channel.js';
-import { RpcClient } from '../../internode/rpc.js';
+import { RpcClient, unknownMethod } from '../../internode/rpc.js';
 import { LinkRegistry, type NodeLinksReport } from '../../internode/links.js';
 import { DataplaneHost } from '../../dataplane/host.js';
 import type { PolicySnapshot } from '../../dataplane/messages.js';
@@ -588,7 +588,7 @@ export class ClusterMember implements PeerPolicy {
       case 'shard_unpause':
         return shardRpc(this, this.log, method, _params);
       default:
-        throw new Error(`unknown method ${method}`);
+        throw unknownMethod(method);
     }
   }
 

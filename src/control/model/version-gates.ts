@@ -117,6 +117,19 @@ export function nextClusterVersion(stored: string | undefined, memberVersions: r
   return low;
 }
 
+/** The header a joining node names its software version in (a header: 0.1.0 members ignore it, and refuse unknown body fields). */
+export const VERSION_HEADER = 'x-tessera-version';
+
+/** What a joiner that sends no version runs: 0.1.0, the release before joiners sent one. */
+export const UNSTATED_SOFTWARE_VERSION = '0.1.0';
+
+/** The refusal of a node older than the cluster version, in one line. */
+export function nodeTooOld(who: string, software: string, clusterVersion: string): OperatorError {
+  return clusterVersionTooOld(
+    `${who} runs Tessera ${software}, older than the cluster version ${clusterVersion}: upgrade it to ${clusterVersion} or later first`,
+  );
+}
+
 /** May a node of `software` run in (join or restart into) a cluster at `clusterVersion`? */
 export function admits(clusterVersion: string | undefined, software: string): boolean {
   return clusterVersion === undefined || (parseMinor(software) !== undefined && compareMinor(software, clusterVersion) >= 0);
