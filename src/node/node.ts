@@ -5,12 +5,13 @@
 import type { Logger } from 'pino';
 import { NodeDaemon } from '../control/bootstrap/daemon.js';
 import type { ClusterMember } from '../control/membership/member.js';
-import { DEFAULT_PORTS, type NodeConfig } from '../control/membership/config.js';
+import { DEFAULT_PORTS, type NodeConfig, SOFTWARE_VERSION } from '../control/membership/config.js';
 import { ShardOpsController } from '../control/controllers/shard-ops.js';
 import { localTraffic } from '../control/reconcilers/traffic.js';
 import { CertRotationController } from '../control/controllers/cert-rotation-action.js';
 import { ActionRetention } from '../control/controllers/action-retention.js';
 import { ClusterVersionController } from '../control/controllers/cluster-version.js';
+import { MasterVersionGuard } from '../control/reconcilers/master-version-guard.js';
 import type { ServiceName } from '../pki/pki.js';
 import { RestServer } from '../api/server.js';
 import { MetricsServer } from '../api/metrics.js';
@@ -100,6 +101,10 @@ export class TesseraNode {
           const versions = new ClusterVersionController(m, log.child({ component: 'cluster-version' }));
           versions.start();
           m.attach(versions);
+          // Every node: a member older than the cluster version (a 0.1.0 node restarted into a 0.2 cluster) is kept from the master role.
+          const guard = new MasterVersionGuard(m, SOFTWARE_VERSION, log.child({ component: 'version-guard' }));
+          guard.start();
+          m.attach(guard);
         },
       });
     } catch (err) {

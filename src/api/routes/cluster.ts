@@ -4,7 +4,7 @@ import type { ApiNode } from '../services.js';
 import type { PolicyRecord } from '../../coord/schema.js';
 import { storeOf } from '../../coord/store.js';
 import { SOFTWARE_VERSION } from '../../control/membership/config.js';
-import { clusterVersionOf } from '../../control/model/version-gates.js';
+import { admits, clusterVersionOf, nodeTooOld } from '../../control/model/version-gates.js';
 import fs from 'node:fs';
 import { certInfo, PLANE_CERT_NAME, PLANES } from '../../pki/pki.js';
 import { certPath } from '../../pki/node-files.js';
@@ -96,6 +96,9 @@ export const clusterRoutes: FastifyPluginAsync<{ daemon: ApiNode }> = async (app
       const uid = Number(req.body.node_uid);
       const n = m.nodes.items.get(String(uid));
       if (!n?.addr) throw notFound('node_not_found', `node ${uid} does not exist`);
+      // A node older than the cluster version would act on records it cannot read (and every 0.2 member takes the role back).
+      const cv = (await storeOf(m.client).cluster.version())?.version;
+      if (!admits(cv, n.software_version)) throw nodeTooOld(`node ${uid}`, n.software_version, cv!);
       if (m.masterUid !== uid) await m.changeMaster(uid);
       return { action: 'change_master', node_uid: String(uid), status: 'completed' };
     },
