@@ -46,7 +46,7 @@ import {
   validateBundle,
 } from '../../pki/pki.js';
 import { hashPassword } from './passwords.js';
-import { admits, nodeTooOld, UNSTATED_SOFTWARE_VERSION, VERSION_HEADER } from '../model/version-gates.js';
+import { joinNodeCall, requireAdmitted } from './version-check.js';
 import { installPlaneFiles, installServiceFiles } from '../../pki/node-files.js';
 import { OperatorError, conflict } from '../../util/errors.js';
 import { requestJson, errorText, ConnectError } from '../../util/https-json.js';
@@ -156,7 +156,7 @@ export class NodeDaemon {
       if (identity) {
         this.bootstrap = { state: 'completed' };
         this.member = ClusterMember.startEtcd(this.cfg, identity, this.log);
-        await this.refuseIfTooOld(this.member);
+        await requireAdmitted(this.member, `this node (${this.cfg.addr})`, SOFTWARE_VERSION); // a newer cluster's data dir
         await this.runMember(this.member);
       }
       // The fingerprint is for operators of a remote blank node: `tessera --fingerprint <it>` trusts that node.
@@ -169,17 +169,6 @@ export class NodeDaemon {
       await this.stop();
       throw err;
     }
-  }
-
-  /**
-   * A data directory of a cluster whose version is newer than this build
-   * (a downgrade): refuse to start, before this node publishes or acts on
-   * anything; only its store member has run, and it stops with the throw.
-   */
-  private async refuseIfTooOld(m: ClusterMember): Promise<void> {
-    await m.waitReady();
-    const cv = (await storeOf(m.client).cluster.version())?.version;
-    if (!admits(cv, SOFTWARE_VERSION)) throw nodeTooOld(`this node (${this.cfg.addr})`, SOFTWARE_VERSION, cv!);
   }
 
   private async runMember(m: ClusterMember): Promise<void> {
@@ -367,9 +356,7 @@ export class NodeDaemon {
           const res = await requestJson<JoinGrant>({
             method: 'POST',
             ...target,
-            path: '/v1/cluster/join_node',
-            headers: { [VERSION_HEADER]: SOFTWARE_VERSION },
-            body,
+            ...joinNodeCall(body),
             username: req.username,
             password: req.password,
             caPem,
@@ -486,16 +473,10 @@ export class NodeDaemon {
     return this.member;
   }
 
-  async admitNode(req: JoinNodeRequest, softwareVersion = UNSTATED_SOFTWARE_VERSION): Promise<JoinGrant> {
+  async admitNode(req: JoinNodeRequest, softwareVersion?: string): Promise<JoinGrant> {
     const m = this.requireMember();
     const store = storeOf(m.client);
-    // Before anything changes: a node older than the cluster version would not read what the cluster writes.
-    const cv = (await store.cluster.version())?.version;
-    if (!admits(cv, softwareVersion)) {
-      const refusal = nodeTooOld(`node ${req.addr}`, softwareVersion, cv!);
-      this.log.warn({ addr: req.addr, software_version: softwareVersion, cluster_version: cv }, refusal.message);
-      throw refusal;
-    }
+    await requireAdmitted({ client: m.client }, `node ${req.addr}`, softwareVersion, this.log); // before anything changes
     if (m.nodes.values().some((n) => n.addr === req.addr))
       throw conflict('node_already_member', `a node with address ${req.addr} is already a member`);
     const pending = await store.joins.list();
