@@ -71,11 +71,12 @@ export function serveRpc(socket: tls.TLSSocket, peer: PeerIdentity, handler: Rpc
       return;
     }
     const { id, method, params } = msg;
+    const reply = (r: object) => socket.writable && socket.write(JSON.stringify({ id, ...r, v: RPC_VERSION }) + '\n');
     if (typeof method !== 'string') {
-      socket.destroy();
+      // JSON without a method (another version's message, say): answered, so the caller does not wait for nothing.
+      reply({ error: 'request without a method', code: 'invalid_request' });
       return;
     }
-    const reply = (r: object) => socket.writable && socket.write(JSON.stringify({ id, ...r, v: RPC_VERSION }) + '\n');
     // A handler that throws synchronously is answered like one that rejects: never a crash, never silence.
     Promise.resolve()
       .then(() => handler(method, params, peer))

@@ -257,6 +257,15 @@ describe('control RPC wire', () => {
       assert.deepEqual(JSON.parse(raw.replies[0]), { id: 5, v: RPC_VERSION, result: { pong: true } });
       const unknown = await probe(fx.client(h, fx.cc.nodes[1].cp, 'cp', { send: rpc(6, 'nope'), untilReply: true, watchMs: 3000 }));
       assert.deepEqual(JSON.parse(unknown.replies[0]), { id: 6, v: RPC_VERSION, error: 'unknown method nope', code: 'unknown_method' });
+      const noMethod = await probe(
+        fx.client(h, fx.cc.nodes[1].cp, 'cp', { send: '{"id":7,"notify":"x"}\n', untilReply: true, watchMs: 3000 }),
+      );
+      assert.deepEqual(JSON.parse(noMethod.replies[0]), {
+        id: 7,
+        v: RPC_VERSION,
+        error: 'request without a method',
+        code: 'invalid_request',
+      });
     } finally {
       client.close();
       await h.srv.close();
