@@ -78,8 +78,10 @@ export class PrefixCache<T> extends EventEmitter {
     this.watcher.on('put', (kv) => {
       const key = kv.key.toString();
       const v = this.decode(key, kv.value.toString());
+      // Not understood: no 'change', since the item is as it was (an owner must not take it for gone).
+      if (v === undefined) return;
       const id = key.slice(this.prefix.length);
-      if (v !== undefined) this.items.set(id, v);
+      this.items.set(id, v);
       this.emit('change', id);
     });
     this.watcher.on('delete', (kv) => {
