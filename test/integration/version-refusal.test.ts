@@ -3,8 +3,10 @@
 // commit by test/support/previous-release.ts) asking to join a 0.2 cluster is
 // refused by the 0.2 member it asks, with one clear line; and a 0.2 node whose
 // data directory belongs to a cluster of a newer version refuses to start.
+// And the control RPC's wire across versions, with the 0.1.0 build's own
+// rpc module: each side ignores what it does not know.
 //
-// Addresses: 127.0.52.1-3 (written here: run it under flock /tmp/tessera-integ.lock
+// Addresses: 127.0.52.1-3, 127.0.52.20:13401-13402 (written here: run it under flock /tmp/tessera-integ.lock
 // if another file might use them).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -13,7 +15,12 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { PASSWORD, TestNode, USER, cli, waitFor, type CliResult } from '../support/cluster.js';
-import { previousRelease, previousReleaseBin } from '../support/previous-release.js';
+import { previousRelease, previousReleaseBin, previousReleaseDir } from '../support/previous-release.js';
+import { InternodeFixture } from '../support/internode-harness.js';
+import { CertStore } from '../../src/pki/certstore.js';
+import { InternodeServer } from '../../src/internode/channel.js';
+import { RPC_VERSION, RpcClient, RpcError, serveRpc, unknownMethod, type RpcHandler } from '../../src/internode/rpc.js';
+import pino from 'pino';
 import { etcdClient, etcdPaths } from '../../src/coord/etcd.js';
 import { KEYS } from '../../src/coord/schema.js';
 import { storeOf } from '../../src/coord/store.js';
@@ -123,4 +130,60 @@ test('a node whose data directory belongs to a cluster of a newer version refuse
   );
   // The data directory still belongs to its cluster: a newer build resumes it.
   assert.equal(fs.readFileSync(path.join(n.dataDir, 'node.json'), 'utf8'), nodeJson);
+});
+
+test('control RPC across versions: a 0.2 client and a 0.1.0 server, and the reverse; unknown methods are told apart on both', async () => {
+  const fx = await InternodeFixture.create();
+  // The previous release's own RPC module (its wire side), from the build of its commit.
+  const old = (await import(path.join(previousReleaseDir(), 'dist/src/internode/rpc.js'))) as {
+    serveRpc: typeof serveRpc;
+    RpcClient: typeof RpcClient;
+  };
+  const members = new Set([1, 2, 3]);
+  const policy = { clusterId: () => fx.cc.clusterId, isMember: (u: number) => members.has(u), isDenied: () => false };
+  const log = pino({ level: 'silent' });
+  // As each release's member answers: 0.1.0 threw a plain error for an unknown method, 0.2 a typed one.
+  const handler =
+    (unknown: (m: string) => Error): RpcHandler =>
+    async (m) => {
+      if (m === 'ping') return { pong: true };
+      throw unknown(m);
+    };
+  const serve = async (port: number, serveWith: typeof serveRpc, h: RpcHandler) => {
+    const srv = new InternodeServer({
+      host: '127.0.52.20',
+      port,
+      certs: new CertStore({ cp: fx.cc.nodes[0].cp, dp: fx.cc.nodes[0].dp }),
+      policy,
+      log,
+      handlers: { cp: (sock, peer) => serveWith(sock, peer, h), dp: (sock) => sock.destroy() },
+    });
+    await srv.listen();
+    return srv;
+  };
+  const clientCerts = () => new CertStore({ cp: fx.cc.nodes[1].cp, dp: fx.cc.nodes[1].dp });
+  const oldServer = await serve(
+    13401,
+    old.serveRpc,
+    handler((m) => new Error(`unknown method ${m}`)),
+  );
+  const newServer = await serve(13402, serveRpc, handler(unknownMethod));
+  const toOld = new RpcClient({ uid: 1, host: '127.0.52.20', port: 13401 }, clientCerts(), policy);
+  const fromOld = new old.RpcClient({ uid: 1, host: '127.0.52.20', port: 13402 }, clientCerts(), policy);
+  try {
+    // 0.2 → 0.1.0: the request's version is ignored; the reply has none (protocol 1); its unknown method is recognised.
+    assert.deepEqual(await toOld.call('ping'), { pong: true });
+    assert.equal(toOld.peerVersion, 1);
+    await assert.rejects(toOld.call('reshard'), (e: unknown) => e instanceof RpcError && e.code === 'unknown_method');
+    // 0.1.0 → 0.2: the reply's version and code are ignored; the error reads as 0.1.0 read it.
+    assert.deepEqual(await fromOld.call('ping'), { pong: true });
+    await assert.rejects(fromOld.call('reshard'), (e: unknown) => (e as Error).message === 'unknown method reshard');
+    assert.equal(RPC_VERSION, 2);
+  } finally {
+    toOld.close();
+    fromOld.close();
+    await oldServer.close();
+    await newServer.close();
+    fx.cleanup();
+  }
 });
