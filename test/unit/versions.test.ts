@@ -5,7 +5,7 @@
 // `unknown_method` error, over the real internode channel.
 //
 // Addresses: etcd on 127.0.50.1 (client 23790, peer 23800); the internode
-// server on 127.0.50.2:13343.
+// server on 127.0.50.2:13343; a shard-link listener on 127.0.50.3.
 import { test, before, after, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { startScratchEtcd, type ScratchEtcd } from '../support/etcd.js';
@@ -29,6 +29,9 @@ import { memberVersions } from '../../src/control/controllers/cluster-version.js
 import { OperatorError } from '../../src/util/errors.js';
 import { RPC_VERSION, RpcClient, RpcError, unknownMethod } from '../../src/internode/rpc.js';
 import { CertStore } from '../../src/pki/certstore.js';
+import net from 'node:net';
+import pino from 'pino';
+import { LINK_MAGIC, LINK_REFUSED, Placement, serveShardLink } from '../../src/dataplane/shard-links.js';
 import { SOFTWARE_VERSION } from '../../src/control/membership/config.js';
 import fs from 'node:fs';
 import { requireClusterFeature } from '../../src/api/version-gate.js';
@@ -269,6 +272,29 @@ describe('control RPC wire', () => {
     } finally {
       client.close();
       await h.srv.close();
+    }
+  });
+});
+
+describe('data-plane link header', () => {
+  test('another version of the header is told unsupported_link_version; an unknown shard still hears only the refusal', async () => {
+    const srv = net.createServer((sock) => serveShardLink(sock, false, new Placement(), pino({ level: 'silent' }), () => undefined));
+    await new Promise<void>((r) => srv.listen(0, '127.0.50.3', () => r()));
+    const port = (srv.address() as net.AddressInfo).port;
+    const answer = (header: string) =>
+      new Promise<string>((resolve) => {
+        let got = '';
+        const c = net.connect(port, '127.0.50.3', () => c.write(header));
+        c.on('data', (d) => (got += d.toString()));
+        c.on('close', () => resolve(got));
+        c.on('error', () => undefined); // the server closes after its answer
+      });
+    try {
+      assert.equal(await answer('TDP2 1 1 secret proxy\n'), `-ERR unsupported_link_version: TDP2 (this node speaks ${LINK_MAGIC})\r\n`);
+      assert.equal(await answer(`${LINK_MAGIC} 1 1 secret proxy\n`), `-ERR ${LINK_REFUSED}\r\n`);
+      assert.equal(await answer('HELLO 1 1 secret\n'), `-ERR ${LINK_REFUSED}\r\n`);
+    } finally {
+      await new Promise<void>((r) => srv.close(() => r()));
     }
   });
 });
