@@ -614,6 +614,11 @@ export class ClusterRecords {
     );
   }
 
+  /** A watched copy of the cluster version (one item, '', once decided; start it). */
+  versionCache(): PrefixCache<ClusterVersionRecord> {
+    return new PrefixCache(this.c, KEYS.clusterVersion, ClusterVersionRecord);
+  }
+
   /** A watched copy of the stored policy (one item, ''; start it): read it through `policyWithDefaults`. */
   policyCache(): PrefixCache<StoredPolicy> {
     return new PrefixCache(this.c, KEYS.policy, StoredPolicy);

@@ -103,7 +103,7 @@ export class TesseraNode {
           m.attach(versions);
           // Every node: a member older than the cluster version (a 0.1.0 node restarted into a 0.2 cluster) is kept from the master role.
           const guard = new MasterVersionGuard(m, SOFTWARE_VERSION, log.child({ component: 'version-guard' }));
-          guard.start();
+          await guard.start();
           m.attach(guard);
         },
       });

@@ -9,10 +9,10 @@
 // next check takes it back.
 import type { Logger } from 'pino';
 import type { Etcd3 } from 'etcd3';
-import type { NodeRecord } from '../../coord/schema.js';
+import type { ClusterVersionRecord, NodeRecord } from '../../coord/schema.js';
 import type { PrefixCache } from '../../coord/watch.js';
 import { storeOf } from '../../coord/store.js';
-import { admits } from '../model/version-gates.js';
+import { admits, type VersionView } from '../model/version-gates.js';
 
 const EVERY_MS = 2_000;
 
@@ -30,15 +30,20 @@ export class MasterVersionGuard {
   private busy = false;
   /** Older members already reported, so each is logged once. */
   private readonly reported = new Set<string>();
+  /** The stored cluster version, watched: what this node's 0.2 behaviours ask through `view()`. */
+  private readonly version: PrefixCache<ClusterVersionRecord>;
 
   constructor(
     private readonly h: VersionGuardHost,
     private readonly software: string,
     private readonly log: Logger,
     private readonly everyMs = EVERY_MS,
-  ) {}
+  ) {
+    this.version = storeOf(h.client).cluster.versionCache();
+  }
 
-  start(): void {
+  async start(): Promise<void> {
+    await this.version.start();
     this.timer = setInterval(() => void this.check(), this.everyMs);
     this.timer.unref();
     void this.check();
@@ -46,13 +51,23 @@ export class MasterVersionGuard {
 
   async close(): Promise<void> {
     clearInterval(this.timer);
+    await this.version.stop();
+  }
+
+  /** The cluster version and the members' versions now, for `clusterAtLeast(guard.view(), '0.2')` (model/version-gates.ts). */
+  view(): VersionView {
+    const members = this.h.nodes
+      .values()
+      .filter((n) => n.addr)
+      .map((n) => ({ uid: n.uid, software_version: n.software_version }));
+    return { cluster_version: this.version.items.get('')?.version, members };
   }
 
   private async check(): Promise<void> {
     if (this.busy || !this.h.storeIsCurrent()) return;
     this.busy = true;
     try {
-      const cv = (await storeOf(this.h.client).cluster.version())?.version;
+      const cv = this.version.items.get('')?.version;
       if (cv === undefined || !admits(cv, this.software)) return; // no version decided yet, or this node is not one to step in
       for (const n of this.h.nodes.values()) {
         if (!n.addr || admits(cv, n.software_version)) continue;
