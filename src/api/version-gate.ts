@@ -15,7 +15,7 @@ export interface VersionedMember {
 
 /** The stored cluster version and every published member's software version. */
 export async function versionView(m: VersionedMember): Promise<VersionView> {
-  const stored = await storeOf(m.client).cluster.version();
+  const stored = await storeOf(m.client).clusterVersion.get();
   const members = m.nodes
     .values()
     .filter((n) => n.addr)

@@ -18,7 +18,6 @@ import {
   CertRotationRequest,
   CertIdentityRecord,
   ClusterRecord,
-  ClusterVersionRecord,
   CustomerCertRecord,
   DenyRecord,
   JoinRecord,
@@ -47,6 +46,7 @@ import {
 } from './schema.js';
 import { parseRecord, readRecord, readRecords, requireRecord, updateRecord } from './records.js';
 import { PrefixCache } from './watch.js';
+import { ClusterVersionStore } from './cluster-version.js';
 
 /** The uid sequences: the last uid handed out of each kind. */
 const SEQS = {
@@ -598,27 +598,6 @@ export class ClusterRecords {
     return policyWithDefaults(await updateRecord(this.c, KEYS.policy, StoredPolicy, (cur) => policyWithDefaults(cur, change)));
   }
 
-  /** The stored cluster version; null until a 0.2 (or later) master has decided one (control/controllers/cluster-version.ts). */
-  version(): Promise<ClusterVersionRecord | null> {
-    return readRecord(this.c, KEYS.clusterVersion, ClusterVersionRecord);
-  }
-
-  /**
-   * Store `next` as the cluster version, compare-and-swap, only if it is above
-   * the stored one by `higher(next, stored)`: the cluster version never goes
-   * down, even when two masters race. Resolves with the stored record after.
-   */
-  async raiseVersion(next: string, higher: (a: string, b: string) => boolean): Promise<ClusterVersionRecord | undefined> {
-    return updateRecord(this.c, KEYS.clusterVersion, ClusterVersionRecord, (cur) =>
-      cur && !higher(next, cur.version) ? undefined : { ...cur, version: next, updated_time: new Date().toISOString() },
-    );
-  }
-
-  /** A watched copy of the cluster version (one item, '', once decided; start it). */
-  versionCache(): PrefixCache<ClusterVersionRecord> {
-    return new PrefixCache(this.c, KEYS.clusterVersion, ClusterVersionRecord);
-  }
-
   /** A watched copy of the stored policy (one item, ''; start it): read it through `policyWithDefaults`. */
   policyCache(): PrefixCache<StoredPolicy> {
     return new PrefixCache(this.c, KEYS.policy, StoredPolicy);
@@ -789,6 +768,7 @@ export class ClusterStore {
   readonly master: MasterStore;
   readonly members: StoreMembers;
   readonly cluster: ClusterRecords;
+  readonly clusterVersion: ClusterVersionStore;
   readonly settings: SettingsStore;
   readonly operatorCerts: OperatorCertStore;
   readonly certRotations: CertRotationStore;
@@ -806,6 +786,7 @@ export class ClusterStore {
     this.master = new MasterStore(client);
     this.members = new StoreMembers(client);
     this.cluster = new ClusterRecords(client);
+    this.clusterVersion = new ClusterVersionStore(client);
     this.settings = new SettingsStore(client);
     this.operatorCerts = new OperatorCertStore(client);
     this.certRotations = new CertRotationStore(client);

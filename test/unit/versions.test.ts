@@ -120,13 +120,13 @@ describe('stored records', () => {
   });
 
   test('the cluster version is stored by compare-and-swap and never lowered', async () => {
-    const c = storeOf(etcd.client).cluster;
+    const c = storeOf(etcd.client).clusterVersion;
     const higher = (a: string, b: string) => compareMinor(a, b) > 0;
-    assert.equal(await c.version(), null);
-    assert.equal((await c.raiseVersion('0.1', higher))?.version, '0.1');
-    assert.equal((await c.raiseVersion('0.2', higher))?.version, '0.2');
-    assert.equal((await c.raiseVersion('0.1', higher))?.version, '0.2');
-    assert.equal((await c.version())?.version, '0.2');
+    assert.equal(await c.get(), null);
+    assert.equal((await c.raise('0.1', higher))?.version, '0.1');
+    assert.equal((await c.raise('0.2', higher))?.version, '0.2');
+    assert.equal((await c.raise('0.1', higher))?.version, '0.2');
+    assert.equal((await c.get())?.version, '0.2');
     await etcd.client.delete().key(KEYS.clusterVersion);
   });
 
@@ -145,7 +145,7 @@ describe('stored records', () => {
         assert.match(e.message, /the cluster version is 0\.1; older members: node 2 \(0\.1\.0\)$/);
         return true;
       });
-      await s.cluster.raiseVersion('0.2', (a, b) => compareMinor(a, b) > 0);
+      await s.clusterVersion.raise('0.2', (a, b) => compareMinor(a, b) > 0);
       await requireClusterFeature(m, 'resharding');
     } finally {
       await nodes.stop();

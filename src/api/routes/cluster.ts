@@ -40,7 +40,7 @@ export const clusterRoutes: FastifyPluginAsync<{ daemon: ApiNode }> = async (app
       created_time: m.cluster.created_time,
       // The answering node's own build, as in 0.1.0; what the cluster as a whole can do is cluster_version.
       software_version: SOFTWARE_VERSION,
-      cluster_version: clusterVersionOf({ cluster_version: (await storeOf(m.client).cluster.version())?.version, members: [] }),
+      cluster_version: clusterVersionOf({ cluster_version: (await storeOf(m.client).clusterVersion.get())?.version, members: [] }),
       master_node_uid: m.masterUid ?? null,
       nodes_count: m.nodes.items.size,
       control_plane_encryption: true,
@@ -97,7 +97,7 @@ export const clusterRoutes: FastifyPluginAsync<{ daemon: ApiNode }> = async (app
       const n = m.nodes.items.get(String(uid));
       if (!n?.addr) throw notFound('node_not_found', `node ${uid} does not exist`);
       // A node older than the cluster version would act on records it cannot read (and every 0.2 member takes the role back).
-      const cv = (await storeOf(m.client).cluster.version())?.version;
+      const cv = (await storeOf(m.client).clusterVersion.get())?.version;
       if (!admits(cv, n.software_version)) throw nodeTooOld(`node ${uid}`, n.software_version, cv!);
       if (m.masterUid !== uid) await m.changeMaster(uid);
       return { action: 'change_master', node_uid: String(uid), status: 'completed' };

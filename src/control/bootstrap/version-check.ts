@@ -23,7 +23,7 @@ export async function requireAdmitted(
   log?: Logger,
 ): Promise<void> {
   await m.waitReady?.();
-  const cv = (await storeOf(m.client).cluster.version())?.version;
+  const cv = (await storeOf(m.client).clusterVersion.get())?.version;
   if (admits(cv, software)) return;
   const refusal = nodeTooOld(who, software, cv!);
   log?.warn({ software_version: software, cluster_version: cv }, refusal.message);

@@ -50,11 +50,11 @@ export class ClusterVersionController {
   private async tick(): Promise<void> {
     // A member whose record this node cannot read is counted as unknown: no raise until every member is read.
     if (this.h.nodes.notUnderstood.size) return;
-    const store = storeOf(this.h.client).cluster;
-    const stored = (await store.version())?.version;
+    const store = storeOf(this.h.client).clusterVersion;
+    const stored = (await store.get())?.version;
     const next = nextClusterVersion(stored, memberVersions(this.h.nodes.values()));
     if (next === undefined) return;
-    const rec = await store.raiseVersion(next, (a, b) => compareMinor(a, b) > 0);
+    const rec = await store.raise(next, (a, b) => compareMinor(a, b) > 0);
     if (rec?.version === next) this.log.info({ from: stored ?? null, to: next }, 'cluster version raised');
   }
 }

@@ -39,7 +39,7 @@ export class MasterVersionGuard {
     private readonly log: Logger,
     private readonly everyMs = EVERY_MS,
   ) {
-    this.version = storeOf(h.client).cluster.versionCache();
+    this.version = storeOf(h.client).clusterVersion.cache();
   }
 
   async start(): Promise<void> {
