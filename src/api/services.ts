@@ -38,6 +38,7 @@ import type { WatchedNodes } from '../control/services/customer-certs.js';
 export type ApiStore = Pick<
   ClusterStore,
   | 'seqs'
+  | 'clusterVersion'
   | 'bdbs'
   | 'actions'
   | 'shardOps'
@@ -118,7 +119,8 @@ export interface BootstrapNode {
 
 /** A member's side of a join: admit a node (sign its CSRs), promote it once caught up, or undo it. */
 export interface JoinAdmission {
-  admitNode(req: JoinNodeRequest): Promise<JoinGrant>;
+  /** `softwareVersion`: what the joiner says it runs (the `x-tessera-version` header; 0.1.0 nodes send none). */
+  admitNode(req: JoinNodeRequest, softwareVersion?: string): Promise<JoinGrant>;
   promoteJoin(uid: number): Promise<void>;
   abortJoin(uid: number): Promise<void>;
 }

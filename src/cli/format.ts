@@ -1,4 +1,5 @@
 // Text output of the CLI, laid out as rladmin prints it.
+import { admits } from '../control/model/version-gates.js';
 import type { bdbView } from '../api/routes/bdbs.js';
 import type { nodeView } from '../api/routes/nodes.js';
 import type { NodeAlertsRecord } from '../coord/schema.js';
@@ -44,6 +45,21 @@ export interface StatusOptions {
 export const STATUS_SECTIONS = ['nodes', 'databases', 'endpoints', 'shards'] as const;
 export type StatusSection = (typeof STATUS_SECTIONS)[number];
 
+/** The cluster version, and "upgrade in progress" with each node's version while the members' versions differ. */
+export function versionLine(cluster: Record<string, unknown>, nodes: readonly { uid: number; software_version?: string }[]): string {
+  const cv = typeof cluster.cluster_version === 'string' ? cluster.cluster_version : '0.1';
+  const versions = new Set(nodes.map((n) => n.software_version ?? '?'));
+  if (versions.size <= 1) return `Cluster version: ${cv} (every node runs ${[...versions][0] ?? cluster.software_version})`;
+  const sorted = [...nodes].sort((a, b) => a.uid - b.uid);
+  const each = sorted.map((n) => `node:${n.uid} ${n.software_version ?? '?'}`);
+  // A node older than the cluster version is not part of an upgrade: it was started with an older release (kept from the master role).
+  const older = sorted.filter((n) => !admits(cv, n.software_version ?? '?'));
+  const warn = older.length
+    ? `; older than the cluster version: ${older.map((n) => `node:${n.uid}`).join(', ')}, start them with ${cv} or later`
+    : '';
+  return `Cluster version: ${cv}, upgrade in progress (${each.join(', ')})${warn}`;
+}
+
 export function formatStatus(
   cluster: Record<string, unknown>,
   nodes: NodeView[],
@@ -61,7 +77,7 @@ export function formatStatus(
     : down.length
       ? `OK. Cluster master: ${master.uid} (${master.addr}); nodes down: ${down.map((n) => n.uid).join(', ')}`
       : `OK. Cluster master: ${master.uid} (${master.addr})`;
-  let out = o.sections ? '' : `CLUSTER:\n${health}\nCluster name: ${cluster.name}\n\n`;
+  let out = o.sections ? '' : `CLUSTER:\n${health}\nCluster name: ${cluster.name}\n${versionLine(cluster, nodes)}\n\n`;
   const section = (title: string, text: string) => {
     out += `${out && !out.endsWith('\n\n') ? '\n' : ''}${title}:\n${text}`;
   };

@@ -72,11 +72,32 @@ export async function requireRecord<S extends TSchema>(c: RecordStore, key: stri
   return rec;
 }
 
-/** Every record under `prefix`, by full key. One malformed record fails the whole read. */
-export async function readRecords<S extends TSchema>(c: RecordStore, prefix: string, schema: S): Promise<Map<string, Static<S>>> {
+/**
+ * The records of a prefix read, by full key, and beside them those this node
+ * could not read (`notUnderstood`: not JSON, or a value its schema does not
+ * know, such as an enum value a newer version added), each with its error.
+ */
+export class RecordList<T> extends Map<string, T> {
+  readonly notUnderstood = new Map<string, MalformedRecordError>();
+}
+
+/**
+ * Every record under `prefix`, by full key. A record that does not read is
+ * left out and listed in `notUnderstood`: one record never fails the whole
+ * read (a newer node may have written it), and the caller decides whether
+ * its absence matters.
+ */
+export async function readRecords<S extends TSchema>(c: RecordStore, prefix: string, schema: S): Promise<RecordList<Static<S>>> {
   const all = await c.getAll().prefix(prefix).strings();
-  const out = new Map<string, Static<S>>();
-  for (const [key, raw] of Object.entries(all)) out.set(key, parseRecord(key, raw, schema));
+  const out = new RecordList<Static<S>>();
+  for (const [key, raw] of Object.entries(all)) {
+    try {
+      out.set(key, parseRecord(key, raw, schema));
+    } catch (err) {
+      if (!(err instanceof MalformedRecordError)) throw err;
+      out.notUnderstood.set(key, err);
+    }
+  }
   return out;
 }
 

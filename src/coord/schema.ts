@@ -58,6 +58,8 @@ export const KEYS = {
   certRotated: (actionUid: string, node: number) => `/tessera/cert_rotated/${actionUid}/${node}`,
   join: (uid: number) => `/tessera/joins/${uid}`,
   master: '/tessera/master',
+  /** The cluster version (ClusterVersionRecord), written by the cluster master only. */
+  clusterVersion: '/tessera/cluster_version',
   uiSessionsPrefix: '/tessera/ui_sessions/',
   /** By a digest of the session's token (the token itself is never stored). */
   uiSession: (digest: string) => `/tessera/ui_sessions/${digest}`,
@@ -241,6 +243,13 @@ export const JoinRecord = Type.Object({
   deadline: Type.Optional(Time),
 });
 export type JoinRecord = Static<typeof JoinRecord>;
+
+/** The cluster version: the lowest major.minor among the members when the master last decided it; never lowered. */
+export const ClusterVersionRecord = Type.Object({
+  version: Type.String(),
+  updated_time: Time,
+});
+export type ClusterVersionRecord = Static<typeof ClusterVersionRecord>;
 
 /** The cluster master: held under the master's liveness lease. */
 export const MasterRecord = Type.Object({

@@ -49,6 +49,7 @@ import { StoreMembers } from './members.js';
 import { CertRotationStore, OperatorCertStore } from './cert-stores.js';
 import { Heartbeats } from './heartbeats.js';
 import { etcdClient, type EtcdPaths } from './etcd.js';
+import { ClusterVersionStore } from './cluster-version.js';
 
 export { Seqs, type SeqName, type SeqSnapshot } from './seqs.js';
 export { StoreLease, type LeaseOptions } from './lease.js';
@@ -588,6 +589,7 @@ export class ClusterStore {
   readonly master: MasterStore;
   readonly members: StoreMembers;
   readonly cluster: ClusterRecords;
+  readonly clusterVersion: ClusterVersionStore;
   readonly settings: SettingsStore;
   readonly operatorCerts: OperatorCertStore;
   readonly certRotations: CertRotationStore;
@@ -607,6 +609,7 @@ export class ClusterStore {
     this.master = new MasterStore(client);
     this.members = new StoreMembers(client);
     this.cluster = new ClusterRecords(client);
+    this.clusterVersion = new ClusterVersionStore(client);
     this.settings = new SettingsStore(client);
     this.operatorCerts = new OperatorCertStore(client);
     this.certRotations = new CertRotationStore(client);

@@ -16,14 +16,34 @@ export interface WatchErrorInfo {
   attempt?: number;
 }
 
+/** A stored record this node could not read. */
+export interface NotUnderstood {
+  /** The stored value: parsed JSON, or the text when it is not JSON. */
+  value: unknown;
+  problem: string;
+}
+
+function jsonOrText(raw: string): unknown {
+  try {
+    return JSON.parse(raw);
+  } catch {
+    return raw; // not JSON: kept as the text, and `problem` says so
+  }
+}
+
 /** Delays between attempts to list again after a cancelled watch; the last repeats. */
 const RELIST_DELAYS_MS = [0, 200, 500, 1000, 2000];
 
 /**
  * Emits 'change' (id) when an item is put or deleted, and 'malformed'
  * (MalformedRecordError) when a stored value is not JSON or does not match the
- * schema: such a value is left out (the item keeps its previous value) rather
- * than crashing the daemon, and its owner can log the event. Emits
+ * schema (an enum value a newer version added, say). Such a record is not
+ * understood: it is listed in `notUnderstood` with its stored value and why,
+ * until it is rewritten readably or deleted, while `items` keeps the last
+ * value this node could read, if any (so what ran on it keeps running, and
+ * nothing acts on what it cannot read); 'malformed' is emitted once per
+ * record and problem, so its owner logs why once. Fields a schema does not
+ * list are kept in the items as they are. Emits
  * 'watchError' (Error, { relisting: true }) when the watch breaks or etcd
  * cancels it (its revision compacted): the cache then lists the prefix again,
  * emits 'change' for every id that changed or vanished meanwhile, and watches
@@ -31,6 +51,8 @@ const RELIST_DELAYS_MS = [0, 200, 500, 1000, 2000];
  */
 export class PrefixCache<T> extends EventEmitter {
   readonly items = new Map<string, T>();
+  /** Records present in the store that this node cannot read, by id: their stored value (parsed when it is JSON) and why. */
+  readonly notUnderstood = new Map<string, NotUnderstood>();
   private watcher?: Watcher;
   /** Item id → mod revision of the value held, to tell on a relist what changed. */
   private readonly modRevs = new Map<string, string>();
@@ -52,10 +74,17 @@ export class PrefixCache<T> extends EventEmitter {
   }
 
   private decode(key: string, raw: string): T | undefined {
+    const id = key.slice(this.prefix.length);
     try {
-      return this.schema ? (parseRecord(key, raw, this.schema) as T) : (JSON.parse(raw) as T);
+      const v = this.schema ? (parseRecord(key, raw, this.schema) as T) : (JSON.parse(raw) as T);
+      this.notUnderstood.delete(id);
+      return v;
     } catch (err) {
-      this.emit('malformed', err);
+      const problem = (err as Error).message;
+      const known = this.notUnderstood.get(id);
+      this.notUnderstood.set(id, { value: jsonOrText(raw), problem });
+      // Logged once: the same record with the same problem is not reported again on each rewrite.
+      if (known?.problem !== problem) this.emit('malformed', err);
       return undefined;
     }
   }
@@ -109,6 +138,7 @@ export class PrefixCache<T> extends EventEmitter {
     for (const id of [...this.modRevs.keys()]) {
       if (seen.has(id)) continue;
       this.modRevs.delete(id);
+      this.notUnderstood.delete(id);
       if (this.items.delete(id) && report) this.emit('change', id);
     }
     return (BigInt(res.header.revision) + 1n).toString();
@@ -137,6 +167,7 @@ export class PrefixCache<T> extends EventEmitter {
       const id = kv.key.toString().slice(this.prefix.length);
       this.modRevs.delete(id);
       this.items.delete(id);
+      this.notUnderstood.delete(id);
       this.emit('change', id);
     });
     let live = false;

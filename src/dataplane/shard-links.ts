@@ -253,6 +253,9 @@ export function serveShardLink(
     const shardUid = Number(shardS);
     const bdb = placement.bdb(bdbUid);
     const local = placement.localShard(shardUid);
+    // Another version of the link header (a newer node's): said as such, since it tells nothing of this node's shards.
+    if (magic !== LINK_MAGIC && /^TDP\d+$/.test(magic))
+      return refuse('unsupported link version', `unsupported_link_version: ${magic} (this node speaks ${LINK_MAGIC})`);
     if (magic !== LINK_MAGIC || !bdb || !local || local.bdbUid !== bdbUid) return refuse('no such shard here');
     const a = Buffer.from(secret ?? '');
     const b = Buffer.from(bdb.secret);

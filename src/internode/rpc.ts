@@ -1,6 +1,9 @@
 // Control-plane requests between nodes over the internode channel (ALPN
 // tessera-cp/1): newline-delimited JSON, {id, method, params} -> {id, result}
 // or {id, error}. One long-lived connection per peer, reopened on demand.
+// Since 0.2.0 requests and replies carry `v` (the RPC protocol version) and an
+// error reply a typed `code` (`unknown_method`, say); 0.1.0 peers send neither
+// and ignore both, so the two speak to each other unchanged.
 import type tls from 'node:tls';
 import type { Logger } from 'pino';
 import type { CertStore } from '../pki/certstore.js';
@@ -8,6 +11,33 @@ import { type LiveLinks, type PeerIdentity, type PeerPolicy, dial } from './chan
 import type { LinkRegistry } from './links.js';
 
 export type RpcHandler = (method: string, params: unknown, peer: PeerIdentity) => Promise<unknown>;
+
+/** The control RPC protocol version this build speaks; a message without `v` is from a 0.1.0 node (version 1). */
+export const RPC_VERSION = 2;
+
+/** A control RPC's typed failure: `code` travels in the reply beside the message. */
+export class RpcError extends Error {
+  constructor(
+    readonly code: string,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'RpcError';
+  }
+}
+
+/** What a handler throws for a method it does not have (a newer peer's, say): the caller can tell it from a failure. */
+export function unknownMethod(method: string): RpcError {
+  return new RpcError('unknown_method', `unknown method ${method}`);
+}
+
+/** The error of an error reply: typed when the peer sent a code; a 0.1.0 peer's "unknown method" is recognised by its text. */
+function replyError(msg: { error: unknown; code?: unknown }): Error {
+  const text = String(msg.error);
+  if (typeof msg.code === 'string') return new RpcError(msg.code, text);
+  if (/^unknown method /.test(text)) return new RpcError('unknown_method', text);
+  return new Error(text);
+}
 
 const MAX_LINE = 16 * 1024 * 1024;
 
@@ -41,14 +71,19 @@ export function serveRpc(socket: tls.TLSSocket, peer: PeerIdentity, handler: Rpc
       return;
     }
     const { id, method, params } = msg;
+    const reply = (r: object) => socket.writable && socket.write(JSON.stringify({ id, ...r, v: RPC_VERSION }) + '\n');
     if (typeof method !== 'string') {
-      socket.destroy();
+      // JSON without a method (another version's message, say): answered, so the caller does not wait for nothing.
+      reply({ error: 'request without a method', code: 'invalid_request' });
       return;
     }
-    handler(method, params, peer).then(
-      (result) => socket.writable && socket.write(JSON.stringify({ id, result }) + '\n'),
-      (err: Error) => socket.writable && socket.write(JSON.stringify({ id, error: err.message }) + '\n'),
-    );
+    // A handler that throws synchronously is answered like one that rejects: never a crash, never silence.
+    Promise.resolve()
+      .then(() => handler(method, params, peer))
+      .then(
+        (result) => reply({ result }),
+        (err: Error) => reply({ error: err.message, ...(err instanceof RpcError ? { code: err.code } : {}) }),
+      );
   });
 }
 
@@ -65,6 +100,8 @@ export class RpcClient {
   private nextId = 1;
   private pending = new Map<number, Pending>();
   private closed = false;
+  /** The RPC protocol version of the peer's last reply (1: a 0.1.0 node); undefined before any reply. */
+  peerVersion?: number;
 
   constructor(
     private readonly target: { uid: number; host: string; port: number },
@@ -107,17 +144,18 @@ export class RpcClient {
   }
 
   private onReply(line: string): void {
-    let msg: { id: number; result?: unknown; error?: string };
+    let msg: { id: number; v?: unknown; result?: unknown; error?: string; code?: unknown };
     try {
       msg = JSON.parse(line);
     } catch {
       return; // a malformed reply cannot be matched to a call; that call times out and rejects
     }
+    this.peerVersion = typeof msg.v === 'number' ? msg.v : 1;
     const p = this.pending.get(msg.id);
     if (!p) return;
     this.pending.delete(msg.id);
     clearTimeout(p.timer);
-    if (msg.error !== undefined) p.reject(new Error(msg.error));
+    if (msg.error !== undefined) p.reject(replyError({ error: msg.error, code: msg.code }));
     else p.resolve(msg.result);
   }
 
@@ -139,7 +177,7 @@ export class RpcClient {
         reject(new Error(`node ${this.target.uid}: ${method} timed out`));
       }, timeoutMs);
       this.pending.set(id, { resolve: resolve as (v: unknown) => void, reject, timer });
-      socket.write(JSON.stringify({ id, method, params }) + '\n');
+      socket.write(JSON.stringify({ id, v: RPC_VERSION, method, params }) + '\n');
     });
   }
 

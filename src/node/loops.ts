@@ -30,6 +30,9 @@ import { ShardOpsController } from '../control/controllers/shard-ops.js';
 import { CertRotationController } from '../control/controllers/cert-rotation-action.js';
 import { ActionRetention } from '../control/controllers/action-retention.js';
 import { JoinController } from '../control/controllers/join-controller.js';
+import { ClusterVersionController } from '../control/controllers/cluster-version.js';
+import { MasterVersionGuard } from '../control/reconcilers/master-version-guard.js';
+import { clusterAtLeast } from '../control/model/version-gates.js';
 
 /** The membership parts and the node's own things the loops are built from. */
 export interface LoopParts {
@@ -57,6 +60,9 @@ export class Loops {
   readonly rotations: CertRotationController;
   readonly retention: ActionRetention;
   readonly joins: JoinController;
+  readonly clusterVersion: ClusterVersionController;
+  /** Every node: the stored cluster version, and a member older than it kept from the master role. */
+  readonly versionGuard: MasterVersionGuard;
   private started = false;
 
   /** Build every loop (nothing runs yet) and register the control-RPC methods they answer. */
@@ -126,6 +132,22 @@ export class Loops {
     );
     this.rotations = new CertRotationController(master, log.child({ component: 'cert-rotation-action' }));
     this.retention = new ActionRetention(master, log.child({ component: 'action-retention' }));
+    // The cluster version (lowest member version, never lowered): decided by the cluster master.
+    this.clusterVersion = new ClusterVersionController(master, log.child({ component: 'cluster-version' }));
+    // Every node: a member older than the cluster version (a 0.1.0 node restarted into a 0.2 cluster) is kept from the master role.
+    this.versionGuard = new MasterVersionGuard(
+      {
+        uid,
+        store,
+        nodes: view.nodes,
+        get masterUid() {
+          return election.masterUid;
+        },
+        storeIsCurrent: () => liveness.storeIsCurrent(),
+      },
+      SOFTWARE_VERSION,
+      log.child({ component: 'version-guard' }),
+    );
     // Joins (join_node actions): finished, or undone at their deadline, by the cluster master, whoever admitted them.
     this.joins = new JoinController(master, log.child({ component: 'join-controller' }));
 
@@ -148,6 +170,7 @@ export class Loops {
   /** Start the node's own reconcilers, then the cluster master's controllers (each acts only while this node is master). */
   async start(): Promise<void> {
     this.started = true;
+    await this.versionGuard.start();
     await this.rotator.start();
     await this.reconciler.start();
     await this.controller.start();
@@ -155,7 +178,13 @@ export class Loops {
     await this.shardOps.start();
     await this.rotations.start();
     await this.joins.start();
+    this.clusterVersion.start();
     this.retention.start();
+  }
+
+  /** Whether every member runs `version` or later (the cluster version): 0.2 behaviours that a 0.1.0 master cannot follow wait for it. */
+  clusterAtLeast(version: string): boolean {
+    return clusterAtLeast(this.versionGuard.view(), version);
   }
 
   /** After a cut-off: converge on the current database map (before start, the reconciler's first pass reads it anyway). */
@@ -168,6 +197,7 @@ export class Loops {
     const warn = (what: string) => (e: unknown) => this.p.log.warn({ err: (e as Error).message }, `stopping ${what}`);
     if (this.started) {
       await this.retention.close().catch(warn('action retention'));
+      await this.clusterVersion.close().catch(warn('the cluster version controller'));
       await this.joins.close().catch(warn('the join controller'));
       await this.rotations.close().catch(warn('the rotation controller'));
       await this.shardOps.close().catch(warn('shard operations'));

@@ -30,6 +30,8 @@ export class TesseraNode {
     // A caller that names no UI port gets the default one (the daemon checks it is free like the others).
     this.cfg = { ...cfg, ports: { ...cfg.ports, ui: cfg.ports.ui ?? DEFAULT_PORTS.ui } };
     this.daemon = new NodeDaemon(this.cfg, log, (identity) => new RunningMember(this.cfg, identity, log));
+    // Joins become actions only once every member runs 0.2: a 0.1.0 master has no join controller.
+    this.daemon.masterRunsJoinActions = () => this.daemon.member?.clusterAtLeast('0.2') ?? false;
   }
 
   /** REST first (a blank node is bootstrapped through it), then the membership the data directory holds, if any. */

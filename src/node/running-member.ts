@@ -256,6 +256,11 @@ export class RunningMember implements BootstrapMember {
     return this.requireLoops().localTraffic();
   }
 
+  /** Whether the cluster version is `version` or later (every member runs it); false before the loops run. */
+  clusterAtLeast(version: string): boolean {
+    return this.loops?.clusterAtLeast(version) ?? false;
+  }
+
   private requireLoops(): Loops {
     if (!this.loops) throw new Error('node is starting');
     return this.loops;

@@ -16,6 +16,8 @@ export interface JsonRequest {
   /** …unless this is set: then it is verified against the system's roots and the host name. */
   systemTrust?: boolean;
   timeoutMs?: number;
+  /** More request headers (a joining node's software version, say). */
+  headers?: Record<string, string>;
 }
 
 export interface JsonResponse<T = unknown> {
@@ -54,7 +56,7 @@ const CERT_ERRORS = new Set([
 export function requestJson<T = unknown>(r: JsonRequest): Promise<JsonResponse<T>> {
   return new Promise((resolve, reject) => {
     const payload = r.body === undefined ? undefined : Buffer.from(JSON.stringify(r.body));
-    const headers: Record<string, string> = { accept: 'application/json' };
+    const headers: Record<string, string> = { ...r.headers, accept: 'application/json' };
     if (payload) {
       headers['content-type'] = 'application/json';
       headers['content-length'] = String(payload.length);

@@ -41,6 +41,8 @@ export class TestNode {
     readonly addr: string,
     readonly dataDir: string,
     readonly extraArgs: string[] = [],
+    /** The launcher to run: the working tree's, or another release's (test/support/previous-release.ts). */
+    readonly bin = BIN,
   ) {
     this.logFile = `${dataDir}.log`;
   }
@@ -57,7 +59,7 @@ export class TestNode {
   async start(): Promise<void> {
     const out = fs.openSync(this.logFile, 'a');
     this.proc = reap(
-      spawn(BIN, ['node', 'start', '--addr', this.addr, '--data-dir', this.dataDir, '--log-level', 'info', ...this.extraArgs], {
+      spawn(this.bin, ['node', 'start', '--addr', this.addr, '--data-dir', this.dataDir, '--log-level', 'info', ...this.extraArgs], {
         stdio: ['ignore', out, out],
       }),
     );
@@ -78,7 +80,9 @@ export class TestNode {
   async startFails(timeoutMs = 20_000): Promise<string> {
     const out = fs.openSync(this.logFile, 'a');
     const p = reap(
-      spawn(BIN, ['node', 'start', '--addr', this.addr, '--data-dir', this.dataDir, ...this.extraArgs], { stdio: ['ignore', out, out] }),
+      spawn(this.bin, ['node', 'start', '--addr', this.addr, '--data-dir', this.dataDir, ...this.extraArgs], {
+        stdio: ['ignore', out, out],
+      }),
     );
     fs.closeSync(out);
     const code = await new Promise<number | null>((resolve) => {

@@ -15,7 +15,7 @@ import { CertStore } from '../../src/pki/certstore.js';
 import type { Bundle } from '../../src/tls/policy.js';
 import { InternodeServer, type PeerIdentity, type PeerPolicy } from '../../src/internode/channel.js';
 import { ALPN, SERVERNAME } from '../../src/tls/contexts.js';
-import { serveRpc } from '../../src/internode/rpc.js';
+import { RPC_VERSION, serveRpc, type RpcHandler } from '../../src/internode/rpc.js';
 import { certInfo, type Plane } from '../../src/pki/pki.js';
 import { TlsTempDir, type ProbeOptions, type ProbeResult, type CmdResult } from './tls-tools.js';
 
@@ -47,7 +47,7 @@ export interface Harness {
 }
 
 export const rpc = (id: number, method = 'ping') => JSON.stringify({ id, method, params: {} }) + '\n';
-export const reply = (id: number, plane: Plane, from: number, method = 'ping') => ({ id, result: { method, plane, from } });
+export const reply = (id: number, plane: Plane, from: number, method = 'ping') => ({ id, v: RPC_VERSION, result: { method, plane, from } });
 export const fp = (b: Bundle) => certInfo(b.certPem).fingerprint256;
 export const serialOf = (b: Bundle) => certInfo(b.certPem).serial;
 
@@ -78,9 +78,10 @@ export class InternodeFixture {
     this.tmp.cleanup();
   }
 
-  async startServer(n: number): Promise<Harness> {
+  /** Server n on 127.0.10.n:(13342+n), or on `o.host`; its RPC handler echoes, or is `o.rpc`. */
+  async startServer(n: number, o: { host?: string; rpc?: RpcHandler } = {}): Promise<Harness> {
     const { cc } = this;
-    const host = `127.0.10.${n}`;
+    const host = o.host ?? `127.0.10.${n}`;
     const port = 13342 + n;
     const members = new Set([1, 2, 3]);
     const denied = new Set<string>();
@@ -92,9 +93,9 @@ export class InternodeFixture {
     const calls: Harness['calls'] = [];
     const handler = (plane: Plane) => (s: tls.TLSSocket, peer: PeerIdentity) => {
       accepted.push(peer);
-      serveRpc(s, peer, async (method, _params, p) => {
+      serveRpc(s, peer, async (method, params, p) => {
         calls.push({ method, plane, from: p.uid });
-        return { method, plane, from: p.uid };
+        return o.rpc ? o.rpc(method, params, p) : { method, plane, from: p.uid };
       });
     };
     const srv = new InternodeServer({ host, port, certs, policy, log, handlers: { cp: handler('cp'), dp: handler('dp') } });

@@ -110,7 +110,7 @@ test('an absent record is null; one that must exist is an error naming its key',
   assert.deepEqual(await requireRecord(store({ [KEYS.ca]: { cert: 'c', key: 'k' } }), KEYS.ca, CaRecord), { cert: 'c', key: 'k' });
 });
 
-test('a prefix read gives every record by key, and fails on the first malformed one, naming it', async () => {
+test('a prefix read gives every record by key; one it cannot read is left out and listed, naming it, and never fails the read', async () => {
   const two = { ...olderBdb, uid: 2, name: 'db2' };
   const all = await readRecords(
     store({ [KEYS.bdb(1)]: olderBdb, [KEYS.bdb(2)]: two, [KEYS.ca]: { cert: 'c', key: 'k' } }),
@@ -119,10 +119,18 @@ test('a prefix read gives every record by key, and fails on the first malformed 
   );
   assert.deepEqual([...all.keys()].sort(), ['/tessera/bdbs/1', '/tessera/bdbs/2']);
   assert.equal(all.get(KEYS.bdb(2))?.name, 'db2');
-  await assert.rejects(
-    readRecords(store({ [KEYS.bdb(1)]: olderBdb, [KEYS.bdb(2)]: { ...two, port: '12001' } }), KEYS.bdbsPrefix, BdbRecord),
+  const mixed = await readRecords(
+    store({ [KEYS.bdb(1)]: olderBdb, [KEYS.bdb(2)]: { ...two, port: '12001' }, [KEYS.bdb(3)]: { ...two, uid: 3, status: 'resharding' } }),
+    KEYS.bdbsPrefix,
+    BdbRecord,
+  );
+  assert.deepEqual([...mixed.keys()], ['/tessera/bdbs/1']);
+  assert.deepEqual([...mixed.notUnderstood.keys()].sort(), ['/tessera/bdbs/2', '/tessera/bdbs/3']);
+  assert.match(
+    String(mixed.notUnderstood.get(KEYS.bdb(2))),
     /^MalformedRecordError: stored record at \/tessera\/bdbs\/2 is malformed: \/port: Expected integer$/,
   );
+  assert.match(mixed.notUnderstood.get(KEYS.bdb(3))!.problem, /^\/status: /);
   assert.equal((await readRecords(store({}), KEYS.bdbsPrefix, BdbRecord)).size, 0);
 });
 

@@ -70,7 +70,7 @@ test('1a. a member with the cp certificate is accepted on cp; the server present
     const served = servedCert(r.stdout);
     assert.equal(served.fingerprint256, fp(cc.nodes[0].cp), 'server did not present its cp certificate');
     assert.notEqual(served.fingerprint256, fp(cc.nodes[0].dp));
-    assert.match(r.stdout, /\{"id":1,"result":\{"method":"ping","plane":"cp","from":2\}\}/, 'no RPC reply through s_client');
+    assert.match(r.stdout, /\{"id":1,"result":\{"method":"ping","plane":"cp","from":2\},"v":2\}/, 'no RPC reply through s_client');
     assert.equal(r.aliveAfterHold, true, `the server closed the accepted connection:\n${r.stderr}`);
 
     // Node, TLS 1.3.
@@ -104,7 +104,7 @@ test('1b. a member with the dp certificate is accepted on dp; the server present
     const served = servedCert(r.stdout);
     assert.equal(served.fingerprint256, fp(cc.nodes[0].dp), 'server did not present its dp certificate');
     assert.equal(served.serialNumber.toLowerCase().replace(/^0+/, ''), serialOf(cc.nodes[0].dp));
-    assert.match(r.stdout, /\{"id":1,"result":\{"method":"ping","plane":"dp","from":2\}\}/, 'no RPC reply through s_client');
+    assert.match(r.stdout, /\{"id":1,"result":\{"method":"ping","plane":"dp","from":2\},"v":2\}/, 'no RPC reply through s_client');
     assert.equal(r.aliveAfterHold, true, `the server closed the accepted connection:\n${r.stderr}`);
 
     const n = await probe(client(h, cc.nodes[1].dp, 'dp', { maxVersion: 'TLSv1.2' }));

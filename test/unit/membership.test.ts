@@ -12,7 +12,8 @@ import { storeOf } from '../../src/coord/store.js';
 import { ClusterView } from '../../src/control/membership/cluster-view.js';
 import { type FenceHooks, Liveness } from '../../src/control/membership/liveness.js';
 import { Election } from '../../src/control/membership/election.js';
-import { Peers, UnknownRpcMethod, isUnknownMethod } from '../../src/control/membership/peers.js';
+import { Peers } from '../../src/control/membership/peers.js';
+import { RpcError } from '../../src/internode/rpc.js';
 import type { CertStore } from '../../src/pki/certstore.js';
 import { startScratchEtcd, type ScratchEtcd } from '../support/etcd.js';
 import { sleep, waitFor } from '../support/wait.js';
@@ -163,7 +164,7 @@ test('peers: a registered method answers in-process; an unknown one is a typed r
   const peers = new Peers({ uid: 5, certs: {} as CertStore, policy: view, nodes: view.nodes, probeIntervalMs: 1000, log });
   peers.register('echo', async (params) => params);
   assert.deepEqual(await peers.call(5, 'echo', { x: 1 }), { x: 1 });
-  await assert.rejects(peers.handle('no_such_method', {}), (e: unknown) => e instanceof UnknownRpcMethod && isUnknownMethod(e));
+  await assert.rejects(peers.handle('no_such_method', {}), (e: unknown) => e instanceof RpcError && e.code === 'unknown_method');
   await assert.rejects(peers.call(7, 'echo', {}), /node 7 is unknown/);
   assert.throws(() => peers.register('echo', async () => undefined), /registered twice/);
   peers.stop();

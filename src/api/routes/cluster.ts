@@ -3,6 +3,7 @@ import type { FastifyPluginAsync } from 'fastify';
 import type { ApiNode } from '../services.js';
 import type { PolicyRecord } from '../../coord/schema.js';
 import { SOFTWARE_VERSION } from '../../control/membership/config.js';
+import { admits, clusterVersionOf, nodeTooOld } from '../../control/model/version-gates.js';
 import fs from 'node:fs';
 import { certInfo, PLANE_CERT_NAME, PLANES } from '../../pki/pki.js';
 import { certPath } from '../../pki/node-files.js';
@@ -36,7 +37,9 @@ export const clusterRoutes: FastifyPluginAsync<{ daemon: ApiNode }> = async (app
       alert_settings: alertSettings,
       cluster_id: m.cluster.cluster_id,
       created_time: m.cluster.created_time,
+      // The answering node's own build, as in 0.1.0; what the cluster as a whole can do is cluster_version.
       software_version: SOFTWARE_VERSION,
+      cluster_version: clusterVersionOf({ cluster_version: (await m.store.clusterVersion.get())?.version, members: [] }),
       master_node_uid: m.masterUid ?? null,
       nodes_count: m.nodes.items.size,
       control_plane_encryption: true,
@@ -92,6 +95,9 @@ export const clusterRoutes: FastifyPluginAsync<{ daemon: ApiNode }> = async (app
       const uid = Number(req.body.node_uid);
       const n = m.nodes.items.get(String(uid));
       if (!n?.addr) throw notFound('node_not_found', `node ${uid} does not exist`);
+      // A node older than the cluster version would act on records it cannot read (and every 0.2 member takes the role back).
+      const cv = (await m.store.clusterVersion.get())?.version;
+      if (!admits(cv, n.software_version)) throw nodeTooOld(`node ${uid}`, n.software_version, cv!);
       if (m.masterUid !== uid) await m.changeMaster(uid);
       return { action: 'change_master', node_uid: String(uid), status: 'completed' };
     },

@@ -4,6 +4,7 @@ import type { FastifyPluginAsync } from 'fastify';
 import type { JoinNodeRequest } from '../../control/bootstrap/daemon.js';
 import type { JoinAdmission } from '../services.js';
 import { uidParams } from '../schemas.js';
+import { VERSION_HEADER } from '../../control/model/version-gates.js';
 
 const pem = { type: 'string', minLength: 64, maxLength: 65536 } as const;
 const port = { type: 'integer', minimum: 1, maximum: 65535 } as const;
@@ -31,7 +32,7 @@ const joinNodeBody = {
 
 export const joinRoutes: FastifyPluginAsync<{ daemon: JoinAdmission }> = async (app, { daemon }) => {
   app.post<{ Body: JoinNodeRequest }>('/v1/cluster/join_node', { schema: { body: joinNodeBody } }, async (req) =>
-    daemon.admitNode(req.body),
+    daemon.admitNode(req.body, typeof req.headers[VERSION_HEADER] === 'string' ? req.headers[VERSION_HEADER] : undefined),
   );
 
   app.post<{ Params: { uid: string } }>('/v1/cluster/join_node/:uid/promote', { schema: { params: uidParams } }, async (req) => {

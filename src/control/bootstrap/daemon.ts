@@ -43,6 +43,7 @@ import {
   validateBundle,
 } from '../../pki/pki.js';
 import { hashPassword } from './passwords.js';
+import { joinNodeCall, requireAdmitted } from './version-check.js';
 import { installPlaneFiles, installServiceFiles } from '../../pki/node-files.js';
 import { OperatorError, conflict } from '../../util/errors.js';
 import { requestJson, errorText, ConnectError } from '../../util/https-json.js';
@@ -143,6 +144,7 @@ export class NodeDaemon<M extends BootstrapMember = BootstrapMember> {
       if (identity) {
         this.bootstrap = { state: 'completed' };
         this.member = this.newMember(identity);
+        await requireAdmitted(this.member, `this node (${this.cfg.addr})`, SOFTWARE_VERSION); // a newer cluster's data dir
         await this.runMember(this.member);
       }
       // The fingerprint is for operators of a remote blank node: `tessera --fingerprint <it>` trusts that node.
@@ -341,8 +343,7 @@ export class NodeDaemon<M extends BootstrapMember = BootstrapMember> {
           const res = await requestJson<JoinGrant>({
             method: 'POST',
             ...target,
-            path: '/v1/cluster/join_node',
-            body,
+            ...joinNodeCall(body),
             username: req.username,
             password: req.password,
             caPem,
@@ -459,7 +460,9 @@ export class NodeDaemon<M extends BootstrapMember = BootstrapMember> {
     return this.member;
   }
 
-  admitNode(req: JoinNodeRequest): Promise<JoinGrant> {
+  async admitNode(req: JoinNodeRequest, softwareVersion?: string): Promise<JoinGrant> {
+    // A joiner older than the cluster version is refused before anything changes.
+    await requireAdmitted(this.requireMember(), `node ${req.addr}`, softwareVersion, this.log);
     return this.admission.admitNode(req);
   }
 

@@ -5,7 +5,10 @@ import type { NodePorts } from '../../coord/schema.js';
 import { CERT_FILES, certsDir } from '../../pki/node-files.js';
 import { processAlive, writeFileAtomic } from '../../util/files.js';
 
-export const SOFTWARE_VERSION = '0.1.0';
+/** This build's version: package.json's, the one source (from dist/src/control/membership/ it is four levels up). */
+export const SOFTWARE_VERSION: string = (
+  JSON.parse(fs.readFileSync(new URL('../../../../package.json', import.meta.url), 'utf8')) as { version: string }
+).version;
 
 /** What this build can do; a database feature is refused while any node lacks it. */
 export const CAPABILITIES = ['internode_channel', 'data_internode_encryption'] as const;

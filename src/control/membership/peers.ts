@@ -3,12 +3,12 @@
 // the registry of control-RPC methods this node answers. The loops register
 // their own methods (shard operations, traffic, ports_free, ...), wired by
 // src/node, so membership knows none of them; a method nobody registered is
-// answered with an UnknownRpcMethod error (the caller's call rejects), never a crash.
+// answered with a typed `unknown_method` error (internode/rpc.ts) (the caller's call rejects), never a crash.
 import type { Logger } from 'pino';
 import type { NodeRecord } from '../../coord/schema.js';
 import type { CertStore } from '../../pki/certstore.js';
 import { LiveLinks, type PeerIdentity, type PeerPolicy } from '../../internode/channel.js';
-import { RpcClient } from '../../internode/rpc.js';
+import { RpcClient, unknownMethod } from '../../internode/rpc.js';
 import { type InternodeLink, LinkRegistry } from '../../internode/links.js';
 
 /** What a node tells its peers about itself over the control plane. */
@@ -30,21 +30,6 @@ export interface ProbeResult {
 
 /** One control-RPC method: its params as sent (unchecked), the calling peer (undefined in-process). */
 export type RpcMethod = (params: unknown, peer: PeerIdentity | undefined) => Promise<unknown>;
-
-/** The text 0.1.0 nodes answer an unknown method with (the wire carries only a message). */
-const UNKNOWN_METHOD = 'unknown method';
-
-/** Asked for a method this node does not serve (an older or newer peer). */
-export class UnknownRpcMethod extends Error {
-  constructor(readonly method: string) {
-    super(`${UNKNOWN_METHOD} ${method}`);
-  }
-}
-
-/** A reply from a peer that did not know the method (it may run another release). */
-export function isUnknownMethod(err: unknown): boolean {
-  return err instanceof Error && err.message.startsWith(`${UNKNOWN_METHOD} `);
-}
 
 export interface PeersOptions {
   uid: number;
@@ -77,7 +62,7 @@ export class Peers {
   /** Answer a control RPC (from the data-plane worker's listener, or in-process). */
   handle(method: string, params: unknown, peer?: PeerIdentity): Promise<unknown> {
     const h = this.methods.get(method);
-    if (!h) return Promise.reject(new UnknownRpcMethod(method));
+    if (!h) return Promise.reject(unknownMethod(method));
     return h(params, peer);
   }
 

@@ -83,7 +83,12 @@ export class BdbReconciler {
   ) {
     this.store = m.store;
     this.bdbs = this.store.bdbs.cache();
-    this.bdbs.on('malformed', (err: Error) => this.log.error({ err: err.message }, 'ignoring a malformed database record'));
+    this.bdbs.on('malformed', (err: Error) =>
+      this.log.error(
+        { err: err.message },
+        'database record not understood (written by a newer version?): not acting on it, and keeping its shards and their files',
+      ),
+    );
   }
 
   async start(): Promise<void> {
@@ -233,6 +238,23 @@ export class BdbReconciler {
     return true;
   }
 
+  /**
+   * The databases this node cannot read (a record a newer version wrote): by
+   * uid, with the shard uids their stored value names when it can tell. Their
+   * shards are neither stopped nor removed: files go only for a database known
+   * to be deleted or a shard known to be placed elsewhere.
+   */
+  private unreadable(): { bdbs: Set<number>; shards: Set<number> } {
+    const bdbs = new Set<number>();
+    const shards = new Set<number>();
+    for (const [id, { value }] of this.bdbs.notUnderstood) {
+      bdbs.add(Number(id));
+      const listed = (value as { shards?: unknown } | null)?.shards;
+      if (Array.isArray(listed)) for (const s of listed) if (Number.isInteger(s?.uid)) shards.add(s.uid);
+    }
+    return { bdbs, shards };
+  }
+
   /** Directories of shards no longer placed here (moved away while this node was down). */
   private removeStaleShardDirs(wanted: Map<number, unknown>): void {
     const root = path.dirname(shardDir(this.m.cfg.dataDir, 0));
@@ -267,15 +289,19 @@ export class BdbReconciler {
       for (const s of b.shards)
         if (s.node_uid === me) wanted.set(s.uid, { b, spec: shardSpec(b, s.uid, addr), role: s.role, masterUid: s.master_uid });
     }
+    const unreadable = this.unreadable();
     for (const [uid, shard] of this.shards) {
       if (wanted.has(uid)) continue;
+      // Not known to be placed elsewhere: its database's record is one this node cannot read. Left as it runs.
+      if (unreadable.bdbs.has(shard.spec.bdbUid) || unreadable.shards.has(uid)) continue;
       this.log.info({ shard: uid }, 'stopping shard no longer placed here');
       await shard.stop();
       this.shards.delete(uid);
       fs.rmSync(shardDir(this.m.cfg.dataDir, uid), { recursive: true, force: true });
     }
     // Shards moved away while this node was down left their files; later moves stop the shard first and remove them.
-    if (!this.staleDirsRemoved) {
+    // Not while a database record is unreadable: a directory not wanted by the records read might be that database's.
+    if (!this.staleDirsRemoved && unreadable.bdbs.size === 0) {
       this.removeStaleShardDirs(wanted);
       this.staleDirsRemoved = true;
     }

@@ -23,7 +23,10 @@ export interface ClusterInfo {
   alert_settings: AlertSettingsRecord;
   cluster_id: string;
   created_time: string;
+  /** The answering node's build. */
   software_version: string;
+  /** What the cluster as a whole runs at (major.minor): the lowest member version, decided by the master. */
+  cluster_version: string;
   master_node_uid: number | null;
   nodes_count: number;
   control_plane_encryption: boolean;

@@ -40,6 +40,7 @@ export function clusterPage(_ctx: AppContext): Page {
           ['Name', c.name],
           ['Master', master ? `node ${master.uid} (${master.addr})` : 'none elected'],
           ['Nodes', `${ns.filter((n) => n.status === 'active').length} of ${ns.length} active`],
+          ['Cluster version', c.cluster_version],
           ['Software version', c.software_version],
           ['Control-plane encryption', c.control_plane_encryption ? 'always on (mutual TLS)' : 'off'],
           ['Created', fmtTime(c.created_time)],

@@ -1,17 +1,24 @@
 // Nodes: each node's state, role, uptime, shards, resources and control-plane link; refreshed every 5 s.
 import { call } from '../api.js';
 import { badge, errorMessage, every, fill, fmtBytes, fmtDuration, fmtTime, h, table } from '../dom.js';
-import type { NodeInfo } from '../types.js';
+import type { ClusterInfo, NodeInfo } from '../types.js';
 import { REFRESH_MS, type AppContext, type Page } from './page.js';
 
 export function nodesPage(_ctx: AppContext): Page {
   const list = h('div', { class: 'placeholder' }, 'Loading…');
   const problem = h('div');
   const status = h('p', { class: 'refreshed muted' });
-  const el = h('section', { class: 'page' }, h('h1', null, 'Nodes'), problem, list, status);
+  const version = h('p', { class: 'cluster-version' });
+  const el = h('section', { class: 'page' }, h('h1', null, 'Nodes'), problem, version, list, status);
   const stop = every(REFRESH_MS, async () => {
     try {
-      const ns = await call<NodeInfo[]>('GET', '/v1/nodes', undefined, { background: true });
+      const [ns, c] = await Promise.all([
+        call<NodeInfo[]>('GET', '/v1/nodes', undefined, { background: true }),
+        call<ClusterInfo>('GET', '/v1/cluster', undefined, { background: true }),
+      ]);
+      // While the members run different versions (a rolling upgrade), say so: gated features wait for the last one.
+      const mixed = new Set(ns.map((n) => n.software_version)).size > 1;
+      version.textContent = `Cluster version ${c.cluster_version}${mixed ? ': upgrade in progress (nodes run different versions)' : ''}`;
       list.className = '';
       fill(
         list,
