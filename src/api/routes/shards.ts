@@ -12,13 +12,14 @@ import type { FastifyPluginAsync } from 'fastify';
 import type { ApiNode } from '../services.js';
 import type { ApiMember } from '../services.js';
 import { notFound } from '../../util/errors.js';
+import { isGone } from '../../control/model/shard-plans.js';
 import { requestFailover, requestMigrate } from '../../control/controllers/shard-ops.js';
 import { uidParams } from '../schemas.js';
 import { shardStates } from './bdbs.js';
 
 function shardViews(m: ApiMember) {
   return (m.reconciler?.bdbs.values() ?? [])
-    .filter((b) => b.status !== 'delete-pending' && b.status !== 'creation-failed')
+    .filter((b) => !isGone(b))
     .flatMap((b) => {
       const states = shardStates(m, b);
       return b.shards.map((s) => {

@@ -4,7 +4,7 @@
 // node has fenced its own writes). Then, for every database with shards on
 // it, in one compare-and-swap per database:
 //   - each master shard there hands its slots to its replica on a live node,
-//     and becomes that replica's replica;
+//     and becomes that replica's replica, as do its other replicas;
 //   - each replica shard there (the old masters included) is placed on
 //     another live node, never its master's, to be rebuilt by a full sync
 //     through the internode channel (replica high availability, `slave_ha`;
@@ -19,12 +19,13 @@
 // saw, not from its election.
 import type { Logger } from 'pino';
 import type { Etcd3 } from 'etcd3';
-import type { LiveRecord, NodeRecord, ShardPlacement } from '../../coord/schema.js';
+import type { LiveRecord, NodeRecord } from '../../coord/schema.js';
 import type { PrefixCache } from '../../coord/watch.js';
 import { storeOf } from '../../coord/store.js';
 import { ReplicaRebuilds, type RebuildHost } from './replica-rebuilds.js';
 import { MasterLoop, type MasterLoopHost } from './master-loop.js';
 import { nodeIsUp } from '../model/node-state.js';
+import { bumped, isGone, planFailover, type FailoverPlan } from '../model/shard-plans.js';
 
 /** What failover needs of its node's membership (ClusterMember provides it). */
 export interface FailoverHost extends RebuildHost, MasterLoopHost {
@@ -40,52 +41,7 @@ export interface FailoverHost extends RebuildHost, MasterLoopHost {
   replicaHa(): { enabled: boolean; graceSeconds: number };
 }
 
-export interface FailoverPlan {
-  shards: ShardPlacement[];
-  promoted: { failed: number; promoted: number; node: number }[];
-  moved: { shard: number; from: number; to: number }[];
-}
-
-/**
- * The new placement of one database after the loss of `dead` nodes, or
- * undefined when nothing can change: masters there are failed over, and
- * replicas on the `rebuild` ones (dead past the replica grace period; by
- * default all dead nodes) are placed elsewhere. Pure: the same record and
- * node sets give the same plan.
- */
-export function planFailover(
-  shards: readonly ShardPlacement[],
-  dead: ReadonlySet<number>,
-  liveNodes: readonly number[],
-  rebuild: ReadonlySet<number> = dead,
-): FailoverPlan | undefined {
-  const next = shards.map((s) => ({ ...s }));
-  const plan: FailoverPlan = { shards: next, promoted: [], moved: [] };
-  const alive = (n: number) => !dead.has(n) && liveNodes.includes(n);
-  for (const m of next) {
-    if (m.role !== 'master' || !dead.has(m.node_uid)) continue;
-    const r = next.find((s) => s.role === 'slave' && s.master_uid === m.uid && alive(s.node_uid));
-    if (!r) continue; // no replica to take over: the slots wait for the node
-    r.role = 'master';
-    r.master_uid = undefined;
-    r.slots = m.slots;
-    m.role = 'slave';
-    m.master_uid = r.uid;
-    plan.promoted.push({ failed: m.uid, promoted: r.uid, node: r.node_uid });
-  }
-  for (const s of next) {
-    if (s.role !== 'slave' || !dead.has(s.node_uid) || !rebuild.has(s.node_uid)) continue;
-    const master = next.find((x) => x.uid === s.master_uid);
-    if (!master || !alive(master.node_uid)) continue; // nothing live to copy from
-    // Never beside its master; otherwise the live node holding fewest of this database's shards.
-    const load = (n: number) => next.filter((x) => x.node_uid === n).length;
-    const to = liveNodes.filter((n) => alive(n) && n !== master.node_uid).sort((a, b) => load(a) - load(b) || a - b)[0];
-    if (to === undefined) continue;
-    plan.moved.push({ shard: s.uid, from: s.node_uid, to });
-    s.node_uid = to;
-  }
-  return plan.promoted.length || plan.moved.length ? plan : undefined;
-}
+export { planFailover, type FailoverPlan };
 
 export class FailoverController {
   private readonly loop: MasterLoop;
@@ -149,19 +105,13 @@ export class FailoverController {
     const ha = this.m.replicaHa();
     const rebuild = new Set(ha.enabled ? [...dead].filter((u) => silence.get(u)! >= waitMs + ha.graceSeconds * 1000) : []);
     for (const b of this.m.databases()) {
-      if (b.status === 'delete-pending' || b.status === 'creation-failed') continue;
+      if (isGone(b)) continue;
       if (!b.shards.some((s) => dead.has(s.node_uid))) continue;
       let plan: FailoverPlan | undefined;
       await storeOf(this.m.client).bdbs.update(b.uid, (cur) => {
         plan = planFailover(cur.shards, dead, liveNodes, rebuild);
         if (!plan) return undefined;
-        return {
-          ...cur,
-          shards: plan.shards,
-          generation: cur.generation + 1,
-          status: cur.status === 'pending' ? cur.status : 'active-change-pending',
-          last_changed_time: new Date().toISOString(),
-        };
+        return bumped(cur, plan.shards);
       });
       if (plan) {
         for (const p of plan.promoted) this.log.warn({ bdb: b.uid, ...p, dead: [...dead] }, 'failover: replica promoted to master');

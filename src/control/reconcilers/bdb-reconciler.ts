@@ -13,6 +13,7 @@ import type { PrefixCache } from '../../coord/watch.js';
 import { storeOf, type ClusterStore } from '../../coord/store.js';
 import { RedisShard, type ShardSpec, shardDir, shardSocket, stoppedCleanly } from '../../shards/redis-shard.js';
 import { endpointNodes } from '../model/placement.js';
+import { bumped, isGone, promote } from '../model/shard-plans.js';
 import type { DataplaneConfig } from '../../dataplane/messages.js';
 
 const SETTLE_MS = 20;
@@ -174,24 +175,10 @@ export class BdbReconciler {
   }
 
   private async failover(bdbUid: number, masterUid: number, replicaUid: number): Promise<void> {
+    // The same promotion the cluster master's failover makes (siblings follow the new master).
     const next = await this.store.bdbs.update(bdbUid, (cur) => {
-      const m = cur.shards.find((s) => s.uid === masterUid);
-      const r = cur.shards.find((s) => s.uid === replicaUid);
-      if (!m || !r || m.role !== 'master' || r.master_uid !== masterUid) return undefined;
-      const shards = cur.shards.map((s) =>
-        s.uid === replicaUid
-          ? { ...s, role: 'master' as const, master_uid: undefined }
-          : s.uid === masterUid
-            ? { ...s, role: 'slave' as const, master_uid: replicaUid }
-            : s,
-      );
-      return {
-        ...cur,
-        shards,
-        generation: cur.generation + 1,
-        status: cur.status === 'pending' ? cur.status : 'active-change-pending',
-        last_changed_time: new Date().toISOString(),
-      };
+      const shards = promote(cur.shards, masterUid, replicaUid);
+      return shards ? bumped(cur, shards) : undefined;
     });
     this.log.warn(
       { bdb: bdbUid, failed: masterUid, promoted: replicaUid, generation: next?.generation },
@@ -259,7 +246,7 @@ export class BdbReconciler {
     const me = this.m.uid;
     const addr = this.m.cfg.addr;
     const all = this.bdbs.values();
-    const live = all.filter((b) => b.status !== 'delete-pending' && b.status !== 'creation-failed');
+    const live = all.filter((b) => !isGone(b));
     const errors = new Map<number, { error: string; fatal: boolean }>();
 
     // Shards this node should run.
@@ -361,7 +348,7 @@ export class BdbReconciler {
     // Report.
     const endpointState = new Map((this.m.dataplane?.endpoints ?? []).map((e) => [e.bdbUid, e]));
     for (const b of all) {
-      const gone = b.status === 'delete-pending' || b.status === 'creation-failed';
+      const gone = isGone(b);
       const mine = gone ? [] : b.shards.filter((s) => s.node_uid === me);
       const shards: ObservedRecord['shards'] = [];
       let converged = true;
