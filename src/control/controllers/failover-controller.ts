@@ -19,13 +19,13 @@
 // saw, not from its election.
 import type { Logger } from 'pino';
 import type { Etcd3 } from 'etcd3';
-import type { LiveRecord, NodeRecord } from '../../coord/schema.js';
+import type { LiveRecord, NodeRecord, ObservedRecord } from '../../coord/schema.js';
 import type { PrefixCache } from '../../coord/watch.js';
 import { storeOf } from '../../coord/store.js';
 import { ReplicaRebuilds, type RebuildHost } from './replica-rebuilds.js';
 import { MasterLoop, type MasterLoopHost } from './master-loop.js';
 import { nodeIsUp } from '../model/node-state.js';
-import { bumped, isGone, planFailover, type FailoverPlan } from '../model/shard-plans.js';
+import { bumped, isGone, planFailover, promote, type FailoverPlan } from '../model/shard-plans.js';
 
 /** What failover needs of its node's membership (ClusterMember provides it). */
 export interface FailoverHost extends RebuildHost, MasterLoopHost {
@@ -52,12 +52,16 @@ export class FailoverController {
   readonly promotions = new Map<number, number>();
   private readonly rebuilds: ReplicaRebuilds;
   private rebuildsAt = 0;
+  /** Every node's observed records: master shards there that ask for a handover (crashed, or returning with stale data). */
+  private readonly observed: PrefixCache<ObservedRecord>;
 
   constructor(
     private readonly m: FailoverHost,
     private readonly log: Logger,
   ) {
     this.rebuilds = new ReplicaRebuilds(m, log);
+    this.observed = storeOf(m.client).observed.cache();
+    this.observed.on('malformed', (err: Error) => this.log.warn({ err: err.message }, 'ignoring a malformed observed record'));
     this.loop = new MasterLoop(
       m,
       250,
@@ -73,7 +77,50 @@ export class FailoverController {
 
   start(): void {
     this.m.live.on('change', this.loop.kick);
+    this.observed.on('change', this.loop.kick);
+    // Until it has loaded, handover reports wait; a failed start is retried by nothing, so it is logged loudly.
+    this.observed
+      .start()
+      .catch((err) => this.log.error({ err: (err as Error).message }, 'cannot watch observed records: shard handovers wait'));
     this.loop.start();
+  }
+
+  /**
+   * Master shards whose node reports a handover (reconcilers/bdb-reconciler.ts:
+   * the shard crashed, or its node returns and it may lack writes its replica
+   * took): a live replica is promoted, as in a node failover. A report of an
+   * older generation is stale (the placement has changed since) and ignored.
+   */
+  private async handovers(): Promise<void> {
+    for (const [key, o] of this.observed.items) {
+      const asks = o.shards.filter((s) => s.handover && s.role === 'master');
+      if (!asks.length) continue;
+      const bdbUid = Number(key.split('/')[0]);
+      const cached = this.m.databases().find((b) => b.uid === bdbUid);
+      if (!cached || isGone(cached) || cached.generation !== o.generation) continue;
+      for (const ask of asks) {
+        const replicaOf = (shards: readonly { uid: number; role: string; node_uid: number; master_uid?: number }[]) =>
+          shards.find((x) => x.role === 'slave' && x.master_uid === ask.uid && nodeIsUp(this.m, x.node_uid));
+        const m = cached.shards.find((x) => x.uid === ask.uid);
+        if (m?.role !== 'master' || m.node_uid !== o.node_uid || !replicaOf(cached.shards)) continue;
+        let promoted: number | undefined;
+        await storeOf(this.m.client).bdbs.update(bdbUid, (cur) => {
+          if (isGone(cur) || cur.generation !== o.generation) return undefined;
+          const r = replicaOf(cur.shards);
+          const shards = r && promote(cur.shards, ask.uid, r.uid);
+          if (!shards) return undefined;
+          promoted = r.uid;
+          return bumped(cur, shards);
+        });
+        if (promoted === undefined) continue;
+        this.log.warn(
+          { bdb: bdbUid, failed: ask.uid, promoted, node: o.node_uid, why: ask.handover },
+          'handover: replica promoted to master',
+        );
+        this.promotions.set(bdbUid, (this.promotions.get(bdbUid) ?? 0) + 1);
+        break; // the generation moved on: the next report is read on the next tick
+      }
+    }
   }
 
   private async tick(): Promise<void> {
@@ -82,6 +129,7 @@ export class FailoverController {
       this.rebuildsAt = now;
       await this.rebuilds.tick();
     }
+    await this.handovers();
     const members = this.m.nodes
       .values()
       .filter((n) => n.addr)
@@ -133,5 +181,6 @@ export class FailoverController {
 
   stop(): void {
     this.loop.stop();
+    void this.observed.stop().catch((err) => this.log.warn({ err: (err as Error).message }, 'stopping the observed-record watch failed'));
   }
 }
