@@ -335,6 +335,11 @@ export const ObservedRecord = Type.Object({
       sync_progress: Type.Optional(Type.Number()),
       /** Why the shard is down: its last failed start. */
       error: Type.Optional(Type.String()),
+      /**
+       * A master shard that asks the cluster master to promote its replica (0.2; 0.1.0 nodes ignore it):
+       * it crashed, or its node returns and it may lack writes its replica took meanwhile.
+       */
+      handover: Type.Optional(OneOf('crashed', 'returning')),
     }),
   ),
   time: Time,

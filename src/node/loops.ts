@@ -99,6 +99,8 @@ export class Loops {
       log.child({ component: 'reconciler' }),
     );
     const reconciler = this.reconciler;
+    // Crashed or returning masters are reported for the cluster master to hand over once every member runs 0.2; under a 0.1.0 master the reconciler writes the promotion itself, as 0.1.0 does.
+    reconciler.reportOnly = () => this.clusterAtLeast('0.2');
     // What every master loop reads: the role, whether this node's view is current, and who is up.
     const master = {
       uid,

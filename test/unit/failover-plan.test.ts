@@ -2,7 +2,7 @@
 // over each lost master, and where each lost replica is rebuilt.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { planFailover } from '../../src/control/controllers/failover-controller.js';
+import { planFailover } from '../../src/control/model/shard-plans.js';
 import type { ShardPlacement } from '../../src/coord/schema.js';
 
 // 2 shards, 3 nodes: masters 1 (node 1) and 3 (node 2); replicas 2 (node 2) and 4 (node 3).

@@ -3,7 +3,7 @@
 // replication they decide on.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { planAddReplica, planEvacuation, planRemove, planSwitch } from '../../src/control/controllers/shard-ops.js';
+import { planAddReplica, planEvacuation, planRemove, planSwitch } from '../../src/control/model/shard-plans.js';
 import { OperatorError } from '../../src/util/errors.js';
 import { parseReplication } from '../../src/control/reconcilers/shard-rpc.js';
 import type { BdbRecord, ShardPlacement } from '../../src/coord/schema.js';

@@ -11,13 +11,14 @@
 import type { FastifyPluginAsync } from 'fastify';
 import type { ApiNode, ApiReadView } from '../services.js';
 import { notFound } from '../../util/errors.js';
+import { isGone } from '../../control/model/shard-plans.js';
 import { uidParams } from '../schemas.js';
 import { shardStates } from './bdbs.js';
 
 function shardViews(m: ApiReadView) {
   return m
     .databases()
-    .filter((b) => b.status !== 'delete-pending' && b.status !== 'creation-failed')
+    .filter((b) => !isGone(b))
     .flatMap((b) => {
       const states = shardStates(m, b);
       return b.shards.map((s) => {

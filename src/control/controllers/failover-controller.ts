@@ -4,7 +4,7 @@
 // node has fenced its own writes). Then, for every database with shards on
 // it, in one compare-and-swap per database:
 //   - each master shard there hands its slots to its replica on a live node,
-//     and becomes that replica's replica;
+//     and becomes that replica's replica, as do its other replicas;
 //   - each replica shard there (the old masters included) is placed on
 //     another live node, never its master's, to be rebuilt by a full sync
 //     through the internode channel (replica high availability, `slave_ha`;
@@ -18,12 +18,13 @@
 // because it was the master) counts the silence from the last heartbeat it
 // saw, not from its election.
 import type { Logger } from 'pino';
-import type { LiveRecord, NodeRecord, ShardPlacement } from '../../coord/schema.js';
+import type { LiveRecord, NodeRecord, ObservedRecord } from '../../coord/schema.js';
 import type { PrefixCache } from '../../coord/watch.js';
 import type { StoreHost } from '../../coord/store.js';
 import { ReplicaRebuilds, type RebuildHost } from './replica-rebuilds.js';
 import { MasterLoop, type MasterLoopHost } from './master-loop.js';
 import { nodeIsUp } from '../model/node-state.js';
+import { bumped, isGone, planFailover, promote, type FailoverPlan } from '../model/shard-plans.js';
 
 /** What failover needs of its node's membership (src/node/loops.ts builds it from the membership parts). */
 export interface FailoverHost extends RebuildHost, MasterLoopHost {
@@ -38,52 +39,7 @@ export interface FailoverHost extends RebuildHost, MasterLoopHost {
   replicaHa(): { enabled: boolean; graceSeconds: number };
 }
 
-export interface FailoverPlan {
-  shards: ShardPlacement[];
-  promoted: { failed: number; promoted: number; node: number }[];
-  moved: { shard: number; from: number; to: number }[];
-}
-
-/**
- * The new placement of one database after the loss of `dead` nodes, or
- * undefined when nothing can change: masters there are failed over, and
- * replicas on the `rebuild` ones (dead past the replica grace period; by
- * default all dead nodes) are placed elsewhere. Pure: the same record and
- * node sets give the same plan.
- */
-export function planFailover(
-  shards: readonly ShardPlacement[],
-  dead: ReadonlySet<number>,
-  liveNodes: readonly number[],
-  rebuild: ReadonlySet<number> = dead,
-): FailoverPlan | undefined {
-  const next = shards.map((s) => ({ ...s }));
-  const plan: FailoverPlan = { shards: next, promoted: [], moved: [] };
-  const alive = (n: number) => !dead.has(n) && liveNodes.includes(n);
-  for (const m of next) {
-    if (m.role !== 'master' || !dead.has(m.node_uid)) continue;
-    const r = next.find((s) => s.role === 'slave' && s.master_uid === m.uid && alive(s.node_uid));
-    if (!r) continue; // no replica to take over: the slots wait for the node
-    r.role = 'master';
-    r.master_uid = undefined;
-    r.slots = m.slots;
-    m.role = 'slave';
-    m.master_uid = r.uid;
-    plan.promoted.push({ failed: m.uid, promoted: r.uid, node: r.node_uid });
-  }
-  for (const s of next) {
-    if (s.role !== 'slave' || !dead.has(s.node_uid) || !rebuild.has(s.node_uid)) continue;
-    const master = next.find((x) => x.uid === s.master_uid);
-    if (!master || !alive(master.node_uid)) continue; // nothing live to copy from
-    // Never beside its master; otherwise the live node holding fewest of this database's shards.
-    const load = (n: number) => next.filter((x) => x.node_uid === n).length;
-    const to = liveNodes.filter((n) => alive(n) && n !== master.node_uid).sort((a, b) => load(a) - load(b) || a - b)[0];
-    if (to === undefined) continue;
-    plan.moved.push({ shard: s.uid, from: s.node_uid, to });
-    s.node_uid = to;
-  }
-  return plan.promoted.length || plan.moved.length ? plan : undefined;
-}
+export { planFailover, type FailoverPlan };
 
 export class FailoverController {
   private readonly loop: MasterLoop;
@@ -94,12 +50,16 @@ export class FailoverController {
   readonly promotions = new Map<number, number>();
   private readonly rebuilds: ReplicaRebuilds;
   private rebuildsAt = 0;
+  /** Every node's observed records: master shards there that ask for a handover (crashed, or returning with stale data). */
+  private readonly observed: PrefixCache<ObservedRecord>;
 
   constructor(
     private readonly m: FailoverHost & StoreHost,
     private readonly log: Logger,
   ) {
     this.rebuilds = new ReplicaRebuilds(m, log);
+    this.observed = m.store.observed.cache();
+    this.observed.on('malformed', (err: Error) => this.log.warn({ err: err.message }, 'ignoring a malformed observed record'));
     this.loop = new MasterLoop(
       m,
       250,
@@ -115,7 +75,50 @@ export class FailoverController {
 
   start(): void {
     this.m.live.on('change', this.loop.kick);
+    this.observed.on('change', this.loop.kick);
+    // Until it has loaded, handover reports wait; a failed start is retried by nothing, so it is logged loudly.
+    this.observed
+      .start()
+      .catch((err) => this.log.error({ err: (err as Error).message }, 'cannot watch observed records: shard handovers wait'));
     this.loop.start();
+  }
+
+  /**
+   * Master shards whose node reports a handover (reconcilers/bdb-reconciler.ts:
+   * the shard crashed, or its node returns and it may lack writes its replica
+   * took): a live replica is promoted, as in a node failover. A report of an
+   * older generation is stale (the placement has changed since) and ignored.
+   */
+  private async handovers(): Promise<void> {
+    for (const [key, o] of this.observed.items) {
+      const asks = o.shards.filter((s) => s.handover && s.role === 'master');
+      if (!asks.length) continue;
+      const bdbUid = Number(key.split('/')[0]);
+      const cached = this.m.databases().find((b) => b.uid === bdbUid);
+      if (!cached || isGone(cached) || cached.generation !== o.generation) continue;
+      for (const ask of asks) {
+        const replicaOf = (shards: readonly { uid: number; role: string; node_uid: number; master_uid?: number }[]) =>
+          shards.find((x) => x.role === 'slave' && x.master_uid === ask.uid && nodeIsUp(this.m, x.node_uid));
+        const m = cached.shards.find((x) => x.uid === ask.uid);
+        if (m?.role !== 'master' || m.node_uid !== o.node_uid || !replicaOf(cached.shards)) continue;
+        let promoted: number | undefined;
+        await this.m.store.bdbs.update(bdbUid, (cur) => {
+          if (isGone(cur) || cur.generation !== o.generation) return undefined;
+          const r = replicaOf(cur.shards);
+          const shards = r && promote(cur.shards, ask.uid, r.uid);
+          if (!shards) return undefined;
+          promoted = r.uid;
+          return bumped(cur, shards);
+        });
+        if (promoted === undefined) continue;
+        this.log.warn(
+          { bdb: bdbUid, failed: ask.uid, promoted, node: o.node_uid, why: ask.handover },
+          'handover: replica promoted to master',
+        );
+        this.promotions.set(bdbUid, (this.promotions.get(bdbUid) ?? 0) + 1);
+        break; // the generation moved on: the next report is read on the next tick
+      }
+    }
   }
 
   private async tick(): Promise<void> {
@@ -124,6 +127,7 @@ export class FailoverController {
       this.rebuildsAt = now;
       await this.rebuilds.tick();
     }
+    await this.handovers();
     const members = this.m.nodes
       .values()
       .filter((n) => n.addr)
@@ -147,19 +151,13 @@ export class FailoverController {
     const ha = this.m.replicaHa();
     const rebuild = new Set(ha.enabled ? [...dead].filter((u) => silence.get(u)! >= waitMs + ha.graceSeconds * 1000) : []);
     for (const b of this.m.databases()) {
-      if (b.status === 'delete-pending' || b.status === 'creation-failed') continue;
+      if (isGone(b)) continue;
       if (!b.shards.some((s) => dead.has(s.node_uid))) continue;
       let plan: FailoverPlan | undefined;
       await this.m.store.bdbs.update(b.uid, (cur) => {
         plan = planFailover(cur.shards, dead, liveNodes, rebuild);
         if (!plan) return undefined;
-        return {
-          ...cur,
-          shards: plan.shards,
-          generation: cur.generation + 1,
-          status: cur.status === 'pending' ? cur.status : 'active-change-pending',
-          last_changed_time: new Date().toISOString(),
-        };
+        return bumped(cur, plan.shards);
       });
       if (plan) {
         for (const p of plan.promoted) this.log.warn({ bdb: b.uid, ...p, dead: [...dead] }, 'failover: replica promoted to master');
@@ -181,5 +179,6 @@ export class FailoverController {
 
   stop(): void {
     this.loop.stop();
+    void this.observed.stop().catch((err) => this.log.warn({ err: (err as Error).message }, 'stopping the observed-record watch failed'));
   }
 }

@@ -42,6 +42,17 @@ import { type OpLog, type ShardReplication, SHARD_PAUSE_RPC, SHARD_REPLICATION_R
 import { removeNodeRecords } from './node-removal.js';
 import { MasterLoop, type MasterLoopHost } from './master-loop.js';
 import { nodeIsUp, type NodeStateHost } from '../model/node-state.js';
+import {
+  bumped,
+  family as familyOf,
+  familyMaster as familyMasterOf,
+  isGone,
+  planAddReplica,
+  planEvacuation,
+  planRemove,
+  planSwitch,
+  type Evacuation,
+} from '../model/shard-plans.js';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 /** How long writes are paused at most (the pause is lifted as soon as the switch is done). */
@@ -81,98 +92,13 @@ function replication(h: ShardOpsHost, log: OpLog, s: ShardPlacement): Promise<Sh
 }
 
 /** The master of a shard's slots: itself, or its master. */
-function familyMaster(b: BdbRecord, s: ShardPlacement): ShardPlacement | undefined {
-  return s.role === 'master' ? s : b.shards.find((x) => x.uid === s.master_uid);
-}
+const familyMaster = (b: BdbRecord, s: ShardPlacement) => familyMasterOf(b.shards, s);
 
 /** A master and its replicas: the shards that hold one slot range. */
-function family(b: BdbRecord, master: ShardPlacement): ShardPlacement[] {
-  return b.shards.filter((x) => x.uid === master.uid || x.master_uid === master.uid);
-}
+const family = (b: BdbRecord, master: ShardPlacement) => familyOf(b.shards, master);
 
-// --- placement changes (pure: the same shards give the same result; undefined when the change no longer applies) ---
-
-/** Master `masterUid` hands its slots to its replica `replicaUid` and becomes its replica; its other replicas follow the new master. */
-export function planSwitch(shards: readonly ShardPlacement[], masterUid: number, replicaUid: number): ShardPlacement[] | undefined {
-  const m = shards.find((s) => s.uid === masterUid);
-  const r = shards.find((s) => s.uid === replicaUid);
-  if (!m || !r || m.role !== 'master' || r.role !== 'slave' || r.master_uid !== m.uid) return undefined;
-  return shards.map((s) => {
-    if (s.uid === r.uid) return { ...s, role: 'master' as const, master_uid: undefined, slots: m.slots };
-    if (s.uid === m.uid) return { ...s, role: 'slave' as const, master_uid: r.uid };
-    if (s.master_uid === m.uid) return { ...s, master_uid: r.uid };
-    return s;
-  });
-}
-
-/** A new replica `newUid` on node `target` of the master of `shardUid`'s slots; never beside a shard of those slots (but `shardUid` itself, which it replaces). */
-export function planAddReplica(
-  shards: readonly ShardPlacement[],
-  shardUid: number,
-  newUid: number,
-  target: number,
-): ShardPlacement[] | undefined {
-  const s = shards.find((x) => x.uid === shardUid);
-  const m = s && (s.role === 'master' ? s : shards.find((x) => x.uid === s.master_uid && x.role === 'master'));
-  if (!s || !m || shards.some((x) => x.uid === newUid)) return undefined;
-  if (shards.some((x) => (x.uid === m.uid || x.master_uid === m.uid) && x.node_uid === target && x.uid !== s.uid)) return undefined;
-  return [...shards, { uid: newUid, role: 'slave', node_uid: target, slots: m.slots, master_uid: m.uid }];
-}
-
-/** Remove replica `shardUid`, replaced by `newUid`: replicas that followed it follow `newUid`'s master (or `newUid`, a master). */
-export function planRemove(shards: readonly ShardPlacement[], shardUid: number, newUid: number): ShardPlacement[] | undefined {
-  const s = shards.find((x) => x.uid === shardUid);
-  const t = shards.find((x) => x.uid === newUid);
-  if (!s || !t || s.role === 'master') return undefined;
-  const master = t.role === 'master' ? t.uid : t.master_uid;
-  return shards.filter((x) => x.uid !== s.uid).map((x) => (x.master_uid === s.uid ? { ...x, master_uid: master } : x));
-}
-
-/** Where each shard of a node that is removed goes. */
-export interface Evacuation {
-  bdb_uid: number;
-  shard_uid: number;
-  target_node_uid: number;
-}
-
-/**
- * Place every shard of node `node` on another of `targets` (live nodes):
- * the one with the fewest shards (`load`, counting what this plan adds) that
- * holds no shard of the same slots. Throws, naming the shard and why, when
- * one has nowhere to go.
- */
-export function planEvacuation(
-  bdbs: readonly BdbRecord[],
-  node: number,
-  targets: readonly number[],
-  load: ReadonlyMap<number, number>,
-): Evacuation[] {
-  const count = new Map(load);
-  const out: Evacuation[] = [];
-  for (const b of [...bdbs].sort((x, y) => x.uid - y.uid)) {
-    for (const s of b.shards.filter((x) => x.node_uid === node).sort((x, y) => x.uid - y.uid)) {
-      const fm = familyMaster(b, s) ?? s;
-      const taken = new Set(
-        family(b, fm)
-          .filter((x) => x.uid !== s.uid)
-          .map((x) => x.node_uid),
-      );
-      const fits = targets.filter((t) => t !== node && !taken.has(t)).sort((x, y) => (count.get(x) ?? 0) - (count.get(y) ?? 0) || x - y);
-      if (!fits.length) {
-        const why = targets.length
-          ? `every other live node (${targets.join(', ')}) already holds a shard of those slots, and a master and its replica are never on one node`
-          : 'no other node is live';
-        throw conflict(
-          'no_placement',
-          `node ${node} cannot be removed: shard ${s.uid} of database ${b.uid} (${s.role === 'master' ? 'master' : 'replica'} of slots ${slotText(fm)}) has nowhere to go: ${why}; add a node first`,
-        );
-      }
-      out.push({ bdb_uid: b.uid, shard_uid: s.uid, target_node_uid: fits[0] });
-      count.set(fits[0], (count.get(fits[0]) ?? 0) + 1);
-    }
-  }
-  return out;
-}
+// The pure placement changes live in model/shard-plans.ts; re-exported for this module's callers.
+export { planAddReplica, planEvacuation, planRemove, planSwitch, type Evacuation };
 
 // --- requests (REST) ---
 
@@ -183,7 +109,7 @@ interface Located {
 
 async function locate(h: ShardOpsHost & StoreHost, shardUids: number[]): Promise<Located[]> {
   if (!shardUids.length) throw notFound('shard_uids_required', 'a list of shard uids is required');
-  const bdbs = (await h.store.bdbs.list()).filter((b) => b.status !== 'delete-pending' && b.status !== 'creation-failed');
+  const bdbs = (await h.store.bdbs.list()).filter((b) => !isGone(b));
   return [...new Set(shardUids)].map((uid) => {
     for (const b of bdbs) {
       const s = b.shards.find((x) => x.uid === uid);
@@ -343,7 +269,7 @@ export async function requestMigrate(
  * db_busy (409).
  */
 export async function requestNodeRemoval(h: ShardOpsHost & StoreHost, log: OpLog, node: number): Promise<ActionRecord | undefined> {
-  const bdbs = (await h.store.bdbs.list()).filter((b) => b.status !== 'delete-pending' && b.status !== 'creation-failed');
+  const bdbs = (await h.store.bdbs.list()).filter((b) => !isGone(b));
   const hosting = bdbs.filter((b) => b.shards.some((s) => s.node_uid === node));
   if (!hosting.length) return undefined;
   const load = new Map<number, number>();
@@ -467,7 +393,7 @@ export class ShardOpsController {
     const uid = op.node_uid;
     if (uid === undefined) throw new Error('malformed node removal: no node uid');
     const last = Math.max(0, op.items.length - 1);
-    const bdbs = (await this.store.bdbs.list()).filter((b) => b.status !== 'delete-pending' && b.shards.some((s) => s.node_uid === uid));
+    const bdbs = (await this.store.bdbs.list()).filter((b) => !isGone(b) && b.shards.some((s) => s.node_uid === uid));
     if (bdbs.length)
       throw new Error(
         `node ${uid} holds shards of database(s) ${bdbs.map((b) => b.uid).join(', ')} again (placed while it was being emptied); remove it again`,
@@ -498,7 +424,7 @@ export class ShardOpsController {
 
   private async bdb(uid: number): Promise<BdbRecord> {
     const b = await this.store.bdbs.get(uid);
-    if (!b || b.status === 'delete-pending') throw new Error(`database ${uid} no longer exists`);
+    if (!b || isGone(b)) throw new Error(`database ${uid} no longer exists`);
     return b;
   }
 
@@ -530,13 +456,7 @@ export class ShardOpsController {
   }
 
   private change(cur: BdbRecord, shards: ShardPlacement[]): BdbRecord {
-    return {
-      ...cur,
-      shards,
-      generation: cur.generation + 1,
-      status: cur.status === 'pending' ? cur.status : 'active-change-pending',
-      last_changed_time: new Date().toISOString(),
-    };
+    return bumped(cur, shards);
   }
 
   /** A failover item: the master's slots go to its best replica. Returns the database generation it produced. */

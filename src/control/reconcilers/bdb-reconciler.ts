@@ -12,6 +12,7 @@ import type { PrefixCache } from '../../coord/watch.js';
 import type { ClusterStore, StoreHost } from '../../coord/store.js';
 import { RedisShard, type ShardSpec, shardDir, shardSocket, stoppedCleanly } from '../../shards/redis-shard.js';
 import { endpointNodes } from '../model/placement.js';
+import { bumped, isGone, promote } from '../model/shard-plans.js';
 import type { DataplaneConfig } from '../../dataplane/messages.js';
 
 const SETTLE_MS = 20;
@@ -54,6 +55,8 @@ export interface ReconcilerHost {
 const FAILOVER_MARGIN_MS = 5_000;
 /** Clients time out too: with a long failover_timeout, commands fail (CLUSTERDOWN) rather than hang. */
 const MAX_HOLD_MS = 12_000;
+/** How long a crashed master waits for the cluster master to promote its replica before restarting in place. */
+const HANDOVER_WAIT_MS = 5_000;
 export interface ShardMemory {
   shardUid: number;
   bdbUid: number;
@@ -76,6 +79,14 @@ export class BdbReconciler {
   private staleDirsRemoved = false;
   /** Replicas promoted because a master shard of this node died or this node returned (for the metrics). */
   readonly promotions = new Map<number, number>();
+  /**
+   * Does the cluster master act on this node's handover reports? Then this
+   * node only reports (observed `handover`); otherwise (a 0.1.0 master) it
+   * writes the promotion itself, as 0.1.0 nodes do. Wired to the cluster version.
+   */
+  reportOnly: () => boolean = () => true;
+  /** Master shards of this node that ask for their replica to take over (reported), and since when. */
+  private readonly handover = new Map<number, { why: 'crashed' | 'returning'; since: number }>();
 
   constructor(
     private readonly m: ReconcilerHost & StoreHost,
@@ -168,6 +179,15 @@ export class BdbReconciler {
     const me = b?.shards.find((s) => s.uid === shardUid);
     const replica = b?.shards.find((s) => s.master_uid === shardUid);
     if (!b || !me || me.role !== 'master' || !replica || !this.m.live.items.has(String(replica.node_uid))) return 'restart';
+    if (this.reportOnly()) {
+      this.log.warn(
+        { bdb: b.uid, shard: shardUid, replica: replica.uid },
+        'master shard crashed; asking the cluster master to promote its replica',
+      );
+      this.handover.set(shardUid, { why: 'crashed', since: Date.now() });
+      this.schedule();
+      return 'hold';
+    }
     void this.failover(b.uid, shardUid, replica.uid).catch((err) => {
       this.log.error({ bdb: b.uid, shard: shardUid, err: (err as Error).message }, 'failover failed; restarting the shard in place');
       const s = this.shards.get(shardUid);
@@ -178,24 +198,10 @@ export class BdbReconciler {
   }
 
   private async failover(bdbUid: number, masterUid: number, replicaUid: number): Promise<void> {
+    // The same promotion the cluster master's failover makes (siblings follow the new master).
     const next = await this.store.bdbs.update(bdbUid, (cur) => {
-      const m = cur.shards.find((s) => s.uid === masterUid);
-      const r = cur.shards.find((s) => s.uid === replicaUid);
-      if (!m || !r || m.role !== 'master' || r.master_uid !== masterUid) return undefined;
-      const shards = cur.shards.map((s) =>
-        s.uid === replicaUid
-          ? { ...s, role: 'master' as const, master_uid: undefined }
-          : s.uid === masterUid
-            ? { ...s, role: 'slave' as const, master_uid: replicaUid }
-            : s,
-      );
-      return {
-        ...cur,
-        shards,
-        generation: cur.generation + 1,
-        status: cur.status === 'pending' ? cur.status : 'active-change-pending',
-        last_changed_time: new Date().toISOString(),
-      };
+      const shards = promote(cur.shards, masterUid, replicaUid);
+      return shards ? bumped(cur, shards) : undefined;
     });
     this.log.warn(
       { bdb: bdbUid, failed: masterUid, promoted: replicaUid, generation: next?.generation },
@@ -222,7 +228,20 @@ export class BdbReconciler {
     const replica = b.shards.find(
       (s) => s.master_uid === shardUid && s.role === 'slave' && s.node_uid !== this.m.uid && this.m.live.items.has(String(s.node_uid)),
     );
-    if (!replica) return false; // nothing better to serve from: start with what is on disk
+    if (!replica) {
+      this.handover.delete(shardUid);
+      return false; // nothing better to serve from: start with what is on disk
+    }
+    if (this.reportOnly()) {
+      if (this.handover.get(shardUid)?.why !== 'returning') {
+        this.log.warn(
+          { bdb: b.uid, shard: shardUid, replica: replica.uid },
+          'fencing: this node returns; asking the cluster master to promote its replica (this shard comes back as its replica)',
+        );
+        this.handover.set(shardUid, { why: 'returning', since: Date.now() });
+      }
+      return true;
+    }
     if (this.fencing.has(shardUid)) return true;
     this.fencing.add(shardUid);
     this.log.warn(
@@ -255,6 +274,20 @@ export class BdbReconciler {
     return { bdbs, shards };
   }
 
+  /**
+   * A crashed master waits (held) for the cluster master to promote its
+   * replica; if that has not happened within HANDOVER_WAIT_MS it restarts in
+   * place, as when 0.1.0's own promotion write fails.
+   */
+  private awaitingHandover(uid: number): boolean {
+    const h = this.handover.get(uid);
+    if (h?.why !== 'crashed') return false;
+    if (Date.now() - h.since < HANDOVER_WAIT_MS) return true;
+    this.log.error({ shard: uid }, 'no promotion of the replica came; restarting the crashed master shard in place');
+    this.handover.delete(uid);
+    return false;
+  }
+
   /** Directories of shards no longer placed here (moved away while this node was down). */
   private removeStaleShardDirs(wanted: Map<number, unknown>): void {
     const root = path.dirname(shardDir(this.m.cfg.dataDir, 0));
@@ -280,7 +313,7 @@ export class BdbReconciler {
     const me = this.m.uid;
     const addr = this.m.cfg.addr;
     const all = this.bdbs.values();
-    const live = all.filter((b) => b.status !== 'delete-pending' && b.status !== 'creation-failed');
+    const live = all.filter((b) => !isGone(b));
     const errors = new Map<number, { error: string; fatal: boolean }>();
 
     // Shards this node should run.
@@ -305,8 +338,11 @@ export class BdbReconciler {
       this.removeStaleShardDirs(wanted);
       this.staleDirsRemoved = true;
     }
+    // A handover ends once the shard is no longer a master here.
+    for (const uid of [...this.handover.keys()]) if (wanted.get(uid)?.role !== 'master') this.handover.delete(uid);
     for (const [uid, w] of wanted) {
       let shard = this.shards.get(uid);
+      if (shard?.held && this.awaitingHandover(uid)) continue;
       if (!shard && w.role === 'master' && this.fenceReturningMaster(w.b, uid)) continue;
       // A replica starts as one, through its tunnel; until the data plane has opened it, wait.
       const tunnel = w.role === 'slave' ? this.m.dataplane.tunnelPorts.get(uid) : undefined;
@@ -386,7 +422,7 @@ export class BdbReconciler {
     // Report.
     const endpointState = new Map(this.m.dataplane.endpoints.map((e) => [e.bdbUid, e]));
     for (const b of all) {
-      const gone = b.status === 'delete-pending' || b.status === 'creation-failed';
+      const gone = isGone(b);
       const mine = gone ? [] : b.shards.filter((s) => s.node_uid === me);
       const shards: ObservedRecord['shards'] = [];
       let converged = true;
@@ -403,6 +439,7 @@ export class BdbReconciler {
           pid: p?.pid,
           ...sync,
           ...(!up && p?.lastError ? { error: p.lastError.slice(0, 500) } : {}),
+          ...(s.role === 'master' && this.handover.has(s.uid) ? { handover: this.handover.get(s.uid)!.why } : {}),
         });
       }
       if (gone && [...this.shards.values()].some((p) => p.spec.bdbUid === b.uid)) converged = false;
