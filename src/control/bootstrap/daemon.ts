@@ -20,14 +20,7 @@ import {
 import { BOOTSTRAP_CERT_FILE, certPath, certsDir, restTrustAnchorFile } from '../../pki/node-files.js';
 import { writeFileAtomic } from '../../util/files.js';
 import type { BootstrapMember, MemberFactory } from '../membership/member.js';
-import {
-  DEFAULT_POLICY,
-  type ClusterRecord,
-  type JoinRecord,
-  type NodePorts,
-  type NodeStubRecord,
-  type UserRecord,
-} from '../../coord/schema.js';
+import { DEFAULT_POLICY, type ClusterRecord, type NodePorts, type NodeStubRecord, type UserRecord } from '../../coord/schema.js';
 import { peerUrl } from '../../coord/etcd.js';
 import {
   type Issued,
