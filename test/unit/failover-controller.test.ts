@@ -1,0 +1,342 @@
+// The cluster master's failover loop (control/controllers/failover-controller.ts)
+// over a real scratch etcd, with the membership it reads given as a plain
+// host: real watched caches of the node, liveness, database and observed
+// records, and the silence of each node as the heartbeats would report it.
+// A dead node's master shard hands its slots to a live replica in one
+// compare-and-swap (the sibling replica follows the new master); a node that
+// is not the master, or whose view is not current, decides nothing; a
+// reconciler's `handover` report of the current generation promotes the
+// replica, a stale one is ignored. The nodes' side (reconcilers converging,
+// shards really promoted) is test/integration/node-failover.test.ts.
+//
+// Address: etcd listens on 127.0.54.1 (client 25400, peer 25410).
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import pino from 'pino';
+import type { Lease } from 'etcd3';
+import {
+  KEYS,
+  type BdbRecord,
+  type LiveRecord,
+  type NodeRecord,
+  type ObservedRecord,
+  type ShardPlacement,
+} from '../../src/coord/schema.js';
+import type { PrefixCache } from '../../src/coord/watch.js';
+import { type ClusterStore, storeOf } from '../../src/coord/store.js';
+import { FailoverController, type FailoverHost } from '../../src/control/controllers/failover-controller.js';
+import { REBUILD_ACTION } from '../../src/control/controllers/replica-rebuilds.js';
+import { startScratchEtcd, type ScratchEtcd } from '../support/etcd.js';
+import { sleep, waitFor } from '../support/wait.js';
+import { nodeRecord } from '../support/api-host.js';
+
+const HOST = '127.0.54.1';
+const DEAD_AFTER_MS = 5000;
+/** The controller's loop runs every 250 ms: this many ms is a few ticks, for "nothing happens". */
+const A_FEW_TICKS_MS = 600;
+const log = pino({ level: 'silent' });
+let etcd: ScratchEtcd;
+
+before(async () => {
+  etcd = await startScratchEtcd(HOST, 25400, 25410);
+});
+after(async () => {
+  await etcd?.stop();
+});
+
+/** The membership as the failover controller sees it on node 1: real caches of the store, and the silence the heartbeats would report. */
+class Host implements FailoverHost {
+  master = true;
+  current = true;
+  /** Node uid → ms without a heartbeat (0 when absent); `undefined` for all while this node's own view is not current. */
+  silence: Record<number, number> | undefined = {};
+  haEnabled = false;
+  readonly uid = 1;
+  readonly store: ClusterStore;
+  readonly nodes: PrefixCache<NodeRecord>;
+  readonly live: PrefixCache<LiveRecord>;
+  readonly bdbs: PrefixCache<BdbRecord>;
+
+  constructor(store: ClusterStore) {
+    this.store = store;
+    this.nodes = store.nodes.cache();
+    this.live = store.nodes.liveCache();
+    this.bdbs = store.bdbs.cache();
+  }
+  async start(): Promise<void> {
+    await Promise.all([this.nodes.start(), this.live.start(), this.bdbs.start()]);
+  }
+  async stop(): Promise<void> {
+    await Promise.all([this.nodes.stop(), this.live.stop(), this.bdbs.stop()]);
+  }
+  isMaster(): boolean {
+    return this.master;
+  }
+  storeIsCurrent(): boolean {
+    return this.current;
+  }
+  silentMs(uid: number): number | undefined {
+    return this.silence === undefined ? undefined : (this.silence[uid] ?? 0);
+  }
+  deadAfterMs(): number {
+    return DEAD_AFTER_MS;
+  }
+  replicaHa(): { enabled: boolean; graceSeconds: number } {
+    return { enabled: this.haEnabled, graceSeconds: 0 };
+  }
+  databases(): BdbRecord[] {
+    return this.bdbs.values();
+  }
+  syncOf(): undefined {
+    return undefined; // no node reports a sync here: rebuilds stay at 0%
+  }
+}
+
+function bdb(uid: number, generation: number, shards: ShardPlacement[]): BdbRecord {
+  const now = new Date().toISOString();
+  return {
+    uid,
+    name: `db${uid}`,
+    type: 'redis',
+    port: 15400 + uid,
+    memory_size: 1 << 24,
+    shards_count: 1,
+    sharding: false,
+    replication: true,
+    proxy_policy: 'single',
+    shards_placement: 'sparse',
+    data_internode_encryption: false,
+    data_persistence: 'disabled',
+    eviction_policy: 'volatile-lru',
+    internal_secret: 'failover-test-secret',
+    shards,
+    status: 'active',
+    generation,
+    link_generation: 1,
+    created_time: now,
+    last_changed_time: now,
+  };
+}
+
+const ALL: [number, number] = [0, 16383];
+
+/**
+ * A fresh store: nodes `members` (published, at 127.0.54.10+uid), the `live`
+ * ones holding a liveness record under one lease, database `db` written once;
+ * and a started host over it.
+ */
+async function world(members: number[], live: number[], db: BdbRecord): Promise<{ host: Host; lease: Lease; done: () => Promise<void> }> {
+  await etcd.client.delete().prefix('/tessera/');
+  const store = storeOf(etcd.client);
+  for (const u of members) await store.nodes.put(nodeRecord(u, `127.0.54.${10 + u}`));
+  const lease = etcd.client.lease(60);
+  for (const u of live) await store.nodes.putLive(lease, { uid: u, started_time: new Date().toISOString(), pid: process.pid });
+  await etcd.client.put(KEYS.bdb(db.uid)).value(JSON.stringify(db));
+  const host = new Host(store);
+  await host.start();
+  const done = async () => {
+    await host.stop();
+    await lease.revoke();
+  };
+  return { host, lease, done };
+}
+
+/** The stored record, and how many times it was written (etcd's per-key version). */
+async function stored(uid: number): Promise<{ rec: BdbRecord; writes: number }> {
+  const kv = (await etcd.client.get(KEYS.bdb(uid)).exec()).kvs[0];
+  assert.ok(kv, `database ${uid} is stored`);
+  return { rec: JSON.parse(kv.value.toString()) as BdbRecord, writes: Number(kv.version) };
+}
+
+const shardOf = (b: BdbRecord, uid: number) => b.shards.find((s) => s.uid === uid);
+
+test('a dead node: its master shard hands its slots to the replica on a live node in one write, and the sibling replica follows it', async () => {
+  // Master 11 on node 2, replicas 12 on node 3 and 13 on node 1; node 2 is silent past the failover timeout and has no liveness record.
+  const db = bdb(1, 5, [
+    { uid: 11, role: 'master', node_uid: 2, slots: ALL },
+    { uid: 12, role: 'slave', node_uid: 3, slots: ALL, master_uid: 11 },
+    { uid: 13, role: 'slave', node_uid: 1, slots: ALL, master_uid: 11 },
+  ]);
+  const { host, done } = await world([1, 2, 3], [1, 3], db);
+  host.silence = { 2: DEAD_AFTER_MS + 1000 };
+  const ctl = new FailoverController(host, log);
+  ctl.start();
+  try {
+    const after = await waitFor(
+      'the replica promoted',
+      async () => {
+        const s = await stored(1);
+        return shardOf(s.rec, 12)?.role === 'master' ? s : undefined;
+      },
+      5000,
+      50,
+    );
+    assert.deepEqual(shardOf(after.rec, 12), { uid: 12, role: 'master', node_uid: 3, slots: ALL });
+    assert.deepEqual(shardOf(after.rec, 11), { uid: 11, role: 'slave', node_uid: 2, slots: ALL, master_uid: 12 });
+    assert.deepEqual(shardOf(after.rec, 13), { uid: 13, role: 'slave', node_uid: 1, slots: ALL, master_uid: 12 });
+    assert.equal(after.rec.generation, 6);
+    assert.equal(after.rec.status, 'active-change-pending');
+    assert.equal(after.writes, 2, 'one compare-and-swap');
+    // Later ticks find nothing more to do (replica high availability is off: the old master stays on node 2 as a replica).
+    await sleep(A_FEW_TICKS_MS);
+    const later = await stored(1);
+    assert.equal(later.writes, 2, JSON.stringify(later.rec));
+    assert.equal(later.rec.generation, 6);
+    assert.equal(ctl.promotions.get(1), 1);
+  } finally {
+    ctl.stop();
+    await done();
+  }
+});
+
+test('with replica high availability the old master, now a replica, is placed on another live node in the same write, followed as an action', async () => {
+  const db = bdb(2, 3, [
+    { uid: 21, role: 'master', node_uid: 2, slots: ALL },
+    { uid: 22, role: 'slave', node_uid: 3, slots: ALL, master_uid: 21 },
+  ]);
+  const { host, done } = await world([1, 2, 3], [1, 3], db);
+  host.silence = { 2: DEAD_AFTER_MS + 1000 };
+  host.haEnabled = true;
+  const ctl = new FailoverController(host, log);
+  ctl.start();
+  try {
+    const after = await waitFor(
+      'the replica promoted',
+      async () => {
+        const s = await stored(2);
+        return shardOf(s.rec, 22)?.role === 'master' ? s : undefined;
+      },
+      5000,
+      50,
+    );
+    assert.deepEqual(shardOf(after.rec, 22), { uid: 22, role: 'master', node_uid: 3, slots: ALL });
+    assert.deepEqual(shardOf(after.rec, 21), { uid: 21, role: 'slave', node_uid: 1, slots: ALL, master_uid: 22 });
+    assert.equal(after.rec.generation, 4);
+    assert.equal(after.writes, 2, 'promotion and move in one compare-and-swap');
+    const rebuild = await waitFor('the rebuild action', async () =>
+      (await host.store.actions.list()).find((a) => a.name === REBUILD_ACTION && a.object_name === 'bdb:2'),
+    );
+    assert.equal(rebuild.status, 'active');
+    assert.deepEqual(rebuild.shard_uids, [21]);
+    assert.match(rebuild.description ?? '', /shard 21 on node 1 \(was on node 2\)/);
+    await sleep(A_FEW_TICKS_MS);
+    assert.equal((await stored(2)).writes, 2);
+  } finally {
+    ctl.stop();
+    await done();
+  }
+});
+
+test('a node that is not the master, or whose view is not current, or that cannot judge silence, changes nothing', async () => {
+  const db = bdb(3, 9, [
+    { uid: 31, role: 'master', node_uid: 2, slots: ALL },
+    { uid: 32, role: 'slave', node_uid: 3, slots: ALL, master_uid: 31 },
+    { uid: 33, role: 'slave', node_uid: 1, slots: ALL, master_uid: 31 },
+  ]);
+  const { host, done } = await world([1, 2, 3], [1, 3], db);
+  host.silence = { 2: DEAD_AFTER_MS + 1000 };
+  const ctl = new FailoverController(host, log);
+  try {
+    host.master = false;
+    ctl.start();
+    await sleep(A_FEW_TICKS_MS);
+    assert.equal((await stored(3)).writes, 1, 'not the master');
+    host.master = true;
+    host.current = false;
+    await sleep(A_FEW_TICKS_MS);
+    assert.equal((await stored(3)).writes, 1, 'the view is not current');
+    host.current = true;
+    host.silence = undefined;
+    await sleep(A_FEW_TICKS_MS);
+    assert.equal((await stored(3)).writes, 1, 'its own heartbeats are not coming back');
+    // The same node once it can judge: the failover happens (the setup was one that fails over).
+    host.silence = { 2: DEAD_AFTER_MS + 1000 };
+    const after = await waitFor('the replica promoted', async () => {
+      const s = await stored(3);
+      return shardOf(s.rec, 32)?.role === 'master' ? s : undefined;
+    });
+    assert.equal(after.writes, 2);
+    assert.equal(after.rec.generation, 10);
+    assert.equal(ctl.promotions.get(3), 1);
+  } finally {
+    ctl.stop();
+    await done();
+  }
+});
+
+/** What node `node`'s reconciler reports of a database (`observed.put(bdb, node, …)`): master shard `shard` down, asking for a handover. */
+function crashed(node: number, generation: number, shard: number): ObservedRecord {
+  return {
+    node_uid: node,
+    generation,
+    converged: false,
+    shards: [{ uid: shard, role: 'master', status: 'down', error: 'the shard crashed', handover: 'crashed' }],
+    time: new Date().toISOString(),
+  };
+}
+
+test("a master shard's crash reported for the current generation promotes its live replica; a stale report is ignored", async () => {
+  // Every node up: no node failover, only the report can move the slots.
+  const db = bdb(4, 7, [
+    { uid: 41, role: 'master', node_uid: 2, slots: ALL },
+    { uid: 42, role: 'slave', node_uid: 3, slots: ALL, master_uid: 41 },
+    { uid: 43, role: 'slave', node_uid: 1, slots: ALL, master_uid: 41 },
+  ]);
+  const { host, done } = await world([1, 2, 3], [1, 2, 3], db);
+  const ctl = new FailoverController(host, log);
+  ctl.start();
+  try {
+    // Reported against generation 6: the placement changed since, the report is about another one.
+    await host.store.observed.put(4, 2, crashed(2, 6, 41));
+    // From a node that does not hold the master: not its shard to hand over.
+    await host.store.observed.put(4, 3, crashed(3, 7, 41));
+    await sleep(A_FEW_TICKS_MS);
+    let s = await stored(4);
+    assert.equal(s.writes, 1, JSON.stringify(s.rec));
+    assert.equal(shardOf(s.rec, 41)?.role, 'master');
+
+    await host.store.observed.put(4, 2, crashed(2, 7, 41));
+    s = await waitFor(
+      'the replica promoted',
+      async () => {
+        const x = await stored(4);
+        return shardOf(x.rec, 42)?.role === 'master' ? x : undefined;
+      },
+      5000,
+      50,
+    );
+    assert.deepEqual(shardOf(s.rec, 42), { uid: 42, role: 'master', node_uid: 3, slots: ALL });
+    assert.deepEqual(shardOf(s.rec, 41), { uid: 41, role: 'slave', node_uid: 2, slots: ALL, master_uid: 42 });
+    assert.deepEqual(shardOf(s.rec, 43), { uid: 43, role: 'slave', node_uid: 1, slots: ALL, master_uid: 42 });
+    assert.equal(s.rec.generation, 8);
+    assert.equal(s.writes, 2);
+    // The report stays until the node's reconciler rewrites it; it is of generation 7 now, so it moves nothing more.
+    await sleep(A_FEW_TICKS_MS);
+    assert.equal((await stored(4)).writes, 2);
+    assert.equal(ctl.promotions.get(4), 1);
+  } finally {
+    ctl.stop();
+    await done();
+  }
+});
+
+test('a crash report when no replica is on a live node leaves the master where it is', async () => {
+  const db = bdb(5, 2, [
+    { uid: 51, role: 'master', node_uid: 2, slots: ALL },
+    { uid: 52, role: 'slave', node_uid: 3, slots: ALL, master_uid: 51 },
+  ]);
+  // Node 3 holds no liveness record: its replica cannot take over.
+  const { host, done } = await world([1, 2, 3], [1, 2], db);
+  const ctl = new FailoverController(host, log);
+  ctl.start();
+  try {
+    await host.store.observed.put(5, 2, crashed(2, 2, 51));
+    await sleep(A_FEW_TICKS_MS);
+    const s = await stored(5);
+    assert.equal(s.writes, 1, JSON.stringify(s.rec));
+    assert.equal(ctl.promotions.get(5), undefined);
+  } finally {
+    ctl.stop();
+    await done();
+  }
+});
