@@ -164,7 +164,11 @@ export class FailoverController {
         if (plan.promoted.length) this.promotions.set(b.uid, (this.promotions.get(b.uid) ?? 0) + plan.promoted.length);
         for (const mv of plan.moved) this.log.warn({ bdb: b.uid, ...mv }, 'failover: replica rebuilt on another node');
         if (plan.moved.length) await this.rebuilds.begin(b.uid, plan.moved);
-      } else if (rebuild.size === dead.size || !ha.enabled) {
+      } else if (
+        (rebuild.size === dead.size || !ha.enabled) &&
+        // With replica HA off, a replica left on a dead node after its master's failover is expected, not stuck.
+        b.shards.some((s) => dead.has(s.node_uid) && (s.role === 'master' || ha.enabled))
+      ) {
         const key = `${b.uid}:${[...dead].join(',')}`;
         if (!this.reported.has(key)) {
           this.reported.add(key);
