@@ -99,8 +99,12 @@ export class Loops {
       log.child({ component: 'reconciler' }),
     );
     const reconciler = this.reconciler;
-    // Crashed or returning masters are reported for the cluster master to hand over once every member runs 0.2; under a 0.1.0 master the reconciler writes the promotion itself, as 0.1.0 does.
-    reconciler.reportOnly = () => this.clusterAtLeast('0.2');
+    // The reconciler still writes the promotion of a crashed or returning master itself, as 0.1.0 does.
+    // Its report-only path (the cluster master hands over) is built and unit-tested, but a report written
+    // while a node shuts down outlives its restart with the same generation, and the master then promotes
+    // a replica of a shard that came back clean (full-restart test: a snapshot database lost one shard's
+    // keys). It is switched on once a report names the node's incarnation.
+    reconciler.reportOnly = () => false;
     // What every master loop reads: the role, whether this node's view is current, and who is up.
     const master = {
       uid,

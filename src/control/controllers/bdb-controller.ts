@@ -43,7 +43,7 @@ export class BdbController {
     this.observed = this.store.observed.cache();
     this.observed.on('malformed', (err: Error) => this.log.warn({ err: err.message }, 'ignoring a malformed observed record'));
     this.bdbs = this.store.bdbs.cache();
-    this.bdbs.on('malformed', (err: Error) => this.log.warn({ err: err.message }, 'ignoring a malformed database record'));
+    // Not logged here: the reconciler on this node watches the same records and reports one it cannot read, once.
     this.loop = new MasterLoop(m, 1000, log, 'database controller tick', () => this.tick());
   }
 
