@@ -228,6 +228,16 @@ async function restartAs(n: TestNode, bin: string, via: TestNode): Promise<TestN
     },
     60_000,
   );
+  // Active comes with its liveness lease; its record (with its version) is published a moment later.
+  await waitFor(
+    `node ${uid} shows the version it was started with`,
+    async () => {
+      const ns = (await via.api<{ uid: number; software_version: string }[]>('GET', '/v1/nodes')).body;
+      const v = ns.find((x) => x.uid === uid)?.software_version;
+      return v !== undefined && (bin === BIN ? v !== '0.1.0' : v === '0.1.0');
+    },
+    60_000,
+  );
   return next;
 }
 
