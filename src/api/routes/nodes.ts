@@ -25,7 +25,8 @@ export function nodeView(m: ApiMember, n: NodeRecord) {
     addr: n.addr,
     status: nodeIsUp(m, n.uid) ? 'active' : 'down',
     is_master: m.masterUid === n.uid,
-    software_version: status?.software_version ?? n.software_version,
+    // The last probe's answer only while the node answers: a restarted node's old process answered for the old release.
+    software_version: (probe?.ok ? status?.software_version : undefined) ?? n.software_version,
     capabilities: n.capabilities,
     shard_count: shardList.length,
     shard_list: shardList,
