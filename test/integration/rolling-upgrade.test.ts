@@ -96,7 +96,13 @@ async function empty(via: TestNode, dbUid: number, uid: number, cliBin?: string)
   const cmd = (args: string[]) => run(cliBin ?? oldBin, ['--node', via.addr, ...args]);
   let b = await bdbOf(via, dbUid);
   for (const s of b.shards.filter((x) => x.node_uid === uid && x.role === 'master')) {
-    const f = await cmd(['failover', 'db', String(dbUid), 'shard', String(s.uid)]);
+    // A replica may still be syncing (a database just created, or a shard just moved): the planned failover
+    // refuses that with replica_not_in_sync, as an operator would see; ask again until it is in sync.
+    let f = await cmd(['failover', 'db', String(dbUid), 'shard', String(s.uid)]);
+    for (let i = 0; i < 30 && f.code !== 0 && /replica_not_in_sync/.test(f.stderr); i++) {
+      await new Promise((r) => setTimeout(r, 1000));
+      f = await cmd(['failover', 'db', String(dbUid), 'shard', String(s.uid)]);
+    }
     assert.equal(f.code, 0, `failover of shard ${s.uid}: ${f.stderr}`);
   }
   b = await bdbOf(via, dbUid);
