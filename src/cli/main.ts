@@ -7,7 +7,7 @@ import pino from 'pino';
 import { applyProcessDefaults, KEY_EXCHANGES, type KeyExchange } from '../tls/policy.js';
 import { TesseraNode } from '../node/node.js';
 import { CERT_NAMES } from '../pki/pki.js';
-import { CAPABILITIES, DEFAULT_PORTS, DEFAULT_TIMINGS, type NodeConfig } from '../control/membership/config.js';
+import { CAPABILITIES, DEFAULT_PORTS, DEFAULT_TIMINGS, type NodeConfig, SOFTWARE_VERSION } from '../control/membership/config.js';
 import { requestJson, errorText, ConnectError, type JsonResponse } from '../util/https-json.js';
 import { type Trust, TrustError, certProblem, resolveTrust, saveTrust } from './trust.js';
 import { parseFingerprint } from '../pki/pki.js';
@@ -24,6 +24,7 @@ import {
 import { formatVerify, verifyEncryption } from './verify.js';
 import type { NodeLinksReport } from '../internode/links.js';
 import { addShardCommands, followAction } from './shard-ops.js';
+import { ConfigFileError, applyConfigFile } from './config-file.js';
 
 applyProcessDefaults();
 
@@ -267,6 +268,7 @@ async function setInternalCertificates(cmd: Command, words: string[]): Promise<v
 export function buildProgram(): Command {
   const program = new Command('tessera')
     .description('Tessera: a Redis-compatible database cluster with internode encryption')
+    .version(SOFTWARE_VERSION, '--version', 'print the software version')
     .option('--node <ip>', 'node whose REST API to talk to', '127.0.0.1')
     .option('--port <port>', 'REST API port', String(DEFAULT_PORTS.rest))
     .option('--username <email>', 'admin user (or TESSERA_USERNAME)')
@@ -291,8 +293,9 @@ export function buildProgram(): Command {
   node
     .command('start')
     .description('run one node in the foreground')
-    .requiredOption('--addr <ip>', 'the address this node binds every port on')
-    .requiredOption('--data-dir <dir>', 'where the node keeps its files')
+    .option('--config <file>', 'read settings from this file (key = value, keys are these flags without dashes; flags win)')
+    .option('--addr <ip>', 'the address this node binds every port on (required)')
+    .option('--data-dir <dir>', 'where the node keeps its files (required)')
     .option('--rest-port <port>', 'REST API port', intOpt('rest port'), DEFAULT_PORTS.rest)
     .option('--internode-port <port>', 'internode TLS channel port', intOpt('internode port'), DEFAULT_PORTS.internode)
     .option('--dp-plain-port <port>', 'plaintext data-plane port', intOpt('dp plain port'), DEFAULT_PORTS.dp_plain)
@@ -310,7 +313,22 @@ export function buildProgram(): Command {
       new Option('--without-capability <name...>', 'pretend this build lacks a capability (testing mixed-version clusters)').default([]),
     )
     .option('--log-level <level>', 'log level', 'info')
-    .action(async (o) => {
+    .action(async (_o, cmd: Command) => {
+      if (cmd.opts().config) {
+        try {
+          applyConfigFile(cmd, cmd.opts().config);
+        } catch (err) {
+          if (err instanceof ConfigFileError) throw new CliError(err.message);
+          throw err;
+        }
+      }
+      const o = cmd.opts();
+      for (const [key, flag] of [
+        ['addr', 'addr'],
+        ['dataDir', 'data-dir'],
+      ]) {
+        if (!o[key]) throw new CliError(`--${flag} is required (a flag, or '${flag}' in the config file)`);
+      }
       const log = pino({ level: o.logLevel, base: { node: o.addr } });
       const cfg: NodeConfig = {
         addr: o.addr,
