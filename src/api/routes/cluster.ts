@@ -166,7 +166,7 @@ export const clusterRoutes: FastifyPluginAsync<{ daemon: ApiNode }> = async (app
         certificate: ca.cert,
       },
       certificates,
-      // What every internode handshake offers: the hybrid group first (see the README's TLS policy).
+      // What every internode handshake offers: the hybrid group first (docs/security.md, TLS policy).
       key_exchange: { internode_key_exchange: policy.internode_key_exchange, groups: keyExchangeGroups(policy.internode_key_exchange) },
     };
   });
