@@ -133,6 +133,9 @@ export class EtcdMember {
       '150',
       '--election-timeout',
       '1500',
+      // A member that returns from a partition with a raised term must not depose a healthy leader
+      // (and so stall every write of the majority): it asks for votes before it campaigns.
+      '--pre-vote',
       '--logger',
       'zap',
       '--log-outputs',

@@ -104,7 +104,7 @@ export class RpcClient {
   peerVersion?: number;
 
   constructor(
-    private readonly target: { uid: number; host: string; port: number },
+    private readonly target: { uid: number; host: string; port: number; localAddress?: string },
     private readonly certs: CertStore,
     private readonly policy: PeerPolicy,
     private readonly log?: Logger,

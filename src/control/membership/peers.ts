@@ -33,6 +33,8 @@ export type RpcMethod = (params: unknown, peer: PeerIdentity | undefined) => Pro
 
 export interface PeersOptions {
   uid: number;
+  /** This node's address: control links leave from it (not 127.0.0.1 or the route's default), so a cut between two nodes' addresses cuts them. */
+  addr?: string;
   certs: CertStore;
   /** Who may use the internode channel (the view). */
   policy: PeerPolicy;
@@ -73,7 +75,7 @@ export class Peers {
     let c = this.clients.get(uid);
     if (!c) {
       c = new RpcClient(
-        { uid, host: rec.addr, port: rec.ports.internode },
+        { uid, host: rec.addr, port: rec.ports.internode, localAddress: this.o.addr },
         this.o.certs,
         this.o.policy,
         this.o.log.child({ component: 'rpc' }),
