@@ -75,7 +75,15 @@ export class RunningMember implements BootstrapMember {
       view: this.view,
       log,
     });
-    this.peers = new Peers({ uid: identity.uid, addr: cfg.addr, certs: this.certs, policy: this.view, nodes: this.view.nodes, probeIntervalMs, log });
+    this.peers = new Peers({
+      uid: identity.uid,
+      addr: cfg.addr,
+      certs: this.certs,
+      policy: this.view,
+      nodes: this.view.nodes,
+      probeIntervalMs,
+      log,
+    });
   }
 
   get uid(): number {

@@ -195,7 +195,19 @@ export class NodeDaemon<M extends BootstrapMember = BootstrapMember> {
     if (this.busy) throw conflict('busy', 'a bootstrap operation is already running on this node');
     this.busy = true;
     this.bootstrap = { state, start_time: new Date().toISOString() };
-    wipeMembership(this.cfg.dataDir); // leftovers of an attempt that died half way
+    try {
+      wipeMembership(this.cfg.dataDir); // leftovers of an attempt that died half way
+    } catch (err) {
+      // Not busy after all (a data directory that cannot be cleared, EBUSY say): the next attempt must not get 409 busy forever.
+      const failed = new OperatorError(
+        'internal',
+        'bootstrap_failed',
+        // rmSync's message for EBUSY is "Unknown error: Device or resource busy '<path>'", with an empty code.
+        `cannot clear ${this.cfg.dataDir} for a new membership: ${((err as Error).message || String(err)).replace(/^Unknown error: /, '')}`,
+      );
+      this.endBootstrap(failed);
+      throw failed;
+    }
   }
 
   private endBootstrap(err?: unknown): void {
