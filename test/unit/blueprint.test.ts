@@ -63,6 +63,11 @@ describe('optimize_shards_placement (pure)', () => {
     assert.deepEqual([...counts.values()].sort(), [1, 1, 1, 1], 'four shards, one per node');
     assertApart(next);
     assert.deepEqual(
+      next.filter((s) => s.role === 'master'),
+      shards.filter((s) => s.role === 'master'),
+      'a replica moves rather than a master (no write pause)',
+    );
+    assert.deepEqual(
       next.map((s) => [s.uid, s.role, s.slots]),
       shards.map((s) => [s.uid, s.role, s.slots]),
       'moves keep every shard, role and slot range',

@@ -94,7 +94,8 @@ const moved = (shards: readonly ShardPlacement[], uid: number, to: number) =>
  * fewest of its shards that holds none of the same slots); a `sparse`
  * database then has shards moved, one at a time, while a move spreads its
  * shards (then its masters, then all shards of the cluster) more evenly over
- * the eligible nodes. A `dense` database keeps its placement otherwise. A
+ * the eligible nodes (of equal moves, a replica's: it pauses no write). A
+ * `dense` database keeps its placement otherwise. A
  * master and its replica never share a node. Moves keep each shard's role.
  * Throws 406 insufficient_resources when a shard has nowhere to go.
  */
@@ -123,7 +124,9 @@ export function optimizePlacement(
   // Each pass makes the cost strictly smaller, so this ends; the bound is a guard.
   for (let pass = 0; pass < 4 * shards.length * nodes.length + 1; pass++) {
     let best: { cost: number[]; uid: number; to: number } | undefined;
-    for (const s of [...shards].sort((x, y) => x.uid - y.uid)) {
+    // Among equal moves a replica goes first: moving one pauses no write (a master's move is a switchover).
+    const order = [...shards].sort((x, y) => (x.role === y.role ? x.uid - y.uid : x.role === 'slave' ? -1 : 1));
+    for (const s of order) {
       for (const to of nodes) {
         if (to === s.node_uid || !fits(shards, s, to)) continue;
         const c = cost(moved(shards, s.uid, to), nodes, load);
