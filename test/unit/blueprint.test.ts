@@ -499,6 +499,7 @@ describe('REST: replication and shards_blueprint', () => {
     }
     assert.equal((await call('GET', `/v1/actions/${j.action_uid}`)).json().name, 'enable_replication');
     await refused(call('PUT', '/v1/bdbs/2', { replication: false }), 409, 'db_busy');
+    await refused(call('PUT', '/v1/bdbs/2', { eviction_policy: 'noeviction' }), 409, 'db_busy', /replication or shard placement/);
     // Database 1 is replicated already: asking again changes nothing and queues nothing.
     const same = await call('PUT', '/v1/bdbs/1', { replication: true });
     assert.equal(same.statusCode, 200, same.body);

@@ -8,7 +8,7 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { ApiMember, ApiNode } from '../services.js';
 import type { BdbRecord } from '../../coord/schema.js';
-import { invalid, notFound, unacceptable } from '../../util/errors.js';
+import { conflict, invalid, notFound, unacceptable } from '../../util/errors.js';
 import { uidParams } from '../schemas.js';
 import { requireClusterFeature } from '../version-gate.js';
 import { activeNodes, checkMemoryFits } from '../../control/services/bdb-create.js';
@@ -64,6 +64,12 @@ export async function shapeChange(
     .filter((n) => n.addr)
     .map((n) => n.uid);
   return requestBlueprint(m, req.log, uid, body.shards_blueprint, header, known, eligible, dryRun);
+}
+
+/** Another change of a database while its shape changes: 409 db_busy, as for any change in progress. */
+export async function refuseWhileReshaping(m: ApiMember, uid: number): Promise<void> {
+  if ((await reshaping(m)).has(uid))
+    throw conflict('db_busy', `database ${uid} is busy: its replication or shard placement is changing; change it once it is active`);
 }
 
 /** The databases with a shape change under way: their status reads active-change-pending until it is done. */

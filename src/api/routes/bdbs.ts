@@ -12,7 +12,7 @@ import { OperatorError, conflict, invalid, notFound, unacceptable } from '../../
 import { DEFAULT_SHARD_KEY_REGEX, isDefaultShardKeyRegex, shardKeyRegexProblem } from '../../proxy/slots.js';
 import { endpointNodes } from '../../control/model/placement.js';
 import { uidParams } from '../schemas.js';
-import { isShapeChange, shapeChange, shapeRoutes, shardsBlueprintField, withShapeStatus } from './bdb-shape.js';
+import { isShapeChange, refuseWhileReshaping, shapeChange, shapeRoutes, shardsBlueprintField, withShapeStatus } from './bdb-shape.js';
 import { shardSync, type ShardSync } from '../../control/controllers/bdb-controller.js';
 import { MAX_PORTS_ASKED, portsInUse } from '../../control/reconcilers/ports.js';
 import { nodeIsUp } from '../../control/model/node-state.js';
@@ -369,6 +369,7 @@ export const bdbsRoutes: FastifyPluginAsync<{ daemon: ApiNode }> = async (app, {
       if (!before) throw notFound('db_not_exist', `database ${uid} does not exist`);
       const busyNow = busy(before, 'change');
       if (busyNow) throw busyNow;
+      await refuseWhileReshaping(m, uid);
       if (v.memory_size !== undefined) {
         const active = activeNodes(m).map((n) => n.uid);
         checkMemoryFits(m, active, v.memory_size, before.shards_count, before.replication);
