@@ -32,6 +32,12 @@
 // S then hands over to T by the switchover above; S is removed from the
 // record and its node stops it and removes its files. Works for replicas and
 // for masters of replicated and non-replicated databases.
+//
+// Replication change (`replication`, reshape-requests.ts): the database's
+// `replication` is recorded first; then each item adds a replica of a master
+// as a migration does (placed, waited for until in sync), or removes a
+// replica (its node stops it and removes its files). A shards blueprint is a
+// `migrate` operation whose items carry their own targets.
 import type { Logger } from 'pino';
 import type { ActionRecord, BdbRecord, ShardOpRecord, ShardPlacement } from '../../coord/schema.js';
 import type { PrefixCache } from '../../coord/watch.js';
