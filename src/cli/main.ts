@@ -9,6 +9,7 @@ import { TesseraNode } from '../node/node.js';
 import { CERT_NAMES } from '../pki/pki.js';
 import { CAPABILITIES, DEFAULT_PORTS, DEFAULT_TIMINGS, type NodeConfig, SOFTWARE_VERSION } from '../control/membership/config.js';
 import { requestJson, errorText, ConnectError, type JsonResponse } from '../util/https-json.js';
+import { addShapeCommands, tuneReplication, type ShapeCliDeps } from './bdb-shape.js';
 import { type Trust, TrustError, certProblem, resolveTrust, saveTrust } from './trust.js';
 import { parseFingerprint } from '../pki/pki.js';
 import {
@@ -101,6 +102,18 @@ function credentials(cmd: Command, words: Record<string, string> = {}) {
 }
 
 async function api<T>(cmd: Command, method: string, p: string, body?: unknown, auth = true): Promise<T> {
+  return (await apiResponse<T>(cmd, method, p, body, auth)).body;
+}
+
+/** A REST call whose answer's headers matter too (optimize_shards_placement's cluster-state-id), with request headers of its own. */
+async function apiResponse<T>(
+  cmd: Command,
+  method: string,
+  p: string,
+  body?: unknown,
+  auth = true,
+  headers?: Record<string, string>,
+): Promise<JsonResponse<T>> {
   const t = target(cmd);
   const trust = await trustFor(cmd);
   let res: JsonResponse<T>;
@@ -113,6 +126,7 @@ async function api<T>(cmd: Command, method: string, p: string, body?: unknown, a
       path: p,
       body,
       ...(auth ? credentials(cmd) : {}),
+      ...(headers ? { headers } : {}),
       timeoutMs: 120_000,
     });
   } catch (e) {
@@ -120,7 +134,7 @@ async function api<T>(cmd: Command, method: string, p: string, body?: unknown, a
     throw e;
   }
   if (res.status < 200 || res.status >= 300) throw new CliError(errorText(res));
-  return res.body;
+  return res;
 }
 
 /** After create or join: print the cluster's REST CA fingerprint and save the CA for this address. */
@@ -207,6 +221,13 @@ async function waitActive(cmd: Command, uid: number, timeoutMs = 60_000): Promis
     await new Promise((r) => setTimeout(r, 200));
   }
 }
+
+/** The REST helpers of the shape commands (cli/bdb-shape.ts). */
+const shapeDeps: ShapeCliDeps = {
+  api: (cmd, method, p, body) => api(cmd, method, p, body),
+  apiResponse: (cmd, method, p, body, headers) => apiResponse(cmd, method, p, body, true, headers),
+  findDb: (cmd, ref) => findDb(cmd, ref),
+};
 
 /** rladmin `tune cluster` database defaults, passed to PUT /v1/cluster/policy as given. */
 const POLICY_DEFAULTS = ['default_sharded_proxy_policy', 'default_non_sharded_proxy_policy', 'default_shards_placement'];
@@ -532,12 +553,14 @@ export function buildProgram(): Command {
     .argument('<db>', 'database: <uid>, db:<uid> or its name')
     .argument('<words...>', 'setting value pairs, e.g. data_internode_encryption enabled')
     .action(async (ref: string, words: string[], _o, cmd: Command) => {
-      const w = pairs(words, ['data_internode_encryption', 'tls_mode']);
+      const w = pairs(words, ['data_internode_encryption', 'tls_mode', 'replication']);
       const b = await findDb(cmd, ref);
       const body: Record<string, unknown> = {};
       if (w.data_internode_encryption !== undefined) body.data_internode_encryption = enabledWord(w.data_internode_encryption);
       if (w.tls_mode !== undefined) body.tls_mode = enabledWord(w.tls_mode) ? 'enabled' : 'disabled';
-      await api(cmd, 'PUT', `/v1/bdbs/${b.uid}`, body);
+      if (Object.keys(body).length) await api(cmd, 'PUT', `/v1/bdbs/${b.uid}`, body);
+      // Replication is a change of its own, an action followed step by step (cli/bdb-shape.ts).
+      if (w.replication !== undefined) await tuneReplication(cmd, shapeDeps, b.uid, enabledWord(w.replication));
       // rladmin answers once the change is in place; so do we.
       await waitActive(cmd, b.uid);
       console.log('Finished successfully');
@@ -581,6 +604,7 @@ export function buildProgram(): Command {
     });
 
   addShardCommands(program, { api: (cmd, method, p, body) => api(cmd, method, p, body), findDb });
+  addShapeCommands(program, shapeDeps);
 
   return program;
 }

@@ -374,7 +374,8 @@ export const isFinished = (a: Pick<ActionRecord, 'status'>): boolean => a.status
  */
 export const ShardOpRecord = Type.Object({
   action_uid: Type.String(),
-  kind: OneOf('failover', 'migrate', 'remove_node'),
+  /** replication (0.2, gated): replicas added to each master (`new_shard_uid` on `target_node_uid`) or removed (`shard_uid`, a replica). */
+  kind: OneOf('failover', 'migrate', 'remove_node', 'replication'),
   items: Type.Array(
     Type.Object({
       bdb_uid: Uid,
@@ -391,6 +392,8 @@ export const ShardOpRecord = Type.Object({
   node_uid: Type.Optional(Uid),
   /** failover: switch without waiting for the replica to catch up. */
   immediate: Type.Optional(Type.Boolean()),
+  /** replication: the database's `replication` once the operation is done (true: replicas are added, false: removed). */
+  replication: Type.Optional(Type.Boolean()),
   created_time: Time,
 });
 export type ShardOpRecord = Static<typeof ShardOpRecord>;

@@ -25,6 +25,8 @@ export interface JsonResponse<T = unknown> {
   body: T;
   /** The server's certificate (DER), so a caller can pin or check it. */
   peerCertRaw?: Buffer;
+  /** The response headers (lower-case names), for answers that carry data there (`cluster-state-id`). */
+  headers?: import('node:http').IncomingHttpHeaders;
 }
 
 export class ConnectError extends Error {
@@ -85,7 +87,7 @@ export function requestJson<T = unknown>(r: JsonRequest): Promise<JsonResponse<T
             /* not JSON: keep the text */
           }
           const sock = res.socket as import('node:tls').TLSSocket;
-          resolve({ status: res.statusCode ?? 0, body: body as T, peerCertRaw: sock.getPeerCertificate?.()?.raw });
+          resolve({ status: res.statusCode ?? 0, body: body as T, peerCertRaw: sock.getPeerCertificate?.()?.raw, headers: res.headers });
         });
       },
     );

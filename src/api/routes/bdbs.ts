@@ -12,6 +12,7 @@ import { OperatorError, conflict, invalid, notFound, unacceptable } from '../../
 import { DEFAULT_SHARD_KEY_REGEX, isDefaultShardKeyRegex, shardKeyRegexProblem } from '../../proxy/slots.js';
 import { endpointNodes } from '../../control/model/placement.js';
 import { uidParams } from '../schemas.js';
+import { isShapeChange, refuseWhileReshaping, shapeChange, shapeRoutes, shardsBlueprintField, withShapeStatus } from './bdb-shape.js';
 import { shardSync, type ShardSync } from '../../control/controllers/bdb-controller.js';
 import { MAX_PORTS_ASKED, portsInUse } from '../../control/reconcilers/ports.js';
 import { nodeIsUp } from '../../control/model/node-state.js';
@@ -81,7 +82,12 @@ const createBody = {
   additionalProperties: false,
   properties: { ...fields, uid: { type: 'integer', minimum: 1, maximum: 999_999_999 } },
 } as const;
-const updateBody = { type: 'object', additionalProperties: false, minProperties: 1, properties: fields } as const;
+const updateBody = {
+  type: 'object',
+  additionalProperties: false,
+  minProperties: 1,
+  properties: { ...fields, ...shardsBlueprintField },
+} as const;
 
 /** Query parameters: `dry_run` (present, `true` or `1`: validate only) on changes, `fields` on reads; any other is refused. */
 const changeQuery = {
@@ -107,6 +113,7 @@ function pick<T extends object>(o: T, fieldList: string | undefined): Partial<T>
 
 type BdbInput = Partial<Omit<BdbRecord, 'uid' | 'shards' | 'status' | 'generation' | 'link_generation' | 'internal_secret'>> & {
   oss_cluster?: boolean;
+  shards_blueprint?: unknown;
 };
 
 /**
@@ -282,8 +289,13 @@ function busy(b: BdbRecord, what: string): OperatorError | undefined {
 export const bdbsRoutes: FastifyPluginAsync<{ daemon: ApiNode }> = async (app, { daemon }) => {
   app.get<{ Querystring: { fields?: string } }>('/v1/bdbs', { schema: { querystring: readQuery } }, async (req) => {
     const m = daemon.requireMember();
-    return [...m.databases()].sort((a, b) => a.uid - b.uid).map((b) => pick(bdbView(m, b), req.query.fields));
+    const views = await withShapeStatus(
+      m,
+      [...m.databases()].sort((a, b) => a.uid - b.uid).map((b) => bdbView(m, b)),
+    );
+    return views.map((v) => pick(v, req.query.fields));
   });
+  shapeRoutes(app, daemon);
 
   app.get<{ Params: { uid: string }; Querystring: { fields?: string } }>(
     '/v1/bdbs/:uid',
@@ -292,7 +304,8 @@ export const bdbsRoutes: FastifyPluginAsync<{ daemon: ApiNode }> = async (app, {
       const m = daemon.requireMember();
       const b = await m.store.bdbs.get(Number(req.params.uid));
       if (!b) throw notFound('db_not_exist', `database ${req.params.uid} does not exist`);
-      return pick(bdbView(m, b), req.query.fields);
+      const [view] = await withShapeStatus(m, [bdbView(m, b)]);
+      return pick(view, req.query.fields);
     },
   );
 
@@ -338,7 +351,14 @@ export const bdbsRoutes: FastifyPluginAsync<{ daemon: ApiNode }> = async (app, {
       const uid = Number(req.params.uid);
       const v = req.body;
       checkValues(v);
-      for (const k of ['port', 'shards_count', 'sharding', 'replication', 'type', 'shards_placement', 'shard_key_regex'] as const) {
+      if (isShapeChange(v)) {
+        // Replication on/off and a shards blueprint: an action the cluster master carries out (bdb-shape.ts).
+        const r = await shapeChange(m, req, uid, v, isDryRun(req.query));
+        if (isDryRun(req.query)) return dryRunAnswer(bdbView(m, r.bdb), true);
+        const view = bdbView(m, r.bdb);
+        return r.action ? { ...view, status: 'active-change-pending', action_uid: r.action.action_uid } : view;
+      }
+      for (const k of ['port', 'shards_count', 'sharding', 'type', 'shards_placement', 'shard_key_regex'] as const) {
         if (v[k] !== undefined) throw unacceptable('unsupported_change', `${k} cannot be changed on an existing database`);
       }
       checkCapability(m, v.data_internode_encryption);
@@ -349,6 +369,7 @@ export const bdbsRoutes: FastifyPluginAsync<{ daemon: ApiNode }> = async (app, {
       if (!before) throw notFound('db_not_exist', `database ${uid} does not exist`);
       const busyNow = busy(before, 'change');
       if (busyNow) throw busyNow;
+      await refuseWhileReshaping(m, uid);
       if (v.memory_size !== undefined) {
         const active = activeNodes(m).map((n) => n.uid);
         checkMemoryFits(m, active, v.memory_size, before.shards_count, before.replication);

@@ -62,8 +62,11 @@ async function locate(h: ShardOpsHost & StoreHost, shardUids: number[]): Promise
   });
 }
 
+/** What queuing a shard operation reads and writes. */
+export type OpQueueHost = { readonly store: Pick<ClusterStore, 'shardOps' | 'actions'> };
+
 /** A database that is being created or deleted, or has an operation under way, takes no other. */
-async function checkNotBusy(h: ShardOpsHost & StoreHost, b: BdbRecord): Promise<void> {
+export async function checkNotBusy(h: OpQueueHost, b: BdbRecord): Promise<void> {
   if (b.status === 'pending') throw conflict('db_busy', `database ${b.uid} is being created`);
   for (const o of await h.store.shardOps.list()) {
     if (!o.items.some((i) => i.bdb_uid === b.uid)) continue;
@@ -74,12 +77,14 @@ async function checkNotBusy(h: ShardOpsHost & StoreHost, b: BdbRecord): Promise<
   }
 }
 
-async function createOp(
-  h: ShardOpsHost & StoreHost,
+/** Queue an operation: its action (named `name`, by default after the kind), then the record the controller runs. */
+export async function createOp(
+  h: OpQueueHost,
   op: Omit<ShardOpRecord, 'action_uid' | 'created_time'>,
   objectName: string,
+  name = op.kind === 'remove_node' ? 'remove_node' : `shard_${op.kind}`,
 ): Promise<ActionRecord> {
-  const action = await h.store.actions.create(op.kind === 'remove_node' ? 'remove_node' : `shard_${op.kind}`, objectName);
+  const action = await h.store.actions.create(name, objectName);
   const rec: ShardOpRecord = { ...op, action_uid: action.action_uid, created_time: new Date().toISOString() };
   await h.store.shardOps.put(rec);
   return action;

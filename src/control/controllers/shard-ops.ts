@@ -32,6 +32,12 @@
 // S then hands over to T by the switchover above; S is removed from the
 // record and its node stops it and removes its files. Works for replicas and
 // for masters of replicated and non-replicated databases.
+//
+// Replication change (`replication`, reshape-requests.ts): the database's
+// `replication` is recorded first; then each item adds a replica of a master
+// as a migration does (placed, waited for until in sync), or removes a
+// replica (its node stops it and removes its files). A shards blueprint is a
+// `migrate` operation whose items carry their own targets.
 import type { Logger } from 'pino';
 import type { ActionRecord, BdbRecord, ShardOpRecord, ShardPlacement } from '../../coord/schema.js';
 import type { PrefixCache } from '../../coord/watch.js';
@@ -119,12 +125,15 @@ export class ShardOpsController {
       const generations = new Map<number, number>();
       try {
         await this.setAction(op.action_uid, { status: 'active' });
+        if (op.kind === 'replication') await this.setReplication(op, generations, log);
         for (let i = 0; i < op.items.length; i++) {
           const step = (frac: number, text: string) => this.step(op, log, i, frac, text);
           const gen =
             op.kind === 'failover'
               ? await this.failoverItem(op, op.items[i], step, log)
-              : await this.migrateItem(op, op.items[i], step, log);
+              : op.kind === 'replication'
+                ? await this.replicationItem(op, op.items[i], step, log)
+                : await this.migrateItem(op, op.items[i], step, log);
           if (op.kind === 'remove_node')
             log.info({ shard: op.items[i].shard_uid, done: i + 1, of: op.items.length }, 'node removal: shard moved');
           generations.set(op.items[i].bdb_uid, Math.max(gen, generations.get(op.items[i].bdb_uid) ?? 0));
@@ -134,7 +143,14 @@ export class ShardOpsController {
           await this.waitActive(bdb, gen, log);
         }
         if (op.kind === 'remove_node') await this.removeNode(op, log);
-        const done = op.kind === 'failover' ? 'failover done' : op.kind === 'migrate' ? 'migration done' : `node ${op.node_uid} removed`;
+        const done =
+          op.kind === 'failover'
+            ? 'failover done'
+            : op.kind === 'migrate'
+              ? 'migration done'
+              : op.kind === 'replication'
+                ? `replication ${op.replication ? 'enabled' : 'disabled'}`
+                : `node ${op.node_uid} removed`;
         await this.setAction(op.action_uid, { status: 'completed', progress: 100, description: done });
         log.info('shard operation completed');
       } catch (err) {
@@ -381,7 +397,46 @@ export class ShardOpsController {
     const fm = familyMaster(b, s);
     if (!fm) throw new Error(`shard ${s.uid} is a replica of shard ${s.master_uid}, which is not placed`);
 
-    if (!existing) {
+    b = await this.addReplica(b, s, fm, tUid, target, !!existing, `the migration of shard ${s.uid} was undone`, step, log);
+
+    b = await this.bdb(b.uid);
+    const cs = b.shards.find((x) => x.uid === s.uid);
+    if (cs?.role === 'master') await this.switchover(b.uid, s.uid, tUid, false, step, 0.5, 0.85, log);
+
+    await step(0.88, `removing shard ${s.uid} from node ${s.node_uid}`);
+    const next = await this.store.bdbs.update(b.uid, (cur) => {
+      const shards = planRemove(cur.shards, s.uid, tUid);
+      return shards && this.change(cur, shards);
+    });
+    if (!next || next.shards.some((x) => x.uid === s.uid))
+      throw new Error(`shard ${s.uid} could not be removed: the placement changed (it is a master again?)`);
+    log.info(
+      { bdb: b.uid, removed: s.uid, from: s.node_uid, now: tUid, target, generation: next.generation },
+      'migration: old shard removed',
+    );
+    await step(0.95, `shard ${s.uid} removed from node ${s.node_uid}; shard ${tUid} on node ${target} serves in its place`);
+    return next.generation;
+  }
+
+  /**
+   * A new replica `tUid` of master `fm` on node `target` (for shard `s`, which
+   * it replaces or, for a replication change, is the master itself), placed
+   * unless `placed`, then waited for until in sync (steps 0.05-0.5). A replica
+   * that does not get in sync is taken out of the record again and the error
+   * thrown names why (and `undone`). Returns the record with the replica.
+   */
+  private async addReplica(
+    b: BdbRecord,
+    s: ShardPlacement,
+    fm: ShardPlacement,
+    tUid: number,
+    target: number,
+    placed: boolean,
+    undone: string,
+    step: (f: number, t: string) => Promise<void>,
+    log: Logger,
+  ): Promise<BdbRecord> {
+    if (!placed) {
       const related = family(b, fm).find((x) => x.node_uid === target && x.uid !== s.uid);
       if (related)
         throw new Error(
@@ -422,28 +477,64 @@ export class ShardOpsController {
             `shard ${tUid}: could not be taken out of the record after the failed sync; the migration is reported failed anyway`,
           ),
         );
-      throw new Error(
-        `shard ${tUid} on node ${target} did not get in sync with shard ${fm.uid}: ${synced.why}; the migration of shard ${s.uid} was undone`,
-      );
+      throw new Error(`shard ${tUid} on node ${target} did not get in sync with shard ${fm.uid}: ${synced.why}; ${undone}`);
     }
     await step(0.5, `shard ${tUid} on node ${target} is in sync with shard ${fm.uid} (offset ${synced.offset})`);
+    return b;
+  }
 
-    b = await this.bdb(b.uid);
-    const cs = b.shards.find((x) => x.uid === s.uid);
-    if (cs?.role === 'master') await this.switchover(b.uid, s.uid, tUid, false, step, 0.5, 0.85, log);
+  /** A replication change starts by recording the database's new `replication` (desired state first, as a PUT does). */
+  private async setReplication(op: ShardOpRecord, generations: Map<number, number>, log: Logger): Promise<void> {
+    const uid = op.items[0]?.bdb_uid;
+    if (uid === undefined || op.replication === undefined) return;
+    const next = await this.store.bdbs.update(uid, (cur) =>
+      cur.replication === op.replication ? undefined : { ...bumped(cur, cur.shards), replication: op.replication! },
+    );
+    if (next) generations.set(uid, next.generation);
+    log.info({ bdb: uid, replication: op.replication }, 'replication change: recorded');
+  }
 
-    await step(0.88, `removing shard ${s.uid} from node ${s.node_uid}`);
+  /** A replication item: add a replica of master `shard_uid` (`new_shard_uid` on `target_node_uid`), or remove replica `shard_uid`. */
+  private async replicationItem(
+    op: ShardOpRecord,
+    it: ShardOpRecord['items'][number],
+    step: (f: number, t: string) => Promise<void>,
+    log: Logger,
+  ): Promise<number> {
+    const b = await this.bdb(it.bdb_uid);
+    const s = b.shards.find((x) => x.uid === it.shard_uid);
+    if (op.replication) {
+      const tUid = it.new_shard_uid;
+      const target = it.target_node_uid;
+      if (tUid === undefined || target === undefined) throw new Error('malformed replication item: no new shard uid or target node');
+      if (!s) throw new Error(`shard ${it.shard_uid} no longer exists`);
+      const fm = familyMaster(b, s);
+      if (!fm) throw new Error(`shard ${s.uid} is a replica of shard ${s.master_uid}, which is not placed`);
+      const placed = b.shards.some((x) => x.uid === tUid);
+      const other = family(b, fm).find((x) => x.role === 'slave' && x.uid !== tUid);
+      if (!placed && other) {
+        // A failover made the old master a replica meanwhile: the slots have one already.
+        await step(0.95, `shard ${fm.uid} already has replica ${other.uid} on node ${other.node_uid}`);
+        return b.generation;
+      }
+      if (target === fm.node_uid) throw new Error(`node ${target} holds shard ${fm.uid}; a replica never goes beside its master`);
+      if (!isLive(this.h, target)) throw new Error(`node ${target} is down`);
+      const after = await this.addReplica(b, fm, fm, tUid, target, placed, 'it was taken out again', step, log);
+      await step(0.95, `shard ${tUid} on node ${target} is a replica of shard ${fm.uid}, in sync`);
+      return after.generation;
+    }
+    if (!s) return b.generation; // removed already (resumed)
+    if (s.role === 'master') throw new Error(`shard ${s.uid} is a master now (a failover?); its slots keep it`);
+    await step(0.1, `removing replica ${s.uid} of shard ${s.master_uid} from node ${s.node_uid}`);
     const next = await this.store.bdbs.update(b.uid, (cur) => {
-      const shards = planRemove(cur.shards, s.uid, tUid);
+      const x = cur.shards.find((y) => y.uid === s.uid);
+      const shards = x?.master_uid !== undefined ? planRemove(cur.shards, x.uid, x.master_uid) : undefined;
       return shards && this.change(cur, shards);
     });
     if (!next || next.shards.some((x) => x.uid === s.uid))
-      throw new Error(`shard ${s.uid} could not be removed: the placement changed (it is a master again?)`);
-    log.info(
-      { bdb: b.uid, removed: s.uid, from: s.node_uid, now: tUid, target, generation: next.generation },
-      'migration: old shard removed',
-    );
-    await step(0.95, `shard ${s.uid} removed from node ${s.node_uid}; shard ${tUid} on node ${target} serves in its place`);
+      throw new Error(`replica ${s.uid} could not be removed: the placement changed (a failover?)`);
+    log.info({ bdb: b.uid, removed: s.uid, from: s.node_uid, generation: next.generation }, 'replication change: replica removed');
+    await step(0.95, `replica ${s.uid} removed from node ${s.node_uid}; its node stops it and deletes its files`);
     return next.generation;
   }
 

@@ -54,6 +54,8 @@ export const FEATURES = {
   resharding: '0.2',
   maintenance_mode: '0.2',
   ca_rollover: '0.2',
+  // A replication change is a shard operation of a kind 0.1.0 masters cannot read.
+  replication_change: '0.2',
 } as const satisfies Record<string, string>;
 export type Feature = keyof typeof FEATURES;
 

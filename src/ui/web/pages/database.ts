@@ -87,6 +87,7 @@ export function databasePage(ctx: AppContext, uid: number): Page {
         persistence: HTMLSelectElement;
         encryption: HTMLInputElement;
         clientTls: HTMLInputElement;
+        replication: HTMLInputElement;
       }
     | undefined;
 
@@ -111,7 +112,8 @@ export function databasePage(ctx: AppContext, uid: number): Page {
     });
     const tlsOn = b.tls_mode === 'enabled';
     const clientTls = h('input', { type: 'checkbox', role: 'switch', id: `tls-${uid}`, checked: tlsOn, disabled: !editing });
-    controls = { memory, eviction, persistence, encryption, clientTls };
+    const replication = h('input', { type: 'checkbox', checked: b.replication, disabled: !editing });
+    controls = { memory, eviction, persistence, encryption, clientTls, replication };
     const listed = b.authentication_ssl_client_certs.length;
     const clientAuth =
       b.enforce_client_authentication === 'enabled' && listed
@@ -126,6 +128,7 @@ export function databasePage(ctx: AppContext, uid: number): Page {
             field('Memory limit (MB)', memory),
             field('Eviction policy', eviction),
             field('Data persistence', persistence),
+            field('Replication', replication, 'A replica of every shard on another node; turned on or off live, shard by shard.'),
           )
         : facts([
             ['Memory limit', fmtBytes(b.memory_size)],
@@ -245,8 +248,10 @@ export function databasePage(ctx: AppContext, uid: number): Page {
     if (controls.persistence.value !== b.data_persistence) body.data_persistence = controls.persistence.value;
     if (controls.encryption.checked !== b.data_internode_encryption) body.data_internode_encryption = controls.encryption.checked;
     if (controls.clientTls.checked !== (b.tls_mode === 'enabled')) body.tls_mode = controls.clientTls.checked ? 'enabled' : 'disabled';
+    // Replication is a change of its own (PUT with that field alone), sent after the others are applied.
+    const replication = controls.replication.checked !== b.replication ? controls.replication.checked : undefined;
     fill(editFeedback);
-    if (!Object.keys(body).length) {
+    if (!Object.keys(body).length && replication === undefined) {
       editing = false;
       render();
       fill(progress, note('Nothing was changed.'));
@@ -254,12 +259,15 @@ export function databasePage(ctx: AppContext, uid: number): Page {
     }
     save.disabled = true;
     try {
-      const next = await call<Bdb>('PUT', `/v1/bdbs/${uid}`, body);
-      db = next;
-      editing = false;
-      busy = true;
-      render();
-      await follow(next, body);
+      for (const change of [body, replication === undefined ? {} : { replication }]) {
+        if (!Object.keys(change).length) continue;
+        const next = await call<Bdb>('PUT', `/v1/bdbs/${uid}`, change);
+        db = next;
+        editing = false;
+        busy = true;
+        render();
+        if (!(await follow(next, change))) break;
+      }
     } catch (err) {
       fill(editFeedback, errorMessage(err)); // the form stays open, with what the user typed
     } finally {
@@ -269,8 +277,8 @@ export function databasePage(ctx: AppContext, uid: number): Page {
     }
   });
 
-  /** Show the change's progress until the database is active again at (or past) that change. */
-  const follow = async (changed: Bdb, body: Record<string, unknown>) => {
+  /** Show the change's progress until the database is active again at (or past) that change; true once it is. */
+  const follow = async (changed: Bdb, body: Record<string, unknown>): Promise<boolean> => {
     const bar = h('progress', { 'aria-label': 'Change progress' });
     const text = h('span', null, 'Applying the change on every node…');
     fill(progress, h('div', { role: 'status', class: 'note info progress' }, text, bar));
@@ -303,12 +311,13 @@ export function databasePage(ctx: AppContext, uid: number): Page {
             );
           }
           if ('tls_mode' in body) lines.push(`TLS for clients is now ${onOff(b.tls_mode === 'enabled').toLowerCase()}.`);
+          if ('replication' in body) lines.push(`Replication is now ${onOff(b.replication).toLowerCase()}.`);
           fill(progress, note(lines.join(' '), 'good'));
-          return;
+          return true;
         }
         if (action?.status === 'failed' || b.error) {
           fill(progress, errorMessage(new ApiError(0, 'change_failed', `The change failed: ${action?.error ?? b.error}`)));
-          return;
+          return false;
         }
       } catch (err) {
         text.textContent = `Applying the change… (cannot read its progress: ${(err as Error).message})`;
@@ -325,6 +334,7 @@ export function databasePage(ctx: AppContext, uid: number): Page {
           ),
         ),
       );
+    return false;
   };
 
   // Delete, with a confirmation that replaces the button while it is asked.
