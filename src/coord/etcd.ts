@@ -10,7 +10,7 @@ import { ExponentialBackoff, type IBackoff, handleWhen, noop, retry } from 'cock
 import { isRecoverableError, GRPCDeadlineExceededError, GRPCUnavailableError } from 'etcd3';
 import tls from 'node:tls';
 import * as grpc from '@grpc/grpc-js';
-import { ETCD_CIPHER_SUITES, secureContext } from '../tls/policy.js';
+import { ETCD_CIPHER_SUITES, addTrustedCa, secureContext } from '../tls/policy.js';
 
 export interface EtcdPaths {
   dataDir: string; // the member's data directory
@@ -209,11 +209,13 @@ export class EtcdMember {
  * credentials made from our own context instead.
  */
 export function etcdClient(addr: string, clientPort: number, paths: EtcdPaths): Etcd3 {
+  const caPem = fs.readFileSync(paths.caFile, 'utf8');
   const ctx = secureContext({
     certPem: fs.readFileSync(paths.clientCertFile, 'utf8'),
     keyPem: fs.readFileSync(paths.clientKeyFile, 'utf8'),
-    caPem: fs.readFileSync(paths.caFile, 'utf8'),
+    caPem,
   });
+  followCaFile(ctx, paths.caFile, caPem);
   const factory = grpc.credentials;
   const createSsl = factory.createSsl;
   let used = false;
@@ -231,6 +233,36 @@ export function etcdClient(addr: string, clientPort: number, paths: EtcdPaths): 
   // A second copy of @grpc/grpc-js under etcd3 would bypass the swap: refuse to run on defaults.
   if (!used) throw new Error('etcd client: could not give gRPC the TLS policy (a second @grpc/grpc-js copy?)');
   return client;
+}
+
+/**
+ * The member's certificate is the node's cp certificate; a CA rollover
+ * (pki/ca-list.ts) reissues it from the next CA after the node's `ca.pem`
+ * bundle lists that CA. gRPC keeps the context for the client's life, so a
+ * CA that appears in the file is added to it (a reconnect after the reissue
+ * must verify). A CA that leaves the file stays trusted by this one client
+ * of the local member, whose other side is this node's own etcd.
+ */
+function followCaFile(ctx: tls.SecureContext, caFile: string, initial: string): void {
+  const known = new Set(pemsOf(initial));
+  const check = (): void => {
+    let text: string;
+    try {
+      text = fs.readFileSync(caFile, 'utf8');
+    } catch {
+      return; // rewritten right now (atomic rename) or gone with the node's data: the next check reads it
+    }
+    for (const pem of pemsOf(text)) {
+      if (known.has(pem)) continue;
+      addTrustedCa(ctx, pem);
+      known.add(pem);
+    }
+  };
+  fs.watchFile(caFile, { interval: 500 }, check).unref();
+}
+
+function pemsOf(text: string): string[] {
+  return (text.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? []).map((p) => p.trim());
 }
 
 function withCredentials(addr: string, clientPort: number, paths: EtcdPaths): Etcd3 {

@@ -85,9 +85,25 @@ export const ClusterRecord = Type.Object({
 });
 export type ClusterRecord = Static<typeof ClusterRecord>;
 
+/** One CA of a cluster's trust list (pki/ca-list.ts): `active` issues, `next` will, `retiring` is on its way out. */
+export const CaListEntry = Type.Object({
+  cert: Type.String(),
+  /** The CA's key: kept for `active` and `next` (a next CA becomes the issuer). */
+  key: Type.Optional(Type.String()),
+  state: Type.Union([Type.Literal('active'), Type.Literal('next'), Type.Literal('retiring')]),
+  added_time: Type.Optional(Time),
+});
+export type CaListEntry = Static<typeof CaListEntry>;
+
+/**
+ * A cluster CA: `cert`/`key` is the issuer (what 0.1.0 nodes read and trust);
+ * `cas` (0.2, optional) is every CA the nodes trust, the issuer among them.
+ * Absent, the list is the issuer alone.
+ */
 export const CaRecord = Type.Object({
   cert: Type.String(),
   key: Type.String(),
+  cas: Type.Optional(Type.Array(CaListEntry)),
 });
 export type CaRecord = Static<typeof CaRecord>;
 
@@ -140,6 +156,17 @@ export const NodeRecord = Type.Object({
   certificates: Type.Object({ cp: Type.Optional(CertMeta), dp: Type.Optional(CertMeta) }),
   /** The client-facing certificates the node presents, by name (api, cm, proxy, metrics_exporter). */
   service_certificates: Type.Optional(Type.Record(Type.String(), CertMeta)),
+  /**
+   * The cluster CAs the node trusts (SHA-256 fingerprints, `sha256:<hex>`), as it reports them (0.2):
+   * `internode` (3342), `etcd` (what its etcd member loaded when it started) and `services` (the bundle it hands clients).
+   */
+  ca_trust: Type.Optional(
+    Type.Object({
+      internode: Type.Array(Type.String()),
+      etcd: Type.Optional(Type.Array(Type.String())),
+      services: Type.Optional(Type.Array(Type.String())),
+    }),
+  ),
 });
 export type NodeRecord = Static<typeof NodeRecord>;
 

@@ -522,6 +522,16 @@ export class ClusterRecords {
     return requireRecord(this.c, KEYS.servicesCa, CaRecord);
   }
 
+  /** Watched copies of a CA record (one item, ''; start them): what each node trusts follows them (pki/ca-list.ts). */
+  caCache(which: 'internode' | 'services'): PrefixCache<CaRecord> {
+    return new PrefixCache(this.c, which === 'internode' ? KEYS.ca : KEYS.servicesCa, CaRecord);
+  }
+
+  /** Change a CA record (compare-and-swap; `fn` returns undefined to leave it); resolves with the stored record. */
+  updateCa(which: 'internode' | 'services', fn: (cur: CaRecord | undefined) => CaRecord | undefined): Promise<CaRecord | undefined> {
+    return updateRecord(this.c, which === 'internode' ? KEYS.ca : KEYS.servicesCa, CaRecord, fn);
+  }
+
   /** The cluster policy with defaults for what the stored record lacks. */
   async policy(): Promise<PolicyRecord> {
     return policyWithDefaults(await readRecord(this.c, KEYS.policy, StoredPolicy));

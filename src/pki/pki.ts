@@ -253,14 +253,15 @@ export function certInfo(pem: string): CertInfo {
 
 /**
  * Check a key/certificate bundle before it is used: key matches, chain ends at
- * the CA, currently valid. Throws with the failing check named.
+ * the CA (or one of the CAs of a bundle), currently valid. Throws with the failing check named.
  */
 export function validateBundle(certPem: string, keyPem: string, caPem: string, caName = 'the cluster CA'): void {
   const cert = new X509Certificate(certPem);
   const key = createPrivateKey(keyPem);
   if (!cert.checkPrivateKey(key)) throw new Error('private key does not match certificate');
-  const ca = new X509Certificate(caPem);
-  if (!cert.verify(ca.publicKey) || !cert.checkIssued(ca)) throw new Error(`certificate is not signed by ${caName}`);
+  // `caPem` may be a bundle (a CA rollover trusts two): the leaf must be signed by one of them.
+  const cas = (caPem.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [caPem]).map((p) => new X509Certificate(p));
+  if (!cas.some((ca) => cert.verify(ca.publicKey) && cert.checkIssued(ca))) throw new Error(`certificate is not signed by ${caName}`);
   const now = Date.now();
   if (now < Date.parse(cert.validFrom)) throw new Error('certificate is not yet valid');
   if (now > Date.parse(cert.validTo)) throw new Error('certificate has expired');
