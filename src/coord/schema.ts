@@ -224,6 +224,10 @@ export const PolicyRecord = Type.Object({
   default_shards_placement: OneOf('dense', 'sparse'),
   /** OSS Cluster API mode for new databases: not supported, so always false. */
   default_oss_cluster: Type.Boolean(),
+  /** Days before a cluster CA expires from which the `cluster_ca_expiring` alert is raised (0.2). */
+  ca_expiry_alert_days: Type.Number(),
+  /** Seconds a services CA rollover publishes the next CA before the servers switch to it, and keeps the old one after (0.2). */
+  services_ca_overlap_seconds: Type.Number(),
 });
 export type PolicyRecord = Static<typeof PolicyRecord>;
 
@@ -237,6 +241,8 @@ export const DEFAULT_POLICY: PolicyRecord = {
   default_non_sharded_proxy_policy: 'single',
   default_shards_placement: 'sparse',
   default_oss_cluster: false,
+  ca_expiry_alert_days: 365,
+  services_ca_overlap_seconds: 7 * 86_400,
 };
 
 /**

@@ -27,6 +27,8 @@ export function certificatesPage(_ctx: AppContext): Page {
   const list = h('div', { class: 'placeholder' }, 'Loading…');
   const rotateArea = h('div');
   const ca = h('div');
+  const cas = h('div');
+  const caRotateArea = h('div');
   const settings = h('div');
   const upload = h('div');
   const el = h(
@@ -41,7 +43,7 @@ export function certificatesPage(_ctx: AppContext): Page {
       list,
       rotateArea,
     ),
-    h('section', { class: 'card', 'aria-labelledby': 'certs-ca' }, h('h2', { id: 'certs-ca' }, 'Cluster CA'), ca),
+    h('section', { class: 'card', 'aria-labelledby': 'certs-ca' }, h('h2', { id: 'certs-ca' }, 'Cluster CAs'), cas, ca, caRotateArea),
     h(
       'section',
       { class: 'card', 'aria-labelledby': 'certs-settings' },
@@ -87,6 +89,23 @@ export function certificatesPage(_ctx: AppContext): Page {
             ];
           }),
           'No node has reported its certificates yet.',
+        ),
+      );
+      fill(
+        cas,
+        table(
+          'The cluster CAs: internode (cp, dp, etcd) and services (REST, UI, metrics, endpoints)',
+          ['CA', 'State', 'Subject', 'Not before', 'Not after', 'Days left', 'SHA-256 fingerprint'],
+          (info.cas ?? []).map((c) => [
+            c.name,
+            c.state,
+            c.subject,
+            fmtTime(c.not_before),
+            fmtTime(c.not_after),
+            String(Math.floor(c.expires_in_seconds / 86400)),
+            h('code', { class: 'wrap' }, c.fingerprint),
+          ]),
+          'This cluster does not list its CAs (a node older than 0.2 answered).',
         ),
       );
       fill(
