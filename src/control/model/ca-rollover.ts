@@ -1,0 +1,118 @@
+// The internode CA rollover, decided one step at a time (pure; the cluster
+// master's CaRolloverController carries each decision out and asks again).
+//
+//   make_next  → a next CA is made and listed beside the active one
+//   trust_both → every node trusts both (3342 at once; etcd at its restart:
+//                members restarted one at a time, only while every member is
+//                up, so a restart never costs the quorum)
+//   reissue    → the next CA becomes the issuer, the old one `retiring`;
+//                every node renews cp and dp (and etcd's pair, which is cp)
+//   drop_old   → the old CA leaves the list; every node drops it (3342 at
+//                once; etcd at a restart, one at a time again)
+//   done
+//
+// A node that is down holds the rollover where it is (the decision says
+// which node it waits for); a node removed from the cluster is no longer a
+// member and no longer waited for.
+
+export type RolloverPhase = 'make_next' | 'trust_both' | 'reissue' | 'drop_old' | 'done';
+export const ROLLOVER_PHASES: readonly RolloverPhase[] = ['make_next', 'trust_both', 'reissue', 'drop_old', 'done'];
+
+/** What a member reports of its trust (the node record's `ca_trust`), and whether it is up. */
+export interface RolloverMember {
+  uid: number;
+  up: boolean;
+  /** Fingerprints the node trusts on 3342. */
+  internode?: readonly string[];
+  /** Fingerprints its etcd member loaded when it last started. */
+  etcd?: readonly string[];
+  /** The CA (fingerprint) that issued its cp and dp certificates. */
+  issuedBy?: { cp?: string; dp?: string };
+}
+
+export interface RolloverState {
+  phase: RolloverPhase;
+  /** Fingerprints of the CA being replaced and of its successor (known once made). */
+  old: string;
+  next?: string;
+  /** The member whose etcd restart was asked and not yet seen. */
+  etcdRestart?: number;
+  members: readonly RolloverMember[];
+}
+
+export type RolloverDecision =
+  | { kind: 'make_next' }
+  /** Every node trusts both: the next CA becomes the issuer, the old one retiring. */
+  | { kind: 'promote_next' }
+  /** Every node presents certificates of the next CA: the old one leaves the list. */
+  | { kind: 'drop_old' }
+  | { kind: 'restart_etcd'; node: number }
+  | { kind: 'wait'; node?: number; why: string }
+  | { kind: 'done' };
+
+const has = (list: readonly string[] | undefined, fp: string) => !!list?.includes(fp);
+
+/** The one thing to do now. */
+export function planRollover(s: RolloverState): RolloverDecision {
+  if (s.phase === 'done') return { kind: 'done' };
+  if (s.phase === 'make_next' || !s.next) return { kind: 'make_next' };
+  const next = s.next;
+  const members = [...s.members].sort((a, b) => a.uid - b.uid);
+  const down = members.find((m) => !m.up);
+  if (s.phase === 'trust_both') {
+    if (down) return { kind: 'wait', node: down.uid, why: `node ${down.uid} is down; it must trust the next CA first` };
+    const behind = members.find((m) => !has(m.internode, next));
+    if (behind) return { kind: 'wait', node: behind.uid, why: `node ${behind.uid} does not trust the next CA yet` };
+    const etcd = etcdStep(members, s.etcdRestart, (m) => has(m.etcd, next), 'to trust the next CA');
+    if (etcd) return etcd;
+    return { kind: 'promote_next' };
+  }
+  if (s.phase === 'reissue') {
+    if (down) return { kind: 'wait', node: down.uid, why: `node ${down.uid} is down; its certificates must be reissued first` };
+    const old = members.find((m) => m.issuedBy?.cp !== next || m.issuedBy?.dp !== next);
+    if (old) return { kind: 'wait', node: old.uid, why: `node ${old.uid} does not present certificates of the next CA yet` };
+    return { kind: 'drop_old' };
+  }
+  // drop_old: the list is the next CA alone; every node (and its etcd) must follow.
+  if (down) return { kind: 'wait', node: down.uid, why: `node ${down.uid} is down; waiting for it to return and drop the old CA` };
+  const stale = members.find((m) => m.issuedBy?.cp !== next || m.issuedBy?.dp !== next);
+  if (stale) return { kind: 'wait', node: stale.uid, why: `node ${stale.uid} does not present certificates of the next CA yet` };
+  const trusting = members.find((m) => has(m.internode, s.old) || !has(m.internode, next));
+  if (trusting) return { kind: 'wait', node: trusting.uid, why: `node ${trusting.uid} still trusts the old CA on 3342` };
+  const etcd = etcdStep(members, s.etcdRestart, (m) => has(m.etcd, next) && !has(m.etcd, s.old), 'to drop the old CA');
+  if (etcd) return etcd;
+  return { kind: 'done' };
+}
+
+/**
+ * etcd members one at a time: while a restart is outstanding, wait for it;
+ * else restart the lowest member not yet converged. Only called with every
+ * member up, so the others keep the quorum.
+ */
+function etcdStep(
+  members: readonly RolloverMember[],
+  asked: number | undefined,
+  ok: (m: RolloverMember) => boolean,
+  what: string,
+): RolloverDecision | undefined {
+  const pending = asked === undefined ? undefined : members.find((m) => m.uid === asked);
+  if (pending && !ok(pending)) return { kind: 'wait', node: pending.uid, why: `node ${pending.uid}'s etcd member is restarting ${what}` };
+  const todo = members.find((m) => !ok(m));
+  return todo ? { kind: 'restart_etcd', node: todo.uid } : undefined;
+}
+
+/** The action's step text and progress for a phase (4 steps, as the issue numbers them). */
+export function phaseStep(phase: RolloverPhase): { n: number; text: string; progress: number } {
+  switch (phase) {
+    case 'make_next':
+      return { n: 1, text: 'making the next CA', progress: 0 };
+    case 'trust_both':
+      return { n: 2, text: 'every node trusts both CAs (etcd members restarted one at a time)', progress: 25 };
+    case 'reissue':
+      return { n: 3, text: "every node's cp, dp and etcd certificates reissued from the next CA", progress: 50 };
+    case 'drop_old':
+      return { n: 4, text: "the old CA removed from every node's trust", progress: 75 };
+    case 'done':
+      return { n: 4, text: 'the internode CA was replaced', progress: 100 };
+  }
+}
