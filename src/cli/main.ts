@@ -419,9 +419,9 @@ export function buildProgram(): Command {
   cluster
     .command('certificate')
     .description(
-      'cluster certificate rotate [name] | cluster certificate set internal dpine_certificate_file <f> dpine_key_file <f> cpine_certificate_file <f> cpine_key_file <f>',
+      'cluster certificate rotate [name] | cluster certificate rotate_ca internode|services | cluster certificate set internal dpine_certificate_file <f> dpine_key_file <f> cpine_certificate_file <f> cpine_key_file <f>',
     )
-    .argument('<action>', 'rotate or set')
+    .argument('<action>', 'rotate, rotate_ca or set')
     .argument(
       '[words...]',
       'rotate: ccs_internode_encryption or data_internode_encryption (default: both); set: internal and the file pairs',
@@ -439,7 +439,18 @@ export function buildProgram(): Command {
         console.log('Finished successfully');
         return;
       }
-      if (action !== 'set') throw new CliError(`unknown certificate action '${action}' (expected: rotate, set)`);
+      if (action === 'rotate_ca') {
+        // A CA rollover: an action that follows every node; its steps are printed as they come.
+        const [ca, ...rest] = words;
+        if (rest.length) throw new CliError(`unexpected word '${rest[0]}'`);
+        if (ca !== 'internode' && ca !== 'services') throw new CliError(`rotate_ca needs the CA: internode or services, not '${ca ?? ''}'`);
+        const r = await api<{ action_uid: string }>(cmd, 'POST', '/v1/cluster/certificates/ca/rotate', { ca });
+        console.log(`CA rollover started (action ${r.action_uid})`);
+        await followAction(cmd, { api }, r.action_uid);
+        console.log('Finished successfully');
+        return;
+      }
+      if (action !== 'set') throw new CliError(`unknown certificate action '${action}' (expected: rotate, rotate_ca, set)`);
       await setInternalCertificates(cmd, words);
     });
 

@@ -55,6 +55,7 @@ export class EtcdMember {
   private restarts = 0;
   private startedAt = 0;
   private restartTimer?: NodeJS.Timeout;
+  private trustAtStart = '';
 
   constructor(private readonly o: EtcdMemberOptions) {}
 
@@ -89,9 +90,31 @@ export class EtcdMember {
     }, delay);
   }
 
+  /** The trusted-CA bundle (`ca.pem`) as the member read it at its last start: etcd 3.4 does not reload it. */
+  caAtStart(): string {
+    return this.trustAtStart;
+  }
+
+  /**
+   * Stop the member and start it again (its data directory kept): how it
+   * takes a changed `ca.pem` (a CA rollover). The caller restarts one member
+   * at a time, only while the others keep the quorum.
+   */
+  async restart(): Promise<void> {
+    await this.stop();
+    this.stopping = false;
+    this.start();
+  }
+
   start(): void {
     const o = this.o;
     this.startedAt = Date.now();
+    try {
+      this.trustAtStart = fs.readFileSync(o.paths.caFile, 'utf8');
+    } catch (err) {
+      // etcd itself fails on a missing file, and says so in its log.
+      o.log.warn({ err: (err as Error).message }, 'cannot read the trusted CA file before starting etcd');
+    }
     fs.mkdirSync(o.paths.dataDir, { recursive: true, mode: 0o700 });
     fs.chmodSync(o.paths.dataDir, 0o700);
     const args = [

@@ -57,6 +57,9 @@ export const KEYS = {
   /** What node `node` did for rotation `actionUid` (observed state). */
   certRotated: (actionUid: string, node: number) => `/tessera/cert_rotated/${actionUid}/${node}`,
   join: (uid: number) => `/tessera/joins/${uid}`,
+  /** A CA rollover (0.2): its phase, which the cluster master moves on (control/controllers/ca-rollover.ts). */
+  caRolloversPrefix: '/tessera/ca_rollovers/',
+  caRollover: (actionUid: string) => `/tessera/ca_rollovers/${actionUid}`,
   master: '/tessera/master',
   /** The cluster version (ClusterVersionRecord), written by the cluster master only. */
   clusterVersion: '/tessera/cluster_version',
@@ -106,6 +109,30 @@ export const CaRecord = Type.Object({
   cas: Type.Optional(Type.Array(CaListEntry)),
 });
 export type CaRecord = Static<typeof CaRecord>;
+
+/** A CA rollover in progress or done (0.2): the desired phase, moved on by the cluster master only. */
+export const CaRolloverRecord = Type.Object({
+  action_uid: Type.String(),
+  ca: Type.Union([Type.Literal('internode'), Type.Literal('services')]),
+  phase: Type.Union([
+    Type.Literal('make_next'),
+    Type.Literal('trust_both'),
+    Type.Literal('reissue'),
+    Type.Literal('drop_old'),
+    Type.Literal('done'),
+  ]),
+  /** Fingerprints (`sha256:<hex>`) of the CA replaced and of its successor. */
+  old: Type.String(),
+  next: Type.Optional(Type.String()),
+  /** The member asked to restart its etcd member (one at a time), and when. */
+  etcd_restart: Type.Optional(Type.Number()),
+  etcd_restart_time: Type.Optional(Time),
+  started_time: Time,
+  /** When each phase began (what the report's figures come from). */
+  phase_times: Type.Optional(Type.Record(Type.String(), Time)),
+  finished_time: Type.Optional(Time),
+});
+export type CaRolloverRecord = Static<typeof CaRolloverRecord>;
 
 /** The management roles (Redis Enterprise's names): `db_viewer` reads, `admin` does everything. */
 export const USER_ROLES = ['admin', 'db_viewer'] as const;
@@ -165,6 +192,8 @@ export const NodeRecord = Type.Object({
       internode: Type.Array(Type.String()),
       etcd: Type.Optional(Type.Array(Type.String())),
       services: Type.Optional(Type.Array(Type.String())),
+      /** The CA (fingerprint) that issued the node's cp and dp certificates. */
+      issued_by: Type.Optional(Type.Object({ cp: Type.Optional(Type.String()), dp: Type.Optional(Type.String()) })),
     }),
   ),
 });

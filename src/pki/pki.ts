@@ -74,12 +74,18 @@ function serial(): string {
  * `internode` (the default) signs cp/dp (and etcd) certificates and never
  * leaves the cluster; `services` signs the client-facing certificates.
  */
-export async function createCa(clusterName: string, clusterId: string, kind: 'internode' | 'services' = 'internode'): Promise<Issued> {
+export async function createCa(
+  clusterName: string,
+  clusterId: string,
+  kind: 'internode' | 'services' = 'internode',
+  /** A successor's mark (a rollover): its subject differs from the CA it replaces, so chains never mix them up. */
+  generation?: string,
+): Promise<Issued> {
   const kp = await generateKeyPair(3072);
   const now = new Date(Date.now() - 60_000);
   const cert = await x509.X509CertificateGenerator.createSelfSigned({
     serialNumber: serial(),
-    name: `CN=Tessera ${kind === 'internode' ? 'cluster' : 'services'} CA ${clusterName},O=Tessera,OU=${clusterId}`,
+    name: `CN=Tessera ${kind === 'internode' ? 'cluster' : 'services'} CA ${clusterName}${generation ? ` ${generation}` : ''},O=Tessera,OU=${clusterId}`,
     notBefore: now,
     notAfter: new Date(now.getTime() + 3650 * DAY_MS),
     signingAlgorithm: RSA_ALG,

@@ -73,6 +73,15 @@ test('reissue: waits for cp and dp of the next CA on every node, then drops the 
   });
   ms[1] = { ...ms[1], issuedBy: { cp: NEXT, dp: NEXT } };
   assert.deepEqual(planRollover(s('reissue', ms)), { kind: 'drop_old' });
+  // A node down before it reported its new certificates holds step 3; one down after it does not (step 4 waits for it).
+  const down = [...ms, m(3, { up: false, internode: both, etcd: both })];
+  assert.deepEqual(planRollover(s('reissue', down)), {
+    kind: 'wait',
+    node: 3,
+    why: 'node 3 is down; its certificates must be reissued first',
+  });
+  down[2] = { ...down[2], issuedBy: { cp: NEXT, dp: NEXT } };
+  assert.deepEqual(planRollover(s('reissue', down)), { kind: 'drop_old' });
 });
 
 test('drop_old: a returning node catches up (reissue, then trust), then etcd members restart one at a time, then done', () => {

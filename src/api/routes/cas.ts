@@ -1,8 +1,13 @@
 // The cluster's CAs as operators see them (GET /v1/cluster/certificates `cas`),
 // their expiry alert `cluster_ca_expiring` (GET /v1/cluster/alerts), and the
 // CA rollover routes. Keys never leave the store.
+import type { FastifyPluginAsync } from 'fastify';
+import type { ApiNode } from '../services.js';
 import type { CaRecord, PolicyRecord } from '../../coord/schema.js';
 import { type CaState, caList } from '../../pki/ca-list.js';
+import { conflict, invalid } from '../../util/errors.js';
+import { requireFeature } from '../../control/model/version-gates.js';
+import { requestCaRollover } from '../../control/controllers/ca-rollover.js';
 
 export type CaName = 'internode' | 'services';
 export const CA_NAMES: readonly CaName[] = ['internode', 'services'];
@@ -83,3 +88,45 @@ export function caExpiryAlert(views: readonly CaViewOut[], policy: Pick<PolicyRe
     },
   };
 }
+
+const rotateCaBody = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['ca'],
+  properties: { ca: { type: 'string', maxLength: 32 } },
+} as const;
+
+/** POST /v1/cluster/certificates/ca/rotate: a CA rollover as an action (answers at once with its `action_uid`). */
+export const caRoutes: FastifyPluginAsync<{ daemon: ApiNode }> = async (app, { daemon }) => {
+  app.post<{ Body: { ca: string } }>('/v1/cluster/certificates/ca/rotate', { schema: { body: rotateCaBody } }, async (req, reply) => {
+    const m = daemon.requireMember();
+    const ca = req.body.ca;
+    if (!(CA_NAMES as readonly string[]).includes(ca))
+      throw invalid('invalid_ca', `ca must be one of ${CA_NAMES.join(', ')}, not ${JSON.stringify(ca)}`);
+    // 0.1.0 members neither follow a CA list nor report their trust: the whole cluster must run 0.2.
+    const cv = (await m.store.clusterVersion.get())?.version;
+    requireFeature(
+      {
+        cluster_version: cv,
+        members: m.nodes
+          .values()
+          .filter((n) => n.addr)
+          .map((n) => ({ uid: n.uid, software_version: n.software_version })),
+      },
+      'ca_rollover',
+    );
+    if (ca === 'services')
+      throw conflict(
+        'ca_rollover_not_supported',
+        'a services CA rollover is not available in this release; only the internode CA can be rotated',
+      );
+    const running = (await m.store.caRollovers.list()).find((r) => !r.finished_time);
+    if (running)
+      throw conflict('ca_rollover_in_progress', `a CA rollover is in progress (action ${running.action_uid}, phase ${running.phase})`);
+    const action = await requestCaRollover(m.store);
+    if (!action) throw conflict('ca_rollover_in_progress', 'a CA rollover was started meanwhile');
+    req.log.info({ action: action.action_uid, ca }, 'CA rollover requested');
+    reply.code(200);
+    return { action_uid: action.action_uid, ca, status: action.status, description: action.description };
+  });
+};

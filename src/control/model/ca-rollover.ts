@@ -68,8 +68,9 @@ export function planRollover(s: RolloverState): RolloverDecision {
     return { kind: 'promote_next' };
   }
   if (s.phase === 'reissue') {
-    if (down) return { kind: 'wait', node: down.uid, why: `node ${down.uid} is down; its certificates must be reissued first` };
+    // A node that went down after reporting its new certificates has done this step: step 4 waits for it.
     const old = members.find((m) => m.issuedBy?.cp !== next || m.issuedBy?.dp !== next);
+    if (old && !old.up) return { kind: 'wait', node: old.uid, why: `node ${old.uid} is down; its certificates must be reissued first` };
     if (old) return { kind: 'wait', node: old.uid, why: `node ${old.uid} does not present certificates of the next CA yet` };
     return { kind: 'drop_old' };
   }

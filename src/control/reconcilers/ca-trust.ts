@@ -8,14 +8,20 @@
 // A list that would leave a certificate this node presents unverifiable is
 // refused by the cert store (logged, kept as it was, tried again at the next
 // change or tick): a node that missed the reissue keeps both CAs.
+//
+// For a rollover (control/model/ca-rollover.ts) it also: renews cp and dp
+// when the issuer is no longer the CA that signed them (a node that was down
+// catches up the same way), and restarts its etcd member when the rollover
+// names this node and etcd's trust differs from `ca.pem` (etcd 3.4 does not
+// reload it). It reports which CA issued its cp/dp and what etcd loaded.
 import type { Logger } from 'pino';
 import type { CertStore } from '../../pki/certstore.js';
 import type { ServiceCerts } from '../../pki/service-certs.js';
-import type { CaRecord } from '../../coord/schema.js';
+import type { CaRecord, CaRolloverRecord } from '../../coord/schema.js';
 import type { PrefixCache } from '../../coord/watch.js';
 import type { ClusterStore } from '../../coord/store.js';
-import { joinPems, samePems, splitPems, trustedPems } from '../../pki/ca-list.js';
-import { sha256Fingerprint } from '../../pki/pki.js';
+import { issuedByAny, joinPems, samePems, splitPems, trustedPems } from '../../pki/ca-list.js';
+import { type Plane, PLANES, sha256Fingerprint } from '../../pki/pki.js';
 import { certPath } from '../../pki/node-files.js';
 import { writeFileAtomic } from '../../util/files.js';
 import fs from 'node:fs';
@@ -26,11 +32,25 @@ export interface CaTrustHost {
   readonly certs: CertStore;
   readonly services: ServiceCerts;
   readonly store: ClusterStore;
+  /** This node's etcd member (absent in tests without one). */
+  readonly etcd?: { caAtStart(): string; restart(): Promise<void> };
+  /** Renew a plane's certificate from the current issuer (the rotator's renewal). */
+  renew(plane: Plane, why: string): Promise<unknown>;
 }
+
+/** How long after a failed catch-up renewal the next one is tried. */
+const RETRY_MS = 5000;
+/** How long a restarted etcd member may take to serve again. */
+const ETCD_READY_MS = 60_000;
 
 export class CaTrust {
   private readonly internode: PrefixCache<CaRecord>;
   private readonly services: PrefixCache<CaRecord>;
+  private readonly rollovers: PrefixCache<CaRolloverRecord>;
+  private readonly lastRenew = new Map<Plane, number>();
+  /** The rollover restart (action/time) this node has carried out. */
+  private etcdRestarted?: string;
+  private etcdRestarting = false;
   private reported?: string;
   private busy = false;
   private again = false;
@@ -41,18 +61,19 @@ export class CaTrust {
   ) {
     this.internode = m.store.cluster.caCache('internode');
     this.services = m.store.cluster.caCache('services');
-    for (const c of [this.internode, this.services])
+    this.rollovers = m.store.caRollovers.cache();
+    for (const c of [this.internode, this.services, this.rollovers])
       c.on('malformed', (err: Error) => this.log.error({ err: err.message }, 'ignoring a malformed CA record'));
   }
 
   async start(): Promise<void> {
-    await Promise.all([this.internode.start(), this.services.start()]);
-    for (const c of [this.internode, this.services]) c.on('change', () => void this.apply());
+    await Promise.all([this.internode.start(), this.services.start(), this.rollovers.start()]);
+    for (const c of [this.internode, this.services, this.rollovers]) c.on('change', () => void this.apply());
     await this.apply();
   }
 
   async stop(): Promise<void> {
-    await Promise.all([this.internode.stop(), this.services.stop()]);
+    await Promise.all([this.internode.stop(), this.services.stop(), this.rollovers.stop()]);
   }
 
   /** The internode CAs the store lists (undefined before the cache has the record). */
@@ -73,7 +94,9 @@ export class CaTrust {
         this.again = false;
         this.applyInternode();
         this.applyServices();
+        this.catchUp();
         await this.report();
+        this.restartEtcdIfAsked();
       } while (this.again);
     } catch (err) {
       this.log.warn({ err: (err as Error).message }, 'cannot report the CAs this node trusts yet; the next tick retries');
@@ -117,11 +140,77 @@ export class CaTrust {
     }
   }
 
+  /** A cluster-issued cp/dp not signed by the issuer is renewed (after a rollover's promotion, or on a node's return). */
+  private catchUp(): void {
+    const rec = this.internode.items.get('');
+    if (!rec) return;
+    for (const plane of PLANES) {
+      if (this.m.certs.isCustomer(plane)) continue;
+      if (issuedByAny(this.m.certs.bundle(plane).certPem, [rec.cert])) continue;
+      if (Date.now() - (this.lastRenew.get(plane) ?? 0) < RETRY_MS) continue;
+      this.lastRenew.set(plane, Date.now());
+      this.m.renew(plane, 'the cluster CA that issues certificates changed (CA rollover)').then(
+        () => void this.apply(),
+        (err) => this.log.warn({ plane, err: (err as Error).message }, 'cannot renew from the new issuer yet; retrying'),
+      );
+    }
+  }
+
+  /** The CA (fingerprint) among those trusted that signed a plane's certificate. */
+  private issuerOf(plane: Plane): string | undefined {
+    const pem = this.m.certs.bundle(plane).certPem;
+    const ca = this.m.certs.casPem().find((c) => issuedByAny(pem, [c]));
+    return ca ? sha256Fingerprint(ca) : undefined;
+  }
+
+  /** The rollover asks this node to restart its etcd member: once per ask, and only if etcd's trust is not ca.pem's. */
+  private restartEtcdIfAsked(): void {
+    const etcd = this.m.etcd;
+    if (!etcd || this.etcdRestarting) return;
+    const ask = this.rollovers.values().find((r) => !r.finished_time && r.etcd_restart === this.m.uid);
+    if (!ask) return;
+    const id = `${ask.action_uid}@${ask.etcd_restart_time ?? ''}`;
+    if (this.etcdRestarted === id) return;
+    const want = this.m.certs.casPem();
+    if (samePems(splitPems(etcd.caAtStart()), want)) {
+      this.etcdRestarted = id;
+      return;
+    }
+    this.etcdRestarting = true;
+    const t0 = Date.now();
+    this.log.info({ action: ask.action_uid, cas: want.map(sha256Fingerprint) }, 'restarting the etcd member to load the CA list');
+    void (async () => {
+      try {
+        await etcd.restart();
+        const deadline = Date.now() + ETCD_READY_MS;
+        for (;;) {
+          try {
+            await this.m.store.ping();
+            break;
+          } catch (err) {
+            if (Date.now() > deadline) throw err;
+            await new Promise((r) => setTimeout(r, 200));
+          }
+        }
+        this.etcdRestarted = id;
+        this.log.info({ action: ask.action_uid, ms: Date.now() - t0 }, 'etcd member restarted with the CA list');
+      } catch (err) {
+        this.log.error({ err: (err as Error).message }, 'etcd member restart for the CA list failed; asked again at the next pass');
+      } finally {
+        this.etcdRestarting = false;
+        void this.apply();
+      }
+    })();
+  }
+
   /** Record what this node trusts in its record (only when it changed). */
   private async report(): Promise<void> {
+    const etcd = this.m.etcd ? splitPems(this.m.etcd.caAtStart()).map(sha256Fingerprint) : undefined;
     const ca_trust = {
       internode: this.m.certs.casPem().map(sha256Fingerprint),
       services: splitPems(this.m.services.caPem() ?? '').map(sha256Fingerprint),
+      ...(etcd ? { etcd } : {}),
+      issued_by: { cp: this.issuerOf('cp'), dp: this.issuerOf('dp') },
     };
     const key = JSON.stringify(ca_trust);
     if (key === this.reported) return;

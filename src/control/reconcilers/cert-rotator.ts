@@ -75,6 +75,8 @@ export interface RotatorHost {
   readonly services: ServiceCerts;
   readonly serviceCustomerCerts: PrefixCache<ServiceCertRecord>;
   readonly cluster: { name: string };
+  /** The node's etcd member: restarted one at a time by a CA rollover to load a changed CA list. */
+  readonly etcd?: { caAtStart(): string; restart(): Promise<void> };
 }
 export class CertRotator {
   private readonly store: ClusterStore;
@@ -108,7 +110,18 @@ export class CertRotator {
     this.settings = this.store.settings.jobSchedulerCache();
     this.alertSettings = this.store.settings.alertSettingsCache();
     this.rotations = this.store.certRotations.requestsCache();
-    this.caTrust = new CaTrust(m, log.child({ component: 'ca-trust' }));
+    this.caTrust = new CaTrust(
+      {
+        uid: m.uid,
+        cfg: m.cfg,
+        certs: m.certs,
+        services: m.services,
+        store: m.store,
+        etcd: m.etcd,
+        renew: (plane, why) => this.renew(plane, why),
+      },
+      log.child({ component: 'ca-trust' }),
+    );
     for (const cache of [this.settings, this.alertSettings, this.rotations]) {
       cache.on('malformed', (err: Error) => this.log.error({ err: err.message }, 'ignoring a malformed settings record'));
     }
@@ -439,7 +452,9 @@ export class CertRotator {
       const { certPem, keyPem } = await this.issue(ca, plane, s.validity_days);
       // CertStore.set validates key match, chain and validity before anything changes; the
       // record's CA list comes with it (a rollover's next CA is trusted before it issues).
-      this.m.certs.set(plane, { certPem, keyPem, caPem: joinPems(trustedPems(ca)) });
+      // Never narrower than what the node trusts now: the other plane may still be from the old CA.
+      const cas = [...trustedPems(ca), ...this.m.certs.casPem().filter((p) => !trustedPems(ca).some((q) => q.trim() === p.trim()))];
+      this.m.certs.set(plane, { certPem, keyPem, caPem: joinPems(cas) });
       installPlaneFiles(this.m.cfg.dataDir, plane, certPem, keyPem);
       const info = certInfo(certPem);
       await this.publish(plane, certPem);
