@@ -61,6 +61,17 @@ test('no etcd member is restarted while any member is down (the quorum would be 
   assert.match((w as { why: string }).why, /node 3 is down/);
 });
 
+test('a member whose heartbeat is late (it may have just stopped) holds every etcd restart', () => {
+  const ms = [m(1, { internode: both }), m(2, { internode: both }), m(3, { internode: both, fresh: false })];
+  assert.deepEqual(planRollover(s('trust_both', ms)), {
+    kind: 'wait',
+    node: 3,
+    why: "node 3's heartbeat is late; no etcd member restarts until every member answers",
+  });
+  ms[2] = { ...ms[2], fresh: true };
+  assert.deepEqual(planRollover(s('trust_both', ms)), { kind: 'restart_etcd', node: 1 });
+});
+
 test('reissue: waits for cp and dp of the next CA on every node, then drops the old CA', () => {
   const ms = [
     m(1, { internode: both, etcd: both, issuedBy: { cp: NEXT, dp: NEXT } }),

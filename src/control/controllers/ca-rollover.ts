@@ -18,6 +18,8 @@ import { nodeIsUp, type NodeStateHost } from '../model/node-state.js';
 import { type RolloverDecision, type RolloverPhase, phaseStep, planRollover } from '../model/ca-rollover.js';
 
 export const CA_ROLLOVER_ACTION = 'rotate_ca';
+/** A member's heartbeat (twice a second) at most this old: it is there now (an etcd restart may go ahead). */
+const FRESH_MS = 1500;
 
 /** Ask for a rollover of the internode CA: the action and the record, in one transaction; undefined when one is running. */
 export async function requestCaRollover(store: Pick<ClusterStore, 'seqs' | 'caRollovers' | 'cluster'>): Promise<ActionRecord | undefined> {
@@ -93,6 +95,7 @@ export class CaRolloverController {
       .map((n) => ({
         uid: n.uid,
         up: nodeIsUp(this.h, n.uid),
+        fresh: (this.h.silentMs(n.uid) ?? Number.POSITIVE_INFINITY) < FRESH_MS,
         internode: n.ca_trust?.internode,
         etcd: n.ca_trust?.etcd,
         issuedBy: n.ca_trust?.issued_by,

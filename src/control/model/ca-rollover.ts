@@ -22,6 +22,12 @@ export const ROLLOVER_PHASES: readonly RolloverPhase[] = ['make_next', 'trust_bo
 export interface RolloverMember {
   uid: number;
   up: boolean;
+  /**
+   * Its heartbeat came within the last moments (false: it may have just
+   * stopped, before its lease says so). No etcd member is restarted while
+   * any member is not fresh.
+   */
+  fresh?: boolean;
   /** Fingerprints the node trusts on 3342. */
   internode?: readonly string[];
   /** Fingerprints its etcd member loaded when it last started. */
@@ -99,7 +105,15 @@ function etcdStep(
   const pending = asked === undefined ? undefined : members.find((m) => m.uid === asked);
   if (pending && !ok(pending)) return { kind: 'wait', node: pending.uid, why: `node ${pending.uid}'s etcd member is restarting ${what}` };
   const todo = members.find((m) => !ok(m));
-  return todo ? { kind: 'restart_etcd', node: todo.uid } : undefined;
+  if (!todo) return undefined;
+  const late = members.find((m) => m.fresh === false);
+  if (late)
+    return {
+      kind: 'wait',
+      node: late.uid,
+      why: `node ${late.uid}'s heartbeat is late; no etcd member restarts until every member answers`,
+    };
+  return { kind: 'restart_etcd', node: todo.uid };
 }
 
 /** The action's step text and progress for a phase (4 steps, as the issue numbers them). */
