@@ -9,7 +9,7 @@ import { TesseraNode } from '../node/node.js';
 import { CERT_NAMES } from '../pki/pki.js';
 import { CAPABILITIES, DEFAULT_PORTS, DEFAULT_TIMINGS, type NodeConfig } from '../control/membership/config.js';
 import { requestJson, errorText, ConnectError, type JsonResponse } from '../util/https-json.js';
-import { type Trust, TrustError, certProblem, resolveTrust, saveTrust } from './trust.js';
+import { type Trust, TrustError, certProblem, refreshSavedTrust, resolveTrust, saveTrust } from './trust.js';
 import { parseFingerprint } from '../pki/pki.js';
 import {
   formatStatus,
@@ -119,7 +119,23 @@ async function api<T>(cmd: Command, method: string, p: string, body?: unknown, a
     throw e;
   }
   if (res.status < 200 || res.status >= 300) throw new CliError(errorText(res));
+  await refreshSaved(t.host, t.port, trust);
   return res.body;
+}
+
+const refreshed = new Set<string>();
+/** Once per run: a CLI trusting a node through its saved CA saves the bundle the cluster publishes (a services CA rollover). */
+async function refreshSaved(host: string, port: number, trust: Trust): Promise<void> {
+  const key = `${host}:${port}`;
+  if (refreshed.has(key) || !trust.caPem || !trust.source.includes('saved by')) return;
+  refreshed.add(key);
+  try {
+    if (await refreshSavedTrust(host, port, trust.caPem))
+      process.stderr.write(`note: the cluster publishes a new CA bundle; saved for ${key}\n`);
+  } catch (e) {
+    // The command itself succeeded; the saved CA still works: try again next time.
+    process.stderr.write(`warning: cannot refresh the saved CA bundle for ${key}: ${(e as Error).message}\n`);
+  }
 }
 
 /** After create or join: print the cluster's REST CA fingerprint and save the CA for this address. */

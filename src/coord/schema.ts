@@ -128,6 +128,9 @@ export const CaRolloverRecord = Type.Object({
   etcd_restart: Type.Optional(Type.Number()),
   etcd_restart_time: Type.Optional(Time),
   started_time: Time,
+  /** Services CA: when the servers may switch to the next CA, and when the old one may leave the bundle. */
+  activate_after: Type.Optional(Time),
+  retire_after: Type.Optional(Time),
   /** When each phase began (what the report's figures come from). */
   phase_times: Type.Optional(Type.Record(Type.String(), Time)),
   finished_time: Type.Optional(Time),

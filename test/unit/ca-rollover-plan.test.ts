@@ -1,7 +1,14 @@
 // The internode CA rollover's step planner (control/model/ca-rollover.ts), pure.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { planRollover, type RolloverMember, type RolloverState } from '../../src/control/model/ca-rollover.js';
+import {
+  planRollover,
+  planServicesRollover,
+  type RolloverMember,
+  type RolloverState,
+  type ServicesMember,
+  type ServicesRolloverState,
+} from '../../src/control/model/ca-rollover.js';
 
 const OLD = 'sha256:old';
 const NEXT = 'sha256:next';
@@ -119,4 +126,55 @@ test('a removed node is no longer a member: the rollover does not wait for it', 
   assert.deepEqual(planRollover(s('drop_old', [...ms, m(3, { up: false })])).kind, 'wait');
   assert.deepEqual(planRollover(s('drop_old', ms)), { kind: 'done' });
   assert.deepEqual(planRollover(s('done', ms)), { kind: 'done' });
+});
+
+test('services: the next CA is published first; servers switch only at activation; the old CA leaves after the overlap', () => {
+  const now = Date.parse('2026-12-06T12:00:00Z');
+  const sm = (uid: number, over: Partial<ServicesMember> = {}): ServicesMember => ({
+    uid,
+    up: true,
+    services: [OLD],
+    onNext: false,
+    ...over,
+  });
+  const st = (
+    phase: RolloverState['phase'],
+    members: ServicesMember[],
+    over: Partial<ServicesRolloverState> = {},
+  ): ServicesRolloverState => ({
+    phase,
+    old: OLD,
+    next: NEXT,
+    now,
+    members,
+    ...over,
+  });
+  assert.deepEqual(planServicesRollover(st('make_next', [sm(1)])), { kind: 'make_next' });
+  // Published: node 2 does not hand out the bundle yet.
+  assert.deepEqual(planServicesRollover(st('trust_both', [sm(1, { services: both }), sm(2)], { activateAfter: now - 1 })), {
+    kind: 'wait',
+    node: 2,
+    why: 'node 2 does not publish the next CA yet',
+  });
+  // Everyone publishes both, but the overlap has not run out: wait (no node named).
+  const pub = [sm(1, { services: both }), sm(2, { services: both }), sm(3, { up: false })];
+  const w = planServicesRollover(st('trust_both', pub, { activateAfter: now + 60_000 }));
+  assert.equal(w.kind, 'wait');
+  assert.equal((w as { node?: number }).node, undefined);
+  assert.deepEqual(planServicesRollover(st('trust_both', pub, { activateAfter: now })), { kind: 'promote_next' });
+  // Activated: servers move; then the old CA stays until retireAfter.
+  assert.equal(planServicesRollover(st('reissue', pub, { retireAfter: now - 1 })).kind, 'wait');
+  const moved = pub.map((x) => ({ ...x, onNext: true }));
+  assert.equal(planServicesRollover(st('reissue', moved, { retireAfter: now + 1 })).kind, 'wait');
+  assert.deepEqual(planServicesRollover(st('reissue', moved, { retireAfter: now })), { kind: 'drop_old' });
+  assert.deepEqual(planServicesRollover(st('drop_old', moved)), { kind: 'wait', node: 1, why: 'node 1 still publishes the old CA' });
+  assert.deepEqual(
+    planServicesRollover(
+      st(
+        'drop_old',
+        moved.map((x) => ({ ...x, services: [NEXT] })),
+      ),
+    ),
+    { kind: 'done' },
+  );
 });

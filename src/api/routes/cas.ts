@@ -115,18 +115,34 @@ export const caRoutes: FastifyPluginAsync<{ daemon: ApiNode }> = async (app, { d
       },
       'ca_rollover',
     );
-    if (ca === 'services')
-      throw conflict(
-        'ca_rollover_not_supported',
-        'a services CA rollover is not available in this release; only the internode CA can be rotated',
-      );
     const running = (await m.store.caRollovers.list()).find((r) => !r.finished_time);
     if (running)
       throw conflict('ca_rollover_in_progress', `a CA rollover is in progress (action ${running.action_uid}, phase ${running.phase})`);
-    const action = await requestCaRollover(m.store);
+    const action = await requestCaRollover(m.store, ca as CaName);
     if (!action) throw conflict('ca_rollover_in_progress', 'a CA rollover was started meanwhile');
     req.log.info({ action: action.action_uid, ca }, 'CA rollover requested');
     reply.code(200);
     return { action_uid: action.action_uid, ca, status: action.status, description: action.description };
+  });
+
+  // The servers move to the next services CA now, not at the end of the overlap (clients have fetched the bundle).
+  app.post<{ Body: { ca: string } }>('/v1/cluster/certificates/ca/activate', { schema: { body: rotateCaBody } }, async (req) => {
+    const m = daemon.requireMember();
+    if (req.body.ca !== 'services')
+      throw invalid(
+        'invalid_ca',
+        `only the services CA is activated by hand (the internode CA moves on its own), not ${JSON.stringify(req.body.ca)}`,
+      );
+    const running = (await m.store.caRollovers.list()).find((r) => !r.finished_time && r.ca === 'services');
+    if (!running)
+      throw conflict('no_ca_rollover', 'no services CA rollover is in progress (POST /v1/cluster/certificates/ca/rotate starts one)');
+    if (running.phase !== 'make_next' && running.phase !== 'trust_both')
+      throw conflict('ca_already_active', `the next services CA is active already (action ${running.action_uid}, phase ${running.phase})`);
+    const now = new Date().toISOString();
+    const rec = await m.store.caRollovers.update(running.action_uid, (cur) =>
+      cur && !cur.finished_time && (cur.phase === 'make_next' || cur.phase === 'trust_both') ? { ...cur, activate_after: now } : undefined,
+    );
+    req.log.info({ action: running.action_uid }, 'services CA activation requested');
+    return { action_uid: running.action_uid, ca: 'services', activate_after: rec?.activate_after ?? now };
   });
 };

@@ -15,18 +15,22 @@ import { createCa, sha256Fingerprint } from '../../pki/pki.js';
 import { caEntries } from '../../pki/ca-list.js';
 import { MasterLoop, type MasterLoopHost } from './master-loop.js';
 import { nodeIsUp, type NodeStateHost } from '../model/node-state.js';
-import { type RolloverDecision, type RolloverPhase, phaseStep, planRollover } from '../model/ca-rollover.js';
+import { type RolloverDecision, type RolloverPhase, phaseStep, planRollover, planServicesRollover } from '../model/ca-rollover.js';
+import { X509Certificate } from 'node:crypto';
 
 export const CA_ROLLOVER_ACTION = 'rotate_ca';
 /** A member's heartbeat (twice a second) at most this old: it is there now (an etcd restart may go ahead). */
 const FRESH_MS = 1500;
 
-/** Ask for a rollover of the internode CA: the action and the record, in one transaction; undefined when one is running. */
-export async function requestCaRollover(store: Pick<ClusterStore, 'seqs' | 'caRollovers' | 'cluster'>): Promise<ActionRecord | undefined> {
-  const ca = await store.cluster.ca();
+/** Ask for a rollover of a CA: the action and the record, in one transaction; undefined when one is running. */
+export async function requestCaRollover(
+  store: Pick<ClusterStore, 'seqs' | 'caRollovers' | 'cluster'>,
+  which: CaRolloverRecord['ca'] = 'internode',
+): Promise<ActionRecord | undefined> {
+  const ca = which === 'internode' ? await store.cluster.ca() : await store.cluster.requireServicesCa();
   const uid = String(await store.seqs.next('action'));
   const now = new Date().toISOString();
-  const description = `step 1/4: ${phaseStep('make_next').text}`;
+  const description = `step 1/4: ${phaseStep('make_next', which).text}`;
   const action: ActionRecord = {
     action_uid: uid,
     name: CA_ROLLOVER_ACTION,
@@ -39,7 +43,7 @@ export async function requestCaRollover(store: Pick<ClusterStore, 'seqs' | 'caRo
   };
   const rec: CaRolloverRecord = {
     action_uid: uid,
-    ca: 'internode',
+    ca: which,
     phase: 'make_next',
     old: sha256Fingerprint(ca.cert),
     started_time: now,
@@ -83,12 +87,39 @@ export class CaRolloverController {
   private async tick(): Promise<void> {
     for (const r of this.rollovers.values()) {
       if (this.loop.isStopped || !this.h.isMaster()) return;
-      if (r.finished_time || r.ca !== 'internode') continue;
+      if (r.finished_time) continue;
       await this.follow(r);
     }
   }
 
-  private decide(r: CaRolloverRecord): RolloverDecision {
+  private async decide(r: CaRolloverRecord): Promise<RolloverDecision> {
+    if (r.ca === 'services') {
+      const rec = await this.h.store.cluster.requireServicesCa();
+      const subject = (fp?: string) => {
+        const e = fp ? caEntries(rec).find((c) => sha256Fingerprint(c.cert) === fp) : undefined;
+        return e ? new X509Certificate(e.cert).subject.replace(/\n/g, ', ') : undefined;
+      };
+      const oldSubject = subject(r.old);
+      const members = this.h.nodes
+        .values()
+        .filter((n) => n.addr)
+        .map((n) => ({
+          uid: n.uid,
+          up: nodeIsUp(this.h, n.uid),
+          services: n.ca_trust?.services,
+          // An operator's certificate (another issuer) is the operator's to replace: only the old CA's count.
+          onNext: Object.values(n.service_certificates ?? {}).every((c) => !oldSubject || c.issuer !== oldSubject),
+        }));
+      return planServicesRollover({
+        phase: r.phase,
+        old: r.old,
+        next: r.next,
+        now: Date.now(),
+        activateAfter: r.activate_after ? Date.parse(r.activate_after) : undefined,
+        retireAfter: r.retire_after ? Date.parse(r.retire_after) : undefined,
+        members,
+      });
+    }
     const members = this.h.nodes
       .values()
       .filter((n) => n.addr)
@@ -106,19 +137,24 @@ export class CaRolloverController {
   private async follow(r: CaRolloverRecord): Promise<void> {
     const store = this.h.store;
     const uid = r.action_uid;
-    const d = this.decide(r);
+    const d = await this.decide(r);
+    const overlapMs = () => this.h.store.cluster.policy().then((p) => p.services_ca_overlap_seconds * 1000);
+    const later = (ms: number) => new Date(Date.now() + ms).toISOString();
     switch (d.kind) {
       case 'make_next': {
-        const next = await this.makeNext();
-        await this.toPhase(r, 'trust_both', { next });
+        const next = await this.makeNext(r.ca);
+        await this.toPhase(r, 'trust_both', {
+          next,
+          ...(r.ca === 'services' ? { activate_after: r.activate_after ?? later(await overlapMs()) } : {}),
+        });
         return;
       }
       case 'promote_next':
-        await store.cluster.updateCa('internode', (cur) => (cur ? promote(cur, r.next!) : undefined));
-        await this.toPhase(r, 'reissue');
+        await store.cluster.updateCa(r.ca, (cur) => (cur ? promote(cur, r.next!) : undefined));
+        await this.toPhase(r, 'reissue', r.ca === 'services' ? { retire_after: later(await overlapMs()) } : {});
         return;
       case 'drop_old':
-        await store.cluster.updateCa('internode', (cur) => (cur ? dropOld(cur, r.next!) : undefined));
+        await store.cluster.updateCa(r.ca, (cur) => (cur ? dropOld(cur, r.next!) : undefined));
         await this.toPhase(r, 'drop_old');
         return;
       case 'restart_etcd':
@@ -138,13 +174,14 @@ export class CaRolloverController {
   }
 
   /** The next CA, listed beside the active one (reused if a former master made it already). */
-  private async makeNext(): Promise<string> {
+  private async makeNext(which: CaRolloverRecord['ca']): Promise<string> {
     const store = this.h.store;
-    const listed = caEntries(await store.cluster.ca()).find((c) => c.state === 'next' && c.key);
+    const current = which === 'internode' ? await store.cluster.ca() : await store.cluster.requireServicesCa();
+    const listed = caEntries(current).find((c) => c.state === 'next' && c.key);
     if (listed) return sha256Fingerprint(listed.cert);
     const cluster = await store.cluster.get();
-    const ca = await createCa(cluster.name, cluster.cluster_id, 'internode', `g${Math.floor(Date.now() / 1000).toString(36)}`);
-    const saved = await store.cluster.updateCa('internode', (cur) => {
+    const ca = await createCa(cluster.name, cluster.cluster_id, which, `g${Math.floor(Date.now() / 1000).toString(36)}`);
+    const saved = await store.cluster.updateCa(which, (cur) => {
       if (!cur || caEntries(cur).some((c) => c.state === 'next')) return undefined;
       return {
         ...cur,
@@ -152,7 +189,7 @@ export class CaRolloverController {
       };
     });
     const next = caEntries(saved!).find((c) => c.state === 'next')!;
-    this.log.info({ fingerprint: sha256Fingerprint(next.cert) }, 'CA rollover: next internode CA made');
+    this.log.info({ ca: which, fingerprint: sha256Fingerprint(next.cert) }, 'CA rollover: next CA made');
     return sha256Fingerprint(next.cert);
   }
 
@@ -163,7 +200,7 @@ export class CaRolloverController {
       const { etcd_restart: _a, etcd_restart_time: _b, ...rest } = cur;
       return { ...rest, ...extra, phase, phase_times: { ...cur.phase_times, [phase]: now } };
     });
-    const step = phaseStep(phase);
+    const step = phaseStep(phase, r.ca);
     await this.h.store.actions.update(r.action_uid, { progress: step.progress, description: `step ${step.n}/4: ${step.text}` });
     this.log.info({ action: r.action_uid, phase }, `CA rollover: ${step.text}`);
   }
@@ -171,7 +208,7 @@ export class CaRolloverController {
   /** A step line, unless the action says it already. */
   private async note(uid: string, phase: RolloverPhase, text: string): Promise<void> {
     const action = await this.h.store.actions.get(uid);
-    const step = phaseStep(phase);
+    const step = phaseStep(phase, this.rollovers.items.get(uid)?.ca);
     const description = `step ${step.n}/4: ${text}`;
     if (!action || action.description === description) return;
     await this.h.store.actions.update(uid, { progress: step.progress, description });
@@ -185,7 +222,7 @@ export class CaRolloverController {
     await this.h.store.actions.update(r.action_uid, {
       status: 'completed',
       progress: 100,
-      description: `the internode CA was replaced: every node trusts and presents ${r.next} only`,
+      description: `the ${r.ca} CA was replaced: every node ${r.ca === 'internode' ? 'trusts and presents' : 'presents and publishes'} ${r.next} only`,
     });
     this.log.info({ action: r.action_uid, next: r.next, phase_times: r.phase_times }, 'CA rollover finished');
   }

@@ -117,7 +117,25 @@ function etcdStep(
 }
 
 /** The action's step text and progress for a phase (4 steps, as the issue numbers them). */
-export function phaseStep(phase: RolloverPhase): { n: number; text: string; progress: number } {
+export function phaseStep(phase: RolloverPhase, ca: 'internode' | 'services' = 'internode'): { n: number; text: string; progress: number } {
+  if (ca === 'services') {
+    switch (phase) {
+      case 'make_next':
+        return { n: 1, text: 'making the next services CA', progress: 0 };
+      case 'trust_both':
+        return {
+          n: 2,
+          text: 'both services CAs published (GET /v1/bootstrap, /v1/cluster/certificates) before any server uses the next',
+          progress: 25,
+        };
+      case 'reissue':
+        return { n: 3, text: 'REST, UI, metrics and endpoint certificates move to the next services CA', progress: 50 };
+      case 'drop_old':
+        return { n: 4, text: 'the old services CA leaves the bundle', progress: 75 };
+      case 'done':
+        return { n: 4, text: 'the services CA was replaced', progress: 100 };
+    }
+  }
   switch (phase) {
     case 'make_next':
       return { n: 1, text: 'making the next CA', progress: 0 };
@@ -130,4 +148,59 @@ export function phaseStep(phase: RolloverPhase): { n: number; text: string; prog
     case 'done':
       return { n: 4, text: 'the internode CA was replaced', progress: 100 };
   }
+}
+
+/** A member's client-facing side during a services CA rollover. */
+export interface ServicesMember {
+  uid: number;
+  up: boolean;
+  /** Fingerprints of the bundle it hands clients (`services-ca.pem`). */
+  services?: readonly string[];
+  /** Every cluster-issued client-facing certificate it presents is from the next CA. */
+  onNext: boolean;
+}
+
+export interface ServicesRolloverState {
+  phase: RolloverPhase;
+  old: string;
+  next?: string;
+  now: number;
+  /** When the servers may switch to the next CA (publication + overlap, or an explicit activation). */
+  activateAfter?: number;
+  /** When the old CA may leave the bundle (activation + overlap). */
+  retireAfter?: number;
+  members: readonly ServicesMember[];
+}
+
+/**
+ * The services CA rollover: clients learn the next CA before any server uses it.
+ *   make_next  → the next CA is made and published in the bundle (phase trust_both)
+ *   trust_both → every node hands out both; at `activateAfter` the next CA issues (phase reissue)
+ *   reissue    → every node's REST, UI, metrics and endpoint certificates move to it; at `retireAfter`
+ *                the old CA leaves the bundle (phase drop_old)
+ *   drop_old   → every node hands out the next CA alone: done
+ * Nodes that are down are not waited for here (they serve no client); they catch up on return.
+ */
+export function planServicesRollover(s: ServicesRolloverState): RolloverDecision {
+  if (s.phase === 'done') return { kind: 'done' };
+  if (s.phase === 'make_next' || !s.next) return { kind: 'make_next' };
+  const next = s.next;
+  const up = [...s.members].filter((m) => m.up).sort((a, b) => a.uid - b.uid);
+  if (s.phase === 'trust_both') {
+    const behind = up.find((m) => !has(m.services, next));
+    if (behind) return { kind: 'wait', node: behind.uid, why: `node ${behind.uid} does not publish the next CA yet` };
+    if (s.activateAfter !== undefined && s.now < s.activateAfter)
+      return { kind: 'wait', why: `both CAs published; the servers switch at ${new Date(s.activateAfter).toISOString()} (or on activate)` };
+    return { kind: 'promote_next' };
+  }
+  if (s.phase === 'reissue') {
+    const old = up.find((m) => !m.onNext);
+    if (old) return { kind: 'wait', node: old.uid, why: `node ${old.uid} does not present certificates of the next CA yet` };
+    if (s.retireAfter !== undefined && s.now < s.retireAfter)
+      return { kind: 'wait', why: `the old CA stays in the bundle until ${new Date(s.retireAfter).toISOString()}` };
+    return { kind: 'drop_old' };
+  }
+  const stale = up.find((m) => has(m.services, s.old));
+  if (stale) return { kind: 'wait', node: stale.uid, why: `node ${stale.uid} still publishes the old CA` };
+  return { kind: 'done' };
 }
