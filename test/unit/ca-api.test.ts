@@ -112,3 +112,45 @@ test('cluster_ca_expiring follows ca_expiry_alert_days; a bad value is refused a
   assert.equal((await h.member.store.cluster.policy()).ca_expiry_alert_days, 3650, 'unchanged');
   assert.equal((await h.member.store.cluster.policy()).services_ca_overlap_seconds, 7 * 86_400, 'the default');
 });
+
+test('POST /v1/cluster/certificates/ca/rotate and /activate: bad input, the version gate, one rollover at a time', async () => {
+  const before = await h.etcd.client.get(KEYS.ca).string();
+  for (const [body, code] of [
+    [{ ca: 'bogus' }, 'invalid_ca'],
+    [{}, undefined],
+    [{ ca: 'internode', extra: 1 }, undefined],
+  ] as const) {
+    const r = await call('POST', '/v1/cluster/certificates/ca/rotate', body);
+    assert.equal(r.statusCode, 400, r.body);
+    assert.ok(r.json().error_code && r.json().description, r.body);
+    if (code) assert.equal(r.json().error_code, code);
+  }
+  // No stored cluster version: the cluster is 0.1, whose nodes follow no CA list.
+  let r = await call('POST', '/v1/cluster/certificates/ca/rotate', { ca: 'internode' });
+  assert.equal(r.statusCode, 409, r.body);
+  assert.equal(r.json().error_code, 'cluster_version_too_old');
+  assert.equal(await h.etcd.client.get(KEYS.ca).string(), before, 'nothing changed');
+  assert.deepEqual(await h.member.store.caRollovers.list(), []);
+
+  await h.member.store.clusterVersion.raise('0.2', (a, b) => a > b);
+  r = await call('POST', '/v1/cluster/certificates/ca/activate', { ca: 'services' });
+  assert.equal(r.statusCode, 409, r.body);
+  assert.equal(r.json().error_code, 'no_ca_rollover');
+  r = await call('POST', '/v1/cluster/certificates/ca/activate', { ca: 'internode' });
+  assert.equal(r.statusCode, 400, r.body);
+
+  r = await call('POST', '/v1/cluster/certificates/ca/rotate', { ca: 'internode' });
+  assert.equal(r.statusCode, 200, r.body);
+  const uid = r.json().action_uid;
+  const a = await call('GET', `/v1/actions/${uid}`);
+  assert.equal(a.json().name, 'rotate_ca');
+  assert.equal(a.json().status, 'active');
+  r = await call('POST', '/v1/cluster/certificates/ca/rotate', { ca: 'services' });
+  assert.equal(r.statusCode, 409, r.body);
+  assert.equal(r.json().error_code, 'ca_rollover_in_progress');
+  const recs = await h.member.store.caRollovers.list();
+  assert.deepEqual(
+    recs.map((x) => [x.action_uid, x.ca, x.phase]),
+    [[uid, 'internode', 'make_next']],
+  );
+});
