@@ -40,6 +40,8 @@ export interface CaTrustHost {
 
 /** How long after a failed catch-up renewal the next one is tried. */
 const RETRY_MS = 5000;
+/** How often the stored report is compared with what the node trusts. */
+const RECHECK_MS = 15_000;
 /** How long a restarted etcd member may take to serve again. */
 const ETCD_READY_MS = 60_000;
 
@@ -52,6 +54,7 @@ export class CaTrust {
   private etcdRestarted?: string;
   private etcdRestarting = false;
   private reported?: string;
+  private checkedAt = 0;
   private busy = false;
   private again = false;
 
@@ -213,7 +216,10 @@ export class CaTrust {
       issued_by: { cp: this.issuerOf('cp'), dp: this.issuerOf('dp') },
     };
     const key = JSON.stringify(ca_trust);
-    if (key === this.reported) return;
+    // Now and then the stored record is checked too: a full rewrite of the node record (a restart's) drops the report.
+    if (key === this.reported && Date.now() - this.checkedAt < RECHECK_MS) return;
+    this.checkedAt = Date.now();
+    if (key === this.reported && JSON.stringify((await this.m.store.nodes.get(this.m.uid))?.ca_trust) === JSON.stringify(ca_trust)) return;
     await this.m.store.nodes.update(this.m.uid, (rec) => ({ ...rec, ca_trust: { ...rec.ca_trust, ...ca_trust } }));
     this.reported = key;
   }
