@@ -20,7 +20,8 @@ import { Registry, Gauge, Counter, type Metric } from 'prom-client';
 import type { MetricsMember } from './services.js';
 import { httpsServerOptions } from '../tls/contexts.js';
 import { listenOrExplain } from '../internode/channel.js';
-import { PLANES, SERVICE_NAMES } from '../pki/pki.js';
+import { PLANES, SERVICE_NAMES, sha256Fingerprint } from '../pki/pki.js';
+import { splitPems } from '../pki/ca-list.js';
 import { certPath, servicePaths } from '../pki/node-files.js';
 import type { NodeTraffic } from '../control/reconcilers/traffic.js';
 import { CLASSES, LATENCY_BOUNDS_US, LATENCY_FINITE } from '../proxy/stats.js';
@@ -258,6 +259,20 @@ export class MetricsServer {
         }
       }
       return out;
+    });
+
+    // The cluster's CAs this node trusts (two during a rollover), as `cluster_ca_expiring` watches them.
+    register(this.registryV2, 'tessera_ca_expiry_seconds', 'Seconds until a cluster CA this node trusts expires', 'gauge', async () => {
+      const lists: Array<[string, string[]]> = [
+        ['internode', m.certs?.casPem() ?? []],
+        ['services', splitPems(m.services.caPem?.() ?? '')],
+      ];
+      return lists.flatMap(([ca, pems]) =>
+        pems.map((pem) => ({
+          labels: { cluster: cluster(), node: node(), ca, fingerprint: sha256Fingerprint(pem) },
+          value: Math.round((Date.parse(new X509Certificate(pem).validTo) - Date.now()) / 1000),
+        })),
+      );
     });
 
     register(

@@ -19,6 +19,7 @@ import { joinRoutes } from './routes/join.js';
 import { bdbsRoutes } from './routes/bdbs.js';
 import { shardsRoutes } from './routes/shards.js';
 import { lifecycleRoutes, customerCertRoutes } from './routes/lifecycle.js';
+import { caRoutes } from './routes/cas.js';
 import { listenOrExplain } from '../internode/channel.js';
 
 declare module 'fastify' {
@@ -90,6 +91,7 @@ export function registerOperatorRoutes(app: Api, daemon: ApiNode): void {
   app.register(shardsRoutes, { daemon });
   app.register(lifecycleRoutes, { daemon });
   app.register(customerCertRoutes, { daemon });
+  app.register(caRoutes, { daemon });
   app.register(usersRoutes, { daemon });
 }
 

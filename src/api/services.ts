@@ -50,6 +50,7 @@ export type ApiStore = Pick<
   | 'settings'
   | 'operatorCerts'
   | 'certRotations'
+  | 'caRollovers'
 >;
 
 /** What the routes read of the cluster: the member's watched caches and what it derives from them. */
@@ -134,7 +135,9 @@ export interface MetricsMember extends NodeStateHost {
   /** Watched caches of the nodes' records and their liveness leases. */
   readonly nodes: { values(): NodeRecord[]; readonly items: ReadonlyMap<string, NodeRecord> };
   /** This node's client-facing certificates. */
-  readonly services: { get(name: ServiceName): { readonly certPem: string } | undefined };
+  readonly services: { get(name: ServiceName): { readonly certPem: string } | undefined; caPem?(): string | undefined };
+  /** The cluster CAs this node trusts on 3342 (its CA list: pki/ca-list.ts). */
+  readonly certs?: { casPem(): string[] };
   /** Replicas promoted per database: by this node as cluster master (node down), and for its own shards (shard down). */
   readonly failover?: { readonly promotions: ReadonlyMap<number, number> };
   readonly reconciler?: { readonly promotions: ReadonlyMap<number, number> };

@@ -10,7 +10,7 @@ import { CERT_NAMES } from '../pki/pki.js';
 import { CAPABILITIES, DEFAULT_PORTS, DEFAULT_TIMINGS, type NodeConfig, SOFTWARE_VERSION } from '../control/membership/config.js';
 import { requestJson, errorText, ConnectError, type JsonResponse } from '../util/https-json.js';
 import { addShapeCommands, tuneReplication, type ShapeCliDeps } from './bdb-shape.js';
-import { type Trust, TrustError, certProblem, resolveTrust, saveTrust } from './trust.js';
+import { type Trust, TrustError, certProblem, refreshSavedTrust, resolveTrust, saveTrust } from './trust.js';
 import { parseFingerprint } from '../pki/pki.js';
 import {
   formatStatus,
@@ -134,7 +134,23 @@ async function apiResponse<T>(
     throw e;
   }
   if (res.status < 200 || res.status >= 300) throw new CliError(errorText(res));
+  await refreshSaved(t.host, t.port, trust);
   return res;
+}
+
+const refreshed = new Set<string>();
+/** Once per run: a CLI trusting a node through its saved CA saves the bundle the cluster publishes (a services CA rollover). */
+async function refreshSaved(host: string, port: number, trust: Trust): Promise<void> {
+  const key = `${host}:${port}`;
+  if (refreshed.has(key) || !trust.caPem || !trust.source.includes('saved by')) return;
+  refreshed.add(key);
+  try {
+    if (await refreshSavedTrust(host, port, trust.caPem))
+      process.stderr.write(`note: the cluster publishes a new CA bundle; saved for ${key}\n`);
+  } catch (e) {
+    // The command itself succeeded; the saved CA still works: try again next time.
+    process.stderr.write(`warning: cannot refresh the saved CA bundle for ${key}: ${(e as Error).message}\n`);
+  }
 }
 
 /** After create or join: print the cluster's REST CA fingerprint and save the CA for this address. */
@@ -458,9 +474,9 @@ export function buildProgram(): Command {
   cluster
     .command('certificate')
     .description(
-      'cluster certificate rotate [name] | cluster certificate set internal dpine_certificate_file <f> dpine_key_file <f> cpine_certificate_file <f> cpine_key_file <f>',
+      'cluster certificate rotate [name] | cluster certificate rotate_ca internode|services | cluster certificate set internal dpine_certificate_file <f> dpine_key_file <f> cpine_certificate_file <f> cpine_key_file <f>',
     )
-    .argument('<action>', 'rotate or set')
+    .argument('<action>', 'rotate, rotate_ca or set')
     .argument(
       '[words...]',
       'rotate: ccs_internode_encryption or data_internode_encryption (default: both); set: internal and the file pairs',
@@ -478,7 +494,18 @@ export function buildProgram(): Command {
         console.log('Finished successfully');
         return;
       }
-      if (action !== 'set') throw new CliError(`unknown certificate action '${action}' (expected: rotate, set)`);
+      if (action === 'rotate_ca') {
+        // A CA rollover: an action that follows every node; its steps are printed as they come.
+        const [ca, ...rest] = words;
+        if (rest.length) throw new CliError(`unexpected word '${rest[0]}'`);
+        if (ca !== 'internode' && ca !== 'services') throw new CliError(`rotate_ca needs the CA: internode or services, not '${ca ?? ''}'`);
+        const r = await api<{ action_uid: string }>(cmd, 'POST', '/v1/cluster/certificates/ca/rotate', { ca });
+        console.log(`CA rollover started (action ${r.action_uid})`);
+        await followAction(cmd, { api }, r.action_uid);
+        console.log('Finished successfully');
+        return;
+      }
+      if (action !== 'set') throw new CliError(`unknown certificate action '${action}' (expected: rotate, rotate_ca, set)`);
       await setInternalCertificates(cmd, words);
     });
 

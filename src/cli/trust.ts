@@ -100,3 +100,26 @@ export function certProblem(err: ConnectError, host: string, port: number, t: Tr
       : `check the CA file, or --insecure to skip the check`;
   return `${err.message.replace(/^the certificate of /, 'the REST certificate of ')} (checked against ${t.source}). Fix: ${fix}`;
 }
+
+/**
+ * A services CA rollover publishes the next CA beside the current one
+ * (GET /v1/bootstrap `rest_ca_cert` is the bundle) before any server uses it:
+ * a CLI that trusts a node through its saved CA saves the bundle it now
+ * publishes, fetched over a connection verified by the saved CA. True when
+ * the saved file changed.
+ */
+export async function refreshSavedTrust(host: string, port: number, saved: string): Promise<boolean> {
+  const r = await requestJson<{ rest_ca_cert?: string }>({ host, port, path: '/v1/bootstrap', caPem: saved, timeoutMs: 10_000 });
+  const bundle = r.status === 200 && typeof r.body === 'object' ? r.body?.rest_ca_cert : undefined;
+  const pems = (text: string) => (text.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? []).map((p) => p.trim());
+  if (!bundle || !pems(bundle).length) return false;
+  const have = pems(saved);
+  const got = pems(bundle);
+  // Only ever widen towards what the cluster publishes; a bundle that drops everything known is not taken on its word.
+  if (got.length === have.length && got.every((p) => have.includes(p))) return false;
+  if (!got.some((p) => have.includes(p)) && !have.some((p) => got.includes(p))) return false;
+  const merged = [...new Set([...have, ...got])].join('\n') + '\n';
+  if (merged.trim() === saved.trim()) return false;
+  saveTrust(host, port, merged);
+  return true;
+}

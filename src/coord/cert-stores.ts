@@ -6,6 +6,7 @@ import type { Etcd3 } from 'etcd3';
 import {
   KEYS,
   type ActionRecord,
+  CaRolloverRecord,
   CertIdentityRecord,
   CertRotatedRecord,
   CertRotationRequest,
@@ -139,5 +140,46 @@ export class CertRotationStore {
   }
   reportsCache(): PrefixCache<CertRotatedRecord> {
     return new PrefixCache(this.c, KEYS.certRotatedPrefix, CertRotatedRecord);
+  }
+}
+
+// --- CA rollovers (control/controllers/ca-rollover.ts) ---
+
+export class CaRolloverStore {
+  constructor(private readonly c: Etcd3) {}
+
+  /** The action and the rollover, in one transaction; false when the action exists or another rollover is unfinished. */
+  async create(action: ActionRecord, rec: CaRolloverRecord): Promise<boolean> {
+    const open = (await this.list()).filter((r) => !r.finished_time);
+    if (open.length) return false;
+    const r = await this.c
+      .if(KEYS.action(Number(action.action_uid)), 'Create', '==', 0)
+      .then(
+        this.c.put(KEYS.action(Number(action.action_uid))).value(json(action)),
+        this.c.put(KEYS.caRollover(rec.action_uid)).value(json(rec)),
+      )
+      .commit();
+    return r.succeeded;
+  }
+
+  get(actionUid: string): Promise<CaRolloverRecord | null> {
+    return readRecord(this.c, KEYS.caRollover(actionUid), CaRolloverRecord);
+  }
+
+  async list(): Promise<CaRolloverRecord[]> {
+    return [...(await readRecords(this.c, KEYS.caRolloversPrefix, CaRolloverRecord)).values()];
+  }
+
+  /** Compare-and-swap; `fn` returns undefined to leave it. */
+  update(
+    actionUid: string,
+    fn: (cur: CaRolloverRecord | undefined) => CaRolloverRecord | undefined,
+  ): Promise<CaRolloverRecord | undefined> {
+    return updateRecord(this.c, KEYS.caRollover(actionUid), CaRolloverRecord, fn);
+  }
+
+  /** Watched copy (start it), by action uid. */
+  cache(): PrefixCache<CaRolloverRecord> {
+    return new PrefixCache(this.c, KEYS.caRolloversPrefix, CaRolloverRecord);
   }
 }

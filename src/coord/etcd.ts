@@ -10,7 +10,7 @@ import { ExponentialBackoff, type IBackoff, handleWhen, noop, retry } from 'cock
 import { isRecoverableError, GRPCDeadlineExceededError, GRPCUnavailableError } from 'etcd3';
 import tls from 'node:tls';
 import * as grpc from '@grpc/grpc-js';
-import { ETCD_CIPHER_SUITES, secureContext } from '../tls/policy.js';
+import { ETCD_CIPHER_SUITES, addTrustedCa, secureContext } from '../tls/policy.js';
 
 export interface EtcdPaths {
   dataDir: string; // the member's data directory
@@ -55,6 +55,7 @@ export class EtcdMember {
   private restarts = 0;
   private startedAt = 0;
   private restartTimer?: NodeJS.Timeout;
+  private trustAtStart = '';
 
   constructor(private readonly o: EtcdMemberOptions) {}
 
@@ -89,9 +90,31 @@ export class EtcdMember {
     }, delay);
   }
 
+  /** The trusted-CA bundle (`ca.pem`) as the member read it at its last start: etcd 3.4 does not reload it. */
+  caAtStart(): string {
+    return this.trustAtStart;
+  }
+
+  /**
+   * Stop the member and start it again (its data directory kept): how it
+   * takes a changed `ca.pem` (a CA rollover). The caller restarts one member
+   * at a time, only while the others keep the quorum.
+   */
+  async restart(): Promise<void> {
+    await this.stop();
+    this.stopping = false;
+    this.start();
+  }
+
   start(): void {
     const o = this.o;
     this.startedAt = Date.now();
+    try {
+      this.trustAtStart = fs.readFileSync(o.paths.caFile, 'utf8');
+    } catch (err) {
+      // etcd itself fails on a missing file, and says so in its log.
+      o.log.warn({ err: (err as Error).message }, 'cannot read the trusted CA file before starting etcd');
+    }
     fs.mkdirSync(o.paths.dataDir, { recursive: true, mode: 0o700 });
     fs.chmodSync(o.paths.dataDir, 0o700);
     const args = [
@@ -212,11 +235,13 @@ export class EtcdMember {
  * credentials made from our own context instead.
  */
 export function etcdClient(addr: string, clientPort: number, paths: EtcdPaths): Etcd3 {
+  const caPem = fs.readFileSync(paths.caFile, 'utf8');
   const ctx = secureContext({
     certPem: fs.readFileSync(paths.clientCertFile, 'utf8'),
     keyPem: fs.readFileSync(paths.clientKeyFile, 'utf8'),
-    caPem: fs.readFileSync(paths.caFile, 'utf8'),
+    caPem,
   });
+  followCaFile(ctx, paths.caFile, caPem);
   const factory = grpc.credentials;
   const createSsl = factory.createSsl;
   let used = false;
@@ -234,6 +259,36 @@ export function etcdClient(addr: string, clientPort: number, paths: EtcdPaths): 
   // A second copy of @grpc/grpc-js under etcd3 would bypass the swap: refuse to run on defaults.
   if (!used) throw new Error('etcd client: could not give gRPC the TLS policy (a second @grpc/grpc-js copy?)');
   return client;
+}
+
+/**
+ * The member's certificate is the node's cp certificate; a CA rollover
+ * (pki/ca-list.ts) reissues it from the next CA after the node's `ca.pem`
+ * bundle lists that CA. gRPC keeps the context for the client's life, so a
+ * CA that appears in the file is added to it (a reconnect after the reissue
+ * must verify). A CA that leaves the file stays trusted by this one client
+ * of the local member, whose other side is this node's own etcd.
+ */
+function followCaFile(ctx: tls.SecureContext, caFile: string, initial: string): void {
+  const known = new Set(pemsOf(initial));
+  const check = (): void => {
+    let text: string;
+    try {
+      text = fs.readFileSync(caFile, 'utf8');
+    } catch {
+      return; // rewritten right now (atomic rename) or gone with the node's data: the next check reads it
+    }
+    for (const pem of pemsOf(text)) {
+      if (known.has(pem)) continue;
+      addTrustedCa(ctx, pem);
+      known.add(pem);
+    }
+  };
+  fs.watchFile(caFile, { interval: 500 }, check).unref();
+}
+
+function pemsOf(text: string): string[] {
+  return (text.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? []).map((p) => p.trim());
 }
 
 function withCredentials(addr: string, clientPort: number, paths: EtcdPaths): Etcd3 {

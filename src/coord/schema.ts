@@ -57,6 +57,9 @@ export const KEYS = {
   /** What node `node` did for rotation `actionUid` (observed state). */
   certRotated: (actionUid: string, node: number) => `/tessera/cert_rotated/${actionUid}/${node}`,
   join: (uid: number) => `/tessera/joins/${uid}`,
+  /** A CA rollover (0.2): its phase, which the cluster master moves on (control/controllers/ca-rollover.ts). */
+  caRolloversPrefix: '/tessera/ca_rollovers/',
+  caRollover: (actionUid: string) => `/tessera/ca_rollovers/${actionUid}`,
   master: '/tessera/master',
   /** The cluster version (ClusterVersionRecord), written by the cluster master only. */
   clusterVersion: '/tessera/cluster_version',
@@ -85,11 +88,54 @@ export const ClusterRecord = Type.Object({
 });
 export type ClusterRecord = Static<typeof ClusterRecord>;
 
+/** One CA of a cluster's trust list (pki/ca-list.ts): `active` issues, `next` will, `retiring` is on its way out. */
+export const CaListEntry = Type.Object({
+  cert: Type.String(),
+  /** The CA's key: kept for `active` and `next` (a next CA becomes the issuer). */
+  key: Type.Optional(Type.String()),
+  state: Type.Union([Type.Literal('active'), Type.Literal('next'), Type.Literal('retiring')]),
+  added_time: Type.Optional(Time),
+});
+export type CaListEntry = Static<typeof CaListEntry>;
+
+/**
+ * A cluster CA: `cert`/`key` is the issuer (what 0.1.0 nodes read and trust);
+ * `cas` (0.2, optional) is every CA the nodes trust, the issuer among them.
+ * Absent, the list is the issuer alone.
+ */
 export const CaRecord = Type.Object({
   cert: Type.String(),
   key: Type.String(),
+  cas: Type.Optional(Type.Array(CaListEntry)),
 });
 export type CaRecord = Static<typeof CaRecord>;
+
+/** A CA rollover in progress or done (0.2): the desired phase, moved on by the cluster master only. */
+export const CaRolloverRecord = Type.Object({
+  action_uid: Type.String(),
+  ca: Type.Union([Type.Literal('internode'), Type.Literal('services')]),
+  phase: Type.Union([
+    Type.Literal('make_next'),
+    Type.Literal('trust_both'),
+    Type.Literal('reissue'),
+    Type.Literal('drop_old'),
+    Type.Literal('done'),
+  ]),
+  /** Fingerprints (`sha256:<hex>`) of the CA replaced and of its successor. */
+  old: Type.String(),
+  next: Type.Optional(Type.String()),
+  /** The member asked to restart its etcd member (one at a time), and when. */
+  etcd_restart: Type.Optional(Type.Number()),
+  etcd_restart_time: Type.Optional(Time),
+  started_time: Time,
+  /** Services CA: when the servers may switch to the next CA, and when the old one may leave the bundle. */
+  activate_after: Type.Optional(Time),
+  retire_after: Type.Optional(Time),
+  /** When each phase began (what the report's figures come from). */
+  phase_times: Type.Optional(Type.Record(Type.String(), Time)),
+  finished_time: Type.Optional(Time),
+});
+export type CaRolloverRecord = Static<typeof CaRolloverRecord>;
 
 /** The management roles (Redis Enterprise's names): `db_viewer` reads, `admin` does everything. */
 export const USER_ROLES = ['admin', 'db_viewer'] as const;
@@ -140,6 +186,19 @@ export const NodeRecord = Type.Object({
   certificates: Type.Object({ cp: Type.Optional(CertMeta), dp: Type.Optional(CertMeta) }),
   /** The client-facing certificates the node presents, by name (api, cm, proxy, metrics_exporter). */
   service_certificates: Type.Optional(Type.Record(Type.String(), CertMeta)),
+  /**
+   * The cluster CAs the node trusts (SHA-256 fingerprints, `sha256:<hex>`), as it reports them (0.2):
+   * `internode` (3342), `etcd` (what its etcd member loaded when it started) and `services` (the bundle it hands clients).
+   */
+  ca_trust: Type.Optional(
+    Type.Object({
+      internode: Type.Array(Type.String()),
+      etcd: Type.Optional(Type.Array(Type.String())),
+      services: Type.Optional(Type.Array(Type.String())),
+      /** The CA (fingerprint) that issued the node's cp and dp certificates. */
+      issued_by: Type.Optional(Type.Object({ cp: Type.Optional(Type.String()), dp: Type.Optional(Type.String()) })),
+    }),
+  ),
 });
 export type NodeRecord = Static<typeof NodeRecord>;
 
@@ -197,6 +256,10 @@ export const PolicyRecord = Type.Object({
   default_shards_placement: OneOf('dense', 'sparse'),
   /** OSS Cluster API mode for new databases: not supported, so always false. */
   default_oss_cluster: Type.Boolean(),
+  /** Days before a cluster CA expires from which the `cluster_ca_expiring` alert is raised (0.2). */
+  ca_expiry_alert_days: Type.Number(),
+  /** Seconds a services CA rollover publishes the next CA before the servers switch to it, and keeps the old one after (0.2). */
+  services_ca_overlap_seconds: Type.Number(),
 });
 export type PolicyRecord = Static<typeof PolicyRecord>;
 
@@ -210,6 +273,8 @@ export const DEFAULT_POLICY: PolicyRecord = {
   default_non_sharded_proxy_policy: 'single',
   default_shards_placement: 'sparse',
   default_oss_cluster: false,
+  ca_expiry_alert_days: 365,
+  services_ca_overlap_seconds: 7 * 86_400,
 };
 
 /**

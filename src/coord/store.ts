@@ -46,7 +46,7 @@ import { Seqs, commitWithSeqs, nextSeqAt, type SeqName, type SeqSnapshot } from 
 import { createJoinAction, joinsCache } from './joins.js';
 import { LeaseStore, type StoreLease, etcdLeaseOf } from './lease.js';
 import { StoreMembers } from './members.js';
-import { CertRotationStore, OperatorCertStore } from './cert-stores.js';
+import { CaRolloverStore, CertRotationStore, OperatorCertStore } from './cert-stores.js';
 import { Heartbeats } from './heartbeats.js';
 import { etcdClient, type EtcdPaths } from './etcd.js';
 import { ClusterVersionStore } from './cluster-version.js';
@@ -54,7 +54,7 @@ import { ClusterVersionStore } from './cluster-version.js';
 export { Seqs, type SeqName, type SeqSnapshot } from './seqs.js';
 export { StoreLease, type LeaseOptions } from './lease.js';
 export { StoreMembers, type MemberStatus } from './members.js';
-export { CertRotationStore, OperatorCertStore, type OperatorCerts } from './cert-stores.js';
+export { CaRolloverStore, CertRotationStore, OperatorCertStore, type OperatorCerts } from './cert-stores.js';
 export type { Heartbeats } from './heartbeats.js';
 
 const json = (v: unknown) => JSON.stringify(v);
@@ -522,6 +522,16 @@ export class ClusterRecords {
     return requireRecord(this.c, KEYS.servicesCa, CaRecord);
   }
 
+  /** Watched copies of a CA record (one item, ''; start them): what each node trusts follows them (pki/ca-list.ts). */
+  caCache(which: 'internode' | 'services'): PrefixCache<CaRecord> {
+    return new PrefixCache(this.c, which === 'internode' ? KEYS.ca : KEYS.servicesCa, CaRecord);
+  }
+
+  /** Change a CA record (compare-and-swap; `fn` returns undefined to leave it); resolves with the stored record. */
+  updateCa(which: 'internode' | 'services', fn: (cur: CaRecord | undefined) => CaRecord | undefined): Promise<CaRecord | undefined> {
+    return updateRecord(this.c, which === 'internode' ? KEYS.ca : KEYS.servicesCa, CaRecord, fn);
+  }
+
   /** The cluster policy with defaults for what the stored record lacks. */
   async policy(): Promise<PolicyRecord> {
     return policyWithDefaults(await readRecord(this.c, KEYS.policy, StoredPolicy));
@@ -593,6 +603,7 @@ export class ClusterStore {
   readonly settings: SettingsStore;
   readonly operatorCerts: OperatorCertStore;
   readonly certRotations: CertRotationStore;
+  readonly caRollovers: CaRolloverStore;
   /** Liveness leases (`leases.create(ttl)`). */
   readonly leases: LeaseStore;
 
@@ -613,6 +624,7 @@ export class ClusterStore {
     this.settings = new SettingsStore(client);
     this.operatorCerts = new OperatorCertStore(client);
     this.certRotations = new CertRotationStore(client);
+    this.caRollovers = new CaRolloverStore(client);
     this.leases = new LeaseStore(client);
   }
 

@@ -28,6 +28,7 @@ import { BdbController } from '../control/controllers/bdb-controller.js';
 import { FailoverController } from '../control/controllers/failover-controller.js';
 import { ShardOpsController } from '../control/controllers/shard-ops.js';
 import { CertRotationController } from '../control/controllers/cert-rotation-action.js';
+import { CaRolloverController } from '../control/controllers/ca-rollover.js';
 import { ActionRetention } from '../control/controllers/action-retention.js';
 import { JoinController } from '../control/controllers/join-controller.js';
 import { ClusterVersionController } from '../control/controllers/cluster-version.js';
@@ -48,6 +49,8 @@ export interface LoopParts {
   peers: Peers;
   startedAt: number;
   log: Logger;
+  /** The node's etcd member (a CA rollover restarts it to load a changed CA list). */
+  etcd?: { caAtStart(): string; restart(): Promise<void> };
 }
 
 export class Loops {
@@ -58,6 +61,7 @@ export class Loops {
   readonly failover: FailoverController;
   readonly shardOps: ShardOpsController;
   readonly rotations: CertRotationController;
+  readonly caRollover: CaRolloverController;
   readonly retention: ActionRetention;
   readonly joins: JoinController;
   readonly clusterVersion: ClusterVersionController;
@@ -91,6 +95,7 @@ export class Loops {
         cluster,
         customerCerts: view.customerCerts,
         serviceCustomerCerts: view.serviceCustomerCerts,
+        etcd: p.etcd,
       },
       log.child({ component: 'cert-rotation' }),
     );
@@ -137,6 +142,7 @@ export class Loops {
       log.child({ component: 'shard-ops' }),
     );
     this.rotations = new CertRotationController(master, log.child({ component: 'cert-rotation-action' }));
+    this.caRollover = new CaRolloverController(master, log.child({ component: 'ca-rollover' }));
     this.retention = new ActionRetention(master, log.child({ component: 'action-retention' }));
     // The cluster version (lowest member version, never lowered): decided by the cluster master.
     this.clusterVersion = new ClusterVersionController(master, log.child({ component: 'cluster-version' }));
@@ -183,6 +189,7 @@ export class Loops {
     this.failover.start();
     await this.shardOps.start();
     await this.rotations.start();
+    await this.caRollover.start();
     await this.joins.start();
     this.clusterVersion.start();
     this.retention.start();
@@ -206,6 +213,7 @@ export class Loops {
       await this.clusterVersion.close().catch(warn('the cluster version controller'));
       await this.joins.close().catch(warn('the join controller'));
       await this.rotations.close().catch(warn('the rotation controller'));
+      await this.caRollover.close().catch(warn('the CA rollover controller'));
       await this.shardOps.close().catch(warn('shard operations'));
       this.failover.stop();
       await this.controller.stop().catch(warn('the database controller'));

@@ -114,6 +114,7 @@ export class RunningMember implements BootstrapMember {
       peers,
       startedAt: this.startedAt,
       log,
+      etcd: this.etcd,
     });
     this.loops = loops;
     await view.start();

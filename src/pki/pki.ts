@@ -74,12 +74,18 @@ function serial(): string {
  * `internode` (the default) signs cp/dp (and etcd) certificates and never
  * leaves the cluster; `services` signs the client-facing certificates.
  */
-export async function createCa(clusterName: string, clusterId: string, kind: 'internode' | 'services' = 'internode'): Promise<Issued> {
+export async function createCa(
+  clusterName: string,
+  clusterId: string,
+  kind: 'internode' | 'services' = 'internode',
+  /** A successor's mark (a rollover): its subject differs from the CA it replaces, so chains never mix them up. */
+  generation?: string,
+): Promise<Issued> {
   const kp = await generateKeyPair(3072);
   const now = new Date(Date.now() - 60_000);
   const cert = await x509.X509CertificateGenerator.createSelfSigned({
     serialNumber: serial(),
-    name: `CN=Tessera ${kind === 'internode' ? 'cluster' : 'services'} CA ${clusterName},O=Tessera,OU=${clusterId}`,
+    name: `CN=Tessera ${kind === 'internode' ? 'cluster' : 'services'} CA ${clusterName}${generation ? ` ${generation}` : ''},O=Tessera,OU=${clusterId}`,
     notBefore: now,
     notAfter: new Date(now.getTime() + 3650 * DAY_MS),
     signingAlgorithm: RSA_ALG,
@@ -253,14 +259,15 @@ export function certInfo(pem: string): CertInfo {
 
 /**
  * Check a key/certificate bundle before it is used: key matches, chain ends at
- * the CA, currently valid. Throws with the failing check named.
+ * the CA (or one of the CAs of a bundle), currently valid. Throws with the failing check named.
  */
 export function validateBundle(certPem: string, keyPem: string, caPem: string, caName = 'the cluster CA'): void {
   const cert = new X509Certificate(certPem);
   const key = createPrivateKey(keyPem);
   if (!cert.checkPrivateKey(key)) throw new Error('private key does not match certificate');
-  const ca = new X509Certificate(caPem);
-  if (!cert.verify(ca.publicKey) || !cert.checkIssued(ca)) throw new Error(`certificate is not signed by ${caName}`);
+  // `caPem` may be a bundle (a CA rollover trusts two): the leaf must be signed by one of them.
+  const cas = (caPem.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [caPem]).map((p) => new X509Certificate(p));
+  if (!cas.some((ca) => cert.verify(ca.publicKey) && cert.checkIssued(ca))) throw new Error(`certificate is not signed by ${caName}`);
   const now = Date.now();
   if (now < Date.parse(cert.validFrom)) throw new Error('certificate is not yet valid');
   if (now > Date.parse(cert.validTo)) throw new Error('certificate has expired');

@@ -16,6 +16,7 @@ import { X509Certificate, createPrivateKey } from 'node:crypto';
 import { SERVICE_NAMES, type ServiceName, certInfo, parseIdentity, validateBundle } from './pki.js';
 import { writeFileAtomic } from '../util/files.js';
 import { certPath, installServiceFiles, readServiceFiles } from './node-files.js';
+import { joinPems, splitPems } from './ca-list.js';
 
 export interface ServiceCert {
   certPem: string;
@@ -52,11 +53,16 @@ export class ServiceCerts extends EventEmitter {
     return this.ca;
   }
 
-  /** Adopt the services CA (written to `services-ca.pem` for clients). */
+  /**
+   * Adopt the services CA bundle (written to `services-ca.pem` for clients):
+   * the issuer first, then any other CA clients should trust (a rollover's).
+   */
   setCa(caPem: string): void {
-    const pem = caPem.trim() + '\n';
+    const pems = splitPems(caPem);
+    if (pems.length === 0) throw new Error('no certificate in the services CA bundle');
+    const pem = joinPems(pems);
     if (pem === this.ca) return;
-    new X509Certificate(pem); // must parse
+    for (const p of pems) new X509Certificate(p); // must parse
     this.ca = pem;
     writeFileAtomic(certPath(this.dataDir, 'servicesCa'), pem);
   }
@@ -71,12 +77,13 @@ export class ServiceCerts extends EventEmitter {
     return !!c && !!parseIdentity(leafOf(c.certPem).subjectAltName);
   }
 
-  /** Is it a cluster-issued certificate of the current services CA? (false when missing, or from another CA.) */
+  /** Is it a cluster-issued certificate of the current services CA, the bundle's issuer? (false when missing, or from another CA.) */
   isCurrent(name: ServiceName): boolean {
     const c = this.certs.get(name);
     if (!c || !this.ca) return false;
     if (!this.isClusterIssued(name)) return true; // the operator's: the operator's to replace
-    return leafOf(c.certPem).checkIssued(new X509Certificate(this.ca));
+    const issuer = new X509Certificate(splitPems(this.ca)[0]);
+    return leafOf(c.certPem).checkIssued(issuer) && leafOf(c.certPem).verify(issuer.publicKey);
   }
 
   /** Seconds left on a certificate (-Infinity when there is none). */

@@ -79,6 +79,19 @@ export function secureContext(b: Bundle, kx: KeyExchange = DEFAULT_KEY_EXCHANGE)
 }
 
 /**
+ * Add a CA to a context in use (its next handshakes trust it too). For the
+ * one context that cannot be replaced: the etcd client's, which gRPC keeps
+ * for the life of the client, while a CA rollover reissues the local member's
+ * certificate from the next CA. Node's SecureContext has no public call for
+ * it; `addCACert` is what createSecureContext itself uses for `ca`.
+ */
+export function addTrustedCa(ctx: tls.SecureContext, caPem: string): void {
+  const native = (ctx as unknown as { context?: { addCACert?: (pem: string) => void } }).context;
+  if (typeof native?.addCACert !== 'function') throw new Error('this Node.js cannot add a CA to a live TLS context');
+  native.addCACert(caPem);
+}
+
+/**
  * The key-exchange group a connection negotiated, as a dialer sees it
  * (OpenSSL does not tell a server). `plaintext`/undefined for non-TLS.
  */

@@ -9,6 +9,8 @@ import { certInfo, PLANE_CERT_NAME, PLANES } from '../../pki/pki.js';
 import { certPath } from '../../pki/node-files.js';
 import { KEY_EXCHANGES, keyExchangeGroups } from '../../tls/policy.js';
 import { invalid, notFound } from '../../util/errors.js';
+import { joinPems, trustedPems } from '../../pki/ca-list.js';
+import { caViews } from './cas.js';
 
 const policyBody = {
   type: 'object',
@@ -25,6 +27,9 @@ const policyBody = {
     default_non_sharded_proxy_policy: { type: 'string', enum: ['single', 'all-master-shards', 'all-nodes'] },
     default_shards_placement: { type: 'string', enum: ['dense', 'sparse'] },
     default_oss_cluster: { type: 'boolean' },
+    // CA rollover and expiry (api/routes/cas.ts).
+    ca_expiry_alert_days: { type: 'integer', minimum: 1, maximum: 3650 },
+    services_ca_overlap_seconds: { type: 'integer', minimum: 0, maximum: 31_536_000 },
   },
 } as const;
 
@@ -131,6 +136,8 @@ export const clusterRoutes: FastifyPluginAsync<{ daemon: ApiNode }> = async (app
     // The client-facing certificates (api, cm, proxy, metrics_exporter) and the services CA that signs them.
     const servicesCa = await m.store.cluster.servicesCa();
     const sInfo = servicesCa ? certInfo(servicesCa.cert) : undefined;
+    // Every CA of both lists with its state (a rollover has two), and the bundle clients should trust.
+    const cas = caViews({ internode: ca, services: servicesCa }, now);
     const service_certificates = m.nodes
       .values()
       .sort((a, b) => a.uid - b.uid)
@@ -153,6 +160,7 @@ export const clusterRoutes: FastifyPluginAsync<{ daemon: ApiNode }> = async (app
               not_after: sInfo.not_after,
               fingerprint256: sInfo.fingerprint256,
               certificate: servicesCa.cert,
+              bundle: joinPems(trustedPems(servicesCa)),
             },
           }
         : {}),
@@ -166,6 +174,7 @@ export const clusterRoutes: FastifyPluginAsync<{ daemon: ApiNode }> = async (app
         certificate: ca.cert,
       },
       certificates,
+      cas,
       // What every internode handshake offers: the hybrid group first (docs/security.md, TLS policy).
       key_exchange: { internode_key_exchange: policy.internode_key_exchange, groups: keyExchangeGroups(policy.internode_key_exchange) },
     };

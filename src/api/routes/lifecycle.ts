@@ -13,6 +13,7 @@ import { type CertName, OPERATOR_CERT_NAMES, type OperatorCertName } from '../..
 import { uidParams } from '../schemas.js';
 import { requestRotation, waitRotation } from '../../control/controllers/cert-rotation-action.js';
 import { applyCustomerCerts, certName, planCustomerCerts } from '../../control/services/customer-certs.js';
+import { type CaAlert, caExpiryAlert, caViews } from './cas.js';
 
 const days = { type: 'number', exclusiveMinimum: 0, maximum: 3650 } as const;
 
@@ -230,11 +231,11 @@ export const lifecycleRoutes: FastifyPluginAsync<{ daemon: ApiNode }> = async (a
 
   // Cluster-wide, keyed by alert name as the reference: each node alert folded over
   // the nodes (raised while any node raises it; `change_value.nodes` names them).
-  const clusterAlerts = async (): Promise<Record<string, ClusterAlert>> => {
+  const clusterAlerts = async (): Promise<Record<string, ClusterAlert | CaAlert>> => {
     const m = daemon.requireMember();
     const all = await nodeAlerts(m);
     const setting = await m.store.settings.alertSettings();
-    const out: Record<string, ClusterAlert> = {};
+    const out: Record<string, ClusterAlert | CaAlert> = {};
     for (const name of NODE_ALERTS) {
       const per = Object.entries(all).flatMap(([uid, a]) => (a[name] ? [{ uid: Number(uid), a: a[name]! }] : []));
       const raised = per.filter((p) => p.a.state);
@@ -252,6 +253,9 @@ export const lifecycleRoutes: FastifyPluginAsync<{ daemon: ApiNode }> = async (a
         },
       };
     }
+    // The cluster's own alert: its CAs, the same on every node.
+    const [ca, servicesCa] = await Promise.all([m.store.cluster.ca(), m.store.cluster.servicesCa()]);
+    out.cluster_ca_expiring = caExpiryAlert(caViews({ internode: ca, services: servicesCa }), m.policy());
     return out;
   };
   app.get('/v1/cluster/alerts', clusterAlerts);
@@ -260,7 +264,11 @@ export const lifecycleRoutes: FastifyPluginAsync<{ daemon: ApiNode }> = async (a
     { schema: { params: { type: 'object', required: ['alert'], properties: { alert: { type: 'string', pattern: '^[a-z_]{1,64}$' } } } } },
     async (req) => {
       const a = (await clusterAlerts())[req.params.alert];
-      if (!a) throw notFound('alert_not_found', `no cluster alert is named ${req.params.alert}; known: ${NODE_ALERTS.join(', ')}`);
+      if (!a)
+        throw notFound(
+          'alert_not_found',
+          `no cluster alert is named ${req.params.alert}; known: ${[...NODE_ALERTS, 'cluster_ca_expiring'].join(', ')}`,
+        );
       return a;
     },
   );

@@ -53,6 +53,8 @@ import {
 } from '../../pki/pki.js';
 import { installPlaneFiles } from '../../pki/node-files.js';
 import { parseCron, type Cron } from '../../util/cron.js';
+import { joinPems, trustedPems } from '../../pki/ca-list.js';
+import { CaTrust } from './ca-trust.js';
 
 const DAY = 86_400;
 const TICK_MS = 1000;
@@ -73,6 +75,8 @@ export interface RotatorHost {
   readonly services: ServiceCerts;
   readonly serviceCustomerCerts: PrefixCache<ServiceCertRecord>;
   readonly cluster: { name: string };
+  /** The node's etcd member: restarted one at a time by a CA rollover to load a changed CA list. */
+  readonly etcd?: { caAtStart(): string; restart(): Promise<void> };
 }
 export class CertRotator {
   private readonly store: ClusterStore;
@@ -95,6 +99,8 @@ export class CertRotator {
   private rotationsBusy = false;
   /** A request came while a pass was running: run another pass after it. */
   private rotationsAgain = false;
+  /** The cluster's CA lists applied to this node's trust (ca-trust.ts). */
+  readonly caTrust: CaTrust;
 
   constructor(
     private readonly m: RotatorHost & StoreHost,
@@ -104,6 +110,18 @@ export class CertRotator {
     this.settings = this.store.settings.jobSchedulerCache();
     this.alertSettings = this.store.settings.alertSettingsCache();
     this.rotations = this.store.certRotations.requestsCache();
+    this.caTrust = new CaTrust(
+      {
+        uid: m.uid,
+        cfg: m.cfg,
+        certs: m.certs,
+        services: m.services,
+        store: m.store,
+        etcd: m.etcd,
+        renew: (plane, why) => this.renew(plane, why),
+      },
+      log.child({ component: 'ca-trust' }),
+    );
     for (const cache of [this.settings, this.alertSettings, this.rotations]) {
       cache.on('malformed', (err: Error) => this.log.error({ err: err.message }, 'ignoring a malformed settings record'));
     }
@@ -123,6 +141,7 @@ export class CertRotator {
     await this.applyCustomer();
     // The client-facing certificates must exist before the services that present them start.
     await this.ensureServicesCa();
+    await this.caTrust.start();
     this.m.serviceCustomerCerts.on('change', () => void this.applyServiceCustomer());
     await this.applyServiceCustomer();
     for (const name of SERVICE_NAMES)
@@ -231,6 +250,7 @@ export class CertRotator {
     this.tickServices(s);
     // A request missed while a pass was running, or a report that could not be written, is taken up here.
     void this.applyRotations();
+    this.caTrust.tick();
     await this.evaluateAlert().catch((err) => this.log.debug({ err: (err as Error).message }, 'alert evaluation failed'));
   }
 
@@ -276,7 +296,7 @@ export class CertRotator {
         this.log.info('services CA created (the cluster had none)');
       rec = await this.store.cluster.requireServicesCa();
     }
-    this.m.services.setCa(rec.cert);
+    this.m.services.setCa(joinPems(trustedPems(rec)));
   }
 
   /** Renew one client-facing certificate now (schedule, start, or an operator's one withdrawn). */
@@ -297,7 +317,7 @@ export class CertRotator {
     try {
       const s = (await this.store.settings.jobScheduler()).cert_rotation_job_settings;
       const ca = await this.store.cluster.requireServicesCa();
-      this.m.services.setCa(ca.cert);
+      this.m.services.setCa(joinPems(trustedPems(ca)));
       const { certPem, keyPem } = await this.issue(ca, name, s.validity_days);
       // Validated, written to disk, then swapped in every listener that presents it.
       this.m.services.set(name, { certPem, keyPem });
@@ -430,8 +450,11 @@ export class CertRotator {
       const s = (await this.store.settings.jobScheduler()).cert_rotation_job_settings;
       const ca = await this.store.cluster.ca();
       const { certPem, keyPem } = await this.issue(ca, plane, s.validity_days);
-      // CertStore.set validates key match, chain and validity before anything changes.
-      this.m.certs.set(plane, { certPem, keyPem, caPem: this.m.certs.caPem() });
+      // CertStore.set validates key match, chain and validity before anything changes; the
+      // record's CA list comes with it (a rollover's next CA is trusted before it issues).
+      // Never narrower than what the node trusts now: the other plane may still be from the old CA.
+      const cas = [...trustedPems(ca), ...this.m.certs.casPem().filter((p) => !trustedPems(ca).some((q) => q.trim() === p.trim()))];
+      this.m.certs.set(plane, { certPem, keyPem, caPem: joinPems(cas) });
       installPlaneFiles(this.m.cfg.dataDir, plane, certPem, keyPem);
       const info = certInfo(certPem);
       await this.publish(plane, certPem);
@@ -523,6 +546,6 @@ export class CertRotator {
 
   async stop(): Promise<void> {
     clearInterval(this.timer);
-    await Promise.all([this.settings.stop(), this.alertSettings.stop(), this.rotations.stop()]);
+    await Promise.all([this.settings.stop(), this.alertSettings.stop(), this.rotations.stop(), this.caTrust.stop()]);
   }
 }

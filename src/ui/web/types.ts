@@ -37,6 +37,19 @@ export interface CertificatesInfo {
   ca: { subject: string; serial: string; not_before: string; not_after: string; fingerprint256: string };
   certificates: (CertMeta & { node_uid: number; plane: string; expires_in_seconds: number })[];
   key_exchange: { internode_key_exchange: string; groups: string[] };
+  /** Every CA of the cluster (0.2): two of one name during a rollover. */
+  cas?: CaInfo[];
+}
+
+/** One of the cluster's CAs (GET /v1/cluster/certificates `cas`). */
+export interface CaInfo {
+  name: 'internode' | 'services';
+  state: 'active' | 'next' | 'retiring';
+  fingerprint: string;
+  subject: string;
+  not_before: string;
+  not_after: string;
+  expires_in_seconds: number;
 }
 
 /** POST /v1/cluster/certificates/rotate, and its refusal. */

@@ -5,6 +5,7 @@
 import { ApiError, call, sleep } from '../api.js';
 import { errorMessage, facts, field, fill, fmtTime, h, note, select, table } from '../dom.js';
 import {
+  type ActionRecord,
   CERT_NAMES,
   type CertificatesInfo,
   type ClusterInfo,
@@ -27,6 +28,8 @@ export function certificatesPage(_ctx: AppContext): Page {
   const list = h('div', { class: 'placeholder' }, 'Loading…');
   const rotateArea = h('div');
   const ca = h('div');
+  const cas = h('div');
+  const caRotateArea = h('div');
   const settings = h('div');
   const upload = h('div');
   const el = h(
@@ -41,7 +44,7 @@ export function certificatesPage(_ctx: AppContext): Page {
       list,
       rotateArea,
     ),
-    h('section', { class: 'card', 'aria-labelledby': 'certs-ca' }, h('h2', { id: 'certs-ca' }, 'Cluster CA'), ca),
+    h('section', { class: 'card', 'aria-labelledby': 'certs-ca' }, h('h2', { id: 'certs-ca' }, 'Cluster CAs'), cas, ca, caRotateArea),
     h(
       'section',
       { class: 'card', 'aria-labelledby': 'certs-settings' },
@@ -87,6 +90,23 @@ export function certificatesPage(_ctx: AppContext): Page {
             ];
           }),
           'No node has reported its certificates yet.',
+        ),
+      );
+      fill(
+        cas,
+        table(
+          'The cluster CAs: internode (cp, dp, etcd) and services (REST, UI, metrics, endpoints)',
+          ['CA', 'State', 'Subject', 'Not before', 'Not after', 'Days left', 'SHA-256 fingerprint'],
+          (info.cas ?? []).map((c) => [
+            c.name,
+            c.state,
+            c.subject,
+            fmtTime(c.not_before),
+            fmtTime(c.not_after),
+            String(Math.floor(c.expires_in_seconds / 86400)),
+            h('code', { class: 'wrap' }, c.fingerprint),
+          ]),
+          'This cluster does not list its CAs (a node older than 0.2 answered).',
         ),
       );
       fill(
@@ -183,6 +203,59 @@ export function certificatesPage(_ctx: AppContext): Page {
     no.focus();
   });
   fill(rotateArea, h('div', { class: 'toolbar' }, rotateButton), rotateConfirm, rotateFeedback);
+
+  // Rotate CA: the internode CA rollover (an action of four steps), after a confirmation; its steps as they come.
+  const caButton = h('button', { type: 'button' }, 'Rotate CA');
+  const caConfirm = h('div');
+  const caFeedback = h('div');
+  caButton.addEventListener('click', () => {
+    caButton.hidden = true;
+    fill(caFeedback);
+    const yes = h('button', { type: 'button', class: 'primary' }, 'Rotate the internode CA');
+    const no = h('button', { type: 'button' }, 'Cancel');
+    const done = () => {
+      fill(caConfirm);
+      caButton.hidden = false;
+    };
+    no.addEventListener('click', done);
+    yes.addEventListener('click', async () => {
+      done();
+      caButton.disabled = true;
+      try {
+        const r = await call<{ action_uid: string }>('POST', '/v1/cluster/certificates/ca/rotate', { ca: 'internode' });
+        for (;;) {
+          const a = await call<ActionRecord>('GET', `/v1/actions/${r.action_uid}`);
+          const last = (a.steps ?? []).at(-1) ?? a.description ?? '';
+          fill(caFeedback, h('div', { role: 'status', class: 'note info' }, `Action ${r.action_uid}: ${last}`));
+          if (a.status === 'completed' || a.status === 'failed') {
+            if (a.status === 'failed')
+              fill(caFeedback, h('p', { role: 'alert', class: 'note error' }, `CA rollover failed: ${a.error ?? a.description ?? ''}`));
+            break;
+          }
+          await sleep(2000);
+        }
+        await load();
+      } catch (err) {
+        fill(caFeedback, errorMessage(err));
+      } finally {
+        caButton.disabled = false;
+      }
+    });
+    fill(
+      caConfirm,
+      h(
+        'div',
+        { class: 'note warn', role: 'alertdialog', 'aria-label': 'Confirm the CA rollover' },
+        h(
+          'p',
+          null,
+          'Replace the internode CA? Every node trusts the new CA, gets new certificates from it, then stops trusting the old one; etcd members restart one at a time. Databases stay available.',
+        ),
+        h('div', { class: 'toolbar' }, yes, no),
+      ),
+    );
+  });
+  fill(caRotateArea, h('div', { class: 'toolbar' }, caButton), caConfirm, caFeedback);
 
   const loadSettings = async () => {
     try {
