@@ -116,6 +116,25 @@ export class ObservedStore {
     await this.c.put(KEYS.observed(bdb, node)).value(json(rec));
   }
 
+  /**
+   * Node `node`'s reports that still ask for a shard handover, rewritten
+   * without it (compare-and-swap each): a node clears them at start, since the
+   * process that asked is gone. Resolves with the databases whose report changed.
+   */
+  async dropHandovers(node: number): Promise<number[]> {
+    const changed: number[] = [];
+    for (const [key, rec] of await readRecords(this.c, KEYS.observedPrefix, ObservedRecord)) {
+      if (rec.node_uid !== node || !rec.shards.some((s) => s.handover)) continue;
+      let dropped = false;
+      await updateRecord(this.c, key, ObservedRecord, (cur) => {
+        dropped = !!cur?.shards.some((s) => s.handover);
+        return dropped && cur ? { ...cur, shards: cur.shards.map(({ handover: _, ...s }) => s) } : undefined;
+      });
+      if (dropped) changed.push(Number(key.slice(KEYS.observedPrefix.length).split('/')[0]));
+    }
+    return changed;
+  }
+
   /** Every node's report of one database (it was deleted). */
   async deleteOf(bdb: number): Promise<void> {
     await this.c.delete().prefix(`${KEYS.observedPrefix}${bdb}/`);

@@ -32,7 +32,7 @@ import { ActionRetention } from '../control/controllers/action-retention.js';
 import { JoinController } from '../control/controllers/join-controller.js';
 import { ClusterVersionController } from '../control/controllers/cluster-version.js';
 import { MasterVersionGuard } from '../control/reconcilers/master-version-guard.js';
-import { clusterAtLeast } from '../control/model/version-gates.js';
+import { clusterAtLeast, membersOlderThan } from '../control/model/version-gates.js';
 
 /** The membership parts and the node's own things the loops are built from. */
 export interface LoopParts {
@@ -95,16 +95,25 @@ export class Loops {
       log.child({ component: 'cert-rotation' }),
     );
     this.reconciler = new BdbReconciler(
-      { uid, cfg, store, nodes: view.nodes, live: view.live, dataplane, failoverTimeoutSeconds: () => view.failoverTimeoutSeconds() },
+      {
+        uid,
+        cfg,
+        store,
+        nodes: view.nodes,
+        live: view.live,
+        dataplane,
+        failoverTimeoutSeconds: () => view.failoverTimeoutSeconds(),
+        // The live record's started_time (control/membership/liveness.ts writes it from the same startedAt).
+        incarnation: new Date(p.startedAt).toISOString(),
+      },
       log.child({ component: 'reconciler' }),
     );
     const reconciler = this.reconciler;
-    // The reconciler still writes the promotion of a crashed or returning master itself, as 0.1.0 does.
-    // Its report-only path (the cluster master hands over) is built and unit-tested, but a report written
-    // while a node shuts down outlives its restart with the same generation, and the master then promotes
-    // a replica of a shard that came back clean (full-restart test: a snapshot database lost one shard's
-    // keys). It is switched on once a report names the node's incarnation.
-    reconciler.reportOnly = () => false;
+    // One writer per decision: the reconciler only reports a crashed or returning master (`handover`, naming
+    // this run of the node) and the cluster master's FailoverController promotes. A 0.1.0 master never
+    // reads reports, so while the cluster version is 0.1 or any member still runs 0.1.0 the reconciler
+    // writes the promotion itself, as 0.1.0 nodes do.
+    reconciler.reportOnly = () => this.clusterAtLeast('0.2') && membersOlderThan(this.versionGuard.view(), '0.2').length === 0;
     // What every master loop reads: the role, whether this node's view is current, and who is up.
     const master = {
       uid,

@@ -5,8 +5,9 @@
 // A dead node's master shard hands its slots to a live replica in one
 // compare-and-swap (the sibling replica follows the new master); a node that
 // is not the master, or whose view is not current, decides nothing; a
-// reconciler's `handover` report of the current generation promotes the
-// replica, a stale one is ignored. The nodes' side (reconcilers converging,
+// reconciler's `handover` report of the current generation, from the node's
+// current run (its live record's started_time), promotes the replica; a report
+// of an older generation or of a past run of the node is ignored. The nodes' side (reconcilers converging,
 // shards really promoted) is test/integration/node-failover.test.ts.
 //
 // Address: etcd listens on 127.0.54.1 (client 25400, peer 25410).
@@ -119,6 +120,8 @@ function bdb(uid: number, generation: number, shards: ShardPlacement[]): BdbReco
 }
 
 const ALL: [number, number] = [0, 16383];
+/** The live record's started_time of node `u`'s current run (its incarnation). */
+const startedOf = (u: number) => new Date(Date.UTC(2026, 0, 1, 0, 0, u)).toISOString();
 
 /**
  * A fresh store: nodes `members` (published, at 127.0.54.10+uid), the `live`
@@ -130,7 +133,7 @@ async function world(members: number[], live: number[], db: BdbRecord): Promise<
   const store = storeOf(etcd.client);
   for (const u of members) await store.nodes.put(nodeRecord(u, `127.0.54.${10 + u}`));
   const lease = etcd.client.lease(60);
-  for (const u of live) await store.nodes.putLive(lease, { uid: u, started_time: new Date().toISOString(), pid: process.pid });
+  for (const u of live) await store.nodes.putLive(lease, { uid: u, started_time: startedOf(u), pid: process.pid });
   await etcd.client.put(KEYS.bdb(db.uid)).value(JSON.stringify(db));
   const host = new Host(store);
   await host.start();
@@ -264,11 +267,15 @@ test('a node that is not the master, or whose view is not current, or that canno
   }
 });
 
-/** What node `node`'s reconciler reports of a database (`observed.put(bdb, node, …)`): master shard `shard` down, asking for a handover. */
-function crashed(node: number, generation: number, shard: number): ObservedRecord {
+/**
+ * What node `node`'s reconciler reports of a database (`observed.put(bdb, node, …)`): master shard `shard`
+ * down, asking for a handover; written by the node's current run unless `incarnation` names another (null: none).
+ */
+function crashed(node: number, generation: number, shard: number, incarnation: string | null = startedOf(node)): ObservedRecord {
   return {
     node_uid: node,
     generation,
+    ...(incarnation === null ? {} : { incarnation }),
     converged: false,
     shards: [{ uid: shard, role: 'master', status: 'down', error: 'the shard crashed', handover: 'crashed' }],
     time: new Date().toISOString(),
@@ -337,6 +344,76 @@ test('a crash report when no replica is on a live node leaves the master where i
     assert.equal(ctl.promotions.get(5), undefined);
   } finally {
     ctl.stop();
+    await done();
+  }
+});
+
+test("a handover report from a past run of the node (a restart since) or naming no run is ignored; the node's current run is acted on", async () => {
+  // Every node up: no node failover, only the report can move the slots.
+  const db = bdb(6, 3, [
+    { uid: 61, role: 'master', node_uid: 2, slots: ALL },
+    { uid: 62, role: 'slave', node_uid: 3, slots: ALL, master_uid: 61 },
+  ]);
+  const { host, done } = await world([1, 2, 3], [1, 2, 3], db);
+  const ctl = new FailoverController(host, log);
+  ctl.start();
+  try {
+    // Written by node 2's run before its restart, for the generation that is still current: the shard came back clean.
+    await host.store.observed.put(6, 2, crashed(2, 3, 61, new Date(Date.UTC(2025, 11, 31)).toISOString()));
+    await sleep(A_FEW_TICKS_MS);
+    let s = await stored(6);
+    assert.equal(s.writes, 1, JSON.stringify(s.rec));
+    // A report that names no run (not this release's reconciler) is not trusted either.
+    await host.store.observed.put(6, 2, crashed(2, 3, 61, null));
+    await sleep(A_FEW_TICKS_MS);
+    s = await stored(6);
+    assert.equal(s.writes, 1, JSON.stringify(s.rec));
+    assert.equal(shardOf(s.rec, 61)?.role, 'master');
+    assert.equal(ctl.promotions.get(6), undefined);
+
+    // The same report from the node's current run: the replica takes over.
+    await host.store.observed.put(6, 2, crashed(2, 3, 61));
+    s = await waitFor(
+      'the replica promoted',
+      async () => {
+        const x = await stored(6);
+        return shardOf(x.rec, 62)?.role === 'master' ? x : undefined;
+      },
+      5000,
+      50,
+    );
+    assert.deepEqual(shardOf(s.rec, 61), { uid: 61, role: 'slave', node_uid: 2, slots: ALL, master_uid: 62 });
+    assert.equal(s.rec.generation, 4);
+    assert.equal(s.writes, 2);
+    assert.equal(ctl.promotions.get(6), 1);
+  } finally {
+    ctl.stop();
+    await done();
+  }
+});
+
+test("a node's handover reports are cleared at its start (store.observed.dropHandovers); its other reports and other nodes' stay", async () => {
+  const db = bdb(7, 2, [
+    { uid: 71, role: 'master', node_uid: 2, slots: ALL },
+    { uid: 72, role: 'slave', node_uid: 3, slots: ALL, master_uid: 71 },
+  ]);
+  const { host, done } = await world([1, 2, 3], [1, 2, 3], db);
+  try {
+    const mine = crashed(2, 2, 71);
+    const other = crashed(3, 2, 72);
+    const quiet: ObservedRecord = { ...crashed(2, 1, 81), shards: [{ uid: 81, role: 'master', status: 'active' }] };
+    await host.store.observed.put(7, 2, mine);
+    await host.store.observed.put(7, 3, other);
+    await host.store.observed.put(8, 2, quiet);
+    assert.deepEqual(await host.store.observed.dropHandovers(2), [7]);
+    const read = async (b: number, n: number) =>
+      JSON.parse((await etcd.client.get(KEYS.observed(b, n)).string()) ?? 'null') as ObservedRecord;
+    const { handover: _, ...withoutHandover } = mine.shards[0]!;
+    assert.deepEqual(await read(7, 2), { ...mine, shards: [withoutHandover] });
+    assert.deepEqual(await read(7, 3), other);
+    assert.deepEqual(await read(8, 2), quiet);
+    assert.deepEqual(await host.store.observed.dropHandovers(2), [], 'nothing left to clear');
+  } finally {
     await done();
   }
 });

@@ -46,6 +46,8 @@ export class FailoverController {
   /** Nodes this master has logged as dead (to log each change once). */
   private readonly down = new Set<number>();
   private readonly reported = new Set<string>();
+  /** Handover reports already logged as from a past run of their node (each logged once). */
+  private readonly staleReports = new Set<string>();
   /** Promotions this node decided while master, by database uid (for the metrics). */
   readonly promotions = new Map<number, number>();
   private readonly rebuilds: ReplicaRebuilds;
@@ -86,8 +88,12 @@ export class FailoverController {
   /**
    * Master shards whose node reports a handover (reconcilers/bdb-reconciler.ts:
    * the shard crashed, or its node returns and it may lack writes its replica
-   * took): a live replica is promoted, as in a node failover. A report of an
-   * older generation is stale (the placement has changed since) and ignored.
+   * took): a live replica is promoted, as in a node failover. A report is
+   * acted on only while it is current: of the database's generation (else the
+   * placement has changed since), and from the node's current incarnation,
+   * the `started_time` of its live record (else a process that is gone asked:
+   * a report written while a node shut down must not move the slots of a
+   * shard that came back clean). No live record: node failover decides.
    */
   private async handovers(): Promise<void> {
     for (const [key, o] of this.observed.items) {
@@ -96,6 +102,7 @@ export class FailoverController {
       const bdbUid = Number(key.split('/')[0]);
       const cached = this.m.databases().find((b) => b.uid === bdbUid);
       if (!cached || isGone(cached) || cached.generation !== o.generation) continue;
+      if (!this.currentIncarnation(key, o)) continue;
       for (const ask of asks) {
         const replicaOf = (shards: readonly { uid: number; role: string; node_uid: number; master_uid?: number }[]) =>
           shards.find((x) => x.role === 'slave' && x.master_uid === ask.uid && nodeIsUp(this.m, x.node_uid));
@@ -119,6 +126,21 @@ export class FailoverController {
         break; // the generation moved on: the next report is read on the next tick
       }
     }
+  }
+
+  /** Does report `o` (at `key`) come from its node's current run? A stale one is logged once. */
+  private currentIncarnation(key: string, o: ObservedRecord): boolean {
+    const started = this.m.live.items.get(String(o.node_uid))?.started_time;
+    if (o.incarnation !== undefined && o.incarnation === started) return true;
+    const seen = `${key}@${o.incarnation}/${o.generation}`;
+    if (!this.staleReports.has(seen)) {
+      this.staleReports.add(seen);
+      this.log.info(
+        { node: o.node_uid, key, reported_by: o.incarnation ?? null, running: started ?? null },
+        'ignoring a handover report of a run of the node that is not its current one',
+      );
+    }
+    return false;
   }
 
   private async tick(): Promise<void> {
