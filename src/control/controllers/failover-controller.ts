@@ -39,8 +39,6 @@ export interface FailoverHost extends RebuildHost, MasterLoopHost {
   replicaHa(): { enabled: boolean; graceSeconds: number };
 }
 
-export { planFailover, type FailoverPlan };
-
 export class FailoverController {
   private readonly loop: MasterLoop;
   /** Nodes this master has logged as dead (to log each change once). */
