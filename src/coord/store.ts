@@ -43,7 +43,6 @@ import {
 import { parseRecord, readRecord, readRecords, requireRecord, updateRecord } from './records.js';
 import { PrefixCache } from './watch.js';
 import { Seqs, commitWithSeqs, nextSeqAt, type SeqName, type SeqSnapshot } from './seqs.js';
-import { createJoinAction, joinsCache } from './joins.js';
 import { LeaseStore, type StoreLease, etcdLeaseOf } from './lease.js';
 import { StoreMembers } from './members.js';
 import { CertRotationStore, OperatorCertStore } from './cert-stores.js';
@@ -379,14 +378,23 @@ export class NodeStore {
 export class JoinStore {
   constructor(private readonly c: Etcd3) {}
 
-  /** The join record and its join_node action, in one transaction; false if either exists already. */
-  createWithAction(join: JoinRecord, action: ActionRecord): Promise<boolean> {
-    return createJoinAction(this.c, join, action);
+  /**
+   * Admit a join: its record and its `join_node` action in one transaction, so
+   * that there is never a join that no one follows. False if either exists already.
+   */
+  async createWithAction(join: JoinRecord, action: ActionRecord): Promise<boolean> {
+    const actionKey = KEYS.action(Number(action.action_uid));
+    const r = await this.c
+      .if(actionKey, 'Create', '==', 0)
+      .and(KEYS.join(join.uid), 'Create', '==', 0)
+      .then(this.c.put(KEYS.join(join.uid)).value(json(join)), this.c.put(actionKey).value(json(action)))
+      .commit();
+    return r.succeeded;
   }
 
-  /** The pending joins, watched. */
+  /** The pending joins, watched, by node uid (start it). */
   cache(): PrefixCache<JoinRecord> {
-    return joinsCache(this.c);
+    return new PrefixCache(this.c, KEYS.joinsPrefix, JoinRecord);
   }
 
   get(uid: number): Promise<JoinRecord | null> {

@@ -23,7 +23,6 @@ import pino from 'pino';
 import type { Etcd3 } from 'etcd3';
 import type { ActionRecord, JoinRecord } from '../../src/coord/schema.js';
 import { type ClusterStore, storeOf } from '../../src/coord/store.js';
-import { createJoinAction } from '../../src/coord/joins.js';
 import {
   JOIN_ACTION,
   JoinController,
@@ -102,7 +101,7 @@ async function admit(peer: string, timeoutMs: number): Promise<{ join: JoinRecor
     creation_time: join.started_time,
     steps: ['0% admitted'],
   };
-  assert.equal(await createJoinAction(etcd.client, join, action), true);
+  assert.equal(await storeOf(etcd.client).joins.createWithAction(join, action), true);
   return { join, action };
 }
 
