@@ -7,7 +7,8 @@
 import os from 'node:os';
 import type { Logger } from 'pino';
 import type { ClusterStore } from '../coord/store.js';
-import type { ClusterRecord } from '../coord/schema.js';
+import type { BdbRecord, ClusterRecord, ObservedRecord } from '../coord/schema.js';
+import type { PrefixCache } from '../coord/watch.js';
 import type { CertStore } from '../pki/certstore.js';
 import type { ServiceCerts } from '../pki/service-certs.js';
 import type { Plane } from '../pki/pki.js';
@@ -63,6 +64,9 @@ export class Loops {
   readonly clusterVersion: ClusterVersionController;
   /** Every node: the stored cluster version, and a member older than it kept from the master role. */
   readonly versionGuard: MasterVersionGuard;
+  /** The node's one watched copy of the databases and of every node's observed records, read by the loops below. */
+  private readonly bdbs: PrefixCache<BdbRecord>;
+  private readonly observed: PrefixCache<ObservedRecord>;
   private started = false;
 
   /** Build every loop (nothing runs yet) and register the control-RPC methods they answer. */
@@ -80,6 +84,11 @@ export class Loops {
       logLevel: log.level,
     });
     const dataplane = this.dataplane;
+    this.bdbs = store.bdbs.cache();
+    this.observed = store.observed.cache();
+    // The reconciler logs a database record it cannot read; an observed record is only skipped.
+    this.observed.on('malformed', (err: Error) => log.warn({ err: err.message }, 'ignoring a malformed observed record'));
+    const { bdbs, observed } = this;
     this.rotator = new CertRotator(
       {
         uid,
@@ -101,6 +110,7 @@ export class Loops {
         store,
         nodes: view.nodes,
         live: view.live,
+        bdbs,
         dataplane,
         failoverTimeoutSeconds: () => view.failoverTimeoutSeconds(),
         // The live record's started_time (control/membership/liveness.ts writes it from the same startedAt).
@@ -125,13 +135,14 @@ export class Loops {
       silentMs: (n: number) => view.silentMs(n),
       deadAfterMs: () => view.deadAfterMs(),
     };
-    this.controller = new BdbController(master, log.child({ component: 'bdb-controller' }));
+    this.controller = new BdbController({ ...master, bdbs, observed }, log.child({ component: 'bdb-controller' }));
     const controller = this.controller;
     this.failover = new FailoverController(
       {
         ...master,
+        observed,
         replicaHa: () => view.replicaHa(),
-        databases: () => reconciler.bdbs.values(),
+        databases: () => bdbs.values(),
         syncOf: (bdb, shard, node) => controller.syncOf(bdb, shard, node),
       },
       log.child({ component: 'failover' }),
@@ -187,6 +198,7 @@ export class Loops {
     this.started = true;
     await this.versionGuard.start();
     await this.rotator.start();
+    await Promise.all([this.bdbs.start(), this.observed.start()]);
     await this.reconciler.start();
     await this.controller.start();
     this.failover.start();
@@ -219,6 +231,7 @@ export class Loops {
       this.failover.stop();
       await this.controller.stop().catch(warn('the database controller'));
       await this.reconciler.stop().catch(warn('the reconciler'));
+      await Promise.all([this.bdbs.stop(), this.observed.stop()]).catch(warn('the database and observed-record watches'));
       await this.rotator.stop().catch(warn('certificate rotation'));
     }
     await this.dataplane.stop().catch(warn('the data plane'));

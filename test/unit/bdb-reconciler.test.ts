@@ -79,12 +79,15 @@ test('a database record in the store: the reconciler starts its shard, reports t
   });
   const configs: number[][] = [];
   const setConfig = dataplane.setConfig.bind(dataplane);
+  // The node's watched databases: node/loops.ts builds and starts one cache that its loops share.
+  const bdbs = store.bdbs.cache();
   const host = {
     uid: 1,
     cfg,
     store,
     nodes: view.nodes,
     live: view.live,
+    bdbs,
     dataplane: {
       on: dataplane.on.bind(dataplane),
       tunnelPorts: dataplane.tunnelPorts,
@@ -98,6 +101,7 @@ test('a database record in the store: the reconciler starts its shard, reports t
     incarnation: INCARNATION,
   };
   await view.start();
+  await bdbs.start();
   // This node's run before a restart asked for a handover of a master shard: that process is gone, the report is cleared at start.
   const stale: ObservedRecord = {
     node_uid: 1,
@@ -128,6 +132,7 @@ test('a database record in the store: the reconciler starts its shard, reports t
     await waitFor('shard 7 is stopped', () => r.shardProcess(7) === undefined, 20_000);
   } finally {
     await r.stop();
+    await bdbs.stop();
     await view.stop();
   }
 });

@@ -57,18 +57,20 @@ class Host implements FailoverHost {
   readonly nodes: PrefixCache<NodeRecord>;
   readonly live: PrefixCache<LiveRecord>;
   readonly bdbs: PrefixCache<BdbRecord>;
+  readonly observed: PrefixCache<ObservedRecord>;
 
   constructor(store: ClusterStore) {
     this.store = store;
     this.nodes = store.nodes.cache();
     this.live = store.nodes.liveCache();
     this.bdbs = store.bdbs.cache();
+    this.observed = store.observed.cache();
   }
   async start(): Promise<void> {
-    await Promise.all([this.nodes.start(), this.live.start(), this.bdbs.start()]);
+    await Promise.all([this.nodes.start(), this.live.start(), this.bdbs.start(), this.observed.start()]);
   }
   async stop(): Promise<void> {
-    await Promise.all([this.nodes.stop(), this.live.stop(), this.bdbs.stop()]);
+    await Promise.all([this.nodes.stop(), this.live.stop(), this.bdbs.stop(), this.observed.stop()]);
   }
   isMaster(): boolean {
     return this.master;

@@ -30,6 +30,8 @@ import { bumped, isGone, planFailover, promote, type FailoverPlan } from '../mod
 export interface FailoverHost extends RebuildHost, MasterLoopHost {
   readonly nodes: PrefixCache<NodeRecord>;
   readonly live: PrefixCache<LiveRecord>;
+  /** Every node's observed records, watched (the node's one cache of them; its owner starts and stops it). */
+  readonly observed: PrefixCache<ObservedRecord>;
   readonly uid: number;
   /** How long node `uid` has sent no heartbeat, in ms; undefined while this node's own view is not current. */
   silentMs(uid: number): number | undefined;
@@ -58,8 +60,7 @@ export class FailoverController {
     private readonly log: Logger,
   ) {
     this.rebuilds = new ReplicaRebuilds(m, log);
-    this.observed = m.store.observed.cache();
-    this.observed.on('malformed', (err: Error) => this.log.warn({ err: err.message }, 'ignoring a malformed observed record'));
+    this.observed = m.observed;
     this.loop = new MasterLoop(
       m,
       250,
@@ -76,10 +77,6 @@ export class FailoverController {
   start(): void {
     this.m.live.on('change', this.loop.kick);
     this.observed.on('change', this.loop.kick);
-    // Until it has loaded, handover reports wait; a failed start is retried by nothing, so it is logged loudly.
-    this.observed
-      .start()
-      .catch((err) => this.log.error({ err: (err as Error).message }, 'cannot watch observed records: shard handovers wait'));
     this.loop.start();
   }
 
@@ -203,6 +200,5 @@ export class FailoverController {
 
   stop(): void {
     this.loop.stop();
-    void this.observed.stop().catch((err) => this.log.warn({ err: (err as Error).message }, 'stopping the observed-record watch failed'));
   }
 }

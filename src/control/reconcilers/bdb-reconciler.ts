@@ -46,6 +46,8 @@ export interface ReconcilerHost {
   readonly cfg: NodeConfig;
   readonly nodes: PrefixCache<NodeRecord>;
   readonly live: PrefixCache<LiveRecord>;
+  /** The databases' desired state, watched: the node's one cache of it (its owner starts and stops it). */
+  readonly bdbs: PrefixCache<BdbRecord>;
   /** This node's data-plane worker: its endpoints, links and tunnels (built before the reconciler, by src/node). */
   readonly dataplane: Pick<DataplaneHost, 'on' | 'tunnelPorts' | 'setConfig' | 'endpoints'>;
   failoverTimeoutSeconds(): number;
@@ -98,7 +100,7 @@ export class BdbReconciler {
     private readonly log: Logger,
   ) {
     this.store = m.store;
-    this.bdbs = this.store.bdbs.cache();
+    this.bdbs = m.bdbs;
     this.bdbs.on('malformed', (err: Error) =>
       this.log.error(
         { err: err.message },
@@ -109,7 +111,6 @@ export class BdbReconciler {
 
   async start(): Promise<void> {
     await this.clearHandovers();
-    await this.bdbs.start();
     this.bdbs.on('change', () => this.schedule());
     this.m.nodes.on('change', () => this.schedule());
     this.m.dataplane.on('tunnel', () => this.schedule());
@@ -519,7 +520,6 @@ export class BdbReconciler {
     this.stopped = true;
     clearTimeout(this.timer);
     clearInterval(this.refresh);
-    await this.bdbs.stop();
     await Promise.all([...this.shards.values()].map((s) => s.stop()));
   }
 }
