@@ -11,7 +11,7 @@
 // shards really promoted) is test/integration/node-failover.test.ts.
 //
 // Address: etcd listens on 127.0.54.1 (client 25400, peer 25410).
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import pino from 'pino';
 import type { Lease } from 'etcd3';
@@ -27,7 +27,7 @@ import type { PrefixCache } from '../../src/coord/watch.js';
 import { type ClusterStore, storeOf } from '../../src/coord/store.js';
 import { FailoverController, type FailoverHost } from '../../src/control/controllers/failover-controller.js';
 import { REBUILD_ACTION } from '../../src/control/controllers/replica-rebuilds.js';
-import { startScratchEtcd, type ScratchEtcd } from '../support/etcd.js';
+import { scratchEtcdForFile } from '../support/etcd.js';
 import { sleep, waitFor } from '../support/wait.js';
 import { nodeRecord } from '../support/api-host.js';
 
@@ -36,14 +36,7 @@ const DEAD_AFTER_MS = 5000;
 /** The controller's loop runs every 250 ms: this many ms is a few ticks, for "nothing happens". */
 const A_FEW_TICKS_MS = 600;
 const log = pino({ level: 'silent' });
-let etcd: ScratchEtcd;
-
-before(async () => {
-  etcd = await startScratchEtcd(HOST, 25400, 25410);
-});
-after(async () => {
-  await etcd?.stop();
-});
+const scratch = scratchEtcdForFile(HOST, 25400, 25410);
 
 /** The membership as the failover controller sees it on node 1: real caches of the store, and the silence the heartbeats would report. */
 class Host implements FailoverHost {
@@ -131,12 +124,12 @@ const startedOf = (u: number) => new Date(Date.UTC(2026, 0, 1, 0, 0, u)).toISOSt
  * and a started host over it.
  */
 async function world(members: number[], live: number[], db: BdbRecord): Promise<{ host: Host; lease: Lease; done: () => Promise<void> }> {
-  await etcd.client.delete().prefix('/tessera/');
-  const store = storeOf(etcd.client);
+  await scratch.client.delete().prefix('/tessera/');
+  const store = storeOf(scratch.client);
   for (const u of members) await store.nodes.put(nodeRecord(u, `127.0.54.${10 + u}`));
-  const lease = etcd.client.lease(60);
+  const lease = scratch.client.lease(60);
   for (const u of live) await store.nodes.putLive(lease, { uid: u, started_time: startedOf(u), pid: process.pid });
-  await etcd.client.put(KEYS.bdb(db.uid)).value(JSON.stringify(db));
+  await scratch.client.put(KEYS.bdb(db.uid)).value(JSON.stringify(db));
   const host = new Host(store);
   await host.start();
   const done = async () => {
@@ -148,12 +141,25 @@ async function world(members: number[], live: number[], db: BdbRecord): Promise<
 
 /** The stored record, and how many times it was written (etcd's per-key version). */
 async function stored(uid: number): Promise<{ rec: BdbRecord; writes: number }> {
-  const kv = (await etcd.client.get(KEYS.bdb(uid)).exec()).kvs[0];
+  const kv = (await scratch.client.get(KEYS.bdb(uid)).exec()).kvs[0];
   assert.ok(kv, `database ${uid} is stored`);
   return { rec: JSON.parse(kv.value.toString()) as BdbRecord, writes: Number(kv.version) };
 }
 
 const shardOf = (b: BdbRecord, uid: number) => b.shards.find((s) => s.uid === uid);
+
+/** Wait (up to 5 s) until shard `shard` of database `uid` is stored as master: the record then, and its write count. */
+function promoted(uid: number, shard: number): Promise<{ rec: BdbRecord; writes: number }> {
+  return waitFor(
+    `shard ${shard} of database ${uid} promoted`,
+    async () => {
+      const s = await stored(uid);
+      return shardOf(s.rec, shard)?.role === 'master' ? s : undefined;
+    },
+    5000,
+    50,
+  );
+}
 
 test('a dead node: its master shard hands its slots to the replica on a live node in one write, and the sibling replica follows it', async () => {
   // Master 11 on node 2, replicas 12 on node 3 and 13 on node 1; node 2 is silent past the failover timeout and has no liveness record.
@@ -167,15 +173,7 @@ test('a dead node: its master shard hands its slots to the replica on a live nod
   const ctl = new FailoverController(host, log);
   ctl.start();
   try {
-    const after = await waitFor(
-      'the replica promoted',
-      async () => {
-        const s = await stored(1);
-        return shardOf(s.rec, 12)?.role === 'master' ? s : undefined;
-      },
-      5000,
-      50,
-    );
+    const after = await promoted(1, 12);
     assert.deepEqual(shardOf(after.rec, 12), { uid: 12, role: 'master', node_uid: 3, slots: ALL });
     assert.deepEqual(shardOf(after.rec, 11), { uid: 11, role: 'slave', node_uid: 2, slots: ALL, master_uid: 12 });
     assert.deepEqual(shardOf(after.rec, 13), { uid: 13, role: 'slave', node_uid: 1, slots: ALL, master_uid: 12 });
@@ -205,15 +203,7 @@ test('with replica high availability the old master, now a replica, is placed on
   const ctl = new FailoverController(host, log);
   ctl.start();
   try {
-    const after = await waitFor(
-      'the replica promoted',
-      async () => {
-        const s = await stored(2);
-        return shardOf(s.rec, 22)?.role === 'master' ? s : undefined;
-      },
-      5000,
-      50,
-    );
+    const after = await promoted(2, 22);
     assert.deepEqual(shardOf(after.rec, 22), { uid: 22, role: 'master', node_uid: 3, slots: ALL });
     assert.deepEqual(shardOf(after.rec, 21), { uid: 21, role: 'slave', node_uid: 1, slots: ALL, master_uid: 22 });
     assert.equal(after.rec.generation, 4);
@@ -256,13 +246,11 @@ test('a node that is not the master, or whose view is not current, or that canno
     assert.equal((await stored(3)).writes, 1, 'its own heartbeats are not coming back');
     // The same node once it can judge: the failover happens (the setup was one that fails over).
     host.silence = { 2: DEAD_AFTER_MS + 1000 };
-    const after = await waitFor('the replica promoted', async () => {
-      const s = await stored(3);
-      return shardOf(s.rec, 32)?.role === 'master' ? s : undefined;
-    });
+    const after = await promoted(3, 32);
     assert.equal(after.writes, 2);
     assert.equal(after.rec.generation, 10);
-    assert.equal(ctl.promotions.get(3), 1);
+    // Counted once the controller's write returns, a moment after the store has it.
+    await waitFor('the promotion counted', () => ctl.promotions.get(3) === 1, 2000, 20);
   } finally {
     ctl.stop();
     await done();
@@ -305,15 +293,7 @@ test("a master shard's crash reported for the current generation promotes its li
     assert.equal(shardOf(s.rec, 41)?.role, 'master');
 
     await host.store.observed.put(4, 2, crashed(2, 7, 41));
-    s = await waitFor(
-      'the replica promoted',
-      async () => {
-        const x = await stored(4);
-        return shardOf(x.rec, 42)?.role === 'master' ? x : undefined;
-      },
-      5000,
-      50,
-    );
+    s = await promoted(4, 42);
     assert.deepEqual(shardOf(s.rec, 42), { uid: 42, role: 'master', node_uid: 3, slots: ALL });
     assert.deepEqual(shardOf(s.rec, 41), { uid: 41, role: 'slave', node_uid: 2, slots: ALL, master_uid: 42 });
     assert.deepEqual(shardOf(s.rec, 43), { uid: 43, role: 'slave', node_uid: 1, slots: ALL, master_uid: 42 });
@@ -375,19 +355,12 @@ test("a handover report from a past run of the node (a restart since) or naming 
 
     // The same report from the node's current run: the replica takes over.
     await host.store.observed.put(6, 2, crashed(2, 3, 61));
-    s = await waitFor(
-      'the replica promoted',
-      async () => {
-        const x = await stored(6);
-        return shardOf(x.rec, 62)?.role === 'master' ? x : undefined;
-      },
-      5000,
-      50,
-    );
+    s = await promoted(6, 62);
     assert.deepEqual(shardOf(s.rec, 61), { uid: 61, role: 'slave', node_uid: 2, slots: ALL, master_uid: 62 });
     assert.equal(s.rec.generation, 4);
     assert.equal(s.writes, 2);
-    assert.equal(ctl.promotions.get(6), 1);
+    // Counted once the controller's write returns, a moment after the store has it.
+    await waitFor('the promotion counted', () => ctl.promotions.get(6) === 1, 2000, 20);
   } finally {
     ctl.stop();
     await done();
@@ -409,7 +382,7 @@ test("a node's handover reports are cleared at its start (store.observed.dropHan
     await host.store.observed.put(8, 2, quiet);
     assert.deepEqual(await host.store.observed.dropHandovers(2), [7]);
     const read = async (b: number, n: number) =>
-      JSON.parse((await etcd.client.get(KEYS.observed(b, n)).string()) ?? 'null') as ObservedRecord;
+      JSON.parse((await scratch.client.get(KEYS.observed(b, n)).string()) ?? 'null') as ObservedRecord;
     const { handover: _, ...withoutHandover } = mine.shards[0]!;
     assert.deepEqual(await read(7, 2), { ...mine, shards: [withoutHandover] });
     assert.deepEqual(await read(7, 3), other);
