@@ -33,8 +33,9 @@ import { nodeRecord } from '../support/api-host.js';
 
 const HOST = '127.0.54.1';
 const DEAD_AFTER_MS = 5000;
-/** The controller's loop runs every 250 ms: this many ms is a few ticks, for "nothing happens". */
-const A_FEW_TICKS_MS = 600;
+/** The controller's loop runs every TICK_MS here (250 ms in a node): A_FEW_TICKS_MS is a few ticks, for "nothing happens". */
+const TICK_MS = 50;
+const A_FEW_TICKS_MS = 250;
 const log = pino({ level: 'silent' });
 const scratch = scratchEtcdForFile(HOST, 25400, 25410);
 
@@ -170,7 +171,7 @@ test('a dead node: its master shard hands its slots to the replica on a live nod
   ]);
   const { host, done } = await world([1, 2, 3], [1, 3], db);
   host.silence = { 2: DEAD_AFTER_MS + 1000 };
-  const ctl = new FailoverController(host, log);
+  const ctl = new FailoverController(host, log, TICK_MS);
   ctl.start();
   try {
     const after = await promoted(1, 12);
@@ -200,7 +201,7 @@ test('with replica high availability the old master, now a replica, is placed on
   const { host, done } = await world([1, 2, 3], [1, 3], db);
   host.silence = { 2: DEAD_AFTER_MS + 1000 };
   host.haEnabled = true;
-  const ctl = new FailoverController(host, log);
+  const ctl = new FailoverController(host, log, TICK_MS);
   ctl.start();
   try {
     const after = await promoted(2, 22);
@@ -230,7 +231,7 @@ test('a node that is not the master, or whose view is not current, or that canno
   ]);
   const { host, done } = await world([1, 2, 3], [1, 3], db);
   host.silence = { 2: DEAD_AFTER_MS + 1000 };
-  const ctl = new FailoverController(host, log);
+  const ctl = new FailoverController(host, log, TICK_MS);
   try {
     host.master = false;
     ctl.start();
@@ -280,7 +281,7 @@ test("a master shard's crash reported for the current generation promotes its li
     { uid: 43, role: 'slave', node_uid: 1, slots: ALL, master_uid: 41 },
   ]);
   const { host, done } = await world([1, 2, 3], [1, 2, 3], db);
-  const ctl = new FailoverController(host, log);
+  const ctl = new FailoverController(host, log, TICK_MS);
   ctl.start();
   try {
     // Reported against generation 6: the placement changed since, the report is about another one.
@@ -316,7 +317,7 @@ test('a crash report when no replica is on a live node leaves the master where i
   ]);
   // Node 3 holds no liveness record: its replica cannot take over.
   const { host, done } = await world([1, 2, 3], [1, 2], db);
-  const ctl = new FailoverController(host, log);
+  const ctl = new FailoverController(host, log, TICK_MS);
   ctl.start();
   try {
     await host.store.observed.put(5, 2, crashed(2, 2, 51));
@@ -337,7 +338,7 @@ test("a handover report from a past run of the node (a restart since) or naming 
     { uid: 62, role: 'slave', node_uid: 3, slots: ALL, master_uid: 61 },
   ]);
   const { host, done } = await world([1, 2, 3], [1, 2, 3], db);
-  const ctl = new FailoverController(host, log);
+  const ctl = new FailoverController(host, log, TICK_MS);
   ctl.start();
   try {
     // Written by node 2's run before its restart, for the generation that is still current: the shard came back clean.

@@ -41,6 +41,9 @@ export interface FailoverHost extends RebuildHost, MasterLoopHost {
   replicaHa(): { enabled: boolean; graceSeconds: number };
 }
 
+/** How often the master judges silence and reads handover reports (dead nodes are judged in seconds; this is a small part of it). */
+const TICK_MS = 250;
+
 export class FailoverController {
   private readonly loop: MasterLoop;
   /** Nodes this master has logged as dead (to log each change once). */
@@ -58,12 +61,14 @@ export class FailoverController {
   constructor(
     private readonly m: FailoverHost & StoreHost,
     private readonly log: Logger,
+    /** How often the master looks (the unit tests look more often). */
+    tickMs = TICK_MS,
   ) {
     this.rebuilds = new ReplicaRebuilds(m, log);
     this.observed = m.observed;
     this.loop = new MasterLoop(
       m,
-      250,
+      tickMs,
       log,
       'failover tick',
       () => this.tick(),
