@@ -354,14 +354,13 @@ export function isStoreUnavailable(err: unknown): boolean {
 }
 
 /** Wait until the member answers a linearizable read (a learner never does until promoted). */
-export async function waitReady(store: Etcd3 | { ping(): Promise<void> }, member: EtcdMember, timeoutMs: number): Promise<void> {
-  const ping = store instanceof Etcd3 ? () => store.get('/tessera/ping').exec() : () => store.ping();
+export async function waitReady(store: { ping(): Promise<void> }, member: EtcdMember, timeoutMs: number): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   let last = '';
   while (Date.now() < deadline) {
     if (!member.running) throw new Error(`etcd exited: ${member.logTail()}`);
     try {
-      await ping();
+      await store.ping();
       return;
     } catch (err) {
       last = (err as Error).message;

@@ -388,6 +388,11 @@ export const ObservedRecord = Type.Object({
   error: Type.Optional(Type.String()),
   fatal: Type.Optional(Type.Boolean()),
   endpoint: Type.Optional(Type.Object({ port: Type.Integer(), listening: Type.Boolean(), error: Type.Optional(Type.String()) })),
+  /**
+   * Which run of the node wrote it: the `started_time` of that process's live record (0.2; 0.1.0 nodes
+   * write none). A shard's `handover` counts only while this is the node's current one.
+   */
+  incarnation: Type.Optional(Type.String()),
   shards: Type.Array(
     Type.Object({
       uid: Uid,

@@ -43,7 +43,6 @@ import {
 import { parseRecord, readRecord, readRecords, requireRecord, updateRecord } from './records.js';
 import { PrefixCache } from './watch.js';
 import { Seqs, commitWithSeqs, nextSeqAt, type SeqName, type SeqSnapshot } from './seqs.js';
-import { createJoinAction, joinsCache } from './joins.js';
 import { LeaseStore, type StoreLease, etcdLeaseOf } from './lease.js';
 import { StoreMembers } from './members.js';
 import { CaRolloverStore, CertRotationStore, OperatorCertStore } from './cert-stores.js';
@@ -114,6 +113,25 @@ export class ObservedStore {
   /** What node `node` reports of database `bdb`. */
   async put(bdb: number, node: number, rec: ObservedRecord): Promise<void> {
     await this.c.put(KEYS.observed(bdb, node)).value(json(rec));
+  }
+
+  /**
+   * Node `node`'s reports that still ask for a shard handover, rewritten
+   * without it (compare-and-swap each): a node clears them at start, since the
+   * process that asked is gone. Resolves with the databases whose report changed.
+   */
+  async dropHandovers(node: number): Promise<number[]> {
+    const changed: number[] = [];
+    for (const [key, rec] of await readRecords(this.c, KEYS.observedPrefix, ObservedRecord)) {
+      if (rec.node_uid !== node || !rec.shards.some((s) => s.handover)) continue;
+      let dropped = false;
+      await updateRecord(this.c, key, ObservedRecord, (cur) => {
+        dropped = !!cur?.shards.some((s) => s.handover);
+        return dropped && cur ? { ...cur, shards: cur.shards.map(({ handover: _, ...s }) => s) } : undefined;
+      });
+      if (dropped) changed.push(Number(key.slice(KEYS.observedPrefix.length).split('/')[0]));
+    }
+    return changed;
   }
 
   /** Every node's report of one database (it was deleted). */
@@ -360,14 +378,23 @@ export class NodeStore {
 export class JoinStore {
   constructor(private readonly c: Etcd3) {}
 
-  /** The join record and its join_node action, in one transaction; false if either exists already. */
-  createWithAction(join: JoinRecord, action: ActionRecord): Promise<boolean> {
-    return createJoinAction(this.c, join, action);
+  /**
+   * Admit a join: its record and its `join_node` action in one transaction, so
+   * that there is never a join that no one follows. False if either exists already.
+   */
+  async createWithAction(join: JoinRecord, action: ActionRecord): Promise<boolean> {
+    const actionKey = KEYS.action(Number(action.action_uid));
+    const r = await this.c
+      .if(actionKey, 'Create', '==', 0)
+      .and(KEYS.join(join.uid), 'Create', '==', 0)
+      .then(this.c.put(KEYS.join(join.uid)).value(json(join)), this.c.put(actionKey).value(json(action)))
+      .commit();
+    return r.succeeded;
   }
 
-  /** The pending joins, watched. */
+  /** The pending joins, watched, by node uid (start it). */
   cache(): PrefixCache<JoinRecord> {
-    return joinsCache(this.c);
+    return new PrefixCache(this.c, KEYS.joinsPrefix, JoinRecord);
   }
 
   get(uid: number): Promise<JoinRecord | null> {

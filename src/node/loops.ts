@@ -7,7 +7,8 @@
 import os from 'node:os';
 import type { Logger } from 'pino';
 import type { ClusterStore } from '../coord/store.js';
-import type { ClusterRecord } from '../coord/schema.js';
+import type { BdbRecord, ClusterRecord, ObservedRecord } from '../coord/schema.js';
+import type { PrefixCache } from '../coord/watch.js';
 import type { CertStore } from '../pki/certstore.js';
 import type { ServiceCerts } from '../pki/service-certs.js';
 import type { Plane } from '../pki/pki.js';
@@ -33,7 +34,7 @@ import { ActionRetention } from '../control/controllers/action-retention.js';
 import { JoinController } from '../control/controllers/join-controller.js';
 import { ClusterVersionController } from '../control/controllers/cluster-version.js';
 import { MasterVersionGuard } from '../control/reconcilers/master-version-guard.js';
-import { clusterAtLeast } from '../control/model/version-gates.js';
+import { clusterAtLeast, membersOlderThan } from '../control/model/version-gates.js';
 
 /** The membership parts and the node's own things the loops are built from. */
 export interface LoopParts {
@@ -67,6 +68,9 @@ export class Loops {
   readonly clusterVersion: ClusterVersionController;
   /** Every node: the stored cluster version, and a member older than it kept from the master role. */
   readonly versionGuard: MasterVersionGuard;
+  /** The node's one watched copy of the databases and of every node's observed records, read by the loops below. */
+  private readonly bdbs: PrefixCache<BdbRecord>;
+  private readonly observed: PrefixCache<ObservedRecord>;
   private started = false;
 
   /** Build every loop (nothing runs yet) and register the control-RPC methods they answer. */
@@ -84,6 +88,11 @@ export class Loops {
       logLevel: log.level,
     });
     const dataplane = this.dataplane;
+    this.bdbs = store.bdbs.cache();
+    this.observed = store.observed.cache();
+    // The reconciler logs a database record it cannot read; an observed record is only skipped.
+    this.observed.on('malformed', (err: Error) => log.warn({ err: err.message }, 'ignoring a malformed observed record'));
+    const { bdbs, observed } = this;
     this.rotator = new CertRotator(
       {
         uid,
@@ -100,16 +109,26 @@ export class Loops {
       log.child({ component: 'cert-rotation' }),
     );
     this.reconciler = new BdbReconciler(
-      { uid, cfg, store, nodes: view.nodes, live: view.live, dataplane, failoverTimeoutSeconds: () => view.failoverTimeoutSeconds() },
+      {
+        uid,
+        cfg,
+        store,
+        nodes: view.nodes,
+        live: view.live,
+        bdbs,
+        dataplane,
+        failoverTimeoutSeconds: () => view.failoverTimeoutSeconds(),
+        // The live record's started_time (control/membership/liveness.ts writes it from the same startedAt).
+        incarnation: new Date(p.startedAt).toISOString(),
+      },
       log.child({ component: 'reconciler' }),
     );
     const reconciler = this.reconciler;
-    // The reconciler still writes the promotion of a crashed or returning master itself, as 0.1.0 does.
-    // Its report-only path (the cluster master hands over) is built and unit-tested, but a report written
-    // while a node shuts down outlives its restart with the same generation, and the master then promotes
-    // a replica of a shard that came back clean (full-restart test: a snapshot database lost one shard's
-    // keys). It is switched on once a report names the node's incarnation.
-    reconciler.reportOnly = () => false;
+    // One writer per decision: the reconciler only reports a crashed or returning master (`handover`, naming
+    // this run of the node) and the cluster master's FailoverController promotes. A 0.1.0 master never
+    // reads reports, so while the cluster version is 0.1 or any member still runs 0.1.0 the reconciler
+    // writes the promotion itself, as 0.1.0 nodes do.
+    reconciler.reportOnly = () => this.clusterAtLeast('0.2') && membersOlderThan(this.versionGuard.view(), '0.2').length === 0;
     // What every master loop reads: the role, whether this node's view is current, and who is up.
     const master = {
       uid,
@@ -121,13 +140,14 @@ export class Loops {
       silentMs: (n: number) => view.silentMs(n),
       deadAfterMs: () => view.deadAfterMs(),
     };
-    this.controller = new BdbController(master, log.child({ component: 'bdb-controller' }));
+    this.controller = new BdbController({ ...master, bdbs, observed }, log.child({ component: 'bdb-controller' }));
     const controller = this.controller;
     this.failover = new FailoverController(
       {
         ...master,
+        observed,
         replicaHa: () => view.replicaHa(),
-        databases: () => reconciler.bdbs.values(),
+        databases: () => bdbs.values(),
         syncOf: (bdb, shard, node) => controller.syncOf(bdb, shard, node),
       },
       log.child({ component: 'failover' }),
@@ -184,6 +204,7 @@ export class Loops {
     this.started = true;
     await this.versionGuard.start();
     await this.rotator.start();
+    await Promise.all([this.bdbs.start(), this.observed.start()]);
     await this.reconciler.start();
     await this.controller.start();
     this.failover.start();
@@ -218,6 +239,7 @@ export class Loops {
       this.failover.stop();
       await this.controller.stop().catch(warn('the database controller'));
       await this.reconciler.stop().catch(warn('the reconciler'));
+      await Promise.all([this.bdbs.stop(), this.observed.stop()]).catch(warn('the database and observed-record watches'));
       await this.rotator.stop().catch(warn('certificate rotation'));
     }
     await this.dataplane.stop().catch(warn('the data plane'));

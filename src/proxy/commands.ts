@@ -16,7 +16,7 @@
  * drift shows up as a failing test rather than a misrouted command.
  */
 
-import { internName } from './resp-request.js';
+import { internName } from './resp-inline.js';
 import { COMMAND_TABLE } from './command-table.js';
 
 // redis command flags (COMMAND INFO's third field), as bits.

@@ -4,8 +4,8 @@
  * `RequestParser` accepts exactly what redis-server 7.0 accepts (multibulk and
  * inline), reports protocol errors with redis's own texts, and hands each
  * command back as a `RespCommand` with its original bytes so the proxy can
- * forward them without re-encoding. `internName` and `splitInlineArgs` are the
- * helpers it uses to read command names and inline requests as redis does.
+ * forward them without re-encoding. `internName` and `splitInlineArgs`
+ * (resp-inline.ts) read command names and inline requests as redis does.
  * Shard replies are read by `resp-reply.ts`; the replies the proxy writes
  * itself are built by `resp-encode.ts`.
  *
@@ -36,9 +36,6 @@
 
 import { CR, DOLLAR, EMPTY, LF, MINUS, STAR } from './resp-bytes.js';
 import { internName, splitInlineArgs } from './resp-inline.js';
-
-// Re-exported: callers take them from the request parser's module.
-export { internName, splitInlineArgs };
 
 /** redis's PROTO_INLINE_MAX_SIZE: the longest inline request or length line. */
 export const PROTO_INLINE_MAX_SIZE = 64 * 1024;

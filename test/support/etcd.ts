@@ -4,11 +4,13 @@
 // caller's, its data in /dev/shm when there is one. The reaper kills it if the test process dies first; `stop()`
 // kills it and removes its directory.
 import { spawn, type ChildProcess } from 'node:child_process';
+import { after, before } from 'node:test';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Etcd3 } from 'etcd3';
 import { clientBehaviour } from '../../src/coord/etcd.js';
+import { type ClusterStore, storeOf } from '../../src/coord/store.js';
 import { reap } from './reaper.js';
 import { waitFor } from './wait.js';
 
@@ -83,4 +85,28 @@ export async function startScratchEtcd(host: string, clientPort = 23790, peerPor
     throw err;
   }
   return { proc, dir, client: c, log: () => out, stop };
+}
+
+/** One scratch etcd of a test file, with its client and typed store (set once the file's `before` hook ran). */
+export interface FileEtcd {
+  etcd: ScratchEtcd;
+  client: Etcd3;
+  store: ClusterStore;
+}
+
+/**
+ * The preamble of a unit test file over one scratch etcd: started before the
+ * file's first test, stopped after its last. Read the fields inside tests.
+ */
+export function scratchEtcdForFile(host: string, clientPort?: number, peerPort?: number): FileEtcd {
+  const f = {} as FileEtcd;
+  before(async () => {
+    f.etcd = await startScratchEtcd(host, clientPort, peerPort);
+    f.client = f.etcd.client;
+    f.store = storeOf(f.client);
+  });
+  after(async () => {
+    await f.etcd?.stop();
+  });
+  return f;
 }

@@ -1,12 +1,12 @@
 // Finished actions do not pile up: the newest KEEP finished ones stay, older
 // finished ones go, running ones are never touched; only the master removes.
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import pino from 'pino';
 import { ActionRetention, expiredActions } from '../../src/control/controllers/action-retention.js';
 import { storeOf } from '../../src/coord/store.js';
 import type { ActionRecord } from '../../src/coord/schema.js';
-import { startScratchEtcd, type ScratchEtcd } from '../support/etcd.js';
+import { scratchEtcdForFile } from '../support/etcd.js';
 import { waitFor, sleep } from '../support/wait.js';
 
 const act = (uid: number, status: ActionRecord['status']): ActionRecord => ({
@@ -31,18 +31,12 @@ test('expiredActions: finished actions beyond the newest `keep`, oldest first; r
   );
 });
 
-let etcd: ScratchEtcd;
-before(async () => {
-  etcd = await startScratchEtcd('127.0.28.1', 23820);
-});
-after(async () => {
-  await etcd?.stop();
-});
+const scratch = scratchEtcdForFile('127.0.28.1', 23820);
 
 test('the master removes old finished actions from the store; a non-master removes nothing', async () => {
-  const store = storeOf(etcd.client).actions;
+  const store = storeOf(scratch.client).actions;
   for (let i = 0; i < 8; i++) await store.create('update_bdb', `bdb:${i}`, { status: i === 0 ? 'active' : 'completed' });
-  const host = { store: storeOf(etcd.client), master: false, isMaster: () => host.master, storeIsCurrent: () => true };
+  const host = { store: storeOf(scratch.client), master: false, isMaster: () => host.master, storeIsCurrent: () => true };
   const log = pino({ level: 'silent' });
   const r = new ActionRetention(host, log, 3, 100);
   r.start();

@@ -2,7 +2,8 @@
 // real redis-server: given the view's caches and a data-plane host (built,
 // its worker not started: the configuration it is handed is kept), a
 // database record written in the store makes it start this node's shard and
-// report the generation it converged to; deleting the record stops the shard.
+// report the generation it converged to (naming the node's run); deleting the
+// record stops the shard. Its run's old handover reports are cleared at start.
 import { test, after, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -10,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
 import { storeOf } from '../../src/coord/store.js';
-import { KEYS, type BdbRecord } from '../../src/coord/schema.js';
+import { KEYS, type BdbRecord, type ObservedRecord } from '../../src/coord/schema.js';
 import { ClusterView } from '../../src/control/membership/cluster-view.js';
 import { BdbReconciler } from '../../src/control/reconcilers/bdb-reconciler.js';
 import { DataplaneHost } from '../../src/dataplane/host.js';
@@ -20,6 +21,8 @@ import { waitFor } from '../support/wait.js';
 
 const log = pino({ level: 'silent' });
 const ADDR = '127.0.47.1';
+/** This run of the node (its live record's started_time). */
+const INCARNATION = '2026-01-01T00:00:00.000Z';
 
 let etcd: ScratchEtcd;
 let dataDir: string;
@@ -76,12 +79,15 @@ test('a database record in the store: the reconciler starts its shard, reports t
   });
   const configs: number[][] = [];
   const setConfig = dataplane.setConfig.bind(dataplane);
+  // The node's watched databases: node/loops.ts builds and starts one cache that its loops share.
+  const bdbs = store.bdbs.cache();
   const host = {
     uid: 1,
     cfg,
     store,
     nodes: view.nodes,
     live: view.live,
+    bdbs,
     dataplane: {
       on: dataplane.on.bind(dataplane),
       tunnelPorts: dataplane.tunnelPorts,
@@ -92,11 +98,25 @@ test('a database record in the store: the reconciler starts its shard, reports t
       },
     },
     failoverTimeoutSeconds: () => view.failoverTimeoutSeconds(),
+    incarnation: INCARNATION,
   };
   await view.start();
+  await bdbs.start();
+  // This node's run before a restart asked for a handover of a master shard: that process is gone, the report is cleared at start.
+  const stale: ObservedRecord = {
+    node_uid: 1,
+    generation: 4,
+    incarnation: '2025-12-31T00:00:00.000Z',
+    converged: false,
+    shards: [{ uid: 90, role: 'master', status: 'down', handover: 'crashed' }],
+    time: new Date().toISOString(),
+  };
+  await etcd.client.put(KEYS.observed(9, 1)).value(JSON.stringify(stale));
   const r = new BdbReconciler(host, log);
   await r.start();
   try {
+    const cleared = (await etcd.client.get(KEYS.observed(9, 1)).json()) as ObservedRecord;
+    assert.deepEqual(cleared.shards, [{ uid: 90, role: 'master', status: 'down' }], 'the old handover is cleared at start');
     await etcd.client.put(KEYS.bdb(3)).value(JSON.stringify(bdb(3)));
     await waitFor('shard 7 runs', () => r.shardProcess(7)?.running === true, 20_000);
     assert.equal(await r.shardProcess(7)!.command(['PING']), '+PONG\r\n');
@@ -106,10 +126,13 @@ test('a database record in the store: the reconciler starts its shard, reports t
       async () => ((await etcd.client.get(KEYS.observed(3, 1)).json()) as { generation?: number } | null)?.generation === 1,
       10_000,
     );
+    const report = (await etcd.client.get(KEYS.observed(3, 1)).json()) as ObservedRecord;
+    assert.equal(report.incarnation, INCARNATION, 'a report names the run of the node that wrote it');
     await etcd.client.delete().key(KEYS.bdb(3));
     await waitFor('shard 7 is stopped', () => r.shardProcess(7) === undefined, 20_000);
   } finally {
     await r.stop();
+    await bdbs.stop();
     await view.stop();
   }
 });

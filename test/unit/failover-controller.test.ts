@@ -5,12 +5,13 @@
 // A dead node's master shard hands its slots to a live replica in one
 // compare-and-swap (the sibling replica follows the new master); a node that
 // is not the master, or whose view is not current, decides nothing; a
-// reconciler's `handover` report of the current generation promotes the
-// replica, a stale one is ignored. The nodes' side (reconcilers converging,
+// reconciler's `handover` report of the current generation, from the node's
+// current run (its live record's started_time), promotes the replica; a report
+// of an older generation or of a past run of the node is ignored. The nodes' side (reconcilers converging,
 // shards really promoted) is test/integration/node-failover.test.ts.
 //
 // Address: etcd listens on 127.0.54.1 (client 25400, peer 25410).
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import pino from 'pino';
 import type { Lease } from 'etcd3';
@@ -26,23 +27,17 @@ import type { PrefixCache } from '../../src/coord/watch.js';
 import { type ClusterStore, storeOf } from '../../src/coord/store.js';
 import { FailoverController, type FailoverHost } from '../../src/control/controllers/failover-controller.js';
 import { REBUILD_ACTION } from '../../src/control/controllers/replica-rebuilds.js';
-import { startScratchEtcd, type ScratchEtcd } from '../support/etcd.js';
+import { scratchEtcdForFile } from '../support/etcd.js';
 import { sleep, waitFor } from '../support/wait.js';
 import { nodeRecord } from '../support/api-host.js';
 
 const HOST = '127.0.54.1';
 const DEAD_AFTER_MS = 5000;
-/** The controller's loop runs every 250 ms: this many ms is a few ticks, for "nothing happens". */
-const A_FEW_TICKS_MS = 600;
+/** The controller's loop runs every TICK_MS here (250 ms in a node): A_FEW_TICKS_MS is a few ticks, for "nothing happens". */
+const TICK_MS = 50;
+const A_FEW_TICKS_MS = 250;
 const log = pino({ level: 'silent' });
-let etcd: ScratchEtcd;
-
-before(async () => {
-  etcd = await startScratchEtcd(HOST, 25400, 25410);
-});
-after(async () => {
-  await etcd?.stop();
-});
+const scratch = scratchEtcdForFile(HOST, 25400, 25410);
 
 /** The membership as the failover controller sees it on node 1: real caches of the store, and the silence the heartbeats would report. */
 class Host implements FailoverHost {
@@ -56,18 +51,20 @@ class Host implements FailoverHost {
   readonly nodes: PrefixCache<NodeRecord>;
   readonly live: PrefixCache<LiveRecord>;
   readonly bdbs: PrefixCache<BdbRecord>;
+  readonly observed: PrefixCache<ObservedRecord>;
 
   constructor(store: ClusterStore) {
     this.store = store;
     this.nodes = store.nodes.cache();
     this.live = store.nodes.liveCache();
     this.bdbs = store.bdbs.cache();
+    this.observed = store.observed.cache();
   }
   async start(): Promise<void> {
-    await Promise.all([this.nodes.start(), this.live.start(), this.bdbs.start()]);
+    await Promise.all([this.nodes.start(), this.live.start(), this.bdbs.start(), this.observed.start()]);
   }
   async stop(): Promise<void> {
-    await Promise.all([this.nodes.stop(), this.live.stop(), this.bdbs.stop()]);
+    await Promise.all([this.nodes.stop(), this.live.stop(), this.bdbs.stop(), this.observed.stop()]);
   }
   isMaster(): boolean {
     return this.master;
@@ -119,6 +116,8 @@ function bdb(uid: number, generation: number, shards: ShardPlacement[]): BdbReco
 }
 
 const ALL: [number, number] = [0, 16383];
+/** The live record's started_time of node `u`'s current run (its incarnation). */
+const startedOf = (u: number) => new Date(Date.UTC(2026, 0, 1, 0, 0, u)).toISOString();
 
 /**
  * A fresh store: nodes `members` (published, at 127.0.54.10+uid), the `live`
@@ -126,12 +125,12 @@ const ALL: [number, number] = [0, 16383];
  * and a started host over it.
  */
 async function world(members: number[], live: number[], db: BdbRecord): Promise<{ host: Host; lease: Lease; done: () => Promise<void> }> {
-  await etcd.client.delete().prefix('/tessera/');
-  const store = storeOf(etcd.client);
+  await scratch.client.delete().prefix('/tessera/');
+  const store = storeOf(scratch.client);
   for (const u of members) await store.nodes.put(nodeRecord(u, `127.0.54.${10 + u}`));
-  const lease = etcd.client.lease(60);
-  for (const u of live) await store.nodes.putLive(lease, { uid: u, started_time: new Date().toISOString(), pid: process.pid });
-  await etcd.client.put(KEYS.bdb(db.uid)).value(JSON.stringify(db));
+  const lease = scratch.client.lease(60);
+  for (const u of live) await store.nodes.putLive(lease, { uid: u, started_time: startedOf(u), pid: process.pid });
+  await scratch.client.put(KEYS.bdb(db.uid)).value(JSON.stringify(db));
   const host = new Host(store);
   await host.start();
   const done = async () => {
@@ -143,12 +142,25 @@ async function world(members: number[], live: number[], db: BdbRecord): Promise<
 
 /** The stored record, and how many times it was written (etcd's per-key version). */
 async function stored(uid: number): Promise<{ rec: BdbRecord; writes: number }> {
-  const kv = (await etcd.client.get(KEYS.bdb(uid)).exec()).kvs[0];
+  const kv = (await scratch.client.get(KEYS.bdb(uid)).exec()).kvs[0];
   assert.ok(kv, `database ${uid} is stored`);
   return { rec: JSON.parse(kv.value.toString()) as BdbRecord, writes: Number(kv.version) };
 }
 
 const shardOf = (b: BdbRecord, uid: number) => b.shards.find((s) => s.uid === uid);
+
+/** Wait (up to 5 s) until shard `shard` of database `uid` is stored as master: the record then, and its write count. */
+function promoted(uid: number, shard: number): Promise<{ rec: BdbRecord; writes: number }> {
+  return waitFor(
+    `shard ${shard} of database ${uid} promoted`,
+    async () => {
+      const s = await stored(uid);
+      return shardOf(s.rec, shard)?.role === 'master' ? s : undefined;
+    },
+    5000,
+    50,
+  );
+}
 
 test('a dead node: its master shard hands its slots to the replica on a live node in one write, and the sibling replica follows it', async () => {
   // Master 11 on node 2, replicas 12 on node 3 and 13 on node 1; node 2 is silent past the failover timeout and has no liveness record.
@@ -159,18 +171,10 @@ test('a dead node: its master shard hands its slots to the replica on a live nod
   ]);
   const { host, done } = await world([1, 2, 3], [1, 3], db);
   host.silence = { 2: DEAD_AFTER_MS + 1000 };
-  const ctl = new FailoverController(host, log);
+  const ctl = new FailoverController(host, log, TICK_MS);
   ctl.start();
   try {
-    const after = await waitFor(
-      'the replica promoted',
-      async () => {
-        const s = await stored(1);
-        return shardOf(s.rec, 12)?.role === 'master' ? s : undefined;
-      },
-      5000,
-      50,
-    );
+    const after = await promoted(1, 12);
     assert.deepEqual(shardOf(after.rec, 12), { uid: 12, role: 'master', node_uid: 3, slots: ALL });
     assert.deepEqual(shardOf(after.rec, 11), { uid: 11, role: 'slave', node_uid: 2, slots: ALL, master_uid: 12 });
     assert.deepEqual(shardOf(after.rec, 13), { uid: 13, role: 'slave', node_uid: 1, slots: ALL, master_uid: 12 });
@@ -197,18 +201,10 @@ test('with replica high availability the old master, now a replica, is placed on
   const { host, done } = await world([1, 2, 3], [1, 3], db);
   host.silence = { 2: DEAD_AFTER_MS + 1000 };
   host.haEnabled = true;
-  const ctl = new FailoverController(host, log);
+  const ctl = new FailoverController(host, log, TICK_MS);
   ctl.start();
   try {
-    const after = await waitFor(
-      'the replica promoted',
-      async () => {
-        const s = await stored(2);
-        return shardOf(s.rec, 22)?.role === 'master' ? s : undefined;
-      },
-      5000,
-      50,
-    );
+    const after = await promoted(2, 22);
     assert.deepEqual(shardOf(after.rec, 22), { uid: 22, role: 'master', node_uid: 3, slots: ALL });
     assert.deepEqual(shardOf(after.rec, 21), { uid: 21, role: 'slave', node_uid: 1, slots: ALL, master_uid: 22 });
     assert.equal(after.rec.generation, 4);
@@ -235,7 +231,7 @@ test('a node that is not the master, or whose view is not current, or that canno
   ]);
   const { host, done } = await world([1, 2, 3], [1, 3], db);
   host.silence = { 2: DEAD_AFTER_MS + 1000 };
-  const ctl = new FailoverController(host, log);
+  const ctl = new FailoverController(host, log, TICK_MS);
   try {
     host.master = false;
     ctl.start();
@@ -251,24 +247,26 @@ test('a node that is not the master, or whose view is not current, or that canno
     assert.equal((await stored(3)).writes, 1, 'its own heartbeats are not coming back');
     // The same node once it can judge: the failover happens (the setup was one that fails over).
     host.silence = { 2: DEAD_AFTER_MS + 1000 };
-    const after = await waitFor('the replica promoted', async () => {
-      const s = await stored(3);
-      return shardOf(s.rec, 32)?.role === 'master' ? s : undefined;
-    });
+    const after = await promoted(3, 32);
     assert.equal(after.writes, 2);
     assert.equal(after.rec.generation, 10);
-    assert.equal(ctl.promotions.get(3), 1);
+    // Counted once the controller's write returns, a moment after the store has it.
+    await waitFor('the promotion counted', () => ctl.promotions.get(3) === 1, 2000, 20);
   } finally {
     ctl.stop();
     await done();
   }
 });
 
-/** What node `node`'s reconciler reports of a database (`observed.put(bdb, node, …)`): master shard `shard` down, asking for a handover. */
-function crashed(node: number, generation: number, shard: number): ObservedRecord {
+/**
+ * What node `node`'s reconciler reports of a database (`observed.put(bdb, node, …)`): master shard `shard`
+ * down, asking for a handover; written by the node's current run unless `incarnation` names another (null: none).
+ */
+function crashed(node: number, generation: number, shard: number, incarnation: string | null = startedOf(node)): ObservedRecord {
   return {
     node_uid: node,
     generation,
+    ...(incarnation === null ? {} : { incarnation }),
     converged: false,
     shards: [{ uid: shard, role: 'master', status: 'down', error: 'the shard crashed', handover: 'crashed' }],
     time: new Date().toISOString(),
@@ -283,7 +281,7 @@ test("a master shard's crash reported for the current generation promotes its li
     { uid: 43, role: 'slave', node_uid: 1, slots: ALL, master_uid: 41 },
   ]);
   const { host, done } = await world([1, 2, 3], [1, 2, 3], db);
-  const ctl = new FailoverController(host, log);
+  const ctl = new FailoverController(host, log, TICK_MS);
   ctl.start();
   try {
     // Reported against generation 6: the placement changed since, the report is about another one.
@@ -296,15 +294,7 @@ test("a master shard's crash reported for the current generation promotes its li
     assert.equal(shardOf(s.rec, 41)?.role, 'master');
 
     await host.store.observed.put(4, 2, crashed(2, 7, 41));
-    s = await waitFor(
-      'the replica promoted',
-      async () => {
-        const x = await stored(4);
-        return shardOf(x.rec, 42)?.role === 'master' ? x : undefined;
-      },
-      5000,
-      50,
-    );
+    s = await promoted(4, 42);
     assert.deepEqual(shardOf(s.rec, 42), { uid: 42, role: 'master', node_uid: 3, slots: ALL });
     assert.deepEqual(shardOf(s.rec, 41), { uid: 41, role: 'slave', node_uid: 2, slots: ALL, master_uid: 42 });
     assert.deepEqual(shardOf(s.rec, 43), { uid: 43, role: 'slave', node_uid: 1, slots: ALL, master_uid: 42 });
@@ -327,7 +317,7 @@ test('a crash report when no replica is on a live node leaves the master where i
   ]);
   // Node 3 holds no liveness record: its replica cannot take over.
   const { host, done } = await world([1, 2, 3], [1, 2], db);
-  const ctl = new FailoverController(host, log);
+  const ctl = new FailoverController(host, log, TICK_MS);
   ctl.start();
   try {
     await host.store.observed.put(5, 2, crashed(2, 2, 51));
@@ -337,6 +327,69 @@ test('a crash report when no replica is on a live node leaves the master where i
     assert.equal(ctl.promotions.get(5), undefined);
   } finally {
     ctl.stop();
+    await done();
+  }
+});
+
+test("a handover report from a past run of the node (a restart since) or naming no run is ignored; the node's current run is acted on", async () => {
+  // Every node up: no node failover, only the report can move the slots.
+  const db = bdb(6, 3, [
+    { uid: 61, role: 'master', node_uid: 2, slots: ALL },
+    { uid: 62, role: 'slave', node_uid: 3, slots: ALL, master_uid: 61 },
+  ]);
+  const { host, done } = await world([1, 2, 3], [1, 2, 3], db);
+  const ctl = new FailoverController(host, log, TICK_MS);
+  ctl.start();
+  try {
+    // Written by node 2's run before its restart, for the generation that is still current: the shard came back clean.
+    await host.store.observed.put(6, 2, crashed(2, 3, 61, new Date(Date.UTC(2025, 11, 31)).toISOString()));
+    await sleep(A_FEW_TICKS_MS);
+    let s = await stored(6);
+    assert.equal(s.writes, 1, JSON.stringify(s.rec));
+    // A report that names no run (not this release's reconciler) is not trusted either.
+    await host.store.observed.put(6, 2, crashed(2, 3, 61, null));
+    await sleep(A_FEW_TICKS_MS);
+    s = await stored(6);
+    assert.equal(s.writes, 1, JSON.stringify(s.rec));
+    assert.equal(shardOf(s.rec, 61)?.role, 'master');
+    assert.equal(ctl.promotions.get(6), undefined);
+
+    // The same report from the node's current run: the replica takes over.
+    await host.store.observed.put(6, 2, crashed(2, 3, 61));
+    s = await promoted(6, 62);
+    assert.deepEqual(shardOf(s.rec, 61), { uid: 61, role: 'slave', node_uid: 2, slots: ALL, master_uid: 62 });
+    assert.equal(s.rec.generation, 4);
+    assert.equal(s.writes, 2);
+    // Counted once the controller's write returns, a moment after the store has it.
+    await waitFor('the promotion counted', () => ctl.promotions.get(6) === 1, 2000, 20);
+  } finally {
+    ctl.stop();
+    await done();
+  }
+});
+
+test("a node's handover reports are cleared at its start (store.observed.dropHandovers); its other reports and other nodes' stay", async () => {
+  const db = bdb(7, 2, [
+    { uid: 71, role: 'master', node_uid: 2, slots: ALL },
+    { uid: 72, role: 'slave', node_uid: 3, slots: ALL, master_uid: 71 },
+  ]);
+  const { host, done } = await world([1, 2, 3], [1, 2, 3], db);
+  try {
+    const mine = crashed(2, 2, 71);
+    const other = crashed(3, 2, 72);
+    const quiet: ObservedRecord = { ...crashed(2, 1, 81), shards: [{ uid: 81, role: 'master', status: 'active' }] };
+    await host.store.observed.put(7, 2, mine);
+    await host.store.observed.put(7, 3, other);
+    await host.store.observed.put(8, 2, quiet);
+    assert.deepEqual(await host.store.observed.dropHandovers(2), [7]);
+    const read = async (b: number, n: number) =>
+      JSON.parse((await scratch.client.get(KEYS.observed(b, n)).string()) ?? 'null') as ObservedRecord;
+    const { handover: _, ...withoutHandover } = mine.shards[0]!;
+    assert.deepEqual(await read(7, 2), { ...mine, shards: [withoutHandover] });
+    assert.deepEqual(await read(7, 3), other);
+    assert.deepEqual(await read(8, 2), quiet);
+    assert.deepEqual(await host.store.observed.dropHandovers(2), [], 'nothing left to clear');
+  } finally {
     await done();
   }
 });

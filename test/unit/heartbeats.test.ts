@@ -2,24 +2,18 @@
 // well under a second as the others see it; one that stops is seen silent for
 // as long as it has stopped; a node whose own beats stop coming back judges no
 // one; a beat goes with the lease it is bound to.
-import { test, after, before } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { Heartbeats } from '../../src/coord/heartbeats.js';
 import { storeOf, type StoreLease } from '../../src/coord/store.js';
 import { KEYS } from '../../src/coord/schema.js';
-import { startScratchEtcd, type ScratchEtcd } from '../support/etcd.js';
+import { scratchEtcdForFile } from '../support/etcd.js';
 import { sleep, waitFor } from '../support/wait.js';
 
-let etcd: ScratchEtcd;
-before(async () => {
-  etcd = await startScratchEtcd('127.0.28.1', 23800);
-});
-after(async () => {
-  await etcd?.stop();
-});
+const scratch = scratchEtcdForFile('127.0.28.1', 23800);
 
 test('a beating node is seen fresh, a stopped one silent for as long as it stopped, and a node whose own beats stop judges no one', async () => {
-  const store = storeOf(etcd.client);
+  const store = storeOf(scratch.client);
   const one = store.heartbeats(1);
   const two = store.heartbeats(2);
   await Promise.all([one.start(), two.start()]);
@@ -50,7 +44,7 @@ test('a beating node is seen fresh, a stopped one silent for as long as it stopp
     assert.equal(one.current(Date.now() + 1700), false, 'its own beats stopped for 1.7 s: its view is not current');
     // A beat is bound to its lease: revoking the lease removes it.
     await leases[1].revoke();
-    assert.equal(await etcd.client.get(KEYS.beat(2)).string(), null);
+    assert.equal(await scratch.client.get(KEYS.beat(2)).string(), null);
     // A node never seen counts from the first time it is asked about.
     assert.equal(one.silentMs(9), 0);
   } finally {

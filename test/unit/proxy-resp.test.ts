@@ -13,7 +13,8 @@ import {
   encodeSimple,
 } from '../../src/proxy/resp-encode.js';
 import { ReplyError, ReplyParser, decodeReply, type RespReply } from '../../src/proxy/resp-reply.js';
-import { RequestParser, type RespCommand, splitInlineArgs, type RequestParserOptions } from '../../src/proxy/resp-request.js';
+import { RequestParser, type RespCommand, type RequestParserOptions } from '../../src/proxy/resp-request.js';
+import { splitInlineArgs } from '../../src/proxy/resp-inline.js';
 import { rng } from '../support/rng.js';
 
 const int = (r: () => number, n: number) => Math.floor(r() * n);

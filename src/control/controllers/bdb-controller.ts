@@ -27,6 +27,9 @@ export function shardSync(s: ObservedShard): ShardSync | undefined {
 /** What the controller needs of its node's membership (src/node/loops.ts builds it from the membership parts). */
 export interface ControllerHost extends MasterLoopHost, NodeStateHost {
   readonly live: PrefixCache<LiveRecord>;
+  /** The node's watched databases and observed records (shared with its other loops; their owner starts and stops them). */
+  readonly bdbs: PrefixCache<BdbRecord>;
+  readonly observed: PrefixCache<ObservedRecord>;
 }
 export class BdbController {
   readonly observed: PrefixCache<ObservedRecord>;
@@ -40,15 +43,13 @@ export class BdbController {
     private readonly log: Logger,
   ) {
     this.store = m.store;
-    this.observed = this.store.observed.cache();
-    this.observed.on('malformed', (err: Error) => this.log.warn({ err: err.message }, 'ignoring a malformed observed record'));
-    this.bdbs = this.store.bdbs.cache();
-    // Not logged here: the reconciler on this node watches the same records and reports one it cannot read, once.
+    // Malformed records are logged once by the caches' owner (observed) and by the reconciler (databases).
+    this.observed = m.observed;
+    this.bdbs = m.bdbs;
     this.loop = new MasterLoop(m, 1000, log, 'database controller tick', () => this.tick());
   }
 
   async start(): Promise<void> {
-    await Promise.all([this.observed.start(), this.bdbs.start()]);
     this.observed.on('change', this.loop.kick);
     this.bdbs.on('change', this.loop.kick);
     this.loop.start();
@@ -103,6 +104,5 @@ export class BdbController {
 
   async stop(): Promise<void> {
     this.loop.stop();
-    await Promise.all([this.observed.stop(), this.bdbs.stop()]);
   }
 }

@@ -30,6 +30,8 @@ import { bumped, isGone, planFailover, promote, type FailoverPlan } from '../mod
 export interface FailoverHost extends RebuildHost, MasterLoopHost {
   readonly nodes: PrefixCache<NodeRecord>;
   readonly live: PrefixCache<LiveRecord>;
+  /** Every node's observed records, watched (the node's one cache of them; its owner starts and stops it). */
+  readonly observed: PrefixCache<ObservedRecord>;
   readonly uid: number;
   /** How long node `uid` has sent no heartbeat, in ms; undefined while this node's own view is not current. */
   silentMs(uid: number): number | undefined;
@@ -39,13 +41,16 @@ export interface FailoverHost extends RebuildHost, MasterLoopHost {
   replicaHa(): { enabled: boolean; graceSeconds: number };
 }
 
-export { planFailover, type FailoverPlan };
+/** How often the master judges silence and reads handover reports (dead nodes are judged in seconds; this is a small part of it). */
+const TICK_MS = 250;
 
 export class FailoverController {
   private readonly loop: MasterLoop;
   /** Nodes this master has logged as dead (to log each change once). */
   private readonly down = new Set<number>();
   private readonly reported = new Set<string>();
+  /** Handover reports already logged as from a past run of their node (each logged once). */
+  private readonly staleReports = new Set<string>();
   /** Promotions this node decided while master, by database uid (for the metrics). */
   readonly promotions = new Map<number, number>();
   private readonly rebuilds: ReplicaRebuilds;
@@ -56,13 +61,14 @@ export class FailoverController {
   constructor(
     private readonly m: FailoverHost & StoreHost,
     private readonly log: Logger,
+    /** How often the master looks (the unit tests look more often). */
+    tickMs = TICK_MS,
   ) {
     this.rebuilds = new ReplicaRebuilds(m, log);
-    this.observed = m.store.observed.cache();
-    this.observed.on('malformed', (err: Error) => this.log.warn({ err: err.message }, 'ignoring a malformed observed record'));
+    this.observed = m.observed;
     this.loop = new MasterLoop(
       m,
-      250,
+      tickMs,
       log,
       'failover tick',
       () => this.tick(),
@@ -76,18 +82,18 @@ export class FailoverController {
   start(): void {
     this.m.live.on('change', this.loop.kick);
     this.observed.on('change', this.loop.kick);
-    // Until it has loaded, handover reports wait; a failed start is retried by nothing, so it is logged loudly.
-    this.observed
-      .start()
-      .catch((err) => this.log.error({ err: (err as Error).message }, 'cannot watch observed records: shard handovers wait'));
     this.loop.start();
   }
 
   /**
    * Master shards whose node reports a handover (reconcilers/bdb-reconciler.ts:
    * the shard crashed, or its node returns and it may lack writes its replica
-   * took): a live replica is promoted, as in a node failover. A report of an
-   * older generation is stale (the placement has changed since) and ignored.
+   * took): a live replica is promoted, as in a node failover. A report is
+   * acted on only while it is current: of the database's generation (else the
+   * placement has changed since), and from the node's current incarnation,
+   * the `started_time` of its live record (else a process that is gone asked:
+   * a report written while a node shut down must not move the slots of a
+   * shard that came back clean). No live record: node failover decides.
    */
   private async handovers(): Promise<void> {
     for (const [key, o] of this.observed.items) {
@@ -96,6 +102,7 @@ export class FailoverController {
       const bdbUid = Number(key.split('/')[0]);
       const cached = this.m.databases().find((b) => b.uid === bdbUid);
       if (!cached || isGone(cached) || cached.generation !== o.generation) continue;
+      if (!this.currentIncarnation(key, o)) continue;
       for (const ask of asks) {
         const replicaOf = (shards: readonly { uid: number; role: string; node_uid: number; master_uid?: number }[]) =>
           shards.find((x) => x.role === 'slave' && x.master_uid === ask.uid && nodeIsUp(this.m, x.node_uid));
@@ -119,6 +126,21 @@ export class FailoverController {
         break; // the generation moved on: the next report is read on the next tick
       }
     }
+  }
+
+  /** Does report `o` (at `key`) come from its node's current run? A stale one is logged once. */
+  private currentIncarnation(key: string, o: ObservedRecord): boolean {
+    const started = this.m.live.items.get(String(o.node_uid))?.started_time;
+    if (o.incarnation !== undefined && o.incarnation === started) return true;
+    const seen = `${key}@${o.incarnation}/${o.generation}`;
+    if (!this.staleReports.has(seen)) {
+      this.staleReports.add(seen);
+      this.log.info(
+        { node: o.node_uid, key, reported_by: o.incarnation ?? null, running: started ?? null },
+        'ignoring a handover report of a run of the node that is not its current one',
+      );
+    }
+    return false;
   }
 
   private async tick(): Promise<void> {
@@ -183,6 +205,5 @@ export class FailoverController {
 
   stop(): void {
     this.loop.stop();
-    void this.observed.stop().catch((err) => this.log.warn({ err: (err as Error).message }, 'stopping the observed-record watch failed'));
   }
 }

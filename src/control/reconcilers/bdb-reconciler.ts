@@ -46,9 +46,16 @@ export interface ReconcilerHost {
   readonly cfg: NodeConfig;
   readonly nodes: PrefixCache<NodeRecord>;
   readonly live: PrefixCache<LiveRecord>;
+  /** The databases' desired state, watched: the node's one cache of it (its owner starts and stops it). */
+  readonly bdbs: PrefixCache<BdbRecord>;
   /** This node's data-plane worker: its endpoints, links and tunnels (built before the reconciler, by src/node). */
   readonly dataplane: Pick<DataplaneHost, 'on' | 'tunnelPorts' | 'setConfig' | 'endpoints'>;
   failoverTimeoutSeconds(): number;
+  /**
+   * This run of the node: the `started_time` of its live record. Every observed record names it, so the
+   * cluster master acts on a handover only from the process that asked for it, not from one before a restart.
+   */
+  readonly incarnation: string;
 }
 
 /** Beyond failover_timeout: the master's next tick, the promotion and the new map reaching every node. */
@@ -93,7 +100,7 @@ export class BdbReconciler {
     private readonly log: Logger,
   ) {
     this.store = m.store;
-    this.bdbs = this.store.bdbs.cache();
+    this.bdbs = m.bdbs;
     this.bdbs.on('malformed', (err: Error) =>
       this.log.error(
         { err: err.message },
@@ -103,7 +110,7 @@ export class BdbReconciler {
   }
 
   async start(): Promise<void> {
-    await this.bdbs.start();
+    await this.clearHandovers();
     this.bdbs.on('change', () => this.schedule());
     this.m.nodes.on('change', () => this.schedule());
     this.m.dataplane.on('tunnel', () => this.schedule());
@@ -111,6 +118,23 @@ export class BdbReconciler {
     this.refresh = setInterval(() => this.schedule(), REFRESH_MS);
     this.refresh.unref();
     this.schedule();
+  }
+
+  /**
+   * Handover reports of this node's previous run are stale: that process's shards are gone, and what this
+   * one starts is decided afresh. The cluster master ignores them anyway (they name the old incarnation);
+   * clearing them keeps the records honest. A failure is logged and left to that rule.
+   */
+  private async clearHandovers(): Promise<void> {
+    try {
+      const bdbs = await this.store.observed.dropHandovers(this.m.uid);
+      if (bdbs.length) this.log.info({ bdbs }, 'cleared the handover reports of this node before its restart');
+    } catch (err) {
+      this.log.warn(
+        { err: (err as Error).message },
+        'cannot clear old handover reports; the cluster master ignores them (old incarnation)',
+      );
+    }
   }
 
   schedule(): void {
@@ -455,6 +479,7 @@ export class BdbReconciler {
       const obs: ObservedRecord = {
         node_uid: me,
         generation: b.generation,
+        incarnation: this.m.incarnation,
         converged: converged && !err,
         ...(err ? { error: err.error, fatal: err.fatal } : {}),
         ...(endpoint ? { endpoint } : {}),
@@ -495,7 +520,6 @@ export class BdbReconciler {
     this.stopped = true;
     clearTimeout(this.timer);
     clearInterval(this.refresh);
-    await this.bdbs.stop();
     await Promise.all([...this.shards.values()].map((s) => s.stop()));
   }
 }
