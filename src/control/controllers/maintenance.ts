@@ -24,7 +24,9 @@ import { type NodeStateHost, nodeIsUp } from '../model/node-state.js';
 import { type MaintenanceStep, placeableNodes, planEnter, planRestore } from '../model/maintenance.js';
 
 /** A shard operation that fails this many times in a row fails the maintenance action. */
-const MAX_OP_FAILURES = 3;
+const MAX_OP_FAILURES = 5;
+/** After a failed shard operation, the next is planned this long later, times the failures so far (a replica may still be syncing). */
+const RETRY_MS = 2000;
 
 /** What the controller needs of its node's membership (src/node/loops.ts builds it). */
 export interface MaintenanceHost extends MasterLoopHost, NodeStateHost {
@@ -99,7 +101,9 @@ export class MaintenanceController {
     if (action.status === 'pending') await this.h.store.actions.update(rec.action_uid, { status: 'active' });
     if (rec.op_action_uid && !(await this.opDone(rec))) return;
     const cur = await this.h.store.maintenanceMode.get(rec.node_uid);
-    if (cur?.action_uid !== rec.action_uid) return;
+    if (cur?.action_uid !== rec.action_uid || cur.op_action_uid) return;
+    const failures = cur.op_failures ?? 0;
+    if (failures && Date.now() - Date.parse(cur.updated_time) < RETRY_MS * failures) return;
     try {
       if (cur.state === 'entering') await this.enter(cur);
       else if (cur.state === 'leaving') await this.leave(cur);
