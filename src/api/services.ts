@@ -51,6 +51,7 @@ export type ApiStore = Pick<
   | 'operatorCerts'
   | 'certRotations'
   | 'caRollovers'
+  | 'maintenanceMode'
 >;
 
 /** What the routes read of the cluster: the member's watched caches and what it derives from them. */

@@ -12,6 +12,7 @@ import { conflict, invalid, notFound, unacceptable } from '../../util/errors.js'
 import { uidParams } from '../schemas.js';
 import { requireClusterFeature } from '../version-gate.js';
 import { activeNodes, checkMemoryFits } from '../../control/services/bdb-create.js';
+import { placeableNodes } from '../../control/model/maintenance.js';
 import {
   type ReshapeResult,
   optimizeShardsPlacement,
@@ -30,7 +31,12 @@ export const CLUSTER_STATE_ID = 'cluster-state-id';
 export const isShapeChange = (body: object): boolean => 'replication' in body || 'shards_blueprint' in body;
 
 /** The nodes that may take shards: active ones. (Maintenance mode, when it lands, keeps its nodes out of this list.) */
-const eligibleNodes = (m: ApiMember): number[] => activeNodes(m).map((n) => n.uid);
+/** Nodes that may take shards: active, and not in maintenance mode. */
+const eligibleNodes = async (m: ApiMember): Promise<number[]> =>
+  placeableNodes(
+    activeNodes(m).map((n) => n.uid),
+    await m.store.maintenanceMode.list(),
+  );
 
 /** A PUT of `replication` or `shards_blueprint`, alone (with other fields it is refused: one change at a time, each with its action). */
 export async function shapeChange(
@@ -46,7 +52,7 @@ export async function shapeChange(
       'unsupported_change',
       `${keys.filter((k) => k === 'replication' || k === 'shards_blueprint').join(' and ')} must be changed on its own (the request also has ${keys.filter((k) => k !== 'replication' && k !== 'shards_blueprint').join(', ') || 'both'}); send each change separately`,
     );
-  const eligible = eligibleNodes(m);
+  const eligible = await eligibleNodes(m);
   if (body.replication !== undefined) {
     await requireClusterFeature(m, 'replication_change');
     const b = await m.store.bdbs.get(uid);
@@ -96,7 +102,7 @@ export function shapeRoutes(app: FastifyInstance, daemon: ApiNode): void {
     async (req, reply) => {
       const m = daemon.requireMember();
       const avoid = req.query.avoid_nodes?.split(',').map(Number);
-      const r = await optimizeShardsPlacement(m, Number(req.params.uid), eligibleNodes(m), {
+      const r = await optimizeShardsPlacement(m, Number(req.params.uid), await eligibleNodes(m), {
         ...(avoid ? { avoid } : {}),
         ...(req.query.shards_placement ? { placement: req.query.shards_placement } : {}),
       });
