@@ -8,8 +8,8 @@ import { type Feature, type VersionView, requireFeature } from '../control/model
 
 /** What the gate reads of the member: the store, and the members' records. */
 export interface VersionedMember {
-  readonly store: ClusterStore;
-  readonly nodes: PrefixCache<NodeRecord>;
+  readonly store: Pick<ClusterStore, 'clusterVersion'>;
+  readonly nodes: Pick<PrefixCache<NodeRecord>, 'values'>;
 }
 
 /** The stored cluster version and every published member's software version. */

@@ -326,6 +326,8 @@ export const BdbRecord = Type.Object({
       moves: Type.Array(Type.Object({ source: Uid, target: Uid, slots: Type.Tuple([Type.Integer(), Type.Integer()]) })),
       /** Master shards (with their replicas) that are removed once every move is done. */
       remove: Type.Array(Uid),
+      /** Slots whose keys still lie on their former shard (the flip is done): removed there, then dropped from this list. */
+      cleanup: Type.Optional(Type.Array(Type.Object({ source: Uid, slots: Type.Tuple([Type.Integer(), Type.Integer()]) }))),
       /** Slots moved so far and in all (the action's progress). */
       moved_slots: Type.Integer(),
       total_slots: Type.Integer(),

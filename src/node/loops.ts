@@ -31,6 +31,14 @@ import { CertRotationController } from '../control/controllers/cert-rotation-act
 import { ActionRetention } from '../control/controllers/action-retention.js';
 import { JoinController } from '../control/controllers/join-controller.js';
 import { ClusterVersionController } from '../control/controllers/cluster-version.js';
+import {
+  RESHARD_HOLD_RPC,
+  RESHARD_MOVE_RPC,
+  RESHARD_RELEASE_RPC,
+  ReshardController,
+  reshardRpcOp,
+  reshardRpcTimeout,
+} from '../control/controllers/reshard.js';
 import { MasterVersionGuard } from '../control/reconcilers/master-version-guard.js';
 import { clusterAtLeast } from '../control/model/version-gates.js';
 
@@ -61,6 +69,8 @@ export class Loops {
   readonly retention: ActionRetention;
   readonly joins: JoinController;
   readonly clusterVersion: ClusterVersionController;
+  /** Resharding actions (cluster master). */
+  readonly reshard: ReshardController;
   /** Every node: the stored cluster version, and a member older than it kept from the master role. */
   readonly versionGuard: MasterVersionGuard;
   private started = false;
@@ -157,6 +167,11 @@ export class Loops {
     // Joins (join_node actions): finished, or undone at their deadline, by the cluster master, whoever admitted them.
     this.joins = new JoinController(master, log.child({ component: 'join-controller' }));
 
+    this.reshard = new ReshardController(
+      { ...master, call: (n, method, params, timeoutMs) => peers.call(n, method, params, timeoutMs) },
+      log.child({ component: 'reshard' }),
+    );
+
     // The control RPCs this node answers.
     peers.register('status', async () => this.statusReply());
     peers.register(PORTS_FREE_RPC, (params) => this.portsFree(portsParam(params)));
@@ -166,6 +181,12 @@ export class Loops {
     const shards = { uid, shardProcess: (s: number) => reconciler.shardProcess(s), databases: () => reconciler.bdbs.values() };
     const shardLog = log.child({ component: 'shard-rpc' });
     for (const method of SHARD_RPCS) peers.register(method, (params) => shardRpc(shards, shardLog, method, params));
+    // A resharding's holds (this node's endpoints) and key moves (its source shards), done by the data plane.
+    for (const method of [RESHARD_HOLD_RPC, RESHARD_RELEASE_RPC, RESHARD_MOVE_RPC])
+      peers.register(method, async (params) => {
+        const op = reshardRpcOp(method, params);
+        return dataplane.reshard(op, reshardRpcTimeout(op));
+      });
   }
 
   /** The worker gets the cluster CA as the bundle's CA; anchors travel with the policy. */
@@ -184,6 +205,7 @@ export class Loops {
     await this.shardOps.start();
     await this.rotations.start();
     await this.joins.start();
+    await this.reshard.start();
     this.clusterVersion.start();
     this.retention.start();
   }
@@ -204,6 +226,7 @@ export class Loops {
     if (this.started) {
       await this.retention.close().catch(warn('action retention'));
       await this.clusterVersion.close().catch(warn('the cluster version controller'));
+      await this.reshard.close().catch(warn('the resharding controller'));
       await this.joins.close().catch(warn('the join controller'));
       await this.rotations.close().catch(warn('the rotation controller'));
       await this.shardOps.close().catch(warn('shard operations'));

@@ -308,7 +308,9 @@ export class Session implements SessionCore {
         const argc = cmd.argc;
         if (r.arity > 0 ? argc === r.arity : argc >= -r.arity) {
           const k = cmd.arg(r.key);
-          const idx = this.ep.slotShard[this.ep.keySlotOf(k, 0, k.length)];
+          const slot = this.ep.keySlotOf(k, 0, k.length);
+          if (this.ep.holds.held[slot] !== 0) return this.waitHeld();
+          const idx = this.ep.slotShard[slot];
           if (idx >= 0) {
             if (r.write) {
               if (this.ep.fence.fenced) return this.dispatchSlow(cmd); // refused there
@@ -345,6 +347,8 @@ export class Session implements SessionCore {
     if (REFUSED.has(name) || REFUSED.has(spec.name)) return this.reject(noPermError(spec.name));
     if ((this.mode & M_SUB2) !== 0 && !SUB_ALLOWED.has(name)) return this.reject(pubsubContextError(spec.name));
     if ((this.mode & M_MULTI) !== 0 && !TX_CONTROL.has(name)) return queueTx(this, cmd, spec, args);
+    // A resharding's cut-over holds these slots: wait (in order), never fail.
+    if (this.ep.holds.active && this.touchesHeld(name, spec, args)) return this.waitHeld();
     if (name === 'exec' ? this.multi !== null && !this.multi.dirty : writes(spec)) {
       if (this.ep.fence.fenced) return this.reject(E_FENCED);
       this.noteWrites(spec, args);
@@ -420,6 +424,20 @@ export class Session implements SessionCore {
         return scan(this, args);
     }
     return this.route(cmd, spec, args);
+  }
+
+  /** Does the command (an EXEC: its transaction) touch a held slot? */
+  private touchesHeld(name: string, spec: CommandSpec, args: Buffer[]): boolean {
+    const h = this.ep.holds.held;
+    if (name === 'exec') return this.multi !== null && this.multi.slot >= 0 && h[this.multi.slot] !== 0;
+    for (const k of keyIndexes(spec, args)) if (h[this.ep.keySlot(args[k])] !== 0) return true;
+    return false;
+  }
+
+  /** Stall until the hold ends (the endpoint wakes us). */
+  private waitHeld(): false {
+    this.ep.holds.wait(this);
+    return false;
   }
 
   /** The shards a write (or an EXEC) reaches, for WAIT: its keys' shards, else every shard. */

@@ -12,6 +12,7 @@ import { OperatorError, conflict, invalid, notFound, unacceptable } from '../../
 import { DEFAULT_SHARD_KEY_REGEX, isDefaultShardKeyRegex, shardKeyRegexProblem } from '../../proxy/slots.js';
 import { endpointNodes } from '../../control/model/placement.js';
 import { uidParams } from '../schemas.js';
+import { isReshard, reshardBdb } from './bdb-reshard.js';
 import { shardSync, type ShardSync } from '../../control/controllers/bdb-controller.js';
 import { MAX_PORTS_ASKED, portsInUse } from '../../control/reconcilers/ports.js';
 import { nodeIsUp } from '../../control/model/node-state.js';
@@ -337,6 +338,10 @@ export const bdbsRoutes: FastifyPluginAsync<{ daemon: ApiNode }> = async (app, {
       const m = daemon.requireMember();
       const uid = Number(req.params.uid);
       const v = req.body;
+      if (isReshard(v)) {
+        const next = await reshardBdb(m, uid, v, isDryRun(req.query), req.log);
+        return isDryRun(req.query) ? dryRunAnswer(bdbView(m, next), true) : bdbView(m, next);
+      }
       checkValues(v);
       for (const k of ['port', 'shards_count', 'sharding', 'replication', 'type', 'shards_placement', 'shard_key_regex'] as const) {
         if (v[k] !== undefined) throw unacceptable('unsupported_change', `${k} cannot be changed on an existing database`);
