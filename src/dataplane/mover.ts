@@ -97,6 +97,11 @@ export interface MoverLinks {
 }
 
 const SCAN_COUNT = 1000;
+/** Values above this (MEMORY USAGE, sampled) are copied in pieces. */
+const BIG_KEY_BYTES = 4 * 1024 * 1024;
+/** A piece: bytes of a string, or elements of a collection. */
+const PIECE_BYTES = 1024 * 1024;
+const PIECE_ITEMS = 5000;
 const BATCH = 200;
 /** Keys events are published on this channel too; the marker makes the final dirty set complete. */
 const MARKER = '__tessera_reshard_marker__';
@@ -149,9 +154,13 @@ class Migration {
   async copy(keys: Buffer[]): Promise<number> {
     for (let i = 0; i < keys.length; i += BATCH) {
       const part = keys.slice(i, i + BATCH);
-      const got = await this.src.pipeline(part.flatMap((k) => [['PEXPIRETIME', k] as (string | Buffer)[], ['DUMP', k]]));
+      // The size first: a big value is copied in pieces, never DUMPed whole (that would block both shards).
+      const sizes = await this.src.pipeline(part.map((k) => ['MEMORY', 'USAGE', k, 'SAMPLES', '5']));
+      const small = part.filter((_, j) => !(typeof sizes[j] === 'number' && (sizes[j] as number) > BIG_KEY_BYTES));
+      for (const [j, k] of part.entries()) if (!small.includes(k)) await this.copyInPieces(k, sizes[j] as number);
+      const got = await this.src.pipeline(small.flatMap((k) => [['PEXPIRETIME', k] as (string | Buffer)[], ['DUMP', k]]));
       const cmds: (string | Buffer)[][] = [];
-      part.forEach((k, j) => {
+      small.forEach((k, j) => {
         const at = got[2 * j];
         const dump = got[2 * j + 1];
         if (at instanceof ReplyError) throw at;
@@ -164,6 +173,63 @@ class Migration {
       if (bad) throw bad as ReplyError;
     }
     return keys.length;
+  }
+
+  /**
+   * A big value, a piece at a time into a temporary key on the target, renamed
+   * over the key at the end (the old copy, if any, freed in the background):
+   * neither shard runs one long command. A write to the key meanwhile marks
+   * it dirty, so it is copied again.
+   */
+  private async copyInPieces(k: Buffer, bytes: number): Promise<void> {
+    const t0 = performance.now();
+    const tmp = Buffer.concat([Buffer.from('__tessera_reshard_tmp__:'), k]);
+    await this.dst.call('UNLINK', tmp);
+    const type = String(await this.src.call('TYPE', k));
+    const scan = async (cmd: string, put: (items: Buffer[]) => (string | Buffer)[]) => {
+      let cursor = '0';
+      do {
+        const [next, items] = (await this.src.call(cmd, k, cursor, 'COUNT', String(PIECE_ITEMS))) as [Buffer, Buffer[]];
+        cursor = next.toString();
+        if (items.length) await this.dst.call(...put(items));
+      } while (cursor !== '0');
+    };
+    if (type === 'string') {
+      const len = (await this.src.call('STRLEN', k)) as number;
+      for (let off = 0; off < len; off += PIECE_BYTES)
+        await this.dst.call('APPEND', tmp, (await this.src.call('GETRANGE', k, String(off), String(off + PIECE_BYTES - 1))) as Buffer);
+    } else if (type === 'hash') await scan('HSCAN', (items) => ['HSET', tmp, ...items]);
+    else if (type === 'set') await scan('SSCAN', (items) => ['SADD', tmp, ...items]);
+    else if (type === 'zset')
+      await scan('ZSCAN', (items) => {
+        const args: Buffer[] = [];
+        for (let i = 0; i < items.length; i += 2) args.push(items[i + 1], items[i]);
+        return ['ZADD', tmp, ...args];
+      });
+    else if (type === 'list') {
+      const len = (await this.src.call('LLEN', k)) as number;
+      for (let i = 0; i < len; i += PIECE_ITEMS)
+        await this.dst.call('RPUSH', tmp, ...((await this.src.call('LRANGE', k, String(i), String(i + PIECE_ITEMS - 1))) as Buffer[]));
+    } else if (type === 'none') {
+      await this.dst.call('UNLINK', k);
+      return;
+    } else {
+      // A stream or a module type: no piecewise copy; DUMP it (it blocks for as long as it takes).
+      const [at, dump] = await this.src.pipeline([
+        ['PEXPIRETIME', k],
+        ['DUMP', k],
+      ]);
+      if (dump !== null)
+        await this.dst.call('RESTORE', k, String(typeof at === 'number' && at > 0 ? at : 0), dump as Buffer, 'REPLACE', 'ABSTTL');
+      return;
+    }
+    const at = await this.src.call('PEXPIRETIME', k);
+    await this.dst.pipeline([
+      ['UNLINK', k],
+      ['RENAME', tmp, k],
+      ...(typeof at === 'number' && at > 0 ? [['PEXPIREAT', k, String(at)]] : []),
+    ]);
+    this.log.info({ key: k.subarray(0, 64).toString(), type, bytes, ms: Math.round(performance.now() - t0) }, 'big key copied in pieces');
   }
 
   /** Every key of the ranges on the source, a SCAN page at a time. */
