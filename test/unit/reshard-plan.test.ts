@@ -11,6 +11,7 @@ import {
   firstChunk,
   planReshard,
   rangesOf,
+  remapToMasters,
   type ReshardPlan,
 } from '../../src/control/model/reshard-plan.js';
 import { slotRanges } from '../../src/control/model/placement.js';
@@ -150,4 +151,35 @@ test('dense placement puts the new masters on the least loaded node, replicas on
 test('applyChunk refuses slots the source does not serve', () => {
   assert.equal(applyChunk(twoShards, 1, 3, [8000, 8300]), undefined);
   assert.equal(applyChunk(twoShards, 2, 3, [0, 10]), undefined, 'a replica is not a source');
+});
+
+test('a failover during a resharding: moves, removals and cleanups follow the promoted replica', () => {
+  const plan = planReshard(db(twoShards), 4, nodes, loadOf(twoShards), 10);
+  const state = {
+    shards_count: 4,
+    moves: plan.moves,
+    remove: [3],
+    moved_slots: 0,
+    total_slots: 8192,
+    cleanup: [{ source: 1, slots: [4096, 4100] as [number, number] }],
+  };
+  assert.equal(remapToMasters(plan.shards, state), undefined, 'nothing to change while the masters are the same');
+  // Shard 2 (replica of 1) is promoted: 1 is now its replica.
+  const after = plan.shards.map((s) =>
+    s.uid === 2
+      ? { ...s, role: 'master' as const, master_uid: undefined }
+      : s.uid === 1
+        ? { ...s, role: 'slave' as const, master_uid: 2 }
+        : s,
+  );
+  const next = remapToMasters(after, state)!;
+  assert.deepEqual(
+    next.moves.map((m) => [m.source, m.target]),
+    [
+      [2, 10],
+      [3, 12],
+    ],
+  );
+  assert.deepEqual(next.cleanup, [{ source: 2, slots: [4096, 4100] }]);
+  assert.deepEqual(next.remove, [3]);
 });

@@ -13,6 +13,7 @@ import { DEFAULT_SHARD_KEY_REGEX, isDefaultShardKeyRegex, shardKeyRegexProblem }
 import { endpointNodes } from '../../control/model/placement.js';
 import { uidParams } from '../schemas.js';
 import { isReshard, reshardBdb } from './bdb-reshard.js';
+import { rangesText } from '../../control/model/reshard-plan.js';
 import { shardSync, type ShardSync } from '../../control/controllers/bdb-controller.js';
 import { MAX_PORTS_ASKED, portsInUse } from '../../control/reconcilers/ports.js';
 import { nodeIsUp } from '../../control/model/node-state.js';
@@ -171,7 +172,7 @@ export function bdbView(m: ApiReadView, b: BdbRecord) {
       uid: s.uid,
       role: s.role,
       node_uid: s.node_uid,
-      assigned_slots: `${s.slots[0]}-${s.slots[1]}`,
+      assigned_slots: rangesText(s),
       ...(s.master_uid !== undefined ? { master_uid: s.master_uid } : {}),
       status: states.get(s.uid)!.status,
       ...(states.get(s.uid)!.sync ? { sync: states.get(s.uid)!.sync } : {}),

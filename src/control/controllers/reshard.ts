@@ -25,7 +25,7 @@ import type { ClusterStore, StoreHost } from '../../coord/store.js';
 import { MasterLoop, type MasterLoopHost } from './master-loop.js';
 import { nodeIsUp, type NodeStateHost } from '../model/node-state.js';
 import { isGone } from '../model/shard-plans.js';
-import { applyChunk, finishReshard, firstChunk, type Range } from '../model/reshard-plan.js';
+import { applyChunk, finishReshard, firstChunk, remapToMasters, type Range } from '../model/reshard-plan.js';
 
 export const RESHARD_HOLD_RPC = 'reshard_hold';
 export const RESHARD_RELEASE_RPC = 'reshard_release';
@@ -110,6 +110,17 @@ export class ReshardController {
       if (!this.h.isMaster() || this.loop.isStopped) return;
       const b = await this.h.store.bdbs.get(uid);
       if (!b?.reshard || isGone(b)) return;
+      // A failover meanwhile: the promoted replica takes the old master's part.
+      const remapped = remapToMasters(b.shards, b.reshard);
+      if (remapped) {
+        await this.h.store.bdbs.update(uid, (cur) =>
+          cur.generation === b.generation && cur.reshard
+            ? { ...cur, reshard: remapToMasters(cur.shards, cur.reshard) ?? cur.reshard }
+            : undefined,
+        );
+        this.log.info({ bdb: uid, moves: remapped.moves }, 'resharding follows a failover: moves re-pointed to the new masters');
+        continue;
+      }
       const r = b.reshard;
       if (r.cleanup?.length) {
         await this.cleanup(b, r.cleanup[0].source, r.cleanup[0].slots);

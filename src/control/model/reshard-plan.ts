@@ -244,3 +244,28 @@ export function coversAllSlots(shards: readonly ShardPlacement[]): boolean {
         }
   return runs((x) => seen[x] === 0).length === 0;
 }
+
+type ReshardState = NonNullable<BdbRecord['reshard']>;
+
+/**
+ * The resharding state with every shard it names as a master: a failover
+ * during a resharding promotes a replica, and the moves, removals and
+ * cleanups of the old master are the new one's (a shard now a replica stands
+ * for its master). Undefined when nothing changes.
+ */
+export function remapToMasters(shards: readonly ShardPlacement[], r: ReshardState): ReshardState | undefined {
+  let changed = false;
+  const m = (uid: number) => {
+    const s = shards.find((x) => x.uid === uid);
+    const to = s?.role === 'slave' && s.master_uid !== undefined ? s.master_uid : uid;
+    if (to !== uid) changed = true;
+    return to;
+  };
+  const next: ReshardState = {
+    ...r,
+    moves: r.moves.map((x) => ({ ...x, source: m(x.source), target: m(x.target) })),
+    remove: r.remove.map(m),
+    ...(r.cleanup ? { cleanup: r.cleanup.map((c) => ({ ...c, source: m(c.source) })) } : {}),
+  };
+  return changed ? next : undefined;
+}
