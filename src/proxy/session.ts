@@ -87,6 +87,7 @@ import { discard, exec, queueTx, startMulti, unwatch, watch } from './session-tx
 import { publish, pubsub, subscribe, unsubscribe, unsubscribeAll } from './session-pubsub.js';
 import { fanout, fanoutDedicated, scan, split, wait } from './session-fanout.js';
 import type { WriteFence } from './fence.js';
+import { touchesHeld } from './slot-holds.js';
 import { CLS_NONE, CLS_OTHER, CLS_READ, CLS_WRITE, type EndpointStats } from './stats.js';
 
 /** Slots not yet flushed before we stop reading the client (pipelining back-pressure). */
@@ -348,7 +349,7 @@ export class Session implements SessionCore {
     if ((this.mode & M_SUB2) !== 0 && !SUB_ALLOWED.has(name)) return this.reject(pubsubContextError(spec.name));
     if ((this.mode & M_MULTI) !== 0 && !TX_CONTROL.has(name)) return queueTx(this, cmd, spec, args);
     // A resharding's cut-over holds these slots: wait (in order), never fail.
-    if (this.ep.holds.active && this.touchesHeld(name, spec, args)) return this.waitHeld();
+    if (this.ep.holds.active && touchesHeld(this.ep, this.multi, name, spec, args)) return this.waitHeld();
     if (name === 'exec' ? this.multi !== null && !this.multi.dirty : writes(spec)) {
       if (this.ep.fence.fenced) return this.reject(E_FENCED);
       this.noteWrites(spec, args);
@@ -424,14 +425,6 @@ export class Session implements SessionCore {
         return scan(this, args);
     }
     return this.route(cmd, spec, args);
-  }
-
-  /** Does the command (an EXEC: its transaction) touch a held slot? */
-  private touchesHeld(name: string, spec: CommandSpec, args: Buffer[]): boolean {
-    const h = this.ep.holds.held;
-    if (name === 'exec') return this.multi !== null && this.multi.slot >= 0 && h[this.multi.slot] !== 0;
-    for (const k of keyIndexes(spec, args)) if (h[this.ep.keySlot(args[k])] !== 0) return true;
-    return false;
   }
 
   /** Stall until the hold ends (the endpoint wakes us). */

@@ -7,6 +7,7 @@
 // asked for it is gone); the stalled sessions then dispatch again, by the
 // map as it is then.
 import { SLOT_COUNT } from './slots.js';
+import { keyIndexes, type CommandSpec } from './commands.js';
 
 /** A session that stalled on a held slot: woken when the hold ends. */
 export interface HeldWaiter {
@@ -77,4 +78,18 @@ export class SlotHolds {
     for (const w of ws) w.markDirty();
     this.onEnd(h.ranges, performance.now() - h.since, why);
   }
+}
+
+/** Does the command (an EXEC: its transaction) touch a slot `ep` holds? */
+export function touchesHeld(
+  ep: { readonly holds: SlotHolds; keySlot(key: Uint8Array | string): number },
+  multi: { slot: number } | null,
+  name: string,
+  spec: CommandSpec,
+  args: Buffer[],
+): boolean {
+  const h = ep.holds.held;
+  if (name === 'exec') return multi !== null && multi.slot >= 0 && h[multi.slot] !== 0;
+  for (const k of keyIndexes(spec, args)) if (h[ep.keySlot(args[k])] !== 0) return true;
+  return false;
 }
