@@ -242,21 +242,24 @@ export class ReshardController {
       this.progressOf(next),
     );
     // Each endpoint ends its hold as it applies the new map; a release (answered after the map it was sent) makes sure.
-    await this.converged(next, 10_000);
-    await release();
+    // A node that has not applied it keeps its hold until it does (or its deadline).
+    if (await this.converged(next, 10_000)) await release();
   }
 
-  /** Wait (bounded) until every live node reported the record's generation. */
-  private async converged(b: BdbRecord, ms: number): Promise<void> {
+  /** Wait (bounded) until every live node reported the record's generation (or a later one). */
+  private async converged(b: BdbRecord, ms: number): Promise<boolean> {
     const until = Date.now() + ms;
-    while (Date.now() < until) {
+    for (;;) {
       const behind = this.liveNodes().filter((n) => (this.observed.items.get(`${b.uid}/${n}`)?.generation ?? 0) < b.generation);
-      if (!behind.length) return;
+      if (!behind.length) return true;
+      if (Date.now() >= until) return false;
       await new Promise((r) => setTimeout(r, 50));
     }
   }
 
   private async cleanup(b: BdbRecord, source: number, slots: Range): Promise<void> {
+    // Only once every node routes the slots to their new shard: no command of theirs reaches the source any more.
+    if (!(await this.converged(b, 10_000))) throw new Error(`database ${b.uid}: a node has not applied the map yet; the cleanup waits`);
     const res = await this.moveCall(b, source, source, [slots], 'cleanup');
     await this.h.store.bdbs.update(b.uid, (cur) =>
       cur.reshard
