@@ -197,6 +197,26 @@ async function reshardByCli(n: number): Promise<BdbJson> {
   return b;
 }
 
+/** The key mover's links the nodes report while `until` runs (what `verify encryption` reads): protocol of each. */
+async function migrationLinksDuring(until: Promise<unknown>): Promise<string[]> {
+  const seen: string[] = [];
+  let done = false;
+  void until.finally(() => {
+    done = true;
+  });
+  while (!done) {
+    for (const n of cluster.nodes) {
+      const r = await n1.api<{ links: { purpose: string; protocol: string; side: string }[] }>(
+        'GET',
+        `/v1/nodes/${n.uidFromDisk}/internode_links`,
+      );
+      for (const l of r.body.links ?? []) if (l.purpose === 'migration') seen.push(`${l.side}:${l.protocol}`);
+    }
+    await sleep(200);
+  }
+  return seen;
+}
+
 /** Ask for `n` shards and follow the action to its end, printing each step; the database once active. */
 async function reshard(n: number): Promise<BdbJson> {
   const t0 = Date.now();
@@ -286,7 +306,15 @@ after(async () => {
 });
 
 test('2 → 4 → 3 shards under load: no failed command, no key lost or misplaced, every slot served, pauses under 1 s', async () => {
-  const b4 = await reshard(4);
+  const growing = reshard(4);
+  const links = await migrationLinksDuring(growing);
+  const b4 = await growing;
+  console.log(`# migration links seen: ${links.length} (${[...new Set(links)].join(', ')})`);
+  assert.ok(links.length > 0, "the key mover's links are reported (verify encryption sees them)");
+  assert.ok(
+    links.every((l) => !l.endsWith('plaintext')),
+    `every migration link is TLS (encryption is on): ${[...new Set(links)]}`,
+  );
   assert.equal(b4.shards.filter((s) => s.role === 'master').length, 4);
   assert.equal(b4.shards.length, 8, 'each new master has its replica');
   for (const s of b4.shards.filter((x) => x.role === 'slave')) {
