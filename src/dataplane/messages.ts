@@ -83,8 +83,8 @@ export interface DataplaneConfig {
 /** A resharding's requests to the data plane (control/controllers/reshard.ts through the reshard RPCs). */
 export type ReshardOp =
   /** Hold the slots on this node's endpoint of the database; answered once what was sent to `from` is answered. */
-  | { kind: 'hold'; bdbUid: number; ranges: [number, number][]; from: number; timeoutMs: number }
-  | { kind: 'release'; bdbUid: number; ranges: [number, number][] }
+  | { kind: 'hold'; bdbUid: number; ranges: [number, number][]; from: number; timeoutMs: number; token?: string }
+  | { kind: 'release'; bdbUid: number; ranges: [number, number][]; token?: string }
   /** A step of the key mover (dataplane/mover.ts) for a source shard on this node. */
   | { kind: 'move'; spec: MoveSpec; step: MoveStep };
 

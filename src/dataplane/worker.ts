@@ -176,11 +176,11 @@ class Dataplane implements PeerPolicy {
     if (op.kind === 'move') return this.mover.step(op.spec, op.step);
     const e = this.endpoints.get(op.bdbUid);
     if (op.kind === 'release') {
-      e?.ep.releaseSlots(op.ranges);
+      e?.ep.releaseSlots(op.ranges, op.token);
       return { released: !!e };
     }
     if (!e) return { held: false };
-    await e.ep.holdSlots(op.ranges, op.from, op.timeoutMs);
+    await e.ep.holdSlots(op.ranges, op.from, op.timeoutMs, op.token);
     return { held: true };
   }
 

@@ -214,8 +214,8 @@ export class Endpoint implements SessionHost {
    * theirs still to run. The hold ends when the map moves the slots, on
    * `releaseSlots`, or after `timeoutMs`.
    */
-  async holdSlots(ranges: [number, number][], from: number, timeoutMs: number): Promise<void> {
-    this.holds.add(ranges, from, timeoutMs);
+  async holdSlots(ranges: [number, number][], from: number, timeoutMs: number, token?: string): Promise<void> {
+    this.holds.add(ranges, from, timeoutMs, token);
     const i = this.shardUids.indexOf(from);
     if (i < 0) return;
     const ping = encodeCommand(['PING']);
@@ -239,13 +239,13 @@ export class Endpoint implements SessionHost {
     try {
       await Promise.all(waits);
     } catch (e) {
-      this.holds.release(ranges);
+      this.holds.release(ranges, token);
       throw e;
     }
   }
 
-  releaseSlots(ranges: [number, number][]): void {
-    this.holds.release(ranges);
+  releaseSlots(ranges: [number, number][], token?: string): void {
+    this.holds.release(ranges, token);
   }
 
   async close(): Promise<void> {

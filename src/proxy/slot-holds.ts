@@ -18,6 +18,8 @@ interface Hold {
   ranges: [number, number][];
   /** The shard that served the slots when the hold began. */
   from: number;
+  /** Who asked for it: only they release it (a master that lost its role must not end its successor's hold). */
+  token?: string;
   timer: NodeJS.Timeout;
   since: number;
 }
@@ -45,17 +47,17 @@ export class SlotHolds {
     this.waiters.add(w);
   }
 
-  add(ranges: [number, number][], from: number, timeoutMs: number): void {
-    const h: Hold = { ranges, from, since: performance.now(), timer: setTimeout(() => this.end(h, 'deadline'), timeoutMs) };
+  add(ranges: [number, number][], from: number, timeoutMs: number, token?: string): void {
+    const h: Hold = { ranges, from, token, since: performance.now(), timer: setTimeout(() => this.end(h, 'deadline'), timeoutMs) };
     h.timer.unref();
     this.holds.add(h);
     for (const [a, b] of ranges) for (let x = Math.max(0, a); x <= Math.min(SLOT_COUNT - 1, b); x++) this.held[x]++;
   }
 
-  /** End the holds on exactly these ranges (released by who asked for them). */
-  release(ranges: [number, number][]): void {
+  /** End the holds on exactly these ranges (released by who asked for them: the same token, if they gave one). */
+  release(ranges: [number, number][], token?: string): void {
     const key = JSON.stringify(ranges);
-    for (const h of [...this.holds]) if (JSON.stringify(h.ranges) === key) this.end(h, 'released');
+    for (const h of [...this.holds]) if (JSON.stringify(h.ranges) === key && h.token === token) this.end(h, 'released');
   }
 
   /** The map changed: holds whose slots `from` no longer serves end (the cut-over is done). */

@@ -125,11 +125,22 @@ describe('slot holds', () => {
   it('a hold ends on release and at its deadline; a transaction on a held slot waits too', async () => {
     const c = client(cfg.port);
     const k = keyIn(300, 399, 't');
-    await ep.holdSlots([[300, 399]], 1, 60_000);
+    await ep.holdSlots([[300, 399]], 1, 60_000, 'mine');
     const t0 = Date.now();
-    const tx = c.multi().set(k, '1').incr(k).exec();
-    await sleep(200);
-    ep.releaseSlots([[300, 399]]);
+    let answered = false;
+    const tx = c
+      .multi()
+      .set(k, '1')
+      .incr(k)
+      .exec()
+      .finally(() => {
+        answered = true;
+      });
+    await sleep(100);
+    ep.releaseSlots([[300, 399]], 'someone-else');
+    await sleep(100);
+    assert.equal(answered, false, 'a release with another token (a former master) does not end the hold');
+    ep.releaseSlots([[300, 399]], 'mine');
     const res = await tx;
     assert.deepEqual(
       res?.map(([e, v]) => [e, v]),

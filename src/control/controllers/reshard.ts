@@ -18,6 +18,7 @@
 //      database active and completes the action once every node converged.
 // The write pause of a chunk is the time from the first hold to the flip;
 // it is logged per chunk (`pause_ms`), and each endpoint logs its own hold.
+import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { BdbRecord, NodeRecord, ObservedRecord } from '../../coord/schema.js';
 import type { PrefixCache } from '../../coord/watch.js';
@@ -174,12 +175,13 @@ export class ReshardController {
 
     // The pause: every endpoint holds the slots, the last writes are copied, the slots flip.
     const nodes = this.liveNodes();
+    const token = randomUUID();
     const t0 = performance.now();
     const release = () =>
       Promise.all(
         nodes.map((n) =>
           this.h
-            .call(n, RESHARD_RELEASE_RPC, { bdb_uid: b.uid, ranges }, 5000)
+            .call(n, RESHARD_RELEASE_RPC, { bdb_uid: b.uid, ranges, token }, 5000)
             .catch((e) => this.log.warn({ node: n, err: (e as Error).message }, 'cannot release held slots (they end at their deadline)')),
         ),
       );
@@ -187,7 +189,7 @@ export class ReshardController {
     let last: MoveResult;
     try {
       await Promise.all(
-        nodes.map((n) => this.h.call(n, RESHARD_HOLD_RPC, { bdb_uid: b.uid, ranges, from: move.source, timeout_ms: HOLD_MS }, 3000)),
+        nodes.map((n) => this.h.call(n, RESHARD_HOLD_RPC, { bdb_uid: b.uid, ranges, from: move.source, timeout_ms: HOLD_MS, token }, 3000)),
       );
       last = await this.moveCall(b, move.source, move.target, ranges, 'final', 5000);
       if (performance.now() - t0 > PAUSE_BUDGET_MS)
@@ -313,8 +315,8 @@ const isRanges = (v: unknown): v is Range[] =>
 const isUid = (v: unknown): v is number => Number.isInteger(v) && (v as number) >= 0;
 
 export type ReshardRpcOp =
-  | { kind: 'hold'; bdbUid: number; ranges: Range[]; from: number; timeoutMs: number }
-  | { kind: 'release'; bdbUid: number; ranges: Range[] }
+  | { kind: 'hold'; bdbUid: number; ranges: Range[]; from: number; timeoutMs: number; token?: string }
+  | { kind: 'release'; bdbUid: number; ranges: Range[]; token?: string }
   | {
       kind: 'move';
       spec: { bdbUid: number; source: number; target: number; ranges: Range[]; shardKeyRegex?: string[] };
@@ -327,9 +329,11 @@ export function reshardRpcOp(method: string, params: unknown): ReshardRpcOp {
   const bad = () => new Error(`${method}: malformed parameters`);
   if (method === RESHARD_HOLD_RPC || method === RESHARD_RELEASE_RPC) {
     if (!isUid(p.bdb_uid) || !isRanges(p.ranges)) throw bad();
-    if (method === RESHARD_RELEASE_RPC) return { kind: 'release', bdbUid: p.bdb_uid, ranges: p.ranges };
+    if (p.token !== undefined && !(typeof p.token === 'string' && p.token.length <= 64)) throw bad();
+    const token = p.token === undefined ? {} : { token: p.token as string };
+    if (method === RESHARD_RELEASE_RPC) return { kind: 'release', bdbUid: p.bdb_uid, ranges: p.ranges, ...token };
     if (!isUid(p.from) || !Number.isInteger(p.timeout_ms) || (p.timeout_ms as number) < 1 || (p.timeout_ms as number) > 60_000) throw bad();
-    return { kind: 'hold', bdbUid: p.bdb_uid, ranges: p.ranges, from: p.from, timeoutMs: p.timeout_ms as number };
+    return { kind: 'hold', bdbUid: p.bdb_uid, ranges: p.ranges, from: p.from, timeoutMs: p.timeout_ms as number, ...token };
   }
   const s = (p.spec ?? {}) as Record<string, unknown>;
   const steps = ['start', 'catchup', 'final', 'cleanup', 'abort'] as const;
