@@ -26,6 +26,7 @@ import { certPath, servicePaths } from '../pki/node-files.js';
 import type { NodeTraffic } from '../control/reconcilers/traffic.js';
 import { CLASSES, LATENCY_BOUNDS_US, LATENCY_FINITE } from '../proxy/stats.js';
 import { nodeIsUp } from '../control/model/node-state.js';
+import { rangesOf } from '../control/model/reshard-plan.js';
 
 type Labels = Record<string, string>;
 interface Value {
@@ -193,7 +194,7 @@ export class MetricsServer {
         this.reset();
         for (const b of m.databases()) {
           let n = 0;
-          for (const s of b.shards) if (s.role === 'master' && !nodeIsUp(m, s.node_uid)) n += s.slots[1] - s.slots[0] + 1;
+          for (const s of b.shards) if (s.role === 'master' && !nodeIsUp(m, s.node_uid)) for (const [a, z] of rangesOf(s)) n += z - a + 1;
           this.set({ bdb: String(b.uid) }, n);
         }
       },

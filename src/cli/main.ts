@@ -24,7 +24,7 @@ import {
 } from './format.js';
 import { formatVerify, verifyEncryption } from './verify.js';
 import type { NodeLinksReport } from '../internode/links.js';
-import { addShardCommands, followAction } from './shard-ops.js';
+import { addShardCommands, followAction, tuneShardsCount } from './shard-ops.js';
 import { ConfigFileError, applyConfigFile } from './config-file.js';
 import { maintenanceMode } from './maintenance.js';
 
@@ -589,8 +589,14 @@ export function buildProgram(): Command {
     .argument('<db>', 'database: <uid>, db:<uid> or its name')
     .argument('<words...>', 'setting value pairs, e.g. data_internode_encryption enabled')
     .action(async (ref: string, words: string[], _o, cmd: Command) => {
-      const w = pairs(words, ['data_internode_encryption', 'tls_mode', 'replication']);
+      const w = pairs(words, ['data_internode_encryption', 'tls_mode', 'replication', 'shards_count']);
       const b = await findDb(cmd, ref);
+      if (w.shards_count !== undefined) {
+        await tuneShardsCount(cmd, { api: (c, method, p, body) => api(c, method, p, body) }, b.uid, w);
+        await waitActive(cmd, b.uid);
+        console.log('Finished successfully');
+        return;
+      }
       const body: Record<string, unknown> = {};
       if (w.data_internode_encryption !== undefined) body.data_internode_encryption = enabledWord(w.data_internode_encryption);
       if (w.tls_mode !== undefined) body.tls_mode = enabledWord(w.tls_mode) ? 'enabled' : 'disabled';

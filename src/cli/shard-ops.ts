@@ -112,3 +112,20 @@ export function addShardCommands(program: Command, deps: ShardCliDeps): void {
       console.log('Done');
     });
 }
+
+/** `tune db <db> shards_count <n>`: reshard, printing each step of the action (alone: other settings are another change). */
+export async function tuneShardsCount(
+  cmd: Command,
+  deps: Pick<ShardCliDeps, 'api'>,
+  bdbUid: number,
+  w: Record<string, string>,
+): Promise<void> {
+  if (Object.keys(w).length > 1) throw new Error('shards_count is changed alone: give the other settings in another tune db');
+  const n = Number(w.shards_count);
+  if (!Number.isInteger(n) || n < 1 || n > 512) throw new Error('shards_count must be a whole number from 1 to 512');
+  const r = await deps.api<{ action_uid?: string }>(cmd, 'PUT', `/v1/bdbs/${bdbUid}`, {
+    shards_count: n,
+    ...(n > 1 ? { sharding: true } : {}),
+  });
+  if (r.action_uid) await followAction(cmd, deps, r.action_uid);
+}

@@ -341,6 +341,12 @@ export const ShardPlacement = Type.Object({
   slots: Type.Tuple([Type.Integer(), Type.Integer()]),
   /** For a replica: its master shard. */
   master_uid: Type.Optional(Uid),
+  /**
+   * 0.2, only while a resharding moves slots (control/controllers/reshard.ts): the slot
+   * ranges this shard's family serves, possibly several or none; when present it, not
+   * `slots`, is what endpoints route by. Absent: `slots`.
+   */
+  slot_ranges: Type.Optional(Type.Array(Type.Tuple([Type.Integer(), Type.Integer()]))),
 });
 export type ShardPlacement = Static<typeof ShardPlacement>;
 
@@ -379,6 +385,22 @@ export const BdbRecord = Type.Object({
   last_changed_time: Time,
   action_uid: Type.Optional(Type.String()),
   error: Type.Optional(Type.String()),
+  /** 0.2: a resharding under way (its action is `action_uid`); removed when the last slot has moved. */
+  reshard: Type.Optional(
+    Type.Object({
+      /** The shards_count asked for. */
+      shards_count: Type.Integer(),
+      /** Slot moves still to do, in order: each range goes from one master shard to another. */
+      moves: Type.Array(Type.Object({ source: Uid, target: Uid, slots: Type.Tuple([Type.Integer(), Type.Integer()]) })),
+      /** Master shards (with their replicas) that are removed once every move is done. */
+      remove: Type.Array(Uid),
+      /** Slots whose keys still lie on their former shard (the flip is done): removed there, then dropped from this list. */
+      cleanup: Type.Optional(Type.Array(Type.Object({ source: Uid, slots: Type.Tuple([Type.Integer(), Type.Integer()]) }))),
+      /** Slots moved so far and in all (the action's progress). */
+      moved_slots: Type.Integer(),
+      total_slots: Type.Integer(),
+    }),
+  ),
 });
 export type BdbRecord = Static<typeof BdbRecord>;
 

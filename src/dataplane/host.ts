@@ -4,7 +4,7 @@
 import { Worker } from 'node:worker_threads';
 import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
-import type { DataplaneConfig, EndpointState, FromWorker, PolicySnapshot, ToWorker } from './messages.js';
+import type { DataplaneConfig, EndpointState, FromWorker, PolicySnapshot, ReshardOp, ToWorker } from './messages.js';
 import type { Bundle } from '../tls/policy.js';
 import type { Plane } from '../pki/pki.js';
 import type { NodePorts } from '../coord/schema.js';
@@ -79,6 +79,16 @@ export class DataplaneHost extends EventEmitter {
             }
             break;
           }
+          case 'reshard-reply': {
+            const r = this.requests.get(m.id);
+            if (r) {
+              this.requests.delete(m.id);
+              clearTimeout(r.timer);
+              if (m.error !== undefined) r.reject(new Error(m.error));
+              else r.resolve(m.result);
+            }
+            break;
+          }
           case 'stopped':
             break;
         }
@@ -144,6 +154,20 @@ export class DataplaneHost extends EventEmitter {
       }, timeoutMs);
       this.requests.set(id, { resolve: resolve as (v: unknown) => void, reject, timer });
       this.send({ type, id });
+    });
+  }
+
+  /** A resharding's hold, release or key-mover step, run by the worker (dataplane/messages.ts ReshardOp). */
+  reshard<T>(op: ReshardOp, timeoutMs: number): Promise<T> {
+    if (!this.worker || this.stopping) return Promise.reject(new Error('the data plane is not running'));
+    const id = this.nextRequest++;
+    return new Promise<T>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.requests.delete(id);
+        reject(new Error(`the data plane did not finish ${op.kind} within ${timeoutMs} ms`));
+      }, timeoutMs);
+      this.requests.set(id, { resolve: resolve as (v: unknown) => void, reject, timer });
+      this.send({ type: 'reshard', id, op });
     });
   }
 

@@ -7,6 +7,7 @@ import type { Plane } from '../pki/pki.js';
 import type { NodePorts } from '../coord/schema.js';
 import type { InternodeLink } from '../internode/links.js';
 import type { EndpointStatsSnapshot } from '../proxy/stats.js';
+import type { MoveSpec, MoveStep } from './mover.js';
 
 export interface PeerNode {
   uid: number;
@@ -79,6 +80,14 @@ export interface DataplaneConfig {
   tunnels: TunnelSpec[];
 }
 
+/** A resharding's requests to the data plane (control/controllers/reshard.ts through the reshard RPCs). */
+export type ReshardOp =
+  /** Hold the slots on this node's endpoint of the database; answered once what was sent to `from` is answered. */
+  | { kind: 'hold'; bdbUid: number; ranges: [number, number][]; from: number; timeoutMs: number; token?: string }
+  | { kind: 'release'; bdbUid: number; ranges: [number, number][]; token?: string }
+  /** A step of the key mover (dataplane/mover.ts) for a source shard on this node. */
+  | { kind: 'move'; spec: MoveSpec; step: MoveStep };
+
 export type ToWorker =
   | {
       type: 'init';
@@ -104,6 +113,7 @@ export type ToWorker =
   | { type: 'links-request'; id: number }
   /** Ask for every endpoint's traffic counters (metrics); answered by `stats-reply` with the same id. */
   | { type: 'stats-request'; id: number }
+  | { type: 'reshard'; id: number; op: ReshardOp }
   | { type: 'stop' };
 
 export interface EndpointState {
@@ -121,4 +131,5 @@ export type FromWorker =
   | { type: 'rpc'; conn: number; peer: { uid: number; plane: Plane; serial: string }; line: string }
   | { type: 'links-reply'; id: number; links: InternodeLink[] }
   | { type: 'stats-reply'; id: number; endpoints: EndpointStatsSnapshot[] }
+  | { type: 'reshard-reply'; id: number; result?: unknown; error?: string }
   | { type: 'stopped' };

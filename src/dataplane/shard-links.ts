@@ -33,17 +33,24 @@ export interface LinkContext {
 }
 
 /** What a link to a shard is for. */
-export type LinkUse = { purpose: 'proxy' } | { purpose: 'replication'; replicaShardUid: number };
+export type LinkUse =
+  | { purpose: 'proxy' }
+  | { purpose: 'replication'; replicaShardUid: number }
+  /** A resharding's key mover, copying keys of `sourceShardUid` to the linked shard. */
+  | { purpose: 'migration'; sourceShardUid: number };
 
 function useWord(u: LinkUse): string {
-  return u.purpose === 'proxy' ? 'proxy' : `replication:${u.replicaShardUid}`;
+  if (u.purpose === 'proxy') return 'proxy';
+  return u.purpose === 'replication' ? `replication:${u.replicaShardUid}` : `migration:${u.sourceShardUid}`;
 }
 
 /** The header's purpose word; undefined when absent or not understood (an older node). */
 export function parseUseWord(w: string | undefined): LinkUse | undefined {
   if (w === 'proxy') return { purpose: 'proxy' };
   const m = /^replication:(\d+)$/.exec(w ?? '');
-  return m ? { purpose: 'replication', replicaShardUid: Number(m[1]) } : undefined;
+  if (m) return { purpose: 'replication', replicaShardUid: Number(m[1]) };
+  const g = /^migration:(\d+)$/.exec(w ?? '');
+  return g ? { purpose: 'migration', sourceShardUid: Number(g[1]) } : undefined;
 }
 
 /** The current view of a shard's placement and database, indexed for the hot path of opening links. */
@@ -114,7 +121,9 @@ export class ShardLinks {
         purpose:
           use.purpose === 'proxy'
             ? `link to shard ${shardUid} (db ${loc.bdbUid})`
-            : `replication tunnel of shard ${use.replicaShardUid} from shard ${shardUid} (db ${loc.bdbUid})`,
+            : use.purpose === 'replication'
+              ? `replication tunnel of shard ${use.replicaShardUid} from shard ${shardUid} (db ${loc.bdbUid})`
+              : `key migration from shard ${use.sourceShardUid} to shard ${shardUid} (db ${loc.bdbUid})`,
       }));
     } else {
       s = await connected(net.connect({ host: node.addr, port: node.dp_plain, localAddress: this.ctx.self.addr }));
@@ -133,9 +142,9 @@ export class ShardLinks {
     return s;
   }
 
-  /** An authenticated RESP2 stream to the shard, for the proxy. */
-  async open(shardUid: number): Promise<Duplex> {
-    const s = await this.openRaw(shardUid);
+  /** An authenticated RESP2 stream to the shard, for the proxy (or what `use` says). */
+  async open(shardUid: number, use: LinkUse = { purpose: 'proxy' }): Promise<Duplex> {
+    const s = await this.openRaw(shardUid, use);
     const bdb = this.placement.bdb(this.placement.shard(shardUid)!.bdbUid)!;
     s.write(encodeCommand(['AUTH', bdb.secret]));
     await new Promise<void>((resolve, reject) => {

@@ -19,7 +19,8 @@ import { Tunnels } from './tunnels.js';
 import { Endpoint, type EndpointConfig } from '../proxy/endpoint.js';
 import { WriteFence } from '../proxy/fence.js';
 import type { EndpointStatsSnapshot } from '../proxy/stats.js';
-import type { DataplaneConfig, EndpointState, FromWorker, PeerNode, PolicySnapshot, ToWorker } from './messages.js';
+import type { DataplaneConfig, EndpointState, FromWorker, PeerNode, PolicySnapshot, ReshardOp, ToWorker } from './messages.js';
+import { Mover } from './mover.js';
 
 applyProcessDefaults();
 /** How long a plaintext link may outlive its database's switch to encryption. */
@@ -39,6 +40,7 @@ class Dataplane implements PeerPolicy {
   private plain!: net.Server;
   private links!: ShardLinks;
   private tunnels!: Tunnels;
+  private mover!: Mover;
   private endpoints = new Map<number, { ep: Endpoint; port: number; listening: boolean; error?: string }>();
   private farLinks = new Map<net.Socket, { bdbUid: number; encrypted: boolean }>();
   private cpConns = new Map<number, tls.TLSSocket>();
@@ -123,6 +125,13 @@ class Dataplane implements PeerPolicy {
     this.tunnels = new Tunnels(node.addr, this.links, this.placement, this.log, (replicaShardUid, host, p) =>
       post({ type: 'tunnel', replicaShardUid, host, port: p }),
     );
+    this.mover = new Mover(
+      {
+        open: (shardUid, from) =>
+          this.links.open(shardUid, from === undefined ? undefined : { purpose: 'migration', sourceShardUid: from }),
+      },
+      this.log.child({ component: 'key-mover' }),
+    );
     const track =
       (peerUid: number | undefined) => (bdbUid: number, s: net.Socket, encrypted: boolean, link: { shardUid: number; use?: LinkUse }) => {
         this.farLinks.set(s, { bdbUid, encrypted });
@@ -160,6 +169,19 @@ class Dataplane implements PeerPolicy {
     this.registry.add(s, { side: 'accepted', purpose: 'control', remoteUid: peer.uid });
     s.once('close', () => this.cpConns.delete(conn));
     readLines(s, (line) => post({ type: 'rpc', conn, peer, line }));
+  }
+
+  /** A resharding's request: a hold or release on this node's endpoint, or a key-mover step. */
+  async reshard(op: ReshardOp): Promise<unknown> {
+    if (op.kind === 'move') return this.mover.step(op.spec, op.step);
+    const e = this.endpoints.get(op.bdbUid);
+    if (op.kind === 'release') {
+      e?.ep.releaseSlots(op.ranges, op.token);
+      return { released: !!e };
+    }
+    if (!e) return { held: false };
+    await e.ep.holdSlots(op.ranges, op.from, op.timeoutMs, op.token);
+    return { held: true };
   }
 
   rpcReply(conn: number, line: string): void {
@@ -275,6 +297,7 @@ class Dataplane implements PeerPolicy {
     for (const [uid, e] of this.endpoints)
       await e.ep.close().catch((err) => this.log.warn({ bdb: uid, err: (err as Error).message }, 'closing an endpoint'));
     this.tunnels?.close();
+    this.mover?.close();
     for (const s of this.farLinks.keys()) s.destroy();
     await this.internode?.close().catch((err) => this.log.warn({ err: (err as Error).message }, 'closing the internode listener'));
     await new Promise<void>((r) => (this.plain ? this.plain.close(() => r()) : r()));
@@ -297,6 +320,17 @@ port.on('message', (m: ToWorker) => {
   }
   if (m.type === 'stats-request') {
     post({ type: 'stats-reply', id: m.id, endpoints: dp?.endpointStats() ?? [] });
+    return;
+  }
+  // Long (a key copy) or urgent (a hold): not behind a config being applied, nor holding one up.
+  // A release is ordered: answered once the configs sent before it are applied.
+  if (m.type === 'reshard' && m.op.kind !== 'release') {
+    if (!dp) post({ type: 'reshard-reply', id: m.id, error: 'the data plane is not started' });
+    else
+      dp.reshard(m.op).then(
+        (result) => post({ type: 'reshard-reply', id: m.id, result }),
+        (err) => post({ type: 'reshard-reply', id: m.id, error: (err as Error).message }),
+      );
     return;
   }
   // One message at a time, in order: a config must not overtake the init.
@@ -329,6 +363,9 @@ port.on('message', (m: ToWorker) => {
           break;
         case 'contact':
           dp?.fence.renew(m.validForMs);
+          break;
+        case 'reshard':
+          post({ type: 'reshard-reply', id: m.id, result: await dp?.reshard(m.op) });
           break;
         case 'stop':
           await dp?.stop();

@@ -8,8 +8,11 @@ import tls from 'node:tls';
 import { sessionSecurity } from '../tls/policy.js';
 import { normalizeSerial } from '../pki/pki.js';
 
-/** `control`: RPC between nodes; `proxy`: an endpoint's link to a remote shard; `replication`: a replica's tunnel to its master shard. */
-export type LinkPurpose = 'control' | 'proxy' | 'replication' | 'unknown';
+/**
+ * `control`: RPC between nodes; `proxy`: an endpoint's link to a remote shard; `replication`: a replica's tunnel to its master shard;
+ * `migration`: a resharding's key mover writing to the shard that takes the slots over.
+ */
+export type LinkPurpose = 'control' | 'proxy' | 'replication' | 'migration' | 'unknown';
 export type LinkSide = 'dialed' | 'accepted';
 
 export interface LinkTag {

@@ -67,7 +67,7 @@ export interface VerifyReport {
   violations: Violation[];
 }
 
-const PURPOSE_ORDER = { control: 0, proxy: 1, replication: 2, unknown: 3 } as const;
+const PURPOSE_ORDER = { control: 0, proxy: 1, replication: 2, migration: 3, unknown: 4 } as const;
 
 export const nodeName = (uid: number | null, addr: string) => (uid === null ? addr : `node:${uid}`);
 export const hostOf = (addrPort: string) => addrPort.replace(/:\d+$/, '');
@@ -86,6 +86,8 @@ function what(l: InternodeLink, bdbs: Map<number, VerifyBdb>): string {
       return `proxy link to shard ${l.shard_uid}${db}`;
     case 'replication':
       return `replication tunnel of shard ${l.replica_shard_uid} from shard ${l.shard_uid}${db}`;
+    case 'migration':
+      return `key migration link to shard ${l.shard_uid}${db}`;
     default:
       return `data link to shard ${l.shard_uid}${db}`;
   }

@@ -34,6 +34,14 @@ import { CaRolloverController } from '../control/controllers/ca-rollover.js';
 import { ActionRetention } from '../control/controllers/action-retention.js';
 import { JoinController } from '../control/controllers/join-controller.js';
 import { ClusterVersionController } from '../control/controllers/cluster-version.js';
+import {
+  RESHARD_HOLD_RPC,
+  RESHARD_MOVE_RPC,
+  RESHARD_RELEASE_RPC,
+  ReshardController,
+  reshardRpcOp,
+  reshardRpcTimeout,
+} from '../control/controllers/reshard.js';
 import { MasterVersionGuard } from '../control/reconcilers/master-version-guard.js';
 import { clusterAtLeast, membersOlderThan } from '../control/model/version-gates.js';
 
@@ -68,6 +76,8 @@ export class Loops {
   readonly retention: ActionRetention;
   readonly joins: JoinController;
   readonly clusterVersion: ClusterVersionController;
+  /** Resharding actions (cluster master). */
+  readonly reshard: ReshardController;
   /** Every node: the stored cluster version, and a member older than it kept from the master role. */
   readonly versionGuard: MasterVersionGuard;
   /** The node's one watched copy of the databases and of every node's observed records, read by the loops below. */
@@ -192,6 +202,11 @@ export class Loops {
     // Joins (join_node actions): finished, or undone at their deadline, by the cluster master, whoever admitted them.
     this.joins = new JoinController(master, log.child({ component: 'join-controller' }));
 
+    this.reshard = new ReshardController(
+      { ...master, call: (n, method, params, timeoutMs) => peers.call(n, method, params, timeoutMs) },
+      log.child({ component: 'reshard' }),
+    );
+
     // The control RPCs this node answers.
     peers.register('status', async () => this.statusReply());
     peers.register(PORTS_FREE_RPC, (params) => this.portsFree(portsParam(params)));
@@ -201,6 +216,12 @@ export class Loops {
     const shards = { uid, shardProcess: (s: number) => reconciler.shardProcess(s), databases: () => reconciler.bdbs.values() };
     const shardLog = log.child({ component: 'shard-rpc' });
     for (const method of SHARD_RPCS) peers.register(method, (params) => shardRpc(shards, shardLog, method, params));
+    // A resharding's holds (this node's endpoints) and key moves (its source shards), done by the data plane.
+    for (const method of [RESHARD_HOLD_RPC, RESHARD_RELEASE_RPC, RESHARD_MOVE_RPC])
+      peers.register(method, async (params) => {
+        const op = reshardRpcOp(method, params);
+        return dataplane.reshard(op, reshardRpcTimeout(op));
+      });
   }
 
   /** The worker gets the cluster CA as the bundle's CA; anchors travel with the policy. */
@@ -222,6 +243,7 @@ export class Loops {
     await this.rotations.start();
     await this.caRollover.start();
     await this.joins.start();
+    await this.reshard.start();
     this.clusterVersion.start();
     this.retention.start();
   }
@@ -242,6 +264,7 @@ export class Loops {
     if (this.started) {
       await this.retention.close().catch(warn('action retention'));
       await this.clusterVersion.close().catch(warn('the cluster version controller'));
+      await this.reshard.close().catch(warn('the resharding controller'));
       await this.joins.close().catch(warn('the join controller'));
       await this.rotations.close().catch(warn('the rotation controller'));
       await this.caRollover.close().catch(warn('the CA rollover controller'));

@@ -39,6 +39,8 @@ import type { Proto } from './replies.js';
 import { NO_FENCE, type WriteFence } from './fence.js';
 import { EndpointStats, type RefusalReason } from './stats.js';
 import { clientCertAllowed, type ClientCertList } from './client-auth.js';
+import { SlotHolds } from './slot-holds.js';
+import { encodeCommand } from './resp-encode.js';
 
 export interface ShardRoute {
   shardUid: number;
@@ -114,6 +116,10 @@ export class Endpoint implements SessionHost {
   /** @internal */ errors = 0;
   /** Requests, latencies and connections, for the metrics endpoint. */
   readonly traffic = new EndpointStats();
+  /** Slots a resharding's cut-over holds; each hold's length is logged when it ends (the write pause). */
+  readonly holds = new SlotHolds((ranges, ms, why) =>
+    this.log.info({ bdb: this.cfg.bdbUid, slots: ranges, pause_ms: Math.round(ms), why }, 'slot hold ended'),
+  );
   private refusedAddrs = new Set<string>();
   private tlsServer: tls.Server | null = null;
   private tlsVersion: string | undefined;
@@ -189,7 +195,10 @@ export class Endpoint implements SessionHost {
     // The hashing policy is fixed for a database's life (a change would move keys between shards).
     if (cfg.tls?.version !== old.tls?.version) this.applyTls(cfg.tls);
     const shardsChanged = !sameShards(old.shards, cfg.shards);
-    if (shardsChanged) this.applyShards(cfg.shards);
+    if (shardsChanged) {
+      this.applyShards(cfg.shards);
+      this.holds.mapChanged((uid, slot) => this.slotShard[slot] >= 0 && this.shardUids[this.slotShard[slot]] === uid);
+    }
     if (cfg.linkGeneration !== this.gen) {
       this.gen = cfg.linkGeneration;
       this.relink();
@@ -198,9 +207,51 @@ export class Endpoint implements SessionHost {
     }
   }
 
+  /**
+   * Hold `ranges` (a resharding's cut-over): from now on commands for them
+   * wait; resolves once every command this endpoint already sent to shard
+   * `from` (the slots' owner) has been answered, so the shard holds no write of
+   * theirs still to run. The hold ends when the map moves the slots, on
+   * `releaseSlots`, or after `timeoutMs`.
+   */
+  async holdSlots(ranges: [number, number][], from: number, timeoutMs: number, token?: string): Promise<void> {
+    this.holds.add(ranges, from, timeoutMs, token);
+    const i = this.shardUids.indexOf(from);
+    if (i < 0) return;
+    const ping = encodeCommand(['PING']);
+    const waits: Promise<void>[] = [];
+    for (const pool of this.pools) {
+      const l = pool[i];
+      if (l === undefined || l.state === L_CLOSED) continue;
+      waits.push(
+        new Promise<void>((resolve, reject) => {
+          const t = setTimeout(() => reject(new Error(`shard ${from} did not answer within 2 s`)), 2000);
+          l.send([ping], ping.length, {
+            onReply: (r) => {
+              clearTimeout(t);
+              if (r === null) reject(new Error(`the link to shard ${from} was lost`));
+              else resolve();
+            },
+          });
+        }),
+      );
+    }
+    try {
+      await Promise.all(waits);
+    } catch (e) {
+      this.holds.release(ranges, token);
+      throw e;
+    }
+  }
+
+  releaseSlots(ranges: [number, number][], token?: string): void {
+    this.holds.release(ranges, token);
+  }
+
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    this.holds.clear();
     const srv = this.server;
     this.server = null;
     const done = srv === null ? Promise.resolve() : new Promise<void>((r) => srv.close(() => r()));

@@ -15,6 +15,7 @@ import type { ReplyTarget } from './fanout.js';
 import type { PubSubHub, Subscriber } from './pubsub.js';
 import type { Proto } from './replies.js';
 import type { RespCommand } from './resp-request.js';
+import type { SlotHolds } from './slot-holds.js';
 import type { LinkHost, LinkOwner, ShardLink, Sink } from './shard-link.js';
 
 // Slot kinds: what filling the slot must account for.
@@ -47,6 +48,8 @@ export interface SessionCoreHost extends LinkHost {
   password: string | undefined;
   /** slot → shard index (into shardUids), -1 when unserved. */
   readonly slotShard: Int16Array;
+  /** Slots a resharding's cut-over holds (slot-holds.ts). */
+  readonly holds: SlotHolds;
   /** A key's slot under the database's hashing policy. */
   keySlot(key: Uint8Array | string): number;
   readonly shardUids: number[];

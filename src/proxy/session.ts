@@ -87,6 +87,7 @@ import { discard, exec, queueTx, startMulti, unwatch, watch } from './session-tx
 import { publish, pubsub, subscribe, unsubscribe, unsubscribeAll } from './session-pubsub.js';
 import { fanout, fanoutDedicated, scan, split, wait } from './session-fanout.js';
 import type { WriteFence } from './fence.js';
+import { touchesHeld } from './slot-holds.js';
 import { CLS_NONE, CLS_OTHER, CLS_READ, CLS_WRITE, type EndpointStats } from './stats.js';
 
 /** Slots not yet flushed before we stop reading the client (pipelining back-pressure). */
@@ -308,7 +309,9 @@ export class Session implements SessionCore {
         const argc = cmd.argc;
         if (r.arity > 0 ? argc === r.arity : argc >= -r.arity) {
           const k = cmd.arg(r.key);
-          const idx = this.ep.slotShard[this.ep.keySlotOf(k, 0, k.length)];
+          const slot = this.ep.keySlotOf(k, 0, k.length);
+          if (this.ep.holds.held[slot] !== 0) return this.waitHeld();
+          const idx = this.ep.slotShard[slot];
           if (idx >= 0) {
             if (r.write) {
               if (this.ep.fence.fenced) return this.dispatchSlow(cmd); // refused there
@@ -345,6 +348,8 @@ export class Session implements SessionCore {
     if (REFUSED.has(name) || REFUSED.has(spec.name)) return this.reject(noPermError(spec.name));
     if ((this.mode & M_SUB2) !== 0 && !SUB_ALLOWED.has(name)) return this.reject(pubsubContextError(spec.name));
     if ((this.mode & M_MULTI) !== 0 && !TX_CONTROL.has(name)) return queueTx(this, cmd, spec, args);
+    // A resharding's cut-over holds these slots: wait (in order), never fail.
+    if (this.ep.holds.active && touchesHeld(this.ep, this.multi, name, spec, args)) return this.waitHeld();
     if (name === 'exec' ? this.multi !== null && !this.multi.dirty : writes(spec)) {
       if (this.ep.fence.fenced) return this.reject(E_FENCED);
       this.noteWrites(spec, args);
@@ -420,6 +425,12 @@ export class Session implements SessionCore {
         return scan(this, args);
     }
     return this.route(cmd, spec, args);
+  }
+
+  /** Stall until the hold ends (the endpoint wakes us). */
+  private waitHeld(): false {
+    this.ep.holds.wait(this);
+    return false;
   }
 
   /** The shards a write (or an EXEC) reaches, for WAIT: its keys' shards, else every shard. */

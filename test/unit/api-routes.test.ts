@@ -401,7 +401,7 @@ describe('databases', () => {
       [{ data_internode_encryption: 'yes' }, /must be boolean/],
     ];
     for (const [body, why] of schema) await assertRefusedUnchanged(call('PUT', '/v1/bdbs/1', body), 400, 'invalid_schema', why);
-    for (const body of [{ port: 12050 }, { shards_count: 2 }, { sharding: true }, { type: 'redis' }, { shards_placement: 'dense' }]) {
+    for (const body of [{ port: 12050 }, { sharding: true }, { type: 'redis' }, { shards_placement: 'dense' }]) {
       await assertRefusedUnchanged(
         call('PUT', '/v1/bdbs/1', body),
         406,
@@ -427,6 +427,47 @@ describe('databases', () => {
     const action = await readRecord(h.etcd.client, KEYS.action(Number(stored!.action_uid)), ActionRecord);
     assert.equal(action?.object_name, 'bdb:1');
     await putBdb({ ...stored!, status: 'active' });
+  });
+
+  test('PUT /v1/bdbs/{uid} shards_count: out of 1..512, not an integer, with other fields: 400; on a 0.1 cluster: 409; nothing written', async () => {
+    for (const n of [0, 513, -1])
+      await assertRefusedUnchanged(call('PUT', '/v1/bdbs/1', { shards_count: n }), 400, 'invalid_shards_count', /from 1 to 512/);
+    await assertRefusedUnchanged(call('PUT', '/v1/bdbs/1', { shards_count: 2.5 }), 400, 'invalid_schema', /shards_count must be integer/);
+    await assertRefusedUnchanged(call('PUT', '/v1/bdbs/1', { shards_count: '2' }), 400, 'invalid_schema', /shards_count must be integer/);
+    await assertRefusedUnchanged(call('PUT', '/v1/bdbs/1', { shards_count: 2, sharding: false }), 400, 'invalid_sharding');
+    await assertRefusedUnchanged(call('PUT', '/v1/bdbs/1', { shards_count: 2, memory_size: 2 * MB }), 400, 'unsupported_change');
+    // No cluster version stored: the cluster is 0.1, which cannot reshard.
+    await assertRefusedUnchanged(call('PUT', '/v1/bdbs/1', { shards_count: 2 }), 409, 'cluster_version_too_old', /resharding/);
+  });
+
+  test('PUT /v1/bdbs/{uid} shards_count on a 0.2 cluster: busy 409, no change 400, unplaceable 409; a valid one answers with its action', async () => {
+    const c = h.etcd.client;
+    await c.put(KEYS.clusterVersion).value(JSON.stringify({ version: '0.2', updated_time: new Date().toISOString() }));
+    try {
+      await assertRefusedUnchanged(call('PUT', '/v1/bdbs/2', { shards_count: 2 }), 409, 'db_busy');
+      await assertRefusedUnchanged(call('PUT', '/v1/bdbs/1', { shards_count: 1 }), 400, 'no_change');
+      // Node 2 is down: a replicated database has one eligible node for its new shards.
+      await putBdb(bdb(3, 'replicated', [shard(3, 'master', 1, [0, 16383])], { replication: true }));
+      await assertRefusedUnchanged(call('PUT', '/v1/bdbs/3', { shards_count: 2 }), 409, 'no_placement', /two eligible nodes/);
+      await dropBdb(3);
+      const r = await call('PUT', '/v1/bdbs/1', { shards_count: 2, sharding: true });
+      assert.equal(r.statusCode, 200, r.body);
+      assert.equal(r.json().status, 'active-change-pending');
+      const stored = await readRecord(c, KEYS.bdb(1), BdbRecord);
+      assert.equal(stored?.reshard?.shards_count, 2);
+      assert.deepEqual(
+        stored?.reshard?.moves.map((m) => m.slots),
+        [[8192, 16383]],
+      );
+      assert.equal(stored?.shards.length, 2, 'the new master is written, serving no slot yet');
+      const action = await readRecord(c, KEYS.action(Number(r.json().action_uid)), ActionRecord);
+      assert.equal(action?.name, 'reshard');
+      await assertRefusedUnchanged(call('PUT', '/v1/bdbs/1', { shards_count: 3 }), 409, 'db_busy');
+      const { reshard: _r, ...rest } = stored!;
+      await putBdb({ ...rest, shards: stored!.shards.slice(0, 1), status: 'active' });
+    } finally {
+      await c.delete().key(KEYS.clusterVersion);
+    }
   });
 
   test('DELETE /v1/bdbs/{uid} of a database being deleted: 409 db_delete_pending', async () => {

@@ -13,6 +13,8 @@ import { DEFAULT_SHARD_KEY_REGEX, isDefaultShardKeyRegex, shardKeyRegexProblem }
 import { endpointNodes } from '../../control/model/placement.js';
 import { uidParams } from '../schemas.js';
 import { isShapeChange, refuseWhileReshaping, shapeChange, shapeRoutes, shardsBlueprintField, withShapeStatus } from './bdb-shape.js';
+import { isReshard, reshardBdb } from './bdb-reshard.js';
+import { rangesText } from '../../control/model/reshard-plan.js';
 import { shardSync, type ShardSync } from '../../control/controllers/bdb-controller.js';
 import { MAX_PORTS_ASKED, portsInUse } from '../../control/reconcilers/ports.js';
 import { nodeIsUp } from '../../control/model/node-state.js';
@@ -177,7 +179,7 @@ export function bdbView(m: ApiReadView, b: BdbRecord) {
       uid: s.uid,
       role: s.role,
       node_uid: s.node_uid,
-      assigned_slots: `${s.slots[0]}-${s.slots[1]}`,
+      assigned_slots: rangesText(s),
       ...(s.master_uid !== undefined ? { master_uid: s.master_uid } : {}),
       status: states.get(s.uid)!.status,
       ...(states.get(s.uid)!.sync ? { sync: states.get(s.uid)!.sync } : {}),
@@ -350,8 +352,15 @@ export const bdbsRoutes: FastifyPluginAsync<{ daemon: ApiNode }> = async (app, {
       const m = daemon.requireMember();
       const uid = Number(req.params.uid);
       const v = req.body;
+      if (isReshard(v)) {
+        await refuseWhileReshaping(m, uid); // a replication change or blueprint still moving shards
+        const next = await reshardBdb(m, uid, v, isDryRun(req.query), req.log);
+        return isDryRun(req.query) ? dryRunAnswer(bdbView(m, next), true) : bdbView(m, next);
+      }
       checkValues(v);
       if (isShapeChange(v)) {
+        if ((await m.store.bdbs.get(uid))?.reshard)
+          throw conflict('db_busy', `database ${uid} is being resharded; change its replication or placement once it is active`);
         // Replication on/off and a shards blueprint: an action the cluster master carries out (bdb-shape.ts).
         const r = await shapeChange(m, req, uid, v, isDryRun(req.query));
         if (isDryRun(req.query)) return dryRunAnswer(bdbView(m, r.bdb), true);

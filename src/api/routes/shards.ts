@@ -12,6 +12,7 @@ import type { FastifyPluginAsync } from 'fastify';
 import type { ApiNode, ApiReadView } from '../services.js';
 import { notFound } from '../../util/errors.js';
 import { isGone } from '../../control/model/shard-plans.js';
+import { rangesText } from '../../control/model/reshard-plan.js';
 import { uidParams } from '../schemas.js';
 import { shardStates } from './bdbs.js';
 
@@ -28,7 +29,7 @@ function shardViews(m: ApiReadView) {
           bdb_uid: b.uid,
           node_uid: String(s.node_uid),
           role: s.role,
-          assigned_slots: `${s.slots[0]}-${s.slots[1]}`,
+          assigned_slots: rangesText(s),
           status: st.status === 'active' ? 'active' : 'inactive',
           detailed_status: st.status === 'active' ? 'ok' : st.status === 'down' ? 'down' : 'loading',
           ...(s.master_uid !== undefined ? { master_uid: String(s.master_uid) } : {}),

@@ -74,6 +74,8 @@ export class BdbController {
     const liveNodes = [...this.m.live.items.keys()].map(Number).filter((n) => nodeIsUp(this.m, n));
     for (const b of this.bdbs.values()) {
       if (b.status === 'active' || b.status === 'creation-failed') continue;
+      // A resharding (0.2) keeps its database changing until its controller (reshard.ts) is done.
+      if (b.reshard && b.status !== 'delete-pending') continue;
       const obs = this.observedOf(b.uid);
       const current = liveNodes.map((n) => obs.get(n)).filter((o): o is ObservedRecord => !!o && o.generation === b.generation);
       const fatal = current.find((o) => o.fatal);

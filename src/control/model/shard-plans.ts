@@ -44,7 +44,14 @@ export function promote(shards: readonly ShardPlacement[], masterUid: number, re
   const r = shards.find((s) => s.uid === replicaUid);
   if (!m || !r || m.role !== 'master' || r.role !== 'slave' || r.master_uid !== m.uid) return undefined;
   return shards.map((s) => {
-    if (s.uid === r.uid) return { ...s, role: 'master' as const, master_uid: undefined, slots: m.slots };
+    if (s.uid === r.uid)
+      return {
+        ...s,
+        role: 'master' as const,
+        master_uid: undefined,
+        slots: m.slots,
+        ...(m.slot_ranges ? { slot_ranges: m.slot_ranges } : {}),
+      };
     if (s.uid === m.uid) return { ...s, role: 'slave' as const, master_uid: r.uid };
     if (s.master_uid === m.uid) return { ...s, master_uid: r.uid };
     return { ...s };
@@ -65,7 +72,17 @@ export function planAddReplica(
   const m = s && (s.role === 'master' ? s : shards.find((x) => x.uid === s.master_uid && x.role === 'master'));
   if (!s || !m || shards.some((x) => x.uid === newUid)) return undefined;
   if (shards.some((x) => (x.uid === m.uid || x.master_uid === m.uid) && x.node_uid === target && x.uid !== s.uid)) return undefined;
-  return [...shards, { uid: newUid, role: 'slave', node_uid: target, slots: m.slots, master_uid: m.uid }];
+  return [
+    ...shards,
+    {
+      uid: newUid,
+      role: 'slave',
+      node_uid: target,
+      slots: m.slots,
+      master_uid: m.uid,
+      ...(m.slot_ranges ? { slot_ranges: m.slot_ranges } : {}),
+    },
+  ];
 }
 
 /** Remove replica `shardUid`, replaced by `newUid`: replicas that followed it follow `newUid`'s master (or `newUid`, a master). */

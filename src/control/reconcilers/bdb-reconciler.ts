@@ -13,6 +13,7 @@ import type { ClusterStore, StoreHost } from '../../coord/store.js';
 import { RedisShard, type ShardSpec, shardDir, shardSocket, stoppedCleanly } from '../../shards/redis-shard.js';
 import { endpointNodes } from '../model/placement.js';
 import { bumped, isGone, promote } from '../model/shard-plans.js';
+import { rangesOf } from '../model/reshard-plan.js';
 import type { DataplaneConfig } from '../../dataplane/messages.js';
 
 const SETTLE_MS = 20;
@@ -437,7 +438,7 @@ export class BdbReconciler {
           ...(b.shard_key_regex ? { shardKeyRegex: b.shard_key_regex.map((r) => r.regex) } : {}),
           ...endpointTls(b),
           holdMs: Math.min(MAX_HOLD_MS, this.m.failoverTimeoutSeconds() * 1000 + FAILOVER_MARGIN_MS),
-          shards: b.shards.filter((s) => s.role === 'master').map((s) => ({ shardUid: s.uid, slots: [s.slots] })),
+          shards: b.shards.filter((s) => s.role === 'master').map((s) => ({ shardUid: s.uid, slots: rangesOf(s) })),
         });
       }
     }

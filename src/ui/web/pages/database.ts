@@ -83,6 +83,7 @@ export function databasePage(ctx: AppContext, uid: number): Page {
   let controls:
     | {
         memory: HTMLInputElement;
+        shardsCount: HTMLInputElement;
         eviction: HTMLSelectElement;
         persistence: HTMLSelectElement;
         encryption: HTMLInputElement;
@@ -97,6 +98,8 @@ export function databasePage(ctx: AppContext, uid: number): Page {
     title.textContent = b.name;
     fill(statusBadge, badge(b.status));
     const memory = h('input', { type: 'number', min: '1', step: '1', value: String(Math.round(b.memory_size / MB)), disabled: !editing });
+    // Resharding (PUT shards_count): moves slots live, a chunk at a time; changed alone.
+    const shardsCount = h('input', { type: 'number', min: '1', max: '512', step: '1', value: String(b.shards_count), disabled: !editing });
     const eviction = select(
       EVICTION.map((e) => [e, e]),
       b.eviction_policy,
@@ -113,7 +116,7 @@ export function databasePage(ctx: AppContext, uid: number): Page {
     const tlsOn = b.tls_mode === 'enabled';
     const clientTls = h('input', { type: 'checkbox', role: 'switch', id: `tls-${uid}`, checked: tlsOn, disabled: !editing });
     const replication = h('input', { type: 'checkbox', checked: b.replication, disabled: !editing });
-    controls = { memory, eviction, persistence, encryption, clientTls, replication };
+    controls = { memory, shardsCount, eviction, persistence, encryption, clientTls, replication };
     const listed = b.authentication_ssl_client_certs.length;
     const clientAuth =
       b.enforce_client_authentication === 'enabled' && listed
@@ -126,6 +129,7 @@ export function databasePage(ctx: AppContext, uid: number): Page {
             'div',
             { class: 'form-grid' },
             field('Memory limit (MB)', memory),
+            field('Shards (master shards; resharding is live, and is changed alone)', shardsCount),
             field('Eviction policy', eviction),
             field('Data persistence', persistence),
             field('Replication', replication, 'A replica of every shard on another node; turned on or off live, shard by shard.'),
@@ -250,7 +254,16 @@ export function databasePage(ctx: AppContext, uid: number): Page {
     if (controls.clientTls.checked !== (b.tls_mode === 'enabled')) body.tls_mode = controls.clientTls.checked ? 'enabled' : 'disabled';
     // Replication is a change of its own (PUT with that field alone), sent after the others are applied.
     const replication = controls.replication.checked !== b.replication ? controls.replication.checked : undefined;
+    const shardsCount = Number(controls.shardsCount.value);
     fill(editFeedback);
+    if (shardsCount !== b.shards_count) {
+      if (Object.keys(body).length || replication !== undefined) {
+        fill(editFeedback, errorMessage(new ApiError(0, 'unsupported_change', 'Change the shard count alone, then the other settings.')));
+        return;
+      }
+      body.shards_count = shardsCount;
+      if (shardsCount > 1) body.sharding = true;
+    }
     if (!Object.keys(body).length && replication === undefined) {
       editing = false;
       render();
@@ -299,7 +312,7 @@ export function databasePage(ctx: AppContext, uid: number): Page {
           bar.max = 100;
           bar.value = action.progress;
         }
-        text.textContent = `Applying the change on every node… (${b.status}${action ? `, action ${action.status}` : ''})`;
+        text.textContent = `Applying the change on every node… (${b.status}${action ? `, action ${action.status}` : ''})${action?.description ? `: ${action.description}` : ''}`;
         // Done when the database is active again: the controller marks it so once every live node has
         // converged to this change. (Its action is shown, but not waited for: an action can stay
         // pending after its change converged, when it was attached to the record just after that.)
@@ -310,6 +323,7 @@ export function databasePage(ctx: AppContext, uid: number): Page {
               `Internode encryption is now ${onOff(b.data_internode_encryption).toLowerCase()}; the switch was live and client connections were kept.`,
             );
           }
+          if ('shards_count' in body) lines.push(`The database now has ${b.shards_count} shard${b.shards_count === 1 ? '' : 's'}.`);
           if ('tls_mode' in body) lines.push(`TLS for clients is now ${onOff(b.tls_mode === 'enabled').toLowerCase()}.`);
           if ('replication' in body) lines.push(`Replication is now ${onOff(b.replication).toLowerCase()}.`);
           fill(progress, note(lines.join(' '), 'good'));
