@@ -6,7 +6,6 @@ import type { Etcd3 } from 'etcd3';
 import {
   KEYS,
   type ActionRecord,
-  CaRolloverRecord,
   CertIdentityRecord,
   CertRotatedRecord,
   CertRotationRequest,
@@ -14,6 +13,7 @@ import {
   ServiceCertRecord,
   TrustRecord,
 } from './schema.js';
+import { CaRolloverRecord } from './schema-ca.js';
 import { readRecord, readRecords, updateRecord } from './records.js';
 import { PrefixCache } from './watch.js';
 

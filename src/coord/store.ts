@@ -16,7 +16,6 @@ import {
   KEYS,
   ActionRecord,
   BdbRecord,
-  CaRecord,
   ClusterRecord,
   DenyRecord,
   JoinRecord,
@@ -40,6 +39,7 @@ import {
   type AlertSettingsRecord,
   type JobSchedulerRecord,
 } from './schema.js';
+import { CaRecord } from './schema-ca.js';
 import { parseRecord, readRecord, readRecords, requireRecord, updateRecord } from './records.js';
 import { PrefixCache } from './watch.js';
 import { Seqs, commitWithSeqs, nextSeqAt, type SeqName, type SeqSnapshot } from './seqs.js';

@@ -16,7 +16,8 @@ import { Redis } from 'ioredis';
 import { TestCluster, type TestNode, createDb, waitFor, sleep } from '../support/cluster.js';
 import { sClient } from '../support/tls-tools.js';
 import { etcdClient, etcdPaths } from '../../src/coord/etcd.js';
-import { KEYS, type ActionRecord, type CaRolloverRecord } from '../../src/coord/schema.js';
+import { KEYS, type ActionRecord } from '../../src/coord/schema.js';
+import type { CaRolloverRecord } from '../../src/coord/schema-ca.js';
 
 const cluster = new TestCluster(64, 3);
 const [n1, n2, n3] = cluster.nodes;

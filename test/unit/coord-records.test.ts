@@ -15,13 +15,13 @@ import {
 import {
   KEYS,
   BdbRecord,
-  CaRecord,
   DEFAULT_POLICY,
   StoredJobScheduler,
   StoredPolicy,
   jobSchedulerWithDefaults,
   policyWithDefaults,
 } from '../../src/coord/schema.js';
+import { CaRecord } from '../../src/coord/schema-ca.js';
 
 /** A store over a map of key → stored text, with the part of the etcd3 client the reads use. */
 function store(entries: Record<string, unknown>): RecordStore {

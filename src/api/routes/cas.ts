@@ -3,7 +3,8 @@
 // CA rollover routes. Keys never leave the store.
 import type { FastifyPluginAsync } from 'fastify';
 import type { ApiNode } from '../services.js';
-import type { CaRecord, PolicyRecord } from '../../coord/schema.js';
+import type { PolicyRecord } from '../../coord/schema.js';
+import type { CaRecord } from '../../coord/schema-ca.js';
 import { type CaState, caList } from '../../pki/ca-list.js';
 import { conflict, invalid } from '../../util/errors.js';
 import { requireFeature } from '../../control/model/version-gates.js';

@@ -8,7 +8,8 @@
 // Each node does its own part (reconcilers/ca-trust.ts): trust, reissue,
 // its etcd member's restart when named.
 import type { Logger } from 'pino';
-import type { ActionRecord, CaRecord, CaRolloverRecord, LiveRecord, NodeRecord } from '../../coord/schema.js';
+import type { ActionRecord, LiveRecord, NodeRecord } from '../../coord/schema.js';
+import type { CaRecord, CaRolloverRecord } from '../../coord/schema-ca.js';
 import type { PrefixCache } from '../../coord/watch.js';
 import type { ClusterStore, StoreHost } from '../../coord/store.js';
 import { createCa, sha256Fingerprint } from '../../pki/pki.js';

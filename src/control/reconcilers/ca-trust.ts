@@ -17,7 +17,7 @@
 import type { Logger } from 'pino';
 import type { CertStore } from '../../pki/certstore.js';
 import type { ServiceCerts } from '../../pki/service-certs.js';
-import type { CaRecord, CaRolloverRecord } from '../../coord/schema.js';
+import type { CaRecord, CaRolloverRecord } from '../../coord/schema-ca.js';
 import type { PrefixCache } from '../../coord/watch.js';
 import type { ClusterStore } from '../../coord/store.js';
 import { issuedByAny, joinPems, samePems, splitPems, trustedPems } from '../../pki/ca-list.js';

@@ -23,7 +23,6 @@ import type { ServiceCerts } from '../../pki/service-certs.js';
 import type { NodeConfig, NodeIdentity } from '../membership/config.js';
 import {
   type AlertSetting,
-  type CaRecord,
   type CertMeta,
   type CertRotatedRecord,
   type CertRotationRequest,
@@ -37,6 +36,7 @@ import {
   alertSettingsWithDefaults,
   jobSchedulerWithDefaults,
 } from '../../coord/schema.js';
+import type { CaRecord } from '../../coord/schema-ca.js';
 import type { PrefixCache } from '../../coord/watch.js';
 import type { ClusterStore, StoreHost } from '../../coord/store.js';
 import {
