@@ -50,6 +50,7 @@ export type ApiStore = Pick<
   | 'settings'
   | 'operatorCerts'
   | 'certRotations'
+  | 'maintenanceMode'
 >;
 
 /** What the routes read of the cluster: the member's watched caches and what it derives from them. */

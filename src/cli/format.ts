@@ -72,11 +72,14 @@ export function formatStatus(
   const keep = <T>(rows: T[], ok: (r: T) => boolean) => (o.issuesOnly ? rows.filter((r) => !ok(r)) : rows);
   const master = nodes.find((n) => n.is_master);
   const down = nodes.filter((n) => n.status !== 'active');
-  const health = !master
-    ? 'No cluster master'
-    : down.length
-      ? `OK. Cluster master: ${master.uid} (${master.addr}); nodes down: ${down.map((n) => n.uid).join(', ')}`
-      : `OK. Cluster master: ${master.uid} (${master.addr})`;
+  const maint = nodes.filter((n) => n.maintenance_mode);
+  const health =
+    (!master
+      ? 'No cluster master'
+      : down.length
+        ? `OK. Cluster master: ${master.uid} (${master.addr}); nodes down: ${down.map((n) => n.uid).join(', ')}`
+        : `OK. Cluster master: ${master.uid} (${master.addr})`) +
+    (maint.length ? `; in maintenance mode: ${maint.map((n) => `node ${n.uid}`).join(', ')}` : '');
   let out = o.sections ? '' : `CLUSTER:\n${health}\nCluster name: ${cluster.name}\n${versionLine(cluster, nodes)}\n\n`;
   const section = (title: string, text: string) => {
     out += `${out && !out.endsWith('\n\n') ? '\n' : ''}${title}:\n${text}`;
@@ -111,7 +114,7 @@ export function formatStatus(
           n.control_plane_link,
           n.status === 'active' ? duration(n.uptime) : '-',
           n.software_version,
-          n.status === 'active' ? 'OK' : 'DOWN',
+          (n.status === 'active' ? 'OK' : 'DOWN') + maintenanceText(n),
         ]),
       ),
     );
@@ -235,4 +238,10 @@ export function formatInfo(obj: Record<string, unknown>): string {
       .map(([k, v]) => `${k}: ${flat(v)}`)
       .join('\n') + '\n'
   );
+}
+
+/** A node in maintenance mode, in the STATUS column: ` (maintenance)`, or the move under way. */
+function maintenanceText(n: NodeView): string {
+  if (!n.maintenance_mode) return '';
+  return n.maintenance_state === 'on' ? ' (maintenance)' : ` (maintenance: ${n.maintenance_state})`;
 }

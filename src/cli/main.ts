@@ -24,6 +24,7 @@ import {
 import { formatVerify, verifyEncryption } from './verify.js';
 import type { NodeLinksReport } from '../internode/links.js';
 import { addShardCommands, followAction } from './shard-ops.js';
+import { maintenanceMode } from './maintenance.js';
 
 applyProcessDefaults();
 
@@ -283,11 +284,19 @@ export function buildProgram(): Command {
     .showHelpAfterError(false)
     .configureOutput({ outputError: (s, write) => write(s.split('\n')[0] + '\n') });
 
-  const node = program.command('node').description('run or manage a node: node start …, node <uid> remove');
+  const node = program
+    .command('node')
+    .description('run or manage a node: node start …, node <uid> remove, node <uid> maintenance_mode on|off …');
   node
     .command('remove', { hidden: true })
     .argument('<uid>')
     .action(async (uid: string, _o, cmd: Command) => removeNode(cmd, uid));
+  node
+    .command('maintenance_mode', { hidden: true })
+    .argument('<uid>')
+    .argument('<mode>')
+    .argument('[words...]')
+    .action(async (uid: string, mode: string, words: string[], _o, cmd: Command) => maintenanceMode(cmd, api, uid, mode, words));
   node
     .command('start')
     .description('run one node in the foreground')
@@ -570,10 +579,10 @@ export function buildProgram(): Command {
 export async function main(argv: string[]): Promise<void> {
   const program = buildProgram();
   try {
-    // rladmin's word order, `node <uid> remove`, becomes commander's `node remove <uid>`.
+    // rladmin's word order, `node <uid> remove`, becomes commander's `node remove <uid>` (maintenance_mode alike).
     const i = argv.indexOf('node');
-    if (i >= 2 && /^\d+$/.test(argv[i + 1] ?? '') && argv[i + 2] === 'remove')
-      argv = [...argv.slice(0, i + 1), 'remove', argv[i + 1], ...argv.slice(i + 3)];
+    if (i >= 2 && /^\d+$/.test(argv[i + 1] ?? '') && ['remove', 'maintenance_mode'].includes(argv[i + 2] ?? ''))
+      argv = [...argv.slice(0, i + 1), argv[i + 2], argv[i + 1], ...argv.slice(i + 3)];
     await program.parseAsync(argv);
   } catch (err) {
     process.stderr.write(`error: ${(err as Error).message.split('\n')[0]}\n`);

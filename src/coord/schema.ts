@@ -63,6 +63,9 @@ export const KEYS = {
   uiSessionsPrefix: '/tessera/ui_sessions/',
   /** By a digest of the session's token (the token itself is never stored). */
   uiSession: (digest: string) => `/tessera/ui_sessions/${digest}`,
+  /** Maintenance mode of a node (MaintenanceRecord), written by the REST API and the cluster master's maintenance controller. */
+  maintenancePrefix: '/tessera/maintenance/',
+  maintenance: (uid: number) => `/tessera/maintenance/${uid}`,
 } as const;
 
 /** A union of string literals: `OneOf('a', 'b')` is the schema of `'a' | 'b'`. */
@@ -383,6 +386,8 @@ export const ShardOpRecord = Type.Object({
       new_shard_uid: Type.Optional(Uid),
       /** remove_node: where this shard goes (chosen when the removal was asked). */
       target_node_uid: Type.Optional(Uid),
+      /** failover (0.2, maintenance mode's restore): the replica to promote; absent: the best live one. */
+      to_shard_uid: Type.Optional(Uid),
     }),
   ),
   /** migrate: where the shards go. */
@@ -558,3 +563,47 @@ export type CustomerCertRecord = Static<typeof CustomerCertRecord>;
 /** An operator-provided client-facing certificate (api, cm, proxy, metrics_exporter) for one node. */
 export const ServiceCertRecord = Type.Object({ ...OperatorCertFields, name: OneOf('api', 'cm', 'proxy', 'metrics_exporter') });
 export type ServiceCertRecord = Static<typeof ServiceCertRecord>;
+
+/** One shard a node held when it entered maintenance mode: what maintenance_off puts back. */
+export const MaintenanceShard = Type.Object({
+  bdb_uid: Uid,
+  shard_uid: Uid,
+  role: Role,
+  /** The slots of its master: how the shard's family is found again after migrations gave it new uids. */
+  slots: Type.Tuple([Type.Integer(), Type.Integer()]),
+});
+export type MaintenanceShard = Static<typeof MaintenanceShard>;
+
+/**
+ * A node in maintenance mode (0.2; RE's `rladmin node <uid> maintenance_mode`),
+ * under its own key so the node's own record stays the node's. While it exists
+ * nothing is placed on the node. `entering`: its shards move off (the cluster
+ * master's MaintenanceController, control/controllers/maintenance.ts);
+ * `on`: it holds none; `leaving`: they move back as the snapshot says; the
+ * record goes when that is done.
+ */
+export const MaintenanceRecord = Type.Object({
+  node_uid: Uid,
+  state: OneOf('entering', 'on', 'leaving'),
+  /** The on or off action that runs now, or ran last. */
+  action_uid: Type.String(),
+  snapshot_name: Type.String(),
+  snapshot_time: Time,
+  /** What the node held when the snapshot was taken. */
+  shards: Type.Array(MaintenanceShard),
+  /** maintenance_on options (RE's names): only these databases' shards move (absent: all of them). */
+  evict_dbs: Type.Optional(Type.Array(Uid)),
+  /** false: replica shards stay on the node (RE's `evict_ha_replica disabled`). */
+  evict_ha_replica: Type.Optional(Type.Boolean()),
+  demote_node: Type.Optional(Type.Boolean()),
+  /** maintenance_off: only clear the mark. */
+  skip_shards_restore: Type.Optional(Type.Boolean()),
+  /** The shard operation (its action uid) the controller waits for. */
+  op_action_uid: Type.Optional(Type.String()),
+  /** Failed shard operations in a row (retried a few times, then the action fails). */
+  op_failures: Type.Optional(Type.Integer()),
+  /** Shards moved off the node: the new shard that took each one's place (maintenance_off moves those back first). */
+  moves: Type.Optional(Type.Array(Type.Object({ bdb_uid: Uid, shard_uid: Uid, new_shard_uid: Uid, target_node_uid: Uid }))),
+  updated_time: Time,
+});
+export type MaintenanceRecord = Static<typeof MaintenanceRecord>;

@@ -50,12 +50,14 @@ import { CertRotationStore, OperatorCertStore } from './cert-stores.js';
 import { Heartbeats } from './heartbeats.js';
 import { etcdClient, type EtcdPaths } from './etcd.js';
 import { ClusterVersionStore } from './cluster-version.js';
+import { MaintenanceStore } from './maintenance.js';
 
 export { Seqs, type SeqName, type SeqSnapshot } from './seqs.js';
 export { StoreLease, type LeaseOptions } from './lease.js';
 export { StoreMembers, type MemberStatus } from './members.js';
 export { CertRotationStore, OperatorCertStore, type OperatorCerts } from './cert-stores.js';
 export type { Heartbeats } from './heartbeats.js';
+export { MaintenanceStore } from './maintenance.js';
 
 const json = (v: unknown) => JSON.stringify(v);
 
@@ -340,13 +342,13 @@ export class NodeStore {
 
   /**
    * Take a node out of the cluster in one transaction: deny its certificates,
-   * delete its record, liveness and alerts. False when it has no record.
+   * delete its record, liveness, alerts and maintenance mode. False when it has no record.
    */
   async removeAndDeny(uid: number, deny: DenyRecord[]): Promise<boolean> {
     const c = this.c;
     const ops = [
       ...deny.map((d) => c.put(KEYS.deny(d.serial)).value(json(d))),
-      ...[KEYS.node(uid), KEYS.live(uid), KEYS.alerts(uid)].map((k) => c.delete().key(k)),
+      ...[KEYS.node(uid), KEYS.live(uid), KEYS.alerts(uid), KEYS.maintenance(uid)].map((k) => c.delete().key(k)),
     ];
     const r = await c
       .if(KEYS.node(uid), 'Create', '>', 0)
@@ -593,6 +595,8 @@ export class ClusterStore {
   readonly settings: SettingsStore;
   readonly operatorCerts: OperatorCertStore;
   readonly certRotations: CertRotationStore;
+  /** Nodes in maintenance mode (coord/maintenance.ts). */
+  readonly maintenanceMode: MaintenanceStore;
   /** Liveness leases (`leases.create(ttl)`). */
   readonly leases: LeaseStore;
 
@@ -613,6 +617,7 @@ export class ClusterStore {
     this.settings = new SettingsStore(client);
     this.operatorCerts = new OperatorCertStore(client);
     this.certRotations = new CertRotationStore(client);
+    this.maintenanceMode = new MaintenanceStore(client);
     this.leases = new LeaseStore(client);
   }
 

@@ -27,6 +27,7 @@ import { PORTS_FREE_RPC, bindablePorts, portsParam } from '../control/reconciler
 import { BdbController } from '../control/controllers/bdb-controller.js';
 import { FailoverController } from '../control/controllers/failover-controller.js';
 import { ShardOpsController } from '../control/controllers/shard-ops.js';
+import { MaintenanceController } from '../control/controllers/maintenance.js';
 import { CertRotationController } from '../control/controllers/cert-rotation-action.js';
 import { ActionRetention } from '../control/controllers/action-retention.js';
 import { JoinController } from '../control/controllers/join-controller.js';
@@ -57,6 +58,7 @@ export class Loops {
   readonly controller: BdbController;
   readonly failover: FailoverController;
   readonly shardOps: ShardOpsController;
+  readonly maintenanceMode: MaintenanceController;
   readonly rotations: CertRotationController;
   readonly retention: ActionRetention;
   readonly joins: JoinController;
@@ -118,12 +120,19 @@ export class Loops {
     };
     this.controller = new BdbController(master, log.child({ component: 'bdb-controller' }));
     const controller = this.controller;
+    // Maintenance mode (0.2): empties a node, or fills it again, as shard operations; its records are the placement mark.
+    this.maintenanceMode = new MaintenanceController(
+      { ...master, changeMaster: (to) => election.handTo(to) },
+      log.child({ component: 'maintenance' }),
+    );
+    const maintenance = this.maintenanceMode;
     this.failover = new FailoverController(
       {
         ...master,
         replicaHa: () => view.replicaHa(),
         databases: () => reconciler.bdbs.values(),
         syncOf: (bdb, shard, node) => controller.syncOf(bdb, shard, node),
+        inMaintenance: () => new Set(maintenance.values().map((m) => m.node_uid)),
       },
       log.child({ component: 'failover' }),
     );
@@ -182,6 +191,7 @@ export class Loops {
     await this.controller.start();
     this.failover.start();
     await this.shardOps.start();
+    await this.maintenanceMode.start();
     await this.rotations.start();
     await this.joins.start();
     this.clusterVersion.start();
@@ -206,6 +216,7 @@ export class Loops {
       await this.clusterVersion.close().catch(warn('the cluster version controller'));
       await this.joins.close().catch(warn('the join controller'));
       await this.rotations.close().catch(warn('the rotation controller'));
+      await this.maintenanceMode.close().catch(warn('maintenance mode'));
       await this.shardOps.close().catch(warn('shard operations'));
       this.failover.stop();
       await this.controller.stop().catch(warn('the database controller'));

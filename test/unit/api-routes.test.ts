@@ -10,7 +10,7 @@ import net from 'node:net';
 import { test, before, after, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { createCa, type Issued } from '../../src/pki/pki.js';
-import { KEYS, ActionRecord, BdbRecord, type ObservedRecord, type ShardPlacement } from '../../src/coord/schema.js';
+import { KEYS, ActionRecord, BdbRecord, MaintenanceRecord, type ObservedRecord, type ShardPlacement } from '../../src/coord/schema.js';
 import { readRecord, readRecords } from '../../src/coord/records.js';
 import { startApiHarness, nodeRecord, basic, API_USER, type ApiHarness } from '../support/api-host.js';
 import type { Api } from '../../src/api/server.js';
@@ -537,6 +537,126 @@ describe('shards', () => {
     await assertRefusedUnchanged(call('POST', '/v1/shards/11/actions/migrate', { target_node_uid: 99 }), 404, 'node_not_found');
     await assertRefusedUnchanged(call('POST', '/v1/shards/999/actions/migrate', { target_node_uid: 2 }), 404, 'shard_not_exist');
     await assertRefusedUnchanged(call('POST', '/v1/shards/13/actions/migrate', { target_node_uid: '2' }), 409, 'node_down');
+  });
+});
+
+// ------------------------------------------------------ maintenance mode
+
+describe('maintenance mode', () => {
+  const c = () => h.etcd.client;
+  const live = (uid: number) => JSON.stringify({ uid, started_time: new Date().toISOString(), pid: process.pid });
+  const on = (uid: number | string, body?: unknown) => call('POST', `/v1/nodes/${uid}/actions/maintenance_on`, body);
+  const off = (uid: number | string, body?: unknown) => call('POST', `/v1/nodes/${uid}/actions/maintenance_off`, body);
+  after(async () => {
+    for (const uid of [3, 4, 5]) {
+      await c().delete().key(KEYS.node(uid));
+      await c().delete().key(KEYS.live(uid));
+    }
+    await c().delete().prefix(KEYS.maintenancePrefix);
+    await c().delete().key(KEYS.clusterVersion);
+    await dropBdb(30);
+    await h.settle('nodes 3-5 gone', () => ![3, 4, 5].some((u) => h.member.nodes.items.has(String(u))));
+  });
+
+  test('bad bodies and uids are 400 invalid_schema; an unknown node is 404 node_not_found', async () => {
+    for (const [url, body, why] of [
+      ['/v1/nodes/abc/actions/maintenance_on', {}, /params\/uid/],
+      ['/v1/nodes/1/actions/maintenance_on', { force: true }, /unknown field 'force'/],
+      ['/v1/nodes/1/actions/maintenance_on', { demote_node: 'yes' }, /demote_node must be boolean/],
+      ['/v1/nodes/1/actions/maintenance_on', { evict_dbs: 'db:1' }, /evict_dbs must be array/],
+      ['/v1/nodes/1/actions/maintenance_off', { snapshot_name: 7 }, /snapshot_name must be string/],
+      ['/v1/nodes/1/actions/maintenance_off', { overwrite_snapshot: true }, /unknown field 'overwrite_snapshot'/],
+    ] as const) {
+      await assertRefusedUnchanged(call('POST', url, body), 400, 'invalid_schema', why);
+    }
+    await assertRefusedUnchanged(on(99), 404, 'node_not_found', /node 99 does not exist/);
+    await assertRefusedUnchanged(off(99), 404, 'node_not_found', /node 99 does not exist/);
+  });
+
+  test('refused with 409 cluster_version_too_old while the cluster version is 0.1', async () => {
+    await assertRefusedUnchanged(
+      on(1),
+      409,
+      'cluster_version_too_old',
+      /maintenance_mode needs cluster version 0\.2; the cluster version is 0\.1/,
+    );
+    await assertRefusedUnchanged(off(1), 409, 'cluster_version_too_old');
+  });
+
+  test('refusals at 0.2: quorum, a down node, the only node that could hold a shard, already on, off when not on', async () => {
+    await c()
+      .put(KEYS.clusterVersion)
+      .value(JSON.stringify({ version: '0.2', updated_time: new Date().toISOString() }));
+    // Two members, one down: taking node 1 down too leaves no quorum.
+    await assertRefusedUnchanged(on(1), 409, 'quorum_loss', /needs 2 of its 2 members, and 0 would be left \(besides it, node 2 is down\)/);
+    // Nodes 3, 4 and 5 join (live): 5 members, one down.
+    for (const uid of [3, 4, 5]) {
+      await c()
+        .put(KEYS.node(uid))
+        .value(JSON.stringify(nodeRecord(uid, `127.0.25.${uid}`)));
+      await c().put(KEYS.live(uid)).value(live(uid));
+    }
+    await h.settle('nodes 3-5 live', () =>
+      [3, 4, 5].every((u) => h.member.live.items.has(String(u)) && h.member.nodes.items.has(String(u))),
+    );
+    await assertRefusedUnchanged(on(2), 409, 'node_down', /node 2 is down/);
+    // Database 30: master 31 on node 1, replicas on nodes 3, 4 and 5: once its master is switched over,
+    // shard 31 has nowhere to go (every other live node holds a shard of its slots).
+    await putBdb(
+      bdb(30, 'everywhere', [
+        shard(31, 'master', 1, [0, 16383]),
+        shard(32, 'slave', 3, [0, 16383], 31),
+        shard(33, 'slave', 4, [0, 16383], 31),
+        shard(34, 'slave', 5, [0, 16383], 31),
+      ]),
+    );
+    await assertRefusedUnchanged(on(1), 409, 'no_placement', /node 1 cannot enter maintenance mode: shard 31 of database 30/);
+    await assertRefusedUnchanged(on(1, { evict_dbs: ['nosuchdb'] }), 404, 'db_not_exist', /evict_dbs: database nosuchdb does not exist/);
+    // Node 3 is in maintenance mode already (its record, as the controller leaves it once on).
+    await c()
+      .put(KEYS.maintenance(3))
+      .value(
+        JSON.stringify({
+          node_uid: 3,
+          state: 'on',
+          action_uid: '9999',
+          snapshot_name: 'maintenance_mode_node3_x',
+          snapshot_time: new Date().toISOString(),
+          shards: [],
+          updated_time: new Date().toISOString(),
+        }),
+      );
+    await assertRefusedUnchanged(on(3), 409, 'already_in_maintenance', /use overwrite_snapshot/);
+    await assertRefusedUnchanged(off(4), 409, 'not_in_maintenance', /node 4 is not in maintenance mode/);
+    await assertRefusedUnchanged(off(3, { snapshot_name: 'other' }), 404, 'snapshot_not_found', /its snapshot is maintenance_mode_node3_x/);
+    // Nothing is placed on a node in maintenance mode: a migration there is refused.
+    await assertRefusedUnchanged(
+      call('POST', '/v1/shards/32/actions/migrate', { target_node_uid: 3 }),
+      409,
+      'node_in_maintenance',
+      /node 3 is in maintenance mode/,
+    );
+    // With node 2 down and node 3 in maintenance, node 4 may not go too (2 of 5 would be left).
+    await dropBdb(30);
+    await assertRefusedUnchanged(on(4), 409, 'quorum_loss', /node 2 is down, node 3 is in maintenance mode/);
+  });
+
+  test('accepted: an action at once, the record written, GET /v1/nodes shows it', async () => {
+    const r = await off(3, { skip_shards_restore: true });
+    assert.equal(r.statusCode, 200, r.body);
+    assert.equal(r.json().status, 'ok');
+    const rec = await readRecord(h.etcd.client, KEYS.maintenance(3), MaintenanceRecord);
+    assert.equal(rec?.state, 'leaving');
+    assert.equal(rec?.skip_shards_restore, true);
+    assert.equal(rec?.action_uid, r.json().action_uid);
+    const a = await readRecord(h.etcd.client, KEYS.action(Number(r.json().action_uid)), ActionRecord);
+    assert.deepEqual([a?.name, a?.status, a?.object_name], ['maintenance_off', 'pending', 'node:3']);
+    const busy = await off(3);
+    assertError(busy, 409, 'maintenance_busy', /maintenance_off is under way/);
+    const shown = (await call('GET', '/v1/nodes/3')).json();
+    assert.deepEqual([shown.maintenance_mode, shown.maintenance_state, shown.accept_servers], [true, 'leaving', false]);
+    const plain = (await call('GET', '/v1/nodes')).json().find((n: { uid: number }) => n.uid === 5);
+    assert.deepEqual([plain.maintenance_mode, plain.accept_servers], [false, true]);
   });
 });
 

@@ -2,14 +2,73 @@
 // (liveness lease in the store, and a control-plane probe over the internode channel).
 import type { FastifyPluginAsync } from 'fastify';
 import type { ApiMember, ApiNode } from '../services.js';
-import type { NodeRecord } from '../../coord/schema.js';
+import type { MaintenanceRecord, NodeRecord } from '../../coord/schema.js';
 import type { NodeLinksReport } from '../../internode/links.js';
 import { OperatorError, invalid, notFound } from '../../util/errors.js';
 import { queueNodeRemoval } from '../../control/services/node-removal.js';
 import { uidParams } from '../schemas.js';
 import { nodeIsUp } from '../../control/model/node-state.js';
+import {
+  type MaintenanceOffRequest,
+  type MaintenanceOnRequest,
+  requestMaintenanceOff,
+  requestMaintenanceOn,
+} from '../../control/services/maintenance.js';
 
-export function nodeView(m: ApiMember, n: NodeRecord) {
+/** RE's maintenance_on body, the fields that apply (max_concurrent_actions is accepted and ignored: one move at a time). */
+const maintenanceOnBody = {
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    demote_node: { type: 'boolean' },
+    evict_ha_replica: { type: 'boolean' },
+    keep_slave_shards: { type: 'boolean' },
+    evict_active_active_replica: { type: 'boolean' },
+    evict_dbs: {
+      type: 'array',
+      maxItems: 1024,
+      items: {
+        anyOf: [
+          { type: 'integer', minimum: 0 },
+          { type: 'string', minLength: 1, maxLength: 256 },
+        ],
+      },
+    },
+    overwrite_snapshot: { type: 'boolean' },
+    max_concurrent_actions: { type: 'integer', minimum: 1 },
+  },
+} as const;
+
+const maintenanceOffBody = {
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    snapshot_name: { type: 'string', minLength: 1, maxLength: 256 },
+    skip_shards_restore: { type: 'boolean' },
+    max_concurrent_actions: { type: 'integer', minimum: 1 },
+  },
+} as const;
+
+/** A POST without a body is an empty one (RE's clients send none when there is nothing to say). */
+const noBodyIsEmpty = async (req: { body: unknown }) => {
+  if (req.body === undefined || req.body === null) req.body = {};
+};
+
+/** A node's maintenance mode as GET /v1/nodes shows it (optional fields: absent on a node that is not in it). */
+function maintenanceView(rec: MaintenanceRecord | undefined) {
+  if (!rec) return { maintenance_mode: false, accept_servers: true };
+  return {
+    maintenance_mode: true,
+    /** entering: its shards are moving off; on: it holds none; leaving: they are moving back. */
+    maintenance_state: rec.state,
+    maintenance_snapshot: rec.snapshot_name,
+    maintenance_action_uid: rec.action_uid,
+    /** RE's field: a node in maintenance mode takes no new shard. */
+    accept_servers: false,
+  };
+}
+
+export function nodeView(m: ApiMember, n: NodeRecord, maintenance?: MaintenanceRecord) {
   const live = m.live.items.get(String(n.uid));
   const self = n.uid === m.uid;
   const probe = self ? { ok: true, at: Date.now(), status: m.statusReply() } : m.probes.get(n.uid);
@@ -36,24 +95,30 @@ export function nodeView(m: ApiMember, n: NodeRecord) {
     control_plane_link: self ? 'local' : probe?.ok ? 'ok' : 'unreachable',
     last_seen: probe?.at ? new Date(probe.at).toISOString() : null,
     ports: n.ports,
+    ...maintenanceView(maintenance),
   };
+}
+
+async function maintenanceByNode(m: ApiMember): Promise<Map<number, MaintenanceRecord>> {
+  return new Map((await m.store.maintenanceMode.list()).map((r) => [r.node_uid, r]));
 }
 
 export const nodesRoutes: FastifyPluginAsync<{ daemon: ApiNode }> = async (app, { daemon }) => {
   app.get('/v1/nodes', async () => {
     const m = daemon.requireMember();
+    const maint = await maintenanceByNode(m);
     return m.nodes
       .values()
       .filter((n) => n.addr)
       .sort((a, b) => a.uid - b.uid)
-      .map((n) => nodeView(m, n));
+      .map((n) => nodeView(m, n, maint.get(n.uid)));
   });
 
   app.get<{ Params: { uid: string } }>('/v1/nodes/:uid', { schema: { params: uidParams } }, async (req) => {
     const m = daemon.requireMember();
     const n = m.nodes.items.get(String(Number(req.params.uid)));
     if (!n?.addr) throw notFound('node_not_found', `node ${req.params.uid} does not exist`);
-    return nodeView(m, n);
+    return nodeView(m, n, (await maintenanceByNode(m)).get(n.uid));
   });
 
   // The node's live internode connections (tessera verify encryption): this
@@ -87,4 +152,27 @@ export const nodesRoutes: FastifyPluginAsync<{ daemon: ApiNode }> = async (app, 
     const action = (await m.shardOps.requestNodeRemoval(req.log, uid)) ?? (await queueNodeRemoval(m.store, uid, req.log));
     return { uid, status: 'removing', action_uid: action.action_uid };
   });
+
+  // Maintenance mode (RE's POST /v1/nodes/{uid}/actions/maintenance_on|maintenance_off):
+  // validated and written as the node's maintenance record and an action at once;
+  // the cluster master's MaintenanceController moves the shards
+  // (control/controllers/maintenance.ts). `GET /v1/actions/{uid}` follows it.
+  app.post<{ Params: { uid: string }; Body: MaintenanceOnRequest }>(
+    '/v1/nodes/:uid/actions/maintenance_on',
+    { preValidation: noBodyIsEmpty, schema: { params: uidParams, body: maintenanceOnBody } },
+    async (req) => {
+      const uid = Number(req.params.uid);
+      const a = await requestMaintenanceOn(daemon.requireMember(), req.log, uid, req.body ?? {});
+      return { status: 'ok', uid, action_uid: a.action_uid };
+    },
+  );
+  app.post<{ Params: { uid: string }; Body: MaintenanceOffRequest }>(
+    '/v1/nodes/:uid/actions/maintenance_off',
+    { preValidation: noBodyIsEmpty, schema: { params: uidParams, body: maintenanceOffBody } },
+    async (req) => {
+      const uid = Number(req.params.uid);
+      const a = await requestMaintenanceOff(daemon.requireMember(), req.log, uid, req.body ?? {});
+      return { status: 'ok', uid, action_uid: a.action_uid };
+    },
+  );
 };

@@ -37,6 +37,8 @@ export interface FailoverHost extends RebuildHost, MasterLoopHost {
   deadAfterMs(): number;
   /** Replica high availability: on, and how long past failover_timeout a node must stay dead before its replicas are rebuilt elsewhere. */
   replicaHa(): { enabled: boolean; graceSeconds: number };
+  /** Nodes in maintenance mode (0.2): no replica is rebuilt on one, nor moved off one (it comes back). */
+  inMaintenance?(): ReadonlySet<number>;
 }
 
 export { planFailover, type FailoverPlan };
@@ -149,13 +151,14 @@ export class FailoverController {
     if (!dead.size) return;
     const liveNodes = members.filter((u) => nodeIsUp(this.m, u));
     const ha = this.m.replicaHa();
-    const rebuild = new Set(ha.enabled ? [...dead].filter((u) => silence.get(u)! >= waitMs + ha.graceSeconds * 1000) : []);
+    const maint = this.m.inMaintenance?.() ?? new Set<number>();
+    const rebuild = new Set(ha.enabled ? [...dead].filter((u) => !maint.has(u) && silence.get(u)! >= waitMs + ha.graceSeconds * 1000) : []);
     for (const b of this.m.databases()) {
       if (isGone(b)) continue;
       if (!b.shards.some((s) => dead.has(s.node_uid))) continue;
       let plan: FailoverPlan | undefined;
       await this.m.store.bdbs.update(b.uid, (cur) => {
-        plan = planFailover(cur.shards, dead, liveNodes, rebuild);
+        plan = planFailover(cur.shards, dead, liveNodes, rebuild, maint);
         if (!plan) return undefined;
         return bumped(cur, plan.shards);
       });

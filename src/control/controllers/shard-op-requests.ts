@@ -11,6 +11,7 @@ import { type OpLog, type ShardReplication, SHARD_REPLICATION_RPC } from '../mod
 import type { MasterLoopHost } from './master-loop.js';
 import { nodeIsUp, type NodeStateHost } from '../model/node-state.js';
 import { family as familyOf, familyMaster as familyMasterOf, isGone, planEvacuation } from '../model/shard-plans.js';
+import { placeableNodes } from '../model/maintenance.js';
 
 /** What shard operations need of their node's membership (src/node/loops.ts builds it from the membership parts). */
 export interface ShardOpsHost extends MasterLoopHost, NodeStateHost {
@@ -168,6 +169,8 @@ export async function requestMigrate(
   const node = h.nodes.items.get(String(target));
   if (!node?.addr) throw notFound('node_not_found', `node ${target} does not exist`);
   if (!isLive(h, target)) throw conflict('node_down', `node ${target} is down`);
+  if (!placeableNodes([target], await h.store.maintenanceMode.list()).length)
+    throw conflict('node_in_maintenance', `node ${target} is in maintenance mode: nothing is placed on it`);
   const families = new Set<string>();
   for (const { b, s } of found) {
     await checkNotBusy(h, b);
@@ -217,10 +220,11 @@ export async function requestNodeRemoval(h: ShardOpsHost & StoreHost, log: OpLog
   if (!hosting.length) return undefined;
   const load = new Map<number, number>();
   for (const b of bdbs) for (const s of b.shards) load.set(s.node_uid, (load.get(s.node_uid) ?? 0) + 1);
-  const targets = h.nodes
+  const live = h.nodes
     .values()
     .filter((n) => n.addr && n.uid !== node && isLive(h, n.uid))
     .map((n) => n.uid);
+  const targets = placeableNodes(live, await h.store.maintenanceMode.list());
   const plan = planEvacuation(hosting, node, targets, load);
   for (const b of hosting) {
     await checkNotBusy(h, b);

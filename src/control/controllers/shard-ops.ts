@@ -239,7 +239,8 @@ export class ShardOpsController {
         );
       return b.generation;
     }
-    return this.switchover(b.uid, m.uid, undefined, !!op.immediate, step, 0, 1, log);
+    // A named replica (maintenance mode's restore) or the best live one.
+    return this.switchover(b.uid, m.uid, it.to_shard_uid, !!op.immediate, step, 0, 1, log);
   }
 
   /**

@@ -97,13 +97,15 @@ export interface FailoverPlan {
  * undefined when nothing can change: masters there are failed over (a
  * promotion of a replica on a live node), and replicas on the `rebuild` ones
  * (dead past the replica grace period; by default all dead nodes) are placed
- * elsewhere. Pure: the same record and node sets give the same plan.
+ * elsewhere, never on an `unplaceable` node. Pure: the same record and node sets give the same plan.
  */
 export function planFailover(
   shards: readonly ShardPlacement[],
   dead: ReadonlySet<number>,
   liveNodes: readonly number[],
   rebuild: ReadonlySet<number> = dead,
+  /** Nodes nothing may be placed on (maintenance mode: model/maintenance.ts placeableNodes). */
+  unplaceable: ReadonlySet<number> = new Set(),
 ): FailoverPlan | undefined {
   let next = shards.map((s) => ({ ...s }));
   const plan: FailoverPlan = { shards: next, promoted: [], moved: [] };
@@ -124,7 +126,7 @@ export function planFailover(
     // Never beside a shard of its slots; otherwise the live node holding fewest of this database's shards.
     const load = (n: number) => next.filter((x) => x.node_uid === n).length;
     const taken = new Set(family(next, master).map((x) => x.node_uid));
-    const to = liveNodes.filter((n) => alive(n) && !taken.has(n)).sort((a, b) => load(a) - load(b) || a - b)[0];
+    const to = liveNodes.filter((n) => alive(n) && !taken.has(n) && !unplaceable.has(n)).sort((a, b) => load(a) - load(b) || a - b)[0];
     if (to === undefined) continue;
     const after = moveReplica(next, uid, to);
     if (!after) continue;

@@ -12,6 +12,7 @@ import type { ClusterStore, SeqName } from '../../coord/store.js';
 import { OperatorError, conflict, invalid, unacceptable } from '../../util/errors.js';
 import { newSecret, placeShards } from '../model/placement.js';
 import { type NodeStateHost, nodeIsUp } from '../model/node-state.js';
+import { placeableNodes } from '../model/maintenance.js';
 
 export const DATA_INE_CAPABILITY = 'data_internode_encryption';
 export const MIN_MEMORY = 1024 * 1024;
@@ -38,7 +39,7 @@ export interface ClusterView extends NodeStateHost {
 }
 
 export interface BdbCreateDeps {
-  store: Pick<ClusterStore, 'seqs' | 'bdbs' | 'cluster'>;
+  store: Pick<ClusterStore, 'seqs' | 'bdbs' | 'cluster' | 'maintenanceMode'>;
   view: ClusterView;
   /** Tessera's own ports on this node (never a database's). */
   ownPorts: readonly number[];
@@ -180,7 +181,8 @@ export async function createBdb(d: BdbCreateDeps, v: BdbInput, dryRun: boolean):
     encrypted = false;
   }
   checkCapability(d.view, v.data_internode_encryption);
-  const nodes = activeNodes(d.view);
+  // Nodes in maintenance mode take no new shard.
+  const nodes = placeableNodes(activeNodes(d.view), await d.store.maintenanceMode.list());
   if (nodes.length === 0 || (replication && nodes.length < 2)) {
     throw unacceptable('insufficient_resources', replication ? 'replication needs at least two active nodes' : 'no active node');
   }
