@@ -2,13 +2,14 @@
 // older members cannot read asks `requireClusterFeature(m, 'resharding')`
 // first, and the refusal is 409 cluster_version_too_old naming them.
 import type { NodeRecord } from '../coord/schema.js';
+import type { PrefixCache } from '../coord/watch.js';
 import type { ClusterStore } from '../coord/store.js';
 import { type Feature, type VersionView, requireFeature } from '../control/model/version-gates.js';
 
 /** What the gate reads of the member: the store, and the members' records. */
 export interface VersionedMember {
-  readonly store: Pick<ClusterStore, 'clusterVersion'>;
-  readonly nodes: { values(): NodeRecord[] };
+  readonly store: ClusterStore;
+  readonly nodes: PrefixCache<NodeRecord>;
 }
 
 /** The stored cluster version and every published member's software version. */

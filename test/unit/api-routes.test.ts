@@ -401,7 +401,14 @@ describe('databases', () => {
       [{ data_internode_encryption: 'yes' }, /must be boolean/],
     ];
     for (const [body, why] of schema) await assertRefusedUnchanged(call('PUT', '/v1/bdbs/1', body), 400, 'invalid_schema', why);
-    for (const body of [{ port: 12050 }, { sharding: true }, { replication: true }, { type: 'redis' }, { shards_placement: 'dense' }]) {
+    for (const body of [
+      { port: 12050 },
+      { shards_count: 2 },
+      { sharding: true },
+      { replication: true },
+      { type: 'redis' },
+      { shards_placement: 'dense' },
+    ]) {
       await assertRefusedUnchanged(
         call('PUT', '/v1/bdbs/1', body),
         406,
@@ -409,13 +416,6 @@ describe('databases', () => {
         new RegExp(`${Object.keys(body)[0]} cannot be changed`),
       );
     }
-    // Resharding is gated: this store has no cluster version (a cluster at 0.1).
-    await assertRefusedUnchanged(
-      call('PUT', '/v1/bdbs/1', { shards_count: 2 }),
-      409,
-      'cluster_version_too_old',
-      /^resharding needs cluster version 0\.2/,
-    );
     await assertRefusedUnchanged(call('PUT', '/v1/bdbs/1', { memory_size: MB - 1 }), 406, 'invalid_memory_size');
     await assertRefusedUnchanged(call('PUT', '/v1/bdbs/1', { eviction_policy: 'lru' }), 406, 'invalid_eviction_policy');
     await assertRefusedUnchanged(call('PUT', '/v1/bdbs/1', { data_internode_encryption: true }), 406, 'capability_missing');

@@ -12,7 +12,6 @@ import { OperatorError, conflict, invalid, notFound, unacceptable } from '../../
 import { DEFAULT_SHARD_KEY_REGEX, isDefaultShardKeyRegex, shardKeyRegexProblem } from '../../proxy/slots.js';
 import { endpointNodes } from '../../control/model/placement.js';
 import { uidParams } from '../schemas.js';
-import { requireClusterFeature } from '../version-gate.js';
 import { shardSync, type ShardSync } from '../../control/controllers/bdb-controller.js';
 import { MAX_PORTS_ASKED, portsInUse } from '../../control/reconcilers/ports.js';
 import { nodeIsUp } from '../../control/model/node-state.js';
@@ -339,8 +338,6 @@ export const bdbsRoutes: FastifyPluginAsync<{ daemon: ApiNode }> = async (app, {
       const uid = Number(req.params.uid);
       const v = req.body;
       checkValues(v);
-      // Resharding (not built yet) needs every member at 0.2: a mixed cluster says so before the change is refused as unsupported.
-      if (v.shards_count !== undefined) await requireClusterFeature(m, 'resharding');
       for (const k of ['port', 'shards_count', 'sharding', 'replication', 'type', 'shards_placement', 'shard_key_regex'] as const) {
         if (v[k] !== undefined) throw unacceptable('unsupported_change', `${k} cannot be changed on an existing database`);
       }
