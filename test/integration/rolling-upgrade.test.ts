@@ -6,12 +6,13 @@
 // 0.2.0), stop it with SIGTERM, start this build, wait for status OK. Writers
 // write through the endpoints of the two nodes not being upgraded, and every
 // error counts. Asserted, step by step: 0 failed commands, the cluster version
-// 0.1 until the last node runs 0.2.0 and then 0.2, a gated change refused
-// while any member is older (409 cluster_version_too_old naming them) and let
-// through after, `verify encryption` clean with the CLI of every release
-// running; at the end 0 acknowledged keys lost and certificates, users,
-// databases and cluster settings as they were. The figures (failed commands,
-// seconds per node, keys lost) are printed. Then the reverse direction.
+// 0.1 until the last node runs 0.2.0 and then 0.2, a gated change (maintenance
+// mode) refused while any member is older (409 cluster_version_too_old naming
+// them), `verify encryption` clean with the CLI of every release running; at
+// the end 0 acknowledged keys lost, certificates, users, databases and cluster
+// settings as they were, and maintenance mode let through and carried out.
+// The figures (failed commands, seconds per node, keys lost) are printed.
+// Then the reverse direction.
 //
 // Addresses: 127.0.52.11-13 (written here: run it under flock /tmp/tessera-integ.lock
 // if another file might use them).
@@ -143,15 +144,24 @@ type NodeJson = { uid: number; status: string; software_version: string };
 const nodesOf = async (via: TestNode) => (await via.api<NodeJson[]>('GET', '/v1/nodes')).body;
 
 /**
- * Empty node `uid` before its software is replaced, with the commands of the
- * CLI that `via` runs: its masters fail over, then every shard left migrates
- * to the node that holds neither it nor its peer. These are 0.1.0's own
- * commands, and the first node is emptied through a 0.1.0 node. (Maintenance
- * mode is gated on cluster version 0.2, which a cluster upgraded from 0.1
- * reaches only once every node runs 0.2: it cannot empty a node during this
- * upgrade.)
+ * Empty node `uid` before its software is replaced, with the CLI that `via`
+ * runs. Once every member runs 0.2 (cluster version 0.2): maintenance mode,
+ * which moves every shard off and keeps new ones away. Before (maintenance
+ * mode is gated on 0.2, which a cluster upgraded from 0.1 reaches only when
+ * its last node runs 0.2), 0.1.0's own commands: its masters fail over, then
+ * every shard left migrates to the node that holds neither it nor its peer;
+ * the first node is emptied through a 0.1.0 node with 0.1.0's CLI.
  */
-async function emptyNode(uid: number, via: TestNode): Promise<void> {
+async function emptyNode(uid: number, via: TestNode): Promise<'maintenance mode' | 'failover/migrate'> {
+  if (via.bin === BIN && (await clusterOf(via)).cluster_version === '0.2') {
+    const r = await cliOn(via, ['node', String(uid), 'maintenance_mode', 'on']);
+    assert.equal(r.code, 0, `maintenance_mode on for node ${uid}: ${r.stdout}\n${r.stderr}`);
+    assert.deepEqual(
+      (await bdbOf(via, dbUid)).shards.filter((x) => x.node_uid === uid),
+      [],
+    );
+    return 'maintenance mode';
+  }
   const cmd = (args: string[]) => cliOn(via, args);
   let b = await bdbOf(via, dbUid);
   for (const s of b.shards.filter((x) => x.node_uid === uid && x.role === 'master')) {
@@ -176,6 +186,7 @@ async function emptyNode(uid: number, via: TestNode): Promise<void> {
     b.shards.filter((x) => x.node_uid === uid),
     [],
   );
+  return 'failover/migrate';
 }
 
 /**
@@ -236,36 +247,52 @@ async function verifyEncryption(when: string): Promise<void> {
   }
 }
 
-/** The gated change: resharding the database (needs cluster version 0.2). */
-const gatedChange = (via: TestNode) =>
-  via.api<{ error_code?: string; description?: string; action_uid?: string }>('PUT', `/v1/bdbs/${dbUid}`, { shards_count: 3 });
+type Answer = { error_code?: string; description?: string; action_uid?: string };
+
+/** The gated change: maintenance mode for node `uid` (needs cluster version 0.2: 0.1.0 nodes cannot follow it). */
+const gatedChange = (via: TestNode, uid: number) => via.api<Answer>('POST', `/v1/nodes/${uid}/actions/maintenance_on`, {});
 
 /**
- * Refused while `older` run 0.1.0: 409 cluster_version_too_old naming each of them, and the database unchanged.
+ * Refused while `older` run 0.1.0: 409 cluster_version_too_old naming each of them, and nothing changed.
  * `via` names the members by its watched node records: a restarted node's new record reaches it a moment later.
  */
 async function assertGateRefuses(via: TestNode, older: number[], when: string): Promise<void> {
   const named = (d: string) => [...d.matchAll(/node (\d+) \(0\.1\.0\)/g)].map((x) => Number(x[1])).sort((a, b) => a - b);
+  const want = [...older].sort((a, b) => a - b);
+  const target = via.uidFromDisk!;
+  const shardsBefore = (await bdbOf(via, dbUid)).shards;
   let last: Awaited<ReturnType<typeof gatedChange>> | undefined;
   await waitFor(
-    `${when}: the gate naming nodes ${older.join(', ')}`,
+    `${when}: the gate naming nodes ${want.join(', ')}`,
     async () => {
-      last = await gatedChange(via);
-      return last.status !== 409 || JSON.stringify(named(last.body.description ?? '')) === JSON.stringify([...older].sort((a, b) => a - b));
+      last = await gatedChange(via, target);
+      return last.status !== 409 || JSON.stringify(named(last.body.description ?? '')) === JSON.stringify(want);
     },
     10_000,
   ).catch(() => undefined); // the assertions below say what was answered
   const r = last!;
   assert.equal(r.status, 409, `${when}: ${JSON.stringify(r.body)}`);
   assert.equal(r.body.error_code, 'cluster_version_too_old');
-  assert.match(r.body.description!, /^resharding needs cluster version 0\.2; the cluster version is 0\.1; older members: /);
-  assert.deepEqual(
-    named(r.body.description!),
-    [...older].sort((a, b) => a - b),
-    `${when}: ${r.body.description}`,
-  );
+  assert.match(r.body.description!, /^maintenance_mode needs cluster version 0\.2; the cluster version is 0\.1; older members: /);
+  assert.deepEqual(named(r.body.description!), want, `${when}: ${r.body.description}`);
   assert.equal((r.body.description!.match(/node \d+ \(/g) ?? []).length, older.length, r.body.description);
-  assert.equal((await bdbOf(via, dbUid)).shards.length, 4);
+  const node = (await nodesOf(via)).find((n) => n.uid === target) as NodeJson & { maintenance_mode?: boolean };
+  assert.notEqual(node.maintenance_mode, true, `${when}: node ${target} put in maintenance mode`);
+  assert.deepEqual((await bdbOf(via, dbUid)).shards, shardsBefore, `${when}: shards moved`);
+}
+
+/** Follow action `uid` through `via` until it finishes; it must complete. */
+async function actionCompletes(via: TestNode, uid: string, what: string): Promise<void> {
+  const a = await waitFor(
+    `${what} finished`,
+    async () => {
+      const r = await via.api<{ status: string; error?: string }>('GET', `/v1/actions/${uid}`);
+      return r.status === 200 && (r.body.status === 'completed' || r.body.status === 'failed') ? r.body : undefined;
+    },
+    120_000,
+    500,
+  );
+  assert.equal(a.status, 'completed', `${what}: ${JSON.stringify(a)}`);
 }
 
 // --- what must not change: certificates, users, databases, cluster settings ---
@@ -377,8 +404,9 @@ test('rolling upgrade 0.1.0 → 0.2.0, one node at a time, the master last: 0 fa
     const ws = await Promise.all(others.map((n) => startWriter(n, `s${step}n${n.uidFromDisk}`)));
     let t = Date.now();
     const seconds = { empty: 0, stop: 0, start: 0, ok: 0 };
+    let how = '';
     try {
-      await emptyNode(uid, via);
+      how = await emptyNode(uid, via);
       seconds.empty = (Date.now() - t) / 1000;
       // The last 0.1.0 node stopped: its record still says 0.1.0, so the cluster stays at 0.1 and the gate names it.
       const r = await replaceBinary(node, BIN, async () => {
@@ -399,7 +427,7 @@ test('rolling upgrade 0.1.0 → 0.2.0, one node at a time, the master last: 0 fa
     steps.push({
       node: uid,
       wasMaster: uid === masterUid,
-      emptiedWith: `${release(via)} CLI via node ${via.uidFromDisk}`,
+      emptiedWith: `${how}, ${release(via)} CLI via node ${via.uidFromDisk}`,
       writersVia: others.map((n) => n.uidFromDisk!),
       failed: errors.length,
       acked: ws.reduce((k, w) => k + w.acked.length, 0),
@@ -431,7 +459,7 @@ test('rolling upgrade 0.1.0 → 0.2.0, one node at a time, the master last: 0 fa
   }
 });
 
-test('after the upgrade: 0 acknowledged keys lost; certificates, users, databases and cluster settings unchanged; the gated change is let through', async () => {
+test('after the upgrade: 0 acknowledged keys lost; certificates, users, databases and cluster settings unchanged; maintenance mode is let through and carried out', async () => {
   const lost = new Set<string>();
   for (const via of nodes) for (const k of await lostThrough(via, writers)) lost.add(k);
   const total = writers.reduce((k, w) => k + w.acked.length, 0);
@@ -459,26 +487,40 @@ test('after the upgrade: 0 acknowledged keys lost; certificates, users, database
 
   assertUnchanged(before0, await snapshot(nodes[0]), 'by the upgrade');
 
-  // The gate lets the change through now. Resharding itself is not built on this branch: past the gate, the change
-  // is refused as unsupported (406); where it is built, it is accepted and runs to the end.
-  const r = await gatedChange(nodes[0]);
-  assert.notEqual(r.body.error_code, 'cluster_version_too_old', JSON.stringify(r.body));
-  if (r.body.error_code === 'unsupported_change') {
-    assert.equal(r.status, 406, JSON.stringify(r.body));
-    console.log(`the gated change after the upgrade: past the gate, ${r.status} ${r.body.error_code} (resharding not built here)`);
-  } else {
-    assert.equal(r.status, 200, JSON.stringify(r.body));
-    await waitFor('the resharding done', async () => (await bdbOf(nodes[0], dbUid)).shards.length === 6, 180_000);
-    await waitDbStatus(nodes[0], dbUid, 'active');
-    console.log('the gated change after the upgrade: accepted, the database resharded to 3 shards');
-  }
+  // The gate lets the change through now, and it is carried out: a node in maintenance mode holds no shard; off brings them back.
+  // A node that holds shards and is not the cluster master (the master's node, upgraded last, was emptied).
+  const masterUid = (await clusterOf(nodes[0])).master_node_uid;
+  const b = await bdbOf(nodes[0], dbUid);
+  const target = nodes.find((n) => n.uidFromDisk !== masterUid && b.shards.some((s) => s.node_uid === n.uidFromDisk))!;
+  const tUid = target.uidFromDisk!;
+  const via = nodes.find((n) => n !== target)!;
+  const held = async () =>
+    (await bdbOf(via, dbUid)).shards
+      .filter((s) => s.node_uid === tUid)
+      .map((s) => `${s.assigned_slots} ${s.role}`)
+      .sort();
+  const heldBefore = await held();
+  assert.ok(heldBefore.length > 0, `node ${tUid} holds shards`);
+  const on = await gatedChange(via, tUid);
+  assert.equal(on.status, 200, JSON.stringify(on.body));
+  await actionCompletes(via, on.body.action_uid!, `maintenance_on of node ${tUid}`);
+  const inMaint = (await nodesOf(via)).find((n) => n.uid === tUid) as NodeJson & { maintenance_mode?: boolean };
+  assert.equal(inMaint.maintenance_mode, true);
+  assert.deepEqual(await held(), [], `node ${tUid} in maintenance mode holds no shard`);
+
+  const off = await via.api<Answer>('POST', `/v1/nodes/${tUid}/actions/maintenance_off`, {});
+  assert.equal(off.status, 200, JSON.stringify(off.body));
+  await actionCompletes(via, off.body.action_uid!, `maintenance_off of node ${tUid}`);
+  await waitOk(target, tUid, NEW_VERSION, via);
+  assert.deepEqual(await held(), heldBefore, `node ${tUid} has its shards and roles back`);
 });
 
 test('a 0.1.0 node restarted into a 0.2 cluster (it cannot refuse itself) is kept from the master role by the 0.2 members, and nothing else changes', async () => {
   const [a, b2] = nodes;
   const downUid = b2.uidFromDisk!;
   const beforeDown = await snapshot(a);
-  await emptyNode(downUid, a);
+  // Every member runs 0.2: the node is emptied with maintenance mode, which keeps shards off it after its restart too.
+  assert.equal(await emptyNode(downUid, a), 'maintenance mode');
   const { next: down } = await replaceBinary(b2, oldBin);
   // What the 0.1.0 code does: it rejoins as it always did (active, its endpoint serving), shown with its version.
   await waitOk(down, downUid, '0.1.0', a);
@@ -515,6 +557,11 @@ test('a 0.1.0 node restarted into a 0.2 cluster (it cannot refuse itself) is kep
     await new Promise((r) => setTimeout(r, 500));
   }
   await waitDbStatus(a, dbUid, 'active');
+  assert.deepEqual(
+    (await bdbOf(a, dbUid)).shards.filter((s) => s.node_uid === downUid),
+    [],
+    'the 0.1.0 node, in maintenance mode, is given no shard',
+  );
   // The cluster version is never lowered, and certificates, users, databases and settings are as they were.
   assert.equal((await clusterOf(a)).cluster_version, '0.2');
   assertUnchanged(beforeDown, await snapshot(a), 'by the 0.1.0 node');
