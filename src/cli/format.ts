@@ -72,15 +72,14 @@ export function formatStatus(
   const keep = <T>(rows: T[], ok: (r: T) => boolean) => (o.issuesOnly ? rows.filter((r) => !ok(r)) : rows);
   const master = nodes.find((n) => n.is_master);
   const down = nodes.filter((n) => n.status !== 'active');
+  const health = !master
+    ? 'No cluster master'
+    : down.length
+      ? `OK. Cluster master: ${master.uid} (${master.addr}); nodes down: ${down.map((n) => n.uid).join(', ')}`
+      : `OK. Cluster master: ${master.uid} (${master.addr})`;
   const maint = nodes.filter((n) => n.maintenance_mode);
-  const health =
-    (!master
-      ? 'No cluster master'
-      : down.length
-        ? `OK. Cluster master: ${master.uid} (${master.addr}); nodes down: ${down.map((n) => n.uid).join(', ')}`
-        : `OK. Cluster master: ${master.uid} (${master.addr})`) +
-    (maint.length ? `; in maintenance mode: ${maint.map((n) => `node ${n.uid}`).join(', ')}` : '');
-  let out = o.sections ? '' : `CLUSTER:\n${health}\nCluster name: ${cluster.name}\n${versionLine(cluster, nodes)}\n\n`;
+  const inMaint = maint.length ? `; in maintenance mode: ${maint.map((n) => `node ${n.uid}`).join(', ')}` : '';
+  let out = o.sections ? '' : `CLUSTER:\n${health}${inMaint}\nCluster name: ${cluster.name}\n${versionLine(cluster, nodes)}\n\n`;
   const section = (title: string, text: string) => {
     out += `${out && !out.endsWith('\n\n') ? '\n' : ''}${title}:\n${text}`;
   };

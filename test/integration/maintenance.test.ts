@@ -274,6 +274,38 @@ test("maintenance mode on the cluster master's node hands the master role over, 
   await waitSynced(b1);
 });
 
+test('evict_ha_replica disabled: only the masters leave node 2; its replicas wait on it through a restart, not rebuilt elsewhere', async () => {
+  const b0 = await bdb();
+  const snap = held(b0, uid2);
+  const before = counts();
+  const t0 = Date.now();
+  const res = await n1.cli(['node', String(uid2), 'maintenance_mode', 'on', 'evict_ha_replica', 'disabled']);
+  assert.equal(res.code, 0, `${res.stdout}\n${res.stderr}`);
+  const b1 = await bdb();
+  // Every shard it keeps is a replica, of the same slots as before (its masters were switched over, not moved).
+  assert.deepEqual(held(b1, uid2), snap.map((x) => x.replace(/:master$/, ':slave')).sort(), JSON.stringify(b1.shards));
+  await n2.kill('SIGTERM');
+  await waitFor('node 2 down', async () => (await nodeInfo(uid2)).status === 'down', 30_000, 200);
+  // Past failover_timeout (5 s) and slave_ha_grace_period (0): a dead node's replicas would be rebuilt elsewhere by now.
+  await sleep(8000);
+  const during = await bdb();
+  assert.deepEqual(
+    during.shards.map((s) => `${s.uid}@${s.node_uid}:${s.role}`),
+    b1.shards.map((s) => `${s.uid}@${s.node_uid}:${s.role}`),
+    'no replica was rebuilt off node 2 while it was down in maintenance mode',
+  );
+  await n2.start();
+  await waitFor('node 2 active again', async () => (await nodeInfo(uid2)).status === 'active', 60_000, 200);
+  await waitSynced(await bdb());
+  const back = await n1.cli(['node', String(uid2), 'maintenance_mode', 'off']);
+  assert.equal(back.code, 0, `${back.stdout}\n${back.stderr}`);
+  report('maintenance on (replicas kept), SIGTERM, restart, off', before, Date.now() - t0);
+  const b2 = await bdb();
+  assert.deepEqual(held(b2, uid2), snap, `its masters are back: ${JSON.stringify(b2.shards)}`);
+  assertFamiliesApart(b2);
+  await waitSynced(b2);
+});
+
 test('no command failed and no acknowledged key was lost through maintenance mode and the restart', async () => {
   await Promise.all(loads.map((l) => l.stop()));
   const all = new Map<string, string>();

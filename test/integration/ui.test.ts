@@ -516,6 +516,34 @@ test('certificates: each node and plane with its openssl-style serial; Rotate ch
   await shot('certificates-upload-refused');
 });
 
+test('Nodes page: maintenance mode on and off for a node, each after a confirmation; the table shows its state', async () => {
+  const uid = n2.uidFromDisk!;
+  await nav('Nodes').click();
+  await heading1('Nodes').waitFor();
+  const picker = page.getByRole('combobox', { name: 'Node' });
+  await picker.locator(`option[value="${uid}"]`).waitFor({ state: 'attached' });
+  await picker.selectOption(String(uid));
+  await button('Maintenance mode on').click();
+  await page.getByText(`Turn maintenance mode on for node ${uid}?`).waitFor();
+  await button('Cancel').click();
+  assert.equal(
+    (await n1.api<{ maintenance_mode: boolean }>('GET', `/v1/nodes/${uid}`)).body.maintenance_mode,
+    false,
+    'Cancel changes nothing',
+  );
+  await button('Maintenance mode on').click();
+  await button('Turn on').click();
+  await page.getByText(`node ${uid} is in maintenance mode`).waitFor({ timeout: 120_000 });
+  const row = page.getByRole('table', { name: 'Nodes' }).getByRole('row').filter({ hasText: n2.addr });
+  await row.getByText('maintenance', { exact: true }).waitFor({ timeout: STEP_MS });
+  assert.equal((await n1.api<{ maintenance_state: string }>('GET', `/v1/nodes/${uid}`)).body.maintenance_state, 'on');
+  await shot('nodes-maintenance');
+  await button('Maintenance mode off').click();
+  await button('Turn off').click();
+  await page.getByText(`node ${uid} left maintenance mode`).waitFor({ timeout: 120_000 });
+  assert.equal((await n1.api<{ maintenance_mode: boolean }>('GET', `/v1/nodes/${uid}`)).body.maintenance_mode, false);
+});
+
 test('a node that stops is shown as down on the Cluster page, which keeps working', async () => {
   const n3 = cluster.nodes[2];
   await nav('Cluster').click();
