@@ -81,6 +81,18 @@ export const L_BACKOFF = 3;
 export const L_CLOSED = 4;
 
 const CONNECT_TIMEOUT_MS = 10_000;
+/**
+ * A batch unanswered this long makes a link check the path to its shard with
+ * a fresh connection; if that is not up within STALL_PROBE_MS the link counts
+ * as dead (a network cut, a frozen node) and fails (a shared link then holds
+ * its queue), instead of waiting out TCP's own timeout (20 s and more). A
+ * shard that is only slow, or a blocking command, lets the fresh connection
+ * in, and the link waits on. One probe per shard and connector serves every
+ * link that asks within STALL_CHECK_MS (many clients blocked on one shard).
+ */
+const STALL_CHECK_MS = 2000;
+const STALL_PROBE_MS = 1500;
+const probes = new WeakMap<ShardConnector, Map<number, { at: number; ok: Promise<boolean> }>>();
 /** The reply every held command gets once its hold ran out. */
 const UNREACHABLE = (() => {
   const p = new ReplyParser();
@@ -136,6 +148,10 @@ export class ShardLink {
   private downSince = 0;
   private holdTimer: NodeJS.Timeout | null = null;
   private failFast = false;
+  // Stall watch (shared links): when the batch on the wire went out, when a reply last came, the check's timer.
+  private batchAt = 0;
+  private replyAt = 0;
+  private stallTimer: NodeJS.Timeout | null = null;
 
   constructor(
     readonly host: LinkHost,
@@ -281,6 +297,8 @@ export class ShardLink {
     this.qbufs = [];
     this.qbytes = 0;
     this.fbufs = bufs;
+    this.batchAt = Date.now();
+    if (this.stallTimer === null) this.watchStall(STALL_CHECK_MS);
     if (bufs.length === 1) {
       s.write(bufs[0]);
     } else if (bytes <= CONCAT_LIMIT) {
@@ -294,6 +312,7 @@ export class ShardLink {
 
   private onData(s: Duplex, chunk: Buffer): void {
     if (s !== this.stream) return;
+    if (this.stallTimer !== null) this.replyAt = Date.now();
     const p = this.parser;
     p.push(chunk);
     for (let r = p.next(); r !== null; r = p.next()) {
@@ -461,6 +480,10 @@ export class ShardLink {
       clearTimeout(this.timer);
       this.timer = null;
     }
+    if (this.stallTimer !== null) {
+      clearTimeout(this.stallTimer);
+      this.stallTimer = null;
+    }
     this.endHold();
     const s = this.stream;
     this.stream = null;
@@ -544,6 +567,55 @@ export class ShardLink {
   ready(): void {
     this.endHold();
     this.attempts = 0;
+  }
+
+  /** Check, after `ms`, that the batch on the wire is being answered (see STALL_CHECK_MS). */
+  private watchStall(ms: number): void {
+    this.stallTimer = setTimeout(() => {
+      this.stallTimer = null;
+      const s = this.stream;
+      if (s === null || this.state !== L_READY || this.inflight === 0) return;
+      const since = Math.max(this.batchAt, this.replyAt);
+      if (Date.now() - since < STALL_CHECK_MS) return this.watchStall(STALL_CHECK_MS - (Date.now() - since));
+      void this.probePath().then((ok) => {
+        if (s !== this.stream) return; // the link moved on meanwhile
+        // Answered meanwhile (a cut healed while the probe waited): the link works.
+        if (ok || Math.max(this.batchAt, this.replyAt) !== since) this.watchStall(STALL_CHECK_MS);
+        else this.fail(new Error(`no reply for ${Date.now() - since} ms and the shard cannot be reached`));
+      });
+    }, ms);
+    this.stallTimer.unref();
+  }
+
+  /**
+   * Whether a fresh connection to the shard comes up within STALL_PROBE_MS
+   * (closed at once). A shard that answers it busy (-BUSY, a script past its
+   * limit; -LOADING) is reachable; no answer in time is not.
+   */
+  private probePath(): Promise<boolean> {
+    let byShard = probes.get(this.host.connector);
+    if (byShard === undefined) probes.set(this.host.connector, (byShard = new Map()));
+    const last = byShard.get(this.shardUid);
+    if (last !== undefined && Date.now() - last.at < STALL_CHECK_MS) return last.ok;
+    const ok = new Promise<boolean>((resolve) => {
+      const timer = setTimeout(() => resolve(false), STALL_PROBE_MS);
+      const end = (up: boolean) => {
+        clearTimeout(timer);
+        resolve(up); // after the timeout: ignored
+      };
+      Promise.resolve()
+        .then(() => this.host.connector(this.shardUid))
+        .then(
+          (probe) => {
+            probe.on('error', () => {}); // only its opening mattered
+            probe.destroy();
+            end(true);
+          },
+          (e: unknown) => end(/\b(BUSY|LOADING)\b/.test(String((e as Error)?.message ?? e))),
+        );
+    });
+    byShard.set(this.shardUid, { at: Date.now(), ok });
+    return ok;
   }
 
   private startHold(): void {
