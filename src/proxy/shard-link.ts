@@ -82,17 +82,16 @@ export const L_CLOSED = 4;
 
 const CONNECT_TIMEOUT_MS = 10_000;
 /**
- * A batch unanswered this long makes a link check the path to its shard with
- * a fresh connection; if that is not up within STALL_PROBE_MS the link counts
- * as dead (a network cut, a frozen node) and fails (a shared link then holds
- * its queue), instead of waiting out TCP's own timeout (20 s and more). A
- * shard that is only slow, or a blocking command, lets the fresh connection
- * in, and the link waits on. One probe per shard and connector serves every
- * link that asks within STALL_CHECK_MS (many clients blocked on one shard).
+ * A batch unanswered this long makes a link open a fresh connection to its shard; not up within STALL_PROBE_MS,
+ * the link is dead (a cut, a frozen node) and fails (a shared link holds its queue), not after TCP's 20 s; a slow
+ * shard or blocking command lets it in. One probe per shard serves all links asking within STALL_CHECK_MS; a failed
+ * one (`downAt`, `downEpoch`) fails the shared links opened before it at their next write: their queue is
+ * held, not written into the cut.
  */
 const STALL_CHECK_MS = 2000;
 const STALL_PROBE_MS = 1500;
-const probes = new WeakMap<ShardConnector, Map<number, { at: number; ok: Promise<boolean> }>>();
+const probes = new WeakMap<ShardConnector, Map<number, { at: number; ok: Promise<boolean>; downAt?: number }>>();
+let downEpoch = 0;
 /** The reply every held command gets once its hold ran out. */
 const UNREACHABLE = (() => {
   const p = new ReplyParser();
@@ -152,6 +151,8 @@ export class ShardLink {
   private batchAt = 0;
   private replyAt = 0;
   private stallTimer: NodeJS.Timeout | null = null;
+  private attachedAt = 0;
+  private seenDownEpoch = 0;
 
   constructor(
     readonly host: LinkHost,
@@ -214,6 +215,7 @@ export class ShardLink {
 
   private attach(s: Duplex): void {
     this.stream = s;
+    this.attachedAt = Date.now();
     this.parser = new ReplyParser();
     this.host.countLink(1);
     s.on('data', (c: Buffer) => this.onData(s, c));
@@ -286,6 +288,7 @@ export class ShardLink {
     const s = this.stream;
     if (this.state !== L_READY || s === null || this.predecessor !== null) return;
     if (this.fhead !== this.fsinks.length || this.qsinks.length === 0) return;
+    if (!this.dedicated && this.seenDownEpoch !== downEpoch && this.probedDown()) return;
     if (this.runAB !== null) this.closeRun();
     const bufs = this.qbufs;
     const bytes = this.qbytes;
@@ -480,10 +483,8 @@ export class ShardLink {
       clearTimeout(this.timer);
       this.timer = null;
     }
-    if (this.stallTimer !== null) {
-      clearTimeout(this.stallTimer);
-      this.stallTimer = null;
-    }
+    if (this.stallTimer !== null) clearTimeout(this.stallTimer);
+    this.stallTimer = null;
     this.endHold();
     const s = this.stream;
     this.stream = null;
@@ -587,11 +588,7 @@ export class ShardLink {
     this.stallTimer.unref();
   }
 
-  /**
-   * Whether a fresh connection to the shard comes up within STALL_PROBE_MS
-   * (closed at once). A shard that answers it busy (-BUSY, a script past its
-   * limit; -LOADING) is reachable; no answer in time is not.
-   */
+  /** Whether a fresh connection to the shard comes up within STALL_PROBE_MS; answered -BUSY or -LOADING is up too. */
   private probePath(): Promise<boolean> {
     let byShard = probes.get(this.host.connector);
     if (byShard === undefined) probes.set(this.host.connector, (byShard = new Map()));
@@ -599,10 +596,7 @@ export class ShardLink {
     if (last !== undefined && Date.now() - last.at < STALL_CHECK_MS) return last.ok;
     const ok = new Promise<boolean>((resolve) => {
       const timer = setTimeout(() => resolve(false), STALL_PROBE_MS);
-      const end = (up: boolean) => {
-        clearTimeout(timer);
-        resolve(up); // after the timeout: ignored
-      };
+      const end = (up: boolean) => (clearTimeout(timer), resolve(up)); // after the timeout: ignored
       Promise.resolve()
         .then(() => this.host.connector(this.shardUid))
         .then(
@@ -614,8 +608,19 @@ export class ShardLink {
           (e: unknown) => end(/\b(BUSY|LOADING)\b/.test(String((e as Error)?.message ?? e))),
         );
     });
-    byShard.set(this.shardUid, { at: Date.now(), ok });
+    const entry: { at: number; ok: Promise<boolean>; downAt?: number } = { at: Date.now(), ok };
+    byShard.set(this.shardUid, entry);
+    void ok.then((up) => up || ((entry.downAt = Date.now()), downEpoch++));
     return ok;
+  }
+
+  /** Another link's probe found this shard unreachable since this link connected: fail it before it writes. */
+  private probedDown(): boolean {
+    this.seenDownEpoch = downEpoch;
+    const downAt = probes.get(this.host.connector)?.get(this.shardUid)?.downAt ?? 0;
+    if (downAt <= this.attachedAt) return false;
+    this.fail(new Error('shard unreachable: a probe of its path failed'));
+    return true;
   }
 
   private startHold(): void {

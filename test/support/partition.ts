@@ -104,8 +104,10 @@ export class NetworkCuts {
 
   /** Nothing in `a` reaches `b` and nothing in `b` reaches `a`. */
   split(a: TestNode[], b: TestNode[]): void {
-    for (const x of a) for (const y of b) this.drop(x, y);
-    for (const y of b) for (const x of a) this.drop(y, x);
+    const rules: string[][] = [];
+    for (const x of a) for (const y of b) rules.push(this.drop(x, y));
+    for (const y of b) for (const x of a) rules.push(this.drop(y, x));
+    this.apply(rules);
   }
 
   /**
@@ -114,13 +116,23 @@ export class NetworkCuts {
    * its own address gets none; etcd's peer dials, from 127.0.0.1, get theirs).
    */
   oneWay(from: TestNode[], to: TestNode): void {
-    for (const x of from) if (x !== to) this.drop(x, to);
+    this.apply(from.filter((x) => x !== to).map((x) => this.drop(x, to)));
   }
 
   /** Remove every rule added; connections recover by themselves. */
   heal(): void {
     const rules = this.rules;
     this.rules = [];
+    if (rules.length === 0) return;
+    try {
+      // One transaction, so the whole cut heals at once.
+      const input = `*filter\n${rules.map((r) => `-D ${r.join(' ')}`).join('\n')}\nCOMMIT\n`;
+      execFileSync('iptables-restore', ['--noflush', '-w', '5'], { input, stdio: ['pipe', 'pipe', 'pipe'] });
+      return;
+    } catch (err) {
+      // A rule is gone already (removed by hand): remove the rest one by one below.
+      console.log(`# partition: one-transaction heal failed, removing rules one by one: ${(err as Error).message.split('\n')[0]}`);
+    }
     for (const r of rules) {
       try {
         iptables(['-D', ...r]);
@@ -144,11 +156,17 @@ export class NetworkCuts {
     return g;
   }
 
-  private drop(from: TestNode, to: TestNode): void {
+  /** The rule that drops what `from`'s cgroup sends to `to`'s address. */
+  private drop(from: TestNode, to: TestNode): string[] {
     const rel = path.relative(CGROUP_ROOT, this.group(from));
-    const rule = ['OUTPUT', '-m', 'cgroup', '--path', rel, '-d', `${to.addr}/32`, '-m', 'comment', '--comment', this.tag, '-j', 'DROP'];
-    iptables(['-A', ...rule]);
-    this.rules.push(rule);
+    return ['OUTPUT', '-m', 'cgroup', '--path', rel, '-d', `${to.addr}/32`, '-m', 'comment', '--comment', this.tag, '-j', 'DROP'];
+  }
+
+  /** Add the rules in one iptables-restore transaction: the whole cut comes into force at once. */
+  private apply(rules: string[][]): void {
+    const input = `*filter\n${rules.map((r) => `-A ${r.join(' ')}`).join('\n')}\nCOMMIT\n`;
+    execFileSync('iptables-restore', ['--noflush', '-w', '5'], { input, stdio: ['pipe', 'pipe', 'pipe'] });
+    this.rules.push(...rules);
   }
 
   /** Every rule carrying this net's comment, and this net's cgroups (their processes back to the root first). */
