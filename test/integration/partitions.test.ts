@@ -33,8 +33,8 @@ const FENCE_MS = 4000;
 const FENCE_SLACK_MS = 1000;
 /** failover_timeout (5 s), the master's tick, the promotion and the new map reaching the endpoint. */
 const FAILOVER_BOUND_MS = 10_000;
-/** After the heal: the target is 10 s (see the table for what is measured). */
-const CONVERGE_BOUND_MS = 30_000;
+/** After the heal: status OK, old masters in sync and the returning endpoint writing (issue 23: within 10 s). */
+const CONVERGE_BOUND_MS = 10_000;
 const CUT_MS = 15_000;
 /** A link's own detection of a cut path (proxy/shard-link.ts: 2 s quiet, then a 1.5 s probe), with slack for load. */
 const LINK_DETECT_MS = 4500;
