@@ -15,6 +15,7 @@ if [ "${TESSERA_SETUP_TEST_TOOLS:-0}" = 1 ]; then
   command -v tshark >/dev/null || need+=(tshark)
   command -v cc >/dev/null || need+=(gcc libc6-dev)   # builds the ALPN shim the sslscan test loads
   [ -x /usr/bin/chromium ] || need+=(chromium)          # the web UI tests drive it with playwright-core
+  command -v iptables >/dev/null || need+=(iptables)    # the partition tests cut links between test nodes with it
 fi
 if [ ${#need[@]} -gt 0 ]; then
   echo "setup: installing ${need[*]}" >&2

@@ -81,6 +81,17 @@ export const L_BACKOFF = 3;
 export const L_CLOSED = 4;
 
 const CONNECT_TIMEOUT_MS = 10_000;
+/**
+ * A batch unanswered this long makes a link open a fresh connection to its shard; not up within STALL_PROBE_MS,
+ * the link is dead (a cut, a frozen node) and fails (a shared link holds its queue), not after TCP's 20 s; a slow
+ * shard or blocking command lets it in. One probe per shard serves all links asking within STALL_CHECK_MS; a failed
+ * one (`downAt`, `downEpoch`) fails the shared links opened before it at their next write: their queue is
+ * held, not written into the cut.
+ */
+const STALL_CHECK_MS = 2000;
+const STALL_PROBE_MS = 1500;
+const probes = new WeakMap<ShardConnector, Map<number, { at: number; ok: Promise<boolean>; downAt?: number }>>();
+let downEpoch = 0;
 /** The reply every held command gets once its hold ran out. */
 const UNREACHABLE = (() => {
   const p = new ReplyParser();
@@ -136,6 +147,12 @@ export class ShardLink {
   private downSince = 0;
   private holdTimer: NodeJS.Timeout | null = null;
   private failFast = false;
+  // Stall watch (shared links): when the batch on the wire went out, when a reply last came, the check's timer.
+  private batchAt = 0;
+  private replyAt = 0;
+  private stallTimer: NodeJS.Timeout | null = null;
+  private attachedAt = 0;
+  private seenDownEpoch = 0;
 
   constructor(
     readonly host: LinkHost,
@@ -198,6 +215,7 @@ export class ShardLink {
 
   private attach(s: Duplex): void {
     this.stream = s;
+    this.attachedAt = Date.now();
     this.parser = new ReplyParser();
     this.host.countLink(1);
     s.on('data', (c: Buffer) => this.onData(s, c));
@@ -270,6 +288,7 @@ export class ShardLink {
     const s = this.stream;
     if (this.state !== L_READY || s === null || this.predecessor !== null) return;
     if (this.fhead !== this.fsinks.length || this.qsinks.length === 0) return;
+    if (!this.dedicated && this.seenDownEpoch !== downEpoch && this.probedDown()) return;
     if (this.runAB !== null) this.closeRun();
     const bufs = this.qbufs;
     const bytes = this.qbytes;
@@ -281,6 +300,8 @@ export class ShardLink {
     this.qbufs = [];
     this.qbytes = 0;
     this.fbufs = bufs;
+    this.batchAt = Date.now();
+    if (this.stallTimer === null) this.watchStall(STALL_CHECK_MS);
     if (bufs.length === 1) {
       s.write(bufs[0]);
     } else if (bytes <= CONCAT_LIMIT) {
@@ -294,6 +315,7 @@ export class ShardLink {
 
   private onData(s: Duplex, chunk: Buffer): void {
     if (s !== this.stream) return;
+    if (this.stallTimer !== null) this.replyAt = Date.now();
     const p = this.parser;
     p.push(chunk);
     for (let r = p.next(); r !== null; r = p.next()) {
@@ -461,6 +483,8 @@ export class ShardLink {
       clearTimeout(this.timer);
       this.timer = null;
     }
+    if (this.stallTimer !== null) clearTimeout(this.stallTimer);
+    this.stallTimer = null;
     this.endHold();
     const s = this.stream;
     this.stream = null;
@@ -544,6 +568,59 @@ export class ShardLink {
   ready(): void {
     this.endHold();
     this.attempts = 0;
+  }
+
+  /** Check, after `ms`, that the batch on the wire is being answered (see STALL_CHECK_MS). */
+  private watchStall(ms: number): void {
+    this.stallTimer = setTimeout(() => {
+      this.stallTimer = null;
+      const s = this.stream;
+      if (s === null || this.state !== L_READY || this.inflight === 0) return;
+      const since = Math.max(this.batchAt, this.replyAt);
+      if (Date.now() - since < STALL_CHECK_MS) return this.watchStall(STALL_CHECK_MS - (Date.now() - since));
+      void this.probePath().then((ok) => {
+        if (s !== this.stream) return; // the link moved on meanwhile
+        // Answered meanwhile (a cut healed while the probe waited): the link works.
+        if (ok || Math.max(this.batchAt, this.replyAt) !== since) this.watchStall(STALL_CHECK_MS);
+        else this.fail(new Error(`no reply for ${Date.now() - since} ms and the shard cannot be reached`));
+      });
+    }, ms);
+    this.stallTimer.unref();
+  }
+
+  /** Whether a fresh connection to the shard comes up within STALL_PROBE_MS; answered -BUSY or -LOADING is up too. */
+  private probePath(): Promise<boolean> {
+    let byShard = probes.get(this.host.connector);
+    if (byShard === undefined) probes.set(this.host.connector, (byShard = new Map()));
+    const last = byShard.get(this.shardUid);
+    if (last !== undefined && Date.now() - last.at < STALL_CHECK_MS) return last.ok;
+    const ok = new Promise<boolean>((resolve) => {
+      const timer = setTimeout(() => resolve(false), STALL_PROBE_MS);
+      const end = (up: boolean) => (clearTimeout(timer), resolve(up)); // after the timeout: ignored
+      Promise.resolve()
+        .then(() => this.host.connector(this.shardUid))
+        .then(
+          (probe) => {
+            probe.on('error', () => {}); // only its opening mattered
+            probe.destroy();
+            end(true);
+          },
+          (e: unknown) => end(/\b(BUSY|LOADING)\b/.test(String((e as Error)?.message ?? e))),
+        );
+    });
+    const entry: { at: number; ok: Promise<boolean>; downAt?: number } = { at: Date.now(), ok };
+    byShard.set(this.shardUid, entry);
+    void ok.then((up) => up || ((entry.downAt = Date.now()), downEpoch++));
+    return ok;
+  }
+
+  /** Another link's probe found this shard unreachable since this link connected: fail it before it writes. */
+  private probedDown(): boolean {
+    this.seenDownEpoch = downEpoch;
+    const downAt = probes.get(this.host.connector)?.get(this.shardUid)?.downAt ?? 0;
+    if (downAt <= this.attachedAt) return false;
+    this.fail(new Error('shard unreachable: a probe of its path failed'));
+    return true;
   }
 
   private startHold(): void {
