@@ -362,11 +362,13 @@ test('alerts: threshold as RE sends it ("45"), /v1/nodes/alerts/{uid}[/{alert}],
     'GET',
     '/v1/cluster/alerts',
   );
-  assert.deepEqual(Object.keys(cl.body), ['node_internal_certs_about_to_expire']);
+  // The node-certificate alert, and (0.2) the CAs' own expiry alert, not raised for a new cluster's 10-year CAs.
+  assert.deepEqual(Object.keys(cl.body).sort(), ['cluster_ca_expiring', 'node_internal_certs_about_to_expire']);
   assert.deepEqual(
     [cl.body.node_internal_certs_about_to_expire.state, cl.body.node_internal_certs_about_to_expire.threshold],
     [false, '30'],
   );
+  assert.deepEqual([cl.body.cluster_ca_expiring.state, cl.body.cluster_ca_expiring.threshold], [false, '365']);
   assert.equal((await n2.api('GET', '/v1/cluster/alerts/node_internal_certs_about_to_expire')).status, 200);
   refused(await n2.api('GET', '/v1/cluster/alerts/nope'), 404, 'alert_not_found', 'unknown cluster alert');
 });
