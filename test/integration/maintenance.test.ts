@@ -14,6 +14,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { Redis } from 'ioredis';
 import { TestCluster, type TestNode, type BdbJson, createDb, waitFor, shardCli, sleep } from '../support/cluster.js';
+import { Load } from '../support/load.js';
 
 const cluster = new TestCluster(60, 3);
 const [n1, n2, n3] = cluster.nodes;
@@ -61,56 +62,6 @@ async function waitSynced(b: BdbJson): Promise<void> {
     );
 }
 
-/** Writes through one endpoint: unique keys, each remembered once acknowledged; failures counted by error. */
-class Load {
-  readonly acked = new Map<string, string>();
-  ok = 0;
-  failed = 0;
-  readonly errors = new Map<string, number>();
-  private running = true;
-  private readonly clients: Redis[] = [];
-  private readonly loops: Promise<void>[] = [];
-
-  constructor(
-    readonly name: string,
-    node: TestNode,
-    clients: number,
-  ) {
-    for (let c = 0; c < clients; c++) {
-      const r = new Redis({ host: node.addr, port: PORT, maxRetriesPerRequest: 0, enableOfflineQueue: false, retryStrategy: () => 100 });
-      r.on('error', () => undefined); // failed commands are counted below
-      this.clients.push(r);
-      this.loops.push(this.loop(r, `${name}:${c}`));
-    }
-  }
-
-  private async loop(r: Redis, prefix: string): Promise<void> {
-    // Without an offline queue, commands sent before the connection is up would fail: not maintenance mode's doing.
-    await new Promise((resolve) => r.once('ready', resolve));
-    for (let i = 0; this.running; i++) {
-      const key = `${prefix}:${i}`;
-      const val = `v${i}-${Date.now()}`;
-      try {
-        if ((await r.set(key, val)) === 'OK') {
-          this.acked.set(key, val);
-          this.ok++;
-        }
-      } catch (err) {
-        this.failed++;
-        const kind = (err as Error).message.split(' ')[0];
-        this.errors.set(kind, (this.errors.get(kind) ?? 0) + 1);
-        await sleep(10);
-      }
-    }
-  }
-
-  async stop(): Promise<void> {
-    this.running = false;
-    await Promise.all(this.loops);
-    for (const c of this.clients) c.disconnect();
-  }
-}
-
 let loads: Load[] = [];
 const counts = () => loads.map((l) => ({ ok: l.ok, failed: l.failed }));
 function report(what: string, before: ReturnType<typeof counts>, ms: number): void {
@@ -140,7 +91,7 @@ before(async () => {
   });
   await waitSynced(db);
   // Writers through node 1's and node 3's endpoints: node 2 is the one that goes down.
-  loads = [new Load('via-n1', n1, 3), new Load('via-n3', n3, 3)];
+  loads = [new Load('via-n1', n1, PORT, 3), new Load('via-n3', n3, PORT, 3)];
   await sleep(1000);
 });
 

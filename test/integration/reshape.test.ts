@@ -17,6 +17,7 @@ import path from 'node:path';
 import { Redis } from 'ioredis';
 import { TestCluster, TestNode, type BdbJson, createDb, waitFor, shardCli, sleep, USER, PASSWORD } from '../support/cluster.js';
 import { requestJson } from '../../src/util/https-json.js';
+import { Load } from '../support/load.js';
 
 const cluster = new TestCluster(63, 3);
 const [n1, n2, n3] = cluster.nodes;
@@ -31,56 +32,6 @@ type Entry = { nodes: { node_uid: string; role: string }[]; slot_range: string }
 const nodeByUid = (uid: number) => [...cluster.nodes, n4].find((n) => n.uidFromDisk === uid)!;
 async function bdb(): Promise<Db> {
   return (await n1.api<Db>('GET', `/v1/bdbs/${db.uid}`)).body;
-}
-
-/** Writes through one endpoint: unique keys, each remembered once acknowledged; failures counted by error. */
-class Load {
-  readonly acked = new Map<string, string>();
-  ok = 0;
-  failed = 0;
-  readonly errors = new Map<string, number>();
-  private running = true;
-  private readonly clients: Redis[] = [];
-  private readonly loops: Promise<void>[] = [];
-
-  constructor(
-    readonly name: string,
-    node: TestNode,
-    port: number,
-    clients: number,
-  ) {
-    for (let c = 0; c < clients; c++) {
-      const r = new Redis({ host: node.addr, port, maxRetriesPerRequest: 0, enableOfflineQueue: false, retryStrategy: () => 100 });
-      r.on('error', () => undefined); // failed commands are counted below
-      this.clients.push(r);
-      this.loops.push(this.loop(r, `${name}:${c}`));
-    }
-  }
-
-  private async loop(r: Redis, prefix: string): Promise<void> {
-    await new Promise((resolve) => r.once('ready', resolve));
-    for (let i = 0; this.running; i++) {
-      const key = `${prefix}:${i}`;
-      const val = `v${i}`;
-      try {
-        if ((await r.set(key, val)) === 'OK') {
-          this.acked.set(key, val);
-          this.ok++;
-        }
-      } catch (err) {
-        this.failed++;
-        const kind = (err as Error).message.split(' ')[0];
-        this.errors.set(kind, (this.errors.get(kind) ?? 0) + 1);
-        await sleep(10);
-      }
-    }
-  }
-
-  async stop(): Promise<void> {
-    this.running = false;
-    await Promise.all(this.loops);
-    for (const c of this.clients) c.disconnect();
-  }
 }
 
 let loads: Load[] = [];

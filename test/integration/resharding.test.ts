@@ -16,6 +16,7 @@ import assert from 'node:assert/strict';
 import { Redis } from 'ioredis';
 import { TestCluster, type TestNode, type BdbJson, createDb, waitFor, sleep, shardSecret, shardSocketPath } from '../support/cluster.js';
 import { keySlot } from '../../src/proxy/slots.js';
+import { Load } from '../support/load.js';
 
 const cluster = new TestCluster(61, 3);
 const [n1, n2, n3] = cluster.nodes;
@@ -27,59 +28,6 @@ const BIG_STRING = 50 * 1024 * 1024;
 const BIG_HASH_FIELDS = 1_000_000;
 
 const nodeByUid = (uid: number) => cluster.nodes.find((n) => n.uidFromDisk === uid)!;
-
-/** Writers through one endpoint: unique keys, remembered once acknowledged; failures counted; the slowest SET kept. */
-class Writers {
-  readonly acked = new Map<string, string>();
-  ok = 0;
-  failed = 0;
-  maxMs = 0;
-  readonly errors = new Map<string, number>();
-  private running = true;
-  private readonly clients: Redis[] = [];
-  private readonly loops: Promise<void>[] = [];
-
-  constructor(
-    readonly name: string,
-    node: TestNode,
-    port: number,
-    clients: number,
-  ) {
-    for (let c = 0; c < clients; c++) {
-      const r = new Redis({ host: node.addr, port, maxRetriesPerRequest: 0, enableOfflineQueue: false, retryStrategy: () => 100 });
-      r.on('error', () => undefined); // failed commands are counted below
-      this.clients.push(r);
-      this.loops.push(this.loop(r, `${name}:${c}`));
-    }
-  }
-
-  private async loop(r: Redis, prefix: string): Promise<void> {
-    await new Promise((resolve) => r.once('ready', resolve));
-    for (let i = 0; this.running; i++) {
-      const key = `${prefix}:${i}`;
-      const val = `v${i}`;
-      const t0 = performance.now();
-      try {
-        if ((await r.set(key, val)) === 'OK') {
-          this.maxMs = Math.max(this.maxMs, performance.now() - t0);
-          this.acked.set(key, val);
-          this.ok++;
-        }
-      } catch (err) {
-        this.failed++;
-        const kind = (err as Error).message;
-        this.errors.set(kind, (this.errors.get(kind) ?? 0) + 1);
-        await sleep(10);
-      }
-    }
-  }
-
-  async stop(): Promise<void> {
-    this.running = false;
-    await Promise.all(this.loops);
-    for (const c of this.clients) c.disconnect();
-  }
-}
 
 /** Reads one key of every slot, again and again: a slot not served shows as an error. */
 class Prober {
@@ -126,7 +74,7 @@ class Prober {
   }
 }
 
-let writers: Writers[] = [];
+let writers: Load[] = [];
 let prober: Prober;
 
 function shardClient(node: TestNode, uid: number): Redis {
@@ -294,7 +242,7 @@ before(async () => {
     `# loaded ${KEYS_LOADED} keys, a ${BIG_STRING >> 20} MB string and a hash of ${BIG_HASH_FIELDS} fields in ${Date.now() - t0} ms`,
   );
   c.disconnect();
-  writers = [new Writers('via-n1', n1, db.port, 2), new Writers('via-n3', n3, db.port, 2)];
+  writers = [new Load('via-n1', n1, db.port, 2, { errorKey: 'message' }), new Load('via-n3', n3, db.port, 2, { errorKey: 'message' })];
   prober = new Prober(n3, db.port);
   await sleep(1000);
 });

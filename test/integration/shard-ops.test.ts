@@ -13,6 +13,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { Redis } from 'ioredis';
 import { TestCluster, TestNode, type BdbJson, createDb, waitFor, shardCli, sleep, USER, PASSWORD } from '../support/cluster.js';
+import { Load } from '../support/load.js';
 
 const cluster = new TestCluster(16, 3);
 const [n1, n2, n3] = cluster.nodes;
@@ -52,61 +53,6 @@ function freeNodeFor(b: BdbJson, s: Shard): number {
 }
 async function role(s: Shard): Promise<string> {
   return /role:(\w+)/.exec(await shardCli(nodeByUid(s.node_uid), s.uid, ['INFO', 'replication']))?.[1] ?? '?';
-}
-
-/** Writes through one endpoint: unique keys, each remembered once acknowledged; failures counted by error. */
-class Load {
-  readonly acked = new Map<string, string>();
-  ok = 0;
-  failed = 0;
-  readonly errors = new Map<string, number>();
-  private running = true;
-  private readonly clients: Redis[] = [];
-  private readonly loops: Promise<void>[] = [];
-
-  constructor(
-    readonly name: string,
-    node: TestNode,
-    port: number,
-    clients: number,
-  ) {
-    for (let c = 0; c < clients; c++) {
-      const r = new Redis({ host: node.addr, port, maxRetriesPerRequest: 0, enableOfflineQueue: false, retryStrategy: () => 100 });
-      r.on('error', () => undefined); // failed commands are counted below
-      this.clients.push(r);
-      this.loops.push(this.loop(r, `${name}:${c}`));
-    }
-  }
-
-  private async loop(r: Redis, prefix: string): Promise<void> {
-    // Without an offline queue, commands sent before the connection is up would fail: not the operations' doing.
-    await new Promise((resolve) => r.once('ready', resolve));
-    for (let i = 0; this.running; i++) {
-      const key = `${prefix}:${i}`;
-      const val = `v${i}-${Date.now()}`;
-      try {
-        if ((await r.set(key, val)) === 'OK') {
-          this.acked.set(key, val);
-          this.ok++;
-        }
-      } catch (err) {
-        this.failed++;
-        const kind = (err as Error).message.split(' ')[0];
-        this.errors.set(kind, (this.errors.get(kind) ?? 0) + 1);
-        await sleep(10);
-      }
-    }
-  }
-
-  snapshot() {
-    return { ok: this.ok, failed: this.failed, errors: new Map(this.errors) };
-  }
-
-  async stop(): Promise<void> {
-    this.running = false;
-    await Promise.all(this.loops);
-    for (const c of this.clients) c.disconnect();
-  }
 }
 
 let loads: Load[] = [];

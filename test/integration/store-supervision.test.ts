@@ -8,6 +8,7 @@ import fs from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import { Redis } from 'ioredis';
 import { TestCluster, type BdbJson, createDb, waitFor, sleep } from '../support/cluster.js';
+import { Load } from '../support/load.js';
 
 const cluster = new TestCluster(13, 3);
 const [n1, n2, n3] = cluster.nodes;
@@ -94,50 +95,16 @@ test("SIGKILL of a node's etcd member: restarted, REST 503 store_unavailable mea
   );
 });
 
-/**
- * A writer through one endpoint: SET of fresh keys, one at a time; every
- * acknowledged key and every error (by its first word) recorded with its time.
- */
-function steadyWriter(host: string, port: number, prefix: string) {
-  const acked: string[] = [];
-  const errors: { at: number; text: string }[] = [];
-  const last = { ackAt: 0 };
-  let stop = false;
-  const c = new Redis({ host, port, maxRetriesPerRequest: 0, enableOfflineQueue: false, retryStrategy: () => 100, commandTimeout: 5000 });
-  c.on('error', () => undefined); // counted per command below
-  const done = (async () => {
-    for (let i = 0; !stop; i++) {
-      const k = `${prefix}:${i}`;
-      try {
-        if ((await c.set(k, 'v')) === 'OK') {
-          acked.push(k);
-          last.ackAt = Date.now();
-        }
-      } catch (e) {
-        errors.push({ at: Date.now(), text: (e as Error).message.split(' ')[0] });
-        await sleep(20);
-      }
-    }
-  })();
-  return {
-    acked,
-    errors,
-    last,
-    async stop() {
-      stop = true;
-      await done;
-      c.disconnect();
-    },
-  };
-}
-
-async function missing(keys: string[]): Promise<number> {
+/** How many of the load's acknowledged keys do not read back with their value. */
+async function missing(acked: ReadonlyMap<string, string>): Promise<number> {
   const c = new Redis({ host: n1.addr, port: db.port, maxRetriesPerRequest: 2 });
+  const keys = [...acked.keys()];
   try {
     let lost = 0;
     for (let i = 0; i < keys.length; i += 500) {
-      const vals = await c.mget(...keys.slice(i, i + 500));
-      lost += vals.filter((v) => v !== 'v').length;
+      const batch = keys.slice(i, i + 500);
+      const vals = await c.mget(...batch);
+      lost += vals.filter((v, j) => v !== acked.get(batch[j])).length;
     }
     return lost;
   } finally {
@@ -148,7 +115,7 @@ async function missing(keys: string[]): Promise<number> {
 test('etcd quorum lost (two of three members stopped, daemons alive): REST 503 store_unavailable, endpoint writes fenced within the fence time, everything back by itself when quorum returns, no acknowledged key lost', async () => {
   const pids = [etcdPid(n2.dataDir), etcdPid(n3.dataDir)];
   assert.ok(pids.every(Boolean), 'etcd members of nodes 2 and 3 found');
-  const w = steadyWriter(n1.addr, db.port, 'quorum');
+  const w = new Load('quorum', n1, db.port, 1);
   await sleep(1000);
   const t0 = Date.now();
   for (const pid of pids) process.kill(pid as number, 'SIGSTOP');
@@ -165,13 +132,13 @@ test('etcd quorum lost (two of three members stopped, daemons alive): REST 503 s
       200,
     );
     await sleep(8000);
-    const ackedAfterCut = w.acked.length;
+    const ackedAfterCut = w.ok;
     await sleep(2000);
     // Fenced: no node can renew its liveness, so within the fence time (80% of the 5 s lease) no endpoint acknowledges a write.
-    const lastAckWindow = w.acked.length - ackedAfterCut;
-    const fencedAfter = w.last.ackAt - t0;
+    const lastAckWindow = w.ok - ackedAfterCut;
+    const fencedAfter = w.lastAckAt - t0;
     console.log(
-      `# quorum lost: last write acknowledged ${fencedAfter} ms after the cut; REST 503 after ${rest} ms; writes acknowledged in the 2 s sampled 8 s after the cut: ${lastAckWindow}; errors so far: ${JSON.stringify(countBy(w.errors.map((e) => e.text)))}`,
+      `# quorum lost: last write acknowledged ${fencedAfter} ms after the cut; REST 503 after ${rest} ms; writes acknowledged in the 2 s sampled 8 s after the cut: ${lastAckWindow}; errors so far: ${JSON.stringify(Object.fromEntries(w.errors))}`,
     );
     assert.equal(lastAckWindow, 0, 'writes are fenced while the store has no majority');
     // The fence is 80% of the 5 s liveness lease from the last heartbeat that landed; 2 s of margin for a loaded machine.
@@ -185,26 +152,21 @@ test('etcd quorum lost (two of three members stopped, daemons alive): REST 503 s
       30_000,
       200,
     );
-    const before = w.acked.length;
-    const writesBack = await waitFor(
-      'writes acknowledged again',
-      () => (w.acked.length > before + 10 ? Date.now() - t1 : false),
-      30_000,
-      100,
-    );
+    const before = w.ok;
+    const writesBack = await waitFor('writes acknowledged again', () => (w.ok > before + 10 ? Date.now() - t1 : false), 30_000, 100);
     console.log(`# quorum back: REST 200 after ${restBack} ms, writes again after ${writesBack} ms`);
     assert.ok(restBack < 15_000 && writesBack < 15_000, `recovered (REST ${restBack} ms, writes ${writesBack} ms)`);
   } finally {
     if (!resumed) for (const pid of pids) if (pid) process.kill(pid, 'SIGCONT');
     await w.stop();
   }
-  assert.equal(await missing(w.acked), 0, `acknowledged keys lost (of ${w.acked.length})`);
+  assert.equal(await missing(w.acked), 0, `acknowledged keys lost (of ${w.acked.size})`);
   const b = (await n1.api<BdbJson>('GET', `/v1/bdbs/${db.uid}`)).body;
   assert.equal(b.status, 'active');
 });
 
 test('etcd quorum lost by SIGKILL of two members: their daemons restart them and the cluster recovers by itself, no acknowledged key lost', async () => {
-  const w = steadyWriter(n1.addr, db.port, 'quorum-kill');
+  const w = new Load('quorum-kill', n1, db.port, 1);
   await sleep(1000);
   for (const d of [n2.dataDir, n3.dataDir]) process.kill(etcdPid(d) as number, 'SIGKILL');
   const t0 = Date.now();
@@ -212,20 +174,14 @@ test('etcd quorum lost by SIGKILL of two members: their daemons restart them and
   const back = await waitFor(
     'REST 200 and writes again',
     async () => {
-      const before = w.acked.length;
+      const before = w.ok;
       await sleep(300);
-      return (await n1.api('GET', '/v1/bdbs').catch(() => undefined))?.status === 200 && w.acked.length > before ? Date.now() - t0 : false;
+      return (await n1.api('GET', '/v1/bdbs').catch(() => undefined))?.status === 200 && w.ok > before ? Date.now() - t0 : false;
     },
     30_000,
     200,
   );
   await w.stop();
-  console.log(`# two members killed: back after ${back} ms; errors: ${JSON.stringify(countBy(w.errors.map((e) => e.text)))}`);
-  assert.equal(await missing(w.acked), 0, `acknowledged keys lost (of ${w.acked.length})`);
+  console.log(`# two members killed: back after ${back} ms; errors: ${JSON.stringify(Object.fromEntries(w.errors))}`);
+  assert.equal(await missing(w.acked), 0, `acknowledged keys lost (of ${w.acked.size})`);
 });
-
-function countBy(xs: string[]): Record<string, number> {
-  const out: Record<string, number> = {};
-  for (const x of xs) out[x] = (out[x] ?? 0) + 1;
-  return out;
-}
