@@ -14,6 +14,7 @@ import { KEYS, ActionRecord, BdbRecord, MaintenanceRecord, type ObservedRecord, 
 import { readRecord, readRecords } from '../../src/coord/records.js';
 import { startApiHarness, nodeRecord, basic, API_USER, type ApiHarness } from '../support/api-host.js';
 import type { Api } from '../../src/api/server.js';
+import { bdbRecord } from '../support/bdb-record.js';
 
 type InjectResponse = Awaited<ReturnType<Api['inject']>>;
 
@@ -244,30 +245,7 @@ function shard(uid: number, role: 'master' | 'slave', node: number, slots: [numb
   return { uid, role, node_uid: node, slots, ...(master !== undefined ? { master_uid: master } : {}) };
 }
 function bdb(uid: number, name: string, shards: ShardPlacement[], over: Partial<BdbRecord> = {}): BdbRecord {
-  const now = new Date().toISOString();
-  return {
-    uid,
-    name,
-    type: 'redis',
-    port: 12000 + uid,
-    memory_size: 100 * 1024 * 1024,
-    shards_count: shards.filter((s) => s.role === 'master').length,
-    sharding: false,
-    replication: shards.some((s) => s.role === 'slave'),
-    proxy_policy: 'single',
-    shards_placement: 'sparse',
-    data_internode_encryption: false,
-    data_persistence: 'disabled',
-    eviction_policy: 'volatile-lru',
-    internal_secret: SECRET,
-    shards,
-    status: 'active',
-    generation: 1,
-    link_generation: 1,
-    created_time: now,
-    last_changed_time: now,
-    ...over,
-  };
+  return bdbRecord(uid, shards, { name, sharding: false, proxy_policy: 'single', internal_secret: SECRET, ...over });
 }
 async function putBdb(b: BdbRecord): Promise<void> {
   await h.etcd.client.put(KEYS.bdb(b.uid)).value(JSON.stringify(b));

@@ -25,6 +25,7 @@ import { KEYS, ShardOpRecord, type BdbRecord, type NodeRecord, type ShardPlaceme
 import { readRecords } from '../../src/coord/records.js';
 import { startApiHarness, nodeRecord, type ApiHarness } from '../support/api-host.js';
 import type { Api } from '../../src/api/server.js';
+import { bdbRecord } from '../support/bdb-record.js';
 
 const nodes = (...uids: number[]) => uids.map((uid) => ({ uid }) as NodeRecord);
 const perNode = (shards: readonly ShardPlacement[]) => {
@@ -302,30 +303,7 @@ const SECRET = 'x'.repeat(32);
 let h: ApiHarness;
 
 function record(uid: number, shards: ShardPlacement[], over: Partial<BdbRecord> = {}): BdbRecord {
-  const now = new Date().toISOString();
-  return {
-    uid,
-    name: `db${uid}`,
-    type: 'redis',
-    port: 12000 + uid,
-    memory_size: 100 * 1024 * 1024,
-    shards_count: shards.filter((s) => s.role === 'master').length,
-    sharding: true,
-    replication: shards.some((s) => s.role === 'slave'),
-    proxy_policy: 'all-master-shards',
-    shards_placement: 'sparse',
-    data_internode_encryption: false,
-    data_persistence: 'disabled',
-    eviction_policy: 'volatile-lru',
-    internal_secret: SECRET,
-    shards,
-    status: 'active',
-    generation: 1,
-    link_generation: 1,
-    created_time: now,
-    last_changed_time: now,
-    ...over,
-  };
+  return bdbRecord(uid, shards, { internal_secret: SECRET, ...over });
 }
 async function putBdb(b: BdbRecord): Promise<void> {
   await h.etcd.client.put(KEYS.bdb(b.uid)).value(JSON.stringify(b));

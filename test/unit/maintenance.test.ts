@@ -21,6 +21,7 @@ import {
 } from '../../src/control/model/maintenance.js';
 import { planAddReplica, planFailover, planRemove, planSwitch } from '../../src/control/model/shard-plans.js';
 import { OperatorError } from '../../src/util/errors.js';
+import { bdbRecord } from '../support/bdb-record.js';
 
 const s = (uid: number, role: 'master' | 'slave', node: number, slots: [number, number], master?: number): ShardPlacement => ({
   uid,
@@ -31,29 +32,14 @@ const s = (uid: number, role: 'master' | 'slave', node: number, slots: [number, 
 });
 
 function bdb(uid: number, shards: ShardPlacement[], over: Partial<BdbRecord> = {}): BdbRecord {
-  return {
-    uid,
-    name: `db${uid}`,
-    type: 'redis',
-    port: 12000 + uid,
+  return bdbRecord(uid, shards, {
     memory_size: 1 << 20,
-    shards_count: shards.filter((x) => x.role === 'master').length,
-    sharding: true,
-    replication: shards.some((x) => x.role === 'slave'),
-    proxy_policy: 'all-master-shards',
-    shards_placement: 'sparse',
     data_internode_encryption: true,
-    data_persistence: 'disabled',
-    eviction_policy: 'volatile-lru',
     internal_secret: 'x',
-    shards,
-    status: 'active',
-    generation: 1,
-    link_generation: 1,
     created_time: '',
     last_changed_time: '',
     ...over,
-  };
+  });
 }
 
 // 3 nodes; db 1: two replicated shards, node 2 holds master 3 and replica 2; db 2: one unreplicated master on node 2.
