@@ -413,6 +413,26 @@ export type ActionRecord = Static<typeof ActionRecord>;
 /** A completed or failed action: nothing changes it any more. */
 export const isFinished = (a: Pick<ActionRecord, 'status'>): boolean => a.status === 'completed' || a.status === 'failed';
 
+/** An action that runs from the moment it is written (with the record it follows, in one transaction): its description is its first step. */
+export function runningAction(
+  uid: string,
+  name: string,
+  objectName: string,
+  description: string,
+  creationTime = new Date().toISOString(),
+): ActionRecord {
+  return {
+    action_uid: uid,
+    name,
+    object_name: objectName,
+    progress: 0,
+    status: 'active',
+    creation_time: creationTime,
+    description,
+    steps: [`0% ${description}`],
+  };
+}
+
 /**
  * An operator's shard operation (`failover`, `migrate`), waiting for or being
  * run by the shard-operations controller on the cluster master; removed when

@@ -7,7 +7,7 @@
 // controller), this member keeps the 0.1.0 in-memory watchdog instead.
 import type { Logger } from 'pino';
 import { ConstantBackoff, handleWhen, retry } from 'cockatiel';
-import type { ActionRecord, ClusterRecord, JoinRecord, NodePorts } from '../../coord/schema.js';
+import { type ClusterRecord, type JoinRecord, type NodePorts, runningAction } from '../../coord/schema.js';
 import type { ClusterStore } from '../../coord/store.js';
 import { peerUrl } from '../../coord/etcd.js';
 import { type Plane, SERVICE_NAMES, type ServiceName, issueFromCsr } from '../../pki/pki.js';
@@ -169,16 +169,7 @@ export class Admission {
     }
     const actionUid = String(await store.seqs.next('action'));
     const description = `admitted node ${join.uid} (${join.addr}): its store member is a learner; waiting for it to catch up`;
-    const action: ActionRecord = {
-      action_uid: actionUid,
-      name: JOIN_ACTION,
-      object_name: `node:${join.uid}`,
-      progress: 0,
-      status: 'active',
-      creation_time: join.started_time,
-      description,
-      steps: [`0% ${description}`],
-    };
+    const action = runningAction(actionUid, JOIN_ACTION, `node:${join.uid}`, description, join.started_time);
     const deadline = new Date(Date.parse(join.started_time) + this.joinTimeoutMs).toISOString();
     if (!(await store.joins.createWithAction({ ...join, action_uid: actionUid, deadline }, action)))
       throw new Error(`join of node ${join.uid} or action ${actionUid} exists already`);

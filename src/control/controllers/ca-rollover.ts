@@ -8,7 +8,7 @@
 // Each node does its own part (reconcilers/ca-trust.ts): trust, reissue,
 // its etcd member's restart when named.
 import type { Logger } from 'pino';
-import type { ActionRecord, LiveRecord, NodeRecord } from '../../coord/schema.js';
+import { type ActionRecord, type LiveRecord, type NodeRecord, runningAction } from '../../coord/schema.js';
 import type { CaRecord, CaRolloverRecord } from '../../coord/schema-ca.js';
 import type { PrefixCache } from '../../coord/watch.js';
 import type { ClusterStore, StoreHost } from '../../coord/store.js';
@@ -32,16 +32,7 @@ export async function requestCaRollover(
   const uid = String(await store.seqs.next('action'));
   const now = new Date().toISOString();
   const description = `step 1/4: ${phaseStep('make_next', which).text}`;
-  const action: ActionRecord = {
-    action_uid: uid,
-    name: CA_ROLLOVER_ACTION,
-    object_name: 'cluster',
-    progress: 0,
-    status: 'active',
-    creation_time: now,
-    description,
-    steps: [`0% ${description}`],
-  };
+  const action = runningAction(uid, CA_ROLLOVER_ACTION, 'cluster', description, now);
   const rec: CaRolloverRecord = {
     action_uid: uid,
     ca: which,

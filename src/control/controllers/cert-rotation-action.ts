@@ -17,7 +17,14 @@
 // in the middle finishes the action. Finished requests and their reports are
 // removed RETAIN_MS later (nodes no longer act on a finished one).
 import type { Logger } from 'pino';
-import { isFinished, type ActionRecord, type CertRotationRequest, type CertRotatedRecord, type LiveRecord } from '../../coord/schema.js';
+import {
+  isFinished,
+  runningAction,
+  type ActionRecord,
+  type CertRotationRequest,
+  type CertRotatedRecord,
+  type LiveRecord,
+} from '../../coord/schema.js';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { PrefixCache } from '../../coord/watch.js';
 import type { ClusterStore, StoreHost } from '../../coord/store.js';
@@ -40,16 +47,7 @@ export async function requestRotation(
   const uid = String(await store.seqs.next('action'));
   const now = new Date().toISOString();
   const description = `renewing ${planes.map((p) => PLANE_CERT_NAME[p]).join(' and ')} on node(s) ${nodes.join(', ')}`;
-  const action: ActionRecord = {
-    action_uid: uid,
-    name: ROTATION_ACTION,
-    object_name: 'cluster',
-    progress: 0,
-    status: 'active',
-    creation_time: now,
-    description,
-    steps: [`0% ${description}`],
-  };
+  const action = runningAction(uid, ROTATION_ACTION, 'cluster', description, now);
   const request: CertRotationRequest = { action_uid: uid, planes, nodes, requested_time: now };
   if (!(await store.certRotations.create(action, request))) throw new Error(`action ${uid} exists already`);
   return action;
