@@ -12,8 +12,7 @@ import type { BdbRecord } from '../../coord/schema.js';
 import { OperatorError, conflict, invalid, notFound } from '../../util/errors.js';
 import { requireClusterFeature } from '../version-gate.js';
 import { MAX_SHARDS, planReshard, type ReshardPlan } from '../../control/model/reshard-plan.js';
-import { activeNodes } from '../../control/services/bdb-create.js';
-import { placeableNodes } from '../../control/model/maintenance.js';
+import { placeableActiveNodes } from '../../control/services/bdb-create.js';
 
 /** The fields a resharding request may carry (anything else is changed by its own PUT). */
 const RESHARD_FIELDS = new Set(['shards_count', 'sharding']);
@@ -60,7 +59,7 @@ export async function reshardBdb(
 
   // Placement as at creation: the active nodes not in maintenance mode, fewest shards first.
   const own = m.statusReply().total_memory;
-  const eligible = placeableNodes(activeNodes(m), await m.store.maintenanceMode.list()).map((x) => ({
+  const eligible = (await placeableActiveNodes(m, m.store)).map((x) => ({
     uid: x.uid,
     memory: x.uid === m.uid ? own : (m.probes.get(x.uid)?.status?.total_memory ?? own),
   }));

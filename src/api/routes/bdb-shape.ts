@@ -11,8 +11,7 @@ import type { BdbRecord } from '../../coord/schema.js';
 import { conflict, invalid, notFound, unacceptable } from '../../util/errors.js';
 import { uidParams } from '../schemas.js';
 import { requireClusterFeature } from '../version-gate.js';
-import { activeNodes, checkMemoryFits } from '../../control/services/bdb-create.js';
-import { placeableNodes } from '../../control/model/maintenance.js';
+import { checkMemoryFits, placeableActiveNodes } from '../../control/services/bdb-create.js';
 import {
   type ReshapeResult,
   optimizeShardsPlacement,
@@ -30,13 +29,8 @@ export const CLUSTER_STATE_ID = 'cluster-state-id';
 /** Is this PUT a change of shape (handled here), rather than of settings? */
 export const isShapeChange = (body: object): boolean => 'replication' in body || 'shards_blueprint' in body;
 
-/** The nodes that may take shards: active ones. (Maintenance mode, when it lands, keeps its nodes out of this list.) */
 /** Nodes that may take shards: active, and not in maintenance mode. */
-const eligibleNodes = async (m: ApiMember): Promise<number[]> =>
-  placeableNodes(
-    activeNodes(m).map((n) => n.uid),
-    await m.store.maintenanceMode.list(),
-  );
+const eligibleNodes = async (m: ApiMember): Promise<number[]> => (await placeableActiveNodes(m, m.store)).map((n) => n.uid);
 
 /** A PUT of `replication` or `shards_blueprint`, alone (with other fields it is refused: one change at a time, each with its action). */
 export async function shapeChange(

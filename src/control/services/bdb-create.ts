@@ -71,6 +71,10 @@ export function checkCapability(view: Pick<ClusterView, 'nodes'>, enabling: bool
 /** The nodes that hold an address and are up. */
 export const activeNodes = (view: ClusterView): NodeRecord[] => view.nodes.values().filter((n) => n.addr && nodeIsUp(view, n.uid));
 
+/** The nodes that may take new shards: active, and not in maintenance mode (creation, resharding, blueprints). */
+export const placeableActiveNodes = async (view: ClusterView, store: Pick<ClusterStore, 'maintenanceMode'>): Promise<NodeRecord[]> =>
+  placeableNodes(activeNodes(view), await store.maintenanceMode.list());
+
 /**
  * A database must fit in what its nodes have (RE's `insufficient_resources`):
  * each shard's memory within the largest node, and all its shards (replicas
@@ -181,8 +185,7 @@ export async function createBdb(d: BdbCreateDeps, v: BdbInput, dryRun: boolean):
     encrypted = false;
   }
   checkCapability(d.view, v.data_internode_encryption);
-  // Nodes in maintenance mode take no new shard.
-  const nodes = placeableNodes(activeNodes(d.view), await d.store.maintenanceMode.list());
+  const nodes = await placeableActiveNodes(d.view, d.store);
   if (nodes.length === 0 || (replication && nodes.length < 2)) {
     throw unacceptable('insufficient_resources', replication ? 'replication needs at least two active nodes' : 'no active node');
   }
