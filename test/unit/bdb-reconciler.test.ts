@@ -118,8 +118,9 @@ test('a database record in the store: the reconciler starts its shard, reports t
     const cleared = (await etcd.client.get(KEYS.observed(9, 1)).json()) as ObservedRecord;
     assert.deepEqual(cleared.shards, [{ uid: 90, role: 'master', status: 'down' }], 'the old handover is cleared at start');
     await etcd.client.put(KEYS.bdb(3)).value(JSON.stringify(bdb(3)));
-    await waitFor('shard 7 runs', () => r.shardProcess(7)?.running === true, 20_000);
-    assert.equal(await r.shardProcess(7)!.command(['PING']), '+PONG\r\n');
+    // `running` is true from the spawn; the socket comes a moment later (the reconciler itself waits for PONG).
+    const pong = async () => (await r.shardProcess(7)?.command(['PING']).catch(() => undefined)) === '+PONG\r\n';
+    await waitFor('shard 7 answers PING', pong, 20_000);
     await waitFor('the data plane is told the shard is local', () => configs.some((c) => c.includes(7)), 10_000);
     await waitFor(
       'the node reports generation 1',
