@@ -1105,6 +1105,8 @@ describe('proxy endpoint over three shards', () => {
       e.update({ ...cfg, linkGeneration: g });
     }
     await sleep(300);
+    // Enough traffic to mean something, however slow the machine: a count, not a rate, is under test.
+    await waitFor('enough traffic across the switches', () => txDone > 20 && r3Done > 20 && ops > 300, 20_000, 20);
     stop = true;
     await Promise.all(loops);
     await pubLoop;
