@@ -77,7 +77,6 @@ class Prober {
 
   constructor(node: TestNode, port: number) {
     const perSlot: string[] = new Array(16384);
-    const slotOf: number[] = [];
     let left = 16384;
     for (let i = 0; left > 0; i++) {
       const k = `probe:${i}`;
@@ -87,7 +86,6 @@ class Prober {
         left--;
       }
     }
-    for (let s = 0; s < 16384; s++) slotOf.push(s);
     const r = new Redis({ host: node.addr, port, maxRetriesPerRequest: 0 });
     r.on('error', () => undefined); // counted below, per command
     this.r = r;
