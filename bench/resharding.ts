@@ -12,7 +12,10 @@
 // resharding. Printed per size: the time from PUT shards_count 4 to the
 // action's completion; p50/p99/max latency before and during; the longest
 // write pause of a chunk as the controller measured it (holds to flip, from
-// the action's steps) and the slowest single SET seen by the load.
+// the action's steps) and the slowest single SET seen by the load; the load
+// average before and after (the figures mean little without it on a shared
+// machine). TESSERA_TEST_NET moves the cluster to another loopback net.
+import os from 'node:os';
 import { Redis } from 'ioredis';
 import { TestCluster, type BdbJson, createDb, waitFor, sleep } from '../test/support/cluster.js';
 
@@ -88,6 +91,7 @@ async function run(mb: number): Promise<void> {
     console.log(`${mb} MB: filled in ${Date.now() - t0} ms`);
     const load = new Load(n3.addr, 4);
     await sleep(5000);
+    const avgBefore = os.loadavg().map((x) => x.toFixed(2));
     load.phase = 'during';
     const t1 = Date.now();
     const r = await n2.api<BdbJson>('PUT', `/v1/bdbs/${db.uid}`, { shards_count: 4, sharding: true });
@@ -111,6 +115,10 @@ async function run(mb: number): Promise<void> {
     );
     console.log(`${mb} MB: latency before: ${fmt(load.lat.before)}`);
     console.log(`${mb} MB: latency during: ${fmt(load.lat.during)}`);
+    const avgAfter = os.loadavg().map((x) => x.toFixed(2));
+    console.log(
+      `${mb} MB: load average (1/5/15 min) ${avgBefore.join(' ')} before, ${avgAfter.join(' ')} after; ${os.cpus().length} cores`,
+    );
   } finally {
     await cluster.stop();
   }

@@ -585,6 +585,8 @@ describe('maintenance mode', () => {
     }
     await assertRefusedUnchanged(on(99), 404, 'node_not_found', /node 99 does not exist/);
     await assertRefusedUnchanged(off(99), 404, 'node_not_found', /node 99 does not exist/);
+    // The master role is always handed over (RE's demote_node): asking to keep it is refused, not ignored.
+    await assertRefusedUnchanged(on(1, { demote_node: false }), 400, 'unsupported_option', /demote_node false is not supported/);
   });
 
   test('refused with 409 cluster_version_too_old while the cluster version is 0.1', async () => {

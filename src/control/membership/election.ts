@@ -3,7 +3,10 @@
 // wins); when the master stops renewing, the key goes with its lease. A
 // holder silent as long as a dead node is replaced by compare-and-swap; RE's
 // change_master hands the key to another live node; a node being removed
-// resigns for good. Emits 'change' (the new master's uid, or undefined).
+// resigns for good. A node in maintenance mode stands back while a live node
+// that is not can take the role (RE never makes it the master then), and
+// campaigns only once the role has stayed free as long as a dead node's
+// silence. Emits 'change' (the new master's uid, or undefined).
 import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
 import type { MasterRecord } from '../../coord/schema.js';
@@ -22,7 +25,12 @@ export interface ElectionOptions {
   /** This node's liveness: the lease the key is bound to, and whether its view is current. */
   liveness: { leaseId(): Promise<string | undefined>; storeIsCurrent(): boolean };
   /** How long a node has been silent, and when that makes it dead (the view). */
-  view: { silentMs(uid: number): number | undefined; deadAfterMs(): number };
+  view: {
+    silentMs(uid: number): number | undefined;
+    deadAfterMs(): number;
+    /** Who is live (the liveness records): a node in maintenance mode stands back for one of them. */
+    live?: { readonly items: ReadonlyMap<string, unknown> };
+  };
   log: Logger;
   /** How often to check the key (tests shorten it). */
   checkMs?: number;
@@ -33,6 +41,8 @@ export class Election extends EventEmitter {
   /** Gave the master role up (being removed): never campaigns again. */
   private resigned = false;
   private takingOver = false;
+  /** Since when this node, in maintenance mode, has been standing back (the role free or its holder silent). */
+  private standingBackSince?: number;
   private stopped = false;
   private timer?: NodeJS.Timeout;
   private readonly onChange = () => this.onMasterChange();
@@ -75,6 +85,7 @@ export class Election extends EventEmitter {
     const { uid, log } = this.o;
     if (this.stopped || this.resigned || this.o.master.items.size > 0) return;
     try {
+      if (await this.standsBack()) return;
       const lease = await this.o.liveness.leaseId();
       if (lease === undefined) return;
       const rec: MasterRecord = { uid, since: new Date().toISOString() };
@@ -99,6 +110,7 @@ export class Election extends EventEmitter {
     if (silent === undefined || silent < view.deadAfterMs() || !this.o.liveness.storeIsCurrent()) return;
     this.takingOver = true;
     try {
+      if (await this.standsBack()) return;
       const lease = await this.o.liveness.leaseId();
       if (lease === undefined) return;
       // False when the key is gone meanwhile (claim takes it) or another node holds it now.
@@ -115,10 +127,40 @@ export class Election extends EventEmitter {
     }
   }
 
+  /**
+   * True while this node is in maintenance mode (any state: entering, on or
+   * leaving) and another live node that is not could take the role: that node
+   * campaigns at its next check. Only the election's rare moments read the
+   * store here (the key free, or its holder silent). After deadAfterMs of
+   * standing back (the others cannot win: their store is behind, say) it
+   * campaigns anyway: a master in maintenance beats none.
+   */
+  private async standsBack(): Promise<boolean> {
+    const { uid, view, log } = this.o;
+    const inMaintenance = new Set((await this.o.store.maintenanceMode.list()).map((r) => r.node_uid));
+    if (!inMaintenance.has(uid)) {
+      this.standingBackSince = undefined;
+      return false;
+    }
+    const others = [...(view.live?.items.keys() ?? [])]
+      .map(Number)
+      .filter((u) => u !== uid && !inMaintenance.has(u) && (view.silentMs(u) ?? 0) < view.deadAfterMs());
+    if (others.length === 0) {
+      this.standingBackSince = undefined;
+      return false;
+    }
+    const now = Date.now();
+    this.standingBackSince ??= now;
+    if (now - this.standingBackSince < view.deadAfterMs()) return true;
+    log.warn({ uid, others }, 'in maintenance mode, but no other node took the master role: campaigning');
+    return false;
+  }
+
   private onMasterChange(): void {
     const uid = this.o.master.values()[0]?.uid;
     const changed = uid !== this.current;
     if (changed) this.o.log.info({ master: uid }, 'cluster master changed');
+    if (uid !== undefined) this.standingBackSince = undefined;
     this.current = uid;
     if (changed) this.emit('change', uid);
     if (uid === undefined) void this.claim();

@@ -7,13 +7,19 @@
 import type { ActionRecord, BdbRecord, MaintenanceRecord, NodeRecord } from '../../coord/schema.js';
 import { isFinished } from '../../coord/schema.js';
 import type { ClusterStore } from '../../coord/store.js';
-import { conflict, notFound } from '../../util/errors.js';
+import { conflict, invalid, notFound } from '../../util/errors.js';
 import { type NodeStateHost, nodeIsUp } from '../model/node-state.js';
 import { requireFeature } from '../model/version-gates.js';
 import { type EvictOptions, checkEnter, placeableNodes, quorumRefusal, snapshotOf } from '../model/maintenance.js';
 
 /** RE's maintenance_on fields that apply here. */
 export interface MaintenanceOnRequest {
+  /**
+   * RE's option to hand the cluster master role over when the node has it.
+   * Here that is always done (the node is about to be stopped, and a cluster
+   * without a master pauses its controllers for the failover timeout): true
+   * is accepted as the default, false is refused (400 unsupported_option).
+   */
   demote_node?: boolean;
   evict_ha_replica?: boolean;
   /** Deprecated in RE for evict_ha_replica false; same meaning here. */
@@ -81,6 +87,11 @@ export async function requestMaintenanceOn(
   node: number,
   req: MaintenanceOnRequest,
 ): Promise<ActionRecord> {
+  if (req.demote_node === false)
+    throw invalid(
+      'unsupported_option',
+      'demote_node false is not supported: a node entering maintenance mode always hands the cluster master role to another node, as demote_node asks; leave it out or send true',
+    );
   requireNode(h, node);
   await gate(h);
   const all = await h.store.maintenanceMode.list();
