@@ -104,6 +104,7 @@ export class TesseraNode {
           { handed_over: r.handedOver, left: r.left, master_role_to: r.masterRoleTo, ms: r.ms, cut_short: r.cutShort },
           `graceful stop: ${r.handedOver.length} master(s) handed over in ${r.ms} ms${r.left.length ? `, ${r.left.length} left here` : ''}; stopping`,
         );
+      else if (o.signal?.aborted) this.log.warn('graceful stop: the handover was cut short by a second signal; stopping at once');
     }
     this.unregister?.();
     await this.daemon.stop();

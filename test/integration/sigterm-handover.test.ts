@@ -16,8 +16,9 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
+import path from 'node:path';
 import { Redis } from 'ioredis';
-import { TestCluster, type TestNode, type BdbJson, createDb, waitFor, shardCli, sleep } from '../support/cluster.js';
+import { TestCluster, type TestNode, type BdbJson, REPO, cli, createDb, waitFor, shardCli, sleep } from '../support/cluster.js';
 import { Load } from '../support/load.js';
 
 const cluster = new TestCluster(82, 3);
@@ -259,4 +260,54 @@ test('SIGTERM of the node holding the only shard of a database without replicati
   assert.ok((done?.ms as number) < 5000, `the handover gave up at once (${done?.ms} ms)`);
   await n.start();
   await waitStatusOk(n);
+});
+
+test('a second SIGTERM stops at once: the handover is cut short, the masters stay for the node failover', async () => {
+  const n = nodes[1];
+  const uid = n.uidFromDisk!;
+  await gatherMasters(n);
+  const held = mastersOn(await bdb(n1), uid);
+  assert.ok(held.length > 0, `node ${uid} holds masters`);
+  const logFrom = fs.statSync(n.logFile).size;
+  const p = n.proc!;
+  const exited = new Promise<void>((r) => p.once('exit', () => r()));
+  const t0 = Date.now();
+  p.kill('SIGTERM');
+  await sleep(100);
+  p.kill('SIGTERM');
+  await exited;
+  const ms = Date.now() - t0;
+  const lines = logLines(n, logFrom);
+  figures.push(`second SIGTERM: node ${uid} with masters [${held.join(', ')}]: SIGTERM to exit ${ms} ms`);
+  console.log(`# ${figures.at(-1)}`);
+  assert.ok(
+    lines.some((l) => String(l.msg).startsWith('second signal: stopping at once')),
+    n.logTail(20),
+  );
+  assert.ok(
+    lines.some((l) => String(l.msg).startsWith('graceful stop: the handover was cut short')),
+    n.logTail(20),
+  );
+  assert.equal(p.signalCode, null);
+  assert.equal(p.exitCode, 0);
+  // The plain stop only: well under the handover's time.
+  assert.ok(ms < 10_000, `stopped at once (took ${ms} ms)`);
+  // Nothing was handed over: the node failover promotes the replicas, and the node comes back as their replica.
+  await waitFor(
+    'the node failover promoted the replicas',
+    async () => mastersOn(await bdb(n1), uid).length === 0 && (await bdb(n1)).status === 'active',
+    60_000,
+    250,
+  );
+  await n.start();
+  await waitStatusOk(n);
+  await waitSynced(n1);
+});
+
+test("the default stop timeout is 20 s, and the service unit's TimeoutStopSec is above it", async () => {
+  const help = await cli(['node', 'start', '--help']);
+  assert.match(help.stdout, /--stop-timeout <seconds>[\s\S]*?\(default: 20\)/);
+  const unit = fs.readFileSync(path.join(REPO, 'packaging/tessera.service'), 'utf8');
+  const sec = Number(/^TimeoutStopSec=(\d+)$/m.exec(unit)?.[1]);
+  assert.ok(sec * 1000 > STOP_TIMEOUT_MS, `TimeoutStopSec=${sec} must exceed the ${STOP_TIMEOUT_MS / 1000} s stop timeout`);
 });
