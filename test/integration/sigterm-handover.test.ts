@@ -9,8 +9,11 @@
 // for (status OK, replicas in sync). No command fails, no acknowledged key is
 // lost, the node's log says every master it held was handed over before it
 // stopped, and the database record shows them on other nodes at its exit.
-// Then the case with nothing to hand to: SIGTERM of the node that holds the
-// only shard of a database without replication stops within the bound too.
+// Then the cases with nothing to hand to: SIGTERM of the node that holds the
+// only shard of a database without replication stops within the bound too; a
+// second SIGTERM cuts the handover short; every node SIGTERMed at once (each
+// marks itself stopping) hands nothing to another and none waits out its
+// deadline.
 //
 // Addresses: 127.0.82.x (TestCluster net 82; TESSERA_TEST_NET moves it).
 import { test, before, after } from 'node:test';
@@ -310,4 +313,21 @@ test("the default stop timeout is 20 s, and the service unit's TimeoutStopSec is
   const unit = fs.readFileSync(path.join(REPO, 'packaging/tessera.service'), 'utf8');
   const sec = Number(/^TimeoutStopSec=(\d+)$/m.exec(unit)?.[1]);
   assert.ok(sec * 1000 > STOP_TIMEOUT_MS, `TimeoutStopSec=${sec} must exceed the ${STOP_TIMEOUT_MS / 1000} s stop timeout`);
+});
+
+test('every node SIGTERMed at once (a whole cluster shut down): none waits to hand masters to another stopping node', async () => {
+  const froms = nodes.map((n) => fs.statSync(n.logFile).size);
+  const stops = await Promise.all(nodes.map((n) => sigterm(n)));
+  nodes.forEach((n, i) => {
+    const done = logLines(n, froms[i]).find((l) => typeof l.msg === 'string' && l.msg.startsWith('graceful stop:') && 'handed_over' in l);
+    figures.push(
+      `all at once: node ${n.uidFromDisk}: handover ${done?.ms} ms (${(done?.handed_over as number[] | undefined)?.length} handed over, ${(done?.left as unknown[] | undefined)?.length} left); SIGTERM to exit ${stops[i].ms} ms`,
+    );
+    console.log(`# ${figures.at(-1)}`);
+    assert.ok(done, `node ${n.addr} logged its handover: ${n.logTail(20)}`);
+    assert.equal(stops[i].code, 0);
+    assert.ok(stops[i].ms < STOP_TIMEOUT_MS, `node ${n.addr} stopped within ${STOP_TIMEOUT_MS} ms (took ${stops[i].ms} ms)`);
+    // The others are stopping too: nothing to wait for (a failover asked before their marks arrived takes a second or two, not the deadline).
+    assert.ok((done.ms as number) < 5000, `node ${n.addr} did not wait out its deadline (${done.ms} ms)`);
+  });
 });

@@ -27,6 +27,7 @@ import { OperatorError } from '../../util/errors.js';
 import { nodeIsUp, type NodeStateHost } from '../model/node-state.js';
 import { placeableNodes } from '../model/maintenance.js';
 import { isGone } from '../model/shard-plans.js';
+import { compareMinor } from '../model/version-gates.js';
 import type { OpLog } from '../model/shard-protocol.js';
 
 /** How often the state is looked at again while handing over. */
@@ -103,8 +104,12 @@ export async function handOverMasters(
       .map((n) => n.uid)
       .sort((a, b) => a - b);
     if (h.isMaster() && targets.length) {
-      const placeable = placeableNodes(targets, await h.store.maintenanceMode.list());
-      const to = placeable[0] ?? targets[0];
+      // A placeable node (not in maintenance) of the newest minor version: an older one would be kept from the role (master-version-guard).
+      const placeable = new Set(placeableNodes(targets, await h.store.maintenanceMode.list()));
+      const version = (u: number) => h.nodes.items.get(String(u))?.software_version ?? '0.1.0';
+      const to = [...targets].sort(
+        (a, b) => Number(placeable.has(b)) - Number(placeable.has(a)) || compareMinor(version(b), version(a)) || a - b,
+      )[0];
       try {
         await h.changeMaster(to);
         res.masterRoleTo = to;
