@@ -20,7 +20,7 @@
 // the node then stops as it always did.
 import type { Logger } from 'pino';
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { ActionRecord, BdbRecord, LiveRecord, NodeRecord } from '../../coord/schema.js';
+import type { ActionRecord, BdbRecord, LiveRecord, NodeRecord, ShardPlacement } from '../../coord/schema.js';
 import type { PrefixCache } from '../../coord/watch.js';
 import type { StoreHost } from '../../coord/store.js';
 import { OperatorError } from '../../util/errors.js';
@@ -60,6 +60,55 @@ export interface HandOverResult {
   cutShort?: 'deadline' | 'aborted';
 }
 
+/** The masters node `uid` holds, with their databases. */
+export function mastersOn(bdbs: readonly BdbRecord[], uid: number): { b: BdbRecord; s: ShardPlacement }[] {
+  return bdbs
+    .filter((b) => !isGone(b))
+    .flatMap((b) => b.shards.filter((s) => s.role === 'master' && s.node_uid === uid).map((s) => ({ b, s })));
+}
+
+/**
+ * Node `uid`'s masters split: per database, those whose replica is on a node
+ * that can take them (`targets`: up and not stopping), to ask a failover of;
+ * and the others, each with why it is not waited for.
+ */
+export function planHandOver(
+  bdbs: readonly BdbRecord[],
+  uid: number,
+  targets: readonly number[],
+): { pending: Map<number, number[]>; left: { shard: number; bdb: number; why: string }[] } {
+  const pending = new Map<number, number[]>();
+  const left: { shard: number; bdb: number; why: string }[] = [];
+  for (const { b, s } of mastersOn(bdbs, uid)) {
+    const replicas = b.shards.filter((r) => r.master_uid === s.uid);
+    if (!b.replication || !replicas.length)
+      left.push({ shard: s.uid, bdb: b.uid, why: `database ${b.uid} is ${b.replication ? 'missing its replica' : 'not replicated'}` });
+    else if (!replicas.some((r) => targets.includes(r.node_uid)))
+      left.push({
+        shard: s.uid,
+        bdb: b.uid,
+        why: `its replica (shard ${replicas.map((r) => `${r.uid} on node ${r.node_uid}`).join(', ')}) is on no node that stays up`,
+      });
+    else pending.set(b.uid, [...(pending.get(b.uid) ?? []), s.uid]);
+  }
+  return { pending, left };
+}
+
+/**
+ * Who takes the cluster master role from a stopping node: a placeable node
+ * (not in maintenance mode) first, then the newest minor version (an older
+ * one would be kept from the role by master-version-guard), then the lowest uid.
+ */
+export function masterRoleTarget(
+  targets: readonly number[],
+  placeable: ReadonlySet<number>,
+  versionOf: (uid: number) => string,
+): number | undefined {
+  return [...targets].sort(
+    (a, b) => Number(placeable.has(b)) - Number(placeable.has(a)) || compareMinor(versionOf(b), versionOf(a)) || a - b,
+  )[0];
+}
+
 /** Hand every master of node `h.uid` over to another node, within `deadlineMs` or until `signal` aborts. */
 export async function handOverMasters(
   h: GracefulStopHost,
@@ -69,10 +118,7 @@ export async function handOverMasters(
   const t0 = Date.now();
   const deadline = t0 + o.deadlineMs;
   const res: HandOverResult = { handedOver: [], left: [], ms: 0 };
-  const mine = (bdbs: BdbRecord[]) =>
-    bdbs
-      .filter((b) => !isGone(b))
-      .flatMap((b) => b.shards.filter((s) => s.role === 'master' && s.node_uid === h.uid).map((s) => ({ b, s })));
+  const mine = (bdbs: BdbRecord[]) => mastersOn(bdbs, h.uid);
   const initial = new Set(mine(await h.store.bdbs.list()).map((x) => x.s.uid));
   await h.store.nodes
     .markStopping(h.uid, new Date().toISOString())
@@ -104,37 +150,29 @@ export async function handOverMasters(
       .map((n) => n.uid)
       .sort((a, b) => a - b);
     if (h.isMaster() && targets.length) {
-      // A placeable node (not in maintenance) of the newest minor version: an older one would be kept from the role (master-version-guard).
       const placeable = new Set(placeableNodes(targets, await h.store.maintenanceMode.list()));
-      const version = (u: number) => h.nodes.items.get(String(u))?.software_version ?? '0.1.0';
-      const to = [...targets].sort(
-        (a, b) => Number(placeable.has(b)) - Number(placeable.has(a)) || compareMinor(version(b), version(a)) || a - b,
-      )[0];
+      const to = masterRoleTarget(targets, placeable, (u) => h.nodes.items.get(String(u))?.software_version ?? '0.1.0')!;
       try {
         await h.changeMaster(to);
         res.masterRoleTo = to;
         log.warn({ to, ms: Date.now() - t0 }, 'graceful stop: cluster master role handed over');
+        // Until this node's view has the new holder, it would hand the role over again.
+        for (let i = 0; i < 20 && h.isMaster() && !o.signal?.aborted; i++) await sleep(100);
       } catch (err) {
         log.warn({ to, err: (err as Error).message }, 'graceful stop: cannot hand the cluster master role over; trying again');
       }
       await sleep(POLL_MS);
       continue;
     }
-    const held = mine(await h.store.bdbs.list());
+    const bdbs = await h.store.bdbs.list();
+    const held = mine(bdbs);
     for (const uid of initial) if (!held.some((x) => x.s.uid === uid) && !res.handedOver.includes(uid)) res.handedOver.push(uid);
-    const pending = new Map<number, number[]>(); // bdb -> its masters here that a target can take
-    for (const { b, s } of held) {
-      if (given.has(s.uid)) continue;
-      const replicas = b.shards.filter((r) => r.master_uid === s.uid);
-      if (!b.replication || !replicas.length)
-        giveUp(s.uid, b.uid, `database ${b.uid} is ${b.replication ? 'missing its replica' : 'not replicated'}`);
-      else if (!replicas.some((r) => targets.includes(r.node_uid)))
-        giveUp(
-          s.uid,
-          b.uid,
-          `its replica (shard ${replicas.map((r) => `${r.uid} on node ${r.node_uid}`).join(', ')}) is on no node that stays up`,
-        );
-      else pending.set(b.uid, [...(pending.get(b.uid) ?? []), s.uid]);
+    const plan = planHandOver(bdbs, h.uid, targets);
+    for (const l of plan.left) giveUp(l.shard, l.bdb, l.why);
+    const pending = new Map<number, number[]>(); // bdb -> its masters here that a target can take, not given up on
+    for (const [bdb, shards] of plan.pending) {
+      const left = shards.filter((u) => !given.has(u));
+      if (left.length) pending.set(bdb, left);
     }
     if (!pending.size && !inFlight.size) break;
     for (const [bdb, action] of inFlight) {
