@@ -185,23 +185,28 @@ export class RunningMember implements BootstrapMember {
     const cut = () => end.abort();
     o.signal?.addEventListener('abort', cut);
     let timer: NodeJS.Timeout | undefined;
+    // Caught here, not by the race: a loop that fails after the race is over must not become an unhandled rejection mid-stop.
+    const run = handOverMasters(
+      {
+        uid: this.uid,
+        store: this.store,
+        live: this.view.live,
+        nodes: this.view.nodes,
+        silentMs: (u) => this.silentMs(u),
+        deadAfterMs: () => this.deadAfterMs(),
+        isMaster: () => this.isMaster(),
+        changeMaster: (u) => this.changeMaster(u),
+        requestFailover: (l, uids) => requestFailover(this, l, uids, {}),
+      },
+      log,
+      { deadlineMs: o.deadlineMs, signal: end.signal },
+    ).catch((err) => {
+      log.error({ err: (err as Error).message }, 'graceful stop: the handover failed; stopping anyway');
+      return undefined;
+    });
     try {
       return await Promise.race([
-        handOverMasters(
-          {
-            uid: this.uid,
-            store: this.store,
-            live: this.view.live,
-            nodes: this.view.nodes,
-            silentMs: (u) => this.silentMs(u),
-            deadAfterMs: () => this.deadAfterMs(),
-            isMaster: () => this.isMaster(),
-            changeMaster: (u) => this.changeMaster(u),
-            requestFailover: (l, uids) => requestFailover(this, l, uids, {}),
-          },
-          log,
-          { deadlineMs: o.deadlineMs, signal: end.signal },
-        ),
+        run,
         new Promise<undefined>((resolve) => {
           // A little past the loop's own deadline: it returns by itself unless a store call hangs.
           timer = setTimeout(() => {
@@ -211,9 +216,6 @@ export class RunningMember implements BootstrapMember {
           end.signal.addEventListener('abort', () => resolve(undefined));
         }),
       ]);
-    } catch (err) {
-      log.error({ err: (err as Error).message }, 'graceful stop: the handover failed; stopping anyway');
-      return undefined;
     } finally {
       clearTimeout(timer);
       o.signal?.removeEventListener('abort', cut);
