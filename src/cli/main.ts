@@ -303,6 +303,11 @@ async function setInternalCertificates(cmd: Command, words: string[]): Promise<v
   console.log(`Set internal certificates (${certificates.map((c) => c.name).join(', ')}) on every node`);
 }
 
+/** `--stop-timeout` by default: a graceful stop (masters handed over, then the plain stop) takes at most this long. */
+const DEFAULT_STOP_TIMEOUT_S = 20;
+/** The part of the stop timeout kept for the plain stop after the handover (shards, endpoints, the store member). */
+const STOP_RESERVE_MS = 5000;
+
 export function buildProgram(): Command {
   const program = new Command('tessera')
     .description('Tessera: a Redis-compatible database cluster with internode encryption')
@@ -355,6 +360,12 @@ export function buildProgram(): Command {
       intOpt('join timeout'),
       DEFAULT_TIMINGS.joinTimeoutSeconds,
     )
+    .option(
+      '--stop-timeout <seconds>',
+      'on SIGTERM/SIGINT, how long the node may take to hand its masters over and stop (a second signal stops it at once)',
+      intOpt('stop timeout'),
+      DEFAULT_STOP_TIMEOUT_S,
+    )
     .addOption(
       new Option('--without-capability <name...>', 'pretend this build lacks a capability (testing mixed-version clusters)').default([]),
     )
@@ -393,11 +404,25 @@ export function buildProgram(): Command {
       };
       const node = new TesseraNode(cfg, log);
       let stopping = false;
+      const cut = new AbortController();
       const stop = (sig: string) => {
-        if (stopping) return;
+        if (stopping) {
+          if (!cut.signal.aborted) log.warn({ signal: sig }, 'second signal: stopping at once, without waiting for the handover');
+          cut.abort();
+          return;
+        }
         stopping = true;
-        log.info({ signal: sig }, 'stopping');
-        node.stop().finally(() => process.exit(0));
+        // The handover gets the stop timeout less what the plain stop takes (shards, store member), so the whole stop fits in it.
+        const handOverMs = Math.max(0, o.stopTimeout * 1000 - STOP_RESERVE_MS);
+        log.info({ signal: sig, stop_timeout_s: o.stopTimeout, hand_over_ms: handOverMs }, 'stopping');
+        const t0 = Date.now();
+        node
+          .stop({ handOverMs, signal: cut.signal })
+          .catch((err) => log.error({ err: (err as Error).message }, 'stopping the node'))
+          .finally(() => {
+            log.info({ ms: Date.now() - t0 }, 'stopped');
+            process.exit(0);
+          });
       };
       process.on('SIGTERM', () => stop('SIGTERM'));
       process.on('SIGINT', () => stop('SIGINT'));

@@ -185,6 +185,8 @@ export const LiveRecord = Type.Object({
   uid: Uid,
   started_time: Time,
   pid: Type.Integer(),
+  /** Set when the node has begun a graceful stop (it hands its masters over): nothing is handed to it. 0.1.0 ignores it. */
+  stopping: Type.Optional(Time),
 });
 export type LiveRecord = Static<typeof LiveRecord>;
 

@@ -314,6 +314,22 @@ export class NodeStore {
     await etcdLeaseOf(lease).put(KEYS.live(rec.uid)).value(json(rec));
   }
 
+  /**
+   * Mark a node's liveness record as stopping (a graceful stop hands its
+   * masters over first), kept under the lease it holds; false when it holds none
+   * or the record changed meanwhile.
+   */
+  async markStopping(uid: number, since: string): Promise<boolean> {
+    const kv = (await this.c.get(KEYS.live(uid)).exec()).kvs[0];
+    if (!kv || kv.lease === '0') return false;
+    const rec: LiveRecord = { ...parseRecord(KEYS.live(uid), kv.value.toString(), LiveRecord), stopping: since };
+    const r = await this.c
+      .if(KEYS.live(uid), 'Mod', '==', kv.mod_revision)
+      .then(this.c.put(KEYS.live(uid)).value(json(rec)).lease(kv.lease))
+      .commit();
+    return r.succeeded;
+  }
+
   /** Change a node's full record (compare-and-swap); an absent one stays absent. */
   update(uid: number, fn: (n: NodeRecord) => NodeRecord | undefined): Promise<NodeRecord | undefined> {
     return updateRecord(this.c, KEYS.node(uid), NodeRecord, (cur) => (cur ? fn(cur) : undefined));

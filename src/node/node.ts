@@ -90,7 +90,22 @@ export class TesseraNode {
     }
   }
 
-  async stop(): Promise<void> {
+  /**
+   * Stop the node. With `handOverMs`, a graceful stop: its masters are handed
+   * over first, for at most that long (`signal` cuts it short), while it still
+   * serves; then everything stops as without it.
+   */
+  async stop(o: { handOverMs?: number; signal?: AbortSignal } = {}): Promise<void> {
+    const m = this.daemon.member;
+    if (o.handOverMs && m && !o.signal?.aborted) {
+      const r = await m.handOver({ deadlineMs: o.handOverMs, signal: o.signal });
+      if (r)
+        this.log.info(
+          { handed_over: r.handedOver, left: r.left, master_role_to: r.masterRoleTo, ms: r.ms, cut_short: r.cutShort },
+          `graceful stop: ${r.handedOver.length} master(s) handed over in ${r.ms} ms${r.left.length ? `, ${r.left.length} left here` : ''}; stopping`,
+        );
+      else if (o.signal?.aborted) this.log.warn('graceful stop: the handover was cut short by a second signal; stopping at once');
+    }
     this.unregister?.();
     await this.daemon.stop();
     await this.rest?.close().catch((e) => this.log.warn({ err: (e as Error).message }, 'closing the REST API'));

@@ -23,6 +23,7 @@ import type { NodeTraffic } from '../control/reconcilers/traffic.js';
 import { Loops } from './loops.js';
 import { requestFailover, requestMigrate, requestNodeRemoval } from '../control/controllers/shard-ops.js';
 import type { OpLog } from '../control/model/shard-protocol.js';
+import { type HandOverResult, handOverMasters } from '../control/services/graceful-stop.js';
 
 export class RunningMember implements BootstrapMember {
   readonly etcd: EtcdMember;
@@ -167,6 +168,59 @@ export class RunningMember implements BootstrapMember {
     const kx = this.view.policy().internode_key_exchange;
     if (kx !== this.certs.keyExchange()) this.log.info({ internode_key_exchange: kx }, 'internode key exchange rule applied');
     this.certs.setKeyExchange(kx);
+  }
+
+  /**
+   * The first part of a graceful stop, while everything still serves: this
+   * node's masters (and the cluster master role) go to other nodes
+   * (control/services/graceful-stop.ts). Bounded by `deadlineMs`, cut short by
+   * `signal`; a store that does not answer does not hold the stop up.
+   * Undefined when the member does not run yet.
+   */
+  async handOver(o: { deadlineMs: number; signal?: AbortSignal }): Promise<HandOverResult | undefined> {
+    if (this.stopped || !this.loops) return undefined;
+    const log = this.log.child({ component: 'graceful-stop' });
+    // The loop is told to end whichever way the race ends, so it asks for nothing once the stop goes on.
+    const end = new AbortController();
+    const cut = () => end.abort();
+    o.signal?.addEventListener('abort', cut);
+    let timer: NodeJS.Timeout | undefined;
+    // Caught here, not by the race: a loop that fails after the race is over must not become an unhandled rejection mid-stop.
+    const run = handOverMasters(
+      {
+        uid: this.uid,
+        store: this.store,
+        live: this.view.live,
+        nodes: this.view.nodes,
+        silentMs: (u) => this.silentMs(u),
+        deadAfterMs: () => this.deadAfterMs(),
+        isMaster: () => this.isMaster(),
+        changeMaster: (u) => this.changeMaster(u),
+        requestFailover: (l, uids) => requestFailover(this, l, uids, {}),
+      },
+      log,
+      { deadlineMs: o.deadlineMs, signal: end.signal },
+    ).catch((err) => {
+      log.error({ err: (err as Error).message }, 'graceful stop: the handover failed; stopping anyway');
+      return undefined;
+    });
+    try {
+      return await Promise.race([
+        run,
+        new Promise<undefined>((resolve) => {
+          // A little past the loop's own deadline: it returns by itself unless a store call hangs.
+          timer = setTimeout(() => {
+            log.warn({ deadline_ms: o.deadlineMs }, 'graceful stop: the handover did not return by its deadline; stopping anyway');
+            resolve(undefined);
+          }, o.deadlineMs + 1000);
+          end.signal.addEventListener('abort', () => resolve(undefined));
+        }),
+      ]);
+    } finally {
+      clearTimeout(timer);
+      o.signal?.removeEventListener('abort', cut);
+      end.abort();
+    }
   }
 
   async stop(): Promise<void> {

@@ -1,0 +1,209 @@
+// A graceful stop (SIGTERM, SIGINT): before anything of the node stops, every
+// master shard it holds is handed over to its replica on another node by the
+// planned failover (the `failover` shard operation: writes paused, the replica
+// caught up, roles switched, no acknowledged write lost, no command failed),
+// so that endpoints on the other nodes never see a slot without a master. The
+// node only requests and waits: the cluster master's ShardOpsController
+// writes each promotion, as for `POST /v1/shards/actions/failover`.
+//
+// The cluster master role goes first, when this node holds it: the
+// controllers that carry the failovers out must outlive this node, and one
+// role change by compare-and-swap (RE's change_master) leaves no election gap,
+// where running them here and resigning at the end would leave the role to an
+// election while the node is going.
+//
+// The node marks its liveness record `stopping` first, so that nodes stopping
+// at the same time (a whole cluster shut down) hand nothing to each other: a
+// master whose replicas are all on stopping, down or absent nodes is not
+// waited for (logged), nor is one of a database without replication.
+// Everything is bounded by a deadline and can be cut short (a second signal);
+// the node then stops as it always did.
+import type { Logger } from 'pino';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { ActionRecord, BdbRecord, LiveRecord, NodeRecord, ShardPlacement } from '../../coord/schema.js';
+import type { PrefixCache } from '../../coord/watch.js';
+import type { StoreHost } from '../../coord/store.js';
+import { OperatorError } from '../../util/errors.js';
+import { nodeIsUp, type NodeStateHost } from '../model/node-state.js';
+import { placeableNodes } from '../model/maintenance.js';
+import { isGone } from '../model/shard-plans.js';
+import { compareMinor } from '../model/version-gates.js';
+import type { OpLog } from '../model/shard-protocol.js';
+
+/** How often the state is looked at again while handing over. */
+const POLL_MS = 200;
+/** After marking itself stopping, how long the node lets the others' marks arrive before it picks targets (a whole cluster stopping at once). */
+const SETTLE_MS = 300;
+/** A replica that is not in sync (a failover refused with replica_not_in_sync) is waited for this long, then given up on. */
+const NOT_IN_SYNC_MS = 3000;
+
+export interface GracefulStopHost extends NodeStateHost, StoreHost {
+  readonly uid: number;
+  readonly live: PrefixCache<LiveRecord>;
+  readonly nodes: PrefixCache<NodeRecord>;
+  isMaster(): boolean;
+  /** Hand the cluster master role to node `uid` (RE's change_master). */
+  changeMaster(uid: number): Promise<void>;
+  /** Queue a planned failover of these master shards of one database (the REST request's validation included). */
+  requestFailover(log: OpLog, uids: number[]): Promise<ActionRecord>;
+}
+
+export interface HandOverResult {
+  /** Master shards handed over (now replicas on this node). */
+  handedOver: number[];
+  /** Master shards left here, each with why. */
+  left: { shard: number; bdb: number; why: string }[];
+  /** Whether this node gave the cluster master role away. */
+  masterRoleTo?: number;
+  ms: number;
+  /** Stopped by the deadline or a second signal rather than by having nothing left to hand over. */
+  cutShort?: 'deadline' | 'aborted';
+}
+
+/** The masters node `uid` holds, with their databases. */
+export function mastersOn(bdbs: readonly BdbRecord[], uid: number): { b: BdbRecord; s: ShardPlacement }[] {
+  return bdbs
+    .filter((b) => !isGone(b))
+    .flatMap((b) => b.shards.filter((s) => s.role === 'master' && s.node_uid === uid).map((s) => ({ b, s })));
+}
+
+/**
+ * Node `uid`'s masters split: per database, those whose replica is on a node
+ * that can take them (`targets`: up and not stopping), to ask a failover of;
+ * and the others, each with why it is not waited for.
+ */
+export function planHandOver(
+  bdbs: readonly BdbRecord[],
+  uid: number,
+  targets: readonly number[],
+): { pending: Map<number, number[]>; left: { shard: number; bdb: number; why: string }[] } {
+  const pending = new Map<number, number[]>();
+  const left: { shard: number; bdb: number; why: string }[] = [];
+  for (const { b, s } of mastersOn(bdbs, uid)) {
+    const replicas = b.shards.filter((r) => r.master_uid === s.uid);
+    if (!b.replication || !replicas.length)
+      left.push({ shard: s.uid, bdb: b.uid, why: `database ${b.uid} is ${b.replication ? 'missing its replica' : 'not replicated'}` });
+    else if (!replicas.some((r) => targets.includes(r.node_uid)))
+      left.push({
+        shard: s.uid,
+        bdb: b.uid,
+        why: `its replica (shard ${replicas.map((r) => `${r.uid} on node ${r.node_uid}`).join(', ')}) is on no node that stays up`,
+      });
+    else pending.set(b.uid, [...(pending.get(b.uid) ?? []), s.uid]);
+  }
+  return { pending, left };
+}
+
+/**
+ * Who takes the cluster master role from a stopping node: a placeable node
+ * (not in maintenance mode) first, then the newest minor version (an older
+ * one would be kept from the role by master-version-guard), then the lowest uid.
+ */
+export function masterRoleTarget(
+  targets: readonly number[],
+  placeable: ReadonlySet<number>,
+  versionOf: (uid: number) => string,
+): number | undefined {
+  return [...targets].sort(
+    (a, b) => Number(placeable.has(b)) - Number(placeable.has(a)) || compareMinor(versionOf(b), versionOf(a)) || a - b,
+  )[0];
+}
+
+/** Hand every master of node `h.uid` over to another node, within `deadlineMs` or until `signal` aborts. */
+export async function handOverMasters(
+  h: GracefulStopHost,
+  log: Logger,
+  o: { deadlineMs: number; signal?: AbortSignal },
+): Promise<HandOverResult> {
+  const t0 = Date.now();
+  const deadline = t0 + o.deadlineMs;
+  const res: HandOverResult = { handedOver: [], left: [], ms: 0 };
+  const mine = (bdbs: BdbRecord[]) => mastersOn(bdbs, h.uid);
+  const initial = new Set(mine(await h.store.bdbs.list()).map((x) => x.s.uid));
+  await h.store.nodes
+    .markStopping(h.uid, new Date().toISOString())
+    .catch((e) => log.warn({ err: (e as Error).message }, 'graceful stop: cannot mark this node stopping; the others may hand it shards'));
+  log.info({ masters: [...initial], deadline_ms: o.deadlineMs }, "graceful stop: handing this node's masters over before its shards stop");
+  await sleep(SETTLE_MS);
+
+  const inFlight = new Map<number, string>(); // bdb uid -> action uid
+  const notInSyncSince = new Map<number, number>();
+  const given = new Map<number, { bdb: number; why: string }>(); // shard -> why it is not waited for
+  const giveUp = (shard: number, bdb: number, why: string) => {
+    if (given.has(shard)) return;
+    given.set(shard, { bdb, why });
+    log.warn({ shard, bdb, why }, 'graceful stop: not waiting for this master');
+  };
+  for (;;) {
+    if (o.signal?.aborted) {
+      res.cutShort = 'aborted';
+      break;
+    }
+    if (Date.now() >= deadline) {
+      res.cutShort = 'deadline';
+      break;
+    }
+    // Who can take a master: up, not stopping, not this node.
+    const targets = h.nodes
+      .values()
+      .filter((n) => n.addr && n.uid !== h.uid && nodeIsUp(h, n.uid) && !h.live.items.get(String(n.uid))?.stopping)
+      .map((n) => n.uid)
+      .sort((a, b) => a - b);
+    if (h.isMaster() && targets.length) {
+      const placeable = new Set(placeableNodes(targets, await h.store.maintenanceMode.list()));
+      const to = masterRoleTarget(targets, placeable, (u) => h.nodes.items.get(String(u))?.software_version ?? '0.1.0')!;
+      try {
+        await h.changeMaster(to);
+        res.masterRoleTo = to;
+        log.warn({ to, ms: Date.now() - t0 }, 'graceful stop: cluster master role handed over');
+        // Until this node's view has the new holder, it would hand the role over again.
+        for (let i = 0; i < 20 && h.isMaster() && !o.signal?.aborted; i++) await sleep(100);
+      } catch (err) {
+        log.warn({ to, err: (err as Error).message }, 'graceful stop: cannot hand the cluster master role over; trying again');
+      }
+      await sleep(POLL_MS);
+      continue;
+    }
+    const bdbs = await h.store.bdbs.list();
+    const held = mine(bdbs);
+    for (const uid of initial) if (!held.some((x) => x.s.uid === uid) && !res.handedOver.includes(uid)) res.handedOver.push(uid);
+    const plan = planHandOver(bdbs, h.uid, targets);
+    for (const l of plan.left) giveUp(l.shard, l.bdb, l.why);
+    const pending = new Map<number, number[]>(); // bdb -> its masters here that a target can take, not given up on
+    for (const [bdb, shards] of plan.pending) {
+      const left = shards.filter((u) => !given.has(u));
+      if (left.length) pending.set(bdb, left);
+    }
+    if (!pending.size && !inFlight.size) break;
+    for (const [bdb, action] of inFlight) {
+      const a = await h.store.actions.get(action);
+      if (a && a.status !== 'completed' && a.status !== 'failed') continue;
+      inFlight.delete(bdb);
+      if (a?.status === 'failed') log.warn({ bdb, action, err: a.error }, 'graceful stop: a failover failed; asking again');
+      else log.info({ bdb, action, ms: Date.now() - t0 }, 'graceful stop: failover done');
+    }
+    for (const [bdb, shards] of pending) {
+      if (inFlight.has(bdb)) continue;
+      try {
+        const a = await h.requestFailover(log, shards);
+        inFlight.set(bdb, a.action_uid);
+        notInSyncSince.delete(bdb);
+      } catch (err) {
+        const code = err instanceof OperatorError ? err.code : undefined;
+        if (code === 'db_busy') continue; // another operation runs on it: asked again once it is done
+        if (code === 'replica_not_in_sync') {
+          const since = notInSyncSince.get(bdb) ?? Date.now();
+          notInSyncSince.set(bdb, since);
+          if (Date.now() - since < NOT_IN_SYNC_MS) continue;
+        }
+        for (const s of shards) giveUp(s, bdb, (err as Error).message);
+      }
+    }
+    await sleep(POLL_MS);
+  }
+  const still = mine(await h.store.bdbs.list().catch(() => []));
+  for (const uid of initial) if (!still.some((x) => x.s.uid === uid) && !res.handedOver.includes(uid)) res.handedOver.push(uid);
+  res.left = still.map(({ b, s }) => ({ shard: s.uid, bdb: b.uid, why: given.get(s.uid)?.why ?? res.cutShort ?? 'not handed over' }));
+  res.ms = Date.now() - t0;
+  return res;
+}
