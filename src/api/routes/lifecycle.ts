@@ -65,7 +65,7 @@ const rotateBody = {
 } as const;
 
 /** The node alerts Tessera evaluates. */
-const NODE_ALERTS = ['node_internal_certs_about_to_expire'] as const;
+const NODE_ALERTS = ['node_internal_certs_about_to_expire', 'node_persistent_storage', 'node_insufficient_disk_aofrw'] as const;
 
 const alertParams = {
   type: 'object',
