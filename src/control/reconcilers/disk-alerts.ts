@@ -3,10 +3,11 @@
 //   - node_insufficient_disk_aofrw: a shard of this node cannot write its AOF
 //     or its snapshot (it refuses writes: MISCONF), or its last AOF rewrite
 //     failed;
-//   - node_persistent_storage: the data directory's file system is used past
-//     the threshold (percent, statfs).
+//   - node_persistent_storage: the file system of the shards' files is used
+//     past the threshold (percent, statfs).
 // Each is written only when it changes; putAlerts keeps the other alerts.
 import fs from 'node:fs';
+import path from 'node:path';
 import type { Logger } from 'pino';
 import { type AlertSettingsRecord, type AlertState, DEFAULT_ALERT_SETTINGS, type NodeAlertsRecord } from '../../coord/schema.js';
 import type { ClusterStore } from '../../coord/store.js';
@@ -34,10 +35,15 @@ export class DiskAlerts {
     private readonly log: Logger,
   ) {}
 
-  /** Percent of the data directory's file system used, and the bytes free to this process; undefined if statfs fails. */
+  /**
+   * Percent used of the file system that holds the shards' files (the data directory's `shards`, which an
+   * operator may mount apart; the data directory itself before any shard ran), and the bytes free to this
+   * process; undefined if statfs fails.
+   */
   async usage(): Promise<{ used_percent: number; free_bytes: number } | undefined> {
+    const shards = path.join(this.dataDir, 'shards');
     try {
-      const s = await fs.promises.statfs(this.dataDir);
+      const s = await fs.promises.statfs(fs.existsSync(shards) ? shards : this.dataDir);
       if (!s.blocks) return undefined;
       return { used_percent: +((100 * (s.blocks - s.bfree)) / s.blocks).toFixed(1), free_bytes: s.bavail * s.bsize };
     } catch (err) {
