@@ -65,6 +65,8 @@ export class FailoverController {
   private rebuildsAt = 0;
   /** Every node's observed records: master shards there that ask for a handover (crashed, or returning with stale data). */
   private readonly observed: PrefixCache<ObservedRecord>;
+  /** Promotions of the replica of a master refusing writes for its disk, by database uid (for the metrics). */
+  readonly refusalPromotions = new Map<number, number>();
   /** Master shards seen refusing writes (disk) with a replica fit to take over, since when (this master's clock). */
   private readonly refusing = new Map<string, number>();
 
@@ -180,7 +182,7 @@ export class FailoverController {
           { bdb: b.uid, failed: h.masterUid, promoted: h.replicaUid, node: h.masterNode, why: h.reason, refused_ms: now - since },
           'master shard refuses writes: replica promoted to master',
         );
-        this.promotions.set(b.uid, (this.promotions.get(b.uid) ?? 0) + 1);
+        this.refusalPromotions.set(b.uid, (this.refusalPromotions.get(b.uid) ?? 0) + 1);
         break; // the generation moved on: the next case is read on the next tick
       }
     }
