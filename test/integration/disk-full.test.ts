@@ -133,8 +133,9 @@ before(async () => {
     port: PORT,
     data_persistence: 'aof',
   });
+  await inSync();
   // Put the master on node 2: a failover if its replica is there, else a migration of the master.
-  let m = masterOf(db);
+  const m = masterOf(db);
   if (m.node_uid !== uidOf(n2)) {
     const replica = db.shards.find((s) => s.role === 'slave')!;
     const r =
@@ -154,17 +155,21 @@ before(async () => {
       250,
     );
   }
-  m = masterOf(db);
+  await inSync();
+});
+
+/** Both shards of the database ok, the replica's copy finished. */
+async function inSync(): Promise<void> {
   await waitFor(
     'every shard ok and in sync',
     async () => {
       const v = (await shards()).filter((s) => db.shards.some((x) => String(x.uid) === s.uid));
-      return v.length === 2 && v.every((s) => s.detailed_status === 'ok') ? v : undefined;
+      return v.length === 2 && v.every((s) => s.detailed_status === 'ok' && (s.role === 'master' || s.sync?.status === 'finished'));
     },
     60_000,
     250,
   );
-});
+}
 
 after(async () => {
   // Whatever happened: the filler goes, the nodes stop, the tmpfs is unmounted (before the directories are removed).

@@ -22,8 +22,7 @@ const SETTLE_MS = 20;
 const REFRESH_MS = 2000;
 
 /** A replica's link to its master and, while it copies the master's data, how far it is (INFO replication). */
-async function replicaSync(p: RedisShard): Promise<{ master_link_status?: string; sync_progress?: number }> {
-  const info = await p.command(['INFO', 'replication'], 1000).catch(() => '');
+function replicaSync(info: string): { master_link_status?: string; sync_progress?: number } {
   const link = /master_link_status:(\w+)/.exec(info)?.[1];
   if (!link) return {};
   const syncing = /master_sync_in_progress:1/.test(info);
@@ -31,9 +30,8 @@ async function replicaSync(p: RedisShard): Promise<{ master_link_status?: string
   return { master_link_status: link, ...(syncing ? { sync_progress: Math.floor(perc) } : {}) };
 }
 
-/** Does the shard refuse writes (INFO persistence and memory)? Undefined when it does not answer: not judged. */
-async function shardWriteHealth(p: RedisShard): Promise<WriteHealth | undefined> {
-  const info = await p.command(['INFO', 'persistence', 'memory'], 1000).catch(() => ''); // busy or down: judged next time
+/** Does the shard refuse writes (INFO persistence and memory)? Undefined when it did not answer: not judged. */
+function shardWriteHealth(p: RedisShard, info: string): WriteHealth | undefined {
   if (!info) return undefined;
   const h = writeHealth(info, p.spec.persistence === 'snapshot');
   // The errno redis logged (e.g. "No space left on device") is what an operator needs; it is in INFO nowhere.
@@ -475,8 +473,10 @@ export class BdbReconciler {
         const up = !!p?.running;
         if (!up) converged = false;
         if (s.role === 'slave' && !p?.replicaOf) converged = false;
-        const sync = up && s.role === 'slave' ? await replicaSync(p!) : {};
-        const health = up ? await shardWriteHealth(p!) : undefined;
+        // One INFO for the replica's sync and the shard's write health; busy or down: judged at the next pass.
+        const info = up ? await p!.command(['INFO', 'replication', 'persistence', 'memory'], 1000).catch(() => '') : '';
+        const sync = up && s.role === 'slave' ? replicaSync(info) : {};
+        const health = up ? shardWriteHealth(p!, info) : undefined;
         if (isDiskRefusal(health?.refused?.reason) || health?.aofRewriteFailed)
           diskTrouble.push({ uid: s.uid, bdb_uid: b.uid, role: s.role, reason: health?.refused?.message ?? 'the last AOF rewrite failed' });
         shards.push({
