@@ -54,8 +54,12 @@ export class DiskAlerts {
 
   async evaluate(trouble: readonly DiskTrouble[]): Promise<void> {
     if (Date.now() - this.settingsAt > SETTINGS_MS) {
-      this.settings = await this.store.settings.alertSettings();
-      this.settingsAt = Date.now();
+      this.settingsAt = Date.now(); // a failed read is retried after the same pause, not at every pass
+      try {
+        this.settings = await this.store.settings.alertSettings();
+      } catch (err) {
+        this.log.warn({ err: (err as Error).message }, 'cannot read the alert settings; keeping the last ones read');
+      }
     }
     const rec: NodeAlertsRecord = {};
     const aofrw = this.settings.node_insufficient_disk_aofrw;
