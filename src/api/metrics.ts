@@ -201,12 +201,14 @@ export class MetricsServer {
     });
     new Counter({
       name: 'tessera_shard_failovers_total',
-      help: 'Replicas promoted to master by this node, as cluster master (node down) or for a shard process of its own that died',
+      help: 'Replicas promoted to master by this node, as cluster master (node down, or a master refusing writes for its disk) or for a shard process of its own that died',
       labelNames: ['bdb', 'reason'],
       registers: [this.registry],
       collect() {
         this.reset();
         for (const [bdb, n] of m.failover?.promotions ?? []) this.inc({ bdb: String(bdb), reason: 'node_down' }, n);
+        // A master that refused writes for its disk (MISCONF), its replica promoted by this node as cluster master.
+        for (const [bdb, n] of m.failover?.refusalPromotions ?? []) this.inc({ bdb: String(bdb), reason: 'write_refused' }, n);
         for (const [bdb, n] of m.reconciler?.promotions ?? []) this.inc({ bdb: String(bdb), reason: 'shard_down' }, n);
       },
     });

@@ -140,7 +140,7 @@ export interface MetricsMember extends NodeStateHost {
   /** The cluster CAs this node trusts on 3342 (its CA list: pki/ca-list.ts). */
   readonly certs?: { casPem(): string[] };
   /** Replicas promoted per database: by this node as cluster master (node down), and for its own shards (shard down). */
-  readonly failover?: { readonly promotions: ReadonlyMap<number, number> };
+  readonly failover?: { readonly promotions: ReadonlyMap<number, number>; readonly refusalPromotions?: ReadonlyMap<number, number> };
   readonly reconciler?: { readonly promotions: ReadonlyMap<number, number> };
   databases(): readonly BdbRecord[];
 }

@@ -2,7 +2,7 @@
 import { admits } from '../control/model/version-gates.js';
 import type { bdbView } from '../api/routes/bdbs.js';
 import type { nodeView } from '../api/routes/nodes.js';
-import type { NodeAlertsRecord } from '../coord/schema.js';
+import type { AlertState, NodeAlertsRecord } from '../coord/schema.js';
 
 // The REST resources' shapes come from the REST layer itself (type-only imports), as the web UI's do.
 export type NodeView = ReturnType<typeof nodeView>;
@@ -136,11 +136,11 @@ export function formatStatus(
           'ENDPOINT',
           ...(o.extra ? ['EXEC_STATE', 'EXEC_STATE_MACHINE'] : []),
         ],
-        keep(bdbs, (b) => b.status === 'active').map((b) => [
+        keep(bdbs, (b) => b.status === 'active' && !refusing(b)).map((b) => [
           `db:${b.uid}`,
           b.name,
           b.type,
-          b.status,
+          b.status + (refusing(b) ? ` (writes refused: ${refusing(b)})` : ''),
           String(b.shards_count),
           b.shards_placement,
           b.replication ? 'enabled' : 'disabled',
@@ -201,22 +201,32 @@ export function formatStatus(
   const raised = Object.entries(alerts).flatMap(([uid, as]) =>
     Object.entries(as)
       .filter(([, a]) => a.state)
-      .map(([name, a]) => [
-        `node:${uid}`,
-        name,
-        a.severity,
-        a.change_value.certificate ?? '-',
-        a.change_value.seconds_left !== undefined ? `${a.change_value.seconds_left}s left` : '-',
-        a.change_time,
-      ]),
+      .map(([name, a]) => [`node:${uid}`, name, a.severity, a.change_value.certificate ?? '-', alertValue(a.change_value), a.change_time]),
   );
   if (raised.length) out += '\nALERTS:\n' + table(['NODE', 'ALERT', 'SEVERITY', 'CERTIFICATE', 'VALUE', 'SINCE'], raised);
   return out;
 }
 
-/** rladmin's STATUS column: OK, DOWN, …; a replica copying its master shows the progress. */
-function shardStatus(s: { status: string; sync?: { status: string; progress: number } }): string {
+/** An alert's figure: time left on a certificate, disk use, or the shards that cannot write. */
+function alertValue(v: AlertState['change_value']): string {
+  if (v.seconds_left !== undefined) return `${v.seconds_left}s left`;
+  if (v.used_percent !== undefined) return `${v.used_percent}% used`;
+  if (v.shards?.length) return v.shards.map((s) => `redis:${s.uid} ${s.reason}`).join('; ');
+  return '-';
+}
+
+/** The master shards of a database that refuse writes, as `redis:3 MISCONF` (empty when none). */
+function refusing(b: BdbView): string {
+  return b.shards
+    .filter((s) => s.role === 'master' && s.write_refused)
+    .map((s) => `redis:${s.uid} ${shardStatus(s)}`)
+    .join(', ');
+}
+
+/** rladmin's STATUS column: OK, DOWN, …; a replica copying its master shows the progress; MISCONF or OOM: it refuses writes. */
+function shardStatus(s: { status: string; sync?: { status: string; progress: number }; write_refused?: { reason: string } }): string {
   if (s.status !== 'active') return s.status.toUpperCase();
+  if (s.write_refused) return s.write_refused.reason === 'oom' ? 'OOM' : 'MISCONF';
   if (s.sync?.status === 'in_progress') return `SYNCING ${s.sync.progress}%`;
   if (s.sync?.status === 'link_down') return 'LINKING'; // a replica not (yet) connected to its master
   return 'OK';

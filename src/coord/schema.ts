@@ -388,6 +388,13 @@ export const ObservedRecord = Type.Object({
        * it crashed, or its node returns and it may lack writes its replica took meanwhile.
        */
       handover: Type.Optional(OneOf('crashed', 'returning')),
+      /**
+       * The shard refuses writes (0.2; 0.1.0 nodes neither write nor read it): its AOF cannot be written or its
+       * last snapshot failed (clients get MISCONF), or it is full with noeviction (OOM). shards/shard-health.ts.
+       */
+      write_refused: Type.Optional(Type.Object({ reason: OneOf('aof_write', 'bgsave', 'oom'), message: Type.String() })),
+      /** Its last AOF rewrite failed (0.2): writes go on, the AOF grows. */
+      aof_rewrite_failed: Type.Optional(Type.Boolean()),
     }),
   ),
   time: Time,
@@ -545,11 +552,17 @@ export type AlertSetting = Static<typeof AlertSetting>;
 
 export const AlertSettingsRecord = Type.Object({
   node_internal_certs_about_to_expire: AlertSetting,
+  /** Threshold: percent of the data directory's file system used (0.2). */
+  node_persistent_storage: AlertSetting,
+  /** No threshold (0): raised while a shard of the node cannot write its AOF or snapshot, or rewrite its AOF (0.2). */
+  node_insufficient_disk_aofrw: AlertSetting,
 });
 export type AlertSettingsRecord = Static<typeof AlertSettingsRecord>;
 
 export const DEFAULT_ALERT_SETTINGS: AlertSettingsRecord = {
   node_internal_certs_about_to_expire: { enabled: true, threshold: 45 },
+  node_persistent_storage: { enabled: true, threshold: 90 },
+  node_insufficient_disk_aofrw: { enabled: true, threshold: 0 },
 };
 
 /**
@@ -558,6 +571,8 @@ export const DEFAULT_ALERT_SETTINGS: AlertSettingsRecord = {
  */
 export const StoredAlertSettings = Type.Object({
   node_internal_certs_about_to_expire: Type.Optional(Type.Partial(AlertSetting)),
+  node_persistent_storage: Type.Optional(Type.Partial(AlertSetting)),
+  node_insufficient_disk_aofrw: Type.Optional(Type.Partial(AlertSetting)),
 });
 export type StoredAlertSettings = Static<typeof StoredAlertSettings>;
 
@@ -589,6 +604,11 @@ export const AlertState = Type.Object({
     certificate: Type.Optional(Type.String()),
     days_left: Type.Optional(Type.Number()),
     seconds_left: Type.Optional(Type.Number()),
+    /** node_persistent_storage: percent of the data directory's file system used, and its free bytes (0.2). */
+    used_percent: Type.Optional(Type.Number()),
+    free_bytes: Type.Optional(Type.Number()),
+    /** node_insufficient_disk_aofrw: the shards that cannot write to disk, with why (0.2). */
+    shards: Type.Optional(Type.Array(Type.Object({ uid: Uid, bdb_uid: Uid, role: Role, reason: Type.String() }))),
     state: Type.Boolean(),
   }),
 });
@@ -596,6 +616,8 @@ export type AlertState = Static<typeof AlertState>;
 
 export const NodeAlertsRecord = Type.Object({
   node_internal_certs_about_to_expire: Type.Optional(AlertState),
+  node_persistent_storage: Type.Optional(AlertState),
+  node_insufficient_disk_aofrw: Type.Optional(AlertState),
 });
 export type NodeAlertsRecord = Static<typeof NodeAlertsRecord>;
 

@@ -339,9 +339,12 @@ export class NodeStore {
     await this.c.delete().key(KEYS.node(uid));
   }
 
-  /** What a node reports of its alerts. */
+  /**
+   * What a node reports of its alerts: the alerts given replace theirs, the others are kept (each is
+   * evaluated by its own loop: certificates by the cert rotator, disk by the database reconciler).
+   */
   async putAlerts(uid: number, rec: NodeAlertsRecord): Promise<void> {
-    await this.c.put(KEYS.alerts(uid)).value(json(rec));
+    await updateRecord(this.c, KEYS.alerts(uid), NodeAlertsRecord, (cur) => ({ ...cur, ...rec }));
   }
 
   /** Every node's alerts, by node uid. */

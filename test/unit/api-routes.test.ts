@@ -198,6 +198,31 @@ describe('cluster and policy', () => {
     assert.equal(ok.json().alert_settings.node_internal_certs_about_to_expire.enabled, false);
   });
 
+  test('PUT /v1/cluster (disk alert settings): a percent threshold in (0, 100], no threshold for node_insufficient_disk_aofrw', async () => {
+    for (const threshold of [0, 101, '150', 'full'])
+      await assertRefusedUnchanged(
+        call('PUT', '/v1/cluster', { alert_settings: { node_persistent_storage: { threshold } } }),
+        400,
+        'invalid_threshold',
+        /node_persistent_storage\.threshold must be a number of percent above 0 and at most 100/,
+      );
+    await assertRefusedUnchanged(
+      call('PUT', '/v1/cluster', { alert_settings: { node_insufficient_disk_aofrw: { threshold: 5 } } }),
+      400,
+      'invalid_schema',
+      /unknown field 'threshold'/,
+    );
+    const ok = await call('PUT', '/v1/cluster', {
+      alert_settings: { node_persistent_storage: { threshold: '80' }, node_insufficient_disk_aofrw: { enabled: false } },
+    });
+    assert.equal(ok.statusCode, 200, ok.body);
+    assert.deepEqual(ok.json().alert_settings.node_persistent_storage, { enabled: true, threshold: 80 });
+    assert.deepEqual(ok.json().alert_settings.node_insufficient_disk_aofrw, { enabled: false, threshold: 0 });
+    await call('PUT', '/v1/cluster', {
+      alert_settings: { node_persistent_storage: { threshold: 90 }, node_insufficient_disk_aofrw: { enabled: true } },
+    });
+  });
+
   test('GET /v1/cluster/certificates answers from the stored CA', async () => {
     const r = await call('GET', '/v1/cluster/certificates');
     assert.equal(r.statusCode, 200, r.body);

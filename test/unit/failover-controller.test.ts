@@ -7,7 +7,8 @@
 // is not the master, or whose view is not current, decides nothing; a
 // reconciler's `handover` report of the current generation, from the node's
 // current run (its live record's started_time), promotes the replica; a report
-// of an older generation or of a past run of the node is ignored. The nodes' side (reconcilers converging,
+// of an older generation or of a past run of the node is ignored; a master reported refusing writes for its
+// disk (MISCONF) for longer than the hold hands over to its in-sync replica, one full with noeviction (OOM) never. The nodes' side (reconcilers converging,
 // shards really promoted) is test/integration/node-failover.test.ts.
 //
 // Address: etcd listens on 127.0.54.1 (client 25400, peer 25410).
@@ -21,6 +22,7 @@ import {
   type LiveRecord,
   type NodeRecord,
   type ObservedRecord,
+  type ObservedShard,
   type ShardPlacement,
 } from '../../src/coord/schema.js';
 import type { PrefixCache } from '../../src/coord/watch.js';
@@ -390,6 +392,58 @@ test("a node's handover reports are cleared at its start (store.observed.dropHan
     assert.deepEqual(await read(8, 2), quiet);
     assert.deepEqual(await host.store.observed.dropHandovers(2), [], 'nothing left to clear');
   } finally {
+    await done();
+  }
+});
+
+test('a master refusing writes for its disk (MISCONF) hands over to its in-sync replica once the refusal has lasted; OOM or a passing refusal moves nothing', async () => {
+  const db = bdb(6, 3, [
+    { uid: 61, role: 'master', node_uid: 2, slots: ALL },
+    { uid: 62, role: 'slave', node_uid: 3, slots: ALL, master_uid: 61 },
+  ]);
+  const { host, done } = await world([1, 2, 3], [1, 2, 3], db);
+  const HOLD_MS = 400;
+  const ctl = new FailoverController(host, log, TICK_MS, HOLD_MS);
+  ctl.start();
+  const master = (write_refused?: ObservedShard['write_refused']): ObservedRecord => ({
+    node_uid: 2,
+    generation: 3,
+    converged: true,
+    incarnation: startedOf(2),
+    shards: [{ uid: 61, role: 'master', status: 'active', ...(write_refused ? { write_refused } : {}) }],
+    time: new Date().toISOString(),
+  });
+  const misconf = { reason: 'aof_write' as const, message: 'MISCONF: errors writing to the AOF file' };
+  try {
+    await host.store.observed.put(6, 3, {
+      node_uid: 3,
+      generation: 3,
+      converged: true,
+      incarnation: startedOf(3),
+      shards: [{ uid: 62, role: 'slave', status: 'active', master_link_status: 'up' }],
+      time: new Date().toISOString(),
+    });
+    // Full with noeviction: the replica would be as full; shown, never moved.
+    await host.store.observed.put(6, 2, master({ reason: 'oom', message: 'OOM' }));
+    await sleep(HOLD_MS + A_FEW_TICKS_MS);
+    assert.equal((await stored(6)).writes, 1);
+    // A refusal that clears before the hold moves nothing.
+    await host.store.observed.put(6, 2, master(misconf));
+    await sleep(HOLD_MS / 4);
+    await host.store.observed.put(6, 2, master());
+    await sleep(HOLD_MS + A_FEW_TICKS_MS);
+    assert.equal((await stored(6)).writes, 1);
+    // One that lasts: the replica is promoted, the old master follows it.
+    const t0 = Date.now();
+    await host.store.observed.put(6, 2, master(misconf));
+    const s = await promoted(6, 62);
+    assert.ok(Date.now() - t0 >= HOLD_MS, `promoted after ${Date.now() - t0} ms, before the hold`);
+    assert.deepEqual(shardOf(s.rec, 61), { uid: 61, role: 'slave', node_uid: 2, slots: ALL, master_uid: 62 });
+    assert.equal(s.writes, 2);
+    assert.equal(ctl.refusalPromotions.get(6), 1);
+    assert.equal(ctl.promotions.get(6), undefined); // counted apart: the metrics' reason write_refused
+  } finally {
+    ctl.stop();
     await done();
   }
 });

@@ -7,7 +7,7 @@
 import type { FastifyPluginAsync } from 'fastify';
 import { X509Certificate } from 'node:crypto';
 import type { ApiMember, ApiNode, ApiReadView } from '../services.js';
-import type { BdbRecord, ProxyPolicy } from '../../coord/schema.js';
+import type { BdbRecord, ObservedShard, ProxyPolicy } from '../../coord/schema.js';
 import { OperatorError, conflict, invalid, notFound, unacceptable } from '../../util/errors.js';
 import { DEFAULT_SHARD_KEY_REGEX, isDefaultShardKeyRegex, shardKeyRegexProblem } from '../../proxy/slots.js';
 import { endpointNodes } from '../../control/model/placement.js';
@@ -123,17 +123,25 @@ type BdbInput = Partial<Omit<BdbRecord, 'uid' | 'shards' | 'status' | 'generatio
  * (its node is down, or the process is), or 'starting' (not reported yet);
  * with the time of the report.
  */
+type WriteRefused = NonNullable<ObservedShard['write_refused']>;
+
 export function shardStates(
   m: ApiReadView,
   b: BdbRecord,
-): Map<number, { status: string; reported?: string; sync?: ShardSync; error?: string }> {
+): Map<number, { status: string; reported?: string; sync?: ShardSync; error?: string; write_refused?: WriteRefused }> {
   // Keyed by shard and node: a shard moved away (failover, migration) may still
   // be listed by its old node's last report, which must not stand for it.
-  const reported = new Map<string, { status: string; time: string; sync?: ShardSync; error?: string }>();
+  const reported = new Map<string, { status: string; time: string; sync?: ShardSync; error?: string; write_refused?: WriteRefused }>();
   for (const o of m.observedOf(b.uid).values()) {
     for (const s of o.shards) {
       const sync = shardSync(s);
-      reported.set(`${s.uid}@${o.node_uid}`, { status: s.status, time: o.time, sync, ...(s.error ? { error: s.error } : {}) });
+      reported.set(`${s.uid}@${o.node_uid}`, {
+        status: s.status,
+        time: o.time,
+        sync,
+        ...(s.error ? { error: s.error } : {}),
+        ...(s.write_refused ? { write_refused: s.write_refused } : {}),
+      });
     }
   }
   return new Map(
@@ -147,6 +155,8 @@ export function shardStates(
           reported: r?.time,
           ...(s.role === 'slave' && r?.sync && status === 'active' ? { sync: r.sync } : {}),
           ...(r?.error && status !== 'active' ? { error: r.error } : {}),
+          // A shard that runs but refuses writes (MISCONF, OOM): shards/shard-health.ts.
+          ...(r?.write_refused && status === 'active' ? { write_refused: r.write_refused } : {}),
         },
       ];
     }),
@@ -184,6 +194,7 @@ export function bdbView(m: ApiReadView, b: BdbRecord) {
       status: states.get(s.uid)!.status,
       ...(states.get(s.uid)!.sync ? { sync: states.get(s.uid)!.sync } : {}),
       ...(states.get(s.uid)!.error ? { error: states.get(s.uid)!.error } : {}),
+      ...(states.get(s.uid)!.write_refused ? { write_refused: states.get(s.uid)!.write_refused } : {}),
     })),
     endpoints: [
       {

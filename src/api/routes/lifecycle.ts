@@ -53,10 +53,35 @@ const clusterBody = {
           // The reference sends the threshold as a string ("45"); a number is taken too.
           properties: { enabled: { type: 'boolean' }, threshold: { type: ['number', 'string'], maxLength: 32 } },
         },
+        // Percent of the shards' file system used (0.2).
+        node_persistent_storage: {
+          type: 'object',
+          additionalProperties: false,
+          minProperties: 1,
+          properties: { enabled: { type: 'boolean' }, threshold: { type: ['number', 'string'], maxLength: 32 } },
+        },
+        // No threshold: raised while a shard cannot write to disk (0.2).
+        node_insufficient_disk_aofrw: {
+          type: 'object',
+          additionalProperties: false,
+          minProperties: 1,
+          properties: { enabled: { type: 'boolean' } },
+        },
       },
     },
   },
 } as const;
+
+/** A threshold given as a number or as a string of one (RE sends strings), within (0, max]; else the refusal. */
+function thresholdOf(alert: string, v: number | string, max: number, unit: string): number {
+  const t = typeof v === 'string' && /^\s*\d+(\.\d+)?\s*$/.test(v) ? Number(v) : v;
+  if (typeof t !== 'number' || !(t > 0 && t <= max))
+    throw invalid(
+      'invalid_threshold',
+      `${alert}.threshold must be a number of ${unit} above 0 and at most ${max} (a number or a string such as "45"), not ${JSON.stringify(v)}`,
+    );
+  return t;
+}
 
 const rotateBody = {
   type: 'object',
@@ -65,7 +90,7 @@ const rotateBody = {
 } as const;
 
 /** The node alerts Tessera evaluates. */
-const NODE_ALERTS = ['node_internal_certs_about_to_expire'] as const;
+const NODE_ALERTS = ['node_internal_certs_about_to_expire', 'node_persistent_storage', 'node_insufficient_disk_aofrw'] as const;
 
 const alertParams = {
   type: 'object',
@@ -123,25 +148,24 @@ export const lifecycleRoutes: FastifyPluginAsync<{ daemon: ApiNode }> = async (a
     return next;
   });
 
-  app.put<{ Body: { alert_settings?: { node_internal_certs_about_to_expire?: { enabled?: boolean; threshold?: number | string } } } }>(
-    '/v1/cluster',
-    { schema: { body: clusterBody } },
-    async (req) => {
-      const m = daemon.requireMember();
-      const a = req.body.alert_settings?.node_internal_certs_about_to_expire;
-      if (a?.threshold !== undefined) {
-        const t = typeof a.threshold === 'string' && /^\s*\d+(\.\d+)?\s*$/.test(a.threshold) ? Number(a.threshold) : a.threshold;
-        if (typeof t !== 'number' || !(t > 0 && t <= 3650))
-          throw invalid(
-            'invalid_threshold',
-            `node_internal_certs_about_to_expire.threshold must be a number of days above 0 and at most 3650 (a number or a string such as "45"), not ${JSON.stringify(a.threshold)}`,
-          );
-        a.threshold = t;
-      }
-      const alertSettings = await m.store.settings.updateAlertSettings(req.body.alert_settings as StoredAlertSettings);
-      return { name: m.cluster.name, alert_settings: alertSettings };
-    },
-  );
+  type ThresholdSetting = { enabled?: boolean; threshold?: number | string };
+  app.put<{
+    Body: {
+      alert_settings?: {
+        node_internal_certs_about_to_expire?: ThresholdSetting;
+        node_persistent_storage?: ThresholdSetting;
+        node_insufficient_disk_aofrw?: { enabled?: boolean };
+      };
+    };
+  }>('/v1/cluster', { schema: { body: clusterBody } }, async (req) => {
+    const m = daemon.requireMember();
+    const a = req.body.alert_settings?.node_internal_certs_about_to_expire;
+    if (a?.threshold !== undefined) a.threshold = thresholdOf('node_internal_certs_about_to_expire', a.threshold, 3650, 'days');
+    const p = req.body.alert_settings?.node_persistent_storage;
+    if (p?.threshold !== undefined) p.threshold = thresholdOf('node_persistent_storage', p.threshold, 100, 'percent');
+    const alertSettings = await m.store.settings.updateAlertSettings(req.body.alert_settings as StoredAlertSettings);
+    return { name: m.cluster.name, alert_settings: alertSettings };
+  });
 
   app.get('/v1/cluster/alert_settings', () => daemon.requireMember().store.settings.alertSettings());
 

@@ -31,7 +31,9 @@ function shardViews(m: ApiReadView) {
           role: s.role,
           assigned_slots: rangesText(s),
           status: st.status === 'active' ? 'active' : 'inactive',
-          detailed_status: st.status === 'active' ? 'ok' : st.status === 'down' ? 'down' : 'loading',
+          detailed_status: detailedStatus(st),
+          // Why it refuses writes (reason aof_write, bgsave or oom, and the message): Tessera's.
+          ...(st.write_refused ? { write_refused: st.write_refused } : {}),
           ...(s.master_uid !== undefined ? { master_uid: String(s.master_uid) } : {}),
           ...(st.sync ? { sync: st.sync } : {}),
           ...(st.reported ? { report_timestamp: st.reported } : {}),
@@ -39,6 +41,18 @@ function shardViews(m: ApiReadView) {
       });
     })
     .sort((a, b) => Number(a.uid) - Number(b.uid));
+}
+
+/**
+ * RE's detailed_status where one fits (ok, down, loading). A running shard that refuses writes has no RE
+ * value (busy and timeout say that it does not answer): `misconf` (its AOF or snapshot cannot be written;
+ * clients get -MISCONF) and `oom` (full with noeviction; clients get -OOM) are Tessera's.
+ */
+export function detailedStatus(st: { status: string; write_refused?: { reason: string } }): string {
+  if (st.status === 'down') return 'down';
+  if (st.status !== 'active') return 'loading';
+  if (!st.write_refused) return 'ok';
+  return st.write_refused.reason === 'oom' ? 'oom' : 'misconf';
 }
 
 /** A uid in a body: Redis Enterprise sends shard uids as strings; numbers are taken too. */

@@ -25,6 +25,7 @@ import { ReplicaRebuilds, type RebuildHost } from './replica-rebuilds.js';
 import { MasterLoop, type MasterLoopHost } from './master-loop.js';
 import { nodeIsUp } from '../model/node-state.js';
 import { bumped, isGone, planFailover, promote, type FailoverPlan } from '../model/shard-plans.js';
+import { writeRefusalHandovers } from '../model/write-refusal.js';
 
 /** What failover needs of its node's membership (src/node/loops.ts builds it from the membership parts). */
 export interface FailoverHost extends RebuildHost, MasterLoopHost {
@@ -45,6 +46,11 @@ export interface FailoverHost extends RebuildHost, MasterLoopHost {
 
 /** How often the master judges silence and reads handover reports (dead nodes are judged in seconds; this is a small part of it). */
 const TICK_MS = 250;
+/**
+ * How long a master must be reported refusing writes (disk) before its replica takes over: more than
+ * one report (a node reports every 2 s), so a refusal that clears by itself (a brief fsync error) moves nothing.
+ */
+export const WRITE_REFUSAL_HOLD_MS = 3000;
 
 export class FailoverController {
   private readonly loop: MasterLoop;
@@ -59,12 +65,18 @@ export class FailoverController {
   private rebuildsAt = 0;
   /** Every node's observed records: master shards there that ask for a handover (crashed, or returning with stale data). */
   private readonly observed: PrefixCache<ObservedRecord>;
+  /** Promotions of the replica of a master refusing writes for its disk, by database uid (for the metrics). */
+  readonly refusalPromotions = new Map<number, number>();
+  /** Master shards seen refusing writes (disk) with a replica fit to take over, since when (this master's clock). */
+  private readonly refusing = new Map<string, number>();
 
   constructor(
     private readonly m: FailoverHost & StoreHost,
     private readonly log: Logger,
     /** How often the master looks (the unit tests look more often). */
     tickMs = TICK_MS,
+    /** How long a refusal must last before the handover (the unit tests wait less). */
+    private readonly refusalHoldMs = WRITE_REFUSAL_HOLD_MS,
   ) {
     this.rebuilds = new ReplicaRebuilds(m, log);
     this.observed = m.observed;
@@ -76,6 +88,7 @@ export class FailoverController {
       () => this.tick(),
       () => {
         this.down.clear();
+        this.refusing.clear();
         this.rebuilds.forget();
       },
     );
@@ -130,6 +143,52 @@ export class FailoverController {
     }
   }
 
+  /**
+   * Master shards that refuse writes for a disk reason (a full disk: MISCONF) while a replica on another node
+   * is up and in sync: once that has lasted `refusalHoldMs`, the replica is promoted as in a handover, and
+   * the old master follows it as a replica (it resyncs by itself once its disk has room again).
+   */
+  private async writeRefusals(): Promise<void> {
+    const byBdb = new Map<number, ObservedRecord[]>();
+    for (const [key, o] of this.observed.items) {
+      // Only reports of the node's current run: a past run's shards are gone.
+      if (o.incarnation === undefined || o.incarnation !== this.m.live.items.get(String(o.node_uid))?.started_time) continue;
+      const bdbUid = Number(key.split('/')[0]);
+      byBdb.set(bdbUid, [...(byBdb.get(bdbUid) ?? []), o]);
+    }
+    const seen = new Set<string>();
+    const now = Date.now();
+    for (const b of this.m.databases()) {
+      if (isGone(b) || !byBdb.has(b.uid)) continue;
+      for (const h of writeRefusalHandovers(b, byBdb.get(b.uid)!, (u) => nodeIsUp(this.m, u))) {
+        const key = `${b.uid}:${h.masterUid}@${h.masterNode}/${b.generation}`;
+        seen.add(key);
+        const since = this.refusing.get(key) ?? now;
+        if (!this.refusing.has(key)) {
+          this.refusing.set(key, now);
+          this.log.warn({ bdb: b.uid, shard: h.masterUid, node: h.masterNode, why: h.reason }, 'master shard refuses writes');
+        }
+        if (now - since < this.refusalHoldMs) continue;
+        let promoted = false;
+        await this.m.store.bdbs.update(b.uid, (cur) => {
+          if (isGone(cur) || cur.generation !== b.generation) return undefined;
+          const shards = promote(cur.shards, h.masterUid, h.replicaUid);
+          if (!shards) return undefined;
+          promoted = true;
+          return bumped(cur, shards);
+        });
+        if (!promoted) continue;
+        this.log.warn(
+          { bdb: b.uid, failed: h.masterUid, promoted: h.replicaUid, node: h.masterNode, why: h.reason, refused_ms: now - since },
+          'master shard refuses writes: replica promoted to master',
+        );
+        this.refusalPromotions.set(b.uid, (this.refusalPromotions.get(b.uid) ?? 0) + 1);
+        break; // the generation moved on: the next case is read on the next tick
+      }
+    }
+    for (const key of [...this.refusing.keys()]) if (!seen.has(key)) this.refusing.delete(key);
+  }
+
   /** Does report `o` (at `key`) come from its node's current run? A stale one is logged once. */
   private currentIncarnation(key: string, o: ObservedRecord): boolean {
     const started = this.m.live.items.get(String(o.node_uid))?.started_time;
@@ -152,6 +211,7 @@ export class FailoverController {
       await this.rebuilds.tick();
     }
     await this.handovers();
+    await this.writeRefusals();
     const members = this.m.nodes
       .values()
       .filter((n) => n.addr)

@@ -15,18 +15,31 @@ import { endpointNodes } from '../model/placement.js';
 import { bumped, isGone, promote } from '../model/shard-plans.js';
 import { rangesOf } from '../model/reshard-plan.js';
 import type { DataplaneConfig } from '../../dataplane/messages.js';
+import { type WriteHealth, isDiskRefusal, writeHealth } from '../../shards/shard-health.js';
+import { DiskAlerts, type DiskTrouble } from './disk-alerts.js';
 
 const SETTLE_MS = 20;
 const REFRESH_MS = 2000;
 
 /** A replica's link to its master and, while it copies the master's data, how far it is (INFO replication). */
-async function replicaSync(p: RedisShard): Promise<{ master_link_status?: string; sync_progress?: number }> {
-  const info = await p.command(['INFO', 'replication'], 1000).catch(() => '');
+function replicaSync(info: string): { master_link_status?: string; sync_progress?: number } {
   const link = /master_link_status:(\w+)/.exec(info)?.[1];
   if (!link) return {};
   const syncing = /master_sync_in_progress:1/.test(info);
   const perc = Number(/master_sync_perc:([\d.]+)/.exec(info)?.[1] ?? 0);
   return { master_link_status: link, ...(syncing ? { sync_progress: Math.floor(perc) } : {}) };
+}
+
+/** Does the shard refuse writes (INFO persistence and memory)? Undefined when it did not answer: not judged. */
+function shardWriteHealth(p: RedisShard, info: string): WriteHealth | undefined {
+  if (!info) return undefined;
+  const h = writeHealth(info, p.spec.persistence === 'snapshot');
+  // The errno redis logged (e.g. "No space left on device") is what an operator needs; it is in INFO nowhere.
+  const errno = isDiskRefusal(h.refused?.reason)
+    ? /(No space left on device|Input\/output error|Read-only file system|Disk quota exceeded)/.exec(p.logTail())?.[1]
+    : undefined;
+  if (h.refused && errno) h.refused.message += `: ${errno}`;
+  return h;
 }
 
 function shardSpec(b: BdbRecord, shardUid: number, addr: string): ShardSpec {
@@ -95,6 +108,8 @@ export class BdbReconciler {
   reportOnly: () => boolean = () => true;
   /** Master shards of this node that ask for their replica to take over (reported), and since when. */
   private readonly handover = new Map<number, { why: 'crashed' | 'returning'; since: number }>();
+  /** node_insufficient_disk_aofrw and node_persistent_storage, evaluated after each report. */
+  private readonly diskAlerts: DiskAlerts;
 
   constructor(
     private readonly m: ReconcilerHost & StoreHost,
@@ -102,6 +117,7 @@ export class BdbReconciler {
   ) {
     this.store = m.store;
     this.bdbs = m.bdbs;
+    this.diskAlerts = new DiskAlerts(m.store, m.uid, m.cfg.dataDir, log);
     this.bdbs.on('malformed', (err: Error) =>
       this.log.error(
         { err: err.message },
@@ -446,6 +462,7 @@ export class BdbReconciler {
 
     // Report.
     const endpointState = new Map(this.m.dataplane.endpoints.map((e) => [e.bdbUid, e]));
+    const diskTrouble: DiskTrouble[] = [];
     for (const b of all) {
       const gone = isGone(b);
       const mine = gone ? [] : b.shards.filter((s) => s.node_uid === me);
@@ -456,7 +473,12 @@ export class BdbReconciler {
         const up = !!p?.running;
         if (!up) converged = false;
         if (s.role === 'slave' && !p?.replicaOf) converged = false;
-        const sync = up && s.role === 'slave' ? await replicaSync(p!) : {};
+        // One INFO for the replica's sync and the shard's write health; busy or down: judged at the next pass.
+        const info = up ? await p!.command(['INFO', 'replication', 'persistence', 'memory'], 1000).catch(() => '') : '';
+        const sync = up && s.role === 'slave' ? replicaSync(info) : {};
+        const health = up ? shardWriteHealth(p!, info) : undefined;
+        if (isDiskRefusal(health?.refused?.reason) || health?.aofRewriteFailed)
+          diskTrouble.push({ uid: s.uid, bdb_uid: b.uid, role: s.role, reason: health?.refused?.message ?? 'the last AOF rewrite failed' });
         shards.push({
           uid: s.uid,
           role: s.role,
@@ -465,6 +487,8 @@ export class BdbReconciler {
           ...sync,
           ...(!up && p?.lastError ? { error: p.lastError.slice(0, 500) } : {}),
           ...(s.role === 'master' && this.handover.has(s.uid) ? { handover: this.handover.get(s.uid)!.why } : {}),
+          ...(health?.refused ? { write_refused: health.refused } : {}),
+          ...(health?.aofRewriteFailed ? { aof_rewrite_failed: true } : {}),
         });
       }
       if (gone && [...this.shards.values()].some((p) => p.spec.bdbUid === b.uid)) converged = false;
@@ -494,6 +518,9 @@ export class BdbReconciler {
       this.lastObserved.set(b.uid, key);
     }
     for (const uid of [...this.lastObserved.keys()]) if (!this.bdbs.items.has(String(uid))) this.lastObserved.delete(uid);
+    await this.diskAlerts
+      .evaluate(diskTrouble)
+      .catch((err) => this.log.warn({ err: (err as Error).message }, 'cannot write the disk alerts; trying again at the next pass'));
   }
 
   /** Memory used by each running shard of this node (INFO memory), for the metrics; a shard that does not answer is left out. */

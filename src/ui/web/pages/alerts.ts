@@ -6,6 +6,8 @@ import { REFRESH_MS, type AppContext, type Page } from './page.js';
 
 const ALERT_TITLES: Record<string, string> = {
   node_internal_certs_about_to_expire: 'Internal certificates about to expire',
+  node_persistent_storage: 'Persistent storage nearly full',
+  node_insufficient_disk_aofrw: 'Shards cannot write to disk (AOF, snapshot or AOF rewrite)',
 };
 
 export interface AlertRow {
@@ -23,7 +25,10 @@ function details(a: AlertState): string {
   const parts: string[] = [];
   if (v.certificate) parts.push(`certificate ${v.certificate}`);
   if (v.days_left !== undefined) parts.push(`${v.days_left} days left`);
-  parts.push(`threshold ${a.threshold} days`);
+  if (v.used_percent !== undefined) parts.push(`${v.used_percent}% used`);
+  for (const s of v.shards ?? []) parts.push(`shard ${s.uid} (${s.role}): ${s.reason}`);
+  if (v.days_left !== undefined || v.certificate) parts.push(`threshold ${a.threshold} days`);
+  else if (a.threshold) parts.push(`threshold ${a.threshold}%`);
   return parts.join(', ');
 }
 

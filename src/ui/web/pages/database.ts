@@ -196,7 +196,7 @@ export function databasePage(ctx: AppContext, uid: number): Page {
           s.role === 'slave' ? `replica of ${s.master_uid}` : 'master',
           `node ${s.node_uid}`,
           s.assigned_slots,
-          badge(s.status),
+          shardBadge(s),
         ]),
         'No shard.',
       ),
@@ -417,4 +417,13 @@ export function databasePage(ctx: AppContext, uid: number): Page {
       traffic.dispose();
     },
   };
+}
+
+/** A running shard that refuses writes shows why (MISCONF: its disk; OOM: full with noeviction), as `status` does. */
+function shardBadge(s: { status: string; write_refused?: { reason: string; message: string } }): HTMLElement {
+  if (s.status !== 'active' || !s.write_refused) return badge(s.status);
+  const b = badge(s.write_refused.reason === 'oom' ? 'OOM: refuses writes' : 'MISCONF: refuses writes (disk)');
+  b.className = 'badge bad';
+  b.title = s.write_refused.message;
+  return b;
 }
