@@ -264,7 +264,9 @@ export class RunningMember implements BootstrapMember {
     return this.loops?.reconciler;
   }
   /** Replicas promoted by this node as cluster master (metrics). */
-  get failover(): { readonly promotions: ReadonlyMap<number, number> } | undefined {
+  get failover():
+    | { readonly promotions: ReadonlyMap<number, number>; readonly refusalPromotions: ReadonlyMap<number, number> }
+    | undefined {
     return this.loops?.failover;
   }
   databases(): BdbRecord[] {
