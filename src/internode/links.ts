@@ -57,6 +57,12 @@ export interface InternodeLink {
   peer_cert_denied: boolean | null;
   /** The subject of the CA that signed the peer certificate (absent from 0.1.0 nodes). */
   peer_cert_issuer?: string | null;
+  /**
+   * An end's cluster-issued certificate is from a CA this node no longer
+   * trusts (a link from before a CA rollover's step 4, about to be cut);
+   * null when the thread does not follow its trust. Absent from 0.1.0 nodes.
+   */
+  untrusted_ca?: boolean | null;
   established: string;
 }
 
@@ -93,6 +99,8 @@ function addrOf(host: string | undefined, port: number | undefined): string {
 /** The live connections of one thread, each with what it is for. */
 export class LinkRegistry {
   private readonly links = new Map<net.Socket, Entry>();
+  /** The cert store followed (followTrust), whose CAs the listing checks each link against. */
+  private trust?: TrustSource;
 
   /** Track a connected socket until it closes. What was negotiated is read now: it does not change on a live link. */
   add(s: net.Socket, tag: LinkTag): void {
@@ -142,6 +150,7 @@ export class LinkRegistry {
   /** The links still open, as node `localUid` sees them; `isDenied` asks the cluster's deny list now. */
   list(localUid: number, isDenied: (serial: string) => boolean, now = Date.now()): InternodeLink[] {
     const out: InternodeLink[] = [];
+    const cas = this.trust?.casPem();
     for (const [s, e] of this.links) {
       if (s.destroyed) continue;
       out.push({
@@ -164,6 +173,7 @@ export class LinkRegistry {
         peer_cert_expired: e.notAfter === null ? null : e.notAfter < now,
         peer_cert_denied: e.serial === null ? null : isDenied(e.serial),
         peer_cert_issuer: e.issuer,
+        untrusted_ca: cas ? e.clusterCerts.some((c) => !issuedByAny(c.toString(), cas)) : null,
         established: new Date(e.established).toISOString(),
       });
     }
@@ -194,6 +204,7 @@ export class LinkRegistry {
    * has to cut a link a peer is still writing to.
    */
   followTrust(certs: TrustSource, log: Logger, onUntrusted?: () => void, grace = TRUST_GRACE): void {
+    this.trust = certs;
     let timer: NodeJS.Timeout | undefined;
     const check = () => {
       timer = undefined;

@@ -3,7 +3,7 @@
 // A link set up with a certificate of a CA that has left the trust (the
 // peer's, or this node's own) is cut after the grace; a link set up with
 // certificates of the CAs still trusted stays. The links list the peer
-// certificate's issuer.
+// certificate's issuer, and until the cut `verify encryption` flags the link.
 //
 // Addresses: 127.0.95.x (this helper's unit net).
 import { test, before } from 'node:test';
@@ -16,6 +16,7 @@ import { joinPems } from '../../src/pki/ca-list.js';
 import { createCa, issueLocally, type Issued, type Plane } from '../../src/pki/pki.js';
 import { InternodeServer, dial, type PeerPolicy } from '../../src/internode/channel.js';
 import { LinkRegistry } from '../../src/internode/links.js';
+import { verifyEncryption } from '../../src/internode/verify.js';
 import type { Bundle } from '../../src/tls/policy.js';
 
 const CLUSTER = 'ca-links-test';
@@ -101,6 +102,24 @@ test('after the old CA leaves the trust, links set up under it are cut (dialer f
     const c = await dial({ host: ADDR, port: 23501, plane: 'cp', certs: clientC, policy });
     await new Promise((r) => setTimeout(r, 100));
     server.setCas([caNext.certPem]);
+    // Until the cut, the listing flags it and verify encryption says so.
+    const listed = accepted.list(1, () => false);
+    assert.deepEqual(listed.map((l) => [l.remote_uid, l.untrusted_ca]).sort(), [
+      [3, false],
+      [4, true],
+    ]);
+    const verdict = verifyEncryption(
+      [{ uid: 1, addr: ADDR }],
+      [],
+      [{ uid: 1, addr: ADDR, time: new Date().toISOString(), links: listed }],
+      {
+        requireAll: false,
+      },
+    );
+    assert.deepEqual(
+      verdict.violations.map((v) => v.kind),
+      ['cert_untrusted_ca'],
+    );
     await closed(c.socket);
     assert.equal(relinks, 1, 'the owner was told once, before the cut');
     await new Promise((r) => setTimeout(r, GRACE.acceptedMs));
