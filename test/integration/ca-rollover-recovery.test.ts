@@ -166,8 +166,8 @@ test('the cluster master is killed during step 3: the new master finishes the ro
   const held = await holdControlLink(S, fs.readFileSync(certFile(X, 'cp.pem'), 'utf8'), fs.readFileSync(certFile(X, 'cp.key'), 'utf8'));
 
   // Writers through the endpoints of S (local shard) and X (its proxy reaches S over an encrypted dp link).
-  const load = new Load('rec', S, db.port, 2);
-  const loadX = new Load('recx', X, db.port, 2);
+  const load = new Load('rec', S, db.port, 2, { errorKey: 'message' });
+  const loadX = new Load('recx', X, db.port, 2, { errorKey: 'message' });
   await sleep(1000);
 
   const t0 = Date.now();
@@ -293,7 +293,7 @@ test('a node down before step 4 is removed instead of returning: the rollover fi
   const before = trusted(S);
   const others = cluster.nodes.filter((n) => n !== S && n !== X);
   // Writers through the endpoints of the nodes that stay.
-  const loads = [S, ...others].map((n, i) => new Load(`rm${i}`, n, db.port, 1));
+  const loads = [S, ...others].map((n, i) => new Load(`rm${i}`, n, db.port, 1, { errorKey: 'message' }));
   await sleep(1000);
 
   // The operator's command, followed to its end (it prints the steps, the node waited for among them).
