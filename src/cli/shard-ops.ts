@@ -58,7 +58,15 @@ export async function followAction(cmd: Command, deps: Pick<ShardCliDeps, 'api'>
   const deadline = Date.now() + ACTION_TIMEOUT_MS;
   let shown = 0;
   for (;;) {
-    const a = await deps.api<ActionRecord>(cmd, 'GET', `/v1/actions/${uid}`);
+    let a: ActionRecord;
+    try {
+      a = await deps.api<ActionRecord>(cmd, 'GET', `/v1/actions/${uid}`);
+    } catch (err) {
+      // The node's etcd member may be restarting (a CA rollover restarts each one in turn): ask again shortly.
+      if (!/\(store_unavailable\)$/.test((err as Error).message) || Date.now() > deadline) throw err;
+      await new Promise((r) => setTimeout(r, 1000));
+      continue;
+    }
     const steps = a.steps ?? [];
     for (; shown < steps.length; shown++) {
       const m = /^(\d+)% (.*)$/s.exec(steps[shown]);

@@ -48,6 +48,8 @@ class Dataplane implements PeerPolicy {
   /** Every internode connection of this thread (both planes, both channels, both sides), for verify encryption. */
   private readonly registry = new LinkRegistry();
   private nextConn = 1;
+  /** Bumped when a CA leaves the trust: every endpoint relinks (linkGeneration + this), off links set up under it. */
+  private trustEpoch = 0;
   private retryTimer?: NodeJS.Timeout;
   /** The node's proxy certificate (services CA), for TLS endpoints. */
   private proxyCert?: { certPem: string; keyPem: string };
@@ -65,6 +67,13 @@ class Dataplane implements PeerPolicy {
     this.proxyCert = init.proxyCert;
     this.certs.setKeyExchange(init.policy.keyExchange);
     this.setPolicy(init.policy);
+    this.registry.followTrust(this.certs, this.log, () => this.relinkForTrust());
+  }
+
+  /** A CA left the trust: endpoints move their shard links to new ones (dialed with today's certificates). */
+  private relinkForTrust(): void {
+    this.trustEpoch++;
+    for (const spec of this.config.endpoints) this.endpoints.get(spec.bdbUid)?.ep.update(this.endpointConfig(spec));
   }
 
   /** The live internode connections this thread holds: control connections accepted, shard links and tunnels both ways. */
@@ -241,7 +250,7 @@ class Dataplane implements PeerPolicy {
       password: spec.password,
       ...(spec.shardKeyRegex ? { shardKeyRegex: spec.shardKeyRegex } : {}),
       shards: spec.shards.map((s) => ({ shardUid: s.shardUid, slots: s.slots })),
-      linkGeneration: bdb?.linkGeneration ?? 0,
+      linkGeneration: (bdb?.linkGeneration ?? 0) + this.trustEpoch,
       holdMs: spec.holdMs,
     };
   }

@@ -5,8 +5,11 @@
 // demand with what was negotiated and the peer's certificate.
 import type net from 'node:net';
 import tls from 'node:tls';
+import { X509Certificate } from 'node:crypto';
+import type { Logger } from 'pino';
 import { sessionSecurity } from '../tls/policy.js';
-import { normalizeSerial } from '../pki/pki.js';
+import { normalizeSerial, parseIdentity } from '../pki/pki.js';
+import { issuedByAny } from '../pki/ca-list.js';
 
 /**
  * `control`: RPC between nodes; `proxy`: an endpoint's link to a remote shard; `replication`: a replica's tunnel to its master shard;
@@ -52,6 +55,14 @@ export interface InternodeLink {
   peer_cert_expired: boolean | null;
   /** On the cluster's deny list (revoked, or of a removed node). */
   peer_cert_denied: boolean | null;
+  /** The subject of the CA that signed the peer certificate (absent from 0.1.0 nodes). */
+  peer_cert_issuer?: string | null;
+  /**
+   * An end's cluster-issued certificate is from a CA this node no longer
+   * trusts (a link from before a CA rollover's step 4, about to be cut);
+   * null when the thread does not follow its trust. Absent from 0.1.0 nodes.
+   */
+  untrusted_ca?: boolean | null;
   established: string;
 }
 
@@ -73,6 +84,9 @@ interface Entry {
   group: string | null;
   serial: string | null;
   notAfter: number | null;
+  issuer: string | null;
+  /** Cluster-issued certificates (a tessera identity) of the two ends, checked when trust changes. */
+  clusterCerts: X509Certificate[];
   established: number;
 }
 
@@ -85,6 +99,8 @@ function addrOf(host: string | undefined, port: number | undefined): string {
 /** The live connections of one thread, each with what it is for. */
 export class LinkRegistry {
   private readonly links = new Map<net.Socket, Entry>();
+  /** The cert store followed (followTrust), whose CAs the listing checks each link against. */
+  private trust?: TrustSource;
 
   /** Track a connected socket until it closes. What was negotiated is read now: it does not change on a live link. */
   add(s: net.Socket, tag: LinkTag): void {
@@ -92,6 +108,8 @@ export class LinkRegistry {
     let security: { protocol: string; cipher: string | null; group: string | null } = { protocol: 'plaintext', cipher: null, group: null };
     let serial: string | null = null;
     let notAfter: number | null = null;
+    let issuer: string | null = null;
+    const clusterCerts: X509Certificate[] = [];
     if (s instanceof tls.TLSSocket) {
       const sec = sessionSecurity(s);
       security = { protocol: sec.protocol, cipher: sec.cipher ?? null, group: sec.group ?? null };
@@ -101,6 +119,13 @@ export class LinkRegistry {
         const t = Date.parse(cert.valid_to);
         notAfter = Number.isFinite(t) ? t : null;
       }
+      if (cert?.raw) {
+        const x = new X509Certificate(cert.raw);
+        issuer = x.issuer.replace(/\n/g, ', ');
+        if (parseIdentity(x.subjectAltName)) clusterCerts.push(x);
+      }
+      const own = s.getX509Certificate();
+      if (own && parseIdentity(own.subjectAltName)) clusterCerts.push(own);
     }
     const channelPort = (tag.side === 'dialed' ? s.remotePort : s.localPort) ?? null;
     this.links.set(s, {
@@ -111,6 +136,8 @@ export class LinkRegistry {
       ...security,
       serial,
       notAfter,
+      issuer,
+      clusterCerts,
       established: Date.now(),
     });
     s.once('close', () => this.links.delete(s));
@@ -123,6 +150,7 @@ export class LinkRegistry {
   /** The links still open, as node `localUid` sees them; `isDenied` asks the cluster's deny list now. */
   list(localUid: number, isDenied: (serial: string) => boolean, now = Date.now()): InternodeLink[] {
     const out: InternodeLink[] = [];
+    const cas = this.trust?.casPem();
     for (const [s, e] of this.links) {
       if (s.destroyed) continue;
       out.push({
@@ -144,9 +172,68 @@ export class LinkRegistry {
         peer_cert_days_left: e.notAfter === null ? null : Math.floor((e.notAfter - now) / DAY_MS),
         peer_cert_expired: e.notAfter === null ? null : e.notAfter < now,
         peer_cert_denied: e.serial === null ? null : isDenied(e.serial),
+        peer_cert_issuer: e.issuer,
+        untrusted_ca: cas ? e.clusterCerts.some((c) => !issuedByAny(c.toString(), cas)) : null,
         established: new Date(e.established).toISOString(),
       });
     }
     return out;
   }
+
+  /**
+   * Live TLS links authenticated (either end) by a cluster-issued certificate
+   * that no CA of `cas` signed: after a CA rollover drops the old CA, these
+   * were set up under trust that no longer holds.
+   */
+  untrusted(cas: readonly string[]): net.Socket[] {
+    const out: net.Socket[] = [];
+    for (const [s, e] of this.links) {
+      if (s.destroyed) continue;
+      if (e.clusterCerts.some((c) => !issuedByAny(c.toString(), cas))) out.push(s);
+    }
+    return out;
+  }
+
+  /**
+   * Close the links that the trust of `certs` no longer covers, each time it
+   * changes (a CA rollover's step 4): `onUntrusted` first (the data plane
+   * relinks its endpoints there, so commands move to new links without
+   * failing), then, after a grace that lets them drain, the links still
+   * untrusted are cut and re-dialed by their owners with the new
+   * certificates. The dialing side cuts first, so the accepting side seldom
+   * has to cut a link a peer is still writing to.
+   */
+  followTrust(certs: TrustSource, log: Logger, onUntrusted?: () => void, grace = TRUST_GRACE): void {
+    this.trust = certs;
+    let timer: NodeJS.Timeout | undefined;
+    const check = () => {
+      timer = undefined;
+      const cas = certs.casPem();
+      if (this.untrusted(cas).length === 0) return;
+      onUntrusted?.();
+      const cut = (side: LinkSide) => {
+        let n = 0;
+        for (const s of this.untrusted(certs.casPem())) {
+          if (this.links.get(s)?.tag.side !== side) continue;
+          s.destroy();
+          n++;
+        }
+        if (n > 0) log.info({ side, links: n }, 'closed internode links set up under a CA no longer trusted');
+      };
+      setTimeout(() => cut('dialed'), grace.dialedMs).unref();
+      setTimeout(() => cut('accepted'), grace.acceptedMs).unref();
+    };
+    certs.on('change', () => {
+      timer ??= setTimeout(check, 100);
+    });
+  }
 }
+
+/** What followTrust reads of a cert store (pki/certstore.ts). */
+export interface TrustSource {
+  casPem(): string[];
+  on(event: 'change', listener: () => void): unknown;
+}
+
+/** How long a link under a dropped CA may drain before it is cut: the dialer's, then the acceptor's. */
+export const TRUST_GRACE = { dialedMs: 3000, acceptedMs: 6000 };

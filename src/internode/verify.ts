@@ -37,7 +37,7 @@ export interface ReportedLink extends InternodeLink {
 }
 
 export interface Violation {
-  kind: 'control_plaintext' | 'data_plaintext' | 'tls_policy' | 'cert_expired' | 'cert_denied' | 'plaintext_database';
+  kind: 'control_plaintext' | 'data_plaintext' | 'tls_policy' | 'cert_expired' | 'cert_denied' | 'cert_untrusted_ca' | 'plaintext_database';
   message: string;
   bdb_uid: number | null;
   /** The connection's ends as `addr:port`, dialer first, when the violation is about one connection. */
@@ -194,6 +194,13 @@ export function verifyEncryption(nodes: VerifyNode[], bdbList: VerifyBdb[], repo
         violations.push({
           kind: 'cert_denied',
           message: `${seen} is on the cluster's deny list (revoked, or of a removed node)`,
+          bdb_uid: l.bdb_uid,
+          connection: conn,
+        });
+      if (l.untrusted_ca)
+        violations.push({
+          kind: 'cert_untrusted_ca',
+          message: `${seen} or its own, is from a CA node:${l.local_uid} no longer trusts (set up before a CA rollover's step 4)`,
           bdb_uid: l.bdb_uid,
           connection: conn,
         });

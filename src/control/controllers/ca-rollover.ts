@@ -22,6 +22,13 @@ import { X509Certificate } from 'node:crypto';
 export const CA_ROLLOVER_ACTION = 'rotate_ca';
 /** A member's heartbeat (twice a second) at most this old: it is there now (an etcd restart may go ahead). */
 const FRESH_MS = 1500;
+/**
+ * After an etcd member is back, this long before the next restart: a restart
+ * may move the etcd leader, and a member's heartbeats can stall through the
+ * election while still reaching the others late (so it looks fresh here). Two
+ * such gaps back to back outlast a node's write fence (80% of the 5 s TTL).
+ */
+const ETCD_SETTLE_MS = 3000;
 
 /** Ask for a rollover of a CA: the action and the record, in one transaction; undefined when one is running. */
 export async function requestCaRollover(
@@ -54,6 +61,8 @@ export interface CaRolloverHost extends MasterLoopHost, NodeStateHost {
 export class CaRolloverController {
   private readonly rollovers: PrefixCache<CaRolloverRecord>;
   private readonly loop: MasterLoop;
+  /** The last etcd restart seen done (action, node and ask time), and when this master first saw it so. */
+  private settled?: { key: string; at: number };
 
   constructor(
     private readonly h: CaRolloverHost & StoreHost,
@@ -149,13 +158,27 @@ export class CaRolloverController {
         await store.cluster.updateCa(r.ca, (cur) => (cur ? dropOld(cur, r.next!) : undefined));
         await this.toPhase(r, 'drop_old');
         return;
-      case 'restart_etcd':
+      case 'restart_etcd': {
+        // The planner moved past the restart asked before: let the cluster settle first.
+        if (r.etcd_restart !== undefined) {
+          const key = `${uid}:${r.etcd_restart}@${r.etcd_restart_time ?? ''}`;
+          if (this.settled?.key !== key) this.settled = { key, at: Date.now() };
+          if (Date.now() - this.settled.at < ETCD_SETTLE_MS) {
+            await this.note(
+              uid,
+              r.phase,
+              `waiting: node ${r.etcd_restart}'s etcd member is back; the cluster settles before the next restart`,
+            );
+            return;
+          }
+        }
         await store.caRollovers.update(uid, (cur) =>
           cur && !cur.finished_time ? { ...cur, etcd_restart: d.node, etcd_restart_time: new Date().toISOString() } : undefined,
         );
         await this.note(uid, r.phase, `node ${d.node}: restarting its etcd member (one at a time)`);
         this.log.info({ action: uid, node: d.node, phase: r.phase }, 'CA rollover: restarting an etcd member');
         return;
+      }
       case 'wait':
         await this.note(uid, r.phase, `waiting: ${d.why}`);
         return;

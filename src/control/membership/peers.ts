@@ -106,6 +106,8 @@ export class Peers {
   }
 
   startProbes(): void {
+    // A CA rollover's step 4: control links set up under the dropped CA are cut; the next call re-dials.
+    this.registry.followTrust(this.o.certs, this.o.log);
     this.probeTimer = setInterval(() => void this.probe(), this.o.probeIntervalMs);
     this.probeTimer.unref();
   }
