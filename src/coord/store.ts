@@ -30,8 +30,7 @@ import {
   StoredAlertSettings,
   StoredJobScheduler,
   StoredPolicy,
-  UiSessionRecord,
-  UserRecord,
+  type UserRecord,
   alertSettingsWithDefaults,
   isFinished,
   jobSchedulerWithDefaults,
@@ -50,6 +49,7 @@ import { Heartbeats } from './heartbeats.js';
 import { etcdClient, type EtcdPaths } from './etcd.js';
 import { ClusterVersionStore } from './cluster-version.js';
 import { MaintenanceStore } from './maintenance.js';
+import { UiSessionStore, UserStore } from './users.js';
 
 export { Seqs, type SeqName, type SeqSnapshot } from './seqs.js';
 export { StoreLease, type LeaseOptions } from './lease.js';
@@ -57,6 +57,7 @@ export { StoreMembers, type MemberStatus } from './members.js';
 export { CaRolloverStore, CertRotationStore, OperatorCertStore, type OperatorCerts } from './cert-stores.js';
 export type { Heartbeats } from './heartbeats.js';
 export { MaintenanceStore } from './maintenance.js';
+export { UiSessionStore, UserStore } from './users.js';
 
 const json = (v: unknown) => JSON.stringify(v);
 
@@ -233,60 +234,6 @@ export class ShardOpStore {
   /** A watched copy of the queued operations, by action uid (start it). */
   cache(): PrefixCache<ShardOpRecord> {
     return new PrefixCache(this.c, KEYS.shardOpsPrefix, ShardOpRecord);
-  }
-}
-
-// --- users and web UI sessions ---
-
-export class UserStore {
-  constructor(private readonly c: Etcd3) {}
-
-  get(username: string): Promise<UserRecord | null> {
-    return readRecord(this.c, KEYS.user(username), UserRecord);
-  }
-
-  async list(): Promise<UserRecord[]> {
-    return [...(await readRecords(this.c, KEYS.usersPrefix, UserRecord)).values()];
-  }
-
-  /** Store a new user; false when one with its name exists. */
-  async create(rec: UserRecord): Promise<boolean> {
-    const key = KEYS.user(rec.username);
-    const r = await this.c
-      .if(key, 'Create', '==', 0)
-      .then(this.c.put(key).value(json(rec)))
-      .commit();
-    return r.succeeded;
-  }
-
-  /** Read-modify-write of one user (compare-and-swap); `fn` gets undefined when there is none. */
-  update(username: string, fn: (u: UserRecord | undefined) => UserRecord | undefined): Promise<UserRecord | undefined> {
-    return updateRecord(this.c, KEYS.user(username), UserRecord, fn);
-  }
-
-  async delete(username: string): Promise<void> {
-    await this.c.delete().key(KEYS.user(username));
-  }
-}
-
-/** Web UI sessions, by a digest of their token (ui/sessions.ts's SessionBackend). */
-export class UiSessionStore {
-  constructor(private readonly c: Etcd3) {}
-
-  get(id: string): Promise<UiSessionRecord | null> {
-    return readRecord(this.c, KEYS.uiSession(id), UiSessionRecord);
-  }
-
-  async put(id: string, rec: UiSessionRecord): Promise<void> {
-    await this.c.put(KEYS.uiSession(id)).value(json(rec));
-  }
-
-  async delete(id: string): Promise<void> {
-    await this.c.delete().key(KEYS.uiSession(id));
-  }
-
-  list(): Promise<Map<string, UiSessionRecord>> {
-    return recordsById(this.c, KEYS.uiSessionsPrefix, UiSessionRecord);
   }
 }
 
