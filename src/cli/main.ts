@@ -350,6 +350,12 @@ export function buildProgram(): Command {
     .option('--metrics-port <port>', 'Prometheus metrics port', intOpt('metrics port'), DEFAULT_PORTS.metrics)
     .option('--live-ttl <seconds>', 'liveness lease TTL', intOpt('live ttl'), DEFAULT_TIMINGS.liveTtlSeconds)
     .option(
+      '--fence-ms <ms>',
+      'a cut-off node stops taking writes this long after its last heartbeat (at most 80% of the TTL)',
+      intOpt('fence ms'),
+      DEFAULT_TIMINGS.fenceMs,
+    )
+    .option(
       '--join-timeout <seconds>',
       'how long a node this one admits may take to join',
       intOpt('join timeout'),
@@ -387,7 +393,7 @@ export function buildProgram(): Command {
           etcd_client: o.etcdClientPort,
           metrics: o.metricsPort,
         },
-        timings: { ...DEFAULT_TIMINGS, liveTtlSeconds: o.liveTtl, joinTimeoutSeconds: o.joinTimeout },
+        timings: { ...DEFAULT_TIMINGS, liveTtlSeconds: o.liveTtl, joinTimeoutSeconds: o.joinTimeout, fenceMs: o.fenceMs },
         capabilities: CAPABILITIES.filter((c) => !(o.withoutCapability as string[]).includes(c)),
         etcdBinary: process.env.TESSERA_ETCD ?? 'etcd',
       };

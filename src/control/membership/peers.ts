@@ -106,6 +106,11 @@ export class Peers {
     return n;
   }
 
+  /** Did node `uid` answer on its control link within the last `withinMs`? */
+  hears(uid: number, withinMs: number): boolean {
+    return (this.clients.get(uid)?.lastHeardAt ?? 0) >= Date.now() - withinMs;
+  }
+
   /** The membership or deny list changed: cut the links now refused. */
   recheck(): void {
     this.links.recheck(this.o.policy, this.o.log);
