@@ -595,7 +595,14 @@ export function buildProgram(): Command {
     .argument('<db>', 'database: <uid>, db:<uid> or its name')
     .argument('<words...>', 'setting value pairs, e.g. data_internode_encryption enabled')
     .action(async (ref: string, words: string[], _o, cmd: Command) => {
-      const w = pairs(words, ['data_internode_encryption', 'tls_mode', 'replication', 'shards_count']);
+      const w = pairs(words, [
+        'data_internode_encryption',
+        'tls_mode',
+        'replication',
+        'shards_count',
+        'min_replicas_to_write',
+        'min_replicas_max_lag',
+      ]);
       const b = await findDb(cmd, ref);
       if (w.shards_count !== undefined) {
         await tuneShardsCount(cmd, { api: (c, method, p, body) => api(c, method, p, body) }, b.uid, w);
@@ -606,6 +613,11 @@ export function buildProgram(): Command {
       const body: Record<string, unknown> = {};
       if (w.data_internode_encryption !== undefined) body.data_internode_encryption = enabledWord(w.data_internode_encryption);
       if (w.tls_mode !== undefined) body.tls_mode = enabledWord(w.tls_mode) ? 'enabled' : 'disabled';
+      for (const k of ['min_replicas_to_write', 'min_replicas_max_lag'] as const)
+        if (w[k] !== undefined) {
+          if (!/^\d+$/.test(w[k])) throw new CliError(`${k} needs a whole number, not '${w[k]}'`);
+          body[k] = Number(w[k]);
+        }
       if (Object.keys(body).length) await api(cmd, 'PUT', `/v1/bdbs/${b.uid}`, body);
       // Replication is a change of its own, an action followed step by step (cli/bdb-shape.ts).
       if (w.replication !== undefined) await tuneReplication(cmd, shapeDeps, b.uid, enabledWord(w.replication));
