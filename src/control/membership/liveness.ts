@@ -221,7 +221,8 @@ export class Liveness {
       this.storeContactAt = at;
       this.extendedLogged = false;
       this.closedLogged = false;
-      this.grant(fenceDeadline(at, Date.now(), this.times), false);
+      // Never shorter than already granted: a heartbeat sent early in an election may land late, after an extension.
+      this.grant(Math.max(this.grantedUntil, fenceDeadline(at, Date.now(), this.times)), false);
       return;
     }
     this.fenceLifting = true;
