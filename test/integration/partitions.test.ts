@@ -422,8 +422,9 @@ async function scenario(name: string, victim: TestNode, cutFor: (cuts: NetworkCu
     victimRanges.includes(e.range) && windows.some((w) => e.sentAt < Math.min(w.at + LINK_DETECT_MS, w.healAt) && e.at >= w.at);
   const noReplicas = MIN_REPLICAS ? maj.errors.filter((e) => /^NOREPLICAS/.test(e.msg)) : [];
   if (MIN_REPLICAS) console.log(`# ${name}: min_replicas cost: ${noReplicas.length} majority commands refused with NOREPLICAS`);
+  const onWire = maj.errors.filter((e) => onWireAtCut(e) && !noReplicas.includes(e));
   const failed = maj.errors.filter((e) => !onWireAtCut(e) && !noReplicas.includes(e));
-  unknownOutcome.set(name, `${maj.errors.length - failed.length} (${maj.errors.filter((e) => e.cmd === 'WAIT').length} of them WAIT)`);
+  unknownOutcome.set(name, `${onWire.length} (${onWire.filter((e) => e.cmd === 'WAIT').length} of them WAIT)`);
   assert.deepEqual(
     failed.slice(0, 5).map((e) => `${e.cmd} +${e.sentAt - first.at} ms: ${e.msg}`),
     [],
