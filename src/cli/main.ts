@@ -355,6 +355,12 @@ export function buildProgram(): Command {
     .option('--metrics-port <port>', 'Prometheus metrics port', intOpt('metrics port'), DEFAULT_PORTS.metrics)
     .option('--live-ttl <seconds>', 'liveness lease TTL', intOpt('live ttl'), DEFAULT_TIMINGS.liveTtlSeconds)
     .option(
+      '--fence-ms <ms>',
+      'a cut-off node stops taking writes this long after its last heartbeat (at most 80% of the TTL)',
+      intOpt('fence ms'),
+      DEFAULT_TIMINGS.fenceMs,
+    )
+    .option(
       '--join-timeout <seconds>',
       'how long a node this one admits may take to join',
       intOpt('join timeout'),
@@ -398,7 +404,7 @@ export function buildProgram(): Command {
           etcd_client: o.etcdClientPort,
           metrics: o.metricsPort,
         },
-        timings: { ...DEFAULT_TIMINGS, liveTtlSeconds: o.liveTtl, joinTimeoutSeconds: o.joinTimeout },
+        timings: { ...DEFAULT_TIMINGS, liveTtlSeconds: o.liveTtl, joinTimeoutSeconds: o.joinTimeout, fenceMs: o.fenceMs },
         capabilities: CAPABILITIES.filter((c) => !(o.withoutCapability as string[]).includes(c)),
         etcdBinary: process.env.TESSERA_ETCD ?? 'etcd',
       };
@@ -614,7 +620,14 @@ export function buildProgram(): Command {
     .argument('<db>', 'database: <uid>, db:<uid> or its name')
     .argument('<words...>', 'setting value pairs, e.g. data_internode_encryption enabled')
     .action(async (ref: string, words: string[], _o, cmd: Command) => {
-      const w = pairs(words, ['data_internode_encryption', 'tls_mode', 'replication', 'shards_count']);
+      const w = pairs(words, [
+        'data_internode_encryption',
+        'tls_mode',
+        'replication',
+        'shards_count',
+        'min_replicas_to_write',
+        'min_replicas_max_lag',
+      ]);
       const b = await findDb(cmd, ref);
       if (w.shards_count !== undefined) {
         await tuneShardsCount(cmd, { api: (c, method, p, body) => api(c, method, p, body) }, b.uid, w);
@@ -625,6 +638,11 @@ export function buildProgram(): Command {
       const body: Record<string, unknown> = {};
       if (w.data_internode_encryption !== undefined) body.data_internode_encryption = enabledWord(w.data_internode_encryption);
       if (w.tls_mode !== undefined) body.tls_mode = enabledWord(w.tls_mode) ? 'enabled' : 'disabled';
+      for (const k of ['min_replicas_to_write', 'min_replicas_max_lag'] as const)
+        if (w[k] !== undefined) {
+          if (!/^\d+$/.test(w[k])) throw new CliError(`${k} needs a whole number, not '${w[k]}'`);
+          body[k] = Number(w[k]);
+        }
       if (Object.keys(body).length) await api(cmd, 'PUT', `/v1/bdbs/${b.uid}`, body);
       // Replication is a change of its own, an action followed step by step (cli/bdb-shape.ts).
       if (w.replication !== undefined) await tuneReplication(cmd, shapeDeps, b.uid, enabledWord(w.replication));

@@ -331,6 +331,40 @@ export function clientBehaviour() {
   } satisfies Partial<IOptions>;
 }
 
+/** A member's view of its leader ('0': none) and its raft term. */
+export interface LeaderStatus {
+  leader: string;
+  raftTerm: string;
+  /** The leader member's name (`n<uid>`), when known. */
+  leaderName?: string;
+}
+
+/** Member id → name, per client: members change rarely, and a cut-off member still lists them. */
+const memberNames = new WeakMap<Etcd3, Map<string, string>>();
+
+/**
+ * The local member's leader and term, with a short deadline: a member cut
+ * off from its peers answers too (no quorum needed), with leader '0' once it
+ * has lost its leader.
+ */
+export async function memberLeaderStatus(client: Etcd3, timeoutMs = 400): Promise<LeaderStatus | undefined> {
+  try {
+    const s = await client.maintenance.status({ deadline: Date.now() + timeoutMs });
+    const leader = String(s.leader);
+    let names = memberNames.get(client);
+    if (leader !== '0' && !names?.has(leader)) {
+      const list = await client.cluster.memberList({}, { deadline: Date.now() + timeoutMs });
+      names = new Map(list.members.map((m) => [String(m.ID), m.name]));
+      memberNames.set(client, names);
+    }
+    const leaderName = names?.get(leader);
+    return { leader, raftTerm: String(s.raftTerm), ...(leaderName ? { leaderName } : {}) };
+  } catch {
+    // Not answering shows no election: the caller then keeps the short fence, the safe side.
+    return undefined;
+  }
+}
+
 export function etcdPaths(dataDir: string): EtcdPaths {
   const certs = path.join(dataDir, 'certs');
   return {

@@ -318,6 +318,13 @@ export const BdbRecord = Type.Object({
   data_internode_encryption: Type.Boolean(),
   data_persistence: Persistence,
   eviction_policy: Type.String(),
+  /**
+   * 0.2: Redis's own guard (min-replicas-to-write / min-replicas-max-lag): a
+   * master with fewer replicas acknowledging within the lag refuses writes.
+   * Absent or 0: off. A 0.1.0 node ignores it (its shards run without it).
+   */
+  min_replicas_to_write: Type.Optional(Type.Integer()),
+  min_replicas_max_lag: Type.Optional(Type.Integer()),
   authentication_redis_pass: Type.Optional(Type.String()),
   /** Redis Enterprise's custom hashing policy; absent: the standard one (its default rule list). */
   shard_key_regex: Type.Optional(Type.Array(Type.Object({ regex: Type.String() }))),

@@ -46,7 +46,7 @@ import { LeaseStore, type StoreLease, etcdLeaseOf } from './lease.js';
 import { StoreMembers } from './members.js';
 import { CaRolloverStore, CertRotationStore, OperatorCertStore } from './cert-stores.js';
 import { Heartbeats } from './heartbeats.js';
-import { etcdClient, type EtcdPaths } from './etcd.js';
+import { etcdClient, type EtcdPaths, type LeaderStatus, memberLeaderStatus } from './etcd.js';
 import { ClusterVersionStore } from './cluster-version.js';
 import { MaintenanceStore } from './maintenance.js';
 import { UiSessionStore, UserStore } from './users.js';
@@ -634,6 +634,11 @@ export class ClusterStore {
   /** Resolves once the local member answers a linearizable read (a learner does not until promoted). */
   async ping(): Promise<void> {
     await this.client.get('/tessera/ping').exec();
+  }
+
+  /** The local member's leader and term (no quorum needed); undefined when it does not answer within a moment. */
+  leaderStatus(): Promise<LeaderStatus | undefined> {
+    return memberLeaderStatus(this.client);
   }
 
   /** Close the connection; every cache and lease of this store ends with it. */

@@ -46,6 +46,9 @@ import { MasterVersionGuard } from '../control/reconcilers/master-version-guard.
 import { clusterAtLeast, membersOlderThan } from '../control/model/version-gates.js';
 
 /** The membership parts and the node's own things the loops are built from. */
+
+/** A node heard over its control link within this long counts as heard (its heartbeats come every 0.5 s; a cut-off node stops hearing it soon after the cut). */
+const HEARD_WITHIN_MS = 800;
 export interface LoopParts {
   cfg: NodeConfig;
   identity: NodeIdentity;
@@ -89,6 +92,20 @@ export class Loops {
   constructor(private readonly p: LoopParts) {
     const { cfg, identity, cluster, store, certs, services, view, liveness, election, peers, log } = p;
     const uid = identity.uid;
+    // What lets the write fence ride out an etcd election (control/membership/fence-rule.ts).
+    liveness.senseQuorum(
+      {
+        leaderStatus: async () => {
+          const s = await store.leaderStatus();
+          const uid = /^n(\d+)$/.exec(s?.leaderName ?? '')?.[1];
+          return s && { leader: s.leader, raftTerm: s.raftTerm, ...(uid ? { leaderUid: Number(uid) } : {}) };
+        },
+        heardPeers: () => peers.heardFrom(HEARD_WITHIN_MS),
+        hears: (n) => peers.hears(n, HEARD_WITHIN_MS),
+        clusterNodes: () => view.nodes.values().length,
+      },
+      cfg.timings.fenceMs,
+    );
     // The internode listeners live in the data-plane worker, off this event loop; it hands control RPCs to the peers' registry.
     this.dataplane = new DataplaneHost({
       node: { uid, addr: cfg.addr, ports: cfg.ports },

@@ -15,6 +15,9 @@ export interface ShardSpec {
   maxmemory: number;
   persistence: 'disabled' | 'aof' | 'snapshot';
   evictionPolicy: string;
+  /** Redis's min-replicas-to-write (0: off) and min-replicas-max-lag (seconds): the database's guard. */
+  minReplicasToWrite?: number;
+  minReplicasMaxLag?: number;
   /** Internal secret: requirepass and masterauth. Clients never see it; the proxy and tunnels use it. */
   secret: string;
   /** The node's own address: replication leaves from it (bind-source-addr). */
@@ -41,6 +44,8 @@ function configText(spec: ShardSpec, dir: string, replicaOf?: { host: string; po
     'loglevel notice',
     `maxmemory ${spec.maxmemory}`,
     `maxmemory-policy ${spec.evictionPolicy}`,
+    `min-replicas-to-write ${spec.minReplicasToWrite ?? 0}`,
+    `min-replicas-max-lag ${spec.minReplicasMaxLag ?? 10}`,
     `requirepass "${spec.secret}"`,
     `masterauth "${spec.secret}"`,
     `bind-source-addr ${spec.sourceAddr}`,

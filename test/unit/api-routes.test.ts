@@ -333,6 +333,8 @@ describe('databases', () => {
       [{ name: 'a', memory_size: MB, shards_placement: 'random' }, 'invalid_shards_placement'],
       [{ name: 'a', memory_size: MB, data_persistence: 'rdb' }, 'invalid_data_persistence'],
       [{ name: 'a', memory_size: MB, eviction_policy: 'lru' }, 'invalid_eviction_policy'],
+      [{ name: 'a', memory_size: MB, min_replicas_to_write: 2 }, 'invalid_min_replicas_to_write'],
+      [{ name: 'a', memory_size: MB, min_replicas_max_lag: 0 }, 'invalid_min_replicas_max_lag'],
       // Store-backed checks: a name in use, a port in use, a node that cannot encrypt, too few live nodes.
       [{ name: 'existing', memory_size: MB }, 'db_name_exists'],
       [{ name: 'a', memory_size: MB, port: 12001 }, 'port_unavailable'],
@@ -416,15 +418,20 @@ describe('databases', () => {
     await assertRefusedUnchanged(call('PUT', '/v1/bdbs/1', { replication: true }), 409, 'cluster_version_too_old', /replication_change/);
     await assertRefusedUnchanged(call('PUT', '/v1/bdbs/1', { memory_size: MB - 1 }), 406, 'invalid_memory_size');
     await assertRefusedUnchanged(call('PUT', '/v1/bdbs/1', { eviction_policy: 'lru' }), 406, 'invalid_eviction_policy');
+    await assertRefusedUnchanged(call('PUT', '/v1/bdbs/1', { min_replicas_to_write: -1 }), 406, 'invalid_min_replicas_to_write');
+    await assertRefusedUnchanged(call('PUT', '/v1/bdbs/1', { min_replicas_max_lag: 'ten' }), 400, 'invalid_schema');
+    // A 0.1.0 node would run its shards without the guard: refused until every node is 0.2.
+    await assertRefusedUnchanged(call('PUT', '/v1/bdbs/1', { min_replicas_to_write: 1 }), 409, 'cluster_version_too_old', /min_replicas/);
     await assertRefusedUnchanged(call('PUT', '/v1/bdbs/1', { data_internode_encryption: true }), 406, 'capability_missing');
     await assertRefusedUnchanged(call('PUT', '/v1/bdbs/2', { memory_size: 2 * MB }), 409, 'db_busy', /being deleted/);
   });
 
   test('PUT /v1/bdbs/{uid}: a valid change is written as desired state with an action', async () => {
-    const r = await call('PUT', '/v1/bdbs/1', { memory_size: 200 * MB });
+    const r = await call('PUT', '/v1/bdbs/1', { memory_size: 200 * MB, min_replicas_max_lag: 2 });
     assert.equal(r.statusCode, 200, r.body);
     const stored = await readRecord(h.etcd.client, KEYS.bdb(1), BdbRecord);
     assert.equal(stored?.memory_size, 200 * MB);
+    assert.equal(stored?.min_replicas_max_lag, 2);
     assert.equal(stored?.generation, 2);
     assert.equal(stored?.status, 'active-change-pending');
     const action = await readRecord(h.etcd.client, KEYS.action(Number(stored!.action_uid)), ActionRecord);

@@ -18,6 +18,7 @@ import { rangesText } from '../../control/model/reshard-plan.js';
 import { shardSync, type ShardSync } from '../../control/controllers/bdb-controller.js';
 import { MAX_PORTS_ASKED, portsInUse } from '../../control/reconcilers/ports.js';
 import { nodeIsUp } from '../../control/model/node-state.js';
+import { requireClusterFeature } from '../version-gate.js';
 import {
   DATA_INE_CAPABILITY,
   MIN_MEMORY,
@@ -57,6 +58,8 @@ const fields = {
   data_internode_encryption: { type: 'boolean' },
   data_persistence: { type: 'string' },
   eviction_policy: { type: 'string' },
+  min_replicas_to_write: { type: 'integer' },
+  min_replicas_max_lag: { type: 'integer' },
   authentication_redis_pass: { type: 'string', maxLength: 512 },
   shard_key_regex: {
     type: 'array',
@@ -227,6 +230,11 @@ function checkValues(v: BdbInput): void {
     throw unacceptable('invalid_data_persistence', `data_persistence must be one of ${PERSISTENCE.join(', ')}`);
   if (v.eviction_policy !== undefined && !EVICTION.includes(v.eviction_policy))
     throw unacceptable('invalid_eviction_policy', `eviction_policy must be one of ${EVICTION.join(', ')}`);
+  // Each master has at most one replica: asking for two would refuse every write.
+  if (v.min_replicas_to_write !== undefined && (v.min_replicas_to_write < 0 || v.min_replicas_to_write > 1))
+    throw unacceptable('invalid_min_replicas_to_write', 'min_replicas_to_write must be 0 (off) or 1 (each master has one replica)');
+  if (v.min_replicas_max_lag !== undefined && (v.min_replicas_max_lag < 1 || v.min_replicas_max_lag > 3600))
+    throw unacceptable('invalid_min_replicas_max_lag', 'min_replicas_max_lag must be 1-3600 seconds');
   if (v.oss_cluster === true)
     throw unacceptable('invalid_oss_cluster_configuration', 'oss_cluster: the OSS Cluster API is not supported; only false is accepted');
   if (v.shard_key_regex !== undefined) {
@@ -332,6 +340,7 @@ export const bdbsRoutes: FastifyPluginAsync<{ daemon: ApiNode }> = async (app, {
       if (v.name === undefined) throw unacceptable('missing_db_name', 'name is required');
       if (v.memory_size === undefined) throw unacceptable('missing_memory_size', 'memory_size is required');
       checkValues(v);
+      if (v.min_replicas_to_write) await requireClusterFeature(m, 'min_replicas');
       const shardsCount = v.shards_count ?? 1;
       const sharding = v.sharding ?? shardsCount > 1;
       if (shardsCount > 1 && !sharding) throw unacceptable('invalid_sharding', 'shards_count above 1 needs sharding: true');
@@ -382,6 +391,7 @@ export const bdbsRoutes: FastifyPluginAsync<{ daemon: ApiNode }> = async (app, {
         if (v[k] !== undefined) throw unacceptable('unsupported_change', `${k} cannot be changed on an existing database`);
       }
       checkCapability(m, v.data_internode_encryption);
+      if (v.min_replicas_to_write) await requireClusterFeature(m, 'min_replicas');
       // The action goes into the same write as the change, so the controller never
       // sees the change without it (it would finish the change and leave the action
       // pending); checked first, so a refused change leaves no action behind.

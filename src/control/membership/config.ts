@@ -28,6 +28,12 @@ export interface Timings {
   liveTtlSeconds: number;
   /** How often each node probes its peers over the control plane. */
   probeIntervalMs: number;
+  /**
+   * A cut-off node stops taking writes this long after its last landed
+   * heartbeat was sent (extended, up to 80% of the TTL, only during an etcd
+   * election a majority of the nodes is heard through: fence-rule.ts).
+   */
+  fenceMs: number;
   /** From a node's admission to it running: past it, the cluster master undoes the join. */
   joinTimeoutSeconds: number;
 }
@@ -35,6 +41,7 @@ export interface Timings {
 export const DEFAULT_TIMINGS: Timings = {
   liveTtlSeconds: 5,
   probeIntervalMs: 1000,
+  fenceMs: 2000,
   joinTimeoutSeconds: 60,
 };
 

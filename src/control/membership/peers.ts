@@ -8,7 +8,7 @@ import type { Logger } from 'pino';
 import type { NodeRecord } from '../../coord/schema.js';
 import type { CertStore } from '../../pki/certstore.js';
 import { LiveLinks, type PeerIdentity, type PeerPolicy } from '../../internode/channel.js';
-import { RpcClient, unknownMethod } from '../../internode/rpc.js';
+import { PING_METHOD, RpcClient, unknownMethod } from '../../internode/rpc.js';
 import { type InternodeLink, LinkRegistry } from '../../internode/links.js';
 
 /** What a node tells its peers about itself over the control plane. */
@@ -53,7 +53,10 @@ export class Peers {
   private readonly registry = new LinkRegistry();
   private probeTimer?: NodeJS.Timeout;
 
-  constructor(private readonly o: PeersOptions) {}
+  constructor(private readonly o: PeersOptions) {
+    // The control links' heartbeat (internode/rpc.ts): answered at once.
+    this.methods.set(PING_METHOD, async () => 'pong');
+  }
 
   /** Serve `method` (one handler per method; a second registration is a wiring error). */
   register(method: string, handler: RpcMethod): void {
@@ -93,6 +96,19 @@ export class Peers {
     const c = this.rpc(uid);
     if (!c) return Promise.reject(new Error(`node ${uid} is unknown`));
     return c.call<T>(method, params, timeoutMs);
+  }
+
+  /** How many other member nodes answered on their control link within the last `withinMs` (its heartbeats). */
+  heardFrom(withinMs: number): number {
+    const since = Date.now() - withinMs;
+    let n = 0;
+    for (const [uid, c] of this.clients) if (uid !== this.o.uid && this.o.nodes.items.has(String(uid)) && c.lastHeardAt >= since) n++;
+    return n;
+  }
+
+  /** Did node `uid` answer on its control link within the last `withinMs`? */
+  hears(uid: number, withinMs: number): boolean {
+    return (this.clients.get(uid)?.lastHeardAt ?? 0) >= Date.now() - withinMs;
   }
 
   /** The membership or deny list changed: cut the links now refused. */

@@ -56,6 +56,8 @@ export const FEATURES = {
   ca_rollover: '0.2',
   // A replication change is a shard operation of a kind 0.1.0 masters cannot read.
   replication_change: '0.2',
+  // min_replicas_to_write: a 0.1.0 node would run its shards without the guard.
+  min_replicas: '0.2',
 } as const satisfies Record<string, string>;
 export type Feature = keyof typeof FEATURES;
 

@@ -49,6 +49,9 @@ function shardSpec(b: BdbRecord, shardUid: number, addr: string): ShardSpec {
     maxmemory: Math.floor(b.memory_size / b.shards_count),
     persistence: b.data_persistence,
     evictionPolicy: b.eviction_policy,
+    // Without replication there is no replica to wait for: the guard would refuse every write.
+    minReplicasToWrite: b.replication ? (b.min_replicas_to_write ?? 0) : 0,
+    minReplicasMaxLag: b.min_replicas_max_lag ?? 10,
     secret: b.internal_secret,
     sourceAddr: addr,
   };
@@ -402,10 +405,26 @@ export class BdbReconciler {
           errors.set(w.b.uid, { error: `shard ${uid}: ${(err as Error).message}`, fatal: false });
           continue;
         }
-      } else if (shard.spec.maxmemory !== w.spec.maxmemory || shard.spec.evictionPolicy !== w.spec.evictionPolicy) {
+      } else if (
+        shard.spec.maxmemory !== w.spec.maxmemory ||
+        shard.spec.evictionPolicy !== w.spec.evictionPolicy ||
+        shard.spec.minReplicasToWrite !== w.spec.minReplicasToWrite ||
+        shard.spec.minReplicasMaxLag !== w.spec.minReplicasMaxLag
+      ) {
         // Live changes that redis takes without a restart; recorded once taken, so a failure is retried next pass.
         const ok = await shard
-          .command(['CONFIG', 'SET', 'maxmemory', String(w.spec.maxmemory), 'maxmemory-policy', w.spec.evictionPolicy])
+          .command([
+            'CONFIG',
+            'SET',
+            'maxmemory',
+            String(w.spec.maxmemory),
+            'maxmemory-policy',
+            w.spec.evictionPolicy,
+            'min-replicas-to-write',
+            String(w.spec.minReplicasToWrite ?? 0),
+            'min-replicas-max-lag',
+            String(w.spec.minReplicasMaxLag ?? 10),
+          ])
           .then((r) => r.startsWith('+OK'))
           .catch((e) => {
             this.log.warn({ shard: uid, err: (e as Error).message }, 'cannot apply maxmemory settings to the shard; retrying');
@@ -414,6 +433,8 @@ export class BdbReconciler {
         if (ok) {
           shard.spec.maxmemory = w.spec.maxmemory;
           shard.spec.evictionPolicy = w.spec.evictionPolicy;
+          shard.spec.minReplicasToWrite = w.spec.minReplicasToWrite;
+          shard.spec.minReplicasMaxLag = w.spec.minReplicasMaxLag;
         }
       }
       if (w.role === 'slave') {

@@ -100,8 +100,14 @@ function later(shard: RedisShard, ms: number, fn: () => Promise<void>): void {
   guards.set(shard, t);
 }
 
+/** The database's own guard (min_replicas_to_write, 0: off), which a lifted handover fence goes back to. */
+function unfenced(shard: RedisShard): string[] {
+  const { minReplicasToWrite = 0, minReplicasMaxLag = 10 } = shard.spec;
+  return ['CONFIG', 'SET', 'min-replicas-to-write', String(minReplicasToWrite), 'min-replicas-max-lag', String(minReplicasMaxLag)];
+}
+
 async function resume(shard: RedisShard): Promise<void> {
-  await ok(shard, ['CONFIG', 'SET', 'min-replicas-to-write', '0']);
+  await ok(shard, unfenced(shard));
   await ok(shard, ['CLIENT', 'UNPAUSE']);
 }
 
@@ -125,7 +131,7 @@ async function fenceUntilReplica(h: ShardRpcHost, shard: RedisShard, log: OpLog,
     try {
       const role = (await replicationOf(shard)).role;
       if (role === 'slave' || placedRole(h, shard.spec.shardUid) === 'master') {
-        await ok(shard, ['CONFIG', 'SET', 'min-replicas-to-write', '0']);
+        await ok(shard, unfenced(shard));
         log.info({ shard: shard.spec.shardUid, role }, 'shard operation: write fence lifted');
         return;
       }

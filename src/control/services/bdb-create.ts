@@ -147,6 +147,8 @@ function newRecord(
     data_internode_encryption: encrypted,
     data_persistence: v.data_persistence ?? 'disabled',
     eviction_policy: v.eviction_policy ?? 'volatile-lru',
+    ...(v.min_replicas_to_write !== undefined ? { min_replicas_to_write: v.min_replicas_to_write } : {}),
+    ...(v.min_replicas_max_lag !== undefined ? { min_replicas_max_lag: v.min_replicas_max_lag } : {}),
     ...(v.authentication_redis_pass ? { authentication_redis_pass: v.authentication_redis_pass } : {}),
     ...(v.shard_key_regex !== undefined ? { shard_key_regex: v.shard_key_regex } : {}),
     ...(v.tls_mode !== undefined ? { tls_mode: v.tls_mode } : {}),
