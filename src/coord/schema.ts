@@ -6,7 +6,10 @@
 // read checks the stored JSON against (coord/records.ts). Optional fields stay
 // optional so that records written by older code still read, and no schema
 // rejects fields it does not know (a newer node may have added some).
-import { Type, type Static, type TLiteral, type TUnion } from '@sinclair/typebox';
+import { Type, type Static } from '@sinclair/typebox';
+import { OneOf, Role, Time, Uid } from './schema-types.js';
+
+export { MaintenanceRecord, MaintenanceShard } from './schema-maintenance.js';
 import { DEFAULT_KEY_EXCHANGE, KEY_EXCHANGES } from '../tls/policy.js';
 
 export const KEYS = {
@@ -71,15 +74,7 @@ export const KEYS = {
   maintenance: (uid: number) => `/tessera/maintenance/${uid}`,
 } as const;
 
-/** A union of string literals: `OneOf('a', 'b')` is the schema of `'a' | 'b'`. */
-function OneOf<const T extends readonly [string, ...string[]]>(...values: T): TUnion<{ -readonly [K in keyof T]: TLiteral<T[K]> }> {
-  return Type.Union(values.map((v) => Type.Literal(v))) as unknown as TUnion<{ -readonly [K in keyof T]: TLiteral<T[K]> }>;
-}
-
-const Uid = Type.Integer({ minimum: 0 });
-const Time = Type.String();
 const PlaneName = OneOf('cp', 'dp');
-const Role = OneOf('master', 'slave');
 
 /** The value of a uid sequence key (`KEYS.*Seq`): the last uid handed out. */
 export const SeqValue = Type.Integer({ minimum: 0 });
@@ -660,47 +655,3 @@ export type CustomerCertRecord = Static<typeof CustomerCertRecord>;
 /** An operator-provided client-facing certificate (api, cm, proxy, metrics_exporter) for one node. */
 export const ServiceCertRecord = Type.Object({ ...OperatorCertFields, name: OneOf('api', 'cm', 'proxy', 'metrics_exporter') });
 export type ServiceCertRecord = Static<typeof ServiceCertRecord>;
-
-/** One shard a node held when it entered maintenance mode: what maintenance_off puts back. */
-export const MaintenanceShard = Type.Object({
-  bdb_uid: Uid,
-  shard_uid: Uid,
-  role: Role,
-  /** The slots of its master: how the shard's family is found again after migrations gave it new uids. */
-  slots: Type.Tuple([Type.Integer(), Type.Integer()]),
-});
-export type MaintenanceShard = Static<typeof MaintenanceShard>;
-
-/**
- * A node in maintenance mode (0.2; RE's `rladmin node <uid> maintenance_mode`),
- * under its own key so the node's own record stays the node's. While it exists
- * nothing is placed on the node. `entering`: its shards move off (the cluster
- * master's MaintenanceController, control/controllers/maintenance.ts);
- * `on`: it holds none; `leaving`: they move back as the snapshot says; the
- * record goes when that is done.
- */
-export const MaintenanceRecord = Type.Object({
-  node_uid: Uid,
-  state: OneOf('entering', 'on', 'leaving'),
-  /** The on or off action that runs now, or ran last. */
-  action_uid: Type.String(),
-  snapshot_name: Type.String(),
-  snapshot_time: Time,
-  /** What the node held when the snapshot was taken. */
-  shards: Type.Array(MaintenanceShard),
-  /** maintenance_on options (RE's names): only these databases' shards move (absent: all of them). */
-  evict_dbs: Type.Optional(Type.Array(Uid)),
-  /** false: replica shards stay on the node (RE's `evict_ha_replica disabled`). */
-  evict_ha_replica: Type.Optional(Type.Boolean()),
-  demote_node: Type.Optional(Type.Boolean()),
-  /** maintenance_off: only clear the mark. */
-  skip_shards_restore: Type.Optional(Type.Boolean()),
-  /** The shard operation (its action uid) the controller waits for. */
-  op_action_uid: Type.Optional(Type.String()),
-  /** Failed shard operations in a row (retried a few times, then the action fails). */
-  op_failures: Type.Optional(Type.Integer()),
-  /** Shards moved off the node: the new shard that took each one's place (maintenance_off moves those back first). */
-  moves: Type.Optional(Type.Array(Type.Object({ bdb_uid: Uid, shard_uid: Uid, new_shard_uid: Uid, target_node_uid: Uid }))),
-  updated_time: Time,
-});
-export type MaintenanceRecord = Static<typeof MaintenanceRecord>;

@@ -119,7 +119,11 @@ test('a database record in the store: the reconciler starts its shard, reports t
     assert.deepEqual(cleared.shards, [{ uid: 90, role: 'master', status: 'down' }], 'the old handover is cleared at start');
     await etcd.client.put(KEYS.bdb(3)).value(JSON.stringify(bdb(3)));
     // `running` is true from the spawn; the socket comes a moment later (the reconciler itself waits for PONG).
-    const pong = async () => (await r.shardProcess(7)?.command(['PING']).catch(() => undefined)) === '+PONG\r\n';
+    const pong = async () =>
+      (await r
+        .shardProcess(7)
+        ?.command(['PING'])
+        .catch(() => undefined)) === '+PONG\r\n';
     await waitFor('shard 7 answers PING', pong, 20_000);
     await waitFor('the data plane is told the shard is local', () => configs.some((c) => c.includes(7)), 10_000);
     await waitFor(
