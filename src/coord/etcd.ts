@@ -100,7 +100,14 @@ export class EtcdMember {
    * takes a changed `ca.pem` (a CA rollover). The caller restarts one member
    * at a time, only while the others keep the quorum.
    */
+  /** When restart() was last called (0: never): a planned restart, which the write fence may ride out (liveness.ts). */
+  get plannedRestartAt(): number {
+    return this.plannedRestartAt_;
+  }
+  private plannedRestartAt_ = 0;
+
   async restart(): Promise<void> {
+    this.plannedRestartAt_ = Date.now();
     await this.stop();
     this.stopping = false;
     this.start();

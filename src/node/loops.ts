@@ -49,6 +49,8 @@ import { clusterAtLeast, membersOlderThan } from '../control/model/version-gates
 
 /** A node heard over its control link within this long counts as heard (its heartbeats come every 0.5 s; a cut-off node stops hearing it soon after the cut). */
 const HEARD_WITHIN_MS = 800;
+/** After its etcd member was restarted on purpose, the fence may ride the restart out for this long (liveness.ts storeRestarting). */
+const PLANNED_RESTART_WINDOW_MS = 10_000;
 export interface LoopParts {
   cfg: NodeConfig;
   identity: NodeIdentity;
@@ -63,7 +65,7 @@ export interface LoopParts {
   startedAt: number;
   log: Logger;
   /** The node's etcd member (a CA rollover restarts it to load a changed CA list). */
-  etcd?: { caAtStart(): string; restart(): Promise<void> };
+  etcd?: { caAtStart(): string; restart(): Promise<void>; readonly plannedRestartAt: number };
 }
 
 export class Loops {
@@ -103,6 +105,7 @@ export class Loops {
         heardPeers: () => peers.heardFrom(HEARD_WITHIN_MS),
         hears: (n) => peers.hears(n, HEARD_WITHIN_MS),
         clusterNodes: () => view.nodes.values().length,
+        storeRestarting: () => Date.now() - (p.etcd?.plannedRestartAt ?? 0) < PLANNED_RESTART_WINDOW_MS,
       },
       cfg.timings.fenceMs,
     );

@@ -40,6 +40,13 @@ export interface QuorumSenses {
   hears(uid: number): boolean;
   /** The cluster's nodes, this one included. */
   clusterNodes(): number;
+  /**
+   * This node restarts its own etcd member on purpose (a CA rollover loads a
+   * new trust list): its heartbeats stop for the restart (1.5-3.5 s), as in
+   * an election, and the fence may ride it out the same way, heard by a
+   * majority and never past the safe bound.
+   */
+  storeRestarting?(): boolean;
 }
 
 /** What the fence drives: the data plane's write fence, and the resync that must finish before it lifts. */
@@ -287,7 +294,7 @@ export class Liveness {
     if (this.grantedUntil - now > this.times.stepMs || this.grantedUntil >= this.storeContactAt + this.times.maxMs) return;
     const seen = this.election_ && now - this.election_.at <= ELECTION_FRESH_MS ? this.election_ : undefined;
     const q: QuorumSense = {
-      electionInProgress: seen?.inProgress ?? false,
+      electionInProgress: (seen?.inProgress ?? false) || (senses.storeRestarting?.() ?? false),
       heardNodes: 1 + senses.heardPeers(),
       clusterNodes: senses.clusterNodes(),
     };
@@ -296,7 +303,10 @@ export class Liveness {
     if (deadline <= this.grantedUntil) return;
     if (!this.extendedLogged) {
       this.extendedLogged = true;
-      log.info({ silent_ms: silentMs, ...q }, 'fence extended: an etcd election is in progress and a majority of the nodes is heard');
+      log.info(
+        { silent_ms: silentMs, ...q, planned_store_restart: senses.storeRestarting?.() ?? false },
+        "fence extended: an etcd election (or this node's planned etcd restart) is in progress and a majority of the nodes is heard",
+      );
     }
     this.grant(deadline, false);
   }
