@@ -23,22 +23,11 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { Redis } from 'ioredis';
-import {
-  TestCluster,
-  TestNode,
-  type BdbJson,
-  createDb,
-  waitFor,
-  sleep,
-  shardCli,
-  shardSecret,
-  shardSocketPath,
-  USER,
-  PASSWORD,
-} from '../support/cluster.js';
+import { TestCluster, TestNode, type BdbJson, createDb, waitFor, sleep, shardCli, USER, PASSWORD } from '../support/cluster.js';
 import { keySlot } from '../../src/proxy/slots.js';
 import { requestJson } from '../../src/util/https-json.js';
 import { Load } from '../support/load.js';
+import { checkPlacement as checkPlacementOn, rangesOf, shardClient } from '../support/slot-placement.js';
 
 const NET = Number(process.env.TESSERA_TEST_NET ?? 81);
 const cluster = new TestCluster(81, 3);
@@ -62,7 +51,6 @@ let db: BdbJson;
 const all = () => [...cluster.nodes, n4];
 const nodeByUid = (uid: number) => all().find((n) => n.uidFromDisk === uid)!;
 const bdb = async (): Promise<Db> => (await n1.api<Db>('GET', `/v1/bdbs/${db.uid}`)).body;
-const rangesOf = (text: string) => text.split(',').map((r) => r.split('-').map(Number) as [number, number]);
 
 /** One key of every slot, read again and again; per slot, the longest time between two answers. */
 class Prober {
@@ -153,41 +141,9 @@ async function phase<T>(name: string, run: () => Promise<T>): Promise<T> {
   return out;
 }
 
-function shardClient(node: TestNode, uid: number): Redis {
-  return new Redis({ path: shardSocketPath(node, uid), password: shardSecret(node, uid), maxRetriesPerRequest: 1 });
-}
-
 /** Every master holds only keys of its own slots (and, `quiet`, DBSIZE says as many); returns the keys per master. */
-async function checkPlacement(b: BdbJson, quiet: boolean): Promise<Map<number, number>> {
-  const out = new Map<number, number>();
-  for (const s of b.shards.filter((x) => x.role === 'master')) {
-    const ranges = rangesOf(s.assigned_slots);
-    const c = shardClient(nodeByUid(s.node_uid), s.uid);
-    try {
-      let cursor = '0';
-      let n = 0;
-      const strays: string[] = [];
-      do {
-        const [next, keys] = await c.scan(cursor, 'COUNT', 5000);
-        cursor = next;
-        for (const k of keys) {
-          n++;
-          const slot = keySlot(k);
-          if (!ranges.some(([a, z]) => slot >= a && slot <= (z ?? a))) strays.push(`${k}@${slot}`);
-        }
-      } while (cursor !== '0');
-      assert.deepEqual(strays.slice(0, 5), [], `shard ${s.uid} (${s.assigned_slots}) holds ${strays.length} keys of other slots`);
-      // Under load keys come meanwhile: DBSIZE is compared once the writers stopped.
-      if (quiet) assert.equal(await c.dbsize(), n, `shard ${s.uid}: DBSIZE is the keys of its slots`);
-      out.set(s.uid, n);
-    } finally {
-      c.disconnect();
-    }
-  }
-  return out;
-}
+const checkPlacement = (b: BdbJson, quiet: boolean) => checkPlacementOn(b, quiet, nodeByUid);
 
-/** A master and its replica never share a node; every replica is in sync. */
 async function assertFamilies(b: BdbJson): Promise<void> {
   for (const m of b.shards.filter((s) => s.role === 'master')) {
     const fam = b.shards.filter((s) => s.uid === m.uid || s.master_uid === m.uid);

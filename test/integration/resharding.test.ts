@@ -14,9 +14,10 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { Redis } from 'ioredis';
-import { TestCluster, type TestNode, type BdbJson, createDb, waitFor, sleep, shardSecret, shardSocketPath } from '../support/cluster.js';
+import { TestCluster, type TestNode, type BdbJson, createDb, waitFor, sleep } from '../support/cluster.js';
 import { keySlot } from '../../src/proxy/slots.js';
 import { Load } from '../support/load.js';
+import { checkPlacement as checkPlacementOn, rangesOf, shardClient } from '../support/slot-placement.js';
 
 const cluster = new TestCluster(61, 3);
 const [n1, n2, n3] = cluster.nodes;
@@ -77,41 +78,8 @@ class Prober {
 let writers: Load[] = [];
 let prober: Prober;
 
-function shardClient(node: TestNode, uid: number): Redis {
-  return new Redis({ path: shardSocketPath(node, uid), password: shardSecret(node, uid), maxRetriesPerRequest: 1 });
-}
-
-const rangesOf = (text: string) => text.split(',').map((r) => r.split('-').map(Number) as [number, number]);
-
 /** Every master holds only keys of its own slots (and, `quiet`, DBSIZE says as many); returns the keys per master. */
-async function checkPlacement(b: BdbJson, quiet: boolean): Promise<Map<number, number>> {
-  const out = new Map<number, number>();
-  for (const s of b.shards.filter((x) => x.role === 'master')) {
-    const ranges = rangesOf(s.assigned_slots);
-    const c = shardClient(nodeByUid(s.node_uid), s.uid);
-    try {
-      let cursor = '0';
-      let n = 0;
-      const strays: string[] = [];
-      do {
-        const [next, keys] = await c.scan(cursor, 'COUNT', 5000);
-        cursor = next;
-        for (const k of keys) {
-          n++;
-          const slot = keySlot(k);
-          if (!ranges.some(([a, z]) => slot >= a && slot <= (z ?? a))) strays.push(`${k}@${slot}`);
-        }
-      } while (cursor !== '0');
-      assert.deepEqual(strays.slice(0, 5), [], `shard ${s.uid} (${s.assigned_slots}) holds ${strays.length} keys of other slots`);
-      // Under load keys come meanwhile: DBSIZE is compared once the writers stopped.
-      if (quiet) assert.equal(await c.dbsize(), n, `shard ${s.uid}: DBSIZE is the keys of its slots`);
-      out.set(s.uid, n);
-    } finally {
-      c.disconnect();
-    }
-  }
-  return out;
-}
+const checkPlacement = (b: BdbJson, quiet: boolean) => checkPlacementOn(b, quiet, nodeByUid);
 
 async function readBack(through: TestNode, port: number, expect: Map<string, string>): Promise<string[]> {
   const c = new Redis({ host: through.addr, port, maxRetriesPerRequest: 0 });
