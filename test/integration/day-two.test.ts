@@ -27,7 +27,7 @@ import { TestCluster, TestNode, type BdbJson, createDb, waitFor, sleep, shardCli
 import { keySlot } from '../../src/proxy/slots.js';
 import { requestJson } from '../../src/util/https-json.js';
 import { Load } from '../support/load.js';
-import { checkPlacement as checkPlacementOn, rangesOf, shardClient } from '../support/slot-placement.js';
+import { Prober, checkPlacement as checkPlacementOn, rangesOf, shardClient } from '../support/slot-placement.js';
 
 const NET = Number(process.env.TESSERA_TEST_NET ?? 81);
 const cluster = new TestCluster(81, 3);
@@ -51,68 +51,6 @@ let db: BdbJson;
 const all = () => [...cluster.nodes, n4];
 const nodeByUid = (uid: number) => all().find((n) => n.uidFromDisk === uid)!;
 const bdb = async (): Promise<Db> => (await n1.api<Db>('GET', `/v1/bdbs/${db.uid}`)).body;
-
-/** One key of every slot, read again and again; per slot, the longest time between two answers. */
-class Prober {
-  rounds = 0;
-  failed = 0;
-  readonly errors = new Set<string>();
-  private readonly lastOk = new Float64Array(16384);
-  private readonly maxGap = new Float64Array(16384);
-  private running = true;
-  private readonly done: Promise<void>;
-  private readonly r: Redis;
-
-  constructor(node: TestNode, port: number) {
-    const perSlot: string[] = new Array(16384);
-    let left = 16384;
-    for (let i = 0; left > 0; i++) {
-      const k = `probe:${i}`;
-      const s = keySlot(k);
-      if (perSlot[s] === undefined) {
-        perSlot[s] = k;
-        left--;
-      }
-    }
-    const r = new Redis({ host: node.addr, port, maxRetriesPerRequest: 0 });
-    r.on('error', () => undefined); // counted below, per command
-    this.r = r;
-    this.lastOk.fill(performance.now());
-    this.done = (async () => {
-      while (this.running) {
-        for (let i = 0; i < perSlot.length && this.running; i += 1024) {
-          try {
-            await r.mget(...perSlot.slice(i, i + 1024));
-            const now = performance.now();
-            for (let s = i; s < i + 1024; s++) {
-              this.maxGap[s] = Math.max(this.maxGap[s], now - this.lastOk[s]);
-              this.lastOk[s] = now;
-            }
-          } catch (e) {
-            this.failed++;
-            this.errors.add((e as Error).message);
-          }
-        }
-        this.rounds++;
-      }
-    })();
-  }
-
-  /** The longest gap between two answers for any slot since the last reset, and that slot. */
-  takeGap(): { ms: number; slot: number } {
-    let slot = 0;
-    for (let s = 1; s < 16384; s++) if (this.maxGap[s] > this.maxGap[slot]) slot = s;
-    const out = { ms: Math.round(this.maxGap[slot]), slot };
-    this.maxGap.fill(0);
-    return out;
-  }
-
-  async stop(): Promise<void> {
-    this.running = false;
-    await this.done;
-    this.r.disconnect();
-  }
-}
 
 let writers: Load[] = [];
 let prober: Prober;

@@ -14,10 +14,10 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { Redis } from 'ioredis';
-import { TestCluster, type TestNode, type BdbJson, createDb, waitFor, sleep } from '../support/cluster.js';
+import { TestCluster, type BdbJson, createDb, waitFor, sleep } from '../support/cluster.js';
 import { keySlot } from '../../src/proxy/slots.js';
-import { Load } from '../support/load.js';
-import { checkPlacement as checkPlacementOn, rangesOf, shardClient } from '../support/slot-placement.js';
+import { Load, readBack } from '../support/load.js';
+import { Prober, checkPlacement as checkPlacementOn, rangesOf, shardClient } from '../support/slot-placement.js';
 
 const cluster = new TestCluster(61, 3);
 const [n1, n2, n3] = cluster.nodes;
@@ -30,74 +30,11 @@ const BIG_HASH_FIELDS = 1_000_000;
 
 const nodeByUid = (uid: number) => cluster.nodes.find((n) => n.uidFromDisk === uid)!;
 
-/** Reads one key of every slot, again and again: a slot not served shows as an error. */
-class Prober {
-  rounds = 0;
-  failed = 0;
-  readonly errors = new Set<string>();
-  private running = true;
-  private readonly done: Promise<void>;
-  private readonly r: Redis;
-
-  constructor(node: TestNode, port: number) {
-    const perSlot: string[] = new Array(16384);
-    let left = 16384;
-    for (let i = 0; left > 0; i++) {
-      const k = `probe:${i}`;
-      const s = keySlot(k);
-      if (perSlot[s] === undefined) {
-        perSlot[s] = k;
-        left--;
-      }
-    }
-    const r = new Redis({ host: node.addr, port, maxRetriesPerRequest: 0 });
-    r.on('error', () => undefined);
-    this.r = r;
-    this.done = (async () => {
-      while (this.running) {
-        for (let i = 0; i < perSlot.length && this.running; i += 1024) {
-          try {
-            await r.mget(...perSlot.slice(i, i + 1024));
-          } catch (e) {
-            this.failed++;
-            this.errors.add((e as Error).message);
-          }
-        }
-        this.rounds++;
-      }
-    })();
-  }
-
-  async stop(): Promise<void> {
-    this.running = false;
-    await this.done;
-    this.r.disconnect();
-  }
-}
-
 let writers: Load[] = [];
 let prober: Prober;
 
 /** Every master holds only keys of its own slots (and, `quiet`, DBSIZE says as many); returns the keys per master. */
 const checkPlacement = (b: BdbJson, quiet: boolean) => checkPlacementOn(b, quiet, nodeByUid);
-
-async function readBack(through: TestNode, port: number, expect: Map<string, string>): Promise<string[]> {
-  const c = new Redis({ host: through.addr, port, maxRetriesPerRequest: 0 });
-  try {
-    const keys = [...expect.keys()];
-    const wrong: string[] = [];
-    for (let i = 0; i < keys.length; i += 1000) {
-      const part = keys.slice(i, i + 1000);
-      const vals = await c.mget(...part);
-      part.forEach((k, j) => {
-        if (vals[j] !== expect.get(k)) wrong.push(`${k}=${vals[j]}`);
-      });
-    }
-    return wrong;
-  } finally {
-    c.disconnect();
-  }
-}
 
 /** `tessera tune db <uid> shards_count <n>`: it prints each step and returns once the database is active. */
 async function reshardByCli(n: number): Promise<BdbJson> {

@@ -13,7 +13,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { Redis } from 'ioredis';
 import { TestCluster, TestNode, type BdbJson, createDb, waitFor, shardCli, sleep, USER, PASSWORD } from '../support/cluster.js';
-import { Load } from '../support/load.js';
+import { Load, readBack } from '../support/load.js';
 
 const cluster = new TestCluster(16, 3);
 const [n1, n2, n3] = cluster.nodes;
@@ -64,24 +64,6 @@ function report(what: string, before: ReturnType<typeof snap>, ms: number): void
     return `${l.name}: ${l.ok - b.ok} ok, ${l.failed - b.failed} failed${errs.length ? ` (${errs.map(([k, v]) => `${k} ${v}`).join(', ')})` : ''}`;
   });
   console.log(`# ${what} took ${ms} ms; load meanwhile: ${parts.join('; ')}`);
-}
-
-async function readBack(through: TestNode, port: number, expect: Map<string, string>): Promise<string[]> {
-  const c = new Redis({ host: through.addr, port, maxRetriesPerRequest: 0 });
-  try {
-    const keys = [...expect.keys()];
-    const wrong: string[] = [];
-    for (let i = 0; i < keys.length; i += 500) {
-      const part = keys.slice(i, i + 500);
-      const vals = await c.mget(...part);
-      part.forEach((k, j) => {
-        if (vals[j] !== expect.get(k)) wrong.push(`${k}=${vals[j]}`);
-      });
-    }
-    return wrong;
-  } finally {
-    c.disconnect();
-  }
 }
 
 async function waitSynced(s: Shard): Promise<void> {

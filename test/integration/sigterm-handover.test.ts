@@ -20,9 +20,8 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
-import { Redis } from 'ioredis';
 import { TestCluster, type TestNode, type BdbJson, REPO, cli, createDb, waitFor, shardCli, sleep } from '../support/cluster.js';
-import { Load } from '../support/load.js';
+import { Load, readBack } from '../support/load.js';
 
 const cluster = new TestCluster(82, 3);
 const nodes = cluster.nodes;
@@ -125,24 +124,6 @@ async function waitStatusOk(n: TestNode): Promise<void> {
   );
 }
 
-async function readBack(through: TestNode, expect: Map<string, string>): Promise<string[]> {
-  const c = new Redis({ host: through.addr, port: PORT, maxRetriesPerRequest: 0 });
-  try {
-    const keys = [...expect.keys()];
-    const wrong: string[] = [];
-    for (let i = 0; i < keys.length; i += 500) {
-      const part = keys.slice(i, i + 500);
-      const vals = await c.mget(...part);
-      part.forEach((k, j) => {
-        if (vals[j] !== expect.get(k)) wrong.push(`${k}=${vals[j]}`);
-      });
-    }
-    return wrong;
-  } finally {
-    c.disconnect();
-  }
-}
-
 const allAcked = new Map<string, string>();
 const figures: string[] = [];
 
@@ -230,7 +211,7 @@ test('a rolling restart by SIGTERM alone: each node hands its masters over befor
   }
   assert.ok(sawClusterMaster, "the cluster master's node was among those restarted");
 
-  const wrong = await readBack(nodes[1], allAcked);
+  const wrong = await readBack(nodes[1], PORT, allAcked);
   assert.equal(wrong.length, 0, `${wrong.length} of ${allAcked.size} acknowledged keys lost or changed: ${wrong.slice(0, 5).join(' ')}`);
   console.log(`# ${allAcked.size} acknowledged keys read back, none lost`);
 });

@@ -74,3 +74,22 @@ export class Load {
     for (const c of this.clients) c.disconnect();
   }
 }
+
+/** Read every key of `expect` back through an endpoint (MGET in batches): the keys whose value differs, as `key=value`. */
+export async function readBack(through: Pick<TestNode, 'addr'>, port: number, expect: Map<string, string>): Promise<string[]> {
+  const c = new Redis({ host: through.addr, port, maxRetriesPerRequest: 0 });
+  try {
+    const keys = [...expect.keys()];
+    const wrong: string[] = [];
+    for (let i = 0; i < keys.length; i += 1000) {
+      const part = keys.slice(i, i + 1000);
+      const vals = await c.mget(...part);
+      part.forEach((k, j) => {
+        if (vals[j] !== expect.get(k)) wrong.push(`${k}=${vals[j]}`);
+      });
+    }
+    return wrong;
+  } finally {
+    c.disconnect();
+  }
+}
