@@ -119,7 +119,8 @@ export async function handOverMasters(
   const deadline = t0 + o.deadlineMs;
   const res: HandOverResult = { handedOver: [], left: [], ms: 0 };
   const mine = (bdbs: BdbRecord[]) => mastersOn(bdbs, h.uid);
-  const initial = new Set(mine(await h.store.bdbs.list()).map((x) => x.s.uid));
+  const held0 = mine(await h.store.bdbs.list());
+  const initial = new Set(held0.map((x) => x.s.uid));
   await h.store.nodes
     .markStopping(h.uid, new Date().toISOString())
     .catch((e) => log.warn({ err: (e as Error).message }, 'graceful stop: cannot mark this node stopping; the others may hand it shards'));
@@ -201,9 +202,22 @@ export async function handOverMasters(
     }
     await sleep(POLL_MS);
   }
-  const still = mine(await h.store.bdbs.list().catch(() => []));
-  for (const uid of initial) if (!still.some((x) => x.s.uid === uid) && !res.handedOver.includes(uid)) res.handedOver.push(uid);
-  res.left = still.map(({ b, s }) => ({ shard: s.uid, bdb: b.uid, why: given.get(s.uid)?.why ?? res.cutShort ?? 'not handed over' }));
+  let last: BdbRecord[] | undefined;
+  try {
+    last = await h.store.bdbs.list();
+  } catch (err) {
+    // Only the closing report is at stake: without the store, what was not seen handed over is reported left.
+    log.warn({ err: (err as Error).message }, 'graceful stop: cannot read the databases for the closing report');
+  }
+  if (last) {
+    const still = mine(last);
+    for (const uid of initial) if (!still.some((x) => x.s.uid === uid) && !res.handedOver.includes(uid)) res.handedOver.push(uid);
+    res.left = still.map(({ b, s }) => ({ shard: s.uid, bdb: b.uid, why: given.get(s.uid)?.why ?? res.cutShort ?? 'not handed over' }));
+  } else {
+    res.left = held0
+      .filter(({ s }) => !res.handedOver.includes(s.uid))
+      .map(({ b, s }) => ({ shard: s.uid, bdb: b.uid, why: 'the store did not answer' }));
+  }
   res.ms = Date.now() - t0;
   return res;
 }
