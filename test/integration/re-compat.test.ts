@@ -363,7 +363,14 @@ test('alerts: threshold as RE sends it ("45"), /v1/nodes/alerts/{uid}[/{alert}],
     '/v1/cluster/alerts',
   );
   // The node-certificate alert, and (0.2) the CAs' own expiry alert, not raised for a new cluster's 10-year CAs.
-  assert.deepEqual(Object.keys(cl.body).sort(), ['cluster_ca_expiring', 'node_internal_certs_about_to_expire']);
+  assert.deepEqual(Object.keys(cl.body).sort(), [
+    'cluster_ca_expiring',
+    'node_insufficient_disk_aofrw',
+    'node_internal_certs_about_to_expire',
+    'node_persistent_storage',
+  ]);
+  // The disk alerts (0.2): no shard refuses writes here (how full the machine's disk is, is not this test's).
+  assert.equal(cl.body.node_insufficient_disk_aofrw.state, false);
   assert.deepEqual(
     [cl.body.node_internal_certs_about_to_expire.state, cl.body.node_internal_certs_about_to_expire.threshold],
     [false, '30'],
