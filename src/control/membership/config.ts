@@ -78,10 +78,20 @@ export function writeIdentity(dataDir: string, id: NodeIdentity): void {
 /** Forget cluster membership: used to undo a failed create or join. */
 export function wipeMembership(dataDir: string): void {
   fs.rmSync(path.join(dataDir, IDENTITY_FILE), { force: true });
-  fs.rmSync(path.join(dataDir, 'etcd'), { recursive: true, force: true });
+  emptyDir(path.join(dataDir, 'etcd'));
   for (const f of Object.values(CERT_FILES)) fs.rmSync(path.join(certsDir(dataDir), f), { force: true });
   fs.rmSync(path.join(certsDir(dataDir), 'etcd-peer'), { recursive: true, force: true });
-  fs.rmSync(path.join(dataDir, 'shards'), { recursive: true, force: true });
+  emptyDir(path.join(dataDir, 'shards'));
+}
+
+/**
+ * Remove what a directory holds, not the directory: an operator may mount a
+ * disk of its own there (the shards' or etcd's), and removing a mount point
+ * fails (EBUSY).
+ */
+function emptyDir(dir: string): void {
+  if (!fs.existsSync(dir)) return;
+  for (const e of fs.readdirSync(dir)) fs.rmSync(path.join(dir, e), { recursive: true, force: true });
 }
 
 /**
