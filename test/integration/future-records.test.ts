@@ -104,8 +104,12 @@ test('unknown fields pass through, future values are not understood, and no node
     // 2. A shard operation of a future kind, and a database status from the future.
     const mark = new Map(cluster.nodes.map((n) => [n.addr, logOf(n).length]));
     const now = new Date().toISOString();
-    await store.put(KEYS.shardOp('9999')).value(JSON.stringify({ action_uid: '9999', kind: 'reshard', items: [], created_time: now }));
-    await store.put(key).value(JSON.stringify({ ...rewritten, status: 'resharding', generation: Number(rewritten.generation) + 1 }));
+    await store
+      .put(KEYS.shardOp('9999'))
+      .value(JSON.stringify({ action_uid: '9999', kind: 'kind_of_a_later_release', items: [], created_time: now }));
+    await store
+      .put(key)
+      .value(JSON.stringify({ ...rewritten, status: 'status_of_a_later_release', generation: Number(rewritten.generation) + 1 }));
 
     // 3. A node restarts while it cannot read the database's record.
     await n2.kill('SIGTERM');
