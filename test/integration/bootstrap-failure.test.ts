@@ -1,7 +1,9 @@
 // A bootstrap that fails before it starts (a data directory that cannot be
-// cleared: EBUSY on a mount point, as a join into a mounted data dir met) must
-// say so at once, in one line, and leave the node able to try again, never
-// stuck answering 409 `busy`. Needs root (mount). Net 127.0.80.x.
+// cleared: here a read-only file system mounted on its etcd directory, with a
+// leftover in it) must say so at once, in one line, and leave the node able to
+// try again, never stuck answering 409 `busy`. (A mount point itself is no
+// longer a cause: the wipe empties it, test/unit/wipe-membership.test.ts.)
+// Needs root (mount). Net 127.0.80.x.
 import { after, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
@@ -28,6 +30,8 @@ describe('bootstrap that cannot clear its data directory', { skip }, () => {
     fs.mkdirSync(mountPoint, { recursive: true });
     execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', mountPoint]);
     mounted = true;
+    fs.writeFileSync(path.join(mountPoint, 'leftover'), 'x');
+    execFileSync('mount', ['-o', 'remount,ro', mountPoint]);
     const t0 = Date.now();
     const first = await n.cli(['cluster', 'create', 'name', 'busy.test', 'username', 'admin@test.local', 'password', 'test-password-1']);
     assert.notEqual(first.code, 0);
@@ -35,7 +39,7 @@ describe('bootstrap that cannot clear its data directory', { skip }, () => {
     const lines = first.stderr.trim().split('\n');
     assert.equal(lines.length, 1, first.stderr);
     assert.match(lines[0], /bootstrap_failed|cannot clear/);
-    assert.match(lines[0], /busy/i);
+    assert.match(lines[0], /read-only/i);
     // The node is not left busy: GET /v1/bootstrap says the attempt ended in an error.
     const state = await n.api<{ bootstrap_status: { state: string; error_code?: string } }>('GET', '/v1/bootstrap', undefined, null);
     assert.equal(state.body.bootstrap_status.state, 'error', JSON.stringify(state.body));

@@ -198,11 +198,11 @@ export class NodeDaemon<M extends BootstrapMember = BootstrapMember> {
     try {
       wipeMembership(this.cfg.dataDir); // leftovers of an attempt that died half way
     } catch (err) {
-      // Not busy after all (a data directory that cannot be cleared, EBUSY say): the next attempt must not get 409 busy forever.
+      // Not busy after all (a data directory that cannot be cleared: a read-only disk, say): the next attempt must not get 409 busy forever.
       const failed = new OperatorError(
         'internal',
         'bootstrap_failed',
-        // rmSync's message for EBUSY is "Unknown error: Device or resource busy '<path>'", with an empty code.
+        // rmSync's message for some errors (EBUSY) is "Unknown error: Device or resource busy '<path>'", with an empty code.
         `cannot clear ${this.cfg.dataDir} for a new membership: ${((err as Error).message || String(err)).replace(/^Unknown error: /, '')}`,
       );
       this.endBootstrap(failed);
