@@ -6,9 +6,11 @@
 # timeout. Exits non-zero if either part fails.
 set -u
 cd "$(dirname "$0")/.."
+# The Node the project runs on (the pinned 24 where PATH has an older one), also when run outside npm.
+node=$(scripts/node-path.sh) || exit 1
 mapfile -t files < <(ls dist/test/unit/*.test.js | grep -v '/join-controller\.test\.js$')
-node --test --test-concurrency=3 --test-force-exit --test-timeout=120000 "${files[@]}"
+"$node" --test --test-concurrency=3 --test-force-exit --test-timeout=120000 "${files[@]}"
 together=$?
-node --test --test-force-exit --test-timeout=120000 dist/test/unit/join-controller.test.js
+"$node" --test --test-force-exit --test-timeout=120000 dist/test/unit/join-controller.test.js
 alone=$?
 [ "$together" -eq 0 ] && [ "$alone" -eq 0 ]
