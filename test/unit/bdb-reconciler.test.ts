@@ -18,6 +18,7 @@ import { DataplaneHost } from '../../src/dataplane/host.js';
 import { DEFAULT_PORTS, DEFAULT_TIMINGS, type NodeConfig } from '../../src/control/membership/config.js';
 import { startScratchEtcd, type ScratchEtcd } from '../support/etcd.js';
 import { waitFor } from '../support/wait.js';
+import { bdbRecord } from '../support/bdb-record.js';
 
 const log = pino({ level: 'silent' });
 const ADDR = '127.0.47.1';
@@ -35,31 +36,15 @@ after(async () => {
   rmSync(dataDir, { recursive: true, force: true });
 });
 
-function bdb(uid: number): BdbRecord {
-  const now = new Date().toISOString();
-  return {
-    uid,
-    name: `db${uid}`,
-    type: 'redis',
+const bdb = (uid: number): BdbRecord =>
+  bdbRecord(uid, [{ uid: 7, role: 'master', node_uid: 1, slots: [0, 16383] }], {
     port: 14700 + uid,
     memory_size: 1 << 24,
-    shards_count: 1,
     sharding: false,
-    replication: false,
     proxy_policy: 'single',
-    shards_placement: 'sparse',
-    data_internode_encryption: false,
-    data_persistence: 'disabled',
-    eviction_policy: 'volatile-lru',
     internal_secret: 'reconciler-test-secret',
-    shards: [{ uid: 7, role: 'master', node_uid: 1, slots: [0, 16383] }],
     status: 'pending',
-    generation: 1,
-    link_generation: 1,
-    created_time: now,
-    last_changed_time: now,
-  };
-}
+  });
 
 test('a database record in the store: the reconciler starts its shard, reports the generation, and stops it once deleted', async () => {
   const cfg: NodeConfig = { addr: ADDR, dataDir, ports: DEFAULT_PORTS, timings: DEFAULT_TIMINGS, capabilities: [], etcdBinary: 'etcd' };

@@ -12,6 +12,7 @@ import { nodeRecord } from '../support/api-host.js';
 import { type ClusterStore, storeOf } from '../../src/coord/store.js';
 import { MalformedRecordError, MissingRecordError } from '../../src/coord/records.js';
 import { KEYS, DEFAULT_POLICY, type ActionRecord, type BdbRecord, type UserRecord } from '../../src/coord/schema.js';
+import { bdbRecord } from '../support/bdb-record.js';
 
 const HOST = '127.0.27.1';
 let etcd: ScratchEtcd;
@@ -29,32 +30,15 @@ after(async () => {
 /** The stored text of a key, or null. */
 const raw = (key: string) => etcd.client.get(key).string();
 
-function bdb(uid: number, over: Partial<BdbRecord> = {}): BdbRecord {
-  const now = new Date().toISOString();
-  return {
-    uid,
-    name: `db${uid}`,
-    type: 'redis',
-    port: 12000 + uid,
+const bdb = (uid: number, over: Partial<BdbRecord> = {}): BdbRecord =>
+  bdbRecord(uid, [{ uid: 1, role: 'master', node_uid: 1, slots: [0, 16383] }], {
     memory_size: 1 << 20,
-    shards_count: 1,
     sharding: false,
-    replication: false,
     proxy_policy: 'single',
-    shards_placement: 'sparse',
-    data_internode_encryption: false,
-    data_persistence: 'disabled',
-    eviction_policy: 'volatile-lru',
     internal_secret: 'x',
-    shards: [{ uid: 1, role: 'master', node_uid: 1, slots: [0, 16383] }],
     status: 'pending',
-    generation: 1,
-    link_generation: 1,
-    created_time: now,
-    last_changed_time: now,
     ...over,
-  };
-}
+  });
 
 const action = (uid: number): ActionRecord => ({
   action_uid: String(uid),

@@ -32,6 +32,7 @@ import { REBUILD_ACTION } from '../../src/control/controllers/replica-rebuilds.j
 import { scratchEtcdForFile } from '../support/etcd.js';
 import { sleep, waitFor } from '../support/wait.js';
 import { nodeRecord } from '../support/api-host.js';
+import { bdbRecord } from '../support/bdb-record.js';
 
 const HOST = '127.0.54.1';
 const DEAD_AFTER_MS = 5000;
@@ -91,31 +92,17 @@ class Host implements FailoverHost {
   }
 }
 
-function bdb(uid: number, generation: number, shards: ShardPlacement[]): BdbRecord {
-  const now = new Date().toISOString();
-  return {
-    uid,
-    name: `db${uid}`,
-    type: 'redis',
+const bdb = (uid: number, generation: number, shards: ShardPlacement[]): BdbRecord =>
+  bdbRecord(uid, shards, {
     port: 15400 + uid,
     memory_size: 1 << 24,
     shards_count: 1,
     sharding: false,
     replication: true,
     proxy_policy: 'single',
-    shards_placement: 'sparse',
-    data_internode_encryption: false,
-    data_persistence: 'disabled',
-    eviction_policy: 'volatile-lru',
     internal_secret: 'failover-test-secret',
-    shards,
-    status: 'active',
     generation,
-    link_generation: 1,
-    created_time: now,
-    last_changed_time: now,
-  };
-}
+  });
 
 const ALL: [number, number] = [0, 16383];
 /** The live record's started_time of node `u`'s current run (its incarnation). */
