@@ -5,7 +5,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { ShardPlacement } from '../../src/coord/schema.js';
-import { masterRoleTarget, planHandOver } from '../../src/control/services/graceful-stop.js';
+import { planHandOver } from '../../src/control/services/graceful-stop.js';
+import { masterRoleTarget } from '../../src/control/model/maintenance.js';
 import { bdbRecord } from '../support/bdb-record.js';
 
 const m = (uid: number, node: number, slots: [number, number]): ShardPlacement => ({ uid, role: 'master', node_uid: node, slots });

@@ -21,7 +21,7 @@ import type { PrefixCache } from '../../coord/watch.js';
 import type { StoreHost } from '../../coord/store.js';
 import { MasterLoop, type MasterLoopHost } from './master-loop.js';
 import { type NodeStateHost, nodeIsUp } from '../model/node-state.js';
-import { type MaintenanceStep, placeableNodes, planEnter, planRestore } from '../model/maintenance.js';
+import { type MaintenanceStep, masterRoleTarget, placeableNodes, planEnter, planRestore } from '../model/maintenance.js';
 
 /** A shard operation that fails this many times in a row fails the maintenance action. */
 const MAX_OP_FAILURES = 5;
@@ -162,7 +162,8 @@ export class MaintenanceController {
     }
     const master = await this.h.store.master.get();
     if (master?.uid === node) {
-      const to = targets.filter((u) => u !== node).sort((a, b) => a - b)[0];
+      const others = targets.filter((u) => u !== node);
+      const to = masterRoleTarget(others, new Set(others), (u) => this.h.nodes.items.get(String(u))?.software_version ?? '0.1.0');
       if (to === undefined) throw new Error(`node ${node} is the cluster master and no other live node can take the role`);
       await this.note(rec, `node ${node} holds no shard; it is the cluster master: handing the role to node ${to}`, 97);
       await this.h.changeMaster(to);

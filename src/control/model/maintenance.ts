@@ -10,6 +10,7 @@
 import type { BdbRecord, MaintenanceRecord, MaintenanceShard, ShardPlacement } from '../../coord/schema.js';
 import { OperatorError, conflict } from '../../util/errors.js';
 import { type Evacuation, family, isGone, planEvacuation, promote } from './shard-plans.js';
+import { compareMinor } from './version-gates.js';
 
 /** The nodes nothing may be placed on: every node with a maintenance record (entering, on or leaving). */
 export function unplaceable(maintenance: Iterable<Pick<MaintenanceRecord, 'node_uid'>>): Set<number> {
@@ -226,4 +227,20 @@ export function planRestore(
   if (migrations.length) return { step: { kind: 'migrate', items: migrations }, unrestorable };
   if (promotions.length) return { step: { kind: 'failover', items: promotions }, unrestorable };
   return { unrestorable };
+}
+
+/**
+ * Who takes the cluster master role from a node going away (stopping, or
+ * entering maintenance mode): a placeable node
+ * (not in maintenance mode) first, then the newest minor version (an older
+ * one would be kept from the role by master-version-guard), then the lowest uid.
+ */
+export function masterRoleTarget(
+  targets: readonly number[],
+  placeable: ReadonlySet<number>,
+  versionOf: (uid: number) => string,
+): number | undefined {
+  return [...targets].sort(
+    (a, b) => Number(placeable.has(b)) - Number(placeable.has(a)) || compareMinor(versionOf(b), versionOf(a)) || a - b,
+  )[0];
 }

@@ -25,9 +25,8 @@ import type { PrefixCache } from '../../coord/watch.js';
 import type { StoreHost } from '../../coord/store.js';
 import { OperatorError } from '../../util/errors.js';
 import { nodeIsUp, type NodeStateHost } from '../model/node-state.js';
-import { placeableNodes } from '../model/maintenance.js';
+import { masterRoleTarget, placeableNodes } from '../model/maintenance.js';
 import { isGone } from '../model/shard-plans.js';
-import { compareMinor } from '../model/version-gates.js';
 import type { OpLog } from '../model/shard-protocol.js';
 
 /** How often the state is looked at again while handing over. */
@@ -92,21 +91,6 @@ export function planHandOver(
     else pending.set(b.uid, [...(pending.get(b.uid) ?? []), s.uid]);
   }
   return { pending, left };
-}
-
-/**
- * Who takes the cluster master role from a stopping node: a placeable node
- * (not in maintenance mode) first, then the newest minor version (an older
- * one would be kept from the role by master-version-guard), then the lowest uid.
- */
-export function masterRoleTarget(
-  targets: readonly number[],
-  placeable: ReadonlySet<number>,
-  versionOf: (uid: number) => string,
-): number | undefined {
-  return [...targets].sort(
-    (a, b) => Number(placeable.has(b)) - Number(placeable.has(a)) || compareMinor(versionOf(b), versionOf(a)) || a - b,
-  )[0];
 }
 
 /** Hand every master of node `h.uid` over to another node, within `deadlineMs` or until `signal` aborts. */
