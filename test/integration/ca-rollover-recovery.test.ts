@@ -15,17 +15,16 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import path from 'node:path';
 import tls from 'node:tls';
 import { spawn } from 'node:child_process';
-import { X509Certificate } from 'node:crypto';
-import { Redis } from 'ioredis';
+import type { X509Certificate } from 'node:crypto';
 import { BIN, PASSWORD, TestCluster, type TestNode, USER, createDb, waitFor, sleep } from '../support/cluster.js';
-import { Load } from '../support/load.js';
+import { Load, readBack } from '../support/load.js';
 import { etcdClient, etcdPaths } from '../../src/coord/etcd.js';
 import { KEYS, type ActionRecord } from '../../src/coord/schema.js';
 import type { CaRolloverRecord } from '../../src/coord/schema-ca.js';
 import type { NodeLinksReport } from '../../src/internode/links.js';
+import { certFile, fp, trusted, presentsFrom } from '../support/ca-files.js';
 
 const cluster = new TestCluster(85, 4);
 const byUid = (uid: number) => cluster.nodes.find((n) => n.uidFromDisk === uid)!;
@@ -52,14 +51,6 @@ after(async () => {
   await cluster.stop();
 });
 
-const certFile = (n: TestNode, f: string) => path.join(n.dataDir, 'certs', f);
-const pemsOf = (text: string) =>
-  (text.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? []).map((p) => new X509Certificate(p));
-const fp = (c: X509Certificate) => `sha256:${c.fingerprint256.replace(/:/g, '').toLowerCase()}`;
-const signedBy = (leaf: X509Certificate, ca: X509Certificate) => leaf.checkIssued(ca) && leaf.verify(ca.publicKey);
-const trusted = (n: TestNode) => pemsOf(fs.readFileSync(certFile(n, 'ca.pem'), 'utf8'));
-const presentsFrom = (n: TestNode, ca: X509Certificate) =>
-  ['cp.pem', 'dp.pem'].every((f) => signedBy(new X509Certificate(fs.readFileSync(certFile(n, f))), ca));
 /** GET through S, asked again while S's etcd member restarts (503 store_unavailable: the rollover restarts each in turn). */
 async function get<T>(p: string): Promise<T> {
   for (let i = 0; ; i++) {
@@ -102,21 +93,8 @@ async function etcdMembers(): Promise<number> {
   }
 }
 
-/** Every acknowledged key reads back its value. */
-async function lostKeys(load: Load): Promise<number> {
-  const reader = new Redis({ host: S.addr, port: db.port, maxRetriesPerRequest: 2 });
-  try {
-    const keys = [...load.acked.keys()];
-    let lost = 0;
-    for (let i = 0; i < keys.length; i += 500) {
-      const vals = await reader.mget(...keys.slice(i, i + 500));
-      lost += vals.filter((v, j) => v !== load.acked.get(keys[i + j])).length;
-    }
-    return lost;
-  } finally {
-    reader.disconnect();
-  }
-}
+/** Acknowledged keys that do not read back their value (through S's endpoint). */
+const lostKeys = async (load: Load): Promise<number> => (await readBack(S, db.port, load.acked)).length;
 
 /** A control-plane connection to `target`'s 3342 made with a saved certificate, answered once, then held open. */
 async function holdControlLink(target: TestNode, cert: string, key: string): Promise<{ closedAt(): number | undefined; close(): void }> {

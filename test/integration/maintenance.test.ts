@@ -12,9 +12,8 @@
 // Addresses: 127.0.60.x (TestCluster net 60; TESSERA_TEST_NET moves it).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { Redis } from 'ioredis';
 import { TestCluster, type TestNode, type BdbJson, createDb, waitFor, shardCli, sleep } from '../support/cluster.js';
-import { Load } from '../support/load.js';
+import { Load, readBack } from '../support/load.js';
 
 const cluster = new TestCluster(60, 3);
 const [n1, n2, n3] = cluster.nodes;
@@ -73,12 +72,7 @@ before(async () => {
   await cluster.startAll();
   await cluster.form('maintenance.test');
   // Maintenance mode is gated on the cluster version: the master raises it to 0.2 once it has seen every member.
-  await waitFor(
-    'cluster version 0.2',
-    async () => (await n1.api<{ cluster_version: string }>('GET', '/v1/cluster')).body.cluster_version === '0.2',
-    30_000,
-    200,
-  );
+  await cluster.waitClusterVersion('0.2');
   db = await createDb(n1, {
     name: 'maint',
     memory_size: 200 << 20,
@@ -261,20 +255,7 @@ test('no command failed and no acknowledged key was lost through maintenance mod
   await Promise.all(loads.map((l) => l.stop()));
   const all = new Map<string, string>();
   for (const l of loads) for (const [k, v] of l.acked) all.set(k, v);
-  const c = new Redis({ host: n2.addr, port: PORT, maxRetriesPerRequest: 0 });
-  const wrong: string[] = [];
-  try {
-    const keys = [...all.keys()];
-    for (let i = 0; i < keys.length; i += 500) {
-      const part = keys.slice(i, i + 500);
-      const vals = await c.mget(...part);
-      part.forEach((k, j) => {
-        if (vals[j] !== all.get(k)) wrong.push(`${k}=${vals[j]}`);
-      });
-    }
-  } finally {
-    c.disconnect();
-  }
+  const wrong = await readBack(n2, PORT, all);
   const failed = loads.reduce((a, l) => a + l.failed, 0);
   const kinds = new Map<string, number>();
   for (const l of loads) for (const [k, v] of l.errors) kinds.set(k, (kinds.get(k) ?? 0) + v);

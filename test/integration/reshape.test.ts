@@ -14,10 +14,8 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
-import { Redis } from 'ioredis';
 import { TestCluster, TestNode, type BdbJson, createDb, waitFor, shardCli, sleep, USER, PASSWORD } from '../support/cluster.js';
-import { requestJson } from '../../src/util/https-json.js';
-import { Load } from '../support/load.js';
+import { Load, readBack } from '../support/load.js';
 
 const cluster = new TestCluster(63, 3);
 const [n1, n2, n3] = cluster.nodes;
@@ -42,23 +40,9 @@ function assertNoFailure(what: string): void {
 }
 
 async function lost(): Promise<string[]> {
-  const c = new Redis({ host: n2.addr, port: db.port, maxRetriesPerRequest: 0 });
-  try {
-    const wrong: string[] = [];
-    for (const l of loads) {
-      const keys = [...l.acked.keys()];
-      for (let i = 0; i < keys.length; i += 500) {
-        const part = keys.slice(i, i + 500);
-        const vals = await c.mget(...part);
-        part.forEach((k, j) => {
-          if (vals[j] !== l.acked.get(k)) wrong.push(`${k}=${vals[j]}`);
-        });
-      }
-    }
-    return wrong;
-  } finally {
-    c.disconnect();
-  }
+  const wrong: string[] = [];
+  for (const l of loads) wrong.push(...(await readBack(n2, db.port, l.acked)));
+  return wrong;
 }
 
 async function inSync(s: Shard): Promise<boolean> {
@@ -100,11 +84,7 @@ async function assertReplicated(): Promise<BdbJson> {
 before(async () => {
   await cluster.startAll();
   await cluster.form('reshape.test');
-  await waitFor(
-    'cluster version 0.2',
-    async () => (await n1.api<{ cluster_version: string }>('GET', '/v1/cluster')).body.cluster_version === '0.2',
-    30_000,
-  );
+  await cluster.waitClusterVersion('0.2');
   db = await createDb(n1, {
     name: 'shape',
     memory_size: 200 << 20,
@@ -224,17 +204,15 @@ test('a 4th node joins: the blueprint puts shards on it, applied with its cluste
 
   // The id the blueprint was applied with is stale now (the placement moved on): refused, nothing moves.
   const before = await bdb();
-  const stale = await requestJson<{ error_code: string; description: string }>({
-    host: n1.addr,
-    port: 9443,
-    method: 'PUT',
-    path: `/v1/bdbs/${db.uid}`,
-    body: { shards_blueprint: g.body },
-    headers: { 'cluster-state-id': id },
-    username: USER,
-    password: PASSWORD,
-    caPem: fs.readFileSync(path.join(n1.dataDir, 'certs/services-ca.pem'), 'utf8'),
-  });
+  const stale = await n1.api<{ error_code: string; description: string }>(
+    'PUT',
+    `/v1/bdbs/${db.uid}`,
+    { shards_blueprint: g.body },
+    undefined,
+    {
+      'cluster-state-id': id,
+    },
+  );
   assert.equal(stale.status, 409, JSON.stringify(stale.body));
   assert.equal(stale.body.error_code, 'cluster_state_changed');
   const after = await bdb();

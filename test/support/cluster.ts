@@ -127,11 +127,12 @@ export class TestNode {
     p: string,
     body?: unknown,
     creds: { username?: string; password?: string } | null = { username: USER, password: PASSWORD },
+    headers?: Record<string, string>,
   ): Promise<JsonResponse<T>> {
     // Clients trust the services CA (REST, UI, metrics), never the internode CA.
     const caFile = path.join(this.dataDir, 'certs/services-ca.pem');
     const caPem = fs.existsSync(path.join(this.dataDir, 'node.json')) ? fs.readFileSync(caFile, 'utf8') : undefined;
-    return requestJson<T>({ host: this.addr, port: 9443, method, path: p, body, ...(creds ?? {}), caPem, timeoutMs: 60_000 });
+    return requestJson<T>({ host: this.addr, port: 9443, method, path: p, body, ...(creds ?? {}), caPem, headers, timeoutMs: 60_000 });
   }
 
   cli(args: string[]): Promise<CliResult> {
@@ -167,6 +168,16 @@ export class TestCluster {
   }
 
   /** Create on the first node and join the others, all through the CLI. */
+  /** Wait until the cluster master has raised the cluster version to `version` (features gated on it: maintenance, reshaping). */
+  async waitClusterVersion(version = '0.2'): Promise<void> {
+    await waitFor(
+      `cluster version ${version}`,
+      async () => (await this.nodes[0].api<{ cluster_version: string }>('GET', '/v1/cluster')).body.cluster_version === version,
+      30_000,
+      200,
+    );
+  }
+
   async form(name = 'test.local'): Promise<void> {
     const [first, ...rest] = this.nodes;
     const c = await cli(['--node', first.addr, 'cluster', 'create', 'name', name, 'username', USER, 'password', PASSWORD]);
