@@ -150,6 +150,7 @@ export class Loops {
         bdbs,
         dataplane,
         failoverTimeoutSeconds: () => view.failoverTimeoutSeconds(),
+        alertSettings: () => this.rotator.alertSettingsNow(),
         // The live record's started_time (control/membership/liveness.ts writes it from the same startedAt).
         incarnation: new Date(p.startedAt).toISOString(),
       },

@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
 import { storeOf } from '../../src/coord/store.js';
-import { KEYS, type BdbRecord, type ObservedRecord } from '../../src/coord/schema.js';
+import { DEFAULT_ALERT_SETTINGS, KEYS, type BdbRecord, type ObservedRecord } from '../../src/coord/schema.js';
 import { ClusterView } from '../../src/control/membership/cluster-view.js';
 import { BdbReconciler } from '../../src/control/reconcilers/bdb-reconciler.js';
 import { DataplaneHost } from '../../src/dataplane/host.js';
@@ -83,6 +83,7 @@ test('a database record in the store: the reconciler starts its shard, reports t
       },
     },
     failoverTimeoutSeconds: () => view.failoverTimeoutSeconds(),
+    alertSettings: () => DEFAULT_ALERT_SETTINGS,
     incarnation: INCARNATION,
   };
   await view.start();

@@ -6,7 +6,7 @@ import path from 'node:path';
 import type { Logger } from 'pino';
 import type { NodeConfig } from '../membership/config.js';
 import type { DataplaneHost } from '../../dataplane/host.js';
-import type { LiveRecord, NodeRecord } from '../../coord/schema.js';
+import type { AlertSettingsRecord, LiveRecord, NodeRecord } from '../../coord/schema.js';
 import type { BdbRecord, ObservedRecord } from '../../coord/schema.js';
 import type { PrefixCache } from '../../coord/watch.js';
 import type { ClusterStore, StoreHost } from '../../coord/store.js';
@@ -68,6 +68,8 @@ export interface ReconcilerHost {
   /** This node's data-plane worker: its endpoints, links and tunnels (built before the reconciler, by src/node). */
   readonly dataplane: Pick<DataplaneHost, 'on' | 'tunnelPorts' | 'setConfig' | 'endpoints'>;
   failoverTimeoutSeconds(): number;
+  /** The cluster's alert settings now (a watched record: the certificate rotator's), for the disk alerts. */
+  alertSettings(): AlertSettingsRecord;
   /**
    * This run of the node: the `started_time` of its live record. Every observed record names it, so the
    * cluster master acts on a handover only from the process that asked for it, not from one before a restart.
@@ -120,7 +122,7 @@ export class BdbReconciler {
   ) {
     this.store = m.store;
     this.bdbs = m.bdbs;
-    this.diskAlerts = new DiskAlerts(m.store, m.uid, m.cfg.dataDir, log);
+    this.diskAlerts = new DiskAlerts(m.store, () => m.alertSettings(), m.uid, m.cfg.dataDir, log);
     this.bdbs.on('malformed', (err: Error) =>
       this.log.error(
         { err: err.message },

@@ -23,6 +23,7 @@ import type { ServiceCerts } from '../../pki/service-certs.js';
 import type { NodeConfig, NodeIdentity } from '../membership/config.js';
 import {
   type AlertSetting,
+  type AlertSettingsRecord,
   type CertMeta,
   type CertRotatedRecord,
   type CertRotationRequest,
@@ -131,8 +132,13 @@ export class CertRotator {
     return jobSchedulerWithDefaults(this.settings.values()[0]).cert_rotation_job_settings;
   }
 
+  /** Every alert setting as the watched record has it now (defaults filled in): the disk alerts read them too. */
+  alertSettingsNow(): AlertSettingsRecord {
+    return alertSettingsWithDefaults(this.alertSettings.values()[0]);
+  }
+
   alertSetting(): AlertSetting {
-    return alertSettingsWithDefaults(this.alertSettings.values()[0]).node_internal_certs_about_to_expire;
+    return this.alertSettingsNow().node_internal_certs_about_to_expire;
   }
 
   async start(): Promise<void> {

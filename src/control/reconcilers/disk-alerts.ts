@@ -9,7 +9,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import type { Logger } from 'pino';
-import { type AlertSettingsRecord, type AlertState, DEFAULT_ALERT_SETTINGS, type NodeAlertsRecord } from '../../coord/schema.js';
+import type { AlertSettingsRecord, AlertState, NodeAlertsRecord } from '../../coord/schema.js';
 import type { ClusterStore } from '../../coord/store.js';
 
 /** A local shard that cannot write to disk. */
@@ -20,16 +20,13 @@ export interface DiskTrouble {
   reason: string;
 }
 
-/** The alert settings are read again at most this often (they change rarely; each read is a store round trip). */
-const SETTINGS_MS = 10_000;
-
 export class DiskAlerts {
-  private settings: AlertSettingsRecord = DEFAULT_ALERT_SETTINGS;
-  private settingsAt = 0;
   private last = new Map<string, string>();
 
   constructor(
-    private readonly store: Pick<ClusterStore, 'nodes' | 'settings'>,
+    private readonly store: Pick<ClusterStore, 'nodes'>,
+    /** The alert settings now, from a watched record (no store round trip per pass). */
+    private readonly settings: () => AlertSettingsRecord,
     private readonly uid: number,
     private readonly dataDir: string,
     private readonly log: Logger,
@@ -53,22 +50,15 @@ export class DiskAlerts {
   }
 
   async evaluate(trouble: readonly DiskTrouble[]): Promise<void> {
-    if (Date.now() - this.settingsAt > SETTINGS_MS) {
-      this.settingsAt = Date.now(); // a failed read is retried after the same pause, not at every pass
-      try {
-        this.settings = await this.store.settings.alertSettings();
-      } catch (err) {
-        this.log.warn({ err: (err as Error).message }, 'cannot read the alert settings; keeping the last ones read');
-      }
-    }
+    const settings = this.settings();
     const rec: NodeAlertsRecord = {};
-    const aofrw = this.settings.node_insufficient_disk_aofrw;
+    const aofrw = settings.node_insufficient_disk_aofrw;
     const stuck = aofrw.enabled && trouble.length > 0;
     rec.node_insufficient_disk_aofrw = alert(aofrw, stuck, 'ERROR', {
       state: stuck,
       ...(stuck ? { shards: [...trouble].sort((a, b) => a.uid - b.uid) } : {}),
     });
-    const storage = this.settings.node_persistent_storage;
+    const storage = settings.node_persistent_storage;
     const u = await this.usage();
     const full = storage.enabled && !!u && u.used_percent >= storage.threshold;
     // The figures go in only while raised, in whole percents: the record is rewritten when it changes.
