@@ -101,7 +101,14 @@ export class TesseraNode {
       const r = await m.handOver({ deadlineMs: o.handOverMs, signal: o.signal });
       if (r)
         this.log.info(
-          { handed_over: r.handedOver, left: r.left, master_role_to: r.masterRoleTo, ms: r.ms, cut_short: r.cutShort },
+          {
+            handed_over: r.handedOver,
+            left: r.left,
+            master_role_to: r.masterRoleTo,
+            waited_for_store_ms: r.waitedForStore,
+            ms: r.ms,
+            cut_short: r.cutShort,
+          },
           `graceful stop: ${r.handedOver.length} master(s) handed over in ${r.ms} ms${r.left.length ? `, ${r.left.length} left here` : ''}; stopping`,
         );
       else if (o.signal?.aborted) this.log.warn('graceful stop: the handover was cut short by a second signal; stopping at once');

@@ -8,9 +8,11 @@
 //    connection made with a node's old cp certificate is cut by the end of
 //    step 4, and every live internode link then presents certificates of the
 //    new CA (GET /v1/nodes/{uid}/internode_links).
-// 2. A node stopped before step 4 (`tessera cluster certificate rotate_ca
-//    internode` names it) is removed with `tessera node <uid> remove` instead
-//    of returning; the action finishes.
+// 2. A node SIGTERMed in step 4 while another node's etcd member restarts:
+//    its graceful stop waits for that member before stopping its own, so the
+//    store keeps its quorum. `tessera cluster certificate rotate_ca internode`
+//    names it as waited for; it is removed with `tessera node <uid> remove`
+//    instead of returning, and the action finishes.
 // No failed command through the endpoints of the nodes left up, no lost key.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -264,7 +266,7 @@ test('the cluster master is killed during step 3: the new master finishes the ro
   assert.equal(v.code, 0, `${v.stdout}\n${v.stderr}`);
 });
 
-test('a node down before step 4 is removed instead of returning: the rollover finishes', async () => {
+test('a node SIGTERMed while another etcd member restarts in step 4 waits for it, then is removed instead of returning: the rollover finishes', async () => {
   const m = await master();
   const X = cluster.nodes.find((n) => n !== S && n.uidFromDisk !== m)!;
   const xUid = X.uidFromDisk!;
@@ -279,23 +281,33 @@ test('a node down before step 4 is removed instead of returning: the rollover fi
   const rot = spawn(BIN, ['--node', S.addr, 'cluster', 'certificate', 'rotate_ca', 'internode'], {
     env: { ...process.env, TESSERA_USERNAME: USER, TESSERA_PASSWORD: PASSWORD },
   });
+  // Each line stamped with its time since the command, to place failed commands against the steps.
   let out = '';
-  rot.stdout.on('data', (d: Buffer) => (out += d.toString()));
-  rot.stderr.on('data', (d: Buffer) => (out += d.toString()));
+  const stamp = (d: Buffer) => (out += d.toString().replace(/^(?=.)/gm, () => `[+${((Date.now() - t0) / 1000).toFixed(1)} s] `));
+  rot.stdout.on('data', stamp);
+  rot.stderr.on('data', stamp);
   const exited = new Promise<number | null>((r) => rot.once('exit', (code) => r(code)));
   let uid = '';
   await waitFor('the CLI names the action', async () => !!(uid = /action (\d+)/.exec(out)?.[1] ?? ''), 30_000, 100);
 
-  let nextCa: X509Certificate | undefined;
+  // X is SIGTERMed while step 4 restarts another node's etcd member: with one member restarting and X's
+  // gone, a 4-member store would lose its quorum. X's graceful stop waits for the other member first, and
+  // the rollover starts no restart while X is stopping.
+  let restarting = 0;
   await waitFor(
-    `node ${xUid} presents cp and dp of the next CA`,
-    () => {
-      nextCa = trusted(X).find((c) => !before.some((b) => fp(b) === fp(c)));
-      return !!nextCa && presentsFrom(X, nextCa);
+    `step 4 restarts the etcd member of a node other than ${xUid}`,
+    async () => {
+      const d = (await action(uid)).description ?? '';
+      const m = /^step 4\/4: (?:node (\d+): restarting its etcd member|waiting: node (\d+)'s etcd member is restarting)/.exec(d);
+      restarting = Number(m?.[1] ?? m?.[2] ?? 0);
+      return restarting !== 0 && restarting !== xUid;
     },
     180_000,
-    100,
+    50,
   );
+  const nextCa = trusted(S).find((c) => !before.some((b) => fp(b) === fp(c)));
+  assert.ok(nextCa && presentsFrom(X, nextCa), `node ${xUid} presents cp and dp of the next CA before step 4`);
+  const termAt = Date.now();
   await X.kill('SIGTERM');
   const stoppedAt = Date.now();
   await waitFor(
@@ -304,7 +316,10 @@ test('a node down before step 4 is removed instead of returning: the rollover fi
     60_000,
     250,
   );
-  console.log(`# node ${xUid} stopped ${((stoppedAt - t0) / 1000).toFixed(1)} s in; the action says: ${(await action(uid)).description}`);
+  const waited = /"waited_for_store_ms":(\d+)/.exec(fs.readFileSync(X.logFile, 'utf8'))?.[1];
+  console.log(
+    `# node ${xUid} SIGTERMed ${((termAt - t0) / 1000).toFixed(1)} s in, while node ${restarting}'s etcd member restarted; it waited ${waited ?? '?'} ms for it before stopping its own, and was gone ${((stoppedAt - termAt) / 1000).toFixed(1)} s after the signal; the action says: ${(await action(uid)).description}`,
+  );
 
   const rm = await S.cli(['node', String(xUid), 'remove']);
   assert.equal(rm.code, 0, `${rm.stdout}\n${rm.stderr}`);
@@ -317,14 +332,16 @@ test('a node down before step 4 is removed instead of returning: the rollover fi
   console.log(
     `# phases: ${await phaseTimes(uid)}; ${((doneAt - t0) / 1000).toFixed(1)} s in all, done ${((doneAt - removedAt) / 1000).toFixed(1)} s after the removal was asked`,
   );
-  console.log(`# writes: ${loads.map((l) => `${l.name} ${l.ok} ok ${l.failed} failed ${JSON.stringify([...l.errors])}`).join('; ')}`);
+  const at = (t: number) => `${((t - t0) / 1000).toFixed(1)} s`;
+  const writes = `${loads.map((l) => `${l.name} ${l.ok} ok ${l.failed} failed ${JSON.stringify([...l.errors])}${l.failed ? ` from ${at(l.firstErrorAt)} to ${at(l.lastErrorAt)}` : ''}`).join('; ')}; node ${xUid} SIGTERMed at ${at(termAt)}, gone at ${at(stoppedAt)}, removal asked at ${at(removedAt)}`;
+  console.log(`# writes: ${writes}`);
   assert.match(out, new RegExp(`node ${xUid} is down`), 'rotate_ca prints the node it waits for');
   assert.equal((await action(uid)).status, 'completed');
 
   assert.equal(
     loads.reduce((a, l) => a + l.failed, 0),
     0,
-    'no failed command',
+    `no failed command: ${writes}\n${out}`,
   );
   for (const l of loads) {
     assert.ok(l.ok > 50, `${l.name} ran: ${l.ok}`);

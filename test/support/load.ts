@@ -20,6 +20,9 @@ export class Load {
   /** When the last SET was acknowledged (Date.now()). */
   lastAckAt = 0;
   readonly errors = new Map<string, number>();
+  /** When the first and the last command failed (Date.now()), to place failures against an operation's steps. */
+  firstErrorAt = 0;
+  lastErrorAt = 0;
   private running = true;
   private readonly clients: Redis[] = [];
   private readonly loops: Promise<void>[] = [];
@@ -55,6 +58,8 @@ export class Load {
         }
       } catch (err) {
         this.failed++;
+        this.lastErrorAt = Date.now();
+        this.firstErrorAt ||= this.lastErrorAt;
         const msg = (err as Error).message;
         const kind = this.o.errorKey === 'message' ? msg : msg.split(' ')[0];
         this.errors.set(kind, (this.errors.get(kind) ?? 0) + 1);

@@ -2,6 +2,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
+  etcdRestartPending,
   planRollover,
   planServicesRollover,
   type RolloverMember,
@@ -77,6 +78,31 @@ test('a member whose heartbeat is late (it may have just stopped) holds every et
   });
   ms[2] = { ...ms[2], fresh: true };
   assert.deepEqual(planRollover(s('trust_both', ms)), { kind: 'restart_etcd', node: 1 });
+});
+
+test('a member stopping (SIGTERM) holds every etcd restart until it is down: its own member goes soon, and two away lose a quorum', () => {
+  const ms = [m(1, { internode: both }), m(2, { internode: both, stopping: true }), m(3, { internode: both })];
+  assert.deepEqual(planRollover(s('trust_both', ms)), {
+    kind: 'wait',
+    node: 2,
+    why: 'node 2 is stopping; no etcd member restarts until it is down or back',
+  });
+  // Once down, the rule for a down member holds instead (trust_both waits for it to return).
+  ms[1] = { ...ms[1], up: false };
+  assert.match((planRollover(s('trust_both', ms)) as { why: string }).why, /node 2 is down/);
+  ms[1] = { ...ms[1], up: true, stopping: false };
+  assert.deepEqual(planRollover(s('trust_both', ms)), { kind: 'restart_etcd', node: 1 });
+});
+
+test('etcdRestartPending: asked of the node, and the trust its member loaded is not yet what it reports on 3342', () => {
+  const node = (internode: string[], etcd?: string[]) => ({ uid: 2, ca_trust: { internode, ...(etcd ? { etcd } : {}) } });
+  assert.equal(etcdRestartPending({ etcd_restart: 2 }, node(both, [OLD])), true);
+  assert.equal(etcdRestartPending({ etcd_restart: 2 }, node(both, [NEXT, OLD])), false, 'the same list in another order');
+  assert.equal(etcdRestartPending({ etcd_restart: 2 }, node([NEXT], both)), true, 'drop_old: the old CA still loaded');
+  assert.equal(etcdRestartPending({ etcd_restart: 2 }, node([NEXT], [NEXT])), false);
+  assert.equal(etcdRestartPending({ etcd_restart: 2 }, node(both)), true, 'no report of the member yet');
+  assert.equal(etcdRestartPending({ etcd_restart: 3 }, node(both, [OLD])), false, 'asked of another node');
+  assert.equal(etcdRestartPending({ etcd_restart: 2, finished_time: 'x' }, node(both, [OLD])), false, 'the rollover is over');
 });
 
 test('reissue: waits for cp and dp of the next CA on every node, then drops the old CA', () => {

@@ -128,6 +128,7 @@ export class CaRolloverController {
         uid: n.uid,
         up: nodeIsUp(this.h, n.uid),
         fresh: (this.h.silentMs(n.uid) ?? Number.POSITIVE_INFINITY) < FRESH_MS,
+        stopping: !!this.h.live.items.get(String(n.uid))?.stopping,
         internode: n.ca_trust?.internode,
         etcd: n.ca_trust?.etcd,
         issuedBy: n.ca_trust?.issued_by,

@@ -28,6 +28,8 @@ export interface RolloverMember {
    * any member is not fresh.
    */
   fresh?: boolean;
+  /** It is stopping (SIGTERM): its etcd member goes soon, so no other member restarts meanwhile. */
+  stopping?: boolean;
   /** Fingerprints the node trusts on 3342. */
   internode?: readonly string[];
   /** Fingerprints its etcd member loaded when it last started. */
@@ -106,6 +108,13 @@ function etcdStep(
   if (pending && !ok(pending)) return { kind: 'wait', node: pending.uid, why: `node ${pending.uid}'s etcd member is restarting ${what}` };
   const todo = members.find((m) => !ok(m));
   if (!todo) return undefined;
+  const stopping = members.find((m) => m.stopping && m.up);
+  if (stopping)
+    return {
+      kind: 'wait',
+      node: stopping.uid,
+      why: `node ${stopping.uid} is stopping; no etcd member restarts until it is down or back`,
+    };
   const late = members.find((m) => m.fresh === false);
   if (late)
     return {
@@ -114,6 +123,23 @@ function etcdStep(
       why: `node ${late.uid}'s heartbeat is late; no etcd member restarts until every member answers`,
     };
   return { kind: 'restart_etcd', node: todo.uid };
+}
+
+/**
+ * Node `uid`'s etcd member restarts for a running rollover right now: the
+ * restart was asked of it and the trust its member loaded does not yet match
+ * the trust it reports on 3342 (it reports the member's once it serves again).
+ * A node about to stop its own member waits for this (graceful-stop.ts): two
+ * members away at once cost a 3- or 4-member store its quorum.
+ */
+export function etcdRestartPending(
+  rollover: { finished_time?: string; etcd_restart?: number },
+  node: { uid: number; ca_trust?: { internode: readonly string[]; etcd?: readonly string[] } },
+): boolean {
+  if (rollover.finished_time || rollover.etcd_restart !== node.uid) return false;
+  const t = node.ca_trust;
+  if (!t?.etcd) return true;
+  return t.etcd.length !== t.internode.length || t.internode.some((fp) => !t.etcd!.includes(fp));
 }
 
 /** The action's step text and progress for a phase (4 steps, as the issue numbers them). */

@@ -28,11 +28,14 @@ import { nodeIsUp, type NodeStateHost } from '../model/node-state.js';
 import { masterRoleTarget, placeableNodes } from '../model/maintenance.js';
 import { isGone } from '../model/shard-plans.js';
 import type { OpLog } from '../model/shard-protocol.js';
+import { etcdRestartPending } from '../model/ca-rollover.js';
 
 /** How often the state is looked at again while handing over. */
 const POLL_MS = 200;
 /** After marking itself stopping, how long the node lets the others' marks arrive before it picks targets (a whole cluster stopping at once). */
 const SETTLE_MS = 300;
+/** Heartbeats come twice a second: one older than this means the node's etcd member may be away right now. */
+const MEMBER_FRESH_MS = 1500;
 /** A replica that is not in sync (a failover refused with replica_not_in_sync) is waited for this long, then given up on. */
 const NOT_IN_SYNC_MS = 3000;
 
@@ -55,6 +58,8 @@ export interface HandOverResult {
   /** Whether this node gave the cluster master role away. */
   masterRoleTo?: number;
   ms: number;
+  /** How long the node waited at the end for another etcd member to be back (ms): see waitForOtherMembers. */
+  waitedForStore?: number;
   /** Stopped by the deadline or a second signal rather than by having nothing left to hand over. */
   cutShort?: 'deadline' | 'aborted';
 }
@@ -202,6 +207,44 @@ export async function handOverMasters(
       .filter(({ s }) => !res.handedOver.includes(s.uid))
       .map(({ b, s }) => ({ shard: s.uid, bdb: b.uid, why: 'the store did not answer' }));
   }
+  if (!res.cutShort) res.waitedForStore = await waitForOtherMembers(h, log, deadline, o.signal);
   res.ms = Date.now() - t0;
   return res;
+}
+
+/**
+ * The last thing before this node's etcd member stops: the others must keep
+ * the store's quorum without it. While another member is away for a moment
+ * (a CA rollover restarts them one at a time; a heartbeat late), this node
+ * waits, up to the deadline: two members away at once cost a 3- or 4-member
+ * store its quorum, and every node's writes with it. A member that stays
+ * away (its node down) or is going too (its node stopping) is not waited for. The rollover, in turn, starts no
+ * restart while a node is marked stopping (model/ca-rollover.ts).
+ * Returns how long it waited (ms).
+ */
+async function waitForOtherMembers(h: GracefulStopHost, log: Logger, deadline: number, signal?: AbortSignal): Promise<number> {
+  const t0 = Date.now();
+  let said = '';
+  while (Date.now() < deadline && !signal?.aborted) {
+    let why: string | undefined;
+    try {
+      const rollovers = (await h.store.caRollovers.list()).filter((r) => !r.finished_time && r.ca === 'internode');
+      const others = h.nodes.values().filter((n) => n.addr && n.uid !== h.uid && nodeIsUp(h, n.uid));
+      const restarting = others.find((n) => rollovers.some((r) => etcdRestartPending(r, n)));
+      // A node stopping too (a whole cluster shut down) is going, not coming back: no use waiting for it.
+      const late = others.find((n) => !h.live.items.get(String(n.uid))?.stopping && (h.silentMs(n.uid) ?? 0) >= MEMBER_FRESH_MS);
+      why = restarting
+        ? `node ${restarting.uid}'s etcd member is restarting (CA rollover)`
+        : late && `node ${late.uid}'s heartbeat is late (its etcd member may be away)`;
+    } catch (err) {
+      // The store does not answer: nothing to protect by waiting.
+      log.warn({ err: (err as Error).message }, 'graceful stop: cannot read the store to check the other etcd members; stopping');
+      break;
+    }
+    if (!why) break;
+    if (why !== said) log.warn({ why }, 'graceful stop: waiting before stopping this etcd member, so that the store keeps its quorum');
+    said = why;
+    await sleep(POLL_MS);
+  }
+  return Date.now() - t0;
 }
