@@ -23,10 +23,10 @@ import type { X509Certificate } from 'node:crypto';
 import { BIN, PASSWORD, TestCluster, type TestNode, USER, createDb, waitFor, sleep } from '../support/cluster.js';
 import { Load, readBack } from '../support/load.js';
 import { etcdClient, etcdPaths } from '../../src/coord/etcd.js';
-import { KEYS, type ActionRecord } from '../../src/coord/schema.js';
-import type { CaRolloverRecord } from '../../src/coord/schema-ca.js';
+import { openStore } from '../../src/coord/store.js';
+import type { ActionRecord } from '../../src/coord/schema.js';
 import type { NodeLinksReport } from '../../src/internode/links.js';
-import { certFile, fp, trusted, presentsFrom } from '../support/ca-files.js';
+import { certFile, fp, phaseDurations, trusted, presentsFrom } from '../support/ca-files.js';
 
 const cluster = new TestCluster(85, 4);
 const byUid = (uid: number) => cluster.nodes.find((n) => n.uidFromDisk === uid)!;
@@ -66,16 +66,14 @@ const action = (uid: string) => get<ActionRecord>(`/v1/actions/${uid}`);
 
 /** The time of each phase, from the rollover record. */
 async function phaseTimes(uid: string): Promise<string> {
-  const store = etcdClient(S.addr, 3341, etcdPaths(S.dataDir));
+  const store = openStore(S.addr, 3341, etcdPaths(S.dataDir));
   try {
-    const rec = JSON.parse((await store.get(KEYS.caRollover(uid)).string()) ?? '{}') as CaRolloverRecord;
-    const times = Object.entries(rec.phase_times ?? {}).sort((a, b) => Date.parse(a[1]) - Date.parse(b[1]));
-    return times
-      .map(([phase, at], i) => {
-        const end = i + 1 < times.length ? Date.parse(times[i + 1][1]) : Date.parse(rec.finished_time ?? at);
-        return `${phase} ${((end - Date.parse(at)) / 1000).toFixed(1)} s`;
-      })
-      .join(', ');
+    const rec = await store.caRollovers.get(uid);
+    return rec
+      ? phaseDurations(rec)
+          .map(([phase, s]) => `${phase} ${s.toFixed(1)} s`)
+          .join(', ')
+      : '';
   } finally {
     store.close();
   }
@@ -296,13 +294,13 @@ test('a node SIGTERMed while another etcd member restarts in step 4 waits for it
   // stopping. A race by nature: X reaches its check about 0.5 s after the signal, and a quick restart
   // (0.5-2 s) may be over by then; the log says whether X waited, and no command may fail either way.
   let restarting = 0;
-  const store = etcdClient(S.addr, 3341, etcdPaths(S.dataDir));
+  const store = openStore(S.addr, 3341, etcdPaths(S.dataDir));
   try {
     await waitFor(
       `step 4 asks the etcd member of a node other than ${xUid} to restart`,
       async () => {
-        const rec = JSON.parse((await store.get(KEYS.caRollover(uid)).string()) ?? '{}') as CaRolloverRecord;
-        restarting = rec.phase === 'drop_old' ? (rec.etcd_restart ?? 0) : 0;
+        const rec = await store.caRollovers.get(uid);
+        restarting = rec?.phase === 'drop_old' ? (rec.etcd_restart ?? 0) : 0;
         return restarting !== 0 && restarting !== xUid;
       },
       180_000,

@@ -16,10 +16,10 @@ import { Redis } from 'ioredis';
 import { TestCluster, type TestNode, createDb, waitFor, sleep } from '../support/cluster.js';
 import { sClient } from '../support/tls-tools.js';
 import { etcdClient, etcdPaths } from '../../src/coord/etcd.js';
-import { KEYS, type ActionRecord } from '../../src/coord/schema.js';
-import type { CaRolloverRecord } from '../../src/coord/schema-ca.js';
+import { storeOf } from '../../src/coord/store.js';
+import type { ActionRecord } from '../../src/coord/schema.js';
 import { readBack } from '../support/load.js';
-import { certFile, pemsOf, fp, signedBy } from '../support/ca-files.js';
+import { certFile, pemsOf, fp, phaseDurations, signedBy } from '../support/ca-files.js';
 
 const cluster = new TestCluster(64, 3);
 const [n1, n2, n3] = cluster.nodes;
@@ -163,12 +163,8 @@ test('internode CA rollover under load, with a node down before step 4: no faile
   console.log(`# steps:\n${(action.steps ?? []).map((s) => `#   ${s}`).join('\n')}`);
   const store = etcdClient(n1.addr, 3341, etcdPaths(n1.dataDir));
   try {
-    const rec = JSON.parse((await store.get(KEYS.caRollover(uid)).string()) ?? '{}') as CaRolloverRecord;
-    const times = Object.entries(rec.phase_times ?? {}).sort((a, b) => Date.parse(a[1]) - Date.parse(b[1]));
-    for (let i = 0; i < times.length; i++) {
-      const end = i + 1 < times.length ? Date.parse(times[i + 1][1]) : Date.parse(rec.finished_time ?? times[i][1]);
-      console.log(`# phase ${times[i][0]}: ${((end - Date.parse(times[i][1])) / 1000).toFixed(1)} s`);
-    }
+    const rec = await storeOf(store).caRollovers.get(uid);
+    for (const [phase, s] of rec ? phaseDurations(rec) : []) console.log(`# phase ${phase}: ${s.toFixed(1)} s`);
     console.log(
       `# rollover: ${(total / 1000).toFixed(1)} s in all (node 3 down ${((Date.now() - stoppedAt) / 1000).toFixed(0)} s of it); ${acked.length} writes, ${failed} failed`,
     );

@@ -94,15 +94,24 @@ test('a member stopping (SIGTERM) holds every etcd restart until it is down: its
   assert.deepEqual(planRollover(s('trust_both', ms)), { kind: 'restart_etcd', node: 1 });
 });
 
-test('etcdRestartPending: asked of the node, and the trust its member loaded is not yet what it reports on 3342', () => {
-  const node = (internode: string[], etcd?: string[]) => ({ uid: 2, ca_trust: { internode, ...(etcd ? { etcd } : {}) } });
-  assert.equal(etcdRestartPending({ etcd_restart: 2 }, node(both, [OLD])), true);
-  assert.equal(etcdRestartPending({ etcd_restart: 2 }, node(both, [NEXT, OLD])), false, 'the same list in another order');
-  assert.equal(etcdRestartPending({ etcd_restart: 2 }, node([NEXT], both)), true, 'drop_old: the old CA still loaded');
-  assert.equal(etcdRestartPending({ etcd_restart: 2 }, node([NEXT], [NEXT])), false);
-  assert.equal(etcdRestartPending({ etcd_restart: 2 }, node(both)), true, 'no report of the member yet');
-  assert.equal(etcdRestartPending({ etcd_restart: 3 }, node(both, [OLD])), false, 'asked of another node');
-  assert.equal(etcdRestartPending({ etcd_restart: 2, finished_time: 'x' }, node(both, [OLD])), false, 'the rollover is over');
+test("etcdRestartPending: asked of the node, and its member has not loaded what the phase needs yet (the planner's own test)", () => {
+  const node = (etcd?: string[]) => ({ uid: 2, ca_trust: { ...(etcd ? { etcd } : {}) } });
+  const trusting = { phase: 'trust_both' as const, old: OLD, next: NEXT, etcd_restart: 2 };
+  const dropping = { ...trusting, phase: 'drop_old' as const };
+  assert.equal(etcdRestartPending(trusting, node([OLD])), true);
+  assert.equal(etcdRestartPending(trusting, node([NEXT, OLD])), false, 'both loaded, in any order');
+  assert.equal(etcdRestartPending(dropping, node(both)), true, 'drop_old: the old CA still loaded');
+  assert.equal(etcdRestartPending(dropping, node([NEXT])), false);
+  assert.equal(etcdRestartPending(trusting, node()), true, 'no report of the member yet');
+  assert.equal(etcdRestartPending({ ...trusting, etcd_restart: 3 }, node([OLD])), false, 'asked of another node');
+  assert.equal(etcdRestartPending({ ...trusting, finished_time: 'x' }, node([OLD])), false, 'the rollover is over');
+  // The planner agrees: it waits on the same restart while the member has not converged.
+  const ms = [m(1, { internode: both, etcd: both }), m(2, { internode: both, etcd: [OLD] })];
+  assert.deepEqual(planRollover(s('trust_both', ms, { etcdRestart: 2 })), {
+    kind: 'wait',
+    node: 2,
+    why: "node 2's etcd member is restarting to trust the next CA",
+  });
 });
 
 test('reissue: waits for cp and dp of the next CA on every node, then drops the old CA', () => {

@@ -15,13 +15,11 @@ import type { ClusterStore, StoreHost } from '../../coord/store.js';
 import { createCa, sha256Fingerprint } from '../../pki/pki.js';
 import { caEntries } from '../../pki/ca-list.js';
 import { MasterLoop, type MasterLoopHost } from './master-loop.js';
-import { nodeIsUp, type NodeStateHost } from '../model/node-state.js';
+import { HEARTBEAT_FRESH_MS, nodeIsUp, type NodeStateHost } from '../model/node-state.js';
 import { type RolloverDecision, type RolloverPhase, phaseStep, planRollover, planServicesRollover } from '../model/ca-rollover.js';
 import { X509Certificate } from 'node:crypto';
 
 export const CA_ROLLOVER_ACTION = 'rotate_ca';
-/** A member's heartbeat (twice a second) at most this old: it is there now (an etcd restart may go ahead). */
-const FRESH_MS = 1500;
 /**
  * After an etcd member is back, this long before the next restart: a restart
  * may move the etcd leader, and a member's heartbeats can stall through the
@@ -127,7 +125,7 @@ export class CaRolloverController {
       .map((n) => ({
         uid: n.uid,
         up: nodeIsUp(this.h, n.uid),
-        fresh: (this.h.silentMs(n.uid) ?? Number.POSITIVE_INFINITY) < FRESH_MS,
+        fresh: (this.h.silentMs(n.uid) ?? Number.POSITIVE_INFINITY) < HEARTBEAT_FRESH_MS,
         stopping: !!this.h.live.items.get(String(n.uid))?.stopping,
         internode: n.ca_trust?.internode,
         etcd: n.ca_trust?.etcd,

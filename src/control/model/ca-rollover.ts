@@ -71,7 +71,7 @@ export function planRollover(s: RolloverState): RolloverDecision {
     if (down) return { kind: 'wait', node: down.uid, why: `node ${down.uid} is down; it must trust the next CA first` };
     const behind = members.find((m) => !has(m.internode, next));
     if (behind) return { kind: 'wait', node: behind.uid, why: `node ${behind.uid} does not trust the next CA yet` };
-    const etcd = etcdStep(members, s.etcdRestart, (m) => has(m.etcd, next), 'to trust the next CA');
+    const etcd = etcdStep(members, s.etcdRestart, (m) => etcdConverged(s, m.etcd), 'to trust the next CA');
     if (etcd) return etcd;
     return { kind: 'promote_next' };
   }
@@ -88,7 +88,7 @@ export function planRollover(s: RolloverState): RolloverDecision {
   if (stale) return { kind: 'wait', node: stale.uid, why: `node ${stale.uid} does not present certificates of the next CA yet` };
   const trusting = members.find((m) => has(m.internode, s.old) || !has(m.internode, next));
   if (trusting) return { kind: 'wait', node: trusting.uid, why: `node ${trusting.uid} still trusts the old CA on 3342` };
-  const etcd = etcdStep(members, s.etcdRestart, (m) => has(m.etcd, next) && !has(m.etcd, s.old), 'to drop the old CA');
+  const etcd = etcdStep(members, s.etcdRestart, (m) => etcdConverged(s, m.etcd), 'to drop the old CA');
   if (etcd) return etcd;
   return { kind: 'done' };
 }
@@ -126,20 +126,28 @@ function etcdStep(
 }
 
 /**
+ * A member's etcd has loaded what the phase needs: the next CA (trust_both),
+ * and no longer the old one (drop_old). What an etcd restart is for.
+ */
+function etcdConverged(s: Pick<RolloverState, 'phase' | 'old' | 'next'>, etcd: readonly string[] | undefined): boolean {
+  if (!s.next || !has(etcd, s.next)) return false;
+  return s.phase !== 'drop_old' || !has(etcd, s.old);
+}
+
+/**
  * Node `uid`'s etcd member restarts for a running rollover right now: the
- * restart was asked of it and the trust its member loaded does not yet match
- * the trust it reports on 3342 (it reports the member's once it serves again).
- * A node about to stop its own member waits for this (graceful-stop.ts): two
- * members away at once cost a 3- or 4-member store its quorum.
+ * restart was asked of it and its member has not loaded what the phase needs
+ * yet (the same test the planner waits on; the node reports its member's
+ * trust once it serves again). A node about to stop its own member waits for
+ * this (graceful-stop.ts): two members away at once cost a 3- or 4-member
+ * store its quorum.
  */
 export function etcdRestartPending(
-  rollover: { finished_time?: string; etcd_restart?: number },
-  node: { uid: number; ca_trust?: { internode: readonly string[]; etcd?: readonly string[] } },
+  r: Pick<RolloverState, 'phase' | 'old' | 'next'> & { finished_time?: string; etcd_restart?: number },
+  node: { uid: number; ca_trust?: { etcd?: readonly string[] } },
 ): boolean {
-  if (rollover.finished_time || rollover.etcd_restart !== node.uid) return false;
-  const t = node.ca_trust;
-  if (!t?.etcd) return true;
-  return t.etcd.length !== t.internode.length || t.internode.some((fp) => !t.etcd!.includes(fp));
+  if (r.finished_time || r.etcd_restart !== node.uid || (r.phase !== 'trust_both' && r.phase !== 'drop_old')) return false;
+  return !etcdConverged(r, node.ca_trust?.etcd);
 }
 
 /** The action's step text and progress for a phase (4 steps, as the issue numbers them). */

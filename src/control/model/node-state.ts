@@ -15,6 +15,14 @@ export interface NodeStateHost {
   deadAfterMs(): number;
 }
 
+/**
+ * A node whose heartbeat (twice a second) is at most this old is there now,
+ * its etcd member included; an older one may be away for a moment (its member
+ * restarting, an election) though not yet down. The CA rollover restarts no
+ * etcd member, and a stopping node stops none, while one is not.
+ */
+export const HEARTBEAT_FRESH_MS = 1500;
+
 /** While this node cannot judge silence (cut off itself), the lease alone decides. */
 export function nodeIsUp(h: NodeStateHost, uid: number): boolean {
   if (!h.live.items.has(String(uid))) return false;

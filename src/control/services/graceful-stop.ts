@@ -24,7 +24,7 @@ import type { ActionRecord, BdbRecord, LiveRecord, NodeRecord, ShardPlacement } 
 import type { PrefixCache } from '../../coord/watch.js';
 import type { StoreHost } from '../../coord/store.js';
 import { OperatorError } from '../../util/errors.js';
-import { nodeIsUp, type NodeStateHost } from '../model/node-state.js';
+import { HEARTBEAT_FRESH_MS, nodeIsUp, type NodeStateHost } from '../model/node-state.js';
 import { masterRoleTarget, placeableNodes } from '../model/maintenance.js';
 import { isGone } from '../model/shard-plans.js';
 import type { OpLog } from '../model/shard-protocol.js';
@@ -34,8 +34,6 @@ import { etcdRestartPending } from '../model/ca-rollover.js';
 const POLL_MS = 200;
 /** After marking itself stopping, how long the node lets the others' marks arrive before it picks targets (a whole cluster stopping at once). */
 const SETTLE_MS = 300;
-/** Heartbeats come twice a second: one older than this means the node's etcd member may be away right now. */
-const MEMBER_FRESH_MS = 1500;
 /** A replica that is not in sync (a failover refused with replica_not_in_sync) is waited for this long, then given up on. */
 const NOT_IN_SYNC_MS = 3000;
 
@@ -214,13 +212,13 @@ export async function handOverMasters(
 
 /**
  * The last thing before this node's etcd member stops: the others must keep
- * the store's quorum without it. While another member is away for a moment
- * (a CA rollover restarts them one at a time; a heartbeat late), this node
- * waits, up to the deadline: two members away at once cost a 3- or 4-member
- * store its quorum, and every node's writes with it. A member that stays
- * away (its node down) or is going too (its node stopping) is not waited for. The rollover, in turn, starts no
- * restart while a node is marked stopping (model/ca-rollover.ts).
- * Returns how long it waited (ms).
+ * the store's quorum without it. While another member is away for a moment (a
+ * CA rollover restarts them one at a time; a heartbeat late), this node waits,
+ * up to the deadline: two members away at once cost a 3- or 4-member store its
+ * quorum, and every node's writes with it. A member that stays away (its node
+ * down) or is going too (its node stopping) is not waited for. The rollover,
+ * in turn, starts no restart while a node is marked stopping
+ * (model/ca-rollover.ts). Returns how long it waited (ms).
  */
 async function waitForOtherMembers(h: GracefulStopHost, log: Logger, deadline: number, signal?: AbortSignal): Promise<number> {
   const t0 = Date.now();
@@ -228,11 +226,11 @@ async function waitForOtherMembers(h: GracefulStopHost, log: Logger, deadline: n
   while (Date.now() < deadline && !signal?.aborted) {
     let why: string | undefined;
     try {
-      const rollovers = (await h.store.caRollovers.list()).filter((r) => !r.finished_time && r.ca === 'internode');
+      const rollovers = await h.store.caRollovers.list();
       const others = h.nodes.values().filter((n) => n.addr && n.uid !== h.uid && nodeIsUp(h, n.uid));
       const restarting = others.find((n) => rollovers.some((r) => etcdRestartPending(r, n)));
       // A node stopping too (a whole cluster shut down) is going, not coming back: no use waiting for it.
-      const late = others.find((n) => !h.live.items.get(String(n.uid))?.stopping && (h.silentMs(n.uid) ?? 0) >= MEMBER_FRESH_MS);
+      const late = others.find((n) => !h.live.items.get(String(n.uid))?.stopping && (h.silentMs(n.uid) ?? 0) >= HEARTBEAT_FRESH_MS);
       why = restarting
         ? `node ${restarting.uid}'s etcd member is restarting (CA rollover)`
         : late && `node ${late.uid}'s heartbeat is late (its etcd member may be away)`;
